@@ -1,0 +1,146 @@
+"""The backend interface: the one thing the agent loop needs from an inference engine.
+
+A backend streams raw Gemma 4 text (control tokens kept) for a request. It knows nothing about tools or the
+loop: the request carries the native prompt agentkit rendered, and, for engines that must render and parse
+themselves (Ollama's ``/api/chat``), the same conversation as OpenAI-style messages plus the tool declarations
+as plain dicts. Whatever path a backend takes, it yields native Gemma 4 text, so the loop's stream parser
+sees one format everywhere.
+
+Rules every backend follows:
+- ``stream()`` yields :class:`TextDelta` events and ends with exactly one :class:`GenerationDone`.
+- Text includes the stop marker that ended generation (``<turn|>``, ``<eos>`` or ``<|tool_response>``), as
+  vLLM's ``include_stop_str_in_output`` does; ``GenerationDone.stop`` names it (``None`` when the token
+  budget ran out).
+- Failures raise :mod:`agentkit.errors` ``BackendError`` subclasses with a message that says what to do.
+- Cancelling the consumer (``aclose()`` on the iterator / task cancellation) stops generation promptly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, runtime_checkable
+
+from agentkit.gemma4.prompt import Prompt
+from agentkit.gemma4.tokens import STOP_MARKERS
+
+__all__ = [
+    "Backend",
+    "BackendEvent",
+    "Capabilities",
+    "GenerationDone",
+    "GenerationRequest",
+    "SamplingParams",
+    "TextDelta",
+    "Timings",
+    "Usage",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Sampling settings; the defaults are Gemma 4's recommended ones."""
+
+    temperature: float = 1.0
+    top_p: float = 0.95
+    top_k: int = 64
+    max_tokens: int = 4096
+    seed: int | None = None
+
+    def with_overrides(self, **overrides: Any) -> SamplingParams:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do, so callers can pick paths without isinstance checks."""
+
+    token_ids: bool = False  # sends token-id prompts (untrusted text can never become control tokens)
+    media: bool = False  # accepts images/audio in messages
+    server_tool_parsing: bool = False  # the engine renders/parses the Gemma 4 format itself (chat API)
+    prefix_cache: bool = False  # reuses the KV cache of a shared prompt prefix across calls
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """Everything a backend needs for one generation call."""
+
+    prompt: Prompt
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stop: tuple[str, ...] = STOP_MARKERS
+    # The same conversation as OpenAI-style dicts and tool declarations, for engines that render themselves.
+    messages: Sequence[Mapping[str, Any]] = ()
+    tools: Sequence[Mapping[str, Any]] = ()
+    enable_thinking: bool = False
+    # Media referenced by the conversation, in prompt order, for backends with ``capabilities.media``.
+    media: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens served from a reused KV cache (not prefilled again)
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    ttft_s: float = 0.0  # request start to first generated text
+    total_s: float = 0.0  # request start to the end of generation
+    tokens_per_s: float = 0.0  # decode rate after the first token
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of generated text; control tokens included verbatim."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationDone:
+    """The last event of a stream."""
+
+    stop: str | None  # the stop marker that ended generation, or None when max_tokens ran out
+    usage: Usage = field(default_factory=Usage)
+    timings: Timings = field(default_factory=Timings)
+
+
+BackendEvent = TextDelta | GenerationDone
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """An inference engine serving a Gemma 4 model."""
+
+    @property
+    def name(self) -> str:
+        """Short engine name: ``ollama``, ``vllm``, ``transformers``, ``scripted``."""
+        ...
+
+    @property
+    def model(self) -> str:
+        """The model identifier as the engine knows it."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
+        """Generate for ``request``; an async generator of text deltas ending with one ``GenerationDone``."""
+        ...
+
+    async def check(self) -> None:
+        """Raise a ``BackendError`` that says how to fix it unless the engine is reachable and has the model."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections, threads and memory held by the backend."""
+        ...

@@ -1,0 +1,114 @@
+"""One exception hierarchy for agentkit.
+
+Errors are split by who has to act (the pattern pydantic-ai and httpx use):
+
+    AgentkitError
+    ├── UserError                 the developer or user asked for something invalid (bad URL, bad flag)
+    ├── ParseError                model output could not be parsed (usually fed back to the model instead)
+    ├── BackendError              talking to an inference engine failed
+    │   ├── BackendUnavailable    cannot connect / server went away (retried with backoff)
+    │   ├── ModelNotFound         the engine is up but does not have the model
+    │   ├── ContextTooLong        the prompt does not fit the model's context window
+    │   ├── BackendResponseError  the engine answered with an error status
+    │   └── StreamInterrupted     the stream broke off mid-generation
+    ├── ToolError                 a tool failed (raised, timed out, got invalid arguments)
+    │   └── ToolTimeout
+    ├── SandboxError              the code sandbox cannot run or was misconfigured
+    │   └── SandboxUnavailable    bubblewrap is missing
+    └── SessionError              a saved conversation could not be read or written
+        ├── SessionNotFound
+        └── SessionCorrupt
+
+Exceptions carry data only (no logging or printing in constructors). Each message says what went wrong
+and what to do next, because the CLI shows it to a person as it is.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentkitError",
+    "BackendError",
+    "BackendResponseError",
+    "BackendUnavailable",
+    "ContextTooLong",
+    "ModelNotFound",
+    "ParseError",
+    "SandboxError",
+    "SandboxUnavailable",
+    "SessionCorrupt",
+    "SessionError",
+    "SessionNotFound",
+    "StreamInterrupted",
+    "ToolError",
+    "ToolTimeout",
+    "UserError",
+]
+
+
+class AgentkitError(Exception):
+    """Base class of every error agentkit raises on purpose."""
+
+
+class UserError(AgentkitError):
+    """Raised when the caller asked for something invalid: a bad backend URL, option or argument."""
+
+
+class ParseError(AgentkitError):
+    """Raised when model output cannot be parsed and there is no model to tell about it."""
+
+
+class BackendError(AgentkitError):
+    """Raised when an inference backend fails."""
+
+    def __init__(self, message: str, *, backend: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.status = status
+
+
+class BackendUnavailable(BackendError):
+    """Raised when the backend cannot be reached (not running, wrong address, went away)."""
+
+
+class ModelNotFound(BackendError):
+    """Raised when the backend is reachable but does not serve the requested model."""
+
+
+class ContextTooLong(BackendError):
+    """Raised when the prompt plus the requested output does not fit the model's context window."""
+
+
+class BackendResponseError(BackendError):
+    """Raised when the backend answers a request with an error status not covered by a subclass."""
+
+
+class StreamInterrupted(BackendError):
+    """Raised when a streaming response ends before the model finished (server restarted, connection cut)."""
+
+
+class ToolError(AgentkitError):
+    """Raised when a tool cannot run or fails; the loop turns it into a tool response for the model."""
+
+
+class ToolTimeout(ToolError):
+    """Raised when a tool call runs past its time limit."""
+
+
+class SandboxError(AgentkitError):
+    """Raised when the code sandbox is misconfigured or fails to start."""
+
+
+class SandboxUnavailable(SandboxError):
+    """Raised when bubblewrap (bwrap) is not installed and unconfined execution was not explicitly allowed."""
+
+
+class SessionError(AgentkitError):
+    """Raised when a saved conversation cannot be read or written."""
+
+
+class SessionNotFound(SessionError):
+    """Raised when no saved session has the requested id."""
+
+
+class SessionCorrupt(SessionError):
+    """Raised when a session file is unreadable or not an agentkit session; the file is left untouched."""

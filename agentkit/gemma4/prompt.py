@@ -1,0 +1,109 @@
+"""A rendered prompt that remembers which text is trusted.
+
+A prompt is a sequence of segments. *Trusted* segments are written by agentkit (turn markers, declarations,
+call syntax) or by the model itself; they may contain control tokens. *Untrusted* segments hold text that
+came from outside (user messages, tool results, file contents, web pages); they must never turn into
+control tokens.
+
+Two ways to send it:
+- as text (``prompt.text``): untrusted segments are neutralized with :func:`agentkit.gemma4.sanitize.sanitize`;
+- as token ids (``prompt.token_ids(tokenizer)``): trusted segments are tokenized with special-token parsing on,
+  untrusted ones with it off (``split_special_tokens=True``), so the literal text survives exactly and still
+  cannot become a control token.
+
+Prompts only grow by appending within a model turn (see the protocol doc), so ``+`` is the common operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .sanitize import sanitize
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One run of prompt text; ``trusted`` says whether control tokens in it are meant as tokens."""
+
+    text: str
+    trusted: bool
+
+
+class SupportsEncode(Protocol):
+    """The part of a Hugging Face tokenizer that token-id prompts need."""
+
+    def encode(self, text: str, *args: Any, **kwargs: Any) -> list[int]: ...
+
+
+class Prompt:
+    """An immutable list of segments; adjacent segments of the same trust are merged."""
+
+    __slots__ = ("_segments", "_text")
+
+    def __init__(self, segments: Iterable[Segment] = ()) -> None:
+        merged: list[Segment] = []
+        for seg in segments:
+            if not seg.text:
+                continue
+            if merged and merged[-1].trusted == seg.trusted:
+                merged[-1] = Segment(merged[-1].text + seg.text, seg.trusted)
+            else:
+                merged.append(seg)
+        self._segments: tuple[Segment, ...] = tuple(merged)
+        self._text: str | None = None
+
+    @classmethod
+    def trusted(cls, text: str) -> Prompt:
+        return cls((Segment(text, True),))
+
+    @classmethod
+    def untrusted(cls, text: str) -> Prompt:
+        return cls((Segment(text, False),))
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        return self._segments
+
+    @property
+    def text(self) -> str:
+        """The prompt as one string, untrusted text neutralized; safe to send to a text-prompt endpoint."""
+        if self._text is None:
+            self._text = "".join(s.text if s.trusted else sanitize(s.text) for s in self._segments)
+        return self._text
+
+    @property
+    def raw_text(self) -> str:
+        """The prompt with untrusted text as it was. Only for display and token-id backends, never for sending."""
+        return "".join(s.text for s in self._segments)
+
+    def token_ids(self, tokenizer: SupportsEncode) -> list[int]:
+        """Token ids with special-token parsing off for untrusted segments (immune to injection by construction)."""
+        ids: list[int] = []
+        for seg in self._segments:
+            if seg.trusted:
+                ids.extend(tokenizer.encode(seg.text, add_special_tokens=False))
+            else:
+                ids.extend(tokenizer.encode(seg.text, add_special_tokens=False, split_special_tokens=True))
+        return ids
+
+    def __add__(self, other: Prompt | str) -> Prompt:
+        if isinstance(other, str):
+            other = Prompt.trusted(other)
+        return Prompt((*self._segments, *other._segments))
+
+    def __iter__(self) -> Iterator[Segment]:
+        return iter(self._segments)
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Prompt) and self._segments == other._segments
+
+    def __hash__(self) -> int:
+        return hash(self._segments)
+
+    def __repr__(self) -> str:
+        return f"Prompt({self.raw_text!r})"
