@@ -1,0 +1,218 @@
+"""Tools as plain Python functions: declaration, argument validation and execution.
+
+``@tool`` reads a typed function (sync or async): its name, its docstring's summary and per-parameter
+descriptions, and its type hints give the declaration the model sees (built by the protocol layer's
+schema builder), and a pydantic model built from the same signature validates what the model sends
+before the function runs. Validation errors and exceptions are returned to the model as data by the
+agent loop; nothing here prints or swallows errors silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, get_type_hints, overload
+
+import pydantic
+
+from agentkit.errors import ToolError, ToolTimeout, UserError
+
+__all__ = ["Tool", "ToolArgumentError", "as_tool", "as_tools", "to_response_value", "tool"]
+
+DEFAULT_TIMEOUT_S = 120.0
+
+
+class ToolArgumentError(ToolError):
+    """Raised when the model's arguments do not match the tool's signature (pydantic's message inside)."""
+
+
+def _pydantic_message(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "arguments"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Tool:
+    """A callable the model may ask for, with its declaration and validation model."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    fn: Callable[..., Any]
+    side_effects: bool = False
+    timeout_s: float | None = DEFAULT_TIMEOUT_S
+    validator: type[pydantic.BaseModel] | None = None
+
+    def as_openai_tool(self) -> dict[str, Any]:
+        """The OpenAI function-tool dict; ``render_prompt`` and the chat-API backends accept it."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    def validate(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Check and coerce the model's arguments; raises ``ToolArgumentError`` with pydantic's reasons."""
+        if self.validator is None:
+            return dict(arguments)
+        try:
+            model = self.validator.model_validate(dict(arguments))
+        except pydantic.ValidationError as exc:
+            raise ToolArgumentError(f"invalid arguments for {self.name}: {_pydantic_message(exc)}") from exc
+        # Keep only what the caller passed plus defaults the model gave; attributes keep validated types.
+        return {name: getattr(model, name) for name in type(model).model_fields}
+
+    async def acall(self, arguments: Mapping[str, Any]) -> Any:
+        """Validate and run; sync functions run in a worker thread so the event loop stays free."""
+        kwargs = self.validate(arguments)
+        if self.is_async:
+            coro: Awaitable[Any] = self.fn(**kwargs)
+        else:
+            coro = asyncio.to_thread(functools.partial(self.fn, **kwargs))
+        if self.timeout_s is None:
+            return await coro
+        try:
+            return await asyncio.wait_for(coro, self.timeout_s)
+        except TimeoutError as exc:
+            # A sync function keeps its thread until it returns (Python cannot kill threads); the loop moves on.
+            raise ToolTimeout(f"{self.name} did not finish within {self.timeout_s:g} s") from exc
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Calling the tool directly calls the wrapped function, so decorated functions stay usable."""
+        return self.fn(*args, **kwargs)
+
+
+def _validator_for(fn: Callable[..., Any], name: str) -> type[pydantic.BaseModel]:
+    sig = inspect.signature(fn)
+    try:
+        hints = get_type_hints(fn, include_extras=True)
+    except Exception as exc:  # unresolved forward references: tell the developer which tool
+        raise UserError(f"cannot read the type hints of tool {name!r}: {exc}") from exc
+    fields: dict[str, Any] = {}
+    for pname, param in sig.parameters.items():
+        if pname in ("self", "cls"):
+            continue
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            raise UserError(f"tool {name!r}: *args/**kwargs cannot be declared to the model; name each parameter")
+        annotation = hints.get(pname, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[pname] = (annotation, default)
+    config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    return pydantic.create_model(f"{name}_arguments", __config__=config, **fields)
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+@overload
+def tool(
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    side_effects: bool = False,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+) -> Callable[[Callable[..., Any]], Tool]: ...
+@overload
+def tool(
+    fn: Callable[..., Any],
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    side_effects: bool = False,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+) -> Tool: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    side_effects: bool = False,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Turn a typed function into a :class:`Tool`; use as ``@tool``, ``@tool(side_effects=True)`` or ``tool(f)``.
+
+    ``side_effects=True`` marks tools that change the world (write files, run code): the default approval
+    policy asks a person before running them.
+    """
+
+    def wrap(f: Callable[..., Any]) -> Tool:
+        from agentkit.gemma4 import function_schema
+
+        if isinstance(f, Tool):
+            return dataclasses.replace(
+                f,
+                name=name or f.name,
+                description=description or f.description,
+                side_effects=side_effects or f.side_effects,
+                timeout_s=timeout_s,
+            )
+        if not callable(f):
+            raise UserError(f"tool() needs a function, got {type(f).__name__}")
+        try:
+            schema = function_schema(f, name=name, description=description)
+        except TypeError as exc:
+            raise UserError(f"cannot turn {getattr(f, '__name__', f)!r} into a tool: {exc}") from exc
+        decl = schema["function"]
+        return Tool(
+            name=decl["name"],
+            description=decl.get("description", ""),
+            parameters=decl.get("parameters", {"type": "object", "properties": {}}),
+            fn=f,
+            side_effects=side_effects,
+            timeout_s=timeout_s,
+            validator=_validator_for(f, decl["name"]),
+        )
+
+    if fn is None:
+        return wrap
+    return wrap(fn)
+
+
+def as_tool(obj: Tool | Callable[..., Any]) -> Tool:
+    """Accept a Tool or a plain function (wrapped with default settings)."""
+    return obj if isinstance(obj, Tool) else tool(obj)
+
+
+def as_tools(objs: Iterable[Tool | Callable[..., Any]]) -> list[Tool]:
+    tools = [as_tool(o) for o in objs]
+    seen: set[str] = set()
+    for t in tools:
+        if t.name in seen:
+            raise UserError(f"two tools are named {t.name!r}; give one of them another name with tool(name=...)")
+        seen.add(t.name)
+    return tools
+
+
+def to_response_value(value: Any) -> Any:
+    """Turn a tool's return value into what the Gemma response format can carry (a string or a mapping)."""
+    if isinstance(value, str | Mapping):
+        return _jsonable(value)
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if value is None:
+        return "done"
+    return {"value": _jsonable(value)}
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return str(value)
