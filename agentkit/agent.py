@@ -1,0 +1,533 @@
+"""The agent loop: Gemma 4's native tool-calling flow, in one readable place.
+
+One user request is one model turn, however many tool rounds it takes (see the protocol doc):
+
+1. render the conversation (tools declared, thinking switch) and generate, parsing the stream as it comes;
+2. if the model called tools: validate, ask the approval policy, run all calls of the step concurrently
+   (sync tools in threads), each with a timeout; append the model's raw output and the results in the native
+   format to the prompt — nothing is re-rendered — and generate again in the same model turn;
+3. errors are data: an unknown tool, invalid arguments, a tool that raised or timed out, a malformed call
+   all go back to the model as tool responses it can act on; guards (max steps, the same call repeated,
+   output budget) end the run with a clear ``stop_reason``;
+4. when the turn ends, history keeps the visible answer, the calls and their results. The thinking is kept
+   aside (``RunResult.thinking``, the session file) and never sent back in a later turn.
+
+The loop never prints; it yields :mod:`agentkit.events`. ``run``/``arun`` are thin wrappers over ``run_stream``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import inspect
+import json
+import secrets
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentkit import gemma4
+from agentkit.backends.base import (
+    Backend,
+    GenerationDone,
+    GenerationRequest,
+    SamplingParams,
+    TextDelta,
+    Timings,
+    Usage,
+)
+from agentkit.errors import AgentkitError, ToolError, UserError
+from agentkit.events import (
+    AgentEvent,
+    Notice,
+    RunFinished,
+    StepFinished,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from agentkit.events import TextDelta as AnswerDelta
+from agentkit.events import ThinkingDelta as ThoughtDelta
+from agentkit.sessions import Session, SessionStore
+from agentkit.tools.runtime import Tool, as_tools, to_response_value
+
+__all__ = ["Agent", "Approval", "RunResult", "RunTimings", "ToolCallRequest", "allow_all", "default_policy"]
+
+
+class Approval(enum.Enum):
+    """A decision about one tool call."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    ASK = "ask"  # a person decides, through the agent's ``ask`` callback
+    ALWAYS = "always"  # allow, and stop asking about this tool for the rest of the agent's life
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRequest:
+    """What an approval policy or a person sees before a call runs."""
+
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+    side_effects: bool
+    description: str = ""
+
+
+ApprovalPolicy = Callable[[ToolCallRequest], "Approval | Awaitable[Approval]"]
+AskCallback = Callable[[ToolCallRequest], "Approval | bool | Awaitable[Approval | bool]"]
+
+
+def default_policy(request: ToolCallRequest) -> Approval:
+    """Run read-only tools; ask before anything with side effects."""
+    return Approval.ASK if request.side_effects else Approval.ALLOW
+
+
+def allow_all(request: ToolCallRequest) -> Approval:
+    """Approve every call (tests, trusted automation)."""
+    return Approval.ALLOW
+
+
+@dataclass(frozen=True, slots=True)
+class RunTimings:
+    total_s: float = 0.0
+    generation_s: float = 0.0
+    tools_s: float = 0.0
+    ttft_s: float = 0.0  # first token of the first step
+
+    @property
+    def framework_s(self) -> float:
+        """Time not spent generating or running tools: the loop's own overhead."""
+        return max(0.0, self.total_s - self.generation_s - self.tools_s)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of one user request."""
+
+    output: str  # the final visible answer
+    messages: list[dict[str, Any]]  # the whole conversation, OpenAI-style, without thinking
+    thinking: str  # this turn's thinking, for display and logs only
+    usage: Usage
+    timings: RunTimings
+    steps: int
+    stop_reason: str  # completed | max_steps | repeated_call | max_tokens | max_output | cancelled
+    tool_calls: list[ToolCallFinished] = field(default_factory=list)
+    session_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.stop_reason == "completed"
+
+
+_TURN_CLOSERS = (gemma4.tokens.TURN_END, gemma4.tokens.EOS)
+
+
+class Agent:
+    """An agent on a Gemma 4 backend with Python tools; ``run`` again to continue the conversation."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        tools: Iterable[Tool | Callable[..., Any]] = (),
+        *,
+        system: str | None = None,
+        thinking: bool = False,
+        max_steps: int = 20,
+        sampling: SamplingParams | Mapping[str, Any] | None = None,
+        approval: ApprovalPolicy | None = None,
+        ask: AskCallback | None = None,
+        store: SessionStore | None = None,
+        session_id: str | None = None,
+        max_repeated_calls: int = 3,
+        max_output_tokens: int | None = None,
+    ) -> None:
+        if max_steps < 1:
+            raise UserError("max_steps must be at least 1")
+        self.backend = backend
+        self.tools: dict[str, Tool] = {t.name: t for t in as_tools(tools)}
+        self._declarations = [t.as_openai_tool() for t in self.tools.values()]
+        self.thinking = thinking
+        self.max_steps = max_steps
+        if sampling is None:
+            self.sampling = SamplingParams()
+        elif isinstance(sampling, SamplingParams):
+            self.sampling = sampling
+        else:
+            self.sampling = SamplingParams().with_overrides(**dict(sampling))
+        self.approval: ApprovalPolicy = approval or default_policy
+        self.ask = ask
+        self.max_repeated_calls = max_repeated_calls
+        self.max_output_tokens = max_output_tokens
+        self.store = store
+        self._always: set[str] = set()
+        self._running = False
+        self._runner: asyncio.Runner | None = None
+        if session_id is not None:
+            if store is None:
+                raise UserError("session_id needs a store: Agent(..., store=SessionStore(), session_id=...)")
+            self.session = store.load(session_id)
+        else:
+            self.session = Session(backend=backend.name, model=backend.model, thinking_enabled=thinking)
+            if system:
+                self.session.messages.append({"role": "system", "content": system})
+        self.session.backend, self.session.model = backend.name, backend.model
+
+    # -- public surface -------------------------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str:
+        return self.session.id
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self.session.messages
+
+    def reset(self) -> None:
+        """Start a new conversation (a new session), keeping tools, settings and the system prompt."""
+        system = [m for m in self.session.messages[:1] if m.get("role") in ("system", "developer")]
+        self.session = Session(
+            backend=self.backend.name, model=self.backend.model, thinking_enabled=self.thinking, messages=system
+        )
+
+    def run(self, prompt: str | Sequence[Mapping[str, Any]]) -> RunResult:
+        """Synchronous ``arun``: for scripts. Inside async code, ``await agent.arun(...)`` instead."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise UserError(
+                "Agent.run() was called inside a running event loop (async code or Jupyter); "
+                "use `await agent.arun(...)` there"
+            )
+        if self._runner is None:
+            # One loop for the agent's life: backends keep connection pools bound to it across runs.
+            self._runner = asyncio.Runner()
+        return self._runner.run(self.arun(prompt))
+
+    async def arun(self, prompt: str | Sequence[Mapping[str, Any]]) -> RunResult:
+        result: RunResult | None = None
+        async for event in self.run_stream(prompt):
+            if isinstance(event, RunFinished):
+                result = event.result
+        assert result is not None
+        return result
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.run(self.backend.aclose())
+            self._runner.close()
+            self._runner = None
+
+    async def run_stream(self, prompt: str | Sequence[Mapping[str, Any]]) -> AsyncIterator[AgentEvent]:
+        """Run one user request, yielding events as they happen; the last one is ``RunFinished``."""
+        if self._running:
+            raise UserError("this agent is already running a request; wait for it or use a second Agent")
+        if isinstance(prompt, str):
+            if not prompt.strip():
+                raise UserError("the prompt is empty; say what the agent should do")
+            content: Any = prompt
+        else:
+            content = [dict(p) for p in prompt]
+        self._running = True
+        try:
+            async for event in self._turn({"role": "user", "content": content}):
+                yield event
+        finally:
+            self._running = False
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    async def _turn(self, user_message: dict[str, Any]) -> AsyncIterator[AgentEvent]:
+        started = time.perf_counter()
+        history = self.session.messages
+        turn: list[dict[str, Any]] = [user_message]  # messages of this turn, reasoning kept until it ends
+        turn_index = sum(1 for m in history if m.get("role") == "user")
+        if not self.session.title and isinstance(user_message["content"], str):
+            self.session.title = " ".join(user_message["content"].split())[:60]
+        prompt = gemma4.render([*history, user_message], self._declarations or None, enable_thinking=self.thinking)
+        usage = Usage()
+        gen_s = tools_s = ttft = 0.0
+        thinking_parts: list[str] = []
+        records: list[ToolCallFinished] = []
+        repeats: Counter[str] = Counter()
+        output = ""
+        stop_reason = "max_steps"
+        step = 0
+        finished = False
+        partial_text: list[str] = []
+        try:
+            for step in range(1, self.max_steps + 1):
+                request = GenerationRequest(
+                    prompt=prompt,
+                    sampling=self.sampling,
+                    messages=[*history, *turn],
+                    tools=self._declarations,
+                    enable_thinking=self.thinking,
+                )
+                parser = gemma4.StreamParser()
+                raw: list[str] = []
+                partial_text = []
+                done: GenerationDone | None = None
+                t0 = time.perf_counter()
+                async with contextlib.aclosing(self.backend.stream(request)) as stream:
+                    async for ev in stream:
+                        if isinstance(ev, TextDelta):
+                            raw.append(ev.text)
+                            for pev in parser.feed(ev.text):
+                                if isinstance(pev, gemma4.ThinkingDelta):
+                                    yield ThoughtDelta(pev.text, step)
+                                elif isinstance(pev, gemma4.ContentDelta):
+                                    partial_text.append(pev.text)
+                                    yield AnswerDelta(pev.text, step)
+                        else:
+                            done = ev
+                gen_s += time.perf_counter() - t0
+                parsed = parser.finish()
+                if done is not None:
+                    usage = usage + done.usage
+                    if step == 1:
+                        ttft = done.timings.ttft_s
+                if parsed.thinking:
+                    thinking_parts.append(parsed.thinking)
+                for err in parsed.errors:
+                    yield Notice(f"the model wrote a malformed tool call: {err}", "warning", step)
+
+                if not parsed.tool_calls and not parsed.errors:
+                    output = parsed.content
+                    turn.append({"role": "assistant", "content": output})
+                    stop_reason = "completed" if done is None or done.stop is not None else "max_tokens"
+                    finished = True
+                    yield StepFinished(step, done.usage if done else Usage(), done.timings if done else Timings())
+                    break
+
+                # A tool round: same model turn, prompt grows by appending only.
+                calls = [(f"call_{secrets.token_hex(4)}", c) for c in parsed.tool_calls]
+                assistant: dict[str, Any] = {
+                    "role": "assistant",
+                    "content": parsed.content,
+                    "tool_calls": [
+                        {"id": cid, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                        for cid, c in calls
+                    ],
+                }
+                if parsed.thinking:
+                    assistant["reasoning_content"] = parsed.thinking
+                turn.append(assistant)
+                t1 = time.perf_counter()
+                results: list[tuple[str, Any]] = []
+                async with contextlib.aclosing(self._run_calls(calls, step)) as call_events:
+                    async for item in call_events:
+                        if isinstance(item, ToolCallFinished):
+                            records.append(item)
+                        yield item
+                tools_s += time.perf_counter() - t1
+                by_id = {r.call_id: r for r in records}
+                for cid, c in calls:
+                    rec = by_id[cid]
+                    value = {"error": rec.error} if rec.error is not None else to_response_value(rec.result)
+                    results.append((c.name, value))
+                    turn.append({"role": "tool", "tool_call_id": cid, "name": c.name, "content": value})
+                for err in parsed.errors:
+                    value = {"error": f"{err}. Write the call again as <|tool_call>call:NAME{{...}}<tool_call|>."}
+                    results.append(("error", value))
+                    turn.append({"role": "tool", "name": "error", "content": value})
+                prompt = prompt + gemma4.Prompt.trusted(_hand_over("".join(raw))) + gemma4.render_tool_results(results)
+                yield StepFinished(
+                    step, done.usage if done else Usage(), done.timings if done else Timings(), len(calls)
+                )
+                self._save(history, turn, thinking_parts, turn_index, records, final=False)
+
+                for _, c in calls:
+                    repeats[json.dumps([c.name, c.arguments], sort_keys=True, default=str)] += 1
+                if repeats and max(repeats.values()) > self.max_repeated_calls:
+                    stop_reason = "repeated_call"
+                    yield Notice(
+                        f"stopped: the model repeated the same tool call more than {self.max_repeated_calls} times",
+                        "warning",
+                        step,
+                    )
+                    break
+                if self.max_output_tokens is not None and usage.completion_tokens >= self.max_output_tokens:
+                    stop_reason = "max_output"
+                    yield Notice(f"stopped: output budget of {self.max_output_tokens} tokens used up", "warning", step)
+                    break
+                if done is not None and done.stop is None:
+                    stop_reason = "max_tokens"
+                    break
+            else:
+                yield Notice(f"stopped: reached max_steps={self.max_steps} without a final answer", "warning", step)
+        except (asyncio.CancelledError, GeneratorExit):
+            stop_reason = "cancelled"
+            output = "".join(partial_text)
+            self._close_turn(turn, output, cancelled=True)
+            self._save(history, turn, thinking_parts, turn_index, records, final=True)
+            raise
+        if not finished:
+            output = "".join(partial_text) if stop_reason == "max_tokens" else ""
+            self._close_turn(turn, output, cancelled=False)
+        self._save(history, turn, thinking_parts, turn_index, records, final=True)
+        total = time.perf_counter() - started
+        result = RunResult(
+            output=output,
+            messages=[dict(m) for m in self.session.messages],
+            thinking="\n\n".join(thinking_parts),
+            usage=usage,
+            timings=RunTimings(total_s=total, generation_s=gen_s, tools_s=tools_s, ttft_s=ttft),
+            steps=step,
+            stop_reason=stop_reason,
+            tool_calls=records,
+            session_id=self.session.id,
+        )
+        yield RunFinished(result)
+
+    @staticmethod
+    def _close_turn(turn: list[dict[str, Any]], text: str, *, cancelled: bool) -> None:
+        """Leave the turn renderable: every call answered, the turn ending with a model message."""
+        answered = {m.get("tool_call_id") for m in turn if m.get("role") == "tool"}
+        for msg in list(turn):
+            for call in msg.get("tool_calls", ()):
+                if call["id"] not in answered:
+                    note = "cancelled by the user" if cancelled else "not run"
+                    turn.append(
+                        {
+                            "role": "tool",
+                            "tool_call_id": call["id"],
+                            "name": call["function"]["name"],
+                            "content": {"error": note},
+                        }
+                    )
+        if turn[-1].get("role") != "assistant" or turn[-1].get("tool_calls"):
+            turn.append({"role": "assistant", "content": text})
+
+    def _save(
+        self,
+        history: list[dict[str, Any]],
+        turn: list[dict[str, Any]],
+        thinking_parts: list[str],
+        turn_index: int,
+        records: list[ToolCallFinished],
+        *,
+        final: bool,
+    ) -> None:
+        """Persist after every step; on the final save, the turn joins history without its thinking."""
+        s = self.session
+        if final:
+            history.extend({k: v for k, v in m.items() if k != "reasoning_content"} for m in turn)
+            if thinking_parts:
+                s.thinking.append({"turn": turn_index, "text": "\n\n".join(thinking_parts)})
+            s.tool_calls.extend(
+                {
+                    "turn": turn_index,
+                    "call_id": r.call_id,
+                    "name": r.name,
+                    "arguments": r.arguments,
+                    "result": to_response_value(r.result) if r.error is None else None,
+                    "error": r.error,
+                    "duration_s": round(r.duration_s, 6),
+                    "step": r.step,
+                }
+                for r in records
+            )
+        if self.store is None:
+            return
+        if final:
+            self.store.save(s)
+        else:
+            # Save the turn in progress too (minus thinking), so a crash mid-turn loses at most one step.
+            snapshot = Session(
+                **{
+                    **s.__dict__,
+                    "messages": [*history, *({k: v for k, v in m.items() if k != "reasoning_content"} for m in turn)],
+                }
+            )
+            self.store.save(snapshot)
+
+    async def _run_calls(
+        self, calls: list[tuple[str, gemma4.ToolCall]], step: int
+    ) -> AsyncIterator[ToolCallStarted | ToolCallFinished]:
+        """Run all calls of a step concurrently; yield events as each starts and finishes."""
+        queue: asyncio.Queue[ToolCallStarted | ToolCallFinished] = asyncio.Queue()
+        tasks = [asyncio.create_task(self._one_call(cid, c, step, queue)) for cid, c in calls]
+        try:
+            pending = len(tasks)
+            while pending:
+                item = await queue.get()
+                if isinstance(item, ToolCallFinished):
+                    pending -= 1
+                yield item
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _one_call(
+        self,
+        call_id: str,
+        call: gemma4.ToolCall,
+        step: int,
+        queue: asyncio.Queue[ToolCallStarted | ToolCallFinished],
+    ) -> None:
+        started = time.perf_counter()
+        args = dict(call.arguments)
+        await queue.put(ToolCallStarted(call_id, call.name, args, step))
+        result: Any = None
+        error: str | None = None
+        try:
+            result = await self._approved_call(call_id, call.name, args)
+        except asyncio.CancelledError:
+            error = "cancelled by the user"
+            raise
+        except ToolError as exc:
+            error = str(exc)
+        except AgentkitError as exc:
+            error = str(exc)
+        except Exception as exc:  # a tool's own bug: the model is told, the loop goes on
+            error = f"{call.name} raised {type(exc).__name__}: {exc}"
+        finally:
+            duration = time.perf_counter() - started
+            queue.put_nowait(ToolCallFinished(call_id, call.name, args, result, error, duration, step))
+
+    async def _approved_call(self, call_id: str, name: str, args: dict[str, Any]) -> Any:
+        tool = self.tools.get(name)
+        if tool is None:
+            known = ", ".join(sorted(self.tools)) or "none"
+            raise ToolError(f"unknown tool {name!r}; the available tools are: {known}")
+        tool.validate(args)  # reject bad arguments before anyone is asked to approve them
+        request = ToolCallRequest(call_id, name, args, tool.side_effects, tool.description)
+        decision = await _maybe_await(self.approval(request))
+        if decision is Approval.ASK:
+            if name in self._always:
+                decision = Approval.ALLOW
+            elif self.ask is None:
+                raise ToolError(
+                    f"{name} needs a person's approval (it has side effects) and none can be asked here; "
+                    "do not retry this call"
+                )
+            else:
+                answer = await _maybe_await(self.ask(request))
+                decision = (Approval.ALLOW if answer else Approval.DENY) if isinstance(answer, bool) else answer
+        if decision is Approval.ALWAYS:
+            self._always.add(name)
+            decision = Approval.ALLOW
+        if decision is not Approval.ALLOW:
+            raise ToolError(f"the user denied this call to {name}; do not retry it, continue without it")
+        return await tool.acall(args)
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def _hand_over(raw: str) -> str:
+    """The model's output as it must sit before tool results: ending with the ``<|tool_response>`` hand-over."""
+    text = raw
+    for closer in _TURN_CLOSERS:
+        if text.endswith(closer):
+            text = text[: -len(closer)]
+    if not text.endswith(gemma4.tokens.TOOL_RESPONSE_START):
+        text += gemma4.tokens.TOOL_RESPONSE_START
+    return text

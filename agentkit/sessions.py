@@ -1,0 +1,201 @@
+"""Durable conversations: one JSON file per session, written atomically after every agent step.
+
+Layout: ``<root>/<session id>.json``; root defaults to ``platformdirs.user_data_dir("agentkit")/sessions``
+and ``AGENTKIT_HOME`` (or an explicit path) overrides it. Each write goes to a temporary file in the same
+directory, is fsynced, then renamed over the old file (``os.replace`` is atomic on POSIX), and the directory
+is fsynced — so a process killed at any instant leaves either the old or the new version, never a torn one.
+
+Files that are not agentkit sessions (or are corrupt) raise :class:`~agentkit.errors.SessionCorrupt` and are
+never overwritten: the user may want them back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentkit.errors import SessionCorrupt, SessionError, SessionNotFound, UserError
+
+__all__ = ["Session", "SessionInfo", "SessionStore", "atomic_write_text", "default_sessions_dir"]
+
+FORMAT = "agentkit.session"
+VERSION = 1
+_HEADER = f'{{"format": "{FORMAT}"'
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def default_sessions_dir() -> Path:
+    home = os.environ.get("AGENTKIT_HOME")
+    if home:
+        return Path(home).expanduser() / "sessions"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("agentkit", appauthor=False)) / "sessions"
+
+
+def new_session_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new content, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass
+class Session:
+    """Everything a conversation produced; ``messages`` is what the model sees, the rest is for people."""
+
+    id: str = field(default_factory=new_session_id)
+    title: str = ""
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    backend: str = ""
+    model: str = ""
+    thinking_enabled: bool = False
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    thinking: list[dict[str, Any]] = field(default_factory=list)  # {"turn": n, "text": ...}; never re-sent
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # call records with results and durations
+    steps: list[dict[str, Any]] = field(default_factory=list)  # per generation: usage and timings
+
+    def to_dict(self) -> dict[str, Any]:
+        # "format" first: the store recognises its own files by their first bytes without parsing them.
+        return {"format": FORMAT, "version": VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "session") -> Session:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise SessionCorrupt(f"{source} is not an agentkit session file (no 'format: {FORMAT}' marker)")
+        if data.get("version", 0) > VERSION:
+            raise SessionCorrupt(
+                f"{source} was written by a newer agentkit (format version {data['version']}); upgrade agentkit"
+            )
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        try:
+            session = cls(**known)
+        except TypeError as exc:
+            raise SessionCorrupt(f"{source} is damaged: {exc}") from exc
+        if not isinstance(session.messages, list) or not all(isinstance(m, dict) for m in session.messages):
+            raise SessionCorrupt(f"{source} is damaged: 'messages' must be a list of message objects")
+        return session
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    title: str
+    created_at: float
+    updated_at: float
+    backend: str
+    model: str
+    message_count: int
+
+
+class SessionStore:
+    """Saved conversations in one directory."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.root = Path(path).expanduser() if path is not None else default_sessions_dir()
+
+    def __repr__(self) -> str:
+        return f"SessionStore({str(self.root)!r})"
+
+    def _path(self, session_id: str) -> Path:
+        if not _ID_RE.match(session_id):
+            raise UserError(f"invalid session id {session_id!r}: use letters, digits, '-', '_' and '.'")
+        return self.root / f"{session_id}.json"
+
+    def exists(self, session_id: str) -> bool:
+        return self._path(session_id).exists()
+
+    def save(self, session: Session) -> None:
+        """Write atomically; refuses to replace a file that is not an agentkit session."""
+        path = self._path(session.id)
+        if path.exists():
+            try:
+                with path.open("rb") as f:
+                    head = f.read(len(_HEADER))
+            except OSError as exc:
+                raise SessionError(f"cannot read {path}: {exc}") from exc
+            if head != _HEADER.encode():
+                raise SessionCorrupt(
+                    f"{path} exists but is not an agentkit session; it was left untouched. "
+                    "Move it away or pick another session id."
+                )
+        session.updated_at = time.time()
+        text = json.dumps(session.to_dict(), ensure_ascii=False, default=str)
+        try:
+            atomic_write_text(path, text)
+        except OSError as exc:
+            raise SessionError(f"cannot save session {session.id} to {path}: {exc}") from exc
+
+    def load(self, session_id: str) -> Session:
+        path = self._path(session_id)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SessionNotFound(
+                f"no session {session_id!r} in {self.root}; `agentkit sessions list` shows the saved ones"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SessionCorrupt(f"cannot read session file {path}: {exc}") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SessionCorrupt(f"session file {path} is not valid JSON ({exc}); it was left untouched") from exc
+        return Session.from_dict(data, source=str(path))
+
+    def list(self) -> list[SessionInfo]:
+        """Saved sessions, newest first. Unreadable files are skipped here (``load`` reports them)."""
+        infos: list[SessionInfo] = []
+        if not self.root.is_dir():
+            return infos
+        for path in self.root.glob("*.json"):
+            try:
+                s = self.load(path.stem)
+            except (SessionError, UserError):
+                continue
+            infos.append(SessionInfo(s.id, s.title, s.created_at, s.updated_at, s.backend, s.model, len(s.messages)))
+        infos.sort(key=lambda i: i.updated_at, reverse=True)
+        return infos
+
+    def delete(self, session_id: str) -> None:
+        self.load(session_id)  # refuse to delete what is not ours, and say so if it does not exist
+        self._path(session_id).unlink()
+
+    def rename(self, session_id: str, title: str) -> Session:
+        session = self.load(session_id)
+        session.title = title.strip()
+        self.save(session)
+        return session
+
+    def export(self, session_id: str, path: str | Path | None = None) -> dict[str, Any]:
+        """Return the session as a dict, and write it as JSON to ``path`` (atomically) when given."""
+        data = self.load(session_id).to_dict()
+        if path is not None:
+            atomic_write_text(Path(path), json.dumps(data, ensure_ascii=False, indent=2, default=str))
+        return data
