@@ -1,9 +1,27 @@
-"""The Gemma 4 chat and function-calling format: render prompts, parse output. Pure: no I/O."""
+"""The Gemma 4 chat and function-calling format: render prompts, parse output. Pure: no I/O.
+
+Nothing here imports the rest of agentkit, so backends, the loop and tests can all build on it.
+"""
 
 from __future__ import annotations
 
+from . import tokens
 from .prompt import Prompt, Segment
 from .sanitize import sanitize
+from .schema import function_schema, model_schema
 from .tokens import CONTROL_TOKENS, STOP_MARKERS
+from .values import ValueSyntaxError, format_value, parse_value
 
-__all__ = ["CONTROL_TOKENS", "STOP_MARKERS", "Prompt", "Segment", "sanitize"]
+__all__ = [
+    "CONTROL_TOKENS",
+    "STOP_MARKERS",
+    "Prompt",
+    "Segment",
+    "ValueSyntaxError",
+    "format_value",
+    "function_schema",
+    "model_schema",
+    "parse_value",
+    "sanitize",
+    "tokens",
+]
