@@ -1,0 +1,106 @@
+"""The session store: atomic writes, clear errors, foreign files left alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from agentkit import Session, SessionStore
+from agentkit.errors import SessionCorrupt, SessionNotFound, UserError
+
+
+def make(store: SessionStore, title: str = "t", n: int = 2) -> Session:
+    s = Session(title=title, backend="scripted", model="m")
+    s.messages = [{"role": "user", "content": f"m{i}"} for i in range(n)]
+    store.save(s)
+    return s
+
+
+def test_save_load_list_rename_delete_export(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    a = make(store, "first")
+    time.sleep(0.01)
+    b = make(store, "second", n=3)
+    assert store.load(a.id).messages == a.messages
+    assert [i.id for i in store.list()] == [b.id, a.id]
+    assert store.list()[0].message_count == 3
+    store.rename(a.id, "  renamed ")
+    assert store.load(a.id).title == "renamed"
+    out = tmp_path / "export" / "a.json"
+    data = store.export(a.id, out)
+    assert json.loads(out.read_text()) == data
+    assert data["format"] == "agentkit.session"
+    store.delete(a.id)
+    with pytest.raises(SessionNotFound, match="agentkit sessions list"):
+        store.load(a.id)
+
+
+def test_corrupt_and_foreign_files_are_reported_and_never_overwritten(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    (tmp_path / "broken.json").write_text('{"format": "agentkit.session", "messages": [')
+    (tmp_path / "foreign.json").write_text('{"hello": "world"}')
+    with pytest.raises(SessionCorrupt, match="not valid JSON"):
+        store.load("broken")
+    with pytest.raises(SessionCorrupt, match="not an agentkit session"):
+        store.load("foreign")
+    with pytest.raises(SessionCorrupt, match="left untouched"):
+        store.save(Session(id="foreign"))
+    with pytest.raises(SessionCorrupt):
+        store.delete("foreign")
+    assert (tmp_path / "foreign.json").read_text() == '{"hello": "world"}'
+    assert store.list() == []  # unreadable files are skipped by list, reported by load
+
+
+def test_ids_cannot_escape_the_directory(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    for bad in ("../x", "/etc/passwd", "a/b", ""):
+        with pytest.raises(UserError, match="invalid session id"):
+            store.load(bad)
+
+
+def test_newer_format_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "new.json").write_text('{"format": "agentkit.session", "version": 99}')
+    with pytest.raises(SessionCorrupt, match="newer agentkit"):
+        SessionStore(tmp_path).load("new")
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from agentkit import Session, SessionStore
+    store = SessionStore(sys.argv[1])
+    s = Session(id="victim")
+    i = 0
+    while True:
+        i += 1
+        # Big enough that a write takes a while, so kills land mid-write.
+        s.messages = [{"role": "user", "content": f"v{i} " + "x" * 200_000}]
+        store.save(s)
+        print(i, flush=True)
+    """
+)
+
+
+def test_killing_a_writer_mid_write_leaves_a_readable_version(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    for round_ in range(5):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+        )
+        assert proc.stdout is not None
+        # Wait for a few completed saves, then kill at an arbitrary point of a later one.
+        for _ in range(3 + round_):
+            proc.stdout.readline()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        session = store.load("victim")
+        content = session.messages[0]["content"]
+        assert content.startswith("v") and content.endswith("x" * 200_000)
