@@ -26,9 +26,23 @@ VIDEO: Final = "<|video|>"
 CONTROL_TOKENS: Final[tuple[str, ...]] = tuple(
     sorted(
         {
-            BOS, EOS, TURN_START, TURN_END, THINK, CHANNEL_START, CHANNEL_END, TOOL_START, TOOL_END,
-            TOOL_CALL_START, TOOL_CALL_END, TOOL_RESPONSE_START, TOOL_RESPONSE_END, STRING_DELIM,
-            IMAGE, AUDIO, VIDEO,
+            BOS,
+            EOS,
+            TURN_START,
+            TURN_END,
+            THINK,
+            CHANNEL_START,
+            CHANNEL_END,
+            TOOL_START,
+            TOOL_END,
+            TOOL_CALL_START,
+            TOOL_CALL_END,
+            TOOL_RESPONSE_START,
+            TOOL_RESPONSE_END,
+            STRING_DELIM,
+            IMAGE,
+            AUDIO,
+            VIDEO,
         },
         key=lambda t: (-len(t), t),
     )
