@@ -1,0 +1,194 @@
+"""The ``agentkit`` command: ``chat``, ``run``, ``batch``, ``sessions`` and ``doctor``.
+
+argparse keeps the command dependency-free and lets this module own every exit code: usage errors exit 2
+(argparse's own convention), unavailable backends 3, Ctrl-C 130. Subcommand modules are imported only
+when their command runs, so ``agentkit --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from agentkit import __version__
+
+from .common import EXIT_CODES_HELP, EXIT_INTERRUPTED, exit_code_for, report_error
+from .config import KNOWN_TOOLS, Settings, resolve_settings
+
+__all__ = ["build_parser", "main", "settings_from_args"]
+
+_DESCRIPTION = "Agents on Gemma 4 with native function calling: a terminal assistant, one-shot runs and batches."
+
+_CONFIG_HELP = """configuration (highest precedence first):
+  flags (--backend, --model, --thinking, --tools, --workspace)
+  environment (AGENTKIT_BACKEND, AGENTKIT_MODEL, AGENTKIT_THINKING, AGENTKIT_TOOLS, AGENTKIT_WORKSPACE)
+  config file (--config, $AGENTKIT_CONFIG, or the platform config dir's agentkit/config.toml)
+  otherwise: a local Ollama if it answers, else in-process transformers (gemma-4-E2B) if installed
+
+backend URLs:
+  ollama://localhost:11434/gemma4:e4b       vllm://HOST:8000/google/gemma-4-31B-it
+  transformers:google/gemma-4-E2B-it        scripted:outputs.json (replays raw model outputs; for demos and tests)
+"""
+
+
+def _agent_options() -> argparse.ArgumentParser:
+    """Options shared by every command that builds an agent (a parent parser)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("agent options")
+    g.add_argument("--backend", "-b", metavar="URL", help="backend URL or a name from the config's [backends]")
+    g.add_argument("--model", "-m", metavar="NAME", help="replace the model in the backend URL (gemma4:e2b, ...)")
+    g.add_argument("--config", metavar="PATH", help="config file to read instead of the default one")
+    g.add_argument(
+        "--thinking", action=argparse.BooleanOptionalAction, default=None, help="let the model think before answering"
+    )
+    g.add_argument(
+        "--tools", metavar="LIST", help=f"comma-separated built-in tools: {','.join(KNOWN_TOOLS)} ('' for none)"
+    )
+    g.add_argument("--workspace", "-w", metavar="DIR", help="folder the files and python tools work in")
+    g.add_argument("--system", metavar="TEXT", help="system prompt")
+    g.add_argument("--max-steps", type=int, metavar="N", help="most generation steps per task (default 20)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentkit",
+        description=_DESCRIPTION,
+        epilog=f"{EXIT_CODES_HELP}\n\n{_CONFIG_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"agentkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _agent_options()
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    chat = sub.add_parser(
+        "chat", parents=[common], help="open the terminal assistant (TUI)", epilog=EXIT_CODES_HELP, formatter_class=fmt
+    )
+    chat.add_argument("--session", "-s", metavar="ID", help="resume a saved session")
+
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run one task; the answer goes to stdout",
+        description="Run one task. The answer streams to stdout; thinking and tool activity go to stderr.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
+    run.add_argument("task", nargs="?", help="the task; read from stdin when omitted or '-'")
+    run.add_argument("--json", action="store_true", help="print every event as a JSON line on stdout")
+    run.add_argument("--yes", "-y", action="store_true", help="approve side-effecting tool calls without asking")
+    run.add_argument("--session", "-s", metavar="ID", help="continue a saved session")
+    run.add_argument("--no-save", action="store_true", help="do not save this run as a session")
+
+    batch = sub.add_parser(
+        "batch",
+        parents=[common],
+        help="run many tasks from a JSONL file",
+        description=(
+            'Run every task of a JSONL file (one JSON object per line: {"id": ..., "task": ...}, or a bare JSON '
+            "string). Results are appended to OUTPUT one line per task as each finishes; rerunning the same "
+            "command skips tasks already in OUTPUT."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
+    batch.add_argument("input", metavar="TASKS.jsonl", help="tasks, one JSON line each")
+    batch.add_argument("--output", "-o", required=True, metavar="RESULTS.jsonl", help="results file (appended to)")
+    batch.add_argument("--concurrency", "-c", type=int, default=4, metavar="N", help="tasks at once (default 4)")
+    batch.add_argument(
+        "--timeout", type=float, default=600.0, metavar="SECONDS", help="per-task time limit (default 600)"
+    )
+    batch.add_argument("--yes", "-y", action="store_true", help="approve side-effecting tool calls (else denied)")
+    batch.add_argument("--retry-failed", action="store_true", help="run again tasks whose recorded result is an error")
+    batch.add_argument("--save-sessions", action="store_true", help="save each task as a session")
+
+    sessions = sub.add_parser(
+        "sessions",
+        help="list, show, export, rename or delete saved sessions",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
+    ssub = sessions.add_subparsers(dest="action", metavar="ACTION", required=True)
+    s_list = ssub.add_parser("list", help="saved sessions, newest first")
+    s_list.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s_show = ssub.add_parser("show", help="print a conversation")
+    s_show.add_argument("id")
+    s_show.add_argument("--thinking", action="store_true", help="include the model's thinking")
+    s_del = ssub.add_parser("delete", help="delete a session")
+    s_del.add_argument("id")
+    s_exp = ssub.add_parser("export", help="write a session as JSON")
+    s_exp.add_argument("id")
+    s_exp.add_argument("--output", "-o", metavar="FILE", help="file to write (default: stdout)")
+    s_ren = ssub.add_parser("rename", help="give a session a new title")
+    s_ren.add_argument("id")
+    s_ren.add_argument("title")
+
+    doctor = sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="check backends, models, tool calling and the sandbox",
+        description="Check every configured backend (reachable? model present? a one-call tool probe) and the sandbox.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
+    doctor.add_argument("--no-probe", action="store_true", help="skip the tool-calling probe (it runs the model)")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return resolve_settings(
+        backend=args.backend,
+        model=args.model,
+        thinking=args.thinking,
+        tools=args.tools,
+        workspace=args.workspace,
+        system=args.system,
+        max_steps=args.max_steps,
+        config=args.config,
+    )
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "sessions":
+        from .sessions import sessions_command
+
+        return sessions_command(args)
+    settings = settings_from_args(args)
+    if args.command == "run":
+        from .run import run_command
+
+        return run_command(args, settings)
+    if args.command == "batch":
+        from .batch import batch_command
+
+        return batch_command(args, settings)
+    if args.command == "doctor":
+        from .doctor import doctor_command
+
+        return doctor_command(args, settings)
+    from .chat import chat_command
+
+    return chat_command(args, settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns (and, as a script, exits with) the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("\nagentkit: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `agentkit run ... | head`: the reader went away; nothing more to say.
+        return 0
+    except Exception as exc:
+        report_error(exc)
+        return exit_code_for(exc)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

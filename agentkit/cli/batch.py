@@ -1,0 +1,258 @@
+"""``agentkit batch``: many tasks against one backend, resumable, never losing finished work.
+
+The output file is the only state. Each result is written as one complete line with a single ``write``
+and flushed as soon as its task ends, so an interrupted batch leaves every finished task on disk; a
+rerun reads the file, drops a half-written last line if a crash left one, and skips the ids it finds.
+A failing task becomes an ``"ok": false`` record instead of stopping the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from agentkit.errors import AgentkitError, UserError
+
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, auto_approve, make_backend, make_tools, to_jsonable
+from .config import Settings
+
+if TYPE_CHECKING:
+    from agentkit import Agent
+
+__all__ = ["BatchSummary", "BatchTask", "ResultWriter", "batch_command", "read_done", "read_tasks", "run_batch"]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTask:
+    id: str
+    task: str
+
+
+@dataclass(slots=True)
+class BatchSummary:
+    total: int = 0
+    skipped: int = 0
+    ok: int = 0
+    failed: int = 0
+
+
+def read_tasks(path: Path) -> list[BatchTask]:
+    """Parse the task file; a line is ``{"id": ..., "task": ...}`` or a JSON string (its id is the line number)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UserError(f"cannot read tasks from {path}: {exc}") from exc
+    tasks: list[BatchTask] = []
+    seen: set[str] = set()
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise UserError(f'{path}:{number}: not a JSON line ({exc.msg}); each line is {{"task": "..."}}') from exc
+        if isinstance(item, str):
+            task_id, text = str(number), item
+        elif isinstance(item, dict) and isinstance(item.get("task"), str):
+            task_id, text = str(item.get("id", number)), item["task"]
+        else:
+            raise UserError(f'{path}:{number}: expected {{"id": ..., "task": "..."}} or a JSON string')
+        if not text.strip():
+            raise UserError(f"{path}:{number}: the task is empty")
+        if task_id in seen:
+            raise UserError(f"{path}:{number}: duplicate id {task_id!r}; ids must be unique so resuming can skip them")
+        seen.add(task_id)
+        tasks.append(BatchTask(task_id, text))
+    return tasks
+
+
+def read_done(path: Path) -> dict[str, dict[str, Any]]:
+    """Results already in the output, by id (the last record of an id wins).
+
+    A last line without its newline was cut off by a crash mid-write; it is removed from the file here
+    so appending continues on a clean line boundary.
+    """
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with path.open("r+b") as fh:
+            fh.truncate(cut)
+        data = data[:cut]
+    done: dict[str, dict[str, Any]] = {}
+    for raw in data.decode("utf-8", "replace").splitlines():
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError:
+            continue  # not ours or damaged: leave it, the task simply runs again
+        if isinstance(record, dict) and "id" in record:
+            done[str(record["id"])] = record
+    return done
+
+
+class ResultWriter:
+    """Appends one JSON line per result: one ``write`` call, flushed at once, fsynced on close."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: TextIO = path.open("a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+
+async def _run_one(make_agent: Callable[[], Agent], task: BatchTask, timeout_s: float) -> dict[str, Any]:
+    start = time.perf_counter()
+    record: dict[str, Any] = {"id": task.id, "task": task.task}
+    try:
+        agent = make_agent()
+        result = await asyncio.wait_for(agent.arun(task.task), timeout_s)
+    except TimeoutError:
+        record.update(ok=False, error=f"timed out after {timeout_s:g}s", error_type="Timeout")
+    except AgentkitError as exc:
+        record.update(ok=False, error=str(exc), error_type=type(exc).__name__)
+    except Exception as exc:  # one broken task must not stop the batch; the record says what happened
+        record.update(ok=False, error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+    else:
+        record.update(
+            ok=result.ok,
+            output=result.output,
+            stop_reason=result.stop_reason,
+            session_id=result.session_id,
+            usage=to_jsonable(result.usage),
+            tool_calls=len(result.tool_calls),
+        )
+        if not result.ok:
+            record["error"] = f"the run stopped early: {result.stop_reason}"
+    record["duration_s"] = round(time.perf_counter() - start, 3)
+    return record
+
+
+async def run_batch(
+    tasks: Sequence[BatchTask],
+    output: Path,
+    make_agent: Callable[[], Agent],
+    *,
+    concurrency: int = 4,
+    timeout_s: float = 600.0,
+    retry_failed: bool = False,
+    console: Console | None = None,
+) -> BatchSummary:
+    """Run the tasks not yet in ``output``, ``concurrency`` at a time, appending each result as it ends."""
+    done = read_done(output)
+    todo = [t for t in tasks if t.id not in done or (retry_failed and not done[t.id].get("ok"))]
+    summary = BatchSummary(total=len(tasks), skipped=len(tasks) - len(todo))
+    writer = ResultWriter(output)
+    queue: asyncio.Queue[BatchTask] = asyncio.Queue()
+    for t in todo:
+        queue.put_nowait(t)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[green]{task.fields[ok]} ok[/] [red]{task.fields[failed]} failed[/]"),
+        TimeElapsedColumn(),
+        console=console or Console(file=sys.stderr),
+        transient=False,
+    )
+    bar = progress.add_task("batch", total=len(todo), ok=0, failed=0)
+
+    async def worker() -> None:
+        while True:
+            try:
+                task = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            record = await _run_one(make_agent, task, timeout_s)
+            writer.write(record)
+            if record["ok"]:
+                summary.ok += 1
+            else:
+                summary.failed += 1
+            progress.update(bar, advance=1, ok=summary.ok, failed=summary.failed)
+
+    try:
+        with progress:
+            await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(todo) or 1)))))
+    finally:
+        writer.close()
+    return summary
+
+
+def batch_command(args: argparse.Namespace, settings: Settings) -> int:
+    from agentkit import Agent
+
+    input_path, output_path = Path(args.input), Path(args.output)
+    if input_path.resolve() == output_path.resolve():
+        raise UserError("the output file must differ from the task file")
+    if args.concurrency < 1:
+        raise UserError("--concurrency must be at least 1")
+    if args.timeout <= 0:
+        raise UserError("--timeout must be positive")
+    tasks = read_tasks(input_path)
+    backend = make_backend(settings)
+    tools = make_tools(settings)
+    store = None
+    if args.save_sessions:
+        from agentkit import SessionStore
+
+        store = SessionStore()
+
+    def make_agent() -> Agent:
+        # Side effects are denied unless --yes: nobody is there to answer a question.
+        return Agent(
+            backend,
+            tools=tools,
+            system=settings.system,
+            thinking=settings.thinking,
+            max_steps=settings.max_steps,
+            approval=auto_approve if args.yes else None,
+            store=store,
+        )
+
+    async def main() -> BatchSummary:
+        try:
+            await backend.check()  # an unreachable backend would fail every task; say so once instead
+            return await run_batch(
+                tasks,
+                output_path,
+                make_agent,
+                concurrency=args.concurrency,
+                timeout_s=args.timeout,
+                retry_failed=args.retry_failed,
+            )
+        finally:
+            await backend.aclose()
+
+    try:
+        summary = asyncio.run(main())
+    except KeyboardInterrupt:
+        print(
+            f"\nagentkit: interrupted; finished results are in {output_path}. Run the same command to resume.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(
+        f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped (already in {output_path})",
+        file=sys.stderr,
+    )
+    return EXIT_OK if summary.failed == 0 else EXIT_FAILED

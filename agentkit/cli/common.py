@@ -1,0 +1,159 @@
+"""What every agent-running command shares: exit codes, backend and tool construction, error reporting.
+
+Foreign and library errors are turned into exit codes and one readable line here, at the CLI's edge,
+so no user mistake ever ends in a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, SessionNotFound, UserError
+
+from .config import Settings, default_backend_url
+
+if TYPE_CHECKING:
+    from agentkit import Approval, ToolCallRequest
+    from agentkit.backends.base import Backend
+
+__all__ = [
+    "EXIT_BACKEND",
+    "EXIT_CODES_HELP",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "exit_code_for",
+    "format_arguments",
+    "make_backend",
+    "make_tools",
+    "preview",
+    "report_error",
+    "to_jsonable",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BACKEND = 3
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """exit codes:
+  0    success
+  1    the run failed (model/tool error, step limit reached, a batch task failed)
+  2    usage error (bad option, URL, config file or session id)
+  3    backend unavailable (server not running, model not pulled, extra not installed)
+  130  interrupted with Ctrl-C (the session is saved)"""
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The documented exit code for an error that ended a command."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, BackendUnavailable | ModelNotFound):
+        return EXIT_BACKEND
+    if isinstance(exc, UserError):
+        return EXIT_USAGE
+    # SessionNotFound is the user naming a session that does not exist: a usage error too.
+    if isinstance(exc, SessionNotFound):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def report_error(exc: BaseException, stream: TextIO | None = None) -> None:
+    """One line (or a short block) on stderr; tracebacks only with ``AGENTKIT_DEBUG=1``."""
+    out = stream or sys.stderr
+    if isinstance(exc, AgentkitError):
+        print(f"agentkit: error: {exc}", file=out)
+    else:
+        print(f"agentkit: internal error: {type(exc).__name__}: {exc}", file=out)
+        print("  this is a bug; rerun with AGENTKIT_DEBUG=1 for the traceback and report it", file=out)
+    if os.environ.get("AGENTKIT_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc, file=out)
+
+
+def make_backend(settings: Settings) -> Backend:
+    """Build the configured backend, or the automatic default when nothing is configured."""
+    from agentkit import backend_from_url
+
+    url = settings.backend_url or default_backend_url()
+    return backend_from_url(url)
+
+
+def make_tools(settings: Settings) -> list[Any]:
+    """The built-in tools named by ``--tools``; files and python work inside ``--workspace``."""
+    if not settings.tools:
+        return []
+    from agentkit.tools import PythonSandbox, Workspace, fetch_url, web_search
+
+    tools: list[Any] = []
+    workspace: Any = None
+    if {"files", "python"} & set(settings.tools):
+        if settings.workspace is None:
+            raise UserError("the files and python tools need a folder to work in: add --workspace DIR")
+        settings.workspace.mkdir(parents=True, exist_ok=True)
+        workspace = Workspace(settings.workspace)
+    for name in settings.tools:
+        if name == "search":
+            tools.append(web_search)
+        elif name == "fetch":
+            tools.append(fetch_url)
+        elif name == "files":
+            tools.extend(workspace.tools())
+        elif name == "python":
+            tools.extend(PythonSandbox(workspace=workspace).tools())
+    return tools
+
+
+def auto_approve(request: ToolCallRequest) -> Approval:
+    """The ``--yes`` policy: every call is allowed, side effects included."""
+    from agentkit import Approval
+
+    return Approval.ALLOW
+
+
+def to_jsonable(value: Any) -> Any:
+    """Events and results as plain JSON values (dataclasses, pydantic models, enums, paths, dates)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, enum.Enum):
+        return to_jsonable(value.value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    dump: Callable[..., Any] | None = getattr(value, "model_dump", None)
+    if callable(dump):
+        return to_jsonable(dump(mode="json"))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return repr(value)
+
+
+def format_arguments(arguments: dict[str, Any], limit: int = 120) -> str:
+    """``query='gemma 4', max_results=5`` cut to ``limit`` characters, for one-line displays."""
+    text = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def preview(value: Any, limit: int = 200) -> str:
+    """A tool result squeezed to one short line."""
+    text = value if isinstance(value, str) else json.dumps(to_jsonable(value), ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,239 @@
+"""Where the command's settings come from: flags, then environment, then the TOML config file.
+
+One resolved :class:`Settings` object is built per invocation, so every command (run, batch, chat,
+doctor) sees the same precedence and the same error messages. The config file is optional; a missing
+one is normal, a broken one is a usage error that names the file and the line.
+
+Config file (``agentkit doctor`` prints where it is looked for)::
+
+    backend = "ollama://localhost:11434/gemma4:e4b"   # or the name of an entry in [backends]
+    thinking = false
+    tools = ["search", "fetch"]
+    workspace = "~/agentkit-workspace"
+    system = "You are a concise assistant."
+    max_steps = 20
+
+    [backends]                                          # named backends: doctor checks all of them
+    local = "ollama://localhost:11434/gemma4:e4b"
+    gpu = "vllm://gpu-box:8000/google/gemma-4-31B-it"
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import platformdirs
+
+from agentkit.errors import BackendUnavailable, UserError
+
+__all__ = [
+    "DEFAULT_OLLAMA_MODEL",
+    "DEFAULT_TRANSFORMERS_MODEL",
+    "KNOWN_TOOLS",
+    "Settings",
+    "default_backend_url",
+    "default_config_path",
+    "load_config_file",
+    "resolve_settings",
+    "with_model",
+]
+
+DEFAULT_OLLAMA_MODEL = "gemma4:e4b"
+DEFAULT_TRANSFORMERS_MODEL = "google/gemma-4-E2B-it"
+KNOWN_TOOLS = ("search", "fetch", "python", "files")
+_CONFIG_KEYS = {"backend", "model", "thinking", "tools", "workspace", "system", "max_steps", "backends"}
+
+
+def default_config_path() -> Path:
+    """``$AGENTKIT_CONFIG`` if set, else ``<platform config dir>/agentkit/config.toml``."""
+    env = os.environ.get("AGENTKIT_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_config_dir("agentkit")) / "config.toml"
+
+
+def load_config_file(path: Path, *, required: bool) -> dict[str, Any]:
+    """Read and check the TOML file; unknown keys are rejected so typos do not silently do nothing."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise UserError(f"config file {path} does not exist; create it or drop --config") from None
+        return {}
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {path} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - _CONFIG_KEYS)
+    if unknown:
+        raise UserError(
+            f"config file {path}: unknown key(s) {', '.join(unknown)}; known keys are {', '.join(sorted(_CONFIG_KEYS))}"
+        )
+    backends = data.get("backends", {})
+    if not isinstance(backends, dict) or not all(isinstance(v, str) for v in backends.values()):
+        raise UserError(f'config file {path}: [backends] must map names to URL strings (local = "ollama://...")')
+    for key in ("backend", "model", "workspace", "system"):
+        if key in data and not isinstance(data[key], str):
+            raise UserError(f"config file {path}: {key} must be a string")
+    if "thinking" in data and not isinstance(data["thinking"], bool):
+        raise UserError(f"config file {path}: thinking must be true or false")
+    if "max_steps" in data and (not isinstance(data["max_steps"], int) or data["max_steps"] < 1):
+        raise UserError(f"config file {path}: max_steps must be a positive integer")
+    if "tools" in data and not (isinstance(data["tools"], list) and all(isinstance(t, str) for t in data["tools"])):
+        raise UserError(f'config file {path}: tools must be a list of names, e.g. ["search", "fetch"]')
+    return data
+
+
+def parse_tools(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Split ``"search,python"`` into known tool names; an empty string means no tools."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(dict.fromkeys(n.strip().lower() for n in items if n.strip()))
+    unknown = [n for n in names if n not in KNOWN_TOOLS]
+    if unknown:
+        raise UserError(f"unknown tool(s) {', '.join(unknown)}; choose from {', '.join(KNOWN_TOOLS)}")
+    return names
+
+
+def with_model(url: str, model: str) -> str:
+    """Replace the model part of a backend URL (``ollama://host:port/MODEL``, ``transformers:MODEL``)."""
+    if "://" in url:
+        scheme, rest = url.split("://", 1)
+        host = rest.split("/", 1)[0]
+        return f"{scheme}://{host}/{model}"
+    if ":" in url:
+        scheme = url.split(":", 1)[0]
+        if scheme == "scripted":
+            raise UserError("--model cannot be combined with a scripted: backend (its outputs are fixed)")
+        return f"{scheme}:{model}"
+    raise UserError(
+        f"cannot set the model on backend {url!r}; give a full URL such as ollama://localhost:11434/{model}"
+    )
+
+
+def _bool_env(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    low = raw.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off"}:
+        return False
+    raise UserError(f"environment variable {name}={raw!r} must be 1/0, true/false, yes/no or on/off")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to build an agent, already resolved; ``*_source`` says where it came from."""
+
+    backend_url: str | None
+    backend_source: str
+    thinking: bool = False
+    tools: tuple[str, ...] = ()
+    workspace: Path | None = None
+    system: str | None = None
+    max_steps: int = 20
+    config_path: Path | None = None
+    named_backends: Mapping[str, str] = field(default_factory=dict)
+
+
+def resolve_settings(
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    thinking: bool | None = None,
+    tools: str | None = None,
+    workspace: str | None = None,
+    system: str | None = None,
+    max_steps: int | None = None,
+    config: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge flags (arguments here; None = not given), environment variables and the config file."""
+    env = os.environ if environ is None else environ
+    path = Path(config).expanduser() if config else default_config_path()
+    data = load_config_file(path, required=config is not None)
+    named: dict[str, str] = dict(data.get("backends", {}))
+
+    url, source = None, "none"
+    for candidate, where in (
+        (backend, "--backend"),
+        (env.get("AGENTKIT_BACKEND") or None, "AGENTKIT_BACKEND"),
+        (data.get("backend"), f"config {path}"),
+    ):
+        if candidate:
+            url, source = named.get(candidate, candidate), where
+            break
+    chosen_model = model or env.get("AGENTKIT_MODEL") or data.get("model")
+    if url and chosen_model:
+        url = with_model(url, chosen_model)
+
+    env_thinking = _bool_env(env, "AGENTKIT_THINKING")
+    resolved_thinking = next((v for v in (thinking, env_thinking, data.get("thinking")) if v is not None), False)
+    raw_tools = tools if tools is not None else env.get("AGENTKIT_TOOLS", data.get("tools", ()))
+    ws = workspace or env.get("AGENTKIT_WORKSPACE") or data.get("workspace")
+    return Settings(
+        backend_url=url,
+        backend_source=source,
+        thinking=bool(resolved_thinking),
+        tools=parse_tools(raw_tools),
+        workspace=Path(ws).expanduser() if ws else None,
+        system=system if system is not None else data.get("system"),
+        max_steps=max_steps if max_steps is not None else int(data.get("max_steps", 20)),
+        config_path=path,
+        named_backends=named,
+    )
+
+
+def _ollama_host(environ: Mapping[str, str]) -> str:
+    host = environ.get("OLLAMA_HOST", "localhost:11434").strip() or "localhost:11434"
+    host = host.removeprefix("http://").removeprefix("https://").rstrip("/")
+    if host.startswith("0.0.0.0"):  # a server address, not one to connect to
+        host = "localhost" + host[len("0.0.0.0") :]
+    return host if ":" in host else f"{host}:11434"
+
+
+def _ollama_pick_model(host: str, timeout_s: float) -> str | None:
+    """The Gemma 4 model to use on a running Ollama, or None when Ollama does not answer."""
+    try:
+        response = httpx.get(f"http://{host}/api/tags", timeout=timeout_s)
+        response.raise_for_status()
+        names = [m.get("name", "") for m in response.json().get("models", [])]
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    gemma = [n for n in names if n.startswith("gemma4")]
+    for preferred in (DEFAULT_OLLAMA_MODEL, "gemma4:latest", "gemma4:e2b"):
+        if preferred in gemma:
+            return preferred
+    return gemma[0] if gemma else DEFAULT_OLLAMA_MODEL
+
+
+def default_backend_url(environ: Mapping[str, str] | None = None, *, timeout_s: float = 1.0) -> str:
+    """Pick a backend when none is configured: a local Ollama, else in-process transformers, else explain.
+
+    Raises ``BackendUnavailable`` (exit code 3) with the exact steps to get either one working.
+    """
+    env = os.environ if environ is None else environ
+    host = _ollama_host(env)
+    model = _ollama_pick_model(host, timeout_s)
+    if model is not None:
+        return f"ollama://{host}/{model}"
+    if importlib.util.find_spec("transformers") is not None and importlib.util.find_spec("torch") is not None:
+        return f"transformers:{DEFAULT_TRANSFORMERS_MODEL}"
+    raise BackendUnavailable(
+        "no backend configured and none found. Do one of:\n"
+        f"  - start Ollama (https://ollama.com): `ollama serve`, then `ollama pull {DEFAULT_OLLAMA_MODEL}`\n"
+        "  - install the in-process backend: pip install 'agentkit[transformers]'\n"
+        "  - point at a server: --backend vllm://HOST:8000/google/gemma-4-31B-it "
+        "(or set AGENTKIT_BACKEND, or `backend = ...` in the config file)",
+        backend="auto",
+    )

@@ -1,0 +1,184 @@
+"""``agentkit doctor``: is everything a run needs actually there, and if not, what to do about it.
+
+Each check prints one line (✓, ! or ✗) and, when something is wrong, the backend's own how-to-fix
+message. The tool-calling probe runs the real model once on a trivial tool, because a backend that
+answers but never emits a well-formed call (wrong template, special tokens stripped) is the most common
+silent failure with local models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.text import Text
+
+from agentkit import Agent, SamplingParams, SessionStore, backend_from_url, tool
+from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, UserError
+
+from .common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK
+from .config import Settings, default_backend_url
+
+__all__ = ["Check", "check_backend", "check_sandbox", "doctor_command"]
+
+PROBE_WORD = "marmalade"
+PROBE_TIMEOUT_S = 180.0
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the report; ``status`` is ``ok``, ``warn`` or ``fail``; ``unavailable`` maps to exit 3."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+    unavailable: bool = False
+
+
+@tool
+def agentkit_probe(word: str) -> str:
+    """Echo a word back; agentkit doctor uses it to check that tool calling works.
+
+    Args:
+        word: the word to echo.
+    """
+    return f"probe ok: {word}"
+
+
+async def _probe(url: str) -> Check:
+    backend = backend_from_url(url)
+    agent = Agent(
+        backend,
+        tools=[agentkit_probe],
+        max_steps=3,
+        sampling=SamplingParams(temperature=0.0, max_tokens=512),
+    )
+    try:
+        result = await asyncio.wait_for(
+            agent.arun(f'Call the agentkit_probe tool with word "{PROBE_WORD}", then reply with what it returned.'),
+            PROBE_TIMEOUT_S,
+        )
+    except TimeoutError:
+        return Check(f"tool probe  {url}", "fail", f"no answer within {PROBE_TIMEOUT_S:g}s", "is the machine busy?")
+    finally:
+        await backend.aclose()
+    calls = [c for c in result.tool_calls if c.name == "agentkit_probe"]
+    if not calls:
+        return Check(
+            f"tool probe  {url}",
+            "fail",
+            f"the model answered without calling the tool (stop: {result.stop_reason})",
+            "use an instruction-tuned Gemma 4 model (…-it / gemma4:*) and keep special tokens in the output",
+        )
+    if calls[0].arguments.get("word") != PROBE_WORD or not calls[0].ok:
+        return Check(
+            f"tool probe  {url}", "warn", f"the call came back odd: {calls[0].arguments} {calls[0].error or ''}"
+        )
+    return Check(f"tool probe  {url}", "ok", f"called agentkit_probe in {result.timings.total_s:.1f}s")
+
+
+async def check_backend(url: str, *, probe: bool) -> list[Check]:
+    """Reachability and model presence through ``backend.check()``, then optionally the tool probe."""
+    try:
+        backend = backend_from_url(url)
+    except (UserError, ImportError) as exc:
+        return [Check(f"backend     {url}", "fail", "cannot be built", str(exc))]
+    try:
+        await backend.check()
+    except (BackendUnavailable, ModelNotFound) as exc:
+        return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc), unavailable=True)]
+    except AgentkitError as exc:
+        return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc))]
+    finally:
+        await backend.aclose()
+    checks = [Check(f"backend     {url}", "ok", f"reachable, model {backend.model} is there")]
+    if probe:
+        try:
+            checks.append(await _probe(url))
+        except AgentkitError as exc:
+            checks.append(Check(f"tool probe  {url}", "fail", type(exc).__name__, str(exc)))
+    return checks
+
+
+def check_sandbox(needed: bool) -> Check:
+    """bubblewrap present and able to make a namespace (it is what isolates the python tool)."""
+    bwrap = shutil.which("bwrap")
+    fix = "install bubblewrap: sudo apt-get install bubblewrap (Debian/Ubuntu) or sudo dnf install bubblewrap"
+    level = "fail" if needed else "warn"
+    if bwrap is None:
+        return Check("sandbox     bwrap", level, "not installed (the python tool needs it)", fix)
+    cmd = [bwrap, "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "--dev", "/dev", "--proc", "/proc", "true"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check("sandbox     bwrap", level, f"cannot run: {exc}", fix)
+    if proc.returncode != 0:
+        return Check(
+            "sandbox     bwrap",
+            level,
+            f"present but cannot create a sandbox: {proc.stderr.strip()[:200]}",
+            "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or run where they work",
+        )
+    return Check("sandbox     bwrap", "ok", f"{bwrap} works (no network, own PID namespace)")
+
+
+def _backend_urls(settings: Settings) -> tuple[list[str], list[Check]]:
+    urls: list[str] = []
+    checks: list[Check] = []
+    if settings.backend_url:
+        urls.append(settings.backend_url)
+    else:
+        try:
+            urls.append(default_backend_url())
+            checks.append(Check("default     (none configured)", "ok", f"would use {urls[-1]}"))
+        except BackendUnavailable as exc:
+            checks.append(Check("default     (none configured)", "fail", "no backend found", str(exc), True))
+    for url in settings.named_backends.values():
+        if url not in urls:
+            urls.append(url)
+    return urls, checks
+
+
+def _print(console: Console, check: Check) -> None:
+    mark, style = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "bold red")}[check.status]
+    console.print(Text.assemble((f"{mark} ", style), (check.name, "bold"), "  ", check.detail))
+    if check.fix:
+        for line in check.fix.splitlines():
+            console.print(Text(f"    {line}", style="dim" if check.status == "ok" else style.replace("bold ", "")))
+
+
+def doctor_command(args: argparse.Namespace, settings: Settings) -> int:
+    console = Console(highlight=False, soft_wrap=True)
+    path = settings.config_path
+    if path is not None:
+        state = "found" if path.exists() else "not found (optional)"
+        console.print(Text.assemble(("· ", "dim"), ("config      ", "bold"), f"{path} — {state}"))
+    console.print(Text.assemble(("· ", "dim"), ("sessions    ", "bold"), str(SessionStore().root)))
+    urls, checks = _backend_urls(settings)
+    for c in checks:
+        _print(console, c)
+
+    async def run_checks() -> list[Check]:
+        out: list[Check] = []
+        for url in urls:
+            for c in await check_backend(url, probe=not args.no_probe):
+                _print(console, c)
+                out.append(c)
+        return out
+
+    checks += asyncio.run(run_checks())
+    sandbox = check_sandbox(needed="python" in settings.tools)
+    _print(console, sandbox)
+    checks.append(sandbox)
+    failed = [c for c in checks if c.status == "fail"]
+    if not failed:
+        console.print(Text("all good", style="green"))
+        return EXIT_OK
+    print(f"{len(failed)} problem(s) found", file=sys.stderr)
+    return EXIT_BACKEND if any(c.unavailable for c in failed) else EXIT_FAILED

@@ -1,0 +1,241 @@
+"""``agentkit run``: one task, the answer on stdout, everything else on stderr.
+
+Keeping stdout for the answer alone (or for JSON events with ``--json``) is what makes the command
+composable: ``agentkit run "summarise" < notes.txt > summary.md`` works, and the person watching still
+sees thinking and tool calls on the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+from rich.console import Console
+from rich.text import Text
+
+from agentkit.errors import UserError
+from agentkit.events import RunFinished
+
+from .common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    auto_approve,
+    format_arguments,
+    make_backend,
+    make_tools,
+    preview,
+    to_jsonable,
+)
+from .config import Settings
+
+if TYPE_CHECKING:
+    from agentkit import Agent, Approval, ToolCallRequest
+
+__all__ = ["EventPrinter", "JsonEventPrinter", "event_to_json", "run_command", "terminal_ask"]
+
+
+def event_to_json(event: Any) -> dict[str, Any]:
+    """``{"type": "text_delta", ...fields}``; the final result is flattened to what scripts need."""
+    name = type(event).__name__
+    kind = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+    if name == "RunFinished":
+        r = event.result
+        return {
+            "type": kind,
+            "output": r.output,
+            "stop_reason": r.stop_reason,
+            "ok": r.ok,
+            "steps": r.steps,
+            "session_id": r.session_id,
+            "thinking": r.thinking,
+            "usage": to_jsonable(r.usage),
+            "timings": to_jsonable(r.timings),
+        }
+    data = to_jsonable(event)
+    return {"type": kind, **(data if isinstance(data, dict) else {"value": data})}
+
+
+class JsonEventPrinter:
+    """Every event as one JSON line, flushed at once so a reading process sees it live."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def handle(self, event: Any) -> None:
+        self.out.write(json.dumps(event_to_json(event), ensure_ascii=False) + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class EventPrinter:
+    """The human view: answer text on ``out``; thinking (dimmed), tool calls and notices on ``err``."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out = out
+        self.console = Console(file=err, highlight=False, soft_wrap=True)
+        self._err_line_open = False  # stderr holds a line without its newline (thinking in progress)
+        self._out_last = "\n"
+
+    def _end_err_line(self) -> None:
+        if self._err_line_open:
+            self.console.print()
+            self._err_line_open = False
+
+    def handle(self, event: Any) -> None:
+        name = type(event).__name__
+        if name == "ThinkingDelta":
+            self.console.print(Text(event.text, style="dim italic"), end="")
+            self._err_line_open = not event.text.endswith("\n")
+        elif name == "TextDelta":
+            self._end_err_line()
+            self.out.write(event.text)
+            self.out.flush()
+            if event.text:
+                self._out_last = event.text[-1]
+        elif name == "ToolCallStarted":
+            self._end_err_line()
+            self._end_out_line()
+            self.console.print(
+                Text.assemble(("⚙ ", "cyan"), (event.name, "bold cyan"), f"({format_arguments(event.arguments)})")
+            )
+        elif name == "ToolCallFinished":
+            if event.error is None:
+                line = Text.assemble(
+                    ("✓ ", "green"),
+                    (event.name, "bold"),
+                    f" {event.duration_s:.1f}s  ",
+                    (preview(event.result, 100), "dim"),
+                )
+            else:
+                line = Text.assemble(
+                    ("✗ ", "red"), (event.name, "bold"), f" {event.duration_s:.1f}s  ", (event.error, "red")
+                )
+            self.console.print(line)
+        elif name == "Notice":
+            self._end_err_line()
+            style = {"error": "bold red", "warning": "yellow"}.get(event.level, "blue")
+            self.console.print(Text(f"! {event.message}", style=style))
+
+    def _end_out_line(self) -> None:
+        if self._out_last != "\n":
+            self.out.write("\n")
+            self.out.flush()
+            self._out_last = "\n"
+
+    def close(self) -> None:
+        self._end_err_line()
+        self._end_out_line()
+
+
+async def _read_line(stream: TextIO) -> str:
+    """Read a line without blocking the event loop, so Ctrl-C during a question still cancels at once."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+    fd = stream.fileno()
+
+    def ready() -> None:
+        if not future.done():
+            future.set_result(stream.readline())
+
+    loop.add_reader(fd, ready)
+    try:
+        return await future
+    finally:
+        loop.remove_reader(fd)
+
+
+async def terminal_ask(request: ToolCallRequest) -> Approval:
+    """Ask on the terminal whether a side-effecting call may run; anything but y/a is a no."""
+    from agentkit import Approval
+
+    console = Console(file=sys.stderr, highlight=False)
+    console.print(
+        Text.assemble(
+            ("? ", "bold yellow"),
+            "allow ",
+            (request.name, "bold"),
+            f"({format_arguments(request.arguments, 300)})",
+            (f" — {request.description}" if request.description else "", "dim"),
+        )
+    )
+    console.print(Text("  [y]es once / [a]lways this session / [N]o: ", style="yellow"), end="")
+    answer = (await _read_line(sys.stdin)).strip().lower()
+    if answer in {"y", "yes"}:
+        return Approval.ALLOW
+    if answer in {"a", "always"}:
+        return Approval.ALWAYS
+    return Approval.DENY
+
+
+def _read_task(task: str | None) -> str:
+    if task is not None and task != "-":
+        text = task
+    elif sys.stdin.isatty():
+        raise UserError('give the task as an argument (agentkit run "what to do") or pipe it on stdin')
+    else:
+        text = sys.stdin.read()
+    if not text.strip():
+        raise UserError("the task is empty")
+    return text
+
+
+def build_agent(args: argparse.Namespace, settings: Settings, *, interactive: bool) -> Agent:
+    """The agent for one ``run``: its approvals come from ``--yes``, the terminal, or are denied."""
+    from agentkit import Agent, SessionStore
+
+    backend = make_backend(settings)
+    return Agent(
+        backend,
+        tools=make_tools(settings),
+        system=settings.system,
+        thinking=settings.thinking,
+        max_steps=settings.max_steps,
+        approval=auto_approve if args.yes else None,
+        ask=terminal_ask if interactive and not args.yes else None,
+        store=None if args.no_save else SessionStore(),
+        session_id=args.session,
+    )
+
+
+async def _run(agent: Agent, task: str, printer: EventPrinter | JsonEventPrinter) -> int:
+    ok = False
+    try:
+        async for event in agent.run_stream(task):
+            printer.handle(event)
+            if isinstance(event, RunFinished):
+                ok = event.result.ok
+    finally:
+        printer.close()
+        await agent.backend.aclose()
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    task = _read_task(args.task)
+    # Questions need a person at a terminal; a task piped on stdin leaves no way to answer.
+    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    agent = build_agent(args, settings, interactive=interactive)
+    printer: EventPrinter | JsonEventPrinter = (
+        JsonEventPrinter(sys.stdout) if args.json else EventPrinter(sys.stdout, sys.stderr)
+    )
+    try:
+        code = asyncio.run(_run(agent, task, printer))
+    except KeyboardInterrupt:
+        if not args.no_save:
+            print(
+                f"\nagentkit: interrupted; session {agent.session_id} is saved "
+                f"(continue with: agentkit run --session {agent.session_id} ...)",
+                file=sys.stderr,
+            )
+        else:
+            print("\nagentkit: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if code != EXIT_OK and not args.json:
+        print("agentkit: the run did not finish (see the notices above)", file=sys.stderr)
+    return code

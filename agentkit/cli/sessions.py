@@ -1,0 +1,111 @@
+"""``agentkit sessions``: everything a run did stays inspectable afterwards (list, show, export, rename, delete)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from agentkit import Session, SessionStore
+
+from .common import EXIT_OK, format_arguments, preview, to_jsonable
+
+__all__ = ["format_time", "message_text", "sessions_command"]
+
+
+def format_time(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text of an OpenAI-style message whose content may be a string or a list of parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    if content is None:
+        return ""
+    return json.dumps(to_jsonable(content), ensure_ascii=False)
+
+
+def _show(console: Console, session: Session, *, with_thinking: bool) -> None:
+    console.print(Text(session.title or "(untitled)", style="bold"))
+    console.print(
+        Text(
+            f"{session.id} · {session.backend}/{session.model} · updated {format_time(session.updated_at)}",
+            style="dim",
+        )
+    )
+    thinking = {t.get("turn"): t.get("text", "") for t in session.thinking}
+    turn = -1
+    for msg in session.messages:
+        role = msg.get("role")
+        if role in ("system", "developer"):
+            console.print(Panel(message_text(msg), title="system", title_align="left", border_style="dim"))
+        elif role == "user":
+            turn += 1
+            console.print(Panel(message_text(msg), title="you", title_align="left", border_style="blue"))
+            if with_thinking and thinking.get(turn):
+                console.print(Text(thinking[turn], style="dim italic"))
+        elif role == "assistant":
+            for call in msg.get("tool_calls", ()):
+                fn = call.get("function", {})
+                args = fn.get("arguments", {})
+                console.print(
+                    Text.assemble(
+                        ("⚙ ", "cyan"),
+                        (str(fn.get("name", "?")), "bold cyan"),
+                        f"({format_arguments(args) if isinstance(args, dict) else args})",
+                    )
+                )
+            text = message_text(msg)
+            if text.strip():
+                console.print(Panel(Markdown(text), title="agent", title_align="left", border_style="green"))
+        elif role == "tool":
+            content = msg.get("content")
+            failed = isinstance(content, dict) and set(content) == {"error"}
+            style = "red" if failed else "dim"
+            console.print(Text(f"  ↳ {msg.get('name', 'tool')}: {preview(content, 160)}", style=style))
+
+
+def sessions_command(args: argparse.Namespace, store: SessionStore | None = None) -> int:
+    store = store or SessionStore()
+    console = Console(highlight=False, soft_wrap=False)
+    if args.action == "list":
+        infos = store.list()
+        if args.json:
+            print(json.dumps([to_jsonable(i) for i in infos], ensure_ascii=False, indent=2))
+            return EXIT_OK
+        if not infos:
+            print(f"no saved sessions in {store.root}", file=sys.stderr)
+            return EXIT_OK
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for col in ("id", "title", "updated", "model", "messages"):
+            table.add_column(col, no_wrap=col != "title", overflow="ellipsis")
+        for i in infos:
+            table.add_row(i.id, i.title or "(untitled)", format_time(i.updated_at), i.model, str(i.message_count))
+        console.print(table)
+    elif args.action == "show":
+        _show(console, store.load(args.id), with_thinking=args.thinking)
+    elif args.action == "delete":
+        store.delete(args.id)
+        print(f"deleted session {args.id}", file=sys.stderr)
+    elif args.action == "export":
+        data = store.export(args.id, args.output)
+        if args.output:
+            print(f"wrote {args.output}", file=sys.stderr)
+        else:
+            print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    elif args.action == "rename":
+        session = store.rename(args.id, args.title)
+        print(f"renamed {session.id} to {session.title!r}", file=sys.stderr)
+    return EXIT_OK
