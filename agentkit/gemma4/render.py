@@ -1,0 +1,419 @@
+"""Render a conversation into a Gemma 4 prompt, byte for byte as the reference chat template does.
+
+Written in Python rather than by running the template so that every piece knows where it came from:
+turn markers, declarations and call syntax are *trusted* segments; user text, tool results, model text,
+thinking and every string value are *untrusted* (see :mod:`agentkit.gemma4.prompt`).
+
+Layout (the protocol doc has the details; ``tests/data/render_vectors.json`` pins the bytes)::
+
+    <bos><|turn>system\\n[<|think|>\\n][system text][<|tool>declaration:…<tool|>…]<turn|>\\n
+    <|turn>user\\n[media][text]<turn|>\\n
+    <|turn>model\\n[<|channel>thought\\n…\\n<channel|>][text]<|tool_call>…<tool_call|>
+        <|tool_response>response:…<tool_response|>…[final text]<turn|>\\n
+    [generation prompt]
+
+One user request is one model turn, however many tool rounds it takes: consecutive assistant and tool
+messages share a turn. Where the template leaves the history underdetermined this module chooses:
+
+- An assistant message's text goes where the model wrote it, before its calls, when a later assistant
+  message continues the turn or when its calls still wait for results. Only the template's own case — the
+  last message of the turn with calls, results and text — renders the text after the results and closes
+  the turn (``assistant_text_and_call`` vector).
+- ``reasoning_content`` is kept only for tool-calling messages after the last user message (the turn in
+  progress); any ``<|channel>…<channel|>`` span in assistant content is always stripped.
+- Tool results are named by the call whose id matches, else the message's ``name``, else ``unknown``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from .prompt import Prompt, Segment
+from .tokens import (
+    AUDIO,
+    BOS,
+    CHANNEL_END,
+    CHANNEL_START,
+    IMAGE,
+    STRING_DELIM,
+    THINK,
+    TOOL_CALL_END,
+    TOOL_CALL_START,
+    TOOL_END,
+    TOOL_RESPONSE_END,
+    TOOL_RESPONSE_START,
+    TOOL_START,
+    TURN_END,
+    TURN_START,
+    VIDEO,
+)
+from .values import iter_sorted_items, write_key, write_value
+
+__all__ = ["SupportsOpenAITool", "generation_prompt", "render", "render_prompt", "render_tool_results"]
+
+_MEDIA = {"image": IMAGE, "image_url": IMAGE, "audio": AUDIO, "input_audio": AUDIO, "video": VIDEO}
+# Declaration keys Gemma understands, in the (sorted) order they are written.
+_SCHEMA_KEYS = ("description", "enum", "items", "nullable", "properties", "required", "type")
+
+
+@runtime_checkable
+class SupportsOpenAITool(Protocol):
+    """Anything that can describe itself as an OpenAI function-tool dict (agentkit's Tool objects do)."""
+
+    def as_openai_tool(self) -> dict[str, Any]: ...
+
+
+class _Out:
+    """Collects segments, merging runs of equal trust as it goes (one join per run, not per piece)."""
+
+    __slots__ = ("_parts", "_segments", "_trusted")
+
+    def __init__(self) -> None:
+        self._segments: list[Segment] = []
+        self._parts: list[str] = []
+        self._trusted = True
+
+    def emit(self, text: str, trusted: bool) -> None:
+        if not text:
+            return
+        if trusted != self._trusted:
+            self._flush()
+            self._trusted = trusted
+        self._parts.append(text)
+
+    def t(self, text: str) -> None:
+        self.emit(text, True)
+
+    def u(self, text: str) -> None:
+        self.emit(text, False)
+
+    def _flush(self) -> None:
+        if self._parts:
+            self._segments.append(Segment("".join(self._parts), self._trusted))
+            self._parts = []
+
+    def prompt(self) -> Prompt:
+        self._flush()
+        return Prompt(self._segments)
+
+
+def generation_prompt(enable_thinking: bool) -> str:
+    """What opens the model's turn: with thinking off, an already-closed empty thought channel."""
+    if enable_thinking:
+        return f"{TURN_START}model\n"
+    return f"{TURN_START}model\n{CHANNEL_START}thought\n{CHANNEL_END}"
+
+
+# -- declarations ------------------------------------------------------------------------------------
+
+
+def _function_of(tool: Any) -> Mapping[str, Any]:
+    if isinstance(tool, SupportsOpenAITool):
+        tool = tool.as_openai_tool()
+    if not isinstance(tool, Mapping):
+        raise TypeError(
+            f"a tool must be an OpenAI function-tool dict or have as_openai_tool(), not {type(tool).__name__}"
+        )
+    fn = tool.get("function", tool)
+    if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str) or not fn["name"]:
+        raise ValueError(f"tool declaration without a function name: {tool!r}")
+    return fn
+
+
+def _string(out: _Out, text: str) -> None:
+    out.t(STRING_DELIM)
+    out.u(text)
+    out.t(STRING_DELIM)
+
+
+def _schema_node(out: _Out, node: Mapping[str, Any]) -> None:
+    """One schema node's inner keys (no braces): only the keys Gemma knows, sorted, types upper-cased."""
+    first = True
+    for key in _SCHEMA_KEYS:
+        if key not in node:
+            continue
+        value = node[key]
+        if not value or (key in ("items", "properties") and not isinstance(value, Mapping)):
+            continue  # empty description/enum/required/properties and nullable:false say nothing
+        if not first:
+            out.t(",")
+        first = False
+        out.t(f"{key}:")
+        if key == "description":
+            _string(out, str(value))
+        elif key == "type":
+            if isinstance(value, list):
+                write_value([str(v).upper() for v in value], out.emit)
+            else:
+                _string(out, str(value).upper())
+        elif key == "items":
+            out.t("{")
+            _schema_node(out, value)
+            out.t("}")
+        elif key == "properties":
+            out.t("{")
+            for i, (name, sub) in enumerate(iter_sorted_items(value)):
+                if i:
+                    out.t(",")
+                write_key(name, out.emit)
+                out.t(":{")
+                _schema_node(out, sub if isinstance(sub, Mapping) else {})
+                out.t("}")
+            out.t("}")
+        elif key == "nullable":
+            out.t("true")
+        else:  # enum, required: plain value lists
+            write_value(list(value), out.emit)
+
+
+def _declaration(out: _Out, tool: Any) -> None:
+    fn = _function_of(tool)
+    out.t(f"{TOOL_START}declaration:")
+    out.u(fn["name"])
+    out.t("{description:")
+    _string(out, str(fn.get("description") or "").strip())
+    params = fn.get("parameters")
+    if isinstance(params, Mapping) and params:
+        out.t(",parameters:{")
+        top = {k: params[k] for k in ("properties", "required") if k in params}
+        _schema_node(out, {**top, "type": params.get("type") or "object"})
+        out.t("}")
+    response = fn.get("response")
+    if isinstance(response, Mapping) and response:
+        out.t(",response:{")
+        _schema_node(out, response)
+        out.t("}")
+    out.t("}" + TOOL_END)
+
+
+# -- message content ---------------------------------------------------------------------------------
+
+
+def _parts(content: Any) -> list[Mapping[str, Any]]:
+    if isinstance(content, Mapping):
+        return [content]
+    if isinstance(content, list | tuple):
+        return [p if isinstance(p, Mapping) else {"type": "text", "text": str(p)} for p in content]
+    return []
+
+
+def _joined_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(str(p.get("text") or "") for p in _parts(content) if p.get("type", "text") == "text")
+
+
+def strip_thinking(text: str) -> str:
+    """Model content without ``<|channel>…<channel|>`` spans, trimmed (what the template feeds back)."""
+    if CHANNEL_START not in text and CHANNEL_END not in text:
+        return text.strip()
+    kept = [part.split(CHANNEL_START, 1)[0] for part in text.split(CHANNEL_END)]
+    return "".join(kept).strip()
+
+
+def _user_content(out: _Out, content: Any) -> None:
+    if isinstance(content, str):
+        out.u(content.strip())
+        return
+    for part in _parts(content):
+        kind = part.get("type", "text")
+        if kind == "text":
+            out.u(str(part.get("text") or "").strip())
+        elif kind in _MEDIA:
+            out.t(_MEDIA[kind])
+
+
+def _system_content(out: _Out, content: Any) -> None:
+    if isinstance(content, str) or content is None:
+        out.u((content or "").strip())
+        return
+    for part in _parts(content):
+        if part.get("type", "text") == "text":
+            out.u(str(part.get("text") or "").strip() + " ")
+
+
+def _arguments(raw: Any) -> Any:
+    """OpenAI sends arguments as a JSON string, Ollama and HF as a mapping; both render as a mapping."""
+    if isinstance(raw, str):
+        try:
+            decoded = json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError:
+            return raw
+        return decoded
+    return {} if raw is None else raw
+
+
+def _call(out: _Out, call: Mapping[str, Any]) -> None:
+    fn = call.get("function", call)
+    out.t(f"{TOOL_CALL_START}call:")
+    out.u(str(fn.get("name") or "unknown"))
+    args = _arguments(fn.get("arguments"))
+    if isinstance(args, Mapping):
+        write_value(args, out.emit)
+    else:  # not a mapping (bad JSON from a client): keep the text, inert, inside the braces
+        out.t("{")
+        out.u(str(args))
+        out.t("}")
+    out.t(TOOL_CALL_END)
+
+
+def _tool_content(content: Any) -> Any:
+    """A tool message's content as a response value: text parts are joined untrimmed, mappings stay."""
+    if isinstance(content, list) and content and all(isinstance(p, Mapping) and "type" in p for p in content):
+        return _joined_text(content)
+    return "" if content is None else content
+
+
+def _response_body(out: _Out, name: str, value: Any) -> None:
+    out.t("response:")
+    out.u(name)
+    if isinstance(value, Mapping):
+        write_value(value, out.emit)
+    else:
+        out.t("{value:")
+        write_value(value, out.emit)
+        out.t("}")
+    out.t(TOOL_RESPONSE_END)
+
+
+def render_tool_results(results: Sequence[tuple[str, Any]]) -> Prompt:
+    """The text the runtime appends after the model's ``<|tool_response>`` hand-over, for each result.
+
+    The model already wrote the first ``<|tool_response>``, so the first result starts at ``response:``;
+    the others are whole blocks. A mapping result renders as ``{k:v,…}``, anything else as ``{value:…}``.
+    """
+    out = _Out()
+    for i, (name, value) in enumerate(results):
+        if i:
+            out.t(TOOL_RESPONSE_START)
+        _response_body(out, name, value)
+    return out.prompt()
+
+
+# -- the conversation ---------------------------------------------------------------------------------
+
+
+def _role(message: Mapping[str, Any]) -> str:
+    role = message.get("role")
+    if not isinstance(role, str):
+        raise ValueError(f"message without a role: {message!r}")
+    return role
+
+
+def _results_of(
+    message: Mapping[str, Any], following: Iterable[Mapping[str, Any]], call_names: Mapping[str, str]
+) -> list[tuple[str, Any]]:
+    results: list[tuple[str, Any]] = []
+    for legacy in message.get("tool_responses") or ():
+        results.append((str(legacy.get("name") or "unknown"), legacy.get("response")))
+    for tool_msg in following:
+        call_id = tool_msg.get("tool_call_id")
+        name = call_names.get(call_id) if isinstance(call_id, str) else None
+        results.append((name or str(tool_msg.get("name") or "unknown"), _tool_content(tool_msg.get("content"))))
+    return results
+
+
+def render(
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Any] | None = None,
+    *,
+    enable_thinking: bool = False,
+    add_generation_prompt: bool = True,
+) -> Prompt:
+    """The prompt for ``messages`` (OpenAI/Hugging Face-style dicts) and ``tools``, as trusted/untrusted segments."""
+    out = _Out()
+    out.t(BOS)
+    loop: Sequence[Mapping[str, Any]] = messages
+    first_role = _role(messages[0]) if messages else None
+    if enable_thinking or tools or first_role in ("system", "developer"):
+        out.t(f"{TURN_START}system\n")
+        if enable_thinking:
+            out.t(f"{THINK}\n")
+        if first_role in ("system", "developer"):
+            _system_content(out, messages[0].get("content"))
+            loop = messages[1:]
+        for tool in tools or ():
+            _declaration(out, tool)
+        out.t(f"{TURN_END}\n")
+
+    roles = [_role(m) for m in loop]
+    last_user = max((i for i, r in enumerate(roles) if r == "user"), default=-1)
+    state: str | None = None  # "tool_call": calls wait for results; "tool_response": results given
+    turn_open = False
+    call_names: dict[str, str] = {}
+    i = 0
+    n = len(loop)
+    while i < n:
+        message, role = loop[i], roles[i]
+        j = i + 1
+        while j < n and roles[j] == "tool":
+            j += 1
+        if role == "assistant" or role == "tool":
+            if not turn_open:
+                out.t(f"{TURN_START}model\n")
+                turn_open = True
+                call_names = {}
+            state = None
+            calls = list(message.get("tool_calls") or ()) if role == "assistant" else []
+            for call in calls:
+                fn = call.get("function", call)
+                if isinstance(call.get("id"), str):
+                    call_names[call["id"]] = str(fn.get("name") or "unknown")
+            results = _results_of(message, loop[i + 1 : j], call_names) if role == "assistant" else []
+            if role == "tool":
+                results = _results_of({}, loop[i:j], call_names)
+            text = strip_thinking(_joined_text(message.get("content"))) if role == "assistant" else ""
+            last_of_turn = j >= n or roles[j] != "assistant"
+            thinking = message.get("reasoning_content") or message.get("reasoning")
+            if thinking and calls and i > last_user:
+                out.t(f"{CHANNEL_START}thought\n")
+                out.u(str(thinking))
+                out.t(f"\n{CHANNEL_END}")
+            text_after_results = bool(calls and results and last_of_turn)
+            if not text_after_results:
+                out.u(text)
+            for call in calls:
+                _call(out, call)
+            if calls:
+                state = "tool_call"
+            for name, value in results:
+                out.t(TOOL_RESPONSE_START)
+                _response_body(out, name, value)
+                state = "tool_response"
+            if text_after_results:
+                out.u(text)
+            if state == "tool_call":
+                out.t(TOOL_RESPONSE_START)
+            elif state is None or (text and last_of_turn):
+                out.t(f"{TURN_END}\n")
+                turn_open = False
+        else:
+            state = None
+            turn_open = False
+            out.t(f"{TURN_START}{'system' if role == 'developer' else role}\n")
+            if role in ("system", "developer"):
+                _system_content(out, message.get("content"))
+            else:
+                _user_content(out, message.get("content"))
+            out.t(f"{TURN_END}\n")
+            j = i + 1
+        i = j
+
+    if add_generation_prompt and state is None:
+        out.t(generation_prompt(enable_thinking))
+    return out.prompt()
+
+
+def render_prompt(
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Any] | None = None,
+    *,
+    enable_thinking: bool = False,
+    add_generation_prompt: bool = True,
+) -> str:
+    """:func:`render` as text, untrusted segments neutralized: ready for a text-prompt endpoint."""
+    return render(messages, tools, enable_thinking=enable_thinking, add_generation_prompt=add_generation_prompt).text
