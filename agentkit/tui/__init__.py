@@ -1,0 +1,7 @@
+"""The agentkit terminal assistant (``agentkit chat``), built with Textual."""
+
+from __future__ import annotations
+
+from .app import AgentkitApp
+
+__all__ = ["AgentkitApp"]

@@ -1,0 +1,427 @@
+"""The agentkit terminal assistant: a Textual app over one :class:`~agentkit.Agent`.
+
+The app talks to the agent only through ``run_stream`` events, run in a Textual worker so the screen stays
+live; Esc cancels that worker, and the agent saves the conversation as it unwinds. Approvals for
+side-effecting calls come through the agent's ``ask`` callback, which opens a modal and awaits the answer.
+Sessions live in a :class:`~agentkit.SessionStore`; switching one builds a new agent that resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+from textual.worker import Worker
+
+from agentkit import Agent, Approval, Backend, Session, SessionStore, Tool, ToolCallRequest, backend_from_url
+from agentkit.errors import AgentkitError, SessionError
+from agentkit.events import (
+    Notice,
+    RunFinished,
+    StepFinished,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+
+from .widgets import AgentTurn, ApprovalScreen, ConfirmScreen, PromptScreen, SessionsSidebar, UserMessage
+
+__all__ = ["AgentkitApp"]
+
+WELCOME = "Ask anything. Enter sends · Esc cancels · Ctrl+P shows every command."
+_STOP_MESSAGES = {
+    "max_steps": "Stopped: the step limit was reached before a final answer.",
+    "repeated_call": "Stopped: the model kept repeating the same tool call.",
+    "max_tokens": "Stopped: the answer hit the token limit.",
+    "max_output": "Stopped: the output budget is used up.",
+}
+
+
+def _tool_error(content: Any) -> str | None:
+    if isinstance(content, dict) and set(content) == {"error"}:
+        return str(content["error"])
+    return None
+
+
+class AgentkitApp(App[None]):
+    """Chat with a Gemma 4 agent; sessions on the left, the conversation in the middle."""
+
+    TITLE = "agentkit"
+    CSS_PATH = "app.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", tooltip="Stop the answer being generated"),
+        Binding("ctrl+n", "new_session", "New"),
+        Binding("ctrl+s", "toggle_sidebar", "Sessions"),
+        Binding("ctrl+t", "toggle_thinking", "Thinking"),
+        Binding("ctrl+l", "pick_backend", "Model"),
+        Binding("f2", "rename_session", "Rename"),
+    ]
+
+    running: reactive[bool] = reactive(False, bindings=True)
+    thinking: reactive[bool] = reactive(False, init=False)
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        tools: Iterable[Tool | Callable[..., Any]] = (),
+        system: str | None = None,
+        thinking: bool = False,
+        max_steps: int = 20,
+        store: SessionStore | None = None,
+        session_id: str | None = None,
+        backend_url: str | None = None,
+        backend_choices: Sequence[str] = (),
+        backend_factory: Callable[[str], Backend] = backend_from_url,
+        show_sidebar: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.backend_url = backend_url or f"{backend.name}:{backend.model}"
+        self.backend_choices = [c for c in dict.fromkeys([self.backend_url, *backend_choices]) if c]
+        self.backend_factory = backend_factory
+        self.tools = list(tools)
+        self.system = system
+        self.max_steps = max_steps
+        self.store = store if store is not None else SessionStore()
+        self._initial_session = session_id
+        self._show_sidebar = show_sidebar
+        self._worker: Worker[None] | None = None
+        self.set_reactive(AgentkitApp.thinking, thinking)
+        self.agent = self._make_agent(None)
+
+    # -- layout ---------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="◆")
+        with Horizontal(id="body"):
+            yield SessionsSidebar(id="sidebar")
+            with Vertical(id="main"):
+                yield VerticalScroll(Static(WELCOME, id="welcome"), id="chat")
+                yield Static(id="status")
+                yield Input(placeholder="Message Gemma…", id="prompt")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        show = self._show_sidebar if self._show_sidebar is not None else self.size.width >= 100
+        self.query_one(SessionsSidebar).display = show
+        if self._initial_session:
+            await self.switch_session(self._initial_session)
+        else:
+            await self.refresh_sessions()
+        self._update_status()
+        self.query_one("#chat", VerticalScroll).anchor()
+        self.query_one("#prompt", Input).focus()
+
+    async def on_unmount(self) -> None:
+        await self.backend.aclose()
+
+    # -- agent and sessions ---------------------------------------------------------------------------
+
+    def _make_agent(self, session_id: str | None) -> Agent:
+        return Agent(
+            self.backend,
+            tools=self.tools,
+            system=self.system,
+            thinking=self.thinking,
+            max_steps=self.max_steps,
+            ask=self._ask,
+            store=self.store,
+            session_id=session_id,
+        )
+
+    @property
+    def session_id(self) -> str:
+        return self.agent.session_id
+
+    def _session_saved(self) -> bool:
+        return self.store.exists(self.agent.session_id)
+
+    async def refresh_sessions(self) -> None:
+        try:
+            infos = self.store.list()
+        except SessionError as exc:
+            self.notify(str(exc), title="Sessions", severity="error")
+            infos = []
+        await self.query_one(SessionsSidebar).show_sessions(infos, self.agent.session_id)
+        self.sub_title = self.agent.session.title or "new chat"
+
+    async def switch_session(self, session_id: str | None) -> None:
+        """Open a saved session (or a new one) in place of the current conversation."""
+        if self.running:
+            self.notify("An answer is being generated; press Esc to cancel it first.", severity="warning")
+            return
+        try:
+            agent = self._make_agent(session_id)
+        except AgentkitError as exc:
+            self.notify(str(exc), title="Cannot open session", severity="error", timeout=8)
+            return
+        self.agent = agent
+        chat = self.query_one("#chat", VerticalScroll)
+        await chat.remove_children()
+        if session_id is None:
+            await chat.mount(Static(WELCOME, id="welcome"))
+        else:
+            await self._replay(agent.session, chat)
+        chat.scroll_end(animate=False)
+        chat.anchor()
+        await self.refresh_sessions()
+        self._update_status()
+
+    async def _replay(self, session: Session, chat: VerticalScroll) -> None:
+        """Rebuild the screen of a saved conversation from its messages, thinking and call records."""
+        results = {m.get("tool_call_id"): m.get("content") for m in session.messages if m.get("role") == "tool"}
+        durations = {r.get("call_id"): r.get("duration_s") for r in session.tool_calls}
+        thinking = {t.get("turn"): str(t.get("text", "")) for t in session.thinking}
+        turn_index, turn = -1, None
+        turns: list[AgentTurn] = []
+        for message in session.messages:
+            role = message.get("role")
+            content = message.get("content")
+            if role == "user":
+                turn_index += 1
+                turn = None
+                text = (
+                    content
+                    if isinstance(content, str)
+                    else "\n".join(str(p.get("text", "")) for p in content or [] if isinstance(p, dict))
+                )
+                await chat.mount(UserMessage(text))
+            elif role == "assistant":
+                if turn is None:
+                    turn = AgentTurn()
+                    turns.append(turn)
+                    await chat.mount(turn)
+                    if thinking.get(turn_index):
+                        await turn.add_thinking(thinking[turn_index], live=False)
+                if isinstance(content, str) and content.strip():
+                    await turn.add_markdown(content)
+                for call in message.get("tool_calls", ()):
+                    fn = call.get("function", {})
+                    args = fn.get("arguments", {})
+                    card = await turn.start_tool(
+                        call.get("id", ""), fn.get("name", "?"), args if isinstance(args, dict) else {}
+                    )
+                    result = results.get(call.get("id"))
+                    error = _tool_error(result)
+                    card.finish(None if error else result, error, durations.get(call.get("id")))
+        for t in turns:
+            await t.finish()
+
+    # -- running a turn -------------------------------------------------------------------------------
+
+    @on(Input.Submitted, "#prompt")
+    async def _submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        if self.running:
+            self.notify("Still answering; press Esc to cancel first.", severity="warning")
+            return
+        event.input.clear()
+        chat = self.query_one("#chat", VerticalScroll)
+        for welcome in chat.query("#welcome"):
+            await welcome.remove()
+        turn = AgentTurn()
+        await chat.mount_all([UserMessage(text), turn])
+        chat.anchor()
+        self.running = True
+        self._worker = self.run_worker(self._run_turn(text, turn), group="agent", exclusive=True, exit_on_error=False)
+
+    async def _run_turn(self, text: str, turn: AgentTurn) -> None:
+        status = self.query_one("#status", Static)
+        status.update("generating… (Esc to cancel)")
+        try:
+            async for event in self.agent.run_stream(text):
+                if isinstance(event, ThinkingDelta):
+                    await turn.add_thinking(event.text)
+                elif isinstance(event, TextDelta):
+                    await turn.add_text(event.text)
+                elif isinstance(event, ToolCallStarted):
+                    await turn.start_tool(event.call_id, event.name, event.arguments)
+                    status.update(f"running {event.name}… (Esc to cancel)")
+                elif isinstance(event, ToolCallFinished):
+                    turn.finish_tool(event.call_id, event.result, event.error, event.duration_s)
+                elif isinstance(event, Notice):
+                    severity = {"error": "error", "warning": "warning"}.get(event.level, "information")
+                    self.notify(event.message, severity=severity)  # type: ignore[arg-type]
+                elif isinstance(event, StepFinished):
+                    tps = f" · {event.timings.tokens_per_s:.1f} tok/s" if event.timings.tokens_per_s else ""
+                    status.update(f"step {event.step} done · {event.usage.completion_tokens} tokens{tps}")
+                elif isinstance(event, RunFinished):
+                    reason = event.result.stop_reason
+                    await turn.finish(None if event.result.ok else _STOP_MESSAGES.get(reason, f"Stopped: {reason}."))
+        except asyncio.CancelledError:
+            await turn.finish("Cancelled. The conversation so far is saved.")
+            self.notify("Generation cancelled.", severity="warning", timeout=3)
+            raise
+        except AgentkitError as exc:
+            await turn.finish(f"Error: {exc}", error=True)
+            self.notify(str(exc), title=type(exc).__name__, severity="error", timeout=10)
+        except Exception as exc:  # a bug must not kill the app and lose the screen; show it instead
+            await turn.finish(f"Internal error: {type(exc).__name__}: {exc}", error=True)
+            self.notify(f"{type(exc).__name__}: {exc}", title="Internal error", severity="error", timeout=10)
+        finally:
+            self.running = False
+            self._update_status()
+            await self.refresh_sessions()
+
+    async def _ask(self, request: ToolCallRequest) -> Approval:
+        """The agent's ``ask`` callback: a modal; Esc, or cancelling the generation, denies."""
+        future: asyncio.Future[Approval] = asyncio.get_running_loop().create_future()
+
+        def decided(answer: Approval | None) -> None:
+            if not future.done():
+                future.set_result(answer or Approval.DENY)
+
+        screen = ApprovalScreen(request)
+        await self.push_screen(screen, callback=decided)
+        try:
+            return await future
+        finally:
+            if screen.is_attached and self.screen is screen:
+                self.pop_screen()
+
+    def _update_status(self) -> None:
+        tools = f"{len(self.tools)} tools" if self.tools else "no tools"
+        state = "generating…" if self.running else "ready"
+        thinking = "on" if self.thinking else "off"
+        for status in self.query("#status").results(Static):
+            status.update(f"{self.backend.name} · {self.backend.model} │ thinking {thinking} │ {tools} │ {state}")
+
+    # -- actions --------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return self.running  # Esc shows in the footer only while there is something to cancel
+        return True
+
+    def action_cancel(self) -> None:
+        if self._worker is not None and self.running:
+            self._worker.cancel()
+
+    async def action_new_session(self) -> None:
+        await self.switch_session(None)
+        self.query_one("#prompt", Input).focus()
+
+    def action_toggle_sidebar(self) -> None:
+        sidebar = self.query_one(SessionsSidebar)
+        sidebar.display = not sidebar.display
+        if sidebar.display:
+            sidebar.query_one("ListView").focus()
+        else:
+            self.query_one("#prompt", Input).focus()
+
+    def action_toggle_thinking(self) -> None:
+        self.thinking = not self.thinking
+
+    def watch_thinking(self, value: bool) -> None:
+        self.agent.thinking = value  # applies from the next request on; the current one keeps its mode
+        self._update_status()
+
+    @work(group="dialogs")
+    async def action_rename_session(self, session_id: str | None = None) -> None:
+        target = session_id or self.agent.session_id
+        if not self.store.exists(target):
+            self.notify("Send a first message: empty chats are not saved yet.", severity="warning")
+            return
+        current = self.store.load(target).title
+        title = await self.push_screen_wait(PromptScreen("Rename session", current, placeholder="a short title"))
+        if not title:
+            return
+        self.store.rename(target, title)
+        if target == self.agent.session_id:
+            self.agent.session.title = title  # the agent saves its own copy after every step
+        await self.refresh_sessions()
+
+    @work(group="dialogs")
+    async def action_delete_session(self, session_id: str | None = None) -> None:
+        target = session_id or self.agent.session_id
+        if not self.store.exists(target):
+            self.notify("This chat is not saved, so there is nothing to delete.", severity="warning")
+            return
+        title = self.store.load(target).title or target
+        if not await self.push_screen_wait(ConfirmScreen(f"Delete “{title}”? This cannot be undone.")):
+            return
+        if target == self.agent.session_id and self.running:
+            self.notify("Cancel the running answer (Esc) before deleting its session.", severity="warning")
+            return
+        self.store.delete(target)
+        if target == self.agent.session_id:
+            await self.switch_session(None)
+        else:
+            await self.refresh_sessions()
+        self.notify(f"Deleted “{title}”.", timeout=3)
+
+    @work(group="dialogs", exclusive=True)
+    async def action_pick_backend(self) -> None:
+        if self.running:
+            self.notify("Cancel the running answer (Esc) before switching the model.", severity="warning")
+            return
+        url = await self.push_screen_wait(
+            PromptScreen(
+                "Backend and model",
+                self.backend_url,
+                choices=self.backend_choices,
+                hint="ollama://HOST:11434/MODEL · vllm://HOST:8000/MODEL · transformers:MODEL",
+            )
+        )
+        if not url or url == self.backend_url:
+            return
+        try:
+            backend = self.backend_factory(url)
+            self.notify(f"Connecting to {url}…", timeout=2)
+            await backend.check()
+        except (AgentkitError, ImportError) as exc:
+            self.notify(str(exc), title="Backend not changed", severity="error", timeout=10)
+            return
+        old = self.backend
+        self.backend, self.backend_url = backend, url
+        self.backend_choices = list(dict.fromkeys([url, *self.backend_choices]))
+        await old.aclose()
+        # Keep the conversation: resume the saved session on the new backend.
+        self.agent = self._make_agent(self.agent.session_id if self._session_saved() else None)
+        self._update_status()
+        self.notify(f"Now using {backend.name} · {backend.model}", timeout=3)
+
+    # -- sidebar messages -----------------------------------------------------------------------------
+
+    @on(SessionsSidebar.Chosen)
+    async def _chosen(self, event: SessionsSidebar.Chosen) -> None:
+        if event.session_id != self.agent.session_id or event.session_id is None:
+            await self.switch_session(event.session_id)
+        self.query_one("#prompt", Input).focus()
+
+    @on(SessionsSidebar.RenameRequested)
+    def _rename_requested(self, event: SessionsSidebar.RenameRequested) -> None:
+        self.action_rename_session(event.session_id)
+
+    @on(SessionsSidebar.DeleteRequested)
+    def _delete_requested(self, event: SessionsSidebar.DeleteRequested) -> None:
+        self.action_delete_session(event.session_id)
+
+    # -- command palette ------------------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield SystemCommand("New chat", "Start a new session (Ctrl+N)", self.action_new_session)
+        yield SystemCommand("Sessions", "Show or hide the sessions sidebar (Ctrl+S)", self.action_toggle_sidebar)
+        yield SystemCommand(
+            "Thinking: turn " + ("off" if self.thinking else "on"),
+            "Let the model think before it answers (Ctrl+T)",
+            self.action_toggle_thinking,
+        )
+        yield SystemCommand("Backend and model", "Pick the backend URL and model (Ctrl+L)", self.action_pick_backend)
+        yield SystemCommand("Rename session", "Give this chat a title (F2)", self.action_rename_session)
+        yield SystemCommand("Delete session", "Delete this chat from disk", self.action_delete_session)
+        if self.running:
+            yield SystemCommand("Cancel", "Stop the answer being generated (Esc)", self.action_cancel)
+        yield from super().get_system_commands(screen)

@@ -1,0 +1,20 @@
+"""Widgets of the agentkit TUI, one concern a module."""
+
+from __future__ import annotations
+
+from .chat import AgentTurn, ThinkingBlock, UserMessage
+from .dialogs import ApprovalScreen, ConfirmScreen, PromptScreen
+from .sidebar import SessionItem, SessionsSidebar
+from .tool_card import ToolCard
+
+__all__ = [
+    "AgentTurn",
+    "ApprovalScreen",
+    "ConfirmScreen",
+    "PromptScreen",
+    "SessionItem",
+    "SessionsSidebar",
+    "ThinkingBlock",
+    "ToolCard",
+    "UserMessage",
+]

@@ -1,0 +1,181 @@
+"""The conversation: a user bubble, and an agent turn that grows as events arrive.
+
+An agent turn is a column of segments in the order they happened — thinking, text, tool cards, more
+thinking, more text — because one user request can take several tool rounds, and showing them in order
+is what lets a person follow what the agent did.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Collapsible, Label, Markdown, Static
+from textual.widgets.markdown import MarkdownStream
+
+from .tool_card import ToolCard
+
+__all__ = ["AgentTurn", "ThinkingBlock", "UserMessage"]
+
+
+class UserMessage(Static):
+    """What the person typed, shown as sent (no markdown: it is not model output)."""
+
+    DEFAULT_CSS = """
+    UserMessage {
+        margin: 1 0 0 0;
+        padding: 0 1;
+        background: $primary 15%;
+        border-left: outer $primary;
+        color: $text;
+    }
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text, markup=False)
+        self.text = text
+
+
+class ThinkingBlock(Collapsible):
+    """The model's thinking: open and live while it streams, folded away once the answer starts."""
+
+    DEFAULT_CSS = """
+    ThinkingBlock {
+        border: none;
+        padding: 0;
+        margin: 0;
+        background: transparent;
+    }
+    ThinkingBlock > Contents {
+        padding: 0 0 0 2;
+    }
+    ThinkingBlock .thinking-text {
+        color: $text-muted;
+        text-style: italic;
+    }
+    ThinkingBlock CollapsibleTitle {
+        color: $text-muted;
+        padding: 0;
+    }
+    """
+
+    def __init__(self, text: str = "", *, live: bool = True) -> None:
+        self._text = text
+        self._started = time.monotonic()
+        self._body = Static(text, markup=False, classes="thinking-text")
+        super().__init__(self._body, title="Thinking…" if live else "Thought", collapsed=not live)
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    def append(self, text: str) -> None:
+        self._text += text
+        self._body.update(self._text)
+
+    def finish(self) -> None:
+        """Fold the block and say how long the model thought."""
+        if self.title.startswith("Thinking"):
+            self.title = f"Thought for {time.monotonic() - self._started:.1f}s"
+        self.collapsed = True
+
+
+class AgentTurn(Vertical):
+    """One agent turn: segments appended as events stream in."""
+
+    DEFAULT_CSS = """
+    AgentTurn {
+        height: auto;
+        margin: 1 0 0 0;
+        padding: 0 1;
+        border-left: outer $success;
+    }
+    AgentTurn > .turn-label {
+        color: $success;
+        text-style: bold;
+    }
+    AgentTurn > Markdown {
+        margin: 0;
+        padding: 0;
+        background: transparent;
+    }
+    AgentTurn > .turn-status {
+        color: $text-muted;
+    }
+    AgentTurn > .turn-status.-error {
+        color: $error;
+    }
+    """
+
+    def __init__(self, label: str = "Gemma") -> None:
+        super().__init__()
+        self._label = label
+        self._thinking: ThinkingBlock | None = None
+        self._markdown: Markdown | None = None
+        self._stream: MarkdownStream | None = None
+        self.cards: dict[str, ToolCard] = {}
+        self.text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Label(self._label, classes="turn-label")
+
+    async def add_thinking(self, text: str, *, live: bool = True) -> None:
+        if self._thinking is None or not live:
+            await self._end_text()
+            self._thinking = ThinkingBlock(text, live=live)
+            await self.mount(self._thinking)
+        else:
+            self._thinking.append(text)
+
+    def _end_thinking(self) -> None:
+        if self._thinking is not None:
+            self._thinking.finish()
+            self._thinking = None
+
+    async def add_text(self, text: str) -> None:
+        self._end_thinking()
+        self.text += text
+        if self._markdown is None:
+            self._markdown = Markdown("")
+            await self.mount(self._markdown)
+            self._stream = Markdown.get_stream(self._markdown)
+        assert self._stream is not None
+        await self._stream.write(text)
+
+    async def add_markdown(self, text: str) -> None:
+        """A whole answer at once (replaying a saved session): no stream to set up."""
+        self._end_thinking()
+        await self._end_text()
+        self.text += text
+        await self.mount(Markdown(text))
+
+    async def _end_text(self) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+        self._stream = None
+        self._markdown = None
+
+    async def start_tool(self, call_id: str, name: str, arguments: dict[str, Any]) -> ToolCard:
+        self._end_thinking()
+        await self._end_text()
+        card = ToolCard(name, arguments)
+        self.cards[call_id] = card
+        await self.mount(card)
+        return card
+
+    def finish_tool(self, call_id: str, result: Any, error: str | None, duration_s: float) -> None:
+        card = self.cards.get(call_id)
+        if card is not None:
+            card.finish(result, error, duration_s)
+
+    async def finish(self, status: str | None = None, *, error: bool = False) -> None:
+        """End of the turn: close streams, stop spinners, and optionally say why it ended."""
+        self._end_thinking()
+        await self._end_text()
+        for card in self.cards.values():
+            if card.running:
+                card.finish(None, "cancelled", None)
+        if status:
+            await self.mount(Static(status, markup=False, classes="turn-status -error" if error else "turn-status"))

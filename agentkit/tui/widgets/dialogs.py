@@ -1,0 +1,188 @@
+"""Modal dialogs: tool-call approval, a one-line text prompt (rename, backend), and a yes/no confirmation.
+
+Each is a ``ModalScreen`` that dismisses with its answer, so the app awaits a decision without the dialog
+knowing anything about agents or sessions.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, Input, Label, OptionList, Static
+
+from agentkit import Approval, ToolCallRequest
+
+__all__ = ["ApprovalScreen", "ConfirmScreen", "PromptScreen"]
+
+_DIALOG_CSS = """
+{name} {{
+    align: center middle;
+    background: $background 60%;
+}}
+{name} > Vertical {{
+    width: 72;
+    max-width: 95%;
+    height: auto;
+    max-height: 90%;
+    padding: 1 2;
+    border: thick $primary;
+    background: $surface;
+}}
+{name} .dialog-title {{
+    text-style: bold;
+    width: 100%;
+    margin-bottom: 1;
+}}
+{name} .dialog-buttons {{
+    height: auto;
+    margin-top: 1;
+    align-horizontal: right;
+}}
+{name} .dialog-buttons Button {{
+    margin-left: 1;
+    min-width: 10;
+}}
+"""
+
+
+class ApprovalScreen(ModalScreen[Approval]):
+    """Asks whether a side-effecting tool call may run: once, always (this session), or not at all."""
+
+    DEFAULT_CSS = (
+        _DIALOG_CSS.format(name="ApprovalScreen")
+        + """
+    ApprovalScreen > Vertical { border: thick $warning; }
+    ApprovalScreen .approval-args {
+        height: auto;
+        max-height: 12;
+        background: $boost;
+        padding: 0 1;
+    }
+    ApprovalScreen .approval-description { color: $text-muted; margin-bottom: 1; }
+    """
+    )
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "decide('allow')", "Allow once"),
+        Binding("a", "decide('always')", "Always"),
+        Binding("n,escape", "decide('deny')", "Deny"),
+    ]
+
+    def __init__(self, request: ToolCallRequest) -> None:
+        super().__init__()
+        self.request = request
+
+    def compose(self) -> ComposeResult:
+        args = json.dumps(self.request.arguments, ensure_ascii=False, indent=2, default=str)
+        with Vertical():
+            yield Label(
+                Text.assemble("Allow ", (self.request.name, "bold"), " to run? It has side effects."),
+                classes="dialog-title",
+            )
+            if self.request.description:
+                yield Static(self.request.description, markup=False, classes="approval-description")
+            with VerticalScroll(classes="approval-args"):
+                yield Static(args, markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Allow once (y)", id="allow", variant="success")
+                yield Button("Always (a)", id="always", variant="primary")
+                yield Button("Deny (n)", id="deny", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#deny", Button).focus()  # Enter on a dialog that appeared by surprise must not approve
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.action_decide(event.button.id or "deny")
+
+    def action_decide(self, decision: str) -> None:
+        self.dismiss({"allow": Approval.ALLOW, "always": Approval.ALWAYS}.get(decision, Approval.DENY))
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """One line of text (a session title, a backend URL); Esc cancels with ``None``."""
+
+    DEFAULT_CSS = (
+        _DIALOG_CSS.format(name="PromptScreen")
+        + """
+    PromptScreen OptionList { height: auto; max-height: 8; margin-top: 1; }
+    PromptScreen .prompt-hint { color: $text-muted; margin-top: 1; }
+    """
+    )
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(
+        self, title: str, value: str = "", *, choices: list[str] | None = None, hint: str = "", placeholder: str = ""
+    ) -> None:
+        super().__init__()
+        self.title_text = title
+        self.value = value
+        self.choices = [c for c in dict.fromkeys(choices or []) if c]
+        self.hint = hint
+        self.placeholder = placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, classes="dialog-title")
+            yield Input(
+                self.value,
+                placeholder=self.placeholder,
+                suggester=SuggestFromList(self.choices, case_sensitive=False) if self.choices else None,
+            )
+            if self.choices:
+                yield OptionList(*self.choices)
+            if self.hint:
+                yield Static(self.hint, markup=False, classes="prompt-hint")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        value = event.value.strip()
+        self.dismiss(value or None)
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(str(event.option.prompt))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question; the safe answer (no) has the focus."""
+
+    DEFAULT_CSS = _DIALOG_CSS.format(name="ConfirmScreen")
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question, classes="dialog-title")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Yes (y)", id="yes", variant="error")
+                yield Button("No (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)

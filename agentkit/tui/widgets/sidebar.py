@@ -1,0 +1,116 @@
+"""The sessions sidebar: every saved conversation, newest first; choosing one asks the app to switch.
+
+The sidebar only posts :class:`SessionsSidebar.Chosen`; loading, renaming and deleting stay in the app,
+which owns the store and the agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Label, ListItem, ListView
+
+from agentkit import SessionInfo
+
+__all__ = ["SessionItem", "SessionsSidebar"]
+
+NEW_ID = "__new__"
+
+
+class SessionItem(ListItem):
+    def __init__(self, session_id: str, title: str, *, current: bool = False) -> None:
+        super().__init__(Label(title, markup=False), classes="-current" if current else "")
+        self.session_id = session_id
+        self.title = title
+
+
+class SessionsSidebar(Vertical):
+    """A list of sessions with a "new chat" entry at the top."""
+
+    DEFAULT_CSS = """
+    SessionsSidebar {
+        width: 26;
+        height: 100%;
+        background: $panel;
+        border-right: vkey $foreground 20%;
+    }
+    SessionsSidebar > .sidebar-title {
+        width: 100%;
+        padding: 0 1;
+        text-style: bold;
+        color: $text-accent;
+    }
+    SessionsSidebar ListView { background: transparent; height: 1fr; }
+    SessionsSidebar ListItem { padding: 0 1; background: transparent; }
+    SessionsSidebar ListItem Label { width: 100%; text-wrap: nowrap; text-overflow: ellipsis; }
+    SessionsSidebar ListItem.-current Label { text-style: bold; color: $text-success; }
+    SessionsSidebar ListItem.-new Label { color: $text-muted; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "rename", "Rename", show=False),
+        Binding("delete,d", "delete", "Delete", show=False),
+    ]
+
+    class Chosen(Message):
+        """The person picked a session (``session_id`` is None for a new chat)."""
+
+        def __init__(self, session_id: str | None) -> None:
+            super().__init__()
+            self.session_id = session_id
+
+    class RenameRequested(Message):
+        def __init__(self, session_id: str) -> None:
+            super().__init__()
+            self.session_id = session_id
+
+    class DeleteRequested(Message):
+        def __init__(self, session_id: str) -> None:
+            super().__init__()
+            self.session_id = session_id
+
+    def compose(self) -> ComposeResult:
+        yield Label("Sessions", classes="sidebar-title")
+        yield ListView()
+
+    async def show_sessions(self, sessions: Sequence[SessionInfo], current: str | None) -> None:
+        view = self.query_one(ListView)
+        await view.clear()
+        new = SessionItem(NEW_ID, "+ New chat", current=False)
+        new.add_class("-new")
+        items = [new]
+        for info in sessions:
+            items.append(SessionItem(info.id, info.title or "(untitled)", current=info.id == current))
+        await view.extend(items)
+        view.index = 0
+        for index, item in enumerate(items):
+            if item.session_id == current:
+                view.index = index
+
+    @on(ListView.Selected)
+    def _selected(self, event: ListView.Selected) -> None:
+        event.stop()
+        item = event.item
+        if isinstance(item, SessionItem):
+            self.post_message(self.Chosen(None if item.session_id == NEW_ID else item.session_id))
+
+    def _highlighted_id(self) -> str | None:
+        item = self.query_one(ListView).highlighted_child
+        if isinstance(item, SessionItem) and item.session_id != NEW_ID:
+            return item.session_id
+        return None
+
+    def action_rename(self) -> None:
+        session_id = self._highlighted_id()
+        if session_id:
+            self.post_message(self.RenameRequested(session_id))
+
+    def action_delete(self) -> None:
+        session_id = self._highlighted_id()
+        if session_id:
+            self.post_message(self.DeleteRequested(session_id))

@@ -1,0 +1,138 @@
+"""A tool call as a card: what was called with what, whether it is still running, and what came back."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.timer import Timer
+from textual.widgets import Collapsible, Static
+
+__all__ = ["ToolCard", "format_args", "format_result", "result_title"]
+
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+RESULT_PREVIEW_CHARS = 4000
+
+
+def format_args(arguments: dict[str, Any], limit: int = 200) -> str:
+    text = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in arguments.items())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_result(result: Any) -> str:
+    """The result as a person reads it: strings as they are, everything else as indented JSON, cut short."""
+    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, indent=2, default=str)
+    if len(text) > RESULT_PREVIEW_CHARS:
+        text = text[:RESULT_PREVIEW_CHARS] + f"\n… ({len(text) - RESULT_PREVIEW_CHARS} more characters)"
+    return text
+
+
+def result_title(result: Any, limit: int = 56) -> str:
+    """One line that says what came back, so the folded card is useful without opening it."""
+    if isinstance(result, str):
+        text = " ".join(result.split()) or "(empty)"
+    else:
+        text = json.dumps(result, ensure_ascii=False, default=str)
+        if isinstance(result, list | dict):
+            text = f"{len(result)} {'items' if isinstance(result, list) else 'fields'}: {text}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ToolCard(Vertical):
+    """Header line (status, name, arguments, duration) plus a folded result preview."""
+
+    DEFAULT_CSS = """
+    ToolCard {
+        height: auto;
+        margin: 0;
+        padding: 0 1;
+        border-left: tall $secondary;
+        background: $boost;
+    }
+    ToolCard.-error {
+        border-left: tall $error;
+    }
+    ToolCard > .tool-header {
+        height: auto;
+    }
+    ToolCard > Collapsible {
+        border: none;
+        padding: 0;
+        margin: 0;
+        background: transparent;
+    }
+    ToolCard > Collapsible CollapsibleTitle {
+        padding: 0;
+        color: $text-muted;
+    }
+    ToolCard > Collapsible > Contents {
+        padding: 0 0 0 2;
+    }
+    ToolCard .tool-result {
+        color: $text-muted;
+    }
+    """
+
+    def __init__(self, name: str, arguments: dict[str, Any]) -> None:
+        super().__init__()
+        self.tool_name = name
+        self.arguments = arguments
+        self.running = True
+        self.error: str | None = None
+        self.duration_s: float | None = None
+        self._frame = 0
+        self._started = time.monotonic()
+        self._header = Static(classes="tool-header")
+        self._timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield self._header
+
+    def on_mount(self) -> None:
+        self._render_header()
+        if self.running:
+            self._timer = self.set_interval(0.1, self._tick)
+
+    def _tick(self) -> None:
+        self._frame += 1
+        self._render_header()
+
+    def _render_header(self) -> None:
+        if self.running:
+            status: tuple[str, str] = (SPINNER[self._frame % len(SPINNER)], "bold cyan")
+            elapsed = f"  {time.monotonic() - self._started:.1f}s"
+        elif self.error is None:
+            status, elapsed = ("✓", "bold green"), ""
+        else:
+            status, elapsed = ("✗", "bold red"), ""
+        if self.duration_s is not None:
+            elapsed = f"  {self.duration_s:.1f}s"
+        self._header.update(
+            Text.assemble(
+                (status[0] + " ", status[1]),
+                (self.tool_name, "bold"),
+                (f"({format_args(self.arguments)})", ""),
+                (elapsed, "dim"),
+            )
+        )
+
+    def finish(self, result: Any, error: str | None, duration_s: float | None) -> None:
+        """Stop the spinner and show the outcome; a failed call shows its error right away."""
+        self.running = False
+        self.error = error
+        self.duration_s = duration_s
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if self.is_mounted:
+            self._render_header()
+        if error is not None:
+            self.add_class("-error")
+            self.mount(Static(Text(error, style="red"), classes="tool-error"))
+        elif result is not None:
+            body = format_result(result)
+            self.mount(Collapsible(Static(body, markup=False, classes="tool-result"), title=result_title(result)))
