@@ -6,6 +6,17 @@ Nothing here imports the rest of agentkit, so backends, the loop and tests can a
 from __future__ import annotations
 
 from . import tokens
+from .parse import (
+    ContentDelta,
+    ParsedResponse,
+    ParseErrorEvent,
+    StreamEvent,
+    StreamParser,
+    ThinkingDelta,
+    ToolCall,
+    ToolCallEvent,
+    parse_response,
+)
 from .prompt import Prompt, Segment
 from .render import SupportsOpenAITool, generation_prompt, render, render_prompt, render_tool_results
 from .sanitize import sanitize
@@ -16,15 +27,24 @@ from .values import ValueSyntaxError, format_tool_call, format_value, parse_valu
 __all__ = [
     "CONTROL_TOKENS",
     "STOP_MARKERS",
+    "ContentDelta",
+    "ParseErrorEvent",
+    "ParsedResponse",
     "Prompt",
     "Segment",
+    "StreamEvent",
+    "StreamParser",
     "SupportsOpenAITool",
+    "ThinkingDelta",
+    "ToolCall",
+    "ToolCallEvent",
     "ValueSyntaxError",
     "format_tool_call",
     "format_value",
     "function_schema",
     "generation_prompt",
     "model_schema",
+    "parse_response",
     "parse_value",
     "render",
     "render_prompt",

@@ -186,8 +186,20 @@ def check_tool_name(name: str) -> str:
 
 
 def format_tool_call(name: str, arguments: Mapping[str, Any]) -> str:
-    """``<|tool_call>call:NAME{…}<tool_call|>``: a call as the model writes it (keys sorted)."""
-    return f"{TOOL_CALL_START}call:{check_tool_name(name)}{format_value(dict(arguments))}{TOOL_CALL_END}"
+    """``<|tool_call>call:NAME{…}<tool_call|>``: a call as the model writes it (keys sorted).
+
+    Unlike :func:`format_value`, every control-token look-alike inside strings and keys is neutralized
+    (not just the delimiter): this text goes into prompts and back through
+    :func:`~agentkit.gemma4.parse_response`, which ends a call at a control token even inside a string.
+    """
+    parts = [TOOL_CALL_START, "call:", check_tool_name(name)]
+
+    def emit(text: str, trusted: bool) -> None:
+        parts.append(text if trusted else sanitize(text))
+
+    write_value(dict(arguments), emit)
+    parts.append(TOOL_CALL_END)
+    return "".join(parts)
 
 
 class _Reader:

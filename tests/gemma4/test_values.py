@@ -44,14 +44,14 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(JSON)
 def test_every_json_value_round_trips(value: Any) -> None:
     text = format_value(value)
     assert _same(parse_value(text), value), text
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.dictionaries(_TEXT, JSON, max_size=4))
 def test_formatted_mapping_keys_are_sorted_case_insensitively(value: dict[str, Any]) -> None:
     parsed = parse_value(format_value(value))

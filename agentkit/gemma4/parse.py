@@ -1,0 +1,383 @@
+"""Parse Gemma 4 output — thinking, visible text and tool calls — whole or as it streams.
+
+There is one parser: :class:`StreamParser`, a state machine that looks at each character once.
+:func:`parse_response` feeds it the whole text, so the streamed and the whole-text results cannot differ.
+
+States and what moves between them (``<…>`` are control tokens)::
+
+    text ──<|channel>──▶ header ──"\\n"──▶ thought ──<channel|>──▶ text
+    text ──<|tool_call>──▶ call ──<tool_call|> / <|tool_call> / <|tool_response> / <turn|> / <eos>──▶ text
+    text ──<|tool_response> (hand-over) / <turn|> / <eos> / <|turn>──▶ done (the rest is ignored)
+
+A call's text is buffered until one of its terminators and then read with the value codec, once. A
+terminator ends a call even inside a string: the model emits these as single tokens, and a string never
+legitimately holds one (:func:`~agentkit.gemma4.values.format_tool_call` neutralizes them). So a call
+with an unterminated string or unbalanced braces cannot swallow the rest of the output: it becomes one
+error, and no call is invented from it.
+
+Tolerated without an error, as Ollama and vLLM do: JSON double-quoted strings, a missing ``<tool_call|>``
+when the braces are balanced, stray ``<tool_call|>`` / ``<channel|>`` tags, and ``<|tool_response>``,
+``<turn|>`` or ``<eos>`` at the end.
+
+Streaming: text that might be the start of a control token (``<tur``) is held back until the next chunk
+decides, so a delta never carries half a token. Visible text and thinking are trimmed at both ends, as
+the reference template does, so leading whitespace is dropped and trailing whitespace is held until more
+text follows.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .tokens import (
+    CHANNEL_END,
+    CHANNEL_START,
+    CONTROL_TOKENS,
+    EOS,
+    TOOL_CALL_END,
+    TOOL_CALL_START,
+    TOOL_RESPONSE_START,
+    TURN_END,
+    TURN_START,
+)
+from .values import ValueSyntaxError, parse_arguments
+
+__all__ = [
+    "ContentDelta",
+    "ParseErrorEvent",
+    "ParsedResponse",
+    "StreamEvent",
+    "StreamParser",
+    "ThinkingDelta",
+    "ToolCall",
+    "ToolCallEvent",
+    "parse_response",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One function call the model wrote."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedResponse:
+    """Everything one generation said; ``errors`` describe broken calls so the loop can tell the model."""
+
+    thinking: str
+    content: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    handed_over: bool = False  # ended with <|tool_response>: the model waits for results
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """More of the model's thinking (never half a control token)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContentDelta:
+    """More of the visible answer (never half a control token)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEvent:
+    """A call is complete and parsed."""
+
+    call: ToolCall
+
+
+@dataclass(frozen=True, slots=True)
+class ParseErrorEvent:
+    """A call was malformed; the message says what was wrong."""
+
+    message: str
+
+
+StreamEvent = ThinkingDelta | ContentDelta | ToolCallEvent | ParseErrorEvent
+
+_TEXT, _HEADER, _THOUGHT, _CALL, _DONE = range(5)
+_END_OF_OUTPUT: Final = (TURN_END, EOS, TURN_START)
+_CALL_TERMINATORS: Final = (TOOL_CALL_END, TOOL_CALL_START, TOOL_RESPONSE_START, *_END_OF_OUTPUT)
+# Every proper prefix of every control token: text that must wait for the next chunk.
+_PREFIXES: Final = frozenset(t[:k] for t in CONTROL_TOKENS for k in range(1, len(t)))
+_LONGEST: Final = max(len(t) for t in CONTROL_TOKENS)
+_CALL_HEAD = re.compile(r"\s*call:([A-Za-z0-9_.\-]*)")
+_CHANNEL_NAME = re.compile(r"[A-Za-z_]{1,24}\Z")
+_MAX_HEADER = 32
+
+
+def _token_at(buf: str, i: int, tokens: tuple[str, ...]) -> str | None:
+    for tok in tokens:
+        if buf.startswith(tok, i):
+            return tok
+    return None
+
+
+class _Trimmed:
+    """Streams text with leading whitespace dropped and trailing whitespace held (an online ``strip``)."""
+
+    __slots__ = ("_pending", "_started", "parts")
+
+    def __init__(self) -> None:
+        self._started = False
+        self._pending = ""
+        self.parts: list[str] = []
+
+    def push(self, text: str) -> str:
+        if not self._started:
+            text = text.lstrip()
+            if not text:
+                return ""
+            self._started = True
+        body = text.rstrip()
+        if not body:
+            self._pending += text
+            return ""
+        out = self._pending + body
+        self._pending = text[len(body) :]
+        self.parts.append(out)
+        return out
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class StreamParser:
+    """Incremental parser: ``feed`` chunks as they arrive, then ``finish`` for the whole result.
+
+    Work is linear in the output: each chunk is scanned once, only a possible token prefix (at most 15
+    characters) is carried over, and a call's text is read once when it ends.
+    """
+
+    def __init__(self) -> None:
+        self._buf = ""
+        self._state = _TEXT
+        self._header = ""
+        self._call: list[str] = []
+        self._content = _Trimmed()
+        self._thinking = _Trimmed()
+        self._calls: list[ToolCall] = []
+        self._errors: list[str] = []
+        self._handed_over = False
+        self._closed = False
+        self._result: ParsedResponse | None = None
+
+    # -- public ---------------------------------------------------------------------------------------
+
+    def feed(self, chunk: str) -> list[StreamEvent]:
+        """Parse the next piece of output; returns what became certain (deltas merged per kind)."""
+        if self._closed:
+            raise RuntimeError("StreamParser.feed() after close()/finish(); use a new parser per generation")
+        if not chunk:
+            return []
+        events: list[StreamEvent] = []
+        self._buf += chunk
+        self._run(events, final=False)
+        return events
+
+    def close(self) -> list[StreamEvent]:
+        """End of output: release held-back text and any call cut off at the end. Idempotent."""
+        if self._closed:
+            return []
+        self._closed = True
+        events: list[StreamEvent] = []
+        self._run(events, final=True)
+        if self._state == _HEADER:
+            self._header_to_thought(events)
+        if self._state == _CALL:
+            self._end_call(events, None)
+        return events
+
+    def finish(self) -> ParsedResponse:
+        """The whole result (closes the parser if needed; the events of that close are only in the result)."""
+        self.close()
+        if self._result is None:
+            self._result = ParsedResponse(
+                thinking=self._thinking.text,
+                content=self._content.text,
+                tool_calls=list(self._calls),
+                errors=list(self._errors),
+                handed_over=self._handed_over,
+            )
+        return self._result
+
+    # -- the machine ----------------------------------------------------------------------------------
+
+    def _emit_text(self, events: list[StreamEvent], text: str) -> None:
+        if not text:
+            return
+        if self._state == _THOUGHT:
+            out = self._thinking.push(text)
+            if out:
+                if events and isinstance(events[-1], ThinkingDelta):
+                    events[-1] = ThinkingDelta(events[-1].text + out)
+                else:
+                    events.append(ThinkingDelta(out))
+        else:
+            out = self._content.push(text)
+            if out:
+                if events and isinstance(events[-1], ContentDelta):
+                    events[-1] = ContentDelta(events[-1].text + out)
+                else:
+                    events.append(ContentDelta(out))
+
+    def _run(self, events: list[StreamEvent], final: bool) -> None:
+        buf = self._buf
+        i = 0
+        n = len(buf)
+        while i < n:
+            state = self._state
+            if state == _DONE:
+                i = n
+                break
+            if state == _CALL:
+                i = self._scan_call(events, buf, i, final)
+                if self._state == _CALL:
+                    break  # need more text
+                continue
+            if state == _HEADER:
+                i = self._scan_header(events, buf, i, final)
+                if self._state == _HEADER:
+                    break
+                continue
+            # text or thought: plain text up to the next "<"
+            lt = buf.find("<", i)
+            if lt < 0:
+                self._emit_text(events, buf[i:])
+                i = n
+                break
+            if lt > i:
+                self._emit_text(events, buf[i:lt])
+            tok = _token_at(buf, lt, CONTROL_TOKENS)
+            if tok is None:
+                if not final and n - lt < _LONGEST and buf[lt:] in _PREFIXES:
+                    i = lt  # hold back: the next chunk decides
+                    break
+                self._emit_text(events, "<")
+                i = lt + 1
+                continue
+            i = lt + len(tok)
+            self._on_token(events, tok)
+        self._buf = buf[i:]
+
+    def _on_token(self, events: list[StreamEvent], tok: str) -> None:
+        in_thought = self._state == _THOUGHT
+        if tok == TOOL_CALL_START:
+            self._state = _CALL
+            self._call = []
+        elif tok == TOOL_RESPONSE_START:
+            self._handed_over = True
+            self._state = _DONE
+        elif tok in _END_OF_OUTPUT:
+            self._state = _DONE
+        elif tok == CHANNEL_START and not in_thought:
+            self._state = _HEADER
+            self._header = ""
+        elif tok == CHANNEL_END:
+            self._state = _TEXT  # closes a thought; a stray one in text is dropped
+        elif tok in (TOOL_CALL_END, CHANNEL_START):
+            pass  # stray close tag after a call, or a nested channel opener: not text
+        else:
+            self._emit_text(events, tok)  # other tokens are literal text here
+
+    def _scan_header(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> int:
+        """``<|channel>NAME\\n``: swallow the channel name; text that is no name is thinking."""
+        n = len(buf)
+        j = i
+        while j < n:
+            ch = buf[j]
+            if ch == "\n":
+                self._header += buf[i:j]
+                if _CHANNEL_NAME.match(self._header):
+                    self._header = ""
+                    self._state = _THOUGHT
+                    return j + 1
+                self._header += "\n"
+                self._header_to_thought(events)
+                return j + 1
+            if ch == "<" or len(self._header) + (j - i) >= _MAX_HEADER:
+                self._header += buf[i:j]
+                self._header_to_thought(events)
+                return j
+            j += 1
+        self._header += buf[i:j]
+        return j
+
+    def _header_to_thought(self, events: list[StreamEvent]) -> None:
+        header, self._header = self._header, ""
+        self._state = _THOUGHT
+        if not _CHANNEL_NAME.match(header):
+            self._emit_text(events, header)
+
+    def _scan_call(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> int:
+        """Collect call text up to a terminator; returns where scanning stopped."""
+        n = len(buf)
+        start = i
+        while True:
+            lt = buf.find("<", i)
+            if lt < 0:
+                self._call.append(buf[start:])
+                return n
+            tok = _token_at(buf, lt, _CALL_TERMINATORS)
+            if tok is not None:
+                self._call.append(buf[start:lt])
+                self._end_call(events, tok)
+                if tok == TOOL_CALL_START:
+                    self._state = _CALL
+                    self._call = []
+                elif tok == TOOL_RESPONSE_START:
+                    self._handed_over = True
+                    self._state = _DONE
+                elif tok in _END_OF_OUTPUT:
+                    self._state = _DONE
+                return lt + len(tok)
+            if not final and n - lt < _LONGEST and buf[lt:] in _PREFIXES:
+                self._call.append(buf[start:lt])
+                return lt
+            i = lt + 1
+
+    def _end_call(self, events: list[StreamEvent], terminator: str | None) -> None:
+        """Read the buffered call text once; either a ToolCall or one specific error."""
+        text = "".join(self._call)
+        self._call = []
+        self._state = _TEXT
+        head = _CALL_HEAD.match(text)
+        ended = "the output ended" if terminator is None else f"{terminator} came"
+        if head is None:
+            message = f"a tool call must start with 'call:NAME{{', but it starts with {text[:30]!r}"
+        elif not head.group(1):
+            message = f"a tool call has no function name: {text[:40]!r}"
+        else:
+            name = head.group(1)
+            try:
+                arguments = parse_arguments(text[head.end() :])
+            except ValueSyntaxError as exc:
+                message = f"the arguments of tool call {name!r} are malformed: {exc}"
+                if terminator != TOOL_CALL_END:
+                    message += f"; {ended} before <tool_call|>"
+            else:
+                call = ToolCall(name, arguments)
+                self._calls.append(call)
+                events.append(ToolCallEvent(call))
+                return
+        self._errors.append(message)
+        events.append(ParseErrorEvent(message))
+
+
+def parse_response(text: str) -> ParsedResponse:
+    """Parse one complete generation (the same machine as streaming, fed in one piece)."""
+    parser = StreamParser()
+    parser.feed(text)
+    return parser.finish()
