@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -77,10 +78,7 @@ def test_malformed_vectors_report_instead_of_inventing(vector: dict[str, Any]) -
 
 
 def test_a_broken_call_does_not_swallow_the_next_one_or_the_answer() -> None:
-    text = (
-        f"<|tool_call>call:f{{a:{D}open}}<tool_call|>"
-        f"<|tool_call>call:g{{b:1}}<tool_call|>Then I answer.<turn|>"
-    )
+    text = f"<|tool_call>call:f{{a:{D}open}}<tool_call|><|tool_call>call:g{{b:1}}<tool_call|>Then I answer.<turn|>"
     result = parse_response(text)
     assert result.tool_calls == [ToolCall("g", {"b": 1})]
     assert result.content == "Then I answer."
@@ -181,7 +179,7 @@ _PIECES = st.sampled_from(
 def test_any_split_of_any_output_matches_the_whole(text: str, cut_points: list[int]) -> None:
     cuts = sorted({min(c, len(text)) for c in cut_points})
     bounds = [0, *cuts, len(text)]
-    _check_stream(text, [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)])
+    _check_stream(text, [text[a:b] for a, b in pairwise(bounds)])
 
 
 def test_char_by_char_stream_of_a_long_output() -> None:
