@@ -1,0 +1,313 @@
+"""Translation between agentkit's request/stream shapes and Ollama's ``/api/chat`` JSON.
+
+Two pure halves, kept apart from the HTTP code in :mod:`agentkit.backends.ollama` so each can be read and
+tested alone:
+
+- :func:`chat_body` turns a :class:`~agentkit.backends.base.GenerationRequest` (OpenAI-style messages, tool
+  declarations, sampling) into the request body Ollama's ``ChatHandler`` decodes (``api.ChatRequest`` /
+  ``api.Message`` in ollama/ollama ``api/types.go``).
+- :class:`NativeTextWriter` turns the parsed pieces Ollama streams back (``message.thinking``,
+  ``message.content``, ``message.tool_calls``, ``done_reason``) into the native Gemma 4 text the agent loop
+  parses, so the loop sees one format whatever the engine.
+
+Ollama's message model is narrower than the native format in two places, and both are handled here:
+tool results are strings only (its Gemma 4 renderer always writes ``response:NAME{value:<|"|>…<|"|>}``,
+``model/renderers/gemma4.go`` ``formatToolResponseBlock``), so mapping results are sent as JSON text; and
+images/audio travel as base64 in the message's ``images`` list (Ollama sniffs the bytes to tell audio from
+images, ``llm/media.go`` ``DetectMediaKind``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from agentkit.errors import UserError
+from agentkit.gemma4.tokens import CHANNEL_END, CHANNEL_START, TOOL_RESPONSE_START, TURN_END
+from agentkit.gemma4.values import format_tool_call, format_value
+
+from .base import GenerationRequest
+
+__all__ = ["NativeTextWriter", "chat_body", "ollama_messages", "sampling_options"]
+
+_MEDIA_PART_TYPES = frozenset({"image", "image_url", "audio", "input_audio"})
+
+
+def sampling_options(request: GenerationRequest, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Ollama ``options`` for a request: engine settings from ``extra`` (``num_ctx``…), then sampling on top.
+
+    The request's sampling wins over ``extra`` for the same key because it is the per-call setting. The stop
+    markers are sent too: an explicit ``stop`` option replaces the model's own list in Ollama, so sending the
+    full set keeps the control-token stops while adding any the caller asked for.
+    """
+    s = request.sampling
+    options: dict[str, Any] = dict(extra or {})
+    options.update(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, num_predict=s.max_tokens)
+    if s.seed is not None:
+        options["seed"] = s.seed
+    if request.stop:
+        options["stop"] = list(request.stop)
+    return options
+
+
+def chat_body(
+    model: str,
+    request: GenerationRequest,
+    *,
+    options: Mapping[str, Any] | None = None,
+    keep_alive: float | str | None = None,
+) -> dict[str, Any]:
+    """The JSON body of a streaming ``POST /api/chat`` for ``request``.
+
+    ``think`` is always sent: when it is absent Ollama turns thinking *on* for models that can think
+    (``server/routes.go`` ``ChatHandler``: ``if req.Think == nil { req.Think = &api.ThinkValue{Value: true} }``).
+    """
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": ollama_messages(request.messages, request.media),
+        "stream": True,
+        "think": bool(request.enable_thinking),
+        "options": sampling_options(request, options),
+    }
+    if request.tools:
+        body["tools"] = [_tool(t) for t in request.tools]
+    if keep_alive is not None:
+        body["keep_alive"] = keep_alive
+    return body
+
+
+def _tool(tool: Mapping[str, Any]) -> dict[str, Any]:
+    # Sent as given (a JSON round trip makes a plain, detached copy): Ollama's api.ToolProperty keeps nested
+    # properties/required/anyOf, which the ollama-python Tool model would drop.
+    copy: dict[str, Any] = json.loads(json.dumps(tool, default=str))
+    if "function" not in copy and "name" in copy:
+        copy = {"type": "function", "function": copy}
+    copy.setdefault("type", "function")
+    return copy
+
+
+def ollama_messages(messages: Sequence[Mapping[str, Any]], media: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Map OpenAI-style messages onto Ollama's ``api.Message`` list.
+
+    - ``developer`` becomes ``system`` (Ollama's Gemma 4 renderer only knows it as a first message).
+    - ``reasoning_content`` is kept as ``thinking`` only for assistant messages after the last user message
+      (the turn in progress): within a turn the model must see its own thoughts again, across turns it must
+      not (the protocol doc, "History: only final visible answers"; Ollama's renderer applies the same rule).
+    - assistant ``tool_calls`` become ``{"id", "function": {"name", "arguments": {...}}}`` with arguments as
+      an object (OpenAI sends a JSON string); ``tool`` messages get ``tool_name`` from their ``name`` or from
+      the call whose id they answer, which is what Ollama's renderer writes into ``response:NAME{…}``.
+    - media parts (``image``, ``image_url``, ``audio``, ``input_audio``) become base64 ``images``; a part
+      that carries no data takes the next entry of ``media`` (the request's media, in prompt order).
+    """
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    pending_media: Iterator[Any] = iter(media)
+    call_names: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        role = str(message.get("role", "user"))
+        if role == "developer":
+            role = "system"
+        text, images = _content(message.get("content"), pending_media, role=role)
+        item: dict[str, Any] = {"role": role, "content": text}
+        if images:
+            item["images"] = images
+        if role == "assistant":
+            thinking = message.get("reasoning_content") or message.get("thinking")
+            if thinking and index > last_user:
+                item["thinking"] = str(thinking)
+            calls = [_tool_call(c) for c in message.get("tool_calls") or ()]
+            if calls:
+                item["tool_calls"] = calls
+                for call in calls:
+                    if "id" in call:
+                        call_names[call["id"]] = call["function"]["name"]
+        elif role == "tool":
+            call_id = message.get("tool_call_id")
+            name = message.get("name") or message.get("tool_name") or call_names.get(str(call_id), "")
+            if name:
+                item["tool_name"] = str(name)
+            if call_id:
+                item["tool_call_id"] = str(call_id)
+        out.append(item)
+    return out
+
+
+def _tool_call(call: Mapping[str, Any]) -> dict[str, Any]:
+    function = call.get("function", call)
+    name = str(function.get("name", ""))
+    arguments = function.get("arguments") or {}
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise UserError(f"tool call {name!r} has arguments that are not JSON: {arguments[:80]!r}") from exc
+    if not isinstance(arguments, Mapping):
+        raise UserError(f"tool call {name!r} has arguments of type {type(arguments).__name__}; expected an object")
+    converted: dict[str, Any] = {"function": {"name": name, "arguments": dict(arguments)}}
+    if call.get("id"):
+        converted["id"] = str(call["id"])
+    return converted
+
+
+def _content(content: Any, pending_media: Iterator[Any], *, role: str) -> tuple[str, list[str]]:
+    """Text and base64 media of one message's ``content`` (a string, a mapping result, or a list of parts)."""
+    if content is None:
+        return "", []
+    if isinstance(content, str):
+        return content, []
+    parts = [content] if isinstance(content, Mapping) else content
+    if not _is_parts(parts, known_only=role == "tool"):
+        # A tool result given as a mapping or list: Ollama carries strings only, so send it as JSON text.
+        return json.dumps(content, ensure_ascii=False, sort_keys=True, default=str), []
+    texts: list[str] = []
+    images: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        kind = part.get("type", "text")
+        if kind == "text":
+            texts.append(str(part.get("text", "")))
+        elif kind in _MEDIA_PART_TYPES:
+            data = _part_data(part)
+            if data is None:
+                data = next(pending_media, None)
+                if data is None:
+                    raise UserError(
+                        f"a {kind!r} part of a {role} message has no data and the request carries no more media; "
+                        "give the bytes in the part (e.g. {'type': 'image', 'image': b'...'}) or in request.media"
+                    )
+            images.append(media_base64(data))
+        else:
+            raise UserError(f"Ollama cannot take a {kind!r} content part; it accepts text, images and audio")
+    if role == "system":
+        # The reference template writes each system part trimmed and followed by one space.
+        return "".join(t.strip() + " " for t in texts), images
+    return "".join(texts), images
+
+
+def _is_parts(value: Any, *, known_only: bool) -> bool:
+    """Whether ``value`` is a list of content parts; for tool results only parts of known types count,
+    since a result mapping may well have its own ``type`` key."""
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes | bytearray):
+        return False
+    known = _MEDIA_PART_TYPES | {"text"}
+    return all(
+        (isinstance(p, str) and not known_only)
+        or (isinstance(p, Mapping) and "type" in p and (not known_only or p["type"] in known))
+        for p in value
+    )
+
+
+def _part_data(part: Mapping[str, Any]) -> Any:
+    kind = part.get("type")
+    if kind == "image_url":
+        value = part.get("image_url")
+        return value.get("url") if isinstance(value, Mapping) else value
+    if kind == "input_audio":
+        value = part.get("input_audio")
+        return value.get("data") if isinstance(value, Mapping) else value
+    for key in (kind, "data", "url", "path", "base64"):
+        if key and part.get(key) is not None:
+            return part if key == "path" else part[key]
+    return None
+
+
+def media_base64(value: Any) -> str:
+    """Base64 text of one image/audio given as bytes, a data URL, base64 text, a Path or ``{"path": ...}``.
+
+    Strings are never taken as file names (a long base64 string and a path cannot be told apart safely);
+    use a :class:`~pathlib.Path` or ``{"path": ...}`` to read a file.
+    """
+    if isinstance(value, Mapping):
+        for key in ("data", "base64", "url", "image", "audio"):
+            if value.get(key) is not None:
+                return media_base64(value[key])  # recursion on the inner value
+        if value.get("path") is not None:
+            return media_base64(Path(str(value["path"])))
+        raise UserError(f"media entry {sorted(value)} has none of the keys data, base64, url or path")
+    if isinstance(value, Path):
+        try:
+            return base64.b64encode(value.read_bytes()).decode("ascii")
+        except OSError as exc:
+            raise UserError(f"cannot read media file {value}: {exc}") from exc
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, str):
+        text: str = value
+        if text.startswith("data:"):
+            _, sep, text = text.partition(";base64,")
+            if not sep:
+                raise UserError("a media data URL must be base64-encoded (data:<type>;base64,...)")
+        elif text.startswith(("http://", "https://")):
+            raise UserError(
+                f"Ollama cannot fetch media from a URL ({text[:60]}); download it and pass the bytes instead"
+            )
+        try:
+            base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise UserError(
+                "media given as a string must be base64 or a data: URL; pass bytes or a pathlib.Path for files"
+            ) from exc
+        return text
+    raise UserError(f"cannot send media of type {type(value).__name__} to Ollama; pass bytes")
+
+
+class NativeTextWriter:
+    """Rebuilds native Gemma 4 output from the pieces Ollama's Gemma 4 parser streams.
+
+    Ollama strips the control tokens while parsing (``model/parsers/gemma4.go``: thinking between
+    ``<|channel>``/``<channel|>`` goes to ``message.thinking``, ``<|tool_call>…<tool_call|>`` becomes
+    ``message.tool_calls``, and the end-of-turn token never reaches the text). This writer puts them back:
+    thinking → ``<|channel>thought\\n…<channel|>``, calls → ``<|tool_call>call:NAME{…}<tool_call|>`` and
+    the ``<|tool_response>`` hand-over, a finished turn → ``<turn|>``.
+    """
+
+    __slots__ = ("_calls", "_in_thought")
+
+    def __init__(self) -> None:
+        self._in_thought = False
+        self._calls = 0
+
+    @property
+    def calls(self) -> int:
+        return self._calls
+
+    def thinking(self, text: str) -> str:
+        if not text:
+            return ""
+        if self._in_thought:
+            return text
+        self._in_thought = True
+        return f"{CHANNEL_START}thought\n{text}"
+
+    def content(self, text: str) -> str:
+        return self._close_thought() + text if text else ""
+
+    def tool_call(self, name: str, arguments: Mapping[str, Any]) -> str:
+        self._calls += 1
+        try:
+            call = format_tool_call(name, arguments)
+        except ValueError:
+            # A name the format cannot carry: write it anyway so the loop's parser reports it to the model.
+            call = f"<|tool_call>call:{name}{format_value(dict(arguments))}<tool_call|>"
+        return self._close_thought() + call
+
+    def finish(self, done_reason: str | None) -> tuple[str, str | None]:
+        """The closing text and the stop marker for Ollama's ``done_reason`` (``stop`` / ``length``)."""
+        tail = self._close_thought()
+        if done_reason == "length":
+            return tail, None  # the token budget ran out: no stop marker, as the Backend contract says
+        if self._calls:
+            return tail + TOOL_RESPONSE_START, TOOL_RESPONSE_START
+        return tail + TURN_END, TURN_END
+
+    def _close_thought(self) -> str:
+        if not self._in_thought:
+            return ""
+        self._in_thought = False
+        return CHANNEL_END

@@ -1,0 +1,475 @@
+"""OllamaBackend against FakeOllamaServer: the real ``ollama`` client over loopback HTTP, no Ollama needed."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import ollama
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # the test double lives next to this file
+
+from fake_ollama import GEMMA4_CAPABILITIES, FakeOllamaServer, ScriptedReply, closed_port
+
+from agentkit import gemma4
+from agentkit.backends.base import (
+    Backend,
+    BackendEvent,
+    GenerationDone,
+    GenerationRequest,
+    SamplingParams,
+    TextDelta,
+)
+from agentkit.backends.ollama import OllamaBackend
+from agentkit.errors import (
+    BackendResponseError,
+    BackendUnavailable,
+    ContextTooLong,
+    ModelNotFound,
+    StreamInterrupted,
+    UserError,
+)
+from agentkit.gemma4.values import format_tool_call
+
+MODEL = "gemma4:e4b"
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "City name"}},
+            "required": ["city"],
+        },
+    },
+}
+# What Ollama answers when the prompt does not fit (llm/llama_server.go:298).
+CONTEXT_ERROR = (
+    "the prompt is longer than the context length currently available to the model; shorten the prompt, "
+    "adjust the context length in settings, or use a model with a longer context length"
+)
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 20
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOllamaServer]:
+    with FakeOllamaServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def backend(fake: FakeOllamaServer) -> AsyncIterator[OllamaBackend]:
+    b = OllamaBackend(MODEL, fake.url, backoff_s=0.001)
+    yield b
+    await b.aclose()
+
+
+def request(
+    messages: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    tools: Sequence[Mapping[str, Any]] = (),
+    thinking: bool = False,
+    media: Sequence[Any] = (),
+    sampling: SamplingParams | None = None,
+) -> GenerationRequest:
+    return GenerationRequest(
+        prompt=gemma4.Prompt.trusted("<bos>(the Ollama path renders its own prompt)"),
+        messages=list(messages or [{"role": "user", "content": "Hi"}]),
+        tools=tools,
+        enable_thinking=thinking,
+        media=media,
+        sampling=sampling or SamplingParams(),
+    )
+
+
+async def collect(backend: OllamaBackend, req: GenerationRequest) -> tuple[list[str], GenerationDone]:
+    deltas: list[str] = []
+    done: GenerationDone | None = None
+    async for event in backend.stream(req):
+        assert done is None, "nothing may follow GenerationDone"
+        if isinstance(event, TextDelta):
+            deltas.append(event.text)
+        else:
+            done = event
+    assert done is not None
+    return deltas, done
+
+
+def chat_bodies(fake: FakeOllamaServer) -> list[dict[str, Any]]:
+    return fake.bodies("/api/chat")
+
+
+# -- streaming and the mapping back to native text -------------------------------------------------
+
+
+async def test_streams_text_in_pieces_and_ends_with_turn_marker(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    fake.script(ScriptedReply(content="Hello, world! How are you?", chunk_size=5))
+    deltas, done = await collect(backend, request())
+    assert "".join(deltas) == "Hello, world! How are you?<turn|>"
+    assert len(deltas) > 3  # streamed as it came, not buffered
+    assert done.stop == "<turn|>"
+    assert isinstance(backend, Backend)
+    assert backend.capabilities.server_tool_parsing and backend.capabilities.media
+    assert (backend.name, backend.model) == ("ollama", MODEL)
+
+
+async def test_thinking_becomes_the_thought_channel(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    fake.script(ScriptedReply(thinking="The user greets me.", content="Hello!"))
+    deltas, _ = await collect(backend, request(thinking=True))
+    assert "".join(deltas) == "<|channel>thought\nThe user greets me.<channel|>Hello!<turn|>"
+    assert chat_bodies(fake)[0]["think"] is True
+
+
+async def test_thinking_off_is_sent_explicitly(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    # Without "think", Ollama turns thinking on for thinking models; the fake does the same.
+    fake.script(ScriptedReply(thinking="hidden", content="Hi."))
+    deltas, _ = await collect(backend, request(thinking=False))
+    assert chat_bodies(fake)[0]["think"] is False
+    assert "".join(deltas) == "Hi.<turn|>"
+
+
+async def test_tool_calls_become_native_calls_and_the_hand_over(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("get_weather", {"city": "Paris"}),
+        ("get_weather", {"city": "Oslo, Norway", "days": 2}),
+    ]
+    fake.script(ScriptedReply(content="Checking.", tool_calls=calls))
+    deltas, done = await collect(backend, request(tools=[WEATHER_TOOL]))
+    text = "".join(deltas)
+    expected_calls = "".join(format_tool_call(name, args) for name, args in calls)
+    assert text == "Checking." + expected_calls + "<|tool_response>"
+    assert done.stop == "<|tool_response>"
+    assert chat_bodies(fake)[0]["tools"] == [WEATHER_TOOL]
+
+
+async def test_native_text_parses_back_to_what_the_server_sent(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    parse_response = getattr(gemma4, "parse_response", None)
+    if parse_response is None:
+        pytest.skip("agentkit.gemma4.parse_response is not there yet")
+    calls = [("get_weather", {"city": 'Zürich "old town"\n{x}', "units": ["c", None], "days": 3, "exact": 1.5})]
+    fake.script(ScriptedReply(thinking="Need the weather.\nTwo lines.", content="One moment.", tool_calls=calls))
+    deltas, _ = await collect(backend, request(tools=[WEATHER_TOOL], thinking=True))
+    parsed = parse_response("".join(deltas))
+    assert parsed.thinking == "Need the weather.\nTwo lines."
+    assert parsed.content == "One moment."
+    assert [(c.name, c.arguments) for c in parsed.tool_calls] == calls
+    assert parsed.handed_over and not parsed.errors
+
+
+async def test_usage_and_timings_come_from_ollamas_counters(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    fake.script(ScriptedReply(content="x" * 40, prompt_eval_count=31, eval_count=50, eval_duration_ns=500_000_000))
+    _, done = await collect(backend, request())
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (31, 50)
+    assert done.timings.tokens_per_s == pytest.approx(100.0)
+    assert 0 < done.timings.ttft_s <= done.timings.total_s
+
+
+async def test_length_limit_reports_no_stop_marker(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    fake.script(ScriptedReply(content="A long answer that was cut", done_reason="length"))
+    deltas, done = await collect(backend, request())
+    assert "".join(deltas) == "A long answer that was cut"
+    assert done.stop is None
+
+
+async def test_sampling_options_and_keep_alive_are_sent(fake: FakeOllamaServer) -> None:
+    backend = OllamaBackend(MODEL, fake.url, keep_alive="10m", options={"num_ctx": 32768, "temperature": 0.3})
+    fake.script(ScriptedReply(content="ok"))
+    sampling = SamplingParams(temperature=0.2, top_p=0.9, top_k=40, max_tokens=256, seed=7)
+    await collect(backend, request(sampling=sampling))
+    await backend.aclose()
+    body = chat_bodies(fake)[0]
+    assert body["keep_alive"] == "10m" and body["stream"] is True and body["model"] == MODEL
+    assert body["options"] == {
+        "num_ctx": 32768,
+        "temperature": 0.2,  # the request's sampling wins over the backend-wide options
+        "top_p": 0.9,
+        "top_k": 40,
+        "num_predict": 256,
+        "seed": 7,
+        "stop": ["<turn|>", "<eos>", "<|tool_response>"],
+    }
+
+
+# -- what the client sends ---------------------------------------------------------------------------
+
+
+async def test_a_full_tool_round_maps_onto_ollama_messages(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!", "reasoning_content": "an earlier turn's thought"},
+        {"role": "user", "content": "Weather in Paris and Oslo?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "reasoning_content": "I should call the tool twice.",
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+                },
+                {  # OpenAI clients send arguments as a JSON string; Ollama wants an object
+                    "id": "call_2",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": "18 C, sunny"},
+        # No name: it comes from the call id. A mapping result goes as JSON text (Ollama carries strings only).
+        {"role": "tool", "tool_call_id": "call_2", "content": {"temp_c": 9, "sky": "rain"}},
+    ]
+    fake.script(ScriptedReply(content="Paris is sunny, Oslo rainy."))
+    await collect(backend, request(messages, tools=[WEATHER_TOOL], thinking=True))
+    assert chat_bodies(fake)[0]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},  # earlier thinking is never sent back
+        {"role": "user", "content": "Weather in Paris and Oslo?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "thinking": "I should call the tool twice.",  # the turn in progress keeps its thinking
+            "tool_calls": [
+                {"id": "call_1", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+                {"id": "call_2", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}},
+            ],
+        },
+        {"role": "tool", "content": "18 C, sunny", "tool_name": "get_weather", "tool_call_id": "call_1"},
+        {
+            "role": "tool",
+            "content": '{"sky": "rain", "temp_c": 9}',
+            "tool_name": "get_weather",
+            "tool_call_id": "call_2",
+        },
+    ]
+
+
+async def test_nested_tool_parameters_reach_the_server(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    # ollama-python's Tool model would drop these nested keys; the backend posts the declaration as given.
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "create_event",
+            "description": "Create a calendar event.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "attendees": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"email": {"type": "string"}},
+                            "required": ["email"],
+                        },
+                    },
+                    "where": {
+                        "type": "object",
+                        "properties": {"room": {"type": "string"}, "floor": {"type": "integer"}},
+                        "required": ["room"],
+                    },
+                },
+                "required": ["attendees"],
+            },
+        },
+    }
+    fake.script(ScriptedReply(content="ok"))
+    await collect(backend, request(tools=[tool]))
+    assert chat_bodies(fake)[0]["tools"] == [tool]
+
+
+async def test_images_and_audio_go_as_base64_images(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    data_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": PNG},
+                {"type": "image_url", "image_url": {"url": data_url}},
+                {"type": "audio"},  # no data in the part: taken from request.media, in order
+                {"type": "text", "text": "Describe both pictures and transcribe the clip."},
+            ],
+        }
+    ]
+    fake.script(ScriptedReply(content="Two tiny PNGs and silence."))
+    await collect(backend, request(messages, media=[{"data": WAV}]))
+    sent = chat_bodies(fake)[0]["messages"][0]
+    assert sent["content"] == "Describe both pictures and transcribe the clip."
+    assert [base64.b64decode(i) for i in sent["images"]] == [PNG, PNG, WAV]
+
+
+async def test_media_that_cannot_be_sent_is_refused_before_any_request(
+    fake: FakeOllamaServer, backend: OllamaBackend
+) -> None:
+    for part, why in [
+        ({"type": "image_url", "image_url": {"url": "https://example.org/cat.png"}}, "download it"),
+        ({"type": "image", "image": "not base64!"}, "base64"),
+        ({"type": "video", "video": b"..."}, "'video'"),
+        ({"type": "image"}, "no data"),
+    ]:
+        with pytest.raises(UserError, match=why):
+            await collect(backend, request([{"role": "user", "content": [part, {"type": "text", "text": "?"}]}]))
+    assert chat_bodies(fake) == []
+
+
+# -- errors ------------------------------------------------------------------------------------------
+
+
+async def test_server_not_running() -> None:
+    backend = OllamaBackend(MODEL, f"http://127.0.0.1:{closed_port()}", retries=2, backoff_s=0.001)
+    with pytest.raises(BackendUnavailable, match=r"Cannot reach Ollama at .*: start it with `ollama serve`"):
+        await collect(backend, request())
+    with pytest.raises(BackendUnavailable, match="ollama serve"):
+        await backend.check()
+    await backend.aclose()
+
+
+async def test_model_not_pulled_is_not_retried(fake: FakeOllamaServer) -> None:
+    backend = OllamaBackend("gemma4:e2b", fake.url, backoff_s=0.001)
+    with pytest.raises(ModelNotFound, match=r"run `ollama pull gemma4:e2b`") as info:
+        await collect(backend, request())
+    assert info.value.status == 404 and "model 'gemma4:e2b' not found" in str(info.value)
+    assert len(chat_bodies(fake)) == 1
+    with pytest.raises(ModelNotFound, match=r"ollama pull gemma4:e2b.*it has: gemma4:e4b"):
+        await backend.check()
+    await backend.aclose()
+
+
+async def test_check_passes_when_the_model_is_there(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    await backend.check()
+    assert [(r.method, r.path) for r in fake.requests] == [("GET", "/api/version"), ("POST", "/api/show")]
+
+
+async def test_context_too_long(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    fake.script(ScriptedReply(status=400, error=CONTEXT_ERROR))
+    with pytest.raises(ContextTooLong, match=r"num_ctx") as info:
+        await collect(backend, request())
+    assert info.value.status == 400 and len(chat_bodies(fake)) == 1
+
+
+async def test_a_500_is_retried_then_succeeds(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    fake.script(
+        ScriptedReply(status=500, error="llama runner process has terminated: exit status 2"),
+        ScriptedReply(status=503, error="server busy, please try again.  maximum pending requests exceeded"),
+        ScriptedReply(content="Recovered."),
+    )
+    deltas, done = await collect(backend, request())
+    assert "".join(deltas) == "Recovered.<turn|>" and done.stop == "<turn|>"
+    assert len(chat_bodies(fake)) == 3
+
+
+async def test_retries_give_up_with_ollamas_error_text(fake: FakeOllamaServer) -> None:
+    backend = OllamaBackend(MODEL, fake.url, retries=2, backoff_s=0.001)
+    fake.script(*[ScriptedReply(status=500, error="llama runner process has terminated: signal: killed")] * 4)
+    with pytest.raises(BackendResponseError, match="HTTP 500: llama runner process has terminated") as info:
+        await collect(backend, request())
+    assert info.value.status == 500
+    assert len(chat_bodies(fake)) == 3 and fake.remaining == 1
+    await backend.aclose()
+
+
+async def test_other_4xx_errors_carry_ollamas_text(fake: FakeOllamaServer) -> None:
+    with FakeOllamaServer({"gemma3:1b": ("completion",)}) as small:
+        backend = OllamaBackend("gemma3:1b", small.url, backoff_s=0.001)
+        with pytest.raises(BackendResponseError, match='HTTP 400: "gemma3:1b" does not support thinking'):
+            await collect(backend, request(thinking=True))
+        with pytest.raises(BackendResponseError, match="does not support tools"):
+            await collect(backend, request(tools=[WEATHER_TOOL]))
+        assert len(small.bodies("/api/chat")) == 2
+        await backend.aclose()
+
+
+async def test_connection_dropped_mid_stream(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    fake.script(ScriptedReply(content="This answer never finishes because the server restarts.", drop_after=4))
+    deltas: list[str] = []
+    with pytest.raises(StreamInterrupted, match="broke off mid-response"):
+        async for event in backend.stream(request()):
+            assert isinstance(event, TextDelta)
+            deltas.append(event.text)
+    assert "".join(deltas) == "This answer neve"  # what arrived before the cut, and no retry after it
+    assert len(chat_bodies(fake)) == 1
+
+
+async def test_connection_dropped_before_any_output_is_retried(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    fake.script(ScriptedReply(content="lost", drop_after=0), ScriptedReply(content="Second try."))
+    deltas, _ = await collect(backend, request())
+    assert "".join(deltas) == "Second try.<turn|>"
+    assert len(chat_bodies(fake)) == 2
+
+
+async def test_error_line_mid_stream(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    fake.script(
+        ScriptedReply(content="Partial answer here", error_after=2, error="model runner has unexpectedly stopped")
+    )
+    with pytest.raises(StreamInterrupted, match="model runner has unexpectedly stopped"):
+        await collect(backend, request())
+    assert len(chat_bodies(fake)) == 1
+
+
+async def test_a_stalled_stream_times_out(fake: FakeOllamaServer) -> None:
+    backend = OllamaBackend(MODEL, fake.url, timeout=0.3, backoff_s=0.001)
+    fake.script(ScriptedReply(content="slow words here", chunk_size=5, delay_s=3.0))
+    with pytest.raises(StreamInterrupted, match=r"stopped sending output for 0\.3 s"):
+        await collect(backend, request())
+    await backend.aclose()
+
+
+async def test_closing_the_stream_closes_the_connection(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    fake.script(ScriptedReply(content="word " * 200, chunk_size=5, delay_s=0.01))
+    received: list[str] = []
+    async with contextlib.aclosing(cast(AsyncGenerator[BackendEvent, None], backend.stream(request()))) as stream:
+        async for event in stream:
+            assert isinstance(event, TextDelta)
+            received.append(event.text)
+            if len(received) == 3:
+                break
+    # Ollama stops generating when the client goes away; here the server sees its next write fail.
+    assert fake.disconnected.wait(10)
+    assert fake.chunks_written < 200
+    assert received == ["word "] * 3
+
+
+# -- the fake itself, through the official client (its other endpoints) -----------------------------
+
+
+async def test_fake_speaks_generate_and_non_streaming_chat(fake: FakeOllamaServer) -> None:
+    client = ollama.AsyncClient(host=fake.url)
+    native = "<|channel>thought\nhm<channel|>" + format_tool_call("f", {"a": 1}) + "<|tool_response>"
+    fake.script(ScriptedReply(raw=native), ScriptedReply(content="Plain.", thinking="t"))
+    raw = await client.generate(model=MODEL, prompt="<bos><|turn>user\nhi<turn|>\n<|turn>model\n", raw=True)
+    # Raw generation has no parser and so keeps no control tokens: the call markers are gone.
+    assert raw.response == "thought\nhmcall:f{a:1}" and raw.done and raw.context is None
+    parts = [p async for p in await client.generate(model=MODEL, prompt="hi", think=True, stream=True)]
+    assert "".join(p.thinking or "" for p in parts) == "t"
+    assert "".join(p.response or "" for p in parts) == "Plain."
+    assert parts[-1].done_reason == "stop"
+    fake.script(ScriptedReply(content="Whole.", tool_calls=[("get_weather", {"city": "Rome"})]))
+    whole = await client.chat(model=MODEL, messages=[{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL])
+    assert whole.message.content == "Whole." and whole.done
+    assert whole.message.tool_calls and whole.message.tool_calls[0].function.arguments == {"city": "Rome"}
+    listed = await client.list()
+    assert [m.model for m in listed.models] == [MODEL]
+    shown = await client.show(MODEL)
+    assert list(shown.capabilities or []) == list(GEMMA4_CAPABILITIES)
+    with pytest.raises(ollama.ResponseError) as info:
+        await client.generate(model=MODEL, prompt="x", raw=True, system="no")
+    assert info.value.status_code == 400 and "raw mode does not support" in info.value.error
+    await client.close()  # type: ignore[no-untyped-call]
+    assert json.loads(json.dumps(fake.bodies("/api/generate")[0]))["raw"] is True
+
+
+def test_backend_from_url_builds_it() -> None:
+    from agentkit.backends.registry import backend_from_url
+
+    backend = backend_from_url("ollama://127.0.0.1:5999/gemma4:e4b", retries=1)
+    assert isinstance(backend, OllamaBackend)
+    assert (backend.host, backend.model) == ("http://127.0.0.1:5999", "gemma4:e4b")
