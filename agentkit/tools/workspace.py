@@ -1,0 +1,360 @@
+"""File tools confined to one directory: read, write, edit, list, find and grep for a model.
+
+Every path goes through :class:`~agentkit.tools._paths.WorkspaceRoot` (no ``..`` above the root, no
+absolute paths outside it, no symlinks leading out, no device files, fifos or sockets) and every file is
+then used through a descriptor opened without following symlinks, so the check and the use cannot be
+pulled apart by a symlink swapped in between. Writes are atomic (a temporary file in the same directory,
+fsync, rename), reads and writes have size limits, and binary files are refused as text instead of being
+decoded into noise. Results are plain text because that is what the model reads best.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from agentkit.errors import ToolError
+from agentkit.tools._paths import ResolvedPath, WorkspaceRoot
+from agentkit.tools.runtime import Tool, tool
+
+__all__ = ["Workspace"]
+
+_SNIFF_BYTES = 8192
+_SKIP_DIRS = frozenset({".git", "__pycache__"})
+_MAX_LINE_CHARS = 300
+
+
+def _is_binary(chunk: bytes) -> bool:
+    # NUL never occurs in UTF-8 text files and almost always occurs in binary formats (git uses the same rule).
+    return b"\x00" in chunk
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Translate a glob with ``**`` into a regex over '/'-separated relative paths."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]+/)*")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = pattern[i + 1 : end]
+            body = "^" + body[1:] if body.startswith("!") else body
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+class Workspace:
+    """A directory the model may work in, and the file tools bound to it.
+
+    ``max_read_bytes`` bounds what one ``read_file`` returns (longer files are shown in parts, with a
+    marker saying how to read on); ``max_write_bytes`` bounds one write or the result of one edit.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        max_read_bytes: int = 256_000,
+        max_write_bytes: int = 1_000_000,
+        max_results: int = 200,
+    ) -> None:
+        self._root = WorkspaceRoot(root)
+        self.max_read_bytes = max_read_bytes
+        self.max_write_bytes = max_write_bytes
+        self.max_results = max_results
+
+    @property
+    def root(self) -> Path:
+        """The real (symlink-free) path of the workspace directory."""
+        return self._root.path
+
+    def tools(self) -> list[Tool]:
+        """The six file tools; ``write_file`` and ``edit_file`` are marked as having side effects."""
+        return [
+            tool(self.read_file, timeout_s=30),
+            tool(self.write_file, side_effects=True, timeout_s=30),
+            tool(self.edit_file, side_effects=True, timeout_s=30),
+            tool(self.list_dir, timeout_s=30),
+            tool(self.find_files, timeout_s=60),
+            tool(self.grep, timeout_s=60),
+        ]
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def read_file(self, path: str, start_line: int = 1) -> str:
+        """Read a UTF-8 text file from the workspace.
+
+        Args:
+            path: File path relative to the workspace root.
+            start_line: First line to return (1-based); use it to continue a long file.
+        """
+        resolved = self._root.resolve(path)
+        fd = self._root.open_file(resolved)
+        with os.fdopen(fd, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+            if _is_binary(head):
+                raise ToolError(f"{resolved.rel} is a binary file; read_file only returns text")
+            f.seek(0)
+            lines: list[bytes] = []
+            used = 0
+            lineno = 0
+            truncated = False
+            while True:
+                line = f.readline(self.max_read_bytes + 1)
+                if not line:
+                    break
+                lineno += 1
+                if lineno < start_line:
+                    continue
+                if used + len(line) > self.max_read_bytes:
+                    truncated = True
+                    break
+                lines.append(line)
+                used += len(line)
+        try:
+            text = b"".join(lines).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ToolError(f"{resolved.rel} is not UTF-8 text (byte {exc.start}); it looks binary") from exc
+        if start_line > 1 and lineno < start_line:
+            return f"[{resolved.rel} has only {lineno} lines]"
+        if truncated:
+            last = start_line + len(lines) - 1
+            if not lines:
+                return f"[line {start_line} of {resolved.rel} alone is longer than {self.max_read_bytes} bytes]"
+            text += (
+                f"\n[... truncated at {self.max_read_bytes} bytes: showed lines {start_line}-{last}; "
+                f"call read_file with start_line={last + 1} to continue]"
+            )
+        return text
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def write_file(self, path: str, content: str) -> str:
+        """Create or overwrite a text file in the workspace (parent directories are created).
+
+        Args:
+            path: File path relative to the workspace root.
+            content: The complete new content of the file.
+        """
+        resolved = self._root.resolve(path)
+        data = content.encode("utf-8")
+        self._check_write_size(resolved, len(data))
+        existed = self._atomic_write(resolved, data)
+        return f"{'overwrote' if existed else 'created'} {resolved.rel} ({len(data)} bytes)"
+
+    def edit_file(self, path: str, old_text: str, new_text: str, replace_all: bool = False) -> str:
+        """Replace exact text in a file; old_text must occur exactly once unless replace_all is true.
+
+        Args:
+            path: File path relative to the workspace root.
+            old_text: The exact text to replace, including whitespace and indentation.
+            new_text: The replacement text.
+            replace_all: Replace every occurrence instead of requiring exactly one.
+        """
+        if not old_text:
+            raise ToolError("old_text is empty; give the exact text to replace (use write_file to create files)")
+        resolved = self._root.resolve(path)
+        fd = self._root.open_file(resolved)
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read(self.max_write_bytes + 1)
+        if len(raw) > self.max_write_bytes:
+            raise ToolError(f"{resolved.rel} is larger than {self.max_write_bytes} bytes; it cannot be edited here")
+        if _is_binary(raw[:_SNIFF_BYTES]):
+            raise ToolError(f"{resolved.rel} is a binary file; edit_file only changes text")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ToolError(f"{resolved.rel} is not UTF-8 text; edit_file only changes text") from exc
+        count = text.count(old_text)
+        if count == 0:
+            raise ToolError(
+                f"old_text was not found in {resolved.rel}; read the file and copy the text exactly "
+                "(whitespace and indentation included)"
+            )
+        if count > 1 and not replace_all:
+            raise ToolError(
+                f"old_text occurs {count} times in {resolved.rel}; include more surrounding text so it matches "
+                "once, or set replace_all to true"
+            )
+        data = text.replace(old_text, new_text).encode("utf-8")
+        self._check_write_size(resolved, len(data))
+        self._atomic_write(resolved, data)
+        return f"replaced {count} occurrence{'s' if count > 1 else ''} in {resolved.rel}"
+
+    def _check_write_size(self, resolved: ResolvedPath, size: int) -> None:
+        if size > self.max_write_bytes:
+            raise ToolError(
+                f"{resolved.rel}: {size} bytes is more than the limit of {self.max_write_bytes} bytes per write"
+            )
+
+    def _atomic_write(self, resolved: ResolvedPath, data: bytes) -> bool:
+        """Write via a temporary file + fsync + rename, so readers never see half a file; True if it existed."""
+        if resolved.rel == ".":
+            raise ToolError("the workspace root is a directory; give a file path")
+        *dirs, name = resolved.parts
+        with self._root.open_dir(tuple(dirs), create=True) as dfd:
+            st = self._root.lstat_in(dfd, name, resolved.rel)
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                raise ToolError(f"{resolved.rel} is a directory; give a file path")
+            mode = stat.S_IMODE(st.st_mode) if st is not None else 0o644
+            tmp = f".{name}.{secrets.token_hex(6)}.agentkit-tmp"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fchmod(f.fileno(), mode)
+                    os.fsync(f.fileno())
+                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=dfd)
+                raise
+            os.fsync(dfd)  # make the rename itself durable
+        return st is not None
+
+    # -- browsing ------------------------------------------------------------------------------------
+
+    def list_dir(self, path: str = ".") -> str:
+        """List a directory of the workspace: sub-directories end with '/', files show their size.
+
+        Args:
+            path: Directory path relative to the workspace root.
+        """
+        resolved = self._root.resolve(path)
+        with self._root.open_dir(resolved.parts) as dfd:
+            names = sorted(os.listdir(dfd))
+            lines = []
+            for name in names[: self.max_results]:
+                try:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    lines.append(f"{name}/")
+                elif stat.S_ISREG(st.st_mode):
+                    lines.append(f"{name}  ({st.st_size} bytes)")
+                elif stat.S_ISLNK(st.st_mode):
+                    lines.append(f"{name}@  (symlink)")
+                else:
+                    lines.append(f"{name}  (special file, not usable)")
+        where = resolved.rel
+        if not lines:
+            return f"{where} is empty"
+        if len(names) > self.max_results:
+            lines.append(f"[... {len(names) - self.max_results} more entries not shown]")
+        return "\n".join(lines)
+
+    def find_files(self, pattern: str, path: str = ".") -> str:
+        """Find files by glob pattern ('*.py' matches names at any depth; 'src/**/*.py' matches paths).
+
+        Args:
+            pattern: Glob pattern; without '/' it matches file names, with '/' paths below `path`.
+            path: Directory to search, relative to the workspace root.
+        """
+        rx = _glob_regex(pattern)
+        by_name = "/" not in pattern
+        resolved = self._root.resolve(path)
+        found: list[str] = []
+        more = False
+        for rel, _name, _dfd in self._walk_files(resolved):
+            if rx.match(rel.rsplit("/", 1)[-1] if by_name else rel):
+                if len(found) >= self.max_results:
+                    more = True
+                    break
+                found.append(self._join(resolved, rel))
+        if not found:
+            return f"no files match {pattern!r} under {resolved.rel}"
+        if more:
+            found.append(f"[... more than {self.max_results} matches; narrow the pattern]")
+        return "\n".join(found)
+
+    def grep(self, pattern: str, path: str = ".", glob: str | None = None, ignore_case: bool = False) -> str:
+        """Search text files for a regular expression; prints 'path:line: text' for each matching line.
+
+        Args:
+            pattern: Python regular expression.
+            path: File or directory to search, relative to the workspace root.
+            glob: Only search files whose names match this glob (e.g. '*.py').
+            ignore_case: Match without regard to case.
+        """
+        try:
+            rx = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
+        except re.error as exc:
+            raise ToolError(f"invalid regular expression {pattern!r}: {exc}") from exc
+        name_rx = _glob_regex(glob) if glob else None
+        resolved = self._root.resolve(path)
+        out: list[str] = []
+        for shown, fd in self._grep_targets(resolved, name_rx):
+            with os.fdopen(fd, "rb") as f:
+                if _is_binary(f.read(_SNIFF_BYTES)):
+                    continue
+                f.seek(0)
+                for lineno, raw in enumerate(f, 1):
+                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                    if rx.search(line):
+                        if len(out) >= self.max_results:
+                            out.append(f"[... more than {self.max_results} matching lines; narrow the search]")
+                            return "\n".join(out)
+                        cut = line if len(line) <= _MAX_LINE_CHARS else line[:_MAX_LINE_CHARS] + " [...]"
+                        out.append(f"{shown}:{lineno}: {cut}")
+        return "\n".join(out) if out else f"no lines match {pattern!r} under {resolved.rel}"
+
+    def _grep_targets(self, resolved: ResolvedPath, name_rx: re.Pattern[str] | None) -> Iterator[tuple[str, int]]:
+        if resolved.rel != "." and not self._is_dir(resolved):
+            yield resolved.rel, self._root.open_file(resolved)
+            return
+        for rel, name, dfd in self._walk_files(resolved):
+            if name_rx is not None and not name_rx.match(name):
+                continue
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+            except OSError:
+                continue  # vanished or swapped for a symlink since the listing: skip it
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                continue
+            yield self._join(resolved, rel), fd
+
+    def _is_dir(self, resolved: ResolvedPath) -> bool:
+        return resolved.real.is_dir() and not resolved.real.is_symlink()
+
+    def _walk_files(self, resolved: ResolvedPath) -> Iterator[tuple[str, str, int]]:
+        """(path relative to ``resolved``, file name, directory fd) of every regular file, symlinks not followed."""
+        with self._root.open_dir(resolved.parts) as top:
+            for dirpath, dirnames, filenames, dfd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
+                dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+                for name in sorted(filenames):
+                    try:
+                        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if not stat.S_ISREG(st.st_mode):
+                        continue  # symlinks, devices, fifos and sockets are never searched
+                    rel = name if dirpath == "." else f"{dirpath[2:]}/{name}"
+                    yield rel, name, dfd
+
+    @staticmethod
+    def _join(resolved: ResolvedPath, rel: str) -> str:
+        return rel if resolved.rel == "." else f"{resolved.rel}/{rel}"
