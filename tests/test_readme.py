@@ -1,0 +1,33 @@
+"""The README's code runs as written (against ScriptedBackend through AGENTKIT_BACKEND)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def python_blocks(text: str) -> list[str]:
+    return [part.split("```", 1)[0] for part in text.split("```python\n")[1:]]
+
+
+def test_build_an_agent_in_ten_lines(tmp_path: Path) -> None:
+    section = (ROOT / "README.md").read_text().split("## Build an agent in 10 lines", 1)[1]
+    code = python_blocks(section)[0]
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(
+        json.dumps(
+            [
+                '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|><|tool_response>',
+                "It is 18 °C and cloudy in Paris.<turn|>",
+            ]
+        )
+    )
+    env = {**os.environ, "AGENTKIT_BACKEND": f"scripted:{outputs}"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "It is 18 °C and cloudy in Paris."
