@@ -473,3 +473,48 @@ def test_backend_from_url_builds_it() -> None:
     backend = backend_from_url("ollama://127.0.0.1:5999/gemma4:e4b", retries=1)
     assert isinstance(backend, OllamaBackend)
     assert (backend.host, backend.model) == ("http://127.0.0.1:5999", "gemma4:e4b")
+
+
+# -- the agent loop on Ollama ------------------------------------------------------------------------
+
+
+async def test_an_agent_runs_a_tool_round_on_ollama(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    if not hasattr(gemma4, "StreamParser"):
+        pytest.skip("agentkit.gemma4.StreamParser is not there yet")
+    from agentkit import Agent, tool
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Get the current weather for a city.
+
+        Args:
+            city: City name, e.g. Paris
+        """
+        return f"18 degrees in {city}"
+
+    fake.script(
+        ScriptedReply(thinking="I need the weather tool.", tool_calls=[("get_weather", {"city": "Paris"})]),
+        ScriptedReply(thinking="Now I can answer.", content="It is 18 degrees in Paris."),
+        ScriptedReply(content="You're welcome!"),
+    )
+    agent = Agent(backend, tools=[get_weather], thinking=True)
+    result = await agent.arun("Weather in Paris?")
+    assert result.output == "It is 18 degrees in Paris." and result.ok
+    assert [(c.name, c.arguments) for c in result.tool_calls] == [("get_weather", {"city": "Paris"})]
+    assert result.usage.prompt_tokens == 2 * 17
+    second = chat_bodies(fake)[1]
+    assert second["think"] is True and second["tools"][0]["function"]["name"] == "get_weather"
+    assistant, tool_message = second["messages"][-2:]
+    assert assistant["thinking"] == "I need the weather tool."  # the turn in progress keeps its thinking
+    assert assistant["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": {"city": "Paris"}}
+    assert tool_message == {
+        "role": "tool",
+        "content": "18 degrees in Paris",
+        "tool_name": "get_weather",
+        "tool_call_id": assistant["tool_calls"][0]["id"],
+    }
+    again = await agent.arun("Thanks!")
+    assert again.output == "You're welcome!"
+    third = chat_bodies(fake)[2]["messages"]
+    assert not any("thinking" in m for m in third)  # a finished turn's thinking is never sent back
+    assert third[-1] == {"role": "user", "content": "Thanks!"}
