@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -175,6 +176,9 @@ class PythonSandbox:
         self.tmp_mb = tmp_mb
         self.python = python or sys.executable
         self.extra_ro_paths = tuple(extra_ro_paths)
+        # Every process of this sandbox carries AGENTKIT_SANDBOX=<id> in its environment, so leftovers could be
+        # found on the host (/proc/PID/environ); the security tests use it to prove there are none.
+        self.id = f"agentkit-sandbox-{secrets.token_hex(6)}"
         self.bwrap = shutil.which("bwrap")
         if self.bwrap is None and not allow_unsafe_unconfined:
             raise SandboxUnavailable(
@@ -253,8 +257,7 @@ class PythonSandbox:
         limits = ",".join(f"{k}={v}" for k, v in self._limits().items())
         return [self.python, "-I", "-S", "-B", "-u", "-c", _BOOTSTRAP, main, limits]
 
-    @staticmethod
-    def _env(home: str) -> dict[str, str]:
+    def _env(self, home: str) -> dict[str, str]:
         one = "1"  # BLAS/OpenMP pools would otherwise start one thread per core and hit the process limit
         return {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -264,6 +267,7 @@ class PythonSandbox:
             "OMP_NUM_THREADS": one,
             "OPENBLAS_NUM_THREADS": one,
             "MKL_NUM_THREADS": one,
+            "AGENTKIT_SANDBOX": self.id,
         }
 
     # -- running -------------------------------------------------------------------------------------
