@@ -72,7 +72,7 @@ DEFAULT_HOST = "http://localhost:11434"
 _CONTEXT_PHRASES = ("context length", "context window", "context size", "exceeds the available context")
 
 
-ChatChunks = AsyncGenerator[ollama.ChatResponse, None]
+_ChatChunks = AsyncGenerator[ollama.ChatResponse, None]
 
 
 class _Version(pydantic.BaseModel):
@@ -82,9 +82,9 @@ class _Version(pydantic.BaseModel):
 class _Client(ollama.AsyncClient):
     """The official client plus the two calls its public API lacks here (see the module docstring)."""
 
-    async def chat_stream(self, body: dict[str, Any]) -> ChatChunks:
+    async def chat_stream(self, body: dict[str, Any]) -> _ChatChunks:
         chunks = await self._request(ollama.ChatResponse, "POST", "/api/chat", json=body, stream=True)
-        return cast(ChatChunks, chunks)  # the client returns its inner async generator
+        return cast(_ChatChunks, chunks)  # the client returns its inner async generator
 
     async def version(self) -> str:
         return (await self._request(_Version, "GET", "/api/version")).version
@@ -97,7 +97,8 @@ class OllamaBackend:
     (``"5m"``, seconds, ``-1`` forever); ``timeout`` the longest wait in seconds for the next piece of a
     response (loading a large model counts, hence the generous default); ``retries`` how many times a failed
     connection or 5xx answer is retried before any output arrived; ``options`` Ollama engine options sent with
-    every call (``{"num_ctx": 32768}``), under the request's own sampling settings.
+    every call (``{"num_ctx": 32768}``), under the request's own sampling settings; ``backoff_s`` the first
+    wait between retries (doubling each time, at most 8 s).
     """
 
     def __init__(
@@ -207,7 +208,7 @@ class OllamaBackend:
             self._client_loop = loop
         return self._client
 
-    async def _open(self, body: dict[str, Any]) -> tuple[ChatChunks, list[ollama.ChatResponse]]:
+    async def _open(self, body: dict[str, Any]) -> tuple[_ChatChunks, list[ollama.ChatResponse]]:
         """Send the request and read up to the first chunk with output, retrying failures before that point."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retries + 1),
@@ -220,7 +221,7 @@ class OllamaBackend:
                 return await self._open_once(body)
         raise AssertionError("unreachable: tenacity either returns a result or re-raises")  # pragma: no cover
 
-    async def _open_once(self, body: dict[str, Any]) -> tuple[ChatChunks, list[ollama.ChatResponse]]:
+    async def _open_once(self, body: dict[str, Any]) -> tuple[_ChatChunks, list[ollama.ChatResponse]]:
         chunks = await self._ensure_client().chat_stream(body)
         head: list[ollama.ChatResponse] = []
         try:
@@ -238,7 +239,7 @@ class OllamaBackend:
             await chunks.aclose()
             raise
 
-    async def _continue(self, chunks: ChatChunks, head: list[ollama.ChatResponse]) -> ChatChunks:
+    async def _continue(self, chunks: _ChatChunks, head: list[ollama.ChatResponse]) -> _ChatChunks:
         for chunk in head:
             yield chunk
         if head and head[-1].done:
@@ -310,6 +311,14 @@ class OllamaBackend:
             return ContextTooLong(
                 f"The conversation does not fit {self._model}'s context window on Ollama ({text}). Start a new "
                 "session or shorten the input, or raise the window with options={'num_ctx': 32768}",
+                backend="ollama",
+                status=code,
+            )
+        if "does not support" in lowered:
+            # Capability checks (server/images.go:543-575, routes.go:2621-2630): tools, thinking, vision, audio.
+            return BackendResponseError(
+                f"Ollama's model '{self._model}' cannot do what was asked ({text}); agentkit needs a Gemma 4 model "
+                "with tool support, e.g. `ollama pull gemma4:e4b`",
                 backend="ollama",
                 status=code,
             )
