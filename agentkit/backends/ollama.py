@@ -79,12 +79,25 @@ class _Version(pydantic.BaseModel):
     version: str = ""
 
 
+class _DebugInfo(pydantic.BaseModel):
+    rendered_template: str = ""
+    image_count: int = 0
+
+
+class _DebugRender(pydantic.BaseModel):
+    debug_info: _DebugInfo = pydantic.Field(default_factory=_DebugInfo, alias="_debug_info")
+
+
 class _Client(ollama.AsyncClient):
-    """The official client plus the two calls its public API lacks here (see the module docstring)."""
+    """The official client plus the calls its public API lacks or cannot make faithfully (module docstring)."""
 
     async def chat_stream(self, body: dict[str, Any]) -> _ChatChunks:
         chunks = await self._request(ollama.ChatResponse, "POST", "/api/chat", json=body, stream=True)
         return cast(_ChatChunks, chunks)  # the client returns its inner async generator
+
+    async def debug_render(self, body: dict[str, Any]) -> str:
+        body = {**body, "stream": False, "_debug_render_only": True}
+        return (await self._request(_DebugRender, "POST", "/api/chat", json=body)).debug_info.rendered_template
 
     async def version(self) -> str:
         return (await self._request(_Version, "GET", "/api/version")).version
@@ -192,6 +205,19 @@ class OllamaBackend:
             if isinstance(error, ModelNotFound):
                 error = ModelNotFound(await self._not_found_message(), backend="ollama", status=404)
             raise error from exc
+
+    async def rendered_prompt(self, request: GenerationRequest) -> str:
+        """The prompt Ollama's own Gemma 4 renderer makes of ``request``; nothing is generated.
+
+        Ollama renders the conversation itself on this path, so this is how to see what the model is really
+        given and compare it with agentkit's rendering (``request.prompt``); it uses the chat endpoint's
+        ``_debug_render_only`` switch (``api/types.go:169-171``, ``server/routes.go:2708-2718``).
+        """
+        body = chat_body(self._model, request, options=self._options, keep_alive=self._keep_alive)
+        try:
+            return await self._ensure_client().debug_render(body)
+        except Exception as exc:
+            raise self._translate(exc, streamed=False) from exc
 
     async def aclose(self) -> None:
         client, self._client, self._client_loop = self._client, None, None

@@ -110,6 +110,8 @@ class FakeOllamaServer:
         self.requests: list[RecordedRequest] = []
         self.disconnected = threading.Event()  # set when a client went away while a stream was being written
         self.chunks_written = 0  # chunks of the most recent stream that reached the socket
+        # What a _debug_render_only chat request answers; the fake does not reimplement Ollama's renderer.
+        self.rendered_template = ""
         self._replies: list[ScriptedReply] = []
         self._lock = threading.Lock()
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
@@ -294,6 +296,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, body: dict[str, Any]) -> None:
         model = self._model_checks(body, needs_tools=bool(body.get("tools")))
         if model is None:
+            return
+        if body.get("_debug_render_only"):
+            # routes.go:2708-2718: the rendered prompt instead of a generation (no scripted reply is used).
+            images = sum(len(m.get("images") or ()) for m in body.get("messages") or ())
+            debug = {"rendered_template": self.fake.rendered_template, "image_count": images}
+            self._json(
+                200,
+                {
+                    "model": body["model"],
+                    "created_at": _now(),
+                    "message": {"role": "", "content": ""},
+                    "done": False,
+                    "_debug_info": debug,
+                },
+            )
             return
         reply = self._reply()
         if reply is None:

@@ -519,3 +519,17 @@ async def test_an_agent_runs_a_tool_round_on_ollama(fake: FakeOllamaServer, back
     third = chat_bodies(fake)[2]["messages"]
     assert not any("thinking" in m for m in third)  # a finished turn's thinking is never sent back
     assert third[-1] == {"role": "user", "content": "Thanks!"}
+
+
+async def test_rendered_prompt_asks_ollama_to_render_only(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    fake.rendered_template = "<bos><|turn>user\nHi<turn|>\n<|turn>model\n"
+    req = request(media=[], thinking=True)
+    assert await backend.rendered_prompt(req) == fake.rendered_template
+    (body,) = chat_bodies(fake)
+    assert body["_debug_render_only"] is True and body["stream"] is False
+    assert body["messages"] == [{"role": "user", "content": "Hi"}] and body["think"] is True
+    assert fake.remaining == 0  # nothing was generated
+    missing = OllamaBackend("gemma4:31b", fake.url)
+    with pytest.raises(ModelNotFound, match="ollama pull gemma4:31b"):
+        await missing.rendered_prompt(req)
+    await missing.aclose()
