@@ -50,6 +50,14 @@ def is_public_address(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _content_kind(content_type: str) -> str | None:
     """'html', 'text' or None (refused) for a Content-Type header value."""
     mime = content_type.split(";", 1)[0].strip().lower()
@@ -99,7 +107,7 @@ def make_fetch_url(
             raise ToolError(f"{url} has no host name")
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
-            addresses = await resolve(url.host, port)
+            addresses = [str(ipaddress.ip_address(url.host))] if _is_ip(url.host) else await resolve(url.host, port)
         except (OSError, UnicodeError) as exc:
             raise ToolError(f"cannot resolve the host {url.host!r}: {exc}") from exc
         if not addresses:

@@ -89,7 +89,9 @@ def test_binary_files_are_refused(layout: tuple[Workspace, Path, Path]) -> None:
     assert "img.png" not in ws.grep("PNG")
 
 
-@pytest.mark.parametrize("path", ["../host/secret.txt", "src/../../host/secret.txt", "/etc/passwd", "/proc/self/environ"])
+@pytest.mark.parametrize(
+    "path", ["../host/secret.txt", "src/../../host/secret.txt", "/etc/passwd", "/proc/self/environ"]
+)
 def test_paths_outside_are_refused(layout: tuple[Workspace, Path, Path], path: str) -> None:
     ws, _, _ = layout
     for attempt in (lambda: ws.read_file(path), lambda: ws.write_file(path, "x"), lambda: ws.list_dir(path)):
@@ -187,7 +189,7 @@ def test_results_are_capped(tmp_path: Path) -> None:
 
 
 async def test_tools_run_through_the_runtime(layout: tuple[Workspace, Path, Path]) -> None:
-    ws, root, _ = layout
+    ws, _, _ = layout
     tools = {t.name: t for t in ws.tools()}
     assert await tools["write_file"].acall({"path": "a.txt", "content": "hello"}) == "created a.txt (5 bytes)"
     assert await tools["read_file"].acall({"path": "a.txt"}) == "hello"
