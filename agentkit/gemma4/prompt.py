@@ -43,14 +43,18 @@ class Prompt:
     __slots__ = ("_segments", "_text")
 
     def __init__(self, segments: Iterable[Segment] = ()) -> None:
+        # Group runs of equal trust and join each run once: linear, however many pieces come in.
         merged: list[Segment] = []
+        run: list[Segment] = []
         for seg in segments:
             if not seg.text:
                 continue
-            if merged and merged[-1].trusted == seg.trusted:
-                merged[-1] = Segment(merged[-1].text + seg.text, seg.trusted)
-            else:
-                merged.append(seg)
+            if run and run[0].trusted != seg.trusted:
+                merged.append(run[0] if len(run) == 1 else Segment("".join(s.text for s in run), run[0].trusted))
+                run = []
+            run.append(seg)
+        if run:
+            merged.append(run[0] if len(run) == 1 else Segment("".join(s.text for s in run), run[0].trusted))
         self._segments: tuple[Segment, ...] = tuple(merged)
         self._text: str | None = None
 

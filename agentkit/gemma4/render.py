@@ -297,11 +297,15 @@ def render_tool_results(results: Sequence[tuple[str, Any]]) -> Prompt:
 # -- the conversation ---------------------------------------------------------------------------------
 
 
+_ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
 def _role(message: Mapping[str, Any]) -> str:
+    """The message's role, checked: it is written into a turn marker, so it must be one we know."""
     role = message.get("role")
-    if not isinstance(role, str):
-        raise ValueError(f"message without a role: {message!r}")
-    return role
+    if role not in _ROLES:
+        raise ValueError(f"message role must be one of {', '.join(_ROLES)}, not {role!r}")
+    return str(role)
 
 
 def _results_of(
