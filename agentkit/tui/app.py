@@ -227,14 +227,14 @@ class AgentkitApp(App[None]):
         if self.running:
             self.notify("Still answering; press Esc to cancel first.", severity="warning")
             return
-        event.input.clear()
+        self.running = True
         chat = self.query_one("#chat", VerticalScroll)
         for welcome in chat.query("#welcome"):
             await welcome.remove()
         turn = AgentTurn()
         await chat.mount_all([UserMessage(text), turn])
         chat.anchor()
-        self.running = True
+        event.input.clear()
         self._worker = self.run_worker(self._run_turn(text, turn), group="agent", exclusive=True, exit_on_error=False)
 
     async def _run_turn(self, text: str, turn: AgentTurn) -> None:

@@ -50,11 +50,11 @@ class ToolCard(Vertical):
         height: auto;
         margin: 0;
         padding: 0 1;
-        border-left: tall $secondary;
+        border-left: outer $secondary;
         background: $boost;
     }
     ToolCard.-error {
-        border-left: tall $error;
+        border-left: outer $error;
     }
     ToolCard > .tool-header {
         height: auto;
@@ -88,13 +88,16 @@ class ToolCard(Vertical):
         self._started = time.monotonic()
         self._header = Static(classes="tool-header")
         self._timer: Timer | None = None
+        self._animate = True
 
     def compose(self) -> ComposeResult:
         yield self._header
 
     def on_mount(self) -> None:
+        # With animations off (TEXTUAL_ANIMATIONS=none: accessibility, recordings) the card holds still.
+        self._animate = self.app.animation_level != "none"
         self._render_header()
-        if self.running:
+        if self.running and self._animate:
             self._timer = self.set_interval(0.1, self._tick)
 
     def _tick(self) -> None:
@@ -103,8 +106,8 @@ class ToolCard(Vertical):
 
     def _render_header(self) -> None:
         if self.running:
-            status: tuple[str, str] = (SPINNER[self._frame % len(SPINNER)], "bold cyan")
-            elapsed = f"  {time.monotonic() - self._started:.1f}s"
+            status: tuple[str, str] = (SPINNER[self._frame % len(SPINNER)] if self._animate else "…", "bold cyan")
+            elapsed = f"  {time.monotonic() - self._started:.1f}s" if self._animate else "  running"
         elif self.error is None:
             status, elapsed = ("✓", "bold green"), ""
         else:

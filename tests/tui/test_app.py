@@ -1,0 +1,260 @@
+"""The TUI driven like a person would, headless, against ScriptedBackend and a store in a temp dir."""
+
+from __future__ import annotations
+
+from textual.pilot import Pilot
+from textual.widgets import Input, ListView, Markdown
+
+from agentkit import Agent, SessionStore
+from agentkit.testing import ScriptedBackend
+from agentkit.tui import AgentkitApp
+from agentkit.tui.widgets import AgentTurn, ApprovalScreen, ConfirmScreen, PromptScreen, ThinkingBlock, ToolCard
+from agentkit.tui.widgets import UserMessage as UserBubble
+from agentkit.tui.widgets.sidebar import SessionItem, SessionsSidebar
+
+from .conftest import NoteBook, call, wait_for
+
+SIZE = (80, 24)
+
+
+async def send(pilot: Pilot[None], app: AgentkitApp, text: str) -> None:
+    """Type into the prompt and submit, without waiting for the app to go idle (streaming keeps it busy)."""
+    prompt = app.query_one("#prompt", Input)
+    prompt.value = text
+    await prompt.action_submit()
+    await wait_for(pilot, lambda: prompt.value == "", "the message was accepted")
+
+
+async def test_typing_a_message_streams_the_answer_and_saves_the_session(store: SessionStore) -> None:
+    backend = ScriptedBackend(["Hello **there**, nice to meet you.<turn|>"])
+    app = AgentkitApp(backend, store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.click("#prompt")
+        await pilot.press(*"hi", "enter")
+        await wait_for(pilot, lambda: not app.running and bool(app.query(AgentTurn)), "the answer finished")
+        await pilot.pause()
+        assert [u.text for u in app.query(UserBubble)] == ["hi"]
+        turn = app.query_one(AgentTurn)
+        assert turn.text == "Hello **there**, nice to meet you."
+        markdown = turn.query_one(Markdown)
+        assert "nice to meet you" in markdown.source
+        assert app.query_one("#prompt", Input).value == ""  # the prompt was cleared for the next message
+    saved = store.load(app.session_id)
+    assert [m["role"] for m in saved.messages] == ["user", "assistant"]
+    assert saved.title == "hi"
+    assert "hi" in backend.prompts[0]
+
+
+async def test_thinking_streams_live_then_folds_when_the_answer_starts(store: SessionStore) -> None:
+    thought = "First I consider the options. " * 10  # long enough to be seen mid-stream
+    backend = ScriptedBackend([f"<|channel>thought\n{thought}<channel|>The answer is 4.<turn|>"], delay_s=0.01)
+    app = AgentkitApp(backend, store=store, thinking=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "what is 2+2?")
+        await wait_for(pilot, lambda: bool(app.query(ThinkingBlock)), "a thinking block appeared")
+        block = app.query_one(ThinkingBlock)
+        assert not block.collapsed, (block.title, app.query_one(AgentTurn).text, block.text)  # open while thinking
+        await wait_for(pilot, lambda: not app.running, "the answer finished")
+        assert block.collapsed
+        assert block.text == thought.strip()
+        assert block.title.startswith("Thought for")
+        assert app.query_one(AgentTurn).text == "The answer is 4."
+    assert "<|think|>" in backend.prompts[0]  # the toggle really reached the prompt
+
+
+async def test_approving_a_side_effecting_call_runs_it(store: SessionStore, notebook: NoteBook) -> None:
+    backend = ScriptedBackend([call("write_note", text="buy milk"), "Noted.<turn|>"])
+    app = AgentkitApp(backend, tools=[notebook.tool], store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "remember milk")
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
+        assert app.screen.request.name == "write_note"  # type: ignore[attr-defined]
+        assert app.screen.request.arguments == {"text": "buy milk"}  # type: ignore[attr-defined]
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.running, "the run finished")
+        card = app.query_one(ToolCard)
+        assert not card.running and card.error is None
+        assert app.query_one(AgentTurn).text == "Noted."
+    assert notebook.notes == ["buy milk"]
+
+
+async def test_denying_a_call_does_not_run_it_and_tells_the_model(store: SessionStore, notebook: NoteBook) -> None:
+    backend = ScriptedBackend([call("write_note", text="secret"), "Understood, I did not write it.<turn|>"])
+    app = AgentkitApp(backend, tools=[notebook.tool], store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "write it down")
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not app.running, "the run finished")
+        card = app.query_one(ToolCard)
+        assert card.error is not None and "denied" in card.error
+        assert card.has_class("-error")
+    assert notebook.notes == []
+    assert "denied" in backend.prompts[1]  # the model was told, in the tool response
+
+
+async def test_always_allow_stops_asking_for_that_tool(store: SessionStore, notebook: NoteBook) -> None:
+    backend = ScriptedBackend([call("write_note", text="one"), call("write_note", text="two"), "Both written.<turn|>"])
+    app = AgentkitApp(backend, tools=[notebook.tool], store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "write two notes")
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
+        await pilot.pause()  # let the dialog lay out before clicking
+        await pilot.click("#always")
+        await wait_for(pilot, lambda: not app.running, "the run finished")
+        assert len(app.query(ToolCard)) == 2
+    assert notebook.notes == ["one", "two"]
+
+
+async def test_escape_cancels_generation_and_the_session_is_still_saved(store: SessionStore) -> None:
+    backend = ScriptedBackend(["word " * 400 + "<turn|>"], chunk_size=2, delay_s=0.01)
+    app = AgentkitApp(backend, store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "write a long essay")
+        await wait_for(pilot, lambda: len(app.query_one(AgentTurn).text) > 10, "some text streamed")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.running, "the cancellation finished")
+        turn = app.query_one(AgentTurn)
+        assert "Cancelled" in str(turn.query_one(".turn-status").render())
+        streamed = turn.text
+        assert 0 < len(streamed) < len("word " * 400)
+        # The app is usable again: a second message gets an answer.
+        backend.add("Short answer.<turn|>")
+        await send(pilot, app, "shorter please")
+        await wait_for(pilot, lambda: len(app.query(AgentTurn)) == 2 and not app.running, "the second answer")
+        assert app.query(AgentTurn).last().text == "Short answer."
+    saved = store.load(app.session_id)
+    assert [m["role"] for m in saved.messages] == ["user", "assistant", "user", "assistant"]
+    assert saved.messages[1]["content"].startswith("word word")
+
+
+async def test_errors_become_notifications_not_crashes(store: SessionStore) -> None:
+    app = AgentkitApp(ScriptedBackend([]), store=store)  # no output left: the backend raises BackendError
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "hello?")
+        await wait_for(pilot, lambda: not app.running, "the failed run ended")
+        await pilot.pause()
+        notes = list(app._notifications)
+        assert any(n.severity == "error" and "no output left" in n.message for n in notes)
+        status = app.query_one(AgentTurn).query_one(".turn-status")
+        assert status.has_class("-error")
+
+
+async def _saved_session(store: SessionStore, question: str, answer: str) -> str:
+    agent = Agent(ScriptedBackend([f"{answer}<turn|>"]), store=store)
+    await agent.arun(question)
+    return agent.session_id
+
+
+async def test_switching_sessions_from_the_sidebar_replays_the_conversation(store: SessionStore) -> None:
+    first = await _saved_session(store, "capital of France?", "Paris.")
+    second = await _saved_session(store, "capital of Peru?", "Lima.")
+    app = AgentkitApp(ScriptedBackend(["Cusco was the Inca capital.<turn|>"]), store=store, show_sidebar=True)
+    async with app.run_test(size=SIZE) as pilot:
+        items = list(app.query(SessionItem))
+        assert [i.session_id for i in items[1:]] == [second, first]  # newest first, after "+ New chat"
+        app.query_one(ListView).focus()
+        await pilot.press("down", "down", "enter")  # "+ New chat" -> second -> first
+        await wait_for(pilot, lambda: app.session_id == first, "the first session opened")
+        await pilot.pause()
+        assert [u.text for u in app.query(UserBubble)] == ["capital of France?"]
+        assert app.query_one(AgentTurn).text == "Paris."
+        assert app.sub_title == "capital of France?"
+        # Resuming where we left off: the next message continues that conversation.
+        await send(pilot, app, "and the old capital?")
+        await wait_for(pilot, lambda: not app.running and len(app.query(AgentTurn)) == 2, "the answer")
+        # A new chat clears the screen.
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert not app.query(UserBubble)
+        assert app.session_id not in (first, second)
+    assert [m["content"] for m in store.load(first).messages if m["role"] == "user"] == [
+        "capital of France?",
+        "and the old capital?",
+    ]
+
+
+async def test_rename_and_delete_sessions(store: SessionStore) -> None:
+    keep = await _saved_session(store, "keep me", "ok")
+    drop = await _saved_session(store, "delete me", "ok")
+    app = AgentkitApp(ScriptedBackend([]), store=store, session_id=keep, show_sidebar=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), "the rename dialog")
+        app.screen.query_one(Input).value = "Kept conversation"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: store.load(keep).title == "Kept conversation", "the rename")
+        assert app.agent.session.title == "Kept conversation"  # a later save keeps the new title
+        # Delete the other one from the sidebar: highlight it, press d, confirm.
+        view = app.query_one(ListView)
+        view.focus()
+        ids = [i.session_id for i in app.query(SessionItem)]
+        view.index = ids.index(drop)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not store.exists(drop), "the deletion")
+        await pilot.pause()
+        assert [i.session_id for i in app.query(SessionItem)][1:] == [keep]
+        assert app.session_id == keep
+
+
+async def test_backend_picker_switches_backend_and_keeps_the_conversation(store: SessionStore) -> None:
+    second = ScriptedBackend(["From the second backend.<turn|>"], model="second-model")
+    made: list[str] = []
+
+    def factory(url: str) -> ScriptedBackend:
+        made.append(url)
+        return second
+
+    app = AgentkitApp(
+        ScriptedBackend(["From the first.<turn|>"]), store=store, backend_factory=factory, backend_choices=["other:x"]
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "hello")
+        await wait_for(pilot, lambda: not app.running, "the first answer")
+        session = app.session_id
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), "the backend dialog")
+        app.screen.query_one(Input).value = "scripted:second"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.backend is second, "the switch")
+        assert "second-model" in str(app.query_one("#status").render())
+        await send(pilot, app, "again")
+        await wait_for(pilot, lambda: not app.running and len(app.query(AgentTurn)) == 2, "the second answer")
+        assert app.session_id == session
+        assert app.query(AgentTurn).last().text == "From the second backend."
+    assert made == ["scripted:second"]
+    assert "hello" in second.prompts[0]  # the new backend saw the earlier conversation
+
+
+async def test_thinking_toggle_applies_to_the_next_request(store: SessionStore) -> None:
+    backend = ScriptedBackend(["One.<turn|>", "Two.<turn|>"])
+    app = AgentkitApp(backend, store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "first")
+        await wait_for(pilot, lambda: not app.running, "the first answer")
+        await pilot.press("ctrl+t")
+        assert app.thinking
+        assert "thinking on" in str(app.query_one("#status").render())
+        await send(pilot, app, "second")
+        await wait_for(pilot, lambda: not app.running and len(app.query(AgentTurn)) == 2, "the second answer")
+    assert "<|think|>" not in backend.prompts[0]
+    assert "<|think|>" in backend.prompts[1]
+
+
+async def test_sidebar_toggles_and_cancel_binding_only_shows_while_running(store: SessionStore) -> None:
+    app = AgentkitApp(ScriptedBackend(["x " * 300 + "<turn|>"], delay_s=0.01), store=store, show_sidebar=False)
+    async with app.run_test(size=SIZE) as pilot:
+        sidebar = app.query_one(SessionsSidebar)
+        assert not sidebar.display
+        await pilot.press("ctrl+s")
+        assert sidebar.display
+        await pilot.press("ctrl+s")
+        assert not sidebar.display
+        assert app.check_action("cancel", ()) is False
+        await send(pilot, app, "go")
+        await wait_for(pilot, lambda: app.running, "the run started")
+        assert app.check_action("cancel", ()) is True
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.running, "the cancellation")
