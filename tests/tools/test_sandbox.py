@@ -1,0 +1,158 @@
+"""PythonSandbox as a user sees it: results, the workspace, the tool, and what happens without bubblewrap."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from agentkit.errors import SandboxUnavailable, UserError
+from agentkit.tools import ExecResult, PythonSandbox, Workspace
+from agentkit.tools.runtime import to_response_value
+
+from .conftest import host_processes_with, needs_bwrap
+
+pytestmark = [needs_bwrap, pytest.mark.bwrap]
+
+
+def test_print_and_exit_codes(sandbox: PythonSandbox) -> None:
+    result = sandbox.run("print(1)")
+    assert result == ExecResult("1\n", "", 0, False, result.duration_s)
+    assert result.ok and result.duration_s > 0
+    assert sandbox.run("import sys; print('bye'); sys.exit(3)").exit_code == 3
+    failed = sandbox.run("x = 1\nraise ValueError('boom')")
+    assert failed.exit_code == 1 and not failed.ok
+    # The traceback shows the user's program only, not the bootstrap around it.
+    assert failed.stderr.splitlines() == [
+        "Traceback (most recent call last):",
+        '  File "/tmp/main.py", line 2, in <module>',
+        "    raise ValueError('boom')",
+        "ValueError: boom",
+    ]
+
+
+def test_environment_inside(sandbox: PythonSandbox) -> None:
+    code = (
+        "import os, sys, httpx\n"
+        "print(os.getcwd(), os.getuid(), os.environ['HOME'])\n"
+        "print(sorted(os.listdir('/etc')))\n"
+        "print(os.getpid(), sys.argv)\n"
+        "try:\n    input()\nexcept EOFError:\n    print('stdin is empty')\n"
+    )
+    lines = sandbox.run(code).stdout.splitlines()
+    assert lines[0] == "/workspace 1000 /tmp"  # site-packages importable (httpx), not root
+    assert "shadow" not in lines[1] and "passwd" not in lines[1]
+    assert lines[2] == "2 ['/tmp/main.py']"  # PID 1 is bubblewrap's reaper in the sandbox's own namespace
+    assert lines[3] == "stdin is empty"
+
+
+def test_workspace_is_shared_and_the_only_writable_place(workspace_dir: Path) -> None:
+    (workspace_dir / "input.csv").write_text("a,b\n1,2\n")
+    box = PythonSandbox(Workspace(workspace_dir), timeout_s=5)
+    out = box.run(
+        "rows = open('input.csv').read().splitlines()\n"
+        "open('result.txt', 'w').write(str(len(rows)))\n"
+        "open('/tmp/scratch', 'w').write('private')\n"
+        "print(open('/tmp/scratch').read())\n"
+    )
+    assert out.stdout == "private\n", out.stderr
+    assert (workspace_dir / "result.txt").read_text() == "2"
+    assert not Path("/tmp/scratch").exists() or Path("/tmp/scratch").read_text() != "private"
+
+
+def test_without_workspace_the_scratch_dir_is_discarded() -> None:
+    box = PythonSandbox(timeout_s=5)
+    assert box.run("open('keep.txt', 'w').write('x'); print('ok')").stdout == "ok\n"
+    assert "FileNotFoundError" in box.run("open('keep.txt')").stderr
+
+
+def test_output_is_capped_and_marked(sandbox: PythonSandbox) -> None:
+    result = sandbox.run("import sys\nsys.stdout.write('a' * 50_000)\nsys.stderr.write('e' * 20)")
+    assert result.stdout_truncated and not result.stderr_truncated
+    assert result.stdout.startswith("a" * 10_000)
+    assert result.stdout.endswith("[... output truncated: 40000 more bytes not shown]")
+    assert result.stderr == "e" * 20
+
+
+async def test_tool_is_async_marked_and_returns_the_result(sandbox: PythonSandbox) -> None:
+    run_python = sandbox.as_tool()
+    assert run_python.name == "run_python" and run_python.side_effects and run_python.is_async
+    assert "no network access" in run_python.description
+    result = await run_python.acall({"code": "print(6 * 7)"})
+    assert isinstance(result, ExecResult) and result.stdout == "42\n"
+    assert to_response_value(result)["stdout"] == "42\n"
+
+
+async def test_runs_are_concurrent_and_keep_the_loop_free(sandbox: PythonSandbox) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    results = await asyncio.gather(*(sandbox.arun(f"import time; time.sleep(0.5); print({i})") for i in range(3)))
+    task.cancel()
+    assert [r.stdout for r in results] == ["0\n", "1\n", "2\n"]
+    assert ticks > 10  # the event loop kept running while the sandboxes did
+
+
+async def test_cancelling_a_run_kills_it(sandbox: PythonSandbox) -> None:
+    task = asyncio.create_task(sandbox.arun("import time; time.sleep(60)"))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert host_processes_with(sandbox.id) == []
+
+
+async def test_sync_run_inside_a_loop_says_what_to_do(sandbox: PythonSandbox) -> None:
+    with pytest.raises(UserError, match=r"await sandbox\.arun"):
+        sandbox.run("print(1)")
+
+
+def test_network_flag_shares_the_host_network(workspace_dir: Path) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(5)
+    port = server.getsockname()[1]
+    try:
+        box = PythonSandbox(workspace_dir, timeout_s=5, network=True)
+        assert "--share-net" in box.bwrap_args("/tmp/main.py")
+        result = box.run(f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3); print('ok')")
+        assert result.stdout == "ok\n", result.stderr
+        server.accept()[0].close()
+    finally:
+        server.close()
+
+
+def test_command_line_confines(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    args = sandbox.bwrap_args("/tmp/main.py")
+    for flag in ("--unshare-all", "--die-with-parent", "--new-session", "--clearenv"):
+        assert flag in args
+    assert "--share-net" not in args
+    assert args[args.index("--bind") + 1 : args.index("--bind") + 3] == [str(workspace_dir), "/workspace"]
+    assert args.count("--bind") == 1  # the workspace is the only read-write host directory
+    assert ("--ro-bind", "/etc", "/etc") not in zip(args, args[1:], args[2:], strict=False)
+
+
+def test_missing_bubblewrap_refuses_with_install_hint(monkeypatch: pytest.MonkeyPatch, workspace_dir: Path) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # what a machine without bwrap looks like
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
+        PythonSandbox(workspace_dir)
+    unsafe = PythonSandbox(workspace_dir, timeout_s=5, allow_unsafe_unconfined=True)
+    assert not unsafe.confined
+    result = unsafe.run("import os; open('made.txt', 'w').write('x'); print(os.getcwd())")
+    assert result.stdout.strip() == str(workspace_dir) and (workspace_dir / "made.txt").exists()
+    assert unsafe.run("import time; time.sleep(30)").timed_out  # limits and the timeout still apply
+
+
+def test_bad_settings_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError):
+        PythonSandbox(timeout_s=0)
+    with pytest.raises(UserError, match="not a directory"):
+        PythonSandbox(tmp_path / "missing")

@@ -1,0 +1,272 @@
+"""Escape attempts: each must fail inside the sandbox (or through the workspace tools) and leave the host as it was.
+
+Every test is one attempt; ``tools/bench/sandbox_security.py`` runs this file and reports attempts tried,
+attempts blocked and host processes left over. The ``sandbox`` fixture (conftest) additionally checks after
+each test that no process of the sandbox is left on the host.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import secrets
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentkit.errors import ToolError
+from agentkit.tools import PythonSandbox, Workspace
+
+from .conftest import host_processes_with, needs_bwrap
+
+pytestmark = [needs_bwrap, pytest.mark.bwrap]
+
+# Attempts print BLOCKED (with the reason) when the operation failed; anything else means it got through.
+TRY = """
+try:
+{body}
+    print("ESCAPED")
+except Exception as exc:
+    print("BLOCKED", type(exc).__name__, exc)
+"""
+
+
+def attempt(sandbox: PythonSandbox, body: str) -> str:
+    code = TRY.format(body="\n".join("    " + line for line in body.strip().splitlines()))
+    result = sandbox.run(code)
+    assert "ESCAPED" not in result.stdout, result.stdout
+    assert result.stdout.startswith("BLOCKED"), (result.stdout, result.stderr)
+    return result.stdout
+
+
+@pytest.fixture()
+def host_secret() -> Iterator[Path]:
+    """A file planted in the host user's home directory, outside any workspace."""
+    path = Path.home() / f".agentkit-test-secret-{secrets.token_hex(4)}"
+    path.write_text("HOST-SECRET\n")
+    path.chmod(0o600)
+    yield path
+    path.unlink()
+
+
+# -- network ----------------------------------------------------------------------------------------
+
+
+def test_escape_tcp_to_host_loopback(sandbox: PythonSandbox) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    try:
+        attempt(sandbox, f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)")
+        server.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            server.accept()  # nothing ever reached the host's listener
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("address", [("1.1.1.1", 443), ("8.8.8.8", 53), ("2606:4700:4700::1111", 443)])
+def test_escape_tcp_external(sandbox: PythonSandbox, address: tuple[str, int]) -> None:
+    out = attempt(sandbox, f"import socket\nsocket.create_connection({address!r}, timeout=1)")
+    assert "unreachable" in out.lower()
+
+
+def test_escape_dns_lookup(sandbox: PythonSandbox) -> None:
+    attempt(sandbox, "import socket\nsocket.getaddrinfo('example.com', 443)")
+
+
+# -- files ------------------------------------------------------------------------------------------
+
+
+def test_escape_read_etc_shadow(sandbox: PythonSandbox) -> None:
+    attempt(sandbox, "print(open('/etc/shadow').read())")
+
+
+def test_escape_read_file_in_host_home(sandbox: PythonSandbox, host_secret: Path) -> None:
+    attempt(sandbox, f"print(open({str(host_secret)!r}).read())")
+    out = sandbox.run(f"import os\nprint(sorted(os.listdir({str(host_secret.parent)!r})))").stdout
+    assert host_secret.name not in out and "HOST-SECRET" not in out
+
+
+def test_escape_write_outside_workspace(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    outside = workspace_dir.parent / "outside.txt"
+    home = Path.home() / f".agentkit-pwned-{secrets.token_hex(4)}"
+    for target in (outside, home, Path("/usr/agentkit-pwned"), Path("/etc/agentkit-pwned"), Path("/agentkit-pwned")):
+        attempt(sandbox, f"open({str(target)!r}, 'w').write('pwned')")
+        assert not target.exists()
+    # /tmp is writable but private: nothing appears in the host's /tmp.
+    name = f"agentkit-pwned-{secrets.token_hex(4)}"
+    assert sandbox.run(f"open('/tmp/{name}', 'w').write('x'); print('wrote')").stdout == "wrote\n"
+    assert not (Path("/tmp") / name).exists()
+
+
+def test_escape_follow_planted_symlink(sandbox: PythonSandbox, workspace_dir: Path, host_secret: Path) -> None:
+    (workspace_dir / "to-secret").symlink_to(host_secret)
+    (workspace_dir / "to-home").symlink_to(host_secret.parent)
+    (workspace_dir / "to-shadow").symlink_to("/etc/shadow")
+    for link in ("to-secret", f"to-home/{host_secret.name}", "to-shadow"):
+        attempt(sandbox, f"print(open({link!r}).read())")
+    attempt(sandbox, "open('to-home/pwned.txt', 'w').write('x')")
+    assert not (host_secret.parent / "pwned.txt").exists()
+
+
+def test_escape_via_proc_of_the_host(sandbox: PythonSandbox) -> None:
+    # /proc is the sandbox's own: PID 1 is bubblewrap's reaper, not the host's init, and no host process is listed.
+    out = sandbox.run("import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))").stdout
+    assert out == "[1, 2]\n"
+    attempt(sandbox, f"print(open('/proc/{os.getpid()}/environ').read())")
+
+
+# -- resources --------------------------------------------------------------------------------------
+
+
+def test_escape_fork_bomb(sandbox: PythonSandbox) -> None:
+    out = attempt(
+        sandbox,
+        """
+import os, time
+n = 0
+try:
+    while True:
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+        n += 1
+except OSError as exc:
+    raise OSError(f"stopped after {n} forks: {exc}") from None
+""",
+    )
+    forks = int(out.split("stopped after ")[1].split()[0])
+    assert forks < sandbox.max_processes  # type: ignore[operator]
+
+
+def test_escape_exponential_fork_bomb(sandbox: PythonSandbox) -> None:
+    result = sandbox.run("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n")
+    assert result.timed_out  # it spun until the timeout, capped in processes, then everything was killed
+
+
+@pytest.mark.parametrize(
+    "body", ["x = bytearray(2 * 1024**3)", "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024**2))"]
+)
+def test_escape_memory_bomb(sandbox: PythonSandbox, body: str) -> None:
+    assert "MemoryError" in attempt(sandbox, body)
+
+
+def test_escape_fill_tmpfs(sandbox: PythonSandbox) -> None:
+    out = attempt(sandbox, "f = open('/tmp/fill', 'wb')\nwhile True:\n    f.write(b'x' * 1024**2)\n    f.flush()")
+    assert "No space left" in out or "File too large" in out
+
+
+def test_escape_100mb_of_output(sandbox: PythonSandbox) -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = sandbox.run("import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 1024**2)\n")
+    grew_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert result.stdout_truncated and len(result.stdout) < 11_000
+    assert "104847600 more bytes not shown" in result.stdout  # all of it was read (and dropped), none kept
+    assert grew_mb < 30
+
+
+def test_escape_infinite_loop(sandbox: PythonSandbox) -> None:
+    result = sandbox.run("while True:\n    pass")
+    assert result.timed_out and result.exit_code != 0
+    assert result.duration_s < sandbox.timeout_s + 2
+
+
+def test_escape_sleep_past_timeout(sandbox: PythonSandbox) -> None:
+    result = sandbox.run("import time\nprint('started', flush=True)\ntime.sleep(60)\nprint('finished')")
+    assert result.timed_out and result.stdout == "started\n"
+    assert result.duration_s < sandbox.timeout_s + 2
+
+
+# -- processes --------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def sentinel() -> Iterator[subprocess.Popen[bytes]]:
+    """A host process the sandbox would kill if signals could leave it."""
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nraise OSError('parent ignored SIGKILL')",
+        "import os, signal\nos.kill(1, signal.SIGKILL)\nraise OSError('PID 1 ignored SIGKILL')",
+        "import os, signal\nos.kill({host_pid}, signal.SIGKILL)",
+    ],
+    ids=["parent", "pid1", "host-pid"],
+)
+def test_escape_kill_the_parent(sandbox: PythonSandbox, sentinel: subprocess.Popen[bytes], body: str) -> None:
+    attempt(sandbox, body.format(host_pid=sentinel.pid))
+    assert sentinel.poll() is None  # the host process is alive
+
+
+def test_escape_kill_everything(sandbox: PythonSandbox, sentinel: subprocess.Popen[bytes]) -> None:
+    result = sandbox.run("import os, signal\nos.kill(-1, signal.SIGKILL)\nprint('survived')")
+    assert result.exit_code != 0  # kill -9 -1 took down only the sandbox itself
+    assert sentinel.poll() is None
+    os.kill(os.getpid(), 0)  # and this process, the sandbox's host, is fine
+
+
+def test_escape_leave_background_process(sandbox: PythonSandbox) -> None:
+    marker = f"agentkit-leftover-{secrets.token_hex(4)}"
+    result = sandbox.run(
+        f"""
+import os, subprocess, sys
+subprocess.Popen(["sleep", "300", "{marker}"], start_new_session=True)
+if os.fork() == 0:  # classic daemon: double fork, new session, parent exits
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)", "{marker}"])
+    os._exit(0)
+print("spawned")
+"""
+    )
+    assert result.stdout == "spawned\n", result.stderr
+    assert host_processes_with(marker) == []
+    assert host_processes_with(sandbox.id) == []
+
+
+# -- the same attempts through the workspace tools ---------------------------------------------------
+
+
+def test_escape_through_workspace_tools(sandbox: PythonSandbox, workspace_dir: Path, host_secret: Path) -> None:
+    ws = Workspace(workspace_dir)
+    # The sandboxed code plants links for the file tools to follow: they must not.
+    planted = sandbox.run(
+        f"import os\nos.symlink({str(host_secret)!r}, 'secret-link')\nos.symlink('/etc', 'etc-link')\n"
+        "os.mkfifo('fifo')\nprint('planted')"
+    )
+    assert planted.stdout == "planted\n", planted.stderr
+    attempts = [
+        lambda: ws.read_file("/etc/shadow"),
+        lambda: ws.read_file(str(host_secret)),
+        lambda: ws.read_file("../" * 10 + str(host_secret).lstrip("/")),
+        lambda: ws.read_file("secret-link"),
+        lambda: ws.read_file("etc-link/shadow"),
+        lambda: ws.write_file("etc-link/agentkit-pwned", "x"),
+        lambda: ws.edit_file("secret-link", "HOST", "PWNED"),
+        lambda: ws.write_file("../outside.txt", "x"),
+        lambda: ws.read_file("fifo"),
+        lambda: ws.read_file("/proc/self/environ"),
+        lambda: ws.list_dir("etc-link"),
+    ]
+    for i, call in enumerate(attempts):
+        with pytest.raises(ToolError):
+            call()
+            pytest.fail(f"workspace attempt {i} was not refused")
+    assert host_secret.read_text() == "HOST-SECRET\n"
+    assert not (workspace_dir.parent / "outside.txt").exists()
+    assert "HOST-SECRET" not in ws.grep("HOST")
+
+
+def test_escape_own_process_group_past_timeout(sandbox: PythonSandbox) -> None:
+    # Leaving the process group that the host kills at the timeout does not help: the PID namespace dies.
+    result = sandbox.run("import os, time\nos.setpgid(0, 0)\ntime.sleep(30)")
+    assert result.timed_out
+    assert host_processes_with(sandbox.id) == []
