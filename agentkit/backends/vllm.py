@@ -1,0 +1,410 @@
+"""The vLLM backend: Gemma 4 on vLLM's OpenAI-compatible server, over one pooled httpx client.
+
+Two paths, one output format:
+
+- **native** (default): ``/v1/completions`` with agentkit's own prompt. When the model's tokenizer is on this
+  machine the prompt goes as token ids, so untrusted text can never become a control token; otherwise as text,
+  with untrusted text neutralized. The server is asked to keep special tokens (``skip_special_tokens: false``)
+  and the matched stop marker (``include_stop_str_in_output``), so the stream *is* the model's native output.
+- **chat** (``mode="chat"``, and any request that carries images or audio): ``/v1/chat/completions`` with the
+  OpenAI-style messages and tools; vLLM renders with the model's chat template and parses with
+  ``--reasoning-parser gemma4 --tool-call-parser gemma4``. :class:`ChatToNative` writes the parsed pieces back
+  as native Gemma 4 text, so the agent loop parses one format either way.
+
+Connection errors and 5xx answers are retried with backoff (tenacity) while nothing has been streamed;
+4xx answers never are. ``max_tokens`` is capped to what the server's context can hold (vLLM rejects a
+``max_tokens`` larger than ``--max-model-len`` outright, and the default budget often is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from agentkit.errors import (
+    BackendError,
+    BackendResponseError,
+    BackendUnavailable,
+    ContextTooLong,
+    ModelNotFound,
+    StreamInterrupted,
+    UserError,
+)
+from agentkit.gemma4.prompt import SupportsEncode
+
+from ._vllm_tokenizer import load_tokenizer
+from ._vllm_wire import ChatToNative, error_from_response, parse_sse_data, server_message, stop_from_completion
+from .base import BackendEvent, Capabilities, GenerationDone, GenerationRequest, TextDelta, Timings, Usage
+
+__all__ = ["VLLMBackend"]
+
+Mode = Literal["native", "chat"]
+
+# Connection-level failures worth another try: the server is (re)starting or dropped an idle pooled socket.
+_RETRYABLE_CAUSES = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, BackendUnavailable):
+        return isinstance(exc.__cause__, _RETRYABLE_CAUSES)
+    return isinstance(exc, BackendResponseError) and exc.status is not None and exc.status >= 500
+
+
+class VLLMBackend:
+    """Streams native Gemma 4 text from a vLLM server.
+
+    ``tokenizer``: a local model directory, a ``tokenizer.json`` path, a Hugging Face repo id already in the
+    local cache, or an object with ``encode`` (a transformers tokenizer); ``None`` looks for the served
+    model's own tokenizer locally; ``False`` always sends text prompts. ``extra_body`` is merged into every
+    request (vLLM sampling extensions such as ``repetition_penalty`` or ``logit_bias``). ``timeout`` bounds
+    each wait for the server (connect, and the gap between streamed chunks), not the whole generation.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str = "http://localhost:8000",
+        *,
+        api_key: str | None = None,
+        tokenizer: str | os.PathLike[str] | SupportsEncode | Literal[False] | None = None,
+        mode: Mode = "native",
+        max_concurrency: int = 64,
+        timeout: float = 300.0,
+        retries: int = 3,
+        retry_wait: float = 0.5,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> None:
+        if mode not in ("native", "chat"):
+            raise UserError(f"VLLMBackend mode must be 'native' or 'chat', not {mode!r}")
+        if max_concurrency < 1:
+            raise UserError(f"max_concurrency must be at least 1, not {max_concurrency}")
+        self._model = model
+        self._base_url = base_url.rstrip("/")
+        if self._base_url.endswith("/v1"):
+            self._base_url = self._base_url[: -len("/v1")]
+        self._mode: Mode = mode
+        self._max_concurrency = max_concurrency
+        self._timeout = timeout
+        self._retries = max(0, retries)
+        self._retry_wait = retry_wait
+        self._extra_body = dict(extra_body or {})
+        key = api_key if api_key is not None else os.environ.get("VLLM_API_KEY")
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._tokenizer: SupportsEncode | None = (
+            None if tokenizer is False else load_tokenizer(tokenizer or model, required=tokenizer is not None)
+        )
+        # httpx clients and semaphores belong to one event loop; sync wrappers may run us on several.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._limit: asyncio.Semaphore | None = None
+        self._max_model_len: int | None = None
+        self._served: list[str] | None = None
+
+    @property
+    def name(self) -> str:
+        return "vllm"
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            token_ids=self._tokenizer is not None and self._mode == "native",
+            media=True,
+            server_tool_parsing=self._mode == "chat",
+            prefix_cache=True,
+        )
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
+        chat = self._mode == "chat" or bool(request.media)
+        client, limit = self._session()
+        async with limit:
+            start = time.perf_counter()
+            await self._load_served_models(client)
+            if chat:
+                path, body = "/v1/chat/completions", self._chat_body(request)
+            else:
+                path, body = "/v1/completions", self._completion_body(request)
+            response = await self._open(client, path, body)
+            try:
+                async for event in self._read(response, request, ChatToNative() if chat else None, start):
+                    yield event
+            finally:
+                await response.aclose()
+
+    async def check(self) -> None:
+        client, _ = self._session()
+        self._served = None
+        await self._load_served_models(client)
+        if self._served is not None and self._model not in self._served:
+            listing = ", ".join(repr(m) for m in self._served) or "(none)"
+            raise ModelNotFound(
+                f"vLLM at {self._base_url} does not serve model {self._model!r}; it serves: {listing}. "
+                f"Use one of those names, or restart vLLM with `--served-model-name {self._model}`.",
+                backend="vllm",
+                status=404,
+            )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+        self._client = None
+        self._loop = None
+
+    # -- requests ------------------------------------------------------------------------------------
+
+    def _completion_body(self, request: GenerationRequest) -> dict[str, Any]:
+        prompt: str | list[int]
+        if self._tokenizer is not None:
+            prompt = request.prompt.token_ids(self._tokenizer)
+            if self._max_model_len is not None and len(prompt) >= self._max_model_len:
+                raise ContextTooLong(
+                    f"The prompt is {len(prompt)} tokens but {self._model!r} on vLLM at {self._base_url} has a "
+                    f"context of {self._max_model_len} tokens. Shorten the conversation, or restart vLLM with "
+                    "a larger --max-model-len.",
+                    backend="vllm",
+                )
+        else:
+            prompt = request.prompt.text
+        body = {
+            "model": self._model,
+            "prompt": prompt,
+            # agentkit's prompt already starts with <bos>: the server must not add another.
+            "add_special_tokens": False,
+            "stop": list(request.stop),
+            "include_stop_str_in_output": True,
+            "skip_special_tokens": False,
+            "spaces_between_special_tokens": False,
+            **self._sampling(request),
+        }
+        return body
+
+    def _chat_body(self, request: GenerationRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self._model,
+            "messages": [dict(m) for m in request.messages],
+            "chat_template_kwargs": {"enable_thinking": request.enable_thinking},
+            # The gemma4 parsers need the control tokens; the stop strings end the turn where native mode does
+            # even for a checkpoint whose generation config lacks them.
+            "skip_special_tokens": False,
+            "stop": list(request.stop),
+            **self._sampling(request),
+        }
+        if request.tools:
+            body["tools"] = [t if "type" in t else {"type": "function", "function": dict(t)} for t in request.tools]
+        return body
+
+    def _sampling(self, request: GenerationRequest) -> dict[str, Any]:
+        sampling = request.sampling
+        max_tokens = sampling.max_tokens
+        if self._max_model_len is not None:
+            # vLLM shortens max_tokens to the room the prompt leaves, but rejects one above the whole context.
+            max_tokens = min(max_tokens, self._max_model_len)
+        body: dict[str, Any] = {
+            "max_tokens": max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "top_k": sampling.top_k,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
+        body.update(self._extra_body)
+        return body
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+
+    def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._limit is None or self._loop is not loop:
+            # A client from another (finished) loop cannot be closed from this one; its sockets die with it.
+            self._client = httpx.AsyncClient(
+                base_url=self._base_url,
+                headers=self._headers,
+                timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
+                limits=httpx.Limits(
+                    max_connections=self._max_concurrency, max_keepalive_connections=self._max_concurrency
+                ),
+            )
+            self._limit = asyncio.Semaphore(self._max_concurrency)
+            self._loop = loop
+        return self._client, self._limit
+
+    def _retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self._retries + 1),
+            wait=wait_random_exponential(multiplier=self._retry_wait, max=max(self._retry_wait, 8.0)),
+            retry=retry_if_exception(_is_transient),
+            reraise=True,
+        )
+
+    def _unreachable(self, exc: httpx.TransportError) -> BackendUnavailable:
+        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+            return BackendUnavailable(
+                f"vLLM at {self._base_url} did not answer within {self._timeout:g} s ({type(exc).__name__}). "
+                "The server may be overloaded; raise timeout= or lower the concurrency.",
+                backend="vllm",
+            )
+        return BackendUnavailable(
+            f"Cannot reach vLLM at {self._base_url} ({type(exc).__name__}: {exc or 'no details'}): start it with "
+            f"`vllm serve {self._model} --enable-auto-tool-choice --tool-call-parser gemma4 "
+            "--reasoning-parser gemma4`, or pass the right base_url.",
+            backend="vllm",
+        )
+
+    async def _load_served_models(self, client: httpx.AsyncClient) -> None:
+        """Learn the served model names and the context length once (``/v1/models``)."""
+        if self._served is not None:
+            return
+
+        async def fetch() -> httpx.Response:
+            try:
+                response = await client.get("/v1/models")
+            except httpx.TransportError as exc:
+                raise self._unreachable(exc) from exc
+            if response.status_code >= 500:
+                raise error_from_response(
+                    response.status_code, response.text, base_url=self._base_url, model=self._model
+                )
+            return response
+
+        response: httpx.Response = await self._retrying()(fetch)
+        if response.status_code >= 400:
+            # Not vLLM's model listing (another OpenAI-compatible server, or a proxy): go on without it.
+            self._served = []
+            return
+        try:
+            entries = response.json().get("data") or []
+        except (ValueError, AttributeError):
+            self._served = []
+            return
+        self._served = [str(e.get("id")) for e in entries if isinstance(e, Mapping)]
+        for entry in entries:
+            if isinstance(entry, Mapping) and entry.get("id") == self._model:
+                length = entry.get("max_model_len")
+                self._max_model_len = length if isinstance(length, int) and length > 0 else None
+
+    async def _open(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> httpx.Response:
+        """Send the request and return the streaming response once the server accepted it (retried)."""
+
+        async def attempt() -> httpx.Response:
+            try:
+                response = await client.send(client.build_request("POST", path, json=body), stream=True)
+            except httpx.TransportError as exc:
+                raise self._unreachable(exc) from exc
+            if response.status_code < 400:
+                return response
+            try:
+                text = (await response.aread()).decode("utf-8", errors="replace")
+            except httpx.TransportError as exc:
+                raise self._unreachable(exc) from exc
+            finally:
+                await response.aclose()
+            raise error_from_response(
+                response.status_code, text, base_url=self._base_url, model=self._model, served=self._served
+            )
+
+        return await self._retrying()(attempt)
+
+    async def _read(
+        self, response: httpx.Response, request: GenerationRequest, chat: ChatToNative | None, start: float
+    ) -> AsyncIterator[BackendEvent]:
+        """Turn the server-sent events into text deltas and one closing ``GenerationDone``."""
+        first: float | None = None
+        tail = ""  # the end of the output, to tell which stop marker ended it
+        streamed = 0
+        finish: str | None = None
+        stop_reason: object = None
+        usage = Usage()
+        try:
+            async for line in response.aiter_lines():
+                data = parse_sse_data(line)
+                if data is None:
+                    continue
+                if data.strip() == "[DONE]":
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError as exc:
+                    raise BackendResponseError(
+                        f"vLLM at {self._base_url} sent an event that is not JSON: {data[:200]!r}", backend="vllm"
+                    ) from exc
+                if "error" in chunk:
+                    raise self._stream_error(chunk, streamed)
+                if chunk.get("usage"):
+                    usage = _usage(chunk["usage"])
+                for choice in chunk.get("choices") or ():
+                    piece = chat.feed(choice.get("delta") or {}) if chat else choice.get("text") or ""
+                    if piece:
+                        if first is None:
+                            first = time.perf_counter()
+                        streamed += len(piece)
+                        tail = (tail + piece)[-64:]
+                        yield TextDelta(piece)
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                        stop_reason = choice.get("stop_reason")
+        except httpx.TransportError as exc:
+            raise StreamInterrupted(
+                f"vLLM at {self._base_url} stopped streaming after {streamed} characters "
+                f"({type(exc).__name__}: {exc or 'connection closed'}). The server may have restarted; "
+                "run the request again.",
+                backend="vllm",
+            ) from exc
+        if finish not in ("stop", "length", "tool_calls"):
+            what = f"finish_reason {finish!r}" if finish else "no finish_reason"
+            raise StreamInterrupted(
+                f"vLLM at {self._base_url} ended the stream with {what} after {streamed} characters: the "
+                "request was aborted or the server went away. Run the request again.",
+                backend="vllm",
+            )
+        if chat is not None:
+            closing, stop = chat.finish(finish)
+            if closing:
+                first = first or time.perf_counter()
+                yield TextDelta(closing)
+        else:
+            stop = stop_from_completion(finish, stop_reason, tail, request.stop)
+        end = time.perf_counter()
+        ttft = (first or end) - start
+        decode_s = end - (first or end)
+        rate = (usage.completion_tokens - 1) / decode_s if usage.completion_tokens > 1 and decode_s > 0 else 0.0
+        yield GenerationDone(stop=stop, usage=usage, timings=Timings(ttft, end - start, rate))
+
+    def _stream_error(self, chunk: Mapping[str, Any], streamed: int) -> BackendError:
+        error = chunk.get("error")
+        code = error.get("code") if isinstance(error, Mapping) else None
+        status = code if isinstance(code, int) else None
+        message = server_message(json.dumps(chunk))
+        if streamed == 0 and status is not None:
+            return error_from_response(
+                status, json.dumps(chunk), base_url=self._base_url, model=self._model, served=self._served
+            )
+        return BackendResponseError(
+            f"vLLM at {self._base_url} failed after {streamed} streamed characters: {message}",
+            backend="vllm",
+            status=status,
+        )
+
+
+def _usage(data: Mapping[str, Any]) -> Usage:
+    details = data.get("prompt_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(data.get("prompt_tokens") or 0),
+        completion_tokens=int(data.get("completion_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, Mapping) else 0,
+    )

@@ -1,0 +1,146 @@
+"""Find, start and stop a real vLLM server on CPU for the ``vllm`` test tier.
+
+vLLM lives in its own virtualenv (it pins transformers and torch; ``tools/vllm/setup_venv.sh`` builds it), so
+the server runs as a subprocess of that venv's python: ``AGENTKIT_VLLM_PYTHON``, by default
+``~/.cache/agentkit/vllm-venv/bin/python``. Without it the tier is skipped with the reason, unless
+``AGENTKIT_REQUIRE_VLLM=1`` (CI that promised to run it), where a missing venv fails instead.
+
+The served model is the tiny random-weight Gemma 4 from :mod:`agentkit.testing.tiny_model`, with
+:mod:`vllm_scripted_output` loaded into the server so tests can force an exact output through the real engine.
+Fixtures live here (tests/backends has no conftest of its own); test modules import them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_PYTHON = Path("~/.cache/agentkit/vllm-venv/bin/python").expanduser()
+MAX_MODEL_LEN = 1024
+START_TIMEOUT_S = float(os.environ.get("AGENTKIT_VLLM_START_TIMEOUT", "420"))
+
+
+@dataclass
+class VLLMServer:
+    """A running server: where it listens, what it serves, and its log (printed when start-up fails)."""
+
+    base_url: str
+    model: str
+    model_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    start_s: float
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        """Stop the server and its engine processes (they share its process group)."""
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+def vllm_python() -> Path | None:
+    """The vLLM venv's python, or None when it is not installed here."""
+    path = Path(os.environ.get("AGENTKIT_VLLM_PYTHON") or DEFAULT_PYTHON).expanduser()
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def require_vllm_python() -> Path:
+    """The venv's python, or skip (fail under ``AGENTKIT_REQUIRE_VLLM=1``) saying how to install it."""
+    python = vllm_python()
+    if python is not None:
+        return python
+    reason = (
+        f"no vLLM virtualenv at {os.environ.get('AGENTKIT_VLLM_PYTHON') or DEFAULT_PYTHON}: "
+        "run tools/vllm/setup_venv.sh (about 3-6 minutes) or set AGENTKIT_VLLM_PYTHON"
+    )
+    if os.environ.get("AGENTKIT_REQUIRE_VLLM") == "1":
+        pytest.fail(f"AGENTKIT_REQUIRE_VLLM=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def launch_vllm_server(
+    python: Path, model_dir: Path, log_path: Path, *, extra_args: tuple[str, ...] = ()
+) -> VLLMServer:
+    """Start ``vllm.entrypoints.openai.api_server`` on a free loopback port and wait until it serves."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB: plenty for a 1,024-token context, and the machine is shared
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+        "VLLM_NO_USAGE_STATS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    command = [
+        str(python), "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(model_dir),
+        "--host", "127.0.0.1", "--port", str(port),
+        "--max-model-len", str(MAX_MODEL_LEN),
+        "--dtype", "float32",
+        "--enable-auto-tool-choice", "--tool-call-parser", "gemma4", "--reasoning-parser", "gemma4",
+        "--logits-processors", "vllm_scripted_output:ScriptedOutputLogitsProcessor",
+        # No torch.compile warm-up: starts in ~45 s instead of ~110 s here; a tiny model gains nothing from it.
+        "--enforce-eager",
+        *extra_args,
+    ]  # fmt: skip
+    log = log_path.open("wb")
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    log.close()
+    server = VLLMServer(f"http://127.0.0.1:{port}", str(model_dir), model_dir, process, log_path, 0.0)
+    deadline = started + START_TIMEOUT_S
+    while time.perf_counter() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"vLLM exited with {process.returncode} while starting:\n{server.log_tail()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.base_url}/v1/models", timeout=2).status_code == 200:
+                server.start_s = time.perf_counter() - started
+                return server
+        time.sleep(0.5)
+    server.stop()
+    raise RuntimeError(f"vLLM did not answer /v1/models within {START_TIMEOUT_S:g} s:\n{server.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+    """A real vLLM server on CPU serving the tiny Gemma 4 model, for the whole test session."""
+    python = require_vllm_python()
+    tiny_model = pytest.importorskip("agentkit.testing.tiny_model", reason="needs the [transformers] extra")
+    base = tmp_path_factory.mktemp("vllm")
+    model_dir = tiny_model.build_tiny_gemma4(base / "tiny-gemma4")
+    server = launch_vllm_server(python, model_dir, base / "server.log")
+    print(f"\nvLLM server ready in {server.start_s:.1f} s at {server.base_url}")
+    try:
+        yield server
+    finally:
+        server.stop()
