@@ -66,6 +66,12 @@ def chat_body(
     ``think`` is always sent: when it is absent Ollama turns thinking *on* for models that can think
     (``server/routes.go`` ``ChatHandler``: ``if req.Think == nil { req.Think = &api.ThinkValue{Value: true} }``).
     """
+    if not request.messages:
+        # Ollama renders the conversation itself; with no messages it only loads the model (done_reason "load").
+        raise UserError(
+            "OllamaBackend needs request.messages: Ollama renders the Gemma 4 prompt itself from the conversation "
+            "(the Agent fills them in; direct callers must pass OpenAI-style messages)"
+        )
     body: dict[str, Any] = {
         "model": model,
         "messages": ollama_messages(request.messages, request.media),

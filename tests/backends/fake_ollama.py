@@ -43,7 +43,8 @@ class ScriptedReply:
     ``thinking``/``content``/``tool_calls`` are what Ollama's Gemma 4 parser would have extracted;
     ``raw`` is the model's native output, used by raw ``/api/generate``. Faults: ``status`` + ``error``
     answer with an error status before any output; ``error_after`` sends an ``{"error": ...}`` line after
-    that many chunks; ``drop_after`` cuts the connection after that many chunks, without the final message.
+    that many chunks; ``drop_after`` cuts the connection after that many chunks, without the final message;
+    ``end_after`` ends the body cleanly after that many chunks, also without it (a proxy giving up).
     """
 
     content: str = ""
@@ -60,6 +61,7 @@ class ScriptedReply:
     error: str = ""
     error_after: int | None = None
     drop_after: int | None = None
+    end_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -449,6 +451,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
+                if reply.end_after is not None and i == reply.end_after:
+                    break
                 if reply.error_after is not None and i == reply.error_after:
                     # Errors after output are written as one more NDJSON line (routes.go:2119-2123).
                     self._write_chunk(json.dumps({"error": reply.error or "internal error"}).encode() + b"\n")

@@ -416,6 +416,19 @@ async def test_error_line_mid_stream(fake: FakeOllamaServer, backend: OllamaBack
     assert len(chat_bodies(fake)) == 1
 
 
+async def test_a_stream_without_its_final_message_is_incomplete(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    fake.script(ScriptedReply(content="Cut short by a proxy", end_after=2))
+    with pytest.raises(StreamInterrupted, match="before the model finished"):
+        await collect(backend, request())
+
+
+async def test_a_request_without_messages_is_refused(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    empty = GenerationRequest(prompt=gemma4.Prompt.trusted("<bos><|turn>user\nHi<turn|>\n<|turn>model\n"))
+    with pytest.raises(UserError, match=r"needs request\.messages"):
+        await collect(backend, empty)
+    assert chat_bodies(fake) == []
+
+
 async def test_a_stalled_stream_times_out(fake: FakeOllamaServer) -> None:
     backend = OllamaBackend(MODEL, fake.url, timeout=0.3, backoff_s=0.001)
     fake.script(ScriptedReply(content="slow words here", chunk_size=5, delay_s=3.0))
