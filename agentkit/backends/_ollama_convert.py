@@ -102,10 +102,12 @@ def ollama_messages(messages: Sequence[Mapping[str, Any]], media: Sequence[Any] 
     - ``developer`` becomes ``system`` (Ollama's Gemma 4 renderer only knows it as a first message).
     - ``reasoning_content`` is kept as ``thinking`` only for assistant messages after the last user message
       (the turn in progress): within a turn the model must see its own thoughts again, across turns it must
-      not (the protocol doc, "History: only final visible answers"; Ollama's renderer applies the same rule).
+      not (the protocol doc, "History: only final visible answers"; Ollama's renderer applies the same rule,
+      ``model/renderers/gemma4.go:90-94``).
     - assistant ``tool_calls`` become ``{"id", "function": {"name", "arguments": {...}}}`` with arguments as
       an object (OpenAI sends a JSON string); ``tool`` messages get ``tool_name`` from their ``name`` or from
-      the call whose id they answer, which is what Ollama's renderer writes into ``response:NAME{…}``.
+      the call whose id they answer, which is what Ollama's renderer writes into ``response:NAME{…}``
+      (``toolResponseName``, ``model/renderers/gemma4.go:204-219``; it also matches ``tool_call_id``).
     - media parts (``image``, ``image_url``, ``audio``, ``input_audio``) become base64 ``images``; a part
       that carries no data takes the next entry of ``media`` (the request's media, in prompt order).
     """
