@@ -1,0 +1,372 @@
+"""The decode loop behind the transformers backend: a KV cache kept across calls, sampling, streaming.
+
+Why a hand loop instead of ``model.generate``: an agent's prompts grow by appending (one model turn spans all
+its tool rounds), so the engine keeps one KV cache and the token ids it holds between calls and prefills only
+what is new (:meth:`Engine.prepare`). ``generate`` would re-prefill the whole history every round. Owning the
+loop also gives exact stop-token handling, prompt cancellation and, on CUDA, a decode step that runs as one
+replayed CUDA graph.
+
+The cache gives *every* layer full-length storage, sliding-window layers included (the attention mask applies
+the window): sliding layers that keep only their last ``window`` positions cannot be rolled back, and rolling
+back is what reusing the longest common prefix needs when a prompt diverges from what the cache holds.
+
+- CPU/MPS: a growing cache (``DynamicLayer``), eager forward passes — simple, and fast enough for small models.
+- CUDA: a preallocated cache (``StaticLayer``, fixed addresses) and the single-token decode step compiled with
+  ``torch.compile(mode="reduce-overhead")``, which fuses kernels and replays the step as a CUDA graph. Stock
+  eager decoding is launch-bound (thousands of kernel launches per token); this removes that cost.
+
+Everything here runs on a worker thread; nothing in it touches the event loop.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from agentkit.errors import ContextTooLong
+
+from ._hf_compat import import_transformers
+
+__all__ = ["Detokenizer", "Engine", "GenerationResult", "LogitsProcessor", "sample_next"]
+
+#: The Hugging Face logits-processor call shape: ``(input_ids [1, n], scores [1, vocab]) -> scores``.
+LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(slots=True)
+class GenerationResult:
+    stop: str | None
+    completion_tokens: int
+    prompt_tokens: int
+    cached_tokens: int
+    first_token_s: float  # perf_counter time of the first generated token
+    end_s: float
+
+
+class Detokenizer:
+    """Turns a growing list of token ids into text deltas without splitting multi-byte characters.
+
+    Decoding token by token breaks characters that span tokens (byte-level BPE) and loses the spacing some
+    tokenizers apply in context. This keeps a small window: text is emitted only once it no longer ends in an
+    incomplete character (U+FFFD), the approach vLLM's incremental detokenizer takes.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tok = tokenizer
+        self.ids: list[int] = []
+        self._prefix = 0  # start of the decode window
+        self._read = 0  # ids before this are emitted
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        text: str = self._tok.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return text
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        prefix_text = self._decode(self.ids[self._prefix : self._read])
+        full = self._decode(self.ids[self._prefix :])
+        if full.endswith("\ufffd") or len(full) <= len(prefix_text):
+            return ""
+        self._prefix, self._read = self._read, len(self.ids)
+        return full[len(prefix_text) :]
+
+    def flush(self) -> str:
+        """Whatever is still held back (an incomplete character at the very end is emitted as U+FFFD)."""
+        prefix_text = self._decode(self.ids[self._prefix : self._read])
+        full = self._decode(self.ids[self._prefix :])
+        self._prefix = self._read = len(self.ids)
+        return full[len(prefix_text) :]
+
+
+def sample_next(
+    logits: torch.Tensor, *, temperature: float, top_p: float, top_k: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Pick the next token id from ``[1, vocab]`` logits; temperature 0 (or less) is greedy."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    scores = logits.float() / temperature
+    if 0 < top_k < scores.shape[-1]:
+        kth = torch.topk(scores, top_k, dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if 0 < top_p < 1:
+        sorted_scores, order = torch.sort(scores, descending=True, dim=-1)
+        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+        # Drop tokens once the mass before them already reaches top_p (the best token always stays).
+        drop_sorted = (cumulative - sorted_scores.softmax(dim=-1)) >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        scores = scores.masked_fill(drop, float("-inf"))
+    probs = scores.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class Engine:
+    """One model, its tokenizer and one reusable KV cache. Not thread-safe: callers serialize ``generate``."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        device: torch.device,
+        max_cache_len: int,
+        compile_decode: bool,
+        static: bool | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.max_cache_len = max_cache_len
+        # ``static`` defaults to CUDA only; tests force it on CPU to check the padded-chunk prefill path.
+        self.static = device.type == "cuda" if static is None else static
+        self.compile_decode = compile_decode and self.static
+        self.cache: Any = None
+        self.cache_ids: list[int] = []  # the tokens whose keys/values the cache holds, in order
+        self._decode_fn: Callable[..., Any] | None = None
+        self._step_ids = torch.zeros((1, 1), dtype=torch.long, device=device)
+        self._step_pos = torch.zeros((1, 1), dtype=torch.long, device=device)
+        # Short appends (a tool result, a user message) are prefilled in fixed-size chunks through the compiled
+        # graph too; long prompts go through one eager pass, which is compute-bound and already efficient.
+        self.prefill_chunk = 64
+        self.graph_prefill_max = 512
+        self._chunk_ids = torch.zeros((1, self.prefill_chunk), dtype=torch.long, device=device)
+        self._chunk_pos = torch.zeros((1, self.prefill_chunk), dtype=torch.long, device=device)
+
+    # --- cache -------------------------------------------------------------------------------------------
+
+    def _new_cache(self) -> Any:
+        cache_utils: Any = import_transformers().cache_utils
+        n = self.model.config.get_text_config().num_hidden_layers
+        if self.static:
+            layers: list[Any] = [cache_utils.StaticLayer(max_cache_len=self.max_cache_len) for _ in range(n)]
+        else:
+            layers = [cache_utils.DynamicLayer() for _ in range(n)]
+        return cache_utils.Cache(layers=layers)
+
+    def _truncate(self, length: int) -> None:
+        """Forget cached positions from ``length`` on."""
+        drop = len(self.cache_ids) - length
+        if drop <= 0:
+            return
+        for layer in self.cache.layers:
+            if not layer.is_initialized:
+                continue  # layers that reuse another layer's keys/values never store any
+            if self.static:
+                layer.cumulative_length.fill_(length)
+            else:
+                layer.crop(-drop)
+        del self.cache_ids[length:]
+
+    def reset(self) -> None:
+        self.cache = None
+        self.cache_ids = []
+
+    def prepare(self, ids: Sequence[int]) -> int:
+        """Make the cache hold a prefix of ``ids``; return how many prompt tokens it already holds (reused).
+
+        At least one prompt token is always left to prefill: its logits choose the first new token.
+        """
+        if self.cache is None:
+            self.cache = self._new_cache()
+        common = 0
+        limit = min(len(ids) - 1, len(self.cache_ids))
+        while common < limit and ids[common] == self.cache_ids[common]:
+            common += 1
+        self._truncate(common)
+        return common
+
+    # --- forward passes ----------------------------------------------------------------------------------
+
+    def _forward(self, ids: Sequence[int]) -> torch.Tensor:
+        """Prefill ``ids`` after the cached prefix; return the logits of the last position ``[1, vocab]``."""
+        start = len(self.cache_ids)
+        input_ids = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
+        positions = torch.arange(start, start + len(ids), device=self.device).unsqueeze(0)
+        out = self.model(
+            input_ids=input_ids,
+            position_ids=positions,
+            past_key_values=self.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        self.cache_ids.extend(ids)
+        last: torch.Tensor = out.logits[:, -1, :]
+        return last
+
+    def _prefill(self, ids: Sequence[int]) -> torch.Tensor:
+        """Prefill ``ids`` after the cached prefix, by the fastest path available; return the last logits."""
+        if self.static and self.cache_ids and len(ids) <= self.graph_prefill_max:
+            return self._prefill_chunks(ids)
+        return self._forward(ids)
+
+    def _prefill_chunks(self, ids: Sequence[int]) -> torch.Tensor:
+        """Prefill in padded chunks of ``prefill_chunk`` tokens through the compiled graph.
+
+        Padding is safe with this cache: pad positions come after the real tokens (causal attention keeps them
+        out of the real tokens' view), and the write position is then set back to the end of the real tokens,
+        so the next tokens overwrite the padding before any query can see it.
+        """
+        fn = self._compiled()
+        c = self.prefill_chunk
+        logits: torch.Tensor | None = None
+        for i in range(0, len(ids), c):
+            part = list(ids[i : i + c])
+            start = len(self.cache_ids)
+            self._chunk_ids.zero_()
+            self._chunk_ids[0, : len(part)] = torch.tensor(part, dtype=torch.long)
+            torch.arange(start, start + c, out=self._chunk_pos[0])
+            if self.compile_decode:
+                torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
+            out = fn(self._chunk_ids, self._chunk_pos, 0)
+            logits = out[:, len(part) - 1, :].clone()
+            self._set_length(start + len(part))
+            self.cache_ids.extend(part)
+        assert logits is not None
+        return logits
+
+    def _set_length(self, length: int) -> None:
+        for layer in self.cache.layers:
+            if layer.is_initialized:
+                layer.cumulative_length.fill_(length)
+
+    def _decode_step(self, token: torch.Tensor, token_id: int) -> torch.Tensor:
+        """Feed one generated token (``token`` on the device, ``token_id`` its value); return the next logits."""
+        if not self.static:
+            return self._forward([token_id])
+        self._step_ids.copy_(token.view(1, 1))
+        self._step_pos.fill_(len(self.cache_ids))
+        if self.compile_decode:
+            torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
+        logits: torch.Tensor = self._compiled()(self._step_ids, self._step_pos, 1)
+        self.cache_ids.append(token_id)
+        # A replayed CUDA graph reuses its output buffer on the next replay: keep a copy.
+        return logits[:, -1, :].clone() if self.compile_decode else logits[:, -1, :]
+
+    def _compiled(self) -> Callable[..., Any]:
+        if self._decode_fn is None:
+            self._decode_fn = self._build_decode_fn()
+        return self._decode_fn
+
+    def _build_decode_fn(self) -> Callable[..., Any]:
+        model, cache = self.model, self.cache
+
+        def step(ids: torch.Tensor, pos: torch.Tensor, keep: int) -> torch.Tensor:
+            out = model(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True, logits_to_keep=keep)
+            return out.logits  # type: ignore[no-any-return]
+
+        if self.compile_decode:
+            return torch.compile(step, mode="reduce-overhead", fullgraph=False, dynamic=False)
+        return step
+
+    def warm_up(self, steps: int = 3) -> None:
+        """Compile and capture the decode and chunked-prefill graphs now (the first compilation takes a while)."""
+        bos = self.tokenizer.bos_token_id or 0
+        prompt = [bos] * 2
+        for _ in range(2):  # the second call appends to the cache: it goes through the chunked prefill
+            self.generate(
+                prompt,
+                max_new_tokens=steps,
+                stop_ids=frozenset(),
+                temperature=0.0,
+                top_p=1.0,
+                top_k=0,
+                seed=0,
+                on_text=lambda _t: None,
+                cancel=threading.Event(),
+            )
+            prompt = [*self.cache_ids, bos, bos, bos]
+        self.reset()
+
+    # --- the loop ----------------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        ids: Sequence[int],
+        *,
+        max_new_tokens: int,
+        stop_ids: frozenset[int],
+        temperature: float,
+        top_p: float,
+        top_k: int,
+        seed: int | None,
+        on_text: Callable[[str], None],
+        cancel: threading.Event,
+        stop_texts: Sequence[str] = (),
+        logits_processors: Sequence[LogitsProcessor] = (),
+        id_to_stop: Callable[[int], str | None] = lambda _i: None,
+    ) -> GenerationResult:
+        """Generate after ``ids``, calling ``on_text`` with each text delta; stop on a stop id or text."""
+        if len(ids) >= self.max_cache_len:
+            raise ContextTooLong(
+                f"the prompt has {len(ids)} tokens but the model's context holds {self.max_cache_len}: "
+                "start a new session or shorten the conversation (or raise max_cache_len)",
+                backend="transformers",
+            )
+        max_new_tokens = min(max_new_tokens, self.max_cache_len - len(ids))
+        generator: torch.Generator | None = None
+        if temperature > 0:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(seed if seed is not None else secrets.randbits(63))
+        with torch.inference_mode():
+            cached = self.prepare(ids)
+            logits = self._prefill(ids[cached:])
+            detok = Detokenizer(self.tokenizer)
+            all_ids = list(ids)
+            keep = max((len(t) for t in stop_texts), default=0)
+            tail = ""  # the last characters emitted, to find stop strings split across deltas
+            stop: str | None = None
+            first_s = 0.0
+            n = 0
+            while n < max_new_tokens and not cancel.is_set():
+                if logits_processors:
+                    history = torch.tensor([all_ids], dtype=torch.long, device=self.device)
+                    for proc in logits_processors:
+                        logits = proc(history, logits)
+                token = sample_next(logits, temperature=temperature, top_p=top_p, top_k=top_k, generator=generator)
+                token_id = int(token.item())
+                n += 1
+                if n == 1:
+                    first_s = time.perf_counter()
+                all_ids.append(token_id)
+                delta = detok.push(token_id)
+                if token_id in stop_ids:
+                    delta += detok.flush()
+                    stop = id_to_stop(token_id)
+                if keep and delta and stop is None:
+                    hit = _first_stop(tail + delta, stop_texts)
+                    if hit is not None:
+                        end, stop = hit
+                        delta = delta[: end - len(tail)]
+                    tail = (tail + delta)[-keep:]
+                if delta:
+                    on_text(delta)
+                if stop is not None or n >= max_new_tokens:
+                    break
+                logits = self._decode_step(token, token_id)
+            if stop is None:
+                rest = detok.flush()
+                if rest:
+                    on_text(rest)
+        return GenerationResult(
+            stop=stop,
+            completion_tokens=n,
+            prompt_tokens=len(ids),
+            cached_tokens=cached,
+            first_token_s=first_s,
+            end_s=time.perf_counter(),
+        )
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
+    """The end offset and marker of the earliest stop string in ``text`` (marker included), if any."""
+    best: tuple[int, str] | None = None
+    for s in stops:
+        i = text.find(s)
+        if i != -1 and (best is None or i + len(s) < best[0]):
+            best = (i + len(s), s)
+    return best

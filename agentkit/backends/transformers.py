@@ -1,0 +1,350 @@
+"""TransformersBackend: Gemma 4 in this Python process, with agentkit owning the prompt token by token.
+
+In-process inference gives agentkit full control: the prompt goes in as token ids built segment by segment
+(untrusted text is tokenized with special-token parsing off, so it can never become a control token), and
+every generated id is seen, so generation stops exactly on the Gemma 4 stop tokens and control tokens reach the
+loop verbatim. The KV cache is kept between calls and only new tokens are prefilled (see
+:mod:`agentkit.backends._hf_engine`), which makes each tool round of an agent cost about what its new tokens
+cost. On CUDA the decode step is compiled and replayed as a CUDA graph.
+
+With ``assistant_model=`` (a Gemma 4 multi-token-prediction drafter such as
+``google/gemma-4-E4B-it-assistant``) generation goes through transformers' assisted decoding, which verifies
+every drafted token with the main model: at temperature 0 the output is identical to plain decoding. That path
+re-prefills the prompt on each call (transformers' assisted decoding manages its own cache).
+
+Install with ``pip install 'agentkit[transformers]'``; torch and transformers are imported when a backend is
+created, not when agentkit is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import warnings
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from agentkit.errors import BackendError, ModelNotFound, UserError
+
+from ._hf_compat import import_transformers, patch_gemma4_assistant_kv_sharing
+from .base import Capabilities, GenerationDone, GenerationRequest, TextDelta, Timings, Usage
+
+__all__ = ["TemplateDriftWarning", "TransformersBackend"]
+
+
+class TemplateDriftWarning(UserWarning):
+    """The model's own chat template renders the conversation differently from agentkit."""
+
+
+def _pick_device(device: str | None) -> Any:
+    import torch
+
+    if device:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _pick_dtype(dtype: Any, device: Any) -> Any:
+    import torch
+
+    if dtype is None:
+        # bf16 halves memory traffic on GPUs (decode is bandwidth-bound); CPUs compute it slowly, so fp32 there.
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        value = getattr(torch, dtype, None)
+        if not isinstance(value, torch.dtype):
+            raise UserError(f"unknown dtype {dtype!r}: use bfloat16, float16 or float32")
+        return value
+    return dtype
+
+
+class TransformersBackend:
+    """Runs a Gemma 4 model in-process with transformers.
+
+    ``model`` is a Hub id, a local directory or an already loaded ``PreTrainedModel`` (then pass its
+    ``tokenizer``). ``device`` defaults to cuda, then mps, then cpu; ``dtype`` to bfloat16 on cuda and float32
+    elsewhere. ``compile`` (default: on for cuda) compiles the decode step; ``max_cache_len`` bounds the
+    context (on cuda the cache is allocated at that size up front). ``logits_processors`` are Hugging Face
+    style callables ``(input_ids, scores) -> scores`` applied at every step (tests use one to script output).
+    """
+
+    def __init__(
+        self,
+        model: str | Path | Any,
+        tokenizer: Any = None,
+        *,
+        device: str | None = None,
+        dtype: Any = None,
+        assistant_model: str | Path | Any = None,
+        compile: bool | None = None,
+        max_cache_len: int | None = None,
+        logits_processors: Sequence[Any] = (),
+        warm_up: bool = False,
+    ) -> None:
+        hf = import_transformers()
+        import torch
+
+        from ._hf_engine import Engine
+
+        self._device = _pick_device(device)
+        self._dtype = _pick_dtype(dtype, self._device)
+        if isinstance(model, str | Path):
+            self._model_name = str(model)
+            self._tokenizer = tokenizer if tokenizer is not None else self._load_tokenizer(hf, self._model_name)
+            self._model = self._load(hf.AutoModelForCausalLM, self._model_name, "model")
+        else:
+            if tokenizer is None:
+                raise UserError("TransformersBackend(model=<loaded model>) also needs tokenizer=<its tokenizer>")
+            self._model = model
+            self._tokenizer = tokenizer
+            self._model_name = str(getattr(model, "name_or_path", "") or type(model).__name__)
+            self._model.to(self._device)
+        self._model.eval()
+        self._assistant: Any = None
+        if assistant_model is not None:
+            patch_gemma4_assistant_kv_sharing()
+            if isinstance(assistant_model, str | Path):
+                self._assistant = self._load(hf.AutoModelForCausalLM, str(assistant_model), "assistant model")
+            else:
+                self._assistant = assistant_model.to(self._device)
+            self._assistant.eval()
+        text_config = self._model.config.get_text_config()
+        limit = int(getattr(text_config, "max_position_embeddings", 8192))
+        if max_cache_len is None:
+            max_cache_len = min(limit, 16384) if self._device.type == "cuda" else limit
+        self._stop_ids = self._control_ids()
+        self._engine = Engine(
+            self._model,
+            self._tokenizer,
+            device=self._device,
+            max_cache_len=max_cache_len,
+            compile_decode=self._device.type == "cuda" if compile is None else compile,
+        )
+        self._processors = list(logits_processors)
+        self._lock = asyncio.Lock()
+        self._checked_template = False
+        self._torch = torch
+        if warm_up:
+            self._engine.warm_up()
+
+    # --- loading -----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _load_tokenizer(hf: Any, name: str) -> Any:
+        try:
+            return hf.AutoTokenizer.from_pretrained(name)
+        except OSError as exc:
+            raise ModelNotFound(_not_found(name, "tokenizer", exc), backend="transformers") from exc
+
+    def _load(self, auto: Any, name: str, what: str) -> Any:
+        try:
+            return auto.from_pretrained(name, dtype=self._dtype).to(self._device)
+        except OSError as exc:
+            raise ModelNotFound(_not_found(name, what, exc), backend="transformers") from exc
+
+    def _control_ids(self) -> dict[str, int]:
+        """The ids of the tokenizer's single-token control strings (the ones generation can stop on)."""
+        ids: dict[str, int] = {}
+        unk = self._tokenizer.unk_token_id
+        for token in self._tokenizer.all_special_tokens:
+            tid = self._tokenizer.convert_tokens_to_ids(token)
+            if isinstance(tid, int) and tid != unk:
+                ids[token] = tid
+        return ids
+
+    # --- Backend interface -------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return "transformers"
+
+    @property
+    def model(self) -> str:
+        return self._model_name
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(token_ids=True, prefix_cache=self._assistant is None)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    async def check(self) -> None:
+        return None  # loading in __init__ already proved the model is there
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            self._engine.reset()
+            if self._device.type == "cuda":
+                self._torch.cuda.empty_cache()
+
+    def reset_cache(self) -> None:
+        """Forget the cached prefix (the next call prefills its whole prompt)."""
+        self._engine.reset()
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[TextDelta | GenerationDone]:
+        async with self._lock:
+            self._maybe_check_template(request)
+            ids = request.prompt.token_ids(self._tokenizer)
+            if not ids:
+                raise UserError("the prompt is empty: render a conversation before calling the backend")
+            stop_ids = {self._stop_ids[s]: s for s in request.stop if s in self._stop_ids}
+            stop_texts = [s for s in request.stop if s not in self._stop_ids]
+            loop = asyncio.get_running_loop()
+            queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+            cancel = threading.Event()
+            result: list[Any] = []
+
+            def emit(text: str) -> None:
+                loop.call_soon_threadsafe(queue.put_nowait, text)
+
+            def work() -> None:
+                try:
+                    result.append(self._generate(ids, request, stop_ids, stop_texts, emit, cancel))
+                    loop.call_soon_threadsafe(queue.put_nowait, None)
+                except BaseException as exc:  # handed to the consumer, which raises it
+                    loop.call_soon_threadsafe(queue.put_nowait, exc)
+
+            start = time.perf_counter()
+            thread = threading.Thread(target=work, name="agentkit-transformers", daemon=True)
+            thread.start()
+            ttft = 0.0
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is None:
+                        break
+                    if isinstance(item, BaseException):
+                        error = _translate(item)
+                        if error is item:
+                            raise error
+                        raise error from item
+                    if not ttft:
+                        ttft = time.perf_counter() - start
+                    yield TextDelta(item)
+            finally:
+                cancel.set()
+                # Wait for the worker so the cache is consistent before the next call takes the lock.
+                await asyncio.shield(asyncio.to_thread(thread.join))
+            res = result[0]
+            decode_s = res.end_s - res.first_token_s if res.first_token_s else 0.0
+            yield GenerationDone(
+                stop=res.stop,
+                usage=Usage(res.prompt_tokens, res.completion_tokens, res.cached_tokens),
+                timings=Timings(
+                    ttft_s=ttft,
+                    total_s=time.perf_counter() - start,
+                    tokens_per_s=(res.completion_tokens - 1) / decode_s if decode_s > 0 else 0.0,
+                ),
+            )
+
+    # --- generation (worker thread) ----------------------------------------------------------------------
+
+    def _generate(
+        self,
+        ids: list[int],
+        request: GenerationRequest,
+        stop_ids: dict[int, str],
+        stop_texts: list[str],
+        emit: Any,
+        cancel: threading.Event,
+    ) -> Any:
+        s = request.sampling
+        if self._assistant is not None:
+            from ._hf_assisted import generate_assisted
+
+            return generate_assisted(
+                self._model,
+                self._assistant,
+                self._tokenizer,
+                ids,
+                sampling=s,
+                stop_ids=stop_ids,
+                max_len=self._engine.max_cache_len,
+                logits_processors=self._processors,
+                on_text=emit,
+                cancel=cancel,
+                device=self._device,
+            )
+        return self._engine.generate(
+            ids,
+            max_new_tokens=s.max_tokens,
+            stop_ids=frozenset(stop_ids),
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            seed=s.seed,
+            on_text=emit,
+            cancel=cancel,
+            stop_texts=stop_texts,
+            logits_processors=self._processors,
+            id_to_stop=stop_ids.get,
+        )
+
+    # --- template drift ----------------------------------------------------------------------------------
+
+    def _maybe_check_template(self, request: GenerationRequest) -> None:
+        """Render the first fresh prompt with the model's own template too, and warn once if it differs.
+
+        Template revisions drift; the user should know the model was given agentkit's rendering. Only a
+        prompt that ends with a generation prompt (the last message is the user's) is comparable: later tool
+        rounds continue a model turn, which templates do not render.
+        """
+        if self._checked_template or not request.messages:
+            return
+        if request.messages[-1].get("role") != "user":
+            return
+        self._checked_template = True
+        if not getattr(self._tokenizer, "chat_template", None):
+            return
+        try:
+            theirs = self._tokenizer.apply_chat_template(
+                [dict(m) for m in request.messages],
+                tools=[dict(t) for t in request.tools] or None,
+                enable_thinking=request.enable_thinking,
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+        except Exception as exc:  # a template that cannot render this conversation is drift too
+            theirs = f"<the model's chat template failed: {exc}>"
+        ours = request.prompt.raw_text
+        if theirs != ours:
+            same = (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b)
+            at = next(same, min(len(ours), len(theirs)))
+            warnings.warn(
+                f"{self._model_name}: the model's chat template renders this conversation differently from agentkit "
+                f"(first difference at character {at}: agentkit {ours[at : at + 40]!r}, template "
+                f"{theirs[at : at + 40]!r}). The model was given agentkit's rendering.",
+                TemplateDriftWarning,
+                stacklevel=3,
+            )
+
+
+def _not_found(name: str, what: str, exc: BaseException) -> str:
+    hint = (
+        "check the path"
+        if os.path.sep in name or name.startswith(".")
+        else "check the Hub id, run `huggingface-cli login` for gated models, or pass a local directory"
+    )
+    return f"cannot load the {what} {name!r}: {exc}. {hint}"
+
+
+def _translate(exc: BaseException) -> BaseException:
+    """Foreign errors from the worker become agentkit errors (raised ``from`` the original)."""
+    if isinstance(exc, BackendError | UserError):
+        return exc
+    text = str(exc)
+    if "out of memory" in text.lower():
+        return BackendError(
+            f"the GPU ran out of memory: {text.splitlines()[0]}. Use a smaller max_cache_len or a smaller model",
+            backend="transformers",
+        )
+    return BackendError(f"generation failed in transformers: {type(exc).__name__}: {text}", backend="transformers")
