@@ -17,6 +17,7 @@ import copy
 import json
 import secrets
 import socket
+import string
 import sys
 import threading
 import time
@@ -90,6 +91,30 @@ def _strip_control_tokens(text: str) -> str:
     for token in CONTROL_TOKENS:
         text = text.replace(token, "")
     return text
+
+
+def _decode_problem(messages: Any) -> str | None:
+    """What Go's JSON decoding of ``[]api.Message`` would reject, as its error text, or None.
+
+    Images are ``[]byte`` (``api.ImageData``, base64 in JSON) and call arguments an ordered map
+    (``api/types.go:197-207, 293-296``): a non-base64 image or string arguments fail the whole request.
+    """
+    if messages is None:
+        return None
+    if not isinstance(messages, list):
+        return "json: cannot unmarshal object into Go struct field ChatRequest.messages of type []api.Message"
+    for message in messages:
+        for image in message.get("images") or ():
+            alphabet = set(string.ascii_letters + string.digits + "+/=")
+            bad = next((i for i, ch in enumerate(str(image)) if ch not in alphabet), None)
+            if not isinstance(image, str) or bad is not None or len(image) % 4:
+                return f"illegal base64 data at input byte {bad if bad is not None else len(str(image))}"
+        for call in message.get("tool_calls") or ():
+            arguments = call.get("function", {}).get("arguments", {})
+            if not isinstance(arguments, dict):
+                kind = "string" if isinstance(arguments, str) else type(arguments).__name__
+                return f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"
+    return None
 
 
 def _pieces(text: str, size: int) -> Iterator[str]:
@@ -296,6 +321,10 @@ class _Handler(BaseHTTPRequestHandler):
     # -- /api/chat: ChatHandler routes.go:2440-3000 -----------------------------------------------------
 
     def _chat(self, body: dict[str, Any]) -> None:
+        problem = _decode_problem(body.get("messages"))
+        if problem is not None:
+            self._error(400, problem)  # a ShouldBindJSON failure (routes.go:2447-2449)
+            return
         model = self._model_checks(body, needs_tools=bool(body.get("tools")))
         if model is None:
             return

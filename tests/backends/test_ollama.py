@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Se
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import ollama
 import pytest
 
@@ -479,6 +480,19 @@ async def test_fake_speaks_generate_and_non_streaming_chat(fake: FakeOllamaServe
     assert info.value.status_code == 400 and "raw mode does not support" in info.value.error
     await client.close()  # type: ignore[no-untyped-call]
     assert json.loads(json.dumps(fake.bodies("/api/generate")[0]))["raw"] is True
+
+
+async def test_fake_rejects_what_ollama_cannot_decode(fake: FakeOllamaServer) -> None:
+    # The conversions the backend does (base64 images, arguments as objects) are needed: raw OpenAI shapes fail.
+    openai_call = {"function": {"name": "f", "arguments": '{"a": 1}'}}
+    async with httpx.AsyncClient(base_url=fake.url) as client:
+        for message, error in [
+            ({"role": "assistant", "content": "", "tool_calls": [openai_call]}, "cannot unmarshal string"),
+            ({"role": "user", "content": "?", "images": ["data:image/png;base64,AAAA"]}, "illegal base64 data"),
+        ]:
+            response = await client.post("/api/chat", json={"model": MODEL, "messages": [message]})
+            assert response.status_code == 400 and error in response.json()["error"]
+    assert fake.remaining == 0
 
 
 def test_backend_from_url_builds_it() -> None:
