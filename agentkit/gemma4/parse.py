@@ -243,12 +243,12 @@ class StreamParser:
                 i = n
                 break
             if state == _CALL:
-                i = self._scan_call(events, buf, i, final)
-                if self._state == _CALL:
-                    break  # need more text
+                i, waiting = self._scan_call(events, buf, i, final)
+                if waiting:
+                    break  # the call goes on in the next chunk
                 continue
             if state == _HEADER:
-                i = self._scan_header(events, buf, i, final)
+                i = self._scan_header(events, buf, i)
                 if self._state == _HEADER:
                     break
                 continue
@@ -292,7 +292,7 @@ class StreamParser:
         else:
             self._emit_text(events, tok)  # other tokens are literal text here
 
-    def _scan_header(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> int:
+    def _scan_header(self, events: list[StreamEvent], buf: str, i: int) -> int:
         """``<|channel>NAME\\n``: swallow the channel name; text that is no name is thinking."""
         n = len(buf)
         j = i
@@ -321,15 +321,15 @@ class StreamParser:
         if not _CHANNEL_NAME.match(header):
             self._emit_text(events, header)
 
-    def _scan_call(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> int:
-        """Collect call text up to a terminator; returns where scanning stopped."""
+    def _scan_call(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
+        """Collect call text up to a terminator; returns where scanning stopped and whether it waits for more."""
         n = len(buf)
         start = i
         while True:
             lt = buf.find("<", i)
             if lt < 0:
                 self._call.append(buf[start:])
-                return n
+                return n, True
             tok = _token_at(buf, lt, _CALL_TERMINATORS)
             if tok is not None:
                 self._call.append(buf[start:lt])
@@ -342,10 +342,10 @@ class StreamParser:
                     self._state = _DONE
                 elif tok in _END_OF_OUTPUT:
                     self._state = _DONE
-                return lt + len(tok)
+                return lt + len(tok), False
             if not final and n - lt < _LONGEST and buf[lt:] in _PREFIXES:
                 self._call.append(buf[start:lt])
-                return lt
+                return lt, True
             i = lt + 1
 
     def _end_call(self, events: list[StreamEvent], terminator: str | None) -> None:

@@ -59,6 +59,14 @@ class Prompt:
         self._text: str | None = None
 
     @classmethod
+    def _merged(cls, segments: tuple[Segment, ...], text: str | None = None) -> Prompt:
+        """Build from segments already merged and non-empty (the renderer's output): skips the re-merge."""
+        prompt = cls.__new__(cls)
+        prompt._segments = segments
+        prompt._text = text
+        return prompt
+
+    @classmethod
     def trusted(cls, text: str) -> Prompt:
         return cls((Segment(text, True),))
 
@@ -95,7 +103,17 @@ class Prompt:
     def __add__(self, other: Prompt | str) -> Prompt:
         if isinstance(other, str):
             other = Prompt.trusted(other)
-        return Prompt((*self._segments, *other._segments))
+        if not other._segments:
+            return self
+        if not self._segments:
+            return other
+        last, first = self._segments[-1], other._segments[0]
+        if last.trusted != first.trusted:
+            # Appending is the agent loop's hot path: reuse the neutralized text computed so far.
+            text = self._text + other.text if self._text is not None else None
+            return Prompt._merged((*self._segments, *other._segments), text)
+        joined = Segment(last.text + first.text, last.trusted)
+        return Prompt._merged((*self._segments[:-1], joined, *other._segments[1:]))
 
     def __iter__(self) -> Iterator[Segment]:
         return iter(self._segments)

@@ -26,6 +26,7 @@ messages share a turn. Where the template leaves the history underdetermined thi
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -94,9 +95,21 @@ class _Out:
             self._segments.append(Segment("".join(self._parts), self._trusted))
             self._parts = []
 
+    def extend(self, segments: Sequence[Segment]) -> None:
+        """Append pre-rendered segments (merged, non-empty) without re-emitting them piece by piece."""
+        if not segments:
+            return
+        self.emit(segments[0].text, segments[0].trusted)
+        if len(segments) == 1:
+            return
+        self._flush()
+        self._segments.extend(segments[1:-1])
+        self._trusted = segments[-1].trusted
+        self._parts = [segments[-1].text]
+
     def prompt(self) -> Prompt:
         self._flush()
-        return Prompt(self._segments)
+        return Prompt._merged(tuple(self._segments))
 
 
 def generation_prompt(enable_thinking: bool) -> str:
@@ -110,7 +123,8 @@ def generation_prompt(enable_thinking: bool) -> str:
 
 
 def _function_of(tool: Any) -> Mapping[str, Any]:
-    if isinstance(tool, SupportsOpenAITool):
+    # hasattr, not isinstance(tool, SupportsOpenAITool): a runtime Protocol check costs tens of µs.
+    if not isinstance(tool, Mapping) and callable(getattr(tool, "as_openai_tool", None)):
         tool = tool.as_openai_tool()
     if not isinstance(tool, Mapping):
         raise TypeError(
@@ -168,8 +182,28 @@ def _schema_node(out: _Out, node: Mapping[str, Any]) -> None:
             write_value(list(value), out.emit)
 
 
+# Rendered declarations by id of the function dict, with a deep copy to detect a dict that was changed
+# or an id that was reused: the same tools are rendered on every step, and they dominate render time.
+_DECLARATIONS: dict[int, tuple[Any, tuple[Segment, ...]]] = {}
+_MAX_CACHED = 512
+
+
 def _declaration(out: _Out, tool: Any) -> None:
     fn = _function_of(tool)
+    cached = _DECLARATIONS.get(id(fn))
+    if cached is not None and cached[0] == fn:
+        out.extend(cached[1])
+        return
+    block = _Out()
+    _write_declaration(block, fn)
+    segments = block.prompt().segments
+    if len(_DECLARATIONS) >= _MAX_CACHED:
+        _DECLARATIONS.clear()
+    _DECLARATIONS[id(fn)] = (copy.deepcopy(fn), segments)
+    out.extend(segments)
+
+
+def _write_declaration(out: _Out, fn: Mapping[str, Any]) -> None:
     out.t(f"{TOOL_START}declaration:")
     out.u(fn["name"])
     out.t("{description:")

@@ -20,7 +20,8 @@ between
   tokenizer that normalizes first sees no token.
 
 Properties the tests check: the output never contains a control token (also after NFKC); the function is
-idempotent; text without those pairs is returned unchanged (the common case costs one regex scan).
+idempotent; text without those pairs is returned unchanged. ASCII text without a ``<`` is returned at once:
+every token starts with ``<``, and the renderer never puts a partial token next to untrusted text.
 
 Backends that send token ids do not need this: :meth:`agentkit.gemma4.Prompt.token_ids` encodes
 untrusted segments with special-token parsing off, so the literal text survives exactly.
@@ -47,4 +48,6 @@ def _join(match: re.Match[str]) -> str:
 
 def sanitize(text: str) -> str:
     """Return ``text`` with every control-token look-alike broken so it cannot become a token."""
+    if text.isascii() and "<" not in text:
+        return text  # the common case: nothing can pair up (every pattern needs a "<" or a look-alike)
     return _BREAK.sub(_join, text)

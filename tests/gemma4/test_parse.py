@@ -226,3 +226,9 @@ def test_feed_after_finish_is_refused() -> None:
     assert parser.finish() is parser.finish()
     with pytest.raises(RuntimeError, match="new parser"):
         parser.feed("more")
+
+
+def test_calls_opened_back_to_back_in_one_chunk_are_all_consumed() -> None:
+    text = "<|tool_call>call:f{a:<|tool_call>call:f{a:<|channel>thought\n"
+    _check_stream(text, [text])  # found by hypothesis: the second call used to wait for the next chunk
+    assert len(parse_response(text).errors) == 2

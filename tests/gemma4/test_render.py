@@ -225,3 +225,15 @@ def test_untrusted_text_cannot_forge_structure() -> None:
     assert prompt.text.count("<turn|>") == 3  # system, user, and the model's (text after the results)
     assert prompt.text.count(D) == 8  # description, call argument, result key (not bare) and value
     assert evil in prompt.raw_text
+
+
+def test_a_tool_dict_changed_in_place_is_rendered_anew() -> None:
+    """Declarations are cached per dict; the cache must notice an edit (and a reused id)."""
+    tool = {"type": "function", "function": {"name": "f", "description": "first"}}
+    messages = [{"role": "user", "content": "x"}]
+    assert f"description:{D}first{D}" in render(messages, [tool]).text
+    tool["function"]["description"] = "second"
+    assert f"description:{D}second{D}" in render(messages, [tool]).text
+    for i in range(3):  # fresh dicts each time, ids may repeat
+        fresh = {"type": "function", "function": {"name": f"g{i}", "description": str(i)}}
+        assert f"declaration:g{i}{{description:{D}{i}{D}}}" in render(messages, [fresh]).text

@@ -1,0 +1,143 @@
+"""Speed of the Gemma 4 protocol layer: render, parse, streaming parse, and how they scale.
+
+Printed figures (min and median of many repeats, time.perf_counter):
+
+- render: a 50-message conversation (tool rounds, results, thinking) with 20 tools declared, as
+  ``render(...)`` (segments) and ``render(...).text`` (segments joined, untrusted text sanitized);
+- parse: a ~2,000-token output (~8,000 characters: thinking, text and 5 calls) with ``parse_response``;
+- streaming parse of the same output in chunks of 4 characters: total, and cost per chunk;
+- scaling: time(2n) / time(n) for render (50 → 100 messages) and streaming parse (output doubled).
+  About 2 means linear work; the goal is "well under 1 ms" at the base sizes.
+
+Run: ``python tools/bench/protocol.py`` (no extras needed).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agentkit.gemma4 import StreamParser, format_tool_call, parse_response, render
+
+REPEATS = 300
+CHUNK = 4
+
+
+def make_tools(n: int) -> list[dict[str, Any]]:
+    """Tools of realistic shape: strings, enums, numbers, nullable, a nested array of objects."""
+    tools = []
+    for i in range(n):
+        tools.append(
+            {
+                "type": "function",
+                "function": {
+                    "name": f"tool_{i}",
+                    "description": f"Look up fact number {i} about a city, with options.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {
+                            "city": {"type": "string", "description": "City name, e.g. Paris"},
+                            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                            "days": {"type": "integer", "description": "Forecast days", "nullable": True},
+                            "stops": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {"name": {"type": "string"}, "nights": {"type": "integer"}},
+                                    "required": ["name"],
+                                },
+                            },
+                        },
+                        "required": ["city"],
+                    },
+                },
+            }
+        )
+    return tools
+
+
+def make_messages(n: int) -> list[dict[str, Any]]:
+    """``n`` messages: system, then rounds of user → assistant(call) → tool → assistant(answer)."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "You are a helpful assistant."}]
+    i = 0
+    while len(messages) < n:
+        messages.append({"role": "user", "content": f"Question {i}: what is the weather in city {i}? " * 3})
+        call = {
+            "id": f"c{i}",
+            "type": "function",
+            "function": {"name": f"tool_{i % 20}", "arguments": {"city": f"C{i}"}},
+        }
+        messages.append({"role": "assistant", "content": "", "reasoning_content": "Need data.", "tool_calls": [call]})
+        messages.append({"role": "tool", "tool_call_id": f"c{i}", "content": {"temp": 18.5, "sky": "cloudy", "i": i}})
+        messages.append({"role": "assistant", "content": f"It is 18.5 degrees and cloudy in city {i}. " * 4})
+        i += 1
+    return messages[:n]
+
+
+def make_output(scale: int = 1) -> str:
+    """About 2,000 tokens per ``scale``: thinking, visible text, 5 calls, the hand-over."""
+    parts = []
+    for _ in range(scale):
+        parts.append("<|channel>thought\n" + "I should check the data for each city, step by step. " * 60)
+        parts.append("<channel|>" + "Here is what I found so far, with details and caveats. " * 80)
+        for k in range(5):
+            args = {"city": f"City {k}", "unit": "celsius", "days": k, "stops": [{"name": "A", "nights": 2}]}
+            parts.append(format_tool_call(f"tool_{k}", args))
+    return "".join(parts) + "<|tool_response>"
+
+
+def timeit(fn: Callable[[], object], repeats: int = REPEATS) -> tuple[float, float]:
+    """(min, median) seconds of ``fn`` over ``repeats`` runs, after a warm-up."""
+    for _ in range(5):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return min(samples), statistics.median(samples)
+
+
+def stream(text: str) -> None:
+    parser = StreamParser()
+    for i in range(0, len(text), CHUNK):
+        parser.feed(text[i : i + CHUNK])
+    parser.finish()
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:8.3f} ms"
+
+
+def main() -> None:
+    tools = make_tools(20)
+    msgs50, msgs100 = make_messages(50), make_messages(100)
+    out1, out2 = make_output(1), make_output(2)
+    assert len(parse_response(out1).tool_calls) == 5
+
+    r_min, r_med = timeit(lambda: render(msgs50, tools, enable_thinking=True))
+    t_min, t_med = timeit(lambda: render(msgs50, tools, enable_thinking=True).text)
+    r2_min, r2_med = timeit(lambda: render(msgs100, tools, enable_thinking=True).text)
+    p_min, p_med = timeit(lambda: parse_response(out1))
+    s_min, s_med = timeit(lambda: stream(out1), repeats=100)
+    s2_min, s2_med = timeit(lambda: stream(out2), repeats=100)
+    chunks = (len(out1) + CHUNK - 1) // CHUNK
+    prompt_chars = len(render(msgs50, tools, enable_thinking=True).text)
+
+    print(f"render, 50 messages + 20 tools ({prompt_chars} chars of prompt)")
+    print(f"  render() segments      min {ms(r_min)}   median {ms(r_med)}")
+    print(f"  render().text          min {ms(t_min)}   median {ms(t_med)}")
+    print(f"parse_response, ~2,000-token output ({len(out1)} chars, 5 calls)")
+    print(f"  whole text             min {ms(p_min)}   median {ms(p_med)}")
+    print(f"streaming parse, {CHUNK}-char chunks ({chunks} chunks)")
+    print(f"  total                  min {ms(s_min)}   median {ms(s_med)}")
+    print(f"  per chunk              min {s_min / chunks * 1e6:8.3f} µs   median {s_med / chunks * 1e6:8.3f} µs")
+    print("scaling, time(2n) / time(n) (≈2 = linear)")
+    print(f"  render 50 → 100 messages    min {r2_min / t_min:5.2f}   median {r2_med / t_med:5.2f}")
+    print(f"  stream parse 1x → 2x output min {s2_min / s_min:5.2f}   median {s2_med / s_med:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
