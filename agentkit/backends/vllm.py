@@ -197,10 +197,10 @@ class VLLMBackend:
             "model": self._model,
             "messages": [dict(m) for m in request.messages],
             "chat_template_kwargs": {"enable_thinking": request.enable_thinking},
-            # The gemma4 parsers need the control tokens; the stop strings end the turn where native mode does
-            # even for a checkpoint whose generation config lacks them.
+            # The gemma4 parsers need the control tokens. No stop strings here: vLLM holds back text that might
+            # start one, and its gemma4 parser then misreads calls as content (seen with vLLM 0.32); the
+            # checkpoint's generation config already stops on <turn|> and <|tool_response>.
             "skip_special_tokens": False,
-            "stop": list(request.stop),
             **self._sampling(request),
         }
         if request.tools:

@@ -448,7 +448,7 @@ def real_backend(server: VLLMServer, *, ids: list[int] | None = None, **kwargs: 
     return VLLMBackend(server.model, server.base_url, extra_body=extra, **kwargs)
 
 
-GREEDY = SamplingParams(temperature=0.0, max_tokens=24)
+GREEDY = SamplingParams(temperature=0.0, max_tokens=64)
 
 vllm = pytest.mark.vllm
 

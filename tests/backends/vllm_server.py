@@ -131,9 +131,25 @@ def launch_vllm_server(
     raise RuntimeError(f"vLLM did not answer /v1/models within {START_TIMEOUT_S:g} s:\n{server.log_tail()}")
 
 
+def attach(base_url: str) -> VLLMServer:
+    """A server someone else started with :func:`launch_vllm_server` (``python tests/backends/vllm_server.py``)."""
+    models = httpx.get(f"{base_url}/v1/models", timeout=10).json()["data"]
+    model = str(models[0]["id"])
+    placeholder = subprocess.Popen(["true"])  # not ours to stop: stop() sees it has exited
+    placeholder.wait()
+    return VLLMServer(base_url, model, Path(model), placeholder, Path(os.devnull), 0.0)
+
+
 @pytest.fixture(scope="session")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
-    """A real vLLM server on CPU serving the tiny Gemma 4 model, for the whole test session."""
+    """A real vLLM server on CPU serving the tiny Gemma 4 model, for the whole test session.
+
+    ``AGENTKIT_VLLM_BASE_URL`` points the tests at a server already started by running this file as a script,
+    which saves the minute of start-up while iterating.
+    """
+    if os.environ.get("AGENTKIT_VLLM_BASE_URL"):
+        yield attach(os.environ["AGENTKIT_VLLM_BASE_URL"].rstrip("/"))
+        return
     python = require_vllm_python()
     tiny_model = pytest.importorskip("agentkit.testing.tiny_model", reason="needs the [transformers] extra")
     base = tmp_path_factory.mktemp("vllm")
@@ -142,5 +158,26 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer
     print(f"\nvLLM server ready in {server.start_s:.1f} s at {server.base_url}")
     try:
         yield server
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    # Serve the tiny model until interrupted; then AGENTKIT_VLLM_BASE_URL=URL pytest -m vllm reuses it.
+    import sys
+    import tempfile
+
+    from agentkit.testing.tiny_model import build_tiny_gemma4
+
+    python = vllm_python()
+    if python is None:
+        sys.exit("no vLLM virtualenv: run tools/vllm/setup_venv.sh or set AGENTKIT_VLLM_PYTHON")
+    work = Path(tempfile.mkdtemp(prefix="agentkit-vllm-"))
+    server = launch_vllm_server(python, build_tiny_gemma4(work / "tiny-gemma4"), work / "server.log")
+    print(f"vLLM ready in {server.start_s:.1f} s: AGENTKIT_VLLM_BASE_URL={server.base_url} (log {server.log_path})")
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
     finally:
         server.stop()
