@@ -202,14 +202,24 @@ def format_tool_call(name: str, arguments: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+_MAX_DEPTH = 100
+
+
 class _Reader:
     """A recursive-descent reader over one string; every method advances ``pos``."""
 
-    __slots__ = ("pos", "text")
+    __slots__ = ("depth", "pos", "text")
 
     def __init__(self, text: str, pos: int = 0) -> None:
         self.text = text
         self.pos = pos
+        self.depth = 0
+
+    def enter(self) -> None:
+        # Model output is untrusted: a thousand "{" must give an error, not a RecursionError.
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise self.fail(f"values nested deeper than {_MAX_DEPTH} levels")
 
     def skip_ws(self) -> None:
         text, pos, n = self.text, self.pos, len(self.text)
@@ -282,6 +292,7 @@ class _Reader:
 
     def mapping(self) -> dict[str, Any]:
         self.pos += 1  # "{"
+        self.enter()
         result: dict[str, Any] = {}
         while True:
             self.skip_ws()
@@ -289,6 +300,7 @@ class _Reader:
                 raise self.fail("unbalanced braces: a { is never closed")
             if self.text[self.pos] == "}":
                 self.pos += 1
+                self.depth -= 1
                 return result
             key = self.key()
             self.skip_ws()
@@ -306,6 +318,7 @@ class _Reader:
 
     def sequence(self) -> list[Any]:
         self.pos += 1  # "["
+        self.enter()
         result: list[Any] = []
         while True:
             self.skip_ws()
@@ -313,6 +326,7 @@ class _Reader:
                 raise self.fail("unbalanced brackets: a [ is never closed")
             if self.text[self.pos] == "]":
                 self.pos += 1
+                self.depth -= 1
                 return result
             result.append(self.value())
             self.skip_ws()

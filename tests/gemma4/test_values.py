@@ -144,3 +144,12 @@ def test_format_tool_call() -> None:
     assert format_tool_call("files.read-text", {}) == "<|tool_call>call:files.read-text{}<tool_call|>"
     with pytest.raises(ValueError, match="cannot appear in a Gemma call"):
         format_tool_call("bad name{", {})
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    with pytest.raises(ValueSyntaxError, match="nested deeper"):
+        parse_value("[" * 5000 + "]" * 5000)
+    value = parse_value("[" * 100 + "]" * 100)  # the limit itself is fine
+    for _ in range(99):
+        value = value[0]
+    assert value == []
