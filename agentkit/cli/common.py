@@ -111,7 +111,7 @@ def make_tools(settings: Settings) -> list[Any]:
         elif name == "files":
             tools.extend(workspace.tools())
         elif name == "python":
-            tools.extend(PythonSandbox(workspace=workspace).tools())
+            tools.append(PythonSandbox(workspace).as_tool())
     return tools
 
 

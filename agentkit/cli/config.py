@@ -217,6 +217,11 @@ def _ollama_pick_model(host: str, timeout_s: float) -> str | None:
     return gemma[0] if gemma else DEFAULT_OLLAMA_MODEL
 
 
+def transformers_installed() -> bool:
+    """Whether the ``[transformers]`` extra is there (found without importing torch, which takes seconds)."""
+    return importlib.util.find_spec("transformers") is not None and importlib.util.find_spec("torch") is not None
+
+
 def default_backend_url(environ: Mapping[str, str] | None = None, *, timeout_s: float = 1.0) -> str:
     """Pick a backend when none is configured: a local Ollama, else in-process transformers, else explain.
 
@@ -227,7 +232,7 @@ def default_backend_url(environ: Mapping[str, str] | None = None, *, timeout_s: 
     model = _ollama_pick_model(host, timeout_s)
     if model is not None:
         return f"ollama://{host}/{model}"
-    if importlib.util.find_spec("transformers") is not None and importlib.util.find_spec("torch") is not None:
+    if transformers_installed():
         return f"transformers:{DEFAULT_TRANSFORMERS_MODEL}"
     raise BackendUnavailable(
         "no backend configured and none found. Do one of:\n"

@@ -88,6 +88,11 @@ def sessions_command(args: argparse.Namespace, store: SessionStore | None = None
         if not infos:
             print(f"no saved sessions in {store.root}", file=sys.stderr)
             return EXIT_OK
+        if not sys.stdout.isatty():
+            # Piped: one tab-separated line per session, never wrapped, for cut/awk/grep.
+            for i in infos:
+                print("\t".join([i.id, i.title, format_time(i.updated_at), i.model, str(i.message_count)]))
+            return EXIT_OK
         table = Table(box=None, header_style="bold", pad_edge=False)
         for col in ("id", "title", "updated", "model", "messages"):
             table.add_column(col, no_wrap=col != "title", overflow="ellipsis")

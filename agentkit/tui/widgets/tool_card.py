@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Any
@@ -23,8 +24,16 @@ def format_args(arguments: dict[str, Any], limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _plain(value: Any) -> Any:
+    """Dataclass results (``ExecResult``) as dicts, so they print as JSON rather than as a repr."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
 def format_result(result: Any) -> str:
     """The result as a person reads it: strings as they are, everything else as indented JSON, cut short."""
+    result = _plain(result)
     text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, indent=2, default=str)
     if len(text) > RESULT_PREVIEW_CHARS:
         text = text[:RESULT_PREVIEW_CHARS] + f"\n… ({len(text) - RESULT_PREVIEW_CHARS} more characters)"
@@ -33,6 +42,7 @@ def format_result(result: Any) -> str:
 
 def result_title(result: Any, limit: int = 56) -> str:
     """One line that says what came back, so the folded card is useful without opening it."""
+    result = _plain(result)
     if isinstance(result, str):
         text = " ".join(result.split()) or "(empty)"
     else:
@@ -88,16 +98,16 @@ class ToolCard(Vertical):
         self._started = time.monotonic()
         self._header = Static(classes="tool-header")
         self._timer: Timer | None = None
-        self._animate = True
+        self._spin = True
 
     def compose(self) -> ComposeResult:
         yield self._header
 
     def on_mount(self) -> None:
         # With animations off (TEXTUAL_ANIMATIONS=none: accessibility, recordings) the card holds still.
-        self._animate = self.app.animation_level != "none"
+        self._spin = self.app.animation_level != "none"
         self._render_header()
-        if self.running and self._animate:
+        if self.running and self._spin:
             self._timer = self.set_interval(0.1, self._tick)
 
     def _tick(self) -> None:
@@ -106,8 +116,8 @@ class ToolCard(Vertical):
 
     def _render_header(self) -> None:
         if self.running:
-            status: tuple[str, str] = (SPINNER[self._frame % len(SPINNER)] if self._animate else "…", "bold cyan")
-            elapsed = f"  {time.monotonic() - self._started:.1f}s" if self._animate else "  running"
+            status: tuple[str, str] = (SPINNER[self._frame % len(SPINNER)] if self._spin else "…", "bold cyan")
+            elapsed = f"  {time.monotonic() - self._started:.1f}s" if self._spin else "  running"
         elif self.error is None:
             status, elapsed = ("✓", "bold green"), ""
         else:

@@ -1,0 +1,127 @@
+"""``agentkit batch``: results appended per task, errors recorded, resume, timeouts, crash-safe output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from agentkit import Agent
+from agentkit.backends.base import GenerationRequest
+from agentkit.cli import main
+from agentkit.cli.batch import BatchTask, read_done, read_tasks, run_batch
+from agentkit.errors import UserError
+from agentkit.testing import ScriptedBackend
+
+
+def answer_by_task(request: GenerationRequest) -> str:
+    """A model that answers each task with its own text upper-cased (order-independent under concurrency)."""
+    last_user = request.messages[-1]["content"]
+    if "explode" in last_user:
+        raise RuntimeError("the model server crashed on this one")
+    return f"{last_user.upper()}<turn|>"
+
+
+def write_tasks(path: Path, lines: list[object]) -> Path:
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    return path
+
+
+def records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def quiet() -> Console:
+    return Console(file=open("/dev/null", "w"))
+
+
+async def test_runs_every_task_and_records_failures_without_stopping(tmp_path: Path) -> None:
+    backend = ScriptedBackend([answer_by_task] * 10)
+    tasks = [BatchTask("a", "alpha"), BatchTask("b", "please explode"), BatchTask("c", "gamma")]
+    out = tmp_path / "results.jsonl"
+    summary = await run_batch(tasks, out, lambda: Agent(backend), concurrency=3, console=quiet())
+    assert (summary.ok, summary.failed, summary.skipped) == (2, 1, 0)
+    by_id = {r["id"]: r for r in records(out)}
+    assert by_id["a"]["output"] == "ALPHA" and by_id["a"]["ok"] is True
+    assert by_id["c"]["output"] == "GAMMA"
+    assert by_id["b"]["ok"] is False and "crashed" in str(by_id["b"]["error"])
+
+
+async def test_resume_skips_finished_tasks_and_retry_failed_reruns_errors(tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    tasks = [BatchTask("a", "alpha"), BatchTask("b", "please explode")]
+    await run_batch(tasks, out, lambda: Agent(ScriptedBackend([answer_by_task] * 5)), console=quiet())
+    calls: list[str] = []
+
+    def counting(request: GenerationRequest) -> str:
+        calls.append(request.messages[-1]["content"])
+        return "recovered<turn|>"
+
+    again = await run_batch(tasks, out, lambda: Agent(ScriptedBackend([counting] * 5)), console=quiet())
+    assert (again.skipped, calls) == (2, [])  # nothing to do: both ids are in the output
+    retried = await run_batch(
+        tasks, out, lambda: Agent(ScriptedBackend([counting] * 5)), retry_failed=True, console=quiet()
+    )
+    assert (retried.skipped, retried.ok, calls) == (1, 1, ["please explode"])
+    assert read_done(out)["b"]["output"] == "recovered"  # the last record of an id wins
+
+
+async def test_per_task_timeout_is_recorded(tmp_path: Path) -> None:
+    slow = ScriptedBackend(["slow " * 500 + "<turn|>"], delay_s=0.01)
+    out = tmp_path / "results.jsonl"
+    summary = await run_batch(
+        [BatchTask("t", "take your time")], out, lambda: Agent(slow), timeout_s=0.2, console=quiet()
+    )
+    assert summary.failed == 1
+    (rec,) = records(out)
+    assert rec["ok"] is False and rec["error"] == "timed out after 0.2s"
+
+
+def test_a_line_cut_off_by_a_crash_is_dropped_and_the_task_reruns(tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    good = json.dumps({"id": "a", "task": "alpha", "ok": True, "output": "ALPHA"})
+    out.write_text(good + "\n" + '{"id": "b", "task": "be', encoding="utf-8")  # killed mid-write
+    assert list(read_done(out)) == ["a"]
+    assert out.read_text(encoding="utf-8") == good + "\n"  # clean line boundary for the next append
+
+
+def test_task_file_forms_and_mistakes(tmp_path: Path) -> None:
+    ok = write_tasks(tmp_path / "t.jsonl", [{"id": "x", "task": "one"}, "two", {"task": "three"}])
+    assert read_tasks(ok) == [BatchTask("x", "one"), BatchTask("2", "two"), BatchTask("3", "three")]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"task": "fine"}\n{not json}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.jsonl:2"):
+        read_tasks(bad)
+    dup = write_tasks(tmp_path / "dup.jsonl", [{"id": "a", "task": "x"}, {"id": "a", "task": "y"}])
+    with pytest.raises(UserError, match="duplicate id"):
+        read_tasks(dup)
+
+
+def test_batch_command_end_to_end(tmp_path: Path, scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    tasks = write_tasks(tmp_path / "tasks.jsonl", [{"id": "q1", "task": "first"}, {"id": "q2", "task": "second"}])
+    out = tmp_path / "results.jsonl"
+    url = scripted(["Answer one.<turn|>", "Answer two.<turn|>"])
+    assert main(["batch", str(tasks), "-o", str(out), "--concurrency", "1", "--backend", url]) == 0
+    assert [(r["id"], r["output"]) for r in records(out)] == [("q1", "Answer one."), ("q2", "Answer two.")]
+    assert "2 ok, 0 failed, 0 skipped" in capsys.readouterr().err
+    # Rerunning the same command is a no-op resume (the scripted backend has no outputs left for a rerun).
+    assert main(["batch", str(tasks), "-o", str(out), "--backend", scripted([])]) == 0
+    assert "0 ok, 0 failed, 2 skipped" in capsys.readouterr().err
+    assert len(records(out)) == 2
+
+
+def test_batch_exits_1_when_a_task_failed(tmp_path: Path, scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    tasks = write_tasks(tmp_path / "tasks.jsonl", ["only one output is scripted", "so this one fails"])
+    out = tmp_path / "results.jsonl"
+    assert main(["batch", str(tasks), "-o", str(out), "-c", "1", "--backend", scripted(["ok<turn|>"])]) == 1
+    recs = records(out)
+    assert [r["ok"] for r in recs] == [True, False]
+    assert "no output left" in str(recs[1]["error"])
+
+
+def test_batch_refuses_to_overwrite_its_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tasks = write_tasks(tmp_path / "tasks.jsonl", ["x"])
+    assert main(["batch", str(tasks), "-o", str(tasks), "--backend", "scripted:x"]) == 2
+    assert "must differ" in capsys.readouterr().err

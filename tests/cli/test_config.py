@@ -1,0 +1,142 @@
+"""Settings precedence (flags > environment > config file > automatic default) and the default backend."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentkit.cli import config, main
+from agentkit.cli.config import default_backend_url, resolve_settings, with_model
+from agentkit.errors import BackendUnavailable, UserError
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_flag_beats_environment_beats_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(tmp_path, 'backend = "vllm://box:8000/google/gemma-4-31B-it"\nthinking = true\ntools = ["search"]\n')
+    s = resolve_settings()
+    assert (s.backend_url, s.backend_source) == (
+        "vllm://box:8000/google/gemma-4-31B-it",
+        f"config {tmp_path / 'config.toml'}",
+    )
+    assert s.thinking is True and s.tools == ("search",)
+
+    monkeypatch.setenv("AGENTKIT_BACKEND", "ollama://localhost:11434/gemma4:e2b")
+    monkeypatch.setenv("AGENTKIT_THINKING", "0")
+    s = resolve_settings()
+    assert (s.backend_url, s.backend_source) == ("ollama://localhost:11434/gemma4:e2b", "AGENTKIT_BACKEND")
+    assert s.thinking is False
+
+    s = resolve_settings(backend="transformers:google/gemma-4-E2B-it", thinking=True, tools="")
+    assert (s.backend_url, s.backend_source) == ("transformers:google/gemma-4-E2B-it", "--backend")
+    assert s.thinking is True and s.tools == ()
+
+
+def test_named_backends_and_model_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(tmp_path, '[backends]\nlocal = "ollama://localhost:11434/gemma4:e4b"\n')
+    s = resolve_settings(backend="local")
+    assert s.backend_url == "ollama://localhost:11434/gemma4:e4b"
+    assert s.named_backends == {"local": "ollama://localhost:11434/gemma4:e4b"}
+    assert resolve_settings(backend="local", model="gemma4:e2b").backend_url == "ollama://localhost:11434/gemma4:e2b"
+    monkeypatch.setenv("AGENTKIT_MODEL", "gemma4:26b")
+    assert resolve_settings(backend="local").backend_url == "ollama://localhost:11434/gemma4:26b"
+
+
+def test_with_model_rewrites_each_url_form() -> None:
+    assert (
+        with_model("vllm://h:8000/google/gemma-4-31B-it", "google/gemma-4-E4B-it")
+        == "vllm://h:8000/google/gemma-4-E4B-it"
+    )
+    assert with_model("transformers:google/gemma-4-E2B-it", "/models/mine") == "transformers:/models/mine"
+    assert with_model("ollama:gemma4", "gemma4:e2b") == "ollama:gemma4:e2b"
+    with pytest.raises(UserError, match="scripted"):
+        with_model("scripted:out.json", "x")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("backend = ", "not valid TOML"),
+        ('backnd = "x"', "unknown key"),
+        ("thinking = 3", "thinking must be true or false"),
+        ('tools = "search"', "tools must be a list"),
+        ('tools = ["search", "teleport"]', "unknown tool"),
+        ("max_steps = 0", "max_steps"),
+    ],
+)
+def test_bad_config_files_are_usage_errors_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    path = write_config(tmp_path, text)
+    assert main(["run", "--backend", "scripted:x.json", "hello"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    if "TOML" in message or "key" in message:
+        assert str(path) in err
+
+
+def test_explicit_missing_config_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--config", str(tmp_path / "nope.toml"), "hi"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+class FakeOllamaTags(http.server.BaseHTTPRequestHandler):
+    """Answers Ollama's /api/tags like a server that has pulled two models."""
+
+    def do_GET(self) -> None:
+        if self.path != "/api/tags":
+            self.send_error(404)
+            return
+        body = json.dumps({"models": [{"name": "llama3:8b"}, {"name": "gemma4:e2b"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_ollama() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeOllamaTags)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_default_backend_prefers_a_running_ollama_and_its_gemma4_model(fake_ollama: str) -> None:
+    assert default_backend_url({"OLLAMA_HOST": fake_ollama}) == f"ollama://{fake_ollama}/gemma4:e2b"
+
+
+def test_default_backend_falls_back_to_transformers_then_explains(monkeypatch: pytest.MonkeyPatch) -> None:
+    nobody = {"OLLAMA_HOST": "127.0.0.1:9"}  # the discard port: nothing answers
+    monkeypatch.setattr(config, "transformers_installed", lambda: True)
+    assert default_backend_url(nobody) == "transformers:google/gemma-4-E2B-it"
+    monkeypatch.setattr(config, "transformers_installed", lambda: False)
+    with pytest.raises(BackendUnavailable) as info:
+        default_backend_url(nobody)
+    text = str(info.value)
+    assert "ollama pull gemma4:e4b" in text and "pip install 'agentkit[transformers]'" in text
+
+
+def test_no_backend_at_all_exits_3_with_instructions(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")
+    monkeypatch.setattr(config, "transformers_installed", lambda: False)
+    assert main(["run", "hello"]) == 3
+    err = capsys.readouterr().err
+    assert "ollama serve" in err and "Traceback" not in err

@@ -1,0 +1,165 @@
+"""``agentkit run`` end to end through ``main()``: streams, JSON events, tools, approvals, exit codes, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from agentkit import SessionStore
+from agentkit.cli import main
+from agentkit.cli.common import exit_code_for
+from agentkit.errors import BackendResponseError, BackendUnavailable, ModelNotFound, SessionNotFound, UserError
+
+from .conftest import call
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_answer_on_stdout_thinking_on_stderr(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    url = scripted(["<|channel>thought\nPondering.<channel|>The answer is **42**.<turn|>"])
+    assert main(["run", "--backend", url, "--thinking", "what is six times seven?"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "The answer is **42**.\n"
+    assert "Pondering." in err
+
+
+def test_json_events_are_one_object_per_line_ending_with_the_result(
+    scripted, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    url = scripted(["Hello there.<turn|>"])
+    assert main(["run", "--json", "--backend", url, "hi"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kinds = [e["type"] for e in events]
+    assert set(kinds) == {"text_delta", "step_finished", "run_finished"}
+    assert "".join(e["text"] for e in events if e["type"] == "text_delta") == "Hello there."
+    final = events[-1]
+    assert final["type"] == "run_finished" and final["ok"] is True and final["stop_reason"] == "completed"
+    assert SessionStore().load(final["session_id"]).messages[-1]["content"] == "Hello there."
+
+
+def test_task_from_stdin_and_session_continued(
+    scripted, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("summarise: cats are great\n"))
+    assert main(["run", "--json", "--backend", scripted(["Cats: great.<turn|>"])]) == 0
+    session = json.loads(capsys.readouterr().out.splitlines()[-1])["session_id"]
+    assert main(["run", "--backend", scripted(["Still great.<turn|>"]), "--session", session, "and dogs?"]) == 0
+    assert capsys.readouterr().out == "Still great.\n"
+    users = [m["content"] for m in SessionStore().load(session).messages if m["role"] == "user"]
+    assert users == ["summarise: cats are great\n", "and dogs?"]
+
+
+def test_files_tool_with_yes_writes_and_without_is_denied(
+    scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    ws = tmp_path / "ws"
+    outputs = [call("write_file", path="hello.txt", content="hi from gemma"), "Written.<turn|>"]
+    # stdin is not a terminal here: without --yes nobody can approve, so the write is denied.
+    assert main(["run", "--backend", scripted(outputs), "--tools", "files", "--workspace", str(ws), "write it"]) == 0
+    out, err = capsys.readouterr()
+    assert not (ws / "hello.txt").exists()
+    assert "✗ write_file" in err and "approval" in err
+    assert main(["run", "--yes", "--backend", scripted(outputs), "--tools", "files", "-w", str(ws), "write it"]) == 0
+    out, err = capsys.readouterr()
+    assert (ws / "hello.txt").read_text() == "hi from gemma"
+    assert "⚙ write_file" in err and "✓ write_file" in err
+    assert out == "Written.\n"
+
+
+def test_files_tool_needs_a_workspace(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    assert main(["run", "--backend", scripted(["x<turn|>"]), "--tools", "files", "hi"]) == 2
+    assert "--workspace" in capsys.readouterr().err
+
+
+def test_step_limit_exits_1(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    outputs = [call("nonexistent_tool", x="1")] * 2
+    assert main(["run", "--backend", scripted(outputs), "--max-steps", "2", "loop"]) == 1
+    assert "max_steps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["run", "--backend", "nope://x", "hi"], 2, "invalid backend"),
+        (["run", "--backend", "scripted:/does/not/exist.json", "hi"], 2, "cannot read scripted outputs"),
+        (["run", "--tools", "teleport", "--backend", "scripted:x", "hi"], 2, "unknown tool"),
+        (["sessions", "show", "no-such-session"], 2, "no session"),
+        (["run", "--backend", "ollama://127.0.0.1:9/gemma4:e4b", "hi"], 3, "Cannot reach Ollama"),
+    ],
+)
+def test_user_mistakes_exit_with_the_documented_code_and_no_traceback(
+    argv: list[str], code: int, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_argparse_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--concurrency", "3"])
+    assert info.value.code == 2
+
+
+def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for line in ("0    success", "2    usage error", "3    backend unavailable", "130  interrupted"):
+        assert line in out
+
+
+def test_exit_code_mapping() -> None:
+    assert exit_code_for(BackendUnavailable("down")) == 3
+    assert exit_code_for(ModelNotFound("pull it")) == 3
+    assert exit_code_for(UserError("bad")) == 2
+    assert exit_code_for(SessionNotFound("no")) == 2
+    assert exit_code_for(BackendResponseError("500")) == 1
+    assert exit_code_for(KeyboardInterrupt()) == 130
+
+
+CTRL_C_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import agentkit.cli.run as run
+    from agentkit.testing import ScriptedBackend
+    # A slow model, so there is time to press Ctrl-C in the middle of the answer.
+    run.make_backend = lambda settings: ScriptedBackend(["word " * 3000 + "<turn|>"], chunk_size=5, delay_s=0.01)
+    from agentkit.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_ctrl_c_exits_130_and_the_session_is_saved(tmp_path: Path, isolated_home: Path) -> None:
+    script = tmp_path / "slow_agentkit.py"
+    script.write_text(CTRL_C_SCRIPT, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "AGENTKIT_HOME": str(isolated_home)}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "run", "write forever"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.read(20)  # the answer is streaming
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "is saved" in err and "Traceback" not in err
+    (info,) = SessionStore(isolated_home / "sessions").list()
+    saved = SessionStore(isolated_home / "sessions").load(info.id)
+    assert [m["role"] for m in saved.messages] == ["user", "assistant"]
+    assert saved.messages[1]["content"].startswith("word word")

@@ -1,0 +1,86 @@
+"""``agentkit sessions`` and ``agentkit doctor`` through ``main()``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agentkit import SessionStore
+from agentkit.cli import main
+from agentkit.cli.doctor import check_sandbox
+
+from .conftest import call
+
+
+def make_session(scripted, task: str = "plan a picnic", answer: str = "Bring **sandwiches**.") -> str:  # type: ignore[no-untyped-def]
+    outputs = [call("nonexistent", x="1"), f"{answer}<turn|>"]
+    assert main(["run", "--json", "--backend", scripted(outputs), task]) == 0
+    return SessionStore().list()[0].id
+
+
+def test_list_show_export_rename_delete(scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    sid = make_session(scripted)
+    capsys.readouterr()
+
+    assert main(["sessions", "list"]) == 0
+    out = capsys.readouterr().out
+    assert sid in out and "plan a picnic" in out
+
+    assert main(["sessions", "list", "--json"]) == 0
+    (info,) = json.loads(capsys.readouterr().out)
+    assert info["id"] == sid and info["message_count"] == 4
+
+    assert main(["sessions", "show", sid]) == 0
+    out = capsys.readouterr().out
+    assert "plan a picnic" in out and "sandwiches" in out and "nonexistent" in out
+
+    target = tmp_path / "export.json"
+    assert main(["sessions", "export", sid, "-o", str(target)]) == 0
+    assert json.loads(target.read_text())["id"] == sid
+    assert main(["sessions", "export", sid]) == 0
+    assert json.loads(capsys.readouterr().out)["messages"][0]["content"] == "plan a picnic"
+
+    assert main(["sessions", "rename", sid, "Picnic"]) == 0
+    assert SessionStore().load(sid).title == "Picnic"
+
+    assert main(["sessions", "delete", sid]) == 0
+    assert SessionStore().list() == []
+    assert main(["sessions", "delete", sid]) == 2
+    assert "no session" in capsys.readouterr().err
+
+
+def test_empty_list_says_where_it_looked(isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sessions", "list"]) == 0
+    assert str(isolated_home / "sessions") in capsys.readouterr().err
+
+
+def test_doctor_all_good_with_a_model_that_calls_the_probe(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    url = scripted([call("agentkit_probe", word="marmalade"), "probe ok: marmalade<turn|>"])
+    code = main(["doctor", "--backend", url])
+    out = capsys.readouterr().out
+    assert "✓ backend" in out and "✓ tool probe" in out
+    assert code == 0  # bwrap may be missing: it is only required when the python tool is on
+
+
+def test_doctor_flags_a_model_that_never_calls_tools(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    url = scripted(["I would rather just talk.<turn|>"])
+    assert main(["doctor", "--backend", url]) == 1
+    out = capsys.readouterr().out
+    assert "✗ tool probe" in out and "without calling the tool" in out
+
+
+def test_doctor_unreachable_backend_exits_3_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "config.toml").write_text('[backends]\ndown = "ollama://127.0.0.1:9/gemma4:e4b"\n', encoding="utf-8")
+    assert main(["doctor", "--backend", "down", "--no-probe"]) == 3
+    out = capsys.readouterr().out
+    assert "✗ backend" in out and "ollama serve" in out
+
+
+def test_sandbox_check_reports_missing_bwrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    missing = check_sandbox(needed=True)
+    assert missing.status == "fail" and "apt-get install bubblewrap" in missing.fix
+    assert check_sandbox(needed=False).status == "warn"
