@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, cast
@@ -69,6 +70,9 @@ DEFAULT_HOST = "http://localhost:11434"
 
 # Phrases of Ollama's "does not fit" errors (llm/llama_server.go:298, server/routes.go:910-968) and of
 # llama-server's own ("exceeds the available context size").
+# "model 'x' not found" (routes.go:2485, 1367) and 'model "x" not found, try pulling it first' (routes.go:3116);
+# any other 404 (a wrong address, another server) is not a missing model.
+_MODEL_NOT_FOUND = re.compile(r"model ['\"].*['\"] not found")
 _CONTEXT_PHRASES = ("context length", "context window", "context size", "exceeds the available context")
 
 
@@ -293,7 +297,8 @@ class OllamaBackend:
             return exc
         if isinstance(exc, ollama.ResponseError):
             return self._response_error(str(exc.error), exc.status_code, streamed=streamed)
-        if isinstance(exc, ConnectionError | httpx.ConnectError | httpx.ConnectTimeout):
+        # ollama-python raises a bare ConnectionError for refused connections outside streams.
+        if type(exc) is ConnectionError or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return BackendUnavailable(
                 f"Cannot reach Ollama at {self._host}: start it with `ollama serve` "
                 "(or set --backend / AGENTKIT_BACKEND)",
@@ -307,7 +312,7 @@ class OllamaBackend:
                 "the model — try again, or give OllamaBackend a larger timeout=",
                 backend="ollama",
             )
-        if isinstance(exc, httpx.TransportError):  # RemoteProtocolError, ReadError: the connection went away
+        if isinstance(exc, httpx.TransportError | ConnectionError):  # RemoteProtocolError, ReadError, resets
             if streamed:
                 return StreamInterrupted(
                     f"The connection to Ollama at {self._host} broke off mid-response ({exc or type(exc).__name__}); "
@@ -326,7 +331,7 @@ class OllamaBackend:
     def _response_error(self, text: str, status: int, *, streamed: bool) -> BackendError:
         code = status if status > 0 else None  # the client reports errors inside a stream with status -1
         lowered = text.lower()
-        if status == 404 and "not found" in lowered:
+        if status == 404 and _MODEL_NOT_FOUND.search(text):
             return ModelNotFound(
                 f"Ollama at {self._host} does not have the model '{self._model}': run `ollama pull {self._model}` "
                 f"(Ollama said: {text})",
@@ -351,8 +356,9 @@ class OllamaBackend:
         if streamed:
             return StreamInterrupted(f"Ollama reported an error mid-response: {text}", backend="ollama", status=code)
         where = f"HTTP {status}" if code else "error"
+        hint = " — is this address an Ollama server?" if status in (404, 405) else ""
         return BackendResponseError(
-            f"Ollama at {self._host} answered with {where}: {text}", backend="ollama", status=code
+            f"Ollama at {self._host} answered with {where}: {text}{hint}", backend="ollama", status=code
         )
 
     async def _not_found_message(self) -> str:

@@ -345,6 +345,14 @@ async def test_model_not_pulled_is_not_retried(fake: FakeOllamaServer) -> None:
     await backend.aclose()
 
 
+async def test_a_404_from_something_else_is_not_a_missing_model(fake: FakeOllamaServer) -> None:
+    backend = OllamaBackend(MODEL, fake.url + "/v1", backoff_s=0.001)  # a wrong base path: gin's NoRoute 404
+    with pytest.raises(BackendResponseError, match="404 page not found — is this address an Ollama server") as info:
+        await collect(backend, request())
+    assert not isinstance(info.value, ModelNotFound)
+    await backend.aclose()
+
+
 async def test_check_passes_when_the_model_is_there(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
     await backend.check()
     assert [(r.method, r.path) for r in fake.requests] == [("GET", "/api/version"), ("POST", "/api/show")]
