@@ -236,6 +236,8 @@ class TransformersBackend:
                 await asyncio.shield(asyncio.to_thread(thread.join))
             res = result[0]
             decode_s = res.end_s - res.first_token_s if res.first_token_s else 0.0
+            # First *token*, not first text: a token can be held back while it completes a character.
+            ttft = res.first_token_s - start if res.first_token_s else ttft
             yield GenerationDone(
                 stop=res.stop,
                 usage=Usage(res.prompt_tokens, res.completion_tokens, res.cached_tokens),
