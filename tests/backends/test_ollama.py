@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -459,6 +460,33 @@ async def test_closing_the_stream_closes_the_connection(fake: FakeOllamaServer, 
     assert fake.disconnected.wait(10)
     assert fake.chunks_written < 200
     assert received == ["word "] * 3
+
+
+async def test_cancelling_the_task_closes_the_connection(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    fake.script(ScriptedReply(content="word " * 200, chunk_size=5, delay_s=0.01))
+    three = asyncio.Event()
+
+    async def consume() -> None:
+        n = 0
+        async for _ in backend.stream(request()):
+            n += 1
+            if n == 3:
+                three.set()
+
+    task = asyncio.create_task(consume())
+    await three.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert fake.disconnected.wait(10)
+    assert fake.chunks_written < 200
+
+
+async def test_concurrent_streams_share_the_backend(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
+    answers = [f"Answer number {i}." for i in range(8)]
+    fake.script(*[ScriptedReply(content=a, chunk_size=3, delay_s=0.005) for a in answers])
+    results = await asyncio.gather(*[collect(backend, request()) for _ in answers])
+    assert sorted("".join(deltas) for deltas, _ in results) == sorted(a + "<turn|>" for a in answers)
 
 
 # -- the fake itself, through the official client (its other endpoints) -----------------------------
