@@ -224,6 +224,8 @@ class PythonSandbox:
         assert self.bwrap is not None
         mb = 1024 * 1024
         args = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        # No nested user namespaces: they would hand the code capabilities (mounts, more namespaces) inside.
+        args += ["--unshare-user", "--disable-userns"]
         if self.network:
             args.append("--share-net")
         args += ["--uid", "1000", "--gid", "1000", "--hostname", "sandbox"]
@@ -238,7 +240,9 @@ class PythonSandbox:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         for path in [*self._python_roots(), *self.extra_ro_paths]:
             args += ["--ro-bind", path, path]
-        args += ["--proc", "/proc", "--dev", "/dev"]
+        # /proc read-only as a whole: when agentkit runs as root the sandbox user is uid 0 to the kernel, and
+        # sysctls (/proc/sys/kernel/core_pattern, ...) only check that uid, not capabilities.
+        args += ["--proc", "/proc", "--remount-ro", "/proc", "--dev", "/dev"]
         args += ["--size", str(self.tmp_mb * mb), "--tmpfs", "/tmp"]
         args += ["--size", str(self.tmp_mb * mb), "--tmpfs", "/dev/shm"]
         if self.workspace is not None:

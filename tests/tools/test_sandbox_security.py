@@ -119,6 +119,27 @@ def test_escape_via_proc_of_the_host(sandbox: PythonSandbox) -> None:
     attempt(sandbox, f"print(open('/proc/{os.getpid()}/environ').read())")
 
 
+def test_escape_write_host_sysctl(sandbox: PythonSandbox) -> None:
+    # Rewrites the current value (harmless if it ever got through); as root, sysctls only check the uid.
+    before = Path("/proc/sys/vm/swappiness").read_text()
+    attempt(sandbox, "p = '/proc/sys/vm/swappiness'\nopen(p, 'w').write(open(p).read())")
+    attempt(sandbox, "p = '/proc/sys/kernel/core_pattern'\nopen(p, 'w').write(open(p).read())")
+    assert Path("/proc/sys/vm/swappiness").read_text() == before
+
+
+def test_escape_nested_user_namespace(sandbox: PythonSandbox) -> None:
+    # A user namespace of its own would give the code capabilities (mount, more namespaces) inside the sandbox.
+    attempt(
+        sandbox,
+        """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
+    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+""",
+    )
+
+
 # -- resources --------------------------------------------------------------------------------------
 
 
