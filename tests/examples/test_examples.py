@@ -1,0 +1,222 @@
+"""Every example runs as written, against ScriptedBackend instead of a model server.
+
+The built-in tools are the real ones; only their outer seams are replaced: the search engine client, the
+DNS resolver and HTTP transport of fetch_url, and the person answering approval questions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+
+from agentkit import Approval, ToolCallRequest
+from agentkit.backends.base import GenerationRequest
+from agentkit.testing import ScriptedBackend
+from agentkit.tools import make_fetch_url, make_web_search
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+Q = '<|"|>'
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def call(name: str, *, hand_over: bool = True, **args: Any) -> str:
+    """A raw Gemma 4 tool call; ``hand_over=False`` for all but the last of several calls in one output."""
+
+    def value(v: Any) -> str:
+        return json.dumps(v) if isinstance(v, int | float) else f"{Q}{v}{Q}"
+
+    body = ",".join(f"{k}:{value(v)}" for k, v in sorted(args.items()))
+    return f"<|tool_call>call:{name}{{{body}}}<tool_call|>" + ("<|tool_response>" if hand_over else "")
+
+
+# -- research assistant ---------------------------------------------------------------------------
+
+
+class FakeDDGS:
+    """Speaks the part of ddgs.DDGS that web_search uses."""
+
+    def text(self, query: str, **kwargs: Any) -> list[dict[str, str]]:
+        return [
+            {"title": "Gemma 4 model card", "href": "https://ai.example.org/gemma4", "body": "Sizes E2B to 31B."},
+            {"title": "Gemma 4 on laptops", "href": "https://blog.example.org/laptop", "body": "E4B fits."},
+        ]
+
+
+PAGES = {
+    "/gemma4": "<html><body><h1>Gemma 4</h1><p>Gemma 4 comes in E2B, E4B, 26B A4B and 31B sizes.</p></body></html>",
+    "/laptop": "<html><body><h1>Laptops</h1><p>E4B runs well on a 16 GB laptop.</p></body></html>",
+}
+
+
+def fake_web(request: httpx.Request) -> httpx.Response:
+    page = PAGES.get(request.url.path)
+    if page is None:
+        return httpx.Response(404, text="not found")
+    return httpx.Response(200, text=page, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+async def public_dns(host: str, port: int) -> list[str]:
+    return ["93.184.216.34"]  # a public address, so the private-address guard lets it through
+
+
+def test_research_assistant_cites_the_pages_it_read(capsys: pytest.CaptureFixture[str]) -> None:
+    mod = load("research_assistant")
+    backend = ScriptedBackend(
+        [
+            "<|channel>thought\nSearch first.<channel|>" + call("web_search", query="Gemma 4 sizes laptop"),
+            call("fetch_url", hand_over=False, url="https://ai.example.org/gemma4")
+            + call("fetch_url", url="https://blog.example.org/laptop"),
+            "Gemma 4 comes in E2B, E4B, 26B A4B and 31B [1]; E4B suits a laptop [2].\n\n"
+            "Sources:\n[1] https://ai.example.org/gemma4\n[2] https://blog.example.org/laptop<turn|>",
+        ]
+    )
+    agent = mod.build_agent(
+        backend,
+        search=make_web_search(client_factory=FakeDDGS),
+        fetch=make_fetch_url(resolver=public_dns, transport=httpx.MockTransport(fake_web)),
+    )
+    assert mod.main(["Which Gemma 4 fits a laptop?"], agent=agent) == 0
+    out = capsys.readouterr().out
+    assert "E4B suits a laptop [2]" in out
+    assert "[1] https://ai.example.org/gemma4" in out and "[2] https://blog.example.org/laptop" in out
+    # The pages' text really reached the model, in the tool responses.
+    assert "E4B runs well on a 16 GB laptop" in backend.prompts[2]
+
+
+def test_research_assistant_flags_citations_to_pages_it_never_read(capsys: pytest.CaptureFixture[str]) -> None:
+    mod = load("research_assistant")
+    backend = ScriptedBackend([call("web_search", query="x"), "Made up [3].<turn|>"])
+    agent = mod.build_agent(backend, search=make_web_search(client_factory=FakeDDGS))
+    assert mod.main(["x"], agent=agent) == 1
+    captured = capsys.readouterr()
+    assert "none: the answer is not backed" in captured.out
+    assert "[3]" in captured.err
+
+
+# -- data analyst ---------------------------------------------------------------------------------
+
+ANALYSIS = """import csv, collections
+rows = list(csv.DictReader(open("sales.csv")))
+totals = collections.Counter()
+for r in rows:
+    totals[r["region"]] += int(r["revenue"])
+print(totals.most_common(1)[0])
+"""
+
+
+@pytest.mark.bwrap
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (apt-get install bubblewrap)")
+def test_data_analyst_runs_the_models_code_in_the_sandbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mod = load("data_analyst")
+    seen: dict[str, str] = {}
+
+    def answer(request: GenerationRequest) -> str:
+        # The model reads the sandbox's real output from the tool response before answering.
+        seen["prompt"] = request.prompt.text
+        return "North had the highest revenue: 45,000.<turn|>"
+
+    backend = ScriptedBackend([call("list_dir", path="."), call("run_python", code=ANALYSIS), answer])
+    assert mod.main([], backend=backend, workspace=tmp_path) == 0
+    assert "('North', 45000)" in seen["prompt"]
+    captured = capsys.readouterr()
+    assert "North had the highest revenue" in captured.out
+    assert "--- running ---" in captured.err and "('North', 45000)" in captured.err
+
+
+def test_data_analyst_policy_allows_only_sandboxed_code() -> None:
+    mod = load("data_analyst")
+
+    def request(name: str, side_effects: bool) -> ToolCallRequest:
+        return ToolCallRequest("c1", name, {}, side_effects)
+
+    assert mod.sandboxed_code_is_fine(request("run_python", True)) is Approval.ALLOW
+    assert mod.sandboxed_code_is_fine(request("write_file", True)) is Approval.ASK
+    assert mod.sandboxed_code_is_fine(request("read_file", False)) is Approval.ALLOW
+
+
+# -- file organiser -------------------------------------------------------------------------------
+
+
+def test_file_organiser_moves_only_what_the_person_approves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mod = load("file_organiser")
+    for name in ("report.pdf", "cat.jpg", "notes.txt"):
+        (tmp_path / name).write_text(name)
+    asked: list[str] = []
+
+    async def person(request: ToolCallRequest) -> Approval:
+        asked.append(request.arguments["source"])
+        return Approval.DENY if request.arguments["source"] == "notes.txt" else Approval.ALLOW
+
+    backend = ScriptedBackend(
+        [
+            call("list_dir", path="."),
+            call("move_file", hand_over=False, source="report.pdf", destination="documents/report.pdf")
+            + call("move_file", source="cat.jpg", destination="images/cat.jpg"),
+            call("move_file", source="notes.txt", destination="documents/notes.txt"),
+            call("move_file", source="../escape.txt", destination="x.txt"),
+            "Moved the report and the photo; you kept notes.txt where it was.<turn|>",
+        ]
+    )
+    assert mod.main([str(tmp_path)], backend=backend, ask=person) == 0
+    assert (tmp_path / "documents" / "report.pdf").read_text() == "report.pdf"
+    assert (tmp_path / "images" / "cat.jpg").read_text() == "cat.jpg"
+    assert (tmp_path / "notes.txt").exists() and not (tmp_path / "documents" / "notes.txt").exists()
+    assert sorted(asked) == ["../escape.txt", "cat.jpg", "notes.txt", "report.pdf"]
+    err = capsys.readouterr().err
+    assert "denied" in err and "outside the folder" in err
+
+
+# -- batch script ---------------------------------------------------------------------------------
+
+
+def test_batch_script_runs_tasks_concurrently_and_reports_failures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mod = load("batch_script")
+
+    def model(request: GenerationRequest) -> str:
+        question = request.messages[0 if request.messages[0]["role"] == "user" else 1]["content"]
+        if request.messages[-1]["role"] == "tool":
+            return f"The result is {request.messages[-1]['content']['value']}.<turn|>"
+        if "Celsius" in question:
+            return call("calculator", expression="37 * 9 / 5 + 32")
+        return "About 8 km.<turn|>"
+
+    questions = tmp_path / "q.txt"
+    questions.write_text("Convert 37 degrees Celsius to Fahrenheit.\nConvert 5 miles to km.\n", encoding="utf-8")
+    backend = ScriptedBackend([model] * 10)
+    assert mod.main([str(questions)], backend=backend) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["index"] for r in lines] == [0, 1]
+    assert lines[0]["output"] == "The result is 98.6." and lines[0]["tool_calls"] == 1
+    assert lines[1]["output"] == "About 8 km."
+    exhausted = ScriptedBackend([])  # every task fails: reported per line, exit code 1
+    assert mod.main([str(questions)], backend=exhausted) == 1
+    out = capsys.readouterr()
+    assert all(not json.loads(line)["ok"] for line in out.out.splitlines())
+    assert "0 ok, 2 failed" in out.err
+
+
+def test_batch_script_calculator_refuses_code() -> None:
+    mod = load("batch_script")
+    assert mod.calculator.fn("2 ** 10 / 4") == 256.0
+    with pytest.raises(ValueError):
+        mod.calculator.fn("__import__('os').system('true')")
+    with pytest.raises(ValueError):
+        mod.calculator.fn("9 ** 9 ** 9")
