@@ -38,6 +38,7 @@ from pathlib import Path
 
 from agentkit.errors import SandboxError, SandboxUnavailable, UserError
 from agentkit.tools._cgroup import PidsCgroup
+from agentkit.tools._seccomp import filter_program
 from agentkit.tools.runtime import Tool, tool
 from agentkit.tools.workspace import Workspace
 
@@ -303,8 +304,18 @@ class PythonSandbox:
         self, cmd: list[str], cwd: str | None, env: dict[str, str] | None, code: bytes, cgroup: PidsCgroup | None
     ) -> ExecResult:
         info_r, info_w = os.pipe()
+        keep: list[int] = []  # descriptors bwrap inherits
         if self.confined:  # bwrap writes to this pipe once the sandbox is set up: silence means it failed
-            cmd = [cmd[0], "--info-fd", str(info_w), *cmd[1:]]
+            keep.append(info_w)
+            extra = ["--info-fd", str(info_w)]
+            if (program := filter_program()) is not None:
+                # bwrap reads the filter to EOF before it starts; a pipe holds it (a few hundred bytes).
+                seccomp_r, seccomp_w = os.pipe()
+                os.write(seccomp_w, program)
+                os.close(seccomp_w)
+                keep.append(seccomp_r)
+                extra += ["--seccomp", str(seccomp_r)]
+            cmd = [cmd[0], *extra, *cmd[1:]]
         out, err = _CappedReader(self.max_output_bytes), _CappedReader(self.max_output_bytes)
         start = time.perf_counter()
         try:
@@ -316,14 +327,15 @@ class PythonSandbox:
                 cwd=cwd,
                 env=env,
                 start_new_session=True,  # its own process group, killed as a whole
-                pass_fds=(info_w,) if self.confined else (),
+                pass_fds=tuple(keep),
                 preexec_fn=cgroup.join_from_child if cgroup is not None else None,
             )
         except OSError as exc:
             os.close(info_r)
             raise SandboxError(f"could not start {cmd[0]}: {exc}") from exc
         finally:
-            os.close(info_w)
+            for fd in {info_w, *keep}:
+                os.close(fd)
         timed_out = False
         readers = asyncio.gather(out.drain(proc.stdout), err.drain(proc.stderr), self._feed(proc, code))
         try:

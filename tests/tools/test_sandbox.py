@@ -156,3 +156,14 @@ def test_bad_settings_are_user_errors(tmp_path: Path) -> None:
         PythonSandbox(timeout_s=0)
     with pytest.raises(UserError, match="not a directory"):
         PythonSandbox(tmp_path / "missing")
+
+
+def test_seccomp_filter_program() -> None:
+    from agentkit.tools._seccomp import filter_program
+
+    x86 = filter_program("x86_64")
+    arm = filter_program("aarch64")
+    assert x86 is not None and arm is not None
+    assert len(x86) % 8 == 0 and len(x86) // 8 == 4 + 2 + 2 * 9 + 1  # arch check, x32 check, 9 calls, allow
+    assert len(arm) // 8 == 4 + 2 * 9 + 1
+    assert filter_program("riscv64") is None  # no table here: the sandbox runs without the filter

@@ -8,6 +8,7 @@ each test that no process of the sandbox is left on the host.
 from __future__ import annotations
 
 import os
+import platform
 import resource
 import secrets
 import socket
@@ -138,6 +139,25 @@ if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
     raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 """,
     )
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="syscall numbers below are x86-64's")
+@pytest.mark.parametrize(
+    ("name", "nr", "args"),
+    [("keyctl", 250, (0, -4, 0)), ("bpf", 321, (0, 0, 0)), ("io_uring_setup", 425, (1, 0))],
+)
+def test_escape_shared_kernel_facilities(sandbox: PythonSandbox, name: str, nr: int, args: tuple[int, ...]) -> None:
+    # Kernel keyrings are per uid (as root, the host's root keyring); bpf and io_uring are exploit surface.
+    out = attempt(
+        sandbox,
+        f"""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.syscall({nr}, *{args!r}) < 0:
+    raise OSError(ctypes.get_errno(), "{name}: " + os.strerror(ctypes.get_errno()))
+""",
+    )
+    assert "Operation not permitted" in out
 
 
 # -- resources --------------------------------------------------------------------------------------
