@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from agentkit import Agent, tool
@@ -579,6 +580,39 @@ async def test_32_concurrent_requests_all_complete(vllm_server: VLLMServer) -> N
     for _, done in results:
         assert 1 <= done.usage.completion_tokens <= 16
         assert done.usage.prompt_tokens > 0
+
+
+def engine_metric(server: VLLMServer, name: str, label: str = "") -> float:
+    """One value from vLLM's Prometheus ``/metrics``, e.g. ``vllm:num_requests_running``."""
+    for line in httpx.get(f"{server.base_url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + "{") and label in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} {label} in /metrics")
+
+
+def finished_normally(server: VLLMServer) -> float:
+    return sum(
+        engine_metric(server, "vllm:request_success_total", f'finished_reason="{r}"') for r in ("stop", "length")
+    )
+
+
+@vllm
+async def test_closing_the_stream_aborts_the_request_on_the_server(vllm_server: VLLMServer) -> None:
+    finished_before = finished_normally(vllm_server)
+    backend = real_backend(vllm_server)
+    request = GenerationRequest(prompt=user_prompt("Tell me a long story"), sampling=SamplingParams(max_tokens=900))
+    stream = backend.stream(request)
+    pieces = [await anext(stream) for _ in range(2)]
+    assert all(isinstance(p, TextDelta) for p in pieces)
+    await stream.aclose()  # type: ignore[attr-defined]
+    await backend.aclose()
+    # Wait until the engine has no request left: either it aborted ours or ours ran to its end.
+    for _ in range(600):
+        if engine_metric(vllm_server, "vllm:num_requests_running") == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert engine_metric(vllm_server, "vllm:num_requests_running") == 0
+    assert finished_normally(vllm_server) == finished_before  # aborted: it never finished by stop or length
 
 
 @vllm
