@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -277,3 +281,51 @@ async def test_fetch_runs_as_a_tool_inside_an_event_loop(site: LocalSite) -> Non
     fetch = make_fetch_url(allow_private=True)
     assert (await fetch.acall({"url": f"{site.base}/data.json"})).endswith('{"answer": 42}')
     assert fetch(f"{site.base}/data.json").endswith("42}")  # a direct call works even with a loop running
+
+
+class PortRouter(httpx.AsyncBaseTransport):
+    """Test transport: delivers pinned requests to a loopback port, keeping scheme, Host header and TLS name."""
+
+    def __init__(self, port: int, inner: httpx.AsyncBaseTransport) -> None:
+        self.port = port
+        self.inner = inner
+        self.seen: list[tuple[str, str, object]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append((request.url.host, request.headers["host"], request.extensions.get("sni_hostname")))
+        request.url = request.url.copy_with(host="127.0.0.1", port=self.port)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.fixture()
+def tls_site(tmp_path: Path) -> Iterator[tuple[int, ssl.SSLContext]]:
+    """The same routes over HTTPS with a self-signed certificate for public.test only."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=public.test"
+    cmd += " -addext subjectAltName=DNS:public.test"
+    subprocess.run([*cmd.split(), "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    server = LocalSite()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    server.socket = server_ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    yield server.server_address[1], client_ctx
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_is_pinned_to_the_checked_address_and_verified_by_name(tls_site: tuple[int, ssl.SSLContext]) -> None:
+    port, ctx = tls_site
+    resolver = FakeResolver({"public.test": ["93.184.216.34"], "other.test": ["93.184.216.34"]})
+    router = PortRouter(port, httpx.AsyncHTTPTransport(verify=ctx))
+    fetch = make_fetch_url(resolver=resolver, transport=router)
+    assert fetch("https://public.test/data.json").endswith('{"answer": 42}')
+    assert router.seen == [("93.184.216.34", "public.test", "public.test")]
+    with pytest.raises(ToolError, match="could not fetch"):
+        fetch("https://other.test/data.json")  # the certificate is checked against the name, not the address
