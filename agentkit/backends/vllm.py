@@ -276,7 +276,7 @@ class VLLMBackend:
                 response = await client.get("/v1/models")
             except httpx.TransportError as exc:
                 raise self._unreachable(exc) from exc
-            if response.status_code >= 500:
+            if response.status_code >= 500 or response.status_code in (401, 403):
                 raise error_from_response(
                     response.status_code, response.text, base_url=self._base_url, model=self._model
                 )

@@ -30,6 +30,7 @@ from agentkit.errors import (
     ContextTooLong,
     ModelNotFound,
     StreamInterrupted,
+    UserError,
 )
 from agentkit.gemma4 import Prompt
 from agentkit.gemma4.tokens import CONTROL_TOKENS, EOS, TOOL_RESPONSE_START, TURN_END
@@ -133,6 +134,7 @@ class FlakyOpenAIServer:
     replies: list[Reply]
     model: str = "gemma"
     max_model_len: int = 2048
+    require_key: str | None = None  # answer 401 like `vllm serve --api-key` when the bearer token differs
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     max_in_flight: int = 0
@@ -156,7 +158,15 @@ class FlakyOpenAIServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _authorized(self) -> bool:
+                if double.require_key is None or self.headers.get("Authorization") == f"Bearer {double.require_key}":
+                    return True
+                self._json(401, {"error": "Unauthorized"})  # vLLM's --api-key middleware answers exactly this
+                return False
+
             def do_GET(self) -> None:
+                if not self._authorized():
+                    return
                 if self.path == "/v1/models":
                     entry = {"id": double.model, "object": "model", "max_model_len": double.max_model_len}
                     self._json(200, {"object": "list", "data": [entry]})
@@ -166,6 +176,8 @@ class FlakyOpenAIServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length))
+                if not self._authorized():
+                    return
                 with double._lock:
                     double.requests.append(body)
                     double.headers.append(dict(self.headers))
@@ -367,6 +379,23 @@ async def test_server_down_is_backend_unavailable_with_the_command_to_start_it()
     with pytest.raises(BackendUnavailable):
         await backend.check()
     await backend.aclose()
+
+
+async def test_wrong_api_key_says_so_in_check_and_stream(flaky: list) -> None:
+    server = start(flaky, OK_STREAM, require_key="right")
+    backend = server.backend(api_key="wrong")
+    with pytest.raises(BackendResponseError, match=r"refused the request \(401: Unauthorized\).*--api-key"):
+        await backend.check()
+    with pytest.raises(BackendResponseError, match="401"):
+        await collect(backend, REQUEST)
+    await backend.aclose()
+    assert len(server.requests) == 0  # the model listing already failed; nothing was generated
+
+
+def test_a_named_tokenizer_that_is_not_here_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"No tokenizer\.json found"):
+        VLLMBackend("gemma", tokenizer=tmp_path / "missing")
+    assert not VLLMBackend("gemma", tokenizer=None).capabilities.token_ids  # none found: text prompts
 
 
 async def test_concurrency_limit_holds_back_extra_requests(flaky: list) -> None:
