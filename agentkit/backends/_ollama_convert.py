@@ -10,6 +10,13 @@ tested alone:
   ``message.content``, ``message.tool_calls``, ``done_reason``) into the native Gemma 4 text the agent loop
   parses, so the loop sees one format whatever the engine.
 
+Untrusted text: Ollama renders the prompt as *text* and tokenizes it with special tokens recognized (its
+renderer writes ``<bos>`` and ``<|turn>`` as text for the tokenizer to turn into tokens,
+``model/renderers/gemma4.go:34,49``), so a literal ``<|tool_call>`` in a tool result or web page would become
+the real token and forge a call. Every string sent is therefore passed through
+:func:`agentkit.gemma4.sanitize.sanitize`, the same neutralization agentkit's own text prompts get (it only
+touches control-token look-alikes).
+
 Ollama's message model is narrower than the native format in two places, and both are handled here:
 tool results are strings only (its Gemma 4 renderer always writes ``response:NAME{value:<|"|>…<|"|>}``,
 ``model/renderers/gemma4.go`` ``formatToolResponseBlock``), so mapping results are sent as JSON text; and
@@ -27,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import UserError
+from agentkit.gemma4.sanitize import sanitize
 from agentkit.gemma4.tokens import CHANNEL_END, CHANNEL_START, TOOL_RESPONSE_START, TURN_END
 from agentkit.gemma4.values import format_tool_call, format_value
 
 from .base import GenerationRequest
 
-__all__ = ["NativeTextWriter", "chat_body", "ollama_messages", "sampling_options"]
+__all__ = ["NativeTextWriter", "chat_body", "neutralize", "ollama_messages", "sampling_options"]
 
 _MEDIA_PART_TYPES = frozenset({"image", "image_url", "audio", "input_audio"})
 
@@ -86,10 +94,21 @@ def chat_body(
     return body
 
 
+def neutralize(value: Any) -> Any:
+    """``value`` (a JSON value) with every string in it, keys included, passed through ``sanitize``."""
+    if isinstance(value, str):
+        return sanitize(value)
+    if isinstance(value, Mapping):
+        return {sanitize(str(k)): neutralize(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [neutralize(v) for v in value]
+    return value
+
+
 def _tool(tool: Mapping[str, Any]) -> dict[str, Any]:
     # Sent as given (a JSON round trip makes a plain, detached copy): Ollama's api.ToolProperty keeps nested
     # properties/required/anyOf, which the ollama-python Tool model would drop.
-    copy: dict[str, Any] = json.loads(json.dumps(tool, default=str))
+    copy: dict[str, Any] = neutralize(json.loads(json.dumps(tool, default=str)))
     if "function" not in copy and "name" in copy:
         copy = {"type": "function", "function": copy}
     copy.setdefault("type", "function")
@@ -120,13 +139,13 @@ def ollama_messages(messages: Sequence[Mapping[str, Any]], media: Sequence[Any] 
         if role == "developer":
             role = "system"
         text, images = _content(message.get("content"), pending_media, role=role)
-        item: dict[str, Any] = {"role": role, "content": text}
+        item: dict[str, Any] = {"role": role, "content": sanitize(text)}
         if images:
             item["images"] = images
         if role == "assistant":
             thinking = message.get("reasoning_content") or message.get("thinking")
             if thinking and index > last_user:
-                item["thinking"] = str(thinking)
+                item["thinking"] = sanitize(str(thinking))
             calls = [_tool_call(c) for c in message.get("tool_calls") or ()]
             if calls:
                 item["tool_calls"] = calls
@@ -137,7 +156,7 @@ def ollama_messages(messages: Sequence[Mapping[str, Any]], media: Sequence[Any] 
             call_id = message.get("tool_call_id")
             name = message.get("name") or message.get("tool_name") or call_names.get(str(call_id), "")
             if name:
-                item["tool_name"] = str(name)
+                item["tool_name"] = sanitize(str(name))
             if call_id:
                 item["tool_call_id"] = str(call_id)
         out.append(item)
@@ -155,7 +174,7 @@ def _tool_call(call: Mapping[str, Any]) -> dict[str, Any]:
             raise UserError(f"tool call {name!r} has arguments that are not JSON: {arguments[:80]!r}") from exc
     if not isinstance(arguments, Mapping):
         raise UserError(f"tool call {name!r} has arguments of type {type(arguments).__name__}; expected an object")
-    converted: dict[str, Any] = {"function": {"name": name, "arguments": dict(arguments)}}
+    converted: dict[str, Any] = {"function": {"name": sanitize(name), "arguments": neutralize(dict(arguments))}}
     if call.get("id"):
         converted["id"] = str(call["id"])
     return converted
