@@ -207,7 +207,7 @@ def _write_declaration(out: _Out, fn: Mapping[str, Any]) -> None:
     out.t(f"{TOOL_START}declaration:")
     out.u(fn["name"])
     out.t("{description:")
-    _string(out, str(fn.get("description") or "").strip())
+    _string(out, str(fn.get("description") or ""))
     params = fn.get("parameters")
     if isinstance(params, Mapping) and params:
         out.t(",parameters:{")

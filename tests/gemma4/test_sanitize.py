@@ -183,3 +183,19 @@ def test_prompt_segments_encode_trusted_tokens_as_single_ids() -> None:
     assert ids[0] == tokenizer.convert_tokens_to_ids("<|turn>")
     assert ids[-1] == tokenizer.convert_tokens_to_ids("<turn|>")
     assert ids.count(ids[0]) == 1
+
+
+_PIECE_TEXT = st.lists(
+    st.sampled_from([*CONTROL_TOKENS, "<", "|", ">", "＜", "｜", "＞", ZWJ, "call:x{", "}", '"', "\n", "a"]),
+    max_size=10,
+).map("".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_PIECE_TEXT)
+def test_any_mix_of_token_pieces_in_every_slot_adds_no_token(pieces: str) -> None:
+    text = f"a {pieces} a"  # same shape as BENIGN: not empty, not a bare key
+    expected = count_tokens(render(*_conversation(BENIGN)).text)
+    prompt = render(*_conversation(text))
+    assert count_tokens(prompt.text) == expected
+    assert count_tokens(unicodedata.normalize("NFKC", prompt.text)) == expected
