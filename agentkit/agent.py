@@ -25,13 +25,14 @@ import json
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from agentkit import gemma4
 from agentkit.backends.base import (
     Backend,
+    BackendEvent,
     GenerationDone,
     GenerationRequest,
     SamplingParams,
@@ -273,7 +274,9 @@ class Agent:
                 partial_text = []
                 done: GenerationDone | None = None
                 t0 = time.perf_counter()
-                async with contextlib.aclosing(self.backend.stream(request)) as stream:
+                # Closing the stream early (cancellation) must stop the engine, so close it explicitly.
+                stream_gen = cast(AsyncGenerator[BackendEvent, None], self.backend.stream(request))
+                async with contextlib.aclosing(stream_gen) as stream:
                     async for ev in stream:
                         if isinstance(ev, TextDelta):
                             raw.append(ev.text)
@@ -448,7 +451,7 @@ class Agent:
 
     async def _run_calls(
         self, calls: list[tuple[str, gemma4.ToolCall]], step: int
-    ) -> AsyncIterator[ToolCallStarted | ToolCallFinished]:
+    ) -> AsyncGenerator[ToolCallStarted | ToolCallFinished, None]:
         """Run all calls of a step concurrently; yield events as each starts and finishes."""
         queue: asyncio.Queue[ToolCallStarted | ToolCallFinished] = asyncio.Queue()
         tasks = [asyncio.create_task(self._one_call(cid, c, step, queue)) for cid, c in calls]
