@@ -160,6 +160,22 @@ if libc.syscall({nr}, *{args!r}) < 0:
     assert "Operation not permitted" in out
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "import os\nopen('tool', 'w').write('x')\nos.chmod('tool', 0o4755)",
+        "import os\nos.close(os.open('tool', os.O_CREAT | os.O_WRONLY, 0o6755))",
+        "import os\nos.mkdir('dir', 0o2775)",
+    ],
+    ids=["chmod", "open", "mkdir"],
+)
+def test_escape_plant_setuid_file(sandbox: PythonSandbox, workspace_dir: Path, body: str) -> None:
+    # As root, files made in the workspace belong to root on the host: a setuid one would be a way up.
+    assert "Operation not permitted" in attempt(sandbox, body)
+    for path in workspace_dir.rglob("*"):
+        assert not path.stat().st_mode & 0o6000, path
+
+
 # -- resources --------------------------------------------------------------------------------------
 
 
