@@ -7,7 +7,9 @@ as a whole (no ``/etc/shadow``), not ``/home`` or ``/root``; a fresh ``/proc`` o
 minimal ``/dev``; size-capped tmpfs at ``/tmp`` and ``/dev/shm``; the workspace bound read-write at
 ``/workspace`` (the working directory) as the only host directory it can change. A bootstrap inside the
 sandbox sets hard rlimits (CPU seconds, address space, processes, file size, open files, no core dumps)
-before the code runs, so the code cannot raise them again.
+before the code runs, so the code cannot raise them again. All capabilities are dropped, nested user
+namespaces are disabled, ``/proc`` is read-only, and a seccomp filter (:mod:`agentkit.tools._seccomp`)
+refuses kernel keyrings, bpf, perf, userfaultfd, io_uring and setuid/setgid file modes.
 
 Why nothing outlives a run: bwrap runs the code under its own PID-1 inside a fresh PID namespace, and
 ``--die-with-parent`` ties that PID-1 to the outer bwrap, which leads its own process group on the host.
