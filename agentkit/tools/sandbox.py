@@ -13,8 +13,9 @@ refuses kernel keyrings, bpf, perf, userfaultfd, io_uring and setuid/setgid file
 
 Why nothing outlives a run: bwrap runs the code under its own PID-1 inside a fresh PID namespace, and
 ``--die-with-parent`` ties that PID-1 to the outer bwrap, which leads its own process group on the host.
-At the timeout, on cancellation or at normal exit the group is killed; PID-1 dying makes the kernel kill
-every process in the namespace, daemons and double-forks included. Output is read incrementally and
+At the timeout or on cancellation that group is killed; at normal exit PID-1 ends with the program.
+Either way PID-1 dying makes the kernel kill every process in the namespace, daemons and double-forks
+included. Output is read incrementally and
 kept only up to a cap, so a flood of output costs time, not memory.
 
 Running as root: the kernel exempts uid 0 from ``RLIMIT_NPROC``, so the process limit comes from a
