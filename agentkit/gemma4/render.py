@@ -22,6 +22,8 @@ messages share a turn. Where the template leaves the history underdetermined thi
 - ``reasoning_content`` is kept only for tool-calling messages after the last user message (the turn in
   progress); any ``<|channel>…<channel|>`` span in assistant content is always stripped.
 - Tool results are named by the call whose id matches, else the message's ``name``, else ``unknown``.
+- A model turn left open (results, or calls still waiting, with no answer) is closed with ``<turn|>``
+  when a user or system message follows, so every turn in the history is well-formed.
 """
 
 from __future__ import annotations
@@ -355,6 +357,50 @@ def _results_of(
     return results
 
 
+def _model_message(
+    out: _Out,
+    message: Mapping[str, Any],
+    results: list[tuple[str, Any]],
+    *,
+    keep_thinking: bool,
+    last_of_turn: bool,
+) -> tuple[str | None, bool]:
+    """One assistant message (or orphan tool results) inside an open model turn.
+
+    Returns the state it leaves (``"tool_call"``: calls wait for results, ``"tool_response"``: results
+    given, ``None``: a plain answer) and whether it closed the turn.
+    """
+    calls = list(message.get("tool_calls") or ())
+    text = strip_thinking(_joined_text(message.get("content")))
+    thinking = message.get("reasoning_content") or message.get("reasoning")
+    if thinking and calls and keep_thinking:
+        out.t(f"{CHANNEL_START}thought\n")
+        out.u(str(thinking))
+        out.t(f"\n{CHANNEL_END}")
+    # The template's one case of text after the results; elsewhere text goes where the model wrote it.
+    text_after_results = bool(calls and results and last_of_turn)
+    if not text_after_results:
+        out.u(text)
+    for call in calls:
+        _call(out, call)
+    for name, value in results:
+        out.t(TOOL_RESPONSE_START)
+        _response_body(out, name, value)
+    if text_after_results:
+        out.u(text)
+    if results:
+        state: str | None = "tool_response"
+    elif calls:
+        out.t(TOOL_RESPONSE_START)  # the hand-over: the model waits for these results
+        return "tool_call", False
+    else:
+        state = None
+    if state is None or (text and last_of_turn):
+        out.t(f"{TURN_END}\n")
+        return state, True
+    return state, False
+
+
 def render(
     messages: Sequence[Mapping[str, Any]],
     tools: Sequence[Any] | None = None,
@@ -380,66 +426,47 @@ def render(
 
     roles = [_role(m) for m in loop]
     last_user = max((i for i, r in enumerate(roles) if r == "user"), default=-1)
-    state: str | None = None  # "tool_call": calls wait for results; "tool_response": results given
-    turn_open = False
-    call_names: dict[str, str] = {}
-    i = 0
-    n = len(loop)
+    state: str | None = None
+    turn_open = False  # consecutive assistant and tool messages share one model turn
+    call_names: dict[str, str] = {}  # call id -> function name, within the model turn
+    i, n = 0, len(loop)
     while i < n:
         message, role = loop[i], roles[i]
-        j = i + 1
-        while j < n and roles[j] == "tool":
-            j += 1
-        if role == "assistant" or role == "tool":
+        if role in ("assistant", "tool"):
             if not turn_open:
                 out.t(f"{TURN_START}model\n")
-                turn_open = True
-                call_names = {}
-            state = None
-            calls = list(message.get("tool_calls") or ()) if role == "assistant" else []
-            for call in calls:
-                fn = call.get("function", call)
-                if isinstance(call.get("id"), str):
-                    call_names[call["id"]] = str(fn.get("name") or "unknown")
-            results = _results_of(message, loop[i + 1 : j], call_names) if role == "assistant" else []
-            if role == "tool":
-                results = _results_of({}, loop[i:j], call_names)
-            text = strip_thinking(_joined_text(message.get("content"))) if role == "assistant" else ""
-            last_of_turn = j >= n or roles[j] != "assistant"
-            thinking = message.get("reasoning_content") or message.get("reasoning")
-            if thinking and calls and i > last_user:
-                out.t(f"{CHANNEL_START}thought\n")
-                out.u(str(thinking))
-                out.t(f"\n{CHANNEL_END}")
-            text_after_results = bool(calls and results and last_of_turn)
-            if not text_after_results:
-                out.u(text)
-            for call in calls:
-                _call(out, call)
-            if calls:
-                state = "tool_call"
-            for name, value in results:
-                out.t(TOOL_RESPONSE_START)
-                _response_body(out, name, value)
-                state = "tool_response"
-            if text_after_results:
-                out.u(text)
-            if state == "tool_call":
-                out.t(TOOL_RESPONSE_START)
-            elif state is None or (text and last_of_turn):
-                out.t(f"{TURN_END}\n")
-                turn_open = False
-        else:
-            state = None
-            turn_open = False
-            out.t(f"{TURN_START}{'system' if role == 'developer' else role}\n")
-            if role in ("system", "developer"):
-                _system_content(out, message.get("content"))
-            else:
-                _user_content(out, message.get("content"))
-            out.t(f"{TURN_END}\n")
+                turn_open, call_names = True, {}
             j = i + 1
-        i = j
+            while j < n and roles[j] == "tool":
+                j += 1
+            if role == "assistant":
+                for call in message.get("tool_calls") or ():
+                    if isinstance(call.get("id"), str):
+                        call_names[call["id"]] = str(call.get("function", call).get("name") or "unknown")
+                results = _results_of(message, loop[i + 1 : j], call_names)
+            else:  # tool results with no assistant message before them
+                results, message = _results_of({}, loop[i:j], call_names), {}
+            state, closed = _model_message(
+                out,
+                message,
+                results,
+                keep_thinking=i > last_user,
+                last_of_turn=j >= n or roles[j] != "assistant",
+            )
+            turn_open = not closed
+            i = j
+            continue
+        if turn_open:  # a model turn cut short (e.g. the user spoke while calls were pending)
+            out.t(f"{TURN_END}\n")
+            turn_open = False
+        state = None
+        out.t(f"{TURN_START}{'system' if role == 'developer' else role}\n")
+        if role in ("system", "developer"):
+            _system_content(out, message.get("content"))
+        else:
+            _user_content(out, message.get("content"))
+        out.t(f"{TURN_END}\n")
+        i += 1
 
     if add_generation_prompt and state is None:
         out.t(generation_prompt(enable_thinking))

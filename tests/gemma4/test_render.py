@@ -237,3 +237,18 @@ def test_a_tool_dict_changed_in_place_is_rendered_anew() -> None:
     for i in range(3):  # fresh dicts each time, ids may repeat
         fresh = {"type": "function", "function": {"name": f"g{i}", "description": str(i)}}
         assert f"declaration:g{i}{{description:{D}{i}{D}}}" in render(messages, [fresh]).text
+
+
+def test_an_open_model_turn_is_closed_when_the_user_speaks_again() -> None:
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "tool_calls": [_call("c1", "get_weather", city="Paris")]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18"},
+        {"role": "user", "content": "Never mind."},
+    ]
+    assert render(messages).text == (
+        "<bos><|turn>user\nWeather?<turn|>\n<|turn>model\n"
+        f"<|tool_call>call:get_weather{{city:{D}Paris{D}}}<tool_call|>"
+        f"<|tool_response>response:get_weather{{value:{D}18{D}}}<tool_response|><turn|>\n"
+        "<|turn>user\nNever mind.<turn|>\n<|turn>model\n<|channel>thought\n<channel|>"
+    )
