@@ -167,6 +167,8 @@ class ChatToNative:
         out = [self._close_thought()]
         if self._calls:
             out.extend(self._format_call(self._calls[i]) for i in sorted(self._calls))
+            if finish_reason == "length":  # the budget ran out inside a call: no hand-over to the runtime
+                return "".join(out), None
             out.append(TOOL_RESPONSE_START)
             return "".join(out), TOOL_RESPONSE_START
         if finish_reason == "stop":

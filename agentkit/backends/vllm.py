@@ -149,7 +149,8 @@ class VLLMBackend:
         client, _ = self._session()
         self._served = None
         await self._load_served_models(client)
-        if self._served is not None and self._model not in self._served:
+        # An empty listing means the server has no vLLM model list (another OpenAI-compatible server).
+        if self._served and self._model not in self._served:
             listing = ", ".join(repr(m) for m in self._served) or "(none)"
             raise ModelNotFound(
                 f"vLLM at {self._base_url} does not serve model {self._model!r}; it serves: {listing}. "

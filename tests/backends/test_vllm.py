@@ -442,6 +442,22 @@ async def test_chat_deltas_are_rewritten_as_native_gemma4_text(flaky: list) -> N
     assert backend.capabilities.server_tool_parsing
 
 
+async def test_chat_call_cut_by_the_token_budget_is_passed_on_unfinished(flaky: list) -> None:
+    events = [
+        chat_chunk({"tool_calls": [{"index": 0, "function": {"name": "get_weather", "arguments": '{"city": "Pa'}}]}),
+        chat_chunk({}, "length"),
+    ]
+    server = start(flaky, Reply(events=events))
+    backend = server.backend(mode="chat")
+    text, done = await collect(
+        backend, GenerationRequest(prompt=user_prompt("w"), messages=[{"role": "user", "content": "w"}])
+    )
+    await backend.aclose()
+    # Not a call the loop could run, and no hand-over: its parser reports the broken call instead of inventing one.
+    assert text == '<|tool_call>call:get_weather{"city": "Pa<tool_call|>'
+    assert done.stop is None
+
+
 async def test_media_requests_take_the_chat_path(flaky: list) -> None:
     events = [chat_chunk({"content": "A cat."}), chat_chunk({}, "stop"), usage_chunk(300, 3)]
     server = start(flaky, Reply(events=events))
