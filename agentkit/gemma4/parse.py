@@ -173,6 +173,8 @@ class StreamParser:
         self._handed_over = False
         self._closed = False
         self._result: ParsedResponse | None = None
+        self._delta: list[str] = []  # text pieces of the delta being collected
+        self._delta_is_thought = False
 
     # -- public ---------------------------------------------------------------------------------------
 
@@ -198,6 +200,7 @@ class StreamParser:
             self._header_to_thought(events)
         if self._state == _CALL:
             self._end_call(events, None)
+        self._flush(events)
         return events
 
     def finish(self) -> ParsedResponse:
@@ -216,22 +219,24 @@ class StreamParser:
     # -- the machine ----------------------------------------------------------------------------------
 
     def _emit_text(self, events: list[StreamEvent], text: str) -> None:
+        """Route text to thinking or content; pieces are joined into one delta per run (see _flush)."""
         if not text:
             return
-        if self._state == _THOUGHT:
-            out = self._thinking.push(text)
-            if out:
-                if events and isinstance(events[-1], ThinkingDelta):
-                    events[-1] = ThinkingDelta(events[-1].text + out)
-                else:
-                    events.append(ThinkingDelta(out))
-        else:
-            out = self._content.push(text)
-            if out:
-                if events and isinstance(events[-1], ContentDelta):
-                    events[-1] = ContentDelta(events[-1].text + out)
-                else:
-                    events.append(ContentDelta(out))
+        thought = self._state == _THOUGHT
+        out = (self._thinking if thought else self._content).push(text)
+        if not out:
+            return
+        if self._delta and self._delta_is_thought != thought:
+            self._flush(events)
+        self._delta_is_thought = thought
+        self._delta.append(out)
+
+    def _flush(self, events: list[StreamEvent]) -> None:
+        """Turn the collected pieces into one delta event (joining once keeps a big chunk linear)."""
+        if self._delta:
+            text = "".join(self._delta)
+            self._delta = []
+            events.append(ThinkingDelta(text) if self._delta_is_thought else ContentDelta(text))
 
     def _run(self, events: list[StreamEvent], final: bool) -> None:
         buf = self._buf
@@ -271,6 +276,7 @@ class StreamParser:
             i = lt + len(tok)
             self._on_token(events, tok)
         self._buf = buf[i:]
+        self._flush(events)
 
     def _on_token(self, events: list[StreamEvent], tok: str) -> None:
         in_thought = self._state == _THOUGHT
@@ -370,9 +376,11 @@ class StreamParser:
             else:
                 call = ToolCall(name, arguments)
                 self._calls.append(call)
+                self._flush(events)
                 events.append(ToolCallEvent(call))
                 return
         self._errors.append(message)
+        self._flush(events)
         events.append(ParseErrorEvent(message))
 
 

@@ -232,3 +232,10 @@ def test_calls_opened_back_to_back_in_one_chunk_are_all_consumed() -> None:
     text = "<|tool_call>call:f{a:<|tool_call>call:f{a:<|channel>thought\n"
     _check_stream(text, [text])  # found by hypothesis: the second call used to wait for the next chunk
     assert len(parse_response(text).errors) == 2
+
+
+def test_one_chunk_gives_one_delta_per_kind_run() -> None:
+    parser = StreamParser()
+    events = parser.feed("<|channel>thought\n" + "x<y " * 500 + "<channel|>" + "a<b " * 1000)
+    assert [type(e) for e in events] == [ThinkingDelta, ContentDelta]
+    assert events[1] == ContentDelta(("a<b " * 1000).strip())
