@@ -33,6 +33,7 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -333,7 +334,7 @@ class PythonSandbox:
                 pass_fds=tuple(keep),
                 preexec_fn=cgroup.join_from_child if cgroup is not None else None,
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:  # the latter: joining the cgroup failed
             os.close(info_r)
             raise SandboxError(f"could not start {cmd[0]}: {exc}") from exc
         finally:
