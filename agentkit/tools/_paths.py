@@ -93,9 +93,6 @@ class WorkspaceRoot:
         rel = os.path.relpath(real, self.path)
         return ResolvedPath(real=real, rel="." if rel == "." else rel.replace(os.sep, "/"))
 
-    def display(self, resolved: ResolvedPath) -> str:
-        return resolved.rel
-
     @contextlib.contextmanager
     def open_dir(self, parts: tuple[str, ...], *, create: bool = False) -> Iterator[int]:
         """A descriptor of the directory ``parts`` below the root, walked without following symlinks."""
