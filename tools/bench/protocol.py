@@ -3,7 +3,8 @@
 Printed figures (min and median of many repeats, time.perf_counter):
 
 - render: a 50-message conversation (tool rounds, results, thinking) with 20 tools declared, as
-  ``render(...)`` (segments) and ``render(...).text`` (segments joined, untrusted text sanitized);
+  ``render(...)`` (segments) and ``render(...).text`` (segments joined, untrusted text sanitized); also the
+  first render of new tool dicts (declarations are cached per dict after that) and one without tools;
 - parse: a ~2,000-token output (~8,000 characters: thinking, text and 5 calls) with ``parse_response``;
 - streaming parse of the same output in chunks of 4 characters: total, and cost per chunk;
 - scaling: time(2n) / time(n) for render (50 → 100 messages) and streaming parse (output doubled).
@@ -117,6 +118,10 @@ def main() -> None:
     out1, out2 = make_output(1), make_output(2)
     assert len(parse_response(out1).tool_calls) == 5
 
+    fresh = iter([make_tools(20) for _ in range(REPEATS + 5)])  # new dicts: declarations not cached yet
+    f_min, f_med = timeit(lambda: render(msgs50, next(fresh), enable_thinking=True).text)
+    m_min, m_med = timeit(lambda: render(msgs50, enable_thinking=True).text)
+    m2_min, m2_med = timeit(lambda: render(msgs100, enable_thinking=True).text)
     r_min, r_med = timeit(lambda: render(msgs50, tools, enable_thinking=True))
     t_min, t_med = timeit(lambda: render(msgs50, tools, enable_thinking=True).text)
     r2_min, r2_med = timeit(lambda: render(msgs100, tools, enable_thinking=True).text)
@@ -129,13 +134,16 @@ def main() -> None:
     print(f"render, 50 messages + 20 tools ({prompt_chars} chars of prompt)")
     print(f"  render() segments      min {ms(r_min)}   median {ms(r_med)}")
     print(f"  render().text          min {ms(t_min)}   median {ms(t_med)}")
+    print(f"  .text, first render    min {ms(f_min)}   median {ms(f_med)}   (declarations not cached yet)")
+    print(f"  .text, no tools        min {ms(m_min)}   median {ms(m_med)}")
     print(f"parse_response, ~2,000-token output ({len(out1)} chars, 5 calls)")
     print(f"  whole text             min {ms(p_min)}   median {ms(p_med)}")
     print(f"streaming parse, {CHUNK}-char chunks ({chunks} chunks)")
     print(f"  total                  min {ms(s_min)}   median {ms(s_med)}")
     print(f"  per chunk              min {s_min / chunks * 1e6:8.3f} µs   median {s_med / chunks * 1e6:8.3f} µs")
     print("scaling, time(2n) / time(n) (≈2 = linear)")
-    print(f"  render 50 → 100 messages    min {r2_min / t_min:5.2f}   median {r2_med / t_med:5.2f}")
+    print(f"  render 50 → 100 messages    min {r2_min / t_min:5.2f}   median {r2_med / t_med:5.2f}   (20 tools)")
+    print(f"  render 50 → 100 messages    min {m2_min / m_min:5.2f}   median {m2_med / m_med:5.2f}   (no tools)")
     print(f"  stream parse 1x → 2x output min {s2_min / s_min:5.2f}   median {s2_med / s_med:5.2f}")
 
 
