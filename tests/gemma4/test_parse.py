@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentkit.gemma4 import (
-    CONTROL_TOKENS,
     ContentDelta,
     ParsedResponse,
     ParseErrorEvent,
@@ -24,21 +23,11 @@ from agentkit.gemma4 import (
     sanitize,
 )
 
-from .conftest import PARSE_VECTORS
+from .helpers import PARSE_VECTORS, count_tokens
 
 WELL_FORMED = [v for v in PARSE_VECTORS if not v.get("malformed")]
 MALFORMED = [v for v in PARSE_VECTORS if v.get("malformed")]
 D = '<|"|>'
-
-
-def count_tokens(text: str) -> int:
-    """Control tokens in ``text`` by longest-match tokenization (what a tokenizer would see)."""
-    count = i = 0
-    while (i := text.find("<", i)) >= 0:
-        tok = next((t for t in CONTROL_TOKENS if text.startswith(t, i)), None)
-        count += tok is not None
-        i += len(tok) if tok else 1
-    return count
 
 
 def _as_expected(result: ParsedResponse) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from agentkit.gemma4 import (
 )
 from agentkit.gemma4.values import format_tool_call
 
-from .conftest import RENDER_VECTORS
+from .helpers import RENDER_VECTORS
 
 D = '<|"|>'
 WEATHER = RENDER_VECTORS[6]["tools"][0]  # the one_tool vector's get_weather declaration

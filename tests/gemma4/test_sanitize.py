@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from agentkit.gemma4 import CONTROL_TOKENS, Prompt, parse_response, render, sanitize
 
-from .test_parse import count_tokens
+from .helpers import count_tokens
 
 ZWJ = "\u200d"
 D = '<|"|>'
