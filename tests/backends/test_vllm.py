@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,9 +36,9 @@ from agentkit.gemma4 import Prompt
 from agentkit.gemma4.tokens import CONTROL_TOKENS, EOS, TOOL_RESPONSE_START, TURN_END
 
 try:
-    from .vllm_server import VLLMServer, free_port, vllm_server
+    from .vllm_server import START_TIMEOUT_S, VLLMServer, free_port, vllm_server
 except ImportError:  # tests/backends is not a package: pytest put this directory on sys.path
-    from vllm_server import VLLMServer, free_port, vllm_server  # type: ignore[no-redef]
+    from vllm_server import START_TIMEOUT_S, VLLMServer, free_port, vllm_server  # type: ignore[no-redef]
 
 __all__ = ["vllm_server"]  # the session fixture, re-exported so pytest finds it here
 
@@ -496,7 +496,12 @@ def real_backend(server: VLLMServer, *, ids: list[int] | None = None, **kwargs: 
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=64)
 
-vllm = pytest.mark.vllm
+
+# The first test also waits for the session's server to start (a minute, several on a loaded machine): its
+# time limit must cover that on top of pytest's per-test default.
+def vllm(test: Callable[..., Any]) -> Callable[..., Any]:
+    marked: Callable[..., Any] = pytest.mark.vllm(pytest.mark.timeout(START_TIMEOUT_S + 120)(test))
+    return marked
 
 
 @vllm
