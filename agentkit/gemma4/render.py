@@ -381,7 +381,7 @@ def _model_message(
     """
     calls = list(message.get("tool_calls") or ())
     text = strip_thinking(_joined_text(message.get("content")))
-    thinking = message.get("reasoning_content") or message.get("reasoning")
+    thinking = message.get("reasoning_content") or message.get("reasoning") or message.get("thinking")
     if thinking and calls and keep_thinking:
         out.t(f"{CHANNEL_START}thought\n")
         out.u(str(thinking))
