@@ -17,7 +17,8 @@ from agentkit.gemma4.values import format_tool_call
 from .helpers import RENDER_VECTORS
 
 D = '<|"|>'
-WEATHER = RENDER_VECTORS[6]["tools"][0]  # the one_tool vector's get_weather declaration
+VECTORS = {v["name"]: v for v in RENDER_VECTORS}
+WEATHER = VECTORS["one_tool"]["tools"][0]
 
 
 @pytest.mark.parametrize("vector", RENDER_VECTORS, ids=lambda v: v["name"])
@@ -206,9 +207,8 @@ def test_appending_results_equals_rendering_the_history(thinking: bool) -> None:
     rendered = render(history, [WEATHER], enable_thinking=thinking).text
     model_open = generation_prompt(thinking)
     assert appended.text.replace(model_open, "<|turn>model\n") == rendered
-    assert RENDER_VECTORS[16]["name"] == "parallel_calls_two_results"
     if not thinking:
-        assert rendered == RENDER_VECTORS[16]["expected"]
+        assert rendered == VECTORS["parallel_calls_two_results"]["expected"]
 
 
 def test_untrusted_text_cannot_forge_structure() -> None:
