@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -37,7 +38,11 @@ from .widgets import AgentTurn, ApprovalScreen, ConfirmScreen, PromptScreen, Ses
 
 __all__ = ["AgentkitApp"]
 
-WELCOME = "Ask anything. Enter sends · Esc cancels · Ctrl+P shows every command."
+WELCOME = Text.assemble(
+    ("◆ agentkit\n\n", "bold"),
+    "Chat with Gemma 4. It uses the tools you enabled and asks before anything with side effects.\n\n",
+    ("Enter sends · Esc cancels · Ctrl+N new chat · Ctrl+P every command", "dim"),
+)
 _STOP_MESSAGES = {
     "max_steps": "Stopped: the step limit was reached before a final answer.",
     "repeated_call": "Stopped: the model kept repeating the same tool call.",
@@ -119,7 +124,6 @@ class AgentkitApp(App[None]):
         else:
             await self.refresh_sessions()
         self._update_status()
-        self.query_one("#chat", VerticalScroll).anchor()
         self.query_one("#prompt", Input).focus()
 
     async def on_unmount(self) -> None:
@@ -173,7 +177,6 @@ class AgentkitApp(App[None]):
         else:
             await self._replay(agent.session, chat)
         chat.scroll_end(animate=False)
-        chat.anchor()
         await self.refresh_sessions()
         self._update_status()
 
@@ -233,15 +236,19 @@ class AgentkitApp(App[None]):
             await welcome.remove()
         turn = AgentTurn()
         await chat.mount_all([UserMessage(text), turn])
-        chat.anchor()
+        chat.scroll_end(animate=False)
         event.input.clear()
         self._worker = self.run_worker(self._run_turn(text, turn), group="agent", exclusive=True, exit_on_error=False)
 
     async def _run_turn(self, text: str, turn: AgentTurn) -> None:
         status = self.query_one("#status", Static)
         status.update("generating… (Esc to cancel)")
+        chat = self.query_one("#chat", VerticalScroll)
         try:
             async for event in self.agent.run_stream(text):
+                # Follow the answer while the reader is at the bottom; stay put once they scroll up to read.
+                # (Textual's anchor() would also do this, but it pins short conversations to the bottom.)
+                following = chat.scroll_y >= chat.max_scroll_y - 1
                 if isinstance(event, ThinkingDelta):
                     await turn.add_thinking(event.text)
                 elif isinstance(event, TextDelta):
@@ -260,6 +267,8 @@ class AgentkitApp(App[None]):
                 elif isinstance(event, RunFinished):
                     reason = event.result.stop_reason
                     await turn.finish(None if event.result.ok else _STOP_MESSAGES.get(reason, f"Stopped: {reason}."))
+                if following:
+                    chat.scroll_end(animate=False)
         except asyncio.CancelledError:
             await turn.finish("Cancelled. The conversation so far is saved.")
             self.notify("Generation cancelled.", severity="warning", timeout=3)

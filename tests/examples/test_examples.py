@@ -220,3 +220,33 @@ def test_batch_script_calculator_refuses_code() -> None:
         mod.calculator.fn("__import__('os').system('true')")
     with pytest.raises(ValueError):
         mod.calculator.fn("9 ** 9 ** 9")
+
+
+# -- TUI demo -------------------------------------------------------------------------------------
+
+
+async def test_tui_demo_plays_its_scripted_turn_and_writes_a_screenshot(tmp_path: Path) -> None:
+    from agentkit.tui.widgets import AgentTurn, ApprovalScreen, ToolCard
+
+    mod = load("tui_demo")
+    app = mod.build_demo_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        prompt = app.query_one("#prompt")
+        prompt.value = "Which model for my laptop?"
+        await prompt.action_submit()
+        for _ in range(1000):
+            if isinstance(app.screen, ApprovalScreen):
+                break
+            await pilot.pause(0.01)
+        assert isinstance(app.screen, ApprovalScreen), "the demo asks before saving its note"
+        await pilot.press("y")
+        for _ in range(1000):
+            if not app.running:
+                break
+            await pilot.pause(0.01)
+        assert "Gemma 4 E4B" in app.query(AgentTurn).last().text
+        assert [c.tool_name for c in app.query(ToolCard)] == ["search_docs", "save_note"]
+    assert mod.NOTES["laptop model"].startswith("Use gemma4:e4b")
+    svg = tmp_path / "shot.svg"
+    await mod.save_screenshot(svg, tmp_path / "home")
+    assert svg.read_text(encoding="utf-8").startswith("<svg") and "search_docs" in svg.read_text(encoding="utf-8")
