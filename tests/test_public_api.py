@@ -12,6 +12,7 @@ PUBLIC_MODULES = [
     "agentkit.backends",
     "agentkit.events",
     "agentkit.testing",
+    "agentkit.tools",
     "agentkit.errors",
 ]
 
