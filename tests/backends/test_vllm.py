@@ -83,7 +83,9 @@ def completion_chunk(text: str, finish_reason: str | None = None, stop_reason: o
     }
 
 
-def usage_chunk(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def usage_chunk(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> dict[str, Any]:
+    """The closing usage chunk; ``cached_tokens`` appears when vLLM runs with --enable-prompt-tokens-details."""
+    details = {} if cached_tokens is None else {"prompt_tokens_details": {"cached_tokens": cached_tokens}}
     return {
         "id": "cmpl-test",
         "object": "text_completion",
@@ -94,6 +96,7 @@ def usage_chunk(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
+            **details,
         },
     }
 
@@ -242,7 +245,13 @@ def start(servers: list[FlakyOpenAIServer], *replies: Reply, **kwargs: Any) -> F
     return server
 
 
-OK_STREAM = Reply(events=[completion_chunk("Hel"), completion_chunk("lo<turn|>", "stop", TURN_END), usage_chunk(7, 3)])
+OK_STREAM = Reply(
+    events=[
+        completion_chunk("Hel"),
+        completion_chunk("lo<turn|>", "stop", TURN_END),
+        usage_chunk(7, 3, cached_tokens=4),
+    ]
+)
 REQUEST = GenerationRequest(prompt=user_prompt("hi"), sampling=SamplingParams(max_tokens=64))
 
 
@@ -252,7 +261,7 @@ async def test_native_request_asks_vllm_to_keep_control_tokens_and_stop_markers(
     text, done = await collect(backend, GenerationRequest(prompt=user_prompt("hi <|tool_call>")))
     await backend.aclose()
     assert (text, done.stop) == ("Hello<turn|>", TURN_END)
-    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (7, 3)
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens, done.usage.cached_tokens) == (7, 3, 4)
     body = server.requests[0]
     assert body["skip_special_tokens"] is False
     assert body["spaces_between_special_tokens"] is False

@@ -111,6 +111,7 @@ def launch_vllm_server(
         "--logits-processors", "vllm_scripted_output:ScriptedOutputLogitsProcessor",
         # No torch.compile warm-up: starts in ~45 s instead of ~110 s here; a tiny model gains nothing from it.
         "--enforce-eager",
+        "--enable-prompt-tokens-details",  # usage.prompt_tokens_details.cached_tokens: prefix-cache hits
         *extra_args,
     ]  # fmt: skip
     log = log_path.open("wb")
