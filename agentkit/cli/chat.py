@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from agentkit import SessionStore
+from agentkit import SessionStore, backend_from_url
 
-from .common import EXIT_OK, make_backend, make_tools
-from .config import Settings
+from .common import EXIT_OK, make_tools
+from .config import Settings, default_backend_url
 
 __all__ = ["chat_command"]
 
@@ -16,11 +16,11 @@ def chat_command(args: argparse.Namespace, settings: Settings) -> int:
     from agentkit.tui import AgentkitApp
 
     # Resolve the backend before the screen takes over, so "nothing to talk to" prints as a normal error.
-    backend = make_backend(settings)
+    url = settings.backend_url or default_backend_url()
+    backend = backend_from_url(url)
     store = SessionStore()
     if args.session:
         store.load(args.session)  # a wrong id is a usage error here, not a blank screen
-    choices = list(dict.fromkeys([f"{backend.name}:{backend.model}", *settings.named_backends.values()]))
     app = AgentkitApp(
         backend,
         tools=make_tools(settings),
@@ -29,7 +29,8 @@ def chat_command(args: argparse.Namespace, settings: Settings) -> int:
         max_steps=settings.max_steps,
         store=store,
         session_id=args.session,
-        backend_choices=[settings.backend_url or "", *choices],
+        backend_url=url,
+        backend_choices=list(settings.named_backends.values()),
     )
     app.run()
     return EXIT_OK

@@ -41,7 +41,7 @@ __all__ = ["AgentkitApp"]
 WELCOME = Text.assemble(
     ("◆ agentkit\n\n", "bold"),
     "Chat with Gemma 4. It uses the tools you enabled and asks before anything with side effects.\n\n",
-    ("Enter sends · Esc cancels · Ctrl+N new chat · Ctrl+P every command", "dim"),
+    ("Enter sends · Esc cancels · Ctrl+N new chat · Ctrl+P commands", "dim"),
 )
 _STOP_MESSAGES = {
     "max_steps": "Stopped: the step limit was reached before a final answer.",
@@ -171,6 +171,7 @@ class AgentkitApp(App[None]):
             return
         self.agent = agent
         chat = self.query_one("#chat", VerticalScroll)
+        chat.anchor(False)
         await chat.remove_children()
         if session_id is None:
             await chat.mount(Static(WELCOME, id="welcome"))
@@ -244,11 +245,15 @@ class AgentkitApp(App[None]):
         status = self.query_one("#status", Static)
         status.update("generating… (Esc to cancel)")
         chat = self.query_one("#chat", VerticalScroll)
+        # Follow the answer: anchor the view once the conversation overflows it (anchoring earlier would pin
+        # a short chat to the bottom of the screen). Textual releases the anchor when the reader scrolls up.
+        chat.anchor(False)
+        pending_anchor = True
         try:
             async for event in self.agent.run_stream(text):
-                # Follow the answer while the reader is at the bottom; stay put once they scroll up to read.
-                # (Textual's anchor() would also do this, but it pins short conversations to the bottom.)
-                following = chat.scroll_y >= chat.max_scroll_y - 1
+                if pending_anchor and chat.max_scroll_y > 0:
+                    chat.anchor()
+                    pending_anchor = False
                 if isinstance(event, ThinkingDelta):
                     await turn.add_thinking(event.text)
                 elif isinstance(event, TextDelta):
@@ -267,8 +272,6 @@ class AgentkitApp(App[None]):
                 elif isinstance(event, RunFinished):
                     reason = event.result.stop_reason
                     await turn.finish(None if event.result.ok else _STOP_MESSAGES.get(reason, f"Stopped: {reason}."))
-                if following:
-                    chat.scroll_end(animate=False)
         except asyncio.CancelledError:
             await turn.finish("Cancelled. The conversation so far is saved.")
             self.notify("Generation cancelled.", severity="warning", timeout=3)
@@ -305,7 +308,7 @@ class AgentkitApp(App[None]):
         state = "generating…" if self.running else "ready"
         thinking = "on" if self.thinking else "off"
         for status in self.query("#status").results(Static):
-            status.update(f"{self.backend.name} · {self.backend.model} │ thinking {thinking} │ {tools} │ {state}")
+            status.update(f"{state} │ {self.backend.model} ({self.backend.name}) │ thinking {thinking} │ {tools}")
 
     # -- actions --------------------------------------------------------------------------------------
 
