@@ -127,7 +127,9 @@ class Engine:
         self.compile_decode = compile_decode and self.static
         self.cache: Any = None
         self.cache_ids: list[int] = []  # the tokens whose keys/values the cache holds, in order
-        self._decode_fn: Callable[..., Any] | None = None
+        self._step_fn: Callable[..., Any] | None = None  # one forward pass over the static cache
+        self._graphs: dict[int, tuple[Any, torch.Tensor]] = {}  # input length -> (CUDA graph, its output)
+        self._pool: Any = None
         self._step_ids = torch.zeros((1, 1), dtype=torch.long, device=device)
         self._step_pos = torch.zeros((1, 1), dtype=torch.long, device=device)
         # Short appends (a tool result, a user message) are prefilled in fixed-size chunks through the compiled
@@ -163,8 +165,21 @@ class Engine:
         del self.cache_ids[length:]
 
     def reset(self) -> None:
+        """Forget the cached tokens. A static cache keeps its memory: the captured graphs point into it."""
+        if self.static and self.cache is not None:
+            self._set_length(0)
+            self.cache_ids = []
+        else:
+            self.cache = None
+            self.cache_ids = []
+
+    def release(self) -> None:
+        """Drop the cache and the graphs (frees their GPU memory)."""
         self.cache = None
         self.cache_ids = []
+        self._step_fn = None
+        self._graphs = {}
+        self._pool = None
 
     def prepare(self, ids: Sequence[int]) -> int:
         """Make the cache hold a prefix of ``ids``; return how many prompt tokens it already holds (reused).
@@ -205,13 +220,12 @@ class Engine:
         return self._forward(ids)
 
     def _prefill_chunks(self, ids: Sequence[int]) -> torch.Tensor:
-        """Prefill in padded chunks of ``prefill_chunk`` tokens through the compiled graph.
+        """Prefill in padded chunks of ``prefill_chunk`` tokens through the captured graph.
 
         Padding is safe with this cache: pad positions come after the real tokens (causal attention keeps them
         out of the real tokens' view), and the write position is then set back to the end of the real tokens,
         so the next tokens overwrite the padding before any query can see it.
         """
-        fn = self._compiled()
         c = self.prefill_chunk
         logits: torch.Tensor | None = None
         for i in range(0, len(ids), c):
@@ -220,9 +234,7 @@ class Engine:
             self._chunk_ids.zero_()
             self._chunk_ids[0, : len(part)] = torch.tensor(part, dtype=torch.long)
             torch.arange(start, start + c, out=self._chunk_pos[0])
-            if self.compile_decode:
-                torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
-            out = fn(self._chunk_ids, self._chunk_pos, 0)
+            out = self._run(self._chunk_ids, self._chunk_pos, 0)
             logits = out[:, len(part) - 1, :].clone()
             self._set_length(start + len(part))
             self.cache_ids.extend(part)
@@ -230,9 +242,10 @@ class Engine:
         return logits
 
     def _set_length(self, length: int) -> None:
-        for layer in self.cache.layers:
-            if layer.is_initialized:
-                layer.cumulative_length.fill_(length)
+        with torch.inference_mode():  # the cache's tensors were created in inference mode
+            for layer in self.cache.layers:
+                if layer.is_initialized:
+                    layer.cumulative_length.fill_(length)
 
     def _decode_step(self, token: torch.Tensor, token_id: int) -> torch.Tensor:
         """Feed one generated token (``token`` on the device, ``token_id`` its value); return the next logits."""
@@ -240,19 +253,49 @@ class Engine:
             return self._forward([token_id])
         self._step_ids.copy_(token.view(1, 1))
         self._step_pos.fill_(len(self.cache_ids))
-        if self.compile_decode:
-            torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
-        logits: torch.Tensor = self._compiled()(self._step_ids, self._step_pos, 1)
+        logits = self._run(self._step_ids, self._step_pos, 1)
         self.cache_ids.append(token_id)
-        # A replayed CUDA graph reuses its output buffer on the next replay: keep a copy.
-        return logits[:, -1, :].clone() if self.compile_decode else logits[:, -1, :]
+        # A replayed CUDA graph overwrites its output on the next replay: keep a copy.
+        return logits[:, -1, :].clone()
 
-    def _compiled(self) -> Callable[..., Any]:
-        if self._decode_fn is None:
-            self._decode_fn = self._build_decode_fn()
-        return self._decode_fn
+    def _run(self, ids: torch.Tensor, pos: torch.Tensor, keep: int) -> torch.Tensor:
+        """One forward pass over the static input buffers ``ids``/``pos``: a graph replay when compiling."""
+        if self._step_fn is None:
+            self._step_fn = self._build_step_fn()
+        if not self.compile_decode:
+            out: torch.Tensor = self._step_fn(ids, pos, keep)
+            return out
+        key = ids.shape[1]
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(ids, pos, keep)
+        graph, out = self._graphs[key]
+        graph.replay()
+        return out
 
-    def _build_decode_fn(self) -> Callable[..., Any]:
+    def _capture(self, ids: torch.Tensor, pos: torch.Tensor, keep: int) -> tuple[Any, torch.Tensor]:
+        """Compile (first calls) and capture one forward pass as a CUDA graph over the static buffers.
+
+        Captured by hand rather than with ``mode="reduce-overhead"``: a replay then costs one launch and no
+        Python guard checks, and the decode and chunk graphs share one memory pool without re-recording.
+        """
+        assert self._step_fn is not None
+        length = len(self.cache_ids)
+        side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):  # compile, autotune, and settle the allocator before capturing
+                self._step_fn(ids, pos, keep)
+                self._set_length(length)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            out = self._step_fn(ids, pos, keep)
+        self._set_length(length)  # capturing records the cache write without running it; keep lengths exact
+        return graph, out
+
+    def _build_step_fn(self) -> Callable[..., Any]:
         model, cache = self.model, self.cache
 
         def step(ids: torch.Tensor, pos: torch.Tensor, keep: int) -> torch.Tensor:
@@ -260,7 +303,7 @@ class Engine:
             return out.logits  # type: ignore[no-any-return]
 
         if self.compile_decode:
-            return torch.compile(step, mode="reduce-overhead", fullgraph=False, dynamic=False)
+            return torch.compile(step, fullgraph=False, dynamic=False)
         return step
 
     def warm_up(self, steps: int = 3) -> None:

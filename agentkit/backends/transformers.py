@@ -182,7 +182,7 @@ class TransformersBackend:
 
     async def aclose(self) -> None:
         async with self._lock:
-            self._engine.reset()
+            self._engine.release()
             if self._device.type == "cuda":
                 self._torch.cuda.empty_cache()
 

@@ -209,6 +209,32 @@ def main() -> int:
     print(f"fast path: compiled and captured in {compile_s:.1f} s", flush=True)
 
     prompt = prompt_of(tok, prompt_ids)
+    if DEVICE == "cuda":
+        from torch._dynamo.utils import counters
+
+        breaks = sum(counters["graph_break"].values())
+        graph, _ = backend._engine._graphs[1]
+        t0 = sync()
+        for _ in range(50):
+            graph.replay()
+        replay_ms = (sync() - t0) / 50 * 1e3
+        backend.reset_cache()
+        results["graph_breaks"] = breaks
+        results["decode_replay_ms"] = replay_ms
+        print(f"graph breaks: {breaks}; one decode-step graph replay: {replay_ms:.2f} ms", flush=True)
+    # Same function? Greedy tokens of the fast path vs stock generate on the same prompt.
+    check_n = 16
+    backend.reset_cache()
+    run_stream(backend, prompt, check_n)
+    fast_ids = backend._engine.cache_ids[len(prompt.token_ids(tok)) :]
+    with torch.inference_mode():
+        x = torch.tensor([prompt.token_ids(tok)], device=DEVICE)
+        ref = model.generate(
+            x, attention_mask=torch.ones_like(x), max_new_tokens=check_n, min_new_tokens=check_n, do_sample=False
+        )[0, x.shape[1] :].tolist()
+    same = next((i for i, (a, b) in enumerate(zip(fast_ids, ref, strict=False)) if a != b), len(fast_ids))
+    results["greedy_prefix_match"] = f"{same}/{len(fast_ids)}"
+    print(f"greedy tokens identical to stock generate: first {same} of {len(fast_ids)}", flush=True)
     dec: list[GenerationDone] = []
     for _ in range(args.reps):
         backend.reset_cache()
@@ -283,6 +309,9 @@ def main() -> int:
     if stock:
         rows.append(("decode speed-up vs stock", "1.0x", f"{fast['decode_tok_s'] / stock['decode_tok_s']:.1f}x"))
     rows.append(("compile + capture (s, once)", "-", f"{results['compile_s']:.0f}"))
+    rows.append(("greedy tokens = stock generate", "-", results["greedy_prefix_match"]))
+    if "decode_replay_ms" in results:
+        rows.append(("decode graph replay alone (ms/token)", "-", f"{results['decode_replay_ms']:.2f}"))
     width = max(len(r[0]) for r in rows)
     print()
     print(f"{'metric':<{width}} | {'stock generate':>14} | agentkit TransformersBackend")
