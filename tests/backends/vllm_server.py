@@ -168,6 +168,10 @@ if __name__ == "__main__":
     import sys
     import tempfile
 
+    # A background job starts with SIGINT ignored; make both Ctrl-C and `kill` stop the server cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
     from agentkit.testing.tiny_model import build_tiny_gemma4
 
     python = vllm_python()
