@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from agentkit import __version__
@@ -173,10 +174,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     return chat_command(args, settings)
 
 
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    # Warnings meant for people (template drift, fallbacks) read as one line, not as a source location.
+    return f"agentkit: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns (and, as a script, exits with) the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous_format = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
@@ -188,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         report_error(exc)
         return exit_code_for(exc)
+    finally:
+        warnings.formatwarning = previous_format
 
 
 if __name__ == "__main__":  # pragma: no cover

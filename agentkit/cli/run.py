@@ -35,7 +35,7 @@ from .config import Settings
 if TYPE_CHECKING:
     from agentkit import Agent, Approval, ToolCallRequest
 
-__all__ = ["EventPrinter", "JsonEventPrinter", "event_to_json", "run_command", "terminal_ask"]
+__all__ = ["EventPrinter", "JsonEventPrinter", "TerminalAsk", "event_to_json", "run_command"]
 
 
 def event_to_json(event: Any) -> dict[str, Any]:
@@ -81,6 +81,12 @@ class EventPrinter:
         self.console = Console(file=err, highlight=False, soft_wrap=True)
         self._err_line_open = False  # stderr holds a line without its newline (thinking in progress)
         self._out_last = "\n"
+        self.asked: set[str] = set()  # calls a question already showed (see TerminalAsk)
+
+    def end_lines(self) -> None:
+        """Finish any half-written line on stdout and stderr before printing something else."""
+        self._end_err_line()
+        self._end_out_line()
 
     def _end_err_line(self) -> None:
         if self._err_line_open:
@@ -99,8 +105,9 @@ class EventPrinter:
             if event.text:
                 self._out_last = event.text[-1]
         elif name == "ToolCallStarted":
-            self._end_err_line()
-            self._end_out_line()
+            self.end_lines()
+            if event.call_id in self.asked:
+                return
             self.console.print(
                 Text.assemble(("⚙ ", "cyan"), (event.name, "bold cyan"), f"({format_arguments(event.arguments)})")
             )
@@ -150,27 +157,39 @@ async def _read_line(stream: TextIO) -> str:
         loop.remove_reader(fd)
 
 
-async def terminal_ask(request: ToolCallRequest) -> Approval:
-    """Ask on the terminal whether a side-effecting call may run; anything but y/a is a no."""
-    from agentkit import Approval
+class TerminalAsk:
+    """The ``ask`` callback for a person at the terminal: y = once, a = always (this session), else no.
 
-    console = Console(file=sys.stderr, highlight=False)
-    console.print(
-        Text.assemble(
-            ("? ", "bold yellow"),
-            "allow ",
-            (request.name, "bold"),
-            f"({format_arguments(request.arguments, 300)})",
-            (f" — {request.description}" if request.description else "", "dim"),
+    It shares the printer's stderr line state, so a question never starts in the middle of streamed
+    thinking, and the printer skips the "⚙ name(...)" line of a call the question already showed.
+    """
+
+    def __init__(self, printer: EventPrinter) -> None:
+        self.printer = printer
+
+    async def __call__(self, request: ToolCallRequest) -> Approval:
+        from agentkit import Approval
+
+        self.printer.end_lines()
+        self.printer.asked.add(request.call_id)
+        console = self.printer.console
+        description = " ".join(request.description.split())
+        console.print(
+            Text.assemble(
+                ("? ", "bold yellow"),
+                "allow ",
+                (request.name, "bold"),
+                f"({format_arguments(request.arguments, 300)})",
+                (f" — {description}" if description else "", "dim"),
+            )
         )
-    )
-    console.print(Text("  [y]es once / [a]lways this session / [N]o: ", style="yellow"), end="")
-    answer = (await _read_line(sys.stdin)).strip().lower()
-    if answer in {"y", "yes"}:
-        return Approval.ALLOW
-    if answer in {"a", "always"}:
-        return Approval.ALWAYS
-    return Approval.DENY
+        console.print(Text("  [y]es once / [a]lways this session / [N]o: ", style="yellow"), end="")
+        answer = (await _read_line(sys.stdin)).strip().lower()
+        if answer in {"y", "yes"}:
+            return Approval.ALLOW
+        if answer in {"a", "always"}:
+            return Approval.ALWAYS
+        return Approval.DENY
 
 
 def _read_task(task: str | None) -> str:
@@ -185,7 +204,7 @@ def _read_task(task: str | None) -> str:
     return text
 
 
-def build_agent(args: argparse.Namespace, settings: Settings, *, interactive: bool) -> Agent:
+def build_agent(args: argparse.Namespace, settings: Settings, *, ask: TerminalAsk | None) -> Agent:
     """The agent for one ``run``: its approvals come from ``--yes``, the terminal, or are denied."""
     from agentkit import Agent, SessionStore
 
@@ -197,7 +216,7 @@ def build_agent(args: argparse.Namespace, settings: Settings, *, interactive: bo
         thinking=settings.thinking,
         max_steps=settings.max_steps,
         approval=auto_approve if args.yes else None,
-        ask=terminal_ask if interactive and not args.yes else None,
+        ask=None if args.yes else ask,
         store=None if args.no_save else SessionStore(),
         session_id=args.session,
     )
@@ -220,10 +239,9 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     task = _read_task(args.task)
     # Questions need a person at a terminal; a task piped on stdin leaves no way to answer.
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
-    agent = build_agent(args, settings, interactive=interactive)
-    printer: EventPrinter | JsonEventPrinter = (
-        JsonEventPrinter(sys.stdout) if args.json else EventPrinter(sys.stdout, sys.stderr)
-    )
+    human = EventPrinter(sys.stdout, sys.stderr)
+    printer: EventPrinter | JsonEventPrinter = JsonEventPrinter(sys.stdout) if args.json else human
+    agent = build_agent(args, settings, ask=TerminalAsk(human) if interactive else None)
     try:
         code = asyncio.run(_run(agent, task, printer))
     except KeyboardInterrupt:

@@ -163,3 +163,30 @@ def test_ctrl_c_exits_130_and_the_session_is_saved(tmp_path: Path, isolated_home
     saved = SessionStore(isolated_home / "sessions").load(info.id)
     assert [m["role"] for m in saved.messages] == ["user", "assistant"]
     assert saved.messages[1]["content"].startswith("word word")
+
+
+async def test_terminal_ask_reads_the_answer_and_the_call_line_is_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from agentkit import Approval, ToolCallRequest
+    from agentkit.cli.run import EventPrinter, TerminalAsk
+    from agentkit.events import ThinkingDelta, ToolCallStarted
+
+    read_end, write_end = os.pipe()
+    stdin = os.fdopen(read_end)
+    monkeypatch.setattr(sys, "stdin", stdin)
+    out, err = io.StringIO(), io.StringIO()
+    printer = EventPrinter(out, err)
+    printer.handle(ThinkingDelta("half a thought", 1))
+    ask = TerminalAsk(printer)
+    os.write(write_end, b"a\n")
+    request = ToolCallRequest("c1", "write_file", {"path": "x.txt"}, True, "Write\n   a file.")
+    assert await ask(request) is Approval.ALWAYS
+    printer.handle(ToolCallStarted("c1", "write_file", {"path": "x.txt"}, 1))
+    text = err.getvalue()
+    assert "half a thought\n? allow write_file(path='x.txt') — Write a file." in text
+    assert "⚙" not in text  # the question already showed the call
+    os.write(write_end, b"\n")
+    assert await ask(ToolCallRequest("c2", "write_file", {}, True)) is Approval.DENY  # Enter alone means no
+    os.close(write_end)
+    stdin.close()
