@@ -13,10 +13,12 @@ Fixtures live here (tests/backends has no conftest of its own); test modules imp
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,6 +91,14 @@ def free_port() -> int:
         return port
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies, even by SIGKILL (a CI timeout)."""
+    os.setsid()  # own process group, so stop() reaches vLLM's engine processes too
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def launch_vllm_server(
     python: Path, model_dir: Path, log_path: Path, *, extra_args: tuple[str, ...] = ()
 ) -> VLLMServer:
@@ -116,7 +126,7 @@ def launch_vllm_server(
     ]  # fmt: skip
     log = log_path.open("wb")
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
     log.close()
     server = VLLMServer(f"http://127.0.0.1:{port}", str(model_dir), model_dir, process, log_path, 0.0)
     deadline = started + START_TIMEOUT_S
@@ -165,7 +175,6 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer
 
 if __name__ == "__main__":
     # Serve the tiny model until interrupted; then AGENTKIT_VLLM_BASE_URL=URL pytest -m vllm reuses it.
-    import sys
     import tempfile
 
     # A background job starts with SIGINT ignored; make both Ctrl-C and `kill` stop the server cleanly.
