@@ -136,7 +136,8 @@ async def _run_one(make_agent: Callable[[], Agent], task: BatchTask, timeout_s: 
             ok=result.ok,
             output=result.output,
             stop_reason=result.stop_reason,
-            session_id=result.session_id,
+            # Only a saved session (--save-sessions) has an id worth recording: `agentkit sessions show ID`.
+            session_id=result.session_id if agent.store is not None else None,
             usage=to_jsonable(result.usage),
             tool_calls=len(result.tool_calls),
         )
@@ -255,4 +256,6 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
         f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped (already in {output_path})",
         file=sys.stderr,
     )
+    if summary.failed:
+        print("rerun the same command with --retry-failed to try the failed tasks again", file=sys.stderr)
     return EXIT_OK if summary.failed == 0 else EXIT_FAILED

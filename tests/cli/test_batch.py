@@ -125,3 +125,15 @@ def test_batch_refuses_to_overwrite_its_input(tmp_path: Path, capsys: pytest.Cap
     tasks = write_tasks(tmp_path / "tasks.jsonl", ["x"])
     assert main(["batch", str(tasks), "-o", str(tasks), "--backend", "scripted:x"]) == 2
     assert "must differ" in capsys.readouterr().err
+
+
+def test_sessions_are_saved_only_when_asked(tmp_path: Path, scripted) -> None:  # type: ignore[no-untyped-def]
+    from agentkit import SessionStore
+
+    tasks = write_tasks(tmp_path / "tasks.jsonl", ["one"])
+    plain, saved = tmp_path / "plain.jsonl", tmp_path / "saved.jsonl"
+    assert main(["batch", str(tasks), "-o", str(plain), "--backend", scripted(["a<turn|>"])]) == 0
+    assert records(plain)[0]["session_id"] is None and SessionStore().list() == []
+    assert main(["batch", str(tasks), "-o", str(saved), "--save-sessions", "--backend", scripted(["a<turn|>"])]) == 0
+    (info,) = SessionStore().list()
+    assert records(saved)[0]["session_id"] == info.id
