@@ -198,15 +198,29 @@ class VLLMBackend:
             "model": self._model,
             "messages": [dict(m) for m in request.messages],
             "chat_template_kwargs": {"enable_thinking": request.enable_thinking},
-            # The gemma4 parsers need the control tokens. No stop strings here: vLLM holds back text that might
-            # start one, and its gemma4 parser then misreads calls as content (seen with vLLM 0.32); the
-            # checkpoint's generation config already stops on <turn|> and <|tool_response>.
+            # The gemma4 parsers need the control tokens. No stop *strings* here: vLLM holds back text that
+            # might start one, and its gemma4 parser then misreads calls as content (seen with vLLM 0.32).
+            # Stop token ids have no hold-back; without a tokenizer the checkpoint's generation config decides.
             "skip_special_tokens": False,
             **self._sampling(request),
         }
+        stop_ids = self._stop_token_ids(request.stop)
+        if stop_ids:
+            body["stop_token_ids"] = stop_ids
         if request.tools:
             body["tools"] = [t if "type" in t else {"type": "function", "function": dict(t)} for t in request.tools]
         return body
+
+    def _stop_token_ids(self, stops: tuple[str, ...]) -> list[int]:
+        """Ids of the stop markers that are single tokens in the local tokenizer (all Gemma 4 markers are)."""
+        if self._tokenizer is None:
+            return []
+        ids = []
+        for marker in stops:
+            encoded = self._tokenizer.encode(marker, add_special_tokens=False)
+            if len(encoded) == 1:
+                ids.append(encoded[0])
+        return ids
 
     def _sampling(self, request: GenerationRequest) -> dict[str, Any]:
         sampling = request.sampling
