@@ -107,7 +107,11 @@ class ResultWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fh: TextIO = path.open("a", encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh: TextIO = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot write results to {path}: {exc}") from exc
 
     def write(self, record: dict[str, Any]) -> None:
         self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")

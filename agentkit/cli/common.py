@@ -91,16 +91,16 @@ def make_backend(settings: Settings) -> Backend:
 
 
 def make_tools(settings: Settings) -> list[Any]:
-    """The built-in tools named by ``--tools``; files and python work inside ``--workspace``."""
+    """The built-in tools named by ``--tools``; files (required) and python (optional) use ``--workspace``."""
     if not settings.tools:
         return []
     from agentkit.tools import PythonSandbox, Workspace, fetch_url, web_search
 
     tools: list[Any] = []
     workspace: Any = None
-    if {"files", "python"} & set(settings.tools):
-        if settings.workspace is None:
-            raise UserError("the files and python tools need a folder to work in: add --workspace DIR")
+    if "files" in settings.tools and settings.workspace is None:
+        raise UserError("the files tool needs a folder to work in: add --workspace DIR")
+    if settings.workspace is not None:
         settings.workspace.mkdir(parents=True, exist_ok=True)
         workspace = Workspace(settings.workspace)
     for name in settings.tools:
@@ -111,6 +111,7 @@ def make_tools(settings: Settings) -> list[Any]:
         elif name == "files":
             tools.extend(workspace.tools())
         elif name == "python":
+            # With --workspace the code sees those files; without, it gets a scratch folder thrown away after.
             tools.append(PythonSandbox(workspace).as_tool())
     return tools
 

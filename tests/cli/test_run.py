@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,6 +80,16 @@ def test_files_tool_with_yes_writes_and_without_is_denied(
 def test_files_tool_needs_a_workspace(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     assert main(["run", "--backend", scripted(["x<turn|>"]), "--tools", "files", "hi"]) == 2
     assert "--workspace" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+def test_python_tool_runs_in_a_scratch_sandbox_without_a_workspace(
+    scripted, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    outputs = [call("run_python", code="print(6 * 7)"), "It printed 42.<turn|>"]
+    assert main(["run", "--yes", "--backend", scripted(outputs), "--tools", "python", "compute"]) == 0
+    out, err = capsys.readouterr()
+    assert "✓ run_python" in err and "42" in err and out == "It printed 42.\n"
 
 
 def test_step_limit_exits_1(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
