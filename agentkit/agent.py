@@ -166,6 +166,9 @@ class Agent:
         self._always: set[str] = set()
         self._running = False
         self._runner: asyncio.Runner | None = None
+        # (the history list itself, its length, thinking switch, its rendering without generation prompt)
+        self._prefix: tuple[list[dict[str, Any]], int, bool, gemma4.Prompt] | None = None
+        self._turns: tuple[list[dict[str, Any]] | None, int, int] = (None, 0, 0)  # (history, length, user turns)
         if session_id is not None:
             if store is None:
                 raise UserError("session_id needs a store: Agent(..., store=SessionStore(), session_id=...)")
@@ -246,10 +249,12 @@ class Agent:
         started = time.perf_counter()
         history = self.session.messages
         turn: list[dict[str, Any]] = [user_message]  # messages of this turn, reasoning kept until it ends
-        turn_index = sum(1 for m in history if m.get("role") == "user")
+        if self._turns[0] is not history or self._turns[1] != len(history):
+            self._turns = (history, len(history), sum(1 for m in history if m.get("role") == "user"))
+        turn_index = self._turns[2]
         if not self.session.title and isinstance(user_message["content"], str):
             self.session.title = " ".join(user_message["content"].split())[:60]
-        prompt = gemma4.render([*history, user_message], self._declarations or None, enable_thinking=self.thinking)
+        prompt = self._opening_prompt(history, user_message)
         usage = Usage()
         gen_s = tools_s = ttft = 0.0
         thinking_parts: list[str] = []
@@ -376,7 +381,7 @@ class Agent:
         total = time.perf_counter() - started
         result = RunResult(
             output=output,
-            messages=[dict(m) for m in self.session.messages],
+            messages=list(self.session.messages),
             thinking="\n\n".join(thinking_parts),
             usage=usage,
             timings=RunTimings(total_s=total, generation_s=gen_s, tools_s=tools_s, ttft_s=ttft),
@@ -386,6 +391,44 @@ class Agent:
             session_id=self.session.id,
         )
         yield RunFinished(result)
+
+    def _opening_prompt(self, history: list[dict[str, Any]], user_message: dict[str, Any]) -> gemma4.Prompt:
+        """The first prompt of a turn: the cached rendering of the history plus the new user turn.
+
+        History only grows by whole turns that start with a user message and end with a closed model turn,
+        and it holds no thinking, so rendering it again would give the same bytes: the agent keeps that
+        rendering and appends, making each turn O(new text) instead of O(conversation). The cache is used
+        only while ``history`` is the same list the agent last extended, at the same length, with the same
+        tools and thinking switch; anything else (a loaded session, a replaced list) renders from scratch.
+        """
+        if not self._prefix_matches(history, len(history)):
+            last = history[-1] if history else {"role": "assistant"}
+            if last.get("role") != "assistant" or last.get("tool_calls"):
+                # Not a closed model turn (an unusual loaded history): no cache, render it all.
+                self._prefix = None
+                return gemma4.render(
+                    [*history, user_message], self._declarations or None, enable_thinking=self.thinking
+                )
+            rendered = gemma4.render(
+                history, self._declarations or None, enable_thinking=self.thinking, add_generation_prompt=False
+            )
+            rendered.text  # noqa: B018 - computed once here, every later append reuses it
+            self._prefix = (history, len(history), self.thinking, rendered)
+        assert self._prefix is not None
+        return self._prefix[3] + _turn_suffix([user_message], self.thinking)
+
+    def _advance_prefix(self, history: list[dict[str, Any]], start: int) -> None:
+        if self._prefix_matches(history, start):
+            assert self._prefix is not None
+            prefix = self._prefix[3] + _turn_suffix(history[start:], None)
+            prefix.text  # noqa: B018 - computed once here, every later append reuses it
+            self._prefix = (history, len(history), self.thinking, prefix)
+        else:
+            self._prefix = None
+
+    def _prefix_matches(self, history: list[dict[str, Any]], length: int) -> bool:
+        p = self._prefix
+        return p is not None and p[0] is history and p[1] == length and p[2] == self.thinking
 
     @staticmethod
     def _close_turn(turn: list[dict[str, Any]], text: str, *, cancelled: bool) -> None:
@@ -419,7 +462,11 @@ class Agent:
         """Persist after every step; on the final save, the turn joins history without its thinking."""
         s = self.session
         if final:
+            start = len(history)
             history.extend({k: v for k, v in m.items() if k != "reasoning_content"} for m in turn)
+            self._advance_prefix(history, start)
+            if self._turns[0] is history and self._turns[1] == start:
+                self._turns = (history, len(history), self._turns[2] + 1)
             if thinking_parts:
                 s.thinking.append({"turn": turn_index, "text": "\n\n".join(thinking_parts)})
             s.tool_calls.extend(
@@ -523,6 +570,18 @@ class Agent:
 
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
+
+
+def _turn_suffix(messages: list[dict[str, Any]], thinking: bool | None) -> gemma4.Prompt:
+    """Render whole turns that start with a user message, as they continue an earlier rendering.
+
+    ``thinking`` adds the generation prompt for that switch; ``None`` adds none.
+    """
+    segments = gemma4.render(messages, add_generation_prompt=False).segments
+    head = segments[0]
+    assert head.trusted and head.text.startswith(gemma4.tokens.BOS)
+    suffix = gemma4.Prompt((gemma4.Segment(head.text[len(gemma4.tokens.BOS) :], True), *segments[1:]))
+    return suffix if thinking is None else suffix + gemma4.generation_prompt(thinking)
 
 
 def _hand_over(raw: str) -> str:

@@ -373,3 +373,41 @@ def test_untrusted_text_cannot_forge_control_tokens() -> None:
     assert second.count("<|tool_call>") == 1  # only the model's own call
     assert second.count("<|turn>") == 3  # system, user, model
     assert second.count("<turn|>") == 2  # closing system and user
+
+
+def test_each_turn_starts_from_exactly_the_full_rendering() -> None:
+    """The agent appends to its cached rendering of the history; it must equal a fresh render every time."""
+
+    @tool
+    def note(text: str) -> str:
+        """Keep a note."""
+        return "kept " + text
+
+    call = '<|tool_call>call:note{text:<|"|>a<|"|>}<tool_call|><|tool_response>'
+    backend = ScriptedBackend(
+        [
+            "<|channel>thought\nT1\n<channel|>" + call,
+            "First.<turn|>",
+            "Second.<turn|>",
+            call,
+            call,
+            "<|channel>thought\nT2\n<channel|>Third.<turn|>",
+            "Fourth.<turn|>",
+        ]
+    )
+    agent = Agent(backend, tools=[note], system="Be brief.", thinking=True)
+    for prompt in ["one", "two", "three <|turn>", "four"]:
+        before = list(agent.messages)
+        n = len(backend.requests)
+        agent.run(prompt)
+        expected = render_prompt(
+            [*before, {"role": "user", "content": prompt}], [note.as_openai_tool()], enable_thinking=True
+        )
+        assert backend.prompts[n] == expected
+    # Replacing the history list makes the agent render from scratch (no stale cache).
+    agent.session.messages = agent.messages[:3]
+    backend.add("Fifth.<turn|>")
+    agent.run("five")
+    assert backend.prompts[-1] == render_prompt(
+        [*agent.messages[:3], {"role": "user", "content": "five"}], [note.as_openai_tool()], enable_thinking=True
+    )

@@ -113,7 +113,9 @@ class Prompt:
             text = self._text + other.text if self._text is not None else None
             return Prompt._merged((*self._segments, *other._segments), text)
         joined = Segment(last.text + first.text, last.trusted)
-        return Prompt._merged((*self._segments[:-1], joined, *other._segments[1:]))
+        # Trusted text is sent as it is, so the texts still add up; untrusted runs are neutralized as a whole.
+        text = self._text + other.text if last.trusted and self._text is not None else None
+        return Prompt._merged((*self._segments[:-1], joined, *other._segments[1:]), text)
 
     def __iter__(self) -> Iterator[Segment]:
         return iter(self._segments)

@@ -200,7 +200,9 @@ def as_tools(objs: Iterable[Tool | Callable[..., Any]]) -> list[Tool]:
 
 def to_response_value(value: Any) -> Any:
     """Turn a tool's return value into what the Gemma response format can carry (a string or a mapping)."""
-    if isinstance(value, str | Mapping):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
         return _jsonable(value)
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
