@@ -114,7 +114,7 @@ class AgentkitApp(App[None]):
                 yield VerticalScroll(Static(WELCOME, id="welcome"), id="chat")
                 yield Static(id="status")
                 yield Input(placeholder="Message Gemma…", id="prompt")
-        yield Footer()
+        yield Footer(compact=True)
 
     async def on_mount(self) -> None:
         show = self._show_sidebar if self._show_sidebar is not None else self.size.width >= 100

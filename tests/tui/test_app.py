@@ -258,3 +258,15 @@ async def test_sidebar_toggles_and_cancel_binding_only_shows_while_running(store
         assert app.check_action("cancel", ()) is True
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.running, "the cancellation")
+
+
+async def test_quitting_mid_answer_still_saves_the_session(store: SessionStore) -> None:
+    app = AgentkitApp(ScriptedBackend(["word " * 400 + "<turn|>"], chunk_size=2, delay_s=0.01), store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "talk for a while")
+        await wait_for(pilot, lambda: len(app.query_one(AgentTurn).text) > 10, "some text streamed")
+        session_id = app.session_id
+        await pilot.press("ctrl+q")
+    saved = store.load(session_id)
+    assert [m["role"] for m in saved.messages] == ["user", "assistant"]
+    assert saved.messages[1]["content"].startswith("word")

@@ -53,8 +53,8 @@ class SessionsSidebar(Vertical):
     SessionsSidebar ListItem.-new Label { color: $text-muted; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "rename", "Rename", show=False),
-        Binding("delete,d", "delete", "Delete", show=False),
+        Binding("r", "rename", "Rename"),
+        Binding("d,delete", "delete", "Delete"),
     ]
 
     class Chosen(Message):
