@@ -82,6 +82,7 @@ class EventPrinter:
         self._err_line_open = False  # stderr holds a line without its newline (thinking in progress)
         self._out_last = "\n"
         self.asked: set[str] = set()  # calls a question already showed (see TerminalAsk)
+        self.saved = True  # whether the run is saved as a session (so its id is worth showing)
 
     def end_lines(self) -> None:
         """Finish any half-written line on stdout and stderr before printing something else."""
@@ -124,6 +125,14 @@ class EventPrinter:
                     ("✗ ", "red"), (event.name, "bold"), f" {event.duration_s:.1f}s  ", (event.error, "red")
                 )
             self.console.print(line)
+        elif name == "RunFinished":
+            r = event.result
+            self.end_lines()
+            parts = [f"{r.steps} step{'s' if r.steps != 1 else ''}", f"{r.usage.completion_tokens} tokens"]
+            parts.append(f"{r.timings.total_s:.1f}s")
+            if r.session_id and self.saved:
+                parts.append(f"session {r.session_id} (continue with: agentkit run -s {r.session_id} ...)")
+            self.console.print(Text("— " + " · ".join(parts), style="dim"))
         elif name == "Notice":
             self._end_err_line()
             style = {"error": "bold red", "warning": "yellow"}.get(event.level, "blue")
@@ -240,6 +249,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     # Questions need a person at a terminal; a task piped on stdin leaves no way to answer.
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     human = EventPrinter(sys.stdout, sys.stderr)
+    human.saved = not args.no_save
     printer: EventPrinter | JsonEventPrinter = JsonEventPrinter(sys.stdout) if args.json else human
     agent = build_agent(args, settings, ask=TerminalAsk(human) if interactive else None)
     try:

@@ -30,6 +30,8 @@ def test_answer_on_stdout_thinking_on_stderr(scripted, capsys: pytest.CaptureFix
     out, err = capsys.readouterr()
     assert out == "The answer is **42**.\n"
     assert "Pondering." in err
+    (session,) = SessionStore().list()
+    assert "1 step · " in err and f"agentkit run -s {session.id}" in err  # how to continue, on stderr
 
 
 def test_json_events_are_one_object_per_line_ending_with_the_result(
