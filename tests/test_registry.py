@@ -51,3 +51,8 @@ def test_vllm_url_keeps_slashes_in_model_name() -> None:
     b = backend_from_url("vllm://gpu-box:8000/google/gemma-4-31B-it")
     assert isinstance(b, vllm.VLLMBackend)
     assert b.model == "google/gemma-4-31B-it"
+
+
+def test_vllm_url_can_name_a_local_model_path() -> None:
+    pytest.importorskip("agentkit.backends.vllm")
+    assert backend_from_url("vllm://127.0.0.1:8011//srv/models/tiny").model == "/srv/models/tiny"

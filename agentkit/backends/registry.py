@@ -45,7 +45,7 @@ def backend_from_url(url: str, **options: Any) -> Backend:
             parts = urlsplit(url)
             if not parts.hostname:
                 raise _bad(url, "no host given")
-            model = parts.path.lstrip("/")
+            model = parts.path[1:]  # one slash only: "vllm://host:8000//srv/models/x" names a local path
             try:
                 port = parts.port
             except ValueError as exc:
