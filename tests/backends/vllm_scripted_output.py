@@ -14,6 +14,7 @@ directory on its PYTHONPATH); it imports vLLM, so only the server's own environm
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 SCRIPT_KEY = "agentkit_script"
 AFTER_KEY = "agentkit_script_after"
 SWITCH_KEY = "agentkit_switch_token"
+DELAY_KEY = "agentkit_delay_s"  # seconds to sleep per generated token: makes "stopped early" independent of load
 
 
 class ScriptedOutputLogitsProcessor(AdapterLogitsProcessor):
@@ -48,10 +50,13 @@ class ScriptedOutputLogitsProcessor(AdapterLogitsProcessor):
         first = [int(x) for x in args[SCRIPT_KEY]]
         after = [int(x) for x in args.get(AFTER_KEY) or ()]
         switch = args.get(SWITCH_KEY)
+        delay = float(args.get(DELAY_KEY) or 0.0)
 
         def force(prompt_ids: list[int], output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
             ids = after if after and switch is not None and switch in prompt_ids else first
             step = len(output_ids)
+            if delay:
+                time.sleep(delay)
             if step < len(ids):
                 logits.fill_(float("-inf"))
                 logits[ids[step]] = 0.0
