@@ -157,7 +157,11 @@ class Agent:
         elif isinstance(sampling, SamplingParams):
             self.sampling = sampling
         else:
-            self.sampling = SamplingParams().with_overrides(**dict(sampling))
+            try:
+                self.sampling = SamplingParams().with_overrides(**dict(sampling))
+            except TypeError as exc:
+                known = ", ".join(SamplingParams.__dataclass_fields__)
+                raise UserError(f"unknown sampling setting in {dict(sampling)!r}; the settings are: {known}") from exc
         self.approval: ApprovalPolicy = approval or default_policy
         self.ask = ask
         self.max_repeated_calls = max_repeated_calls
@@ -373,6 +377,14 @@ class Agent:
             output = "".join(partial_text)
             self._close_turn(turn, output, cancelled=True)
             self._save(history, turn, thinking_parts, turn_index, records, final=True)
+            raise
+        except Exception:
+            # The backend failed (server gone, context too long) or something else broke mid-turn. A turn that
+            # produced nothing is dropped, so retrying the same request does not repeat the user message;
+            # otherwise what happened so far is kept, closed so the history still renders, and saved.
+            if len(turn) > 1 or partial_text:
+                self._close_turn(turn, "".join(partial_text), cancelled=False)
+                self._save(history, turn, thinking_parts, turn_index, records, final=True)
             raise
         if not finished:
             output = "".join(partial_text) if stop_reason == "max_tokens" else ""

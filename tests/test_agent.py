@@ -411,3 +411,23 @@ def test_each_turn_starts_from_exactly_the_full_rendering() -> None:
     assert backend.prompts[-1] == render_prompt(
         [*agent.messages[:3], {"role": "user", "content": "five"}], [note.as_openai_tool()], enable_thinking=True
     )
+
+
+def test_backend_failure_keeps_history_consistent() -> None:
+    from agentkit.errors import BackendError, UserError
+
+    backend = ScriptedBackend(["First.<turn|>"])
+    agent = Agent(backend, tools=[get_weather])
+    agent.run("one")
+    with pytest.raises(BackendError):  # nothing left to replay: the backend fails before any output
+        agent.run("two")
+    assert [m["role"] for m in agent.messages] == ["user", "assistant"]  # the empty turn was dropped
+
+    backend.add(CALL_PARIS)  # a tool round happens, then the backend fails
+    with pytest.raises(BackendError):
+        agent.run("three")
+    assert [m["role"] for m in agent.messages][2:] == ["user", "assistant", "tool", "assistant"]
+    render_prompt(agent.messages)
+
+    with pytest.raises(UserError, match="the settings are: temperature"):
+        Agent(backend, sampling={"temprature": 0.2})
