@@ -125,10 +125,15 @@ class Engine:
         # ``static`` defaults to CUDA only; tests force it on CPU to check the padded-chunk prefill path.
         self.static = device.type == "cuda" if static is None else static
         self.compile_decode = compile_decode and self.static
+        self.use_graphs = self.compile_decode and device.type == "cuda"
+        # Attention reads only the first ``view`` cache positions, ``view`` a power-of-two bucket (from 1024)
+        # above the current length: a step's cost follows the history it has, not the preallocated size.
+        self.buckets = sorted({min(max_cache_len, 1024 << i) for i in range(16)})
         self.cache: Any = None
         self.cache_ids: list[int] = []  # the tokens whose keys/values the cache holds, in order
         self._step_fn: Callable[..., Any] | None = None  # one forward pass over the static cache
-        self._graphs: dict[int, tuple[Any, torch.Tensor]] = {}  # input length -> (CUDA graph, its output)
+        # (input length, view bucket) -> (CUDA graph, its output)
+        self._graphs: dict[tuple[int, int], tuple[Any, torch.Tensor]] = {}
         self._pool: Any = None
         self._step_ids = torch.zeros((1, 1), dtype=torch.long, device=device)
         self._step_pos = torch.zeros((1, 1), dtype=torch.long, device=device)
@@ -145,23 +150,29 @@ class Engine:
         cache_utils: Any = import_transformers().cache_utils
         n = self.model.config.get_text_config().num_hidden_layers
         if self.static:
-            layers: list[Any] = [cache_utils.StaticLayer(max_cache_len=self.max_cache_len) for _ in range(n)]
+            cls = _view_layer_class(cache_utils.StaticLayer)
+            layers: list[Any] = [cls(max_cache_len=self.max_cache_len) for _ in range(n)]
         else:
             layers = [cache_utils.DynamicLayer() for _ in range(n)]
         return cache_utils.Cache(layers=layers)
+
+    def _set_view(self, needed: int) -> int:
+        view = next(b for b in self.buckets if b >= needed)
+        for layer in self.cache.layers:
+            layer.view_len = view
+        return view
 
     def _truncate(self, length: int) -> None:
         """Forget cached positions from ``length`` on."""
         drop = len(self.cache_ids) - length
         if drop <= 0:
             return
-        for layer in self.cache.layers:
-            if not layer.is_initialized:
-                continue  # layers that reuse another layer's keys/values never store any
-            if self.static:
-                layer.cumulative_length.fill_(length)
-            else:
-                layer.crop(-drop)
+        if self.static:
+            self._set_length(length)
+        else:
+            for layer in self.cache.layers:
+                if layer.is_initialized:  # layers that reuse another layer's keys/values never store any
+                    layer.crop(-drop)
         del self.cache_ids[length:]
 
     def reset(self) -> None:
@@ -200,6 +211,8 @@ class Engine:
     def _forward(self, ids: Sequence[int]) -> torch.Tensor:
         """Prefill ``ids`` after the cached prefix; return the logits of the last position ``[1, vocab]``."""
         start = len(self.cache_ids)
+        if self.static:
+            self._set_view(start + len(ids))
         input_ids = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
         positions = torch.arange(start, start + len(ids), device=self.device).unsqueeze(0)
         out = self.model(
@@ -262,15 +275,16 @@ class Engine:
         """One forward pass over the static input buffers ``ids``/``pos``: a graph replay when compiling."""
         if self._step_fn is None:
             self._step_fn = self._build_step_fn()
-        if not self.compile_decode:
+        view = self._set_view(len(self.cache_ids) + ids.shape[1])
+        if not self.use_graphs:
             out: torch.Tensor = self._step_fn(ids, pos, keep)
             return out
-        key = ids.shape[1]
+        key = (ids.shape[1], view)
         if key not in self._graphs:
             self._graphs[key] = self._capture(ids, pos, keep)
-        graph, out = self._graphs[key]
+        graph, captured = self._graphs[key]
         graph.replay()
-        return out
+        return captured
 
     def _capture(self, ids: torch.Tensor, pos: torch.Tensor, keep: int) -> tuple[Any, torch.Tensor]:
         """Compile (first calls) and capture one forward pass as a CUDA graph over the static buffers.
@@ -278,20 +292,26 @@ class Engine:
         Captured by hand rather than with ``mode="reduce-overhead"``: a replay then costs one launch and no
         Python guard checks, and the decode and chunk graphs share one memory pool without re-recording.
         """
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
         assert self._step_fn is not None
         length = len(self.cache_ids)
         side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
         side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):  # compile, autotune, and settle the allocator before capturing
-                self._step_fn(ids, pos, keep)
-                self._set_length(length)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
-            out = self._step_fn(ids, pos, keep)
+        # The fused attention kernels parallelize over query blocks; with one query (or a short chunk) against
+        # a long cache they run on a few SMs for hundreds of microseconds per layer. Plain matmul + softmax
+        # ("math") spreads the cache read over the whole GPU, so the captured steps use it.
+        with sdpa_kernel([SDPBackend.MATH]):
+            with torch.cuda.stream(side):
+                for _ in range(3):  # compile, autotune, and settle the allocator before capturing
+                    self._step_fn(ids, pos, keep)
+                    self._set_length(length)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._pool):
+                out = self._step_fn(ids, pos, keep)
         self._set_length(length)  # capturing records the cache write without running it; keep lengths exact
         return graph, out
 
@@ -303,7 +323,8 @@ class Engine:
             return out.logits  # type: ignore[no-any-return]
 
         if self.compile_decode:
-            return torch.compile(step, fullgraph=False, dynamic=False)
+            # dynamic: one compilation serves the decode step, the prefill chunk and every view bucket.
+            return torch.compile(step, fullgraph=False, dynamic=True)
         return step
 
     def warm_up(self, steps: int = 3) -> None:
@@ -403,6 +424,29 @@ class Engine:
             first_token_s=first_s,
             end_s=time.perf_counter(),
         )
+
+
+def _view_layer_class(base: type) -> type:
+    """A static cache layer that shows attention only its first ``view_len`` positions (set by the engine)."""
+    global _VIEW_LAYER
+    if _VIEW_LAYER is None:
+
+        class ViewStaticLayer(base):  # type: ignore[misc]
+            view_len: int = 0
+
+            def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+                keys, values = super().update(key_states, value_states, *args, **kwargs)
+                n = self.view_len or self.max_cache_len
+                return keys[:, :, :n], values[:, :, :n]
+
+            def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+                return self.view_len or self.max_cache_len, 0
+
+        _VIEW_LAYER = ViewStaticLayer
+    return _VIEW_LAYER
+
+
+_VIEW_LAYER: type | None = None
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
