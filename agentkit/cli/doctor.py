@@ -89,6 +89,11 @@ async def check_backend(url: str, *, probe: bool) -> list[Check]:
         backend = backend_from_url(url)
     except (UserError, ImportError) as exc:
         return [Check(f"backend     {url}", "fail", "cannot be built", str(exc))]
+    except (BackendUnavailable, ModelNotFound) as exc:
+        # In-process backends load the model when built: a missing model is reported here, not in check().
+        return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc), unavailable=True)]
+    except AgentkitError as exc:
+        return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc))]
     try:
         await backend.check()
     except (BackendUnavailable, ModelNotFound) as exc:

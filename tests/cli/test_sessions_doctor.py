@@ -79,6 +79,23 @@ def test_doctor_unreachable_backend_exits_3_with_the_fix(tmp_path: Path, capsys:
     assert "✗ backend" in out and "ollama serve" in out
 
 
+def test_doctor_reports_a_model_that_fails_to_load_and_still_checks_the_sandbox(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In-process backends (transformers) load the model when built, so ModelNotFound comes from the constructor.
+    from agentkit.cli import doctor
+    from agentkit.errors import ModelNotFound
+
+    def missing_model(url: str) -> None:
+        raise ModelNotFound("cannot load the model 'google/gemma-4-E2B-it': not in the cache", backend="transformers")
+
+    monkeypatch.setattr(doctor, "backend_from_url", missing_model)
+    assert main(["doctor", "--backend", "transformers:google/gemma-4-E2B-it"]) == 3
+    captured = capsys.readouterr()
+    assert "✗ backend" in captured.out and "not in the cache" in captured.out
+    assert "sandbox" in captured.out and "agentkit: error" not in captured.err
+
+
 def test_sandbox_check_reports_missing_bwrap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
     missing = check_sandbox(needed=True)
