@@ -77,28 +77,51 @@ def read_tasks(path: Path) -> list[BatchTask]:
     return tasks
 
 
+def _is_result(record: Any) -> bool:
+    return isinstance(record, dict) and "id" in record and "ok" in record
+
+
 def read_done(path: Path) -> dict[str, dict[str, Any]]:
     """Results already in the output, by id (the last record of an id wins).
 
     A last line without its newline was cut off by a crash mid-write; it is removed from the file here
-    so appending continues on a clean line boundary.
+    so appending continues on a clean line boundary. A file that holds anything else (notes, a task file
+    given as ``-o`` by mistake) is refused before a byte of it changes: appending to it, or taking its
+    lines for finished tasks, would damage it or silently skip work.
     """
     if not path.exists():
         return {}
-    data = path.read_bytes()
+    if not path.is_file():
+        raise UserError(f"--output {path} is not a file; give a results file such as results.jsonl")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read the results file {path}: {exc}") from exc
+    cut = len(data)
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
-        with path.open("r+b") as fh:
-            fh.truncate(cut)
-        data = data[:cut]
+        if not data[cut:].startswith(b'{"id": '):
+            raise UserError(
+                f"{path} is not an agentkit batch results file (its last line is not a result); it was left "
+                "untouched. Give --output a new file or one written by agentkit batch"
+            )
     done: dict[str, dict[str, Any]] = {}
-    for raw in data.decode("utf-8", "replace").splitlines():
+    for number, raw in enumerate(data[:cut].decode("utf-8", "replace").splitlines(), start=1):
+        if not raw.strip():
+            continue
         try:
             record = json.loads(raw)
         except json.JSONDecodeError:
-            continue  # not ours or damaged: leave it, the task simply runs again
-        if isinstance(record, dict) and "id" in record:
-            done[str(record["id"])] = record
+            record = None
+        if not _is_result(record):
+            raise UserError(
+                f"{path}:{number} is not an agentkit batch result; the file was left untouched. "
+                "Give --output a new file or one written by agentkit batch"
+            )
+        done[str(record["id"])] = record
+    if cut < len(data):
+        with path.open("r+b") as fh:
+            fh.truncate(cut)
     return done
 
 
@@ -214,6 +237,7 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.timeout <= 0:
         raise UserError("--timeout must be positive")
     tasks = read_tasks(input_path)
+    read_done(output_path)  # a wrong --output is refused now, before a model is loaded
     backend = make_backend(settings)
     tools = make_tools(settings)
     store = None

@@ -87,6 +87,31 @@ def test_a_line_cut_off_by_a_crash_is_dropped_and_the_task_reruns(tmp_path: Path
     assert out.read_text(encoding="utf-8") == good + "\n"  # clean line boundary for the next append
 
 
+def test_an_output_file_that_is_not_ours_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\nlast line without a newline", encoding="utf-8")
+    with pytest.raises(UserError, match="not an agentkit batch results file"):
+        read_done(notes)
+    assert notes.read_text(encoding="utf-8") == "my notes\nlast line without a newline"
+    # A task file given as -o by mistake: its lines must not count as finished tasks.
+    tasks = write_tasks(tmp_path / "tasks.jsonl", [{"id": "a", "task": "one"}])
+    with pytest.raises(UserError, match=r"tasks.jsonl:1 is not an agentkit batch result"):
+        read_done(tasks)
+    with pytest.raises(UserError, match="is not a file"):
+        read_done(tmp_path)
+
+
+def test_batch_command_refuses_a_foreign_output_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tasks = write_tasks(tmp_path / "tasks.jsonl", ["x"])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me", encoding="utf-8")
+    assert main(["batch", str(tasks), "-o", str(notes), "--backend", "scripted:x"]) == 2
+    assert "left untouched" in capsys.readouterr().err
+    assert notes.read_text(encoding="utf-8") == "keep me"
+    assert main(["batch", str(tasks), "-o", str(tmp_path), "--backend", "scripted:x"]) == 2
+    assert "is not a file" in capsys.readouterr().err
+
+
 def test_task_file_forms_and_mistakes(tmp_path: Path) -> None:
     ok = write_tasks(tmp_path / "t.jsonl", [{"id": "x", "task": "one"}, "two", {"task": "three"}])
     assert read_tasks(ok) == [BatchTask("x", "one"), BatchTask("2", "two"), BatchTask("3", "three")]
