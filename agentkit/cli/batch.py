@@ -74,6 +74,8 @@ def read_tasks(path: Path) -> list[BatchTask]:
             raise UserError(f"{path}:{number}: duplicate id {task_id!r}; ids must be unique so resuming can skip them")
         seen.add(task_id)
         tasks.append(BatchTask(task_id, text))
+    if not tasks:
+        raise UserError(f'{path} has no tasks: write one JSON line per task, {{"id": "q1", "task": "..."}}')
     return tasks
 
 

@@ -122,6 +122,10 @@ def test_task_file_forms_and_mistakes(tmp_path: Path) -> None:
     dup = write_tasks(tmp_path / "dup.jsonl", [{"id": "a", "task": "x"}, {"id": "a", "task": "y"}])
     with pytest.raises(UserError, match="duplicate id"):
         read_tasks(dup)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(UserError, match="has no tasks"):
+        read_tasks(empty)
 
 
 def test_batch_command_end_to_end(tmp_path: Path, scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
