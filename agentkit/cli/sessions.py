@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -15,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentkit import Session, SessionStore
+from agentkit.errors import UserError
 
 from .common import EXIT_OK, format_arguments, preview, to_jsonable
 
@@ -105,12 +107,19 @@ def sessions_command(args: argparse.Namespace, store: SessionStore | None = None
         store.delete(args.id)
         print(f"deleted session {args.id}", file=sys.stderr)
     elif args.action == "export":
-        data = store.export(args.id, args.output)
+        if args.output and Path(args.output).is_dir():
+            raise UserError(f"{args.output} is a folder; give a file name, e.g. -o {Path(args.output) / 'chat.json'}")
+        try:
+            data = store.export(args.id, args.output)
+        except OSError as exc:
+            raise UserError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
         if args.output:
             print(f"wrote {args.output}", file=sys.stderr)
         else:
             print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
     elif args.action == "rename":
+        if not args.title.strip():
+            raise UserError('the new title is empty: agentkit sessions rename ID "a title"')
         session = store.rename(args.id, args.title)
         print(f"renamed {session.id} to {session.title!r}", file=sys.stderr)
     return EXIT_OK

@@ -52,6 +52,18 @@ def test_list_show_export_rename_delete(scripted, tmp_path: Path, capsys: pytest
     assert "no session" in capsys.readouterr().err
 
 
+def test_export_and_rename_mistakes_are_usage_errors(scripted, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    sid = make_session(scripted)
+    capsys.readouterr()
+    assert main(["sessions", "export", sid, "-o", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["sessions", "export", sid, "-o", "/proc/agentkit-export.json"]) == 2
+    assert "cannot write /proc/agentkit-export.json" in capsys.readouterr().err
+    assert main(["sessions", "rename", sid, "  "]) == 2
+    assert "title is empty" in capsys.readouterr().err
+    assert SessionStore().load(sid).title == "plan a picnic"
+
+
 def test_empty_list_says_where_it_looked(isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sessions", "list"]) == 0
     assert str(isolated_home / "sessions") in capsys.readouterr().err
