@@ -101,6 +101,7 @@ class AgentkitApp(App[None]):
         self._initial_session = session_id
         self._show_sidebar = show_sidebar
         self._worker: Worker[None] | None = None
+        self._follow_pending = False  # anchor the chat to its end once it overflows (see _follow_answer)
         self.set_reactive(AgentkitApp.thinking, thinking)
         self.agent = self._make_agent(None)
 
@@ -119,6 +120,7 @@ class AgentkitApp(App[None]):
     async def on_mount(self) -> None:
         show = self._show_sidebar if self._show_sidebar is not None else self.size.width >= 100
         self.query_one(SessionsSidebar).display = show
+        self.watch(self.query_one("#chat", VerticalScroll), "virtual_size", self._follow_answer, init=False)
         if self._initial_session:
             await self.switch_session(self._initial_session)
         else:
@@ -172,6 +174,7 @@ class AgentkitApp(App[None]):
         self.agent = agent
         chat = self.query_one("#chat", VerticalScroll)
         chat.anchor(False)
+        self._follow_pending = False
         await chat.remove_children()
         if session_id is None:
             await chat.mount(Static(WELCOME, id="welcome"))
@@ -245,15 +248,11 @@ class AgentkitApp(App[None]):
         status = self.query_one("#status", Static)
         status.update("generating… (Esc to cancel)")
         chat = self.query_one("#chat", VerticalScroll)
-        # Follow the answer: anchor the view once the conversation overflows it (anchoring earlier would pin
-        # a short chat to the bottom of the screen). Textual releases the anchor when the reader scrolls up.
         chat.anchor(False)
-        pending_anchor = True
+        self._follow_pending = True
+        self._follow_answer()
         try:
             async for event in self.agent.run_stream(text):
-                if pending_anchor and chat.max_scroll_y > 0:
-                    chat.anchor()
-                    pending_anchor = False
                 if isinstance(event, ThinkingDelta):
                     await turn.add_thinking(event.text)
                 elif isinstance(event, TextDelta):
@@ -286,6 +285,19 @@ class AgentkitApp(App[None]):
             self.running = False
             self._update_status()
             await self.refresh_sessions()
+
+    def _follow_answer(self) -> None:
+        """Follow the answer: anchor the view once the conversation overflows it.
+
+        Anchoring earlier would pin a short chat to the bottom of the screen; Textual releases the anchor
+        when the reader scrolls up. This runs whenever the chat's content size changes, because markdown
+        lays out after the event that added it: checked per event, an answer that overflows in its last
+        chunk would stay below the view.
+        """
+        chat = self.query_one("#chat", VerticalScroll)
+        if self._follow_pending and chat.max_scroll_y > 0:
+            chat.anchor()
+            self._follow_pending = False
 
     async def _ask(self, request: ToolCallRequest) -> Approval:
         """The agent's ``ask`` callback: a modal; Esc, or cancelling the generation, denies."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual.containers import VerticalScroll
 from textual.pilot import Pilot
 from textual.widgets import Input, ListView, Markdown
 
@@ -91,6 +92,25 @@ async def test_denying_a_call_does_not_run_it_and_tells_the_model(store: Session
         assert card.has_class("-error")
     assert notebook.notes == []
     assert "denied" in backend.prompts[1]  # the model was told, in the tool response
+
+
+async def test_an_answer_that_overflows_in_its_last_chunk_is_scrolled_into_view(
+    store: SessionStore, notebook: NoteBook
+) -> None:
+    # Seen in tmux: after a denied call, the answer that pushed the chat past the screen stayed below the view.
+    answer = "\n\n".join(f"Line {i} of the answer." for i in range(30))
+    backend = ScriptedBackend(["Short.<turn|>", call("write_note", text="x"), answer + "<turn|>"], chunk_size=10_000)
+    app = AgentkitApp(backend, tools=[notebook.tool], store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        chat = app.query_one("#chat", VerticalScroll)
+        await send(pilot, app, "hi")
+        await wait_for(pilot, lambda: not app.running, "the first answer finished")
+        assert chat.max_scroll_y == 0  # a short chat is not pinned anywhere
+        await send(pilot, app, "write it down")
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not app.running, "the second answer finished")
+        await wait_for(pilot, lambda: chat.max_scroll_y > 0 and chat.scroll_y == chat.max_scroll_y, "the end in view")
 
 
 async def test_always_allow_stops_asking_for_that_tool(store: SessionStore, notebook: NoteBook) -> None:
