@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit import Agent, Backend, backend_from_url, tool
+from agentkit.errors import AgentkitError
 
 DEFAULT_QUESTIONS = [
     "Convert 37 degrees Celsius to Fahrenheit.",
@@ -109,7 +110,11 @@ def main(argv: Sequence[str] | None = None, backend: Backend | None = None) -> i
     args = list(sys.argv[1:] if argv is None else argv)
     questions = DEFAULT_QUESTIONS
     if args:
-        questions = [q.strip() for q in Path(args[0]).read_text(encoding="utf-8").splitlines() if q.strip()]
+        try:
+            text = Path(args[0]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            sys.exit(f"cannot read questions from {args[0]}: {exc}")
+        questions = [q.strip() for q in text.splitlines() if q.strip()]
     results = asyncio.run(run_all(backend or backend_from_env(), questions))
     for record in results:
         print(json.dumps(record, ensure_ascii=False))
@@ -119,4 +124,7 @@ def main(argv: Sequence[str] | None = None, backend: Backend | None = None) -> i
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except AgentkitError as exc:  # server not running, model not pulled, bad URL: the message says what to do
+        sys.exit(f"error: {exc}")

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agentkit import Agent, Approval, Backend, RunResult, ToolCallRequest, backend_from_url, default_policy
+from agentkit.errors import AgentkitError
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
 from agentkit.tools import PythonSandbox, Workspace
 
@@ -89,6 +90,8 @@ def main(argv: Sequence[str] | None = None, backend: Backend | None = None, work
     args = list(sys.argv[1:] if argv is None else argv)
     csv_path = Path(args.pop(0)) if args and args[0].endswith(".csv") else None
     question = " ".join(args) or DEFAULT_QUESTION
+    if csv_path is not None and not csv_path.is_file():
+        sys.exit(f"no such CSV file: {csv_path}")
     with tempfile.TemporaryDirectory(prefix="agentkit-analyst-") as tmp:
         ws = workspace or Path(tmp)
         if csv_path is not None:
@@ -101,4 +104,7 @@ def main(argv: Sequence[str] | None = None, backend: Backend | None = None, work
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except AgentkitError as exc:  # server not running, model not pulled, bad URL: the message says what to do
+        sys.exit(f"error: {exc}")

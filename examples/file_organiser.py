@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from agentkit import Agent, Approval, Backend, Tool, ToolCallRequest, backend_from_url, tool
-from agentkit.errors import ToolError
+from agentkit.errors import AgentkitError, ToolError
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished
 from agentkit.tools import Workspace
 
@@ -103,4 +103,7 @@ def main(argv: Sequence[str] | None = None, backend: Backend | None = None, ask:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except AgentkitError as exc:  # server not running, model not pulled, bad URL: the message says what to do
+        sys.exit(f"error: {exc}")

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from agentkit import Agent, Backend, RunResult, Tool, backend_from_url
+from agentkit.errors import AgentkitError
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
 from agentkit.tools import fetch_url, web_search
 
@@ -92,4 +93,7 @@ def main(argv: Sequence[str] | None = None, backend: Backend | None = None, agen
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except AgentkitError as exc:  # server not running, model not pulled, bad URL: the message says what to do
+        sys.exit(f"error: {exc}")

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -250,3 +253,34 @@ async def test_tui_demo_plays_its_scripted_turn_and_writes_a_screenshot(tmp_path
     svg = tmp_path / "shot.svg"
     await mod.save_screenshot(svg, tmp_path / "home")
     assert svg.read_text(encoding="utf-8").startswith("<svg") and "search_docs" in svg.read_text(encoding="utf-8")
+
+
+# -- user mistakes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("research_assistant", []), ("data_analyst", []), ("file_organiser", ["."]), ("batch_script", [])],
+)
+def test_a_bad_backend_url_is_one_error_line_not_a_traceback(name: str, args: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "AGENTKIT_BACKEND": "foo://x", "AGENTKIT_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "error: invalid backend 'foo://x'" in proc.stderr
+
+
+def test_missing_input_files_are_named_not_a_traceback(tmp_path: Path) -> None:
+    csv, questions = tmp_path / "missing.csv", tmp_path / "missing.txt"
+    with pytest.raises(SystemExit, match=re.escape(f"no such CSV file: {csv}")):
+        load("data_analyst").main([str(csv), "q"], backend=ScriptedBackend([]))
+    with pytest.raises(SystemExit, match=re.escape(f"cannot read questions from {questions}")):
+        load("batch_script").main([str(questions)], backend=ScriptedBackend([]))
