@@ -8,6 +8,7 @@ at temperature 0 the output equals plain greedy decoding. This path prefills the
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -90,6 +91,9 @@ def generate_assisted(
             "top_k": sampling.top_k,
         }
     )
+    # Stop exactly on the request's stop tokens (none: run to the budget), not on the checkpoint's defaults.
+    config = copy.deepcopy(model.generation_config)
+    config.eos_token_id = list(stop_ids) or None
     input_ids = torch.tensor([list(ids)], dtype=torch.long, device=device)
     with torch.inference_mode():
         out = model.generate(
@@ -97,7 +101,7 @@ def generate_assisted(
             attention_mask=torch.ones_like(input_ids),
             assistant_model=assistant,
             max_new_tokens=min(sampling.max_tokens, max_len - len(ids)),
-            eos_token_id=list(stop_ids) or None,
+            generation_config=config,
             pad_token_id=tokenizer.pad_token_id,
             logits_processor=LogitsProcessorList(logits_processors),
             stopping_criteria=StoppingCriteriaList([_Cancelled()]),
