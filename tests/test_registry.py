@@ -20,12 +20,19 @@ from agentkit.testing import ScriptedBackend
         ("ollama://localhost:11434/", "no model"),
         ("ollama://localhost:notaport/gemma4", "invalid backend"),
         ("llamacpp://x/y", "unknown backend scheme 'llamacpp'"),
+        ("http://localhost:8000/v1", "vllm://HOST:PORT/MODEL"),
+        ("gemma4:e4b", "use ollama:gemma4:e4b"),
     ],
 )
 def test_bad_urls_are_user_errors_with_examples(url: str, why: str) -> None:
     with pytest.raises(UserError, match="Examples: ollama://") as info:
         backend_from_url(url)
     assert why in str(info.value)
+
+
+def test_a_url_that_is_not_a_string_is_a_user_error() -> None:
+    with pytest.raises(UserError, match=r"needs a URL string.*got NoneType"):
+        backend_from_url(None)  # type: ignore[arg-type]
 
 
 def test_scripted_backend_from_file(tmp_path: Path) -> None:

@@ -35,6 +35,8 @@ def _bad(url: str, why: str) -> UserError:
 
 def backend_from_url(url: str, **options: Any) -> Backend:
     """Build a backend from a URL-like string; ``options`` go to the backend's constructor."""
+    if not isinstance(url, str):
+        raise UserError(f"backend_from_url() needs a URL string such as {EXAMPLES[0]!r}, got {type(url).__name__}")
     url = url.strip()
     scheme, sep, rest = url.partition(":")
     if not sep or not rest:
@@ -73,4 +75,13 @@ def backend_from_url(url: str, **options: Any) -> Backend:
         from .scripted import ScriptedBackend
 
         return ScriptedBackend.from_file(rest, **options)
+    if scheme in ("http", "https"):
+        # The address a server prints is the most natural thing to paste; say which form it takes here.
+        raise _bad(
+            url,
+            f"{scheme}:// names no engine; a vLLM server is vllm://HOST:PORT/MODEL (vllms:// for https) "
+            "and an Ollama server ollama://HOST:PORT/MODEL",
+        )
+    if not rest.startswith("/"):
+        raise _bad(url, f"unknown backend scheme {scheme!r} (for the Ollama model {url!r} use ollama:{url})")
     raise _bad(url, f"unknown backend scheme {scheme!r}")
