@@ -45,6 +45,14 @@ def test_scripted_backend_from_file(tmp_path: Path) -> None:
         backend_from_url(f"scripted:{path}")
 
 
+def test_scripted_backend_rejects_a_lone_string_or_non_string_outputs() -> None:
+    with pytest.raises(UserError, match="takes a list of raw outputs"):
+        ScriptedBackend("Hello!<turn|>")
+    with pytest.raises(UserError, match="output 1 is of type int"):
+        ScriptedBackend(["Hello!<turn|>", 42])  # type: ignore[list-item]
+    assert ScriptedBackend(["Hi<turn|>", lambda request: "Bye<turn|>"]).model == "scripted-gemma4"
+
+
 def test_engine_urls_resolve_host_and_model() -> None:
     ollama = pytest.importorskip("agentkit.backends.ollama")
     b = backend_from_url("ollama://example.org:1234/gemma4:e4b")

@@ -45,7 +45,16 @@ class ScriptedBackend:
         delay_s: float = 0.0,
         model: str = "scripted-gemma4",
     ) -> None:
+        if isinstance(outputs, str | bytes):
+            # A lone string would be replayed one character per call: say so instead of failing later.
+            raise UserError("ScriptedBackend takes a list of raw outputs, e.g. ScriptedBackend(['Hi!<turn|>'])")
         self._outputs: list[Script] = list(outputs)
+        for i, out in enumerate(self._outputs):
+            if not (isinstance(out, str) or callable(out)):
+                raise UserError(
+                    f"ScriptedBackend output {i} is of type {type(out).__name__}; each output is a raw model "
+                    "output string (or a function of the request that returns one)"
+                )
         self._next = 0
         self.chunk_size = max(1, chunk_size)
         self.delay_s = delay_s
