@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from typing import Literal
 
@@ -431,3 +432,22 @@ def test_backend_failure_keeps_history_consistent() -> None:
 
     with pytest.raises(UserError, match="the settings are: temperature"):
         Agent(backend, sampling={"temprature": 0.2})
+
+
+@pytest.mark.parametrize(
+    ("setting", "why"),
+    [
+        ({"temperature": "hot"}, "temperature must be a number"),
+        ({"temperature": -1}, "temperature must be a number >= 0"),
+        ({"top_p": 0}, "top_p must be a number in (0, 1]"),
+        ({"top_k": 2.5}, "top_k must be a whole number"),
+        ({"max_tokens": 0}, "max_tokens must be a whole number >= 1"),
+        ({"seed": "7"}, "seed must be a whole number"),
+    ],
+)
+def test_bad_sampling_values_are_user_errors_when_the_agent_is_made(setting: dict[str, object], why: str) -> None:
+    from agentkit.errors import UserError
+
+    with pytest.raises(UserError, match=re.escape(why)):
+        Agent(ScriptedBackend([]), sampling=setting)
+    Agent(ScriptedBackend([]), sampling={"temperature": 0, "top_k": 0, "top_p": 1, "seed": 3})  # edges are fine

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
+from agentkit.errors import UserError
 from agentkit.gemma4.prompt import Prompt
 from agentkit.gemma4.tokens import STOP_MARKERS
 
@@ -46,6 +47,28 @@ class SamplingParams:
     top_k: int = 64
     max_tokens: int = 4096
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        # Checked here, once, so a typo'd value fails where it is written, not as a server error mid-run.
+        def number(v: Any) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool)
+
+        def integer(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        problems = []
+        if not (number(self.temperature) and self.temperature >= 0):
+            problems.append(f"temperature must be a number >= 0 (0 = greedy), got {self.temperature!r}")
+        if not (number(self.top_p) and 0 < self.top_p <= 1):
+            problems.append(f"top_p must be a number in (0, 1], got {self.top_p!r}")
+        if not (integer(self.top_k) and self.top_k >= 0):
+            problems.append(f"top_k must be a whole number >= 0 (0 = off), got {self.top_k!r}")
+        if not (integer(self.max_tokens) and self.max_tokens >= 1):
+            problems.append(f"max_tokens must be a whole number >= 1, got {self.max_tokens!r}")
+        if self.seed is not None and not integer(self.seed):
+            problems.append(f"seed must be a whole number or None, got {self.seed!r}")
+        if problems:
+            raise UserError("invalid sampling settings: " + "; ".join(problems))
 
     def with_overrides(self, **overrides: Any) -> SamplingParams:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
