@@ -101,7 +101,12 @@ def make_tools(settings: Settings) -> list[Any]:
     if "files" in settings.tools and settings.workspace is None:
         raise UserError("the files tool needs a folder to work in: add --workspace DIR")
     if settings.workspace is not None:
-        settings.workspace.mkdir(parents=True, exist_ok=True)
+        if settings.workspace.exists() and not settings.workspace.is_dir():
+            raise UserError(f"--workspace {settings.workspace} is a file; give a folder (it is created if missing)")
+        try:
+            settings.workspace.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the workspace folder {settings.workspace}: {exc.strerror or exc}") from exc
         workspace = Workspace(settings.workspace)
     for name in settings.tools:
         if name == "search":

@@ -84,6 +84,14 @@ def test_files_tool_needs_a_workspace(scripted, capsys: pytest.CaptureFixture[st
     assert "--workspace" in capsys.readouterr().err
 
 
+def test_a_workspace_that_is_a_file_or_cannot_be_made_is_a_usage_error(scripted, capsys) -> None:  # type: ignore[no-untyped-def]
+    url = scripted(["x<turn|>"])
+    assert main(["run", "--backend", url, "--tools", "files", "-w", __file__, "hi"]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+    assert main(["run", "--backend", url, "--tools", "files", "-w", "/proc/agentkit-ws", "hi"]) == 2
+    assert "cannot create the workspace folder /proc/agentkit-ws" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 def test_python_tool_runs_in_a_scratch_sandbox_without_a_workspace(
     scripted, capsys: pytest.CaptureFixture[str]
