@@ -171,6 +171,13 @@ def resolve_settings(
         (data.get("backend"), f"config {path}"),
     ):
         if candidate:
+            if ":" not in candidate and candidate not in named:
+                # Not a URL, so meant as a name from [backends]: say which names exist instead of "bad URL".
+                names = f"its names: {', '.join(named)}" if named else "it has no [backends] table"
+                raise UserError(
+                    f"{where}: {candidate!r} is not a backend URL nor a name from [backends] in {path} ({names}); "
+                    "a URL looks like ollama://localhost:11434/gemma4:e4b"
+                )
             url, source = named.get(candidate, candidate), where
             break
     chosen_model = model or env.get("AGENTKIT_MODEL") or data.get("model")

@@ -51,6 +51,14 @@ def test_named_backends_and_model_override(tmp_path: Path, monkeypatch: pytest.M
     assert resolve_settings(backend="local").backend_url == "ollama://localhost:11434/gemma4:26b"
 
 
+def test_an_unknown_backend_name_lists_the_names_in_the_config(tmp_path: Path) -> None:
+    write_config(tmp_path, 'backend = "gpu"\n[backends]\nlocal = "ollama://localhost:11434/gemma4:e4b"\n')
+    with pytest.raises(UserError, match=r"'gpu' is not a backend URL nor a name from \[backends\].*its names: local"):
+        resolve_settings()
+    with pytest.raises(UserError, match=r"--backend: 'lcoal' is not a backend URL"):
+        resolve_settings(backend="lcoal")
+
+
 def test_with_model_rewrites_each_url_form() -> None:
     assert (
         with_model("vllm://h:8000/google/gemma-4-31B-it", "google/gemma-4-E4B-it")
