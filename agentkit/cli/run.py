@@ -83,6 +83,9 @@ class EventPrinter:
         self._out_last = "\n"
         self.asked: set[str] = set()  # calls a question already showed (see TerminalAsk)
         self.saved = True  # whether the run is saved as a session (so its id is worth showing)
+        # Tools that were denied because nobody can be asked (no terminal, no --yes): say how to allow them.
+        self.unaskable: set[str] = set()
+        self._hinted = False
 
     def end_lines(self) -> None:
         """Finish any half-written line on stdout and stderr before printing something else."""
@@ -125,6 +128,11 @@ class EventPrinter:
                     ("✗ ", "red"), (event.name, "bold"), f" {event.duration_s:.1f}s  ", (event.error, "red")
                 )
             self.console.print(line)
+            if event.error is not None and event.name in self.unaskable and not self._hinted:
+                self._hinted = True
+                self.console.print(
+                    Text("  no terminal to ask for approval: rerun with --yes to allow tools with side effects", "dim")
+                )
         elif name == "RunFinished":
             r = event.result
             self.end_lines()
@@ -252,6 +260,8 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     human.saved = not args.no_save
     printer: EventPrinter | JsonEventPrinter = JsonEventPrinter(sys.stdout) if args.json else human
     agent = build_agent(args, settings, ask=TerminalAsk(human) if interactive else None)
+    if not interactive and not args.yes:
+        human.unaskable = {name for name, t in agent.tools.items() if t.side_effects}
     try:
         code = asyncio.run(_run(agent, task, printer))
     except KeyboardInterrupt:

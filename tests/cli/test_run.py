@@ -72,6 +72,7 @@ def test_files_tool_with_yes_writes_and_without_is_denied(
     out, err = capsys.readouterr()
     assert not (ws / "hello.txt").exists()
     assert "✗ write_file" in err and "approval" in err
+    assert "rerun with --yes" in err  # the person learns how to allow it
     assert main(["run", "--yes", "--backend", scripted(outputs), "--tools", "files", "-w", str(ws), "write it"]) == 0
     out, err = capsys.readouterr()
     assert (ws / "hello.txt").read_text() == "hi from gemma"
