@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.text import Text
 
 from agentkit import Agent, SamplingParams, SessionStore, backend_from_url, tool
+from agentkit.backends.base import Backend
 from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, UserError
 
 from .common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK
@@ -51,8 +52,7 @@ def agentkit_probe(word: str) -> str:
     return f"probe ok: {word}"
 
 
-async def _probe(url: str) -> Check:
-    backend = backend_from_url(url)
+async def _probe(url: str, backend: Backend) -> Check:
     agent = Agent(
         backend,
         tools=[agentkit_probe],
@@ -66,8 +66,6 @@ async def _probe(url: str) -> Check:
         )
     except TimeoutError:
         return Check(f"tool probe  {url}", "fail", f"no answer within {PROBE_TIMEOUT_S:g}s", "is the machine busy?")
-    finally:
-        await backend.aclose()
     calls = [c for c in result.tool_calls if c.name == "agentkit_probe"]
     if not calls:
         return Check(
@@ -94,21 +92,23 @@ async def check_backend(url: str, *, probe: bool) -> list[Check]:
         return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc), unavailable=True)]
     except AgentkitError as exc:
         return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc))]
+    # One backend for the check and the probe: an in-process model is loaded once, not twice.
     try:
-        await backend.check()
-    except (BackendUnavailable, ModelNotFound) as exc:
-        return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc), unavailable=True)]
-    except AgentkitError as exc:
-        return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc))]
+        try:
+            await backend.check()
+        except (BackendUnavailable, ModelNotFound) as exc:
+            return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc), unavailable=True)]
+        except AgentkitError as exc:
+            return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc))]
+        checks = [Check(f"backend     {url}", "ok", f"reachable, model {backend.model} is there")]
+        if probe:
+            try:
+                checks.append(await _probe(url, backend))
+            except AgentkitError as exc:
+                checks.append(Check(f"tool probe  {url}", "fail", type(exc).__name__, str(exc)))
+        return checks
     finally:
         await backend.aclose()
-    checks = [Check(f"backend     {url}", "ok", f"reachable, model {backend.model} is there")]
-    if probe:
-        try:
-            checks.append(await _probe(url))
-        except AgentkitError as exc:
-            checks.append(Check(f"tool probe  {url}", "fail", type(exc).__name__, str(exc)))
-    return checks
 
 
 def check_sandbox(needed: bool) -> Check:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentkit import SessionStore
+from agentkit import SessionStore, backend_from_url
 from agentkit.cli import main
 from agentkit.cli.doctor import check_sandbox
 
@@ -75,6 +75,25 @@ def test_doctor_all_good_with_a_model_that_calls_the_probe(scripted, capsys: pyt
     out = capsys.readouterr().out
     assert "✓ backend" in out and "✓ tool probe" in out
     assert code == 0  # bwrap may be missing: it is only required when the python tool is on
+
+
+def test_doctor_builds_each_backend_once_for_the_check_and_the_probe(
+    scripted, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    # Building an in-process backend loads the model (minutes for a real one): the probe reuses it.
+    from agentkit.cli import doctor
+
+    built: list[str] = []
+
+    def counting(url: str):  # type: ignore[no-untyped-def]
+        built.append(url)
+        return backend_from_url(url)
+
+    monkeypatch.setattr(doctor, "backend_from_url", counting)
+    url = scripted([call("agentkit_probe", word="marmalade"), "probe ok: marmalade<turn|>"])
+    assert main(["doctor", "--backend", url]) == 0
+    assert "✓ tool probe" in capsys.readouterr().out
+    assert built == [url]
 
 
 def test_doctor_flags_a_model_that_never_calls_tools(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
