@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -27,6 +28,7 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--cache", type=int, nargs="*", default=[1024, 12288])
     parser.add_argument("--fp32", action="store_true", help="float32 weights, TF32 off: checks exactness")
+    parser.add_argument("--compiled-only", action="store_true", help="only profile the compiled step's kernels")
     args = parser.parse_args()
 
     from agentkit.backends._hf_engine import Engine
@@ -53,6 +55,10 @@ def main() -> int:
             on_text=lambda _t: None,
             cancel=threading.Event(),
         )
+
+    if args.compiled_only:
+        profile_compiled(model, tok, prompt, dev)
+        return 0
 
     for size in args.cache:
         eager = Engine(model, tok, device=dev, max_cache_len=size, compile_decode=False)
@@ -106,6 +112,53 @@ def main() -> int:
         torch.cuda.synchronize()
         print(f"graph replay, cache {size}: {(time.perf_counter() - t0) / 50 * 1e3:.2f} ms", flush=True)
     return 0
+
+
+def profile_compiled(model: Any, tok: Any, prompt: list[int], dev: torch.device) -> None:
+    """Kernel times of the compiled step (run without its CUDA graph so the profiler sees each kernel)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.profiler import ProfilerActivity, profile
+
+    from agentkit.backends._hf_engine import Engine
+
+    engine = Engine(model, tok, device=dev, max_cache_len=12_288, compile_decode=True)
+    engine.use_graphs = False
+    for history, shape in ((512, 1), (8000, 64), (2000, 64)):
+        engine.reset()
+        ids = (prompt * (history // len(prompt) + 1))[:history]
+        engine.generate(
+            ids,
+            max_new_tokens=1,
+            stop_ids=frozenset(),
+            temperature=0.0,
+            top_p=1.0,
+            top_k=0,
+            seed=0,
+            on_text=lambda _t: None,
+            cancel=threading.Event(),
+        )
+        n = len(engine.cache_ids)
+        buf_ids = engine._step_ids if shape == 1 else engine._chunk_ids
+        buf_pos = engine._step_pos if shape == 1 else engine._chunk_pos
+        torch.arange(n, n + shape, out=buf_pos[0])
+        with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]):
+            for _ in range(3):
+                engine._run(buf_ids, buf_pos, 1 if shape == 1 else 0)
+                engine._set_length(n)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(5):
+                engine._run(buf_ids, buf_pos, 1 if shape == 1 else 0)
+                engine._set_length(n)
+            torch.cuda.synchronize()
+            ms = (time.perf_counter() - t0) / 5 * 1e3
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                engine._run(buf_ids, buf_pos, 1 if shape == 1 else 0)
+                torch.cuda.synchronize()
+            engine._set_length(n)
+        total = sum(e.self_device_time_total for e in prof.key_averages()) / 1e3
+        print(f"compiled step, {shape} token(s) at history {history}: {ms:.2f} ms wall, {total:.2f} ms GPU", flush=True)
+        print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=12, max_name_column_width=70))
 
 
 if __name__ == "__main__":
