@@ -253,6 +253,8 @@ async def _run(agent: Agent, task: str, printer: EventPrinter | JsonEventPrinter
 
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.session and args.no_save:
+        raise UserError("--session continues a saved session and saves the new turn; drop --no-save to continue it")
     task = _read_task(args.task)
     # Questions need a person at a terminal; a task piped on stdin leaves no way to answer.
     interactive = sys.stdin.isatty() and sys.stderr.isatty()

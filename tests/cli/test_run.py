@@ -115,6 +115,7 @@ def test_step_limit_exits_1(scripted, capsys: pytest.CaptureFixture[str]) -> Non
         (["run", "--backend", "nope://x", "hi"], 2, "invalid backend"),
         (["run", "--backend", "scripted:/does/not/exist.json", "hi"], 2, "cannot read scripted outputs"),
         (["run", "--tools", "teleport", "--backend", "scripted:x", "hi"], 2, "unknown tool"),
+        (["run", "--session", "some-id", "--no-save", "--backend", "scripted:x", "hi"], 2, "drop --no-save"),
         (["sessions", "show", "no-such-session"], 2, "no session"),
         (["run", "--backend", "ollama://127.0.0.1:9/gemma4:e4b", "hi"], 3, "Cannot reach Ollama"),
     ],
