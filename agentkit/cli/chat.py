@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from agentkit import SessionStore, backend_from_url
+from agentkit.errors import UserError
 
 from .common import EXIT_OK, make_tools
 from .config import Settings, default_backend_url
 
-__all__ = ["chat_command"]
+__all__ = ["chat_command", "has_terminal"]
+
+
+def has_terminal() -> bool:
+    """The TUI draws on stdout and reads keys from stdin; both must be a terminal."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def chat_command(args: argparse.Namespace, settings: Settings) -> int:
     from agentkit.tui import AgentkitApp
 
+    if not has_terminal():
+        # Otherwise the app would write screen codes into a pipe and wait forever for keys.
+        raise UserError('agentkit chat needs a terminal; in scripts and pipes use agentkit run "task" instead')
     # Resolve the backend before the screen takes over, so "nothing to talk to" prints as a normal error.
     url = settings.backend_url or default_backend_url()
     backend = backend_from_url(url)
