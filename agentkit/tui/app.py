@@ -391,23 +391,34 @@ class AgentkitApp(App[None]):
         if self.running:
             self.notify("Cancel the running answer (Esc) before switching the model.", severity="warning")
             return
-        url = await self.push_screen_wait(
-            PromptScreen(
-                "Backend and model",
-                self.backend_url,
-                choices=self.backend_choices,
-                hint="ollama://HOST:11434/MODEL · vllm://HOST:8000/MODEL · transformers:MODEL",
+        value, error = self.backend_url, ""
+        while True:
+            url = await self.push_screen_wait(
+                PromptScreen(
+                    "Backend and model",
+                    value,
+                    choices=self.backend_choices,
+                    hint="ollama://HOST:11434/MODEL · vllm://HOST:8000/MODEL · transformers:MODEL",
+                    error=error,
+                )
             )
-        )
-        if not url or url == self.backend_url:
-            return
-        try:
-            backend = self.backend_factory(url)
-            self.notify(f"Connecting to {url}…", timeout=2)
-            await backend.check()
-        except (AgentkitError, ImportError) as exc:
-            self.notify(str(exc), title="Backend not changed", severity="error", timeout=10)
-            return
+            if not url or url == self.backend_url:
+                return
+            try:
+                backend = self.backend_factory(url)
+            except (AgentkitError, ImportError) as exc:
+                # Ask again with the typed URL kept and the reason in view: closing the dialog would send the
+                # person's next attempt to the model as a chat message.
+                value, error = url, f"Backend not changed: {exc}"
+                continue
+            try:
+                self.notify(f"Connecting to {url}…", timeout=2)
+                await backend.check()
+            except AgentkitError as exc:
+                await backend.aclose()
+                value, error = url, f"Backend not changed: {exc}"
+                continue
+            break
         old = self.backend
         self.backend, self.backend_url = backend, url
         self.backend_choices = list(dict.fromkeys([url, *self.backend_choices]))

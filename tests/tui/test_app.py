@@ -7,6 +7,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, ListView, Markdown
 
 from agentkit import Agent, SessionStore
+from agentkit.errors import UserError
 from agentkit.testing import ScriptedBackend
 from agentkit.tui import AgentkitApp
 from agentkit.tui.widgets import AgentTurn, ApprovalScreen, ConfirmScreen, PromptScreen, ThinkingBlock, ToolCard
@@ -246,6 +247,30 @@ async def test_backend_picker_switches_backend_and_keeps_the_conversation(store:
         assert app.query(AgentTurn).last().text == "From the second backend."
     assert made == ["scripted:second"]
     assert "hello" in second.prompts[0]  # the new backend saw the earlier conversation
+
+
+async def test_a_bad_backend_url_keeps_the_picker_open_with_the_reason(store: SessionStore) -> None:
+    # Seen in tmux: the dialog closed on a typo, and the corrected URL typed next went to the model as a message.
+    def factory(url: str) -> ScriptedBackend:
+        if url != "scripted:good":
+            raise UserError(f"invalid backend {url!r}")
+        return ScriptedBackend([], model="good-model")
+
+    app = AgentkitApp(ScriptedBackend([]), store=store, backend_factory=factory)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), "the backend dialog")
+        app.screen.query_one(Input).value = "foo://x"
+        await pilot.press("enter")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, PromptScreen) and app.screen.error != "", "the dialog again"
+        )
+        assert "invalid backend 'foo://x'" in app.screen.error  # type: ignore[attr-defined]
+        assert app.screen.query_one(Input).value == "foo://x"  # what was typed is kept for fixing
+        app.screen.query_one(Input).value = "scripted:good"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.backend.model == "good-model", "the switch")
+        assert not app.query(UserBubble)  # nothing was sent as a chat message
 
 
 async def test_thinking_toggle_applies_to_the_next_request(store: SessionStore) -> None:

@@ -114,12 +114,20 @@ class PromptScreen(ModalScreen[str | None]):
         + """
     PromptScreen OptionList { height: auto; max-height: 8; margin-top: 1; }
     PromptScreen .prompt-hint { color: $text-muted; margin-top: 1; }
+    PromptScreen .prompt-error { color: $error; margin-top: 1; }
     """
     )
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(
-        self, title: str, value: str = "", *, choices: list[str] | None = None, hint: str = "", placeholder: str = ""
+        self,
+        title: str,
+        value: str = "",
+        *,
+        choices: list[str] | None = None,
+        hint: str = "",
+        placeholder: str = "",
+        error: str = "",
     ) -> None:
         super().__init__()
         self.title_text = title
@@ -127,6 +135,7 @@ class PromptScreen(ModalScreen[str | None]):
         self.choices = [c for c in dict.fromkeys(choices or []) if c]
         self.hint = hint
         self.placeholder = placeholder
+        self.error = error  # why the previous answer was refused, shown under the input
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -138,6 +147,8 @@ class PromptScreen(ModalScreen[str | None]):
             )
             if self.choices:
                 yield OptionList(*self.choices)
+            if self.error:
+                yield Static(self.error, markup=False, classes="prompt-error")
             if self.hint:
                 yield Static(self.hint, markup=False, classes="prompt-hint")
 
