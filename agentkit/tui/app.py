@@ -316,7 +316,8 @@ class AgentkitApp(App[None]):
                 self.pop_screen()
 
     def _update_status(self) -> None:
-        tools = f"{len(self.tools)} tools" if self.tools else "no tools"
+        n = len(self.tools)
+        tools = f"{n} tool{'' if n == 1 else 's'}" if n else "no tools"
         state = "generating…" if self.running else "ready"
         thinking = "on" if self.thinking else "off"
         for status in self.query("#status").results(Static):

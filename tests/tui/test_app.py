@@ -315,3 +315,10 @@ async def test_quitting_mid_answer_still_saves_the_session(store: SessionStore) 
     saved = store.load(session_id)
     assert [m["role"] for m in saved.messages] == ["user", "assistant"]
     assert saved.messages[1]["content"].startswith("word")
+
+
+async def test_status_line_counts_tools_in_words(store: SessionStore, notebook: NoteBook) -> None:
+    for tools, words in (([], "│ no tools"), ([notebook.tool], "│ 1 tool")):
+        app = AgentkitApp(ScriptedBackend([]), tools=tools, store=store)
+        async with app.run_test(size=SIZE):
+            assert str(app.query_one("#status").render()).endswith(words)
