@@ -77,6 +77,26 @@ def test_plain_functions_are_wrapped_and_validated() -> None:
     assert backend.prompts[1].endswith("response:add{value:42}<tool_response|>")
 
 
+def test_tool_names_the_model_cannot_call_back_are_refused() -> None:
+    from agentkit.errors import UserError
+
+    def weather(city: str) -> str:
+        """Weather for a city."""
+        return "sunny"
+
+    def météo(ville: str) -> str:
+        """La météo."""
+        return "soleil"
+
+    with pytest.raises(UserError, match="'get weather' cannot be called by the model"):
+        tool(weather, name="get weather")
+    with pytest.raises(UserError, match="'météo' cannot be called by the model"):
+        Agent(ScriptedBackend([]), tools=[météo])
+    with pytest.raises(UserError, match="side_effects must be True or False"):
+        tool(weather, side_effects="yes")  # type: ignore[arg-type]
+    assert tool(weather, name="weather.v2-beta").name == "weather.v2-beta"
+
+
 def test_later_turns_never_see_earlier_thinking() -> None:
     backend = ScriptedBackend(
         [

@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, get_type_hints, overload
 
@@ -150,6 +151,11 @@ def tool(
     policy asks a person before running them.
     """
 
+    if name is not None:
+        _check_name(name)
+    if not isinstance(side_effects, bool):
+        raise UserError(f"side_effects must be True or False, got {side_effects!r}")
+
     def wrap(f: Callable[..., Any]) -> Tool:
         from agentkit.gemma4 import function_schema
 
@@ -168,6 +174,7 @@ def tool(
         except TypeError as exc:
             raise UserError(f"cannot turn {getattr(f, '__name__', f)!r} into a tool: {exc}") from exc
         decl = schema["function"]
+        _check_name(decl["name"])
         return Tool(
             name=decl["name"],
             description=decl.get("description", ""),
@@ -181,6 +188,15 @@ def tool(
     if fn is None:
         return wrap
     return wrap(fn)
+
+
+_CALLABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")  # what the parser reads after ``call:`` (gemma4/parse.py)
+
+
+def _check_name(name: object) -> None:
+    # The model writes ``call:NAME{``; a name outside these characters is declared but never parsed back.
+    if not (isinstance(name, str) and _CALLABLE_NAME.fullmatch(name)):
+        raise UserError(f"tool name {name!r} cannot be called by the model: use letters, digits, '_', '.' or '-'")
 
 
 def as_tool(obj: Tool | Callable[..., Any]) -> Tool:
