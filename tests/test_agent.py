@@ -95,6 +95,8 @@ def test_tool_names_the_model_cannot_call_back_are_refused() -> None:
     with pytest.raises(UserError, match="side_effects must be True or False"):
         tool(weather, side_effects="yes")  # type: ignore[arg-type]
     assert tool(weather, name="weather.v2-beta").name == "weather.v2-beta"
+    with pytest.raises(UserError, match=r"tools= takes a list of tools or functions, e.g. tools=\[weather\]"):
+        Agent(ScriptedBackend([]), tools=weather)  # type: ignore[arg-type]
 
 
 def test_later_turns_never_see_earlier_thinking() -> None:

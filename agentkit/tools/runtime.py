@@ -205,6 +205,9 @@ def as_tool(obj: Tool | Callable[..., Any]) -> Tool:
 
 
 def as_tools(objs: Iterable[Tool | Callable[..., Any]]) -> list[Tool]:
+    if not isinstance(objs, Iterable) or isinstance(objs, str | bytes | Mapping):
+        shown = getattr(objs, "name", None) or getattr(objs, "__name__", None) or type(objs).__name__
+        raise UserError(f"tools= takes a list of tools or functions, e.g. tools=[{shown}]")
     tools = [as_tool(o) for o in objs]
     seen: set[str] = set()
     for t in tools:
