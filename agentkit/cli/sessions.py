@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentkit import Session, SessionStore
-from agentkit.errors import UserError
+from agentkit.errors import SessionError, UserError
 
 from .common import EXIT_OK, format_arguments, preview, to_jsonable
 
@@ -79,11 +79,30 @@ def _show(console: Console, session: Session, *, with_thinking: bool) -> None:
             console.print(Text(f"  ↳ {msg.get('name', 'tool')}: {preview(content, 160)}", style=style))
 
 
+def _warn_unreadable(store: SessionStore, listed: set[str]) -> None:
+    """Name the files ``list`` skipped (corrupt, foreign), so a session never silently disappears."""
+    unreadable: list[str] = []
+    for path in sorted(store.root.glob("*.json")) if store.root.is_dir() else []:
+        if path.stem in listed:
+            continue
+        try:
+            store.load(path.stem)
+        except (SessionError, UserError):
+            unreadable.append(path.stem)
+    if unreadable:
+        print(
+            f"{len(unreadable)} file(s) in {store.root} could not be read as sessions: {', '.join(unreadable)} "
+            "(agentkit sessions show ID says why)",
+            file=sys.stderr,
+        )
+
+
 def sessions_command(args: argparse.Namespace, store: SessionStore | None = None) -> int:
     store = store or SessionStore()
     console = Console(highlight=False, soft_wrap=False)
     if args.action == "list":
         infos = store.list()
+        _warn_unreadable(store, {i.id for i in infos})
         if args.json:
             print(json.dumps([to_jsonable(i) for i in infos], ensure_ascii=False, indent=2))
             return EXIT_OK

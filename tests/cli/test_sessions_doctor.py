@@ -64,6 +64,18 @@ def test_export_and_rename_mistakes_are_usage_errors(scripted, tmp_path: Path, c
     assert SessionStore().load(sid).title == "plan a picnic"
 
 
+def test_list_names_the_files_it_could_not_read(scripted, capsys) -> None:  # type: ignore[no-untyped-def]
+    sid = make_session(scripted)
+    root = SessionStore().root
+    (root / "broken.json").write_text("{not json", encoding="utf-8")
+    (root / "notes.json").write_text('{"a": 1}', encoding="utf-8")
+    capsys.readouterr()
+    assert main(["sessions", "list", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert [i["id"] for i in json.loads(out)] == [sid]
+    assert "2 file(s)" in err and "broken, notes" in err and "agentkit sessions show ID" in err
+
+
 def test_empty_list_says_where_it_looked(isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sessions", "list"]) == 0
     assert str(isolated_home / "sessions") in capsys.readouterr().err
