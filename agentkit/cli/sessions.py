@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentkit import Session, SessionStore
-from agentkit.errors import SessionError, UserError
+from agentkit.errors import SessionCorrupt, SessionError, UserError
 
 from .common import EXIT_OK, format_arguments, preview, to_jsonable
 
@@ -123,7 +123,11 @@ def sessions_command(args: argparse.Namespace, store: SessionStore | None = None
     elif args.action == "show":
         _show(console, store.load(args.id), with_thinking=args.thinking)
     elif args.action == "delete":
-        store.delete(args.id)
+        try:
+            store.delete(args.id)
+        except SessionCorrupt as exc:
+            path = store.root / f"{args.id}.json"
+            raise SessionCorrupt(f"{exc}. Only agentkit's own session files are deleted; to remove it: rm {path}") from exc
         print(f"deleted session {args.id}", file=sys.stderr)
     elif args.action == "export":
         if args.output and Path(args.output).is_dir():

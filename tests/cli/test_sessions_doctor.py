@@ -74,6 +74,9 @@ def test_list_names_the_files_it_could_not_read(scripted, capsys) -> None:  # ty
     out, err = capsys.readouterr()
     assert [i["id"] for i in json.loads(out)] == [sid]
     assert "2 file(s)" in err and "broken, notes" in err and "agentkit sessions show ID" in err
+    assert main(["sessions", "delete", "notes"]) == 1
+    assert f"to remove it: rm {root / 'notes.json'}" in capsys.readouterr().err
+    assert (root / "notes.json").exists()
 
 
 def test_empty_list_says_where_it_looked(isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
