@@ -127,7 +127,8 @@ def sessions_command(args: argparse.Namespace, store: SessionStore | None = None
             store.delete(args.id)
         except SessionCorrupt as exc:
             path = store.root / f"{args.id}.json"
-            raise SessionCorrupt(f"{exc}. Only agentkit's own session files are deleted; to remove it: rm {path}") from exc
+            hint = f"Only agentkit's own session files are deleted; to remove it: rm {path}"
+            raise SessionCorrupt(f"{exc}. {hint}") from exc
         print(f"deleted session {args.id}", file=sys.stderr)
     elif args.action == "export":
         if args.output and Path(args.output).is_dir():
