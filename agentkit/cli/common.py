@@ -86,7 +86,14 @@ def make_backend(settings: Settings) -> Backend:
     """Build the configured backend, or the automatic default when nothing is configured."""
     from agentkit import backend_from_url
 
-    url = settings.backend_url or default_backend_url()
+    url = settings.backend_url
+    if url is None:
+        url = default_backend_url()
+        # Say what was picked: loading (or downloading) a model nobody asked for should not be a mystery.
+        print(
+            f"agentkit: no backend configured; using {url} (choose one with --backend or AGENTKIT_BACKEND)",
+            file=sys.stderr,
+        )
     return backend_from_url(url)
 
 

@@ -148,3 +148,17 @@ def test_no_backend_at_all_exits_3_with_instructions(
     assert main(["run", "hello"]) == 3
     err = capsys.readouterr().err
     assert "ollama serve" in err and "Traceback" not in err
+
+
+def test_the_automatic_backend_is_named_on_stderr(
+    fake_ollama: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import agentkit
+    from agentkit.testing import ScriptedBackend
+
+    monkeypatch.setenv("OLLAMA_HOST", fake_ollama)
+    built: list[str] = []
+    monkeypatch.setattr(agentkit, "backend_from_url", lambda url: built.append(url) or ScriptedBackend(["Hi.<turn|>"]))
+    assert main(["run", "--no-save", "hello"]) == 0  # this fake only lists models: the answer comes from a script
+    assert built == [f"ollama://{fake_ollama}/gemma4:e2b"]
+    assert f"no backend configured; using ollama://{fake_ollama}/gemma4:e2b" in capsys.readouterr().err
