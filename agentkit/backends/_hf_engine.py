@@ -139,8 +139,8 @@ class Engine:
         self._step_pos = torch.zeros((1, 1), dtype=torch.long, device=device)
         # Short appends (a tool result, a user message) are prefilled in fixed-size chunks through the compiled
         # graph too; long prompts go through one eager pass, which is compute-bound and already efficient.
-        self.prefill_chunk = 256
-        self.graph_prefill_max = 1024
+        self.prefill_chunk = 64
+        self.graph_prefill_max = 512
         self._chunk_ids = torch.zeros((1, self.prefill_chunk), dtype=torch.long, device=device)
         self._chunk_pos = torch.zeros((1, self.prefill_chunk), dtype=torch.long, device=device)
 
@@ -298,13 +298,10 @@ class Engine:
         length = len(self.cache_ids)
         side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
         side.wait_stream(torch.cuda.current_stream(self.device))
-        # The fused attention kernels parallelize over query blocks; with one query against a long cache they
-        # run on a few SMs for hundreds of microseconds per layer. Plain matmul + softmax ("math") spreads the
-        # cache read over the whole GPU, so the decode step uses it; prefill chunks (many queries) keep the
-        # fused kernels, as math attention would run them as float32 matrix products.
-        fused = [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
-        backends = [SDPBackend.MATH] if ids.shape[1] == 1 else [*fused, SDPBackend.MATH]
-        with sdpa_kernel(backends):
+        # The fused attention kernels parallelize over query blocks; with one query (or a short chunk) against
+        # a long cache they run on a few SMs for hundreds of microseconds per layer. Plain matmul + softmax
+        # ("math") spreads the cache read over the whole GPU, so the captured steps use it.
+        with sdpa_kernel([SDPBackend.MATH]):
             with torch.cuda.stream(side):
                 for _ in range(3):  # compile, autotune, and settle the allocator before capturing
                     self._step_fn(ids, pos, keep)
