@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.pilot import Pilot
-from textual.widgets import Input, ListView, Markdown
+from textual.widgets import Button, Input, ListView, Markdown
 
 from agentkit import Agent, SessionStore
 from agentkit.errors import UserError
@@ -112,6 +112,23 @@ async def test_an_answer_that_overflows_in_its_last_chunk_is_scrolled_into_view(
         await pilot.press("n")
         await wait_for(pilot, lambda: not app.running, "the second answer finished")
         await wait_for(pilot, lambda: chat.max_scroll_y > 0 and chat.scroll_y == chat.max_scroll_y, "the end in view")
+
+
+async def test_approval_buttons_stay_on_screen_when_the_arguments_are_long(
+    store: SessionStore, notebook: NoteBook
+) -> None:
+    # Seen in tmux at 80x24: a whole file as an argument pushed the three answers below the dialog's edge.
+    text = "\n".join(f"line {i} of a long note" for i in range(80))
+    app = AgentkitApp(ScriptedBackend([call("write_note", text=text), "ok<turn|>"]), tools=[notebook.tool], store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "write it down")
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
+        await pilot.pause()
+        dialog = app.screen.query_one(Vertical)
+        for button in app.screen.query(Button):
+            assert button.region.height == 3 and button.region.bottom < dialog.region.bottom, button.id
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not app.running, "the run finished")
 
 
 async def test_always_allow_stops_asking_for_that_tool(store: SessionStore, notebook: NoteBook) -> None:

@@ -67,6 +67,8 @@ class ApprovalScreen(ModalScreen[Approval]):
         padding: 0 1;
     }
     ApprovalScreen .approval-description { color: $text-muted; margin-bottom: 1; }
+    /* Long arguments (a whole file) must not push the answers off a small screen: they scroll instead. */
+    ApprovalScreen .dialog-buttons { dock: bottom; }
     """
     )
     BINDINGS: ClassVar[list[BindingType]] = [
