@@ -53,6 +53,8 @@ def read_tasks(path: Path) -> list[BatchTask]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise UserError(f"cannot read tasks from {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from exc
     tasks: list[BatchTask] = []
     seen: set[str] = set()
     for number, raw in enumerate(lines, start=1):

@@ -122,6 +122,10 @@ def test_task_file_forms_and_mistakes(tmp_path: Path) -> None:
     dup = write_tasks(tmp_path / "dup.jsonl", [{"id": "a", "task": "x"}, {"id": "a", "task": "y"}])
     with pytest.raises(UserError, match="duplicate id"):
         read_tasks(dup)
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes('{"task": "café"}\n'.encode("latin-1"))
+    with pytest.raises(UserError, match="is not UTF-8 text"):
+        read_tasks(latin1)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n", encoding="utf-8")
     with pytest.raises(UserError, match="has no tasks"):
