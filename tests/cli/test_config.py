@@ -92,6 +92,12 @@ def test_bad_config_files_are_usage_errors_naming_the_file(
         assert str(path) in err
 
 
+def test_a_config_file_that_is_not_utf8_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "config.toml").write_bytes('system = "café"\n'.encode("latin-1"))
+    assert main(["run", "--backend", "scripted:x.json", "hello"]) == 2
+    assert "is not UTF-8 text" in capsys.readouterr().err
+
+
 def test_explicit_missing_config_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--config", str(tmp_path / "nope.toml"), "hi"]) == 2
     assert "does not exist" in capsys.readouterr().err
