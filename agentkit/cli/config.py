@@ -70,7 +70,8 @@ def load_config_file(path: Path, *, required: bool) -> dict[str, Any]:
     except OSError as exc:
         raise UserError(f"cannot read config file {path}: {exc}") from exc
     except UnicodeDecodeError as exc:
-        raise UserError(f"config file {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from exc
+        why = f"byte {exc.start}: {exc.reason}"
+        raise UserError(f"config file {path} is not UTF-8 text ({why}); save it as UTF-8") from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
