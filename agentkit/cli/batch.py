@@ -30,7 +30,16 @@ from .config import Settings
 if TYPE_CHECKING:
     from agentkit import Agent
 
-__all__ = ["BatchSummary", "BatchTask", "ResultWriter", "batch_command", "read_done", "read_tasks", "run_batch"]
+__all__ = [
+    "BatchSummary",
+    "BatchTask",
+    "ResultWriter",
+    "batch_command",
+    "check_resume",
+    "read_done",
+    "read_tasks",
+    "run_batch",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +136,20 @@ def read_done(path: Path) -> dict[str, dict[str, Any]]:
         with path.open("r+b") as fh:
             fh.truncate(cut)
     return done
+
+
+def check_resume(tasks: Sequence[BatchTask], done: dict[str, dict[str, Any]], output: Path) -> None:
+    """Refuse to resume when an id in the output belongs to another task: skipping it would lose that task.
+
+    Bare-string lines take their line number as id, so inserting a line above them renumbers the rest.
+    """
+    moved = [t.id for t in tasks if t.id in done and done[t.id].get("task", t.task) != t.task]
+    if moved:
+        shown = ", ".join(repr(i) for i in moved[:5]) + (" ..." if len(moved) > 5 else "")
+        raise UserError(
+            f"{output} has results for id(s) {shown} but for other task text, so resuming would skip tasks that "
+            'never ran. Give each task an explicit "id" (bare lines are numbered by position), or use a new --output'
+        )
 
 
 class ResultWriter:
@@ -241,7 +264,7 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.timeout <= 0:
         raise UserError("--timeout must be positive")
     tasks = read_tasks(input_path)
-    read_done(output_path)  # a wrong --output is refused now, before a model is loaded
+    check_resume(tasks, read_done(output_path), output_path)  # refused now, before a model is loaded
     backend = make_backend(settings)
     tools = make_tools(settings)
     store = None

@@ -154,6 +154,20 @@ def test_batch_exits_1_when_a_task_failed(tmp_path: Path, scripted, capsys: pyte
     assert "no output left" in str(recs[1]["error"])
 
 
+def test_resume_refuses_ids_that_now_name_other_tasks(tmp_path: Path, scripted, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "results.jsonl"
+    tasks = write_tasks(tmp_path / "tasks.jsonl", ["first question", "second question"])
+    assert (
+        main(["batch", str(tasks), "-o", str(out), "-c", "1", "--backend", scripted(["A.<turn|>", "B.<turn|>"])]) == 0
+    )
+    # A line inserted at the top renumbers the bare-string tasks: "2" is now "first question".
+    write_tasks(tasks, ["new question", "first question", "second question"])
+    capsys.readouterr()
+    assert main(["batch", str(tasks), "-o", str(out), "--backend", scripted([])]) == 2
+    assert "for other task text" in capsys.readouterr().err
+    assert len(records(out)) == 2  # nothing was appended or skipped
+
+
 def test_batch_refuses_to_overwrite_its_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tasks = write_tasks(tmp_path / "tasks.jsonl", ["x"])
     assert main(["batch", str(tasks), "-o", str(tasks), "--backend", "scripted:x"]) == 2
