@@ -283,6 +283,8 @@ class PythonSandbox:
 
     async def arun(self, code: str) -> ExecResult:
         """Run ``code`` and wait for it (at most ``timeout_s``); never raises for failures of the code itself."""
+        if not isinstance(code, str):
+            raise UserError(f"PythonSandbox.run() takes the code as a string, got {type(code).__name__}")
         cgroup: PidsCgroup | None = None
         if self._needs_cgroup:
             # bwrap's two own processes are in the group too.

@@ -34,6 +34,11 @@ def test_print_and_exit_codes(sandbox: PythonSandbox) -> None:
     ]
 
 
+def test_code_that_is_not_a_string_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="takes the code as a string, got int"):
+        PythonSandbox(allow_unsafe_unconfined=True).run(1)  # type: ignore[arg-type]
+
+
 def test_environment_inside(sandbox: PythonSandbox) -> None:
     code = (
         "import os, sys, httpx\n"
