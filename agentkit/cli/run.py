@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from rich.console import Console
 from rich.text import Text
 
-from agentkit.errors import UserError
+from agentkit.errors import AgentkitError, UserError
 from agentkit.events import RunFinished
 
 from .common import (
@@ -67,6 +67,17 @@ class JsonEventPrinter:
 
     def handle(self, event: Any) -> None:
         self.out.write(json.dumps(event_to_json(event), ensure_ascii=False) + "\n")
+        self.out.flush()
+
+    def error(self, exc: BaseException, session_id: str | None) -> None:
+        """The last line when the run ends in an error, so a reading program learns why without stderr."""
+        self.out.write(
+            json.dumps(
+                {"type": "error", "error": str(exc), "error_type": type(exc).__name__, "session_id": session_id},
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
         self.out.flush()
 
     def close(self) -> None:
@@ -246,6 +257,10 @@ async def _run(agent: Agent, task: str, printer: EventPrinter | JsonEventPrinter
             printer.handle(event)
             if isinstance(event, RunFinished):
                 ok = event.result.ok
+    except AgentkitError as exc:
+        if isinstance(printer, JsonEventPrinter):
+            printer.error(exc, agent.session_id if agent.store is not None else None)
+        raise
     finally:
         printer.close()
         await agent.backend.aclose()

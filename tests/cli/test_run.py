@@ -48,6 +48,15 @@ def test_json_events_are_one_object_per_line_ending_with_the_result(
     assert SessionStore().load(final["session_id"]).messages[-1]["content"] == "Hello there."
 
 
+def test_json_mode_ends_with_an_error_event_when_the_run_fails(scripted, capsys) -> None:  # type: ignore[no-untyped-def]
+    outputs = [call("nonexistent_tool", x="1")]  # the backend has nothing left for the second step
+    assert main(["run", "--json", "--backend", scripted(outputs), "go"]) == 1
+    out, err = capsys.readouterr()
+    last = json.loads(out.splitlines()[-1])
+    assert last["type"] == "error" and last["error_type"] == "BackendError" and "no output left" in last["error"]
+    assert last["session_id"] and "no output left" in err
+
+
 def test_task_from_stdin_and_session_continued(
     scripted, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:  # type: ignore[no-untyped-def]
