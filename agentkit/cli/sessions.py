@@ -23,6 +23,9 @@ from .common import EXIT_OK, format_arguments, preview, to_jsonable
 __all__ = ["format_time", "message_text", "sessions_command"]
 
 
+_LIST_COLUMNS = ("id", "title", "updated", "model", "messages")
+
+
 def format_time(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
@@ -115,10 +118,28 @@ def sessions_command(args: argparse.Namespace, store: SessionStore | None = None
                 print("\t".join([i.id, i.title, format_time(i.updated_at), i.model, str(i.message_count)]))
             return EXIT_OK
         table = Table(box=None, header_style="bold", pad_edge=False)
-        for col in ("id", "title", "updated", "model", "messages"):
-            table.add_column(col, no_wrap=col != "title", overflow="ellipsis")
-        for i in infos:
-            table.add_row(i.id, i.title or "(untitled)", format_time(i.updated_at), i.model, str(i.message_count))
+        # One line per session even at 80 columns: the title takes the room left and is cut with an ellipsis
+        # (the model column is left out below 100 columns); the id, which people copy, is cut last.
+        cols = [c for c in _LIST_COLUMNS if c != "model" or console.width >= 100]
+        rows = [
+            {
+                "id": i.id,
+                "title": i.title or "(untitled)",
+                "updated": format_time(i.updated_at),
+                "model": i.model,
+                "messages": str(i.message_count),
+            }
+            for i in infos
+        ]
+        widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
+        if "model" in widths:
+            widths["model"] = min(widths["model"], 24)
+        others = sum(w for c, w in widths.items() if c != "title") + 2 * (len(cols) - 1)
+        widths["title"] = max(10, min(widths["title"], console.width - others))
+        for col in cols:
+            table.add_column(col, no_wrap=True, overflow="ellipsis", width=widths[col])
+        for row in rows:
+            table.add_row(*(row[c] for c in cols))
         console.print(table)
     elif args.action == "show":
         _show(console, store.load(args.id), with_thinking=args.thinking)

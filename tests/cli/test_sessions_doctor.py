@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,21 @@ def test_list_names_the_files_it_could_not_read(scripted, capsys) -> None:  # ty
     assert main(["sessions", "delete", "notes"]) == 1
     assert f"to remove it: rm {root / 'notes.json'}" in capsys.readouterr().err
     assert (root / "notes.json").exists()
+
+
+def test_list_on_a_terminal_is_one_line_per_session_at_80_columns(
+    scripted, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    make_session(scripted, task="Translate to French, then to Spanish, then to German: good morning everyone")
+    make_session(scripted, task="hi")
+    capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["sessions", "list"]) == 0
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 3 and all(len(line) <= 80 for line in lines), lines  # header + one line each
+    assert "Translate to French" in lines[2] and "…" in lines[2]
+    assert all(SessionStore().list()[n].id in lines[n + 1] for n in (0, 1))  # ids are never cut
 
 
 def test_empty_list_says_where_it_looked(isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
