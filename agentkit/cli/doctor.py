@@ -22,7 +22,7 @@ from agentkit import Agent, SamplingParams, SessionStore, backend_from_url, tool
 from agentkit.backends.base import Backend
 from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, UserError
 
-from .common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK
+from .common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from .config import Settings, default_backend_url
 
 __all__ = ["Check", "check_backend", "check_sandbox", "doctor_command"]
@@ -40,6 +40,7 @@ class Check:
     detail: str
     fix: str = ""
     unavailable: bool = False
+    usage: bool = False  # the user wrote something invalid (a backend URL): exit 2, as every other command
 
 
 @tool
@@ -86,7 +87,9 @@ async def check_backend(url: str, *, probe: bool) -> list[Check]:
     try:
         backend = backend_from_url(url)
     except (UserError, ImportError) as exc:
-        return [Check(f"backend     {url}", "fail", "cannot be built", str(exc))]
+        # A bad URL is a usage error (2); a missing extra makes the backend unavailable (3), as the README says.
+        usage, missing = isinstance(exc, UserError), isinstance(exc, ImportError)
+        return [Check(f"backend     {url}", "fail", "cannot be built", str(exc), unavailable=missing, usage=usage)]
     except (BackendUnavailable, ModelNotFound) as exc:
         # In-process backends load the model when built: a missing model is reported here, not in check().
         return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc), unavailable=True)]
@@ -186,4 +189,6 @@ def doctor_command(args: argparse.Namespace, settings: Settings) -> int:
         console.print(Text("all good", style="green"))
         return EXIT_OK
     print(f"{len(failed)} problem(s) found", file=sys.stderr)
-    return EXIT_BACKEND if any(c.unavailable for c in failed) else EXIT_FAILED
+    if any(c.unavailable for c in failed):
+        return EXIT_BACKEND
+    return EXIT_USAGE if any(c.usage for c in failed) else EXIT_FAILED

@@ -159,6 +159,12 @@ def test_doctor_reports_a_model_that_fails_to_load_and_still_checks_the_sandbox(
     assert "sandbox" in captured.out and "agentkit: error" not in captured.err
 
 
+def test_doctor_with_an_invalid_backend_url_exits_2_like_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", "--backend", "foo://x", "--no-probe"]) == 2
+    assert main(["run", "--backend", "foo://x", "hi"]) == 2
+    assert "✗ backend" in capsys.readouterr().out
+
+
 def test_sandbox_check_reports_missing_bwrap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
     missing = check_sandbox(needed=True)
