@@ -165,6 +165,17 @@ def test_doctor_with_an_invalid_backend_url_exits_2_like_every_command(capsys: p
     assert "✗ backend" in capsys.readouterr().out
 
 
+def test_doctor_with_a_missing_extra_exits_3(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from agentkit.cli import doctor
+
+    def no_extra(url: str) -> None:
+        raise ImportError("the transformers backend needs: pip install 'agentkit[transformers]'")
+
+    monkeypatch.setattr(doctor, "backend_from_url", no_extra)
+    assert main(["doctor", "--backend", "transformers:google/gemma-4-E2B-it", "--no-probe"]) == 3
+    assert "pip install 'agentkit[transformers]'" in capsys.readouterr().out
+
+
 def test_sandbox_check_reports_missing_bwrap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
     missing = check_sandbox(needed=True)
