@@ -73,6 +73,8 @@ class TransformersBackend:
     elsewhere. ``compile`` (default: on for cuda) compiles the decode step; ``max_cache_len`` bounds the
     context (on cuda the cache is allocated at that size up front). ``logits_processors`` are Hugging Face
     style callables ``(input_ids, scores) -> scores`` applied at every step (tests use one to script output).
+    ``warm_up=True`` compiles and captures the CUDA graphs in the constructor instead of on the first request
+    (minutes for a multi-billion-parameter model).
     """
 
     def __init__(
@@ -192,6 +194,11 @@ class TransformersBackend:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TextDelta | GenerationDone]:
         async with self._lock:
+            if request.media:
+                raise UserError(
+                    "the transformers backend handles text only so far: send images/audio through "
+                    "vllm:// or ollama:// (the engine renders and processes media there)"
+                )
             self._maybe_check_template(request)
             ids = request.prompt.token_ids(self._tokenizer)
             if not ids:

@@ -328,6 +328,15 @@ async def test_cancelled_task_stops_generation(backend: TransformersBackend) -> 
     assert done.usage.completion_tokens == 2
 
 
+async def test_media_requests_are_refused_with_a_hint(backend: TransformersBackend) -> None:
+    from agentkit.errors import UserError
+
+    request = GenerationRequest(prompt=user_prompt("What is this?"), media=[{"type": "image", "path": "x.png"}])
+    with pytest.raises(UserError, match="vllm://"):
+        async for _ in backend.stream(request):
+            pass
+
+
 def test_missing_model_reads_well(tmp_path: Path) -> None:
     from agentkit.errors import ModelNotFound
 
