@@ -8,6 +8,8 @@ when their command runs, so ``agentkit --help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -193,7 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nagentkit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # `agentkit run ... | head`: the reader went away; nothing more to say.
+        # `agentkit run ... | head`: the reader went away; nothing more to say. Point stdout at /dev/null so
+        # the interpreter's final flush does not fail again (the pattern the Python docs give for SIGPIPE).
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:
         report_error(exc)

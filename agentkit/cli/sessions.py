@@ -100,9 +100,16 @@ def _warn_unreadable(store: SessionStore, listed: set[str]) -> None:
         )
 
 
+class PipeConsole(Console):
+    """Rich ends a broken pipe (``show ID | head``) with exit 1; raise it so ``main`` exits 0 as for ``run``."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def sessions_command(args: argparse.Namespace, store: SessionStore | None = None) -> int:
     store = store or SessionStore()
-    console = Console(highlight=False, soft_wrap=False)
+    console = PipeConsole(highlight=False, soft_wrap=False)
     if args.action == "list":
         infos = store.list()
         _warn_unreadable(store, {i.id for i in infos})

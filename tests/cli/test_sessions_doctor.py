@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -94,6 +96,30 @@ def test_list_on_a_terminal_is_one_line_per_session_at_80_columns(
     assert len(lines) == 3 and all(len(line) <= 80 for line in lines), lines  # header + one line each
     assert "Translate to French" in lines[2] and "…" in lines[2]
     assert all(SessionStore().list()[n].id in lines[n + 1] for n in (0, 1))  # ids are never cut
+
+
+def test_show_into_a_pipe_closed_early_exits_0_like_run(isolated_home: Path) -> None:
+    from agentkit import Session
+
+    answer = "A long answer line.\n" * 20_000  # more than a pipe holds, so the writer sees the reader leave
+    SessionStore().save(
+        Session(id="long", messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": answer}])
+    )
+    env = {**os.environ, "AGENTKIT_HOME": str(isolated_home)}
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentkit.cli", "sessions", "show", "long"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # `| head -1`
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, err
+    assert b"Traceback" not in err and b"Exception ignored" not in err
 
 
 def test_empty_list_says_where_it_looked(isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
