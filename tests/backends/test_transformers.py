@@ -337,6 +337,17 @@ async def test_media_requests_are_refused_with_a_hint(backend: TransformersBacke
             pass
 
 
+async def test_prompt_longer_than_the_context_is_context_too_long(tiny: Path) -> None:
+    from agentkit.errors import ContextTooLong
+
+    small = TransformersBackend(tiny / "model", max_cache_len=32)
+    with pytest.raises(ContextTooLong, match="context holds 32"):
+        await collect(small, user_prompt("The quick brown fox jumps over the lazy dog. " * 10))
+    # A prompt that fits still works, and its output is cut where the context ends.
+    _, done = await collect(small, user_prompt("Hi"), SamplingParams(temperature=0.0, max_tokens=100), stop=())
+    assert done.usage.prompt_tokens + done.usage.completion_tokens == 32
+
+
 def test_missing_model_reads_well(tmp_path: Path) -> None:
     from agentkit.errors import ModelNotFound
 
