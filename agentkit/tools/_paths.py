@@ -65,7 +65,9 @@ class WorkspaceRoot:
     """The confinement rules for one root directory; used by :class:`~agentkit.tools.Workspace`."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        real = Path(os.path.realpath(os.fspath(root)))
+        if not isinstance(root, str | os.PathLike):
+            raise UserError(f"the workspace root must be a folder path, got {type(root).__name__}")
+        real = Path(os.path.realpath(os.path.expanduser(os.fspath(root))))  # "~/project" as a shell would
         if not real.is_dir():
             raise UserError(f"workspace root {root} is not a directory; create it first")
         text = str(real)

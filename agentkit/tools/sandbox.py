@@ -167,7 +167,7 @@ class PythonSandbox:
         if isinstance(workspace, Workspace):
             self.workspace: Path | None = workspace.root
         elif workspace is not None:
-            self.workspace = Path(os.path.realpath(workspace))
+            self.workspace = Path(os.path.realpath(os.path.expanduser(workspace)))
             if not self.workspace.is_dir():
                 raise UserError(f"sandbox workspace {workspace} is not a directory; create it first")
         else:

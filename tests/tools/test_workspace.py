@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentkit.errors import ToolError, UserError
-from agentkit.tools import Workspace
+from agentkit.tools import PythonSandbox, Workspace
 
 
 @pytest.fixture()
@@ -25,6 +25,19 @@ def layout(tmp_path: Path) -> tuple[Workspace, Path, Path]:
     (root / "src" / "app.py").write_text("def main():\n    return 'hi'\n")
     (root / "notes.txt").write_text("alpha\nbeta\ngamma\n")
     return Workspace(root, max_read_bytes=64, max_write_bytes=1000), root, secret
+
+
+def test_root_accepts_a_home_relative_path_and_refuses_non_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "project").mkdir()
+    assert Workspace("~/project").root == (tmp_path / "project").resolve()
+    assert (
+        PythonSandbox(workspace="~/project", allow_unsafe_unconfined=True).workspace == (tmp_path / "project").resolve()
+    )
+    with pytest.raises(UserError, match="must be a folder path, got int"):
+        Workspace(1)  # type: ignore[arg-type]
 
 
 def test_tools_are_named_and_marked(layout: tuple[Workspace, Path, Path]) -> None:
