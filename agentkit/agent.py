@@ -145,8 +145,20 @@ class Agent:
         max_repeated_calls: int = 3,
         max_output_tokens: int | None = None,
     ) -> None:
-        if max_steps < 1:
-            raise UserError("max_steps must be at least 1")
+        if isinstance(backend, str):
+            raise UserError(
+                f"Agent() takes a backend object; build one from the URL with backend_from_url({backend!r})"
+            )
+        if not callable(getattr(backend, "stream", None)):
+            raise UserError(
+                f"Agent() needs a backend (backend_from_url(...), OllamaBackend, ...), got {type(backend).__name__}"
+            )
+        if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
+            raise UserError(f"max_steps must be a whole number of at least 1, got {max_steps!r}")
+        if store is not None and not callable(getattr(store, "save", None)):
+            raise UserError(
+                f"store= takes a SessionStore, e.g. store=SessionStore({store!r}), got {type(store).__name__}"
+            )
         self.backend = backend
         self.tools: dict[str, Tool] = {t.name: t for t in as_tools(tools)}
         self._declarations = [t.as_openai_tool() for t in self.tools.values()]
@@ -239,7 +251,11 @@ class Agent:
                 raise UserError("the prompt is empty; say what the agent should do")
             content: Any = prompt
         else:
-            content = [dict(p) for p in prompt]
+            if not isinstance(prompt, Sequence) or not all(isinstance(p, Mapping) for p in prompt):
+                raise UserError(
+                    f"the prompt must be a string (or a list of content parts), got {type(prompt).__name__}"
+                )
+            content = [dict(cast(Mapping[str, Any], p)) for p in prompt]
         self._running = True
         try:
             async for event in self._turn({"role": "user", "content": content}):

@@ -66,6 +66,23 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
+# What each saved field must hold, so a hand-edited or foreign file fails on load with its name, not later
+# in whatever displays it (a title that is a number crashed the TUI's sidebar).
+_FIELD_TYPES: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
+    ("id", str, "a string"),
+    ("title", str, "a string"),
+    ("backend", str, "a string"),
+    ("model", str, "a string"),
+    ("created_at", (int, float), "a number"),
+    ("updated_at", (int, float), "a number"),
+    ("thinking_enabled", bool, "true or false"),
+    ("messages", list, "a list of message objects"),
+    ("thinking", list, "a list"),
+    ("tool_calls", list, "a list"),
+    ("steps", list, "a list"),
+)
+
+
 @dataclass
 class Session:
     """Everything a conversation produced; ``messages`` is what the model sees, the rest is for people."""
@@ -95,13 +112,15 @@ class Session:
                 f"{source} was written by a newer agentkit (format version {data['version']}); upgrade agentkit"
             )
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        try:
-            session = cls(**known)
-        except TypeError as exc:
-            raise SessionCorrupt(f"{source} is damaged: {exc}") from exc
-        if not isinstance(session.messages, list) or not all(isinstance(m, dict) for m in session.messages):
-            raise SessionCorrupt(f"{source} is damaged: 'messages' must be a list of message objects")
-        return session
+        for name, kind, what in _FIELD_TYPES:
+            if name not in known:
+                continue  # an older file without this field: the default applies
+            value = known[name]
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+                raise SessionCorrupt(f"{source} is damaged: {name!r} must be {what}; it was left untouched")
+            if isinstance(value, list) and not all(isinstance(item, dict) for item in value):
+                raise SessionCorrupt(f"{source} is damaged: {name!r} must be a list of objects; it was left untouched")
+        return cls(**known)
 
 
 @dataclass(frozen=True)
@@ -167,7 +186,11 @@ class SessionStore:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SessionCorrupt(f"session file {path} is not valid JSON ({exc}); it was left untouched") from exc
-        return Session.from_dict(data, source=str(path))
+        session = Session.from_dict(data, source=str(path))
+        # The file name is the session's identity: a copied file (backup.json) is its own session, and saving
+        # it must never overwrite the file it was copied from.
+        session.id = session_id
+        return session
 
     def list(self) -> list[SessionInfo]:
         """Saved sessions, newest first. Unreadable files are skipped here (``load`` reports them)."""

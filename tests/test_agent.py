@@ -473,3 +473,20 @@ def test_bad_sampling_values_are_user_errors_when_the_agent_is_made(setting: dic
     with pytest.raises(UserError, match=re.escape(why)):
         Agent(ScriptedBackend([]), sampling=setting)
     Agent(ScriptedBackend([]), sampling={"temperature": 0, "top_k": 0, "top_p": 1, "seed": 3})  # edges are fine
+
+
+def test_constructor_and_prompt_mistakes_are_user_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from agentkit.errors import UserError
+
+    with pytest.raises(UserError, match=r"build one from the URL with backend_from_url\('ollama://"):
+        Agent("ollama://localhost:11434/gemma4:e4b")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="needs a backend"):
+        Agent(None)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="max_steps must be a whole number"):
+        Agent(ScriptedBackend([]), max_steps="3")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="store= takes a SessionStore"):
+        Agent(ScriptedBackend([]), store=str(tmp_path))  # type: ignore[arg-type]
+    agent = Agent(ScriptedBackend([]))
+    for prompt in (None, 123):
+        with pytest.raises(UserError, match="the prompt must be a string"):
+            agent.run(prompt)  # type: ignore[arg-type]

@@ -104,3 +104,31 @@ def test_killing_a_writer_mid_write_leaves_a_readable_version(tmp_path: Path) ->
         session = store.load("victim")
         content = session.messages[0]["content"]
         assert content.startswith("v") and content.endswith("x" * 200_000)
+
+
+def test_fields_of_the_wrong_type_are_reported_on_load_and_skipped_by_list(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    store.save(Session(id="good", title="fine"))
+    damaged = {"format": "agentkit.session", "version": 1, "title": 7, "messages": [{"role": "user", "content": "x"}]}
+    (tmp_path / "damaged.json").write_text(json.dumps(damaged))
+    with pytest.raises(SessionCorrupt, match="'title' must be a string"):
+        store.load("damaged")
+    assert [i.id for i in store.list()] == ["good"]  # one bad file does not break the listing
+    (tmp_path / "damaged.json").write_text(json.dumps({**damaged, "title": "", "thinking": 5}))
+    with pytest.raises(SessionCorrupt, match="'thinking' must be a list"):
+        store.load("damaged")
+    (tmp_path / "damaged.json").write_text(json.dumps({**damaged, "title": "", "messages": None}))
+    with pytest.raises(SessionCorrupt, match="'messages' must be a list of message objects"):
+        store.load("damaged")
+
+
+def test_a_copied_session_file_is_its_own_session(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    store.save(Session(id="original", title="v1", messages=[{"role": "user", "content": "hi"}]))
+    (tmp_path / "backup.json").write_bytes((tmp_path / "original.json").read_bytes())
+    copy = store.load("backup")
+    assert copy.id == "backup"
+    copy.title = "edited copy"
+    store.save(copy)
+    assert store.load("original").title == "v1"  # saving the copy never overwrites what it was copied from
+    assert sorted(i.id for i in store.list()) == ["backup", "original"]
