@@ -142,13 +142,13 @@ class TransformersBackend:
     def _load_tokenizer(hf: Any, name: str) -> Any:
         try:
             return hf.AutoTokenizer.from_pretrained(name)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a directory without a usable tokenizer
             raise ModelNotFound(_not_found(name, "tokenizer", exc), backend="transformers") from exc
 
     def _load(self, auto: Any, name: str, what: str) -> Any:
         try:
             return auto.from_pretrained(name, dtype=self._dtype).to(self._device)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a config that names no known model
             raise ModelNotFound(_not_found(name, what, exc), backend="transformers") from exc
 
     def _control_ids(self) -> dict[str, int]:
@@ -338,12 +338,17 @@ class TransformersBackend:
 
 
 def _not_found(name: str, what: str, exc: BaseException) -> str:
+    # A Hub id is "org/name" and never exists on disk; anything absolute, relative or existing is a path.
+    looks_local = os.path.isabs(name) or name.startswith((".", "~")) or os.path.exists(name)
+    if looks_local and not os.path.exists(os.path.expanduser(name)):
+        return f"cannot load the {what} {name!r}: no such directory. Check the path"
     hint = (
-        "check the path"
-        if os.path.sep in name or name.startswith(".")
+        "check that the directory holds a saved model (config.json, weights, tokenizer)"
+        if looks_local
         else "check the Hub id, run `huggingface-cli login` for gated models, or pass a local directory"
     )
-    return f"cannot load the {what} {name!r}: {exc}. {hint}"
+    detail = str(exc).strip().rstrip(".")
+    return f"cannot load the {what} {name!r}: {detail}. {hint[0].upper()}{hint[1:]}"
 
 
 def _translate(exc: BaseException) -> BaseException:

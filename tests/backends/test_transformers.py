@@ -351,8 +351,11 @@ async def test_prompt_longer_than_the_context_is_context_too_long(tiny: Path) ->
 def test_missing_model_reads_well(tmp_path: Path) -> None:
     from agentkit.errors import ModelNotFound
 
-    with pytest.raises(ModelNotFound, match="check the path"):
+    with pytest.raises(ModelNotFound, match=r"no such directory\. Check the path"):
         TransformersBackend(tmp_path / "no-such-model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFound, match="Check that the directory holds a saved model"):
+        TransformersBackend(tmp_path / "empty")
 
 
 @pytest.mark.filterwarnings("ignore::agentkit.backends.transformers.TemplateDriftWarning")
