@@ -104,7 +104,7 @@ class RunTimings:
         return max(0.0, self.total_s - self.generation_s - self.tools_s)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RunResult:
     """The outcome of one user request."""
 
@@ -121,6 +121,15 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.stop_reason == "completed"
+
+    def __repr__(self) -> str:
+        # A summary, not the whole conversation: asyncio formats finished tasks' results with repr() on every
+        # sync run(), and a repr that grew with the history made each run O(conversation).
+        output = self.output if len(self.output) <= 60 else self.output[:57] + "..."
+        return (
+            f"RunResult(output={output!r}, stop_reason={self.stop_reason!r}, steps={self.steps}, "
+            f"tool_calls={len(self.tool_calls)}, messages={len(self.messages)}, session_id={self.session_id!r})"
+        )
 
 
 _TURN_CLOSERS = (gemma4.tokens.TURN_END, gemma4.tokens.EOS)

@@ -490,3 +490,13 @@ def test_constructor_and_prompt_mistakes_are_user_errors(tmp_path) -> None:  # t
     for prompt in (None, 123):
         with pytest.raises(UserError, match="the prompt must be a string"):
             agent.run(prompt)  # type: ignore[arg-type]
+
+
+def test_run_result_repr_is_a_summary_not_the_conversation() -> None:
+    backend = ScriptedBackend(["x" * 500 + "<turn|>"] * 3)
+    agent = Agent(backend)
+    for _ in range(3):
+        result = agent.run("talk " * 200)
+    text = repr(result)
+    assert len(text) < 300
+    assert "stop_reason='completed'" in text and "messages=6" in text
