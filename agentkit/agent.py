@@ -267,8 +267,23 @@ class Agent:
             content = [dict(cast(Mapping[str, Any], p)) for p in prompt]
         self._running = True
         try:
-            async for event in self._turn({"role": "user", "content": content}):
-                yield event
+            if self.store is None:
+                async for event in self._turn({"role": "user", "content": content}):
+                    yield event
+                return
+            # One writer at a time per session, across processes; and start from what is saved, in case
+            # another process continued this conversation since this agent last wrote it.
+            async with self.store.lock(self.session.id):
+                on_disk = self.store.revision(self.session.id)
+                if on_disk is not None and on_disk != self.session.revision:
+                    self.session = self.store.load(self.session.id)
+                    yield Notice(
+                        f"session {self.session.id} was continued elsewhere; "
+                        f"reloaded its {len(self.session.messages)} messages",
+                        "info",
+                    )
+                async for event in self._turn({"role": "user", "content": content}):
+                    yield event
         finally:
             self._running = False
 
@@ -532,6 +547,7 @@ class Agent:
                 }
             )
             self.store.save(snapshot)
+            s.revision = snapshot.revision
 
     async def _run_calls(
         self, calls: list[tuple[str, gemma4.ToolCall]], step: int

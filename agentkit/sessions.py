@@ -11,13 +11,16 @@ never overwritten: the user may want them back.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import re
 import secrets
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ __all__ = ["Session", "SessionInfo", "SessionStore", "atomic_write_text", "defau
 FORMAT = "agentkit.session"
 VERSION = 1
 _HEADER = f'{{"format": "{FORMAT}"'
+_REVISION_RE = re.compile(r'\{"format": "agentkit\.session", "version": \d+, "revision": (\d+)')
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -80,6 +84,7 @@ _FIELD_TYPES: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
     ("thinking", list, "a list"),
     ("tool_calls", list, "a list"),
     ("steps", list, "a list"),
+    ("revision", int, "a whole number"),
 )
 
 
@@ -98,10 +103,13 @@ class Session:
     thinking: list[dict[str, Any]] = field(default_factory=list)  # {"turn": n, "text": ...}; never re-sent
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # call records with results and durations
     steps: list[dict[str, Any]] = field(default_factory=list)  # per generation: usage and timings
+    revision: int = 0  # bumped by every save: tells an agent that another process continued this session
 
     def to_dict(self) -> dict[str, Any]:
         # "format" first: the store recognises its own files by their first bytes without parsing them.
-        return {"format": FORMAT, "version": VERSION, **asdict(self)}
+        # "revision" next, so a writer can read it from the first bytes too.
+        data = asdict(self)
+        return {"format": FORMAT, "version": VERSION, "revision": data.pop("revision"), **data}
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "session") -> Session:
@@ -166,11 +174,52 @@ class SessionStore:
                     "Move it away or pick another session id."
                 )
         session.updated_at = time.time()
+        session.revision += 1
         text = json.dumps(session.to_dict(), ensure_ascii=False, default=str)
         try:
             atomic_write_text(path, text)
         except OSError as exc:
             raise SessionError(f"cannot save session {session.id} to {path}: {exc}") from exc
+
+    def revision(self, session_id: str) -> int | None:
+        """The revision saved on disk (read from the file's first bytes), or None when there is no such file."""
+        try:
+            with self._path(session_id).open("rb") as f:
+                head = f.read(128).decode("utf-8", "replace")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise SessionError(f"cannot read session {session_id}: {exc}") from exc
+        match = _REVISION_RE.match(head)
+        return int(match.group(1)) if match else 0
+
+    @contextlib.asynccontextmanager
+    async def lock(self, session_id: str, *, timeout_s: float = 30.0) -> AsyncIterator[None]:
+        """Hold the session's lock (an ``flock`` on a lock file) while one run writes to it.
+
+        Two agents continuing the same session — two ``agentkit run -s ID``, or a run while the TUI has it
+        open — take turns instead of overwriting each other's turns. The lock goes away with the process,
+        even when it is killed. Waits without blocking the event loop; gives up after ``timeout_s``.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f".{self._path(session_id).stem}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise SessionError(
+                            f"session {session_id} is busy: another run is writing to it (waited {timeout_s:g} s); "
+                            "try again when it finishes"
+                        ) from None
+                    await asyncio.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def load(self, session_id: str) -> Session:
         path = self._path(session_id)

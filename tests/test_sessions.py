@@ -132,3 +132,60 @@ def test_a_copied_session_file_is_its_own_session(tmp_path: Path) -> None:
     store.save(copy)
     assert store.load("original").title == "v1"  # saving the copy never overwrites what it was copied from
     assert sorted(i.id for i in store.list()) == ["backup", "original"]
+
+
+def test_two_agents_on_one_session_take_turns_and_lose_nothing(tmp_path: Path) -> None:
+    """Two writers of one session (two `agentkit run -s ID`, or a run while the TUI has it open)."""
+    import asyncio
+
+    from agentkit import Agent
+    from agentkit.events import Notice
+    from agentkit.testing import ScriptedBackend
+
+    store = SessionStore(tmp_path)
+    first = Agent(ScriptedBackend(["one<turn|>", "three<turn|>"]), store=store)
+    first.run("1")
+    second = Agent(ScriptedBackend(["two<turn|>"]), store=store, session_id=first.session_id)
+    second.run("2")
+    # The first agent's copy is stale: it reloads from disk before its next turn instead of overwriting "2".
+    events: list[object] = []
+
+    async def go() -> None:
+        async for e in first.run_stream("3"):
+            events.append(e)
+
+    asyncio.run(go())
+    assert any(isinstance(e, Notice) and "continued elsewhere" in e.message for e in events)
+    contents = [m["content"] for m in store.load(first.session_id).messages]
+    assert contents == ["1", "one", "2", "two", "3", "three"]
+
+
+def test_concurrent_runs_on_one_session_wait_for_the_lock(tmp_path: Path) -> None:
+    import asyncio
+
+    from agentkit import Agent
+    from agentkit.testing import ScriptedBackend
+
+    store = SessionStore(tmp_path)
+    a = Agent(ScriptedBackend(["first answer<turn|>", "a again, slowly<turn|>"], delay_s=0.01), store=store)
+    a.run("hello")  # saved: the session exists
+    b = Agent(ScriptedBackend(["b answers<turn|>"]), store=store, session_id=a.session_id)
+
+    async def both() -> None:
+        started = asyncio.Event()
+
+        async def run_a() -> None:
+            async for _ in a.run_stream("from a"):
+                started.set()
+
+        async def run_b() -> None:
+            await started.wait()  # a holds the lock now
+            await b.arun("from b")
+
+        await asyncio.gather(run_a(), run_b())
+
+    asyncio.run(both())
+    contents = [m["content"] for m in store.load(a.session_id).messages]
+    assert contents[2:] == ["from a", "a again, slowly", "from b", "b answers"]
+    # b saw a's finished turn: it waited for the lock, then reloaded the session.
+    assert "a again, slowly" in b.backend.prompts[0]  # type: ignore[attr-defined]
