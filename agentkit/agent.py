@@ -584,9 +584,7 @@ class Agent:
         except asyncio.CancelledError:
             error = "cancelled by the user"
             raise
-        except ToolError as exc:
-            error = str(exc)
-        except AgentkitError as exc:
+        except AgentkitError as exc:  # a ToolError, SandboxError, ...: its message goes to the model as is
             error = str(exc)
         except Exception as exc:  # a tool's own bug: the model is told, the loop goes on
             error = f"{call.name} raised {type(exc).__name__}: {exc}"
