@@ -515,7 +515,7 @@ class Agent:
         s = self.session
         if final:
             start = len(history)
-            history.extend({k: v for k, v in m.items() if k != "reasoning_content"} for m in turn)
+            history.extend(map(_without_thinking, turn))
             self._advance_prefix(history, start)
             if self._turns[0] is history and self._turns[1] == start:
                 self._turns = (history, len(history), self._turns[2] + 1)
@@ -543,7 +543,7 @@ class Agent:
             snapshot = Session(
                 **{
                     **s.__dict__,
-                    "messages": [*history, *({k: v for k, v in m.items() if k != "reasoning_content"} for m in turn)],
+                    "messages": [*history, *map(_without_thinking, turn)],
                 }
             )
             self.store.save(snapshot)
@@ -617,6 +617,11 @@ class Agent:
         if decision is not Approval.ALLOW:
             raise ToolError(f"the user denied this call to {name}; do not retry it, continue without it")
         return await tool.acall(args)
+
+
+def _without_thinking(message: dict[str, Any]) -> dict[str, Any]:
+    """The message as history keeps it: thinking is never sent back in a later turn."""
+    return {k: v for k, v in message.items() if k != "reasoning_content"}
 
 
 async def _maybe_await(value: Any) -> Any:
