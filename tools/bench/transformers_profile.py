@@ -43,26 +43,13 @@ def main() -> int:
     prompt = ids_of_length(tok, 512)
     dev = torch.device("cuda")
 
-    def prime(engine: Engine) -> None:
-        engine.generate(
-            prompt,
-            max_new_tokens=1,
-            stop_ids=frozenset(),
-            temperature=0.0,
-            top_p=1.0,
-            top_k=0,
-            seed=0,
-            on_text=lambda _t: None,
-            cancel=threading.Event(),
-        )
-
     if args.compiled_only:
         profile_compiled(model, tok, prompt, dev)
         return 0
 
     for size in args.cache:
         eager = Engine(model, tok, device=dev, max_cache_len=size, compile_decode=False)
-        prime(eager)
+        prime(eager, prompt)
         n = len(eager.cache_ids)
         token = torch.tensor([5], device=dev)
         with torch.inference_mode():
@@ -89,8 +76,8 @@ def main() -> int:
     size = max(args.cache)
     eager = Engine(model, tok, device=dev, max_cache_len=size, compile_decode=False)
     fast = Engine(model, tok, device=dev, max_cache_len=size, compile_decode=True)
-    prime(eager)
-    prime(fast)
+    prime(eager, prompt)
+    prime(fast, prompt)
     token_id = 5
     with torch.inference_mode():
         for step in range(6):
@@ -114,6 +101,21 @@ def main() -> int:
     return 0
 
 
+def prime(engine: Any, ids: list[int]) -> None:
+    """Fill the engine's cache with ``ids`` (one greedy token generated), the state every measurement starts from."""
+    engine.generate(
+        ids,
+        max_new_tokens=1,
+        stop_ids=frozenset(),
+        temperature=0.0,
+        top_p=1.0,
+        top_k=0,
+        seed=0,
+        on_text=lambda _t: None,
+        cancel=threading.Event(),
+    )
+
+
 def profile_compiled(model: Any, tok: Any, prompt: list[int], dev: torch.device) -> None:
     """Kernel times of the compiled step (run without its CUDA graph so the profiler sees each kernel)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -126,17 +128,7 @@ def profile_compiled(model: Any, tok: Any, prompt: list[int], dev: torch.device)
     for history, shape in ((512, 1), (8000, 64), (2000, 64)):
         engine.reset()
         ids = (prompt * (history // len(prompt) + 1))[:history]
-        engine.generate(
-            ids,
-            max_new_tokens=1,
-            stop_ids=frozenset(),
-            temperature=0.0,
-            top_p=1.0,
-            top_k=0,
-            seed=0,
-            on_text=lambda _t: None,
-            cancel=threading.Event(),
-        )
+        prime(engine, ids)
         n = len(engine.cache_ids)
         buf_ids = engine._step_ids if shape == 1 else engine._chunk_ids
         buf_pos = engine._step_pos if shape == 1 else engine._chunk_pos
