@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from agentkit.errors import AgentkitError, UserError
 
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, auto_approve, make_backend, make_tools, to_jsonable
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, make_backend, make_tools, to_jsonable
 from .config import Settings
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ async def run_batch(
 
 
 def batch_command(args: argparse.Namespace, settings: Settings) -> int:
-    from agentkit import Agent
+    from agentkit import Agent, allow_all
 
     input_path, output_path = Path(args.input), Path(args.output)
     if input_path.resolve() == output_path.resolve():
@@ -281,7 +281,7 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
             system=settings.system,
             thinking=settings.thinking,
             max_steps=settings.max_steps,
-            approval=auto_approve if args.yes else None,
+            approval=allow_all if args.yes else None,
             store=store,
         )
 

@@ -21,7 +21,6 @@ from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, Se
 from .config import Settings, default_backend_url
 
 if TYPE_CHECKING:
-    from agentkit import Approval, ToolCallRequest
     from agentkit.backends.base import Backend
 
 __all__ = [
@@ -126,13 +125,6 @@ def make_tools(settings: Settings) -> list[Any]:
             # With --workspace the code sees those files; without, it gets a scratch folder thrown away after.
             tools.append(PythonSandbox(workspace).as_tool())
     return tools
-
-
-def auto_approve(request: ToolCallRequest) -> Approval:
-    """The ``--yes`` policy: every call is allowed, side effects included."""
-    from agentkit import Approval
-
-    return Approval.ALLOW
 
 
 def to_jsonable(value: Any) -> Any:

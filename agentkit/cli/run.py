@@ -23,7 +23,6 @@ from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    auto_approve,
     format_arguments,
     make_backend,
     make_tools,
@@ -234,7 +233,7 @@ def _read_task(task: str | None) -> str:
 
 def build_agent(args: argparse.Namespace, settings: Settings, *, ask: TerminalAsk | None) -> Agent:
     """The agent for one ``run``: its approvals come from ``--yes``, the terminal, or are denied."""
-    from agentkit import Agent, SessionStore
+    from agentkit import Agent, SessionStore, allow_all
 
     backend = make_backend(settings)
     return Agent(
@@ -243,7 +242,7 @@ def build_agent(args: argparse.Namespace, settings: Settings, *, ask: TerminalAs
         system=settings.system,
         thinking=settings.thinking,
         max_steps=settings.max_steps,
-        approval=auto_approve if args.yes else None,
+        approval=allow_all if args.yes else None,
         ask=None if args.yes else ask,
         store=None if args.no_save else SessionStore(),
         session_id=args.session,
