@@ -32,7 +32,7 @@ __all__ = ["Session", "SessionInfo", "SessionStore", "atomic_write_text", "defau
 FORMAT = "agentkit.session"
 VERSION = 1
 _HEADER = f'{{"format": "{FORMAT}"'
-_REVISION_RE = re.compile(r'\{"format": "agentkit\.session", "version": \d+, "revision": (\d+)')
+_REVISION_RE = re.compile(re.escape(_HEADER) + r', "version": \d+, "revision": (\d+)')
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
