@@ -16,6 +16,7 @@ Prompts only grow by appending within a model turn (see the protocol doc), so ``
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,16 +46,9 @@ class Prompt:
     def __init__(self, segments: Iterable[Segment] = ()) -> None:
         # Group runs of equal trust and join each run once: linear, however many pieces come in.
         merged: list[Segment] = []
-        run: list[Segment] = []
-        for seg in segments:
-            if not seg.text:
-                continue
-            if run and run[0].trusted != seg.trusted:
-                merged.append(run[0] if len(run) == 1 else Segment("".join(s.text for s in run), run[0].trusted))
-                run = []
-            run.append(seg)
-        if run:
-            merged.append(run[0] if len(run) == 1 else Segment("".join(s.text for s in run), run[0].trusted))
+        for trusted, group in itertools.groupby((s for s in segments if s.text), key=lambda s: s.trusted):
+            run = list(group)
+            merged.append(run[0] if len(run) == 1 else Segment("".join(s.text for s in run), trusted))
         self._segments: tuple[Segment, ...] = tuple(merged)
         self._text: str | None = None
 
