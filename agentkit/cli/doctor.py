@@ -90,19 +90,15 @@ async def check_backend(url: str, *, probe: bool) -> list[Check]:
         # A bad URL is a usage error (2); a missing extra makes the backend unavailable (3), as the README says.
         usage, missing = isinstance(exc, UserError), isinstance(exc, ImportError)
         return [Check(f"backend     {url}", "fail", "cannot be built", str(exc), unavailable=missing, usage=usage)]
-    except (BackendUnavailable, ModelNotFound) as exc:
-        # In-process backends load the model when built: a missing model is reported here, not in check().
-        return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc), unavailable=True)]
     except AgentkitError as exc:
-        return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc))]
+        # In-process backends load the model when built: a missing model is reported here, not in check().
+        return [_backend_failed(url, exc)]
     # One backend for the check and the probe: an in-process model is loaded once, not twice.
     try:
         try:
             await backend.check()
-        except (BackendUnavailable, ModelNotFound) as exc:
-            return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc), unavailable=True)]
         except AgentkitError as exc:
-            return [Check(f"backend     {url}", "fail", type(exc).__name__, str(exc))]
+            return [_backend_failed(url, exc)]
         checks = [Check(f"backend     {url}", "ok", f"reachable, model {backend.model} is there")]
         if probe:
             try:
@@ -112,6 +108,12 @@ async def check_backend(url: str, *, probe: bool) -> list[Check]:
         return checks
     finally:
         await backend.aclose()
+
+
+def _backend_failed(url: str, exc: AgentkitError) -> Check:
+    """A backend that could not be built or checked; unreachable or without its model maps to exit 3."""
+    unavailable = isinstance(exc, BackendUnavailable | ModelNotFound)
+    return Check(f"backend     {url}", "fail", type(exc).__name__, str(exc), unavailable=unavailable)
 
 
 def check_sandbox(needed: bool) -> Check:
