@@ -339,6 +339,7 @@ class Agent:
                             done = ev
                 gen_s += time.perf_counter() - t0
                 parsed = parser.finish()
+                step_usage, step_timings = (done.usage, done.timings) if done is not None else (Usage(), Timings())
                 if done is not None:
                     usage = usage + done.usage
                     if step == 1:
@@ -353,7 +354,7 @@ class Agent:
                     turn.append({"role": "assistant", "content": output})
                     stop_reason = "completed" if done is None or done.stop is not None else "max_tokens"
                     finished = True
-                    yield StepFinished(step, done.usage if done else Usage(), done.timings if done else Timings())
+                    yield StepFinished(step, step_usage, step_timings)
                     break
 
                 # A tool round: same model turn, prompt grows by appending only.
@@ -388,9 +389,7 @@ class Agent:
                     results.append(("error", value))
                     turn.append({"role": "tool", "name": "error", "content": value})
                 prompt = prompt + gemma4.Prompt.trusted(_hand_over("".join(raw))) + gemma4.render_tool_results(results)
-                yield StepFinished(
-                    step, done.usage if done else Usage(), done.timings if done else Timings(), len(calls)
-                )
+                yield StepFinished(step, step_usage, step_timings, len(calls))
                 self._save(history, turn, thinking_parts, turn_index, records, final=False)
 
                 for _, c in calls:
