@@ -27,11 +27,12 @@ from typing import Any
 
 import docstring_parser
 
+from .render import _SCHEMA_KEYS
+
 __all__ = ["function_schema", "model_schema"]
 
 Schema = dict[str, Any]
 
-_KEEP = ("description", "enum", "items", "nullable", "properties", "required", "type")
 _SCALARS: dict[type, str] = {
     str: "string",
     bool: "boolean",
@@ -246,7 +247,7 @@ def _resolve(node: Any, defs: Mapping[str, Any], stack: tuple[str, ...]) -> Any:
                 node["nullable"] = True
             node["type"] = kinds[0]
     out: Schema = {}
-    for key in _KEEP:
+    for key in _SCHEMA_KEYS:  # the keys the declaration format can write
         if key not in node:
             continue
         value = node[key]
