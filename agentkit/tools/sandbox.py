@@ -167,9 +167,9 @@ class PythonSandbox:
         if isinstance(workspace, Workspace):
             self.workspace: Path | None = workspace.root
         elif workspace is not None:
-            self.workspace = Path(os.path.realpath(os.path.expanduser(workspace)))
-            if not self.workspace.is_dir():
-                raise UserError(f"sandbox workspace {workspace} is not a directory; create it first")
+            # The same root checks as the file tools: a directory, and never "/", /proc, /sys or /dev, which
+            # would be mounted writable inside the sandbox.
+            self.workspace = Workspace(workspace).root
         else:
             self.workspace = None
         self.timeout_s = timeout_s

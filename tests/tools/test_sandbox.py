@@ -173,3 +173,12 @@ def test_seccomp_filter_program() -> None:
     assert len(x86) % 8 == 0 and len(x86) // 8 == 4 + 2 + 2 * 9 + 2 + 5 * 11 + 1
     assert len(arm) // 8 == 4 + 2 * 9 + 2 + 5 * 6 + 1
     assert filter_program("riscv64") is None  # no table here: the sandbox runs without the filter
+
+
+@pytest.mark.parametrize(
+    ("workspace", "why"),
+    [("/", "would expose the whole system"), ("/proc", "would expose the whole system"), (5, "must be a folder path")],
+)
+def test_workspace_root_checks_match_the_file_tools(workspace: object, why: str) -> None:
+    with pytest.raises(UserError, match=why):
+        PythonSandbox(workspace=workspace)  # type: ignore[arg-type]
