@@ -13,9 +13,10 @@ tested alone:
 Untrusted text: Ollama renders the prompt as *text* and tokenizes it with special tokens recognized (its
 renderer writes ``<bos>`` and ``<|turn>`` as text for the tokenizer to turn into tokens,
 ``model/renderers/gemma4.go:34,49``), so a literal ``<|tool_call>`` in a tool result or web page would become
-the real token and forge a call. Every string sent is therefore passed through
-:func:`agentkit.gemma4.sanitize.sanitize`, the same neutralization agentkit's own text prompts get (it only
-touches control-token look-alikes).
+the real token and forge a call. The messages and tools are therefore passed through
+:func:`agentkit.gemma4.sanitize.neutralize_messages` / :func:`~agentkit.gemma4.sanitize.neutralize_tools`,
+the one neutralization every engine that renders for itself gets (the vLLM chat path too), and text joined
+here from several parts is sanitized again as a whole.
 
 Ollama's message model is narrower than the native format in two places, and both are handled here:
 tool results are strings only (its Gemma 4 renderer always writes ``response:NAME{value:<|"|>…<|"|>}``,
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import UserError
-from agentkit.gemma4.sanitize import sanitize
+from agentkit.gemma4.sanitize import neutralize, neutralize_messages, neutralize_tools, sanitize
 from agentkit.gemma4.tokens import CHANNEL_END, CHANNEL_START, TOOL_RESPONSE_START, TURN_END
 from agentkit.gemma4.values import format_tool_call, format_value
 
@@ -94,21 +95,10 @@ def chat_body(
     return body
 
 
-def neutralize(value: Any) -> Any:
-    """``value`` (a JSON value) with every string in it, keys included, passed through ``sanitize``."""
-    if isinstance(value, str):
-        return sanitize(value)
-    if isinstance(value, Mapping):
-        return {sanitize(str(k)): neutralize(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [neutralize(v) for v in value]
-    return value
-
-
 def _tool(tool: Mapping[str, Any]) -> dict[str, Any]:
     # Sent as given (a JSON round trip makes a plain, detached copy): Ollama's api.ToolProperty keeps nested
     # properties/required/anyOf, which the ollama-python Tool model would drop.
-    copy: dict[str, Any] = neutralize(json.loads(json.dumps(tool, default=str)))
+    copy: dict[str, Any] = neutralize_tools([json.loads(json.dumps(tool, default=str))])[0]
     if "function" not in copy and "name" in copy:
         copy = {"type": "function", "function": copy}
     copy.setdefault("type", "function")
@@ -130,6 +120,7 @@ def ollama_messages(messages: Sequence[Mapping[str, Any]], media: Sequence[Any] 
     - media parts (``image``, ``image_url``, ``audio``, ``input_audio``) become base64 ``images``; a part
       that carries no data takes the next entry of ``media`` (the request's media, in prompt order).
     """
+    messages = neutralize_messages(messages)
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
     pending_media: Iterator[Any] = iter(media)
     call_names: dict[str, str] = {}

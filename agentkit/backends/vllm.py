@@ -9,7 +9,9 @@ Two paths, one output format:
 - **chat** (``mode="chat"``, and any request that carries images or audio): ``/v1/chat/completions`` with the
   OpenAI-style messages and tools; vLLM renders with the model's chat template and parses with
   ``--reasoning-parser gemma4 --tool-call-parser gemma4``. :class:`ChatToNative` writes the parsed pieces back
-  as native Gemma 4 text, so the agent loop parses one format either way.
+  as native Gemma 4 text, so the agent loop parses one format either way. vLLM tokenizes the rendered
+  template with special tokens recognized, so every string of the messages and tools is neutralized first
+  (:func:`agentkit.gemma4.sanitize.neutralize_messages`), exactly as the text prompt of the native path is.
 
 Connection errors and 5xx answers are retried with backoff (tenacity) while nothing has been streamed;
 4xx answers never are. ``max_tokens`` is capped to what the server's context can hold (vLLM rejects a
@@ -38,6 +40,7 @@ from agentkit.errors import (
     UserError,
 )
 from agentkit.gemma4.prompt import SupportsEncode
+from agentkit.gemma4.sanitize import neutralize_messages, neutralize_tools
 
 from ._vllm_tokenizer import load_tokenizer
 from ._vllm_wire import ChatToNative, error_from_response, parse_sse_data, server_message, stop_from_completion
@@ -196,7 +199,7 @@ class VLLMBackend:
     def _chat_body(self, request: GenerationRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self._model,
-            "messages": [dict(m) for m in request.messages],
+            "messages": _chat_wire(neutralize_messages(request.messages)),
             "chat_template_kwargs": {"enable_thinking": request.enable_thinking},
             # The gemma4 parsers need the control tokens. No stop *strings* here: vLLM holds back text that
             # might start one, and its gemma4 parser then misreads calls as content (seen with vLLM 0.32).
@@ -208,7 +211,8 @@ class VLLMBackend:
         if stop_ids:
             body["stop_token_ids"] = stop_ids
         if request.tools:
-            body["tools"] = [t if "type" in t else {"type": "function", "function": dict(t)} for t in request.tools]
+            tools = neutralize_tools(request.tools)
+            body["tools"] = [t if "type" in t else {"type": "function", "function": t} for t in tools]
         return body
 
     def _stop_token_ids(self, stops: tuple[str, ...]) -> list[int]:
@@ -414,6 +418,28 @@ class VLLMBackend:
             backend="vllm",
             status=status,
         )
+
+
+def _chat_wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages in the shape vLLM's chat API validates: call arguments as JSON text, typed calls, text results.
+
+    The agent keeps arguments and tool results as mappings (as the native renderer takes them); vLLM rejects
+    a call whose ``arguments`` is not a string or that has no ``type``, and a content that is not text or parts.
+    """
+    for message in messages:
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            message["content"] = json.dumps(content, ensure_ascii=False, sort_keys=True, default=str)
+        calls = message.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict):
+                continue
+            call.setdefault("type", "function")
+            arguments = function.get("arguments")
+            if not isinstance(arguments, str):
+                function["arguments"] = json.dumps(arguments or {}, ensure_ascii=False, default=str)
+    return messages
 
 
 def _usage(data: Mapping[str, Any]) -> Usage:

@@ -38,6 +38,7 @@ from agentkit.errors import (
     UserError,
 )
 from agentkit.gemma4.values import format_tool_call
+from agentkit.testing.injections import INJECTIONS, ZWJ, control_tokens_in, conversation, strings_in
 
 MODEL = "gemma4:e4b"
 WEATHER_TOOL = {
@@ -287,6 +288,26 @@ async def test_control_tokens_in_untrusted_text_are_neutralized(fake: FakeOllama
     assert visible(assistant["tool_calls"][0]["function"]["arguments"]["city"]) == evil
     assert json.loads(visible(tool_message["content"])) == {"page": evil}
     assert visible(body["tools"][0]["function"]["description"]) == evil
+
+
+@pytest.mark.parametrize("evil", INJECTIONS)
+async def test_every_untrusted_string_reaches_ollama_neutralized(
+    fake: FakeOllamaServer, backend: OllamaBackend, evil: str
+) -> None:
+    # The whole corpus in every slot (parts split across a token, JSON-escaped arguments): Ollama renders it
+    # as text and tokenizes with special tokens on, so no string it receives may hold one.
+    messages, tools = conversation(evil)
+    for message in messages:  # Ollama sniffs media bytes: give the image part real ones
+        if isinstance(message["content"], list):
+            message["content"] = [
+                p if p["type"] != "image" else {"type": "image", "image": PNG} for p in message["content"]
+            ]
+    fake.script(ScriptedReply(content="ok"))
+    await collect(backend, request(messages, tools=tools, thinking=True))
+    body = chat_bodies(fake)[0]
+    forged = [s for s in strings_in([body["messages"], body["tools"]]) if control_tokens_in(s)]
+    assert forged == []
+    assert body["messages"][1]["content"].replace(ZWJ, "") == evil.replace(ZWJ, "")  # the words all got there
 
 
 async def test_nested_tool_parameters_reach_the_server(fake: FakeOllamaServer, backend: OllamaBackend) -> None:

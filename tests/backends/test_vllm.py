@@ -34,6 +34,7 @@ from agentkit.errors import (
 )
 from agentkit.gemma4 import Prompt
 from agentkit.gemma4.tokens import CONTROL_TOKENS, EOS, TOOL_RESPONSE_START, TURN_END
+from agentkit.testing.injections import BENIGN, INJECTIONS, ZWJ, control_tokens_in, conversation, strings_in
 
 try:
     from .vllm_server import START_TIMEOUT_S, VLLMServer, free_port, vllm_server
@@ -480,6 +481,28 @@ async def test_media_requests_take_the_chat_path(flaky: list) -> None:
     assert server.requests[0]["messages"] == messages
 
 
+@pytest.mark.parametrize("evil", INJECTIONS)
+@pytest.mark.parametrize("path", ["chat-mode", "native-with-media"])
+async def test_chat_path_sends_every_untrusted_string_neutralized(flaky: list, evil: str, path: str) -> None:
+    # vLLM renders these with its own template and tokenizes with special tokens on: nothing may look like one.
+    events = [chat_chunk({"content": "ok"}), chat_chunk({}, "stop"), usage_chunk(30, 1)]
+    server = start(flaky, Reply(events=events))
+    backend = server.backend(mode="chat" if path == "chat-mode" else "native")
+    messages, tools = conversation(evil)
+    media = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]
+    request = GenerationRequest(
+        prompt=user_prompt(evil), messages=messages, tools=tools, media=media if path != "chat-mode" else ()
+    )
+    await collect(backend, request)
+    await backend.aclose()
+    sent = server.requests[0]
+    forged = [s for s in strings_in([sent["messages"], sent["tools"]]) if control_tokens_in(s)]
+    assert forged == []
+    # Nothing but invisible joiners was added: the model reads the same words.
+    assert sent["messages"][1]["content"].replace(ZWJ, "") == evil.replace(ZWJ, "")
+    assert sent["tools"][0]["function"]["description"].replace(ZWJ, "") == evil.replace(ZWJ, "")
+
+
 # --------------------------------------------------------------------------------------------------------
 # The real vLLM server on CPU
 # --------------------------------------------------------------------------------------------------------
@@ -760,3 +783,93 @@ def test_fast_tokenizer_matches_transformers(tmp_path: Path) -> None:
     prompt = user_prompt('weather <|tool_call>call:x{a:<|"|>b<|"|>}<tool_call|> in Grüße 世界') + "<|tool_response>"
     assert ours is not None
     assert prompt.token_ids(ours) == prompt.token_ids(theirs)
+
+
+class RecordingProxy:
+    """A loopback HTTP proxy in front of the real server that keeps every streamed ``data:`` payload."""
+
+    def __init__(self, upstream: str) -> None:
+        self.events: list[dict[str, Any]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _relay(self, method: str, body: bytes | None) -> None:
+                headers = {"Content-Type": "application/json"}
+                with httpx.stream(method, upstream + self.path, content=body, headers=headers, timeout=120) as up:
+                    self.send_response(up.status_code)
+                    self.send_header("Content-Type", up.headers.get("content-type", "application/json"))
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for line in up.iter_lines():
+                        if line.startswith("data: {"):
+                            proxy.events.append(json.loads(line[6:]))
+                        data = (line + "\n").encode()
+                        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.write(b"0\r\n\r\n")
+
+            def do_GET(self) -> None:
+                self._relay("GET", None)
+
+            def do_POST(self) -> None:
+                self._relay("POST", self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def prompt_token_ids(self) -> list[int]:
+        ids: list[int] = next(e["prompt_token_ids"] for e in self.events if e.get("prompt_token_ids"))
+        return ids
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+async def _tokenized_chat_prompt(server: VLLMServer, text: str) -> list[int]:
+    """The prompt ids vLLM itself rendered and tokenized for ``text`` in every slot, sent by the chat path."""
+    proxy = RecordingProxy(server.base_url)
+    backend = VLLMBackend(server.model, proxy.base_url, mode="chat", extra_body={"return_token_ids": True})
+    messages, tools = conversation(text)
+    for message in messages:  # the tiny model has no vision tower, and the chat API takes text or parts only
+        if isinstance(message["content"], list):
+            message["content"] = [p for p in message["content"] if p["type"] == "text"]
+        elif isinstance(message["content"], dict):
+            message["content"] = json.dumps(message["content"], ensure_ascii=False)
+        for call in message.get("tool_calls", ()):  # already in the wire shape, so the request is valid either way
+            call["type"] = "function"
+            if not isinstance(call["function"]["arguments"], str):
+                call["function"]["arguments"] = json.dumps(call["function"]["arguments"], ensure_ascii=False)
+    request = GenerationRequest(
+        prompt=user_prompt(text), messages=messages, tools=tools, sampling=SamplingParams(temperature=0, max_tokens=1)
+    )
+    try:
+        await collect(backend, request)
+    finally:
+        await backend.aclose()
+        proxy.close()
+    return proxy.prompt_token_ids()
+
+
+@vllm
+async def test_chat_path_on_the_real_server_tokenizes_no_control_token_from_untrusted_text(
+    vllm_server: VLLMServer, tokenizer: Any
+) -> None:
+    """What vLLM actually tokenized holds exactly the control tokens of a benign conversation of the same shape."""
+    special = {tokenizer.convert_tokens_to_ids(t) for t in CONTROL_TOKENS}
+
+    def controls(ids: list[int]) -> list[int]:
+        return [i for i in ids if i in special]
+
+    expected = controls(await _tokenized_chat_prompt(vllm_server, BENIGN))
+    assert expected  # the template's own turn markers
+    for evil in INJECTIONS:
+        ids = await _tokenized_chat_prompt(vllm_server, evil)
+        assert controls(ids) == expected, evil
+        assert evil.strip().replace(ZWJ, "") in tokenizer.decode(ids).replace(ZWJ, "")  # the text itself got through
