@@ -10,11 +10,11 @@ ids as transformers' fast tokenizer (whose ``split_special_tokens`` is this libr
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
 from agentkit.errors import UserError
+from agentkit.gemma4.encode import encode_untrusted
 from agentkit.gemma4.prompt import SupportsEncode
 
 __all__ = ["FastTokenizer", "load_tokenizer", "locate_tokenizer_json"]
@@ -25,8 +25,11 @@ class FastTokenizer:
 
     def __init__(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
-        # encode_special_tokens is a property of the shared Rust object: set and encode under one lock.
-        self._lock = threading.Lock()
+
+    @property
+    def backend_tokenizer(self) -> Any:
+        """The ``tokenizers.Tokenizer`` (the name transformers' fast tokenizers give it), for safe encoding."""
+        return self._tokenizer
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> FastTokenizer:
@@ -37,10 +40,11 @@ class FastTokenizer:
     def encode(
         self, text: str, *args: Any, add_special_tokens: bool = True, split_special_tokens: bool = False, **_: Any
     ) -> list[int]:
-        with self._lock:
-            self._tokenizer.encode_special_tokens = split_special_tokens
-            ids: list[int] = self._tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
-            return ids
+        if split_special_tokens:
+            # Never by flipping encode_special_tokens on the shared object: threads would see each other's.
+            return encode_untrusted(self, text)
+        ids: list[int] = self._tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+        return ids
 
     def token_to_id(self, token: str) -> int | None:
         result: int | None = self._tokenizer.token_to_id(token)

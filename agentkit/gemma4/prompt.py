@@ -8,8 +8,9 @@ control tokens.
 Two ways to send it:
 - as text (``prompt.text``): untrusted segments are neutralized with :func:`agentkit.gemma4.sanitize.sanitize`;
 - as token ids (``prompt.token_ids(tokenizer)``): trusted segments are tokenized with special-token parsing on,
-  untrusted ones with it off (``split_special_tokens=True``), so the literal text survives exactly and still
-  cannot become a control token.
+  untrusted ones with it off (:func:`agentkit.gemma4.encode.encode_untrusted`: never by flipping the shared
+  tokenizer's switch, so threads sharing one tokenizer cannot see each other's setting), so the literal text
+  survives exactly and still cannot become a control token.
 
 Prompts only grow by appending within a model turn (see the protocol doc), so ``+`` is the common operation.
 """
@@ -19,9 +20,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
 
+from .encode import SupportsEncode, encode_trusted, encode_untrusted
 from .sanitize import sanitize
+
+__all__ = ["Prompt", "Segment", "SupportsEncode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +33,6 @@ class Segment:
 
     text: str
     trusted: bool
-
-
-class SupportsEncode(Protocol):
-    """The part of a Hugging Face tokenizer that token-id prompts need."""
-
-    def encode(self, text: str, *args: Any, **kwargs: Any) -> list[int]: ...
 
 
 class Prompt:
@@ -89,9 +86,9 @@ class Prompt:
         ids: list[int] = []
         for seg in self._segments:
             if seg.trusted:
-                ids.extend(tokenizer.encode(seg.text, add_special_tokens=False))
+                ids.extend(encode_trusted(tokenizer, seg.text))
             else:
-                ids.extend(tokenizer.encode(seg.text, add_special_tokens=False, split_special_tokens=True))
+                ids.extend(encode_untrusted(tokenizer, seg.text))
         return ids
 
     def __add__(self, other: Prompt | str) -> Prompt:

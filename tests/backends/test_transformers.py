@@ -25,6 +25,8 @@ from agentkit.backends.base import GenerationDone, GenerationRequest, SamplingPa
 from agentkit.backends.transformers import TemplateDriftWarning, TransformersBackend  # noqa: E402
 from agentkit.gemma4.prompt import Prompt  # noqa: E402
 from agentkit.gemma4.render import render  # noqa: E402
+from agentkit.gemma4.tokens import CONTROL_TOKENS  # noqa: E402
+from agentkit.testing.injections import BENIGN, INJECTIONS, conversation  # noqa: E402
 from agentkit.testing.tiny_model import build_tiny_drafter, build_tiny_gemma4  # noqa: E402
 
 pytestmark = pytest.mark.transformers
@@ -293,6 +295,21 @@ async def test_untrusted_control_strings_never_become_control_tokens(backend: Tr
     assert call_id not in backend._engine.cache_ids
     # The literal text survives exactly.
     assert evil in tok.decode(ids, skip_special_tokens=False)
+
+
+async def test_injection_corpus_in_every_slot_reaches_the_model_as_plain_text(backend: TransformersBackend) -> None:
+    """What the engine actually prefilled holds exactly the control tokens of a benign conversation."""
+    tok = backend.tokenizer
+    special = {tok.convert_tokens_to_ids(t) for t in CONTROL_TOKENS}
+
+    async def prefilled(text: str) -> list[int]:
+        backend.reset_cache()
+        _, done = await collect(backend, render(*conversation(text)), SamplingParams(temperature=0.0, max_tokens=1))
+        return [i for i in backend._engine.cache_ids[: done.usage.prompt_tokens] if i in special]
+
+    expected = await prefilled(BENIGN)
+    for evil in INJECTIONS:
+        assert await prefilled(evil) == expected, evil
 
 
 async def test_cancelling_the_consumer_stops_generation(backend: TransformersBackend) -> None:
