@@ -6,7 +6,10 @@ directory, is fsynced, then renamed over the old file (``os.replace`` is atomic 
 is fsynced — so a process killed at any instant leaves either the old or the new version, never a torn one.
 
 Files that are not agentkit sessions (or are corrupt) raise :class:`~agentkit.errors.SessionCorrupt` and are
-never overwritten: the user may want them back.
+never overwritten: the user may want them back. Anything in the directory may be hostile or broken (a FIFO
+named ``x.json`` that would block a reader forever, a device, a huge or deeply nested file): files are
+opened without blocking, only regular files of at most :data:`MAX_SESSION_BYTES` are read, and every
+failure is a ``SessionCorrupt`` naming the file, so ``list`` can report it and go on.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -33,7 +37,9 @@ FORMAT = "agentkit.session"
 VERSION = 1
 _HEADER = f'{{"format": "{FORMAT}"'
 _REVISION_RE = re.compile(re.escape(_HEADER) + r', "version": \d+, "revision": (\d+)')
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # always fullmatch: "$" would accept "abc\n"
+MAX_SESSION_BYTES = 64 * 1024 * 1024  # a session file larger than this is refused rather than read
+_NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
 
 
 def default_sessions_dir() -> Path:
@@ -50,9 +56,19 @@ def new_session_id() -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new content, never a mix."""
+    """Write ``text`` to ``path`` so that readers see the old or the new content, never a mix.
+
+    The temporary file's name is short whatever ``path`` is called: a name near the 255-byte limit must
+    not fail only because the temporary name is longer.
+    """
+    size = len(os.fsencode(path.name))
+    if size > _NAME_MAX:
+        raise UserError(
+            f"the file name {path.name[:40]!r}... is {size} bytes long; file systems allow at most {_NAME_MAX}: "
+            "pick a shorter name"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -68,6 +84,41 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def read_regular_file(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes; never blocks on a FIFO or device.
+
+    Raises ``FileNotFoundError`` when it does not exist and :class:`SessionCorrupt` (naming the file) for
+    anything else that is wrong with it. ``limit`` defaults to :data:`MAX_SESSION_BYTES`.
+    """
+    limit = MAX_SESSION_BYTES if limit is None else limit
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise SessionCorrupt(f"cannot open {path}: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SessionCorrupt(f"{path} is not a regular file (a pipe, device or folder); it was left untouched")
+        if info.st_size > limit:
+            raise SessionCorrupt(
+                f"{path} is {info.st_size:,} bytes, more than a session may be ({limit:,}); it was left untouched"
+            )
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:  # grew while we read it
+                raise SessionCorrupt(f"{path} is more than {limit:,} bytes; it was left untouched")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise SessionCorrupt(f"cannot read {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
 
 
 # What each saved field must hold, so a hand-edited or foreign file fails on load with its name, not later
@@ -152,8 +203,11 @@ class SessionStore:
         return f"SessionStore({str(self.root)!r})"
 
     def _path(self, session_id: str) -> Path:
-        if not _ID_RE.match(session_id):
-            raise UserError(f"invalid session id {session_id!r}: use letters, digits, '-', '_' and '.'")
+        if not isinstance(session_id, str) or not _ID_RE.fullmatch(session_id):
+            raise UserError(
+                f"invalid session id {session_id!r}: use 1 to 128 letters, digits, '-', '_' and '.', "
+                "starting with a letter or digit"
+            )
         return self.root / f"{session_id}.json"
 
     def exists(self, session_id: str) -> bool:
@@ -162,12 +216,13 @@ class SessionStore:
     def save(self, session: Session) -> None:
         """Write atomically; refuses to replace a file that is not an agentkit session."""
         path = self._path(session.id)
-        if path.exists():
+        if path.exists() or path.is_symlink():
             try:
-                with path.open("rb") as f:
-                    head = f.read(len(_HEADER))
-            except OSError as exc:
-                raise SessionError(f"cannot read {path}: {exc}") from exc
+                head = read_regular_file(path)[: len(_HEADER)]
+            except FileNotFoundError:
+                head = _HEADER.encode()  # removed meanwhile: nothing to protect
+            except SessionCorrupt as exc:
+                raise SessionCorrupt(f"{exc}. Move it away or pick another session id.") from exc
             if head != _HEADER.encode():
                 raise SessionCorrupt(
                     f"{path} exists but is not an agentkit session; it was left untouched. "
@@ -184,12 +239,9 @@ class SessionStore:
     def revision(self, session_id: str) -> int | None:
         """The revision saved on disk (read from the file's first bytes), or None when there is no such file."""
         try:
-            with self._path(session_id).open("rb") as f:
-                head = f.read(128).decode("utf-8", "replace")
+            head = read_regular_file(self._path(session_id))[:128].decode("utf-8", "replace")
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            raise SessionError(f"cannot read session {session_id}: {exc}") from exc
         match = _REVISION_RE.match(head)
         return int(match.group(1)) if match else 0
 
@@ -224,36 +276,53 @@ class SessionStore:
     def load(self, session_id: str) -> Session:
         path = self._path(session_id)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_regular_file(path).decode("utf-8")
         except FileNotFoundError:
             raise SessionNotFound(
                 f"no session {session_id!r} in {self.root}; `agentkit sessions list` shows the saved ones"
             ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SessionCorrupt(f"cannot read session file {path}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise SessionCorrupt(f"session file {path} is not UTF-8 text ({exc}); it was left untouched") from exc
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SessionCorrupt(f"session file {path} is not valid JSON ({exc}); it was left untouched") from exc
+        except RecursionError:
+            raise SessionCorrupt(
+                f"session file {path} is nested too deeply to be a session; it was left untouched"
+            ) from None
         session = Session.from_dict(data, source=str(path))
         # The file name is the session's identity: a copied file (backup.json) is its own session, and saving
         # it must never overwrite the file it was copied from.
         session.id = session_id
         return session
 
-    def list(self) -> list[SessionInfo]:
-        """Saved sessions, newest first. Unreadable files are skipped here (``load`` reports them)."""
+    def scan(self) -> tuple[list[SessionInfo], dict[str, str]]:
+        """Saved sessions, newest first, and the ``*.json`` files that are not readable sessions, with why.
+
+        One bad file never stops the listing: each is read without blocking and within a size limit, and
+        whatever is wrong with it is reported against its name.
+        """
         infos: list[SessionInfo] = []
+        problems: dict[str, str] = {}
         if not self.root.is_dir():
-            return infos
+            return infos, problems
         for path in self.root.glob("*.json"):
             try:
                 s = self.load(path.stem)
-            except (SessionError, UserError):
+            except (SessionError, UserError) as exc:
+                problems[path.name] = str(exc)
+                continue
+            except RecursionError:  # defensive: a file must never end the listing
+                problems[path.name] = "nested too deeply to be a session"
                 continue
             infos.append(SessionInfo(s.id, s.title, s.created_at, s.updated_at, s.backend, s.model, len(s.messages)))
         infos.sort(key=lambda i: i.updated_at, reverse=True)
-        return infos
+        return infos, dict(sorted(problems.items()))
+
+    def list(self) -> list[SessionInfo]:
+        """Saved sessions, newest first. Unreadable files are skipped here (:meth:`scan` names them)."""
+        return self.scan()[0]
 
     def delete(self, session_id: str) -> None:
         self.load(session_id)  # refuse to delete what is not ours, and say so if it does not exist

@@ -189,3 +189,63 @@ def test_concurrent_runs_on_one_session_wait_for_the_lock(tmp_path: Path) -> Non
     assert contents[2:] == ["from a", "a again, slowly", "from b", "b answers"]
     # b saw a's finished turn: it waited for the lock, then reloaded the session.
     assert "a again, slowly" in b.backend.prompts[0]  # type: ignore[attr-defined]
+
+
+# -- hostile files in the sessions folder --------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)  # the FIFO used to block list() forever: a hang fails here instead of stalling CI
+def test_one_bad_file_is_reported_and_skipped_never_fatal_or_blocking(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    good = make(store, "good")
+    (tmp_path / "deep.json").write_text("[" * 100_000, encoding="utf-8")  # RecursionError in json
+    os.mkfifo(tmp_path / "fifo.json")  # no writer: a blocking open never returns
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "latin1.json").write_bytes(b'{"format": "\xe9"}')
+    os.symlink("/dev/zero", tmp_path / "zero.json")  # endless bytes
+    infos, problems = store.scan()
+    assert [i.id for i in infos] == [good.id]
+    assert sorted(problems) == ["deep.json", "fifo.json", "folder.json", "latin1.json", "zero.json"]
+    assert "nested too deeply" in problems["deep.json"]
+    assert "not a regular file" in problems["fifo.json"] and "not a regular file" in problems["zero.json"]
+    assert [i.id for i in store.list()] == [good.id]
+    for name in ("deep", "fifo", "zero"):
+        with pytest.raises(SessionCorrupt):
+            store.load(name)
+    with pytest.raises(SessionCorrupt, match="not a regular file"):
+        store.save(Session(id="fifo"))  # never blocks on, nor replaces, what is not a session file
+    assert store.revision("good") is None and store.revision(good.id) == 1
+    with pytest.raises(SessionCorrupt):
+        store.revision("fifo")
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SessionStore(tmp_path)
+    big = make(store, "big", n=50)
+    monkeypatch.setattr("agentkit.sessions.MAX_SESSION_BYTES", 1000)
+    with pytest.raises(SessionCorrupt, match="more than a session may be"):
+        store.load(big.id)
+    assert store.scan()[1].keys() == {f"{big.id}.json"}
+
+
+@pytest.mark.parametrize("bad", ["abc\n", "abc\r", "\nabc", "a b", "a/b", "..", ".hidden", "a" * 129, "ab\x00"])
+def test_session_ids_are_matched_whole(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(UserError, match="invalid session id"):
+        SessionStore(tmp_path).load(bad)
+
+
+@pytest.mark.parametrize("length", [200, 228, 241, 242, 250, 255])
+def test_export_names_up_to_the_file_system_limit_work(tmp_path: Path, length: int) -> None:
+    store = SessionStore(tmp_path / "s")
+    s = make(store)
+    target = tmp_path / ("e" * (length - 5) + ".json")
+    store.export(s.id, target)
+    assert json.loads(target.read_text(encoding="utf-8"))["id"] == s.id
+
+
+def test_a_name_over_the_limit_is_a_clear_user_error(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "s")
+    s = make(store)
+    for name in ("e" * 256, "é" * 128):  # 256 bytes, in ASCII and in two-byte characters
+        with pytest.raises(UserError, match="at most 255"):
+            store.export(s.id, tmp_path / name)

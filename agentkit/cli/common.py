@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
@@ -36,6 +37,7 @@ __all__ = [
     "make_tools",
     "preview",
     "report_error",
+    "terminal_safe",
     "to_jsonable",
 ]
 
@@ -67,13 +69,37 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_FAILED
 
 
+# C0 controls but tab and newline, DEL, C1 controls (U+009B is a one-character CSI on many terminals), and the
+# bidirectional embeddings, overrides and isolates that make text display in another order than it is read.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` that cannot drive the terminal: control characters shown as ``\\x1b``-style escapes.
+
+    Everything the CLI prints that came from outside (answers, thinking, tool arguments and results, errors,
+    session titles and file names) goes through here, so a web page or a file cannot write escape sequences
+    (OSC 52 clipboard writes, cursor moves that overwrite an approval question, title changes) or reorder
+    what is shown with bidi overrides. ``\\r\\n`` becomes ``\\n``; a lone ``\\r`` is escaped, since it returns
+    to the start of the line and lets text overwrite what is already there.
+    """
+    if text.isascii() and text.isprintable():
+        return text  # the common case, at once
+    return _UNSAFE.sub(_escape, text.replace("\r\n", "\n"))
+
+
 def report_error(exc: BaseException, stream: TextIO | None = None) -> None:
     """One line (or a short block) on stderr; tracebacks only with ``AGENTKIT_DEBUG=1``."""
     out = stream or sys.stderr
     if isinstance(exc, AgentkitError):
-        print(f"agentkit: error: {exc}", file=out)
+        print(f"agentkit: error: {terminal_safe(str(exc))}", file=out)
     else:
-        print(f"agentkit: internal error: {type(exc).__name__}: {exc}", file=out)
+        print(f"agentkit: internal error: {type(exc).__name__}: {terminal_safe(str(exc))}", file=out)
         print("  this is a bug; rerun with AGENTKIT_DEBUG=1 for the traceback and report it", file=out)
     if os.environ.get("AGENTKIT_DEBUG"):
         import traceback
@@ -151,14 +177,14 @@ def to_jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def format_arguments(arguments: dict[str, Any], limit: int = 120) -> str:
-    """``query='gemma 4', max_results=5`` cut to ``limit`` characters, for one-line displays."""
-    text = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def format_arguments(arguments: dict[str, Any], limit: int | None = 120) -> str:
+    """``query='gemma 4', max_results=5`` cut to ``limit`` characters (never, with None), terminal-safe."""
+    text = terminal_safe(", ".join(f"{k}={v!r}" for k, v in arguments.items()))
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 def preview(value: Any, limit: int = 200) -> str:
-    """A tool result squeezed to one short line."""
+    """A tool result squeezed to one short line, terminal-safe."""
     text = value if isinstance(value, str) else json.dumps(to_jsonable(value), ensure_ascii=False)
-    text = " ".join(text.split())
+    text = terminal_safe(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -22,7 +22,7 @@ from agentkit import Agent, SamplingParams, SessionStore, backend_from_url, tool
 from agentkit.backends.base import Backend
 from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, UserError
 
-from .common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE, terminal_safe
 from .config import Settings, default_backend_url
 
 __all__ = ["Check", "check_backend", "check_sandbox", "doctor_command"]
@@ -157,9 +157,10 @@ def _backend_urls(settings: Settings) -> tuple[list[str], list[Check]]:
 
 def _print(console: Console, check: Check) -> None:
     mark, style = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "bold red")}[check.status]
-    console.print(Text.assemble((f"{mark} ", style), (check.name, "bold"), "  ", check.detail))
+    # Details quote servers and the system (error messages, paths): never let them drive the terminal.
+    console.print(Text.assemble((f"{mark} ", style), (check.name, "bold"), "  ", terminal_safe(check.detail)))
     if check.fix:
-        for line in check.fix.splitlines():
+        for line in terminal_safe(check.fix).splitlines():
             console.print(Text(f"    {line}", style="dim" if check.status == "ok" else style.replace("bold ", "")))
 
 

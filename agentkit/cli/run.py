@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.syntax import Syntax
 from rich.text import Text
 
 from agentkit.errors import AgentkitError, UserError
@@ -27,6 +29,7 @@ from .common import (
     make_backend,
     make_tools,
     preview,
+    terminal_safe,
     to_jsonable,
 )
 from .config import Settings
@@ -34,7 +37,16 @@ from .config import Settings
 if TYPE_CHECKING:
     from agentkit import Agent, Approval, ToolCallRequest
 
-__all__ = ["EventPrinter", "JsonEventPrinter", "TerminalAsk", "event_to_json", "run_command"]
+__all__ = ["EventPrinter", "JsonEventPrinter", "TerminalAsk", "call_for_approval", "event_to_json", "run_command"]
+
+# Characters JSON leaves raw that a terminal may still obey (C1 controls, DEL, bidi overrides): written as \u
+# escapes, which every JSON reader decodes back to the same string.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def _json_line(data: Any) -> str:
+    text = json.dumps(data, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 def event_to_json(event: Any) -> dict[str, Any]:
@@ -65,17 +77,13 @@ class JsonEventPrinter:
         self.out = out
 
     def handle(self, event: Any) -> None:
-        self.out.write(json.dumps(event_to_json(event), ensure_ascii=False) + "\n")
+        self.out.write(_json_line(event_to_json(event)))
         self.out.flush()
 
     def error(self, exc: BaseException, session_id: str | None) -> None:
         """The last line when the run ends in an error, so a reading program learns why without stderr."""
         self.out.write(
-            json.dumps(
-                {"type": "error", "error": str(exc), "error_type": type(exc).__name__, "session_id": session_id},
-                ensure_ascii=False,
-            )
-            + "\n"
+            _json_line({"type": "error", "error": str(exc), "error_type": type(exc).__name__, "session_id": session_id})
         )
         self.out.flush()
 
@@ -84,7 +92,11 @@ class JsonEventPrinter:
 
 
 class EventPrinter:
-    """The human view: answer text on ``out``; thinking (dimmed), tool calls and notices on ``err``."""
+    """The human view: answer text on ``out``; thinking (dimmed), tool calls and notices on ``err``.
+
+    Everything shown came from the model, a tool, a file or a web page, so all of it goes through
+    :func:`terminal_safe`: none of it may drive the terminal.
+    """
 
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self.out = out
@@ -110,11 +122,11 @@ class EventPrinter:
     def handle(self, event: Any) -> None:
         name = type(event).__name__
         if name == "ThinkingDelta":
-            self.console.print(Text(event.text, style="dim italic"), end="")
+            self.console.print(Text(terminal_safe(event.text), style="dim italic"), end="")
             self._err_line_open = not event.text.endswith("\n")
         elif name == "TextDelta":
             self._end_err_line()
-            self.out.write(event.text)
+            self.out.write(terminal_safe(event.text))
             self.out.flush()
             if event.text:
                 self._out_last = event.text[-1]
@@ -123,19 +135,24 @@ class EventPrinter:
             if event.call_id in self.asked:
                 return
             self.console.print(
-                Text.assemble(("⚙ ", "cyan"), (event.name, "bold cyan"), f"({format_arguments(event.arguments)})")
+                Text.assemble(
+                    ("⚙ ", "cyan"), (terminal_safe(event.name), "bold cyan"), f"({format_arguments(event.arguments)})"
+                )
             )
         elif name == "ToolCallFinished":
             if event.error is None:
                 line = Text.assemble(
                     ("✓ ", "green"),
-                    (event.name, "bold"),
+                    (terminal_safe(event.name), "bold"),
                     f" {event.duration_s:.1f}s  ",
                     (preview(event.result, 100), "dim"),
                 )
             else:
                 line = Text.assemble(
-                    ("✗ ", "red"), (event.name, "bold"), f" {event.duration_s:.1f}s  ", (event.error, "red")
+                    ("✗ ", "red"),
+                    (terminal_safe(event.name), "bold"),
+                    f" {event.duration_s:.1f}s  ",
+                    (terminal_safe(event.error), "red"),
                 )
             self.console.print(line)
             if event.error is not None and event.name in self.unaskable and not self._hinted:
@@ -154,7 +171,7 @@ class EventPrinter:
         elif name == "Notice":
             self._end_err_line()
             style = {"error": "bold red", "warning": "yellow"}.get(event.level, "blue")
-            self.console.print(Text(f"! {event.message}", style=style))
+            self.console.print(Text(f"! {terminal_safe(event.message)}", style=style))
 
     def _end_out_line(self) -> None:
         if self._out_last != "\n":
@@ -184,11 +201,63 @@ async def _read_line(stream: TextIO) -> str:
         loop.remove_reader(fd)
 
 
+# An argument longer than this, or with a line break, is shown as a block of its own (code, file content).
+_INLINE = 80
+_CODE_ARGUMENTS = {"code", "source", "script", "program"}
+
+
+def _argument_block(request: ToolCallRequest, key: str, value: str) -> RenderableType:
+    """A long string argument in full: syntax-highlighted when it is code, line-numbered, never cut."""
+    text = terminal_safe(value)
+    path = request.arguments.get("path")
+    if key in _CODE_ARGUMENTS or "python" in request.name:
+        lexer = "python"
+    elif isinstance(path, str) and path:
+        lexer = Syntax.guess_lexer(path, code=text)  # write_file content: highlighted as the file it becomes
+    else:
+        lexer = "text"
+    return Syntax(text, lexer, line_numbers=True, word_wrap=True, theme="ansi_dark", background_color="default")
+
+
+def call_for_approval(request: ToolCallRequest) -> tuple[RenderableType, int]:
+    """The whole call a person is asked to approve, and how many lines it takes (to decide on paging).
+
+    Nothing is cut: what is approved is what is shown. Short arguments stay on the question's line; long
+    or multi-line strings (``run_python`` code, ``write_file`` content) follow as numbered blocks.
+    """
+    inline = {k: v for k, v in request.arguments.items() if not _is_block(v)}
+    blocks = {k: v for k, v in request.arguments.items() if _is_block(v)}
+    description = terminal_safe(" ".join(request.description.split()))
+    shown = [format_arguments(inline, None)] if inline else []
+    shown += [f"{terminal_safe(k)}=<shown below>" for k in blocks]
+    parts: list[RenderableType] = [
+        Text.assemble(
+            ("? ", "bold yellow"),
+            "allow ",
+            (terminal_safe(request.name), "bold"),
+            f"({', '.join(shown)})",
+            (f" — {description}" if description else "", "dim"),
+        )
+    ]
+    lines = 1
+    for key, value in blocks.items():
+        parts.append(Text(f"  {terminal_safe(key)} ({len(value.splitlines()) or 1} lines, {len(value)} characters):"))
+        parts.append(_argument_block(request, key, value))
+        lines += 1 + max(1, len(value.splitlines())) + value.count("\t")
+    return Group(*parts), lines
+
+
+def _is_block(value: Any) -> bool:
+    return isinstance(value, str) and ("\n" in value or len(value) > _INLINE)
+
+
 class TerminalAsk:
     """The ``ask`` callback for a person at the terminal: y = once, a = always (this session), else no.
 
     It shares the printer's stderr line state, so a question never starts in the middle of streamed
     thinking, and the printer skips the "⚙ name(...)" line of a call the question already showed.
+    The call is shown whole (:func:`call_for_approval`); one taller than the terminal opens in a pager
+    first, so no line of it scrolls away unseen.
     """
 
     def __init__(self, printer: EventPrinter) -> None:
@@ -200,16 +269,20 @@ class TerminalAsk:
         self.printer.end_lines()
         self.printer.asked.add(request.call_id)
         console = self.printer.console
-        description = " ".join(request.description.split())
-        console.print(
-            Text.assemble(
-                ("? ", "bold yellow"),
-                "allow ",
-                (request.name, "bold"),
-                f"({format_arguments(request.arguments, 300)})",
-                (f" — {description}" if description else "", "dim"),
+        shown, lines = call_for_approval(request)
+        if console.is_terminal and lines > console.height - 3:
+            with console.pager(styles=False):  # plain text: a pager shows colour codes as garbage without -R
+                console.print(shown, soft_wrap=False)
+            console.print(
+                Text.assemble(
+                    ("? ", "bold yellow"),
+                    "allow ",
+                    (terminal_safe(request.name), "bold"),
+                    f" with the {lines} lines shown in the pager",
+                )
             )
-        )
+        else:
+            console.print(shown, soft_wrap=False)  # wrapped, never cropped at the terminal's edge
         console.print(Text("  [y]es once / [a]lways this session / [N]o: ", style="yellow"), end="")
         answer = (await _read_line(sys.stdin)).strip().lower()
         if answer in {"y", "yes"}:

@@ -16,9 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from agentkit import Session, SessionStore
-from agentkit.errors import SessionCorrupt, SessionError, UserError
+from agentkit.errors import SessionCorrupt, UserError
 
-from .common import EXIT_OK, format_arguments, preview, to_jsonable
+from .common import EXIT_OK, format_arguments, preview, terminal_safe, to_jsonable
 
 __all__ = ["format_time", "message_text", "sessions_command"]
 
@@ -43,10 +43,13 @@ def message_text(message: dict[str, Any]) -> str:
 
 
 def _show(console: Console, session: Session, *, with_thinking: bool) -> None:
-    console.print(Text(session.title or "(untitled)", style="bold"))
+    """The conversation for a person; every text in it came from outside, so all of it is terminal-safe."""
+    console.print(Text(terminal_safe(session.title) or "(untitled)", style="bold"))
     console.print(
         Text(
-            f"{session.id} · {session.backend}/{session.model} · updated {format_time(session.updated_at)}",
+            terminal_safe(
+                f"{session.id} · {session.backend}/{session.model} · updated {format_time(session.updated_at)}"
+            ),
             style="dim",
         )
     )
@@ -55,12 +58,12 @@ def _show(console: Console, session: Session, *, with_thinking: bool) -> None:
     for msg in session.messages:
         role = msg.get("role")
         if role in ("system", "developer"):
-            console.print(Panel(message_text(msg), title="system", title_align="left", border_style="dim"))
+            console.print(Panel(_safe_text(msg), title="system", title_align="left", border_style="dim"))
         elif role == "user":
             turn += 1
-            console.print(Panel(message_text(msg), title="you", title_align="left", border_style="blue"))
+            console.print(Panel(_safe_text(msg), title="you", title_align="left", border_style="blue"))
             if with_thinking and thinking.get(turn):
-                console.print(Text(thinking[turn], style="dim italic"))
+                console.print(Text(terminal_safe(str(thinking[turn])), style="dim italic"))
         elif role == "assistant":
             for call in msg.get("tool_calls", ()):
                 fn = call.get("function", {})
@@ -68,36 +71,37 @@ def _show(console: Console, session: Session, *, with_thinking: bool) -> None:
                 console.print(
                     Text.assemble(
                         ("⚙ ", "cyan"),
-                        (str(fn.get("name", "?")), "bold cyan"),
-                        f"({format_arguments(args) if isinstance(args, dict) else args})",
+                        (terminal_safe(str(fn.get("name", "?"))), "bold cyan"),
+                        f"({format_arguments(args) if isinstance(args, dict) else terminal_safe(str(args))})",
                     )
                 )
-            text = message_text(msg)
+            text = _safe_text(msg)
             if text.strip():
                 console.print(Panel(Markdown(text), title="agent", title_align="left", border_style="green"))
         elif role == "tool":
             content = msg.get("content")
             failed = isinstance(content, dict) and set(content) == {"error"}
             style = "red" if failed else "dim"
-            console.print(Text(f"  ↳ {msg.get('name', 'tool')}: {preview(content, 160)}", style=style))
+            name = terminal_safe(str(msg.get("name", "tool")))
+            console.print(Text(f"  ↳ {name}: {preview(content, 160)}", style=style))
 
 
-def _warn_unreadable(store: SessionStore, listed: set[str]) -> None:
-    """Name the files ``list`` skipped (corrupt, foreign), so a session never silently disappears."""
-    unreadable: list[str] = []
-    for path in sorted(store.root.glob("*.json")) if store.root.is_dir() else []:
-        if path.stem in listed:
-            continue
-        try:
-            store.load(path.stem)
-        except (SessionError, UserError):
-            unreadable.append(path.stem)
-    if unreadable:
-        print(
-            f"{len(unreadable)} file(s) in {store.root} could not be read as sessions: {', '.join(unreadable)} "
-            "(agentkit sessions show ID says why)",
-            file=sys.stderr,
-        )
+def _safe_text(message: dict[str, Any]) -> str:
+    return terminal_safe(message_text(message))
+
+
+def _warn_unreadable(store: SessionStore, problems: dict[str, str]) -> None:
+    """Name the files ``list`` skipped (corrupt, foreign, not a file) and why, so none silently disappears."""
+    if not problems:
+        return
+    print(f"{len(problems)} file(s) in {terminal_safe(str(store.root))} are not readable sessions:", file=sys.stderr)
+    for name, why in problems.items():
+        print(f"  {terminal_safe(name)}: {terminal_safe(why)}", file=sys.stderr)
+
+
+def _field(text: str) -> str:
+    """One tab-separated field: terminal-safe, and a tab or newline in it cannot split the line."""
+    return terminal_safe(text).replace("\t", "\\t").replace("\n", "\\n")
 
 
 class PipeConsole(Console):
@@ -111,18 +115,19 @@ def sessions_command(args: argparse.Namespace, store: SessionStore | None = None
     store = store or SessionStore()
     console = PipeConsole(highlight=False, soft_wrap=False)
     if args.action == "list":
-        infos = store.list()
-        _warn_unreadable(store, {i.id for i in infos})
+        infos, problems = store.scan()
+        _warn_unreadable(store, problems)
         if args.json:
             print(json.dumps([to_jsonable(i) for i in infos], ensure_ascii=False, indent=2))
             return EXIT_OK
         if not infos:
-            print(f"no saved sessions in {store.root}", file=sys.stderr)
+            print(f"no saved sessions in {terminal_safe(str(store.root))}", file=sys.stderr)
             return EXIT_OK
         if not sys.stdout.isatty():
             # Piped: one tab-separated line per session, never wrapped, for cut/awk/grep.
             for i in infos:
-                print("\t".join([i.id, i.title, format_time(i.updated_at), i.model, str(i.message_count)]))
+                fields = [i.id, i.title, format_time(i.updated_at), i.model, str(i.message_count)]
+                print("\t".join(_field(f) for f in fields))
             return EXIT_OK
         table = Table(box=None, header_style="bold", pad_edge=False)
         # One line per session even at 80 columns: the title takes the room left and is cut with an ellipsis
@@ -131,9 +136,9 @@ def sessions_command(args: argparse.Namespace, store: SessionStore | None = None
         rows = [
             {
                 "id": i.id,
-                "title": i.title or "(untitled)",
+                "title": terminal_safe(" ".join(i.title.split())) or "(untitled)",
                 "updated": format_time(i.updated_at),
-                "model": i.model,
+                "model": terminal_safe(i.model),
                 "messages": str(i.message_count),
             }
             for i in infos
@@ -173,5 +178,5 @@ def sessions_command(args: argparse.Namespace, store: SessionStore | None = None
         if not args.title.strip():
             raise UserError('the new title is empty: agentkit sessions rename ID "a title"')
         session = store.rename(args.id, args.title)
-        print(f"renamed {session.id} to {session.title!r}", file=sys.stderr)
+        print(f"renamed {session.id} to {terminal_safe(repr(session.title))}", file=sys.stderr)
     return EXIT_OK

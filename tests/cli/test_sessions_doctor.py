@@ -77,7 +77,8 @@ def test_list_names_the_files_it_could_not_read(scripted, capsys) -> None:  # ty
     assert main(["sessions", "list", "--json"]) == 0
     out, err = capsys.readouterr()
     assert [i["id"] for i in json.loads(out)] == [sid]
-    assert "2 file(s)" in err and "broken, notes" in err and "agentkit sessions show ID" in err
+    assert "2 file(s)" in err and "broken.json: " in err and "notes.json: " in err
+    assert "not valid JSON" in err and "not an agentkit session file" in err  # each with why
     assert main(["sessions", "delete", "notes"]) == 1
     assert f"to remove it: rm {root / 'notes.json'}" in capsys.readouterr().err
     assert (root / "notes.json").exists()
@@ -207,3 +208,19 @@ def test_sandbox_check_reports_missing_bwrap(monkeypatch: pytest.MonkeyPatch) ->
     missing = check_sandbox(needed=True)
     assert missing.status == "fail" and "apt-get install bubblewrap" in missing.fix
     assert check_sandbox(needed=False).status == "warn"
+
+
+@pytest.mark.timeout(60)  # a FIFO named x.json used to hang the listing
+def test_list_survives_hostile_files_and_says_what_each_is(scripted, capsys) -> None:  # type: ignore[no-untyped-def]
+    sid = make_session(scripted)
+    root = SessionStore().root
+    (root / "deep.json").write_text("[" * 100_000, encoding="utf-8")
+    os.mkfifo(root / "x.json")
+    capsys.readouterr()
+    assert main(["sessions", "list"]) == 0
+    out, err = capsys.readouterr()
+    assert sid in out
+    assert "deep.json: " in err and "nested too deeply" in err and "x.json: " in err and "not a regular file" in err
+    assert "Traceback" not in err
+    assert main(["sessions", "show", "abc\n"]) == 2
+    assert "invalid session id" in capsys.readouterr().err
