@@ -154,6 +154,18 @@ def neutralize_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str,
     return out
 
 
-def neutralize_tools(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Tool declarations safe to hand to an engine that renders them (names, descriptions, enums, keys)."""
-    return [neutralize(tool) for tool in tools]
+def neutralize_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
+    """Tool declarations safe to hand to an engine that renders them (names, descriptions, enums, keys).
+
+    Takes OpenAI function-tool dicts or objects with ``as_openai_tool()`` (as :func:`render` does).
+    """
+    out: list[dict[str, Any]] = []
+    for tool in tools:
+        if not isinstance(tool, Mapping) and callable(getattr(tool, "as_openai_tool", None)):
+            tool = tool.as_openai_tool()
+        if not isinstance(tool, Mapping):
+            raise TypeError(
+                f"a tool must be an OpenAI function-tool dict or have as_openai_tool(), not {type(tool).__name__}"
+            )
+        out.append(neutralize(tool))
+    return out
