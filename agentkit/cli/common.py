@@ -37,6 +37,7 @@ __all__ = [
     "make_tools",
     "preview",
     "report_error",
+    "safe_json",
     "terminal_safe",
     "to_jsonable",
 ]
@@ -91,6 +92,20 @@ def terminal_safe(text: str) -> str:
     if text.isascii() and text.isprintable():
         return text  # the common case, at once
     return _UNSAFE.sub(_escape, text.replace("\r\n", "\n"))
+
+
+# What JSON leaves raw that a terminal may still obey (C1 controls, DEL, bidi overrides, line separators).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def safe_json(data: Any, **options: Any) -> str:
+    """``json.dumps(data, ensure_ascii=False)`` with those characters as ``\\u`` escapes.
+
+    JSON output may well land on a terminal; the escapes decode to the very same string in any JSON reader,
+    so nothing is lost for programs.
+    """
+    text = json.dumps(data, ensure_ascii=False, **options)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def report_error(exc: BaseException, stream: TextIO | None = None) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import re
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -29,6 +27,7 @@ from .common import (
     make_backend,
     make_tools,
     preview,
+    safe_json,
     terminal_safe,
     to_jsonable,
 )
@@ -39,14 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = ["EventPrinter", "JsonEventPrinter", "TerminalAsk", "call_for_approval", "event_to_json", "run_command"]
 
-# Characters JSON leaves raw that a terminal may still obey (C1 controls, DEL, bidi overrides): written as \u
-# escapes, which every JSON reader decodes back to the same string.
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
-
 
 def _json_line(data: Any) -> str:
-    text = json.dumps(data, ensure_ascii=False)
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+    return safe_json(data) + "\n"
 
 
 def event_to_json(event: Any) -> dict[str, Any]:

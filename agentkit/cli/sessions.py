@@ -18,7 +18,7 @@ from rich.text import Text
 from agentkit import Session, SessionStore
 from agentkit.errors import SessionCorrupt, UserError
 
-from .common import EXIT_OK, format_arguments, preview, terminal_safe, to_jsonable
+from .common import EXIT_OK, format_arguments, preview, safe_json, terminal_safe, to_jsonable
 
 __all__ = ["format_time", "message_text", "sessions_command"]
 
@@ -118,7 +118,7 @@ def sessions_command(args: argparse.Namespace, store: SessionStore | None = None
         infos, problems = store.scan()
         _warn_unreadable(store, problems)
         if args.json:
-            print(json.dumps([to_jsonable(i) for i in infos], ensure_ascii=False, indent=2))
+            print(safe_json([to_jsonable(i) for i in infos], indent=2))
             return EXIT_OK
         if not infos:
             print(f"no saved sessions in {terminal_safe(str(store.root))}", file=sys.stderr)
@@ -173,7 +173,7 @@ def sessions_command(args: argparse.Namespace, store: SessionStore | None = None
         if args.output:
             print(f"wrote {args.output}", file=sys.stderr)
         else:
-            print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+            print(safe_json(data, indent=2, default=str))
     elif args.action == "rename":
         if not args.title.strip():
             raise UserError('the new title is empty: agentkit sessions rename ID "a title"')

@@ -120,3 +120,12 @@ def test_a_bare_tokenizers_tokenizer_and_a_slow_style_encoder_work_too() -> None
             return [ord(c) for c in text] if split_special_tokens else [-1]
 
     assert encode_untrusted(SlowStyle(), "<|turn>") == [ord(c) for c in "<|turn>"]
+
+
+def test_ids_are_the_tokenizers_own_for_text_without_token_look_alikes() -> None:
+    """Cutting trusted text at control tokens and encoding from a private copy changes no id."""
+    from agentkit.testing.tiny_model import build_tiny_tokenizer
+
+    for tokenizer in (_tokenizer(), build_tiny_tokenizer()):
+        prompt = render(*conversation(BENIGN), enable_thinking=True)
+        assert prompt.token_ids(tokenizer) == tokenizer.encode(prompt.raw_text, add_special_tokens=False)
