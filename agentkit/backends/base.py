@@ -31,6 +31,7 @@ __all__ = [
     "Capabilities",
     "GenerationDone",
     "GenerationRequest",
+    "ListsModels",
     "SamplingParams",
     "TextDelta",
     "Timings",
@@ -166,4 +167,18 @@ class Backend(Protocol):
 
     async def aclose(self) -> None:
         """Release connections, threads and memory held by the backend."""
+        ...
+
+
+@runtime_checkable
+class ListsModels(Protocol):
+    """A backend whose server can say which models it has (``/model`` in the TUI, ``agentkit models``).
+
+    Separate from :class:`Backend` so that a backend without a listing (in-process engines, third-party
+    backends written before this existed) still satisfies the backend protocol; callers check
+    ``isinstance(backend, ListsModels)``.
+    """
+
+    async def list_models(self) -> list[str]:
+        """The names the server accepts as a model, sorted; raise a ``BackendError`` when it cannot be asked."""
         ...

@@ -210,6 +210,14 @@ class OllamaBackend:
                 error = ModelNotFound(await self._not_found_message(), backend="ollama", status=404)
             raise error from exc
 
+    async def list_models(self) -> list[str]:
+        """The models this Ollama server has pulled (``/api/tags``), sorted by name."""
+        try:
+            listed = await self._ensure_client().list()
+        except Exception as exc:
+            raise self._translate(exc, streamed=False) from exc
+        return sorted({m.model for m in listed.models if m.model})
+
     async def rendered_prompt(self, request: GenerationRequest) -> str:
         """The prompt Ollama's own Gemma 4 renderer makes of ``request``; nothing is generated.
 

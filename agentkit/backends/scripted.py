@@ -135,6 +135,10 @@ class ScriptedBackend:
             timings=Timings(ttft_s=ttft, total_s=total, tokens_per_s=completion / total if total > 0 else 0.0),
         )
 
+    async def list_models(self) -> list[str]:
+        """The one scripted model, as a server with a single model would list it."""
+        return [self._model]
+
     async def check(self) -> None:
         return None
 

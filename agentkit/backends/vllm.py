@@ -162,6 +162,16 @@ class VLLMBackend:
                 status=404,
             )
 
+    async def list_models(self) -> list[str]:
+        """The model names this server accepts (``/v1/models``), asked again on every call, sorted.
+
+        Empty when the server has no such listing (an OpenAI-compatible server that is not vLLM).
+        """
+        client, _ = self._session()
+        self._served = None
+        await self._load_served_models(client)
+        return sorted(self._served or [])
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
