@@ -9,7 +9,9 @@ Sessions live in a :class:`~agentkit.SessionStore`; switching one builds a new a
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -19,10 +21,11 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Static
 from textual.worker import Worker
 
-from agentkit import Agent, Approval, Backend, Session, SessionStore, Tool, ToolCallRequest, backend_from_url
+from agentkit import Agent, Approval, Backend, RunResult, Session, SessionStore, Tool, ToolCallRequest, backend_from_url
+from agentkit.backends import ListsModels
 from agentkit.errors import AgentkitError, SessionError
 from agentkit.events import (
     Notice,
@@ -34,15 +37,44 @@ from agentkit.events import (
     ToolCallStarted,
 )
 
-from .widgets import AgentTurn, ApprovalScreen, ConfirmScreen, PromptScreen, SessionsSidebar, UserMessage
+from .commands import SlashCommand, as_message, help_text, parse
+from .export import export_markdown
+from .history import InputHistory
+from .text import visible
+from .widgets import (
+    AgentTurn,
+    ApprovalScreen,
+    CommandMenu,
+    ConfirmScreen,
+    InfoMessage,
+    PromptArea,
+    PromptScreen,
+    SessionsSidebar,
+    ToolCard,
+    UserMessage,
+)
 
 __all__ = ["AgentkitApp"]
 
 WELCOME = Text.assemble(
     ("◆ agentkit\n\n", "bold"),
     "Chat with Gemma 4. It uses the tools you enabled and asks before anything with side effects.\n\n",
-    ("Enter sends · Esc cancels · Ctrl+N new chat · Ctrl+P commands", "dim"),
+    ("Enter sends · Ctrl+J new line · ↑ history · / commands · Esc cancels", "dim"),
 )
+KEYS = [
+    ("Enter", "send (a line ending in \\ continues instead)"),
+    ("Ctrl+J, Shift+Enter", "new line (Shift+Enter where the terminal reports it)"),
+    ("Up / Down", "earlier messages, on the first / last line"),
+    ("PageUp / PageDown", "scroll the conversation; Ctrl+Home / Ctrl+End: top / end"),
+    ("Esc", "cancel the answer being generated"),
+    ("Ctrl+N", "new chat"),
+    ("Ctrl+S", "sessions sidebar"),
+    ("Ctrl+T", "thinking on/off"),
+    ("Ctrl+L", "backend and model"),
+    ("F2", "rename this chat"),
+    ("Ctrl+P", "command palette (theme, light/dark, ...)"),
+    ("Ctrl+Q", "quit"),
+]
 _STOP_MESSAGES = {
     "max_steps": "Stopped: the step limit was reached before a final answer.",
     "repeated_call": "Stopped: the model kept repeating the same tool call.",
@@ -55,6 +87,30 @@ def _tool_error(content: Any) -> str | None:
     if isinstance(content, dict) and set(content) == {"error"}:
         return str(content["error"])
     return None
+
+
+def _with_model(url: str, model: str) -> str:
+    """The backend URL ``url`` pointing at ``model`` on the same server."""
+    scheme, _, rest = url.partition(":")
+    if rest.startswith("//"):
+        host = rest[2:].split("/", 1)[0]
+        return f"{scheme}://{host}/{model}"
+    return f"{scheme}:{model}"
+
+
+def turn_stats(result: RunResult, waited_s: float) -> str:
+    """What a turn took: time without approval waits, tokens generated, decode rate, tool calls."""
+    took = max(0.0, result.timings.total_s - waited_s)
+    tokens = result.usage.completion_tokens
+    parts = [f"{took:.1f}s", f"{tokens} token{'' if tokens == 1 else 's'}"]
+    if tokens and result.timings.generation_s > 0:
+        parts.append(f"{tokens / result.timings.generation_s:.0f} tok/s")
+    if result.tool_calls:
+        n = len(result.tool_calls)
+        parts.append(f"{n} tool call{'' if n == 1 else 's'}")
+    if waited_s >= 0.05:
+        parts.append(f"+{waited_s:.1f}s awaiting approval")
+    return " · ".join(parts)
 
 
 class AgentkitApp(App[None]):
@@ -88,7 +144,10 @@ class AgentkitApp(App[None]):
         backend_choices: Sequence[str] = (),
         backend_factory: Callable[[str], Backend] = backend_from_url,
         show_sidebar: bool | None = None,
+        history_path: Path | None = None,
     ) -> None:
+        """``history_path`` is where sent messages are kept for Up/Down: by default ``input_history.json``
+        next to the sessions folder (agentkit's data directory, or ``AGENTKIT_HOME``)."""
         super().__init__()
         self.backend = backend
         self.backend_url = backend_url or f"{backend.name}:{backend.model}"
@@ -102,6 +161,12 @@ class AgentkitApp(App[None]):
         self._show_sidebar = show_sidebar
         self._worker: Worker[None] | None = None
         self._follow_pending = False  # anchor the chat to its end once it overflows (see _follow_answer)
+        self.history = InputHistory(history_path or self.store.root.parent / "input_history.json")
+        # Approval waits, so that times shown exclude them: per call, and per turn (the union of open dialogs).
+        self._call_waits: dict[str, float] = {}
+        self._open_dialogs = 0
+        self._dialogs_since = 0.0
+        self._turn_waited = 0.0
         self.set_reactive(AgentkitApp.thinking, thinking)
         self.agent = self._make_agent(None)
 
@@ -114,7 +179,9 @@ class AgentkitApp(App[None]):
             with Vertical(id="main"):
                 yield VerticalScroll(Static(WELCOME, id="welcome"), id="chat")
                 yield Static(id="status")
-                yield Input(placeholder="Message Gemma…", id="prompt")
+                menu = CommandMenu()
+                yield menu
+                yield PromptArea(self.history, menu, placeholder="Message Gemma… (/ for commands)", id="prompt")
         yield Footer(compact=True)
 
     async def on_mount(self) -> None:
@@ -126,7 +193,9 @@ class AgentkitApp(App[None]):
         else:
             await self.refresh_sessions()
         self._update_status()
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt", PromptArea).focus()
+        if self.history.problem:
+            self.notify(self.history.problem, title="History", severity="warning", markup=False)
 
     async def on_unmount(self) -> None:
         await self.backend.aclose()
@@ -156,7 +225,7 @@ class AgentkitApp(App[None]):
         try:
             infos = self.store.list()
         except SessionError as exc:
-            self.notify(str(exc), title="Sessions", severity="error")
+            self.notify(str(exc), title="Sessions", severity="error", markup=False)
             infos = []
         await self.query_one(SessionsSidebar).show_sessions(infos, self.agent.session_id)
         self.sub_title = self.agent.session.title or "new chat"
@@ -169,7 +238,7 @@ class AgentkitApp(App[None]):
         try:
             agent = self._make_agent(session_id)
         except AgentkitError as exc:
-            self.notify(str(exc), title="Cannot open session", severity="error", timeout=8)
+            self.notify(str(exc), title="Cannot open session", severity="error", timeout=8, markup=False)
             return
         self.agent = agent
         chat = self.query_one("#chat", VerticalScroll)
@@ -226,11 +295,28 @@ class AgentkitApp(App[None]):
 
     # -- running a turn -------------------------------------------------------------------------------
 
-    @on(Input.Submitted, "#prompt")
-    async def _submitted(self, event: Input.Submitted) -> None:
-        text = event.value.strip()
-        if not text:
+    @on(PromptArea.Submitted)
+    async def _submitted(self, event: PromptArea.Submitted) -> None:
+        parsed = parse(event.text)
+        if isinstance(parsed, str):  # an unknown command: say so and leave the text to be fixed
+            self.notify(parsed, severity="warning", markup=False)
             return
+        self.history.add(event.text.strip())
+        if self.history.problem:
+            self.notify(self.history.problem, title="History", severity="warning", markup=False)
+            self.history.problem = None
+        if parsed is None:
+            if self.running:
+                self.notify("Still answering; press Esc to cancel first.", severity="warning")
+                return
+            event.prompt.set_text("")
+            await self.send(as_message(event.text))
+        else:
+            event.prompt.set_text("")
+            await self.run_command(*parsed)
+
+    async def send(self, text: str) -> None:
+        """Show ``text`` as the person's message and start the agent on it."""
         if self.running:
             self.notify("Still answering; press Esc to cancel first.", severity="warning")
             return
@@ -241,7 +327,6 @@ class AgentkitApp(App[None]):
         turn = AgentTurn()
         await chat.mount_all([UserMessage(text), turn])
         chat.scroll_end(animate=False)
-        event.input.clear()
         self._worker = self.run_worker(self._run_turn(text, turn), group="agent", exclusive=True, exit_on_error=False)
 
     async def _run_turn(self, text: str, turn: AgentTurn) -> None:
@@ -251,6 +336,8 @@ class AgentkitApp(App[None]):
         chat.anchor(False)
         self._follow_pending = True
         self._follow_answer()
+        self._turn_waited = 0.0
+        self._call_waits.clear()
         try:
             async for event in self.agent.run_stream(text):
                 if isinstance(event, ThinkingDelta):
@@ -261,26 +348,32 @@ class AgentkitApp(App[None]):
                     await turn.start_tool(event.call_id, event.name, event.arguments)
                     status.update(f"running {event.name}… (Esc to cancel)")
                 elif isinstance(event, ToolCallFinished):
-                    turn.finish_tool(event.call_id, event.result, event.error, event.duration_s)
+                    # The agent times a call from before its approval was asked; the card shows running time.
+                    ran = max(0.0, event.duration_s - self._call_waits.pop(event.call_id, 0.0))
+                    turn.finish_tool(event.call_id, event.result, event.error, ran)
                 elif isinstance(event, Notice):
                     severity = {"error": "error", "warning": "warning"}.get(event.level, "information")
-                    self.notify(event.message, severity=severity)  # type: ignore[arg-type]
+                    self.notify(visible(event.message), severity=severity, markup=False)  # type: ignore[arg-type]
                 elif isinstance(event, StepFinished):
                     tps = f" · {event.timings.tokens_per_s:.1f} tok/s" if event.timings.tokens_per_s else ""
                     status.update(f"step {event.step} done · {event.usage.completion_tokens} tokens{tps}")
                 elif isinstance(event, RunFinished):
                     reason = event.result.stop_reason
-                    await turn.finish(None if event.result.ok else _STOP_MESSAGES.get(reason, f"Stopped: {reason}."))
+                    await turn.finish(
+                        None if event.result.ok else _STOP_MESSAGES.get(reason, f"Stopped: {reason}."),
+                        stats=turn_stats(event.result, self._turn_waited),
+                    )
         except asyncio.CancelledError:
             await turn.finish("Cancelled. The conversation so far is saved.")
             self.notify("Generation cancelled.", severity="warning", timeout=3)
             raise
         except AgentkitError as exc:
             await turn.finish(f"Error: {exc}", error=True)
-            self.notify(str(exc), title=type(exc).__name__, severity="error", timeout=10)
+            self.notify(visible(str(exc)), title=type(exc).__name__, severity="error", timeout=10, markup=False)
         except Exception as exc:  # a bug must not kill the app and lose the screen; show it instead
             await turn.finish(f"Internal error: {type(exc).__name__}: {exc}", error=True)
-            self.notify(f"{type(exc).__name__}: {exc}", title="Internal error", severity="error", timeout=10)
+            message = visible(f"{type(exc).__name__}: {exc}")
+            self.notify(message, title="Internal error", severity="error", timeout=10, markup=False)
         finally:
             self.running = False
             self._update_status()
@@ -308,12 +401,32 @@ class AgentkitApp(App[None]):
                 future.set_result(answer or Approval.DENY)
 
         screen = ApprovalScreen(request)
+        card = self._card(request.call_id)
+        started = time.monotonic()
+        if self._open_dialogs == 0:
+            self._dialogs_since = started
+        self._open_dialogs += 1
+        if card is not None:
+            card.waiting(True)
         await self.push_screen(screen, callback=decided)
         try:
             return await future
         finally:
+            ended = time.monotonic()
+            self._call_waits[request.call_id] = self._call_waits.get(request.call_id, 0.0) + ended - started
+            self._open_dialogs -= 1
+            if self._open_dialogs == 0:
+                self._turn_waited += ended - self._dialogs_since
+            if card is not None:
+                card.waiting(False)
             if screen.is_attached and self.screen is screen:
                 self.pop_screen()
+
+    def _card(self, call_id: str) -> ToolCard | None:
+        for turn in self.query(AgentTurn):
+            if call_id in turn.cards:
+                return turn.cards[call_id]
+        return None
 
     def _update_status(self) -> None:
         n = len(self.tools)
@@ -321,7 +434,8 @@ class AgentkitApp(App[None]):
         state = "generating…" if self.running else "ready"
         thinking = "on" if self.thinking else "off"
         for status in self.query("#status").results(Static):
-            status.update(f"{state} │ {self.backend.model} ({self.backend.name}) │ thinking {thinking} │ {tools}")
+            model = visible(self.backend.model)
+            status.update(f"{state} │ {model} ({self.backend.name}) │ thinking {thinking} │ {tools}")
 
     # -- actions --------------------------------------------------------------------------------------
 
@@ -336,7 +450,7 @@ class AgentkitApp(App[None]):
 
     async def action_new_session(self) -> None:
         await self.switch_session(None)
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt", PromptArea).focus()
 
     def action_toggle_sidebar(self) -> None:
         sidebar = self.query_one(SessionsSidebar)
@@ -344,7 +458,7 @@ class AgentkitApp(App[None]):
         if sidebar.display:
             sidebar.query_one("ListView").focus()
         else:
-            self.query_one("#prompt", Input).focus()
+            self.query_one("#prompt", PromptArea).focus()
 
     def action_toggle_thinking(self) -> None:
         self.thinking = not self.thinking
@@ -389,37 +503,45 @@ class AgentkitApp(App[None]):
 
     @work(group="dialogs", exclusive=True)
     async def action_pick_backend(self) -> None:
+        await self._pick_backend(self.backend_url, self.backend_choices, "Backend and model")
+
+    async def _pick_backend(self, value: str, choices: list[str], title: str) -> None:
+        """Ask for a backend URL until one works or the person gives up (Esc)."""
         if self.running:
             self.notify("Cancel the running answer (Esc) before switching the model.", severity="warning")
             return
-        value, error = self.backend_url, ""
+        error = ""
         while True:
             url = await self.push_screen_wait(
                 PromptScreen(
-                    "Backend and model",
+                    title,
                     value,
-                    choices=self.backend_choices,
+                    choices=choices,
                     hint="ollama://HOST:11434/MODEL · vllm://HOST:8000/MODEL · transformers:MODEL",
                     error=error,
                 )
             )
             if not url or url == self.backend_url:
                 return
-            try:
-                backend = self.backend_factory(url)
-            except (AgentkitError, ImportError) as exc:
-                # Ask again with the typed URL kept and the reason in view: closing the dialog would send the
-                # person's next attempt to the model as a chat message.
-                value, error = url, f"Backend not changed: {exc}"
-                continue
-            try:
-                self.notify(f"Connecting to {url}…", timeout=2)
-                await backend.check()
-            except AgentkitError as exc:
-                await backend.aclose()
-                value, error = url, f"Backend not changed: {exc}"
-                continue
-            break
+            # On failure ask again with the typed URL kept and the reason in view: closing the dialog would
+            # send the person's next attempt to the model as a chat message.
+            error = await self.switch_backend(url) or ""
+            if not error:
+                return
+            value = url
+
+    async def switch_backend(self, url: str) -> str | None:
+        """Use the backend at ``url`` from the next message on, keeping the conversation; the error, if any."""
+        try:
+            backend = self.backend_factory(url)
+        except (AgentkitError, ImportError) as exc:
+            return f"Backend not changed: {exc}"
+        try:
+            self.notify(f"Connecting to {visible(url)}…", timeout=2, markup=False)
+            await backend.check()
+        except AgentkitError as exc:
+            await backend.aclose()
+            return f"Backend not changed: {exc}"
         old = self.backend
         self.backend, self.backend_url = backend, url
         self.backend_choices = list(dict.fromkeys([url, *self.backend_choices]))
@@ -427,7 +549,156 @@ class AgentkitApp(App[None]):
         # Keep the conversation: resume the saved session on the new backend.
         self.agent = self._make_agent(self.agent.session_id if self._session_saved() else None)
         self._update_status()
-        self.notify(f"Now using {backend.name} · {backend.model}", timeout=3)
+        self.notify(visible(f"Now using {backend.name} · {backend.model}"), timeout=3, markup=False)
+        return None
+
+    # -- slash commands -------------------------------------------------------------------------------
+
+    async def run_command(self, command: SlashCommand, argument: str) -> None:
+        """Run a slash command from the prompt (the table and help are in :mod:`agentkit.tui.commands`)."""
+        handler: Callable[[str], Any] = getattr(self, f"_command_{command.name}")
+        await handler(argument)
+
+    async def say(self, text: str) -> None:
+        """Show a command's answer in the conversation (not sent to the model, not saved)."""
+        chat = self.query_one("#chat", VerticalScroll)
+        for welcome in chat.query("#welcome"):
+            await welcome.remove()
+        await chat.mount(InfoMessage(text))
+        chat.scroll_end(animate=False)
+
+    async def _command_help(self, argument: str) -> None:
+        await self.say(help_text(KEYS))
+
+    async def _command_tools(self, argument: str) -> None:
+        tools = list(self.agent.tools.values())
+        if not tools:
+            await self.say("No tools: the model can only answer in text. Start agentkit with --tools to add some.")
+            return
+        lines = [f"{len(tools)} tool{'' if len(tools) == 1 else 's'} (⚠ asks before it runs: it has side effects):"]
+        for t in tools:
+            summary = t.description.strip().split("\n", 1)[0]
+            lines.append(f"  {'⚠' if t.side_effects else ' '} {t.name}  {summary}")
+        await self.say("\n".join(lines))
+
+    async def _command_think(self, argument: str) -> None:
+        choice = argument.lower()
+        if choice not in ("", "on", "off"):
+            self.notify(f"/think takes on or off, not {visible(argument)!r}", severity="warning", markup=False)
+            return
+        self.thinking = not self.thinking if not choice else choice == "on"
+        self.notify(f"Thinking {'on' if self.thinking else 'off'} from the next message.", timeout=3)
+
+    async def _command_clear(self, argument: str) -> None:
+        await self.action_new_session()
+
+    async def _command_system(self, argument: str) -> None:
+        messages = self.agent.session.messages
+        current = messages[0].get("content") if messages and messages[0].get("role") == "system" else None
+        if not argument:
+            await self.say(f"System prompt:\n{current}" if current else "No system prompt. Set one with /system TEXT.")
+            return
+        if self.running:
+            self.notify("Cancel the running answer (Esc) before changing the system prompt.", severity="warning")
+            return
+        self.system = argument  # new chats get it too
+        if current is not None:
+            messages[0] = {**messages[0], "content": argument}
+        else:
+            messages.insert(0, {"role": "system", "content": argument})
+        saved = self._session_saved()
+        if saved:
+            self.store.save(self.agent.session)
+        # A new agent renders the changed history from scratch (the old one caches the rendered prefix).
+        self.agent = self._make_agent(self.agent.session_id if saved else None)
+        await self.say(f"System prompt set for this chat and new ones:\n{argument}")
+
+    async def _command_model(self, argument: str) -> None:
+        if self.running:
+            self.notify("Cancel the running answer (Esc) before switching the model.", severity="warning")
+            return
+        if argument:
+            error = await self.switch_backend(_with_model(self.backend_url, argument))
+            if error:
+                self.notify(visible(error), severity="error", timeout=8, markup=False)
+            return
+        if not isinstance(self.backend, ListsModels):
+            self.notify(f"The {self.backend.name} backend cannot list models; type a backend URL instead.")
+            self.action_pick_backend()
+            return
+        try:
+            models = await self.backend.list_models()
+        except AgentkitError as exc:
+            self.notify(visible(str(exc)), title="Cannot list models", severity="error", timeout=8, markup=False)
+            return
+        if not models:
+            self.notify("The server lists no models; type a backend URL instead.", severity="warning")
+            self.action_pick_backend()
+            return
+        choices = [_with_model(self.backend_url, m) for m in models]
+        self.run_worker(
+            self._pick_backend(self.backend_url, choices, f"{len(models)} models on this server"),
+            group="dialogs",
+            exclusive=True,
+        )
+
+    async def _command_retry(self, argument: str) -> None:
+        if self.running:
+            self.notify("Cancel the running answer (Esc) before retrying.", severity="warning")
+            return
+        session = self.agent.session
+        users = [i for i, m in enumerate(session.messages) if m.get("role") == "user"]
+        if not users or not isinstance(session.messages[users[-1]].get("content"), str):
+            self.notify("There is no message to retry yet.", severity="warning")
+            return
+        text = str(session.messages[users[-1]]["content"])
+        turn = len(users) - 1
+        del session.messages[users[-1] :]
+        session.thinking[:] = [t for t in session.thinking if t.get("turn", -1) < turn]
+        session.tool_calls[:] = [c for c in session.tool_calls if c.get("turn", -1) < turn]
+        if self._session_saved():
+            self.store.save(session)
+            await self.switch_session(session.id)
+        else:
+            await self.switch_session(None)
+        await self.send(text)
+
+    async def _command_export(self, argument: str) -> None:
+        session = self.agent.session
+        if not any(m.get("role") == "user" for m in session.messages):
+            self.notify("Nothing to export yet: this chat is empty.", severity="warning")
+            return
+        try:
+            path = export_markdown(session, argument)
+        except OSError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            self.notify(f"Cannot write{where}: {exc.strerror or exc}", severity="error", timeout=8, markup=False)
+            return
+        self.notify(f"Exported to {path}", timeout=5, markup=False)
+
+    async def _command_copy(self, argument: str) -> None:
+        answers = [t.text for t in self.query(AgentTurn) if t.text.strip()]
+        if not answers:
+            self.notify("There is no answer to copy yet.", severity="warning")
+            return
+        self.copy_to_clipboard(answers[-1])
+        self.notify(
+            f"Copied the last answer ({len(answers[-1])} characters). Terminals without OSC 52 ignore this; "
+            "use /export then.",
+            timeout=4,
+        )
+
+    @on(PromptArea.Scroll)
+    def _scroll(self, event: PromptArea.Scroll) -> None:
+        chat = self.query_one("#chat", VerticalScroll)
+        if event.where == "page_up":
+            chat.scroll_page_up(animate=False)
+        elif event.where == "page_down":
+            chat.scroll_page_down(animate=False)
+        elif event.where == "home":
+            chat.scroll_home(animate=False)
+        else:
+            chat.scroll_end(animate=False)
 
     # -- sidebar messages -----------------------------------------------------------------------------
 
@@ -435,7 +706,7 @@ class AgentkitApp(App[None]):
     async def _chosen(self, event: SessionsSidebar.Chosen) -> None:
         if event.session_id != self.agent.session_id or event.session_id is None:
             await self.switch_session(event.session_id)
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt", PromptArea).focus()
 
     @on(SessionsSidebar.RenameRequested)
     def _rename_requested(self, event: SessionsSidebar.RenameRequested) -> None:

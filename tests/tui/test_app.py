@@ -10,7 +10,15 @@ from agentkit import Agent, SessionStore
 from agentkit.errors import UserError
 from agentkit.testing import ScriptedBackend
 from agentkit.tui import AgentkitApp
-from agentkit.tui.widgets import AgentTurn, ApprovalScreen, ConfirmScreen, PromptScreen, ThinkingBlock, ToolCard
+from agentkit.tui.widgets import (
+    AgentTurn,
+    ApprovalScreen,
+    ConfirmScreen,
+    PromptArea,
+    PromptScreen,
+    ThinkingBlock,
+    ToolCard,
+)
 from agentkit.tui.widgets import UserMessage as UserBubble
 from agentkit.tui.widgets.sidebar import SessionItem, SessionsSidebar
 
@@ -20,11 +28,12 @@ SIZE = (80, 24)
 
 
 async def send(pilot: Pilot[None], app: AgentkitApp, text: str) -> None:
-    """Type into the prompt and submit, without waiting for the app to go idle (streaming keeps it busy)."""
-    prompt = app.query_one("#prompt", Input)
-    prompt.value = text
-    await prompt.action_submit()
-    await wait_for(pilot, lambda: prompt.value == "", "the message was accepted")
+    """Put text in the prompt and press Enter, without waiting for the app to go idle (streaming keeps it busy)."""
+    prompt = app.query_one("#prompt", PromptArea)
+    prompt.focus()
+    prompt.set_text(text)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: prompt.text == "", "the message was accepted")
 
 
 async def test_typing_a_message_streams_the_answer_and_saves_the_session(store: SessionStore) -> None:
@@ -40,7 +49,7 @@ async def test_typing_a_message_streams_the_answer_and_saves_the_session(store: 
         assert turn.text == "Hello **there**, nice to meet you."
         markdown = turn.query_one(Markdown)
         assert "nice to meet you" in markdown.source
-        assert app.query_one("#prompt", Input).value == ""  # the prompt was cleared for the next message
+        assert app.query_one("#prompt", PromptArea).text == ""  # the prompt was cleared for the next message
     saved = store.load(app.session_id)
     assert [m["role"] for m in saved.messages] == ["user", "assistant"]
     assert saved.title == "hi"

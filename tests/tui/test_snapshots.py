@@ -19,7 +19,7 @@ from textual.pilot import Pilot
 from agentkit import SessionStore
 from agentkit.testing import ScriptedBackend
 from agentkit.tui import AgentkitApp
-from agentkit.tui.widgets import ApprovalScreen
+from agentkit.tui.widgets import ApprovalScreen, PromptArea
 
 from .conftest import NoteBook, call, wait_for
 
@@ -46,7 +46,7 @@ SnapCompare = Callable[..., bool]
 
 
 def test_new_chat(snap_compare: SnapCompare, tmp_path: Path) -> None:
-    app = still(AgentkitApp(ScriptedBackend([]), store=SessionStore(tmp_path), show_sidebar=False))
+    app = still(AgentkitApp(ScriptedBackend([]), store=SessionStore(tmp_path / "sessions"), show_sidebar=False))
     assert snap_compare(app, terminal_size=SIZE)
 
 
@@ -72,12 +72,13 @@ def test_replayed_conversation_light_theme_expanded_result(snap_compare: SnapCom
 def test_approval_dialog(snap_compare: SnapCompare, tmp_path: Path) -> None:
     notebook = NoteBook()
     backend = ScriptedBackend([call("write_note", text="Buy oat milk and coffee beans."), "Done.<turn|>"])
-    app = still(AgentkitApp(backend, tools=[notebook.tool], store=SessionStore(tmp_path), show_sidebar=False))
+    app = still(
+        AgentkitApp(backend, tools=[notebook.tool], store=SessionStore(tmp_path / "sessions"), show_sidebar=False)
+    )
 
     async def ask(pilot: Pilot[Any]) -> None:
-        prompt = app.query_one("#prompt")
-        prompt.value = "Add milk to my shopping note"  # type: ignore[attr-defined]
-        await prompt.action_submit()  # type: ignore[attr-defined]
+        app.query_one(PromptArea).set_text("Add milk to my shopping note")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
         await pilot.pause()
 
@@ -90,7 +91,7 @@ def test_backend_picker(snap_compare: SnapCompare, tmp_path: Path, theme: str) -
     app = still(
         AgentkitApp(
             ScriptedBackend([]),
-            store=SessionStore(tmp_path),
+            store=SessionStore(tmp_path / "sessions"),
             backend_url="ollama://localhost:11434/gemma4:e4b",
             backend_choices=["vllm://gpu-box:8000/google/gemma-4-31B-it", "transformers:google/gemma-4-E2B-it"],
             show_sidebar=False,

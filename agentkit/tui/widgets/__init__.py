@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from .chat import AgentTurn, ThinkingBlock, UserMessage
+from .chat import AgentTurn, InfoMessage, ThinkingBlock, UserMessage
 from .dialogs import ApprovalScreen, ConfirmScreen, PromptScreen
+from .prompt import CommandMenu, PromptArea
 from .sidebar import SessionItem, SessionsSidebar
 from .tool_card import ToolCard
 
 __all__ = [
     "AgentTurn",
     "ApprovalScreen",
+    "CommandMenu",
     "ConfirmScreen",
+    "InfoMessage",
+    "PromptArea",
     "PromptScreen",
     "SessionItem",
     "SessionsSidebar",

@@ -15,9 +15,10 @@ from textual.containers import Vertical
 from textual.widgets import Collapsible, Label, Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
+from ..text import visible
 from .tool_card import ToolCard
 
-__all__ = ["AgentTurn", "ThinkingBlock", "UserMessage"]
+__all__ = ["AgentTurn", "InfoMessage", "ThinkingBlock", "UserMessage"]
 
 
 class UserMessage(Static):
@@ -34,7 +35,24 @@ class UserMessage(Static):
     """
 
     def __init__(self, text: str) -> None:
-        super().__init__(text, markup=False)
+        super().__init__(visible(text), markup=False)
+        self.text = text
+
+
+class InfoMessage(Static):
+    """What a slash command answers (/help, /tools, /system): part of the screen, never sent to the model."""
+
+    DEFAULT_CSS = """
+    InfoMessage {
+        margin: 1 0 0 0;
+        padding: 0 1;
+        color: $text-muted;
+        border-left: outer $accent 60%;
+    }
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(visible(text), markup=False)
         self.text = text
 
 
@@ -64,7 +82,7 @@ class ThinkingBlock(Collapsible):
     def __init__(self, text: str = "", *, live: bool = True) -> None:
         self._text = text
         self._started = time.monotonic()
-        self._body = Static(text, markup=False, classes="thinking-text")
+        self._body = Static(visible(text), markup=False, classes="thinking-text")
         super().__init__(self._body, title="Thinking…" if live else "Thought", collapsed=not live)
 
     @property
@@ -73,7 +91,7 @@ class ThinkingBlock(Collapsible):
 
     def append(self, text: str) -> None:
         self._text += text
-        self._body.update(self._text)
+        self._body.update(visible(self._text))
 
     def finish(self) -> None:
         """Fold the block and say how long the model thought."""
@@ -106,6 +124,10 @@ class AgentTurn(Vertical):
     }
     AgentTurn > .turn-status.-error {
         color: $error;
+    }
+    AgentTurn > .turn-stats {
+        color: $text-muted;
+        text-style: dim;
     }
     """
 
@@ -142,14 +164,14 @@ class AgentTurn(Vertical):
             await self.mount(self._markdown)
             self._stream = Markdown.get_stream(self._markdown)
         assert self._stream is not None
-        await self._stream.write(text)
+        await self._stream.write(visible(text))
 
     async def add_markdown(self, text: str) -> None:
         """A whole answer at once (replaying a saved session): no stream to set up."""
         self._end_thinking()
         await self._end_text()
         self.text += text
-        await self.mount(Markdown(text))
+        await self.mount(Markdown(visible(text)))
 
     async def _end_text(self) -> None:
         if self._stream is not None:
@@ -170,12 +192,15 @@ class AgentTurn(Vertical):
         if card is not None:
             card.finish(result, error, duration_s)
 
-    async def finish(self, status: str | None = None, *, error: bool = False) -> None:
-        """End of the turn: close streams, stop spinners, and optionally say why it ended."""
+    async def finish(self, status: str | None = None, *, error: bool = False, stats: str = "") -> None:
+        """End of the turn: close streams, stop spinners, say why it ended (if not done) and what it took."""
         self._end_thinking()
         await self._end_text()
         for card in self.cards.values():
             if card.running:
                 card.finish(None, "cancelled", None)
         if status:
-            await self.mount(Static(status, markup=False, classes="turn-status -error" if error else "turn-status"))
+            classes = "turn-status -error" if error else "turn-status"
+            await self.mount(Static(visible(status), markup=False, classes=classes))
+        if stats:
+            await self.mount(Static(stats, markup=False, classes="turn-stats"))

@@ -6,7 +6,6 @@ knowing anything about agents or sessions.
 
 from __future__ import annotations
 
-import json
 from typing import ClassVar
 
 from rich.text import Text
@@ -17,8 +16,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
 
 from agentkit import Approval, ToolCallRequest
+
+from ..text import literal
+from .arguments import arguments_view
 
 __all__ = ["ApprovalScreen", "ConfirmScreen", "PromptScreen"]
 
@@ -62,7 +65,7 @@ class ApprovalScreen(ModalScreen[Approval]):
     ApprovalScreen > Vertical { border: thick $warning; }
     ApprovalScreen .approval-args {
         height: auto;
-        max-height: 12;
+        max-height: 16;
         background: $boost;
         padding: 0 1;
     }
@@ -82,16 +85,17 @@ class ApprovalScreen(ModalScreen[Approval]):
         self.request = request
 
     def compose(self) -> ComposeResult:
-        args = json.dumps(self.request.arguments, ensure_ascii=False, indent=2, default=str)
+        # Every argument in full, code highlighted: the person approves exactly what will run.
+        args = arguments_view(self.request.name, self.request.arguments, dark=self.app.current_theme.dark)
         with Vertical():
             yield Label(
-                Text.assemble("Allow ", (self.request.name, "bold"), " to run? It has side effects."),
+                Text.assemble("Allow ", (literal(self.request.name).plain, "bold"), " to run? It has side effects."),
                 classes="dialog-title",
             )
             if self.request.description:
-                yield Static(self.request.description, markup=False, classes="approval-description")
+                yield Static(literal(self.request.description), classes="approval-description")
             with VerticalScroll(classes="approval-args"):
-                yield Static(args, markup=False)
+                yield Static(args)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Allow once (y)", id="allow", variant="success")
                 yield Button("Always (a)", id="always", variant="primary")
@@ -141,16 +145,16 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(literal(self.title_text), classes="dialog-title")
             yield Input(
                 self.value,
                 placeholder=self.placeholder,
                 suggester=SuggestFromList(self.choices, case_sensitive=False) if self.choices else None,
             )
             if self.choices:
-                yield OptionList(*self.choices)
+                yield OptionList(*(Option(literal(c)) for c in self.choices))
             if self.error:
-                yield Static(self.error, markup=False, classes="prompt-error")
+                yield Static(literal(self.error), classes="prompt-error")
             if self.hint:
                 yield Static(self.hint, markup=False, classes="prompt-hint")
 
@@ -164,7 +168,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     @on(OptionList.OptionSelected)
     def _chosen(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(str(event.option.prompt))
+        self.dismiss(self.choices[event.option_index])
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -185,7 +189,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question, classes="dialog-title")
+            yield Label(literal(self.question), classes="dialog-title")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Yes (y)", id="yes", variant="error")
                 yield Button("No (n)", id="no")

@@ -6,7 +6,8 @@ which owns the store and the agent.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from textual import on
@@ -18,16 +19,41 @@ from textual.widgets import Label, ListItem, ListView
 
 from agentkit import SessionInfo
 
-__all__ = ["SessionItem", "SessionsSidebar"]
+from ..text import literal
+
+__all__ = ["SessionItem", "SessionsSidebar", "when"]
 
 NEW_ID = "__new__"
+clock: Callable[[], float] = time.time  # what "now" is for relative dates (tests pin it)
+
+
+def when(timestamp: float, now: float) -> str:
+    """A session's last activity as people say it: a time today, a weekday this week, a date before."""
+    then, today = time.localtime(timestamp), time.localtime(now)
+    days = (
+        time.mktime((today.tm_year, today.tm_mon, today.tm_mday, 0, 0, 0, 0, 0, -1))
+        - time.mktime((then.tm_year, then.tm_mon, then.tm_mday, 0, 0, 0, 0, 0, -1))
+    ) // 86400
+    if days <= 0:
+        return time.strftime("today %H:%M", then)
+    if days == 1:
+        return time.strftime("yesterday %H:%M", then)
+    if days < 7:
+        return time.strftime("%a %H:%M", then)
+    if then.tm_year == today.tm_year:
+        return time.strftime("%b %d", then)
+    return time.strftime("%Y-%m-%d", then)
 
 
 class SessionItem(ListItem):
-    def __init__(self, session_id: str, title: str, *, current: bool = False) -> None:
-        super().__init__(Label(title, markup=False), classes="-current" if current else "")
+    def __init__(self, session_id: str, title: str, *, current: bool = False, date: str = "") -> None:
+        labels = [Label(literal(title), classes="session-title")]
+        if date:
+            labels.append(Label(date, classes="session-date"))
+        super().__init__(*labels, classes="-current" if current else "")
         self.session_id = session_id
         self.title = title
+        self.date = date
 
 
 class SessionsSidebar(Vertical):
@@ -51,6 +77,7 @@ class SessionsSidebar(Vertical):
     SessionsSidebar ListItem Label { width: 100%; text-wrap: nowrap; text-overflow: ellipsis; }
     SessionsSidebar ListItem.-current Label { text-style: bold; color: $text-success; }
     SessionsSidebar ListItem.-new Label { color: $text-muted; }
+    SessionsSidebar ListItem .session-date { color: $text-muted; text-style: dim; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "rename", "Rename"),
@@ -84,8 +111,10 @@ class SessionsSidebar(Vertical):
         new = SessionItem(NEW_ID, "+ New chat", current=False)
         new.add_class("-new")
         items = [new]
+        now = clock()
         for info in sessions:
-            items.append(SessionItem(info.id, info.title or "(untitled)", current=info.id == current))
+            date = when(info.updated_at, now)
+            items.append(SessionItem(info.id, info.title or "(untitled)", current=info.id == current, date=date))
         await view.extend(items)
         view.index = 0
         for index, item in enumerate(items):

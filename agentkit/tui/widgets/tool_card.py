@@ -1,4 +1,9 @@
-"""A tool call as a card: what was called with what, whether it is still running, and what came back."""
+"""A tool call as a card: what was called with what, whether it is still running, and what came back.
+
+The card's clock counts only the call's own running time: while the person is deciding on an approval the
+card says so and its clock stands still (:meth:`ToolCard.waiting`); the app subtracts the same wait from
+the duration the agent reports, which is measured from before the approval was asked.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ from textual.containers import Vertical
 from textual.timer import Timer
 from textual.widgets import Collapsible, Static
 
+from ..text import literal, one_line, visible
+from .arguments import arguments_view, block_arguments, short_arguments
+
 __all__ = ["ToolCard", "format_args", "format_result", "result_title"]
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -20,8 +28,8 @@ RESULT_PREVIEW_CHARS = 4000
 
 
 def format_args(arguments: dict[str, Any], limit: int = 200) -> str:
-    text = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in arguments.items())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """The arguments on one line for the card's header (multi-line values as their size)."""
+    return short_arguments(arguments, limit)
 
 
 def _plain(value: Any) -> Any:
@@ -37,19 +45,19 @@ def format_result(result: Any) -> str:
     text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, indent=2, default=str)
     if len(text) > RESULT_PREVIEW_CHARS:
         text = text[:RESULT_PREVIEW_CHARS] + f"\n… ({len(text) - RESULT_PREVIEW_CHARS} more characters)"
-    return text
+    return visible(text)
 
 
 def result_title(result: Any, limit: int = 56) -> str:
     """One line that says what came back, so the folded card is useful without opening it."""
     result = _plain(result)
     if isinstance(result, str):
-        text = " ".join(result.split()) or "(empty)"
+        text = result if result.strip() else "(empty)"
     else:
         text = json.dumps(result, ensure_ascii=False, default=str)
         if isinstance(result, list | dict):
             text = f"{len(result)} {'items' if isinstance(result, list) else 'fields'}: {text}"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return one_line(text, limit)
 
 
 class ToolCard(Vertical):
@@ -85,7 +93,12 @@ class ToolCard(Vertical):
     ToolCard .tool-result {
         color: $text-muted;
     }
+    ToolCard > .tool-args {
+        height: auto;
+        padding: 0 0 0 2;
+    }
     """
+    ARGUMENT_LINES = 12  # a long program shows its start; the approval dialog and /export show all of it
 
     def __init__(self, name: str, arguments: dict[str, Any]) -> None:
         super().__init__()
@@ -96,12 +109,35 @@ class ToolCard(Vertical):
         self.duration_s: float | None = None
         self._frame = 0
         self._started = time.monotonic()
+        self._waited = 0.0  # seconds spent waiting for the person's approval, not counted as running time
+        self._waiting_since: float | None = None
         self._header = Static(classes="tool-header")
         self._timer: Timer | None = None
         self._spin = True
 
     def compose(self) -> ComposeResult:
         yield self._header
+        blocks = block_arguments(self.arguments)
+        if blocks:
+            dark = self.app.current_theme.dark
+            view = arguments_view(self.tool_name, self.arguments, dark=dark, max_lines=self.ARGUMENT_LINES, only=blocks)
+            yield Static(view, classes="tool-args")
+
+    def waiting(self, on: bool) -> None:
+        """The call waits for (``on``) or got (``off``) the person's approval; the clock stops meanwhile."""
+        now = time.monotonic()
+        if on and self._waiting_since is None:
+            self._waiting_since = now
+        elif not on and self._waiting_since is not None:
+            self._waited += now - self._waiting_since
+            self._waiting_since = None
+        if self.is_mounted:
+            self._render_header()
+
+    def elapsed(self) -> float:
+        """Running time so far, without approval waits."""
+        waiting = time.monotonic() - self._waiting_since if self._waiting_since is not None else 0.0
+        return time.monotonic() - self._started - self._waited - waiting
 
     def on_mount(self) -> None:
         # With animations off (TEXTUAL_ANIMATIONS=none: accessibility, recordings) the card holds still.
@@ -115,9 +151,12 @@ class ToolCard(Vertical):
         self._render_header()
 
     def _render_header(self) -> None:
-        if self.running:
-            status: tuple[str, str] = (SPINNER[self._frame % len(SPINNER)] if self._spin else "…", "bold cyan")
-            elapsed = f"  {time.monotonic() - self._started:.1f}s" if self._spin else "  running"
+        if self.running and self._waiting_since is not None:
+            status: tuple[str, str] = ("?", "bold yellow")
+            elapsed = "  awaiting approval"
+        elif self.running:
+            status = (SPINNER[self._frame % len(SPINNER)] if self._spin else "…", "bold cyan")
+            elapsed = f"  {self.elapsed():.1f}s" if self._spin else "  running"
         elif self.error is None:
             status, elapsed = ("✓", "bold green"), ""
         else:
@@ -127,7 +166,7 @@ class ToolCard(Vertical):
         self._header.update(
             Text.assemble(
                 (status[0] + " ", status[1]),
-                (self.tool_name, "bold"),
+                (visible(self.tool_name), "bold"),
                 (f"({format_args(self.arguments)})", ""),
                 (elapsed, "dim"),
             )
@@ -136,6 +175,7 @@ class ToolCard(Vertical):
     def finish(self, result: Any, error: str | None, duration_s: float | None) -> None:
         """Stop the spinner and show the outcome; a failed call shows its error right away."""
         self.running = False
+        self._waiting_since = None
         self.error = error
         self.duration_s = duration_s
         if self._timer is not None:
@@ -145,7 +185,8 @@ class ToolCard(Vertical):
             self._render_header()
         if error is not None:
             self.add_class("-error")
-            self.mount(Static(Text(error, style="red"), classes="tool-error"))
+            self.mount(Static(Text(visible(error), style="red"), classes="tool-error"))
         elif result is not None:
             body = format_result(result)
-            self.mount(Collapsible(Static(body, markup=False, classes="tool-result"), title=result_title(result)))
+            result_view = Static(body, markup=False, classes="tool-result")
+            self.mount(Collapsible(result_view, title=literal(result_title(result))))  # type: ignore[arg-type]
