@@ -671,8 +671,8 @@ class AgentkitApp(App[None]):
         try:
             path = export_markdown(session, argument)
         except OSError as exc:
-            where = f" {exc.filename}" if exc.filename else ""
-            self.notify(f"Cannot write{where}: {exc.strerror or exc}", severity="error", timeout=8, markup=False)
+            reason = f"{exc.strerror} ({exc.filename})" if exc.strerror and exc.filename else str(exc)
+            self.notify(f"Cannot export: {reason}", severity="error", timeout=8, markup=False)
             return
         self.notify(f"Exported to {path}", timeout=5, markup=False)
 

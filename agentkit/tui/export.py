@@ -86,5 +86,7 @@ def export_markdown(session: Session, target: str = "") -> Path:
     path = Path(target).expanduser() if target else Path(name)
     if path.is_dir():
         path = path / name
+    if not path.parent.is_dir():
+        raise NotADirectoryError(f"the folder {path.parent} does not exist; create it or give another path")
     atomic_write(path, session_markdown(session))
     return path.resolve()

@@ -22,7 +22,6 @@ MAX_ENTRIES = 1000
 
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new content, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -75,6 +74,7 @@ class InputHistory:
         self.entries = [*self.entries, text][-MAX_ENTRIES:]
         if self.path is not None:
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)  # agentkit's data folder on a first run
                 atomic_write(self.path, json.dumps(self.entries, ensure_ascii=False))
             except OSError as exc:
                 self.problem = f"cannot save input history to {self.path} ({exc}); it is kept in memory only"

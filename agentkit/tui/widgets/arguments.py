@@ -125,7 +125,7 @@ def arguments_view(
         if lexer is None:
             items.append(Text(text))
         else:
-            items.append(Syntax(text, lexer, theme=theme, background_color="default", word_wrap=True))
+            items.append(Syntax(text, lexer, theme=theme, word_wrap=True))
         if more:
             items.append(Text(f"… {more} more line{'s' if more != 1 else ''}", style="dim"))
     return Group(*items)

@@ -119,20 +119,20 @@ class PromptArea(TextArea):
         )
         self.sent = history  # not .history: TextArea keeps its undo stack there
         self.menu = menu
-        self._recalling = False  # the text is being replaced by a history entry, not edited by the person
+        self._placed = ""  # the last text put here by set_text; a change to anything else is the person's edit
 
     # -- text in and out ---------------------------------------------------------------------------------
 
     def set_text(self, text: str) -> None:
         """Replace the text and put the cursor at its end (history, completion, tests)."""
-        self._recalling = True
+        self._placed = text
         self.load_text(text)
         self.move_cursor(self.document.end)
-        self._recalling = False
         self._update_menu()
 
     def _on_text_area_changed(self, event: TextArea.Changed) -> None:
-        if not self._recalling:
+        # Changed arrives after set_text returned, so compare texts rather than flag the call.
+        if self.text != self._placed:
             self.sent.stop()
         self._update_menu()
 
