@@ -167,6 +167,7 @@ class AgentkitApp(App[None]):
         self._open_dialogs = 0
         self._dialogs_since = 0.0
         self._turn_waited = 0.0
+        self._asking: dict[str, float] = {}  # call id -> when its approval dialog opened
         self.set_reactive(AgentkitApp.thinking, thinking)
         self.agent = self._make_agent(None)
 
@@ -178,7 +179,7 @@ class AgentkitApp(App[None]):
             yield SessionsSidebar(id="sidebar")
             with Vertical(id="main"):
                 yield VerticalScroll(Static(WELCOME, id="welcome"), id="chat")
-                yield Static(id="status")
+                yield Static(id="status", markup=False)
                 menu = CommandMenu()
                 yield menu
                 yield PromptArea(self.history, menu, placeholder="Message Gemma… (/ for commands)", id="prompt")
@@ -228,7 +229,7 @@ class AgentkitApp(App[None]):
             self.notify(str(exc), title="Sessions", severity="error", markup=False)
             infos = []
         await self.query_one(SessionsSidebar).show_sessions(infos, self.agent.session_id)
-        self.sub_title = self.agent.session.title or "new chat"
+        self.sub_title = visible(self.agent.session.title) or "new chat"
 
     async def switch_session(self, session_id: str | None) -> None:
         """Open a saved session (or a new one) in place of the current conversation."""
@@ -345,7 +346,9 @@ class AgentkitApp(App[None]):
                 elif isinstance(event, TextDelta):
                     await turn.add_text(event.text)
                 elif isinstance(event, ToolCallStarted):
-                    await turn.start_tool(event.call_id, event.name, event.arguments)
+                    card = await turn.start_tool(event.call_id, event.name, event.arguments)
+                    if event.call_id in self._asking:
+                        card.waiting(True, since=self._asking[event.call_id])
                     status.update(f"running {event.name}… (Esc to cancel)")
                 elif isinstance(event, ToolCallFinished):
                     # The agent times a call from before its approval was asked; the card shows running time.
@@ -401,23 +404,26 @@ class AgentkitApp(App[None]):
                 future.set_result(answer or Approval.DENY)
 
         screen = ApprovalScreen(request)
-        card = self._card(request.call_id)
         started = time.monotonic()
         if self._open_dialogs == 0:
             self._dialogs_since = started
         self._open_dialogs += 1
-        if card is not None:
-            card.waiting(True)
+        # The agent asks before its ToolCallStarted event reaches us, so the card may not exist yet: it
+        # looks up _asking when it is made (see _run_turn).
+        self._asking[request.call_id] = started
+        if (card := self._card(request.call_id)) is not None:
+            card.waiting(True, since=started)
         await self.push_screen(screen, callback=decided)
         try:
             return await future
         finally:
             ended = time.monotonic()
             self._call_waits[request.call_id] = self._call_waits.get(request.call_id, 0.0) + ended - started
+            del self._asking[request.call_id]
             self._open_dialogs -= 1
             if self._open_dialogs == 0:
                 self._turn_waited += ended - self._dialogs_since
-            if card is not None:
+            if (card := self._card(request.call_id)) is not None:
                 card.waiting(False)
             if screen.is_attached and self.screen is screen:
                 self.pop_screen()

@@ -134,7 +134,9 @@ async def test_export_writes_markdown_atomically_and_copy_takes_the_last_answer(
         await pilot.press("y")
         await wait_for(pilot, lambda: not app.running, "the answer")
         await type_and_send(pilot, app, "/export out/chat.md")
-        await wait_for(pilot, lambda: any("folder out does not exist" in n for n in notes(app)), "the error (no such folder)")
+        await wait_for(
+            pilot, lambda: any("folder out does not exist" in n for n in notes(app)), "the error (no such folder)"
+        )
         (tmp_path / "out").mkdir()
         await type_and_send(pilot, app, "/export out/chat.md")
         await type_and_send(pilot, app, "/export out")

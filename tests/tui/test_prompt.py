@@ -19,6 +19,11 @@ from .conftest import wait_for
 SIZE = (80, 24)
 
 
+def temp_files(folder: Path) -> list[str]:
+    """What an interrupted atomic write would leave behind."""
+    return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
 def make_app(store: SessionStore, outputs: list[str], **options: object) -> AgentkitApp:
     return AgentkitApp(ScriptedBackend(outputs), store=store, show_sidebar=False, **options)  # type: ignore[arg-type]
 
@@ -64,7 +69,7 @@ async def test_history_walks_back_and_forth_and_survives_a_restart(store: Sessio
             await pilot.press("enter")
             await wait_for(pilot, lambda: not app.running and prompt.text == "", "the answer")
     assert json.loads(history.read_text()) == ["first question", "second\nmulti-line"]
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".history")] == []  # no temp files left
+    assert temp_files(tmp_path) == []
 
     app = make_app(store, [], history_path=history)  # a new run of the app: the history is still there
     async with app.run_test(size=SIZE) as pilot:

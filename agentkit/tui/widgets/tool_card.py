@@ -123,11 +123,14 @@ class ToolCard(Vertical):
             view = arguments_view(self.tool_name, self.arguments, dark=dark, max_lines=self.ARGUMENT_LINES, only=blocks)
             yield Static(view, classes="tool-args")
 
-    def waiting(self, on: bool) -> None:
-        """The call waits for (``on``) or got (``off``) the person's approval; the clock stops meanwhile."""
+    def waiting(self, on: bool, since: float | None = None) -> None:
+        """The call waits for (``on``) or got (``off``) the person's approval; the clock stops meanwhile.
+
+        ``since`` is when the wait began (``time.monotonic()``), which can be before the card existed.
+        """
         now = time.monotonic()
         if on and self._waiting_since is None:
-            self._waiting_since = now
+            self._waiting_since = max(self._started, since if since is not None else now)
         elif not on and self._waiting_since is not None:
             self._waited += now - self._waiting_since
             self._waiting_since = None
@@ -137,7 +140,7 @@ class ToolCard(Vertical):
     def elapsed(self) -> float:
         """Running time so far, without approval waits."""
         waiting = time.monotonic() - self._waiting_since if self._waiting_since is not None else 0.0
-        return time.monotonic() - self._started - self._waited - waiting
+        return max(0.0, time.monotonic() - self._started - self._waited - waiting)
 
     def on_mount(self) -> None:
         # With animations off (TEXTUAL_ANIMATIONS=none: accessibility, recordings) the card holds still.
