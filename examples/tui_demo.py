@@ -136,6 +136,12 @@ def saved_sessions() -> list[Session]:
             {"role": "assistant", "content": "Day 1: Alfama and the castle. Day 2: Belém. Day 3: Sintra."},
         ],
     )
+    code = (
+        "import pandas as pd\n\n"
+        'sales = pd.read_csv("sales.csv")\n'
+        'share = sales.groupby("region")["revenue"].sum() / sales["revenue"].sum()\n'
+        "print(share.round(2).sort_values(ascending=False))"
+    )
     csv = Session(
         id="demo-sales",
         title="Summarise sales.csv by region",
@@ -145,8 +151,26 @@ def saved_sessions() -> list[Session]:
         model="scripted-gemma4",
         messages=[
             {"role": "user", "content": "Summarise sales.csv by region."},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": "call_3",
+                        "type": "function",
+                        "function": {"name": "run_python", "arguments": {"code": code}},
+                    }
+                ],
+            },
+            {
+                "role": "tool",
+                "tool_call_id": "call_3",
+                "name": "run_python",
+                "content": {"stdout": "region\nNorth    0.41\nSouth    0.33\nWest     0.26\n", "exit_code": 0},
+            },
             {"role": "assistant", "content": "North leads with 41% of revenue; South grew fastest (+12%)."},
         ],
+        tool_calls=[{"call_id": "call_3", "name": "run_python", "duration_s": 1.3}],
     )
     return [laptop, lisbon, csv]
 
