@@ -25,7 +25,6 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import Worker
 
 from agentkit import Agent, Approval, Backend, RunResult, Session, SessionStore, Tool, ToolCallRequest, backend_from_url
-from agentkit.backends import ListsModels
 from agentkit.errors import AgentkitError, SessionError
 from agentkit.events import (
     Notice,
@@ -37,9 +36,9 @@ from agentkit.events import (
     ToolCallStarted,
 )
 
-from .commands import SlashCommand, as_message, help_text, parse
-from .export import export_markdown
+from .commands import SlashCommand, as_message, parse
 from .history import InputHistory
+from .slash import SlashCommands
 from .text import visible
 from .widgets import (
     AgentTurn,
@@ -61,20 +60,6 @@ WELCOME = Text.assemble(
     "Chat with Gemma 4. It uses the tools you enabled and asks before anything with side effects.\n\n",
     ("Enter sends · Ctrl+J new line · ↑ history · / commands · Esc cancels", "dim"),
 )
-KEYS = [
-    ("Enter", "send (a line ending in \\ continues instead)"),
-    ("Ctrl+J, Shift+Enter", "new line (Shift+Enter where the terminal reports it)"),
-    ("Up / Down", "earlier messages, on the first / last line"),
-    ("PageUp / PageDown", "scroll the conversation; Ctrl+Home / Ctrl+End: top / end"),
-    ("Esc", "cancel the answer being generated"),
-    ("Ctrl+N", "new chat"),
-    ("Ctrl+S", "sessions sidebar"),
-    ("Ctrl+T", "thinking on/off"),
-    ("Ctrl+L", "backend and model"),
-    ("F2", "rename this chat"),
-    ("Ctrl+P", "command palette (theme, light/dark, ...)"),
-    ("Ctrl+Q", "quit"),
-]
 _STOP_MESSAGES = {
     "max_steps": "Stopped: the step limit was reached before a final answer.",
     "repeated_call": "Stopped: the model kept repeating the same tool call.",
@@ -87,15 +72,6 @@ def _tool_error(content: Any) -> str | None:
     if isinstance(content, dict) and set(content) == {"error"}:
         return str(content["error"])
     return None
-
-
-def _with_model(url: str, model: str) -> str:
-    """The backend URL ``url`` pointing at ``model`` on the same server."""
-    scheme, _, rest = url.partition(":")
-    if rest.startswith("//"):
-        host = rest[2:].split("/", 1)[0]
-        return f"{scheme}://{host}/{model}"
-    return f"{scheme}:{model}"
 
 
 def turn_stats(result: RunResult, waited_s: float) -> str:
@@ -168,6 +144,7 @@ class AgentkitApp(App[None]):
         self._dialogs_since = 0.0
         self._turn_waited = 0.0
         self._asking: dict[str, float] = {}  # call id -> when its approval dialog opened
+        self.slash = SlashCommands(self)
         self.set_reactive(AgentkitApp.thinking, thinking)
         self.agent = self._make_agent(None)
 
@@ -561,9 +538,8 @@ class AgentkitApp(App[None]):
     # -- slash commands -------------------------------------------------------------------------------
 
     async def run_command(self, command: SlashCommand, argument: str) -> None:
-        """Run a slash command from the prompt (the table and help are in :mod:`agentkit.tui.commands`)."""
-        handler: Callable[[str], Any] = getattr(self, f"_command_{command.name}")
-        await handler(argument)
+        """Run a slash command from the prompt (see :mod:`agentkit.tui.slash`)."""
+        await self.slash.run(command, argument)
 
     async def say(self, text: str) -> None:
         """Show a command's answer in the conversation (not sent to the model, not saved)."""
@@ -572,127 +548,6 @@ class AgentkitApp(App[None]):
             await welcome.remove()
         await chat.mount(InfoMessage(text))
         chat.scroll_end(animate=False)
-
-    async def _command_help(self, argument: str) -> None:
-        await self.say(help_text(KEYS))
-
-    async def _command_tools(self, argument: str) -> None:
-        tools = list(self.agent.tools.values())
-        if not tools:
-            await self.say("No tools: the model can only answer in text. Start agentkit with --tools to add some.")
-            return
-        lines = [f"{len(tools)} tool{'' if len(tools) == 1 else 's'} (⚠ asks before it runs: it has side effects):"]
-        for t in tools:
-            summary = t.description.strip().split("\n", 1)[0]
-            lines.append(f"  {'⚠' if t.side_effects else ' '} {t.name}  {summary}")
-        await self.say("\n".join(lines))
-
-    async def _command_think(self, argument: str) -> None:
-        choice = argument.lower()
-        if choice not in ("", "on", "off"):
-            self.notify(f"/think takes on or off, not {visible(argument)!r}", severity="warning", markup=False)
-            return
-        self.thinking = not self.thinking if not choice else choice == "on"
-        self.notify(f"Thinking {'on' if self.thinking else 'off'} from the next message.", timeout=3)
-
-    async def _command_clear(self, argument: str) -> None:
-        await self.action_new_session()
-
-    async def _command_system(self, argument: str) -> None:
-        messages = self.agent.session.messages
-        current = messages[0].get("content") if messages and messages[0].get("role") == "system" else None
-        if not argument:
-            await self.say(f"System prompt:\n{current}" if current else "No system prompt. Set one with /system TEXT.")
-            return
-        if self.running:
-            self.notify("Cancel the running answer (Esc) before changing the system prompt.", severity="warning")
-            return
-        self.system = argument  # new chats get it too
-        if current is not None:
-            messages[0] = {**messages[0], "content": argument}
-        else:
-            messages.insert(0, {"role": "system", "content": argument})
-        saved = self._session_saved()
-        if saved:
-            self.store.save(self.agent.session)
-        # A new agent renders the changed history from scratch (the old one caches the rendered prefix).
-        self.agent = self._make_agent(self.agent.session_id if saved else None)
-        await self.say(f"System prompt set for this chat and new ones:\n{argument}")
-
-    async def _command_model(self, argument: str) -> None:
-        if self.running:
-            self.notify("Cancel the running answer (Esc) before switching the model.", severity="warning")
-            return
-        if argument:
-            error = await self.switch_backend(_with_model(self.backend_url, argument))
-            if error:
-                self.notify(visible(error), severity="error", timeout=8, markup=False)
-            return
-        if not isinstance(self.backend, ListsModels):
-            self.notify(f"The {self.backend.name} backend cannot list models; type a backend URL instead.")
-            self.action_pick_backend()
-            return
-        try:
-            models = await self.backend.list_models()
-        except AgentkitError as exc:
-            self.notify(visible(str(exc)), title="Cannot list models", severity="error", timeout=8, markup=False)
-            return
-        if not models:
-            self.notify("The server lists no models; type a backend URL instead.", severity="warning")
-            self.action_pick_backend()
-            return
-        choices = [_with_model(self.backend_url, m) for m in models]
-        self.run_worker(
-            self._pick_backend(self.backend_url, choices, f"{len(models)} models on this server"),
-            group="dialogs",
-            exclusive=True,
-        )
-
-    async def _command_retry(self, argument: str) -> None:
-        if self.running:
-            self.notify("Cancel the running answer (Esc) before retrying.", severity="warning")
-            return
-        session = self.agent.session
-        users = [i for i, m in enumerate(session.messages) if m.get("role") == "user"]
-        if not users or not isinstance(session.messages[users[-1]].get("content"), str):
-            self.notify("There is no message to retry yet.", severity="warning")
-            return
-        text = str(session.messages[users[-1]]["content"])
-        turn = len(users) - 1
-        del session.messages[users[-1] :]
-        session.thinking[:] = [t for t in session.thinking if t.get("turn", -1) < turn]
-        session.tool_calls[:] = [c for c in session.tool_calls if c.get("turn", -1) < turn]
-        if self._session_saved():
-            self.store.save(session)
-            await self.switch_session(session.id)
-        else:
-            await self.switch_session(None)
-        await self.send(text)
-
-    async def _command_export(self, argument: str) -> None:
-        session = self.agent.session
-        if not any(m.get("role") == "user" for m in session.messages):
-            self.notify("Nothing to export yet: this chat is empty.", severity="warning")
-            return
-        try:
-            path = export_markdown(session, argument)
-        except OSError as exc:
-            reason = f"{exc.strerror} ({exc.filename})" if exc.strerror and exc.filename else str(exc)
-            self.notify(f"Cannot export: {reason}", severity="error", timeout=8, markup=False)
-            return
-        self.notify(f"Exported to {path}", timeout=5, markup=False)
-
-    async def _command_copy(self, argument: str) -> None:
-        answers = [t.text for t in self.query(AgentTurn) if t.text.strip()]
-        if not answers:
-            self.notify("There is no answer to copy yet.", severity="warning")
-            return
-        self.copy_to_clipboard(answers[-1])
-        self.notify(
-            f"Copied the last answer ({len(answers[-1])} characters). Terminals without OSC 52 ignore this; "
-            "use /export then.",
-            timeout=4,
-        )
 
     @on(PromptArea.Scroll)
     def _scroll(self, event: PromptArea.Scroll) -> None:

@@ -175,3 +175,21 @@ async def test_model_lists_the_servers_models_and_switches(store: SessionStore) 
         await wait_for(pilot, lambda: app.backend.model == "gemma4:26b", "the switch")
         assert made == ["ollama://box:11434/gemma4:26b"]
         assert "gemma4:26b" in str(app.query_one("#status").render())
+
+
+async def test_retry_after_a_failed_request_sends_that_message_again(store: SessionStore) -> None:
+    # The agent drops a turn that produced nothing, so the last *saved* message is an older one: retrying
+    # that would answer the wrong question.
+    backend = ScriptedBackend(["Paris.<turn|>"])
+    app = AgentkitApp(backend, store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_and_send(pilot, app, "capital of France?")
+        await type_and_send(pilot, app, "and of Peru?")  # no output left: the backend fails
+        assert app.query(AgentTurn).last().query(".turn-status.-error")
+        backend.add("Lima.<turn|>")
+        await type_and_send(pilot, app, "/retry")
+        await wait_for(pilot, lambda: not app.running and app.query(AgentTurn).last().text == "Lima.", "the answer")
+        assert [u.text for u in app.query(UserBubble)] == ["capital of France?", "and of Peru?"]
+        session_id = app.session_id
+    saved = store.load(session_id)
+    assert [m["content"] for m in saved.messages] == ["capital of France?", "Paris.", "and of Peru?", "Lima."]
