@@ -19,7 +19,7 @@ from agentkit.testing import ScriptedBackend
 from agentkit.tui import AgentkitApp
 from agentkit.tui.app import turn_stats
 from agentkit.tui.text import visible
-from agentkit.tui.widgets import AgentTurn, ApprovalScreen, SessionItem, ToolCard
+from agentkit.tui.widgets import AgentTurn, ApprovalScreen, PromptScreen, SessionItem, ToolCard
 from agentkit.tui.widgets.arguments import argument_lexer, arguments_view, short_arguments
 from agentkit.tui.widgets.sidebar import when
 
@@ -103,6 +103,12 @@ async def test_model_and_tool_text_cannot_inject_escapes_or_markup(store: Sessio
         assert shown.count("A␛]0;PWNED␇B␛[2JC<U+009B>31mD<U+202E>E") >= 8  # shown, not obeyed or dropped
         assert shown.count("[b]not bold[/b]") >= 4  # markup shown as typed, not applied
         assert "[@click=app.quit]no action[/]" in shown
+        await pilot.press("f2")  # the rename dialog shows the title (the first message) in an Input
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), "the rename dialog")
+        await pilot.pause()
+        dialog = screen_text(app)
+        assert "user A␛]0;PWNED␇B" in dialog and not UNSAFE.search(dialog)
+        await pilot.press("escape")
         title = app.query_one(ToolCard).query_one("CollapsibleTitle")
         assert not any(span.style for span in title.render().spans if "click" in str(span.style))  # type: ignore[attr-defined]
 

@@ -20,7 +20,7 @@ from textual.widgets.option_list import Option
 
 from agentkit import Approval, ToolCallRequest
 
-from ..text import literal
+from ..text import literal, visible
 from .arguments import arguments_view
 
 __all__ = ["ApprovalScreen", "ConfirmScreen", "PromptScreen"]
@@ -147,7 +147,7 @@ class PromptScreen(ModalScreen[str | None]):
         with Vertical():
             yield Label(literal(self.title_text), classes="dialog-title")
             yield Input(
-                self.value,
+                visible(self.value),  # a title from a session file may hold anything; what is shown is what is kept
                 placeholder=self.placeholder,
                 suggester=SuggestFromList(self.choices, case_sensitive=False) if self.choices else None,
             )

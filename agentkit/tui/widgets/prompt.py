@@ -130,6 +130,19 @@ class PromptArea(TextArea):
         self.move_cursor(self.document.end)
         self._update_menu()
 
+    @property
+    def value(self) -> str:
+        """The text, under the name ``Input`` uses: scripts and tests written against the one-line prompt work."""
+        return self.text
+
+    @value.setter
+    def value(self, text: str) -> None:
+        self.set_text(text)
+
+    async def action_submit(self) -> None:
+        """Send what is typed, as Enter does (``Input.action_submit``'s counterpart)."""
+        self._enter()
+
     def _on_text_area_changed(self, event: TextArea.Changed) -> None:
         # Changed arrives after set_text returned, so compare texts rather than flag the call.
         if self.text != self._placed:
