@@ -147,3 +147,17 @@ async def test_page_keys_scroll_the_conversation_while_the_prompt_keeps_focus(st
         await pilot.press("ctrl+end")
         await wait_for(pilot, lambda: chat.scroll_y == chat.max_scroll_y, "the end again")
         assert app.focused is prompt
+
+
+async def test_history_walks_past_a_recalled_slash_command(store: SessionStore, tmp_path: Path) -> None:
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps(["older question", "/help"]))
+    app = make_app(store, [], history_path=history)
+    async with app.run_test(size=SIZE) as pilot:
+        prompt = app.query_one(PromptArea)
+        await pilot.press("up")
+        assert prompt.text == "/help" and not app.query_one(CommandMenu).is_open
+        await pilot.press("up")
+        assert prompt.text == "older question"
+        await pilot.press("down", "backspace")  # editing a recalled command opens the menu again
+        assert prompt.text == "/hel" and app.query_one(CommandMenu).is_open

@@ -151,12 +151,13 @@ class PromptArea(TextArea):
 
     def update_suggestion(self) -> None:
         """Ghost text for the one command being typed; Right or Tab accepts it."""
-        matches = completions(self.text)
+        matches = [] if self.sent.browsing else completions(self.text)
         at_end = self.cursor_location == self.document.end
         self.suggestion = matches[0].name[len(self.text) - 1 :] if len(matches) == 1 and at_end else ""
 
     def _update_menu(self) -> None:
-        self.menu.show(completions(self.text))
+        # A recalled "/help" must not open the menu: Up would then move in the menu instead of the history.
+        self.menu.show([] if self.sent.browsing else completions(self.text))
 
     def _complete(self, command: SlashCommand) -> None:
         self.set_text(f"/{command.name} ")
