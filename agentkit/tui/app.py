@@ -279,14 +279,14 @@ class AgentkitApp(App[None]):
         if isinstance(parsed, str):  # an unknown command: say so and leave the text to be fixed
             self.notify(parsed, severity="warning", markup=False)
             return
+        if parsed is None and self.running:  # the text stays in the box, to be sent when the answer is done
+            self.notify("Still answering; press Esc to cancel first.", severity="warning")
+            return
         self.history.add(event.text.strip())
         if self.history.problem:
             self.notify(self.history.problem, title="History", severity="warning", markup=False)
             self.history.problem = None
         if parsed is None:
-            if self.running:
-                self.notify("Still answering; press Esc to cancel first.", severity="warning")
-                return
             event.prompt.set_text("")
             await self.send(as_message(event.text))
         else:
