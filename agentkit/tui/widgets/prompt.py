@@ -121,6 +121,11 @@ class PromptArea(TextArea):
         self.menu = menu
         self._placed = ""  # the last text put here by set_text; a change to anything else is the person's edit
 
+    def on_mount(self) -> None:
+        # With animations off (TEXTUAL_ANIMATIONS=none: accessibility, recordings) the cursor holds still too.
+        if self.app.animation_level == "none":
+            self.cursor_blink = False
+
     # -- text in and out ---------------------------------------------------------------------------------
 
     def set_text(self, text: str) -> None:
