@@ -282,7 +282,7 @@ class AgentkitApp(App[None]):
         if parsed is None and self.running:  # the text stays in the box, to be sent when the answer is done
             self.notify("Still answering; press Esc to cancel first.", severity="warning")
             return
-        self.history.add(event.text.strip())
+        self.history.add(event.text.strip("\r\n").rstrip())
         if self.history.problem:
             self.notify(self.history.problem, title="History", severity="warning", markup=False)
             self.history.problem = None
@@ -326,7 +326,7 @@ class AgentkitApp(App[None]):
                     card = await turn.start_tool(event.call_id, event.name, event.arguments)
                     if event.call_id in self._asking:
                         card.waiting(True, since=self._asking[event.call_id])
-                    status.update(f"running {event.name}… (Esc to cancel)")
+                    status.update(f"running {visible(event.name)}… (Esc to cancel)")
                 elif isinstance(event, ToolCallFinished):
                     # The agent times a call from before its approval was asked; the card shows running time.
                     ran = max(0.0, event.duration_s - self._call_waits.pop(event.call_id, 0.0))

@@ -54,8 +54,16 @@ def parse(text: str) -> tuple[SlashCommand, str] | str | None:
 
 
 def as_message(text: str) -> str:
-    """The message to send for prompt text that :func:`parse` did not take as a command."""
-    return text.strip()[1:] if text.strip().startswith("//") else text.strip()
+    """The message to send for prompt text that :func:`parse` did not take as a command.
+
+    Blank lines around it and trailing spaces go; the first line's indentation stays (pasted code).
+    """
+    body = text.strip("\r\n").rstrip()
+    head = body.lstrip()
+    if head.startswith("//"):
+        cut = len(body) - len(head)
+        body = body[:cut] + body[cut + 1 :]
+    return body
 
 
 def completions(text: str) -> list[SlashCommand]:

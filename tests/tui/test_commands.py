@@ -39,6 +39,7 @@ def test_parse_tells_commands_paths_and_messages_apart() -> None:
     assert parse("hello /help") is None
     assert parse("/etc/hosts is empty, why?") is None  # a path, not a command
     assert parse("//help me") is None and as_message("//help me") == "/help me"
+    assert as_message("\n    indented()\nnext  \n\n") == "    indented()\nnext"  # pasted code keeps its indent
     unknown = parse("/tolls")
     assert isinstance(unknown, str) and "/tools" in unknown and "//" in unknown
     assert [c.name for c in completions("/t")] == ["tools", "think"]
