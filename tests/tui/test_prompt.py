@@ -161,3 +161,20 @@ async def test_history_walks_past_a_recalled_slash_command(store: SessionStore, 
         assert prompt.text == "older question"
         await pilot.press("down", "backspace")  # editing a recalled command opens the menu again
         assert prompt.text == "/hel" and app.query_one(CommandMenu).is_open
+
+
+async def test_up_inside_a_wrapped_line_moves_the_cursor_not_the_history(store: SessionStore, tmp_path: Path) -> None:
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps(["earlier"]))
+    app = make_app(store, [], history_path=history)
+    async with app.run_test(size=SIZE) as pilot:
+        prompt = app.query_one(PromptArea)
+        long_line = "word " * 40  # one line of text, drawn on several rows
+        prompt.set_text(long_line)
+        await pilot.pause()
+        assert prompt.wrapped_document.height > 1
+        await pilot.press("up")
+        assert prompt.text == long_line  # the cursor went up a row
+        for _ in range(prompt.wrapped_document.height):
+            await pilot.press("up")
+        assert prompt.text == "earlier"

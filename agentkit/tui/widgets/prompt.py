@@ -183,9 +183,9 @@ class PromptArea(TextArea):
             self.menu.show([])
         elif key in ("up", "down") and self.menu.is_open:
             self.menu.action_cursor_up() if key == "up" else self.menu.action_cursor_down()
-        elif key == "up" and self.cursor_location[0] == 0:
+        elif key == "up" and self._screen_row() == 0:
             handled = self._recall(self.sent.previous(self.text))
-        elif key == "down" and self.cursor_location[0] == self.document.line_count - 1:
+        elif key == "down" and self._screen_row() == self.wrapped_document.height - 1:
             handled = self._recall(self.sent.next())
         else:
             handled = False
@@ -194,6 +194,10 @@ class PromptArea(TextArea):
             event.prevent_default()
             return
         await super()._on_key(event)
+
+    def _screen_row(self) -> int:
+        """The cursor's row as drawn: a long line wraps, and Up inside it moves the cursor, not the history."""
+        return self.wrapped_document.location_to_offset(self.cursor_location).y
 
     def _recall(self, entry: str | None) -> bool:
         if entry is None:
