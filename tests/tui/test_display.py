@@ -214,3 +214,26 @@ async def test_sidebar_shows_when_each_session_was_last_used(store: SessionStore
         item = next(i for i in app.query(SessionItem) if i.session_id == agent.session_id)
         assert item.date.startswith("today ")
         assert item.date in screen_text(app)
+
+
+async def test_a_dict_result_reads_field_by_field(store: SessionStore) -> None:
+    @tool
+    def run(code: str) -> dict[str, object]:
+        """Pretend to run code.
+
+        Args:
+            code: the program.
+        """
+        return {"stdout": "North    0.41\nSouth    0.33\n", "exit_code": 0}
+
+    app = AgentkitApp(ScriptedBackend([call("run", code="print(1)"), "Done.<turn|>"]), tools=[run], store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        prompt = app.query_one("#prompt")
+        prompt.set_text("go")  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not app.running, "the answer")
+        app.query_one("ToolCard Collapsible").collapsed = False  # type: ignore[attr-defined]
+        await pilot.pause()
+        shown = screen_text(app)
+    assert "North    0.41" in shown and "South    0.33" in shown and "exit_code: 0" in shown
+    assert "\\n" not in shown.split("Done.")[0].split("▼", 1)[1]  # no escaped newlines in the opened result

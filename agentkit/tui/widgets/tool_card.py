@@ -53,6 +53,8 @@ def result_title(result: Any, limit: int = 56) -> str:
     result = _plain(result)
     if isinstance(result, str):
         text = result if result.strip() else "(empty)"
+    elif isinstance(result, dict) and all(isinstance(k, str) for k in result):
+        text = f"{len(result)} fields: {short_arguments(result, limit)}"
     else:
         text = json.dumps(result, ensure_ascii=False, default=str)
         if isinstance(result, list | dict):
@@ -99,6 +101,7 @@ class ToolCard(Vertical):
     }
     """
     ARGUMENT_LINES = 12  # a long program shows its start; the approval dialog and /export show all of it
+    RESULT_LINES = 60  # per field of a result; /export has the rest
 
     def __init__(self, name: str, arguments: dict[str, Any]) -> None:
         super().__init__()
@@ -190,6 +193,12 @@ class ToolCard(Vertical):
             self.add_class("-error")
             self.mount(Static(Text(visible(error), style="red"), classes="tool-error"))
         elif result is not None:
-            body = format_result(result)
-            result_view = Static(body, markup=False, classes="tool-result")
+            plain = _plain(result)
+            if isinstance(plain, dict) and plain and all(isinstance(k, str) for k in plain):
+                # Field by field, like arguments: run_python's stdout reads as lines, not one escaped string.
+                dark = self.app.current_theme.dark
+                view = arguments_view(self.tool_name, plain, dark=dark, max_lines=self.RESULT_LINES)
+                result_view = Static(view, classes="tool-result")
+            else:
+                result_view = Static(format_result(result), markup=False, classes="tool-result")
             self.mount(Collapsible(result_view, title=literal(result_title(result))))  # type: ignore[arg-type]
