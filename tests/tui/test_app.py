@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 from textual.containers import Vertical, VerticalScroll
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, ListView, Markdown
 
 from agentkit import Agent, SessionStore
+from agentkit.backends import BackendEvent, GenerationRequest
+from agentkit.backends import TextDelta as BackendText
 from agentkit.errors import UserError
 from agentkit.testing import ScriptedBackend
 from agentkit.tui import AgentkitApp
@@ -57,14 +62,26 @@ async def test_typing_a_message_streams_the_answer_and_saves_the_session(store: 
 
 
 async def test_thinking_streams_live_then_folds_when_the_answer_starts(store: SessionStore) -> None:
-    thought = "First I consider the options. " * 10  # long enough to be seen mid-stream
-    backend = ScriptedBackend([f"<|channel>thought\n{thought}<channel|>The answer is 4.<turn|>"], delay_s=0.01)
+    thought = "First I consider the options. " * 10
+    gate = asyncio.Event()
+
+    class Paused(ScriptedBackend):
+        """Holds the stream in the middle of the thought until the test has looked (no race under load)."""
+
+        async def stream(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
+            async for event in super().stream(request):
+                if isinstance(event, BackendText) and "options. First" in event.text:
+                    await gate.wait()
+                yield event
+
+    backend = Paused([f"<|channel>thought\n{thought}<channel|>The answer is 4.<turn|>"], chunk_size=40)
     app = AgentkitApp(backend, store=store, thinking=True)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, app, "what is 2+2?")
         await wait_for(pilot, lambda: bool(app.query(ThinkingBlock)), "a thinking block appeared")
         block = app.query_one(ThinkingBlock)
         assert not block.collapsed, (block.title, app.query_one(AgentTurn).text, block.text)  # open while thinking
+        gate.set()
         await wait_for(pilot, lambda: not app.running, "the answer finished")
         assert block.collapsed
         assert block.text == thought.strip()
