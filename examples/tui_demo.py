@@ -4,7 +4,9 @@
     python examples/tui_demo.py --screenshot docs/tui.svg
 
 The "model" is a ScriptedBackend replaying raw Gemma 4 outputs: ask anything and it thinks, searches the
-(canned) docs, asks to save a note (a side effect, so you get the approval dialog), and answers.
+(canned) docs, asks to save a note (a side effect, so you get the approval dialog), and answers. Type ``/``
+for the commands (``/export``, ``/copy``, ``/tools``, ...); the "Summarise sales.csv" session shows a
+``run_python`` card with its program highlighted.
 Sessions go to a temporary folder unless AGENTKIT_HOME is set.
 """
 
