@@ -20,7 +20,7 @@ import concurrent.futures
 import ipaddress
 import socket
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin
@@ -28,7 +28,7 @@ from urllib.parse import urljoin
 import httpx
 
 from agentkit.errors import ToolError
-from agentkit.tools.runtime import Tool, tool
+from agentkit.tools.runtime import CallContext, Tool, tool
 
 __all__ = ["Resolver", "fetch_url", "make_fetch_url"]
 
@@ -265,8 +265,13 @@ def make_fetch_url(
     resolver: Resolver | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     name: str = "fetch_url",
+    ask_for_unknown_urls: bool = True,
 ) -> Tool:
     """A ``fetch_url`` tool with its own limits; ``allow_private=True`` lets it reach local addresses.
+
+    ``ask_for_unknown_urls`` (the default) holds a fetch for a person's approval when its URL did not come from
+    the user, a search result or an earlier approved fetch: a URL the model composed can carry workspace data
+    out in its path or query (see :mod:`agentkit.tools._provenance`). ``False`` fetches any URL unasked.
 
     ``resolver`` and ``transport`` are the DNS and network seams (tests pass doubles; defaults are the
     system resolver and httpx's own transport).
@@ -352,11 +357,14 @@ def make_fetch_url(
         # Raw bytes through our own decoder: httpx would inflate every Content-Encoding layer in full before
         # any limit applies (1.8 kB of chained gzip is 2 GB in memory). Both what arrives and what it
         # decodes to stop at max_bytes.
-        decoder = _Decoder(response.headers.get_list("content-encoding", split_commas=True), max_bytes)
+        encodings = response.headers.get_list("content-encoding", split_commas=True)
+        if response.is_stream_consumed:  # a transport that hands over bodies already read and decoded (doubles)
+            encodings = []
+        decoder = _Decoder(encodings, max_bytes)
         body = bytearray()
         received = 0
         cut = False
-        async for raw in response.aiter_raw():
+        async for raw in _raw_body(response):
             received += len(raw)
             for piece in decoder.feed(raw):
                 body += piece
@@ -401,7 +409,26 @@ def make_fetch_url(
         # Sync so that direct calls work; the agent loop runs sync tools in a worker thread.
         return _run_coroutine(afetch(url))
 
-    return tool(fetch_url, name=name, timeout_s=timeout_s + 5)
+    check = _url_origin_check if ask_for_unknown_urls else None
+    return tool(fetch_url, name=name, timeout_s=timeout_s + 5, approval_check=check)
+
+
+def _url_origin_check(arguments: Mapping[str, Any], context: CallContext) -> str | None:
+    if context.is_trusted_url(str(arguments.get("url", ""))):
+        return None
+    return (
+        "this URL did not come from the user, a search result or a fetch the user approved; a URL the model "
+        "put together can carry data out in its address"
+    )
+
+
+async def _raw_body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body as it came over the wire, still compressed; a body some transport already read, as it is."""
+    if response.is_stream_consumed:
+        yield response.content
+        return
+    async for raw in response.aiter_raw():
+        yield raw
 
 
 def _run_coroutine(coro: Coroutine[Any, Any, str]) -> str:
