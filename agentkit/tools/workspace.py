@@ -356,8 +356,9 @@ class Workspace:
                             f"[... stopped after searching {self.max_scan_bytes} bytes; narrow the path or glob]"
                         )
                         return "\n".join(out)
-                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                    if reported != lineno and rx.search(line):
+                    # RE2 reads the bytes as UTF-8 itself: only a matching line is decoded.
+                    if reported != lineno and rx.search(raw.rstrip(b"\r\n")):
+                        line = raw.decode("utf-8", "replace").rstrip("\r\n")
                         if len(out) >= self.max_results:
                             out.append(f"[... more than {self.max_results} matching lines; narrow the search]")
                             return "\n".join(out)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -329,3 +331,40 @@ def test_https_is_pinned_to_the_checked_address_and_verified_by_name(tls_site: t
     assert router.seen == [("93.184.216.34", "public.test", "public.test")]
     with pytest.raises(ToolError, match="could not fetch"):
         fetch("https://other.test/data.json")  # the certificate is checked against the name, not the address
+
+
+def _served(body: bytes, encoding: str) -> httpx.MockTransport:
+    """A transport that streams ``body`` as it would come off the wire, with this Content-Encoding."""
+
+    class Wire(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for i in range(0, len(body), 7):  # small pieces: layers must carry state across chunks
+                yield body[i : i + 7]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"Content-Type": "text/plain; charset=utf-8", "Content-Encoding": encoding}
+        return httpx.Response(200, headers=headers, stream=Wire())
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, as some servers send it
+        ("gzip, gzip", lambda b: gzip.compress(gzip.compress(b))),
+        ("gzip", lambda b: gzip.compress(b[:10]) + gzip.compress(b[10:])),  # two gzip members
+        ("identity", lambda b: b),
+    ],
+)
+def test_compressed_pages_are_decoded(encoding: str, encode: Callable[[bytes], bytes]) -> None:
+    text = "Gemma 4 café notes. " * 50
+
+    async def public(host: str, port: int) -> list[str]:
+        return ["93.184.216.34"]
+
+    fetch = make_fetch_url(resolver=public, transport=_served(encode(text.encode()), encoding))
+    assert fetch("https://example.org/notes") == f"URL: https://example.org/notes\n\n{text}"
