@@ -36,6 +36,9 @@ _MAX_SCAN_CHARS = 1_000_000  # of one message; a longer paste is scanned up to h
 def url_key(url: str) -> str | None:
     """A comparison key for an http(s) URL (host lower-cased, default port and fragment dropped); None if none.
 
+    Everything that is sent stays in the key (user info, host, port, path, query): two URLs with one key carry
+    the same data to the same place.
+
     The scheme is left out: ``http://`` and ``https://`` versions of a URL carry the same data out.
     """
     text = url.strip()
@@ -50,7 +53,9 @@ def url_key(url: str) -> str | None:
     if parsed.scheme not in ("http", "https") or not parsed.host:
         return None
     port = f":{parsed.port}" if parsed.port is not None else ""
-    return f"{parsed.host}{port}{parsed.raw_path.decode('ascii') or '/'}"
+    # User info stays in the key: ``https://<secret>@trusted.example/`` sends the secret as a password.
+    userinfo = parsed.userinfo.decode("ascii") + "@" if parsed.userinfo else ""
+    return f"{userinfo}{parsed.host}{port}{parsed.raw_path.decode('ascii') or '/'}"
 
 
 def urls_in_text(text: str) -> set[str]:

@@ -195,21 +195,22 @@ class _Decoder:
         return pieces
 
 
-def _text_codec(charset: str | None) -> tuple[str, str]:
-    """The codec to decode a body with, and a note for the model when the server's charset cannot be used."""
-    if not charset:
-        return "utf-8", ""
-    try:
-        known = codecs.lookup(charset)._is_text_encoding
-    except LookupError:
-        known = False
-    if known:
-        return charset, ""
-    shown = charset if len(charset) <= 40 else charset[:40] + "..."
-    return (
-        "utf-8",
-        f"[note: the server's character set {shown!r} is not a known text encoding; read as UTF-8]\n\n",
-    )
+def _decode_text(body: bytes, charset: str | None) -> tuple[str, str]:
+    """The body as text, and a note for the model when the server's charset could not be used.
+
+    The server names the codec, so it may name none (``x-nonsense``), a non-text codec (``zlib``, ``base64``),
+    or one that fails even with ``errors="replace"`` (``idna``, ``undefined``): each is read as UTF-8 instead.
+    """
+    if charset:
+        try:
+            if codecs.lookup(charset)._is_text_encoding:
+                return body.decode(charset, errors="replace"), ""
+        except (LookupError, ValueError, UnicodeError):
+            pass
+        shown = charset if len(charset) <= 40 else charset[:40] + "..."
+        note = f"[note: the server's character set {shown!r} is not a usable text encoding; read as UTF-8]\n\n"
+        return body.decode("utf-8", errors="replace"), note
+    return body.decode("utf-8", errors="replace"), ""
 
 
 class _PlainText(HTMLParser):
@@ -376,8 +377,7 @@ def make_fetch_url(
                 break
         if not content_type and b"\x00" in body[:8192]:
             raise ToolError(f"{url} sent binary data without a content type; fetch_url reads text only")
-        codec, note = _text_codec(response.charset_encoding)
-        text = bytes(body).decode(codec, errors="replace")
+        text, note = _decode_text(bytes(body), response.charset_encoding)
         if kind == "html":
             text = await asyncio.to_thread(_html_to_text, text, str(url))
         total = len(text)

@@ -20,7 +20,7 @@ from pathlib import Path
 from agentkit.errors import ToolError
 from agentkit.tools._match import Matcher, compile_glob, compile_regex
 from agentkit.tools._paths import ResolvedPath, WorkspaceRoot
-from agentkit.tools._protected import is_protected
+from agentkit.tools._write_guard import protected_reason
 from agentkit.tools.runtime import Tool, tool
 
 __all__ = ["Workspace"]
@@ -189,13 +189,11 @@ class Workspace:
         return f"replaced {count} occurrence{'s' if count > 1 else ''} in {resolved.rel}"
 
     def _writable(self, path: str) -> ResolvedPath:
-        """Resolve a path to write, refusing the protected host-config paths unless the user opted in."""
+        """Resolve a path to write, refusing host-executed config (``_write_guard``) unless the user opted in."""
         resolved = self._root.resolve(path)
         if self.allow_protected_writes:
             return resolved
-        hit = next((part for part in resolved.parts if is_protected(part)), None)
-        if hit is None:
-            hit = self._protected_target(resolved)
+        hit = protected_reason(self.root, resolved.rel)
         if hit is not None:
             via = f" ({path!r} leads there)" if path.strip().strip("/") != resolved.rel else ""
             raise ToolError(
@@ -205,33 +203,6 @@ class Workspace:
                 "Workspace(..., allow_protected_writes=True)"
             )
         return resolved
-
-    def _protected_target(self, resolved: ResolvedPath) -> str | None:
-        """The protected name whose real location ``resolved`` is in, when that name is a symlink or gitdir file.
-
-        ``.git -> meta`` (a symlink) or a ``.git`` file saying ``gitdir: meta`` makes ``meta/config`` the git
-        config, although no component of ``meta/config`` is protected by name.
-        """
-        with os.scandir(self.root) as entries:
-            candidates = [e for e in entries if is_protected(e.name)]
-        for entry in candidates:
-            target: str | None = None
-            if entry.is_symlink():
-                target = os.path.realpath(entry.path)
-            elif entry.is_file(follow_symlinks=False) and entry.name.lower() == ".git":
-                with contextlib.suppress(OSError, UnicodeDecodeError):
-                    with open(entry.path, "rb") as f:
-                        head = f.read(4096).decode("utf-8").strip()
-                    if head.startswith("gitdir:"):
-                        target = os.path.realpath(os.path.join(self.root, head[len("gitdir:") :].strip()))
-            if target is None:
-                continue
-            rel = os.path.relpath(target, self.root).replace(os.sep, "/")
-            if rel == "." or rel.startswith("../"):
-                continue  # the root itself, or outside: nothing the file tools can reach
-            if resolved.rel == rel or resolved.rel.startswith(rel + "/"):
-                return entry.name
-        return None
 
     def _check_write_size(self, resolved: ResolvedPath, size: int) -> None:
         if size > self.max_write_bytes:
