@@ -14,6 +14,7 @@ import contextlib
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,9 @@ _SKIP_DIRS = frozenset({".git", "__pycache__"})
 _MAX_LINE_CHARS = 300
 _GREP_PIECE_BYTES = 64 * 1024  # a longer line is searched in pieces of this size, never read whole into memory
 _SET_ID_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
+# RE2 is linear, but a pattern that defeats its DFA runs at about 1 s per MB: grep ends itself before the tool
+# timeout, so the worker thread (which Python cannot kill) never outlives the call by much.
+_GREP_DEADLINE_S = 30.0
 
 
 def _is_binary(chunk: bytes) -> bool:
@@ -313,6 +317,7 @@ class Workspace:
         out: list[str] = []
         walk = _Walk(self.max_scan_files)
         budget = self.max_scan_bytes
+        deadline = time.monotonic() + _GREP_DEADLINE_S
         for shown, fd in self._grep_targets(resolved, name_rx, walk):
             with os.fdopen(fd, "rb") as f:
                 if _is_binary(f.read(_SNIFF_BYTES)):
@@ -325,6 +330,11 @@ class Workspace:
                     if budget < 0:
                         out.append(
                             f"[... stopped after searching {self.max_scan_bytes} bytes; narrow the path or glob]"
+                        )
+                        return "\n".join(out)
+                    if time.monotonic() > deadline:
+                        out.append(
+                            f"[... stopped after {_GREP_DEADLINE_S:g} s; simplify the pattern or narrow the path]"
                         )
                         return "\n".join(out)
                     # RE2 reads the bytes as UTF-8 itself: only a matching line is decoded.

@@ -244,3 +244,11 @@ def test_find_files_globs_keep_their_meaning(tmp_path: Path) -> None:
     assert ws.find_files("?b.md") == "docs/ab.md"
     with pytest.raises(ToolError, match="invalid glob pattern"):
         ws.find_files("[z-a]")
+
+
+def test_grep_ends_itself_at_its_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agentkit.tools.workspace as workspace_module
+
+    (tmp_path / "a.txt").write_text("needle\n" * 10)
+    monkeypatch.setattr(workspace_module, "_GREP_DEADLINE_S", -1.0)  # already past: the first line stops it
+    assert Workspace(tmp_path).grep("needle") == "[... stopped after -1 s; simplify the pattern or narrow the path]"
