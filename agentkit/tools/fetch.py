@@ -7,9 +7,16 @@ included, and the connection is then made to the checked address itself (the URL
 ``Host`` header and TLS SNI/certificate check), so a name that resolves differently a second later
 (DNS rebinding) or a public name pointing at 127.0.0.1 (``127.0.0.1.nip.io``) gets nowhere.
 
-The body is streamed and reading stops at ``max_bytes``; only text, HTML, JSON and XML are accepted;
-HTML becomes markdown (trafilatura, falling back to markdownify) and long text is cut with a marker.
-The whole fetch has one deadline, so a server trickling bytes cannot hold the tool forever.
+The body is streamed and ``Content-Encoding`` is undone here, in bounded pieces, rather than by httpx (which
+inflates each chunk, and each chained layer, in full): reading stops when either the bytes received or the
+bytes they decode to reach ``max_bytes``, so a gzip bomb costs a few kilobytes. Only text, HTML, JSON and XML
+are accepted; HTML becomes markdown (trafilatura, falling back to markdownify, then to plain text for pages
+nested too deeply for either) and long text is cut with a marker. The whole fetch has one deadline, so a
+server trickling bytes cannot hold the tool forever.
+
+A URL the model composed can carry data out (``?k=<a secret it just read>``), so by default the tool's
+``approval_check`` holds any URL that did not come from the user, a search result or an approved fetch for a
+person (see :mod:`agentkit.tools._provenance`).
 """
 
 from __future__ import annotations

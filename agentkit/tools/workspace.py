@@ -6,6 +6,9 @@ then used through a descriptor opened without following symlinks, so the check a
 pulled apart by a symlink swapped in between. Writes are atomic (a temporary file in the same directory,
 fsync, rename), reads and writes have size limits, and binary files are refused as text instead of being
 decoded into noise. Results are plain text because that is what the model reads best.
+
+Files the host runs or obeys (``.git``, ``.envrc``, ...) are refused to the writing tools (``_write_guard``), and
+``grep``/``find_files`` patterns run on RE2 (``_match``), so no pattern can freeze the process.
 """
 
 from __future__ import annotations
