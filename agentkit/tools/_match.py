@@ -56,13 +56,17 @@ def _compile(pattern: str, ignore_case: bool, what: str, shown: str) -> Matcher:
     if len(pattern) > _MAX_PATTERN_CHARS:
         raise ToolError(f"the {what} is {len(pattern)} characters long; keep it under {_MAX_PATTERN_CHARS}")
     try:
-        return re2.compile(pattern, _options(ignore_case=ignore_case))  # type: ignore[no-any-return]
+        compiled = re2.compile(pattern, _options(ignore_case=ignore_case))
     except re2.error as exc:
         reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else exc
         raise ToolError(
             f"invalid {what} {shown!r}: {reason}. Patterns use RE2 syntax: Python's re without lookaround "
             "(?=, ?!, ?<=, ?<!) and backreferences (\\1), which can take exponential time"
         ) from None
+    # google-re2 keeps the last 128 patterns, each with up to max_mem of automaton: 1 GB a model could fill with
+    # distinct patterns. Ours live only as long as one tool call, so the cache is emptied at once.
+    re2.purge()
+    return compiled  # type: ignore[no-any-return]
 
 
 def compile_regex(pattern: str, *, ignore_case: bool = False) -> Matcher:

@@ -252,3 +252,14 @@ def test_grep_ends_itself_at_its_deadline(tmp_path: Path, monkeypatch: pytest.Mo
     (tmp_path / "a.txt").write_text("needle\n" * 10)
     monkeypatch.setattr(workspace_module, "_GREP_DEADLINE_S", -1.0)  # already past: the first line stops it
     assert Workspace(tmp_path).grep("needle") == "[... stopped after -1 s; simplify the pattern or narrow the path]"
+
+
+def test_model_patterns_are_not_kept_in_re2s_cache(tmp_path: Path) -> None:
+    import re2
+
+    (tmp_path / "a.txt").write_text("x\n")
+    ws = Workspace(tmp_path)
+    for i in range(20):
+        ws.grep(f"x{{{i}}}", glob=f"*{i}*")
+        ws.find_files(f"[a-{chr(98 + i)}]*")
+    assert re2._Regexp._make.cache_info().currsize == 0  # up to 8 MB of automaton each, if they were kept
