@@ -52,6 +52,8 @@ def bombs() -> dict[str, tuple[dict[str, str], bytes]]:
         "/raw-deflate": ({"Content-Encoding": "deflate"}, _zeros_gzip(64, wbits=-15)),
         "/members": ({"Content-Encoding": "gzip"}, base * 8),
         "/gzip-deflate": ({"Content-Encoding": "deflate, gzip"}, gzip.compress(_zeros_gzip(256, wbits=15), 9)),
+        "/chunked-gzip": ({"Content-Encoding": "gzip", "Transfer-Encoding": "chunked"}, gzip.compress(inner, 9)),
+        "/te-gzip": ({"Transfer-Encoding": "gzip, chunked"}, gzip.compress(inner, 9)),
         "/br": ({"Content-Encoding": "br"}, b"\x1b\x00\x00\x00"),
         "/triple": ({"Content-Encoding": "gzip, gzip, gzip"}, gzip.compress(gzip.compress(gzip.compress(b"hi")))),
         "/empty-blocks": ({"Content-Encoding": "deflate"}, b""),  # streamed below: deflate that never ends
@@ -69,6 +71,7 @@ def bombs() -> dict[str, tuple[dict[str, str], bytes]]:
 
 class _Hostile(BaseHTTPRequestHandler):
     server: HostileSite
+    protocol_version = "HTTP/1.1"  # for chunked bodies; every response then closes the connection
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -77,6 +80,8 @@ class _Hostile(BaseHTTPRequestHandler):
         self.server.requests.append(self.path)
         headers, body = self.server.routes.get(self.path, ({}, b"no route"))
         self.send_response(200)
+        self.send_header("Connection", "close")
+        self.close_connection = True
         if "Content-Type" not in headers:
             self.send_header("Content-Type", "text/plain")
         for key, value in headers.items():
@@ -87,6 +92,13 @@ class _Hostile(BaseHTTPRequestHandler):
                 self.wfile.write(b"\x78\x9c")
                 for _ in range(20_000):
                     self.wfile.write(b"\x00\x00\x00\xff\xff" * 200)
+                return
+            if "Transfer-Encoding" in headers:  # HTTP/1.1 chunks of 4 kB, the body still compressed inside
+                self.end_headers()
+                for i in range(0, len(body), 4096):
+                    piece = body[i : i + 4096]
+                    self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                self.wfile.write(b"0\r\n\r\n")
                 return
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -137,6 +149,22 @@ def test_decompression_bomb_is_cut_at_the_decoded_limit(hostile: HostileSite, pa
     out, peak = _fetch_peak(hostile.base + path)
     assert "[... truncated" in out
     assert peak < 16 * MB, f"{peak / MB:.0f} MB allocated for a 1 MB limit"
+
+
+def test_chunked_gzip_bomb_is_cut(hostile: HostileSite) -> None:
+    out, peak = _fetch_peak(hostile.base + "/chunked-gzip")
+    assert "[... truncated" in out and peak < 16 * MB
+
+
+def test_gzip_transfer_coding_is_refused_without_inflating(hostile: HostileSite) -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(ToolError, match="could not fetch"):
+            make_fetch_url(allow_private=True, max_bytes=MB)(hostile.base + "/te-gzip")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * MB
 
 
 def test_concatenated_gzip_members_bomb_is_cut(hostile: HostileSite) -> None:
