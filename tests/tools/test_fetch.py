@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import shutil
 import ssl
 import subprocess
@@ -16,6 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agentkit.errors import ToolError
 from agentkit.tools import fetch_url, make_fetch_url
@@ -368,3 +371,36 @@ def test_compressed_pages_are_decoded(encoding: str, encode: Callable[[bytes], b
 
     fetch = make_fetch_url(resolver=public, transport=_served(encode(text.encode()), encoding))
     assert fetch("https://example.org/notes") == f"URL: https://example.org/notes\n\n{text}"
+
+
+_LOCAL_V4 = [
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "100.64.0.0/10",
+    "0.0.0.0/8",
+]
+
+
+@given(st.sampled_from(_LOCAL_V4).flatmap(lambda net: st.ip_addresses(network=net)))
+def test_every_ipv6_spelling_of_a_local_ipv4_address_is_refused(v4: ipaddress.IPv4Address) -> None:
+    n = int(v4)
+    spellings = [
+        f"::ffff:{v4}",  # IPv4-mapped
+        f"::ffff:0:{v4}",  # SIIT
+        f"64:ff9b::{v4}",  # NAT64
+        f"64:ff9b:1::{v4}",  # local-use NAT64, /96 layout
+        f"::{v4}",  # IPv4-compatible
+        str(ipaddress.IPv6Address((0x2002 << 112) | (n << 80) | 1)),  # 6to4
+        str(ipaddress.IPv6Address((0x20010000 << 96) | (n ^ 0xFFFFFFFF))),  # Teredo client
+    ]
+    assert [s for s in spellings if is_public_address(s)] == []
+
+
+@given(st.ip_addresses(v=4))
+def test_ipv6_spellings_agree_with_the_ipv4_address_they_carry(v4: ipaddress.IPv4Address) -> None:
+    public = is_public_address(str(v4))
+    for spelling in (f"::ffff:{v4}", f"::ffff:0:{v4}", f"64:ff9b::{v4}"):
+        assert is_public_address(spelling) is public
