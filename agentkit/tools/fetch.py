@@ -46,6 +46,8 @@ _USER_AGENT = "agentkit-fetch/0.1 (+https://github.com/agentkit)"
 _ZLIB_WBITS = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
 _MAX_ENCODINGS = 2
 _PIECE = 64 * 1024
+_MAX_CONVERT_TAGS = 50_000  # a bound on work, not a verdict on the page: above it the page is read as plain text
+_MAX_MARKDOWNIFY_TAGS = 20_000
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -241,7 +243,20 @@ class _PlainText(HTMLParser):
             self.parts.append(" ".join(data.split()))
 
 
+def _plain_text(html: str, why: str) -> str:
+    parser = _PlainText()
+    parser.feed(html)
+    parser.close()
+    return f"[note: {why}; showing its plain text]\n\n" + "\n".join(parser.parts)
+
+
 def _html_to_text(html: str, url: str) -> str:
+    # trafilatura and markdownify cost time per element (markdownify also recursion per nesting level): a hostile
+    # 2 MB page of 600,000 tags kept them busy for most of a minute, one nested 100,000 deep raised
+    # RecursionError. Pages with that many tags get the linear plain-text pass instead.
+    tags = html.count("<")
+    if tags > _MAX_CONVERT_TAGS:
+        return _plain_text(html, f"the page has {tags} tags, too many to convert to markdown")
     try:
         import trafilatura
 
@@ -250,17 +265,14 @@ def _html_to_text(html: str, url: str) -> str:
         text = None
     if text and text.strip():
         return text
+    if tags > _MAX_MARKDOWNIFY_TAGS:
+        return _plain_text(html, f"the page has {tags} tags, too many to convert to markdown")
     from markdownify import markdownify
 
     try:
         return str(markdownify(html, strip=["script", "style", "noscript"], heading_style="ATX")).strip()
-    except RecursionError:  # markdownify recurses once per nesting level; a hostile page nests 100,000 deep
-        parser = _PlainText()
-        parser.feed(html)
-        parser.close()
-        return "[note: the page's HTML is nested too deeply to convert to markdown; showing its plain text]\n\n" + (
-            "\n".join(parser.parts)
-        )
+    except RecursionError:
+        return _plain_text(html, "the page's HTML is nested too deeply to convert to markdown")
 
 
 def make_fetch_url(

@@ -61,6 +61,7 @@ def bombs() -> dict[str, tuple[dict[str, str], bytes]]:
         "/charset-rot13": ({"Content-Type": "text/plain; charset=rot13"}, b"plain words"),
         "/charset-idna": ({"Content-Type": "text/plain; charset=idna"}, b"plain words"),
         "/charset-undefined": ({"Content-Type": "text/plain; charset=undefined"}, b"plain words"),
+        "/many-tags": ({"Content-Type": "text/html"}, b"<p>" * 300_000 + b"the last word"),
         "/nested": (
             {"Content-Type": "text/html"},
             b"<html><body>" + b"<div>" * 20_000 + b"the deep text" + b"</div>" * 20_000 + b"</body></html>",
@@ -196,6 +197,12 @@ def test_encodings_never_asked_for_are_refused(hostile: HostileSite) -> None:
 def test_unknown_or_non_text_charset_is_not_a_crash(hostile: HostileSite, path: str) -> None:
     out = make_fetch_url(allow_private=True)(hostile.base + path)
     assert "not a usable text encoding; read as UTF-8" in out
+
+
+def test_a_page_of_endless_tags_is_read_as_plain_text_in_bounded_time(hostile: HostileSite) -> None:
+    # trafilatura and markdownify spend most of a minute on it: past the fetch deadline, the page is lost
+    out = make_fetch_url(allow_private=True)(hostile.base + "/many-tags")
+    assert "too many to convert to markdown" in out and "the last word" in out
 
 
 def test_deeply_nested_html_is_not_a_crash(hostile: HostileSite) -> None:
