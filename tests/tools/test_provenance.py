@@ -147,3 +147,20 @@ def test_approval_check_must_be_a_function(bad: Any) -> None:
 
     with pytest.raises(UserError, match="approval_check must be a function"):
         tool(lambda: None, approval_check=bad)
+
+
+def test_the_terminal_question_says_why_a_fetch_is_held() -> None:
+    import io
+
+    from rich.console import Console
+
+    from agentkit.cli.run import call_for_approval
+
+    reason = "this URL did not come from the user, a search result or a fetch the user approved"
+    shown, lines = call_for_approval(
+        ToolCallRequest("c1", "fetch_url", {"url": "https://x.example/"}, True, "", reason)
+    )
+    console = Console(file=io.StringIO(), width=200)
+    console.print(shown)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert f"why: {reason}" in text and lines == 2
