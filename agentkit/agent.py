@@ -52,7 +52,8 @@ from agentkit.events import (
 from agentkit.events import TextDelta as AnswerDelta
 from agentkit.events import ThinkingDelta as ThoughtDelta
 from agentkit.sessions import Session, SessionStore
-from agentkit.tools.runtime import Tool, as_tools, to_response_value
+from agentkit.tools._provenance import UrlTrust
+from agentkit.tools.runtime import CallContext, Tool, as_tools, to_response_value
 
 __all__ = ["Agent", "Approval", "RunResult", "RunTimings", "ToolCallRequest", "allow_all", "default_policy"]
 
@@ -73,8 +74,9 @@ class ToolCallRequest:
     call_id: str
     name: str
     arguments: dict[str, Any]
-    side_effects: bool
+    side_effects: bool  # this call's: the tool's flag, or its approval_check found a reason
     description: str = ""
+    reason: str = ""  # why this call needs a person, when the tool's approval_check said so
 
 
 ApprovalPolicy = Callable[[ToolCallRequest], "Approval | Awaitable[Approval]"]
@@ -189,6 +191,7 @@ class Agent:
         self.max_output_tokens = max_output_tokens
         self.store = store
         self._always: set[str] = set()
+        self._url_trust = UrlTrust()
         self._running = False
         self._runner: asyncio.Runner | None = None
         # (the history list itself, its length, thinking switch, its rendering without generation prompt)
@@ -372,7 +375,8 @@ class Agent:
                 turn.append(assistant)
                 t1 = time.perf_counter()
                 results: list[tuple[str, Any]] = []
-                async with contextlib.aclosing(self._run_calls(calls, step)) as call_events:
+                context = CallContext(self._url_trust.trusted(history, turn, self.tools))
+                async with contextlib.aclosing(self._run_calls(calls, step, context)) as call_events:
                     async for item in call_events:
                         if isinstance(item, ToolCallFinished):
                             records.append(item)
@@ -549,11 +553,11 @@ class Agent:
             s.revision = snapshot.revision
 
     async def _run_calls(
-        self, calls: list[tuple[str, gemma4.ToolCall]], step: int
+        self, calls: list[tuple[str, gemma4.ToolCall]], step: int, context: CallContext
     ) -> AsyncGenerator[ToolCallStarted | ToolCallFinished, None]:
         """Run all calls of a step concurrently; yield events as each starts and finishes."""
         queue: asyncio.Queue[ToolCallStarted | ToolCallFinished] = asyncio.Queue()
-        tasks = [asyncio.create_task(self._one_call(cid, c, step, queue)) for cid, c in calls]
+        tasks = [asyncio.create_task(self._one_call(cid, c, step, queue, context)) for cid, c in calls]
         try:
             pending = len(tasks)
             while pending:
@@ -572,6 +576,7 @@ class Agent:
         call: gemma4.ToolCall,
         step: int,
         queue: asyncio.Queue[ToolCallStarted | ToolCallFinished],
+        context: CallContext,
     ) -> None:
         started = time.perf_counter()
         args = dict(call.arguments)
@@ -579,7 +584,7 @@ class Agent:
         result: Any = None
         error: str | None = None
         try:
-            result = await self._approved_call(call_id, call.name, args)
+            result = await self._approved_call(call_id, call.name, args, context)
         except asyncio.CancelledError:
             error = "cancelled by the user"
             raise
@@ -591,21 +596,23 @@ class Agent:
             duration = time.perf_counter() - started
             queue.put_nowait(ToolCallFinished(call_id, call.name, args, result, error, duration, step))
 
-    async def _approved_call(self, call_id: str, name: str, args: dict[str, Any]) -> Any:
+    async def _approved_call(self, call_id: str, name: str, args: dict[str, Any], context: CallContext) -> Any:
         tool = self.tools.get(name)
         if tool is None:
             known = ", ".join(sorted(self.tools)) or "none"
             raise ToolError(f"unknown tool {name!r}; the available tools are: {known}")
         tool.validate(args)  # reject bad arguments before anyone is asked to approve them
-        request = ToolCallRequest(call_id, name, args, tool.side_effects, tool.description)
+        # A tool's approval_check can find that this one call needs a person (fetch_url of a URL the model made up).
+        reason = (tool.approval_check(args, context) or "") if tool.approval_check is not None else ""
+        request = ToolCallRequest(call_id, name, args, tool.side_effects or bool(reason), tool.description, reason)
         decision = await _maybe_await(self.approval(request))
         if decision is Approval.ASK:
             if name in self._always:
                 decision = Approval.ALLOW
             elif self.ask is None:
                 raise ToolError(
-                    f"{name} needs a person's approval (it has side effects) and none can be asked here; "
-                    "do not retry this call"
+                    f"{name} needs a person's approval ({reason or 'it has side effects'}) and none can be "
+                    "asked here; do not retry this call"
                 )
             else:
                 answer = await _maybe_await(self.ask(request))

@@ -234,6 +234,9 @@ def call_for_approval(request: ToolCallRequest) -> tuple[RenderableType, int]:
         )
     ]
     lines = 1
+    if request.reason:  # why this call, of a tool otherwise harmless, needs a person (fetch_url's URL check)
+        parts.append(Text(f"  why: {terminal_safe(request.reason)}", "yellow"))
+        lines += 1
     for key, value in blocks.items():
         parts.append(Text(f"  {terminal_safe(key)} ({len(value.splitlines()) or 1} lines, {len(value)} characters):"))
         parts.append(_argument_block(request, key, value))

@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 from .fetch import fetch_url, make_fetch_url
-from .runtime import Tool, tool
+from .runtime import CallContext, Tool, tool
 from .sandbox import ExecResult, PythonSandbox
 from .search import make_web_search, web_search
 from .workspace import Workspace
 
 __all__ = [
+    "CallContext",
     "ExecResult",
     "PythonSandbox",
     "Tool",

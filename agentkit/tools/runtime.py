@@ -22,7 +22,16 @@ import pydantic
 
 from agentkit.errors import ToolError, ToolTimeout, UserError
 
-__all__ = ["Tool", "ToolArgumentError", "as_tool", "as_tools", "to_response_value", "tool"]
+__all__ = [
+    "ApprovalCheck",
+    "CallContext",
+    "Tool",
+    "ToolArgumentError",
+    "as_tool",
+    "as_tools",
+    "to_response_value",
+    "tool",
+]
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -39,9 +48,37 @@ def _pydantic_message(exc: pydantic.ValidationError) -> str:
     return "; ".join(parts)
 
 
+@dataclasses.dataclass(frozen=True)
+class CallContext:
+    """What an :data:`ApprovalCheck` may consult about the conversation a call comes from.
+
+    ``trusted_urls`` are the URLs (as :func:`~agentkit.tools._provenance.url_key` keys) that came from the
+    user or system messages, from results of ``url_source`` tools, or from earlier approved calls.
+    """
+
+    trusted_urls: frozenset[str] = frozenset()
+
+    def is_trusted_url(self, url: str) -> bool:
+        """True when ``url`` appeared in the conversation from a trusted source (scheme and fragment aside)."""
+        from agentkit.tools._provenance import url_key
+
+        key = url_key(url)
+        return key is not None and key in self.trusted_urls
+
+
+ApprovalCheck = Callable[[Mapping[str, Any], CallContext], "str | None"]
+"""Per call: ``None`` when this call is as harmless as the tool's ``side_effects`` says, else why a person must
+approve it (the call is then treated as having side effects, and the reason is shown with the question)."""
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Tool:
-    """A callable the model may ask for, with its declaration and validation model."""
+    """A callable the model may ask for, with its declaration and validation model.
+
+    ``side_effects`` marks every call as needing approval under the default policy; ``approval_check`` decides
+    per call (``fetch_url`` holds URLs the model composed); ``url_source`` marks tools whose results are URLs a
+    person would follow (search results), which ``approval_check`` then trusts.
+    """
 
     name: str
     description: str
@@ -50,6 +87,8 @@ class Tool:
     side_effects: bool = False
     timeout_s: float | None = DEFAULT_TIMEOUT_S
     validator: type[pydantic.BaseModel] | None = None
+    approval_check: ApprovalCheck | None = None
+    url_source: bool = False
 
     def as_openai_tool(self) -> dict[str, Any]:
         """The OpenAI function-tool dict; ``render_prompt`` and the chat-API backends accept it."""
@@ -123,6 +162,8 @@ def tool(
     description: str | None = None,
     side_effects: bool = False,
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    approval_check: ApprovalCheck | None = None,
+    url_source: bool = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 @overload
 def tool(
@@ -133,6 +174,8 @@ def tool(
     description: str | None = None,
     side_effects: bool = False,
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    approval_check: ApprovalCheck | None = None,
+    url_source: bool = False,
 ) -> Tool: ...
 
 
@@ -144,17 +187,24 @@ def tool(
     description: str | None = None,
     side_effects: bool = False,
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    approval_check: ApprovalCheck | None = None,
+    url_source: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a typed function into a :class:`Tool`; use as ``@tool``, ``@tool(side_effects=True)`` or ``tool(f)``.
 
     ``side_effects=True`` marks tools that change the world (write files, run code): the default approval
-    policy asks a person before running them.
+    policy asks a person before running them. ``approval_check(arguments, context)`` makes that decision per
+    call (return why a person must approve, or None); ``url_source=True`` marks results as URLs to trust.
     """
 
     if name is not None:
         _check_name(name)
     if not isinstance(side_effects, bool):
         raise UserError(f"side_effects must be True or False, got {side_effects!r}")
+    if approval_check is not None and not callable(approval_check):
+        raise UserError(
+            f"approval_check must be a function (arguments, context) -> reason or None, got {approval_check!r}"
+        )
 
     def wrap(f: Callable[..., Any]) -> Tool:
         from agentkit.gemma4 import function_schema
@@ -166,6 +216,8 @@ def tool(
                 description=description or f.description,
                 side_effects=side_effects or f.side_effects,
                 timeout_s=timeout_s,
+                approval_check=approval_check or f.approval_check,
+                url_source=url_source or f.url_source,
             )
         if not callable(f):
             raise UserError(f"tool() needs a function, got {type(f).__name__}")
@@ -183,6 +235,8 @@ def tool(
             side_effects=side_effects,
             timeout_s=timeout_s,
             validator=_validator_for(f, decl["name"]),
+            approval_check=approval_check,
+            url_source=url_source,
         )
 
     if fn is None:

@@ -89,7 +89,8 @@ def make_web_search(
             results.append({"title": str(item.get("title") or url), "url": url, "snippet": snippet[:_SNIPPET_CHARS]})
         return results
 
-    return tool(web_search, name=name, timeout_s=timeout_s + 5)
+    # url_source: the result URLs are what a person would click, so fetch_url may follow them unasked.
+    return tool(web_search, name=name, timeout_s=timeout_s + 5, url_source=True)
 
 
 web_search: Tool = make_web_search()

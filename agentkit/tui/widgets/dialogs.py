@@ -70,6 +70,7 @@ class ApprovalScreen(ModalScreen[Approval]):
         padding: 0 1;
     }
     ApprovalScreen .approval-description { color: $text-muted; margin-bottom: 1; }
+    ApprovalScreen .approval-reason { color: $warning; margin-bottom: 1; }
     /* Long arguments (a whole file) must not push the answers off a small screen: they scroll instead. */
     ApprovalScreen .dialog-buttons { dock: bottom; }
     """
@@ -92,6 +93,8 @@ class ApprovalScreen(ModalScreen[Approval]):
                 Text.assemble("Allow ", (literal(self.request.name).plain, "bold"), " to run? It has side effects."),
                 classes="dialog-title",
             )
+            if self.request.reason:  # why this call, of a tool otherwise harmless, needs a person
+                yield Static(f"Why: {self.request.reason}", markup=False, classes="approval-reason")
             if self.request.description:
                 yield Static(literal(self.request.description), classes="approval-description")
             with VerticalScroll(classes="approval-args"):
