@@ -13,6 +13,7 @@ from agentkit.backends.registry import backend_from_url
 from agentkit.errors import AgentkitError
 from agentkit.sessions import Session, SessionInfo, SessionStore
 from agentkit.tools.runtime import Tool, tool
+from agentkit.toolsets import Toolset
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,7 @@ __all__ = [
     "SessionStore",
     "Tool",
     "ToolCallRequest",
+    "Toolset",
     "Usage",
     "__version__",
     "allow_all",

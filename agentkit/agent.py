@@ -54,6 +54,7 @@ from agentkit.events import ThinkingDelta as ThoughtDelta
 from agentkit.sessions import Session, SessionStore
 from agentkit.tools._provenance import UrlTrust
 from agentkit.tools.runtime import CallContext, Tool, as_tools, to_response_value
+from agentkit.toolsets import Toolset, check_toolsets, merge_tools
 
 __all__ = ["Agent", "Approval", "RunResult", "RunTimings", "ToolCallRequest", "allow_all", "default_policy"]
 
@@ -155,6 +156,7 @@ class Agent:
         session_id: str | None = None,
         max_repeated_calls: int = 3,
         max_output_tokens: int | None = None,
+        toolsets: Iterable[Toolset] = (),
     ) -> None:
         if isinstance(backend, str):
             raise UserError(
@@ -173,6 +175,10 @@ class Agent:
         self.backend = backend
         self.tools: dict[str, Tool] = {t.name: t for t in as_tools(tools)}
         self._declarations = [t.as_openai_tool() for t in self.tools.values()]
+        # Tool sources with a lifecycle (MCP servers): started on first use, their tools merged per request.
+        self.toolsets = check_toolsets(toolsets)
+        self._own_tools = list(self.tools.values())
+        self._toolset_versions: tuple[int, ...] | None = None if self.toolsets else ()
         self.thinking = thinking
         self.max_steps = max_steps
         if sampling is None:
@@ -250,9 +256,44 @@ class Agent:
 
     def close(self) -> None:
         if self._runner is not None:
-            self._runner.run(self.backend.aclose())
+            self._runner.run(self.aclose())
             self._runner.close()
             self._runner = None
+
+    async def aclose(self) -> None:
+        """Stop the toolsets (MCP server processes) and close the backend's connections."""
+        try:
+            for toolset in reversed(self.toolsets):
+                await toolset.stop()
+        finally:
+            self._toolset_versions = None if self.toolsets else ()
+            await self.backend.aclose()
+
+    async def __aenter__(self) -> Agent:
+        await self._sync_tools()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def _sync_tools(self) -> None:
+        """Start the toolsets if needed; when their tools changed, declare the new list from this request on."""
+        if not self.toolsets:
+            return
+        for toolset in self.toolsets:
+            await toolset.start()
+        versions = tuple(t.version for t in self.toolsets)
+        if versions != self._toolset_versions:
+            self.tools = merge_tools(self._own_tools, self.toolsets)
+            self._declarations = [t.as_openai_tool() for t in self.tools.values()]
+            self._prefix = None  # the cached rendering declares the old tools
+            self._toolset_versions = versions
 
     async def run_stream(self, prompt: str | Sequence[Mapping[str, Any]]) -> AsyncIterator[AgentEvent]:
         """Run one user request, yielding events as they happen; the last one is ``RunFinished``."""
@@ -294,6 +335,7 @@ class Agent:
 
     async def _turn(self, user_message: dict[str, Any]) -> AsyncIterator[AgentEvent]:
         started = time.perf_counter()
+        await self._sync_tools()
         history = self.session.messages
         turn: list[dict[str, Any]] = [user_message]  # messages of this turn, reasoning kept until it ends
         if self._turns[0] is not history or self._turns[1] != len(history):

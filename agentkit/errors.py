@@ -112,3 +112,7 @@ class SessionNotFound(SessionError):
 
 class SessionCorrupt(SessionError):
     """Raised when a session file is unreadable or not an agentkit session; the file is left untouched."""
+
+
+class ToolsetError(AgentkitError):
+    """A tool source (an MCP server) could not start, died, or answered with something unusable."""

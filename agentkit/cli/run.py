@@ -332,7 +332,7 @@ async def _run(agent: Agent, task: str, printer: EventPrinter | JsonEventPrinter
         raise
     finally:
         printer.close()
-        await agent.backend.aclose()
+        await agent.aclose()
     return EXIT_OK if ok else EXIT_FAILED
 
 

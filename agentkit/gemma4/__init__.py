@@ -6,6 +6,7 @@ Nothing here imports the rest of agentkit, so backends, the loop and tests can a
 from __future__ import annotations
 
 from . import tokens
+from .flatten import flatten_schema
 from .parse import (
     ContentDelta,
     ParsedResponse,
@@ -39,6 +40,7 @@ __all__ = [
     "ToolCall",
     "ToolCallEvent",
     "ValueSyntaxError",
+    "flatten_schema",
     "format_tool_call",
     "format_value",
     "function_schema",

@@ -1,0 +1,444 @@
+"""MCP servers as toolsets: their tools, listed and kept current, called through the official SDK.
+
+Each server is driven by one supervisor task that opens the SDK's ``Client`` and keeps it open until the
+server is stopped (the SDK's transports are anyio task groups: they must be entered and left by the same
+task). Calls from the agent's tasks go through that open client. When the server announces
+``tools/list_changed`` (a notification on 2025 protocol versions, a ``subscriptions/listen`` event on
+2026 ones) the list is fetched again and :attr:`MCPServer.version` moves, so the agent declares the new
+list from its next request on.
+
+A server that dies mid-run (its process exits, the HTTP endpoint goes away) fails the call in flight with a
+:class:`~agentkit.errors.ToolError` that says so — the call is not retried, since it may have had effects —
+and the server is started again for the next call, up to ``max_restarts`` times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlparse
+
+import jsonschema
+import mcp.types as mt
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import get_default_environment, stdio_client
+from mcp.client.subscriptions import ListenNotSupportedError
+from mcp.shared.exceptions import MCPError
+
+from agentkit.errors import ToolError, ToolsetError, ToolTimeout
+from agentkit.gemma4 import flatten_schema
+from agentkit.tools.runtime import Tool, ToolArgumentError
+from agentkit.toolsets import callable_name
+
+from .results import result_value
+
+__all__ = ["MCPServer", "MCPServerHTTP", "MCPServerStdio", "MCPTool"]
+
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_START_TIMEOUT_S = 30.0
+_LAUNCHERS = {"uvx", "uv", "npx", "bunx", "pipx", "python", "python3", "node", "deno", "run", "tool", "docker"}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MCPTool(Tool):
+    """A tool of an MCP server; its arguments are checked against the server's own JSON schema."""
+
+    server_name: str = ""
+    remote_name: str = ""
+    input_schema: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    schema_validator: Any = None
+
+    def validate(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        args = dict(arguments)
+        if self.schema_validator is not None:
+            errors = sorted(self.schema_validator.iter_errors(args), key=lambda e: list(e.absolute_path))
+            if errors:
+                reasons = "; ".join(
+                    f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}" for e in errors
+                )
+                raise ToolArgumentError(f"invalid arguments for {self.name}: {reasons}")
+        return args
+
+
+class MCPServer:
+    """One MCP server as a :class:`~agentkit.toolsets.Toolset`; use :class:`MCPServerStdio` or :class:`MCPServerHTTP`.
+
+    ``timeout_s`` bounds each tool call, ``start_timeout_s`` the connection and first listing.
+    ``read_only`` overrides the server's ``readOnlyHint`` for every tool (True: never ask before a call;
+    False: always ask); left None, tools the server marks read-only run without approval, the rest need it.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
+        max_restarts: int = 3,
+        read_only: bool | None = None,
+    ) -> None:
+        self.name = callable_name(name)
+        self.timeout_s = timeout_s
+        self.start_timeout_s = start_timeout_s
+        self.max_restarts = max_restarts
+        self.read_only = read_only
+        self.restarts = 0
+        self.server_info: mt.Implementation | None = None
+        self._tools: list[MCPTool] = []
+        self._version = 0
+        self._client: Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._lock: asyncio.Lock | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- what a transport provides ----------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """How the server is reached, for messages (``uvx mcp-server-time``, a URL)."""
+        raise NotImplementedError
+
+    def _open(self, stack: contextlib.AsyncExitStack) -> Client:
+        raise NotImplementedError
+
+    def _death_note(self) -> str:
+        """What is known about why the server went away (its last stderr lines, for a process)."""
+        return ""
+
+    # -- the Toolset protocol ---------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done() and self._client is not None
+
+    def list_tools(self) -> Sequence[Tool]:
+        return list(self._tools)
+
+    async def start(self) -> None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self.running:
+                return
+            await self._shutdown()
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._stop_event = asyncio.Event()
+            self._task = asyncio.create_task(self._supervise(ready, self._stop_event), name=f"mcp:{self.name}")
+            try:
+                await asyncio.wait_for(asyncio.shield(ready), self.start_timeout_s)
+            except TimeoutError:
+                await self._shutdown()
+                raise ToolsetError(
+                    f"MCP server {self.name!r} ({self.describe()}) did not answer within {self.start_timeout_s:g} s; "
+                    "check that it starts on its own, or raise start_timeout_s"
+                ) from None
+            except BaseException as exc:
+                await self._shutdown()
+                if isinstance(exc, ToolsetError | asyncio.CancelledError):
+                    raise
+                note = self._death_note()
+                raise ToolsetError(
+                    f"MCP server {self.name!r} ({self.describe()}) could not start: {_reason(exc)}"
+                    + (f"\n{note}" if note else "")
+                ) from exc
+
+    async def stop(self) -> None:
+        if self._lock is None:
+            return
+        async with self._lock:
+            await self._shutdown()
+
+    async def __aenter__(self) -> MCPServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def call_tool(self, remote_name: str, arguments: Mapping[str, Any]) -> Any:
+        """Call a tool by the server's own name; the result as a native tool response value."""
+        if not self.running:
+            await self._revive(f"it had stopped before {remote_name} was called")
+        client = self._client
+        assert client is not None
+        try:
+            result = await client.call_tool(remote_name, dict(arguments), read_timeout_seconds=self.timeout_s)
+        except MCPError as exc:
+            if exc.code == mt.CONNECTION_CLOSED:
+                note = self._death_note()
+                await self._revive_quietly()
+                raise ToolError(
+                    f"MCP server {self.name!r} stopped while running {remote_name} (the call was not retried; "
+                    f"{'the server was restarted' if self.running else 'it could not be restarted'})"
+                    + (f": {note}" if note else "")
+                ) from exc
+            if exc.code == mt.REQUEST_TIMEOUT:
+                raise ToolTimeout(f"{remote_name} did not finish within {self.timeout_s:g} s") from exc
+            raise ToolError(f"{remote_name} failed on MCP server {self.name!r}: {exc.error.message}") from exc
+        return result_value(remote_name, result)
+
+    # -- internals --------------------------------------------------------------------------------------
+
+    async def _supervise(self, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                client = await stack.enter_async_context(self._open(stack))
+                self._client = client
+                self.server_info = client.server_info
+                await self._refresh(client)
+                ready.set_result(None)
+                listener = asyncio.create_task(self._listen(client))
+                try:
+                    await stop.wait()
+                finally:
+                    listener.cancel()
+                    with contextlib.suppress(BaseException):
+                        await listener
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            elif not isinstance(exc, asyncio.CancelledError | Exception):
+                raise
+        finally:
+            self._client = None
+            if not ready.done():
+                ready.set_exception(ToolsetError(f"MCP server {self.name!r} closed before it was ready"))
+
+    async def _shutdown(self) -> None:
+        task, self._task = self._task, None
+        if self._stop_event is not None:
+            self._stop_event.set()
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 10)
+            except (TimeoutError, Exception):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        for t in list(self._background):
+            t.cancel()
+        self._client = None
+
+    async def _revive(self, why: str) -> None:
+        if self.restarts >= self.max_restarts:
+            raise ToolError(
+                f"MCP server {self.name!r} is down ({why}) and was already restarted {self.restarts} times; "
+                "do not call its tools again"
+            )
+        self.restarts += 1
+        try:
+            await self.start()
+        except ToolsetError as exc:
+            raise ToolError(f"MCP server {self.name!r} is down ({why}) and could not be restarted: {exc}") from exc
+
+    async def _revive_quietly(self) -> None:
+        with contextlib.suppress(ToolError):
+            await self.stop()
+            await self._revive("it stopped")
+
+    async def _listen(self, client: Client) -> None:
+        """Follow ``tools/list_changed`` on 2026 protocol versions (older ones notify ``_on_message``)."""
+        try:
+            async with client.listen(tools_list_changed=True) as subscription:
+                async for _ in subscription:
+                    await self._refresh(client)
+        except ListenNotSupportedError:
+            return
+        except Exception:  # the connection went away; calls will find out and report it
+            return
+
+    async def _on_message(self, message: Any) -> None:
+        if isinstance(message, mt.ToolListChangedNotification) and self._client is not None:
+            # Not awaited here: this runs in the SDK's receive loop, which must stay free for the answer.
+            task = asyncio.create_task(self._refresh(self._client))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _refresh(self, client: Client) -> None:
+        listed: list[mt.Tool] = []
+        cursor: str | None = None
+        for _ in range(100):
+            page = await asyncio.wait_for(client.list_tools(cursor=cursor, cache_mode="refresh"), self.start_timeout_s)
+            listed.extend(page.tools)
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        tools = [self._tool(t) for t in listed]
+        before = [(t.name, t.description, t.parameters, t.side_effects) for t in self._tools]
+        if [(t.name, t.description, t.parameters, t.side_effects) for t in tools] != before:
+            self._tools = tools
+            self._version += 1
+
+    def _tool(self, spec: mt.Tool) -> MCPTool:
+        schema = dict(spec.input_schema or {"type": "object"})
+        try:
+            jsonschema.validators.validator_for(schema).check_schema(schema)
+            validator: Any = jsonschema.validators.validator_for(schema)(schema)
+        except jsonschema.SchemaError:
+            validator = None  # the server checks what it receives; a schema we cannot use is no reason to fail
+        read_only = spec.annotations.read_only_hint if spec.annotations is not None else None
+        if self.read_only is not None:
+            read_only = self.read_only
+        remote = spec.name
+
+        async def call(**arguments: Any) -> Any:
+            return await self.call_tool(remote, arguments)
+
+        call.__name__ = callable_name(remote)
+        return MCPTool(
+            name=callable_name(remote),
+            description=spec.description or spec.title or "",
+            parameters=flatten_schema(schema),
+            fn=call,
+            side_effects=read_only is not True,
+            timeout_s=None if self.timeout_s is None else self.timeout_s + 5,  # the SDK's own timeout speaks first
+            server_name=self.name,
+            remote_name=remote,
+            input_schema=schema,
+            schema_validator=validator,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, {self.describe()!r})"
+
+
+class MCPServerStdio(MCPServer):
+    """A server run as a subprocess, spoken to over stdin/stdout: ``MCPServerStdio("uvx", ["mcp-server-time"])``.
+
+    ``env`` adds to the SDK's safe default environment (PATH, HOME, ...); the parent's secrets are not passed
+    on unless named. The server's stderr is kept, and its last lines explain a crash.
+    """
+
+    def __init__(
+        self,
+        command: str,
+        args: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
+        name: str | None = None,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
+        max_restarts: int = 3,
+        read_only: bool | None = None,
+    ) -> None:
+        if not isinstance(command, str) or not command.strip():
+            raise ToolsetError("MCPServerStdio needs a command, e.g. MCPServerStdio('uvx', ['mcp-server-time'])")
+        if isinstance(args, str):
+            raise ToolsetError(f"args is a list of strings, e.g. {args.split()!r}, not one string")
+        self.command = command
+        self.args = [str(a) for a in args]
+        self.env = dict(env or {})
+        self.cwd = cwd
+        self._stderr: IO[str] | None = None
+        super().__init__(
+            name=name or _name_from_command(command, self.args),
+            timeout_s=timeout_s,
+            start_timeout_s=start_timeout_s,
+            max_restarts=max_restarts,
+            read_only=read_only,
+        )
+
+    def describe(self) -> str:
+        return " ".join([self.command, *self.args])
+
+    def _open(self, stack: contextlib.AsyncExitStack) -> Client:
+        params = StdioServerParameters(
+            command=self.command,
+            args=self.args,
+            env={**get_default_environment(), **self.env} if self.env else None,
+            cwd=self.cwd,
+        )
+        self._stderr = stack.enter_context(
+            tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115 - the stack closes it
+        )
+        return Client(stdio_client(params, errlog=self._stderr), message_handler=self._on_message)
+
+    def _death_note(self) -> str:
+        if self._stderr is None:
+            return ""
+        try:
+            self._stderr.flush()
+            self._stderr.seek(0)
+            lines = [line.rstrip() for line in self._stderr.read().splitlines() if line.strip()]
+        except (OSError, ValueError):
+            return ""
+        return ("its last output: " + " | ".join(lines[-3:]))[:600] if lines else ""
+
+
+class MCPServerHTTP(MCPServer):
+    """An MCP server reached over streamable HTTP: ``MCPServerHTTP("http://127.0.0.1:8000/mcp")``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        name: str | None = None,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
+        max_restarts: int = 3,
+        read_only: bool | None = None,
+    ) -> None:
+        parsed = urlparse(url) if isinstance(url, str) else None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ToolsetError(f"MCPServerHTTP needs an http(s) URL such as http://127.0.0.1:8000/mcp, got {url!r}")
+        self.url = url
+        self.headers = dict(headers or {})
+        super().__init__(
+            name=name or parsed.hostname,
+            timeout_s=timeout_s,
+            start_timeout_s=start_timeout_s,
+            max_restarts=max_restarts,
+            read_only=read_only,
+        )
+
+    def describe(self) -> str:
+        return self.url
+
+    def _open(self, stack: contextlib.AsyncExitStack) -> Client:
+        from mcp.client.streamable_http import streamable_http_client
+
+        http_client = None
+        if self.headers:
+            import httpx2
+
+            http_client = httpx2.AsyncClient(headers=self.headers, follow_redirects=False)
+        return Client(streamable_http_client(self.url, http_client=http_client), message_handler=self._on_message)
+
+
+def _name_from_command(command: str, args: Sequence[str]) -> str:
+    """``uvx mcp-server-time`` → ``time``; ``python3 my_server.py`` → ``my_server``."""
+    words = [Path(w).name for w in [command, *args] if w and not w.startswith("-")]
+    pick = next((w for w in words if w not in _LAUNCHERS), words[0] if words else "mcp")
+    for suffix in (".py", ".js", ".ts", ".mjs"):
+        pick = pick.removesuffix(suffix)
+    for prefix in ("mcp-server-", "mcp_server_", "server-", "mcp-"):
+        if pick.startswith(prefix) and len(pick) > len(prefix):
+            pick = pick[len(prefix) :]
+    for suffix in ("-mcp-server", "-mcp", "_mcp"):
+        if pick.endswith(suffix) and len(pick) > len(suffix):
+            pick = pick[: -len(suffix)]
+    return callable_name(pick)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for an exception that may be an ExceptionGroup from the SDK's task groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, FileNotFoundError):
+        return f"command not found ({exc.filename or exc}); is it installed and on PATH?"
+    if isinstance(exc, MCPError):
+        return exc.error.message
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 400 else json.dumps(text[:400])
