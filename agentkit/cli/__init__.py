@@ -1,4 +1,4 @@
-"""The ``agentkit`` command: ``chat``, ``run``, ``batch``, ``sessions`` and ``doctor``.
+"""The ``agentkit`` command: ``chat``, ``run``, ``batch``, ``sessions``, ``doctor`` and ``mcp serve``.
 
 argparse keeps the command dependency-free and lets this module own every exit code: usage errors exit 2
 (argparse's own convention), unavailable backends 3, Ctrl-C 130. Subcommand modules are imported only
@@ -51,6 +51,13 @@ def _agent_options() -> argparse.ArgumentParser:
     g.add_argument("--workspace", "-w", metavar="DIR", help="folder the files and python tools work in")
     g.add_argument("--system", metavar="TEXT", help="system prompt")
     g.add_argument("--max-steps", type=int, metavar="N", help="most generation steps per task (default 20)")
+    g.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar="'CMD ARGS'|URL",
+        help="an MCP server whose tools the agent gets: a command (stdio) or an http(s) URL; repeatable",
+    )
     return p
 
 
@@ -137,6 +144,27 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     doctor.add_argument("--no-probe", action="store_true", help="skip the tool-calling probe (it runs the model)")
+
+    mcp = sub.add_parser(
+        "mcp", help="serve agentkit's tools to MCP clients", epilog=EXIT_CODES_HELP, formatter_class=fmt
+    )
+    msub = mcp.add_subparsers(dest="action", metavar="ACTION", required=True)
+    serve = msub.add_parser(
+        "serve",
+        help="serve the built-in tools over MCP on stdin/stdout",
+        description=(
+            "Serve agentkit's built-in tools (sandboxed python, workspace files, search, fetch) to any MCP client "
+            "over stdio, e.g. in a client's config: command = agentkit, args = [mcp, serve, --tools, python,files, "
+            "--workspace, DIR]."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
+    serve.add_argument(
+        "--tools", metavar="LIST", help=f"comma-separated: {','.join(KNOWN_TOOLS)} (default python,files)"
+    )
+    serve.add_argument("--workspace", "-w", metavar="DIR", help="folder the files and python tools work in")
+    serve.add_argument("--config", metavar="PATH", help="config file to read instead of the default one")
     return parser
 
 
@@ -150,10 +178,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         system=args.system,
         max_steps=args.max_steps,
         config=args.config,
+        mcp=getattr(args, "mcp", ()),
     )
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "mcp":
+        from .mcp import mcp_command
+
+        return mcp_command(args)
     if args.command == "sessions":
         from .sessions import sessions_command
 

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from agentkit.errors import AgentkitError, UserError
 
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, make_backend, make_tools, to_jsonable
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, make_backend, make_tools, make_toolsets, to_jsonable
 from .config import Settings
 
 if TYPE_CHECKING:
@@ -267,6 +267,7 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
     check_resume(tasks, read_done(output_path), output_path)  # refused now, before a model is loaded
     backend = make_backend(settings)
     tools = make_tools(settings)
+    toolsets = make_toolsets(settings)  # one set of servers shared by every task's agent
     store = None
     if args.save_sessions:
         from agentkit import SessionStore
@@ -278,6 +279,7 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
         return Agent(
             backend,
             tools=tools,
+            toolsets=toolsets,
             system=settings.system,
             thinking=settings.thinking,
             max_steps=settings.max_steps,
@@ -297,6 +299,8 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
                 retry_failed=args.retry_failed,
             )
         finally:
+            for toolset in toolsets:
+                await toolset.stop()
             await backend.aclose()
 
     try:

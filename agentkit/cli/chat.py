@@ -8,7 +8,7 @@ import sys
 from agentkit import SessionStore, backend_from_url
 from agentkit.errors import UserError
 
-from .common import EXIT_OK, make_tools
+from .common import EXIT_OK, make_tools, make_toolsets
 from .config import Settings, default_backend_url
 
 __all__ = ["chat_command", "has_terminal"]
@@ -34,6 +34,7 @@ def chat_command(args: argparse.Namespace, settings: Settings) -> int:
     app = AgentkitApp(
         backend,
         tools=make_tools(settings),
+        toolsets=make_toolsets(settings),
         system=settings.system,
         thinking=settings.thinking,
         max_steps=settings.max_steps,

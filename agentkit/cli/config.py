@@ -16,14 +16,23 @@ Config file (``agentkit doctor`` prints where it is looked for)::
     [backends]                                          # named backends: doctor checks all of them
     local = "ollama://localhost:11434/gemma4:e4b"
     gpu = "vllm://gpu-box:8000/google/gemma-4-31B-it"
+
+    [mcp.servers.time]                                  # MCP servers whose tools every run gets
+    command = "uvx"
+    args = ["mcp-server-time"]
+    env = { TZ = "UTC" }                                # optional; also: timeout = 60 (seconds per call)
+
+    [mcp.servers.docs]
+    url = "http://127.0.0.1:8000/mcp"                   # streamable HTTP; optional headers = { ... }
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +46,7 @@ __all__ = [
     "DEFAULT_OLLAMA_MODEL",
     "DEFAULT_TRANSFORMERS_MODEL",
     "KNOWN_TOOLS",
+    "MCPServerSpec",
     "Settings",
     "default_backend_url",
     "default_config_path",
@@ -48,7 +58,83 @@ __all__ = [
 DEFAULT_OLLAMA_MODEL = "gemma4:e4b"
 DEFAULT_TRANSFORMERS_MODEL = "google/gemma-4-E2B-it"
 KNOWN_TOOLS = ("search", "fetch", "python", "files")
-_CONFIG_KEYS = {"backend", "model", "thinking", "tools", "workspace", "system", "max_steps", "backends"}
+_CONFIG_KEYS = {"backend", "model", "thinking", "tools", "workspace", "system", "max_steps", "backends", "mcp"}
+_MCP_KEYS = {"command", "args", "env", "cwd", "url", "headers", "timeout"}
+
+
+@dataclass(frozen=True)
+class MCPServerSpec:
+    """One MCP server to start with the agent: a command (stdio) or a URL (streamable HTTP)."""
+
+    name: str | None
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float | None = None
+
+    @classmethod
+    def from_flag(cls, value: str) -> MCPServerSpec:
+        """``--mcp 'uvx mcp-server-time'`` or ``--mcp http://127.0.0.1:8000/mcp``."""
+        if value.strip().startswith(("http://", "https://")):
+            return cls(name=None, url=value.strip())
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            raise UserError(f"--mcp {value!r}: {exc}; quote it as one shell word: --mcp 'uvx mcp-server-time'") from exc
+        if not words:
+            raise UserError("--mcp needs a command (--mcp 'uvx mcp-server-time') or a URL (--mcp http://HOST/mcp)")
+        return cls(name=None, command=words[0], args=tuple(words[1:]))
+
+
+def _str_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def _mcp_servers(path: Path, data: Any) -> tuple[MCPServerSpec, ...]:
+    """``[mcp.servers.NAME]`` tables, checked key by key (the shape other MCP clients use)."""
+    where = f"config file {path}: [mcp]"
+    if not isinstance(data, dict) or set(data) - {"servers"}:
+        raise UserError(f"{where} holds only servers tables: [mcp.servers.NAME] with command/args/env or url")
+    servers = data.get("servers", {})
+    if not isinstance(servers, dict):
+        raise UserError(f'{where}: servers must be tables, e.g. [mcp.servers.time] command = "uvx"')
+    specs = []
+    for name, entry in servers.items():
+        at = f"config file {path}: [mcp.servers.{name}]"
+        if not isinstance(entry, dict):
+            raise UserError(f"{at} must be a table with command (and args, env) or url")
+        unknown = sorted(set(entry) - _MCP_KEYS)
+        if unknown:
+            raise UserError(f"{at}: unknown key(s) {', '.join(unknown)}; known keys are {', '.join(sorted(_MCP_KEYS))}")
+        if ("command" in entry) == ("url" in entry):
+            raise UserError(f"{at} needs either command (a program to start) or url (a streamable HTTP endpoint)")
+        for key in ("command", "url", "cwd"):
+            if key in entry and not (isinstance(entry[key], str) and entry[key].strip()):
+                raise UserError(f"{at}: {key} must be a non-empty string")
+        if "args" in entry and not (isinstance(entry["args"], list) and all(isinstance(a, str) for a in entry["args"])):
+            raise UserError(f'{at}: args must be a list of strings, e.g. ["mcp-server-time"]')
+        for key in ("env", "headers"):
+            if key in entry and not _str_map(entry[key]):
+                raise UserError(f'{at}: {key} must map names to strings, e.g. {key} = {{ NAME = "value" }}')
+        timeout = entry.get("timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+            raise UserError(f"{at}: timeout must be a positive number of seconds")
+        specs.append(
+            MCPServerSpec(
+                name=name,
+                command=entry.get("command"),
+                args=tuple(entry.get("args", ())),
+                env=dict(entry.get("env", {})),
+                cwd=entry.get("cwd"),
+                url=entry.get("url"),
+                headers=dict(entry.get("headers", {})),
+                timeout_s=float(timeout) if timeout is not None else None,
+            )
+        )
+    return tuple(specs)
 
 
 def default_config_path() -> Path:
@@ -93,6 +179,8 @@ def load_config_file(path: Path, *, required: bool) -> dict[str, Any]:
         raise UserError(f"config file {path}: max_steps must be a positive integer")
     if "tools" in data and not (isinstance(data["tools"], list) and all(isinstance(t, str) for t in data["tools"])):
         raise UserError(f'config file {path}: tools must be a list of names, e.g. ["search", "fetch"]')
+    if "mcp" in data:
+        data["mcp"] = _mcp_servers(path, data["mcp"])
     return data
 
 
@@ -147,6 +235,7 @@ class Settings:
     max_steps: int = 20
     config_path: Path | None = None
     named_backends: Mapping[str, str] = field(default_factory=dict)
+    mcp_servers: tuple[MCPServerSpec, ...] = ()
 
 
 def resolve_settings(
@@ -160,6 +249,7 @@ def resolve_settings(
     max_steps: int | None = None,
     config: str | None = None,
     environ: Mapping[str, str] | None = None,
+    mcp: Sequence[str] = (),
 ) -> Settings:
     """Merge flags (arguments here; None = not given), environment variables and the config file."""
     env = os.environ if environ is None else environ
@@ -201,6 +291,8 @@ def resolve_settings(
         max_steps=max_steps if max_steps is not None else int(data.get("max_steps", 20)),
         config_path=path,
         named_backends=named,
+        # The config's servers, then each --mcp: flags add to the file rather than replace it.
+        mcp_servers=(*data.get("mcp", ()), *(MCPServerSpec.from_flag(v) for v in mcp)),
     )
 
 

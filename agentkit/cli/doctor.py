@@ -25,7 +25,7 @@ from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, Us
 from .common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE, terminal_safe
 from .config import Settings, default_backend_url
 
-__all__ = ["Check", "check_backend", "check_sandbox", "doctor_command"]
+__all__ = ["Check", "check_backend", "check_mcp_servers", "check_sandbox", "doctor_command"]
 
 PROBE_WORD = "marmalade"
 PROBE_TIMEOUT_S = 180.0
@@ -110,6 +110,26 @@ async def check_backend(url: str, *, probe: bool) -> list[Check]:
         await backend.aclose()
 
 
+async def check_mcp_servers(settings: Settings) -> list[Check]:
+    """Start each configured MCP server, list its tools (marking those that need approval), stop it."""
+    from .common import make_toolsets
+
+    checks: list[Check] = []
+    for server in make_toolsets(settings):
+        label = f"mcp         {server.name}"
+        try:
+            await server.start()
+            tools = server.list_tools()
+        except AgentkitError as exc:
+            checks.append(Check(label, "fail", f"{server.describe()} did not start", str(exc)))
+            continue
+        finally:
+            await server.stop()
+        names = ", ".join(t.name + ("" if not t.side_effects else " (asks)") for t in tools) or "no tools"
+        checks.append(Check(label, "ok", f"{server.describe()} — {len(tools)} tool(s): {names}"))
+    return checks
+
+
 def _backend_failed(url: str, exc: AgentkitError) -> Check:
     """A backend that could not be built or checked; unreachable or without its model maps to exit 3."""
     unavailable = isinstance(exc, BackendUnavailable | ModelNotFound)
@@ -181,6 +201,9 @@ def doctor_command(args: argparse.Namespace, settings: Settings) -> int:
             for c in await check_backend(url, probe=not args.no_probe):
                 _print(console, c)
                 out.append(c)
+        for c in await check_mcp_servers(settings):
+            _print(console, c)
+            out.append(c)
         return out
 
     checks += asyncio.run(run_checks())

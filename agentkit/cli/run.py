@@ -26,6 +26,7 @@ from .common import (
     format_arguments,
     make_backend,
     make_tools,
+    make_toolsets,
     preview,
     safe_json,
     terminal_safe,
@@ -309,6 +310,7 @@ def build_agent(args: argparse.Namespace, settings: Settings, *, ask: TerminalAs
     return Agent(
         backend,
         tools=make_tools(settings),
+        toolsets=make_toolsets(settings),
         system=settings.system,
         thinking=settings.thinking,
         max_steps=settings.max_steps,

@@ -24,7 +24,18 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import Worker
 
-from agentkit import Agent, Approval, Backend, RunResult, Session, SessionStore, Tool, ToolCallRequest, backend_from_url
+from agentkit import (
+    Agent,
+    Approval,
+    Backend,
+    RunResult,
+    Session,
+    SessionStore,
+    Tool,
+    ToolCallRequest,
+    Toolset,
+    backend_from_url,
+)
 from agentkit.errors import AgentkitError, SessionError
 from agentkit.events import (
     Notice,
@@ -121,10 +132,12 @@ class AgentkitApp(App[None]):
         backend_factory: Callable[[str], Backend] = backend_from_url,
         show_sidebar: bool | None = None,
         history_path: Path | None = None,
+        toolsets: Sequence[Toolset] = (),
     ) -> None:
         """``history_path`` is where sent messages are kept for Up/Down: by default ``input_history.json``
         next to the sessions folder (agentkit's data directory, or ``AGENTKIT_HOME``)."""
         super().__init__()
+        self.toolsets = list(toolsets)  # shared by every agent this app makes; stopped when it closes
         self.backend = backend
         self.backend_url = backend_url or f"{backend.name}:{backend.model}"
         self.backend_choices = [c for c in dict.fromkeys([self.backend_url, *backend_choices]) if c]
@@ -176,6 +189,8 @@ class AgentkitApp(App[None]):
             self.notify(self.history.problem, title="History", severity="warning", markup=False)
 
     async def on_unmount(self) -> None:
+        for toolset in self.toolsets:
+            await toolset.stop()
         await self.backend.aclose()
 
     # -- agent and sessions ---------------------------------------------------------------------------
@@ -184,6 +199,7 @@ class AgentkitApp(App[None]):
         return Agent(
             self.backend,
             tools=self.tools,
+            toolsets=self.toolsets,
             system=self.system,
             thinking=self.thinking,
             max_steps=self.max_steps,
