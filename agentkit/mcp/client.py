@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,6 +43,7 @@ __all__ = ["MCPServer", "MCPServerHTTP", "MCPServerStdio", "MCPTool"]
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_START_TIMEOUT_S = 30.0
+_VERSIONED = re.compile(r"(python|pypy|node)[\d.]*(\.exe)?$")  # python3.11, node20
 _LAUNCHERS = {"uvx", "uv", "npx", "bunx", "pipx", "python", "python3", "node", "deno", "run", "tool", "docker"}
 
 
@@ -420,7 +422,7 @@ class MCPServerHTTP(MCPServer):
 def _name_from_command(command: str, args: Sequence[str]) -> str:
     """``uvx mcp-server-time`` → ``time``; ``python3 my_server.py`` → ``my_server``."""
     words = [Path(w).name for w in [command, *args] if w and not w.startswith("-")]
-    pick = next((w for w in words if w not in _LAUNCHERS), words[0] if words else "mcp")
+    pick = next((w for w in words if w not in _LAUNCHERS and not _VERSIONED.match(w)), words[0] if words else "mcp")
     for suffix in (".py", ".js", ".ts", ".mjs"):
         pick = pick.removesuffix(suffix)
     for prefix in ("mcp-server-", "mcp_server_", "server-", "mcp-"):

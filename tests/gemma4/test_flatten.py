@@ -70,7 +70,9 @@ def test_unions_of_several_types_and_objects_are_kept_not_refused() -> None:
                 "when": {"type": ["string", "null"], "format": "date-time"},
                 "anything": {},
                 "tuple": {"type": "array", "prefixItems": [{"type": "number"}, {"type": "number"}]},
-                "all": {"allOf": [{"properties": {"x": {"type": "integer"}}}, {"properties": {"y": {"type": "integer"}}}]},
+                "all": {
+                    "allOf": [{"properties": {"x": {"type": "integer"}}}, {"properties": {"y": {"type": "integer"}}}]
+                },
             },
         }
     )

@@ -84,7 +84,9 @@ def everything() -> CallToolResult:
             EmbeddedResource(
                 type="resource",
                 resource=BlobResourceContents(
-                    uri="file:///data.bin", mime_type="application/octet-stream", blob=base64.b64encode(b"\x00\x01").decode()
+                    uri="file:///data.bin",
+                    mime_type="application/octet-stream",
+                    blob=base64.b64encode(b"\x00\x01").decode(),
                 ),
             ),
             ResourceLink(type="resource_link", uri="file:///big.csv", name="big.csv", mime_type="text/csv"),

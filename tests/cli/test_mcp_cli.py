@@ -1,0 +1,93 @@
+"""MCP through the command line: ``run --mcp``, ``[mcp.servers.NAME]``, ``doctor``, and ``agentkit mcp serve``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentkit.cli import main
+from agentkit.mcp import MCPServerStdio
+
+from .conftest import call
+
+pytestmark = pytest.mark.slow  # every test starts an MCP server process
+TIME_SERVER = f"{sys.executable} -m mcp_server_time --local-timezone UTC"
+
+
+def test_run_with_mcp_flag_calls_mcp_server_time_and_feeds_the_result_back(
+    scripted, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    url = scripted([call("get_current_time", timezone="Asia/Tokyo"), "It is morning in Tokyo.<turn|>"])
+    code = main(["run", "--backend", url, "--mcp", TIME_SERVER, "--json", "--no-save", "what time is it in Tokyo?"])
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    finished = next(e for e in events if e["type"] == "tool_call_finished")
+    assert finished["name"] == "get_current_time" and finished["error"] is None
+    assert finished["result"]["structured"]["timezone"] == "Asia/Tokyo"
+    assert events[-1]["output"] == "It is morning in Tokyo."
+
+
+def test_config_servers_and_flags_add_up_and_collisions_are_prefixed(
+    scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    server = Path(__file__).parents[1] / "mcp_toolsets" / "sdk_server.py"
+    (tmp_path / "config.toml").write_text(
+        f"[mcp.servers.clock]\ncommand = {json.dumps(sys.executable)}\nargs = {json.dumps([str(server)])}\n"
+        'env = { TZ = "UTC" }\ntimeout = 20\n',
+        encoding="utf-8",
+    )
+    url = scripted(
+        [call("get_current_time", timezone="UTC"), call("time.get_current_time", timezone="UTC"), "ok<turn|>"]
+    )
+    code = main(["run", "--backend", url, "--mcp", TIME_SERVER, "--json", "--no-save", "-y", "time?"])
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    done = {e["name"]: e for e in events if e["type"] == "tool_call_finished"}
+    assert done["get_current_time"]["result"] == "no clock here (UTC)"  # the config's server came first
+    assert done["time.get_current_time"]["result"]["structured"]["timezone"] == "UTC"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("[mcp.servers.x]\nargs = []\n", "needs either command"),
+        ('[mcp.servers.x]\ncommand = "a"\nurl = "http://h/mcp"\n', "needs either command"),
+        ('[mcp.servers.x]\ncommand = "a"\nargs = "b c"\n', "args must be a list of strings"),
+        ('[mcp.servers.x]\ncommand = "a"\nenv = { A = 1 }\n', "env must map names to strings"),
+        ('[mcp.servers.x]\ncommand = "a"\ncmd = "b"\n', "unknown key(s) cmd"),
+        ('[mcp.servers.x]\nurl = "ftp://h"\n', "needs an http(s) URL"),
+    ],
+)
+def test_bad_mcp_config_is_a_usage_error_that_names_the_problem(
+    scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "config.toml").write_text(config, encoding="utf-8")
+    assert main(["run", "--backend", scripted(["x<turn|>"]), "--no-save", "task"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_server_that_does_not_start_is_one_clear_line(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    assert main(["run", "--backend", scripted(["x<turn|>"]), "--mcp", "no-such-mcp-cmd-xyz", "--no-save", "t"]) == 1
+    err = capsys.readouterr().err
+    assert "MCP server 'no-such-mcp-cmd-xyz'" in err and "could not start" in err and "Traceback" not in err
+
+
+def test_doctor_lists_each_server_and_its_tools(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    main(["doctor", "--backend", scripted(["x<turn|>"]), "--no-probe", "--mcp", TIME_SERVER])
+    out = capsys.readouterr().out
+    assert "mcp         time" in out and "2 tool(s): get_current_time, convert_time" in out
+
+
+async def test_mcp_serve_exposes_workspace_and_sandbox_tools_to_an_mcp_client(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello from the workspace\n", encoding="utf-8")
+    serve = ["-m", "agentkit.cli", "mcp", "serve", "--tools", "files", "--workspace", str(tmp_path)]
+    async with MCPServerStdio(sys.executable, serve) as client:
+        tools = {t.name: t for t in client.list_tools()}
+        assert tools["read_file"].side_effects is False and tools["write_file"].side_effects is True
+        assert "relative to the workspace root" in tools["read_file"].parameters["properties"]["path"]["description"]
+        assert await client.call_tool("read_file", {"path": "notes.txt"}) == "hello from the workspace\n"
+        with pytest.raises(Exception, match="outside the workspace"):
+            await client.call_tool("read_file", {"path": "../../etc/passwd"})
