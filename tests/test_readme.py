@@ -31,3 +31,25 @@ def test_build_an_agent_in_ten_lines(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "It is 18 °C and cloudy in Paris."
+
+
+def test_mcp_section_runs_against_mcp_server_time(tmp_path: Path) -> None:
+    section = (ROOT / "README.md").read_text().split("## MCP\n", 1)[1]
+    code = python_blocks(section)[0]
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(
+        json.dumps(
+            [
+                '<|tool_call>call:get_current_time{timezone:<|"|>Asia/Tokyo<|"|>}<tool_call|><|tool_response>',
+                "It is morning in Tokyo.<turn|>",
+            ]
+        )
+    )
+    env = {**os.environ, "AGENTKIT_BACKEND": f"scripted:{outputs}"}
+    check = "\nimport json\nprint(json.dumps([m for m in agent.messages if m['role'] == 'tool']))"
+    proc = subprocess.run([sys.executable, "-c", code + check], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    answer, tool_messages = proc.stdout.strip().splitlines()
+    assert answer == "It is morning in Tokyo."
+    (message,) = json.loads(tool_messages)  # mcp-server-time really answered, and the answer went back
+    assert message["name"] == "get_current_time" and message["content"]["structured"]["timezone"] == "Asia/Tokyo"
