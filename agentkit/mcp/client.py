@@ -74,6 +74,8 @@ class MCPServer:
     ``timeout_s`` bounds each tool call, ``start_timeout_s`` the connection and first listing.
     ``read_only`` overrides the server's ``readOnlyHint`` for every tool (True: never ask before a call;
     False: always ask); left None, tools the server marks read-only run without approval, the rest need it.
+    ``protocol`` is the SDK's negotiation mode: ``"auto"`` (the newest both sides speak) or ``"legacy"`` (the
+    2025 initialize handshake, for servers that mishandle the newer discovery).
     """
 
     def __init__(
@@ -84,8 +86,10 @@ class MCPServer:
         start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
         max_restarts: int = 3,
         read_only: bool | None = None,
+        protocol: str = "auto",
     ) -> None:
         self.name = callable_name(name)
+        self.protocol = protocol
         self.timeout_s = timeout_s
         self.start_timeout_s = start_timeout_s
         self.max_restarts = max_restarts
@@ -333,6 +337,7 @@ class MCPServerStdio(MCPServer):
         start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
         max_restarts: int = 3,
         read_only: bool | None = None,
+        protocol: str = "auto",
     ) -> None:
         if not isinstance(command, str) or not command.strip():
             raise ToolsetError("MCPServerStdio needs a command, e.g. MCPServerStdio('uvx', ['mcp-server-time'])")
@@ -349,6 +354,7 @@ class MCPServerStdio(MCPServer):
             start_timeout_s=start_timeout_s,
             max_restarts=max_restarts,
             read_only=read_only,
+            protocol=protocol,
         )
 
     def describe(self) -> str:
@@ -364,7 +370,7 @@ class MCPServerStdio(MCPServer):
         self._stderr = stack.enter_context(
             tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115 - the stack closes it
         )
-        return Client(stdio_client(params, errlog=self._stderr), message_handler=self._on_message)
+        return Client(stdio_client(params, errlog=self._stderr), message_handler=self._on_message, mode=self.protocol)
 
     def _death_note(self) -> str:
         if self._stderr is None:
@@ -391,6 +397,7 @@ class MCPServerHTTP(MCPServer):
         start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
         max_restarts: int = 3,
         read_only: bool | None = None,
+        protocol: str = "auto",
     ) -> None:
         parsed = urlparse(url) if isinstance(url, str) else None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -403,6 +410,7 @@ class MCPServerHTTP(MCPServer):
             start_timeout_s=start_timeout_s,
             max_restarts=max_restarts,
             read_only=read_only,
+            protocol=protocol,
         )
 
     def describe(self) -> str:
@@ -416,7 +424,11 @@ class MCPServerHTTP(MCPServer):
             import httpx2
 
             http_client = httpx2.AsyncClient(headers=self.headers, follow_redirects=False)
-        return Client(streamable_http_client(self.url, http_client=http_client), message_handler=self._on_message)
+        return Client(
+            streamable_http_client(self.url, http_client=http_client),
+            message_handler=self._on_message,
+            mode=self.protocol,
+        )
 
 
 def _name_from_command(command: str, args: Sequence[str]) -> str:

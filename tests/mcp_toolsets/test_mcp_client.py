@@ -123,9 +123,10 @@ async def test_name_collisions_between_servers_are_prefixed_and_both_callable() 
     assert "<|tool>declaration:time.get_current_time{" in backend.prompts[-1]
 
 
-async def test_list_changed_brings_new_tools_into_the_next_request() -> None:
+@pytest.mark.parametrize("protocol", ["auto", "legacy"])  # a listen() event (2026) / a notification (2025)
+async def test_list_changed_brings_new_tools_into_the_next_request(protocol: str) -> None:
     backend = ScriptedBackend([call("add_tool"), "added<turn|>", call("late"), "ran<turn|>"])
-    async with Agent(backend, toolsets=[under_test()]) as agent:
+    async with Agent(backend, toolsets=[under_test(protocol=protocol)]) as agent:
         await agent.arun("add one")
         for _ in range(200):  # the notification arrives on its own; wait for the refetch, not a fixed time
             if "late" in [t.name for t in agent.toolsets[0].list_tools()]:
