@@ -770,6 +770,32 @@ def test_agent_runs_a_tool_on_the_real_server(vllm_server: VLLMServer, tokenizer
     assert result.usage.prompt_tokens > 0
 
 
+@vllm
+def test_agent_calls_an_mcp_server_time_tool_on_the_real_server(vllm_server: VLLMServer, tokenizer: Any) -> None:
+    """The issue's bar: a round on the real server calls mcp-server-time over stdio; the result goes back natively."""
+    import sys
+
+    from agentkit.mcp import MCPServerStdio
+
+    call = '<|tool_call>call:get_current_time{timezone:<|"|>Asia/Tokyo<|"|>}<tool_call|><|tool_response>'
+    answer = "It is a fine day in Tokyo.<turn|>"
+    xargs = {
+        "agentkit_script": script(tokenizer, call),
+        "agentkit_script_after": script(tokenizer, answer),
+        "agentkit_switch_token": tokenizer.convert_tokens_to_ids("<tool_response|>"),
+    }
+    backend = VLLMBackend(vllm_server.model, vllm_server.base_url, extra_body={"vllm_xargs": xargs})
+    time_server = MCPServerStdio(sys.executable, ["-m", "mcp_server_time"])
+    with Agent(backend, toolsets=[time_server], sampling={"temperature": 0.0, "max_tokens": 64}) as agent:
+        result = agent.run("What time is it in Tokyo?")
+    assert result.stop_reason == "completed" and result.output == "It is a fine day in Tokyo."
+    (done,) = result.tool_calls
+    assert done.name == "get_current_time" and done.error is None
+    assert done.result["structured"]["timezone"] == "Asia/Tokyo"
+    tool_message = next(m for m in result.messages if m["role"] == "tool")
+    assert tool_message["content"]["structured"]["timezone"] == "Asia/Tokyo"
+
+
 def test_fast_tokenizer_matches_transformers(tmp_path: Path) -> None:
     """The tokenizers-only loader gives transformers' ids, untrusted text included (so prompts agree)."""
     tiny_model = pytest.importorskip("agentkit.testing.tiny_model")
