@@ -173,22 +173,18 @@ def make_toolsets(settings: Settings) -> list[Any]:
     """The MCP servers from ``--mcp`` and ``[mcp.servers.NAME]``; started by the agent on its first request."""
     if not settings.mcp_servers:
         return []
-    from agentkit.errors import ToolsetError
     from agentkit.mcp import MCPServerHTTP, MCPServerStdio
 
     toolsets: list[Any] = []
-    try:
-        for spec in settings.mcp_servers:
-            options: dict[str, Any] = {"name": spec.name}
-            if spec.timeout_s is not None:
-                options["timeout_s"] = spec.timeout_s
-            if spec.url is not None:
-                toolsets.append(MCPServerHTTP(spec.url, headers=spec.headers, **options))
-            else:
-                assert spec.command is not None
-                toolsets.append(MCPServerStdio(spec.command, spec.args, env=spec.env, cwd=spec.cwd, **options))
-    except ToolsetError as exc:
-        raise UserError(str(exc)) from exc
+    for spec in settings.mcp_servers:
+        options: dict[str, Any] = {"name": spec.name}
+        if spec.timeout_s is not None:
+            options["timeout_s"] = spec.timeout_s
+        if spec.url is not None:
+            toolsets.append(MCPServerHTTP(spec.url, headers=spec.headers, **options))
+        else:
+            assert spec.command is not None
+            toolsets.append(MCPServerStdio(spec.command, spec.args, env=spec.env, cwd=spec.cwd, **options))
     names = [t.name for t in toolsets]
     for i, toolset in enumerate(toolsets):
         if names.count(toolset.name) > 1:  # two --mcp of the same program: number them, keep both

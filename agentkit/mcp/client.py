@@ -32,7 +32,7 @@ from mcp.client.stdio import get_default_environment, stdio_client
 from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared.exceptions import MCPError
 
-from agentkit.errors import ToolError, ToolsetError, ToolTimeout
+from agentkit.errors import ToolError, ToolsetError, ToolTimeout, UserError
 from agentkit.gemma4 import flatten_schema
 from agentkit.tools.runtime import Tool, ToolArgumentError
 from agentkit.toolsets import callable_name
@@ -340,9 +340,9 @@ class MCPServerStdio(MCPServer):
         protocol: str = "auto",
     ) -> None:
         if not isinstance(command, str) or not command.strip():
-            raise ToolsetError("MCPServerStdio needs a command, e.g. MCPServerStdio('uvx', ['mcp-server-time'])")
+            raise UserError("MCPServerStdio needs a command, e.g. MCPServerStdio('uvx', ['mcp-server-time'])")
         if isinstance(args, str):
-            raise ToolsetError(f"args is a list of strings, e.g. {args.split()!r}, not one string")
+            raise UserError(f"args is a list of strings, e.g. {args.split()!r}, not one string")
         self.command = command
         self.args = [str(a) for a in args]
         self.env = dict(env or {})
@@ -401,7 +401,7 @@ class MCPServerHTTP(MCPServer):
     ) -> None:
         parsed = urlparse(url) if isinstance(url, str) else None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ToolsetError(f"MCPServerHTTP needs an http(s) URL such as http://127.0.0.1:8000/mcp, got {url!r}")
+            raise UserError(f"MCPServerHTTP needs an http(s) URL such as http://127.0.0.1:8000/mcp, got {url!r}")
         self.url = url
         self.headers = dict(headers or {})
         super().__init__(
