@@ -91,3 +91,25 @@ async def test_mcp_serve_exposes_workspace_and_sandbox_tools_to_an_mcp_client(tm
         assert await client.call_tool("read_file", {"path": "notes.txt"}) == "hello from the workspace\n"
         with pytest.raises(Exception, match="outside the workspace"):
             await client.call_tool("read_file", {"path": "../../etc/passwd"})
+
+
+def test_batch_shares_the_servers_between_tasks(scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('{"id": "a", "task": "time in Lima?"}\n{"id": "b", "task": "time in Oslo?"}\n', encoding="utf-8")
+    out = tmp_path / "results.jsonl"
+    url = scripted(
+        [
+            call("get_current_time", timezone="America/Lima"),
+            "Lima.<turn|>",
+            call("get_current_time", timezone="Europe/Oslo"),
+            "Oslo.<turn|>",
+        ]
+    )
+    argv = ["batch", str(tasks), "-o", str(out), "-c", "1", "--backend", url, "--mcp", TIME_SERVER, "--save-sessions"]
+    assert main(argv) == 0
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["output"] for r in results] == ["Lima.", "Oslo."]
+    from agentkit import SessionStore
+
+    zones = [SessionStore().load(r["session_id"]).tool_calls[0]["result"]["structured"]["timezone"] for r in results]
+    assert zones == ["America/Lima", "Europe/Oslo"]
