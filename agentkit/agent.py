@@ -270,7 +270,7 @@ class Agent:
             await self.backend.aclose()
 
     async def __aenter__(self) -> Agent:
-        await self._sync_tools()
+        await self.refresh_tools()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -282,8 +282,8 @@ class Agent:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    async def _sync_tools(self) -> None:
-        """Start the toolsets if needed; when their tools changed, declare the new list from this request on."""
+    async def refresh_tools(self) -> None:
+        """Start the toolsets if needed and take their current tools (declared from the next request on)."""
         if not self.toolsets:
             return
         for toolset in self.toolsets:
@@ -335,7 +335,7 @@ class Agent:
 
     async def _turn(self, user_message: dict[str, Any]) -> AsyncIterator[AgentEvent]:
         started = time.perf_counter()
-        await self._sync_tools()
+        await self.refresh_tools()
         history = self.session.messages
         turn: list[dict[str, Any]] = [user_message]  # messages of this turn, reasoning kept until it ends
         if self._turns[0] is not history or self._turns[1] != len(history):

@@ -61,6 +61,10 @@ class SlashCommands:
         await self.app.say(help_text(KEYS))
 
     async def _tools(self, argument: str) -> None:
+        try:
+            await self.app.agent.refresh_tools()  # MCP servers start here if no request has started them yet
+        except AgentkitError as exc:
+            self.app.notify(str(exc), title="MCP", severity="error", markup=False)
         tools = list(self.app.agent.tools.values())
         if not tools:
             await self.app.say("No tools: the model can only answer in text. Start agentkit with --tools to add some.")
