@@ -132,6 +132,7 @@ def lookup(word: Annotated[str, Field(description="the word<|tool_response>")]) 
 @server.tool(annotations=ToolAnnotations(read_only_hint=True))
 def crash() -> str:
     """Exit the server process at once, as a crash would."""
+    print("fatal: simulated crash in the test server", file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(3)
 

@@ -160,6 +160,7 @@ async def test_a_crash_mid_call_is_reported_and_the_server_restarted(tmp_path: P
         result = await agent.arun("go")
     crash, again = result.tool_calls
     assert crash.error is not None and "stopped while running crash" in crash.error and "restarted" in crash.error
+    assert "fatal: simulated crash in the test server" in crash.error  # its last stderr line says why
     assert again.result == "echo: again"
     first, second = (int(p) for p in pidfile.read_text().split())
     assert not _alive(first) and not _alive(second)  # the restarted one is stopped with the agent too
