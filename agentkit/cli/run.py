@@ -101,7 +101,7 @@ class EventPrinter:
         self.asked: set[str] = set()  # calls a question already showed (see TerminalAsk)
         self.saved = True  # whether the run is saved as a session (so its id is worth showing)
         # Tools that were denied because nobody can be asked (no terminal, no --yes): say how to allow them.
-        self.unaskable: set[str] = set()
+        self.unaskable: set[str] | None = None  # None: someone can be asked (a terminal, or --yes)
         self._hinted = False
 
     def end_lines(self) -> None:
@@ -150,7 +150,7 @@ class EventPrinter:
                     (terminal_safe(event.error), "red"),
                 )
             self.console.print(line)
-            if event.error is not None and event.name in self.unaskable and not self._hinted:
+            if event.error is not None and event.name in (self.unaskable or ()) and not self._hinted:
                 self._hinted = True
                 self.console.print(
                     Text("  no terminal to ask for approval: rerun with --yes to allow tools with side effects", "dim")
@@ -324,6 +324,9 @@ def build_agent(args: argparse.Namespace, settings: Settings, *, ask: TerminalAs
 async def _run(agent: Agent, task: str, printer: EventPrinter | JsonEventPrinter) -> int:
     ok = False
     try:
+        if isinstance(printer, EventPrinter) and printer.unaskable is not None:
+            await agent.refresh_tools()  # MCP servers start now, so their tools count among those nobody can approve
+            printer.unaskable = {name for name, t in agent.tools.items() if t.side_effects}
         async for event in agent.run_stream(task):
             printer.handle(event)
             if isinstance(event, RunFinished):
@@ -349,7 +352,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     printer: EventPrinter | JsonEventPrinter = JsonEventPrinter(sys.stdout) if args.json else human
     agent = build_agent(args, settings, ask=TerminalAsk(human) if interactive else None)
     if not interactive and not args.yes:
-        human.unaskable = {name for name, t in agent.tools.items() if t.side_effects}
+        human.unaskable = set()  # filled in once the MCP servers have started and listed their tools
     try:
         code = asyncio.run(_run(agent, task, printer))
     except KeyboardInterrupt:

@@ -113,3 +113,14 @@ def test_batch_shares_the_servers_between_tasks(scripted, tmp_path: Path, capsys
 
     zones = [SessionStore().load(r["session_id"]).tool_calls[0]["result"]["structured"]["timezone"] for r in results]
     assert zones == ["America/Lima", "Europe/Oslo"]
+
+
+def test_without_a_terminal_a_denied_mcp_tool_says_how_to_allow_it(
+    scripted, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    server = Path(__file__).parents[1] / "mcp_toolsets" / "sdk_server.py"
+    url = scripted([call("write_note", note="x"), "ok<turn|>"])
+    monkeypatch.setattr("sys.stdin", open(__file__, encoding="utf-8"))  # noqa: SIM115 - not a terminal
+    assert main(["run", "--backend", url, "--mcp", f"{sys.executable} {server}", "--no-save", "write a note"]) == 0
+    err = capsys.readouterr().err
+    assert "write_note" in err and "rerun with --yes" in err
