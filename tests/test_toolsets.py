@@ -78,6 +78,8 @@ async def test_tool_list_changes_reach_the_next_request_and_the_prompt_cache_is_
 
 
 def test_bad_toolsets_argument_says_what_to_pass() -> None:
+    with pytest.raises(UserError, match=r"goes in Agent\(\.\.\., toolsets=\[\.\.\.\]\)"):
+        Agent(ScriptedBackend([]), tools=[DictToolset("x")])  # type: ignore[list-item]
     with pytest.raises(UserError, match="toolsets= takes Toolset objects"):
         Agent(ScriptedBackend([]), toolsets=[ping])  # type: ignore[list-item]
     with pytest.raises(UserError, match="two toolsets are named 'x'"):

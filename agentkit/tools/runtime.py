@@ -220,7 +220,8 @@ def tool(
                 url_source=url_source or f.url_source,
             )
         if not callable(f):
-            raise UserError(f"tool() needs a function, got {type(f).__name__}")
+            hint = "; a toolset (an MCP server) goes in Agent(..., toolsets=[...])" if hasattr(f, "list_tools") else ""
+            raise UserError(f"tool() needs a function, got {type(f).__name__}{hint}")
         try:
             schema = function_schema(f, name=name, description=description)
         except TypeError as exc:
