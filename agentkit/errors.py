@@ -15,6 +15,7 @@ Errors are split by who has to act (the pattern pydantic-ai and httpx use):
     │   └── ToolTimeout
     ├── SandboxError              the code sandbox cannot run or was misconfigured
     │   └── SandboxUnavailable    bubblewrap is missing
+    ├── ToolsetError              a tool source (an MCP server) could not start or went away
     └── SessionError              a saved conversation could not be read or written
         ├── SessionNotFound
         └── SessionCorrupt
@@ -41,6 +42,7 @@ __all__ = [
     "StreamInterrupted",
     "ToolError",
     "ToolTimeout",
+    "ToolsetError",
     "UserError",
 ]
 

@@ -14,6 +14,8 @@ PUBLIC_MODULES = [
     "agentkit.testing",
     "agentkit.tools",
     "agentkit.errors",
+    "agentkit.mcp",
+    "agentkit.toolsets",
 ]
 
 
