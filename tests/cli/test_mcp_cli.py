@@ -124,3 +124,19 @@ def test_without_a_terminal_a_denied_mcp_tool_says_how_to_allow_it(
     assert main(["run", "--backend", url, "--mcp", f"{sys.executable} {server}", "--no-save", "write a note"]) == 0
     err = capsys.readouterr().err
     assert "write_note" in err and "rerun with --yes" in err
+
+
+def test_the_readmes_config_examples_are_valid_config_files(tmp_path: Path) -> None:
+    from agentkit.cli.config import load_config_file
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = [part.split("```", 1)[0] for part in readme.split("```toml\n")[1:]]
+    servers = []
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"c{i}.toml"
+        path.write_text(block, encoding="utf-8")
+        servers += load_config_file(path, required=True).get("mcp", ())
+    assert {(s.name, s.command, s.url) for s in servers} >= {
+        ("time", "uvx", None),
+        ("docs", None, "http://127.0.0.1:8000/mcp"),
+    }
