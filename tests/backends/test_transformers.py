@@ -376,6 +376,26 @@ def test_missing_model_reads_well(tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::agentkit.backends.transformers.TemplateDriftWarning")
+async def test_agent_calls_mcp_server_time_through_the_real_model(scripted: Any) -> None:
+    """The tiny in-process model calls mcp-server-time (a subprocess over stdio); the result goes back natively."""
+    import sys
+
+    from agentkit.mcp import MCPServerStdio
+
+    backend, script = scripted
+    script.queue(
+        '<|tool_call>call:get_current_time{timezone:<|"|>Asia/Tokyo<|"|>}<tool_call|><|tool_response>',
+        "It is a fine day in Tokyo.<turn|>",
+    )
+    async with Agent(backend, toolsets=[MCPServerStdio(sys.executable, ["-m", "mcp_server_time"])]) as agent:
+        result = await agent.arun("What time is it in Tokyo?")
+    assert result.ok and result.output == "It is a fine day in Tokyo."
+    (done,) = result.tool_calls
+    assert done.error is None and done.result["structured"]["timezone"] == "Asia/Tokyo"
+    assert result.usage.cached_tokens > 0  # the second step continued the first: the result was appended
+
+
+@pytest.mark.filterwarnings("ignore::agentkit.backends.transformers.TemplateDriftWarning")
 async def test_agent_tool_round_trip_through_the_real_model(scripted: Any) -> None:
     backend, script = scripted
     calls: list[str] = []
