@@ -65,16 +65,19 @@ _ETC_NETWORK = ("resolv.conf", "hosts", "nsswitch.conf", "gai.conf", "host.conf"
 _BOOTSTRAP = r"""
 import os, sys, resource, signal, site
 main, limits, ready = sys.argv[1], sys.argv[2], int(sys.argv[3])
+# With -S, site.venv() has not run: find the virtual environment as it does, from pyvenv.cfg next to the
+# interpreter, and use its packages (and the base's when it says so), as the same interpreter does outside.
 prefixes = [sys.prefix]
-if sys.prefix != sys.base_prefix:  # a virtual environment: the base's packages too when pyvenv.cfg says so
-    try:
-        with open(os.path.join(sys.prefix, "pyvenv.cfg"), encoding="utf-8") as f:
+exe_dir = os.path.dirname(os.path.abspath(sys.executable))
+for cfg in (os.path.join(exe_dir, "pyvenv.cfg"), os.path.join(os.path.dirname(exe_dir), "pyvenv.cfg")):
+    if os.path.isfile(cfg):
+        sys.prefix = sys.exec_prefix = prefixes[0] = os.path.dirname(cfg)
+        with open(cfg, encoding="utf-8", errors="replace") as f:
             for line in f:
                 key, _, value = line.partition("=")
                 if key.strip().lower() == "include-system-site-packages" and value.strip().lower() == "true":
                     prefixes.append(sys.base_prefix)
-    except OSError:
-        pass
+        break
 for d in site.getsitepackages(prefixes):
     if os.path.isdir(d):
         sys.path.append(d)
@@ -297,7 +300,7 @@ class PythonSandbox:
             query = "import sys; print(sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, sep='\\0')"
             try:
                 out = subprocess.run(
-                    [self.python, "-I", "-S", "-c", query], capture_output=True, text=True, timeout=30, check=True
+                    [self.python, "-I", "-c", query], capture_output=True, text=True, timeout=30, check=True
                 ).stdout
             except (OSError, subprocess.SubprocessError) as exc:
                 raise UserError(f"PythonSandbox(python={self.python!r}): that interpreter does not run: {exc}") from exc

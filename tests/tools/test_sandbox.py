@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
+import subprocess
+import sys
+import venv
 from pathlib import Path
 
 import pytest
 
-from agentkit.errors import SandboxUnavailable, UserError
+from agentkit.errors import SandboxError, SandboxUnavailable, UserError
 from agentkit.tools import ExecResult, PythonSandbox, Workspace
 from agentkit.tools.runtime import to_response_value
 
@@ -20,7 +24,9 @@ pytestmark = [needs_bwrap, pytest.mark.bwrap]
 
 def test_print_and_exit_codes(sandbox: PythonSandbox) -> None:
     result = sandbox.run("print(1)")
-    assert result == ExecResult("1\n", "", 0, False, result.duration_s)
+    notices = result.notices  # says so when this machine cannot cap the whole run's memory
+    assert result == ExecResult("1\n", "", 0, False, result.duration_s, notices=notices)
+    assert bool(notices) == (not sandbox.memory_cap)
     assert result.ok and result.duration_s > 0
     assert sandbox.run("import sys; print('bye'); sys.exit(3)").exit_code == 3
     failed = sandbox.run("x = 1\nraise ValueError('boom')")
@@ -182,3 +188,67 @@ def test_seccomp_filter_program() -> None:
 def test_workspace_root_checks_match_the_file_tools(workspace: object, why: str) -> None:
     with pytest.raises(UserError, match=why):
         PythonSandbox(workspace=workspace)  # type: ignore[arg-type]
+
+
+# -- any interpreter ---------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _venv_with_package(where: Path, system_site: bool) -> Path:
+    """A real venv (no pip: fast) with a module of its own in its site-packages."""
+    venv.EnvBuilder(system_site_packages=system_site, with_pip=False, symlinks=True).create(where)
+    site = next(where.glob("lib/python*/site-packages"))
+    (site / "agentkit_venv_only.py").write_text("WHERE = 'from the venv'\n")
+    return where / "bin" / "python"
+
+
+def _run_in(python: Path, code: str) -> subprocess.CompletedProcess[str]:
+    driver = (
+        "import sys\nfrom agentkit.tools import PythonSandbox\n"
+        f"r = PythonSandbox(timeout_s=20).run({code!r})\n"
+        "print(r.stdout, end=''); print(r.stderr, file=sys.stderr, end=''); sys.exit(r.exit_code)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([str(python), "-c", driver], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("location", ["tmp", "home"])
+def test_sandbox_from_a_venv_anywhere(tmp_path: Path, location: str) -> None:
+    # Under /tmp the interpreter used to be bound and then hidden by the sandbox's own /tmp; elsewhere only the
+    # venv's prefix was bound, so the base interpreter's packages (httpx) were missing inside.
+    base = tmp_path if location == "tmp" else Path.home() / ".cache"
+    base.mkdir(exist_ok=True)
+    where = Path(base) / f"agentkit-venv-{os.getpid()}-{location}"
+    try:
+        python = _venv_with_package(where, system_site=True)
+        done = _run_in(python, "import agentkit_venv_only, httpx, sys\nprint(agentkit_venv_only.WHERE, sys.prefix)")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"from the venv {where}\n"
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def test_another_interpreter_a_venv_without_system_packages(tmp_path: Path) -> None:
+    # python= names a venv's interpreter: its own packages are importable, the base's are not (as outside).
+    python = _venv_with_package(tmp_path / "isolated", system_site=False)
+    box = PythonSandbox(timeout_s=10, python=str(python))
+    done = box.run("import agentkit_venv_only\ntry:\n    import httpx\nexcept ImportError:\n    print('no httpx')")
+    assert done.exit_code == 0 and done.stdout == "no httpx\n", done.stderr
+
+
+def test_failed_start_is_an_error_not_a_result(workspace_dir: Path) -> None:
+    box = PythonSandbox(workspace_dir, timeout_s=5)
+    box.python = "/nonexistent/bin/python3"  # bwrap sets up the sandbox, then cannot exec the interpreter
+    with pytest.raises(SandboxError, match="could not start Python"):
+        box.run("print(1)")
+
+
+async def test_failed_start_is_an_error_card_in_the_agent(workspace_dir: Path) -> None:
+    from agentkit.tools.runtime import Tool
+
+    box = PythonSandbox(workspace_dir, timeout_s=5)
+    box.python = sys.executable + "-missing"
+    tool: Tool = box.as_tool()
+    with pytest.raises(SandboxError):  # the agent turns this into an error result (ToolCallFinished.error)
+        await tool.acall({"code": "print(1)"})
