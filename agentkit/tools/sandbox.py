@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -397,8 +398,13 @@ class PythonSandbox:
                 )
         if self.allow_protected_writes:
             return usage, [], []
-        present = {rel.lower() for rel in protected if "/" not in rel}
-        absent = [name for name in PROTECTED_NAMES if name.lower() not in present]
+        with _PLACEHOLDER_LOCK:
+            # Another run of this process may hold a placeholder right now: it is ours, not the user's.
+            protected = [rel for rel in protected if self.workspace / rel not in _PLACEHOLDERS]
+            present = {rel.lower() for rel in protected if "/" not in rel}
+            absent = [name for name in PROTECTED_NAMES if name.lower() not in present]
+            for name in absent:
+                _PLACEHOLDERS[self.workspace / name] = _PLACEHOLDERS.get(self.workspace / name, 0) + 1
         return usage, protected, absent
 
     def _check_after(self, run: _Run, placeholders: Sequence[str]) -> None:
@@ -406,10 +412,17 @@ class PythonSandbox:
         assert self.workspace is not None
         before = set(run.protected_before)
         _, _, found = tree_usage(self.workspace, stop=lambda rel: rel in before, flag=self._is_protected_rel)
+        with _PLACEHOLDER_LOCK:
+            for name in placeholders:
+                path = self.workspace / name
+                _PLACEHOLDERS[path] -= 1
+                if not _PLACEHOLDERS[path]:  # the last run using it: remove the empty mount point bwrap made
+                    del _PLACEHOLDERS[path]
+                    remove_quietly(path)
+            held = set(_PLACEHOLDERS)  # placeholders of runs still going
         for rel in found:
             path = self.workspace / rel
-            if rel in placeholders and path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
-                remove_quietly(path)  # the empty mount point bwrap made for the placeholder
+            if rel in placeholders or path in held or not os.path.lexists(path):
                 continue
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
@@ -634,6 +647,12 @@ class PythonSandbox:
             f"the sandbox {net}; limits: {self.timeout_s:g} s, {self.memory_mb} MB. Print results to see them."
         )
         return tool(run_python, name=name, description=description, side_effects=True, timeout_s=self.timeout_s + 15)
+
+
+# Placeholder directories (absent protected names covered for a run) that runs of this process hold now, with
+# how many runs hold each: concurrent runs on one workspace share them, and the last one removes it.
+_PLACEHOLDERS: dict[Path, int] = {}
+_PLACEHOLDER_LOCK = threading.Lock()
 
 
 def _kill_group(pgid: int) -> None:

@@ -97,7 +97,7 @@ async def test_tool_is_async_marked_and_returns_the_result(sandbox: PythonSandbo
     assert to_response_value(result)["stdout"] == "42\n"
 
 
-async def test_runs_are_concurrent_and_keep_the_loop_free(sandbox: PythonSandbox) -> None:
+async def test_runs_are_concurrent_and_keep_the_loop_free(sandbox: PythonSandbox, workspace_dir: Path) -> None:
     ticks = 0
 
     async def ticker() -> None:
@@ -111,6 +111,7 @@ async def test_runs_are_concurrent_and_keep_the_loop_free(sandbox: PythonSandbox
     task.cancel()
     assert [r.stdout for r in results] == ["0\n", "1\n", "2\n"]
     assert ticks > 10  # the event loop kept running while the sandboxes did
+    assert list(workspace_dir.iterdir()) == []  # the runs shared their placeholders (.git, ...) and removed them
 
 
 async def test_cancelling_a_run_kills_it(sandbox: PythonSandbox) -> None:
