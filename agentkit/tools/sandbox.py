@@ -2,25 +2,32 @@
 
 What a run sees (see :meth:`PythonSandbox.bwrap_args`): new user, PID, network, IPC, UTS and cgroup
 namespaces (``--unshare-all``; the network is kept only with ``network=True``); a read-only ``/usr``, the
-Python installation and a handful of ``/etc`` files needed by the dynamic loader and TLS — not ``/etc``
-as a whole (no ``/etc/shadow``), not ``/home`` or ``/root``; a fresh ``/proc`` of its own PID namespace and a
-minimal ``/dev``; size-capped tmpfs at ``/tmp`` and ``/dev/shm``; the workspace bound read-write at
-``/workspace`` (the working directory) as the only host directory it can change. A bootstrap inside the
-sandbox sets hard rlimits (CPU seconds, address space, processes, file size, open files, no core dumps)
+interpreter (a virtual environment and its base) and a handful of ``/etc`` files needed by the dynamic loader
+and TLS — not ``/etc`` as a whole (no ``/etc/shadow``), not ``/home`` or ``/root``; a fresh ``/proc`` of its
+own PID namespace and a minimal ``/dev``; size-capped tmpfs at ``/tmp`` and ``/dev/shm``; the workspace bound
+read-write at ``/workspace`` (the working directory) as the only host directory it can change, except the
+host-executed configuration in it (:mod:`agentkit.tools._protected`), which is read-only. A bootstrap inside
+the sandbox sets hard rlimits (CPU seconds, address space, processes, file size, open files, no core dumps)
 before the code runs, so the code cannot raise them again. All capabilities are dropped, nested user
 namespaces are disabled, ``/proc`` is read-only, and a seccomp filter (:mod:`agentkit.tools._seccomp`)
-refuses kernel keyrings, bpf, perf, userfaultfd, io_uring and setuid/setgid file modes.
+refuses kernel keyrings, bpf, perf, userfaultfd, io_uring, ptrace and setuid/setgid file modes.
 
-Why nothing outlives a run: bwrap runs the code under its own PID-1 inside a fresh PID namespace, and
-``--die-with-parent`` ties that PID-1 to the outer bwrap, which leads its own process group on the host.
-At the timeout or on cancellation that group is killed; at normal exit PID-1 ends with the program.
-Either way PID-1 dying makes the kernel kill every process in the namespace, daemons and double-forks
-included. Output is read incrementally and
-kept only up to a cap, so a flood of output costs time, not memory.
+Why the host does not show through ``/proc/1``: bwrap's own PID 1 would be a copy of the bwrap process,
+with the agent's environment (API keys), bwrap's command line (every host path mounted) and its memory,
+readable at the sandbox's uid. So bwrap starts with the sandbox's minimal environment and ``--as-pid-1``
+makes the bootstrap itself PID 1: a fresh ``exec`` under the seccomp filter that holds nothing but the
+sandbox's environment and the code. It forks the program, reaps orphans, and exits with the program's status.
 
-Running as root: the kernel exempts uid 0 from ``RLIMIT_NPROC``, so the process limit comes from a
-per-run pids cgroup instead (:mod:`agentkit.tools._cgroup`); if none can be created the sandbox refuses
-to start rather than run without a process limit.
+Why nothing outlives a run: PID 1 ends with the program, and ``--die-with-parent`` ties it to the outer
+bwrap, which leads its own process group on the host. At the timeout or on cancellation that group is
+killed. Either way PID 1 dying makes the kernel kill every process in the namespace, daemons and
+double-forks included. Output is read incrementally and kept only up to a cap, so a flood of output costs
+time, not memory.
+
+Run-wide limits: memory and, as root, processes come from a cgroup per run (:mod:`agentkit.tools._cgroup`;
+the kernel exempts uid 0 from ``RLIMIT_NPROC``, so as root without a pids cgroup the sandbox refuses to
+start); bytes and files written from a watcher on the host (:mod:`agentkit.tools._writes`). A sandbox that
+cannot start raises :class:`SandboxError`, so a broken setup never looks like a program that ran.
 """
 
 from __future__ import annotations
@@ -464,15 +471,19 @@ class PythonSandbox:
             baseline = None
             if self.workspace is not None:
                 baseline, run.protected_before, placeholders = await asyncio.to_thread(self._scan_before)
-            run.watch = WriteWatch(self.max_write_mb * 1024 * 1024, self.max_write_files, self.workspace, baseline)
-            frozen = set(run.protected_before)  # read-only inside: the run cannot have written there
-            run.watch.skip = frozen.__contains__
             if self.confined:
-                cmd, cwd, env = self.bwrap_args("/tmp/main.py", run.protected_before, placeholders), None, None
+                cmd, cwd = self.bwrap_args("/tmp/main.py", run.protected_before, placeholders), None
+                # bwrap itself starts with the sandbox's environment, never the agent's (API keys, tokens).
+                env = self._env(home="/tmp")
+                watched = self.workspace
             else:
                 scratch = tempfile.mkdtemp(prefix="agentkit-unconfined-")
                 cwd = str(self.workspace) if self.workspace is not None else scratch
                 cmd, env = self._python_cmd(os.path.join(scratch, "main.py")), self._env(home=scratch)
+                watched, baseline = Path(cwd), baseline or Usage()
+            run.watch = WriteWatch(self.max_write_mb * 1024 * 1024, self.max_write_files, watched, baseline)
+            frozen = set(run.protected_before)  # read-only inside: the run cannot have written there
+            run.watch.skip = frozen.__contains__
             result = await self._execute(cmd, cwd, env, code.encode("utf-8"), run)
         finally:
             if run.cgroup is not None:
@@ -484,7 +495,7 @@ class PythonSandbox:
         return dataclasses.replace(result, notices=tuple(run.notices))
 
     async def _execute(
-        self, cmd: list[str], cwd: str | None, env: dict[str, str] | None, code: bytes, run: _Run
+        self, cmd: list[str], cwd: str | None, env: dict[str, str], code: bytes, run: _Run
     ) -> ExecResult:
         info_r, info_w = os.pipe()
         ready_r, ready_w = os.pipe()
@@ -500,8 +511,6 @@ class PythonSandbox:
                 keep.append(seccomp_r)
                 extra += ["--seccomp", str(seccomp_r)]
             cmd = [cmd[0], *extra, *cmd[1:]]
-            # bwrap itself starts with the sandbox's environment, never the agent's (API keys, tokens).
-            env = self._env(home="/tmp")
         cmd = [str(ready_w) if a == _READY_MARK else a for a in cmd]
         out, err = _CappedReader(self.max_output_bytes), _CappedReader(self.max_output_bytes)
         cgroup = run.cgroup

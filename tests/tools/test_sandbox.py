@@ -253,3 +253,11 @@ async def test_failed_start_is_an_error_card_in_the_agent(workspace_dir: Path) -
     tool: Tool = box.as_tool()
     with pytest.raises(SandboxError):  # the agent turns this into an error result (ToolCallFinished.error)
         await tool.acall({"code": "print(1)"})
+
+
+def test_unconfined_runs_keep_the_write_budget(monkeypatch: pytest.MonkeyPatch, workspace_dir: Path) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    for where in (workspace_dir, None):  # the workspace, and the scratch directory made on the host
+        box = PythonSandbox(where, timeout_s=20, allow_unsafe_unconfined=True, max_write_files=100)
+        result = box.run("i = 0\nwhile True:\n    open(f'f{i}', 'w').close()\n    i += 1\n")
+        assert result.limits_hit == ("write_files",) and not result.timed_out, result
