@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
@@ -111,7 +110,7 @@ async def test_runs_are_concurrent_and_keep_the_loop_free(sandbox: PythonSandbox
     task.cancel()
     assert [r.stdout for r in results] == ["0\n", "1\n", "2\n"]
     assert ticks > 10  # the event loop kept running while the sandboxes did
-    assert list(workspace_dir.iterdir()) == []  # the runs shared their placeholders (.git, ...) and removed them
+    assert os.listdir(workspace_dir) == []  # the runs shared their placeholders (.git, ...) and removed them
 
 
 async def test_cancelling_a_run_kills_it(sandbox: PythonSandbox) -> None:
@@ -243,16 +242,6 @@ def test_failed_start_is_an_error_not_a_result(workspace_dir: Path) -> None:
     box.python = "/nonexistent/bin/python3"  # bwrap sets up the sandbox, then cannot exec the interpreter
     with pytest.raises(SandboxError, match="could not start Python"):
         box.run("print(1)")
-
-
-async def test_failed_start_is_an_error_card_in_the_agent(workspace_dir: Path) -> None:
-    from agentkit.tools.runtime import Tool
-
-    box = PythonSandbox(workspace_dir, timeout_s=5)
-    box.python = sys.executable + "-missing"
-    tool: Tool = box.as_tool()
-    with pytest.raises(SandboxError):  # the agent turns this into an error result (ToolCallFinished.error)
-        await tool.acall({"code": "print(1)"})
 
 
 def test_unconfined_runs_keep_the_write_budget(monkeypatch: pytest.MonkeyPatch, workspace_dir: Path) -> None:
