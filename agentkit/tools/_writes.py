@@ -81,10 +81,10 @@ def tree_usage(
     return Usage(total_bytes, len(seen)), stopped, flagged
 
 
-def fs_usage(path: str | Path) -> Usage | None:
-    """Used bytes and inodes of the filesystem holding ``path`` (``None`` if it cannot be asked)."""
+def fs_usage(path: str | Path | int) -> Usage | None:
+    """Used bytes and inodes of the filesystem holding ``path`` or open descriptor (``None`` if it cannot be asked)."""
     try:
-        st = os.statvfs(path)
+        st = os.fstatvfs(path) if isinstance(path, int) else os.statvfs(path)
     except OSError:
         return None
     return Usage((st.f_blocks - st.f_bfree) * st.f_frsize, st.f_files - st.f_ffree)
@@ -102,11 +102,11 @@ class WriteWatch:
         self._fs_base = fs_usage(workspace) if workspace is not None else None
         self._others = Usage()  # growth of the workspace's filesystem that the last walk found not to be the run's
 
-    def over(self, tmpfs: Sequence[str]) -> Usage | None:
+    def over(self, tmpfs: Sequence[int]) -> Usage | None:
         """The run's writes so far when they exceed the budget, else ``None``."""
         used = Usage()
-        for path in tmpfs:
-            now = fs_usage(path)
+        for fd in tmpfs:
+            now = fs_usage(fd)
             if now is not None:
                 used += Usage(now.bytes, max(0, now.files - 1))  # the mount's root directory is not a write
         if self.workspace is not None and self._fs_base is not None and self.baseline is not None:

@@ -64,6 +64,7 @@ SANDBOX_WORKDIR = "/workspace"
 _INSTALL_HINT = "install bubblewrap: apt-get install bubblewrap (or your distribution's 'bubblewrap' package)"
 # Files under /etc that the loader, time zone and TLS need; /etc as a whole holds secrets (shadow, keys).
 _ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "ssl", "ca-certificates")
+_RUN_MEMORY_ALLOWANCE = 32 * 1024 * 1024
 # The bootstrap's last argument, replaced by the number of the pipe it reports a successful start on.
 _READY_MARK = "{ready-fd}"
 _ETC_NETWORK = ("resolv.conf", "hosts", "nsswitch.conf", "gai.conf", "host.conf", "services", "protocols")
@@ -197,6 +198,7 @@ class _Run:
     protected_before: list[str] = dataclasses.field(default_factory=list)
     limits_hit: list[str] = dataclasses.field(default_factory=list)
     notices: list[str] = dataclasses.field(default_factory=list)
+    started: bool = False  # the bootstrap reported that it runs (the sandbox is set up)
 
 
 class PythonSandbox:
@@ -268,7 +270,7 @@ class PythonSandbox:
         self.confined = self.bwrap is not None
         self._python_dirs = self._interpreter_dirs()
         self._needs_pids_cgroup = os.geteuid() == 0 and max_processes is not None
-        probe = RunCgroup.create(self._pids_limit() if self._needs_pids_cgroup else None, self._memory_bytes())
+        probe = RunCgroup.create(self._pids_limit() if self._needs_pids_cgroup else None, self._run_memory_bytes())
         probe.close()
         if self._needs_pids_cgroup and not probe.pids_limited:
             raise SandboxError(
@@ -286,6 +288,11 @@ class PythonSandbox:
 
     def _memory_bytes(self) -> int:
         return self.memory_mb * 1024 * 1024
+
+    def _run_memory_bytes(self) -> int:
+        # The run's own PID 1 and bubblewrap (about 10 MB) get an allowance on top, so that one process that
+        # allocates too much meets its RLIMIT_AS first: a MemoryError it can catch, not the kernel's SIGKILL.
+        return self._memory_bytes() + _RUN_MEMORY_ALLOWANCE
 
     def _limits(self) -> dict[str, int]:
         cpu = math.ceil(self.timeout_s) + 1
@@ -455,7 +462,7 @@ class PythonSandbox:
         if self._needs_pids_cgroup or self.memory_cap:
             run.cgroup = RunCgroup.create(
                 self._pids_limit() if self._needs_pids_cgroup else None,
-                self._memory_bytes() if self.memory_cap else None,
+                self._run_memory_bytes() if self.memory_cap else None,
             )
             if self._needs_pids_cgroup and not run.cgroup.pids_limited:
                 run.cgroup.close()
@@ -537,7 +544,7 @@ class PythonSandbox:
         timed_out = False
         info = bytearray()
         readers = asyncio.gather(out.drain(proc.stdout), err.drain(proc.stderr), self._feed(proc, code))
-        watcher = asyncio.create_task(self._watch(proc, run, info_r, info))
+        watcher = asyncio.create_task(self._watch(proc, run, info_r, info, ready_r))
         try:
             waiting: list[asyncio.Future[Any]] = [asyncio.ensure_future(asyncio.shield(readers)), watcher]
             done, _ = await asyncio.wait(
@@ -566,9 +573,9 @@ class PythonSandbox:
                 with contextlib.suppress(asyncio.CancelledError):
                     await readers
             info += _read_all(info_r)
-            started = _read_all(ready_r)
+            started = run.started or bool(_read_all(ready_r))
         duration = time.perf_counter() - start
-        if not started and not timed_out:
+        if not started and not timed_out and not run.limits_hit:
             msg = err.text().strip() or f"exit status {proc.returncode}"
             if self.confined and not info:
                 raise SandboxError(
@@ -580,8 +587,8 @@ class PythonSandbox:
             run.limits_hit.append("memory")
             run.notices.insert(
                 0,
-                f"the run reached its memory limit of {self.memory_mb} MB (all its processes together): the "
-                f"kernel killed {kills} process(es)",
+                f"the run reached its memory limit of {self.memory_mb} MB (all its processes together, plus 32 MB "
+                f"for the sandbox's own processes): the kernel killed {kills} process(es)",
             )
         return ExecResult(
             stdout=out.text(),
@@ -595,30 +602,37 @@ class PythonSandbox:
             notices=tuple(run.notices),
         )
 
-    async def _watch(self, proc: asyncio.subprocess.Process, run: _Run, info_r: int, info: bytearray) -> None:
+    async def _watch(
+        self, proc: asyncio.subprocess.Process, run: _Run, info_r: int, info: bytearray, ready_r: int
+    ) -> None:
         """Poll the run's writes against its budget; kill it when over. Returns only then."""
         watch = run.watch
-        if watch is None:
-            await asyncio.Event().wait()
-            return
+        assert watch is not None
         os.set_blocking(info_r, False)
-        tmpfs: list[str] = []
-        while True:
-            await asyncio.sleep(POLL_S)
-            if not tmpfs and self.confined:
-                with contextlib.suppress(BlockingIOError, OSError):
-                    info += os.read(info_r, 65536)
-                pid = _child_pid(bytes(info))
-                if pid is not None:
-                    mounts = ["tmp", "dev/shm"] + ([] if self.workspace is not None else ["workspace"])
-                    tmpfs = [f"/proc/{pid}/root/{m}" for m in mounts]
-            used = await asyncio.to_thread(watch.over, tmpfs)
-            if used is not None:
-                name, sentence = watch.describe(used)
-                run.limits_hit.append(name)
-                run.notices.insert(0, sentence)
-                _kill_group(proc.pid)
-                return
+        os.set_blocking(ready_r, False)
+        tmpfs: list[int] = []  # descriptors of the run's own tmpfs mounts, opened once it is running
+        try:
+            while True:
+                await asyncio.sleep(POLL_S)
+                if not run.started:
+                    with contextlib.suppress(BlockingIOError, OSError):
+                        run.started = bool(os.read(ready_r, 1))
+                    with contextlib.suppress(BlockingIOError, OSError):
+                        info += os.read(info_r, 65536)
+                    if run.started and self.confined:
+                        # Only now is PID 1 inside the sandbox's root; a descriptor keeps pointing at the same
+                        # mount even if the PID is later reused by a process of the host.
+                        tmpfs = _open_tmpfs(_child_pid(bytes(info)), with_workspace=self.workspace is None)
+                used = await asyncio.to_thread(watch.over, tmpfs)
+                if used is not None:
+                    name, sentence = watch.describe(used)
+                    run.limits_hit.append(name)
+                    run.notices.insert(0, sentence)
+                    _kill_group(proc.pid)
+                    return
+        finally:
+            for fd in tmpfs:
+                os.close(fd)
 
     @staticmethod
     async def _feed(proc: asyncio.subprocess.Process, code: bytes) -> None:
@@ -676,6 +690,27 @@ def _child_pid(info: bytes) -> int | None:
     except (ValueError, AttributeError):
         return None
     return pid if isinstance(pid, int) else None
+
+
+def _open_tmpfs(pid: int | None, with_workspace: bool) -> list[int]:
+    """Descriptors of a running sandbox's tmpfs mounts, reached from the host through ``/proc/PID/root``."""
+    if pid is None:
+        return []
+    fds = []
+    for mount in ["tmp", "dev/shm"] + (["workspace"] if with_workspace else []):
+        host = set()
+        for path in ("/", f"/{mount}"):
+            with contextlib.suppress(OSError):
+                host.add(os.stat(path).st_dev)
+        try:
+            fd = os.open(f"/proc/{pid}/root/{mount}", os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        if os.fstat(fd).st_dev in host:  # the host's filesystem, not the run's fresh tmpfs: never measure it
+            os.close(fd)
+            continue
+        fds.append(fd)
+    return fds
 
 
 def _read_all(fd: int) -> bytes:

@@ -250,3 +250,17 @@ def test_unconfined_runs_keep_the_write_budget(monkeypatch: pytest.MonkeyPatch, 
         box = PythonSandbox(where, timeout_s=20, allow_unsafe_unconfined=True, max_write_files=100)
         result = box.run("i = 0\nwhile True:\n    open(f'f{i}', 'w').close()\n    i += 1\n")
         assert result.limits_hit == ("write_files",) and not result.timed_out, result
+
+
+def test_write_watch_never_measures_the_hosts_disk() -> None:
+    # bwrap reports PID 1's host PID before PID 1 has entered the sandbox's root (or after its PID was reused):
+    # /proc/PID/root/tmp is then the host's /tmp, and a run was killed for the host's disk usage.
+    from agentkit.tools.sandbox import _open_tmpfs
+
+    assert _open_tmpfs(os.getpid(), with_workspace=True) == []  # this process's /tmp, /dev/shm: the host's
+
+
+def test_many_quick_runs_are_not_stopped_by_the_write_budget(workspace_dir: Path) -> None:
+    box = PythonSandbox(workspace_dir, timeout_s=10)
+    results = [box.run("print(1)") for _ in range(10)]
+    assert [(r.stdout, r.limits_hit) for r in results] == [("1\n", ())] * 10
