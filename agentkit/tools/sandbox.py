@@ -438,11 +438,20 @@ class PythonSandbox:
             path = self.workspace / rel
             if rel in placeholders or path in held or not os.path.lexists(path):
                 continue
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    path.unlink()
+            # First out of the way under a name nothing runs (one rename, which cannot fail on a deep tree the
+            # way a recursive delete can), then deleted.
+            aside = path.with_name(f"{path.name}.removed-by-agentkit-{secrets.token_hex(4)}")
+            try:
+                os.rename(path, aside)
+            except OSError:
+                aside = path
+            try:
+                if aside.is_dir() and not aside.is_symlink():
+                    shutil.rmtree(aside)
+                else:
+                    aside.unlink()
+            except (OSError, RecursionError):
+                pass  # left under the neutral name when the delete failed
             run.notices.append(
                 f"the program created {rel} in the workspace; it was removed because programs on the user's "
                 "machine run what is there (git, direnv, editors). Pass allow_protected_writes=True to allow it"

@@ -519,3 +519,14 @@ def test_escape_protected_name_behind_symlink(workspace_dir: Path, tmp_path: Pat
     with pytest.raises(SandboxError, match="symbolic link"):
         PythonSandbox(workspace_dir, timeout_s=5).run("open('.git/config', 'w').write('x')")
     assert not (tmp_path / "real-git" / "config").exists()
+
+
+def test_escape_nested_git_repo_too_deep_to_delete(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    # A tree deeper than a recursive delete can go: the .git must still not stay where git would run it.
+    result = sandbox.run(
+        "import os\nos.makedirs('sub/.git')\nopen('sub/.git/config', 'w').write('x')\nos.chdir('sub/.git')\n"
+        "for _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\nprint('ok')"
+    )
+    assert result.stdout == "ok\n", result.stderr
+    assert not (workspace_dir / "sub" / ".git").exists()
+    assert any("sub/.git" in n for n in result.notices), result
