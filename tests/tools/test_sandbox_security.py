@@ -527,6 +527,9 @@ def test_escape_nested_git_repo_too_deep_to_delete(sandbox: PythonSandbox, works
         "import os\nos.makedirs('sub/.git')\nopen('sub/.git/config', 'w').write('x')\nos.chdir('sub/.git')\n"
         "for _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\nprint('ok')"
     )
-    assert result.stdout == "ok\n", result.stderr
-    assert not (workspace_dir / "sub" / ".git").exists()
-    assert any("sub/.git" in n for n in result.notices), result
+    try:
+        assert result.stdout == "ok\n", result.stderr
+        assert not (workspace_dir / "sub" / ".git").exists()
+        assert any("sub/.git" in n for n in result.notices), result
+    finally:
+        subprocess.run(["rm", "-rf", str(workspace_dir / "sub")], check=False)  # pytest's own cleanup recurses
