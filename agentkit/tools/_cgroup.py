@@ -64,7 +64,7 @@ class RunCgroup:
         self.dirs: list[Path] = []
         self.pids_limited = False
         self.memory_limited = False
-        self.layout = ""  # "cgroup v2" / "cgroup v1" once something is limited
+        self.memory_layout = ""  # "cgroup v2" / "cgroup v1" once memory is limited
         self._memory_events: Path | None = None  # v2 memory.events or v1 memory.oom_control
 
     @classmethod
@@ -118,13 +118,14 @@ class RunCgroup:
                 if (path / "memory.swap.max").exists():
                     (path / "memory.swap.max").write_text("0")
                 self.memory_limited = True
+                self.memory_layout = "cgroup v2"
                 self._memory_events = path / "memory.events"
         except OSError:
             self.dirs.remove(path)
             self._remove(path)
             self.pids_limited = self.memory_limited = False
+            self.memory_layout = ""
             return False
-        self.layout = "cgroup v2"
         return True
 
     def _make_v1(self, parent: Path, controller: str, limit: int) -> bool:
@@ -140,12 +141,12 @@ class RunCgroup:
                 if (path / "memory.memsw.limit_in_bytes").exists():  # swap accounting on: no escape into swap
                     (path / "memory.memsw.limit_in_bytes").write_text(str(limit))
                 self.memory_limited = True
+                self.memory_layout = "cgroup v1"
                 self._memory_events = path / "memory.oom_control"
         except OSError:
             self.dirs.remove(path)
             self._remove(path)
             return False
-        self.layout = self.layout or "cgroup v1"
         return True
 
     def join_from_child(self) -> None:

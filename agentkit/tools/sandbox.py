@@ -279,7 +279,7 @@ class PythonSandbox:
                 "max_processes=None to accept runs without a process limit"
             )
         #: How the whole run's memory is capped: "cgroup v1"/"cgroup v2", or "" where only RLIMIT_AS per process.
-        self.memory_cap = probe.layout if probe.memory_limited else ""
+        self.memory_cap = probe.memory_layout
 
     # -- command line --------------------------------------------------------------------------------
 
