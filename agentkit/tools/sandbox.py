@@ -400,9 +400,13 @@ class PythonSandbox:
         return not self.allow_protected_writes and is_protected(rel.rsplit("/", 1)[-1])
 
     def _scan_before(self) -> tuple[Usage, list[str], list[str]]:
-        """Workspace usage, its protected entries (any depth) and the protected top-level names it lacks."""
+        """Workspace usage, its read-only entries (protected names at any depth, the interpreter if it lies
+        inside) and the protected top-level names it lacks."""
         assert self.workspace is not None
-        usage, protected, _ = tree_usage(self.workspace, stop=self._is_protected_rel)
+        # The interpreter (a .venv in the project, say) is run by the host too: by agentkit's next start and by
+        # every later run. Read-only where it lies inside the workspace, whatever it is called, always.
+        inside = {rel for d in [*self._python_dirs, *self.extra_ro_paths] if (rel := _inside(d, self.workspace))}
+        usage, protected, _ = tree_usage(self.workspace, stop=lambda rel: rel in inside or self._is_protected_rel(rel))
         for rel in protected:
             if os.path.islink(self.workspace / rel):
                 raise SandboxError(
@@ -411,7 +415,7 @@ class PythonSandbox:
                     "real directory, or pass allow_protected_writes=True to let sandboxed code change it"
                 )
         if self.allow_protected_writes:
-            return usage, [], []
+            return usage, protected, []
         with _PLACEHOLDER_LOCK:
             # Another run of this process may hold a placeholder right now: it is ours, not the user's.
             protected = [rel for rel in protected if self.workspace / rel not in _PLACEHOLDERS]
@@ -699,6 +703,14 @@ def _child_pid(info: bytes) -> int | None:
     except (ValueError, AttributeError):
         return None
     return pid if isinstance(pid, int) else None
+
+
+def _inside(path: str, root: Path) -> str:
+    """``path`` relative to ``root`` when it lies strictly inside it (symlinks resolved), else ""."""
+    real = Path(os.path.realpath(path))
+    if real != root and real.is_relative_to(root):
+        return real.relative_to(root).as_posix()
+    return ""
 
 
 def _open_tmpfs(pid: int | None, with_workspace: bool) -> list[int]:

@@ -533,3 +533,25 @@ def test_escape_nested_git_repo_too_deep_to_delete(sandbox: PythonSandbox, works
         assert any("sub/.git" in n for n in result.notices), result
     finally:
         subprocess.run(["rm", "-rf", str(workspace_dir / "sub")], check=False)  # pytest's own cleanup recurses
+
+
+def test_escape_plant_pth_in_the_agents_venv_inside_the_workspace(workspace_dir: Path) -> None:
+    # agentkit runs from the project's own .venv: a .pth written there runs, unconfined, at agentkit's next start.
+    import venv
+
+    venv.EnvBuilder(system_site_packages=True, with_pip=False, symlinks=True).create(workspace_dir / "env")
+    site = next((workspace_dir / "env").glob("lib/python*/site-packages"))
+    rel = site.relative_to(workspace_dir)
+    driver = (
+        "from agentkit.tools import PythonSandbox\n"
+        f"r = PythonSandbox({str(workspace_dir)!r}, timeout_s=20).run("
+        f"\"open('{rel}/evil.pth', 'w').write('import os')\")\n"
+        "print(r.stderr)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [str(workspace_dir / "env" / "bin" / "python"), "-c", driver], capture_output=True, text=True, env=env
+    )
+    assert "Read-only file system" in done.stdout, (done.stdout, done.stderr)
+    assert not (site / "evil.pth").exists()
