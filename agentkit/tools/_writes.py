@@ -5,16 +5,21 @@ no per-mount byte or inode limit short of filesystem quotas, which need root and
 them. ``RLIMIT_FSIZE`` caps one file, not the number of files or their sum. So the host measures instead:
 
 - tmpfs mounts of the run (``/tmp``, ``/dev/shm``, a scratch ``/workspace``) are private to it, and
-  ``statvfs`` on them (reached from the host through ``/proc/PID/root``) gives their exact bytes and inodes
+  ``fstatvfs`` on them (opened from the host through ``/proc/PID/root``) gives their exact bytes and inodes
   in one system call; their bytes are also hard-capped by the tmpfs ``size=``.
-- the workspace is walked once before the run (allocated bytes and inodes, each inode once); during the run
-  ``statvfs`` of its filesystem is polled, and only when the filesystem grew by more than the budget is the
-  tree walked again to tell the run's growth from other writers on the same filesystem.
+- for the workspace, ``statvfs`` of its filesystem is polled (one system call, however large the tree); only
+  when the filesystem grew by more than the budget is the tree walked, counting what changed since the run
+  started (inodes whose ``ctime`` is newer: created, written, renamed), to tell the run's writes from other
+  writers on the same filesystem. That count is an upper bound (a file appended to counts whole).
 
 A run that goes over is killed, like one that times out, and the result says which budget it hit. The limit
-is enforced to within one polling interval (:data:`POLL_S`): a writer at disk speed (about 300 MB/s here)
-gets a few tens of MB and a few thousand files past it before it is stopped. What is measured is growth:
-deleting a file and writing another of the same size costs nothing, which is what matters for a full disk.
+is enforced to within one polling interval (:data:`POLL_S`, 10 ms) plus the walk: a writer at page-cache speed
+(1–2 GB/s here) gets some tens of MB and a few hundred files past it before it is stopped. What is measured for
+the workspace is growth of its filesystem: deleting a file and writing another of the same size costs nothing,
+which is what matters for a full disk.
+
+:func:`find_named` is the cheap walk the sandbox uses before and after each run to find the workspace's
+protected entries at any depth: it reads directories only (no ``stat`` per file).
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["POLL_S", "Usage", "WriteWatch", "tree_usage"]
+__all__ = ["POLL_S", "Usage", "WriteWatch", "changed_usage", "find_named", "fs_usage"]
 
-POLL_S = 0.05
+POLL_S = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,41 +50,57 @@ class Usage:
         return Usage(self.bytes - other.bytes, self.files - other.files)
 
 
-def tree_usage(
-    root: Path, stop: Callable[[str], bool] = lambda rel: False, flag: Callable[[str], bool] = lambda rel: False
-) -> tuple[Usage, list[str], list[str]]:
-    """Usage below ``root`` (each inode once); the relative paths ``stop`` matched (neither counted nor entered)
-    and those ``flag`` matched (counted and entered)."""
-    seen: set[tuple[int, int]] = set()
-    total_bytes = 0
-    stopped: list[str] = []
-    flagged: list[str] = []
+def find_named(root: Path, want: Callable[[str], bool]) -> list[tuple[str, os.stat_result]]:
+    """Entries below ``root`` whose relative path ``want`` accepts (not entered), each with its ``lstat``.
+
+    Only directories are read and only the wanted entries are ``stat``-ed, so a large tree costs one
+    ``getdents`` per directory; symlinks are never followed.
+    """
+    found: list[tuple[str, os.stat_result]] = []
     stack = [""]
     while stack:
         rel = stack.pop()
         try:
-            entries = list(os.scandir(root / rel if rel else root))
-        except OSError:  # removed meanwhile, or unreadable: counts as empty
+            with os.scandir(root / rel if rel else root) as it:
+                entries = list(it)
+        except OSError:  # removed meanwhile, or unreadable
             continue
         for entry in entries:
             child = f"{rel}/{entry.name}" if rel else entry.name
-            if stop(child):
-                stopped.append(child)
+            if want(child):
+                with contextlib.suppress(OSError):
+                    found.append((child, entry.stat(follow_symlinks=False)))
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append(child)
+    return found
+
+
+def changed_usage(root: Path, since_ns: int, skip: Callable[[str], bool] = lambda rel: False) -> Usage:
+    """Allocated bytes and number of inodes below ``root`` changed since ``since_ns`` (each inode once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            with os.scandir(root / rel if rel else root) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            child = f"{rel}/{entry.name}" if rel else entry.name
+            if skip(child):
                 continue
-            if flag(child):
-                flagged.append(child)
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            total_bytes += st.st_blocks * 512
+            if st.st_ctime_ns >= since_ns and (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
             if entry.is_dir(follow_symlinks=False):
                 stack.append(child)
-    return Usage(total_bytes, len(seen)), stopped, flagged
+    return Usage(total, len(seen))
 
 
 def fs_usage(path: str | Path | int) -> Usage | None:
@@ -93,32 +115,44 @@ def fs_usage(path: str | Path | int) -> Usage | None:
 class WriteWatch:
     """Compares what a run has written so far with its budget; see the module docstring for how."""
 
-    def __init__(self, max_bytes: int, max_files: int, workspace: Path | None, baseline: Usage | None) -> None:
+    def __init__(self, max_bytes: int, max_files: int, workspace: Path | None) -> None:
         self.max_bytes = max_bytes
         self.max_files = max_files
         self.workspace = workspace
-        self.baseline = baseline
-        self.skip: Callable[[str], bool] = lambda rel: False
+        self.skip: Callable[[str], bool] = lambda rel: False  # read-only inside: the run cannot change them
+        self._since_ns = time.time_ns() - 1_000_000_000  # a second early: coarse filesystem timestamps
         self._fs_base = fs_usage(workspace) if workspace is not None else None
         self._others = Usage()  # growth of the workspace's filesystem that the last walk found not to be the run's
 
-    def over(self, tmpfs: Sequence[int]) -> Usage | None:
-        """The run's writes so far when they exceed the budget, else ``None``."""
+    def _quick(self, tmpfs: Sequence[int]) -> tuple[Usage, Usage | None]:
+        """(bytes and inodes in the run's tmpfs mounts, growth of the workspace's filesystem or None)."""
         used = Usage()
         for fd in tmpfs:
             now = fs_usage(fd)
             if now is not None:
                 used += Usage(now.bytes, max(0, now.files - 1))  # the mount's root directory is not a write
-        if self.workspace is not None and self._fs_base is not None and self.baseline is not None:
+        growth = None
+        if self.workspace is not None and self._fs_base is not None:
             fs_now = fs_usage(self.workspace)
             if fs_now is not None:
                 growth = fs_now - self._fs_base
-                if self._exceeds(used + growth - self._others):
-                    precise = tree_usage(self.workspace, self.skip)[0] - self.baseline
-                    self._others = growth - precise
-                    used += precise
-                else:
-                    used += growth - self._others
+        return used, growth
+
+    def may_be_over(self, tmpfs: Sequence[int]) -> bool:
+        """A few ``statvfs`` calls, cheap enough for the event loop: True when :meth:`over` must look closer."""
+        used, growth = self._quick(tmpfs)
+        return self._exceeds(used + (growth - self._others if growth is not None else Usage()))
+
+    def over(self, tmpfs: Sequence[int]) -> Usage | None:
+        """The run's writes so far when they exceed the budget, else ``None`` (may walk the workspace: blocking)."""
+        used, growth = self._quick(tmpfs)
+        if growth is not None and self.workspace is not None:
+            if self._exceeds(used + growth - self._others):
+                changed = changed_usage(self.workspace, self._since_ns, self.skip)
+                self._others = growth - changed
+                used += changed
+            else:
+                used += growth - self._others
         return used if self._exceeds(used) else None
 
     def _exceeds(self, used: Usage) -> bool:
@@ -136,10 +170,3 @@ class WriteWatch:
             f"the run was stopped: it created about {used.files} files and directories, more than its write "
             f"budget of {self.max_files}"
         )
-
-
-def remove_quietly(path: Path) -> None:
-    """Remove an empty placeholder left by the sandbox (a directory bwrap made as a mount point)."""
-    with contextlib.suppress(OSError):
-        if path.is_dir() and not path.is_symlink():
-            path.rmdir()

@@ -41,6 +41,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -54,7 +55,7 @@ from agentkit.errors import SandboxError, SandboxUnavailable, UserError
 from agentkit.tools._cgroup import RunCgroup
 from agentkit.tools._protected import PROTECTED_NAMES, is_protected
 from agentkit.tools._seccomp import filter_program
-from agentkit.tools._writes import POLL_S, Usage, WriteWatch, remove_quietly, tree_usage
+from agentkit.tools._writes import POLL_S, WriteWatch, find_named
 from agentkit.tools.runtime import Tool, tool
 from agentkit.tools.workspace import Workspace
 
@@ -195,7 +196,7 @@ class _Run:
 
     cgroup: RunCgroup | None = None
     watch: WriteWatch | None = None
-    protected_before: list[str] = dataclasses.field(default_factory=list)
+    protected_ids: set[tuple[int, int]] = dataclasses.field(default_factory=set)
     limits_hit: list[str] = dataclasses.field(default_factory=list)
     notices: list[str] = dataclasses.field(default_factory=list)
     started: bool = False  # the bootstrap reported that it runs (the sandbox is set up)
@@ -399,48 +400,55 @@ class PythonSandbox:
     def _is_protected_rel(self, rel: str) -> bool:
         return not self.allow_protected_writes and is_protected(rel.rsplit("/", 1)[-1])
 
-    def _scan_before(self) -> tuple[Usage, list[str], list[str]]:
-        """Workspace usage, its read-only entries (protected names at any depth, the interpreter if it lies
-        inside) and the protected top-level names it lacks."""
+    def _scan_before(self) -> tuple[list[str], set[tuple[int, int]], list[str]]:
+        """The workspace's read-only entries (protected names at any depth, the interpreter where it lies inside),
+        their identities (device, inode), and the protected top-level names it lacks (covered by placeholders)."""
         assert self.workspace is not None
         # The interpreter (a .venv in the project, say) is run by the host too: by agentkit's next start and by
         # every later run. Read-only where it lies inside the workspace, whatever it is called, always.
         inside = {rel for d in [*self._python_dirs, *self.extra_ro_paths] if (rel := _inside(d, self.workspace))}
-        usage, protected, _ = tree_usage(self.workspace, stop=lambda rel: rel in inside or self._is_protected_rel(rel))
-        for rel in protected:
-            if os.path.islink(self.workspace / rel):
+        found = find_named(self.workspace, lambda rel: rel in inside or self._is_protected_rel(rel))
+        for rel, st in found:
+            if stat.S_ISLNK(st.st_mode):
                 raise SandboxError(
                     f"{rel} in the workspace is a symbolic link, so the sandbox cannot keep it read-only (the program "
                     "could replace the link); programs on the host run what is there. Replace the link with the "
                     "real directory, or pass allow_protected_writes=True to let sandboxed code change it"
                 )
-        if self.allow_protected_writes:
-            return usage, protected, []
         with _PLACEHOLDER_LOCK:
             # Another run of this process may hold a placeholder right now: it is ours, not the user's.
-            protected = [rel for rel in protected if self.workspace / rel not in _PLACEHOLDERS]
+            found = [(rel, st) for rel, st in found if self.workspace / rel not in _PLACEHOLDERS]
+            ids = {(st.st_dev, st.st_ino) for _, st in found}
+            protected = [rel for rel, _ in found]
+            if self.allow_protected_writes:
+                return protected, ids, []
             present = {rel.lower() for rel in protected if "/" not in rel}
             absent = [name for name in PROTECTED_NAMES if name.lower() not in present]
             for name in absent:
                 _PLACEHOLDERS[self.workspace / name] = _PLACEHOLDERS.get(self.workspace / name, 0) + 1
-        return usage, protected, absent
+        return protected, ids, absent
 
     def _check_after(self, run: _Run, placeholders: Sequence[str]) -> None:
-        """Remove protected entries the run created where none was before (deeper than the placeholders)."""
+        """Remove protected entries the run created (deeper than the placeholders, or where it moved one away).
+
+        Entries are told apart by identity (device and inode), not by path: code that renames a directory
+        holding a read-only ``.git`` and makes a new ``.git`` at the old path must not have the new one kept.
+        """
         assert self.workspace is not None
-        before = set(run.protected_before)
-        _, _, found = tree_usage(self.workspace, stop=lambda rel: rel in before, flag=self._is_protected_rel)
         with _PLACEHOLDER_LOCK:
             for name in placeholders:
                 path = self.workspace / name
                 _PLACEHOLDERS[path] -= 1
                 if not _PLACEHOLDERS[path]:  # the last run using it: remove the empty mount point bwrap made
                     del _PLACEHOLDERS[path]
-                    remove_quietly(path)
+                    with contextlib.suppress(OSError):
+                        path.rmdir()
             held = set(_PLACEHOLDERS)  # placeholders of runs still going
-        for rel in found:
+        if self.allow_protected_writes:
+            return
+        for rel, st in find_named(self.workspace, self._is_protected_rel):
             path = self.workspace / rel
-            if rel in placeholders or path in held or not os.path.lexists(path):
+            if (st.st_dev, st.st_ino) in run.protected_ids or rel in placeholders or path in held:
                 continue
             # First out of the way under a name nothing runs (one rename, which cannot fail on a deep tree the
             # way a recursive delete can), then deleted.
@@ -450,7 +458,7 @@ class PythonSandbox:
             except OSError:
                 aside = path
             try:
-                if aside.is_dir() and not aside.is_symlink():
+                if stat.S_ISDIR(st.st_mode):
                     shutil.rmtree(aside)
                 else:
                     aside.unlink()
@@ -488,11 +496,11 @@ class PythonSandbox:
         scratch = None
         placeholders: list[str] = []
         try:
-            baseline = None
-            if self.workspace is not None:
-                baseline, run.protected_before, placeholders = await asyncio.to_thread(self._scan_before)
+            protected: list[str] = []
+            if self.workspace is not None and self.confined:
+                protected, run.protected_ids, placeholders = await asyncio.to_thread(self._scan_before)
             if self.confined:
-                cmd, cwd = self.bwrap_args("/tmp/main.py", run.protected_before, placeholders), None
+                cmd, cwd = self.bwrap_args("/tmp/main.py", protected, placeholders), None
                 # bwrap itself starts with the sandbox's environment, never the agent's (API keys, tokens).
                 env = self._env(home="/tmp")
                 watched = self.workspace
@@ -500,9 +508,9 @@ class PythonSandbox:
                 scratch = tempfile.mkdtemp(prefix="agentkit-unconfined-")
                 cwd = str(self.workspace) if self.workspace is not None else scratch
                 cmd, env = self._python_cmd(os.path.join(scratch, "main.py")), self._env(home=scratch)
-                watched, baseline = Path(cwd), baseline or Usage()
-            run.watch = WriteWatch(self.max_write_mb * 1024 * 1024, self.max_write_files, watched, baseline)
-            frozen = set(run.protected_before)  # read-only inside: the run cannot have written there
+                watched = Path(cwd)
+            run.watch = WriteWatch(self.max_write_mb * 1024 * 1024, self.max_write_files, watched)
+            frozen = set(protected)  # read-only inside: the run cannot have written there
             run.watch.skip = frozen.__contains__
             result = await self._execute(cmd, cwd, env, code.encode("utf-8"), run)
         finally:
@@ -636,6 +644,8 @@ class PythonSandbox:
                         # Only now is PID 1 inside the sandbox's root; a descriptor keeps pointing at the same
                         # mount even if the PID is later reused by a process of the host.
                         tmpfs = _open_tmpfs(_child_pid(bytes(info)), with_workspace=self.workspace is None)
+                if not watch.may_be_over(tmpfs):
+                    continue
                 used = await asyncio.to_thread(watch.over, tmpfs)
                 if used is not None:
                     name, sentence = watch.describe(used)

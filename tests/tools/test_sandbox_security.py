@@ -461,7 +461,9 @@ def test_escape_fill_the_workspace_disk(workspace_dir: Path) -> None:
     assert "write_bytes" in result.limits_hit and not result.timed_out and not result.ok, result
     assert any("write budget of 16 MB" in n for n in result.notices)
     written, _ = _growth(workspace_dir)
-    assert written < 16 * 2**20 + 64 * 2**20  # stopped within one polling interval of the budget
+    # Stopped within a polling interval: tens of MB past the budget at page-cache speed (40-70 MB measured here),
+    # never the gigabytes that 20 s of writing would leave.
+    assert written < 16 * 2**20 + 240 * 2**20
 
 
 @pytest.mark.parametrize("where", ["/workspace", "/tmp", "/dev/shm"])
@@ -471,7 +473,7 @@ def test_escape_exhaust_inodes(workspace_dir: Path, where: str) -> None:
     result = box.run(code)
     assert "write_files" in result.limits_hit and not result.timed_out, result
     if where == "/workspace":
-        assert _growth(workspace_dir)[1] < 300 + 20_000  # stopped within one polling interval
+        assert _growth(workspace_dir)[1] < 300 + 5_000  # stopped within a polling interval (about 400 here)
 
 
 def test_writes_within_budget_are_fine(workspace_dir: Path) -> None:
@@ -555,3 +557,17 @@ def test_escape_plant_pth_in_the_agents_venv_inside_the_workspace(workspace_dir:
     )
     assert "Read-only file system" in done.stdout, (done.stdout, done.stderr)
     assert not (site / "evil.pth").exists()
+
+
+def test_escape_move_a_nested_repo_aside_and_plant_a_new_one(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    # x/.git is read-only inside, but x itself can be renamed: the new x/.git at the old path was kept (and the
+    # user's real one, now y/.git, deleted) while protection went by path.
+    (workspace_dir / "x" / ".git").mkdir(parents=True)
+    (workspace_dir / "x" / ".git" / "config").write_text("user's own\n")
+    result = sandbox.run(
+        "import os\nos.rename('x', 'y')\nos.makedirs('x/.git')\n"
+        "open('x/.git/config', 'w').write('[core]\\n\\tfsmonitor = touch /tmp/pwned\\n')\nprint('planted')"
+    )
+    assert not (workspace_dir / "x" / ".git").exists(), result
+    assert (workspace_dir / "y" / ".git" / "config").read_text() == "user's own\n"
+    assert any("x/.git" in n for n in result.notices), result
