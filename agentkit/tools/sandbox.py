@@ -638,12 +638,12 @@ class PythonSandbox:
                 if not run.started:
                     with contextlib.suppress(BlockingIOError, OSError):
                         run.started = bool(os.read(ready_r, 1))
+                if run.started and self.confined and not tmpfs:
                     with contextlib.suppress(BlockingIOError, OSError):
                         info += os.read(info_r, 65536)
-                    if run.started and self.confined:
-                        # Only now is PID 1 inside the sandbox's root; a descriptor keeps pointing at the same
-                        # mount even if the PID is later reused by a process of the host.
-                        tmpfs = _open_tmpfs(_child_pid(bytes(info)), with_workspace=self.workspace is None)
+                    # Only now is PID 1 inside the sandbox's root; a descriptor keeps pointing at the same mount
+                    # even if the PID is later reused by a process of the host.
+                    tmpfs = _open_tmpfs(_child_pid(bytes(info)), with_workspace=self.workspace is None)
                 if not watch.may_be_over(tmpfs):
                     continue
                 used = await asyncio.to_thread(watch.over, tmpfs)
