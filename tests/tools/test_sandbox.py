@@ -264,3 +264,9 @@ def test_many_quick_runs_are_not_stopped_by_the_write_budget(workspace_dir: Path
     box = PythonSandbox(workspace_dir, timeout_s=10)
     results = [box.run("print(1)") for _ in range(10)]
     assert [(r.stdout, r.limits_hit) for r in results] == [("1\n", ())] * 10
+
+
+def test_writes_within_budget_are_fine(workspace_dir: Path) -> None:
+    box = PythonSandbox(workspace_dir, timeout_s=20, max_write_mb=8, max_write_files=50)
+    result = box.run("for i in range(20):\n    open(f'f{i}', 'wb').write(b'x' * 100_000)\nprint('ok')")
+    assert result.ok and result.stdout == "ok\n" and result.limits_hit == (), result
