@@ -53,6 +53,7 @@ from typing import Any
 
 from agentkit.errors import SandboxError, SandboxUnavailable, UserError
 from agentkit.tools._cgroup import RunCgroup
+from agentkit.tools._gitpaths import gitdir_target, referenced_paths
 from agentkit.tools._protected import PROTECTED_NAMES, is_protected
 from agentkit.tools._seccomp import filter_program
 from agentkit.tools._writes import POLL_S, WriteWatch, find_named
@@ -197,6 +198,7 @@ class _Run:
     cgroup: RunCgroup | None = None
     watch: WriteWatch | None = None
     protected_ids: set[tuple[int, int]] = dataclasses.field(default_factory=set)
+    pinned: list[tuple[str, tuple[int, int]]] = dataclasses.field(default_factory=list)  # git's hooks, includes
     limits_hit: list[str] = dataclasses.field(default_factory=list)
     notices: list[str] = dataclasses.field(default_factory=list)
     started: bool = False  # the bootstrap reported that it runs (the sandbox is set up)
@@ -400,7 +402,7 @@ class PythonSandbox:
     def _is_protected_rel(self, rel: str) -> bool:
         return not self.allow_protected_writes and is_protected(rel.rsplit("/", 1)[-1])
 
-    def _scan_before(self) -> tuple[list[str], set[tuple[int, int]], list[str]]:
+    def _scan_before(self, run: _Run) -> tuple[list[str], set[tuple[int, int]], list[str]]:
         """The workspace's read-only entries (protected names at any depth, the interpreter where it lies inside),
         their identities (device, inode), and the protected top-level names it lacks (covered by placeholders)."""
         assert self.workspace is not None
@@ -415,6 +417,10 @@ class PythonSandbox:
                     "could replace the link); programs on the host run what is there. Replace the link with the "
                     "real directory, or pass allow_protected_writes=True to let sandboxed code change it"
                 )
+        if not self.allow_protected_writes:
+            pinned = self._git_references(found)
+            found += pinned
+            run.pinned = [(rel, (st.st_dev, st.st_ino)) for rel, st in pinned]
         with _PLACEHOLDER_LOCK:
             # Another run of this process may hold a placeholder right now: it is ours, not the user's.
             found = [(rel, st) for rel, st in found if self.workspace / rel not in _PLACEHOLDERS]
@@ -427,6 +433,44 @@ class PythonSandbox:
             for name in absent:
                 _PLACEHOLDERS[self.workspace / name] = _PLACEHOLDERS.get(self.workspace / name, 0) + 1
         return protected, ids, absent
+
+    def _git_references(self, found: list[tuple[str, os.stat_result]]) -> list[tuple[str, os.stat_result]]:
+        """Work-tree paths the protected ``.git`` entries make git run or read (:mod:`agentkit.tools._gitpaths`)."""
+        assert self.workspace is not None
+        targets: list[Path] = []
+        for rel, st in found:
+            if rel.rsplit("/", 1)[-1].lower() != ".git":
+                continue
+            path = self.workspace / rel
+            configs = [path / "config"] if stat.S_ISDIR(st.st_mode) else []
+            if stat.S_ISREG(st.st_mode) and (gitdir := gitdir_target(path)) is not None:
+                targets.append(gitdir)
+                configs.append(gitdir / "config")
+            for config in configs:
+                targets += referenced_paths(config, path.parent)
+        covered = [rel for rel, _ in found]
+        extra: list[tuple[str, os.stat_result]] = []
+        for target in targets:
+            if not target.is_relative_to(self.workspace) or target == self.workspace:
+                continue  # outside the workspace: not mounted, so not writable inside
+            rel = target.relative_to(self.workspace).as_posix()
+            if any(rel == c or rel.startswith(c + "/") for c in covered):
+                continue  # inside .git (submodules' gitdirs) or another entry already read-only
+            why = ""
+            if not os.path.lexists(target):
+                why = "does not exist, so the program could create it"
+            elif os.path.realpath(target) != str(target):
+                why = "goes through a symbolic link, which the program could replace"
+            if why:
+                raise SandboxError(
+                    f"the repository's git configuration points at {rel} in the workspace (hooks, an included "
+                    f"config or the repository itself), and {rel} {why}; git on the host would then run what the "
+                    "sandboxed program wrote. Create it as a real directory or file, or pass "
+                    "allow_protected_writes=True"
+                )
+            extra.append((rel, os.lstat(target)))
+            covered.append(rel)
+        return extra
 
     def _check_after(self, run: _Run, placeholders: Sequence[str]) -> None:
         """Remove protected entries the run created (deeper than the placeholders, or where it moved one away).
@@ -446,10 +490,20 @@ class PythonSandbox:
             held = set(_PLACEHOLDERS)  # placeholders of runs still going
         if self.allow_protected_writes:
             return
-        for rel, st in find_named(self.workspace, self._is_protected_rel):
+        created = [
+            (rel, st)
+            for rel, st in find_named(self.workspace, self._is_protected_rel)
+            if (st.st_dev, st.st_ino) not in run.protected_ids
+            and rel not in placeholders
+            and self.workspace / rel not in held
+        ]
+        for rel, identity in run.pinned:  # a hooks directory moved away and made anew at the same path
+            with contextlib.suppress(OSError):
+                st = os.lstat(self.workspace / rel)
+                if (st.st_dev, st.st_ino) != identity:
+                    created.append((rel, st))
+        for rel, st in created:
             path = self.workspace / rel
-            if (st.st_dev, st.st_ino) in run.protected_ids or rel in placeholders or path in held:
-                continue
             # First out of the way under a name nothing runs (one rename, which cannot fail on a deep tree the
             # way a recursive delete can), then deleted.
             aside = path.with_name(f"{path.name}.removed-by-agentkit-{secrets.token_hex(4)}")
@@ -498,7 +552,7 @@ class PythonSandbox:
         try:
             protected: list[str] = []
             if self.workspace is not None and self.confined:
-                protected, run.protected_ids, placeholders = await asyncio.to_thread(self._scan_before)
+                protected, run.protected_ids, placeholders = await asyncio.to_thread(self._scan_before, run)
             if self.confined:
                 cmd, cwd = self.bwrap_args("/tmp/main.py", protected, placeholders), None
                 # bwrap itself starts with the sandbox's environment, never the agent's (API keys, tokens).

@@ -565,3 +565,58 @@ def test_escape_move_a_nested_repo_aside_and_plant_a_new_one(sandbox: PythonSand
     assert not (workspace_dir / "x" / ".git").exists(), result
     assert (workspace_dir / "y" / ".git" / "config").read_text() == "user's own\n"
     assert any("x/.git" in n for n in result.notices), result
+
+
+def _repo_pointing_elsewhere(workspace_dir: Path) -> None:
+    """A repository whose config names hooks and an included config in the work tree, as teams set it up."""
+    (workspace_dir / ".git").mkdir()
+    (workspace_dir / ".git" / "config").write_text(
+        '[core]\n\thooksPath = "scripts/hooks" ; shared hooks\n[include]\n\tpath = ../team.gitconfig\n'
+    )
+    (workspace_dir / "scripts" / "hooks").mkdir(parents=True)
+    (workspace_dir / "team.gitconfig").write_text("[user]\n\tname = team\n")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "open('scripts/hooks/pre-commit', 'w').write('#!/bin/sh\\ntouch /tmp/pwned\\n')",
+        "open('team.gitconfig', 'a').write('[core]\\n\\tfsmonitor = touch /tmp/pwned\\n')",
+    ],
+    ids=["hooksPath", "include.path"],
+)
+def test_escape_through_paths_the_git_config_names(sandbox: PythonSandbox, workspace_dir: Path, body: str) -> None:
+    _repo_pointing_elsewhere(workspace_dir)
+    attempt(sandbox, body)
+    assert list((workspace_dir / "scripts" / "hooks").iterdir()) == []
+    assert (workspace_dir / "team.gitconfig").read_text() == "[user]\n\tname = team\n"
+
+
+def test_escape_move_the_hooks_dir_aside_and_make_a_new_one(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    _repo_pointing_elsewhere(workspace_dir)
+    result = sandbox.run(
+        "import os\nos.rename('scripts', 'old')\nos.makedirs('scripts/hooks')\n"
+        "open('scripts/hooks/pre-commit', 'w').write('#!/bin/sh\\ntouch /tmp/pwned\\n')\nprint('planted')"
+    )
+    assert result.stdout == "planted\n", result.stderr
+    assert not (workspace_dir / "scripts" / "hooks" / "pre-commit").exists()
+    assert any("scripts/hooks" in n for n in result.notices), result
+
+
+def test_escape_through_a_gitdir_file(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    # `.git` is a file naming the real repository elsewhere in the work tree.
+    (workspace_dir / "meta").mkdir()
+    (workspace_dir / "meta" / "config").write_text("[core]\n\tbare = false\n")
+    (workspace_dir / ".git").write_text("gitdir: meta\n")
+    attempt(sandbox, "open('meta/config', 'a').write('[core]\\n\\tfsmonitor = touch /tmp/pwned\\n')")
+    assert (workspace_dir / "meta" / "config").read_text() == "[core]\n\tbare = false\n"
+
+
+def test_git_config_naming_a_missing_hooks_dir_refuses_to_start(workspace_dir: Path) -> None:
+    from agentkit.errors import SandboxError
+
+    (workspace_dir / ".git").mkdir()
+    (workspace_dir / ".git" / "config").write_text("[core]\n\thooksPath = hooks\n")
+    with pytest.raises(SandboxError, match="points at hooks in the workspace"):
+        PythonSandbox(workspace_dir, timeout_s=5).run("print(1)")
+    assert PythonSandbox(workspace_dir, timeout_s=5, allow_protected_writes=True).run("print(1)").stdout == "1\n"
