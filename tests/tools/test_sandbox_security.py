@@ -491,7 +491,9 @@ def test_escape_git_fsmonitor_in_existing_repo(sandbox: PythonSandbox, workspace
     assert list((git / "hooks").iterdir()) == []
 
 
-@pytest.mark.parametrize("path", [".git/config", ".envrc", ".vscode/tasks.json", ".gitmodules", ".devcontainer/x"])
+@pytest.mark.parametrize(
+    "path", [".git/config", ".envrc", ".vscode/tasks.json", ".gitmodules", ".devcontainer/x", ".hg/hgrc"]
+)
 def test_escape_create_host_config(sandbox: PythonSandbox, workspace_dir: Path, path: str) -> None:
     attempt(
         sandbox,
