@@ -4,7 +4,8 @@ Keeping ``.git`` read-only is not enough when the repository points elsewhere in
 *file* (``gitdir: meta``) makes ``meta/`` the repository, ``core.hooksPath = scripts/hooks`` runs the scripts
 there on commit, and ``[include] path = ../team.gitconfig`` reads more configuration (``core.fsmonitor``
 included) from a file the sandboxed code could write. This module reads those references from files that are
-themselves protected (so the code cannot change them) and returns the targets, for the sandbox to protect too.
+themselves protected (so the code cannot change them) and returns the targets, for the sandbox
+(:mod:`agentkit.tools.sandbox`) and the file tools (:mod:`agentkit.tools._write_guard`) to protect too.
 
 The parser covers the configuration syntax people write by hand (sections with subsections, ``key = value``,
 quotes, comments); it does not follow includes of includes (one level is read).
@@ -59,9 +60,9 @@ def gitdir_target(dot_git_file: Path) -> Path | None:
     return Path(os.path.normpath(dot_git_file.parent / target)) if target else None
 
 
-def referenced_paths(config: Path, worktree: Path) -> list[Path]:
-    """Hook directories and included files named in one git config file (absolute, normalized)."""
-    found: list[Path] = []
+def referenced_paths(config: Path, worktree: Path) -> list[tuple[Path, str]]:
+    """Hook directories and included files named in one git config file (absolute, normalized), with the key."""
+    found: list[tuple[Path, str]] = []
     section = ""
     for line in _read(config).splitlines():
         if m := _SECTION.match(line):
@@ -76,7 +77,7 @@ def referenced_paths(config: Path, worktree: Path) -> list[Path]:
         if not value or value.startswith("~"):
             continue
         if section == "core" and key == "hookspath":
-            found.append(Path(os.path.normpath(worktree / value)))  # relative to where hooks run
+            found.append((Path(os.path.normpath(worktree / value)), "core.hooksPath"))  # relative to the work tree
         elif section in ("include", "includeif") and key == "path":
-            found.append(Path(os.path.normpath(config.parent / value)))  # relative to the including file
+            found.append((Path(os.path.normpath(config.parent / value)), f"{section}.path"))  # relative to config
     return found

@@ -56,6 +56,7 @@ from agentkit.tools._cgroup import RunCgroup
 from agentkit.tools._gitpaths import gitdir_target, referenced_paths
 from agentkit.tools._protected import PROTECTED_NAMES, is_protected
 from agentkit.tools._seccomp import filter_program
+from agentkit.tools._write_guard import fold
 from agentkit.tools._writes import POLL_S, WriteWatch, find_named
 from agentkit.tools.runtime import Tool, tool
 from agentkit.tools.workspace import Workspace
@@ -400,7 +401,8 @@ class PythonSandbox:
     # -- the workspace's protected paths ---------------------------------------------------------------
 
     def _is_protected_rel(self, rel: str) -> bool:
-        return not self.allow_protected_writes and is_protected(rel.rsplit("/", 1)[-1])
+        # Names folded as a host filesystem may see them (.GIT, GIT~1, ...), as the file tools do.
+        return not self.allow_protected_writes and is_protected(fold(rel.rsplit("/", 1)[-1]))
 
     def _scan_before(self, run: _Run) -> tuple[list[str], set[tuple[int, int]], list[str]]:
         """The workspace's read-only entries (protected names at any depth, the interpreter where it lies inside),
@@ -428,8 +430,8 @@ class PythonSandbox:
             protected = [rel for rel, _ in found]
             if self.allow_protected_writes:
                 return protected, ids, []
-            present = {rel.lower() for rel in protected if "/" not in rel}
-            absent = [name for name in PROTECTED_NAMES if name.lower() not in present]
+            present = {fold(rel) for rel in protected if "/" not in rel}
+            absent = [name for name in PROTECTED_NAMES if fold(name) not in present]
             for name in absent:
                 _PLACEHOLDERS[self.workspace / name] = _PLACEHOLDERS.get(self.workspace / name, 0) + 1
         return protected, ids, absent
@@ -439,7 +441,7 @@ class PythonSandbox:
         assert self.workspace is not None
         targets: list[Path] = []
         for rel, st in found:
-            if rel.rsplit("/", 1)[-1].lower() != ".git":
+            if fold(rel.rsplit("/", 1)[-1]) != ".git":
                 continue
             path = self.workspace / rel
             configs = [path / "config"] if stat.S_ISDIR(st.st_mode) else []
@@ -447,7 +449,7 @@ class PythonSandbox:
                 targets.append(gitdir)
                 configs.append(gitdir / "config")
             for config in configs:
-                targets += referenced_paths(config, path.parent)
+                targets += [target for target, _ in referenced_paths(config, path.parent)]
         covered = [rel for rel, _ in found]
         extra: list[tuple[str, os.stat_result]] = []
         for target in targets:
