@@ -6,7 +6,7 @@ interpreter (a virtual environment and its base) and a handful of ``/etc`` files
 and TLS — not ``/etc`` as a whole (no ``/etc/shadow``), not ``/home`` or ``/root``; a fresh ``/proc`` of its
 own PID namespace and a minimal ``/dev``; size-capped tmpfs at ``/tmp`` and ``/dev/shm``; the workspace bound
 read-write at ``/workspace`` (the working directory) as the only host directory it can change, except the
-host-executed configuration in it (:mod:`agentkit.tools._protected`), which is read-only. A bootstrap inside
+host-executed configuration in it, which is read-only (:mod:`agentkit.tools._run_guard`). A bootstrap inside
 the sandbox sets hard rlimits (CPU seconds, address space, processes, file size, open files, no core dumps)
 before the code runs, so the code cannot raise them again. All capabilities are dropped, nested user
 namespaces are disabled, ``/proc`` is read-only, and a seccomp filter (:mod:`agentkit.tools._seccomp`)
@@ -41,11 +41,9 @@ import os
 import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,11 +51,9 @@ from typing import Any
 
 from agentkit.errors import SandboxError, SandboxUnavailable, UserError
 from agentkit.tools._cgroup import RunCgroup
-from agentkit.tools._gitpaths import gitdir_target, referenced_paths
-from agentkit.tools._protected import PROTECTED_NAMES, is_protected
+from agentkit.tools._run_guard import RunGuard
 from agentkit.tools._seccomp import filter_program
-from agentkit.tools._write_guard import fold
-from agentkit.tools._writes import POLL_S, WriteWatch, find_named
+from agentkit.tools._writes import POLL_S, WriteWatch
 from agentkit.tools.runtime import Tool, tool
 from agentkit.tools.workspace import Workspace
 
@@ -194,12 +190,10 @@ class _CappedReader:
 
 @dataclasses.dataclass
 class _Run:
-    """What one run needs besides its command line: its cgroup, write watch and the workspace's protected state."""
+    """What one run needs besides its command line: its cgroup and write watch, and what it found out."""
 
     cgroup: RunCgroup | None = None
     watch: WriteWatch | None = None
-    protected_ids: set[tuple[int, int]] = dataclasses.field(default_factory=set)
-    pinned: list[tuple[str, tuple[int, int]]] = dataclasses.field(default_factory=list)  # git's hooks, includes
     limits_hit: list[str] = dataclasses.field(default_factory=list)
     notices: list[str] = dataclasses.field(default_factory=list)
     started: bool = False  # the bootstrap reported that it runs (the sandbox is set up)
@@ -398,133 +392,6 @@ class PythonSandbox:
             "AGENTKIT_SANDBOX": self.id,
         }
 
-    # -- the workspace's protected paths ---------------------------------------------------------------
-
-    def _is_protected_rel(self, rel: str) -> bool:
-        # Names folded as a host filesystem may see them (.GIT, GIT~1, ...), as the file tools do.
-        return not self.allow_protected_writes and is_protected(fold(rel.rsplit("/", 1)[-1]))
-
-    def _scan_before(self, run: _Run) -> tuple[list[str], set[tuple[int, int]], list[str]]:
-        """The workspace's read-only entries (protected names at any depth, the interpreter where it lies inside),
-        their identities (device, inode), and the protected top-level names it lacks (covered by placeholders)."""
-        assert self.workspace is not None
-        # The interpreter (a .venv in the project, say) is run by the host too: by agentkit's next start and by
-        # every later run. Read-only where it lies inside the workspace, whatever it is called, always.
-        inside = {rel for d in [*self._python_dirs, *self.extra_ro_paths] if (rel := _inside(d, self.workspace))}
-        found = find_named(self.workspace, lambda rel: rel in inside or self._is_protected_rel(rel))
-        for rel, st in found:
-            if stat.S_ISLNK(st.st_mode):
-                raise SandboxError(
-                    f"{rel} in the workspace is a symbolic link, so the sandbox cannot keep it read-only (the program "
-                    "could replace the link); programs on the host run what is there. Replace the link with the "
-                    "real directory, or pass allow_protected_writes=True to let sandboxed code change it"
-                )
-        if not self.allow_protected_writes:
-            pinned = self._git_references(found)
-            found += pinned
-            run.pinned = [(rel, (st.st_dev, st.st_ino)) for rel, st in pinned]
-        with _PLACEHOLDER_LOCK:
-            # Another run of this process may hold a placeholder right now: it is ours, not the user's.
-            found = [(rel, st) for rel, st in found if self.workspace / rel not in _PLACEHOLDERS]
-            ids = {(st.st_dev, st.st_ino) for _, st in found}
-            protected = [rel for rel, _ in found]
-            if self.allow_protected_writes:
-                return protected, ids, []
-            present = {fold(rel) for rel in protected if "/" not in rel}
-            absent = [name for name in PROTECTED_NAMES if fold(name) not in present]
-            for name in absent:
-                _PLACEHOLDERS[self.workspace / name] = _PLACEHOLDERS.get(self.workspace / name, 0) + 1
-        return protected, ids, absent
-
-    def _git_references(self, found: list[tuple[str, os.stat_result]]) -> list[tuple[str, os.stat_result]]:
-        """Work-tree paths the protected ``.git`` entries make git run or read (:mod:`agentkit.tools._gitpaths`)."""
-        assert self.workspace is not None
-        targets: list[Path] = []
-        for rel, st in found:
-            if fold(rel.rsplit("/", 1)[-1]) != ".git":
-                continue
-            path = self.workspace / rel
-            configs = [path / "config"] if stat.S_ISDIR(st.st_mode) else []
-            if stat.S_ISREG(st.st_mode) and (gitdir := gitdir_target(path)) is not None:
-                targets.append(gitdir)
-                configs.append(gitdir / "config")
-            for config in configs:
-                targets += [target for target, _ in referenced_paths(config, path.parent)]
-        covered = [rel for rel, _ in found]
-        extra: list[tuple[str, os.stat_result]] = []
-        for target in targets:
-            if not target.is_relative_to(self.workspace) or target == self.workspace:
-                continue  # outside the workspace: not mounted, so not writable inside
-            rel = target.relative_to(self.workspace).as_posix()
-            if any(rel == c or rel.startswith(c + "/") for c in covered):
-                continue  # inside .git (submodules' gitdirs) or another entry already read-only
-            why = ""
-            if not os.path.lexists(target):
-                why = "does not exist, so the program could create it"
-            elif os.path.realpath(target) != str(target):
-                why = "goes through a symbolic link, which the program could replace"
-            if why:
-                raise SandboxError(
-                    f"the repository's git configuration points at {rel} in the workspace (hooks, an included "
-                    f"config or the repository itself), and {rel} {why}; git on the host would then run what the "
-                    "sandboxed program wrote. Create it as a real directory or file, or pass "
-                    "allow_protected_writes=True"
-                )
-            extra.append((rel, os.lstat(target)))
-            covered.append(rel)
-        return extra
-
-    def _check_after(self, run: _Run, placeholders: Sequence[str]) -> None:
-        """Remove protected entries the run created (deeper than the placeholders, or where it moved one away).
-
-        Entries are told apart by identity (device and inode), not by path: code that renames a directory
-        holding a read-only ``.git`` and makes a new ``.git`` at the old path must not have the new one kept.
-        """
-        assert self.workspace is not None
-        with _PLACEHOLDER_LOCK:
-            for name in placeholders:
-                path = self.workspace / name
-                _PLACEHOLDERS[path] -= 1
-                if not _PLACEHOLDERS[path]:  # the last run using it: remove the empty mount point bwrap made
-                    del _PLACEHOLDERS[path]
-                    with contextlib.suppress(OSError):
-                        path.rmdir()
-            held = set(_PLACEHOLDERS)  # placeholders of runs still going
-        if self.allow_protected_writes:
-            return
-        created = [
-            (rel, st)
-            for rel, st in find_named(self.workspace, self._is_protected_rel)
-            if (st.st_dev, st.st_ino) not in run.protected_ids
-            and rel not in placeholders
-            and self.workspace / rel not in held
-        ]
-        for rel, identity in run.pinned:  # a hooks directory moved away and made anew at the same path
-            with contextlib.suppress(OSError):
-                st = os.lstat(self.workspace / rel)
-                if (st.st_dev, st.st_ino) != identity:
-                    created.append((rel, st))
-        for rel, st in created:
-            path = self.workspace / rel
-            # First out of the way under a name nothing runs (one rename, which cannot fail on a deep tree the
-            # way a recursive delete can), then deleted.
-            aside = path.with_name(f"{path.name}.removed-by-agentkit-{secrets.token_hex(4)}")
-            try:
-                os.rename(path, aside)
-            except OSError:
-                aside = path
-            try:
-                if stat.S_ISDIR(st.st_mode):
-                    shutil.rmtree(aside)
-                else:
-                    aside.unlink()
-            except (OSError, RecursionError):
-                pass  # left under the neutral name when the delete failed
-            run.notices.append(
-                f"the program created {rel} in the workspace; it was removed because programs on the user's "
-                "machine run what is there (git, direnv, editors). Pass allow_protected_writes=True to allow it"
-            )
-
     # -- running -------------------------------------------------------------------------------------
 
     async def arun(self, code: str) -> ExecResult:
@@ -550,13 +417,16 @@ class PythonSandbox:
                 "made here, so the run as a whole (several processes, memfd or tmpfs files) is not capped"
             )
         scratch = None
-        placeholders: list[str] = []
+        guard: RunGuard | None = None
         try:
-            protected: list[str] = []
             if self.workspace is not None and self.confined:
-                protected, run.protected_ids, placeholders = await asyncio.to_thread(self._scan_before, run)
+                interpreter = [*self._python_dirs, *self.extra_ro_paths]
+                candidate = RunGuard(self.workspace, interpreter, self.allow_protected_writes)
+                await asyncio.to_thread(candidate.before)
+                guard = candidate  # from here on, after() must run
             if self.confined:
-                cmd, cwd = self.bwrap_args("/tmp/main.py", protected, placeholders), None
+                read_only, placeholders = (guard.read_only, guard.placeholders) if guard else ([], [])
+                cmd, cwd = self.bwrap_args("/tmp/main.py", read_only, placeholders), None
                 # bwrap itself starts with the sandbox's environment, never the agent's (API keys, tokens).
                 env = self._env(home="/tmp")
                 watched = self.workspace
@@ -566,7 +436,7 @@ class PythonSandbox:
                 cmd, env = self._python_cmd(os.path.join(scratch, "main.py")), self._env(home=scratch)
                 watched = Path(cwd)
             run.watch = WriteWatch(self.max_write_mb * 1024 * 1024, self.max_write_files, watched)
-            frozen = set(protected)  # read-only inside: the run cannot have written there
+            frozen = set(guard.read_only if guard else ())  # read-only inside: the run cannot have written there
             run.watch.skip = frozen.__contains__
             result = await self._execute(cmd, cwd, env, code.encode("utf-8"), run)
         finally:
@@ -574,8 +444,8 @@ class PythonSandbox:
                 await asyncio.to_thread(run.cgroup.close)
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
-            if self.workspace is not None and self.confined:
-                await asyncio.to_thread(self._check_after, run, placeholders)
+            if guard is not None:
+                run.notices += await asyncio.to_thread(guard.after)
         return dataclasses.replace(result, notices=tuple(run.notices))
 
     async def _execute(
@@ -751,12 +621,6 @@ class PythonSandbox:
         return tool(run_python, name=name, description=description, side_effects=True, timeout_s=self.timeout_s + 15)
 
 
-# Placeholder directories (absent protected names covered for a run) that runs of this process hold now, with
-# how many runs hold each: concurrent runs on one workspace share them, and the last one removes it.
-_PLACEHOLDERS: dict[Path, int] = {}
-_PLACEHOLDER_LOCK = threading.Lock()
-
-
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
@@ -769,14 +633,6 @@ def _child_pid(info: bytes) -> int | None:
     except (ValueError, AttributeError):
         return None
     return pid if isinstance(pid, int) else None
-
-
-def _inside(path: str, root: Path) -> str:
-    """``path`` relative to ``root`` when it lies strictly inside it (symlinks resolved), else ""."""
-    real = Path(os.path.realpath(path))
-    if real != root and real.is_relative_to(root):
-        return real.relative_to(root).as_posix()
-    return ""
 
 
 def _open_tmpfs(pid: int | None, with_workspace: bool) -> list[int]:
