@@ -136,9 +136,10 @@ class RunGuard:
             held = set(_PLACEHOLDERS)  # placeholders of runs still going
         if self.allow:
             return []
+        too_deep: list[str] = []
         created = [
             (rel, st)
-            for rel, st in find_named(self.root, self._protected)
+            for rel, st in find_named(self.root, self._protected, too_deep)
             if (st.st_dev, st.st_ino) not in self._ids and rel not in self.placeholders and self.root / rel not in held
         ]
         for rel, identity in self._pinned:  # a hooks directory moved away and made anew at the same path
@@ -146,7 +147,11 @@ class RunGuard:
                 st = os.lstat(self.root / rel)
                 if (st.st_dev, st.st_ino) != identity:
                     created.append((rel, st))
-        notices = []
+        notices = [
+            f"the workspace holds directories nested too deep for the host to search (paths over 4096 bytes, below "
+            f"{rel[:100]}...); protected names (.git, ...) in there were not checked"
+            for rel in too_deep[:3]
+        ]
         for rel, st in created:
             _remove(self.root / rel, st)
             notices.append(

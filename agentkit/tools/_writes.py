@@ -24,14 +24,14 @@ protected entries at any depth: it reads directories only (no ``stat`` per file)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import errno
 import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["POLL_S", "Usage", "WriteWatch", "changed_usage", "find_named", "fs_usage"]
+__all__ = ["POLL_S", "UNMEASURABLE", "Usage", "WriteWatch", "changed_usage", "find_named", "fs_usage"]
 
 POLL_S = 0.01
 
@@ -50,11 +50,18 @@ class Usage:
         return Usage(self.bytes - other.bytes, self.files - other.files)
 
 
-def find_named(root: Path, want: Callable[[str], bool]) -> list[tuple[str, os.stat_result]]:
+# What changed_usage() reports for a tree it cannot measure: more than any budget.
+UNMEASURABLE = Usage(2**62, 2**62)
+
+
+def find_named(
+    root: Path, want: Callable[[str], bool], too_deep: list[str] | None = None
+) -> list[tuple[str, os.stat_result]]:
     """Entries below ``root`` whose relative path ``want`` accepts (not entered), each with its ``lstat``.
 
     Only directories are read and only the wanted entries are ``stat``-ed, so a large tree costs one
-    ``getdents`` per directory; symlinks are never followed.
+    ``getdents`` per directory; symlinks are never followed. Directories whose path is too long to open
+    (over ``PATH_MAX``) are listed in ``too_deep``, for the caller to report rather than silently skip.
     """
     found: list[tuple[str, os.stat_result]] = []
     stack = [""]
@@ -63,13 +70,18 @@ def find_named(root: Path, want: Callable[[str], bool]) -> list[tuple[str, os.st
         try:
             with os.scandir(root / rel if rel else root) as it:
                 entries = list(it)
-        except OSError:  # removed meanwhile, or unreadable
+        except OSError as exc:  # removed meanwhile, unreadable, or too deep to name
+            if exc.errno == errno.ENAMETOOLONG and too_deep is not None:
+                too_deep.append(rel)
             continue
         for entry in entries:
             child = f"{rel}/{entry.name}" if rel else entry.name
             if want(child):
-                with contextlib.suppress(OSError):
+                try:
                     found.append((child, entry.stat(follow_symlinks=False)))
+                except OSError as exc:
+                    if exc.errno == errno.ENAMETOOLONG and too_deep is not None:
+                        too_deep.append(child)
             elif entry.is_dir(follow_symlinks=False):
                 stack.append(child)
     return found
@@ -85,7 +97,9 @@ def changed_usage(root: Path, since_ns: int, skip: Callable[[str], bool] = lambd
         try:
             with os.scandir(root / rel if rel else root) as it:
                 entries = list(it)
-        except OSError:
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                return UNMEASURABLE  # a tree deeper than PATH_MAX hides what is in it: count it as over budget
             continue
         for entry in entries:
             child = f"{rel}/{entry.name}" if rel else entry.name
@@ -93,7 +107,9 @@ def changed_usage(root: Path, since_ns: int, skip: Callable[[str], bool] = lambd
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
-            except OSError:
+            except OSError as exc:
+                if exc.errno == errno.ENAMETOOLONG:
+                    return UNMEASURABLE
                 continue
             if st.st_ctime_ns >= since_ns and (st.st_dev, st.st_ino) not in seen:
                 seen.add((st.st_dev, st.st_ino))
@@ -161,6 +177,11 @@ class WriteWatch:
     def describe(self, used: Usage) -> tuple[str, str]:
         """(limit name, sentence for the result) for a run stopped over budget."""
         mb = 1024 * 1024
+        if used.bytes >= UNMEASURABLE.bytes:
+            return "write_bytes", (
+                "the run was stopped: it made directories nested so deep (paths over 4096 bytes) that the host "
+                "cannot measure what was written there"
+            )
         if used.bytes > self.max_bytes:
             return "write_bytes", (
                 f"the run was stopped: it wrote about {used.bytes // mb} MB to the workspace and its temporary "

@@ -622,3 +622,18 @@ def test_git_config_naming_a_missing_hooks_dir_refuses_to_start(workspace_dir: P
     with pytest.raises(SandboxError, match="points at hooks in the workspace"):
         PythonSandbox(workspace_dir, timeout_s=5).run("print(1)")
     assert PythonSandbox(workspace_dir, timeout_s=5, allow_protected_writes=True).run("print(1)").stdout == "1\n"
+
+
+def test_escape_write_budget_below_path_max(workspace_dir: Path) -> None:
+    # Files deeper than PATH_MAX cannot be reached by path from the host: the walk that tells the run's writes
+    # from other writers would not see them, and all the growth would be put down to others.
+    box = PythonSandbox(workspace_dir, timeout_s=20, max_write_mb=8, max_file_mb=4)
+    result = box.run(
+        "import os\nfor _ in range(40):\n    os.mkdir('d' * 200)\n    os.chdir('d' * 200)\n"
+        "block = b'x' * 2**20\ni = 0\nwhile True:\n    with open(f'f{i}', 'wb') as f:\n"
+        "        for _ in range(4):\n            f.write(block)\n    i += 1\n"
+    )
+    try:
+        assert "write_bytes" in result.limits_hit and not result.timed_out, result
+    finally:
+        subprocess.run(["rm", "-rf", str(workspace_dir / ("d" * 200))], check=False)
