@@ -127,8 +127,14 @@ def check_sandbox(needed: bool) -> Check:
         box = PythonSandbox(timeout_s=20)
         result = box.run("import httpx, sys\nprint(sys.version_info[0])")
     except AgentkitError as exc:
+        # The error says what to do; only bubblewrap's own refusal needs the user-namespace hint on top.
         userns = "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or run where they work"
-        return Check("sandbox     bwrap", level, f"cannot run Python in the sandbox: {exc}", userns)
+        return Check(
+            "sandbox     bwrap",
+            level,
+            f"cannot run Python in the sandbox: {exc}",
+            userns if "namespace" in str(exc) else "",
+        )
     if result.stdout != "3\n":
         return Check("sandbox     bwrap", level, f"Python in the sandbox failed: {result.stderr.strip()[-300:]}")
     if not box.memory_cap:
