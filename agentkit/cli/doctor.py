@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -137,25 +136,36 @@ def _backend_failed(url: str, exc: AgentkitError) -> Check:
 
 
 def check_sandbox(needed: bool) -> Check:
-    """bubblewrap present and able to make a namespace (it is what isolates the python tool)."""
-    bwrap = shutil.which("bwrap")
+    """The python tool's sandbox really runs Python (with an import from site-packages), and how it caps memory."""
     fix = "install bubblewrap: sudo apt-get install bubblewrap (Debian/Ubuntu) or sudo dnf install bubblewrap"
     level = "fail" if needed else "warn"
-    if bwrap is None:
+    if shutil.which("bwrap") is None:
         return Check("sandbox     bwrap", level, "not installed (the python tool needs it)", fix)
-    cmd = [bwrap, "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "--dev", "/dev", "--proc", "/proc", "true"]
+    from agentkit.tools import PythonSandbox
+
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return Check("sandbox     bwrap", level, f"cannot run: {exc}", fix)
-    if proc.returncode != 0:
+        box = PythonSandbox(timeout_s=20)
+        result = box.run("import httpx, sys\nprint(sys.version_info[0])")
+    except AgentkitError as exc:
+        # The error says what to do; only bubblewrap's own refusal needs the user-namespace hint on top.
+        userns = "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or run where they work"
         return Check(
             "sandbox     bwrap",
             level,
-            f"present but cannot create a sandbox: {proc.stderr.strip()[:200]}",
-            "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or run where they work",
+            f"cannot run Python in the sandbox: {exc}",
+            userns if "namespace" in str(exc) else "",
         )
-    return Check("sandbox     bwrap", "ok", f"{bwrap} works (no network, own PID namespace)")
+    if result.stdout != "3\n":
+        return Check("sandbox     bwrap", level, f"Python in the sandbox failed: {result.stderr.strip()[-300:]}")
+    if not box.memory_cap:
+        return Check(
+            "sandbox     bwrap",
+            "warn",
+            "runs Python, but memory is limited per process only (no memory cgroup can be made here)",
+            "run agentkit as root or in a delegated cgroup (systemd-run --user --scope -p Delegate=yes) to cap a "
+            "whole run's memory",
+        )
+    return Check("sandbox     bwrap", "ok", f"runs Python (no network, own PID namespace, memory by {box.memory_cap})")
 
 
 def _backend_urls(settings: Settings) -> tuple[list[str], list[Check]]:

@@ -19,6 +19,7 @@ __all__ = ["PROTECTED_NAMES", "is_protected"]
 PROTECTED_NAMES: tuple[str, ...] = (
     ".git",  # config (fsmonitor, hooksPath, aliases, filters), hooks/, info/attributes
     ".gitmodules",  # submodule URLs and update commands (``update = !cmd``)
+    ".hg",  # Mercurial: .hg/hgrc [hooks] run on hg commands
     ".githooks",  # a common core.hooksPath target
     ".husky",  # git hooks installed by husky
     ".pre-commit-config.yaml",  # hooks pre-commit runs on commit

@@ -7,6 +7,8 @@ EPERM inside the sandbox:
 - ``keyctl``, ``add_key``, ``request_key``: kernel keyrings are per user; when agentkit runs as root the
   sandbox user *is* root to the kernel and would share root's user keyring;
 - ``bpf``, ``perf_event_open``, ``userfaultfd``, ``io_uring_*``: frequent sources of kernel exploits;
+- ``ptrace``, ``process_vm_readv``/``writev``, ``pidfd_getfd``: reading, stopping or steering the run's other
+  processes (PID 1 among them) — nothing a script needs, and a classic first step of an escape;
 - any syscall through another ABI (32-bit ``int 0x80`` on x86-64, x32), which would slip past the numbers;
 - setting the setuid or setgid bit (``chmod``, ``open``/``mkdir``/``mknod`` modes): as root, a file the
   sandbox creates in the workspace belongs to root on the host, and a setuid-root program left there would
@@ -51,6 +53,11 @@ _BLOCKED = {
     "io_uring_setup": (425, 425),
     "io_uring_enter": (426, 426),
     "io_uring_register": (427, 427),
+    # Reading or steering another process of the run (its PID 1 included): no sandboxed script needs it.
+    "ptrace": (101, 117),
+    "process_vm_readv": (310, 270),
+    "process_vm_writev": (311, 271),
+    "pidfd_getfd": (438, 438),
 }
 # name: (x86_64 (number, mode argument), aarch64 (number, mode argument)); None where the call does not exist
 _MODE_CALLS: dict[str, tuple[tuple[int, int] | None, tuple[int, int] | None]] = {

@@ -9,21 +9,22 @@ model can reach the same files under other names, so a path to write is refused 
   and spaces (Windows) and the 8.3 short name ``GIT~1`` — the same spellings git itself refuses in trees;
 - its real location (symlinks already resolved by the caller) lies in the target of a protected top-level
   entry that is a symlink, or in the git directory a ``.git`` *file* names (``gitdir: meta``);
-- it lies in the directory git's ``core.hooksPath`` points at (hooks there run on the next commit).
+- it lies in the directory git's ``core.hooksPath`` points at (hooks there run on the next commit), or is a
+  file the repository's config includes (``include.path``, ``includeIf``): :mod:`agentkit.tools._gitpaths`.
 
 Hard links need no rule: writes replace the file, so a link to ``.git/config`` is cut, never written through.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import unicodedata
 from pathlib import Path
 
+from agentkit.tools._gitpaths import gitdir_target, referenced_paths
 from agentkit.tools._protected import is_protected
 
-__all__ = ["protected_reason"]
+__all__ = ["fold", "protected_reason"]
 
 # Code points HFS+ ignores in names (git's is_hfs_dotgit list): ".g\u200cit" opens .git there.
 _IGNORED = frozenset(
@@ -32,7 +33,6 @@ _IGNORED = frozenset(
     + [chr(c) for c in range(0x206A, 0x2070)]
     + ["\ufeff"]
 )
-_MAX_CONFIG_BYTES = 1_000_000
 
 
 def fold(name: str) -> str:
@@ -72,43 +72,11 @@ def _redirected(root: Path) -> list[tuple[str, str]]:
         elif is_git and entry.is_dir(follow_symlinks=False):
             git_dir = entry.path
         elif is_git and entry.is_file(follow_symlinks=False):
-            named = _gitdir_file(entry.path)
+            named = gitdir_target(Path(entry.path))
             if named is not None:
-                git_dir = os.path.realpath(os.path.join(root, named))
+                git_dir = os.path.realpath(named)
                 found.append((git_dir, entry.name))
     if git_dir is not None:
-        hooks = _hooks_path(os.path.join(git_dir, "config"))
-        if hooks is not None:
-            found.append((os.path.realpath(os.path.join(root, os.path.expanduser(hooks))), "core.hooksPath"))
+        for named_path, key in referenced_paths(Path(git_dir) / "config", root):
+            found.append((os.path.realpath(named_path), key))
     return found
-
-
-def _gitdir_file(path: str) -> str | None:
-    with contextlib.suppress(OSError, UnicodeDecodeError), open(path, "rb") as f:
-        head = f.read(4096).decode("utf-8").strip()
-        if head.startswith("gitdir:"):
-            return head[len("gitdir:") :].strip()
-    return None
-
-
-def _hooks_path(config: str) -> str | None:
-    """``core.hooksPath`` from a git config file (its own lines only; ``include`` files are not followed)."""
-    try:
-        with open(config, "rb") as f:
-            text = f.read(_MAX_CONFIG_BYTES).decode("utf-8", "replace")
-    except OSError:
-        return None
-    section, value = "", None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("["):
-            close = line.find("]")
-            section = line[1:close].strip().lower() if close != -1 else ""
-            line = line[close + 1 :].strip() if close != -1 else ""
-        if section != "core" or "=" not in line:
-            continue
-        key, _, rest = line.partition("=")
-        if key.strip().lower() == "hookspath":
-            rest = rest.split(" #", 1)[0].split(" ;", 1)[0].strip()
-            value = rest[1:-1] if len(rest) >= 2 and rest[0] == rest[-1] == '"' else rest  # the last one wins
-    return value or None

@@ -224,3 +224,14 @@ def test_list_survives_hostile_files_and_says_what_each_is(scripted, capsys) -> 
     assert "Traceback" not in err
     assert main(["sessions", "show", "abc\n"]) == 2
     assert "invalid session id" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+def test_sandbox_check_runs_python_for_real(monkeypatch: pytest.MonkeyPatch) -> None:
+    good = check_sandbox(needed=True)
+    assert good.status in ("ok", "warn") and "runs Python" in good.detail, good
+    assert ("memory by cgroup" in good.detail) == (good.status == "ok")
+    # bwrap works but the interpreter cannot start inside: the old check (it ran `true`) said all was well.
+    monkeypatch.setattr(sys, "executable", "/nonexistent/bin/python3")
+    broken = check_sandbox(needed=True)
+    assert broken.status == "fail" and "could not start Python" in broken.detail, broken

@@ -111,3 +111,16 @@ def test_side_effects_need_approval_by_default(tmp_path: Path) -> None:
     assert [r.name for r in asked] == ["write_file"]  # read-only list_dir ran without asking
     assert not (tmp_path / "x.txt").exists()
     assert result.tool_calls[0].ok and not result.tool_calls[1].ok
+
+
+@needs_bwrap
+@pytest.mark.bwrap
+def test_a_sandbox_that_cannot_start_is_a_failed_call(tmp_path: Path) -> None:
+    # bwrap sets the sandbox up but cannot exec the interpreter: that used to come back as a result (exit 1),
+    # which the CLI and the TUI showed with a ✓.
+    box = PythonSandbox(tmp_path, timeout_s=10)
+    box.python = "/nonexistent/bin/python3"
+    backend = ScriptedBackend([call("run_python", code="print(1)"), "It failed.<turn|>"])
+    result = Agent(backend, tools=[box.as_tool()], approval=allow_all).run("Print 1")
+    assert not result.tool_calls[0].ok
+    assert "could not start Python" in (result.tool_calls[0].error or "")

@@ -327,3 +327,313 @@ def test_escape_own_process_group_past_timeout(sandbox: PythonSandbox) -> None:
     result = sandbox.run("import os, time\nos.setpgid(0, 0)\ntime.sleep(30)")
     assert result.timed_out
     assert host_processes_with(sandbox.id) == []
+
+
+# -- the host seen through the sandbox's PID 1 ----------------------------------------------------------
+
+
+@pytest.fixture()
+def agent_secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    """An API key in the agent's own environment, as OPENAI_API_KEY would be."""
+    secret = f"sk-agentkit-test-{secrets.token_hex(8)}"
+    monkeypatch.setenv("AGENTKIT_TEST_API_KEY", secret)
+    return secret
+
+
+def test_escape_read_agent_env_through_proc(sandbox: PythonSandbox, agent_secret: str, workspace_dir: Path) -> None:
+    # bwrap used to start with the agent's environment, and its PID 1 inside ran at the sandbox's uid.
+    out = sandbox.run(
+        "import os\n"
+        "for pid in [p for p in os.listdir('/proc') if p.isdigit()]:\n"
+        "    for part in ('environ', 'cmdline'):\n"
+        "        try:\n"
+        "            print(open(f'/proc/{pid}/{part}', 'rb').read())\n"
+        "        except OSError as exc:\n"
+        "            print('unreadable', pid, part, exc)\n"
+    )
+    assert out.exit_code == 0, out.stderr
+    assert agent_secret not in out.stdout
+    assert "AGENTKIT_TEST_API_KEY" not in out.stdout
+    assert str(workspace_dir) not in out.stdout  # PID 1's command line no longer lists the host's mounts
+
+
+def test_escape_read_agent_env_from_pid1_memory(sandbox: PythonSandbox, agent_secret: str) -> None:
+    out = attempt(
+        sandbox,
+        # The needle is spelled backwards in the code, which PID 1 holds too; only the child reverses it.
+        f"""
+needle = {agent_secret[::-1].encode()!r}[::-1]
+found = False
+with open('/proc/1/maps') as maps, open('/proc/1/mem', 'rb') as mem:
+    for line in maps:
+        addr, perms = line.split()[:2]
+        if 'r' not in perms:
+            continue
+        lo, hi = (int(x, 16) for x in addr.split('-'))
+        try:
+            mem.seek(lo)
+            found = found or needle in mem.read(hi - lo)
+        except OSError:
+            pass
+if not found:
+    raise LookupError('the agent secret is not in PID 1 memory')
+""",
+    )
+    assert "LookupError" in out or "PermissionError" in out
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="syscall numbers below are x86-64's")
+def test_escape_ptrace_pid1(sandbox: PythonSandbox) -> None:
+    # PID 1 attached and stopped: its memory and syscalls at the code's command.
+    out = attempt(
+        sandbox,
+        """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.ptrace(16, 1, 0, 0) != 0:  # PTRACE_ATTACH
+    raise OSError(ctypes.get_errno(), 'ptrace: ' + os.strerror(ctypes.get_errno()))
+""",
+    )
+    assert "Operation not permitted" in out
+
+
+def test_every_process_inside_is_filtered(sandbox: PythonSandbox) -> None:
+    out = sandbox.run(
+        "import os\nfor p in sorted(x for x in os.listdir('/proc') if x.isdigit()):\n"
+        "    s = open(f'/proc/{p}/status').read()\n"
+        "    print(p, s.split('Seccomp:')[1].split()[0], s.split('CapEff:')[1].split()[0])\n"
+    )
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert [r[0] for r in rows] == ["1", "2"], out
+    assert all(r[1] == "2" and int(r[2], 16) == 0 for r in rows), out  # seccomp filter mode, no capabilities
+
+
+# -- whole-run memory ------------------------------------------------------------------------------
+
+
+def _memory_capped(result: object, sandbox: PythonSandbox) -> None:
+    from agentkit.tools import ExecResult
+
+    assert isinstance(result, ExecResult)
+    if not sandbox.memory_cap:  # no memory cgroup here: the result must say so instead of pretending
+        assert any("not capped" in n for n in result.notices), result
+        pytest.skip("no memory cgroup can be made here; the result says so")
+    assert "held 600 MB" not in result.stdout, result
+    assert "memory" in result.limits_hit or "MemoryError" in result.stderr + result.stdout, result
+
+
+def test_escape_memory_cap_with_memfd(sandbox: PythonSandbox) -> None:
+    # memfd pages are not address space: RLIMIT_AS never sees them (12 of 50 MB: each under RLIMIT_FSIZE).
+    result = sandbox.run(
+        "import os\nfds = [os.memfd_create('x') for _ in range(12)]\nblock = b'x' * 2**20\n"
+        "for fd in fds:\n    for i in range(50):\n        os.write(fd, block)\nprint('held 600 MB')\n"
+    )
+    _memory_capped(result, sandbox)
+
+
+def test_escape_memory_cap_across_forks(workspace_dir: Path) -> None:
+    # RLIMIT_AS is per process: 6 children of 100 MB each stay under it one by one. Each reports once its
+    # memory is touched; the count is read until every child has exited or been killed.
+    box = PythonSandbox(workspace_dir, timeout_s=30, memory_mb=256)
+    result = box.run(
+        "import os, time\nr, w = os.pipe()\nfor i in range(6):\n    if os.fork() == 0:\n        os.close(r)\n"
+        "        x = b'\\1' * (100 * 2**20)\n        os.write(w, b'1')\n        time.sleep(2)\n        os._exit(0)\n"
+        "os.close(w)\nheld = 0\nwhile chunk := os.read(r, 16):\n    held += len(chunk)\n"
+        "print('held 600 MB' if held == 6 else f'{held} held')\n"
+    )
+    _memory_capped(result, box)
+
+
+# -- write budget ------------------------------------------------------------------------------------
+
+
+def _growth(root: Path) -> tuple[int, int]:
+    files = list(root.rglob("*"))
+    return sum(p.stat().st_size for p in files if p.is_file()), len(files)
+
+
+def test_escape_fill_the_workspace_disk(workspace_dir: Path) -> None:
+    box = PythonSandbox(workspace_dir, timeout_s=20, max_write_mb=16, max_file_mb=4)
+    result = box.run(
+        "block = b'x' * 2**20\ni = 0\nwhile True:\n    with open(f'big{i}', 'wb') as f:\n"
+        "        for _ in range(4):\n            f.write(block)\n    i += 1\n"
+    )
+    assert "write_bytes" in result.limits_hit and not result.timed_out and not result.ok, result
+    assert any("write budget of 16 MB" in n for n in result.notices)
+    written, _ = _growth(workspace_dir)
+    # Stopped within a polling interval: tens of MB past the budget at page-cache speed (40-70 MB measured here),
+    # never the gigabytes that 20 s of writing would leave.
+    assert written < 16 * 2**20 + 240 * 2**20
+
+
+@pytest.mark.parametrize("where", ["/workspace", "/tmp", "/dev/shm"])
+def test_escape_exhaust_inodes(workspace_dir: Path, where: str) -> None:
+    box = PythonSandbox(workspace_dir, timeout_s=20, max_write_files=300)
+    code = f"import os\ni = 0\nwhile True:\n    open(os.path.join({where!r}, f'f{{i}}'), 'w').close()\n    i += 1\n"
+    result = box.run(code)
+    assert "write_files" in result.limits_hit and not result.timed_out, result
+    if where == "/workspace":
+        assert _growth(workspace_dir)[1] < 300 + 5_000  # stopped within a polling interval (about 400 here)
+
+
+# -- host-executed configuration in the workspace -----------------------------------------------------
+
+
+def test_escape_git_fsmonitor_in_existing_repo(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    git = workspace_dir / ".git"
+    (git / "hooks").mkdir(parents=True)
+    (git / "config").write_text("[core]\n\tbare = false\n")
+    attempt(sandbox, "open('.git/config', 'a').write('[core]\\n\\tfsmonitor = touch /tmp/pwned\\n')")
+    attempt(sandbox, "open('.git/hooks/pre-commit', 'w').write('#!/bin/sh\\ntouch /tmp/pwned\\n')")
+    attempt(sandbox, "import os\nos.rename('.git', 'old-git')")
+    attempt(sandbox, "import shutil\nshutil.rmtree('.git')")
+    assert (git / "config").read_text() == "[core]\n\tbare = false\n"
+    assert list((git / "hooks").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "path", [".git/config", ".envrc", ".vscode/tasks.json", ".gitmodules", ".devcontainer/x", ".hg/hgrc"]
+)
+def test_escape_create_host_config(sandbox: PythonSandbox, workspace_dir: Path, path: str) -> None:
+    attempt(
+        sandbox,
+        f"import os\nos.makedirs(os.path.dirname({path!r}) or '.', exist_ok=True)\nopen({path!r}, 'w').write('x')",
+    )
+    assert sorted(p.name for p in workspace_dir.iterdir()) == []  # and the placeholders are gone again
+
+
+def test_escape_create_nested_git_repo(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    # Deeper than the placeholders: created, then removed after the run and reported.
+    result = sandbox.run("import os\nos.makedirs('sub/.git')\nopen('sub/.git/config', 'w').write('x')\nprint('ok')")
+    assert not (workspace_dir / "sub" / ".git").exists()
+    assert any("sub/.git" in n and "removed" in n for n in result.notices), result
+
+
+def test_escape_protected_name_behind_symlink(workspace_dir: Path, tmp_path: Path) -> None:
+    from agentkit.errors import SandboxError
+
+    (tmp_path / "real-git").mkdir()
+    (workspace_dir / ".git").symlink_to(tmp_path / "real-git")
+    with pytest.raises(SandboxError, match="symbolic link"):
+        PythonSandbox(workspace_dir, timeout_s=5).run("open('.git/config', 'w').write('x')")
+    assert not (tmp_path / "real-git" / "config").exists()
+
+
+def test_escape_nested_git_repo_too_deep_to_delete(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    # A tree deeper than a recursive delete can go: the .git must still not stay where git would run it.
+    result = sandbox.run(
+        "import os\nos.makedirs('sub/.git')\nopen('sub/.git/config', 'w').write('x')\nos.chdir('sub/.git')\n"
+        "for _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\nprint('ok')"
+    )
+    try:
+        assert result.stdout == "ok\n", result.stderr
+        assert not (workspace_dir / "sub" / ".git").exists()
+        assert any("sub/.git" in n for n in result.notices), result
+    finally:
+        subprocess.run(["rm", "-rf", str(workspace_dir / "sub")], check=False)  # pytest's own cleanup recurses
+
+
+def test_escape_plant_pth_in_the_agents_venv_inside_the_workspace(workspace_dir: Path) -> None:
+    # agentkit runs from the project's own .venv: a .pth written there runs, unconfined, at agentkit's next start.
+    import venv
+
+    venv.EnvBuilder(system_site_packages=True, with_pip=False, symlinks=True).create(workspace_dir / "env")
+    site = next((workspace_dir / "env").glob("lib/python*/site-packages"))
+    rel = site.relative_to(workspace_dir)
+    driver = (
+        "from agentkit.tools import PythonSandbox\n"
+        f"r = PythonSandbox({str(workspace_dir)!r}, timeout_s=20).run("
+        f"\"open('{rel}/evil.pth', 'w').write('import os')\")\n"
+        "print(r.stderr)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [str(workspace_dir / "env" / "bin" / "python"), "-c", driver], capture_output=True, text=True, env=env
+    )
+    assert "Read-only file system" in done.stdout, (done.stdout, done.stderr)
+    assert not (site / "evil.pth").exists()
+
+
+def test_escape_move_a_nested_repo_aside_and_plant_a_new_one(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    # x/.git is read-only inside, but x itself can be renamed: the new x/.git at the old path was kept (and the
+    # user's real one, now y/.git, deleted) while protection went by path.
+    (workspace_dir / "x" / ".git").mkdir(parents=True)
+    (workspace_dir / "x" / ".git" / "config").write_text("user's own\n")
+    result = sandbox.run(
+        "import os\nos.rename('x', 'y')\nos.makedirs('x/.git')\n"
+        "open('x/.git/config', 'w').write('[core]\\n\\tfsmonitor = touch /tmp/pwned\\n')\nprint('planted')"
+    )
+    assert not (workspace_dir / "x" / ".git").exists(), result
+    assert (workspace_dir / "y" / ".git" / "config").read_text() == "user's own\n"
+    assert any("x/.git" in n for n in result.notices), result
+
+
+def _repo_pointing_elsewhere(workspace_dir: Path) -> None:
+    """A repository whose config names hooks and an included config in the work tree, as teams set it up."""
+    (workspace_dir / ".git").mkdir()
+    (workspace_dir / ".git" / "config").write_text(
+        '[core]\n\thooksPath = "scripts/hooks" ; shared hooks\n[include]\n\tpath = ../team.gitconfig\n'
+    )
+    (workspace_dir / "scripts" / "hooks").mkdir(parents=True)
+    (workspace_dir / "team.gitconfig").write_text("[user]\n\tname = team\n")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "open('scripts/hooks/pre-commit', 'w').write('#!/bin/sh\\ntouch /tmp/pwned\\n')",
+        "open('team.gitconfig', 'a').write('[core]\\n\\tfsmonitor = touch /tmp/pwned\\n')",
+    ],
+    ids=["hooksPath", "include.path"],
+)
+def test_escape_through_paths_the_git_config_names(sandbox: PythonSandbox, workspace_dir: Path, body: str) -> None:
+    _repo_pointing_elsewhere(workspace_dir)
+    attempt(sandbox, body)
+    assert list((workspace_dir / "scripts" / "hooks").iterdir()) == []
+    assert (workspace_dir / "team.gitconfig").read_text() == "[user]\n\tname = team\n"
+
+
+def test_escape_move_the_hooks_dir_aside_and_make_a_new_one(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    _repo_pointing_elsewhere(workspace_dir)
+    result = sandbox.run(
+        "import os\nos.rename('scripts', 'old')\nos.makedirs('scripts/hooks')\n"
+        "open('scripts/hooks/pre-commit', 'w').write('#!/bin/sh\\ntouch /tmp/pwned\\n')\nprint('planted')"
+    )
+    assert result.stdout == "planted\n", result.stderr
+    assert not (workspace_dir / "scripts" / "hooks" / "pre-commit").exists()
+    assert any("scripts/hooks" in n for n in result.notices), result
+
+
+def test_escape_through_a_gitdir_file(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    # `.git` is a file naming the real repository elsewhere in the work tree.
+    (workspace_dir / "meta").mkdir()
+    (workspace_dir / "meta" / "config").write_text("[core]\n\tbare = false\n")
+    (workspace_dir / ".git").write_text("gitdir: meta\n")
+    attempt(sandbox, "open('meta/config', 'a').write('[core]\\n\\tfsmonitor = touch /tmp/pwned\\n')")
+    assert (workspace_dir / "meta" / "config").read_text() == "[core]\n\tbare = false\n"
+
+
+def test_git_config_naming_a_missing_hooks_dir_refuses_to_start(workspace_dir: Path) -> None:
+    from agentkit.errors import SandboxError
+
+    (workspace_dir / ".git").mkdir()
+    (workspace_dir / ".git" / "config").write_text("[core]\n\thooksPath = hooks\n")
+    with pytest.raises(SandboxError, match="points at hooks in the workspace"):
+        PythonSandbox(workspace_dir, timeout_s=5).run("print(1)")
+    assert PythonSandbox(workspace_dir, timeout_s=5, allow_protected_writes=True).run("print(1)").stdout == "1\n"
+
+
+def test_escape_write_budget_below_path_max(workspace_dir: Path) -> None:
+    # Files deeper than PATH_MAX cannot be reached by path from the host: the walk that tells the run's writes
+    # from other writers would not see them, and all the growth would be put down to others.
+    box = PythonSandbox(workspace_dir, timeout_s=20, max_write_mb=8, max_file_mb=4)
+    result = box.run(
+        "import os\nfor _ in range(40):\n    os.mkdir('d' * 200)\n    os.chdir('d' * 200)\n"
+        "block = b'x' * 2**20\ni = 0\nwhile True:\n    with open(f'f{i}', 'wb') as f:\n"
+        "        for _ in range(4):\n            f.write(block)\n    i += 1\n"
+    )
+    try:
+        assert "write_bytes" in result.limits_hit and not result.timed_out, result
+    finally:
+        subprocess.run(["rm", "-rf", str(workspace_dir / ("d" * 200))], check=False)

@@ -6,7 +6,7 @@ as it was), records the id of every sandbox created meanwhile, and afterwards sc
 process still carrying one of those ids. Then times ``PythonSandbox().run("print(1)")`` (the sync API, so
 event-loop start-up is included) side by side with a bare ``python -I -S -c 'print(1)'`` on the host.
 
-Run: ``python tools/bench/sandbox_security.py`` (needs bubblewrap; takes about 30 s).
+Run: ``python tools/bench/sandbox_security.py`` (needs bubblewrap; takes one to two minutes).
 """
 
 from __future__ import annotations
