@@ -434,7 +434,7 @@ class Agent:
                     value = {"error": f"{err}. Write the call again as <|tool_call>call:NAME{{...}}<tool_call|>."}
                     results.append(("error", value))
                     turn.append({"role": "tool", "name": "error", "content": value})
-                prompt = prompt + gemma4.Prompt.trusted(_hand_over("".join(raw))) + gemma4.render_tool_results(results)
+                prompt = prompt + _hand_over("".join(raw), done) + gemma4.render_tool_results(results)
                 yield StepFinished(step, step_usage, step_timings, len(calls))
                 self._save(history, turn, thinking_parts, turn_index, records, final=False)
 
@@ -688,12 +688,22 @@ def _turn_suffix(messages: list[dict[str, Any]], thinking: bool | None) -> gemma
     return suffix if thinking is None else suffix + gemma4.generation_prompt(thinking)
 
 
-def _hand_over(raw: str) -> str:
-    """The model's output as it must sit before tool results: ending with the ``<|tool_response>`` hand-over."""
+def _hand_over(raw: str, done: GenerationDone | None) -> gemma4.Prompt:
+    """The model's output as it must sit before tool results: ending with the ``<|tool_response>`` hand-over.
+
+    Within a turn the output stays exactly as the model wrote it (thinking included, see the protocol doc).
+    When the backend reported the ids it generated, they are kept rather than the text tokenized again: a
+    model may split text differently from the tokenizer's canonical split, and only the generated ids make
+    the next prompt a token-for-token extension of what the engine's KV cache holds.
+    """
     text = raw
+    ids = done.token_ids if done is not None else None
     for closer in _TURN_CLOSERS:
         if text.endswith(closer):
             text = text[: -len(closer)]
-    if not text.endswith(gemma4.tokens.TOOL_RESPONSE_START):
-        text += gemma4.tokens.TOOL_RESPONSE_START
-    return text
+            # A backend's ids end with the stop marker's one id only when that marker ended generation.
+            ids = ids[:-1] if ids and done is not None and done.stop == closer else None
+    tail = "" if text.endswith(gemma4.tokens.TOOL_RESPONSE_START) else gemma4.tokens.TOOL_RESPONSE_START
+    if not ids:
+        return gemma4.Prompt.trusted(text + tail)
+    return gemma4.Prompt.tokens(text, ids) + gemma4.Prompt.trusted(tail)

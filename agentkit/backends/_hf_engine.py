@@ -23,6 +23,7 @@ Everything here runs on a worker thread; nothing in it touches the event loop.
 
 from __future__ import annotations
 
+import inspect
 import secrets
 import threading
 import time
@@ -50,6 +51,7 @@ class GenerationResult:
     cached_tokens: int
     first_token_s: float  # perf_counter time of the first generated token
     end_s: float
+    token_ids: tuple[int, ...] | None = None  # the generated ids, when they are exactly the emitted text
 
 
 class Detokenizer:
@@ -134,6 +136,9 @@ class Engine:
         self.buckets = sorted({min(max_cache_len, 1024 << i) for i in range(16)})
         self.cache: Any = None
         self.cache_ids: list[int] = []  # the tokens whose keys/values the cache holds, in order
+        # transformers renamed ``past_key_values`` to ``cache`` (the old name warns on every call and goes away
+        # in 5.40); older releases know only the old name.
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self._step_fn: Callable[..., Any] | None = None  # one forward pass over the static cache
         # (input length, view bucket) -> (CUDA graph, its output)
         self._graphs: dict[tuple[int, int], tuple[Any, torch.Tensor]] = {}
@@ -221,8 +226,8 @@ class Engine:
         out = self.model(
             input_ids=input_ids,
             position_ids=positions,
-            past_key_values=self.cache,
             use_cache=True,
+            **{self._cache_arg: self.cache},
             logits_to_keep=1,
         )
         self.cache_ids.extend(ids)
@@ -319,10 +324,10 @@ class Engine:
         return graph, out
 
     def _build_step_fn(self) -> Callable[..., Any]:
-        model, cache = self.model, self.cache
+        model, cache_kw = self.model, {self._cache_arg: self.cache}
 
         def step(ids: torch.Tensor, pos: torch.Tensor, keep: int) -> torch.Tensor:
-            out = model(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True, logits_to_keep=keep)
+            out = model(input_ids=ids, position_ids=pos, use_cache=True, logits_to_keep=keep, **cache_kw)
             return out.logits  # type: ignore[no-any-return]
 
         if self.compile_decode:
@@ -387,6 +392,9 @@ class Engine:
             keep = max((len(t) for t in stop_texts), default=0)
             tail = ""  # the last characters emitted, to find stop strings split across deltas
             stop: str | None = None
+            # A stop *string* (a marker that is no single token here) may end inside a token, and is not one
+            # id at the end either: the generated ids are then not reported (the loop tokenizes the text).
+            by_text = False
             first_s = 0.0
             n = 0
             while n < max_new_tokens and not cancel.is_set():
@@ -408,6 +416,7 @@ class Engine:
                     hit = _first_stop(tail + delta, stop_texts)
                     if hit is not None:
                         end, stop = hit
+                        by_text = True
                         delta = delta[: end - len(tail)]
                     tail = (tail + delta)[-keep:]
                 if delta:
@@ -426,6 +435,7 @@ class Engine:
             cached_tokens=cached,
             first_token_s=first_s,
             end_s=time.perf_counter(),
+            token_ids=None if by_text else tuple(all_ids[len(ids) :]),
         )
 
 

@@ -11,6 +11,8 @@ Rules every backend follows:
 - Text includes the stop marker that ended generation (``<turn|>``, ``<eos>`` or ``<|tool_response>``), as
   vLLM's ``include_stop_str_in_output`` does; ``GenerationDone.stop`` names it (``None`` when the token
   budget ran out).
+- A backend that prompts with token ids reports the ids it generated (``GenerationDone.token_ids``) when they
+  are exactly the streamed text, so the loop can continue the turn without tokenizing the output again.
 - Failures raise :mod:`agentkit.errors` ``BackendError`` subclasses with a message that says what to do.
 - Cancelling the consumer (``aclose()`` on the iterator / task cancellation) stops generation promptly.
 """
@@ -135,6 +137,10 @@ class GenerationDone:
     stop: str | None  # the stop marker that ended generation, or None when max_tokens ran out
     usage: Usage = field(default_factory=Usage)
     timings: Timings = field(default_factory=Timings)
+    # The ids the model generated, exactly the streamed text (the stop marker as its one id last), when the
+    # backend sent a token-id prompt and can vouch for them; None otherwise. The loop appends them as they
+    # are, so the next prompt extends this one token for token (prefix caches hit, nothing is re-split).
+    token_ids: tuple[int, ...] | None = None
 
 
 BackendEvent = TextDelta | GenerationDone

@@ -253,6 +253,7 @@ class TransformersBackend:
                     total_s=time.perf_counter() - start,
                     tokens_per_s=(res.completion_tokens - 1) / decode_s if decode_s > 0 else 0.0,
                 ),
+                token_ids=res.token_ids,
             )
 
     # --- generation (worker thread) ----------------------------------------------------------------------

@@ -204,6 +204,9 @@ class VLLMBackend:
             "spaces_between_special_tokens": False,
             **self._sampling(request),
         }
+        if self._tokenizer is not None:
+            # The generated ids, so the loop continues with them instead of re-tokenizing the text.
+            body["return_token_ids"] = True
         return body
 
     def _chat_body(self, request: GenerationRequest) -> dict[str, Any]:
@@ -359,6 +362,7 @@ class VLLMBackend:
         finish: str | None = None
         stop_reason: object = None
         usage = Usage()
+        generated: list[int] | None = None if chat else []
         try:
             async for line in response.aiter_lines():
                 data = parse_sse_data(line)
@@ -378,6 +382,10 @@ class VLLMBackend:
                     usage = _usage(chunk["usage"])
                 for choice in chunk.get("choices") or ():
                     piece = chat.feed(choice.get("delta") or {}) if chat else choice.get("text") or ""
+                    if generated is not None:
+                        ids = choice.get("token_ids")
+                        if isinstance(ids, list):
+                            generated.extend(ids)
                     if piece:
                         if first is None:
                             first = time.perf_counter()
@@ -408,11 +416,28 @@ class VLLMBackend:
                 yield TextDelta(closing)
         else:
             stop = stop_from_completion(finish, stop_reason, tail, request.stop)
+        token_ids = self._vouched_ids(generated, stop, usage) if generated else None
         end = time.perf_counter()
         ttft = (first or end) - start
         decode_s = end - (first or end)
         rate = (usage.completion_tokens - 1) / decode_s if usage.completion_tokens > 1 and decode_s > 0 else 0.0
-        yield GenerationDone(stop=stop, usage=usage, timings=Timings(ttft, end - start, rate))
+        yield GenerationDone(stop=stop, usage=usage, timings=Timings(ttft, end - start, rate), token_ids=token_ids)
+
+    def _vouched_ids(self, ids: list[int], stop: str | None, usage: Usage) -> tuple[int, ...] | None:
+        """The generated ids if they are exactly the streamed text, else None (the loop then tokenizes the text).
+
+        vLLM matches stop *strings* on the text, so a model that spelled ``<turn|>`` out of plain pieces ends
+        with text that reads like the marker but ids that are not its control token: those must not be kept,
+        or the next prompt would lack the real hand-over token. A count that disagrees with the usage means
+        the server did not send every chunk's ids.
+        """
+        if usage.completion_tokens and usage.completion_tokens != len(ids):
+            return None
+        if stop is not None:
+            marker = self._stop_token_ids((stop,))
+            if not marker or ids[-1] != marker[0]:
+                return None
+        return tuple(ids)
 
     def _stream_error(self, chunk: Mapping[str, Any], streamed: int) -> BackendError:
         error = chunk.get("error")

@@ -12,6 +12,12 @@ Two ways to send it:
   tokenizer's switch, so threads sharing one tokenizer cannot see each other's setting), so the literal text
   survives exactly and still cannot become a control token.
 
+A trusted segment may also carry the token ids it stands for (:meth:`Prompt.tokens`): the model's own output,
+as the ids it generated. Tokenizing that text again can split it differently from how the model wrote it
+(nothing forces a model to pick the canonical split), and then the next prompt is no longer a token-for-token
+extension of what the engine holds in its KV cache. Such a segment keeps its ids and is never merged with
+its neighbours, so its boundaries are token boundaries.
+
 Prompts only grow by appending within a model turn (see the protocol doc), so ``+`` is the common operation.
 """
 
@@ -33,6 +39,7 @@ class Segment:
 
     text: str
     trusted: bool
+    ids: tuple[int, ...] | None = None  # the token ids this text stands for, when they are known exactly
 
 
 class Prompt:
@@ -41,11 +48,18 @@ class Prompt:
     __slots__ = ("_segments", "_text")
 
     def __init__(self, segments: Iterable[Segment] = ()) -> None:
-        # Group runs of equal trust and join each run once: linear, however many pieces come in.
+        # Group runs of equal trust and join each run once: linear, however many pieces come in. Segments with
+        # ids join only each other (their ids concatenate), never text that still has to be tokenized.
         merged: list[Segment] = []
-        for trusted, group in itertools.groupby((s for s in segments if s.text), key=lambda s: s.trusted):
+        for (trusted, has_ids), group in itertools.groupby(
+            (s for s in segments if s.text), key=lambda s: (s.trusted, s.ids is not None)
+        ):
             run = list(group)
-            merged.append(run[0] if len(run) == 1 else Segment("".join(s.text for s in run), trusted))
+            if len(run) == 1:
+                merged.append(run[0])
+            else:
+                ids = tuple(i for s in run for i in s.ids or ()) if has_ids else None
+                merged.append(Segment("".join(s.text for s in run), trusted, ids))
         self._segments: tuple[Segment, ...] = tuple(merged)
         self._text: str | None = None
 
@@ -64,6 +78,17 @@ class Prompt:
     @classmethod
     def untrusted(cls, text: str) -> Prompt:
         return cls((Segment(text, False),))
+
+    @classmethod
+    def tokens(cls, text: str, ids: Iterable[int]) -> Prompt:
+        """Trusted ``text`` that is sent as exactly ``ids`` (the model's output as it generated it).
+
+        The caller vouches that ``ids`` decode to ``text`` with the tokenizer the prompt will be encoded with.
+        """
+        ids = tuple(ids)
+        if bool(text) != bool(ids):
+            raise ValueError("a token segment needs both its text and its ids, or neither")
+        return cls((Segment(text, True, ids),))
 
     @property
     def segments(self) -> tuple[Segment, ...]:
@@ -85,7 +110,9 @@ class Prompt:
         """Token ids with special-token parsing off for untrusted segments (immune to injection by construction)."""
         ids: list[int] = []
         for seg in self._segments:
-            if seg.trusted:
+            if seg.ids is not None:
+                ids.extend(seg.ids)
+            elif seg.trusted:
                 ids.extend(encode_trusted(tokenizer, seg.text))
             else:
                 ids.extend(encode_untrusted(tokenizer, seg.text))
@@ -99,7 +126,7 @@ class Prompt:
         if not self._segments:
             return other
         last, first = self._segments[-1], other._segments[0]
-        if last.trusted != first.trusted:
+        if last.trusted != first.trusted or last.ids is not None or first.ids is not None:
             # Appending is the agent loop's hot path: reuse the neutralized text computed so far.
             text = self._text + other.text if self._text is not None else None
             return Prompt._merged((*self._segments, *other._segments), text)

@@ -51,6 +51,9 @@ class ScriptedLogits:
     def queue(self, *texts: str) -> None:
         self.scripts.extend(self.tokenizer.encode(t, add_special_tokens=False) for t in texts)
 
+    def queue_ids(self, ids: list[int]) -> None:
+        self.scripts.append(list(ids))
+
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         n = input_ids.shape[1]
         if n != self._last_len + 1:  # a new generation call
@@ -418,3 +421,81 @@ async def test_agent_tool_round_trip_through_the_real_model(scripted: Any) -> No
     assert result.ok and result.steps == 2
     # The second round reused the first round's cache: only the tool result and the hand-over were new.
     assert result.usage.cached_tokens > 0
+
+
+def spelled_out(tokenizer: Any, text: str, word: str) -> list[int]:
+    """Ids that write ``text`` with ``word`` one character per token: a split the tokenizer never makes."""
+    before, after = text.split(word, 1)
+    ids = [
+        *tokenizer.encode(before, add_special_tokens=False),
+        *(tokenizer.convert_tokens_to_ids(c) for c in word),
+        *tokenizer.encode(after, add_special_tokens=False),
+    ]
+    assert tokenizer.decode(ids, skip_special_tokens=False) == text
+    assert ids != tokenizer.encode(text, add_special_tokens=False), "the tokenizer splits it this way too"
+    return ids
+
+
+@pytest.mark.filterwarnings("ignore::agentkit.backends.transformers.TemplateDriftWarning")
+async def test_next_round_extends_the_prompt_with_the_generated_ids_not_a_retokenization(scripted: Any) -> None:
+    """The model writes "Paris" letter by letter; the next prompt must carry those ids, not the canonical ones."""
+    backend, script = scripted
+    sent: list[list[int]] = []
+    generated: list[tuple[int, ...] | None] = []
+    stream = backend.stream
+
+    async def recording(request: GenerationRequest) -> Any:
+        sent.append(request.prompt.token_ids(backend.tokenizer))
+        async for event in stream(request):
+            if isinstance(event, GenerationDone):
+                generated.append(event.token_ids)
+            yield event
+
+    backend.stream = recording
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Get the current weather for a city.
+
+        Args:
+            city: The city name.
+        """
+        return f"sunny, 21 degrees in {city}"
+
+    forced = spelled_out(script.tokenizer, CALL, "Paris")
+    script.queue_ids(forced)
+    script.queue("It is sunny.<turn|>")
+    result = await Agent(backend, tools=[get_weather]).arun("What is the weather in Paris?")
+    assert result.ok and result.steps == 2
+    assert generated[0] == tuple(forced)
+    assert sent[1][: len(sent[0]) + len(forced)] == sent[0] + forced
+    # The engine held the first prompt and every generated token but the last (never fed back): all reused.
+    assert result.usage.cached_tokens == len(sent[0]) + len(forced) - 1
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static"])
+def test_no_deprecated_transformers_arguments(backend: TransformersBackend, static: bool) -> None:
+    """Every forward pass used to warn that ``past_key_values`` is deprecated (gone in transformers 5.40)."""
+    from agentkit.backends._hf_engine import Engine
+
+    tok = backend.tokenizer
+    engine = Engine(
+        backend._model, tok, device=torch.device("cpu"), max_cache_len=256, compile_decode=False, static=static
+    )
+    prompt = tok.encode("The quick brown fox.", add_special_tokens=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for extra in ([], [5, 6, 7]):  # a fresh prefill, then an append to the kept cache
+            engine.generate(
+                [*prompt, *extra],
+                max_new_tokens=4,
+                stop_ids=frozenset(),
+                temperature=0.0,
+                top_p=1.0,
+                top_k=0,
+                seed=0,
+                on_text=lambda _t: None,
+                cancel=threading.Event(),
+            )
+    deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning | FutureWarning)]
+    assert not deprecations, [str(w.message) for w in deprecations]
