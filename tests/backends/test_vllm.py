@@ -84,6 +84,12 @@ def completion_chunk(text: str, finish_reason: str | None = None, stop_reason: o
     }
 
 
+def with_ids(chunk: dict[str, Any], ids: list[int]) -> dict[str, Any]:
+    """The chunk as vLLM sends it for ``return_token_ids: true``: the delta's generated ids alongside its text."""
+    chunk["choices"][0]["token_ids"] = ids
+    return chunk
+
+
 def usage_chunk(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> dict[str, Any]:
     """The closing usage chunk; ``cached_tokens`` appears when vLLM runs with --enable-prompt-tokens-details."""
     details = {} if cached_tokens is None else {"prompt_tokens_details": {"cached_tokens": cached_tokens}}
@@ -503,6 +509,60 @@ async def test_chat_path_sends_every_untrusted_string_neutralized(flaky: list, e
     assert sent["tools"][0]["function"]["description"].replace(ZWJ, "") == evil.replace(ZWJ, "")
 
 
+@pytest.fixture(scope="module")
+def tiny_tokenizer() -> Any:
+    tiny_model = pytest.importorskip("agentkit.testing.tiny_model", reason="needs the [transformers] extra")
+    return tiny_model.build_tiny_tokenizer()
+
+
+async def test_generated_ids_are_asked_for_and_reported_with_token_id_prompts(flaky: list, tiny_tokenizer: Any) -> None:
+    turn_end = tiny_tokenizer.convert_tokens_to_ids(TURN_END)
+    reply = Reply(
+        events=[
+            with_ids(completion_chunk("Hel"), [40, 41]),
+            with_ids(completion_chunk("lo<turn|>", "stop", TURN_END), [42, turn_end]),
+            usage_chunk(7, 4),
+        ]
+    )
+    server = start(flaky, reply)
+    backend = server.backend(tokenizer=tiny_tokenizer)
+    _, done = await collect(backend, REQUEST)
+    await backend.aclose()
+    assert server.requests[0]["return_token_ids"] is True
+    assert done.token_ids == (40, 41, 42, turn_end)
+
+
+async def test_generated_ids_are_not_vouched_for_when_they_do_not_match_the_text(
+    flaky: list, tiny_tokenizer: Any
+) -> None:
+    """A stop *string* spelled from plain pieces, or ids missing from a chunk: the loop must re-tokenize."""
+    spelled = [
+        with_ids(completion_chunk("Hi<turn|>", "stop", TURN_END), [40, 41, 42, 43]),  # no <turn|> token
+        usage_chunk(7, 4),
+    ]
+    missing = [
+        with_ids(completion_chunk("Hi"), [40]),
+        completion_chunk("<turn|>", "stop", TURN_END),  # this chunk's ids are missing
+        usage_chunk(7, 2),
+    ]
+    server = start(flaky, Reply(events=spelled), Reply(events=missing))
+    backend = server.backend(tokenizer=tiny_tokenizer)
+    _, spelled_done = await collect(backend, REQUEST)
+    _, missing_done = await collect(backend, REQUEST)
+    await backend.aclose()
+    assert spelled_done.stop == missing_done.stop == TURN_END
+    assert spelled_done.token_ids is None and missing_done.token_ids is None
+
+
+async def test_text_prompts_ask_for_no_ids(flaky: list) -> None:
+    server = start(flaky, OK_STREAM)
+    backend = server.backend()
+    _, done = await collect(backend, REQUEST)
+    await backend.aclose()
+    assert "return_token_ids" not in server.requests[0]
+    assert done.token_ids is None
+
+
 # --------------------------------------------------------------------------------------------------------
 # The real vLLM server on CPU
 # --------------------------------------------------------------------------------------------------------
@@ -899,3 +959,54 @@ async def test_chat_path_on_the_real_server_tokenizes_no_control_token_from_untr
         ids = await _tokenized_chat_prompt(vllm_server, evil)
         assert controls(ids) == expected, evil
         assert evil.strip().replace(ZWJ, "") in tokenizer.decode(ids).replace(ZWJ, "")  # the text itself got through
+
+
+class RecordingVLLM(VLLMBackend):
+    """The real backend, remembering the token-id prompt of every request it sends."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prompts: list[list[int]] = []
+        self.done: list[GenerationDone] = []
+
+    def _completion_body(self, request: GenerationRequest) -> dict[str, Any]:
+        body = super()._completion_body(request)
+        self.prompts.append(list(body["prompt"]))
+        return body
+
+    async def stream(self, request: GenerationRequest) -> Any:
+        async for event in super().stream(request):
+            if isinstance(event, GenerationDone):
+                self.done.append(event)
+            yield event
+
+
+@vllm
+def test_next_round_extends_the_prompt_token_for_token_when_the_model_splits_unusually(
+    vllm_server: VLLMServer, tokenizer: Any
+) -> None:
+    """The model spells "Paris" letter by letter; the next prompt must append exactly those ids.
+
+    Re-tokenizing the output gives the canonical ids instead, so the prompt stops matching what vLLM's
+    prefix cache holds from the first letter on.
+    """
+    call = '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|><|tool_response>'
+    before, after = call.split("Paris")
+    forced = [*script(tokenizer, before), *tokenizer.convert_tokens_to_ids(list("Paris")), *script(tokenizer, after)]
+    assert tokenizer.decode(forced, skip_special_tokens=False) == call
+    assert forced != script(tokenizer, call), "the tokenizer splits it letter by letter too: nothing is tested"
+    xargs = {
+        "agentkit_script": forced,
+        "agentkit_script_after": script(tokenizer, "Sunny.<turn|>"),
+        "agentkit_switch_token": tokenizer.convert_tokens_to_ids("<tool_response|>"),
+    }
+    backend = RecordingVLLM(vllm_server.model, vllm_server.base_url, extra_body={"vllm_xargs": xargs})
+    agent = Agent(backend, [get_weather], sampling={"temperature": 0.0, "max_tokens": 64})
+    try:
+        result = agent.run("What is the weather in Paris?")
+    finally:
+        agent.close()
+    assert result.stop_reason == "completed" and result.steps == 2
+    first, second = backend.prompts
+    assert backend.done[0].token_ids == tuple(forced)
+    assert second[: len(first) + len(forced)] == first + forced
