@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["import_transformers", "patch_gemma4_assistant_kv_sharing"]
+__all__ = ["cache_argument", "import_transformers", "patch_gemma4_assistant_kv_sharing"]
 
 EXTRA_HINT = "pip install 'agentkit[transformers]'"
 
@@ -23,6 +23,17 @@ def import_transformers() -> Any:
     except ImportError as exc:
         raise ImportError(f"the transformers backend needs torch and transformers: {EXTRA_HINT}") from exc
     return transformers
+
+
+def cache_argument(model: Any) -> str:
+    """The keyword a model's forward takes its KV cache by.
+
+    transformers renamed ``past_key_values`` to ``cache``; the old name warns on every call and goes away in
+    5.40, and releases before the rename know only the old one.
+    """
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 _patched = False

@@ -23,7 +23,6 @@ Everything here runs on a worker thread; nothing in it touches the event loop.
 
 from __future__ import annotations
 
-import inspect
 import secrets
 import threading
 import time
@@ -35,7 +34,7 @@ import torch
 
 from agentkit.errors import ContextTooLong
 
-from ._hf_compat import import_transformers
+from ._hf_compat import cache_argument, import_transformers
 
 __all__ = ["Detokenizer", "Engine", "GenerationResult", "LogitsProcessor", "sample_next"]
 
@@ -127,6 +126,7 @@ class Engine:
         self.tokenizer = tokenizer
         self.device = device
         self.max_cache_len = max_cache_len
+        self.limit_why = f"max_cache_len is {max_cache_len}"  # where the limit came from, for the error
         # ``static`` defaults to CUDA only; tests force it on CPU to check the padded-chunk prefill path.
         self.static = device.type == "cuda" if static is None else static
         self.compile_decode = compile_decode and self.static
@@ -136,9 +136,7 @@ class Engine:
         self.buckets = sorted({min(max_cache_len, 1024 << i) for i in range(16)})
         self.cache: Any = None
         self.cache_ids: list[int] = []  # the tokens whose keys/values the cache holds, in order
-        # transformers renamed ``past_key_values`` to ``cache`` (the old name warns on every call and goes away
-        # in 5.40); older releases know only the old name.
-        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self._cache_arg = cache_argument(model)
         self._step_fn: Callable[..., Any] | None = None  # one forward pass over the static cache
         # (input length, view bucket) -> (CUDA graph, its output)
         self._graphs: dict[tuple[int, int], tuple[Any, torch.Tensor]] = {}
@@ -375,8 +373,8 @@ class Engine:
         """Generate after ``ids``, calling ``on_text`` with each text delta; stop on a stop id or text."""
         if len(ids) >= self.max_cache_len:
             raise ContextTooLong(
-                f"the prompt has {len(ids)} tokens but the model's context holds {self.max_cache_len}: "
-                "start a new session or shorten the conversation (or raise max_cache_len)",
+                f"the prompt has {len(ids)} tokens but the context holds {self.max_cache_len}: {self.limit_why}. "
+                "Or start a new session, or shorten the conversation",
                 backend="transformers",
             )
         max_new_tokens = min(max_new_tokens, self.max_cache_len - len(ids))

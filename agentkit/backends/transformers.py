@@ -30,6 +30,7 @@ from typing import Any
 from agentkit.errors import BackendError, ModelNotFound, UserError
 
 from ._hf_compat import import_transformers, patch_gemma4_assistant_kv_sharing
+from ._hf_context import choose_cache_len
 from .base import Capabilities, GenerationDone, GenerationRequest, TextDelta, Timings, Usage
 
 __all__ = ["TemplateDriftWarning", "TransformersBackend"]
@@ -71,8 +72,10 @@ class TransformersBackend:
     ``model`` is a Hub id, a local directory or an already loaded ``PreTrainedModel`` (then pass its
     ``tokenizer``). ``device`` defaults to cuda, then mps, then cpu; ``dtype`` to bfloat16 on cuda and float32
     elsewhere. ``compile`` (default: on for cuda) compiles the decode step; ``max_cache_len`` bounds the
-    context (on cuda the cache is allocated at that size up front). ``logits_processors`` are Hugging Face
-    style callables ``(input_ids, scores) -> scores`` applied at every step (tests use one to script output).
+    context (on cuda the cache is allocated at that size up front); by default (or ``$AGENTKIT_MAX_CACHE_LEN``)
+    it is the model's context, cut to what free GPU memory (on CPU, half the free RAM) holds.
+    ``logits_processors`` are Hugging Face style callables ``(input_ids, scores) -> scores`` applied at every
+    step (tests use one to script output).
     ``warm_up=True`` compiles and captures the CUDA graphs in the constructor instead of on the first request
     (minutes for a multi-billion-parameter model).
     """
@@ -117,18 +120,16 @@ class TransformersBackend:
             else:
                 self._assistant = assistant_model.to(self._device)
             self._assistant.eval()
-        text_config = self._model.config.get_text_config()
-        limit = int(getattr(text_config, "max_position_embeddings", 8192))
-        if max_cache_len is None:
-            max_cache_len = min(limit, 16384) if self._device.type == "cuda" else limit
+        limit = choose_cache_len(self._model, self._device, max_cache_len)
         self._stop_ids = self._control_ids()
         self._engine = Engine(
             self._model,
             self._tokenizer,
             device=self._device,
-            max_cache_len=max_cache_len,
+            max_cache_len=limit.tokens,
             compile_decode=self._device.type == "cuda" if compile is None else compile,
         )
+        self._engine.limit_why = limit.why
         self._processors = list(logits_processors)
         self._lock = asyncio.Lock()
         self._checked_template = False

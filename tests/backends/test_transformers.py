@@ -499,3 +499,60 @@ def test_no_deprecated_transformers_arguments(backend: TransformersBackend, stat
             )
     deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning | FutureWarning)]
     assert not deprecations, [str(w.message) for w in deprecations]
+
+
+def test_default_cache_length_is_the_models_context_when_memory_allows(tiny: Path) -> None:
+    backend = TransformersBackend(tiny / "model")
+    assert backend._engine.max_cache_len == backend._model.config.get_text_config().max_position_embeddings
+
+
+def test_default_cache_length_is_cut_to_the_free_memory(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine with room for 3,000 tokens of cache gets 2,048 (whole thousands), and a prompt past it says why."""
+    from agentkit.backends import _hf_context
+    from agentkit.errors import ContextTooLong
+
+    model = TransformersBackend(tiny / "model")._model
+    per_token = _hf_context.kv_bytes_per_token(model, torch.device("cpu"))
+    # Keys and values in float32, one KV head: the sliding layer (head size 32) and the full layer (512); the
+    # third layer shares the full layer's states and stores none.
+    assert per_token == 2 * 4 * (32 + 512)
+    text = model.config.get_text_config()
+    monkeypatch.setattr(_hf_context, "_available_ram", lambda: 2 * 3000 * per_token)
+    monkeypatch.setattr(text, "max_position_embeddings", 100_000)
+    backend = TransformersBackend(model, tokenizer=TransformersBackend(tiny / "model").tokenizer)
+    assert backend._engine.max_cache_len == 2048
+    with pytest.raises(ContextTooLong, match=r"holds 2048: the cache was sized to fit half of the free RAM .*100000"):
+        backend._engine.generate(
+            [1] * 2048,
+            max_new_tokens=1,
+            stop_ids=frozenset(),
+            temperature=0.0,
+            top_p=1.0,
+            top_k=0,
+            seed=0,
+            on_text=lambda _t: None,
+            cancel=threading.Event(),
+        )
+
+
+def test_cache_length_settings_beyond_the_model_or_malformed_are_user_errors(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentkit.errors import UserError
+
+    with pytest.raises(UserError, match="max_cache_len=4096 is more than the model's context of 2048"):
+        TransformersBackend(tiny / "model", max_cache_len=4096)
+    monkeypatch.setenv("AGENTKIT_MAX_CACHE_LEN", "lots")
+    with pytest.raises(UserError, match="AGENTKIT_MAX_CACHE_LEN='lots' is not a whole number"):
+        TransformersBackend(tiny / "model")
+    monkeypatch.setenv("AGENTKIT_MAX_CACHE_LEN", "512")
+    assert TransformersBackend(tiny / "model")._engine.max_cache_len == 512
+
+
+def test_too_little_memory_for_a_useful_context_is_a_clear_error(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentkit.backends import _hf_context
+    from agentkit.errors import BackendError
+
+    monkeypatch.setattr(_hf_context, "_available_ram", lambda: 1000)
+    with pytest.raises(BackendError, match=r"not enough memory for the key/value cache.*AGENTKIT_MAX_CACHE_LEN"):
+        TransformersBackend(tiny / "model")
