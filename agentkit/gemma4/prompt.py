@@ -41,6 +41,11 @@ class Segment:
     trusted: bool
     ids: tuple[int, ...] | None = None  # the token ids this text stands for, when they are known exactly
 
+    def __post_init__(self) -> None:
+        if self.ids is not None and not self.trusted:
+            # Ids are sent as they are: only text agentkit or the model wrote may carry them.
+            raise ValueError("only trusted segments may carry token ids")
+
 
 class Prompt:
     """An immutable list of segments; adjacent segments of the same trust are merged."""
@@ -126,11 +131,12 @@ class Prompt:
         if not self._segments:
             return other
         last, first = self._segments[-1], other._segments[0]
-        if last.trusted != first.trusted or last.ids is not None or first.ids is not None:
+        if last.trusted != first.trusted or (last.ids is None) != (first.ids is None):
             # Appending is the agent loop's hot path: reuse the neutralized text computed so far.
             text = self._text + other.text if self._text is not None else None
             return Prompt._merged((*self._segments, *other._segments), text)
-        joined = Segment(last.text + first.text, last.trusted)
+        ids = last.ids + first.ids if last.ids is not None and first.ids is not None else None
+        joined = Segment(last.text + first.text, last.trusted, ids)
         # Trusted text is sent as it is, so the texts still add up; untrusted runs are neutralized as a whole.
         text = self._text + other.text if last.trusted and self._text is not None else None
         return Prompt._merged((*self._segments[:-1], joined, *other._segments[1:]), text)

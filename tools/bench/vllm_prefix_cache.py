@@ -14,12 +14,19 @@ Two runs on the same server, side by side:
 Each run starts with its own system line, so neither can hit blocks the other cached. Step 1 of a run has
 nothing cached by construction; the figure is over steps 2 and later.
 
-The tiny model is built with ``global_head_dim = 2 * head_dim`` (the real Gemma 4 ratio): the default tiny
-model's 16x ratio makes vLLM's hybrid cache align hits to 2,048 tokens, longer than its test context, so its
-shared test server never reports a hit at all.
+Two facts about vLLM 0.32 that decide what a hit can be (checked on its CPU build):
+- Gemma 4 is a hybrid model (sliding-window and full-attention layers), and a hit must land on a block
+  boundary of every layer group. The tiny model is built with ``global_head_dim = 2 * head_dim`` (the real
+  Gemma 4 ratio): the default tiny model's 16x ratio aligns hits to 2,048 tokens, longer than the test
+  server's whole context, so that server never reports a hit at all.
+- By default (``--prefix-cache-retention-interval 0``) the sliding-window layers keep their state only at the
+  end of each *prompt*, so no hit ever reaches into the tokens a request generated: the generated ids then
+  cannot matter, and both runs hit the same. ``--retention N`` (a multiple of the hit alignment, which is
+  ``--block-size`` times the head-size ratio) keeps checkpoints every N tokens, generated ones included; that
+  is where keeping the generated ids pays. The default here is that setting; ``--retention 0`` shows vLLM's.
 
-Run: ``python tools/bench/vllm_prefix_cache.py [--steps 8] [--block-size 32]`` (needs the vLLM venv,
-``tools/vllm/setup_venv.sh``; about a minute to start the server).
+Run: ``python tools/bench/vllm_prefix_cache.py [--steps 8] [--block-size 32] [--retention 64]`` (needs the
+vLLM venv, ``tools/vllm/setup_venv.sh``; about a minute to start the server).
 """
 
 from __future__ import annotations
@@ -143,6 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--block-size", type=int, default=32)  # CPU attention: a multiple of 32
+    parser.add_argument("--retention", type=int, default=64, help="--prefix-cache-retention-interval")
     args = parser.parse_args()
     python = vllm_python()
     if python is None:
@@ -157,9 +165,13 @@ def main() -> None:
     (project / "notes.txt").write_text("Meeting moved to Thursday.\nBring the budget draft.\n")
     (project / "plan.txt").write_text("1. Draft the budget.\n2. Review on Thursday.\n")
     extra = ("--max-model-len", str(CONTEXT), "--block-size", str(args.block_size))
+    extra += ("--prefix-cache-retention-interval", str(args.retention))
     server = launch_vllm_server(python, model_dir, work / "server.log", extra_args=extra)
     try:
-        print(f"vLLM 0.32 CPU server ready in {server.start_s:.0f} s (block size {args.block_size}, log {server.log_path})")
+        print(
+            f"vLLM 0.32 CPU server ready in {server.start_s:.0f} s (--block-size {args.block_size} "
+            f"--prefix-cache-retention-interval {args.retention}; log {server.log_path})"
+        )
         runs = {}
         for label, keep in (("re-tokenized (before)", False), ("token ids kept (after)", True)):
             runs[label] = asyncio.run(run(server.base_url, server.model, tokenizer, project, args.steps, keep))
