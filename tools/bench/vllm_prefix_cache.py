@@ -2,8 +2,10 @@
 
 A real vLLM CPU server (its own, started here: nobody else's traffic in its counters) serves the tiny
 random-weight Gemma 4. The agent has agentkit's real file tools and web tools declared, and the model is
-scripted (``tests/backends/vllm_scripted_output.py``) to call ``read_file`` at every step with the path spelled
-one character per token: a split the tokenizer never makes, as real models sometimes do. Every request's
+scripted (``tests/backends/vllm_scripted_output.py``) to think a few sentences and call ``read_file`` at every
+step, with the file's name spelled one character per token where the thought first mentions it: a split the
+tokenizer never makes, as real models sometimes do. Within a turn the thought stays in the prompt (the
+protocol doc), so every later step's prompt holds it. Every request's
 share of prompt tokens served from the cache is read from ``/metrics`` (``vllm:prefix_cache_queries`` /
 ``vllm:prefix_cache_hits``) before and after it.
 
@@ -112,14 +114,20 @@ def spelled(tokenizer: Any, text: str, word: str) -> list[int]:
     return ids
 
 
-def call(path: str) -> str:
-    return f'<|tool_call>call:read_file{{path:<|"|>{path}<|"|>}}<tool_call|><|tool_response>'
+def step_output(path: str) -> str:
+    """A tool round as models write them with thinking on: a few sentences of thought, then the call."""
+    thought = (
+        f"The user wants a summary, so I read {path} next. "
+        "I will then compare what it says with the other file and write a short answer. " * 4
+    )
+    call = f'<|tool_call>call:read_file{{path:<|"|>{path}<|"|>}}<tool_call|><|tool_response>'
+    return f"<|channel>thought\n{thought}<channel|>{call}"
 
 
 async def run(server_url: str, model: str, tokenizer: Any, workdir: Path, steps: int, keep_ids: bool) -> list[Step]:
     xargs = {
-        "agentkit_script": spelled(tokenizer, call("notes.txt"), "notes"),
-        "agentkit_script_after": spelled(tokenizer, call("plan.txt"), "plan"),
+        "agentkit_script": spelled(tokenizer, step_output("notes.txt"), "notes"),
+        "agentkit_script_after": spelled(tokenizer, step_output("plan.txt"), "plan"),
         "agentkit_switch_token": tokenizer.convert_tokens_to_ids("<tool_response|>"),
     }
     backend = MeasuredVLLM(model, server_url, keep_ids=keep_ids, extra_body={"vllm_xargs": xargs})
@@ -132,7 +140,8 @@ async def run(server_url: str, model: str, tokenizer: Any, workdir: Path, steps:
         system=system,
         max_steps=steps,
         max_repeated_calls=steps,
-        sampling={"temperature": 0.0, "max_tokens": 64},
+        thinking=True,
+        sampling={"temperature": 0.0, "max_tokens": 512},
     )
     result = await agent.arun("Read notes.txt and plan.txt and summarise them.")
     await backend.aclose()
