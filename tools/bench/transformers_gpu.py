@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 
+from agentkit.backends._hf_compat import cache_argument
 from agentkit.backends.base import GenerationDone, GenerationRequest, SamplingParams
 from agentkit.gemma4.prompt import Prompt
 
@@ -117,11 +118,11 @@ def stock_reuse_step(model: Any, history: list[int], new: list[int]) -> float:
     from transformers import DynamicCache
 
     with torch.inference_mode():
-        cache = DynamicCache(config=model.config)
-        model(input_ids=torch.tensor([history], device=DEVICE), past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache = {cache_argument(model): DynamicCache(config=model.config)}  # the name this transformers takes
+        model(input_ids=torch.tensor([history], device=DEVICE), use_cache=True, logits_to_keep=1, **cache)
         x = torch.tensor([new], device=DEVICE)
         t0 = sync()
-        out = model(input_ids=x, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = model(input_ids=x, use_cache=True, logits_to_keep=1, **cache)
         int(out.logits[0, -1].argmax())
         return sync() - t0
 
