@@ -51,6 +51,7 @@ from agentkit.events import (
 )
 from agentkit.events import TextDelta as AnswerDelta
 from agentkit.events import ThinkingDelta as ThoughtDelta
+from agentkit.output import FINAL_RESULT, output_spec
 from agentkit.sessions import Session, SessionStore
 from agentkit.tools._provenance import UrlTrust
 from agentkit.tools.runtime import CallContext, Tool, as_tools, to_response_value
@@ -111,7 +112,7 @@ class RunTimings:
 class RunResult:
     """The outcome of one user request."""
 
-    output: str  # the final visible answer
+    output: Any  # the final visible answer (str), or the validated output_type instance (None if the run failed)
     messages: list[dict[str, Any]]  # the whole conversation, OpenAI-style, without thinking
     thinking: str  # this turn's thinking, for display and logs only
     usage: Usage
@@ -128,9 +129,10 @@ class RunResult:
     def __repr__(self) -> str:
         # A summary, not the whole conversation: asyncio formats finished tasks' results with repr() on every
         # sync run(), and a repr that grew with the history made each run O(conversation).
-        output = self.output if len(self.output) <= 60 else self.output[:57] + "..."
+        output = repr(self.output)
+        output = output if len(output) <= 62 else output[:59] + "..."
         return (
-            f"RunResult(output={output!r}, stop_reason={self.stop_reason!r}, steps={self.steps}, "
+            f"RunResult(output={output}, stop_reason={self.stop_reason!r}, steps={self.steps}, "
             f"tool_calls={len(self.tool_calls)}, messages={len(self.messages)}, session_id={self.session_id!r})"
         )
 
@@ -157,6 +159,8 @@ class Agent:
         max_repeated_calls: int = 3,
         max_output_tokens: int | None = None,
         toolsets: Iterable[Toolset] = (),
+        output_type: Any = None,
+        output_retries: int = 2,
     ) -> None:
         if isinstance(backend, str):
             raise UserError(
@@ -179,6 +183,10 @@ class Agent:
         self.toolsets = check_toolsets(toolsets)
         self._own_tools = list(self.tools.values())
         self._toolset_versions: tuple[int, ...] | None = None if self.toolsets else ()
+        # Structured output (agentkit.output): the model answers by calling a declared final_result tool.
+        self._output = output_spec(output_type, retries=output_retries, taken=self.tools)
+        if self._output is not None:
+            self._declarations.append(self._output.declaration)
         self.thinking = thinking
         self.max_steps = max_steps
         if sampling is None:
@@ -349,11 +357,12 @@ class Agent:
         thinking_parts: list[str] = []
         records: list[ToolCallFinished] = []
         repeats: Counter[str] = Counter()
-        output = ""
+        output: Any = ""
         stop_reason = "max_steps"
         step = 0
         finished = False
         partial_text: list[str] = []
+        answer = self._output.attempts() if self._output is not None else None  # structured output's state
         try:
             for step in range(1, self.max_steps + 1):
                 request = GenerationRequest(
@@ -394,9 +403,16 @@ class Agent:
                 for err in parsed.errors:
                     yield Notice(f"the model wrote a malformed tool call: {err}", "warning", step)
 
-                if not parsed.tool_calls and not parsed.errors:
+                # With output_type, a text answer must validate; else it goes round as final_result's error.
+                if (
+                    not parsed.tool_calls
+                    and not parsed.errors
+                    and (answer is None or answer.check_text(parsed.content))
+                ):
                     output = parsed.content
                     turn.append({"role": "assistant", "content": output})
+                    if answer is not None:
+                        output = answer.value
                     stop_reason = "completed" if done is None or done.stop is not None else "max_tokens"
                     finished = True
                     yield StepFinished(step, step_usage, step_timings)
@@ -434,9 +450,17 @@ class Agent:
                     value = {"error": f"{err}. Write the call again as <|tool_call>call:NAME{{...}}<tool_call|>."}
                     results.append(("error", value))
                     turn.append({"role": "tool", "name": "error", "content": value})
+                feedback = answer.take_feedback() if answer is not None else None
+                if feedback is not None:  # a rejected text answer: told as final_result's error, same turn
+                    results.append((FINAL_RESULT, feedback))
+                    turn.append({"role": "tool", "name": FINAL_RESULT, "content": feedback})
                 prompt = prompt + _hand_over("".join(raw), done) + gemma4.render_tool_results(results)
                 yield StepFinished(step, step_usage, step_timings, len(calls))
                 self._save(history, turn, thinking_parts, turn_index, records, final=False)
+                if answer is not None and answer.check_calls(records, step):  # final_result accepted: done
+                    output, stop_reason, finished = answer.value, "completed", True
+                    turn.append({"role": "assistant", "content": ""})
+                    break
 
                 for _, c in calls:
                     repeats[json.dumps([c.name, c.arguments], sort_keys=True, default=str)] += 1
@@ -474,6 +498,8 @@ class Agent:
         if not finished:
             output = "".join(partial_text) if stop_reason == "max_tokens" else ""
             self._close_turn(turn, output, cancelled=False)
+            if answer is not None:
+                output = None  # no answer of output_type: stop_reason says why
         self._save(history, turn, thinking_parts, turn_index, records, final=True)
         total = time.perf_counter() - started
         result = RunResult(
@@ -639,6 +665,8 @@ class Agent:
             queue.put_nowait(ToolCallFinished(call_id, call.name, args, result, error, duration, step))
 
     async def _approved_call(self, call_id: str, name: str, args: dict[str, Any], context: CallContext) -> Any:
+        if self._output is not None and name == self._output.tool_name:
+            return self._output.validate_arguments(args)  # the answer itself: validated, nothing runs
         tool = self.tools.get(name)
         if tool is None:
             known = ", ".join(sorted(self.tools)) or "none"

@@ -11,6 +11,7 @@ Errors are split by who has to act (the pattern pydantic-ai and httpx use):
     │   ├── ContextTooLong        the prompt does not fit the model's context window
     │   ├── BackendResponseError  the engine answered with an error status
     │   └── StreamInterrupted     the stream broke off mid-generation
+    ├── OutputValidationError     the model's answer did not fit output_type after the allowed retries
     ├── ToolError                 a tool failed (raised, timed out, got invalid arguments)
     │   └── ToolTimeout
     ├── SandboxError              the code sandbox cannot run or was misconfigured
@@ -33,6 +34,7 @@ __all__ = [
     "BackendUnavailable",
     "ContextTooLong",
     "ModelNotFound",
+    "OutputValidationError",
     "ParseError",
     "SandboxError",
     "SandboxUnavailable",
@@ -86,6 +88,18 @@ class BackendResponseError(BackendError):
 
 class StreamInterrupted(BackendError):
     """Raised when a streaming response ends before the model finished (server restarted, connection cut)."""
+
+
+class OutputValidationError(AgentkitError):
+    """Raised when the model's final answer still does not validate into ``output_type`` after the retries.
+
+    ``errors`` holds the last validation message (what the model was told), ``attempts`` how many answers failed.
+    """
+
+    def __init__(self, message: str, *, errors: str = "", attempts: int = 0) -> None:
+        super().__init__(message)
+        self.errors = errors
+        self.attempts = attempts
 
 
 class ToolError(AgentkitError):

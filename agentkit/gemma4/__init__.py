@@ -21,7 +21,7 @@ from .parse import (
 from .prompt import Prompt, Segment
 from .render import SupportsOpenAITool, generation_prompt, render, render_prompt, render_tool_results
 from .sanitize import sanitize
-from .schema import function_schema, model_schema
+from .schema import function_schema, model_schema, type_schema
 from .tokens import CONTROL_TOKENS, STOP_MARKERS
 from .values import ValueSyntaxError, format_tool_call, format_value, parse_value
 
@@ -53,4 +53,5 @@ __all__ = [
     "render_tool_results",
     "sanitize",
     "tokens",
+    "type_schema",
 ]

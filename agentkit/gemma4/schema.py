@@ -29,7 +29,7 @@ import docstring_parser
 
 from .render import _SCHEMA_KEYS
 
-__all__ = ["function_schema", "model_schema"]
+__all__ = ["function_schema", "model_schema", "type_schema"]
 
 Schema = dict[str, Any]
 
@@ -316,3 +316,13 @@ def function_schema(fn: Callable[..., Any], *, name: str | None = None, descript
     if properties:
         function["parameters"] = {"type": "object", "properties": properties, "required": required}
     return {"type": "function", "function": function}
+
+
+def type_schema(tp: Any) -> Schema:
+    """The declaration schema of one type hint (a dataclass, TypedDict, pydantic model, scalar or container).
+
+    Used to declare a structured answer's type; raises TypeError, saying what to change, for what Gemma
+    declarations cannot express.
+    """
+    return _type_schema(tp)
+

@@ -1,0 +1,290 @@
+"""Structured output: ``Agent(..., output_type=T)`` ends a run with a validated ``T`` instead of free text.
+
+Gemma 4 has no JSON mode, but it has native function calling, which its chat template declares and its
+training covers. So the answer is a tool: the agent declares ``final_result`` in the native declaration
+format, its parameters being ``T``'s JSON schema flattened the way tool schemas are (:mod:`agentkit.gemma4.schema`),
+and the model "calls" it to answer. This keeps the model inside the format it knows best, lets it call
+other tools first in the same turn, and reuses the typed-value syntax (``<|"|>`` strings, bare keys) the
+parser already reads. A scalar or list ``T`` (``int``, ``list[str]``) is wrapped as ``{"value": ...}``
+because a declaration's parameters are always an object.
+
+A model that answers in text instead is not refused outright: text that is JSON for ``T`` (fenced or
+bare) is accepted. Whatever fails validation goes back as the native tool response of ``final_result``
+carrying pydantic's message, in the same model turn, as the loop already does for a malformed call; after
+``output_retries`` failed attempts the run ends with :class:`~agentkit.errors.OutputValidationError`.
+
+Where a backend can constrain decoding to a tool call (a ``tool_choice``/grammar), forcing
+``final_result`` makes the answer well-formed by construction; validation here still runs, because a
+grammar can enforce the shape but not every constraint (``ge=0``, a regex, a cross-field check).
+
+``output_type`` may also be a JSON Schema (a ``dict``): the result is the validated ``dict``
+(checked with :mod:`jsonschema`), which is what ``agentkit run --schema FILE`` uses.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+import typing_extensions
+
+from agentkit import gemma4
+from agentkit.errors import OutputValidationError, ToolError, UserError
+
+__all__ = ["FINAL_RESULT", "OutputAttempts", "OutputSpec", "output_spec"]
+
+FINAL_RESULT = "final_result"
+_VALUE = "value"  # the one parameter of final_result when the output type is not an object
+_DESCRIPTION = (
+    "Give the final answer to the user's request by calling this tool once, with the complete result as its "
+    "arguments. Call it only when you are done (after any other tools you need)."
+)
+
+
+class _Invalid(ToolError):
+    """An answer that does not fit the output type; its message is what the model is told."""
+
+
+def _is_typing_typeddict(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, dict) and hasattr(tp, "__required_keys__")
+
+
+def _pydantic_compatible(tp: Any) -> Any:
+    """``tp`` with every ``typing.TypedDict`` remade as a ``typing_extensions`` one, which pydantic accepts on 3.11.
+
+    Python 3.12's ``typing.TypedDict`` is fine; earlier ones lack what pydantic reads, so it refuses them.
+    """
+    if sys.version_info >= (3, 12):
+        return tp
+    if _is_typing_typeddict(tp) and type(tp).__module__ == "typing":
+        hints = typing.get_type_hints(tp, include_extras=True)
+        fields: dict[str, Any] = {}
+        for key, hint in hints.items():
+            inner = hint
+            if getattr(typing.get_origin(hint), "_name", None) in ("Required", "NotRequired", "ReadOnly"):
+                inner = typing.get_args(hint)[0]
+            inner = _pydantic_compatible(inner)
+            marker = typing.Required if key in tp.__required_keys__ else typing.NotRequired
+            fields[key] = marker[inner]
+        remade = typing_extensions.TypedDict(tp.__name__, fields)  # type: ignore[misc]
+        remade.__doc__ = tp.__doc__
+        return remade
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is None or not args or origin is typing.Literal:
+        return tp
+    if origin is typing.Annotated:
+        return typing.Annotated[(_pydantic_compatible(args[0]), *tp.__metadata__)]
+    new_args = tuple(a if a is Ellipsis else _pydantic_compatible(a) for a in args)
+    if new_args == args:
+        return tp
+    if origin is typing.Union or type(tp).__name__ == "UnionType":
+        return typing.Union[new_args]  # noqa: UP007 - built from a tuple
+    return origin[new_args]
+
+
+def _pydantic_message(exc: pydantic.ValidationError, *, wrapped: bool) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err.get("loc", ())]
+        if wrapped and loc[:1] == [_VALUE]:
+            loc = loc[1:]
+        where = ".".join(loc)
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
+    return "; ".join(parts)
+
+
+_FENCE = re.compile(r"```(?:json)?\s*\n?(.*?)```", re.DOTALL)
+
+
+def _json_candidates(text: str) -> list[Any]:
+    """What a text answer may hold as JSON: a fenced block, the whole text, or its outermost object/array."""
+    stripped = text.strip()
+    found: list[Any] = []
+    pieces = [m.group(1).strip() for m in _FENCE.finditer(stripped)] + [stripped]
+    for opener, closer in (("{", "}"), ("[", "]")):
+        start, end = stripped.find(opener), stripped.rfind(closer)
+        if 0 <= start < end:
+            pieces.append(stripped[start : end + 1])
+    for piece in pieces:
+        try:
+            found.append(json.loads(piece))
+        except ValueError:
+            continue
+    return found
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """How one output type is declared to the model, validated and written back as JSON."""
+
+    output_type: Any
+    declaration: dict[str, Any]  # the OpenAI function-tool dict of final_result
+    wrapped: bool  # final_result takes {"value": ...} rather than the object itself
+    retries: int
+    _adapter: pydantic.TypeAdapter[Any] | None = field(default=None, repr=False)
+    _json_schema: Mapping[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def tool_name(self) -> str:
+        return FINAL_RESULT
+
+    def validate_arguments(self, arguments: Mapping[str, Any]) -> Any:
+        """The output from a ``final_result`` call; raises a ToolError whose message is pydantic's reasons."""
+        data: Any = dict(arguments)
+        if self.wrapped:
+            if set(data) != {_VALUE}:
+                keys = ", ".join(sorted(data)) or "nothing"
+                raise _Invalid(f"invalid final result: pass the whole answer as {_VALUE}=..., got {keys}")
+            data = data[_VALUE]
+        return self._validate(data, "final result")
+
+    def validate_text(self, text: str) -> Any:
+        """The output from a text answer: JSON for the type (bare or fenced), or plain text for a scalar."""
+        if not text.strip():
+            raise _Invalid(f"the answer was empty; call {FINAL_RESULT} with the result")
+        candidates = _json_candidates(text)
+        if self.wrapped:
+            candidates = [c[_VALUE] if isinstance(c, dict) and set(c) == {_VALUE} else c for c in candidates]
+            candidates.append(text.strip())  # "42" for int, a bare word for a Literal
+        if not candidates:
+            raise _Invalid(f"the answer was text, not the structured result; call {FINAL_RESULT} with the result")
+        first: _Invalid | None = None
+        for candidate in candidates:
+            try:
+                return self._validate(candidate, "answer")
+            except _Invalid as exc:
+                first = first or exc
+        assert first is not None
+        raise first
+
+    def _validate(self, data: Any, what: str) -> Any:
+        if self._adapter is not None:
+            try:
+                return self._adapter.validate_python(data)
+            except pydantic.ValidationError as exc:
+                raise _Invalid(f"invalid {what}: {_pydantic_message(exc, wrapped=self.wrapped)}") from exc
+        import jsonschema
+
+        assert self._json_schema is not None
+        validator_cls = jsonschema.validators.validator_for(self._json_schema)
+        errors = sorted(validator_cls(self._json_schema).iter_errors(data), key=lambda e: list(e.path))
+        if errors:
+            reasons = "; ".join(
+                f"{'.'.join(str(p) for p in e.path)}: {e.message}" if e.path else e.message for e in errors[:5]
+            )
+            raise _Invalid(f"invalid {what}: {reasons}")
+        return data
+
+    def dump_json(self, value: Any, *, indent: int | None = None) -> str:
+        """The validated output as JSON text (what ``agentkit run --schema`` prints)."""
+        if self._adapter is not None:
+            return self._adapter.dump_json(value, indent=indent).decode()
+        return json.dumps(value, indent=indent, ensure_ascii=False)
+
+    def attempts(self) -> OutputAttempts:
+        """A fresh count of failed answers, for one run."""
+        return OutputAttempts(self)
+
+
+def _wrap(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": {_VALUE: schema}, "required": [_VALUE]}
+
+
+def output_spec(output_type: Any, *, retries: int, taken: Mapping[str, Any] = {}) -> OutputSpec | None:
+    """The spec for ``Agent(output_type=...)``; ``None`` for plain text (no type, or ``str``)."""
+    if output_type is None or output_type is str:
+        return None
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise UserError(f"output_retries must be a whole number of at least 0, got {retries!r}")
+    if FINAL_RESULT in taken:
+        raise UserError(f"a tool is named {FINAL_RESULT!r}, the name structured output answers with; rename that tool")
+    adapter: pydantic.TypeAdapter[Any] | None = None
+    json_schema: Mapping[str, Any] | None = None
+    if isinstance(output_type, Mapping):
+        json_schema = _checked_json_schema(output_type)
+        schema = gemma4.flatten_schema(json_schema)  # it says bounds, formats and patterns in descriptions
+        description = str(json_schema.get("description", "") or "")
+    else:
+        try:
+            schema = gemma4.type_schema(output_type)
+            adapter = pydantic.TypeAdapter(_pydantic_compatible(output_type))
+        except (TypeError, NameError, pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError) as exc:
+            shown = getattr(output_type, "__name__", None) or repr(output_type)
+            raise UserError(f"output_type={shown} cannot be used for structured output: {exc}") from exc
+        description = ""
+    wrapped = schema.get("type") != "object" or "properties" not in schema
+    if wrapped:
+        schema = _wrap(schema)
+    else:
+        description = schema.pop("description", "") or description
+    text = _DESCRIPTION + (f" The result: {description.strip()}" if description.strip() else "")
+    declaration = {"type": "function", "function": {"name": FINAL_RESULT, "description": text, "parameters": schema}}
+    return OutputSpec(output_type, declaration, wrapped, retries, adapter, json_schema)
+
+
+def _checked_json_schema(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    try:
+        import jsonschema
+    except ImportError as exc:  # pragma: no cover - a base dependency
+        raise UserError("a JSON Schema output_type needs the jsonschema package: pip install jsonschema") from exc
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise UserError(f"the output schema is not a valid JSON Schema: {exc.message}") from exc
+    return schema
+
+
+@dataclass
+class OutputAttempts:
+    """One run's answers: the accepted output, or the failures so far (at most ``retries`` are forgiven)."""
+
+    spec: OutputSpec
+    failures: int = 0
+    value: Any = None
+    accepted: bool = False
+    feedback: str | None = None  # what to tell the model about a rejected text answer
+
+    def check_text(self, text: str) -> bool:
+        """Accept a text answer, or keep the reason in ``feedback`` for the model (raises past the limit)."""
+        self.feedback = None
+        try:
+            self.value = self.spec.validate_text(text)
+        except _Invalid as exc:
+            self._failed(str(exc))
+            self.feedback = f"{exc}. Answer by calling {FINAL_RESULT} with the result."
+            return False
+        self.accepted = True
+        return True
+
+    def check_calls(self, finished: list[Any], step: int) -> bool:
+        """After a tool round: whether a ``final_result`` call of this step was accepted (raises past the limit)."""
+        mine = [r for r in finished if r.step == step and r.name == FINAL_RESULT]
+        for record in mine:
+            if record.error is None:
+                self.value, self.accepted = record.result, True
+                return True
+        for record in mine:
+            self._failed(record.error)
+        return False
+
+    def take_feedback(self) -> dict[str, str] | None:
+        """The tool response for a rejected text answer, once."""
+        feedback, self.feedback = self.feedback, None
+        return None if feedback is None else {"error": feedback}
+
+    def _failed(self, reason: str) -> None:
+        self.failures += 1
+        if self.failures > self.spec.retries:
+            shown = getattr(self.spec.output_type, "__name__", None) or "the output schema"
+            raise OutputValidationError(
+                f"the model's answer did not fit {shown} after {self.failures} attempts; last problem: {reason}",
+                errors=reason,
+                attempts=self.failures,
+            )
