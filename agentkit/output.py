@@ -66,11 +66,13 @@ def _pydantic_compatible(tp: Any) -> Any:
         hints = typing.get_type_hints(tp, include_extras=True)
         fields: dict[str, Any] = {}
         for key, hint in hints.items():
-            inner = hint
-            if getattr(typing.get_origin(hint), "_name", None) in ("Required", "NotRequired", "ReadOnly"):
+            inner, qualifier = hint, getattr(typing.get_origin(hint), "_name", None)
+            if qualifier in ("Required", "NotRequired", "ReadOnly"):
                 inner = typing.get_args(hint)[0]
             inner = _pydantic_compatible(inner)
-            marker = typing.Required if key in tp.__required_keys__ else typing.NotRequired
+            # With string annotations 3.11 cannot see NotRequired[...] when it builds __required_keys__.
+            required = qualifier == "Required" or (key in tp.__required_keys__ and qualifier != "NotRequired")
+            marker = typing.Required if required else typing.NotRequired
             fields[key] = marker[inner]
         remade = typing_extensions.TypedDict(tp.__name__, fields)  # type: ignore[misc]
         remade.__doc__ = tp.__doc__
