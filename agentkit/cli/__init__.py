@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--yes", "-y", action="store_true", help="approve side-effecting tool calls without asking")
     run.add_argument("--session", "-s", metavar="ID", help="continue a saved session")
     run.add_argument("--no-save", action="store_true", help="do not save this run as a session")
+    run.add_argument(
+        "--schema",
+        metavar="FILE|MODULE:CLASS",
+        help="answer with JSON validated against a JSON Schema file or a Python type; only that JSON goes to stdout",
+    )
 
     batch = sub.add_parser(
         "batch",

@@ -33,9 +33,10 @@ from .common import (
     to_jsonable,
 )
 from .config import Settings
+from .schema import load_output_type, structured_json
 
 if TYPE_CHECKING:
-    from agentkit import Agent, Approval, ToolCallRequest
+    from agentkit import Agent, Approval, RunResult, ToolCallRequest
 
 __all__ = ["EventPrinter", "JsonEventPrinter", "TerminalAsk", "call_for_approval", "event_to_json", "run_command"]
 
@@ -302,7 +303,9 @@ def _read_task(task: str | None) -> str:
     return text
 
 
-def build_agent(args: argparse.Namespace, settings: Settings, *, ask: TerminalAsk | None) -> Agent:
+def build_agent(
+    args: argparse.Namespace, settings: Settings, *, ask: TerminalAsk | None, output_type: Any = None
+) -> Agent:
     """The agent for one ``run``: its approvals come from ``--yes``, the terminal, or are denied."""
     from agentkit import Agent, SessionStore, allow_all
 
@@ -318,10 +321,13 @@ def build_agent(args: argparse.Namespace, settings: Settings, *, ask: TerminalAs
         ask=None if args.yes else ask,
         store=None if args.no_save else SessionStore(),
         session_id=args.session,
+        output_type=output_type,
     )
 
 
-async def _run(agent: Agent, task: str, printer: EventPrinter | JsonEventPrinter) -> int:
+async def _run(
+    agent: Agent, task: str, printer: EventPrinter | JsonEventPrinter, finished: list[RunResult] | None = None
+) -> int:
     ok = False
     try:
         if isinstance(printer, EventPrinter) and printer.unaskable is not None:
@@ -331,6 +337,8 @@ async def _run(agent: Agent, task: str, printer: EventPrinter | JsonEventPrinter
             printer.handle(event)
             if isinstance(event, RunFinished):
                 ok = event.result.ok
+                if finished is not None:
+                    finished.append(event.result)
     except AgentkitError as exc:
         if isinstance(printer, JsonEventPrinter):
             printer.error(exc, agent.session_id if agent.store is not None else None)
@@ -344,17 +352,20 @@ async def _run(agent: Agent, task: str, printer: EventPrinter | JsonEventPrinter
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.session and args.no_save:
         raise UserError("--session continues a saved session and saves the new turn; drop --no-save to continue it")
+    output_type = load_output_type(args.schema) if getattr(args, "schema", None) else None
     task = _read_task(args.task)
     # Questions need a person at a terminal; a task piped on stdin leaves no way to answer.
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
-    human = EventPrinter(sys.stdout, sys.stderr)
+    # With --schema, stdout carries only the validated JSON; any text the model writes goes to stderr.
+    human = EventPrinter(sys.stderr if output_type is not None else sys.stdout, sys.stderr)
     human.saved = not args.no_save
     printer: EventPrinter | JsonEventPrinter = JsonEventPrinter(sys.stdout) if args.json else human
-    agent = build_agent(args, settings, ask=TerminalAsk(human) if interactive else None)
+    agent = build_agent(args, settings, ask=TerminalAsk(human) if interactive else None, output_type=output_type)
     if not interactive and not args.yes:
         human.unaskable = set()  # filled in once the MCP servers have started and listed their tools
     try:
-        code = asyncio.run(_run(agent, task, printer))
+        finished: list[RunResult] = []
+        code = asyncio.run(_run(agent, task, printer, finished))
     except KeyboardInterrupt:
         if not args.no_save:
             print(
@@ -367,4 +378,6 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_INTERRUPTED
     if code != EXIT_OK and not args.json:
         print("agentkit: the run did not finish (see the notices above)", file=sys.stderr)
+    if output_type is not None and code == EXIT_OK and not args.json:
+        print(structured_json(output_type, finished[-1].output))
     return code
