@@ -53,3 +53,24 @@ def test_mcp_section_runs_against_mcp_server_time(tmp_path: Path) -> None:
     assert answer == "It is morning in Tokyo."
     (message,) = json.loads(tool_messages)  # mcp-server-time really answered, and the answer went back
     assert message["name"] == "get_current_time" and message["content"]["structured"]["timezone"] == "Asia/Tokyo"
+
+
+def test_structured_output(tmp_path: Path) -> None:
+    section = (ROOT / "README.md").read_text().split("## Structured output", 1)[1]
+    code = python_blocks(section)[0]
+    outputs = tmp_path / "outputs.json"
+    q = '<|"|>'
+    outputs.write_text(
+        json.dumps(
+            [
+                # negative total: refused by Field(ge=0), told to the model, answered again
+                f"<|tool_call>call:final_result{{customer:{q}ACME Corp{q},lines:[],total:-3.75}}<tool_call|><|tool_response>",
+                f"<|tool_call>call:final_result{{customer:{q}ACME Corp{q},lines:[{q}2 bolts{q},{q}1 nut{q}],"
+                "total:3.75}<tool_call|><|tool_response>",
+            ]
+        )
+    )
+    env = {**os.environ, "AGENTKIT_BACKEND": f"scripted:{outputs}"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ACME Corp 3.75"
