@@ -56,6 +56,7 @@ from agentkit.sessions import Session, SessionStore
 from agentkit.tools._provenance import UrlTrust
 from agentkit.tools.runtime import CallContext, Tool, as_tools, to_response_value
 from agentkit.toolsets import Toolset, check_toolsets, merge_tools
+from agentkit.tracing import Tracer, default_tracer
 
 __all__ = ["Agent", "Approval", "RunResult", "RunTimings", "ToolCallRequest", "allow_all", "default_policy"]
 
@@ -161,6 +162,7 @@ class Agent:
         toolsets: Iterable[Toolset] = (),
         output_type: Any = None,
         output_retries: int = 2,
+        tracer_provider: Any = None,
     ) -> None:
         if isinstance(backend, str):
             raise UserError(
@@ -187,6 +189,8 @@ class Agent:
         self._output = output_spec(output_type, retries=output_retries, taken=self.tools)
         if self._output is not None:
             self._declarations.append(self._output.declaration)
+        # Tracing (agentkit.tracing): spans from the run's events, when a provider is given or instrument() ran.
+        self._tracer = Tracer(tracer_provider) if tracer_provider is not None else None
         self.thinking = thinking
         self.max_steps = max_steps
         if sampling is None:
@@ -320,7 +324,7 @@ class Agent:
         self._running = True
         try:
             if self.store is None:
-                async for event in self._turn({"role": "user", "content": content}):
+                async for event in self._traced_turn({"role": "user", "content": content}):
                     yield event
                 return
             # One writer at a time per session, across processes; and start from what is saved, in case
@@ -334,12 +338,18 @@ class Agent:
                         f"reloaded its {len(self.session.messages)} messages",
                         "info",
                     )
-                async for event in self._turn({"role": "user", "content": content}):
+                async for event in self._traced_turn({"role": "user", "content": content}):
                     yield event
         finally:
             self._running = False
 
     # -- the loop -------------------------------------------------------------------------------------
+
+    def _traced_turn(self, user_message: dict[str, Any]) -> AsyncIterator[AgentEvent]:
+        """The turn's events, passed through a tracer when one is configured (one check when none is)."""
+        tracer = self._tracer or default_tracer()
+        turn = self._turn(user_message)
+        return turn if tracer is None else tracer.trace_run(self, cast(AsyncGenerator[AgentEvent, None], turn))
 
     async def _turn(self, user_message: dict[str, Any]) -> AsyncIterator[AgentEvent]:
         started = time.perf_counter()
