@@ -6,6 +6,9 @@ instantly (agentkit's ScriptedBackend with the output in one chunk, smolagents' 
 FunctionModel) and the tool does nothing, so the wall time is the framework's own: rendering, parsing, argument
 validation, dispatch, bookkeeping. Printed: ms per step (median of many runs) and the ratios.
 
+With the OpenTelemetry SDK installed, one more row traces every run (agentkit.tracing) into an in-memory
+exporter: the cost of tracing when it is on. Off, the loop does one ``None`` check per run.
+
 Second figure: four tools that each sleep 1 s, called in one step — wall time should be about 1 s.
 
 Run: ``pip install -e '.[bench]' && python tools/bench/loop_overhead.py``
@@ -64,15 +67,18 @@ def timed(run_once: Callable[[], None], repeats: int = REPEATS) -> float:
 # -- agentkit -----------------------------------------------------------------------------------------
 
 
-def bench_agentkit(funcs: list[Callable[..., str]], continuing: bool = False) -> float:
-    """``continuing``: the conversation goes on (history grows) instead of being reset to 50 messages."""
+def bench_agentkit(funcs: list[Callable[..., str]], continuing: bool = False, tracer_provider: Any = None) -> float:
+    """``continuing``: the conversation goes on (history grows) instead of being reset to 50 messages.
+
+    ``tracer_provider``: trace every run (agentkit.tracing) into it.
+    """
     from agentkit import Agent, tool
     from agentkit.testing import ScriptedBackend
 
     tools = [tool(f) for f in funcs]
     call = '<|tool_call>call:tool_7{city:<|"|>Paris<|"|>,days:2}<tool_call|><|tool_response>'
     backend = ScriptedBackend(chunk_size=1 << 20)
-    agent = Agent(backend, tools=tools)
+    agent = Agent(backend, tools=tools, tracer_provider=tracer_provider)
     for i in range(HISTORY_TURNS):
         backend.add(f"Answer number {i} with some words in it.<turn|>")
         agent.run(f"Question number {i}?")
@@ -182,6 +188,27 @@ def bench_parallel_sleepers() -> float:
     return wall
 
 
+def traced_provider() -> Any:
+    """An OpenTelemetry SDK provider exporting to memory (cleared as it goes), or None without the SDK."""
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    except ImportError:
+        print("tracing row skipped: pip install -e '.[otel]'")
+        return None
+
+    class Discarding(InMemorySpanExporter):
+        def export(self, spans: Any) -> Any:
+            result = super().export(spans)
+            self.clear()
+            return result
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Discarding()))
+    return provider
+
+
 def main() -> None:
     funcs = make_functions()
     ours = bench_agentkit(funcs)
@@ -196,8 +223,15 @@ def main() -> None:
         f"{REPEATS} runs of 2 steps)"
     )
     rows.append(("agentkit, conversation going on (history cached)", bench_agentkit(funcs, continuing=True)))
+    traced = traced_provider()
+    if traced is not None:
+        rows.append(
+            ("agentkit, traced (OpenTelemetry SDK, in-memory export)", bench_agentkit(funcs, tracer_provider=traced))
+        )
     for name, per_step in rows:
         ratio = "" if name.startswith("agentkit") else f"   {per_step / ours:6.1f}x agentkit"
+        if "traced" in name:
+            ratio = f"   {per_step / ours:6.2f}x untraced"
         print(f"  {name:50s} {per_step * 1000:8.3f} ms/step{ratio}")
     wall = asyncio.run(asyncio.to_thread(bench_parallel_sleepers))
     print(f"4 tools sleeping 1 s each, called in one step: wall {wall:.3f} s")
