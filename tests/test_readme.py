@@ -64,7 +64,8 @@ def test_structured_output(tmp_path: Path) -> None:
         json.dumps(
             [
                 # negative total: refused by Field(ge=0), told to the model, answered again
-                f"<|tool_call>call:final_result{{customer:{q}ACME Corp{q},lines:[],total:-3.75}}<tool_call|><|tool_response>",
+                f"<|tool_call>call:final_result{{customer:{q}ACME Corp{q},lines:[],total:-3.75}}"
+                "<tool_call|><|tool_response>",
                 f"<|tool_call>call:final_result{{customer:{q}ACME Corp{q},lines:[{q}2 bolts{q},{q}1 nut{q}],"
                 "total:3.75}<tool_call|><|tool_response>",
             ]
@@ -74,3 +75,72 @@ def test_structured_output(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ACME Corp 3.75"
+
+
+def test_tracing_sends_spans_over_otlp(tmp_path: Path) -> None:
+    """The README's tracing snippet, exporting over real OTLP/HTTP to a loopback receiver."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    import pytest
+
+    trace_service = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
+    received: list[bytes] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        section = (ROOT / "README.md").read_text().split("## Tracing", 1)[1]
+        code = python_blocks(section)[0]
+        outputs = tmp_path / "outputs.json"
+        outputs.write_text(
+            json.dumps(
+                [
+                    '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|><|tool_response>',
+                    "It is 18 °C and cloudy in Paris.<turn|>",
+                ]
+            )
+        )
+        env = {
+            **os.environ,
+            "AGENTKIT_BACKEND": f"scripted:{outputs}",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
+        }
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "It is 18 °C and cloudy in Paris."
+    spans = []
+    for body in received:
+        request = trace_service.ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        for resource_spans in request.resource_spans:
+            service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}["service.name"]
+            assert service == "weather-agent"
+            spans += [s for scope in resource_spans.scope_spans for s in scope.spans]
+    names = sorted(s.name for s in spans)
+    assert names == sorted(
+        [
+            "invoke_agent agentkit",
+            "step 1",
+            "step 2",
+            "chat scripted-gemma4",
+            "chat scripted-gemma4",
+            "execute_tool get_weather",
+        ]
+    )
+    tool_span = next(s for s in spans if s.name == "execute_tool get_weather")
+    attributes = {a.key: a.value for a in tool_span.attributes}
+    assert attributes["gen_ai.tool.name"].string_value == "get_weather"
+    assert attributes["gen_ai.operation.name"].string_value == "execute_tool"
