@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from agentkit.agent import Agent
 
-__all__ = ["Tracer", "instrument", "uninstrument"]
+__all__ = ["Tracer", "default_tracer", "instrument", "uninstrument"]
 
 # Attribute names from the GenAI semantic conventions (development status; written out so that the
 # incubating semconv package is not a dependency).

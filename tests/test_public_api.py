@@ -16,6 +16,8 @@ PUBLIC_MODULES = [
     "agentkit.errors",
     "agentkit.mcp",
     "agentkit.toolsets",
+    "agentkit.output",
+    "agentkit.tracing",
 ]
 
 
