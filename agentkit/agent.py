@@ -44,6 +44,7 @@ from agentkit.errors import AgentkitError, ToolError, UserError
 from agentkit.events import (
     AgentEvent,
     Notice,
+    PartialOutput,
     RunFinished,
     StepFinished,
     ToolCallFinished,
@@ -383,6 +384,7 @@ class Agent:
                     enable_thinking=self.thinking,
                 )
                 parser = gemma4.StreamParser()
+                reader = answer.reader() if answer is not None else None  # streams the answer's fields
                 raw: list[str] = []
                 partial_text = []
                 done: GenerationDone | None = None
@@ -399,6 +401,8 @@ class Agent:
                                 elif isinstance(pev, gemma4.ContentDelta):
                                     partial_text.append(pev.text)
                                     yield AnswerDelta(pev.text, step)
+                            if reader is not None and (fields := reader.feed(ev.text)) is not None:
+                                yield PartialOutput(fields, step)
                         else:
                             done = ev
                 gen_s += time.perf_counter() - t0

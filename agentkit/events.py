@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentEvent",
     "Notice",
+    "PartialOutput",
     "RunFinished",
     "StepFinished",
     "TextDelta",
@@ -88,10 +89,24 @@ class StepFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class PartialOutput:
+    """The structured answer so far (``output_type``), while the model writes it: parsed, not yet validated.
+
+    ``value`` holds the fields written so far (the last string may still grow); the validated answer is
+    ``RunFinished.result.output``.
+    """
+
+    value: Any
+    step: int
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished:
     """The last event of a run."""
 
     result: RunResult
 
 
-AgentEvent = ThinkingDelta | TextDelta | ToolCallStarted | ToolCallFinished | Notice | StepFinished | RunFinished
+AgentEvent = (
+    ThinkingDelta | TextDelta | ToolCallStarted | ToolCallFinished | Notice | StepFinished | PartialOutput | RunFinished
+)

@@ -37,7 +37,7 @@ import typing_extensions
 from agentkit import gemma4
 from agentkit.errors import OutputValidationError, ToolError, UserError
 
-__all__ = ["FINAL_RESULT", "OutputAttempts", "OutputSpec", "output_spec"]
+__all__ = ["FINAL_RESULT", "OutputAttempts", "OutputSpec", "PartialCallReader", "output_spec"]
 
 FINAL_RESULT = "final_result"
 _VALUE = "value"  # the one parameter of final_result when the output type is not an object
@@ -276,6 +276,10 @@ class OutputAttempts:
             self._failed(record.error)
         return False
 
+    def reader(self) -> PartialCallReader:
+        """A reader of this step's output that yields the answer's fields while the call is being written."""
+        return PartialCallReader(self.spec.wrapped)
+
     def take_feedback(self) -> dict[str, str] | None:
         """The tool response for a rejected text answer, once."""
         feedback, self.feedback = self.feedback, None
@@ -290,3 +294,107 @@ class OutputAttempts:
                 errors=reason,
                 attempts=self.failures,
             )
+
+
+_CALL_OPEN = f"{gemma4.tokens.TOOL_CALL_START}call:{FINAL_RESULT}{{"
+_DELIM = gemma4.tokens.STRING_DELIM
+_CLOSERS = {"{": "}", "[": "]"}
+
+
+class PartialCallReader:
+    """Reads one generation as it streams and returns the ``final_result`` arguments written so far.
+
+    The prefix of a call is closed the way it would end (an open string, then open lists and objects) and
+    parsed with the protocol's value parser; an element cut in the middle (a half-written key, ``tru``) is
+    dropped back to the last complete one. What comes out is parsed, not validated: fields may be missing
+    and the last string may still grow. The finished call goes through the loop's parser and validation.
+    """
+
+    def __init__(self, wrapped: bool) -> None:
+        self._wrapped = wrapped
+        self._buffer: list[str] = []
+        self._seen = 0  # characters of the buffer already searched for the call's start
+        self._start: int | None = None  # where the arguments' "{" is
+        self._done = False
+        self._last: Any = None
+
+    def feed(self, text: str) -> Any | None:
+        """The arguments so far when they changed with this piece of output, else None."""
+        if self._done:
+            return None
+        self._buffer.append(text)
+        if self._start is None:
+            joined = "".join(self._buffer)
+            # Anywhere, thought channel included: the parser takes a call written there as a call too.
+            at = joined.find(_CALL_OPEN, max(0, self._seen - len(_CALL_OPEN)))
+            self._seen = len(joined)
+            if at < 0:
+                return None
+            self._start = at + len(_CALL_OPEN) - 1
+        arguments = "".join(self._buffer)[self._start :]
+        value = _parse_prefix(arguments)
+        if value is None:
+            return None
+        if self._wrapped:
+            if _VALUE not in value:
+                return None
+            value = value[_VALUE]
+        if value == self._last:
+            return None
+        self._last = value
+        if gemma4.tokens.TOOL_CALL_END in arguments:
+            self._done = True
+        return value
+
+
+def _parse_prefix(text: str) -> dict[str, Any] | None:
+    """``text`` (starting with ``{``) closed where it was cut and parsed; None if nothing complete yet."""
+    stack: list[str] = []
+    cuts: list[tuple[int, tuple[str, ...]]] = []  # (end of a complete prefix, containers open there)
+    in_string = False
+    i = 0
+    while i < len(text):
+        if text.startswith(_DELIM, i):
+            in_string = not in_string
+            i += len(_DELIM)
+            continue
+        char = text[i]
+        if not in_string:
+            if char in _CLOSERS:
+                stack.append(char)
+                cuts.append((i + 1, tuple(stack)))
+            elif char in "}]":
+                if not stack:
+                    break
+                stack.pop()
+                if not stack:  # the arguments are complete
+                    return _try_parse(text[: i + 1])
+            elif char == ",":
+                cuts.append((i, tuple(stack)))
+        i += 1
+    tail = text
+    if in_string:
+        for n in range(len(_DELIM) - 1, 0, -1):  # a delimiter cut in half
+            if tail.endswith(_DELIM[:n]):
+                tail = tail[:-n]
+                break
+        closed = _try_parse(tail + _DELIM + "".join(_CLOSERS[c] for c in reversed(stack)))
+        if closed is not None:
+            return closed
+    else:
+        closed = _try_parse(tail + "".join(_CLOSERS[c] for c in reversed(stack)))
+        if closed is not None:
+            return closed
+    for end, open_at in reversed(cuts[-4:]):  # the last element was cut: drop it
+        closed = _try_parse(text[:end] + "".join(_CLOSERS[c] for c in reversed(open_at)))
+        if closed is not None:
+            return closed
+    return None
+
+
+def _try_parse(text: str) -> dict[str, Any] | None:
+    try:
+        value = gemma4.parse_value(text)
+    except gemma4.ValueSyntaxError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field
 
 from agentkit import Agent, Approval, SessionStore, tool
 from agentkit.errors import OutputValidationError, UserError
-from agentkit.events import RunFinished, TextDelta, ToolCallFinished
+from agentkit.events import PartialOutput, RunFinished, TextDelta, ToolCallFinished
 from agentkit.gemma4 import format_tool_call, render_prompt
-from agentkit.output import output_spec
+from agentkit.output import PartialCallReader, output_spec
 from agentkit.testing import ScriptedBackend
 
 HAND_OVER = "<|tool_response>"
@@ -289,3 +289,57 @@ def _events(agent: Agent, prompt: str) -> list[object]:
     events = asyncio.run(collect())
     assert isinstance(events[-1], RunFinished)
     return events
+
+
+def _partials(events: list[object]) -> list[object]:
+    return [e.value for e in events if isinstance(e, PartialOutput)]
+
+
+def test_run_stream_yields_the_answer_as_it_is_written() -> None:
+    invoice = {"customer": "ACME Corp", "total": 12.5, "items": [{"name": "bolt", "qty": 2}]}
+    backend = ScriptedBackend(["Reading. " + answer(invoice)], chunk_size=3)
+    events = _events(Agent(backend, output_type=Invoice), "go")
+    partials = _partials(events)
+    assert len(partials) > 5
+    assert {"customer": "AC"} in partials or {"customer": "A"} in partials  # strings grow as they stream
+    assert partials[-1] == {"customer": "ACME Corp", "items": [{"name": "bolt", "qty": 2}], "total": 12.5}
+    # Every partial is the finished answer with fields missing or cut short, never something else.
+    for partial in partials:
+        assert isinstance(partial, dict) and set(partial) <= set(invoice)
+        assert invoice["customer"].startswith(partial.get("customer", ""))
+    assert events.index(next(e for e in events if isinstance(e, PartialOutput))) < events.index(
+        next(e for e in events if isinstance(e, ToolCallFinished))
+    )
+
+
+def test_partial_scalars_unwrap_after_thinking_and_text_answers_stream_nothing() -> None:
+    events = _events(
+        Agent(ScriptedBackend([answer({"value": ["a", "bb"]})], chunk_size=2), output_type=list[str]), "go"
+    )
+    assert _partials(events)[-1] == ["a", "bb"]
+    thought = "<|channel>thought\nThe answer is 7, not 1.<channel|>" + answer({"value": 7})
+    events = _events(Agent(ScriptedBackend([thought], chunk_size=4), output_type=int, thinking=True), "go")
+    assert _partials(events) == [7]
+    assert events[-1].result.output == 7  # type: ignore[attr-defined]
+    assert _partials(_events(Agent(ScriptedBackend(["42<turn|>"]), output_type=int), "go")) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["a", "b", "c", "d"]),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["x", "y"]), inner, max_size=2),
+            max_leaves=6,
+        ),
+    ),
+    st.integers(min_value=1, max_value=9),
+)
+def test_partial_reader_ends_with_the_whole_call_for_any_split(arguments: dict[str, object], size: int) -> None:
+    from agentkit.gemma4 import parse_response
+
+    raw = answer(arguments)
+    reader = PartialCallReader(wrapped=False)
+    seen = [v for i in range(0, len(raw), size) if (v := reader.feed(raw[i : i + size])) is not None]
+    assert seen and seen[-1] == parse_response(raw).tool_calls[0].arguments
