@@ -556,3 +556,30 @@ def test_too_little_memory_for_a_useful_context_is_a_clear_error(tiny: Path, mon
     monkeypatch.setattr(_hf_context, "_available_ram", lambda: 1000)
     with pytest.raises(BackendError, match=r"not enough memory for the key/value cache.*AGENTKIT_MAX_CACHE_LEN"):
         TransformersBackend(tiny / "model")
+
+
+async def test_structured_output_through_the_real_generation_loop(scripted: Any) -> None:
+    """output_type end to end on the tiny model: an invalid answer, pydantic's reason fed back, a valid one."""
+    from pydantic import BaseModel, Field
+
+    from agentkit.events import PartialOutput, RunFinished
+
+    class Reading(BaseModel):
+        city: str
+        celsius: float = Field(ge=-90, le=60)
+
+    backend, script = scripted
+    q = '<|"|>'
+    script.queue(
+        f"<|tool_call>call:final_result{{celsius:210,city:{q}Paris{q}}}<tool_call|><|tool_response>",
+        f"<|tool_call>call:final_result{{celsius:21,city:{q}Paris{q}}}<tool_call|><|tool_response>",
+    )
+    agent = Agent(backend, output_type=Reading)
+    events = [e async for e in agent.run_stream("Weather in Paris as a reading?")]
+    result = events[-1].result  # type: ignore[union-attr]
+    assert isinstance(events[-1], RunFinished) and result.ok and result.steps == 2
+    assert result.output == Reading(city="Paris", celsius=21)
+    assert "celsius: Input should be less than or equal to 60" in (result.tool_calls[0].error or "")
+    partials = [e.value for e in events if isinstance(e, PartialOutput)]
+    assert partials[-1] == {"celsius": 21, "city": "Paris"}
+    assert result.usage.cached_tokens > 0  # the retry continued the same turn on the cached prefix
