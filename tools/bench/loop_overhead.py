@@ -232,7 +232,7 @@ def main() -> None:
         ratio = "" if name.startswith("agentkit") else f"   {per_step / ours:6.1f}x agentkit"
         if "traced" in name:
             ratio = f"   {per_step / ours:6.2f}x untraced"
-        print(f"  {name:50s} {per_step * 1000:8.3f} ms/step{ratio}")
+        print(f"  {name:56s} {per_step * 1000:8.3f} ms/step{ratio}")
     wall = asyncio.run(asyncio.to_thread(bench_parallel_sleepers))
     print(f"4 tools sleeping 1 s each, called in one step: wall {wall:.3f} s")
 
