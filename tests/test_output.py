@@ -343,3 +343,17 @@ def test_partial_reader_ends_with_the_whole_call_for_any_split(arguments: dict[s
     reader = PartialCallReader(wrapped=False)
     seen = [v for i in range(0, len(raw), size) if (v := reader.feed(raw[i : i + size])) is not None]
     assert seen and seen[-1] == parse_response(raw).tool_calls[0].arguments
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text() | st.from_regex(r"```(json)?\n?\{.*\}\n?```", fullmatch=True))
+def test_any_text_answer_is_accepted_or_explained(text: str) -> None:
+    from agentkit.errors import ToolError
+
+    for output_type in (Invoice, int, list[str], Person):
+        spec = output_spec(output_type, retries=0)
+        assert spec is not None
+        try:
+            spec.validate_text(text)
+        except ToolError as exc:  # the message the model is told: never empty
+            assert str(exc)
