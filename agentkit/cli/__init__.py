@@ -18,6 +18,7 @@ from agentkit import __version__
 
 from .common import EXIT_CODES_HELP, EXIT_INTERRUPTED, exit_code_for, report_error
 from .config import KNOWN_TOOLS, Settings, resolve_settings
+from .otel import traces_from_environment
 
 __all__ = ["build_parser", "main", "settings_from_args"]
 
@@ -197,6 +198,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return sessions_command(args)
     settings = settings_from_args(args)
+    with traces_from_environment():  # OTEL_EXPORTER_OTLP_ENDPOINT set: agents are traced (cli/otel.py)
+        return _dispatch_agent_command(args, settings)
+
+
+def _dispatch_agent_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
         from .run import run_command
 

@@ -1,0 +1,87 @@
+"""``agentkit run`` traces to the OTLP endpoint the standard OpenTelemetry variables name (a loopback receiver)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+trace_service = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
+pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+
+CALL = '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|><|tool_response>'
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[bytes]]]:
+    bodies: list[bytes] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", bodies
+    server.shutdown()
+
+
+def run_cli(tmp_path: Path, outputs: list[str], extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "outputs.json"
+    script.write_text(json.dumps(outputs))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env |= {"AGENTKIT_HOME": str(tmp_path / "home"), "AGENTKIT_CONFIG": str(tmp_path / "c.toml"), **extra_env}
+    return subprocess.run(
+        [sys.executable, "-m", "agentkit.cli", "run", "--no-save", "-b", f"scripted:{script}", "hello"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def spans_in(bodies: list[bytes]) -> list[tuple[str, str]]:
+    """(service name, span name) of every span received."""
+    found = []
+    for body in bodies:
+        request = trace_service.ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        for rs in request.resource_spans:
+            service = {a.key: a.value.string_value for a in rs.resource.attributes}["service.name"]
+            found += [(service, span.name) for scope in rs.scope_spans for span in scope.spans]
+    return found
+
+
+def test_run_sends_its_spans_when_the_endpoint_is_set(tmp_path: Path, receiver: tuple[str, list[bytes]]) -> None:
+    url, bodies = receiver
+    proc = run_cli(tmp_path, ["Hi there.<turn|>"], {"OTEL_EXPORTER_OTLP_ENDPOINT": url})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "Hi there.\n"
+    assert sorted(spans_in(bodies)) == [
+        ("agentkit", "chat scripted-gemma4"),
+        ("agentkit", "invoke_agent agentkit"),
+        ("agentkit", "step 1"),
+    ]
+
+
+def test_service_name_and_the_off_switch(tmp_path: Path, receiver: tuple[str, list[bytes]]) -> None:
+    url, bodies = receiver
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_SERVICE_NAME": "nightly-report"}
+    assert run_cli(tmp_path, ["Hi.<turn|>"], env).returncode == 0
+    assert {service for service, _ in spans_in(bodies)} == {"nightly-report"}
+    bodies.clear()
+    assert run_cli(tmp_path, ["Hi.<turn|>"], {**env, "OTEL_SDK_DISABLED": "true"}).returncode == 0
+    assert bodies == []
