@@ -119,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--yes", "-y", action="store_true", help="approve side-effecting tool calls (else denied)")
     batch.add_argument("--retry-failed", action="store_true", help="run again tasks whose recorded result is an error")
     batch.add_argument("--save-sessions", action="store_true", help="save each task as a session")
+    batch.add_argument(
+        "--schema",
+        metavar="FILE|MODULE:CLASS",
+        help="answer each task with JSON validated against a JSON Schema file or a Python type (the output field)",
+    )
 
     sessions = sub.add_parser(
         "sessions",

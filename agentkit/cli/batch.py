@@ -26,6 +26,7 @@ from agentkit.errors import AgentkitError, UserError
 
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, make_backend, make_tools, make_toolsets, to_jsonable
 from .config import Settings
+from .schema import load_output_type
 
 if TYPE_CHECKING:
     from agentkit import Agent
@@ -188,7 +189,7 @@ async def _run_one(make_agent: Callable[[], Agent], task: BatchTask, timeout_s: 
     else:
         record.update(
             ok=result.ok,
-            output=result.output,
+            output=to_jsonable(result.output),  # a str, or the --schema answer as a JSON value
             stop_reason=result.stop_reason,
             # Only a saved session (--save-sessions) has an id worth recording: `agentkit sessions show ID`.
             session_id=result.session_id if agent.store is not None else None,
@@ -263,6 +264,7 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("--concurrency must be at least 1")
     if args.timeout <= 0:
         raise UserError("--timeout must be positive")
+    output_type = load_output_type(args.schema) if getattr(args, "schema", None) else None
     tasks = read_tasks(input_path)
     check_resume(tasks, read_done(output_path), output_path)  # refused now, before a model is loaded
     backend = make_backend(settings)
@@ -285,6 +287,7 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
             max_steps=settings.max_steps,
             approval=allow_all if args.yes else None,
             store=store,
+            output_type=output_type,
         )
 
     async def main() -> BatchSummary:

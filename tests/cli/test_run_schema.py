@@ -142,3 +142,24 @@ def test_real_process_stdout_is_the_json(tmp_path: Path, schema_file: Path) -> N
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == '{"city": "Rome", "temp": 25}\n'
+
+
+def test_batch_schema_records_objects_and_validation_failures(scripted, schema_file, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('{"id": "oslo", "task": "Oslo?"}\n{"id": "mars", "task": "Mars?"}\n')
+    results = tmp_path / "results.jsonl"
+    url = scripted([final(f"city:{Q}Oslo{Q},temp:-3")] + ["Too hot to say.<turn|>"] * 3)
+    args = ["batch", str(tasks), "-o", str(results), "-c", "1", "--backend", url, "--schema", str(schema_file)]
+    assert main(args) == EXIT_FAILED  # one task failed
+    by_id = {r["id"]: r for r in map(json.loads, results.read_text().splitlines())}
+    assert by_id["oslo"]["ok"] is True and by_id["oslo"]["output"] == {"city": "Oslo", "temp": -3}
+    assert by_id["mars"]["ok"] is False and by_id["mars"]["error_type"] == "OutputValidationError"
+
+
+def test_batch_bad_schema_is_refused_before_any_task(scripted, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('"hello"\n')
+    results = tmp_path / "results.jsonl"
+    args = ["batch", str(tasks), "-o", str(results), "--backend", scripted([]), "--schema", "nope:Nothing"]
+    assert main(args) == EXIT_USAGE
+    assert "cannot import module 'nope'" in capsys.readouterr().err and not results.exists()
