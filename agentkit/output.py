@@ -220,6 +220,11 @@ def output_spec(output_type: Any, *, retries: int, taken: Mapping[str, Any] = {}
         except (TypeError, NameError, pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError) as exc:
             shown = getattr(output_type, "__name__", None) or repr(output_type)
             raise UserError(f"output_type={shown} cannot be used for structured output: {exc}") from exc
+        try:
+            full = adapter.json_schema()
+        except pydantic.PydanticUserError:  # types pydantic validates but cannot describe: no notes then
+            full = {}
+        _note_constraints(schema, full, full.get("$defs", {}))
         description = ""
     wrapped = schema.get("type") != "object" or "properties" not in schema
     if wrapped:
@@ -229,6 +234,57 @@ def output_spec(output_type: Any, *, retries: int, taken: Mapping[str, Any] = {}
     text = _DESCRIPTION + (f" The result: {description.strip()}" if description.strip() else "")
     declaration = {"type": "function", "function": {"name": FINAL_RESULT, "description": text, "parameters": schema}}
     return OutputSpec(output_type, declaration, wrapped, retries, adapter, json_schema)
+
+
+# JSON Schema keywords the declaration format has no key for, said in words in the description instead.
+_NOTES: dict[str, str] = {
+    "minimum": "at least {}",
+    "exclusiveMinimum": "more than {}",
+    "maximum": "at most {}",
+    "exclusiveMaximum": "less than {}",
+    "multipleOf": "a multiple of {}",
+    "minLength": "at least {} characters",
+    "maxLength": "at most {} characters",
+    "pattern": "matching the regular expression {}",
+    "format": "format: {}",
+    "minItems": "at least {} items",
+    "maxItems": "at most {} items",
+    "uniqueItems": "no duplicates",
+}
+
+
+def _note_constraints(ours: dict[str, Any], full: Mapping[str, Any], defs: Mapping[str, Any], depth: int = 0) -> None:
+    """Add to ``ours`` (the flattened declaration) the constraints of ``full`` that flattening dropped.
+
+    A model told ``qty: at least 1`` or ``day: format: date`` gets it right the first time more often than
+    one that learns it from a validation error. Walks both schemas in step; anything it cannot match up
+    is left as it is (validation still enforces it).
+    """
+    if depth > 32 or not isinstance(full, Mapping):
+        return
+    ref = full.get("$ref")
+    if isinstance(ref, str) and ref.rsplit("/", 1)[-1] in defs:
+        full = {**defs[ref.rsplit("/", 1)[-1]], **{k: v for k, v in full.items() if k != "$ref"}}
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = [o for o in full.get(key, ()) if isinstance(o, Mapping) and o.get("type") != "null"]
+        if len(options) == 1:
+            _note_constraints(ours, options[0], defs, depth + 1)
+    notes = [
+        text.format(full[key] if key != "uniqueItems" else "")
+        for key, text in _NOTES.items()
+        if key in full and full[key] is not False
+    ]
+    if notes:
+        said = ours.get("description", "")
+        ours["description"] = (said.rstrip(". ") + "; " if said else "") + ", ".join(notes)
+    props, full_props = ours.get("properties"), full.get("properties")
+    if isinstance(props, dict) and isinstance(full_props, Mapping):
+        for name, sub in props.items():
+            if isinstance(sub, dict) and name in full_props:
+                _note_constraints(sub, full_props[name], defs, depth + 1)
+    items, full_items = ours.get("items"), full.get("items")
+    if isinstance(items, dict) and isinstance(full_items, Mapping):
+        _note_constraints(items, full_items, defs, depth + 1)
 
 
 def _checked_json_schema(schema: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -357,3 +357,27 @@ def test_any_text_answer_is_accepted_or_explained(text: str) -> None:
             spec.validate_text(text)
         except ToolError as exc:  # the message the model is told: never empty
             assert str(exc)
+
+
+def test_constraints_the_declaration_cannot_carry_are_said_in_words() -> None:
+    import datetime
+    from typing import Annotated
+
+    class Event(BaseModel):
+        title: str = Field(max_length=40, description="Short title")
+        day: datetime.date
+        score: Annotated[float, Field(gt=0, le=10)] | None = None
+
+    backend = ScriptedBackend([answer({"title": "Launch", "day": "2026-11-27"})])
+    assert Agent(backend, output_type=Event).run("go").output.day == datetime.date(2026, 11, 27)
+    prompt = backend.prompts[0]
+    assert 'title:{description:<|"|>Short title; at most 40 characters<|"|>' in prompt
+    assert 'day:{description:<|"|>format: date<|"|>' in prompt
+    assert 'score:{description:<|"|>more than 0, at most 10<|"|>,nullable:true' in prompt
+    nested = output_spec(Invoice, retries=0)
+    assert nested is not None
+    qty = nested.declaration["function"]["parameters"]["properties"]["items"]["items"]["properties"]["qty"]
+    assert qty == {"type": "integer", "description": "at least 1"}
+    schema = output_spec({"type": "object", "properties": {"t": {"type": "number", "minimum": -100}}}, retries=0)
+    assert schema is not None
+    assert schema.declaration["function"]["parameters"]["properties"]["t"]["description"] == "at least -100"
