@@ -354,6 +354,7 @@ class OutputAttempts:
 
 _CALL_OPEN = f"{gemma4.tokens.TOOL_CALL_START}call:{FINAL_RESULT}{{"
 _DELIM = gemma4.tokens.STRING_DELIM
+_TAIL = len(gemma4.tokens.TOOL_CALL_END) - 1  # enough to see the marker arrive split over pieces
 _CLOSERS = {"{": "}", "[": "]"}
 
 
@@ -368,26 +369,45 @@ class PartialCallReader:
 
     def __init__(self, wrapped: bool) -> None:
         self._wrapped = wrapped
-        self._buffer: list[str] = []
-        self._seen = 0  # characters of the buffer already searched for the call's start
-        self._start: int | None = None  # where the arguments' "{" is
+        self._buffer: list[str] = []  # the output until the call starts; from then on, the arguments only
+        self._seen = 0  # characters of the output already searched for the call's start
+        self._started = False
+        self._length = 0  # characters of arguments so far
+        self._parsed_at = 0  # how many of them the last parse saw
         self._done = False
         self._last: Any = None
+        self._tail = ""  # the last characters, where the call's end marker shows up
 
     def feed(self, text: str) -> Any | None:
         """The arguments so far when they changed with this piece of output, else None."""
         if self._done:
             return None
-        self._buffer.append(text)
-        if self._start is None:
+        if not self._started:
+            self._buffer.append(text)
             joined = "".join(self._buffer)
             # Anywhere, thought channel included: the parser takes a call written there as a call too.
             at = joined.find(_CALL_OPEN, max(0, self._seen - len(_CALL_OPEN)))
             self._seen = len(joined)
             if at < 0:
                 return None
-            self._start = at + len(_CALL_OPEN) - 1
-        arguments = "".join(self._buffer)[self._start :]
+            self._started = True
+            self._buffer = [joined[at + len(_CALL_OPEN) - 1 :]]
+            self._length = len(self._buffer[0])
+            window = self._buffer[0]
+        else:
+            self._buffer.append(text)
+            self._length += len(text)
+            window = self._tail + text
+        complete = gemma4.tokens.TOOL_CALL_END in window
+        self._tail = window[-_TAIL:]
+        # Parsing the whole prefix again on every piece would make a long answer quadratic: parse once it has
+        # grown by an eighth (at least 16 characters), and always when the call is complete.
+        if not complete and self._length - self._parsed_at < max(16, self._parsed_at // 8):
+            return None
+        arguments = "".join(self._buffer)
+        self._buffer = [arguments]
+        self._parsed_at = self._length
+        self._done = complete
         value = _parse_prefix(arguments)
         if value is None:
             return None
@@ -398,8 +418,6 @@ class PartialCallReader:
         if value == self._last:
             return None
         self._last = value
-        if gemma4.tokens.TOOL_CALL_END in arguments:
-            self._done = True
         return value
 
 

@@ -300,8 +300,8 @@ def test_run_stream_yields_the_answer_as_it_is_written() -> None:
     backend = ScriptedBackend(["Reading. " + answer(invoice)], chunk_size=3)
     events = _events(Agent(backend, output_type=Invoice), "go")
     partials = _partials(events)
-    assert len(partials) > 5
-    assert {"customer": "AC"} in partials or {"customer": "A"} in partials  # strings grow as they stream
+    assert len(partials) >= 3
+    assert {"customer": "A"} in partials  # strings grow as they stream
     assert partials[-1] == {"customer": "ACME Corp", "items": [{"name": "bolt", "qty": 2}], "total": 12.5}
     # Every partial is the finished answer with fields missing or cut short, never something else.
     for partial in partials:
@@ -381,3 +381,31 @@ def test_constraints_the_declaration_cannot_carry_are_said_in_words() -> None:
     schema = output_spec({"type": "object", "properties": {"t": {"type": "number", "minimum": -100}}}, retries=0)
     assert schema is not None
     assert schema.declaration["function"]["parameters"]["properties"]["t"]["description"] == "at least -100"
+
+
+def test_a_long_answer_is_parsed_a_logarithmic_number_of_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agentkit.output as output_module
+
+    parsed: list[int] = []
+    real = output_module._parse_prefix
+
+    def counting(text: str) -> dict[str, object] | None:
+        parsed.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(output_module, "_parse_prefix", counting)
+    raw = answer({"value": [f"line {i}" for i in range(2000)]})  # about 30,000 characters
+    reader = PartialCallReader(wrapped=True)
+    seen = [v for i in range(0, len(raw), 3) if (v := reader.feed(raw[i : i + 3])) is not None]
+    assert seen[-1] == [f"line {i}" for i in range(2000)]
+    # Re-parsing on every 3-character piece would be 10,000 parses and ~150 million characters.
+    assert len(parsed) < 120 and sum(parsed) < 12 * len(raw)
+
+
+def test_the_last_partial_is_the_whole_call_when_it_ends_inside_a_large_piece() -> None:
+    raw = "Sure. " + answer({"value": ["a", "b"]})
+    reader = PartialCallReader(wrapped=True)
+    # The call starts in a small piece; the rest (end marker and hand-over) comes in one large piece.
+    cut = raw.index("[") + 2
+    values = [reader.feed(raw[:cut]), reader.feed(raw[cut:])]
+    assert values[-1] == ["a", "b"]
