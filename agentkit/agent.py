@@ -303,8 +303,12 @@ class Agent:
             await toolset.start()
         versions = tuple(t.version for t in self.toolsets)
         if versions != self._toolset_versions:
-            self.tools = merge_tools(self._own_tools, self.toolsets)
+            # final_result (structured output) keeps its name and declaration; a toolset's tool of that name is renamed.
+            answer = [self._output.as_tool()] if self._output is not None else []
+            self.tools = merge_tools([*self._own_tools, *answer], self.toolsets)
             self._declarations = [t.as_openai_tool() for t in self.tools.values()]
+            for t in answer:
+                del self.tools[t.name]  # answered by the loop, not run as a tool
             self._prefix = None  # the cached rendering declares the old tools
             self._toolset_versions = versions
 

@@ -36,6 +36,7 @@ import typing_extensions
 
 from agentkit import gemma4
 from agentkit.errors import OutputValidationError, ToolError, UserError
+from agentkit.tools.runtime import Tool
 
 __all__ = ["FINAL_RESULT", "OutputAttempts", "OutputSpec", "PartialCallReader", "output_spec"]
 
@@ -190,6 +191,15 @@ class OutputSpec:
             return self._adapter.dump_json(value, indent=indent).decode()
         return json.dumps(value, indent=indent, ensure_ascii=False)
 
+    def as_tool(self) -> Tool:
+        """``final_result`` as a Tool, to hold its name among merged tools (the loop answers it, never runs it)."""
+        function = self.declaration["function"]
+
+        def final_result(**arguments: Any) -> Any:
+            return self.validate_arguments(arguments)
+
+        return Tool(FINAL_RESULT, function["description"], function["parameters"], final_result)
+
     def attempts(self) -> OutputAttempts:
         """A fresh count of failed answers, for one run."""
         return OutputAttempts(self)
@@ -236,27 +246,27 @@ def output_spec(output_type: Any, *, retries: int, taken: Mapping[str, Any] = {}
     return OutputSpec(output_type, declaration, wrapped, retries, adapter, json_schema)
 
 
-# JSON Schema keywords the declaration format has no key for, said in words in the description instead.
-_NOTES: dict[str, str] = {
-    "minimum": "at least {}",
-    "exclusiveMinimum": "more than {}",
-    "maximum": "at most {}",
-    "exclusiveMaximum": "less than {}",
-    "multipleOf": "a multiple of {}",
-    "minLength": "at least {} characters",
-    "maxLength": "at most {} characters",
-    "pattern": "matching the regular expression {}",
-    "format": "format: {}",
-    "minItems": "at least {} items",
-    "maxItems": "at most {} items",
-    "uniqueItems": "no duplicates",
-}
+# JSON Schema keywords the declaration format has no key for, said in words in the description instead, in the
+# words gemma4.flatten_schema uses for JSON schemas (MCP tools, output_type={...}).
+_NOTES = (
+    ("format", "format"),
+    ("default", "default"),
+    ("minimum", "minimum"),
+    ("exclusiveMinimum", "greater than"),
+    ("maximum", "maximum"),
+    ("exclusiveMaximum", "less than"),
+    ("minLength", "min length"),
+    ("maxLength", "max length"),
+    ("minItems", "min items"),
+    ("maxItems", "max items"),
+    ("pattern", "pattern"),
+)
 
 
 def _note_constraints(ours: dict[str, Any], full: Mapping[str, Any], defs: Mapping[str, Any], depth: int = 0) -> None:
     """Add to ``ours`` (the flattened declaration) the constraints of ``full`` that flattening dropped.
 
-    A model told ``qty: at least 1`` or ``day: format: date`` gets it right the first time more often than
+    A model told ``qty: minimum 1`` or ``day: format date`` gets it right the first time more often than
     one that learns it from a validation error. Walks both schemas in step; anything it cannot match up
     is left as it is (validation still enforces it).
     """
@@ -269,14 +279,14 @@ def _note_constraints(ours: dict[str, Any], full: Mapping[str, Any], defs: Mappi
         options = [o for o in full.get(key, ()) if isinstance(o, Mapping) and o.get("type") != "null"]
         if len(options) == 1:
             _note_constraints(ours, options[0], defs, depth + 1)
-    notes = [
-        text.format(full[key] if key != "uniqueItems" else "")
-        for key, text in _NOTES.items()
-        if key in full and full[key] is not False
-    ]
+    notes = "; ".join(
+        f"{label} {value if isinstance(value, str) else json.dumps(value)}"
+        for key, label in _NOTES
+        if (value := full.get(key)) is not None
+    )
     if notes:
         said = ours.get("description", "")
-        ours["description"] = (said.rstrip(". ") + "; " if said else "") + ", ".join(notes)
+        ours["description"] = f"{said} ({notes})" if said else notes
     props, full_props = ours.get("properties"), full.get("properties")
     if isinstance(props, dict) and isinstance(full_props, Mapping):
         for name, sub in props.items():

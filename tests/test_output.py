@@ -371,16 +371,16 @@ def test_constraints_the_declaration_cannot_carry_are_said_in_words() -> None:
     backend = ScriptedBackend([answer({"title": "Launch", "day": "2026-11-27"})])
     assert Agent(backend, output_type=Event).run("go").output.day == datetime.date(2026, 11, 27)
     prompt = backend.prompts[0]
-    assert 'title:{description:<|"|>Short title; at most 40 characters<|"|>' in prompt
-    assert 'day:{description:<|"|>format: date<|"|>' in prompt
-    assert 'score:{description:<|"|>more than 0, at most 10<|"|>,nullable:true' in prompt
+    assert 'title:{description:<|"|>Short title (max length 40)<|"|>' in prompt
+    assert 'day:{description:<|"|>format date<|"|>' in prompt
+    assert 'score:{description:<|"|>greater than 0; maximum 10<|"|>,nullable:true' in prompt
     nested = output_spec(Invoice, retries=0)
     assert nested is not None
     qty = nested.declaration["function"]["parameters"]["properties"]["items"]["items"]["properties"]["qty"]
-    assert qty == {"type": "integer", "description": "at least 1"}
+    assert qty == {"type": "integer", "description": "minimum 1"}
     schema = output_spec({"type": "object", "properties": {"t": {"type": "number", "minimum": -100}}}, retries=0)
     assert schema is not None
-    assert schema.declaration["function"]["parameters"]["properties"]["t"]["description"] == "at least -100"
+    assert schema.declaration["function"]["parameters"]["properties"]["t"]["description"] == "minimum -100"
 
 
 def test_a_long_answer_is_parsed_a_logarithmic_number_of_times(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -409,3 +409,38 @@ def test_the_last_partial_is_the_whole_call_when_it_ends_inside_a_large_piece() 
     cut = raw.index("[") + 2
     values = [reader.feed(raw[:cut]), reader.feed(raw[cut:])]
     assert values[-1] == ["a", "b"]
+
+
+def test_with_toolsets_final_result_stays_declared_and_a_clashing_tool_is_renamed() -> None:
+    from agentkit import Tool
+
+    class OneToolset:  # the Toolset protocol over a fixed list
+        name, version = "srv", 0
+
+        def __init__(self, *tools: Tool) -> None:
+            self.tools = list(tools)
+
+        async def start(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            pass
+
+        def list_tools(self) -> list[Tool]:
+            return self.tools
+
+    @tool(name="final_result")
+    def server_final_result(note: str) -> str:
+        """A server's own tool that happens to share the name."""
+        return f"noted {note}"
+
+    toolset = OneToolset(server_final_result)
+    calls = format_tool_call("srv.final_result", {"note": "x"}) + HAND_OVER
+    backend = ScriptedBackend([calls, answer(GOOD)])
+    agent = Agent(backend, output_type=Invoice, toolsets=[toolset])
+    result = agent.run("Read it")
+    assert result.output == Invoice(**GOOD)  # type: ignore[arg-type]
+    assert (result.tool_calls[0].name, result.tool_calls[0].result) == ("srv.final_result", "noted x")
+    prompt = backend.prompts[0]
+    assert prompt.count("declaration:final_result{") == 1 and "declaration:srv.final_result{" in prompt
+    assert "final_result" not in agent.tools and isinstance(agent.tools["srv.final_result"], Tool)

@@ -325,4 +325,3 @@ def type_schema(tp: Any) -> Schema:
     declarations cannot express.
     """
     return _type_schema(tp)
-
