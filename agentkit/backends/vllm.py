@@ -129,6 +129,8 @@ class VLLMBackend:
             media=True,
             server_tool_parsing=self._mode == "chat",
             prefix_cache=True,
+            grammar=self._mode == "native",
+            grammar_note="" if self._mode == "native" else "chat mode lets vLLM render and parse; use mode='native'",
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
@@ -207,6 +209,9 @@ class VLLMBackend:
         if self._tokenizer is not None:
             # The generated ids, so the loop continues with them instead of re-tokenizing the text.
             body["return_token_ids"] = True
+        if request.grammar is not None and "structured_outputs" not in self._extra_body:
+            # vLLM hands this to xgrammar: the output must follow it, token by token (extra_body may override).
+            body["structured_outputs"] = {"structural_tag": request.grammar.structural_tag}
         return body
 
     def _chat_body(self, request: GenerationRequest) -> dict[str, Any]:
