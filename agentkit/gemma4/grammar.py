@@ -64,7 +64,7 @@ GENERIC_DEPTH: Final = 3
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")  # what values.write_key writes bare
 _INT = '"-"? ("0" | [1-9] [0-9]{0,18})'
-_FRACTION = '("." [0-9]{1,17})? ([eE] [+\\-]? [0-9]{1,3})?'
+_FRACTION = '("." [0-9]{1,17})? ([eE] [+\\-]? [0-9]{1,2})?'  # exponent below 100: never a float inf
 
 
 def _lit(text: str) -> str:
@@ -81,8 +81,21 @@ def _lit(text: str) -> str:
     return "".join(out)
 
 
-def _excludes() -> str:
-    return "(" + ", ".join(_lit(t) for t in CONTROL_TOKENS) + ")"
+def _class(chars: Sequence[str], *, negated: bool = False) -> str:
+    """An EBNF character class of whole characters (xgrammar matches code points, never partial UTF-8)."""
+    out = []
+    for ch in chars:
+        if ch in "\\]^-[":
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    if negated:
+        # xgrammar takes UTF-8-encoded surrogates as characters; Python decodes each of their bytes to U+FFFD,
+        # so a string would come out longer than its maxLength (and not valid UTF-8). Exclude them.
+        out.append("\\ud800-\\udfff")
+    return "[" + ("^" if negated else "") + "".join(out) + "]"
 
 
 class _Builder:
@@ -107,14 +120,33 @@ class _Builder:
 
     def string(self, max_chars: int | None) -> str:
         attrs = f"[max_chars={max_chars}]" if max_chars is not None else ""
-        body = self.add(
-            f"strbody:{max_chars}",
-            "strbody",
-            f"TagDispatch(loop_after_dispatch=false, excludes={_excludes()})",
-            attrs,
-        )
+        body = self.add(f"strbody:{max_chars}", "strbody", self._text_without_tokens(), attrs)
         delim = _lit(STRING_DELIM)
         return self.add(f"str:{max_chars}", "str", f"{delim} {body} {delim}")
+
+    def _text_without_tokens(self) -> str:
+        """Text (whole characters, valid UTF-8) in which no control token occurs, as a trie walk.
+
+        Every control token starts with ``<`` and has no other ``<``, so after a ``<`` the text either follows a
+        token's spelling (state per trie node) or leaves it with a character no token continues with, and is
+        plain text again. Ending inside a partial token is safe: the closing ``<|"|>`` cannot complete one.
+        """
+        found = self._by_key.get("text")
+        if found is not None:
+            return found
+        words = [t[1:] for t in CONTROL_TOKENS]
+        assert all(t.startswith("<") and "<" not in w for t, w in zip(CONTROL_TOKENS, words, strict=True))
+        prefixes = sorted({w[:k] for w in words for k in range(len(w))}, key=lambda p: (len(p), p))
+        names = {p: f"tok{i}" for i, p in enumerate(prefixes)}
+        plain = self.add("text", "text", "")  # reserve the name; body set below
+        for prefix in prefixes:
+            nexts = sorted({w[len(prefix)] for w in words if w.startswith(prefix) and len(w) > len(prefix)})
+            alts = ['""', f'"<" {names[""]}']
+            alts += [f"{_lit(c)} {names[prefix + c]}" for c in nexts if prefix + c in names]
+            alts.append(f"{_class(['<', *nexts], negated=True)} {plain}")
+            self.rules[names[prefix]] = " | ".join(alts)
+        self.rules[plain] = f'{_class(["<"], negated=True)}* ("<" {names[""]})?'
+        return plain
 
     def key(self, name: str) -> str:
         return _lit(name) if _BARE_KEY.match(name) else _lit(STRING_DELIM + name + STRING_DELIM)
