@@ -29,7 +29,8 @@ Why these choices:
   on strings without ``maxLength`` would silently truncate real arguments (a file's content), which is worse.
 - No whitespace between tokens of a call: the template writes none, and optional whitespace is where a
   degenerate model loops.
-- Digits are bounded (an integer has at most 19); lists and generic values are bounded only by their schema.
+- Digits are bounded: an integer has at most 19, an exponent at most two (so no number overflows to ``inf``; a
+  magnitude of 1e100 or more cannot be written). Lists are bounded only by their schema's ``maxItems``.
 
 Pure: the output is text and JSON-ready dicts; no engine is imported. :func:`tool_call_grammar` is cached, so
 a tool set is converted once.

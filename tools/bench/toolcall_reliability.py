@@ -10,8 +10,8 @@ per mode, and sends each request exactly as :class:`agentkit.Agent` does (its re
 
 For each mode it prints the calls *emitted* (``<|tool_call>`` openers, or parsed calls where more), *clean* (parsed
 as written and valid against the tool's JSON schema), *repaired* (parsed only after tolerant repair, then valid),
-*invalid* (parsed but failing the schema, or an undeclared tool) and *lost* (emitted but not parsed: broken, or cut
-by max_tokens), plus how many generations ended without any call.
+*invalid* (parsed but failing the schema, or an undeclared tool), *lost* (emitted but not parsed) and *cut* (the last
+call of an output that max_tokens ended, which no grammar can finish), plus how many generations had no call.
 
 ``--cost`` adds grammar compile time (cold, each tool_choice) and the per-token mask cost (fill the token bitmask,
 apply it to the logits, accept the token) over a canonical call, for the backend's tokenizer where it is local and
@@ -69,15 +69,15 @@ TOOLS: list[dict[str, Any]] = [
             "parameters": {
                 "type": "object",
                 "properties": {
-                    "title": {"type": "string", "maxLength": 60},
+                    "title": {"type": "string", "maxLength": 40},
                     "all_day": {"type": "boolean"},
                     "attendees": {
                         "type": "array",
-                        "maxItems": 4,
+                        "maxItems": 3,
                         "items": {
                             "type": "object",
                             "properties": {
-                                "email": {"type": "string", "maxLength": 40},
+                                "email": {"type": "string", "maxLength": 30},
                                 "optional": {"type": "boolean"},
                             },
                             "required": ["email"],
@@ -152,15 +152,20 @@ class Tally:
     repaired: int = 0
     invalid: int = 0
     lost: int = 0
+    cut: int = 0
     tokens: int = 0
     seconds: float = 0.0
 
-    def add(self, raw: str) -> None:
+    def add(self, raw: str, budget_ran_out: bool) -> None:
         parsed = gemma4.parse_response(raw)
         opened = raw.count(gemma4.tokens.TOOL_CALL_START)
         self.generations += 1
         self.emitted += max(opened, len(parsed.tool_calls))
-        self.lost += max(0, opened - len(parsed.tool_calls))
+        unparsed = max(0, opened - len(parsed.tool_calls))
+        # The last call of an output cut by max_tokens was never finished: no grammar can help that one.
+        cut = 1 if budget_ran_out and unparsed and not raw.rstrip().endswith(gemma4.tokens.TOOL_CALL_END) else 0
+        self.cut += cut
+        self.lost += unparsed - cut
         if not parsed.tool_calls:
             self.without_call += 1
         for call in parsed.tool_calls:
@@ -189,14 +194,16 @@ async def run_mode(backend: Backend, mode: str, n: int, max_tokens: int, tempera
             grammar=gemma4.tool_call_grammar(TOOLS, choice) if constrain and grammar_ok else None,
         )
         parts: list[str] = []
+        stop: str | None = None
         start = time.perf_counter()
         async for event in backend.stream(request):
             if isinstance(event, TextDelta):
                 parts.append(event.text)
             else:
                 tally.tokens += event.usage.completion_tokens
+                stop = event.stop
         tally.seconds += time.perf_counter() - start
-        tally.add("".join(parts))
+        tally.add("".join(parts), budget_ran_out=stop is None)
     return tally
 
 
@@ -207,14 +214,15 @@ def _pct(part: int, whole: int) -> str:
 def print_table(url: str, results: dict[str, Tally]) -> None:
     print(f"\nbackend {url}")
     header = f"{'mode':<22}{'gens':>6}{'no call':>9}{'emitted':>9}{'clean':>8}{'repaired':>10}{'invalid':>9}{'lost':>6}"
-    print(header + f"{'ok %':>8}{'tok/s':>8}")
+    print(header + f"{'cut':>5}{'ok % of finished':>18}{'tok/s':>8}")
     for mode, t in results.items():
         ok = t.clean + t.repaired
         rate = t.tokens / t.seconds if t.seconds else 0.0
         print(
             f"{mode:<22}{t.generations:>6}{t.without_call:>9}{t.emitted:>9}{t.clean:>8}{t.repaired:>10}"
-            f"{t.invalid:>9}{t.lost:>6}{_pct(ok, t.emitted):>8}{rate:>8.0f}"
+            f"{t.invalid:>9}{t.lost:>6}{t.cut:>5}{_pct(ok, t.emitted - t.cut):>18}{rate:>8.0f}"
         )
+    print("(cut: the call the token budget ended; ok % counts clean + repaired among the other calls)")
 
 
 # -- cost -----------------------------------------------------------------------------------------------------
@@ -317,7 +325,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("backend_url", help="e.g. vllm://127.0.0.1:8000/MODEL or transformers:/path/to/model")
     parser.add_argument("-n", type=int, default=100, help="generations per mode (default 100)")
-    parser.add_argument("--max-tokens", type=int, default=400)
+    parser.add_argument("--max-tokens", type=int, default=600)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--cost", action="store_true", help="also print compile time and per-token mask cost")
