@@ -134,7 +134,8 @@ class TransformersBackend:
         from ._hf_grammar import Grammars, xgrammar_missing
 
         self._grammar_missing = xgrammar_missing()
-        vocab = int(getattr(text_config, "vocab_size", 0) or len(self._tokenizer))
+        # The mask must be as wide as the logits: the model's vocabulary (padded), not the tokenizer's.
+        vocab = int(getattr(self._model.config.get_text_config(), "vocab_size", 0) or len(self._tokenizer))
         self._grammars = Grammars(self._tokenizer, vocab) if not self._grammar_missing else None
         self._lock = asyncio.Lock()
         self._checked_template = False

@@ -224,7 +224,7 @@ class _Builder:
         # first_i: pairs from i on, none written yet; after_i: from i on, something already written (needs ",").
         first, after = '""', '""'
         for name, sub in reversed(ordered):
-            pair = f"{self.key(name)} \":\" {self.value(sub)}"
+            pair = f'{self.key(name)} ":" {self.value(sub)}'
             new_first = f"{pair} {after}"
             new_after = f'"," {pair} {after}'
             if name not in required:
@@ -393,4 +393,3 @@ def tool_call_grammar(
     """
     key = json.dumps([dict(t) for t in tools], sort_keys=True, default=str)
     return _cached(key, tool_choice, thinking)
-

@@ -107,8 +107,14 @@ def test_required_calls_always_parse_and_validate(backend: TransformersBackend) 
 def test_unconstrained_the_same_model_writes_no_valid_call(backend: TransformersBackend) -> None:
     # The baseline the grammar is measured against: the same seeds, no grammar.
     for seed in range(3):
-        agent = Agent(backend, tools=TOOLS, constrain_tool_calls=False, max_steps=1,
-                      sampling=SamplingParams(seed=seed, max_tokens=200), approval=allow_all)
+        agent = Agent(
+            backend,
+            tools=TOOLS,
+            constrain_tool_calls=False,
+            max_steps=1,
+            sampling=SamplingParams(seed=seed, max_tokens=200),
+            approval=allow_all,
+        )
         assert not [c for c in agent.run("What is the weather in Paris?").tool_calls if c.error is None]
         agent.close()
 

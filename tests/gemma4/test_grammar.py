@@ -136,7 +136,7 @@ def test_tool_choice_modes() -> None:
 
 def test_tool_choice_is_checked_against_the_tools() -> None:
     assert check_tool_choice("get_weather", ["get_weather"]) == "get_weather"
-    with pytest.raises(ValueError, match="neither a mode nor a declared tool.*'required'.*'get_weather'"):
+    with pytest.raises(ValueError, match=r"neither a mode nor a declared tool.*'required'.*'get_weather'"):
         check_tool_choice("get_wether", ["get_weather"])
     with pytest.raises(ValueError, match="needs at least one tool"):
         check_tool_choice("required", [])
@@ -177,8 +177,10 @@ _FLOATS = st.floats(-1e98, 1e98).filter(lambda x: x == 0 or abs(x) >= 1e-98)
 _SCALARS = st.none() | st.booleans() | st.integers(-(10**18), 10**18) | _FLOATS
 _VALUES = st.recursive(
     _SCALARS | st.text(alphabet=st.characters(blacklist_characters="<", blacklist_categories=("Cs",)), max_size=8),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import string
@@ -281,8 +280,8 @@ def measure_cost(tokenizer: Any, label: str, pad_to: int | None) -> None:
         median = statistics.median(per_token) * 1e6
         mean = statistics.fmean(per_token) * 1e6
         print(
-            f"  tool_choice={choice:<9} ({len(ids)} tokens) compile {compile_ms:7.1f} ms   mask per token: median {median:6.1f} µs, "
-            f"mean {mean:6.1f} µs, max {max(per_token) * 1e6:7.1f} µs"
+            f"  tool_choice={choice:<9} ({len(ids)} tokens) compile {compile_ms:7.1f} ms   "
+            f"mask per token: median {median:6.1f} µs, mean {mean:6.1f} µs, max {max(per_token) * 1e6:7.1f} µs"
         )
 
 
@@ -303,8 +302,10 @@ async def main_async(args: argparse.Namespace) -> int:
     backend = backend_from_url(args.backend_url)
     try:
         if not backend.capabilities.grammar:
-            print(f"note: {backend.name} cannot constrain ({backend.capabilities.grammar_note}); "
-                  "constrained modes run unconstrained")
+            print(
+                f"note: {backend.name} cannot constrain ({backend.capabilities.grammar_note}); "
+                "constrained modes run unconstrained"
+            )
         results = {}
         for mode in args.modes:
             results[mode] = await run_mode(backend, mode, args.n, args.max_tokens, args.temperature)
