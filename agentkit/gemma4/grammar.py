@@ -17,10 +17,11 @@ The calls are wrapped in an xgrammar *structural tag* (the JSON vLLM takes as ``
 structural_tag``, and ``xgrammar.GrammarCompiler.compile_structural_tag`` in process). What it allows depends on
 ``tool_choice``:
 
-- ``auto``: any text (thinking included), then optionally calls followed by the ``<|tool_response>`` hand-over;
+- ``auto``: any text (thinking included, ``<|turn>`` not), then optionally calls followed by the ``<|tool_response>``
+  hand-over;
 - ``required``: calls right away (after the thought channel when thinking is on), at least one;
 - a tool's name: the same, but only calls to that tool;
-- ``none``: any text without ``<|tool_call>``.
+- ``none``: any text without ``<|tool_call>`` (or ``<|turn>``).
 
 Why these choices:
 
@@ -45,7 +46,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
-from .tokens import CHANNEL_END, CHANNEL_START, CONTROL_TOKENS, STRING_DELIM, TOOL_CALL_END, TOOL_CALL_START
+from .tokens import (
+    CHANNEL_END,
+    CHANNEL_START,
+    CONTROL_TOKENS,
+    STRING_DELIM,
+    TOOL_CALL_END,
+    TOOL_CALL_START,
+    TURN_START,
+)
 from .tokens import TOOL_RESPONSE_START as HAND_OVER
 from .values import check_tool_name, iter_sorted_items
 
@@ -338,7 +347,7 @@ def _build(tools_json: str, tool_choice: str, thinking: bool) -> ToolCallGrammar
     names = [name for name, _ in declared]
     check_tool_choice(tool_choice, names)
     if tool_choice == "none" or not declared:
-        fmt: dict[str, Any] = _free_text([TOOL_CALL_START])
+        fmt: dict[str, Any] = _free_text(_NOT_IN_TEXT)
         return ToolCallGrammar(json.dumps({"type": "structural_tag", "format": fmt}), tool_choice, thinking, ())
     chosen = [(n, p) for n, p in declared if tool_choice in ("auto", "required") or n == tool_choice]
     tags = [
@@ -359,7 +368,7 @@ def _build(tools_json: str, tool_choice: str, thinking: bool) -> ToolCallGrammar
     }
     if tool_choice == "auto":
         # Free text may hold <turn|> (the answer ends there) but not a call opener outside a checked call.
-        fmt = {"type": "sequence", "elements": [_free_text([TOOL_CALL_START]), {"type": "optional", "content": calls}]}
+        fmt = {"type": "sequence", "elements": [_free_text(_NOT_IN_TEXT), {"type": "optional", "content": calls}]}
     elif thinking:
         thought = {
             "type": "sequence",
@@ -376,7 +385,10 @@ def _build(tools_json: str, tool_choice: str, thinking: bool) -> ToolCallGrammar
     return ToolCallGrammar(tag, tool_choice, thinking, tuple(n for n, _ in chosen))
 
 
-_ENDINGS: Final = ("<turn|>", "<eos>", HAND_OVER, "<|turn>")
+_ENDINGS: Final = ("<turn|>", "<eos>", HAND_OVER, TURN_START)
+# Not in free text: a call opener outside a checked call, and <|turn>, which ends the output for every parser
+# but stops no engine (calls written after it would be lost).
+_NOT_IN_TEXT: Final = (TOOL_CALL_START, TURN_START)
 
 
 @lru_cache(maxsize=64)

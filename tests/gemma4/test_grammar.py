@@ -92,6 +92,14 @@ def test_calls_as_the_template_writes_them_are_accepted() -> None:
     assert accepts("Let me look that up." + weather + HAND_OVER)  # auto: text before the calls
 
 
+def test_free_text_cannot_end_the_output_for_the_parser_before_a_call() -> None:
+    # <|turn> ends the output for the parser but stops no engine: a call after it was lost (seen on vLLM).
+    weather = call("get_weather", {"city": "Paris"}) + HAND_OVER
+    assert not accepts("noise<|turn>more" + weather)
+    assert not accepts("noise<|turn>", choice="none")
+    assert accepts("noise <turn|>")  # the real end of an answer stays possible
+
+
 @pytest.mark.parametrize(
     ("text", "why"),
     [
