@@ -63,6 +63,7 @@ __all__ = [
     "TOOL_CHOICES",
     "ToolCallGrammar",
     "arguments_grammar",
+    "calls_grammar",
     "check_tool_choice",
     "tool_call_grammar",
 ]
@@ -70,7 +71,7 @@ __all__ = [
 #: The tool_choice keywords; any other value must be a declared tool's name.
 TOOL_CHOICES: Final = ("auto", "required", "none")
 #: How deep a value without a declared type may nest ``{…}``/``[…]``.
-GENERIC_DEPTH: Final = 3
+GENERIC_DEPTH: Final = 6
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")  # what values.write_key writes bare
 _INT = '"-"? ("0" | [1-9] [0-9]{0,18})'
@@ -278,6 +279,20 @@ def _enum_literal(value: Any) -> str | None:
     return None
 
 
+def _arguments(builder: _Builder, parameters: Mapping[str, Any] | None) -> str:
+    """The expression for what goes between ``{`` and ``}`` of one tool's call."""
+    params: Mapping[str, Any] = parameters if isinstance(parameters, Mapping) else {}
+    if params.get("type", "object") != "object":
+        raise ValueError(f"a tool's parameters must be an object schema, not type {params.get('type')!r}")
+    if isinstance(params.get("properties"), Mapping) and params["properties"]:
+        return builder.members(params)
+    if params.get("additionalProperties") not in (None, False):
+        inner = builder.generic(GENERIC_DEPTH - 1)
+        pair = f'({builder.generic_key()}) ":" {inner}'
+        return f'({pair} ("," {pair})*)?'
+    return '""'
+
+
 def arguments_grammar(parameters: Mapping[str, Any] | None) -> str:
     """EBNF (root rule ``root``) for what goes between ``call:NAME{`` and ``}``: the arguments of one tool.
 
@@ -285,18 +300,21 @@ def arguments_grammar(parameters: Mapping[str, Any] | None) -> str:
     mapping: any bare keys with generic values).
     """
     builder = _Builder()
-    params: Mapping[str, Any] = parameters if isinstance(parameters, Mapping) else {}
-    if params.get("type", "object") != "object":
-        raise ValueError(f"a tool's parameters must be an object schema, not type {params.get('type')!r}")
-    if isinstance(params.get("properties"), Mapping) and params["properties"]:
-        root = builder.members(params)
-    elif params.get("additionalProperties") not in (None, False):
-        inner = builder.generic(GENERIC_DEPTH - 1)
-        pair = f'({builder.generic_key()}) ":" {inner}'
-        root = f'({pair} ("," {pair})*)?'
-    else:
-        root = '""'
+    root = _arguments(builder, parameters)
     return f"root ::= {root}\n{builder.text()}".rstrip("\n")
+
+
+def calls_grammar(tools: Sequence[tuple[str, Mapping[str, Any] | None]]) -> str:
+    """EBNF for ``NAME{arguments}`` of any of ``tools`` ((name, parameters) pairs), one grammar for all.
+
+    One grammar rather than one per tool: the engine compiles the string rules (the costly part, a few states
+    per control-token prefix, each masked over the whole vocabulary) once for the tool set instead of per tool.
+    """
+    builder = _Builder()
+    alternatives = [
+        f'({_lit(check_tool_name(name) + "{")} {_arguments(builder, params)} "}}")' for name, params in tools
+    ]
+    return f"root ::= {' | '.join(alternatives)}\n{builder.text()}".rstrip("\n")
 
 
 def _declaration(tool: Mapping[str, Any]) -> tuple[str, Mapping[str, Any] | None]:
@@ -350,21 +368,15 @@ def _build(tools_json: str, tool_choice: str, thinking: bool) -> ToolCallGrammar
         fmt: dict[str, Any] = _free_text(_NOT_IN_TEXT)
         return ToolCallGrammar(json.dumps({"type": "structural_tag", "format": fmt}), tool_choice, thinking, ())
     chosen = [(n, p) for n, p in declared if tool_choice in ("auto", "required") or n == tool_choice]
-    tags = [
-        {
-            "type": "tag",
-            "begin": f"{TOOL_CALL_START}call:{name}{{",
-            "content": {"type": "grammar", "grammar": arguments_grammar(params)},
-            "end": f"}}{TOOL_CALL_END}",
-        }
-        for name, params in chosen
-    ]
+    tag = {
+        "type": "tag",
+        "begin": f"{TOOL_CALL_START}call:",
+        "content": {"type": "grammar", "grammar": calls_grammar(chosen)},
+        "end": TOOL_CALL_END,
+    }
     calls = {
         "type": "sequence",
-        "elements": [
-            {"type": "plus", "content": {"type": "or", "elements": tags}},
-            {"type": "const_string", "value": HAND_OVER},
-        ],
+        "elements": [{"type": "plus", "content": tag}, {"type": "const_string", "value": HAND_OVER}],
     }
     if tool_choice == "auto":
         # Free text may hold <turn|> (the answer ends there) but not a call opener outside a checked call.

@@ -10,11 +10,11 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from agentkit.gemma4 import CONTROL_TOKENS, check_tool_choice, format_tool_call, parse_response, tool_call_grammar
-from agentkit.gemma4.grammar import arguments_grammar
+from agentkit.gemma4.grammar import GENERIC_DEPTH, arguments_grammar
 
 xgr = pytest.importorskip("xgrammar")
 
@@ -182,6 +182,24 @@ def test_a_string_value_is_accepted_exactly_when_it_holds_no_control_token(value
 
 # The grammar writes exponents of at most two digits (no float overflows to inf): |x| < 1e99, x = 0 or |x| >= 1e-99.
 _FLOATS = st.floats(-1e98, 1e98).filter(lambda x: x == 0 or abs(x) >= 1e-98)
+def depth(value: Any) -> int:
+    """How many containers deep ``value`` nests ({} and [] count one each)."""
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    return 0
+
+
+def test_untyped_values_nest_at_most_generic_depth() -> None:
+    deep: Any = "x"
+    for _ in range(GENERIC_DEPTH - 1):
+        deep = [deep]
+    ok = call("create_event", {"title": "t", "all_day": True, "meta": {"a": deep}}) + HAND_OVER
+    too_deep = call("create_event", {"title": "t", "all_day": True, "meta": {"a": [deep]}}) + HAND_OVER
+    assert accepts(ok) and not accepts(too_deep)
+
+
 _SCALARS = st.none() | st.booleans() | st.integers(-(10**18), 10**18) | _FLOATS
 _VALUES = st.recursive(
     _SCALARS | st.text(alphabet=st.characters(blacklist_characters="<", blacklist_categories=("Cs",)), max_size=8),
@@ -196,5 +214,6 @@ _VALUES = st.recursive(
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True), _VALUES, max_size=3))
 def test_any_value_written_by_format_tool_call_fits_an_untyped_mapping(meta: dict[str, Any]) -> None:
+    assume(depth(meta) <= GENERIC_DEPTH)
     text = call("create_event", {"title": "t", "all_day": True, "meta": meta}) + HAND_OVER
     assert accepts(text)
