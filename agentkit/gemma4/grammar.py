@@ -368,13 +368,13 @@ def _build(tools_json: str, tool_choice: str, thinking: bool) -> ToolCallGrammar
         fmt: dict[str, Any] = _free_text(_NOT_IN_TEXT)
         return ToolCallGrammar(json.dumps({"type": "structural_tag", "format": fmt}), tool_choice, thinking, ())
     chosen = [(n, p) for n, p in declared if tool_choice in ("auto", "required") or n == tool_choice]
-    tag = {
+    tag: dict[str, Any] = {
         "type": "tag",
         "begin": f"{TOOL_CALL_START}call:",
         "content": {"type": "grammar", "grammar": calls_grammar(chosen)},
         "end": TOOL_CALL_END,
     }
-    calls = {
+    calls: dict[str, Any] = {
         "type": "sequence",
         "elements": [{"type": "plus", "content": tag}, {"type": "const_string", "value": HAND_OVER}],
     }
@@ -393,8 +393,8 @@ def _build(tools_json: str, tool_choice: str, thinking: bool) -> ToolCallGrammar
         fmt = {"type": "sequence", "elements": [{"type": "optional", "content": thought}, calls]}
     else:
         fmt = calls
-    tag = json.dumps({"type": "structural_tag", "format": fmt}, ensure_ascii=False)
-    return ToolCallGrammar(tag, tool_choice, thinking, tuple(n for n, _ in chosen))
+    text = json.dumps({"type": "structural_tag", "format": fmt}, ensure_ascii=False)
+    return ToolCallGrammar(text, tool_choice, thinking, tuple(n for n, _ in chosen))
 
 
 _ENDINGS: Final = ("<turn|>", "<eos>", HAND_OVER, TURN_START)

@@ -182,6 +182,8 @@ def test_a_string_value_is_accepted_exactly_when_it_holds_no_control_token(value
 
 # The grammar writes exponents of at most two digits (no float overflows to inf): |x| < 1e99, x = 0 or |x| >= 1e-99.
 _FLOATS = st.floats(-1e98, 1e98).filter(lambda x: x == 0 or abs(x) >= 1e-98)
+
+
 def depth(value: Any) -> int:
     """How many containers deep ``value`` nests ({} and [] count one each)."""
     if isinstance(value, dict):
