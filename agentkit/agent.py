@@ -238,13 +238,12 @@ class Agent:
             raise UserError(str(exc)) from exc
         caps = self.backend.capabilities
         supported = bool(getattr(caps, "grammar", False))
-        why = getattr(caps, "grammar_note", "") or "it does not support grammar-constrained decoding"
+        why = getattr(caps, "grammar_note", "") or "it has no grammar-constrained decoding"
+        cannot = f"the {self.backend.name} backend cannot constrain: {why}"
         if constrain is True and not supported:
-            raise UserError(f"constrain_tool_calls=True, but the {self.backend.name} backend cannot constrain: {why}")
+            raise UserError(f"constrain_tool_calls=True, but {cannot}")
         if tool_choice != "auto" and not (supported and constrain is not False):
-            reason = (
-                "constrain_tool_calls=False turned it off" if supported else f"the {self.backend.name} backend {why}"
-            )
+            reason = "constrain_tool_calls=False turned it off" if supported else cannot
             raise UserError(
                 f"tool_choice={tool_choice!r} is enforced by grammar-constrained decoding, and {reason}. "
                 "Use tool_choice='auto', or a backend that constrains (vllm:// in native mode, transformers:// with "
