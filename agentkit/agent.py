@@ -207,10 +207,8 @@ class Agent:
         self.store = store
         self.tool_choice = tool_choice
         self.constrained = self._check_constraint(tool_choice, constrain_tool_calls)
-        try:
+        if not self.toolsets:
             self._grammar(1)  # built (and cached) now, so a schema no call can satisfy fails here, not mid-run
-        except ValueError as exc:
-            raise UserError(f"cannot constrain tool calls to these tools: {exc}") from exc
         self._always: set[str] = set()
         self._url_trust = UrlTrust()
         self._running = False
@@ -232,10 +230,13 @@ class Agent:
         """Whether tool calls will be grammar-constrained; a clear error where the settings cannot be met."""
         if constrain not in (None, True, False):
             raise UserError(f"constrain_tool_calls must be True, False or None (where supported), not {constrain!r}")
-        try:
-            gemma4.check_tool_choice(tool_choice, list(self.tools))
-        except ValueError as exc:
-            raise UserError(str(exc)) from exc
+        if not isinstance(tool_choice, str):
+            raise UserError(f"tool_choice must be a string, not {type(tool_choice).__name__}")
+        if not self.toolsets:  # toolsets' tools are known once they start: checked on the first request then
+            try:
+                gemma4.check_tool_choice(tool_choice, list(self.tools))
+            except ValueError as exc:
+                raise UserError(str(exc)) from exc
         caps = self.backend.capabilities
         supported = bool(getattr(caps, "grammar", False))
         why = getattr(caps, "grammar_note", "") or "it has no grammar-constrained decoding"
@@ -261,7 +262,10 @@ class Agent:
         choice = self.tool_choice if step == 1 or self.tool_choice == "none" else "auto"
         if choice == "auto" and not self._declarations:
             return None  # nothing to check: no tool can be called
-        return gemma4.tool_call_grammar(self._declarations, choice, thinking=self.thinking)
+        try:
+            return gemma4.tool_call_grammar(self._declarations, choice, thinking=self.thinking)
+        except ValueError as exc:  # a tool_choice no (toolset) tool answers to, or a schema no call can satisfy
+            raise UserError(f"cannot constrain tool calls to these tools: {exc}") from exc
 
     # -- public surface -------------------------------------------------------------------------------
 

@@ -125,3 +125,27 @@ def test_bad_tool_choice_values_are_user_errors() -> None:
         Agent(ConstrainingBackend([]), tool_choice="required")
     with pytest.raises(UserError, match="constrain_tool_calls must be True, False or None"):
         Agent(ConstrainingBackend([]), tools=[get_weather], constrain_tool_calls="yes")  # type: ignore[arg-type]
+
+
+def test_a_toolset_tool_can_be_the_choice_once_the_toolset_started() -> None:
+    """A toolset's tools are known only when it starts: the choice is checked on the first request, not before."""
+
+    class OneTool:
+        name, version = "extra", 0
+
+        async def start(self) -> None:
+            return None
+
+        async def stop(self) -> None:
+            return None
+
+        def list_tools(self) -> list[Any]:
+            return [get_time]
+
+    backend = ConstrainingBackend(["<|tool_call>call:get_time{}<tool_call|><|tool_response>", "Noon.<turn|>"])
+    agent = Agent(backend, tools=[get_weather], toolsets=[OneTool()], tool_choice="get_time", approval=allow_all)
+    assert agent.run("time?").ok
+    assert grammars(backend)[0].tool_names == ("get_time",)
+    wrong = Agent(ConstrainingBackend([]), tools=[get_weather], toolsets=[OneTool()], tool_choice="get_tme")
+    with pytest.raises(UserError, match="neither a mode nor a declared tool"):
+        wrong.run("time?")
