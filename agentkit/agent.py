@@ -143,7 +143,14 @@ _TURN_CLOSERS = (gemma4.tokens.TURN_END, gemma4.tokens.EOS)
 
 
 class Agent:
-    """An agent on a Gemma 4 backend with Python tools; ``run`` again to continue the conversation."""
+    """An agent on a Gemma 4 backend with Python tools; ``run`` again to continue the conversation.
+
+    ``tool_choice``: ``"auto"`` (the model decides), ``"required"`` (the first step of each run calls at least
+    one tool), a tool's name (the first step calls that tool), or ``"none"`` (no calls at all). Anything but
+    ``"auto"`` is enforced by grammar-constrained decoding, so it needs a backend that constrains.
+    ``constrain_tool_calls``: ``None`` (default) constrains every call to its tool's schema where the backend
+    can (vLLM native mode, transformers with xgrammar), ``False`` never, ``True`` requires it.
+    """
 
     def __init__(
         self,
@@ -164,6 +171,8 @@ class Agent:
         output_type: Any = None,
         output_retries: int = 2,
         tracer_provider: Any = None,
+        tool_choice: str = "auto",
+        constrain_tool_calls: bool | None = None,
     ) -> None:
         if isinstance(backend, str):
             raise UserError(
@@ -209,6 +218,10 @@ class Agent:
         self.max_repeated_calls = max_repeated_calls
         self.max_output_tokens = max_output_tokens
         self.store = store
+        self.tool_choice = tool_choice
+        self.constrained = self._check_constraint(tool_choice, constrain_tool_calls)
+        if not self.toolsets:
+            self._grammar(1)  # built (and cached) now, so a schema no call can satisfy fails here, not mid-run
         self._always: set[str] = set()
         self._url_trust = UrlTrust()
         self._running = False
@@ -225,6 +238,48 @@ class Agent:
             if system:
                 self.session.messages.append({"role": "system", "content": system})
         self.session.backend, self.session.model = backend.name, backend.model
+
+    def _check_constraint(self, tool_choice: str, constrain: bool | None) -> bool:
+        """Whether tool calls will be grammar-constrained; a clear error where the settings cannot be met."""
+        if constrain not in (None, True, False):
+            raise UserError(f"constrain_tool_calls must be True, False or None (where supported), not {constrain!r}")
+        if not isinstance(tool_choice, str):
+            raise UserError(f"tool_choice must be a string, not {type(tool_choice).__name__}")
+        if not self.toolsets:  # toolsets' tools are known once they start: checked on the first request then
+            try:
+                # declared names: final_result (structured output) is declared but answered by the loop
+                gemma4.check_tool_choice(tool_choice, [d["function"]["name"] for d in self._declarations])
+            except ValueError as exc:
+                raise UserError(str(exc)) from exc
+        caps = self.backend.capabilities
+        supported = bool(getattr(caps, "grammar", False))
+        why = getattr(caps, "grammar_note", "") or "it has no grammar-constrained decoding"
+        cannot = f"the {self.backend.name} backend cannot constrain: {why}"
+        if constrain is True and not supported:
+            raise UserError(f"constrain_tool_calls=True, but {cannot}")
+        if tool_choice != "auto" and not (supported and constrain is not False):
+            reason = "constrain_tool_calls=False turned it off" if supported else cannot
+            raise UserError(
+                f"tool_choice={tool_choice!r} is enforced by grammar-constrained decoding, and {reason}. "
+                "Use tool_choice='auto', or a backend that constrains (vllm:// in native mode, transformers:// with "
+                "xgrammar installed)."
+            )
+        return supported and constrain is not False
+
+    def _grammar(self, step: int) -> gemma4.ToolCallGrammar | None:
+        """The grammar for this step's calls: ``required`` and a tool's name bind the first step of a run only.
+
+        Later steps are ``auto`` (the model must be able to answer once it has results); ``none`` binds them all.
+        """
+        if not self.constrained:
+            return None
+        choice = self.tool_choice if step == 1 or self.tool_choice == "none" else "auto"
+        if choice == "auto" and not self._declarations:
+            return None  # nothing to check: no tool can be called
+        try:
+            return gemma4.tool_call_grammar(self._declarations, choice, thinking=self.thinking)
+        except ValueError as exc:  # a tool_choice no (toolset) tool answers to, or a schema no call can satisfy
+            raise UserError(f"cannot constrain tool calls to these tools: {exc}") from exc
 
     # -- public surface -------------------------------------------------------------------------------
 
@@ -386,6 +441,7 @@ class Agent:
                     messages=[*history, *turn],
                     tools=self._declarations,
                     enable_thinking=self.thinking,
+                    grammar=self._grammar(step),
                 )
                 parser = gemma4.StreamParser()
                 reader = answer.reader() if answer is not None else None  # streams the answer's fields

@@ -36,6 +36,7 @@ import typing_extensions
 
 from agentkit import gemma4
 from agentkit.errors import OutputValidationError, ToolError, UserError
+from agentkit.gemma4.flatten import CONSTRAINT_NOTES
 from agentkit.tools.runtime import Tool
 
 __all__ = ["FINAL_RESULT", "OutputAttempts", "OutputSpec", "PartialCallReader", "output_spec"]
@@ -246,23 +247,6 @@ def output_spec(output_type: Any, *, retries: int, taken: Mapping[str, Any] = {}
     return OutputSpec(output_type, declaration, wrapped, retries, adapter, json_schema)
 
 
-# JSON Schema keywords the declaration format has no key for, said in words in the description instead, in the
-# words gemma4.flatten_schema uses for JSON schemas (MCP tools, output_type={...}).
-_NOTES = (
-    ("format", "format"),
-    ("default", "default"),
-    ("minimum", "minimum"),
-    ("exclusiveMinimum", "greater than"),
-    ("maximum", "maximum"),
-    ("exclusiveMaximum", "less than"),
-    ("minLength", "min length"),
-    ("maxLength", "max length"),
-    ("minItems", "min items"),
-    ("maxItems", "max items"),
-    ("pattern", "pattern"),
-)
-
-
 def _note_constraints(ours: dict[str, Any], full: Mapping[str, Any], defs: Mapping[str, Any], depth: int = 0) -> None:
     """Add to ``ours`` (the flattened declaration) the constraints of ``full`` that flattening dropped.
 
@@ -281,7 +265,7 @@ def _note_constraints(ours: dict[str, Any], full: Mapping[str, Any], defs: Mappi
             _note_constraints(ours, options[0], defs, depth + 1)
     notes = "; ".join(
         f"{label} {value if isinstance(value, str) else json.dumps(value)}"
-        for key, label in _NOTES
+        for key, label in CONSTRAINT_NOTES
         if (value := full.get(key)) is not None
     )
     if notes:

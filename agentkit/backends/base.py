@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from agentkit.errors import UserError
+from agentkit.gemma4.grammar import ToolCallGrammar
 from agentkit.gemma4.prompt import Prompt
 from agentkit.gemma4.tokens import STOP_MARKERS
 
@@ -85,6 +86,8 @@ class Capabilities:
     media: bool = False  # accepts images/audio in messages
     server_tool_parsing: bool = False  # the engine renders/parses the Gemma 4 format itself (chat API)
     prefix_cache: bool = False  # reuses the KV cache of a shared prompt prefix across calls
+    grammar: bool = False  # applies ``GenerationRequest.grammar``: tool calls are constrained while generated
+    grammar_note: str = ""  # when ``grammar`` is False: why not, and what would make it possible
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,8 @@ class GenerationRequest:
     enable_thinking: bool = False
     # Media referenced by the conversation, in prompt order, for backends with ``capabilities.media``.
     media: Sequence[Mapping[str, Any]] = ()
+    # What tool calls may look like, for backends with ``capabilities.grammar`` (others ignore it).
+    grammar: ToolCallGrammar | None = None
 
 
 @dataclass(frozen=True, slots=True)

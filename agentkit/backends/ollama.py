@@ -156,7 +156,12 @@ class OllamaBackend:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(media=True, server_tool_parsing=True)
+        return Capabilities(
+            media=True,
+            server_tool_parsing=True,
+            grammar_note="Ollama has no way to pass a grammar for Gemma 4's call format; its parser and agentkit's "
+            "tolerant parsing are the defence there",
+        )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TextDelta | GenerationDone]:
         body = chat_body(self._model, request, options=self._options, keep_alive=self._keep_alive)

@@ -131,6 +131,12 @@ class TransformersBackend:
         )
         self._engine.limit_why = limit.why
         self._processors = list(logits_processors)
+        from ._hf_grammar import Grammars, xgrammar_missing
+
+        self._grammar_missing = xgrammar_missing()
+        # The mask must be as wide as the logits: the model's vocabulary (padded), not the tokenizer's.
+        vocab = int(getattr(self._model.config.get_text_config(), "vocab_size", 0) or len(self._tokenizer))
+        self._grammars = Grammars(self._tokenizer, vocab) if not self._grammar_missing else None
         self._lock = asyncio.Lock()
         self._checked_template = False
         self._torch = torch
@@ -174,7 +180,12 @@ class TransformersBackend:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(token_ids=True, prefix_cache=self._assistant is None)
+        return Capabilities(
+            token_ids=True,
+            prefix_cache=self._assistant is None,
+            grammar=self._grammars is not None,
+            grammar_note=self._grammar_missing,
+        )
 
     @property
     def tokenizer(self) -> Any:
@@ -269,6 +280,10 @@ class TransformersBackend:
         cancel: threading.Event,
     ) -> Any:
         s = request.sampling
+        processors = list(self._processors)
+        if request.grammar is not None and self._grammars is not None:
+            # Last, so it masks whatever the other processors left: a call stays well-formed whatever they do.
+            processors.append(self._grammars.processor(request.grammar, len(ids)))
         if self._assistant is not None:
             from ._hf_assisted import generate_assisted
 
@@ -280,7 +295,7 @@ class TransformersBackend:
                 sampling=s,
                 stop_ids=stop_ids,
                 max_len=self._engine.max_cache_len,
-                logits_processors=self._processors,
+                logits_processors=processors,
                 on_text=emit,
                 cancel=cancel,
                 device=self._device,
@@ -296,7 +311,7 @@ class TransformersBackend:
             on_text=emit,
             cancel=cancel,
             stop_texts=stop_texts,
-            logits_processors=self._processors,
+            logits_processors=processors,
             id_to_stop=stop_ids.get,
         )
 

@@ -13,6 +13,11 @@ Two paths, one output format:
   template with special tokens recognized, so every string of the messages and tools is neutralized first
   (:func:`agentkit.gemma4.sanitize.neutralize_messages`), exactly as the text prompt of the native path is.
 
+A request that carries a tool-call grammar (:mod:`agentkit.gemma4.grammar`) sends it in native mode as
+``structured_outputs: {"structural_tag": …}``: vLLM's xgrammar then masks every token that would break a call. The
+chat path sends none (vLLM renders and parses there), so ``capabilities.grammar`` is off in chat mode; a request
+with media takes the chat path unconstrained.
+
 Connection errors and 5xx answers are retried with backoff (tenacity) while nothing has been streamed;
 4xx answers never are. ``max_tokens`` is capped to what the server's context can hold (vLLM rejects a
 ``max_tokens`` larger than ``--max-model-len`` outright, and the default budget often is).
@@ -129,6 +134,8 @@ class VLLMBackend:
             media=True,
             server_tool_parsing=self._mode == "chat",
             prefix_cache=True,
+            grammar=self._mode == "native",
+            grammar_note="" if self._mode == "native" else "chat mode lets vLLM render and parse; use mode='native'",
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
@@ -207,6 +214,9 @@ class VLLMBackend:
         if self._tokenizer is not None:
             # The generated ids, so the loop continues with them instead of re-tokenizing the text.
             body["return_token_ids"] = True
+        if request.grammar is not None and "structured_outputs" not in self._extra_body:
+            # vLLM hands this to xgrammar: the output must follow it, token by token (extra_body may override).
+            body["structured_outputs"] = {"structural_tag": request.grammar.structural_tag}
         return body
 
     def _chat_body(self, request: GenerationRequest) -> dict[str, Any]:

@@ -98,7 +98,10 @@ async def check_backend(url: str, *, probe: bool) -> list[Check]:
             await backend.check()
         except AgentkitError as exc:
             return [_backend_failed(url, exc)]
-        checks = [Check(f"backend     {url}", "ok", f"reachable, model {backend.model} is there")]
+        checks = [
+            Check(f"backend     {url}", "ok", f"reachable, model {backend.model} is there"),
+            _constraint(url, backend),
+        ]
         if probe:
             try:
                 checks.append(await _probe(url, backend))
@@ -127,6 +130,21 @@ async def check_mcp_servers(settings: Settings) -> list[Check]:
         names = ", ".join(t.name + ("" if not t.side_effects else " (asks)") for t in tools) or "no tools"
         checks.append(Check(label, "ok", f"{server.describe()} — {len(tools)} tool(s): {names}"))
     return checks
+
+
+def _constraint(url: str, backend: Backend) -> Check:
+    """Whether tool calls are grammar-constrained on this backend (Agent's default where it can)."""
+    caps = backend.capabilities
+    if caps.grammar:
+        return Check(
+            f"tool calls  {url}", "ok", "grammar-constrained (tool_choice works; constrain_tool_calls=False: off)"
+        )
+    return Check(
+        f"tool calls  {url}",
+        "warn",
+        "not grammar-constrained: " + (caps.grammar_note or "the backend cannot"),
+        "tool_choice other than 'auto' needs a constraining backend (vllm:// native mode, transformers:// + xgrammar)",
+    )
 
 
 def _backend_failed(url: str, exc: AgentkitError) -> Check:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import tokens
 from .flatten import flatten_schema
+from .grammar import ToolCallGrammar, arguments_grammar, check_tool_choice, tool_call_grammar
 from .parse import (
     ContentDelta,
     ParsedResponse,
@@ -39,7 +40,10 @@ __all__ = [
     "ThinkingDelta",
     "ToolCall",
     "ToolCallEvent",
+    "ToolCallGrammar",
     "ValueSyntaxError",
+    "arguments_grammar",
+    "check_tool_choice",
     "flatten_schema",
     "format_tool_call",
     "format_value",
@@ -53,5 +57,6 @@ __all__ = [
     "render_tool_results",
     "sanitize",
     "tokens",
+    "tool_call_grammar",
     "type_schema",
 ]

@@ -23,12 +23,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["flatten_schema"]
+__all__ = ["CONSTRAINT_NOTES", "flatten_schema"]
 
 Schema = dict[str, Any]
 
 _SCALARS = ("string", "integer", "number", "boolean")
-_NOTES = (
+# JSON Schema keywords the declaration format has no key for, and the words they are said in (descriptions).
+CONSTRAINT_NOTES: tuple[tuple[str, str], ...] = (
     ("format", "format"),
     ("default", "default"),
     ("minimum", "minimum"),
@@ -121,7 +122,7 @@ def _plain(node: Mapping[str, Any], defs: Mapping[str, Any], stack: tuple[str, .
     if kind is not None:
         out["type"] = kind
     description = str(node.get("description") or "")  # titles are labels (pydantic writes "Item")
-    notes = [f"{label} {_short(node[key])}" for key, label in _NOTES if key in node and node[key] is not None]
+    notes = [f"{label} {_short(node[key])}" for key, label in CONSTRAINT_NOTES if key in node and node[key] is not None]
     if notes:
         description = _join(description, "; ".join(notes))
     if description:

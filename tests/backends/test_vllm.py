@@ -1010,3 +1010,52 @@ def test_next_round_extends_the_prompt_token_for_token_when_the_model_splits_unu
     first, second = backend.prompts
     assert backend.done[0].token_ids == tuple(forced)
     assert second[: len(first) + len(forced)] == first + forced
+
+
+@vllm
+async def test_constrained_required_calls_parse_and_validate_on_the_real_server(vllm_server: VLLMServer) -> None:
+    """End to end through Agent: vLLM applies agentkit's structural tag, so every call of the random model is valid."""
+    pytest.importorskip("jsonschema")
+    import jsonschema
+
+    from agentkit.agent import allow_all
+    from agentkit.tools.runtime import Tool
+
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 24}, "unit": {"type": "string", "enum": ["c", "f"]}},
+        "required": ["city"],
+    }
+    weather = Tool("get_weather", "Weather for a city.", schema, lambda city, unit="c": f"sunny in {city}")
+    backend = real_backend(vllm_server)
+    assert backend.capabilities.grammar
+    calls = []
+    for seed in range(6):
+        agent = Agent(
+            backend,
+            tools=[weather],
+            tool_choice="required",
+            max_steps=1,
+            sampling=SamplingParams(seed=seed, max_tokens=300),
+            approval=allow_all,
+        )
+        result = await agent.arun("What is the weather in Paris?")
+        assert result.tool_calls, f"seed {seed}: required, but no call ({result.stop_reason})"
+        calls.extend(result.tool_calls)
+    await backend.aclose()
+    for call in calls:
+        assert call.error is None and call.name == "get_weather"
+        jsonschema.validate(call.arguments, {**schema, "additionalProperties": False})
+
+
+async def test_native_request_carries_the_grammar_as_a_structural_tag(flaky: list) -> None:
+    from agentkit.gemma4 import tool_call_grammar
+
+    server = start(flaky, OK_STREAM, max_model_len=1024)
+    backend = server.backend()
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    grammar = tool_call_grammar(tools, "required")
+    await collect(backend, GenerationRequest(prompt=user_prompt("hi"), grammar=grammar))
+    await backend.aclose()
+    assert server.requests[0]["structured_outputs"] == {"structural_tag": grammar.structural_tag}
+    assert json.loads(grammar.structural_tag)["type"] == "structural_tag"

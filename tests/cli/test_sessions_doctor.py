@@ -134,6 +134,20 @@ def test_doctor_all_good_with_a_model_that_calls_the_probe(scripted, capsys: pyt
     out = capsys.readouterr().out
     assert "✓ backend" in out and "✓ tool probe" in out
     assert code == 0  # bwrap may be missing: it is only required when the python tool is on
+    # The scripted backend applies no grammar: doctor says tool calls are not constrained (a warning, not a failure).
+    assert "! tool calls" in out and "not grammar-constrained" in out
+
+
+def test_doctor_reports_constrained_tool_calls() -> None:
+    from agentkit.backends.base import Capabilities
+    from agentkit.cli import doctor
+
+    class Constraining:
+        name, model = "vllm", "m"
+        capabilities = Capabilities(grammar=True)
+
+    check = doctor._constraint("vllm://h/m", Constraining())  # type: ignore[arg-type]
+    assert (check.status, check.detail.split(" (")[0]) == ("ok", "grammar-constrained")
 
 
 def test_doctor_builds_each_backend_once_for_the_check_and_the_probe(
