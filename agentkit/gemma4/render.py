@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .prompt import Prompt, Segment
+from .sanitize import sanitize
 from .tokens import (
     AUDIO,
     BOS,
@@ -68,12 +69,17 @@ class SupportsOpenAITool(Protocol):
 
 
 class _Out:
-    """Collects segments, merging runs of equal trust as it goes (one join per run, not per piece)."""
+    """Collects segments, merging runs of equal trust as it goes (one join per run, not per piece).
 
-    __slots__ = ("_parts", "_segments", "_trusted")
+    Each run is also neutralized as it is closed, so the prompt's text is one join at the end, and a cached
+    block (the declarations) brings its neutralized text along instead of being sanitized again.
+    """
+
+    __slots__ = ("_parts", "_segments", "_texts", "_trusted")
 
     def __init__(self) -> None:
         self._segments: list[Segment] = []
+        self._texts: list[str] = []  # the segments' text as sent: untrusted runs sanitized
         self._parts: list[str] = []
         self._trusted = True
 
@@ -86,19 +92,30 @@ class _Out:
         self._parts.append(text)
 
     def t(self, text: str) -> None:
-        self.emit(text, True)
+        if text:
+            if not self._trusted:
+                self._flush()
+                self._trusted = True
+            self._parts.append(text)
 
     def u(self, text: str) -> None:
-        self.emit(text, False)
+        if text:
+            if self._trusted:
+                self._flush()
+                self._trusted = False
+            self._parts.append(text)
 
     def _flush(self) -> None:
         parts = self._parts
         if parts:
-            self._segments.append(Segment(parts[0] if len(parts) == 1 else "".join(parts), self._trusted))
+            text = parts[0] if len(parts) == 1 else "".join(parts)
+            trusted = self._trusted
+            self._segments.append(Segment(text, trusted))
+            self._texts.append(text if trusted else sanitize(text))
             self._parts = []
 
-    def extend(self, segments: Sequence[Segment]) -> None:
-        """Append pre-rendered segments (merged, non-empty) without re-emitting them piece by piece."""
+    def extend(self, segments: Sequence[Segment], texts: Sequence[str]) -> None:
+        """Append pre-rendered segments (merged, non-empty) and their sent texts, without re-emitting them."""
         if not segments:
             return
         self.emit(segments[0].text, segments[0].trusted)
@@ -106,12 +123,13 @@ class _Out:
             return
         self._flush()
         self._segments.extend(segments[1:-1])
+        self._texts.extend(texts[1:-1])
         self._trusted = segments[-1].trusted
         self._parts = [segments[-1].text]
 
     def prompt(self) -> Prompt:
         self._flush()
-        return Prompt._merged(tuple(self._segments))
+        return Prompt._merged(tuple(self._segments), "".join(self._texts))
 
 
 def generation_prompt(enable_thinking: bool) -> str:
@@ -125,6 +143,9 @@ def generation_prompt(enable_thinking: bool) -> str:
 
 
 def _function_of(tool: Any) -> Mapping[str, Any]:
+    if type(tool) is dict and type(fn := tool.get("function", tool)) is dict and type(fn.get("name")) is str:
+        if fn["name"]:
+            return fn  # the common case, without the ABC checks below (they add up over 20 tools per render)
     # hasattr, not isinstance(tool, SupportsOpenAITool): a runtime Protocol check costs tens of µs.
     if not isinstance(tool, Mapping) and callable(getattr(tool, "as_openai_tool", None)):
         tool = tool.as_openai_tool()
@@ -184,25 +205,26 @@ def _schema_node(out: _Out, node: Mapping[str, Any]) -> None:
             write_value(list(value), out.emit)
 
 
-# Rendered declarations by id of the function dict, with a deep copy to detect a dict that was changed
-# or an id that was reused: the same tools are rendered on every step, and they dominate render time.
-_DECLARATIONS: dict[int, tuple[Any, tuple[Segment, ...]]] = {}
-_MAX_CACHED = 512
+# Rendered declaration blocks by the ids of the tools' function dicts, with a copy of those dicts to detect one
+# that was changed or an id that was reused: the same tools are declared on every step, and rendering and
+# neutralizing them dominated render time. The block is kept with its neutralized text.
+_BLOCKS: dict[tuple[int, ...], tuple[list[Any], tuple[Segment, ...], tuple[str, ...]]] = {}
+_MAX_CACHED = 64
 
 
-def _declaration(out: _Out, tool: Any) -> None:
-    fn = _function_of(tool)
-    cached = _DECLARATIONS.get(id(fn))
-    if cached is not None and cached[0] == fn:
-        out.extend(cached[1])
-        return
-    block = _Out()
-    _write_declaration(block, fn)
-    segments = block.prompt().segments
-    if len(_DECLARATIONS) >= _MAX_CACHED:
-        _DECLARATIONS.clear()
-    _DECLARATIONS[id(fn)] = (_snapshot(fn), segments)
-    out.extend(segments)
+def _declarations(out: _Out, tools: Sequence[Any]) -> None:
+    fns = [_function_of(tool) for tool in tools]
+    key = tuple(map(id, fns))
+    cached = _BLOCKS.get(key)
+    if cached is None or cached[0] != fns:
+        block = _Out()
+        for fn in fns:
+            _write_declaration(block, fn)
+        block._flush()
+        if len(_BLOCKS) >= _MAX_CACHED:
+            _BLOCKS.clear()
+        cached = _BLOCKS[key] = (_snapshot(fns), tuple(block._segments), tuple(block._texts))
+    out.extend(cached[1], cached[2])
 
 
 def _snapshot(value: Any) -> Any:
@@ -429,8 +451,8 @@ def render(
         if first_role in ("system", "developer"):
             _system_content(out, messages[0].get("content"))
             loop = messages[1:]
-        for tool in tools or ():
-            _declaration(out, tool)
+        if tools:
+            _declarations(out, tools)
         out.t(f"{TURN_END}\n")
 
     roles = [_role(m) for m in loop]

@@ -78,6 +78,11 @@ class Tool:
     ``side_effects`` marks every call as needing approval under the default policy; ``approval_check`` decides
     per call (``fetch_url`` holds URLs the model composed); ``url_source`` marks tools whose results are URLs a
     person would follow (search results), which ``approval_check`` then trusts.
+
+    ``thread`` (sync functions only): run each call in a worker thread, so a slow or blocking function cannot
+    stall the event loop, its timeout holds, and parallel calls overlap. The hand-off costs tens of µs per call;
+    ``thread=False`` skips it for quick functions that never block (pure computation, a dict lookup), which then
+    run on the event loop itself: one after another, and beyond the reach of ``timeout_s``.
     """
 
     name: str
@@ -89,6 +94,7 @@ class Tool:
     validator: type[pydantic.BaseModel] | None = None
     approval_check: ApprovalCheck | None = None
     url_source: bool = False
+    thread: bool = True
 
     def as_openai_tool(self) -> dict[str, Any]:
         """The OpenAI function-tool dict; ``render_prompt`` and the chat-API backends accept it."""
@@ -97,8 +103,9 @@ class Tool:
             "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
         }
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
+        # Cached: ``fn`` never changes (the dataclass is frozen) and the check costs a µs on every call.
         return inspect.iscoroutinefunction(self.fn)
 
     def validate(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,17 +120,25 @@ class Tool:
         return {name: getattr(model, name) for name in type(model).model_fields}
 
     async def acall(self, arguments: Mapping[str, Any]) -> Any:
-        """Validate and run; sync functions run in a worker thread so the event loop stays free."""
+        """Validate and run; sync functions run in a worker thread (unless ``thread=False``) so the loop stays free."""
         kwargs = self.validate(arguments)
         if self.is_async:
             coro: Awaitable[Any] = self.fn(**kwargs)
+        elif not self.thread:
+            return self.fn(**kwargs)
         else:
             coro = asyncio.to_thread(functools.partial(self.fn, **kwargs))
         if self.timeout_s is None:
             return await coro
+        # asyncio.timeout, not wait_for: no extra task per call, and a TimeoutError the tool raised itself
+        # (a socket timeout) is told apart from this deadline passing.
+        deadline = asyncio.timeout(self.timeout_s)
         try:
-            return await asyncio.wait_for(coro, self.timeout_s)
+            async with deadline:
+                return await coro
         except TimeoutError as exc:
+            if not deadline.expired():
+                raise
             # A sync function keeps its thread until it returns (Python cannot kill threads); the loop moves on.
             raise ToolTimeout(f"{self.name} did not finish within {self.timeout_s:g} s") from exc
 
@@ -164,6 +179,7 @@ def tool(
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
     approval_check: ApprovalCheck | None = None,
     url_source: bool = False,
+    thread: bool = True,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 @overload
 def tool(
@@ -176,6 +192,7 @@ def tool(
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
     approval_check: ApprovalCheck | None = None,
     url_source: bool = False,
+    thread: bool = True,
 ) -> Tool: ...
 
 
@@ -189,18 +206,22 @@ def tool(
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
     approval_check: ApprovalCheck | None = None,
     url_source: bool = False,
+    thread: bool = True,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a typed function into a :class:`Tool`; use as ``@tool``, ``@tool(side_effects=True)`` or ``tool(f)``.
 
     ``side_effects=True`` marks tools that change the world (write files, run code): the default approval
     policy asks a person before running them. ``approval_check(arguments, context)`` makes that decision per
     call (return why a person must approve, or None); ``url_source=True`` marks results as URLs to trust.
+    ``thread=False`` runs a quick sync function on the event loop instead of a worker thread (see :class:`Tool`).
     """
 
     if name is not None:
         _check_name(name)
     if not isinstance(side_effects, bool):
         raise UserError(f"side_effects must be True or False, got {side_effects!r}")
+    if not isinstance(thread, bool):
+        raise UserError(f"thread must be True or False, got {thread!r}")
     if approval_check is not None and not callable(approval_check):
         raise UserError(
             f"approval_check must be a function (arguments, context) -> reason or None, got {approval_check!r}"
@@ -218,6 +239,7 @@ def tool(
                 timeout_s=timeout_s,
                 approval_check=approval_check or f.approval_check,
                 url_source=url_source or f.url_source,
+                thread=thread and f.thread,
             )
         if not callable(f):
             hint = "; a toolset (an MCP server) goes in Agent(..., toolsets=[...])" if hasattr(f, "list_tools") else ""
@@ -238,6 +260,7 @@ def tool(
             validator=_validator_for(f, decl["name"]),
             approval_check=approval_check,
             url_source=url_source,
+            thread=thread,
         )
 
     if fn is None:
