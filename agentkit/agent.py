@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from agentkit import gemma4
+from agentkit._sync import LoopRunner
 from agentkit.backends.base import (
     Backend,
     BackendEvent,
@@ -140,6 +141,7 @@ class RunResult:
 
 
 _TURN_CLOSERS = (gemma4.tokens.TURN_END, gemma4.tokens.EOS)
+_NO_CONTEXT = CallContext()
 
 
 class Agent:
@@ -225,7 +227,7 @@ class Agent:
         self._always: set[str] = set()
         self._url_trust = UrlTrust()
         self._running = False
-        self._runner: asyncio.Runner | None = None
+        self._runner: LoopRunner | None = None
         # (the history list itself, its length, thinking switch, its rendering without generation prompt)
         self._prefix: tuple[list[dict[str, Any]], int, bool, gemma4.Prompt] | None = None
         self._turns: tuple[list[dict[str, Any]] | None, int, int] = (None, 0, 0)  # (history, length, user turns)
@@ -311,7 +313,7 @@ class Agent:
             )
         if self._runner is None:
             # One loop for the agent's life: backends keep connection pools bound to it across runs.
-            self._runner = asyncio.Runner()
+            self._runner = LoopRunner()
         return self._runner.run(self.arun(prompt))
 
     async def arun(self, prompt: str | Sequence[Mapping[str, Any]]) -> RunResult:
@@ -507,7 +509,7 @@ class Agent:
                 turn.append(assistant)
                 t1 = time.perf_counter()
                 results: list[tuple[str, Any]] = []
-                context = CallContext(self._url_trust.trusted(history, turn, self.tools))
+                context = self._call_context(history, turn, calls)
                 async with contextlib.aclosing(self._run_calls(calls, step, context)) as call_events:
                     async for item in call_events:
                         if isinstance(item, ToolCallFinished):
@@ -694,10 +696,25 @@ class Agent:
             self.store.save(snapshot)
             s.revision = snapshot.revision
 
+    def _call_context(
+        self, history: list[dict[str, Any]], turn: list[dict[str, Any]], calls: list[tuple[str, gemma4.ToolCall]]
+    ) -> CallContext:
+        """Only approval checks read the context: a step that calls none skips the scan (it is caught up later)."""
+        tools = self.tools
+        if any((t := tools.get(c.name)) is not None and t.approval_check is not None for _, c in calls):
+            return CallContext(self._url_trust.trusted(history, turn, tools))
+        return _NO_CONTEXT
+
     async def _run_calls(
         self, calls: list[tuple[str, gemma4.ToolCall]], step: int, context: CallContext
     ) -> AsyncGenerator[ToolCallStarted | ToolCallFinished, None]:
         """Run all calls of a step concurrently; yield events as each starts and finishes."""
+        if len(calls) == 1:  # nothing to overlap: run it in this task, without a task and a queue per call
+            call_id, call = calls[0]
+            args = dict(call.arguments)
+            yield ToolCallStarted(call_id, call.name, args, step)
+            yield await self._finished_call(call_id, call, args, step, context)
+            return
         queue: asyncio.Queue[ToolCallStarted | ToolCallFinished] = asyncio.Queue()
         tasks = [asyncio.create_task(self._one_call(cid, c, step, queue, context)) for cid, c in calls]
         try:
@@ -723,20 +740,34 @@ class Agent:
         started = time.perf_counter()
         args = dict(call.arguments)
         await queue.put(ToolCallStarted(call_id, call.name, args, step))
+        finished: ToolCallFinished | None = None
+        try:
+            finished = await self._finished_call(call_id, call, args, step, context)
+        finally:
+            if finished is None:  # this call's task was cancelled
+                duration = time.perf_counter() - started
+                finished = ToolCallFinished(call_id, call.name, args, None, "cancelled by the user", duration, step)
+            queue.put_nowait(finished)
+
+    async def _finished_call(
+        self, call_id: str, call: gemma4.ToolCall, args: dict[str, Any], step: int, context: CallContext
+    ) -> ToolCallFinished:
+        """Run one call; every outcome but cancellation becomes the record the model is told about."""
+        started = time.perf_counter()
         result: Any = None
         error: str | None = None
         try:
             result = await self._approved_call(call_id, call.name, args, context)
         except asyncio.CancelledError:
-            error = "cancelled by the user"
-            raise
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # the run, or this call's task, is being cancelled
+            error = "cancelled by the user"  # the tool raised CancelledError of its own accord
         except AgentkitError as exc:  # a ToolError, SandboxError, ...: its message goes to the model as is
             error = str(exc)
         except Exception as exc:  # a tool's own bug: the model is told, the loop goes on
             error = f"{call.name} raised {type(exc).__name__}: {exc}"
-        finally:
-            duration = time.perf_counter() - started
-            queue.put_nowait(ToolCallFinished(call_id, call.name, args, result, error, duration, step))
+        return ToolCallFinished(call_id, call.name, args, result, error, time.perf_counter() - started, step)
 
     async def _approved_call(self, call_id: str, name: str, args: dict[str, Any], context: CallContext) -> Any:
         if self._output is not None and name == self._output.tool_name:

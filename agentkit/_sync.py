@@ -1,0 +1,65 @@
+"""Run a coroutine to completion on an agent's own event loop, for the synchronous ``Agent.run``.
+
+What ``asyncio.Runner.run`` does, minus its per-call bookkeeping (a context copy, a fresh handler object, the
+running-loop checks): it was a tenth of the loop's own time per request. Ctrl-C keeps Runner's behaviour: the
+first one cancels the request (so it is closed and saved as cancelled) and then raises ``KeyboardInterrupt``; a
+second one, while the cancellation is still unwinding, raises at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Coroutine
+from types import FrameType
+from typing import Any, TypeVar
+
+__all__ = ["LoopRunner"]
+
+T = TypeVar("T")
+
+
+class LoopRunner:
+    """One event loop for an agent's life: backends keep connection pools bound to it across runs."""
+
+    def __init__(self) -> None:
+        self._runner = asyncio.Runner()
+        self._loop = self._runner.get_loop()
+        self._task: asyncio.Task[Any] | None = None
+        self._interrupts = 0
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        self._interrupts += 1
+        task = self._task
+        if self._interrupts == 1 and task is not None and not task.done():
+            task.cancel()
+            self._loop.call_soon_threadsafe(lambda: None)  # wake the loop if it sleeps in select()
+            return
+        raise KeyboardInterrupt()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        task = self._task = self._loop.create_task(coro)
+        self._interrupts = 0
+        handle = (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
+        if handle:
+            try:
+                signal.signal(signal.SIGINT, self._on_sigint)
+            except ValueError:  # an interpreter whose main thread cannot take signals
+                handle = False
+        try:
+            return self._loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            if self._interrupts and task.uncancel() == 0:
+                raise KeyboardInterrupt() from None
+            raise
+        finally:
+            self._task = None
+            if handle and signal.getsignal(signal.SIGINT) == self._on_sigint:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def close(self) -> None:
+        self._runner.close()
