@@ -68,6 +68,9 @@ class SupportsOpenAITool(Protocol):
     def as_openai_tool(self) -> dict[str, Any]: ...
 
 
+_MARKERS: dict[str, Segment] = {}  # short trusted runs seen before, by text
+
+
 class _Out:
     """Collects segments, merging runs of equal trust as it goes (one join per run, not per piece).
 
@@ -109,9 +112,18 @@ class _Out:
         parts = self._parts
         if parts:
             text = parts[0] if len(parts) == 1 else "".join(parts)
-            trusted = self._trusted
-            self._segments.append(Segment(text, trusted))
-            self._texts.append(text if trusted else sanitize(text))
+            if self._trusted:
+                # The same few marker runs recur between every two messages: share their (immutable) segments.
+                segment = _MARKERS.get(text)
+                if segment is None:
+                    segment = Segment(text, True)
+                    if len(text) <= 64 and len(_MARKERS) < 256:
+                        _MARKERS[text] = segment
+                self._segments.append(segment)
+                self._texts.append(text)
+            else:
+                self._segments.append(Segment(text, False))
+                self._texts.append(sanitize(text))
             self._parts = []
 
     def extend(self, segments: Sequence[Segment], texts: Sequence[str]) -> None:
@@ -365,6 +377,9 @@ def render_tool_results(results: Sequence[tuple[str, Any]]) -> Prompt:
 
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")
+_USER_OPEN = f"{TURN_START}user\n"
+_SYSTEM_OPEN = f"{TURN_START}system\n"  # developer messages too
+_TURN_CLOSE = f"{TURN_END}\n"
 
 
 def _role(message: Mapping[str, Any]) -> str:
@@ -470,6 +485,18 @@ def render(
             j = i + 1
             while j < n and roles[j] == "tool":
                 j += 1
+            if (
+                j == i + 1
+                and role == "assistant"
+                and not message.get("tool_calls")
+                and not message.get("tool_responses")
+            ):
+                # A plain answer (most of any history): what _model_message writes for it, without the detour.
+                out.u(strip_thinking(_joined_text(message.get("content"))))
+                out.t(_TURN_CLOSE)
+                state, turn_open = None, False
+                i = j
+                continue
             if role == "assistant":
                 for call in message.get("tool_calls") or ():
                     if isinstance(call.get("id"), str):
@@ -491,12 +518,13 @@ def render(
             out.t(f"{TURN_END}\n")
             turn_open = False
         state = None
-        out.t(f"{TURN_START}{'system' if role == 'developer' else role}\n")
-        if role in ("system", "developer"):
-            _system_content(out, message.get("content"))
-        else:
+        if role == "user":
+            out.t(_USER_OPEN)
             _user_content(out, message.get("content"))
-        out.t(f"{TURN_END}\n")
+        else:
+            out.t(_SYSTEM_OPEN)
+            _system_content(out, message.get("content"))
+        out.t(_TURN_CLOSE)
         i += 1
 
     if add_generation_prompt and state is None:
