@@ -39,7 +39,8 @@ class LoopRunner:
         raise KeyboardInterrupt()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        task = self._task = self._loop.create_task(coro)
+        task: asyncio.Task[T] = self._loop.create_task(coro)
+        self._task = task
         self._interrupts = 0
         handle = (
             threading.current_thread() is threading.main_thread()

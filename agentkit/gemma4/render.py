@@ -155,9 +155,13 @@ def generation_prompt(enable_thinking: bool) -> str:
 
 
 def _function_of(tool: Any) -> Mapping[str, Any]:
-    if type(tool) is dict and type(fn := tool.get("function", tool)) is dict and type(fn.get("name")) is str:
-        if fn["name"]:
-            return fn  # the common case, without the ABC checks below (they add up over 20 tools per render)
+    if (
+        type(tool) is dict
+        and type(fn := tool.get("function", tool)) is dict
+        and type(fn.get("name")) is str
+        and fn["name"]
+    ):
+        return fn  # the common case, without the ABC checks below (they add up over 20 tools per render)
     # hasattr, not isinstance(tool, SupportsOpenAITool): a runtime Protocol check costs tens of µs.
     if not isinstance(tool, Mapping) and callable(getattr(tool, "as_openai_tool", None)):
         tool = tool.as_openai_tool()

@@ -60,7 +60,7 @@ async def test_the_deadline_still_raises_tool_timeout() -> None:
         await asyncio.sleep(10)
         return "late"
 
-    with pytest.raises(ToolTimeout, match="did not finish within 0.05 s"):
+    with pytest.raises(ToolTimeout, match=r"did not finish within 0\.05 s"):
         await tool(slow, timeout_s=0.05).acall({})
 
 
