@@ -814,10 +814,7 @@ def _turn_suffix(messages: list[dict[str, Any]], thinking: bool | None) -> gemma
 
     ``thinking`` adds the generation prompt for that switch; ``None`` adds none.
     """
-    segments = gemma4.render(messages, add_generation_prompt=False).segments
-    head = segments[0]
-    assert head.trusted and head.text.startswith(gemma4.tokens.BOS)
-    suffix = gemma4.Prompt((gemma4.Segment(head.text[len(gemma4.tokens.BOS) :], True), *segments[1:]))
+    suffix = gemma4.render(messages, add_generation_prompt=False, bos=False)
     return suffix if thinking is None else suffix + gemma4.generation_prompt(thinking)
 
 

@@ -78,11 +78,11 @@ class Prompt:
 
     @classmethod
     def trusted(cls, text: str) -> Prompt:
-        return cls((Segment(text, True),))
+        return cls._merged((Segment(text, True),), text) if text else cls()
 
     @classmethod
     def untrusted(cls, text: str) -> Prompt:
-        return cls((Segment(text, False),))
+        return cls._merged((Segment(text, False),)) if text else cls()
 
     @classmethod
     def tokens(cls, text: str, ids: Iterable[int]) -> Prompt:

@@ -457,10 +457,15 @@ def render(
     *,
     enable_thinking: bool = False,
     add_generation_prompt: bool = True,
+    bos: bool = True,
 ) -> Prompt:
-    """The prompt for ``messages`` (OpenAI/Hugging Face-style dicts) and ``tools``, as trusted/untrusted segments."""
+    """The prompt for ``messages`` (OpenAI/Hugging Face-style dicts) and ``tools``, as trusted/untrusted segments.
+
+    ``bos=False`` leaves out the leading ``<bos>``: for turns that continue an earlier rendering.
+    """
     out = _Out()
-    out.t(BOS)
+    if bos:
+        out.t(BOS)
     loop: Sequence[Mapping[str, Any]] = messages
     first_role = _role(messages[0]) if messages else None
     if enable_thinking or tools or first_role in ("system", "developer"):
