@@ -381,6 +381,7 @@ def render_tool_results(results: Sequence[tuple[str, Any]]) -> Prompt:
 
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")
+_ROLE_SET = frozenset(_ROLES)
 _USER_OPEN = f"{TURN_START}user\n"
 _SYSTEM_OPEN = f"{TURN_START}system\n"  # developer messages too
 _TURN_CLOSE = f"{TURN_END}\n"
@@ -479,8 +480,14 @@ def render(
             _declarations(out, tools)
         out.t(f"{TURN_END}\n")
 
-    roles = [_role(m) for m in loop]
-    last_user = max((i for i, r in enumerate(roles) if r == "user"), default=-1)
+    roles = [m.get("role") for m in loop]
+    try:
+        known = _ROLE_SET.issuperset(roles)
+    except TypeError:  # an unhashable role
+        known = False
+    if not known:
+        roles = [_role(m) for m in loop]  # raises, naming the role that is wrong
+    last_user = len(roles) - 1 - roles[::-1].index("user") if "user" in roles else -1
     state: str | None = None
     turn_open = False  # consecutive assistant and tool messages share one model turn
     call_names: dict[str, str] = {}  # call id -> function name, within the model turn
