@@ -68,7 +68,20 @@ class SupportsOpenAITool(Protocol):
     def as_openai_tool(self) -> dict[str, Any]: ...
 
 
-_MARKERS: dict[str, Segment] = {}  # short trusted runs seen before, by text
+# Runs seen before, by text, with their segment (immutable, so shared) and, for untrusted ones, the neutralized
+# text: the same markers recur between every two messages, and a conversation is rendered again and again
+# (a restored history, a chat-API request), so most runs were built and sanitized before. Keyed by value,
+# never by object identity; bounded in entries and in the length of a run.
+_TRUSTED_RUNS: dict[str, Segment] = {}
+_UNTRUSTED_RUNS: dict[str, tuple[Segment, str]] = {}
+_MEMO_MAX_CHARS = 1024
+_MEMO_MAX_RUNS = 2048
+
+
+def _remember(memo: dict[str, Any], text: str, value: Any) -> None:
+    if len(memo) >= _MEMO_MAX_RUNS:
+        memo.clear()
+    memo[text] = value
 
 
 class _Out:
@@ -113,17 +126,21 @@ class _Out:
         if parts:
             text = parts[0] if len(parts) == 1 else "".join(parts)
             if self._trusted:
-                # The same few marker runs recur between every two messages: share their (immutable) segments.
-                segment = _MARKERS.get(text)
+                segment = _TRUSTED_RUNS.get(text)
                 if segment is None:
                     segment = Segment(text, True)
-                    if len(text) <= 64 and len(_MARKERS) < 256:
-                        _MARKERS[text] = segment
+                    if len(text) <= _MEMO_MAX_CHARS:
+                        _remember(_TRUSTED_RUNS, text, segment)
                 self._segments.append(segment)
                 self._texts.append(text)
             else:
-                self._segments.append(Segment(text, False))
-                self._texts.append(sanitize(text))
+                known = _UNTRUSTED_RUNS.get(text)
+                if known is None:
+                    known = (Segment(text, False), sanitize(text))
+                    if len(text) <= _MEMO_MAX_CHARS:
+                        _remember(_UNTRUSTED_RUNS, text, known)
+                self._segments.append(known[0])
+                self._texts.append(known[1])
             self._parts = []
 
     def extend(self, segments: Sequence[Segment], texts: Sequence[str]) -> None:
