@@ -26,7 +26,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from agentkit import gemma4
@@ -36,8 +36,8 @@ from agentkit.backends.base import (
     BackendEvent,
     GenerationDone,
     GenerationRequest,
+    RawDelta,
     SamplingParams,
-    TextDelta,
     Timings,
     Usage,
 )
@@ -47,12 +47,12 @@ from agentkit.events import (
     Notice,
     PartialOutput,
     RunFinished,
+    RunResult,
+    RunTimings,
     StepFinished,
     ToolCallFinished,
     ToolCallStarted,
 )
-from agentkit.events import TextDelta as AnswerDelta
-from agentkit.events import ThinkingDelta as ThoughtDelta
 from agentkit.output import FINAL_RESULT, output_spec
 from agentkit.sessions import Session, SessionStore
 from agentkit.tools._provenance import UrlTrust
@@ -96,48 +96,6 @@ def default_policy(request: ToolCallRequest) -> Approval:
 def allow_all(request: ToolCallRequest) -> Approval:
     """Approve every call (tests, trusted automation)."""
     return Approval.ALLOW
-
-
-@dataclass(frozen=True, slots=True)
-class RunTimings:
-    total_s: float = 0.0
-    generation_s: float = 0.0
-    tools_s: float = 0.0
-    ttft_s: float = 0.0  # first token of the first step
-
-    @property
-    def framework_s(self) -> float:
-        """Time not spent generating or running tools: the loop's own overhead."""
-        return max(0.0, self.total_s - self.generation_s - self.tools_s)
-
-
-@dataclass(frozen=True, repr=False)
-class RunResult:
-    """The outcome of one user request."""
-
-    output: Any  # the final visible answer (str), or the validated output_type instance (None if the run failed)
-    messages: list[dict[str, Any]]  # the whole conversation, OpenAI-style, without thinking
-    thinking: str  # this turn's thinking, for display and logs only
-    usage: Usage
-    timings: RunTimings
-    steps: int
-    stop_reason: str  # completed | max_steps | repeated_call | max_tokens | max_output | cancelled
-    tool_calls: list[ToolCallFinished] = field(default_factory=list)
-    session_id: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.stop_reason == "completed"
-
-    def __repr__(self) -> str:
-        # A summary, not the whole conversation: asyncio formats finished tasks' results with repr() on every
-        # sync run(), and a repr that grew with the history made each run O(conversation).
-        output = repr(self.output)
-        output = output if len(output) <= 62 else output[:59] + "..."
-        return (
-            f"RunResult(output={output}, stop_reason={self.stop_reason!r}, steps={self.steps}, "
-            f"tool_calls={len(self.tool_calls)}, messages={len(self.messages)}, session_id={self.session_id!r})"
-        )
 
 
 _TURN_CLOSERS = (gemma4.tokens.TURN_END, gemma4.tokens.EOS)
@@ -455,14 +413,14 @@ class Agent:
                 stream_gen = cast(AsyncGenerator[BackendEvent, None], self.backend.stream(request))
                 async with contextlib.aclosing(stream_gen) as stream:
                     async for ev in stream:
-                        if isinstance(ev, TextDelta):
+                        if isinstance(ev, RawDelta):
                             raw.append(ev.text)
                             for pev in parser.feed(ev.text):
                                 if isinstance(pev, gemma4.ThinkingDelta):
-                                    yield ThoughtDelta(pev.text, step)
-                                elif isinstance(pev, gemma4.ContentDelta):
+                                    yield gemma4.ThinkingDelta(pev.text, step)
+                                elif isinstance(pev, gemma4.TextDelta):
                                     partial_text.append(pev.text)
-                                    yield AnswerDelta(pev.text, step)
+                                    yield gemma4.TextDelta(pev.text, step)
                             if reader is not None and (fields := reader.feed(ev.text)) is not None:
                                 yield PartialOutput(fields, step)
                         else:

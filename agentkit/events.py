@@ -1,45 +1,33 @@
 """What an agent run reports while it happens: one closed union of frozen event dataclasses.
 
-The loop never prints. The CLI, the TUI, logs and tests all consume these events from ``Agent.run_stream``.
+The loop never prints. The CLI, the TUI, logs and tests all consume these events from ``Agent.run_stream``
+and tell them apart by type (``match event: case TextDelta(): ...``), never by class name. ``TextDelta`` and
+``ThinkingDelta`` are the protocol parser's own classes (:mod:`agentkit.gemma4`), re-emitted with the step
+number, so agentkit has one class for each. :class:`RunResult` lives here, next to the event that carries it,
+so this module needs nothing from the loop.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agentkit.backends.base import Timings, Usage
-
-if TYPE_CHECKING:
-    from agentkit.agent import RunResult
+from agentkit.gemma4.parse import TextDelta, ThinkingDelta
 
 __all__ = [
     "AgentEvent",
     "Notice",
     "PartialOutput",
     "RunFinished",
+    "RunResult",
+    "RunTimings",
     "StepFinished",
     "TextDelta",
     "ThinkingDelta",
     "ToolCallFinished",
     "ToolCallStarted",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class ThinkingDelta:
-    """A piece of the model's thinking (shown dimmed; never sent back in later turns)."""
-
-    text: str
-    step: int
-
-
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    """A piece of the visible answer."""
-
-    text: str
-    step: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +86,48 @@ class PartialOutput:
 
     value: Any
     step: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunTimings:
+    total_s: float = 0.0
+    generation_s: float = 0.0
+    tools_s: float = 0.0
+    ttft_s: float = 0.0  # first token of the first step
+
+    @property
+    def framework_s(self) -> float:
+        """Time not spent generating or running tools: the loop's own overhead."""
+        return max(0.0, self.total_s - self.generation_s - self.tools_s)
+
+
+@dataclass(frozen=True, repr=False)
+class RunResult:
+    """The outcome of one user request."""
+
+    output: Any  # the final visible answer (str), or the validated output_type instance (None if the run failed)
+    messages: list[dict[str, Any]]  # the whole conversation, OpenAI-style, without thinking
+    thinking: str  # this turn's thinking, for display and logs only
+    usage: Usage
+    timings: RunTimings
+    steps: int
+    stop_reason: str  # completed | max_steps | repeated_call | max_tokens | max_output | cancelled
+    tool_calls: list[ToolCallFinished] = field(default_factory=list)
+    session_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.stop_reason == "completed"
+
+    def __repr__(self) -> str:
+        # A summary, not the whole conversation: asyncio formats finished tasks' results with repr() on every
+        # sync run(), and a repr that grew with the history made each run O(conversation).
+        output = repr(self.output)
+        output = output if len(output) <= 62 else output[:59] + "..."
+        return (
+            f"RunResult(output={output}, stop_reason={self.stop_reason!r}, steps={self.steps}, "
+            f"tool_calls={len(self.tool_calls)}, messages={len(self.messages)}, session_id={self.session_id!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ as plain dicts. Whatever path a backend takes, it yields native Gemma 4 text, so
 sees one format everywhere.
 
 Rules every backend follows:
-- ``stream()`` yields :class:`TextDelta` events and ends with exactly one :class:`GenerationDone`.
+- ``stream()`` yields :class:`RawDelta` events and ends with exactly one :class:`GenerationDone`.
 - Text includes the stop marker that ended generation (``<turn|>``, ``<eos>`` or ``<|tool_response>``), as
   vLLM's ``include_stop_str_in_output`` does; ``GenerationDone.stop`` names it (``None`` when the token
   budget ran out).
@@ -35,8 +35,8 @@ __all__ = [
     "GenerationDone",
     "GenerationRequest",
     "ListsModels",
+    "RawDelta",
     "SamplingParams",
-    "TextDelta",
     "Timings",
     "Usage",
 ]
@@ -129,8 +129,12 @@ class Timings:
 
 
 @dataclass(frozen=True, slots=True)
-class TextDelta:
-    """A piece of generated text; control tokens included verbatim."""
+class RawDelta:
+    """A piece of generated text as the engine wrote it: control tokens included verbatim.
+
+    Not the answer text a user sees (that is :class:`agentkit.events.TextDelta`, made by the loop's parser
+    from these), hence its own name.
+    """
 
     text: str
 
@@ -148,7 +152,7 @@ class GenerationDone:
     token_ids: tuple[int, ...] | None = None
 
 
-BackendEvent = TextDelta | GenerationDone
+BackendEvent = RawDelta | GenerationDone
 
 
 @runtime_checkable
@@ -193,3 +197,17 @@ class ListsModels(Protocol):
     async def list_models(self) -> list[str]:
         """The names the server accepts as a model, sorted; raise a ``BackendError`` when it cannot be asked."""
         ...
+
+
+def __getattr__(name: str) -> Any:
+    # ``TextDelta`` was this class's first name; a third party's backend written against it keeps working.
+    if name == "TextDelta":
+        import warnings
+
+        warnings.warn(
+            "agentkit.backends TextDelta is now RawDelta (raw engine text); import RawDelta instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return RawDelta
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

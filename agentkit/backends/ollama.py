@@ -62,7 +62,7 @@ from agentkit.errors import (
 )
 
 from ._ollama_convert import NativeTextWriter, chat_body
-from .base import Capabilities, GenerationDone, GenerationRequest, TextDelta, Timings, Usage
+from .base import Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
 
 __all__ = ["DEFAULT_HOST", "OllamaBackend"]
 
@@ -163,7 +163,7 @@ class OllamaBackend:
             "tolerant parsing are the defence there",
         )
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[TextDelta | GenerationDone]:
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[RawDelta | GenerationDone]:
         body = chat_body(self._model, request, options=self._options, keep_alive=self._keep_alive)
         started = time.perf_counter()
         chunks, head = await self._open(body)
@@ -177,7 +177,7 @@ class OllamaBackend:
                     if text:
                         if ttft is None:
                             ttft = time.perf_counter() - started
-                        yield TextDelta(text)
+                        yield RawDelta(text)
                     if chunk.done:
                         final = chunk
                         break
@@ -194,7 +194,7 @@ class OllamaBackend:
         if tail:
             if ttft is None:
                 ttft = time.perf_counter() - started
-            yield TextDelta(tail)
+            yield RawDelta(tail)
         total = time.perf_counter() - started
         eval_count = final.eval_count or 0
         eval_s = (final.eval_duration or 0) / 1e9

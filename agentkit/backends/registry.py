@@ -1,25 +1,48 @@
-"""Pick a backend from one string: ``backend_from_url``.
+"""Pick a backend from one string (``backend_from_url``), through an open table of URL schemes.
 
-Accepted forms (also through ``--backend`` and ``AGENTKIT_BACKEND``):
+Built-in forms (also through ``--backend``, ``AGENTKIT_BACKEND``, the config file and the TUI's backend picker):
 
 - ``ollama://HOST:PORT/MODEL`` (``ollama:MODEL`` uses http://localhost:11434), e.g. ``ollama://localhost:11434/gemma4:e4b``
 - ``vllm://HOST:PORT/MODEL`` (``vllms://`` for https), e.g. ``vllm://gpu-box:8000/google/gemma-4-31B-it``
 - ``transformers:MODEL_OR_PATH``, e.g. ``transformers:google/gemma-4-E2B-it``
 - ``scripted:PATH`` — a JSON list of raw model outputs replayed by :class:`ScriptedBackend` (demos, tests)
 
-Engine modules are imported only when chosen, so a missing optional extra fails with a hint, not at import.
+Other engines plug in by scheme, the way the built-ins do (each is one :func:`register_backend` call below):
+
+- in code: ``register_backend("myengine", factory)``;
+- from an installed package, with no code to run first: an entry point in the ``agentkit.backends`` group,
+  named by the scheme, pointing at the factory (``myengine = "myengine_agentkit:from_url"`` under
+  ``[project.entry-points."agentkit.backends"]``). It is loaded when a URL with that scheme is first used,
+  so a broken plugin breaks its own scheme only, and ``import agentkit`` scans nothing.
+
+A factory is called as ``factory(url, **options)`` with the whole URL and returns a :class:`Backend`;
+:func:`split_server_url` reads the ``scheme://HOST:PORT/MODEL`` form for engines that are HTTP servers. Engine
+modules are imported only when chosen, so a missing optional extra fails with a hint, not at import.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 from urllib.parse import urlsplit
 
-from agentkit.errors import UserError
+from agentkit.errors import BackendError, BackendUnavailable, UserError
 
 from .base import Backend
 
-__all__ = ["EXAMPLES", "backend_from_url"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "EXAMPLES",
+    "BackendFactory",
+    "backend_from_url",
+    "backend_schemes",
+    "register_backend",
+    "split_server_url",
+]
+
+ENTRY_POINT_GROUP = "agentkit.backends"
 
 EXAMPLES = (
     "ollama://localhost:11434/gemma4:e4b",
@@ -28,9 +51,85 @@ EXAMPLES = (
     "scripted:outputs.json",
 )
 
+BackendFactory = Callable[..., Backend]
+"""``factory(url: str, **options) -> Backend``: builds a backend from its whole URL and constructor options."""
+
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")  # RFC 3986's scheme syntax, lower-cased
+_FACTORIES: dict[str, BackendFactory] = {}
+
 
 def _bad(url: str, why: str) -> UserError:
     return UserError(f"invalid backend {url!r}: {why}. Examples: " + ", ".join(EXAMPLES))
+
+
+def register_backend(scheme: str, factory: BackendFactory, *, replace: bool = False) -> None:
+    """Make ``scheme:...`` URLs build backends with ``factory`` (for ``backend_from_url``, the CLI, the TUI).
+
+    A scheme registered here wins over an installed entry point of the same name; registering one twice is an
+    error unless ``replace=True``, so two plugins cannot silently take each other's scheme.
+    """
+    if not isinstance(scheme, str) or not _SCHEME.fullmatch(scheme.lower()):
+        raise UserError(
+            f"register_backend() needs a URL scheme such as 'myengine' (a letter, then letters, digits, "
+            f"'+', '-' or '.'), got {scheme!r}"
+        )
+    if not callable(factory):
+        raise UserError(
+            f"register_backend({scheme!r}, ...) needs a factory called as factory(url, **options), "
+            f"got {type(factory).__name__}"
+        )
+    scheme = scheme.lower()
+    if scheme in _FACTORIES and not replace and _FACTORIES[scheme] is not factory:
+        raise UserError(
+            f"backend scheme {scheme!r} is already registered (to {_describe(_FACTORIES[scheme])}); "
+            "pass replace=True to register_backend() to take it over"
+        )
+    _FACTORIES[scheme] = factory
+
+
+def _describe(factory: Any) -> str:
+    return f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', type(factory).__name__)}"
+
+
+def _installed(scheme: str | None = None) -> list[EntryPoint]:
+    found = entry_points(group=ENTRY_POINT_GROUP)
+    return [ep for ep in found if scheme is None or ep.name.lower() == scheme]
+
+
+def backend_schemes() -> list[str]:
+    """Every scheme ``backend_from_url`` accepts now: registered ones and installed plugins' (not loaded)."""
+    return sorted({*_FACTORIES, *(ep.name.lower() for ep in _installed())})
+
+
+def _from_entry_point(scheme: str) -> BackendFactory | None:
+    """Load and register the installed plugin for ``scheme``; None when no package provides it."""
+    candidates = _installed(scheme)
+    if not candidates:
+        return None
+    if len({ep.value for ep in candidates}) > 1:
+        owners = "; ".join(f"{ep.value} (package {ep.dist.name if ep.dist else '?'})" for ep in candidates)
+        raise UserError(
+            f"more than one installed package provides the backend scheme {scheme!r}: {owners}. Uninstall one, "
+            f"or call agentkit.register_backend({scheme!r}, factory) to choose"
+        )
+    ep = candidates[0]
+    package = ep.dist.name if ep.dist else "an unknown package"
+    try:
+        factory = ep.load()
+    except Exception as exc:
+        raise BackendUnavailable(
+            f"the backend plugin for {scheme}: URLs ({ep.value}, from {package}) failed to load: "
+            f"{type(exc).__name__}: {exc}. Reinstall or upgrade {package}",
+            backend=scheme,
+        ) from exc
+    if not callable(factory):
+        raise BackendError(
+            f"the backend plugin for {scheme}: URLs ({ep.value}, from {package}) is a {type(factory).__name__}, "
+            "not a factory called as factory(url, **options); report this to its authors",
+            backend=scheme,
+        )
+    _FACTORIES.setdefault(scheme, factory)
+    return _FACTORIES[scheme]
 
 
 def backend_from_url(url: str, **options: Any) -> Backend:
@@ -40,48 +139,91 @@ def backend_from_url(url: str, **options: Any) -> Backend:
     url = url.strip()
     scheme, sep, rest = url.partition(":")
     if not sep or not rest:
-        raise _bad(url, "expected SCHEME:... with scheme ollama, vllm, transformers or scripted")
+        raise _bad(url, f"expected SCHEME:... with a scheme from: {', '.join(backend_schemes())}")
     scheme = scheme.lower()
-    if scheme in ("ollama", "vllm", "vllms"):
-        if rest.startswith("//"):
-            parts = urlsplit(url)
-            if not parts.hostname:
-                raise _bad(url, "no host given")
-            model = parts.path[1:]  # one slash only: "vllm://host:8000//srv/models/x" names a local path
-            try:
-                port = parts.port
-            except ValueError as exc:
-                raise _bad(url, str(exc)) from exc
-            http = "https" if scheme == "vllms" else "http"
-            default_port = 11434 if scheme == "ollama" else 8000
-            host = f"{http}://{parts.hostname}:{port or default_port}"
-        else:
-            model = rest
-            host = "http://localhost:11434" if scheme == "ollama" else "http://localhost:8000"
-        if not model:
-            raise _bad(url, "no model given after the host")
-        if scheme == "ollama":
-            from .ollama import OllamaBackend
-
-            return OllamaBackend(model=model, host=host, **options)
-        from .vllm import VLLMBackend
-
-        return VLLMBackend(model=model, base_url=host, **options)
-    if scheme == "transformers":
-        from .transformers import TransformersBackend
-
-        return TransformersBackend(rest, **options)
-    if scheme == "scripted":
-        from .scripted import ScriptedBackend
-
-        return ScriptedBackend.from_file(rest, **options)
-    if scheme in ("http", "https"):
-        # The address a server prints is the most natural thing to paste; say which form it takes here.
-        raise _bad(
-            url,
-            f"{scheme}:// names no engine; a vLLM server is vllm://HOST:PORT/MODEL (vllms:// for https) "
-            "and an Ollama server ollama://HOST:PORT/MODEL",
+    factory = _FACTORIES.get(scheme) or (_from_entry_point(scheme) if _SCHEME.fullmatch(scheme) else None)
+    if factory is None:
+        if scheme in ("http", "https"):
+            # The address a server prints is the most natural thing to paste; say which form it takes here.
+            raise _bad(
+                url,
+                f"{scheme}:// names no engine; a vLLM server is vllm://HOST:PORT/MODEL (vllms:// for https) "
+                "and an Ollama server ollama://HOST:PORT/MODEL",
+            )
+        known = f"known schemes: {', '.join(backend_schemes())}"
+        if not rest.startswith("/"):
+            raise _bad(
+                url, f"unknown backend scheme {scheme!r} ({known}; for the Ollama model {url!r} use ollama:{url})"
+            )
+        raise _bad(url, f"unknown backend scheme {scheme!r} ({known}; other engines install as plugins)")
+    backend = factory(url, **options)
+    if not isinstance(backend, Backend):
+        raise BackendError(
+            f"the {scheme}: backend factory {_describe(factory)} returned a {type(backend).__name__}, which is not "
+            "a Backend (it needs name, model, capabilities, stream(), check() and aclose())",
+            backend=scheme,
         )
-    if not rest.startswith("/"):
-        raise _bad(url, f"unknown backend scheme {scheme!r} (for the Ollama model {url!r} use ollama:{url})")
-    raise _bad(url, f"unknown backend scheme {scheme!r}")
+    return backend
+
+
+def split_server_url(url: str, *, default_port: int, https_scheme: str | None = None) -> tuple[str, str]:
+    """``(base URL, model)`` from ``scheme://HOST[:PORT]/MODEL`` or the short ``scheme:MODEL`` (localhost).
+
+    The model keeps its slashes (``vllm://box:8000/google/gemma-4-31B-it``); a second slash after the host
+    names a local path (``vllm://box:8000//srv/models/x``). ``https_scheme`` is the scheme that means https
+    (``vllms``). Errors are ``UserError`` with examples.
+    """
+    scheme, _, rest = url.partition(":")
+    http = "https" if https_scheme is not None and scheme.lower() == https_scheme else "http"
+    if rest.startswith("//"):
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise _bad(url, "no host given")
+        model = parts.path[1:]  # one slash only: "vllm://host:8000//srv/models/x" names a local path
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise _bad(url, str(exc)) from exc
+        host = f"{http}://{parts.hostname}:{port or default_port}"
+    else:
+        model = rest
+        host = f"http://localhost:{default_port}"
+    if not model:
+        raise _bad(url, "no model given after the host")
+    return host, model
+
+
+# -- the built-in engines, registered like any other ---------------------------------------------------------
+
+
+def _ollama(url: str, **options: Any) -> Backend:
+    from .ollama import OllamaBackend
+
+    host, model = split_server_url(url, default_port=11434)
+    return OllamaBackend(model=model, host=host, **options)
+
+
+def _vllm(url: str, **options: Any) -> Backend:
+    from .vllm import VLLMBackend
+
+    host, model = split_server_url(url, default_port=8000, https_scheme="vllms")
+    return VLLMBackend(model=model, base_url=host, **options)
+
+
+def _transformers(url: str, **options: Any) -> Backend:
+    from .transformers import TransformersBackend
+
+    return TransformersBackend(url.partition(":")[2], **options)
+
+
+def _scripted(url: str, **options: Any) -> Backend:
+    from .scripted import ScriptedBackend
+
+    return ScriptedBackend.from_file(url.partition(":")[2], **options)
+
+
+register_backend("ollama", _ollama)
+register_backend("vllm", _vllm)
+register_backend("vllms", _vllm)
+register_backend("transformers", _transformers)
+register_backend("scripted", _scripted)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agentkit.errors import BackendError, UserError
 
-from .base import Capabilities, GenerationDone, GenerationRequest, TextDelta, Timings, Usage
+from .base import Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
 
 __all__ = ["ScriptedBackend"]
 
@@ -96,7 +96,7 @@ class ScriptedBackend:
     def add(self, *outputs: Script) -> None:
         self._outputs.extend(outputs)
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[TextDelta | GenerationDone]:
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[RawDelta | GenerationDone]:
         self.requests.append(request)
         if self._next >= len(self._outputs):
             raise BackendError(
@@ -126,7 +126,7 @@ class ScriptedBackend:
                 await asyncio.sleep(0)  # let cancellation in, as a real stream would
             if i == 0:
                 ttft = time.perf_counter() - start
-            yield TextDelta(text[i : i + self.chunk_size])
+            yield RawDelta(text[i : i + self.chunk_size])
         total = time.perf_counter() - start
         completion = _estimate_tokens(text)
         yield GenerationDone(

@@ -31,7 +31,7 @@ from agentkit.errors import BackendError, ModelNotFound, UserError
 
 from ._hf_compat import import_transformers, patch_gemma4_assistant_kv_sharing
 from ._hf_context import choose_cache_len
-from .base import Capabilities, GenerationDone, GenerationRequest, TextDelta, Timings, Usage
+from .base import Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
 
 __all__ = ["TemplateDriftWarning", "TransformersBackend"]
 
@@ -204,7 +204,7 @@ class TransformersBackend:
         """Forget the cached prefix (the next call prefills its whole prompt)."""
         self._engine.reset()
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[TextDelta | GenerationDone]:
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[RawDelta | GenerationDone]:
         async with self._lock:
             if request.media:
                 raise UserError(
@@ -248,7 +248,7 @@ class TransformersBackend:
                         raise error from item
                     if not ttft:
                         ttft = time.perf_counter() - start
-                    yield TextDelta(item)
+                    yield RawDelta(item)
             finally:
                 cancel.set()
                 # Wait for the worker so the cache is consistent before the next call takes the lock.

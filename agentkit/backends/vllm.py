@@ -49,7 +49,7 @@ from agentkit.gemma4.sanitize import neutralize_messages, neutralize_tools
 
 from ._vllm_tokenizer import load_tokenizer
 from ._vllm_wire import ChatToNative, error_from_response, parse_sse_data, server_message, stop_from_completion
-from .base import BackendEvent, Capabilities, GenerationDone, GenerationRequest, TextDelta, Timings, Usage
+from .base import BackendEvent, Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
 
 __all__ = ["VLLMBackend"]
 
@@ -401,7 +401,7 @@ class VLLMBackend:
                             first = time.perf_counter()
                         streamed += len(piece)
                         tail = (tail + piece)[-64:]
-                        yield TextDelta(piece)
+                        yield RawDelta(piece)
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
                         stop_reason = choice.get("stop_reason")
@@ -423,7 +423,7 @@ class VLLMBackend:
             closing, stop = chat.finish(finish)
             if closing:
                 first = first or time.perf_counter()
-                yield TextDelta(closing)
+                yield RawDelta(closing)
         else:
             stop = stop_from_completion(finish, stop_reason, tail, request.stop)
         token_ids = self._vouched_ids(generated, stop, usage) if generated else None

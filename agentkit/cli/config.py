@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import platformdirs
 
 from agentkit.errors import BackendUnavailable, UserError
@@ -306,6 +305,8 @@ def _ollama_host(environ: Mapping[str, str]) -> str:
 
 def _ollama_pick_model(host: str, timeout_s: float) -> str | None:
     """The Gemma 4 model to use on a running Ollama, or None when Ollama does not answer."""
+    import httpx  # here, not at the top: `agentkit --help` must not pay for it
+
     try:
         response = httpx.get(f"http://{host}/api/tags", timeout=timeout_s)
         response.raise_for_status()

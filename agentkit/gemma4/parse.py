@@ -50,6 +50,7 @@ __all__ = [
     "ParsedResponse",
     "StreamEvent",
     "StreamParser",
+    "TextDelta",
     "ThinkingDelta",
     "ToolCall",
     "ToolCallEvent",
@@ -78,16 +79,25 @@ class ParsedResponse:
 
 @dataclass(frozen=True, slots=True)
 class ThinkingDelta:
-    """More of the model's thinking (never half a control token)."""
+    """More of the model's thinking (never half a control token).
+
+    The one thinking-delta class of agentkit: the agent loop re-emits it with ``step``, the number of the
+    generation call within a run that wrote it; the parser sees a single generation and leaves it 0.
+    """
 
     text: str
+    step: int = 0
 
 
 @dataclass(frozen=True, slots=True)
-class ContentDelta:
-    """More of the visible answer (never half a control token)."""
+class TextDelta:
+    """More of the visible answer (never half a control token); ``step`` as in :class:`ThinkingDelta`."""
 
     text: str
+    step: int = 0
+
+
+ContentDelta = TextDelta  # the parser's first name for it, kept so existing imports go on working
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +114,7 @@ class ParseErrorEvent:
     message: str
 
 
-StreamEvent = ThinkingDelta | ContentDelta | ToolCallEvent | ParseErrorEvent
+StreamEvent = ThinkingDelta | TextDelta | ToolCallEvent | ParseErrorEvent
 
 _TEXT, _HEADER, _THOUGHT, _CALL, _DONE = range(5)
 _END_OF_OUTPUT: Final = (TURN_END, EOS, TURN_START)
@@ -236,7 +246,7 @@ class StreamParser:
         if self._delta:
             text = "".join(self._delta)
             self._delta = []
-            events.append(ThinkingDelta(text) if self._delta_is_thought else ContentDelta(text))
+            events.append(ThinkingDelta(text) if self._delta_is_thought else TextDelta(text))
 
     def _run(self, events: list[StreamEvent], final: bool) -> None:
         buf = self._buf

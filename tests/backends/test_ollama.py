@@ -25,8 +25,8 @@ from agentkit.backends.base import (
     BackendEvent,
     GenerationDone,
     GenerationRequest,
+    RawDelta,
     SamplingParams,
-    TextDelta,
 )
 from agentkit.backends.ollama import OllamaBackend
 from agentkit.errors import (
@@ -98,7 +98,7 @@ async def collect(backend: OllamaBackend, req: GenerationRequest) -> tuple[list[
     done: GenerationDone | None = None
     async for event in backend.stream(req):
         assert done is None, "nothing may follow GenerationDone"
-        if isinstance(event, TextDelta):
+        if isinstance(event, RawDelta):
             deltas.append(event.text)
         else:
             done = event
@@ -458,7 +458,7 @@ async def test_connection_dropped_mid_stream(fake: FakeOllamaServer, backend: Ol
     deltas: list[str] = []
     with pytest.raises(StreamInterrupted, match="broke off mid-response"):
         async for event in backend.stream(request()):
-            assert isinstance(event, TextDelta)
+            assert isinstance(event, RawDelta)
             deltas.append(event.text)
     assert "".join(deltas) == "This answer neve"  # what arrived before the cut, and no retry after it
     assert len(chat_bodies(fake)) == 1
@@ -506,7 +506,7 @@ async def test_closing_the_stream_closes_the_connection(fake: FakeOllamaServer, 
     received: list[str] = []
     async with contextlib.aclosing(cast(AsyncGenerator[BackendEvent, None], backend.stream(request()))) as stream:
         async for event in stream:
-            assert isinstance(event, TextDelta)
+            assert isinstance(event, RawDelta)
             received.append(event.text)
             if len(received) == 3:
                 break

@@ -21,7 +21,7 @@ pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 from agentkit import Agent, tool  # noqa: E402
-from agentkit.backends.base import GenerationDone, GenerationRequest, SamplingParams, TextDelta  # noqa: E402
+from agentkit.backends.base import GenerationDone, GenerationRequest, RawDelta, SamplingParams  # noqa: E402
 from agentkit.backends.transformers import TemplateDriftWarning, TransformersBackend  # noqa: E402
 from agentkit.gemma4.prompt import Prompt  # noqa: E402
 from agentkit.gemma4.render import render  # noqa: E402
@@ -104,7 +104,7 @@ async def collect(
     deltas: list[str] = []
     done: GenerationDone | None = None
     async for event in backend.stream(GenerationRequest(prompt=prompt, sampling=sampling, **kwargs)):
-        if isinstance(event, TextDelta):
+        if isinstance(event, RawDelta):
             assert done is None, "text after GenerationDone"
             deltas.append(event.text)
         else:
@@ -321,7 +321,7 @@ async def test_cancelling_the_consumer_stops_generation(backend: TransformersBac
     sampling = SamplingParams(temperature=0.0, max_tokens=2000)
     stream = backend.stream(GenerationRequest(prompt=prompt, sampling=sampling, stop=()))
     first = await anext(stream)
-    assert isinstance(first, TextDelta)
+    assert isinstance(first, RawDelta)
     await stream.aclose()
     generated = len(backend._engine.cache_ids) - len(prompt.token_ids(backend.tokenizer))
     assert generated < 200  # stopped long before the budget

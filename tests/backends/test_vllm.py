@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from agentkit import Agent, tool
-from agentkit.backends.base import GenerationDone, GenerationRequest, SamplingParams, TextDelta
+from agentkit.backends.base import GenerationDone, GenerationRequest, RawDelta, SamplingParams
 from agentkit.backends.vllm import VLLMBackend
 from agentkit.errors import (
     BackendResponseError,
@@ -56,7 +56,7 @@ async def collect(backend: VLLMBackend, request: GenerationRequest) -> tuple[str
     parts: list[str] = []
     done: GenerationDone | None = None
     async for event in backend.stream(request):
-        if isinstance(event, TextDelta):
+        if isinstance(event, RawDelta):
             assert done is None, "text after GenerationDone"
             parts.append(event.text)
         else:
@@ -331,7 +331,7 @@ async def test_cut_mid_stream_raises_stream_interrupted_after_the_text_and_is_no
     seen: list[str] = []
     with pytest.raises(StreamInterrupted, match="stopped streaming after 14 characters"):
         async for event in backend.stream(REQUEST):
-            if isinstance(event, TextDelta):
+            if isinstance(event, RawDelta):
                 seen.append(event.text)
     await backend.aclose()
     assert seen == ["partial ", "answer"]
@@ -622,7 +622,7 @@ async def test_streaming_delivers_the_text_in_pieces_with_usage_and_timings(
     async for event in backend.stream(
         GenerationRequest(prompt=user_prompt("Weather?"), sampling=SamplingParams(max_tokens=len(ids)))
     ):
-        if isinstance(event, TextDelta):
+        if isinstance(event, RawDelta):
             pieces.append(event.text)
         else:
             done = event
@@ -754,7 +754,7 @@ async def test_closing_the_stream_aborts_the_request_on_the_server(vllm_server: 
     request = GenerationRequest(prompt=user_prompt("Tell me a long story"), sampling=SamplingParams(max_tokens=900))
     stream = backend.stream(request)
     pieces = [await anext(stream) for _ in range(2)]
-    assert all(isinstance(p, TextDelta) for p in pieces)
+    assert all(isinstance(p, RawDelta) for p in pieces)
     await stream.aclose()  # type: ignore[attr-defined]
     await backend.aclose()
     generated = await settled_metric(vllm_server, "vllm:generation_tokens_total") - generated_before
