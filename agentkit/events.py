@@ -9,13 +9,16 @@ so this module needs nothing from the loop.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from agentkit.backends.base import Timings, Usage
 from agentkit.gemma4.parse import TextDelta, ThinkingDelta
 
 __all__ = [
+    "EVENT_NAMES",
     "AgentEvent",
     "Notice",
     "PartialOutput",
@@ -139,4 +142,19 @@ class RunFinished:
 
 AgentEvent = (
     ThinkingDelta | TextDelta | ToolCallStarted | ToolCallFinished | Notice | StepFinished | PartialOutput | RunFinished
+)
+
+# The name of each event outside Python: the "type" field of ``agentkit run --json`` lines. Written out, not
+# derived from class names, so renaming or moving a class can never change what scripts read.
+EVENT_NAMES: Mapping[type, str] = MappingProxyType(
+    {
+        ThinkingDelta: "thinking_delta",
+        TextDelta: "text_delta",
+        ToolCallStarted: "tool_call_started",
+        ToolCallFinished: "tool_call_finished",
+        Notice: "notice",
+        StepFinished: "step_finished",
+        PartialOutput: "partial_output",
+        RunFinished: "run_finished",
+    }
 )

@@ -17,7 +17,17 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from agentkit.errors import AgentkitError, UserError
-from agentkit.events import RunFinished
+from agentkit.events import (
+    EVENT_NAMES,
+    AgentEvent,
+    Notice,
+    RunFinished,
+    StepFinished,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+)
 
 from .common import (
     EXIT_FAILED,
@@ -38,32 +48,44 @@ from .schema import load_output_type, structured_json
 if TYPE_CHECKING:
     from agentkit import Agent, Approval, RunResult, ToolCallRequest
 
-__all__ = ["EventPrinter", "JsonEventPrinter", "TerminalAsk", "call_for_approval", "event_to_json", "run_command"]
+__all__ = [
+    "ERROR_EVENT",
+    "EventPrinter",
+    "JsonEventPrinter",
+    "TerminalAsk",
+    "call_for_approval",
+    "event_to_json",
+    "run_command",
+]
 
 
 def _json_line(data: Any) -> str:
     return safe_json(data) + "\n"
 
 
-def event_to_json(event: Any) -> dict[str, Any]:
-    """``{"type": "text_delta", ...fields}``; the final result is flattened to what scripts need."""
-    name = type(event).__name__
-    kind = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
-    if name == "RunFinished":
-        r = event.result
-        return {
-            "type": kind,
-            "output": r.output,
-            "stop_reason": r.stop_reason,
-            "ok": r.ok,
-            "steps": r.steps,
-            "session_id": r.session_id,
-            "thinking": r.thinking,
-            "usage": to_jsonable(r.usage),
-            "timings": to_jsonable(r.timings),
-        }
-    data = to_jsonable(event)
-    return {"type": kind, **(data if isinstance(data, dict) else {"value": data})}
+ERROR_EVENT = "error"  # the "type" of the last --json line when a run ends in an error
+
+
+def event_to_json(event: AgentEvent) -> dict[str, Any]:
+    """``{"type": "text_delta", ...fields}`` (names from ``EVENT_NAMES``); the result flattened for scripts."""
+    kind = EVENT_NAMES.get(type(event))
+    if kind is None:
+        raise TypeError(f"not an agent event: {type(event).__name__}")
+    match event:
+        case RunFinished(result=r):
+            return {
+                "type": kind,
+                "output": r.output,
+                "stop_reason": r.stop_reason,
+                "ok": r.ok,
+                "steps": r.steps,
+                "session_id": r.session_id,
+                "thinking": r.thinking,
+                "usage": to_jsonable(r.usage),
+                "timings": to_jsonable(r.timings),
+            }
+        case _:
+            return {"type": kind, **to_jsonable(event)}
 
 
 class JsonEventPrinter:
@@ -72,14 +94,16 @@ class JsonEventPrinter:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    def handle(self, event: Any) -> None:
+    def handle(self, event: AgentEvent) -> None:
         self.out.write(_json_line(event_to_json(event)))
         self.out.flush()
 
     def error(self, exc: BaseException, session_id: str | None) -> None:
         """The last line when the run ends in an error, so a reading program learns why without stderr."""
         self.out.write(
-            _json_line({"type": "error", "error": str(exc), "error_type": type(exc).__name__, "session_id": session_id})
+            _json_line(
+                {"type": ERROR_EVENT, "error": str(exc), "error_type": type(exc).__name__, "session_id": session_id}
+            )
         )
         self.out.flush()
 
@@ -115,59 +139,65 @@ class EventPrinter:
             self.console.print()
             self._err_line_open = False
 
-    def handle(self, event: Any) -> None:
-        name = type(event).__name__
-        if name == "ThinkingDelta":
-            self.console.print(Text(terminal_safe(event.text), style="dim italic"), end="")
-            self._err_line_open = not event.text.endswith("\n")
-        elif name == "TextDelta":
-            self._end_err_line()
-            self.out.write(terminal_safe(event.text))
-            self.out.flush()
-            if event.text:
-                self._out_last = event.text[-1]
-        elif name == "ToolCallStarted":
-            self.end_lines()
-            if event.call_id in self.asked:
-                return
-            self.console.print(
-                Text.assemble(
-                    ("⚙ ", "cyan"), (terminal_safe(event.name), "bold cyan"), f"({format_arguments(event.arguments)})"
-                )
-            )
-        elif name == "ToolCallFinished":
-            if event.error is None:
-                line = Text.assemble(
-                    ("✓ ", "green"),
-                    (terminal_safe(event.name), "bold"),
-                    f" {event.duration_s:.1f}s  ",
-                    (preview(event.result, 100), "dim"),
-                )
-            else:
-                line = Text.assemble(
-                    ("✗ ", "red"),
-                    (terminal_safe(event.name), "bold"),
-                    f" {event.duration_s:.1f}s  ",
-                    (terminal_safe(event.error), "red"),
-                )
-            self.console.print(line)
-            if event.error is not None and event.name in (self.unaskable or ()) and not self._hinted:
-                self._hinted = True
+    def handle(self, event: AgentEvent) -> None:
+        match event:
+            case ThinkingDelta(text=text):
+                self.console.print(Text(terminal_safe(text), style="dim italic"), end="")
+                self._err_line_open = not text.endswith("\n")
+            case TextDelta(text=text):
+                self._end_err_line()
+                self.out.write(terminal_safe(text))
+                self.out.flush()
+                if text:
+                    self._out_last = text[-1]
+            case ToolCallStarted():
+                self.end_lines()
+                if event.call_id in self.asked:
+                    return
                 self.console.print(
-                    Text("  no terminal to ask for approval: rerun with --yes to allow tools with side effects", "dim")
+                    Text.assemble(
+                        ("⚙ ", "cyan"),
+                        (terminal_safe(event.name), "bold cyan"),
+                        f"({format_arguments(event.arguments)})",
+                    )
                 )
-        elif name == "RunFinished":
-            r = event.result
-            self.end_lines()
-            parts = [f"{r.steps} step{'s' if r.steps != 1 else ''}", f"{r.usage.completion_tokens} tokens"]
-            parts.append(f"{r.timings.total_s:.1f}s")
-            if r.session_id and self.saved:
-                parts.append(f"session {r.session_id} (continue with: agentkit run -s {r.session_id} ...)")
-            self.console.print(Text("— " + " · ".join(parts), style="dim"))
-        elif name == "Notice":
-            self._end_err_line()
-            style = {"error": "bold red", "warning": "yellow"}.get(event.level, "blue")
-            self.console.print(Text(f"! {terminal_safe(event.message)}", style=style))
+            case ToolCallFinished():
+                self._tool_finished(event)
+            case RunFinished(result=r):
+                self.end_lines()
+                parts = [f"{r.steps} step{'s' if r.steps != 1 else ''}", f"{r.usage.completion_tokens} tokens"]
+                parts.append(f"{r.timings.total_s:.1f}s")
+                if r.session_id and self.saved:
+                    parts.append(f"session {r.session_id} (continue with: agentkit run -s {r.session_id} ...)")
+                self.console.print(Text("— " + " · ".join(parts), style="dim"))
+            case Notice():
+                self._end_err_line()
+                style = {"error": "bold red", "warning": "yellow"}.get(event.level, "blue")
+                self.console.print(Text(f"! {terminal_safe(event.message)}", style=style))
+            case StepFinished():
+                pass
+
+    def _tool_finished(self, event: ToolCallFinished) -> None:
+        if event.error is None:
+            line = Text.assemble(
+                ("✓ ", "green"),
+                (terminal_safe(event.name), "bold"),
+                f" {event.duration_s:.1f}s  ",
+                (preview(event.result, 100), "dim"),
+            )
+        else:
+            line = Text.assemble(
+                ("✗ ", "red"),
+                (terminal_safe(event.name), "bold"),
+                f" {event.duration_s:.1f}s  ",
+                (terminal_safe(event.error), "red"),
+            )
+        self.console.print(line)
+        if event.error is not None and event.name in (self.unaskable or ()) and not self._hinted:
+            self._hinted = True
+            self.console.print(
+                Text("  no terminal to ask for approval: rerun with --yes to allow tools with side effects", "dim")
+            )
 
     def _end_out_line(self) -> None:
         if self._out_last != "\n":
