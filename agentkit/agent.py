@@ -22,6 +22,7 @@ import contextlib
 import enum
 import inspect
 import json
+import marshal
 import secrets
 import time
 from collections import Counter
@@ -186,9 +187,8 @@ class Agent:
         self._url_trust = UrlTrust()
         self._running = False
         self._runner: LoopRunner | None = None
-        # (the history list itself, its length, thinking switch, its rendering without generation prompt)
-        self._prefix: tuple[list[dict[str, Any]], int, bool, gemma4.Prompt] | None = None
-        self._turns: tuple[list[dict[str, Any]] | None, int, int] = (None, 0, 0)  # (history, length, user turns)
+        # (fingerprint of the rendered messages, their number, thinking switch, rendering without generation prompt)
+        self._prefix: tuple[bytes, int, bool, gemma4.Prompt] | None = None
         if session_id is not None:
             if store is None:
                 raise UserError("session_id needs a store: Agent(..., store=SessionStore(), session_id=...)")
@@ -376,9 +376,7 @@ class Agent:
         await self.refresh_tools()
         history = self.session.messages
         turn: list[dict[str, Any]] = [user_message]  # messages of this turn, reasoning kept until it ends
-        if self._turns[0] is not history or self._turns[1] != len(history):
-            self._turns = (history, len(history), sum(1 for m in history if m.get("role") == "user"))
-        turn_index = self._turns[2]
+        turn_index = sum(1 for m in history if m.get("role") == "user")
         if not self.session.title and isinstance(user_message["content"], str):
             self.session.title = " ".join(user_message["content"].split())[:60]
         prompt = self._opening_prompt(history, user_message)
@@ -555,8 +553,9 @@ class Agent:
         History only grows by whole turns that start with a user message and end with a closed model turn,
         and it holds no thinking, so rendering it again would give the same bytes: the agent keeps that
         rendering and appends, making each turn O(new text) instead of O(conversation). The cache is used
-        only while ``history`` is the same list the agent last extended, at the same length, with the same
-        tools and thinking switch; anything else (a loaded session, a replaced list) renders from scratch.
+        only while the history holds exactly the messages it was made from (compared by fingerprint, so a
+        message replaced or edited in place between runs is seen) and the thinking switch is the same;
+        anything else renders from scratch.
         """
         if not self._prefix_matches(history, len(history)):
             last = history[-1] if history else {"role": "assistant"}
@@ -570,7 +569,9 @@ class Agent:
                 history, self._declarations or None, enable_thinking=self.thinking, add_generation_prompt=False
             )
             rendered.text  # noqa: B018 - computed once here, every later append reuses it
-            self._prefix = (history, len(history), self.thinking, rendered)
+            fingerprint = _fingerprint(history)
+            self._prefix = None if fingerprint is None else (fingerprint, len(history), self.thinking, rendered)
+            return rendered + _turn_suffix([user_message], self.thinking)
         assert self._prefix is not None
         return self._prefix[3] + _turn_suffix([user_message], self.thinking)
 
@@ -579,13 +580,20 @@ class Agent:
             assert self._prefix is not None
             prefix = self._prefix[3] + _turn_suffix(history[start:], None)
             prefix.text  # noqa: B018 - computed once here, every later append reuses it
-            self._prefix = (history, len(history), self.thinking, prefix)
+            fingerprint = _fingerprint(history)
+            self._prefix = None if fingerprint is None else (fingerprint, len(history), self.thinking, prefix)
         else:
             self._prefix = None
 
     def _prefix_matches(self, history: list[dict[str, Any]], length: int) -> bool:
         p = self._prefix
-        return p is not None and p[0] is history and p[1] == length and p[2] == self.thinking
+        return (
+            p is not None
+            and p[1] == length
+            and p[2] == self.thinking
+            and len(history) >= length
+            and _fingerprint(history[:length]) == p[0]
+        )
 
     @staticmethod
     def _close_turn(turn: list[dict[str, Any]], text: str, *, cancelled: bool) -> None:
@@ -622,8 +630,6 @@ class Agent:
             start = len(history)
             history.extend(map(_without_thinking, turn))
             self._advance_prefix(history, start)
-            if self._turns[0] is history and self._turns[1] == start:
-                self._turns = (history, len(history), self._turns[2] + 1)
             if thinking_parts:
                 s.thinking.append({"turn": turn_index, "text": "\n\n".join(thinking_parts)})
             s.tool_calls.extend(
@@ -756,6 +762,18 @@ class Agent:
         if decision is not Approval.ALLOW:
             raise ToolError(f"the user denied this call to {name}; do not retry it, continue without it")
         return await tool.acall(args)
+
+
+def _fingerprint(messages: list[dict[str, Any]]) -> bytes | None:
+    """The messages' exact value as bytes: equal only when they render the same (1, 1.0 and True differ).
+
+    marshal is C-speed (a few µs for 50 messages) and shares no state with the list, so an edit made in place
+    anywhere in it changes the fingerprint. None when a message holds an object marshal cannot write.
+    """
+    try:
+        return marshal.dumps(messages)
+    except ValueError:
+        return None
 
 
 def _without_thinking(message: dict[str, Any]) -> dict[str, Any]:

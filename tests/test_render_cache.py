@@ -1,0 +1,116 @@
+"""The agent's render cache never sends a conversation other than the one it holds.
+
+The agent keeps the rendering of the history and appends each new turn to it. Whatever a program does to
+``agent.messages`` between runs (replace messages in place, edit one, change the thinking switch), the prompt
+sent must be exactly what rendering the current history from scratch gives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentkit import Agent, tool
+from agentkit.gemma4 import render_prompt
+from agentkit.testing import ScriptedBackend
+
+
+@tool
+def note(text: str) -> str:
+    """Keep a note.
+
+    Args:
+        text: what to keep.
+    """
+    return "kept " + text
+
+
+CALL = '<|tool_call>call:note{text:<|"|>a<|"|>}<tool_call|><|tool_response>'
+
+
+def fresh(agent: Agent, prompt: str) -> str:
+    """The prompt for ``prompt`` rendered from scratch from the agent's current history."""
+    tools = [t.as_openai_tool() for t in agent.tools.values()] or None
+    return render_prompt([*agent.messages, {"role": "user", "content": prompt}], tools, enable_thinking=agent.thinking)
+
+
+def test_replacing_the_last_messages_in_place_at_equal_length_sends_the_new_conversation() -> None:
+    backend = ScriptedBackend(["Paris.<turn|>", "They purr.<turn|>"])
+    agent = Agent(backend)
+    agent.run("What is the capital of France?")
+    agent.messages[-2:] = [
+        {"role": "user", "content": "Tell me about cats."},
+        {"role": "assistant", "content": "Cats are small."},
+    ]
+    expected = fresh(agent, "More?")
+    agent.run("More?")
+    assert backend.prompts[1] == expected
+    assert "France" not in backend.prompts[1] and "Cats are small." in backend.prompts[1]
+
+
+def test_editing_a_message_in_place_is_seen_by_the_next_run() -> None:
+    backend = ScriptedBackend(["Paris.<turn|>", "Ok.<turn|>"])
+    agent = Agent(backend)
+    agent.run("Capital of France?")
+    agent.messages[-1]["content"] = "Lyon."  # a program correcting the answer it keeps
+    expected = fresh(agent, "Sure?")
+    agent.run("Sure?")
+    assert backend.prompts[1] == expected and "Lyon." in expected and "Paris." not in expected
+
+
+_TEXT = st.text(alphabet="abc xyz", min_size=1, max_size=8).filter(str.strip)
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("run"), _TEXT, st.booleans()),  # a turn; with or without a tool round
+        st.tuples(st.just("replace_tail"), _TEXT, _TEXT),  # the last user+assistant pair swapped in place
+        st.tuples(st.just("edit_last"), _TEXT, st.just("")),  # the last message's content edited in place
+        st.tuples(st.just("drop_tail"), st.just(""), st.just("")),  # the last two messages removed
+        st.tuples(st.just("thinking"), st.just(""), st.just("")),  # the thinking switch flipped
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=_OPS)
+def test_every_prompt_is_the_fresh_rendering_whatever_was_done_to_the_history(ops: list[tuple[str, str, Any]]) -> None:
+    backend = ScriptedBackend(["Hello.<turn|>", "Hi again.<turn|>"])
+    agent = Agent(backend, tools=[note], system="Be brief.")
+    try:
+        agent.run("hello")  # two turns first, so the cache holds a rendering when the operations start
+        agent.run("hi")
+        for op, a, b in ops:
+            closed = len(agent.messages) >= 3 and agent.messages[-1]["role"] == "assistant"
+            if op == "run":
+                backend.add(*([CALL] if b else []), f"answer {a}<turn|>")
+                n = len(backend.requests)
+                expected = fresh(agent, a)
+                agent.run(a)
+                assert backend.prompts[n] == expected
+            elif op == "replace_tail" and closed and not agent.messages[-1].get("tool_calls"):
+                agent.messages[-2:] = [{"role": "user", "content": a}, {"role": "assistant", "content": b}]
+            elif op == "edit_last" and closed:
+                agent.messages[-1]["content"] = a
+            elif op == "drop_tail" and closed:
+                del agent.messages[-2:]
+            elif op == "thinking":
+                agent.thinking = not agent.thinking
+    finally:
+        agent.close()
+
+
+def test_values_equal_in_python_but_rendered_differently_are_told_apart() -> None:
+    # 1 == 1.0 == True in Python, yet the model reads 1, 1.0 and true: an equality check would keep a stale prompt.
+    backend = ScriptedBackend([CALL, "Done.<turn|>", "Ok.<turn|>", "Ok.<turn|>", "Ok.<turn|>"])
+    agent = Agent(backend, tools=[note])
+    agent.run("note it")
+    result = next(m for m in agent.messages if m["role"] == "tool")
+    for n, value in enumerate([1, 1.0, True], start=1):
+        result["content"] = {"n": value}
+        expected = fresh(agent, f"again {n}")
+        agent.run(f"again {n}")
+        assert backend.prompts[-1] == expected
+    assert "n:true" in backend.prompts[-1]
