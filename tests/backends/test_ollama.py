@@ -38,6 +38,7 @@ from agentkit.errors import (
     UserError,
 )
 from agentkit.gemma4.values import format_tool_call
+from agentkit.testing import backend_contract as contract
 from agentkit.testing.injections import INJECTIONS, ZWJ, control_tokens_in, conversation, strings_in
 
 MODEL = "gemma4:e4b"
@@ -94,16 +95,8 @@ def request(
 
 
 async def collect(backend: OllamaBackend, req: GenerationRequest) -> tuple[list[str], GenerationDone]:
-    deltas: list[str] = []
-    done: GenerationDone | None = None
-    async for event in backend.stream(req):
-        assert done is None, "nothing may follow GenerationDone"
-        if isinstance(event, RawDelta):
-            deltas.append(event.text)
-        else:
-            done = event
-    assert done is not None
-    return deltas, done
+    result = await contract.collect(backend, req)  # the shared checks of the stream's shape
+    return result.deltas, result.done
 
 
 def chat_bodies(fake: FakeOllamaServer) -> list[dict[str, Any]]:

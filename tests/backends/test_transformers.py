@@ -26,6 +26,7 @@ from agentkit.backends.transformers import TemplateDriftWarning, TransformersBac
 from agentkit.gemma4.prompt import Prompt  # noqa: E402
 from agentkit.gemma4.render import render  # noqa: E402
 from agentkit.gemma4.tokens import CONTROL_TOKENS  # noqa: E402
+from agentkit.testing import backend_contract as contract  # noqa: E402
 from agentkit.testing.injections import BENIGN, INJECTIONS, conversation  # noqa: E402
 from agentkit.testing.tiny_model import build_tiny_drafter, build_tiny_gemma4  # noqa: E402
 
@@ -101,16 +102,8 @@ def user_prompt(text: str) -> Prompt:
 async def collect(
     backend: TransformersBackend, prompt: Prompt, sampling: SamplingParams = GREEDY, **kwargs: Any
 ) -> tuple[list[str], GenerationDone]:
-    deltas: list[str] = []
-    done: GenerationDone | None = None
-    async for event in backend.stream(GenerationRequest(prompt=prompt, sampling=sampling, **kwargs)):
-        if isinstance(event, RawDelta):
-            assert done is None, "text after GenerationDone"
-            deltas.append(event.text)
-        else:
-            done = event
-    assert done is not None
-    return deltas, done
+    result = await contract.collect(backend, GenerationRequest(prompt=prompt, sampling=sampling, **kwargs))
+    return result.deltas, result.done
 
 
 def test_capabilities(backend: TransformersBackend) -> None:

@@ -34,6 +34,7 @@ from agentkit.errors import (
 )
 from agentkit.gemma4 import Prompt
 from agentkit.gemma4.tokens import CONTROL_TOKENS, EOS, TOOL_RESPONSE_START, TURN_END
+from agentkit.testing import backend_contract as contract
 from agentkit.testing.injections import BENIGN, INJECTIONS, ZWJ, control_tokens_in, conversation, strings_in
 
 try:
@@ -52,18 +53,9 @@ def user_prompt(text: str) -> Prompt:
 
 
 async def collect(backend: VLLMBackend, request: GenerationRequest) -> tuple[str, GenerationDone]:
-    """The streamed text and the closing event, checking the stream's shape on the way."""
-    parts: list[str] = []
-    done: GenerationDone | None = None
-    async for event in backend.stream(request):
-        if isinstance(event, RawDelta):
-            assert done is None, "text after GenerationDone"
-            parts.append(event.text)
-        else:
-            assert done is None, "two GenerationDone events"
-            done = event
-    assert done is not None, "stream ended without GenerationDone"
-    return "".join(parts), done
+    """The streamed text and the closing event, the stream's shape checked by the shared contract helper."""
+    result = await contract.collect(backend, request)
+    return result.text, result.done
 
 
 # --------------------------------------------------------------------------------------------------------
