@@ -29,6 +29,7 @@ from agentkit.gemma4.prompt import Prompt
 from agentkit.gemma4.tokens import STOP_MARKERS
 
 __all__ = [
+    "MEDIA_PART_TYPES",
     "Backend",
     "BackendEvent",
     "Capabilities",
@@ -90,6 +91,10 @@ class Capabilities:
     grammar_note: str = ""  # when ``grammar`` is False: why not, and what would make it possible
 
 
+# Content-part types that carry an image, audio or video (OpenAI's names and the short ones people write).
+MEDIA_PART_TYPES = frozenset({"image", "image_url", "audio", "input_audio", "video"})
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """Everything a backend needs for one generation call."""
@@ -105,6 +110,19 @@ class GenerationRequest:
     media: Sequence[Mapping[str, Any]] = ()
     # What tool calls may look like, for backends with ``capabilities.grammar`` (others ignore it).
     grammar: ToolCallGrammar | None = None
+
+    @property
+    def has_media(self) -> bool:
+        """Whether the conversation carries images, audio or video: in ``media`` or as content parts.
+
+        Engines choose their route by this, never by ``media`` alone: the agent sends a picture as a part of
+        the user's message and leaves ``media`` empty.
+        """
+        return bool(self.media) or any(
+            isinstance(m.get("content"), list)
+            and any(isinstance(p, Mapping) and p.get("type") in MEDIA_PART_TYPES for p in m["content"])
+            for m in self.messages
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -206,7 +206,7 @@ class TransformersBackend:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[RawDelta | GenerationDone]:
         async with self._lock:
-            if request.media:
+            if request.has_media:
                 raise UserError(
                     "the transformers backend handles text only so far: send images/audio through "
                     "vllm:// or ollama:// (the engine renders and processes media there)"

@@ -47,6 +47,7 @@ from agentkit.errors import (
 from agentkit.gemma4.prompt import SupportsEncode
 from agentkit.gemma4.sanitize import neutralize_messages, neutralize_tools
 
+from ._openai_media import chat_messages
 from ._vllm_tokenizer import load_tokenizer
 from ._vllm_wire import ChatToNative, error_from_response, parse_sse_data, server_message, stop_from_completion
 from .base import BackendEvent, Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
@@ -139,7 +140,7 @@ class VLLMBackend:
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
-        chat = self._mode == "chat" or bool(request.media)
+        chat = self._mode == "chat" or request.has_media  # native prompts carry no pixels or samples
         client, limit = self._session()
         async with limit:
             start = time.perf_counter()
@@ -222,7 +223,8 @@ class VLLMBackend:
     def _chat_body(self, request: GenerationRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self._model,
-            "messages": _chat_wire(neutralize_messages(request.messages)),
+            # Sanitized first (text only), then media parts in the forms vLLM reads, then its wire shape.
+            "messages": _chat_wire(chat_messages(neutralize_messages(request.messages), request.media)),
             "chat_template_kwargs": {"enable_thinking": request.enable_thinking},
             # The gemma4 parsers need the control tokens. No stop *strings* here: vLLM holds back text that
             # might start one, and its gemma4 parser then misreads calls as content (seen with vLLM 0.32).
