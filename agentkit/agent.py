@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import enum
 import inspect
 import json
-import marshal
 import secrets
 import time
 from collections import Counter
@@ -187,8 +187,8 @@ class Agent:
         self._url_trust = UrlTrust()
         self._running = False
         self._runner: LoopRunner | None = None
-        # (fingerprint of the rendered messages, their number, thinking switch, rendering without generation prompt)
-        self._prefix: tuple[bytes, int, bool, gemma4.Prompt] | None = None
+        # (a private copy of the rendered messages, thinking switch, their rendering without generation prompt)
+        self._prefix: tuple[list[Any], bool, gemma4.Prompt] | None = None
         if session_id is not None:
             if store is None:
                 raise UserError("session_id needs a store: Agent(..., store=SessionStore(), session_id=...)")
@@ -553,47 +553,39 @@ class Agent:
         History only grows by whole turns that start with a user message and end with a closed model turn,
         and it holds no thinking, so rendering it again would give the same bytes: the agent keeps that
         rendering and appends, making each turn O(new text) instead of O(conversation). The cache is used
-        only while the history holds exactly the messages it was made from (compared by fingerprint, so a
-        message replaced or edited in place between runs is seen) and the thinking switch is the same;
-        anything else renders from scratch.
+        only while the history holds exactly the messages it was made from — compared here, once per turn,
+        with a private copy (C-speed, about 0.1 µs a message), so messages replaced or edited in place between
+        runs are seen — and the thinking switch is the same; anything else renders from scratch.
         """
-        if not self._prefix_matches(history, len(history)):
-            last = history[-1] if history else {"role": "assistant"}
-            if last.get("role") != "assistant" or last.get("tool_calls"):
-                # Not a closed model turn (an unusual loaded history): no cache, render it all.
-                self._prefix = None
-                return gemma4.render(
-                    [*history, user_message], self._declarations or None, enable_thinking=self.thinking
-                )
-            rendered = gemma4.render(
-                history, self._declarations or None, enable_thinking=self.thinking, add_generation_prompt=False
-            )
-            rendered.text  # noqa: B018 - computed once here, every later append reuses it
-            fingerprint = _fingerprint(history)
-            self._prefix = None if fingerprint is None else (fingerprint, len(history), self.thinking, rendered)
-            return rendered + _turn_suffix([user_message], self.thinking)
-        assert self._prefix is not None
-        return self._prefix[3] + _turn_suffix([user_message], self.thinking)
+        p = self._prefix
+        if p is not None and p[1] == self.thinking and history == p[0]:
+            return p[2] + _turn_suffix([user_message], self.thinking)
+        last = history[-1] if history else {"role": "assistant"}
+        if last.get("role") != "assistant" or last.get("tool_calls"):
+            # Not a closed model turn (an unusual loaded history): no cache, render it all.
+            self._prefix = None
+            return gemma4.render([*history, user_message], self._declarations or None, enable_thinking=self.thinking)
+        rendered = gemma4.render(
+            history, self._declarations or None, enable_thinking=self.thinking, add_generation_prompt=False
+        )
+        rendered.text  # noqa: B018 - computed once here, every later append reuses it
+        self._prefix = ([_snapshot(m) for m in history], self.thinking, rendered)
+        return rendered + _turn_suffix([user_message], self.thinking)
 
     def _advance_prefix(self, history: list[dict[str, Any]], start: int) -> None:
-        if self._prefix_matches(history, start):
-            assert self._prefix is not None
-            prefix = self._prefix[3] + _turn_suffix(history[start:], None)
-            prefix.text  # noqa: B018 - computed once here, every later append reuses it
-            fingerprint = _fingerprint(history)
-            self._prefix = None if fingerprint is None else (fingerprint, len(history), self.thinking, prefix)
-        else:
-            self._prefix = None
+        """Extend the cached rendering by the turn just added to ``history`` (at ``start``).
 
-    def _prefix_matches(self, history: list[dict[str, Any]], length: int) -> bool:
+        Only the new messages are copied; if anything earlier changed during the turn, the next turn's
+        comparison with the whole history sees it.
+        """
         p = self._prefix
-        return (
-            p is not None
-            and p[1] == length
-            and p[2] == self.thinking
-            and len(history) >= length
-            and _fingerprint(history[:length]) == p[0]
-        )
+        if p is None or len(p[0]) != start or p[1] != self.thinking:
+            self._prefix = None
+            return
+        prefix = p[2] + _turn_suffix(history[start:], None)
+        prefix.text  # noqa: B018 - computed once here, every later append reuses it
+        p[0].extend(_snapshot(m) for m in history[start:])
+        self._prefix = (p[0], self.thinking, prefix)
 
     @staticmethod
     def _close_turn(turn: list[dict[str, Any]], text: str, *, cancelled: bool) -> None:
@@ -764,16 +756,35 @@ class Agent:
         return await tool.acall(args)
 
 
-def _fingerprint(messages: list[dict[str, Any]]) -> bytes | None:
-    """The messages' exact value as bytes: equal only when they render the same (1, 1.0 and True differ).
+class _Exact:
+    """A number in the render cache's copy of the history: equal only to the same number of the same type.
 
-    marshal is C-speed (a few µs for 50 messages) and shares no state with the list, so an edit made in place
-    anywhere in it changes the fingerprint. None when a message holds an object marshal cannot write.
+    ``1 == 1.0 == True`` in Python, yet the model reads ``1``, ``1.0`` and ``true``: a plain comparison would
+    keep a stale rendering after such an edit.
     """
-    try:
-        return marshal.dumps(messages)
-    except ValueError:
-        return None
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool | int | float) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self.value) and other == self.value
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of ``value`` that shares nothing mutable with it and compares equal only to what renders the same."""
+    if value is None or isinstance(value, str | bytes):
+        return value
+    if isinstance(value, bool | int | float):
+        return _Exact(value)
+    if isinstance(value, Mapping):
+        return {k: _snapshot(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(map(_snapshot, value)) if type(value) in (list, tuple) else copy.deepcopy(value)
+    return copy.deepcopy(value)
 
 
 def _without_thinking(message: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -74,7 +75,7 @@ _OPS = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(ops=_OPS)
 def test_every_prompt_is_the_fresh_rendering_whatever_was_done_to_the_history(ops: list[tuple[str, str, Any]]) -> None:
     backend = ScriptedBackend(["Hello.<turn|>", "Hi again.<turn|>"])
@@ -114,3 +115,30 @@ def test_values_equal_in_python_but_rendered_differently_are_told_apart() -> Non
         agent.run(f"again {n}")
         assert backend.prompts[-1] == expected
     assert "n:true" in backend.prompts[-1]
+
+
+def test_the_cache_is_used_while_the_history_is_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agentkit.agent
+
+    sizes: list[int] = []
+    real = agentkit.agent.gemma4.render
+
+    def spy(messages: Any, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(messages))
+        return real(messages, *args, **kwargs)
+
+    backend = ScriptedBackend(["One.<turn|>", CALL, "Two.<turn|>", "Three.<turn|>", "Four.<turn|>", "Five.<turn|>"])
+    agent = Agent(backend, tools=[note])
+    agent.run("first")
+    agent.run("second")  # a tool round: five messages of history after it
+    monkeypatch.setattr(agentkit.agent.gemma4, "render", spy)
+    agent.run("third")
+    assert max(sizes) <= 2, sizes  # only the new turn was rendered
+    agent.session.messages = [dict(m) for m in agent.messages]  # an equal copy (a reloaded session) hits too
+    sizes.clear()
+    agent.run("fourth")
+    assert max(sizes) <= 2, sizes
+    agent.messages[1]["content"] = "Edited."
+    sizes.clear()
+    agent.run("fifth")
+    assert max(sizes) == len(agent.messages) - 2, sizes  # the edit forced one full rendering
