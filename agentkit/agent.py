@@ -775,16 +775,21 @@ class _Exact:
 
 
 def _snapshot(value: Any) -> Any:
-    """A copy of ``value`` that shares nothing mutable with it and compares equal only to what renders the same."""
-    if value is None or isinstance(value, str | bytes):
+    """A copy of ``value`` that shares nothing mutable with it and compares equal only to what renders the same.
+
+    Dispatched on exact types, strings first: a history is mostly strings, and this runs on every message the
+    cache renders from scratch.
+    """
+    kind = type(value)
+    if kind is str or value is None:
         return value
-    if isinstance(value, bool | int | float):
+    if kind is dict:
+        return {k: v if type(v) is str else _snapshot(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return kind(v if type(v) is str else _snapshot(v) for v in value)
+    if kind is bool or kind is int or kind is float:
         return _Exact(value)
-    if isinstance(value, Mapping):
-        return {k: _snapshot(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(map(_snapshot, value)) if type(value) in (list, tuple) else copy.deepcopy(value)
-    return copy.deepcopy(value)
+    return copy.deepcopy(value)  # bytes, subclasses, anything else: compared by their own equality
 
 
 def _without_thinking(message: dict[str, Any]) -> dict[str, Any]:
