@@ -18,6 +18,7 @@ from agentkit.testing.backend_contract import (
     ContractHarness,
     NotApplicable,
     check_cancel_task,
+    check_context_too_long,
     check_errors,
     check_media,
     check_stop_markers,
@@ -110,6 +111,8 @@ def test_errors_must_be_backend_errors_and_media_must_reach_the_engine() -> None
         run_check(check_media, harness(ClaimsMedia, received_images=lambda: []))
     with pytest.raises(NotApplicable, match="declares no media support"):
         run_check(check_media, harness(ScriptedBackend, received_images=lambda: []))
+    with pytest.raises(AssertionError, match="took a prompt longer than its 16-token context"):
+        run_check(check_context_too_long, harness(ScriptedBackend, context_tokens=16))
 
 
 def test_a_conforming_backend_passes_every_check_that_applies() -> None:
@@ -123,4 +126,4 @@ def test_a_conforming_backend_passes_every_check_that_applies() -> None:
             applied += 1
         except NotApplicable:
             pass
-    assert applied == len(CHECKS) - 1  # all but media, which ScriptedBackend does not take
+    assert applied == len(CHECKS) - 2  # all but media and the context window, which ScriptedBackend lacks

@@ -2,9 +2,9 @@
 
 The rules of :mod:`agentkit.backends.base` — a stream of :class:`RawDelta` ending in exactly one
 :class:`GenerationDone`, the stop marker included and named, ``None`` when the budget ran out, usage and
-timings, ``BackendError`` on failure, a prompt stop when the consumer goes away, a working tool round, media
-that reaches the engine — are checked here once, against the real engine behind each backend, instead of
-each backend's tests restating them with their own helpers.
+timings, ``BackendError`` on failure (``ContextTooLong`` for a prompt that does not fit), a prompt stop when
+the consumer goes away, a working tool round, media that reaches the engine — are checked here once, against
+the real engine behind each backend, instead of each backend's tests restating them with their own helpers.
 
 A backend plugs in with a :class:`ContractHarness`: how to make its next generation calls write a given raw
 Gemma 4 output (a test server's script, a logits processor that forces tokens, a replay list), and optionally
@@ -30,7 +30,7 @@ from typing import Any, cast
 
 from agentkit.agent import Agent, allow_all
 from agentkit.backends.base import Backend, BackendEvent, GenerationDone, GenerationRequest, RawDelta, SamplingParams
-from agentkit.errors import BackendError
+from agentkit.errors import BackendError, ContextTooLong
 from agentkit.gemma4 import render
 from agentkit.gemma4.tokens import STOP_MARKERS, TOOL_RESPONSE_START, TURN_END
 
@@ -43,6 +43,7 @@ __all__ = [
     "check_budget",
     "check_cancel_task",
     "check_close_early",
+    "check_context_too_long",
     "check_errors",
     "check_media",
     "check_stop_markers",
@@ -90,13 +91,15 @@ class ContractHarness:
     work again afterwards.
 
     ``unavailable()`` builds a backend that cannot serve (server down, unknown model), if there is one to show.
-    ``received_images()`` returns the images the engine received in its last request, where the harness can
-    see them. ``timeout_s`` bounds each check so a hang fails instead of blocking the suite.
+    ``context_tokens`` is the engine's context window in tokens, where it enforces one. ``received_images()``
+    returns the images the engine received in its last request, where the harness can see them.
+    ``timeout_s`` bounds each check so a hang fails instead of blocking the suite.
     """
 
     backend_for: Callable[..., Backend]
     unavailable: Callable[[], Backend] | None = None
     received_images: Callable[[], list[bytes]] | None = None
+    context_tokens: int | None = None
     timeout_s: float = 120.0
 
 
@@ -245,6 +248,26 @@ async def check_errors(h: ContractHarness) -> None:
     await backend.aclose()
 
 
+async def check_context_too_long(h: ContractHarness) -> None:
+    """A prompt longer than the context is a ContextTooLong that says what to do, and the backend recovers."""
+    if h.context_tokens is None:
+        raise NotApplicable("the harness names no context window")
+    backend = h.backend_for(GREETING, GREETING)
+
+    async def run() -> None:
+        words = " ".join(f"w{i}" for i in range(h.context_tokens or 0))  # at least one token a word
+        try:
+            await collect(backend, _ask(words))
+        except ContextTooLong as exc:
+            assert str(exc), "a ContextTooLong without a message"
+        else:
+            raise AssertionError(f"{backend.name} took a prompt longer than its {h.context_tokens}-token context")
+        result = await collect(backend, _ask("Say hello."))
+        assert result.text == GREETING, result.text
+
+    await _closing(backend, run)
+
+
 async def check_close_early(h: ContractHarness) -> None:
     """Closing the stream after the first piece ends it at once, and the backend serves the next request."""
     backend = h.backend_for(LONG, LONG)
@@ -341,6 +364,7 @@ CHECKS: tuple[Callable[[ContractHarness], Awaitable[None]], ...] = (
     check_budget,
     check_usage_and_timings,
     check_errors,
+    check_context_too_long,
     check_close_early,
     check_cancel_task,
     check_tool_round,
@@ -383,6 +407,9 @@ class BackendContract:
 
     def test_errors(self, harness: ContractHarness) -> None:
         self._run(check_errors, harness)
+
+    def test_context_too_long(self, harness: ContractHarness) -> None:
+        self._run(check_context_too_long, harness)
 
     def test_close_early(self, harness: ContractHarness) -> None:
         self._run(check_close_early, harness)

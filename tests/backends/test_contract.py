@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # the test doubles live next to this file
 
 from fake_ollama import FakeOllamaServer, ScriptedReply, closed_port
-from vllm_server import START_TIMEOUT_S, VLLMServer, vllm_server
+from vllm_server import MAX_MODEL_LEN, START_TIMEOUT_S, VLLMServer, vllm_server
 
 from agentkit import gemma4
 from agentkit.backends import Backend, OllamaBackend, ScriptedBackend, VLLMBackend
@@ -99,6 +99,7 @@ class TestVLLMContract(BackendContract):
         return ContractHarness(
             backend_for=backend_for,
             unavailable=lambda: VLLMBackend("no-such-model", vllm_server.base_url, tokenizer=False),
+            context_tokens=MAX_MODEL_LEN,
         )
 
 
@@ -119,12 +120,16 @@ class TestTransformersContract(BackendContract):
         root = tmp_path_factory.mktemp("contract-tiny")
         model_dir = build_tiny_gemma4(root / "model")
         script = ScriptedLogits(AutoTokenizer.from_pretrained(model_dir))
-        backend = TransformersBackend(model_dir, logits_processors=[script])
+        backend = TransformersBackend(model_dir, logits_processors=[script], max_cache_len=512)
 
         def backend_for(*outputs: str) -> Backend:
             script.scripts.clear()  # what an earlier check left unread must not leak into this one
             script.queue(*outputs)
             return backend
 
-        yield ContractHarness(backend_for=backend_for, unavailable=lambda: TransformersBackend(root / "missing"))
+        yield ContractHarness(
+            backend_for=backend_for,
+            unavailable=lambda: TransformersBackend(root / "missing"),
+            context_tokens=512,
+        )
         torch.set_num_threads(threads)
