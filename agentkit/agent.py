@@ -51,6 +51,7 @@ from agentkit.events import (
     RunResult,
     RunTimings,
     StepFinished,
+    StopReason,
     ToolCallFinished,
     ToolCallStarted,
 )
@@ -387,7 +388,7 @@ class Agent:
         records: list[ToolCallFinished] = []
         repeats: Counter[str] = Counter()
         output: Any = ""
-        stop_reason = "max_steps"
+        stop_reason: StopReason = "max_steps"
         step = 0
         finished = False
         partial_text: list[str] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from agentkit.backends.base import Timings, Usage
 from agentkit.gemma4.parse import TextDelta, ThinkingDelta
@@ -21,16 +21,24 @@ __all__ = [
     "EVENT_NAMES",
     "AgentEvent",
     "Notice",
+    "NoticeLevel",
     "PartialOutput",
     "RunFinished",
     "RunResult",
     "RunTimings",
     "StepFinished",
+    "StopReason",
     "TextDelta",
     "ThinkingDelta",
     "ToolCallFinished",
     "ToolCallStarted",
 ]
+
+
+NoticeLevel = Literal["info", "warning", "error"]
+# Why a run ended: an answer; a guard (steps, a repeated call, the output budget); the token budget of a
+# generation call; or the user.
+StopReason = Literal["completed", "max_steps", "repeated_call", "max_tokens", "max_output", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +73,7 @@ class Notice:
     """Something the user should know that is not model text: a parse error fed back, a guard hit, a denial."""
 
     message: str
-    level: str = "warning"  # "info" | "warning" | "error"
+    level: NoticeLevel = "warning"
     step: int = 0
 
 
@@ -114,7 +122,7 @@ class RunResult:
     usage: Usage
     timings: RunTimings
     steps: int
-    stop_reason: str  # completed | max_steps | repeated_call | max_tokens | max_output | cancelled
+    stop_reason: StopReason
     tool_calls: list[ToolCallFinished] = field(default_factory=list)
     session_id: str | None = None
 
