@@ -3,8 +3,9 @@
 The rules of :mod:`agentkit.backends.base` — a stream of :class:`RawDelta` ending in exactly one
 :class:`GenerationDone`, the stop marker included and named, ``None`` when the budget ran out, usage and
 timings, ``BackendError`` on failure (``ContextTooLong`` for a prompt that does not fit), a prompt stop when
-the consumer goes away, a working tool round, media that reaches the engine — are checked here once, against
-the real engine behind each backend, instead of each backend's tests restating them with their own helpers.
+the consumer goes away, thinking kept verbatim, a working tool round, media that reaches the engine — are
+checked here once, against the real engine behind each backend, instead of each backend's tests restating
+them with their own helpers.
 
 A backend plugs in with a :class:`ContractHarness`: how to make its next generation calls write a given raw
 Gemma 4 output (a test server's script, a logits processor that forces tokens, a replay list), and optionally
@@ -48,6 +49,7 @@ __all__ = [
     "check_media",
     "check_stop_markers",
     "check_streaming",
+    "check_thinking",
     "check_tool_round",
     "check_usage_and_timings",
     "collect",
@@ -63,6 +65,7 @@ PNG = bytes.fromhex(
 GREETING = "Hello there! The weather is sunny today." + TURN_END
 CALL = '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|>' + TOOL_RESPONSE_START
 ANSWER = "It is sunny in Paris." + TURN_END
+THOUGHT = "<|channel>thought\nThe user greets me.<channel|>Hello!" + TURN_END
 LONG = "one two three four five six seven eight nine ten eleven twelve " * 8  # no stop marker anywhere
 WEATHER_TOOL: Mapping[str, Any] = {
     "type": "function",
@@ -195,6 +198,18 @@ async def check_stop_markers(h: ContractHarness) -> None:
         assert result.text == "Done." + TURN_END and result.done.stop == TURN_END
 
     await _closing(backend, after_end)
+
+
+async def check_thinking(h: ContractHarness) -> None:
+    """With thinking on, the thought channel comes back verbatim, control tokens included, before the answer."""
+    backend = h.backend_for(THOUGHT)
+
+    async def run() -> None:
+        result = await collect(backend, _ask("Hi!", thinking=True))
+        assert result.text == THOUGHT, f"{backend.name} wrote {result.text!r}, expected {THOUGHT!r}"
+        assert result.done.stop == TURN_END
+
+    await _closing(backend, run)
 
 
 async def check_budget(h: ContractHarness) -> None:
@@ -361,6 +376,7 @@ async def check_media(h: ContractHarness) -> None:
 CHECKS: tuple[Callable[[ContractHarness], Awaitable[None]], ...] = (
     check_streaming,
     check_stop_markers,
+    check_thinking,
     check_budget,
     check_usage_and_timings,
     check_errors,
@@ -398,6 +414,9 @@ class BackendContract:
 
     def test_stop_markers(self, harness: ContractHarness) -> None:
         self._run(check_stop_markers, harness)
+
+    def test_thinking(self, harness: ContractHarness) -> None:
+        self._run(check_thinking, harness)
 
     def test_budget(self, harness: ContractHarness) -> None:
         self._run(check_budget, harness)
