@@ -23,6 +23,7 @@ from agentkit.testing.backend_contract import (
     check_media,
     check_stop_markers,
     check_streaming,
+    check_thinking,
     check_usage_and_timings,
     run_check,
 )
@@ -93,6 +94,7 @@ def harness(cls: type[ScriptedBackend], **kwargs: object) -> ContractHarness:
     [
         (check_streaming, OneBlob, "in one piece: not streamed"),
         (check_stop_markers, DropsMarker, "expected"),
+        (check_thinking, DropsMarker, "expected"),
         (check_usage_and_timings, NoUsage, "prompt_tokens=0"),
         (check_cancel_task, Deaf, "ran on to its end through a cancellation"),
     ],
