@@ -11,7 +11,7 @@ from textual.widgets import Button, Input, ListView, Markdown
 
 from agentkit import Agent, SessionStore
 from agentkit.backends import BackendEvent, GenerationRequest
-from agentkit.backends import TextDelta as BackendText
+from agentkit.backends import RawDelta as BackendText
 from agentkit.errors import UserError
 from agentkit.testing import ScriptedBackend
 from agentkit.tui import AgentkitApp
