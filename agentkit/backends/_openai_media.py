@@ -90,9 +90,11 @@ def _value(part: Mapping[str, Any]) -> Any:
 
 
 def _entry(value: Any) -> Any:
-    """The data of one ``request.media`` entry: the value itself, or a mapping's data/base64/url/path."""
+    """The data of one ``request.media`` entry: the value itself, a content part, or a mapping's data/url/path."""
     if not isinstance(value, Mapping):
         return value
+    if value.get("type") in MEDIA_PART_TYPES:  # given as a part: {"type": "image_url", "image_url": {...}}
+        return _value(value)
     found = next((value[k] for k in ("data", "base64", "url", "image", "audio") if value.get(k) is not None), None)
     if found is None and value.get("path") is not None:
         found = Path(str(value["path"]))

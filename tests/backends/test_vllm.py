@@ -488,9 +488,9 @@ async def test_chat_path_sends_every_untrusted_string_neutralized(flaky: list, e
     backend = server.backend(mode="chat" if path == "chat-mode" else "native")
     messages, tools = conversation(evil)
     media = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]
-    request = GenerationRequest(
-        prompt=user_prompt(evil), messages=messages, tools=tools, media=media if path != "chat-mode" else ()
-    )
+    # The conversation's image part carries no data of its own: both paths give it the request's media (an
+    # image part with nothing to send is refused as a user error before any request).
+    request = GenerationRequest(prompt=user_prompt(evil), messages=messages, tools=tools, media=media)
     await collect(backend, request)
     await backend.aclose()
     sent = server.requests[0]

@@ -94,8 +94,11 @@ def test_files_audio_and_parts_without_data(tmp_path: Path) -> None:
     picture = tmp_path / "p.png"
     picture.write_bytes(PNG)
     parts = [{"type": "image", "path": str(picture)}, {"type": "audio", "audio": WAV}, {"type": "image"}]
-    [message] = chat_messages([{"role": "user", "content": parts}], media=[{"data": PNG}])
-    from_file, audio, from_media = message["content"]
+    as_part = {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lG"}}
+    parts.append({"type": "image_url"})
+    [message] = chat_messages([{"role": "user", "content": parts}], media=[{"data": PNG}, as_part])
+    from_file, audio, from_media, from_part = message["content"]
+    assert from_part == as_part  # a media entry given as a content part keeps its URL
     assert base64.b64decode(from_file["image_url"]["url"].partition(",")[2]) == PNG
     assert audio == {"type": "input_audio", "input_audio": {"data": base64.b64encode(WAV).decode(), "format": "wav"}}
     assert from_media["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(PNG).decode()
