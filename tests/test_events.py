@@ -26,6 +26,7 @@ DOCUMENTED = {
     "ToolCallFinished": "tool_call_finished",
     "Notice": "notice",
     "StepFinished": "step_finished",
+    "PartialOutput": "partial_output",
     "RunFinished": "run_finished",
 }
 

@@ -21,6 +21,7 @@ from agentkit.events import (
     EVENT_NAMES,
     AgentEvent,
     Notice,
+    PartialOutput,
     RunFinished,
     StepFinished,
     TextDelta,
@@ -174,8 +175,8 @@ class EventPrinter:
                 self._end_err_line()
                 style = {"error": "bold red", "warning": "yellow"}.get(event.level, "blue")
                 self.console.print(Text(f"! {terminal_safe(event.message)}", style=style))
-            case StepFinished():
-                pass
+            case StepFinished() | PartialOutput():
+                pass  # nothing to show: the step's figures are in the summary, the output when it is validated
 
     def _tool_finished(self, event: ToolCallFinished) -> None:
         if event.error is None:
