@@ -28,14 +28,17 @@ text follows.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .repair import DeclaredTools, LooseHead, match_loose_head, repair_call
 from .tokens import (
     CHANNEL_END,
     CHANNEL_START,
     CONTROL_TOKENS,
     EOS,
+    STRING_DELIM,
     TOOL_CALL_END,
     TOOL_CALL_START,
     TOOL_RESPONSE_START,
@@ -60,10 +63,11 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """One function call the model wrote."""
+    """One function call the model wrote; ``repair`` says how it was recovered (``None``: written in format)."""
 
     name: str
     arguments: dict[str, Any]
+    repair: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +120,7 @@ class ParseErrorEvent:
 
 StreamEvent = ThinkingDelta | TextDelta | ToolCallEvent | ParseErrorEvent
 
-_TEXT, _HEADER, _THOUGHT, _CALL, _DONE = range(5)
+_TEXT, _HEADER, _THOUGHT, _CALL, _DONE, _LOOSE = range(6)
 _END_OF_OUTPUT: Final = (TURN_END, EOS, TURN_START)
 _CALL_TERMINATORS: Final = (TOOL_CALL_END, TOOL_CALL_START, TOOL_RESPONSE_START, *_END_OF_OUTPUT)
 # Every proper prefix of every control token: text that must wait for the next chunk.
@@ -125,6 +129,14 @@ _LONGEST: Final = max(len(t) for t in CONTROL_TOKENS)
 _CALL_HEAD = re.compile(r"\s*call:([A-Za-z0-9_.\-]*)")
 _CHANNEL_NAME = re.compile(r"[A-Za-z_]{1,24}\Z")
 _MAX_HEADER = 32
+_WS: Final = " \t\r\n"
+_HEAD_WINDOW: Final = 200  # a loose call head (opener, "call:", a namespaced name) is shorter than this
+_THOUGHT_WORD: Final = "thought"
+# What matters while a loose call is open: nesting, strings, and "<" (control tokens end a call).
+_LOOSE_STOPS = re.compile(r'[<{}()\[\]"\\]')
+
+#: Declared tools as :class:`StreamParser` takes them: names, OpenAI tool dicts, or a ``DeclaredTools``.
+Tools = Iterable[str | Mapping[str, Any]] | DeclaredTools
 
 
 def _token_at(buf: str, i: int, tokens: tuple[str, ...]) -> str | None:
@@ -171,7 +183,14 @@ class StreamParser:
     characters) is carried over, and a call's text is read once when it ends.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tools: Tools | None = None) -> None:
+        # With declared tools, drifted calls are recovered (see agentkit.gemma4.repair); without, none are.
+        self._tools = DeclaredTools.of(tools) if tools is not None else None
+        self._boundary = True  # a loose call may start here: start of output, after a thought or a call
+        self._opener = ""  # the drifted opener of the loose call being read
+        self._depth = 0  # nesting inside the loose call being read
+        self._quote = ""  # the string the loose call is inside: "", '"' or the delimiter
+        self._escaped = False
         self._buf = ""
         self._state = _TEXT
         self._header = ""
@@ -233,6 +252,8 @@ class StreamParser:
         if not text:
             return
         thought = self._state == _THOUGHT
+        if not thought and self._boundary and text.strip(_WS):
+            self._boundary = False
         out = (self._thinking if thought else self._content).push(text)
         if not out:
             return
@@ -267,6 +288,17 @@ class StreamParser:
                 if self._state == _HEADER:
                     break
                 continue
+            if state == _LOOSE:
+                i, waiting = self._scan_loose(events, buf, i, final)
+                if waiting:
+                    break
+                continue
+            if state == _TEXT and self._boundary and self._tools is not None:
+                i, waiting = self._scan_boundary(events, buf, i, final)
+                if waiting:
+                    break
+                if self._state != _TEXT or self._boundary:
+                    continue
             # text or thought: plain text up to the next "<"
             lt = buf.find("<", i)
             if lt < 0:
@@ -298,11 +330,13 @@ class StreamParser:
             self._state = _DONE
         elif tok in _END_OF_OUTPUT:
             self._state = _DONE
-        elif tok == CHANNEL_START and not in_thought:
+        elif tok == CHANNEL_START and (not in_thought or self._tools is not None):
+            # A doubled <|channel> inside a thought repeats its header ("thought\n"): swallow that too.
             self._state = _HEADER
             self._header = ""
         elif tok == CHANNEL_END:
             self._state = _TEXT  # closes a thought; a stray one in text is dropped
+            self._boundary = True
         elif tok in (TOOL_CALL_END, CHANNEL_START):
             pass  # stray close tag after a call, or a nested channel opener: not text
         else:
@@ -350,25 +384,140 @@ class StreamParser:
             if tok is not None:
                 self._call.append(buf[start:lt])
                 self._end_call(events, tok)
-                if tok == TOOL_CALL_START:
-                    self._state = _CALL
-                    self._call = []
-                elif tok == TOOL_RESPONSE_START:
-                    self._handed_over = True
-                    self._state = _DONE
-                elif tok in _END_OF_OUTPUT:
-                    self._state = _DONE
+                self._after_terminator(tok)
                 return lt + len(tok), False
             if not final and n - lt < _LONGEST and buf[lt:] in _PREFIXES:
                 self._call.append(buf[start:lt])
                 return lt, True
             i = lt + 1
 
+    def _after_terminator(self, tok: str) -> None:
+        """Where a control token that ended a call leads: another call, the hand-over, the end, or text."""
+        if tok == TOOL_CALL_START:
+            self._state = _CALL
+            self._call = []
+        elif tok == TOOL_RESPONSE_START:
+            self._handed_over = True
+            self._state = _DONE
+        elif tok in _END_OF_OUTPUT:
+            self._state = _DONE
+
+    def _add_call(self, events: list[StreamEvent], call: ToolCall) -> None:
+        self._calls.append(call)
+        self._flush(events)
+        events.append(ToolCallEvent(call))
+        self._boundary = True
+
+    def _scan_boundary(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
+        """At a call boundary: a loose call (no <|tool_call>), a bare ``thought`` header, or ordinary text.
+
+        Text that might still become a call head is held back (at most ``_HEAD_WINDOW`` characters), so a
+        recovered call never shows as text first. Returns where to go on and whether to wait for more.
+        """
+        assert self._tools is not None
+        n = len(buf)
+        j = i
+        while j < n and buf[j] in _WS:
+            j += 1
+        if j > i:
+            self._emit_text(events, buf[i:j])  # whitespace only: held by the trimmer, boundary kept
+        if j == n:
+            return n, False
+        rest = buf[j : j + _HEAD_WINDOW]
+        # "thought\n<channel|>": the model wrote its empty thought channel without the <|channel> token.
+        if rest.startswith(_THOUGHT_WORD):
+            after = rest[len(_THOUGHT_WORD) :].lstrip(_WS)
+            if after.startswith(CHANNEL_END):
+                return j + rest.index(CHANNEL_END) + len(CHANNEL_END), False
+            if not final and CHANNEL_END.startswith(after) and len(rest) < _HEAD_WINDOW:
+                return j, True
+        elif not final and _THOUGHT_WORD.startswith(rest):
+            return j, True
+        head = match_loose_head(rest, self._tools)
+        if head is True:
+            if not final and len(rest) < _HEAD_WINDOW and n - j < _HEAD_WINDOW:
+                return j, True
+            head = None
+        if isinstance(head, LooseHead):
+            self._state = _LOOSE
+            self._opener = head.opener
+            self._call = []
+            self._depth, self._quote, self._escaped = 0, "", False
+            return j + len(head.opener), False
+        self._boundary = False
+        return j, False
+
+    def _scan_loose(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
+        """Collect a loose call up to its balanced closing brace or a control token; linear, across chunks."""
+        n = len(buf)
+        start = i
+        while True:
+            m = _LOOSE_STOPS.search(buf, i)
+            if m is None:
+                self._call.append(buf[start:])
+                return n, True
+            k = m.start()
+            ch = buf[k]
+            if ch == "<":
+                tok = _token_at(buf, k, _CALL_TERMINATORS)
+                if tok is not None:
+                    self._call.append(buf[start:k])
+                    self._end_loose(events, tok)
+                    self._after_terminator(tok)
+                    return k + len(tok), False
+                if buf.startswith(STRING_DELIM, k):
+                    if self._quote in ("", STRING_DELIM):
+                        self._quote = "" if self._quote else STRING_DELIM
+                    i = k + len(STRING_DELIM)
+                    continue
+                if not final and n - k < _LONGEST and buf[k:] in _PREFIXES:
+                    self._call.append(buf[start:k])
+                    return k, True
+            elif self._quote == '"':
+                if ch == "\\":
+                    self._escaped = not self._escaped
+                elif ch == '"' and not self._escaped:
+                    self._quote = ""
+                if ch != "\\":
+                    self._escaped = False
+            elif self._quote:
+                pass  # inside <|"|>…<|"|>: only the delimiter and control tokens matter
+            elif ch == '"':
+                self._quote, self._escaped = '"', False
+            elif ch in "{([":
+                self._depth += 1
+            elif ch in "})]" and self._depth > 0:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._call.append(buf[start : k + 1])
+                    self._end_loose(events, None, closed=True)
+                    return k + 1, False
+            i = k + 1
+
+    def _end_loose(self, events: list[StreamEvent], terminator: str | None, *, closed: bool = False) -> None:
+        """A loose call becomes a ToolCall if it reads as one; otherwise it was text all along."""
+        assert self._tools is not None
+        text = "".join(self._call)
+        self._call = []
+        self._state = _TEXT
+        opener = self._opener
+        repairs = [f"drifted opener {opener!r} instead of <|tool_call>" if opener else "no <|tool_call> opener"]
+        try:
+            name, arguments, repair = repair_call(
+                text, self._tools, complete=closed or terminator is not None, head_repairs=repairs
+            )
+        except ValueError:
+            self._boundary = False
+            self._emit_text(events, opener + text)
+            return
+        self._add_call(events, ToolCall(name, arguments, repair))
+
     def _end_call(self, events: list[StreamEvent], terminator: str | None) -> None:
         """Read the buffered call text once; either a ToolCall or one specific error."""
         text = "".join(self._call)
         self._call = []
         self._state = _TEXT
+        self._boundary = True
         head = _CALL_HEAD.match(text)
         ended = "the output ended" if terminator is None else f"{terminator} came"
         if head is None:
@@ -385,17 +534,30 @@ class StreamParser:
                     message += f"; {ended} before <tool_call|>"
             else:
                 call = ToolCall(name, arguments)
-                self._calls.append(call)
-                self._flush(events)
-                events.append(ToolCallEvent(call))
+                if self._tools is not None and name not in self._tools.schemas:
+                    resolved = self._tools.resolve(name)  # "ns.get_weather": the declared name is its last part
+                    if resolved is not None:
+                        call = ToolCall(resolved[0], arguments, f"namespaced name {name!r}")
+                self._add_call(events, call)
+                return
+        if self._tools is not None:
+            try:
+                name, arguments, repair = repair_call(text, self._tools, complete=terminator is not None)
+            except ValueError:
+                pass
+            else:
+                self._add_call(events, ToolCall(name, arguments, repair))
                 return
         self._errors.append(message)
         self._flush(events)
         events.append(ParseErrorEvent(message))
 
 
-def parse_response(text: str) -> ParsedResponse:
-    """Parse one complete generation (the same machine as streaming, fed in one piece)."""
-    parser = StreamParser()
+def parse_response(text: str, tools: Tools | None = None) -> ParsedResponse:
+    """Parse one complete generation (the same machine as streaming, fed in one piece).
+
+    ``tools`` (names or OpenAI tool dicts) turns on name-aware recovery of drifted calls (see StreamParser).
+    """
+    parser = StreamParser(tools)
     parser.feed(text)
     return parser.finish()

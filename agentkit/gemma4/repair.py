@@ -1,0 +1,472 @@
+"""Read the tool calls real Gemma 4 models write when they drift from the format, knowing what was declared.
+
+The strict reader (:mod:`agentkit.gemma4.values`) is exact on the reference template's format. Real models
+drift (the corpus in ``tests/data/toolcall_corpus.json`` cites a public report for each case): strings in
+``"…"`` or ``'…'`` or bare, a ``<|"|>`` missing on one side, ``key=value``, ``call:name(…)``, a ``}`` never
+written, keys with spaces, ``:name{`` or ``mcp:ns:name{`` heads. This module is the second try, used by
+:class:`~agentkit.gemma4.StreamParser` only when the strict reader failed and the caller declared its tools:
+
+- the name must resolve to a declared tool (exactly, or as the last part of a namespaced name), so text that
+  merely looks like a call never becomes one;
+- the tool's JSON schema decides what a bare value is (a bare ``5`` for an ``integer`` property is 5, bare
+  text for a ``string`` property runs to the next declared key or the closing brace);
+- a call cut off by the end of the output is never completed: a ``}`` or ``<|"|>`` is only assumed missing
+  when a control token ended the call, because a truncated value would run with the wrong arguments.
+
+Every accepted repair is named (``ToolCall.repair``) so runs can count them and a person can see them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from .tokens import STRING_DELIM
+
+__all__ = ["DeclaredTools", "LooseHead", "match_loose_head", "repair_call"]
+
+_NAME_CHARS: Final = r"A-Za-z0-9_.:\-"
+_HEAD = re.compile(rf"\s*(call\b)?\s*(:)?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*([{{(])")
+_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_WORDS: Final[dict[str, Any]] = {
+    "true": True,
+    "false": False,
+    "null": None,
+    "None": None,
+    "True": True,
+    "False": False,
+}
+_WORD = re.compile(r"[A-Za-z]+")
+_KEY_AHEAD = re.compile(r"\s*(?:[A-Za-z_][A-Za-z0-9_.\-]*|<\|\"\|>[^<]{1,64}<\|\"\|>|\"[^\"]{1,64}\")\s*[:=]")
+_BARE_KEY = re.compile(r"[^,{}\[\]()<>\"'\n:=]+")
+_STRICT_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
+_WS: Final = " \t\r\n"
+_MAX_DEPTH: Final = 100
+_scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredTools:
+    """The tools a caller declared: names and their parameter schemas, for name-aware recovery."""
+
+    schemas: Mapping[str, Mapping[str, Any]]
+
+    @classmethod
+    def of(cls, tools: Iterable[str | Mapping[str, Any]] | DeclaredTools) -> DeclaredTools:
+        """From tool names, OpenAI function-tool dicts (``{"type": "function", "function": {…}}``) or function dicts."""
+        if isinstance(tools, DeclaredTools):
+            return tools
+        schemas: dict[str, Mapping[str, Any]] = {}
+        for tool in tools:
+            if isinstance(tool, str):
+                schemas[tool] = {}
+                continue
+            if not isinstance(tool, Mapping):
+                raise TypeError(f"a declared tool is a name or an OpenAI function-tool dict, not {type(tool).__name__}")
+            fn = tool.get("function", tool)
+            name = fn.get("name") if isinstance(fn, Mapping) else None
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"a declared tool has no name: {dict(tool)!r:.80}")
+            params = fn.get("parameters") if isinstance(fn, Mapping) else None
+            schemas[name] = params if isinstance(params, Mapping) else {}
+        return cls(schemas)
+
+    def resolve(self, raw: str) -> tuple[str, bool] | None:
+        """The declared name ``raw`` stands for, and whether a namespace prefix was dropped (``mcp:x:name``)."""
+        if raw in self.schemas:
+            return raw, False
+        for i, ch in enumerate(raw):
+            if ch in ":." and raw[i + 1 :] in self.schemas:
+                return raw[i + 1 :], True
+        return None
+
+    def could_start(self, prefix: str) -> bool:
+        """Whether more characters could turn ``prefix`` into a declared (possibly namespaced) name."""
+        if any(name.startswith(prefix) for name in self.schemas):
+            return True
+        return any(ch in ":." for ch in prefix)  # a namespace: the declared name may follow
+
+
+@dataclass(frozen=True, slots=True)
+class LooseHead:
+    """Where a call written without ``<|tool_call>`` starts its arguments, and what opened it."""
+
+    end: int  # index just past the head, at the "{" or "("
+    opener: str  # the drifted opener text ("" when the call starts with "call:" or the bare name)
+
+
+# Openers models write instead of the <|tool_call> token, longest first (each was seen; see the corpus).
+_DRIFTED_OPENERS: Final = ("<|tool_call|>", "<tool_call>", "<tool_call:", "")
+_MAX_HEAD: Final = 160
+
+
+def match_loose_head(text: str, tools: DeclaredTools) -> LooseHead | bool | None:
+    """At a call boundary: a loose call head (``LooseHead``), ``True`` when more text is needed, else ``None``."""
+    for opener in _DRIFTED_OPENERS:
+        if text.startswith(opener):
+            rest = text[len(opener) :]
+        elif opener.startswith(text):
+            return True
+        else:
+            continue
+        head = _match_after_opener(rest, tools, opener)
+        if head is not None:
+            return head if head is True else LooseHead(len(opener) + head, opener)
+    return None
+
+
+def _match_after_opener(rest: str, tools: DeclaredTools, opener: str) -> int | bool | None:
+    i, n = 0, len(rest)
+    while i < n and rest[i] in _WS:
+        i += 1
+    if i == n:
+        return True if n < _MAX_HEAD else None
+    has_call = False
+    if rest.startswith("call", i) or "call".startswith(rest[i:]):
+        if n - i <= 4:
+            return True
+        j = i + 4
+        while j < n and rest[j] in " \t":
+            j += 1
+        if j == n:
+            return True
+        if rest[j] == ":":
+            has_call, i = True, j + 1
+    if opener == "<tool_call:":
+        has_call = True  # the collapsed form "<tool_call:NAME{" already says "call:"
+    while i < n and rest[i] in " \t":
+        i += 1
+    start = i
+    while i < n and (rest[i].isalnum() or rest[i] in "_.:-"):
+        i += 1
+    name = rest[start:i].rstrip(":")
+    if i == n:
+        return True if n < _MAX_HEAD and (not name or tools.could_start(name) or has_call) else None
+    while i < n and rest[i] in " \t":
+        i += 1
+    if i == n:
+        return True if n < _MAX_HEAD else None
+    if rest[i] not in "{(" or not name or tools.resolve(name) is None:
+        return None
+    if not has_call and not opener and rest[i] == "(":
+        return None  # "name(...)" at the start of a sentence is prose far more often than a call
+    return i
+
+
+class _Unrepairable(ValueError):
+    pass
+
+
+class _Reader:
+    """A forgiving reader of one call's arguments; records each liberty it takes in ``repairs``."""
+
+    def __init__(self, text: str, pos: int, repairs: list[str], complete: bool) -> None:
+        self.text = text
+        self.pos = pos
+        self.repairs = repairs
+        self.complete = complete  # a control token ended the call: a missing close may be assumed
+        self.depth = 0
+        self.limit = len(text)  # where the outermost closer sits (set by arguments())
+
+    def note(self, repair: str) -> None:
+        if repair not in self.repairs:
+            self.repairs.append(repair)
+
+    def fail(self, message: str) -> _Unrepairable:
+        return _Unrepairable(f"{message} (at character {self.pos})")
+
+    def skip_ws(self) -> None:
+        text, pos, n = self.text, self.pos, len(self.text)
+        while pos < n and text[pos] in _WS:
+            pos += 1
+        self.pos = pos
+
+    def arguments(self, schema: Mapping[str, Any]) -> dict[str, Any]:
+        opener = self.text[self.pos]
+        closer = "}" if opener == "{" else ")"
+        if opener == "(":
+            self.note("parenthesis arguments")
+        tail = self.text.rstrip(_WS + ">")
+        if tail.endswith(closer):
+            self.limit = len(tail) - 1
+        elif not self.complete:
+            raise self.fail("the call was cut off before its closing brace")
+        self.pos += 1
+        self.skip_ws()
+        if opener == "(" and self.text.startswith("{", self.pos):
+            inner = self.mapping(schema, "}")  # call:name({"k": "v"})
+            self.skip_ws()
+            if self.text.startswith(")", self.pos):
+                self.pos += 1
+            result = inner
+        else:
+            result = self.entries(schema, closer, top=True)
+        self.skip_ws()
+        while self.pos < len(self.text) and self.text[self.pos] in ">":
+            self.pos += 1  # "}>" written by the collapsed "<tool_call:" form
+        self.skip_ws()
+        if self.pos != len(self.text):
+            raise self.fail(f"unexpected text after the arguments: {self.text[self.pos : self.pos + 20]!r}")
+        return result
+
+    def mapping(self, schema: Mapping[str, Any], closer: str) -> dict[str, Any]:
+        self.pos += 1
+        return self.entries(schema, closer, top=False)
+
+    def entries(self, schema: Mapping[str, Any], closer: str, *, top: bool) -> dict[str, Any]:
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise self.fail(f"values nested deeper than {_MAX_DEPTH} levels")
+        props = schema.get("properties")
+        props = props if isinstance(props, Mapping) else {}
+        result: dict[str, Any] = {}
+        text = self.text
+        while True:
+            self.skip_ws()
+            if self.pos >= len(text) or (top and self.pos > self.limit):
+                if top and self.limit < len(text) and self.pos > self.limit:
+                    self.note("missing closing brace")  # the last "}" closed a nested value
+                    break
+                if not self.complete:
+                    raise self.fail("the arguments end before their closing brace")
+                self.note("missing closing brace")
+                break
+            if text[self.pos] == closer:
+                self.pos += 1
+                break
+            key = self.key()
+            self.skip_ws()
+            sep = text[self.pos] if self.pos < len(text) else ""
+            if sep == "=":
+                self.note("'=' instead of ':'")
+            elif sep != ":":
+                raise self.fail(f"expected ':' after key {key!r}")
+            self.pos += 1
+            prop = props.get(key)
+            result[key] = self.value(
+                prop if isinstance(prop, Mapping) else {}, closer, top=top, siblings=[k for k in props if k != key]
+            )
+            self.skip_ws()
+            if self.pos < len(text) and text[self.pos] == ",":
+                self.pos += 1
+            elif self.pos < len(text) and text[self.pos] != closer and _KEY_AHEAD.match(text, self.pos):
+                self.note("missing comma")
+        self.depth -= 1
+        return result
+
+    def key(self) -> str:
+        text, pos = self.text, self.pos
+        if text.startswith(STRING_DELIM, pos):
+            end = text.find(STRING_DELIM, pos + len(STRING_DELIM))
+            if end < 0:
+                raise self.fail("unterminated key")
+            self.pos = end + len(STRING_DELIM)
+            return text[pos + len(STRING_DELIM) : end]
+        if pos < len(text) and text[pos] in "\"'":
+            end = text.find(text[pos], pos + 1)
+            if end < 0:
+                raise self.fail("unterminated key")
+            self.pos = end + 1
+            return text[pos + 1 : end]
+        m = _BARE_KEY.match(text, pos)
+        if not m or not m.group(0).strip():
+            raise self.fail(f"expected a key but found {text[pos : pos + 20]!r}")
+        key = m.group(0).strip()
+        if not _STRICT_KEY.match(key):
+            self.note("key with spaces")
+        self.pos = m.end()
+        return key
+
+    def value(self, schema: Mapping[str, Any], closer: str, *, top: bool, siblings: list[str]) -> Any:
+        self.skip_ws()
+        text, pos = self.text, self.pos
+        if pos >= len(text):
+            raise self.fail("expected a value but the text ended")
+        ch = text[pos]
+        if text.startswith(STRING_DELIM, pos):
+            return self.delimited(closer, top=top, siblings=siblings)
+        if ch == '"':
+            return self.double_quoted(closer)
+        if ch == "'":
+            return self.single_quoted(closer)
+        if ch == "{":
+            return self.mapping(schema, "}")
+        if ch == "[":
+            return self.sequence(schema)
+        return self.bare(schema, closer, top=top, siblings=siblings)
+
+    def _structural_after(self, i: int, closer: str) -> bool:
+        n = len(self.text)
+        while i < n and self.text[i] in _WS:
+            i += 1
+        return i >= n or self.text[i] in ",]})" or self.text[i] == closer or bool(_KEY_AHEAD.match(self.text, i))
+
+    def _value_end(self, closer: str, *, top: bool, siblings: list[str]) -> int:
+        """Where a string that lost its closing delimiter ends: before the next declared key, else the closer."""
+        text, start = self.text, self.pos
+        if siblings:
+            pattern = re.compile(r",\s*(?:" + "|".join(map(re.escape, siblings)) + r")\s*[:=]")
+            m = pattern.search(text, start, self.limit if top else len(text))
+            if m:
+                return m.start()
+        if top:
+            return self.limit
+        end = text.find(closer, start)
+        return end if end >= 0 else len(text)
+
+    def delimited(self, closer: str, *, top: bool, siblings: list[str]) -> str:
+        text = self.text
+        start = self.pos + len(STRING_DELIM)
+        end = text.find(STRING_DELIM, start)
+        if end >= 0 and self._structural_after(end + len(STRING_DELIM), closer):
+            self.pos = end + len(STRING_DELIM)
+            return text[start:end]
+        # No closing delimiter where one belongs: the string ends before the next declared key or the closer.
+        if end < 0 and not self.complete:
+            raise self.fail('unterminated string: no closing <|"|>')
+        self.pos = start
+        stop = self._value_end(closer, top=top, siblings=siblings)
+        self.note('missing closing <|"|>')
+        self.pos = stop
+        return text[start:stop]
+
+    def _dangling_delimiter(self) -> None:
+        if self.text.startswith(STRING_DELIM, self.pos):
+            self.pos += len(STRING_DELIM)
+            self.note('stray <|"|>')
+
+    def double_quoted(self, closer: str) -> str:
+        try:
+            result, end = _scanstring(self.text, self.pos + 1)
+        except json.JSONDecodeError:
+            pass
+        else:
+            self.pos = end
+            self._dangling_delimiter()
+            return result
+        # Raw backslashes (a Windows path) or a raw quote: the string ends at a quote before structure.
+        i = self.pos + 1
+        while True:
+            i = self.text.find('"', i)
+            if i < 0:
+                raise self.fail("unterminated double-quoted string")
+            if self._structural_after(i + 1, closer):
+                break
+            i += 1
+        value = self.text[self.pos + 1 : i]
+        self.note("raw backslash or quote in a double-quoted string")
+        self.pos = i + 1
+        return value
+
+    def single_quoted(self, closer: str) -> str:
+        i = self.pos + 1
+        while True:
+            i = self.text.find("'", i)
+            if i < 0:
+                raise self.fail("unterminated single-quoted string")
+            after = i + 1
+            if self.text.startswith(STRING_DELIM, after) or self._structural_after(after, closer):
+                break
+            i += 1
+        value = self.text[self.pos + 1 : i]
+        self.note("single-quoted string")
+        self.pos = i + 1
+        self._dangling_delimiter()
+        return value
+
+    def sequence(self, schema: Mapping[str, Any]) -> list[Any]:
+        self.pos += 1
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise self.fail(f"values nested deeper than {_MAX_DEPTH} levels")
+        items = schema.get("items")
+        item_schema = items if isinstance(items, Mapping) else {}
+        result: list[Any] = []
+        while True:
+            self.skip_ws()
+            if self.pos >= len(self.text):
+                raise self.fail("unbalanced brackets: a [ is never closed")
+            if self.text[self.pos] == "]":
+                self.pos += 1
+                self.depth -= 1
+                return result
+            result.append(self.value(item_schema, "]", top=False, siblings=[]))
+            self.skip_ws()
+            if self.text.startswith(",", self.pos):
+                self.pos += 1
+            elif not self.text.startswith("]", self.pos):
+                raise self.fail("expected ',' or ']' in a list")
+
+    def bare(self, schema: Mapping[str, Any], closer: str, *, top: bool, siblings: list[str]) -> Any:
+        """A value with no quotes: a number or word if it is one, else text (typed by the schema)."""
+        text, pos = self.text, self.pos
+        kind = schema.get("type")
+        # A lone closing delimiter before structure: the opening <|"|> was left out.
+        delim = text.find(STRING_DELIM, pos)
+        if delim >= 0 and self._structural_after(delim + len(STRING_DELIM), closer):
+            piece = text[pos:delim]
+            if piece.strip() and not any(c in piece for c in "{[") and not _KEY_AHEAD.search(piece):
+                self.pos = delim + len(STRING_DELIM)
+                self.note('missing opening <|"|>')
+                return piece
+        for pattern, convert in ((_NUMBER, _number), (_WORD, _WORDS.get)):
+            m = pattern.match(text, pos)
+            if m and self._structural_after(m.end(), closer) and (pattern is _NUMBER or m.group(0) in _WORDS):
+                if kind == "string" and pattern is _NUMBER:
+                    break  # a string property: keep the text as written
+                self.pos = m.end()
+                return convert(m.group(0))
+        if kind == "string":
+            stop = self._value_end(closer, top=top, siblings=siblings)
+        else:
+            stop = self._first_structural(closer)
+        piece = text[pos:stop].strip(_WS)
+        if not piece:
+            raise self.fail(f"expected a value but found {text[pos : pos + 20]!r}")
+        self.pos = stop
+        if kind in ("integer", "number"):
+            m = _NUMBER.fullmatch(piece)
+            if m is None:
+                raise self.fail(f"expected a number but found {piece[:20]!r}")
+            self.note("unquoted value typed by the schema")
+            return _number(piece)
+        self.note("unquoted string")
+        return piece
+
+    def _first_structural(self, closer: str) -> int:
+        text, i, n = self.text, self.pos, len(self.text)
+        while i < n and text[i] not in ",]})\n" and text[i] != closer:
+            i += 1
+        return i
+
+
+def _number(literal: str) -> int | float:
+    return float(literal) if any(c in literal for c in ".eE") else int(literal)
+
+
+def repair_call(
+    text: str, tools: DeclaredTools, *, complete: bool, head_repairs: Iterable[str] = ()
+) -> tuple[str, dict[str, Any], str]:
+    """Read ``call:NAME{…}`` (or a drifted form) forgivingly: ``(name, arguments, repair)``; ValueError if not."""
+    m = _HEAD.match(text)
+    if m is None:
+        raise ValueError(f"no 'call:NAME{{' head in {text[:30]!r}")
+    repairs = list(head_repairs)
+    has_call, has_colon, raw, _ = m.groups()
+    resolved = tools.resolve(raw.rstrip(":"))
+    if resolved is None:
+        raise ValueError(f"{raw!r} is not a declared tool")
+    name, namespaced = resolved
+    if not has_call:
+        repairs.append("':NAME' without 'call'" if has_colon else "no 'call:' before the name")
+    if namespaced:
+        repairs.append(f"namespaced name {raw!r}")
+    reader = _Reader(text, m.end(4) - 1, repairs, complete)
+    try:
+        arguments = reader.arguments(tools.schemas[name])
+    except (_Unrepairable, RecursionError) as exc:
+        raise ValueError(str(exc)) from exc
+    return name, arguments, "; ".join(repairs) or "reformatted"
