@@ -120,7 +120,7 @@ class ParseErrorEvent:
 
 StreamEvent = ThinkingDelta | TextDelta | ToolCallEvent | ParseErrorEvent
 
-_TEXT, _HEADER, _THOUGHT, _CALL, _DONE, _LOOSE = range(6)
+_TEXT, _HEADER, _THOUGHT, _CALL, _DONE, _LOOSE, _AFTER_LOOSE = range(7)
 _END_OF_OUTPUT: Final = (TURN_END, EOS, TURN_START)
 _CALL_TERMINATORS: Final = (TOOL_CALL_END, TOOL_CALL_START, TOOL_RESPONSE_START, *_END_OF_OUTPUT)
 # Every proper prefix of every control token: text that must wait for the next chunk.
@@ -229,6 +229,10 @@ class StreamParser:
             self._header_to_thought(events)
         if self._state == _CALL:
             self._end_call(events, None)
+        elif self._state == _LOOSE:
+            self._end_loose(events, None)
+        elif self._state == _AFTER_LOOSE:
+            self._end_loose(events, None, closed=True)
         self._flush(events)
         return events
 
@@ -290,6 +294,11 @@ class StreamParser:
                 continue
             if state == _LOOSE:
                 i, waiting = self._scan_loose(events, buf, i, final)
+                if waiting:
+                    break
+                continue
+            if state == _AFTER_LOOSE:
+                i, waiting = self._scan_after_loose(events, buf, i, final)
                 if waiting:
                     break
                 continue
@@ -490,11 +499,33 @@ class StreamParser:
                 self._depth -= 1
                 if self._depth == 0:
                     self._call.append(buf[start : k + 1])
-                    self._end_loose(events, None, closed=True)
+                    self._state = _AFTER_LOOSE  # a call only if no prose follows on its line
                     return k + 1, False
             i = k + 1
 
-    def _end_loose(self, events: list[StreamEvent], terminator: str | None, *, closed: bool = False) -> None:
+    def _scan_after_loose(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
+        """A closed loose call followed by prose on its line was prose ("call:f{x} is how you ask"), else a call."""
+        n = len(buf)
+        if self._opener.startswith("<") and i < n and buf[i] == ">":
+            i += 1  # "}>" after the collapsed "<tool_call:" opener
+        j = i
+        while j < n and buf[j] in " \t":
+            j += 1
+        if j == n and not final:
+            self._call.append(buf[i:j])
+            return j, True
+        if not final and n - j < 5 and "call:".startswith(buf[j:]):
+            self._call.append(buf[i:j])
+            return j, True
+        if j == n or buf[j] in "\r\n<" or buf.startswith("call:", j):
+            self._end_loose(events, None, closed=True)
+            return j, False
+        self._end_loose(events, None, closed=True, prose=True)
+        return i, False
+
+    def _end_loose(
+        self, events: list[StreamEvent], terminator: str | None, *, closed: bool = False, prose: bool = False
+    ) -> None:
         """A loose call becomes a ToolCall if it reads as one; otherwise it was text all along."""
         assert self._tools is not None
         text = "".join(self._call)
@@ -502,9 +533,12 @@ class StreamParser:
         self._state = _TEXT
         opener = self._opener
         repairs = [f"drifted opener {opener!r} instead of <|tool_call>" if opener else "no <|tool_call> opener"]
+        body = "call:" + text if opener == "<tool_call:" else text
         try:
+            if prose:
+                raise ValueError("prose follows")
             name, arguments, repair = repair_call(
-                text, self._tools, complete=closed or terminator is not None, head_repairs=repairs
+                body, self._tools, complete=closed or terminator is not None, head_repairs=repairs
             )
         except ValueError:
             self._boundary = False
