@@ -191,6 +191,7 @@ class StreamParser:
         self._depth = 0  # nesting inside the loose call being read
         self._quote = ""  # the string the loose call is inside: "", '"' or the delimiter
         self._escaped = False
+        self._gt_ok = False  # a ">" may still follow the closing brace of a "<tool_call:" call
         self._buf = ""
         self._state = _TEXT
         self._header = ""
@@ -500,19 +501,23 @@ class StreamParser:
                 if self._depth == 0:
                     self._call.append(buf[start : k + 1])
                     self._state = _AFTER_LOOSE  # a call only if no prose follows on its line
+                    self._gt_ok = True
                     return k + 1, False
             i = k + 1
 
     def _scan_after_loose(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
         """A closed loose call followed by prose on its line was prose ("call:f{x} is how you ask"), else a call."""
         n = len(buf)
-        if self._opener.startswith("<") and i < n and buf[i] == ">":
-            i += 1  # "}>" after the collapsed "<tool_call:" opener
+        if self._gt_ok and i < n:
+            self._gt_ok = False
+            if self._opener.startswith("<") and buf[i] == ">":
+                i += 1  # "}>" right after a call opened by the collapsed "<tool_call:"
         j = i
         while j < n and buf[j] in " \t":
             j += 1
         if j == n and not final:
             self._call.append(buf[i:j])
+            self._gt_ok = self._gt_ok and j == i
             return j, True
         if not final and n - j < 5 and "call:".startswith(buf[j:]):
             self._call.append(buf[i:j])

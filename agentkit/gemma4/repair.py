@@ -18,6 +18,7 @@ Every accepted repair is named (``ToolCall.repair``) so runs can count them and 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -170,6 +171,20 @@ class _Reader:
         self.complete = complete  # a control token ended the call: a missing close may be assumed
         self.depth = 0
         self.limit = len(text)  # where the outermost closer sits (set by arguments())
+        # Forward searches are memoized: positions only grow, so each search scans the text once in total.
+        self._found: dict[object, tuple[int, int]] = {}
+
+    def search(self, key: object, find: Callable[[int], int], pos: int) -> int:
+        """``find(pos)`` (index or -1), reusing an earlier search from a smaller position when it still holds."""
+        cached = self._found.get(key)
+        if cached is not None and cached[0] <= pos and (cached[1] < 0 or cached[1] >= pos):
+            return cached[1]
+        found = find(pos)
+        self._found[key] = (pos, found)
+        return found
+
+    def find_delim(self, pos: int) -> int:
+        return self.search(STRING_DELIM, lambda p: self.text.find(STRING_DELIM, p), pos)
 
     def note(self, repair: str) -> None:
         if repair not in self.repairs:
@@ -308,10 +323,10 @@ class _Reader:
         """Where a string that lost its closing delimiter ends: before the next declared key, else the closer."""
         text, start = self.text, self.pos
         if siblings:
-            pattern = re.compile(r",\s*(?:" + "|".join(map(re.escape, siblings)) + r")\s*[:=]")
-            m = pattern.search(text, start, self.limit if top else len(text))
-            if m:
-                return m.start()
+            pattern = _sibling_pattern(tuple(siblings))
+            found = self.search(pattern, lambda p: _start(pattern.search(text, p)), start)
+            if found >= 0 and (found < self.limit or not top):
+                return found
         if top:
             return self.limit
         end = text.find(closer, start)
@@ -320,7 +335,7 @@ class _Reader:
     def delimited(self, closer: str, *, top: bool, siblings: list[str]) -> str:
         text = self.text
         start = self.pos + len(STRING_DELIM)
-        end = text.find(STRING_DELIM, start)
+        end = self.find_delim(start)
         if end >= 0 and self._structural_after(end + len(STRING_DELIM), closer):
             self.pos = end + len(STRING_DELIM)
             return text[start:end]
@@ -405,7 +420,7 @@ class _Reader:
         text, pos = self.text, self.pos
         kind = schema.get("type")
         # A lone closing delimiter before structure: the opening <|"|> was left out.
-        delim = text.find(STRING_DELIM, pos)
+        delim = self.find_delim(pos)
         if delim >= 0 and self._structural_after(delim + len(STRING_DELIM), closer):
             piece = text[pos:delim]
             if piece.strip() and not any(c in piece for c in "{[") and not _KEY_AHEAD.search(piece):
@@ -441,6 +456,15 @@ class _Reader:
         while i < n and text[i] not in ",]})\n" and text[i] != closer:
             i += 1
         return i
+
+
+@functools.lru_cache(maxsize=256)
+def _sibling_pattern(siblings: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(r",\s*(?:" + "|".join(map(re.escape, siblings)) + r")\s*[:=]")
+
+
+def _start(m: re.Match[str] | None) -> int:
+    return m.start() if m else -1
 
 
 def _number(literal: str) -> int | float:
