@@ -43,6 +43,7 @@ _WORDS: Final[dict[str, Any]] = {
 _WORD = re.compile(r"[A-Za-z]+")
 _KEY_AHEAD = re.compile(r"\s*(?:[A-Za-z_][A-Za-z0-9_.\-]*|<\|\"\|>[^<]{1,64}<\|\"\|>|\"[^\"]{1,64}\")\s*[:=]")
 _BARE_KEY = re.compile(r"[^,{}\[\]()<>\"'\n:=]+")
+_PLAIN_START = re.compile(r"[\w./~]")
 _STRICT_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 _WS: Final = " \t\r\n"
 _MAX_DEPTH: Final = 100
@@ -83,12 +84,6 @@ class DeclaredTools:
             if ch in ":." and raw[i + 1 :] in self.schemas:
                 return raw[i + 1 :], True
         return None
-
-    def could_start(self, prefix: str) -> bool:
-        """Whether more characters could turn ``prefix`` into a declared (possibly namespaced) name."""
-        if any(name.startswith(prefix) for name in self.schemas):
-            return True
-        return any(ch in ":." for ch in prefix)  # a namespace: the declared name may follow
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +140,8 @@ def _match_after_opener(rest: str, tools: DeclaredTools, opener: str) -> int | b
         i += 1
     name = rest[start:i].rstrip(":")
     if i == n:
-        return True if n < _MAX_HEAD and (not name or tools.could_start(name) or has_call) else None
+        # Still inside the name: any word may turn out to be "ns:" before a declared name, so wait (bounded).
+        return True if n < _MAX_HEAD else None
     while i < n and rest[i] in " \t":
         i += 1
     if i == n:
@@ -439,7 +435,8 @@ class _Reader:
         else:
             stop = self._first_structural(closer)
         piece = text[pos:stop].strip(_WS)
-        if not piece:
+        if not piece or (not kind and not _PLAIN_START.match(piece)):
+            # Without a schema saying "string", only text that reads like a word or path is taken as one.
             raise self.fail(f"expected a value but found {text[pos : pos + 20]!r}")
         self.pos = stop
         if kind in ("integer", "number"):

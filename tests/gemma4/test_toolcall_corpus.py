@@ -1,0 +1,254 @@
+"""Tolerant parsing: the real-world corpus, the negative corpus, streaming equivalence and linear work.
+
+Each corpus case cites the public report it comes from (``tests/data/toolcall_corpus.json``). Recovery is on
+only when tools are declared; without them the parser is the exact one the conformance vectors pin down.
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import pairwise
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentkit.gemma4 import (
+    ContentDelta,
+    ParsedResponse,
+    ParseErrorEvent,
+    StreamEvent,
+    StreamParser,
+    ThinkingDelta,
+    ToolCall,
+    ToolCallEvent,
+    parse_response,
+)
+from agentkit.gemma4 import parse as parse_module
+from agentkit.gemma4 import repair as repair_module
+
+from .helpers import DATA, PARSE_VECTORS, count_tokens
+
+CORPUS = json.loads((DATA / "toolcall_corpus.json").read_text(encoding="utf-8"))
+CASES: list[dict[str, Any]] = CORPUS["cases"]
+NEGATIVES: list[dict[str, Any]] = CORPUS["negatives"]
+D = '<|"|>'
+HOLD_BACK = parse_module._HEAD_WINDOW + 16
+
+
+def _calls(result: ParsedResponse) -> list[dict[str, Any]]:
+    return [{"name": c.name, "arguments": c.arguments} for c in result.tool_calls]
+
+
+def test_every_case_cites_a_public_source() -> None:
+    assert len(CASES) >= 40 and len(NEGATIVES) >= 15
+    for case in [*CASES]:
+        assert case["source"].startswith("https://github.com/"), case["id"]
+    assert len({c["id"] for c in CASES + NEGATIVES}) == len(CASES) + len(NEGATIVES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c["id"])
+def test_corpus_case_is_recovered_or_reported(case: dict[str, Any]) -> None:
+    result = parse_response(case["text"], tools=case["tools"])
+    assert _calls(result) == case["expected_calls"]
+    if case.get("expect_error"):
+        assert result.errors, "a cut-off or degenerate call must be reported, not dropped"
+    # A call the strict parser reads (no tools) is not marked repaired; every other one says how it was.
+    strict = {json.dumps(c, sort_keys=True) for c in _calls(parse_response(case["text"]))}
+    for call in result.tool_calls:
+        as_dict = json.dumps({"name": call.name, "arguments": call.arguments}, sort_keys=True)
+        assert (call.repair is None) == (as_dict in strict), (call, strict)
+
+
+@pytest.mark.parametrize("case", NEGATIVES, ids=lambda c: c["id"])
+def test_negative_corpus_invents_no_call(case: dict[str, Any]) -> None:
+    assert parse_response(case["text"], tools=case["tools"]).tool_calls == []
+
+
+def test_recovery_needs_declared_tools_and_a_declared_name() -> None:
+    text = f"<|channel>thought\nok<channel|>call:bash{{command:{D}ls{D}}}"
+    assert parse_response(text).tool_calls == []  # no tools given: exactly the strict parser
+    assert parse_response(text, tools=["grep"]).tool_calls == []
+    assert parse_response(text, tools=["bash"]).tool_calls == [
+        ToolCall("bash", {"command": "ls"}, "no <|tool_call> opener")
+    ]
+
+
+def test_loose_calls_only_at_a_call_boundary() -> None:
+    tools = ["get_weather"]
+    assert parse_response("Sure. call:get_weather{city:Paris}", tools=tools).tool_calls == []
+    after_call = parse_response(
+        f"<|tool_call>call:get_weather{{city:{D}A{D}}}<tool_call|>\ncall:get_weather{{city:B}}", tools
+    )
+    assert [c.arguments["city"] for c in after_call.tool_calls] == ["A", "B"]
+    assert after_call.tool_calls[1].repair == "no <|tool_call> opener; unquoted string"
+    # A closed loose call with prose after it on the same line was prose.
+    prose = parse_response("call:get_weather{city:Paris} is the syntax.", tools)
+    assert prose.tool_calls == [] and prose.content == "call:get_weather{city:Paris} is the syntax."
+
+
+def test_schema_types_guide_bare_values() -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "f",
+                "parameters": {
+                    "properties": {"n": {"type": "integer"}, "zip": {"type": "string"}, "city": {"type": "string"}}
+                },
+            },
+        }
+    ]
+    # Strictly unreadable (a bare "New York"), so the schema types every bare value: zip stays text.
+    result = parse_response("<|tool_call>call:f{n: 42 ,zip:01234,city:New York}<tool_call|>", tools=tools)
+    assert result.tool_calls[0].arguments == {"n": 42, "zip": "01234", "city": "New York"}
+    bad = parse_response("<|tool_call>call:f{n:forty two}<tool_call|>", tools=tools)
+    assert bad.tool_calls == [] and "'f'" in bad.errors[0]
+
+
+def test_truncated_calls_are_never_completed() -> None:
+    cut = parse_response(f"<|tool_call>call:get_weather{{city:{D}Par", tools=["get_weather"])
+    assert cut.tool_calls == [] and "output ended" in cut.errors[0]
+    # The same shape ended by a control token is a finished call whose closing delimiter was left out.
+    ended = parse_response(f"<|tool_call>call:get_weather{{city:{D}Paris<tool_call|>", tools=["get_weather"])
+    assert ended.tool_calls == [
+        ToolCall("get_weather", {"city": "Paris"}, 'missing closing <|"|>; missing closing brace')
+    ]
+
+
+WELL_FORMED = [v for v in PARSE_VECTORS if not v.get("malformed")]
+
+
+@pytest.mark.parametrize("vector", PARSE_VECTORS, ids=lambda v: v["name"])
+def test_conformance_vectors_unchanged_with_tools_declared(vector: dict[str, Any]) -> None:
+    plain = parse_response(vector["text"])
+    names = [c["name"] for c in vector.get("expected", {}).get("tool_calls", [])] or ["get_weather", "f"]
+    declared = parse_response(vector["text"], tools=names)
+    if not vector.get("malformed"):
+        assert declared == plain
+        assert all(c.repair is None for c in declared.tool_calls)
+    elif vector["name"] in ("unterminated_call_truncated", "missing_name", "garbage_value"):
+        assert declared.tool_calls == [] and declared.errors  # truncated or garbage: still reported
+
+
+def _stream(text: str, chunks: list[str], tools: Any) -> tuple[ParsedResponse, list[StreamEvent]]:
+    parser = StreamParser(tools)
+    events: list[StreamEvent] = []
+    for chunk in chunks:
+        events.extend(parser.feed(chunk))
+        assert len(parser._buf) < HOLD_BACK  # a head or a token prefix at most is carried over
+    events.extend(parser.close())
+    return parser.finish(), events
+
+
+def _check_stream(text: str, chunks: list[str], tools: Any) -> None:
+    whole = parse_response(text, tools=tools)
+    result, events = _stream(text, chunks, tools)
+    assert result == whole, chunks
+    content = [e.text for e in events if isinstance(e, ContentDelta)]
+    thinking = [e.text for e in events if isinstance(e, ThinkingDelta)]
+    assert "".join(content) == whole.content and "".join(thinking) == whole.thinking
+    assert sum(map(count_tokens, content)) == count_tokens(whole.content)  # never half a control token
+    assert [e.call for e in events if isinstance(e, ToolCallEvent)] == whole.tool_calls
+    assert [e.message for e in events if isinstance(e, ParseErrorEvent)] == whole.errors
+
+
+@pytest.mark.parametrize("case", CASES + NEGATIVES, ids=lambda c: c["id"])
+def test_corpus_streams_like_the_whole_text(case: dict[str, Any]) -> None:
+    text, tools = case["text"], case["tools"]
+    for a in range(0, len(text) + 1, max(1, len(text) // 40)):
+        _check_stream(text, [text[:a], text[a:]], tools)
+    _check_stream(text, list(text), tools)
+
+
+_PIECES = st.sampled_from(
+    [
+        "call:",
+        "get_weather",
+        "bash",
+        "{",
+        "}",
+        "(",
+        ")",
+        "city:",
+        "city=",
+        D,
+        '"',
+        "'",
+        "Paris",
+        ",",
+        " ",
+        "\n",
+        "thought",
+        "<channel|>",
+        "<|channel>thought\n",
+        "<|tool_call>",
+        "<tool_call|>",
+        "<|tool_call|>",
+        "<tool_call:",
+        "<turn|>",
+        "<|tool_response>",
+        ">",
+        "mcp:",
+        "<",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_PIECES, max_size=16).map("".join), st.lists(st.integers(0, 200), max_size=6))
+def test_any_split_of_drifted_output_matches_the_whole(text: str, cut_points: list[int]) -> None:
+    cuts = sorted({min(c, len(text)) for c in cut_points})
+    bounds = [0, *cuts, len(text)]
+    _check_stream(text, [text[a:b] for a, b in pairwise(bounds)], ["get_weather", "bash"])
+
+
+def test_work_stays_linear_in_the_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Characters handed to the head matcher and the repair reader grow linearly with the output."""
+    seen = {"head": 0, "repair": 0}
+    real_head, real_repair = parse_module.match_loose_head, parse_module.repair_call
+
+    def head(text: str, tools: Any) -> Any:
+        seen["head"] += len(text)
+        return real_head(text, tools)
+
+    def repair(text: str, tools: Any, **kw: Any) -> Any:
+        seen["repair"] += len(text)
+        return real_repair(text, tools, **kw)
+
+    monkeypatch.setattr(parse_module, "match_loose_head", head)
+    monkeypatch.setattr(parse_module, "repair_call", repair)
+    unit = (
+        f"<|channel>thought\nstep<channel|>call:get_weather{{city:Paris, France{D},unit=c}}\n"
+        "<|tool_call>:get_weather(city='Rome')<tool_call|>call:nope{x:1} "
+    )
+    totals = []
+    for n in (50, 100):
+        seen.update(head=0, repair=0)
+        text = unit * n
+        parser = StreamParser(["get_weather"])
+        for i in range(0, len(text), 7):
+            parser.feed(text[i : i + 7])
+        result = parser.finish()
+        assert len(result.tool_calls) == 2 * n
+        totals.append(seen["head"] + seen["repair"])
+    assert totals[1] <= 2.2 * totals[0]
+
+
+def test_repair_reader_is_linear_on_many_bare_values() -> None:
+    """Forward searches are memoized: thousands of bare values read in one pass, not one search each."""
+    calls = 0
+    text = "call:f{" + ",".join(f"a{i}:x{i}" for i in range(3000)) + "}"
+    real_find = str.find
+
+    class Counting(str):
+        def find(self, *args: Any) -> int:  # type: ignore[override]
+            nonlocal calls
+            calls += 1
+            return real_find(self, *args)
+
+    tools = repair_module.DeclaredTools.of(["f"])
+    name, arguments, _ = repair_module.repair_call(Counting(text), tools, complete=True)
+    assert name == "f" and len(arguments) == 3000
+    assert calls <= 10  # one delimiter search reused for every value
