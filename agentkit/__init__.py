@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from agentkit.backends.base import Backend, SamplingParams, Usage
     from agentkit.backends.registry import backend_from_url, register_backend
     from agentkit.errors import AgentkitError
-    from agentkit.events import RunResult, RunTimings
+    from agentkit.events import RunResult, RunTimings, ToolCallCounts
     from agentkit.sessions import Session, SessionInfo, SessionStore
     from agentkit.tools.runtime import Tool, tool
     from agentkit.toolsets import Toolset
@@ -35,6 +35,7 @@ _LAZY = {
     "default_policy": "agentkit.agent",
     "RunResult": "agentkit.events",
     "RunTimings": "agentkit.events",
+    "ToolCallCounts": "agentkit.events",
     "Backend": "agentkit.backends.base",
     "SamplingParams": "agentkit.backends.base",
     "Usage": "agentkit.backends.base",
@@ -61,6 +62,7 @@ __all__ = [
     "SessionInfo",
     "SessionStore",
     "Tool",
+    "ToolCallCounts",
     "ToolCallRequest",
     "Toolset",
     "Usage",

@@ -52,6 +52,7 @@ from agentkit.events import (
     RunTimings,
     StepFinished,
     StopReason,
+    ToolCallCounts,
     ToolCallFinished,
     ToolCallStarted,
 )
@@ -62,7 +63,16 @@ from agentkit.tools.runtime import CallContext, Tool, as_tools, to_response_valu
 from agentkit.toolsets import Toolset, check_toolsets, merge_tools
 from agentkit.tracing import Tracer, default_tracer
 
-__all__ = ["Agent", "Approval", "RunResult", "RunTimings", "ToolCallRequest", "allow_all", "default_policy"]
+__all__ = [
+    "Agent",
+    "Approval",
+    "RunResult",
+    "RunTimings",
+    "ToolCallCounts",
+    "ToolCallRequest",
+    "allow_all",
+    "default_policy",
+]
 
 
 class Approval(enum.Enum):
@@ -163,6 +173,8 @@ class Agent:
             self._declarations.append(self._output.declaration)
         # Tracing (agentkit.tracing): spans from the run's events, when a provider is given or instrument() ran.
         self._tracer = Tracer(tracer_provider) if tracer_provider is not None else None
+        # The parser recovers drifted calls only for these names (and types bare values by their schemas).
+        self._declared = gemma4.DeclaredTools.of(self._declarations) if self._declarations else None
         self.thinking = thinking
         self.max_steps = max_steps
         if sampling is None:
@@ -326,6 +338,7 @@ class Agent:
             self._declarations = [t.as_openai_tool() for t in self.tools.values()]
             for t in answer:
                 del self.tools[t.name]  # answered by the loop, not run as a tool
+            self._declared = gemma4.DeclaredTools.of(self._declarations) if self._declarations else None
             self._prefix = None  # the cached rendering declares the old tools
             self._toolset_versions = versions
 
@@ -393,6 +406,7 @@ class Agent:
         finished = False
         partial_text: list[str] = []
         answer = self._output.attempts() if self._output is not None else None  # structured output's state
+        counts = ToolCallCounts()
         try:
             for step in range(1, self.max_steps + 1):
                 request = GenerationRequest(
@@ -403,7 +417,7 @@ class Agent:
                     enable_thinking=self.thinking,
                     grammar=self._grammar(step),
                 )
-                parser = gemma4.StreamParser()
+                parser = gemma4.StreamParser(self._declared)
                 reader = answer.reader() if answer is not None else None  # streams the answer's fields
                 raw: list[str] = []
                 partial_text = []
@@ -434,6 +448,12 @@ class Agent:
                         ttft = done.timings.ttft_s
                 if parsed.thinking:
                     thinking_parts.append(parsed.thinking)
+                repaired = [c for c in parsed.tool_calls if c.repair is not None]
+                counts = counts + ToolCallCounts(
+                    len(parsed.tool_calls) - len(repaired), len(repaired), len(parsed.errors)
+                )
+                for c in repaired:
+                    yield Notice(f"recovered a tool call to {c.name!r} written out of format: {c.repair}", "info", step)
                 for err in parsed.errors:
                     yield Notice(f"the model wrote a malformed tool call: {err}", "warning", step)
 
@@ -546,6 +566,7 @@ class Agent:
             stop_reason=stop_reason,
             tool_calls=records,
             session_id=self.session.id,
+            call_counts=counts,
         )
         yield RunFinished(result)
 

@@ -30,6 +30,7 @@ __all__ = [
     "StopReason",
     "TextDelta",
     "ThinkingDelta",
+    "ToolCallCounts",
     "ToolCallFinished",
     "ToolCallStarted",
 ]
@@ -112,6 +113,25 @@ class RunTimings:
         return max(0.0, self.total_s - self.generation_s - self.tools_s)
 
 
+@dataclass(frozen=True, slots=True)
+class ToolCallCounts:
+    """How the model's tool calls in one run parsed: as written, recovered from a drifted form, or lost.
+
+    ``repaired`` calls were written out of format (plain quotes, ``call:name(…)``, no ``<|tool_call>`` …) and
+    recovered by :class:`agentkit.gemma4.StreamParser`; ``malformed`` ones could not be read and went back to
+    the model as an error. A high ``repaired`` or ``malformed`` count says the model or the server drifts.
+    """
+
+    clean: int = 0
+    repaired: int = 0
+    malformed: int = 0
+
+    def __add__(self, other: ToolCallCounts) -> ToolCallCounts:
+        return ToolCallCounts(
+            self.clean + other.clean, self.repaired + other.repaired, self.malformed + other.malformed
+        )
+
+
 @dataclass(frozen=True, repr=False)
 class RunResult:
     """The outcome of one user request."""
@@ -125,6 +145,7 @@ class RunResult:
     stop_reason: StopReason
     tool_calls: list[ToolCallFinished] = field(default_factory=list)
     session_id: str | None = None
+    call_counts: ToolCallCounts = field(default_factory=ToolCallCounts)
 
     @property
     def ok(self) -> bool:

@@ -204,7 +204,7 @@ def test_errors_go_back_to_the_model_as_tool_responses(call: str, expected: str)
 
 
 def test_malformed_call_is_reported_to_the_model() -> None:
-    backend = ScriptedBackend(['<|tool_call>call:get_weather{city:<|"|>Par<|tool_response>', "Retrying.<turn|>"])
+    backend = ScriptedBackend(["<|tool_call>call:get_weather{@@@ ###}<|tool_response>", "Retrying.<turn|>"])
 
     async def collect() -> list[object]:
         return [e async for e in Agent(backend, tools=[get_weather]).run_stream("go")]
@@ -215,6 +215,34 @@ def test_malformed_call_is_reported_to_the_model() -> None:
     assert result.tool_calls == []  # nothing invented
     assert "response:error{error:" in backend.prompts[1]
     assert result.output == "Retrying."
+
+
+def test_drifted_calls_are_recovered_validated_and_counted() -> None:
+    # Real drifts (tests/data/toolcall_corpus.json): a bare call after the thought channel, then "=" and quotes.
+    backend = ScriptedBackend(
+        [
+            "<|channel>thought\nNeed data.<channel|>call:get_weather{city:Paris}<turn|>",
+            "<|tool_call>call:get_weather(city='Rome', unit=\"kelvin\")<tool_call|><|tool_response>",
+            '<|tool_call>call:get_weather{city:<|"|>Oslo<|"|>}<tool_call|><|tool_call>call:get_weather{@@}<tool_call|>',
+            "Done.<turn|>",
+        ]
+    )
+
+    async def collect() -> list[object]:
+        return [e async for e in Agent(backend, tools=[get_weather]).run_stream("go")]
+
+    events = asyncio.run(collect())
+    result = next(e for e in events if isinstance(e, RunFinished)).result
+    assert [(r.name, r.arguments, r.ok) for r in result.tool_calls] == [
+        ("get_weather", {"city": "Paris"}, True),
+        ("get_weather", {"city": "Rome", "unit": "kelvin"}, False),  # recovered, then refused by the schema
+        ("get_weather", {"city": "Oslo"}, True),
+    ]
+    assert "celsius" in (result.tool_calls[1].error or "")
+    assert (result.call_counts.clean, result.call_counts.repaired, result.call_counts.malformed) == (1, 2, 1)
+    notes = [e.message for e in events if isinstance(e, Notice) and e.level == "info"]
+    assert any("no <|tool_call> opener" in n for n in notes)
+    assert result.output == "Done."
 
 
 def test_guard_max_steps() -> None:

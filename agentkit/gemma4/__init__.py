@@ -22,6 +22,7 @@ from .parse import (
 )
 from .prompt import Prompt, Segment
 from .render import SupportsOpenAITool, generation_prompt, render, render_prompt, render_tool_results
+from .repair import DeclaredTools
 from .sanitize import sanitize
 from .schema import function_schema, model_schema, type_schema
 from .tokens import CONTROL_TOKENS, STOP_MARKERS
@@ -31,6 +32,7 @@ __all__ = [
     "CONTROL_TOKENS",
     "STOP_MARKERS",
     "ContentDelta",
+    "DeclaredTools",
     "ParseErrorEvent",
     "ParsedResponse",
     "Prompt",

@@ -44,6 +44,7 @@ _WORD = re.compile(r"[A-Za-z]+")
 _KEY_AHEAD = re.compile(r"\s*(?:[A-Za-z_][A-Za-z0-9_.\-]*|<\|\"\|>[^<]{1,64}<\|\"\|>|\"[^\"]{1,64}\")\s*[:=]")
 _BARE_KEY = re.compile(r"[^,{}\[\]()<>\"'\n:=]+")
 _PLAIN_START = re.compile(r"[\w./~]")
+_WORDLIKE = re.compile(r"\w")
 _STRICT_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 _WS: Final = " \t\r\n"
 _MAX_DEPTH: Final = 100
@@ -435,7 +436,7 @@ class _Reader:
         else:
             stop = self._first_structural(closer)
         piece = text[pos:stop].strip(_WS)
-        if not piece or (not kind and not _PLAIN_START.match(piece)):
+        if not piece or not _WORDLIKE.search(piece) or (not kind and not _PLAIN_START.match(piece)):
             # Without a schema saying "string", only text that reads like a word or path is taken as one.
             raise self.fail(f"expected a value but found {text[pos : pos + 20]!r}")
         self.pos = stop
