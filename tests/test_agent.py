@@ -223,7 +223,7 @@ def test_drifted_calls_are_recovered_validated_and_counted() -> None:
         [
             "<|channel>thought\nNeed data.<channel|>call:get_weather{city:Paris}<turn|>",
             "<|tool_call>call:get_weather(city='Rome', unit=\"kelvin\")<tool_call|><|tool_response>",
-            '<|tool_call>call:get_weather{city:<|"|>Oslo<|"|>}<tool_call|><|tool_call>call:get_weather{@@}<tool_call|>',
+            '<|tool_call>call:get_weather{city:<|"|>Oslo<|"|>}<tool_call|><|tool_call>call:get_weather{@@}<tool_call|><|tool_response>',
             "Done.<turn|>",
         ]
     )
