@@ -643,3 +643,35 @@ async def test_rendered_prompt_asks_ollama_to_render_only(fake: FakeOllamaServer
     with pytest.raises(ModelNotFound, match="ollama pull gemma4:31b"):
         await missing.rendered_prompt(req)
     await missing.aclose()
+
+
+async def test_a_call_ollamas_parser_missed_is_recovered_from_content(
+    fake: FakeOllamaServer, backend: OllamaBackend
+) -> None:
+    # Gemma 4 wrote its call right after the thought channel without <|tool_call> (vllm-project/vllm#54256
+    # shows the same output): Ollama's parser only opens a call on that token, so the call text arrives in
+    # message.content. The agent's parser recovers it, the tool runs, and the next request carries the call.
+    from agentkit import Agent, tool
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Get the current weather for a city.
+
+        Args:
+            city: City name, e.g. Paris
+        """
+        return f"18 degrees in {city}"
+
+    fake.script(
+        ScriptedReply(
+            thinking="I need the weather tool.", content='call:get_weather{city:<|"|>Paris<|"|>}', chunk_size=3
+        ),
+        ScriptedReply(content="It is 18 degrees in Paris."),
+    )
+    result = await Agent(backend, tools=[get_weather], thinking=True).arun("Weather in Paris?")
+    assert result.output == "It is 18 degrees in Paris." and result.ok
+    assert [(c.name, c.arguments, c.ok) for c in result.tool_calls] == [("get_weather", {"city": "Paris"}, True)]
+    assert (result.call_counts.clean, result.call_counts.repaired, result.call_counts.malformed) == (0, 1, 0)
+    assistant, tool_message = chat_bodies(fake)[1]["messages"][-2:]
+    assert assistant["content"] == "" and assistant["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert tool_message["content"] == "18 degrees in Paris"

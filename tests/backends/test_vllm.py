@@ -1051,3 +1051,48 @@ async def test_native_request_carries_the_grammar_as_a_structural_tag(flaky: lis
     await backend.aclose()
     assert server.requests[0]["structured_outputs"] == {"structural_tag": grammar.structural_tag}
     assert json.loads(grammar.structural_tag)["type"] == "structural_tag"
+
+
+async def test_chat_mode_recovers_calls_the_servers_parser_left_in_content(flaky: list) -> None:
+    # Recorded shapes: vLLM's gemma4 parser leaves a call written right after <channel|> without <|tool_call>
+    # in `content` (vllm-project/vllm#54256), and sometimes a whole native call (vllm-project/vllm#39468,
+    # finish_reason "stop", tool_calls empty). The agent's parser reads both from the rewritten native text.
+    from agentkit import Agent, tool
+
+    @tool
+    def process(action: str, sessionId: str, timeout: int) -> str:
+        """Poll a process session.
+
+        Args:
+            action: What to do
+            sessionId: The session
+            timeout: Milliseconds
+        """
+        return f"{action} {sessionId} ok"
+
+    missed_bare = [
+        chat_chunk({"role": "assistant", "content": ""}),
+        chat_chunk({"reasoning": "Poll the session first."}),
+        chat_chunk({"content": 'call:process{action:<|"|>poll'}),
+        chat_chunk({"content": '<|"|>,sessionId:<|"|>calm-ridge<|"|>,timeout:20000}'}),
+        chat_chunk({}, "stop"),
+        usage_chunk(40, 20),
+    ]
+    missed_native = [
+        chat_chunk({"role": "assistant", "content": ""}),
+        chat_chunk({"content": '<|tool_call>call:process{action:<|"|>poll<|"|>,sessionId:<|"|>calm-ridge<|"|>,'}),
+        chat_chunk({"content": "timeout:20000}<tool_call|>"}),
+        chat_chunk({}, "stop"),
+        usage_chunk(60, 20),
+    ]
+    answer = [chat_chunk({"content": "The session is still running."}), chat_chunk({}, "stop"), usage_chunk(80, 6)]
+    server = start(flaky, Reply(events=missed_bare), Reply(events=missed_native), Reply(events=answer))
+    backend = server.backend(mode="chat")
+    result = await Agent(backend, tools=[process], thinking=True).arun("Is calm-ridge done?")
+    await backend.aclose()
+    assert result.output == "The session is still running." and result.ok
+    expected = {"action": "poll", "sessionId": "calm-ridge", "timeout": 20000}
+    assert [(c.name, c.arguments, c.ok) for c in result.tool_calls] == [("process", expected, True)] * 2
+    assert (result.call_counts.clean, result.call_counts.repaired) == (1, 1)
+    second = server.requests[1]["messages"]
+    assert second[-2]["tool_calls"][0]["function"]["name"] == "process"  # sent back as a structured call
