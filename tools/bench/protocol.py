@@ -8,22 +8,29 @@ Printed figures (min and median of many repeats, time.perf_counter):
 - parse: a ~2,000-token output (~8,000 characters: thinking, text and 5 calls) with ``parse_response``;
 - streaming parse of the same output in chunks of 4 characters: total, and cost per chunk;
 - scaling: time(2n) / time(n) for render (50 → 100 messages) and streaming parse (output doubled).
-  About 2 means linear work; the goal is "well under 1 ms" at the base sizes.
+  About 2 means linear work; the goal is "well under 1 ms" at the base sizes;
+- tolerant parsing: the real-world corpus ``tests/data/toolcall_corpus.json`` (each case cites its public
+  report): calls recovered with the tools declared versus the strict parser alone, cut-off calls reported
+  rather than completed, and calls invented on the negative corpus (must be 0). vLLM's own parser on the
+  same corpus: ``tools/bench/vllm_parser_corpus.py`` (run with a vLLM install).
 
 Run: ``python tools/bench/protocol.py`` (no extras needed).
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agentkit.gemma4 import StreamParser, format_tool_call, parse_response, render
 
 REPEATS = 300
 CHUNK = 4
+CORPUS = Path(__file__).resolve().parents[2] / "tests" / "data" / "toolcall_corpus.json"
 
 
 def make_tools(n: int) -> list[dict[str, Any]]:
@@ -101,11 +108,40 @@ def timeit(fn: Callable[[], object], repeats: int = REPEATS) -> tuple[float, flo
     return min(samples), statistics.median(samples)
 
 
-def stream(text: str) -> None:
-    parser = StreamParser()
+def stream(text: str, tools: list[dict[str, Any]] | None = None) -> None:
+    parser = StreamParser(tools)
     for i in range(0, len(text), CHUNK):
         parser.feed(text[i : i + CHUNK])
     parser.finish()
+
+
+def corpus_figures() -> dict[str, tuple[int, int]]:
+    """(hits, total) per figure on the tolerant-parsing corpus."""
+    corpus = json.loads(CORPUS.read_text(encoding="utf-8"))
+    positives = [c for c in corpus["cases"] if c["expected_calls"]]
+    cut = [c for c in corpus["cases"] if c.get("expect_error")]
+
+    def calls(case: dict[str, Any], tools: Any) -> list[dict[str, Any]]:
+        return [{"name": c.name, "arguments": c.arguments} for c in parse_response(case["text"], tools).tool_calls]
+
+    return {
+        "recovered, tools declared": (
+            sum(calls(c, c["tools"]) == c["expected_calls"] for c in positives),
+            len(positives),
+        ),
+        "recovered, strict parser only": (
+            sum(calls(c, None) == c["expected_calls"] for c in positives),
+            len(positives),
+        ),
+        "cut-off calls reported, none run": (
+            sum(not calls(c, c["tools"]) and bool(parse_response(c["text"], c["tools"]).errors) for c in cut),
+            len(cut),
+        ),
+        "negatives with an invented call": (
+            sum(bool(calls(c, c["tools"])) for c in corpus["negatives"]),
+            len(corpus["negatives"]),
+        ),
+    }
 
 
 def ms(seconds: float) -> str:
@@ -128,6 +164,7 @@ def main() -> None:
     p_min, p_med = timeit(lambda: parse_response(out1))
     s_min, s_med = timeit(lambda: stream(out1), repeats=100)
     s2_min, s2_med = timeit(lambda: stream(out2), repeats=100)
+    st_min, st_med = timeit(lambda: stream(out1, tools), repeats=100)  # recovery on: boundaries checked
     chunks = (len(out1) + CHUNK - 1) // CHUNK
     prompt_chars = len(render(msgs50, tools, enable_thinking=True).text)
 
@@ -141,10 +178,14 @@ def main() -> None:
     print(f"streaming parse, {CHUNK}-char chunks ({chunks} chunks)")
     print(f"  total                  min {ms(s_min)}   median {ms(s_med)}")
     print(f"  per chunk              min {s_min / chunks * 1e6:8.3f} µs   median {s_med / chunks * 1e6:8.3f} µs")
+    print(f"  tools declared (recovery on)  min {ms(st_min)}   median {ms(st_med)}   ({st_med / s_med:4.2f}x)")
     print("scaling, time(2n) / time(n) (≈2 = linear)")
     print(f"  render 50 → 100 messages    min {r2_min / t_min:5.2f}   median {r2_med / t_med:5.2f}   (20 tools)")
     print(f"  render 50 → 100 messages    min {m2_min / m_min:5.2f}   median {m2_med / m_med:5.2f}   (no tools)")
     print(f"  stream parse 1x → 2x output min {s2_min / s_min:5.2f}   median {s2_med / s_med:5.2f}")
+    print(f"tolerant parsing, {CORPUS.name}")
+    for label, (hits, total) in corpus_figures().items():
+        print(f"  {label:34} {hits:3d} / {total}")
 
 
 if __name__ == "__main__":
