@@ -195,6 +195,7 @@ async def _run_one(make_agent: Callable[[], Agent], task: BatchTask, timeout_s: 
             session_id=result.session_id if agent.store is not None else None,
             usage=to_jsonable(result.usage),
             tool_calls=len(result.tool_calls),
+            call_counts=to_jsonable(result.call_counts),
         )
         if not result.ok:
             record["error"] = f"the run stopped early: {result.stop_reason}"

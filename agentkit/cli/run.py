@@ -84,6 +84,7 @@ def event_to_json(event: AgentEvent) -> dict[str, Any]:
                 "thinking": r.thinking,
                 "usage": to_jsonable(r.usage),
                 "timings": to_jsonable(r.timings),
+                "call_counts": to_jsonable(r.call_counts),
             }
         case _:
             return {"type": kind, **to_jsonable(event)}
@@ -168,6 +169,9 @@ class EventPrinter:
                 self.end_lines()
                 parts = [f"{r.steps} step{'s' if r.steps != 1 else ''}", f"{r.usage.completion_tokens} tokens"]
                 parts.append(f"{r.timings.total_s:.1f}s")
+                if r.call_counts.repaired or r.call_counts.malformed:
+                    counts = r.call_counts
+                    parts.append(f"tool calls out of format: {counts.repaired} recovered, {counts.malformed} lost")
                 if r.session_id and self.saved:
                     parts.append(f"session {r.session_id} (continue with: agentkit run -s {r.session_id} ...)")
                 self.console.print(Text("— " + " · ".join(parts), style="dim"))

@@ -89,6 +89,27 @@ def test_files_tool_with_yes_writes_and_without_is_denied(
     assert out == "Written.\n"
 
 
+def test_a_drifted_call_is_recovered_end_to_end_and_counted(
+    scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    # Parenthesis syntax with "=" and plain quotes (jundot/omlx#1886, ollama/ollama#17882), then a bare call.
+    ws = tmp_path / "ws"
+    outputs = [
+        "<|tool_call>call:write_file(path='hello.txt', content=\"hi from gemma\")<tool_call|><|tool_response>",
+        'call:read_file{path:<|"|>hello.txt<|"|>}<turn|>',
+        "Done.<turn|>",
+    ]
+    args = ["run", "--json", "--yes", "--backend", scripted(outputs), "--tools", "files", "-w", str(ws), "go"]
+    assert main(args) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (ws / "hello.txt").read_text() == "hi from gemma"
+    finished = [e for e in events if e["type"] == "tool_call_finished"]
+    assert [(e["name"], e["error"]) for e in finished] == [("write_file", None), ("read_file", None)]
+    assert "hi from gemma" in json.dumps(finished[1]["result"])
+    assert events[-1]["call_counts"] == {"clean": 0, "repaired": 2, "malformed": 0}
+    assert events[-1]["output"] == "Done."
+
+
 def test_files_tool_needs_a_workspace(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     assert main(["run", "--backend", scripted(["x<turn|>"]), "--tools", "files", "hi"]) == 2
     assert "--workspace" in capsys.readouterr().err
