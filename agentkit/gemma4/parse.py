@@ -19,6 +19,17 @@ Tolerated without an error, as Ollama and vLLM do: JSON double-quoted strings, a
 when the braces are balanced, stray ``<tool_call|>`` / ``<channel|>`` tags, and ``<|tool_response>``,
 ``<turn|>`` or ``<eos>`` at the end.
 
+Recovery (only with ``tools=``, see :mod:`agentkit.gemma4.repair`): a call the strict reader rejects gets a
+second, name-aware read, and at a call boundary (start of output, after the thought channel, after a call)
+text that starts like a call to a declared tool (``call:name{``, ``<|tool_call|>``, ``<tool_call:Name{``, a
+bare ``name{``) is held back and read as one::
+
+    text (at a boundary) ──call head──▶ loose ──balanced close──▶ after (prose on the line? then text) ──▶ text
+
+A loose call that does not read as a call is given back as text; one followed by prose on its line was prose.
+A bare ``thought\n<channel|>`` at the start (the channel opener left out) is dropped like an empty thought.
+Without ``tools`` the machine is exactly the strict one the conformance vectors pin down.
+
 Streaming: text that might be the start of a control token (``<tur``) is held back until the next chunk
 decides, so a delta never carries half a token. Visible text and thinking are trimmed at both ends, as
 the reference template does, so leading whitespace is dropped and trailing whitespace is held until more

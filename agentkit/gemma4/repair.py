@@ -415,7 +415,7 @@ class _Reader:
     def bare(self, schema: Mapping[str, Any], closer: str, *, top: bool, siblings: list[str]) -> Any:
         """A value with no quotes: a number or word if it is one, else text (typed by the schema)."""
         text, pos = self.text, self.pos
-        kind = schema.get("type")
+        kind = _type_of(schema)
         # A lone closing delimiter before structure: the opening <|"|> was left out.
         delim = self.find_delim(pos)
         if delim >= 0 and self._structural_after(delim + len(STRING_DELIM), closer):
@@ -454,6 +454,19 @@ class _Reader:
         while i < n and text[i] not in ",]})\n" and text[i] != closer:
             i += 1
         return i
+
+
+def _type_of(schema: Mapping[str, Any]) -> str | None:
+    """The JSON type a property expects, looking through ``["string", "null"]`` and ``anyOf`` (Optional[...])."""
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    if kind is None:
+        for key in ("anyOf", "oneOf"):
+            for option in schema.get(key) or ():
+                if isinstance(option, Mapping) and option.get("type") not in (None, "null"):
+                    return _type_of(option)
+    return kind if isinstance(kind, str) else None
 
 
 @functools.lru_cache(maxsize=256)
