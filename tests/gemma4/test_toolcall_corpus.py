@@ -23,12 +23,14 @@ from agentkit.gemma4 import (
     ThinkingDelta,
     ToolCall,
     ToolCallEvent,
+    format_tool_call,
     parse_response,
 )
 from agentkit.gemma4 import parse as parse_module
 from agentkit.gemma4 import repair as repair_module
 
 from .helpers import DATA, PARSE_VECTORS, count_tokens
+from .test_parse import _ARGS
 
 CORPUS = json.loads((DATA / "toolcall_corpus.json").read_text(encoding="utf-8"))
 CASES: list[dict[str, Any]] = CORPUS["cases"]
@@ -252,3 +254,14 @@ def test_repair_reader_is_linear_on_many_bare_values() -> None:
     name, arguments, _ = repair_module.repair_call(Counting(text), tools, complete=True)
     assert name == "f" and len(arguments) == 3000
     assert calls <= 10  # one delimiter search reused for every value
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.from_regex(r"[A-Za-z_][A-Za-z0-9_.\-]{0,11}", fullmatch=True), _ARGS, st.sampled_from(["", "Let me see. "]))
+def test_well_formed_calls_are_read_exactly_with_tools_declared(
+    name: str, arguments: dict[str, Any], before: str
+) -> None:
+    text = before + format_tool_call(name, arguments) + "<|tool_response>"
+    result = parse_response(text, tools=[name, "other"])
+    assert result == parse_response(text)
+    assert result.tool_calls == [ToolCall(name, arguments)] and result.tool_calls[0].repair is None
