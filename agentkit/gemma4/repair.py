@@ -42,6 +42,8 @@ _WORDS: Final[dict[str, Any]] = {
 }
 _WORD = re.compile(r"[A-Za-z]+")
 _KEY_AHEAD = re.compile(r"\s*(?:[A-Za-z_][A-Za-z0-9_.\-]*|<\|\"\|>[^<]{1,64}<\|\"\|>|\"[^\"]{1,64}\")\s*[:=]")
+_NEXT_KEY = re.compile(r",\s*(?:[A-Za-z_][A-Za-z0-9_.\-]*|<\|\"\|>[^<]{1,64}<\|\"\|>|\"[^\"]{1,64}\")\s*[:=]")
+_NESTING = re.compile(r"[{\[]")
 _BARE_KEY = re.compile(r"[^,{}\[\]()<>\"'\n:=]+")
 _PLAIN_START = re.compile(r"[\w./~]")
 _WORDLIKE = re.compile(r"\w")
@@ -326,7 +328,7 @@ class _Reader:
                 return found
         if top:
             return self.limit
-        end = text.find(closer, start)
+        end = self.search(("closer", closer), lambda p: text.find(closer, p), start)
         return end if end >= 0 else len(text)
 
     def delimited(self, closer: str, *, top: bool, siblings: list[str]) -> str:
@@ -416,14 +418,16 @@ class _Reader:
         """A value with no quotes: a number or word if it is one, else text (typed by the schema)."""
         text, pos = self.text, self.pos
         kind = _type_of(schema)
-        # A lone closing delimiter before structure: the opening <|"|> was left out.
+        # A lone closing delimiter before structure, with no key or nesting in between: the opening <|"|>
+        # was left out ("query:Paris, France<|"|>,limit:5"). Searches are memoized, so this stays linear.
         delim = self.find_delim(pos)
         if delim >= 0 and self._structural_after(delim + len(STRING_DELIM), closer):
-            piece = text[pos:delim]
-            if piece.strip() and not any(c in piece for c in "{[") and not _KEY_AHEAD.search(piece):
+            next_key = self.search(_NEXT_KEY, lambda p: _start(_NEXT_KEY.search(text, p)), pos)
+            nesting = self.search(_NESTING, lambda p: _start(_NESTING.search(text, p)), pos)
+            if not (0 <= next_key < delim or 0 <= nesting < delim) and text[pos:delim].strip(_WS):
                 self.pos = delim + len(STRING_DELIM)
                 self.note('missing opening <|"|>')
-                return piece
+                return text[pos:delim]
         for pattern, convert in ((_NUMBER, _number), (_WORD, _WORDS.get)):
             m = pattern.match(text, pos)
             if m and self._structural_after(m.end(), closer) and (pattern is _NUMBER or m.group(0) in _WORDS):

@@ -6,6 +6,7 @@ only when tools are declared; without them the parser is the exact one the confo
 
 from __future__ import annotations
 
+import contextlib
 import json
 from itertools import pairwise
 from typing import Any
@@ -238,22 +239,39 @@ def test_work_stays_linear_in_the_output(monkeypatch: pytest.MonkeyPatch) -> Non
     assert totals[1] <= 2.2 * totals[0]
 
 
-def test_repair_reader_is_linear_on_many_bare_values() -> None:
-    """Forward searches are memoized: thousands of bare values read in one pass, not one search each."""
-    calls = 0
-    text = "call:f{" + ",".join(f"a{i}:x{i}" for i in range(3000)) + "}"
-    real_find = str.find
+def _shapes(n: int) -> dict[str, str]:
+    """Argument texts of n values, shaped to make a naive forward search rescan the rest for every value."""
+    return {
+        "bare values, a delimiter at the end": "call:f{" + ",".join(f"a{i}:x{i}" for i in range(n)) + f",b:y{D}}}",
+        "nested bare strings": "call:f{a:{" + ",".join(f"a:x{i}" for i in range(n)) + "}}",
+        "unclosed delimiters": "call:f{" + ",".join(f"a:{D}x{i}" for i in range(n)) + "}",
+        "single quotes": "call:f{" + ",".join(f"a:'x{i}'" for i in range(n)) + "}",
+    }
 
-    class Counting(str):
-        def find(self, *args: Any) -> int:  # type: ignore[override]
-            nonlocal calls
-            calls += 1
-            return real_find(self, *args)
 
-    tools = repair_module.DeclaredTools.of(["f"])
-    name, arguments, _ = repair_module.repair_call(Counting(text), tools, complete=True)
-    assert name == "f" and len(arguments) == 3000
-    assert calls <= 10  # one delimiter search reused for every value
+def test_repair_reader_scans_linearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Characters the reader's forward searches scan stay proportional to the call, however it is shaped."""
+    scanned = 0
+    real_search = repair_module._Reader.search
+
+    def counting(self: Any, key: object, find: Any, pos: int) -> int:
+        def measured(p: int) -> int:
+            nonlocal scanned
+            found = int(find(p))
+            scanned += (found if found >= 0 else len(self.text)) - p
+            return found
+
+        return int(real_search(self, key, measured, pos))
+
+    monkeypatch.setattr(repair_module._Reader, "search", counting)
+    tools = repair_module.DeclaredTools.of(
+        [{"name": "f", "parameters": {"properties": {"a": {"type": "string"}, "b": {"type": "string"}}}}]
+    )
+    for label, text in _shapes(2000).items():
+        scanned = 0
+        with contextlib.suppress(ValueError):
+            repair_module.repair_call(text, tools, complete=True)
+        assert scanned <= 4 * len(text), label
 
 
 @settings(max_examples=80, deadline=None)
