@@ -658,6 +658,7 @@ class Agent:
                     "error": r.error,
                     "duration_s": round(r.duration_s, 6),
                     "step": r.step,
+                    **({"repair": r.repair} if r.repair is not None else {}),
                 }
                 for r in records
             )
@@ -719,14 +720,16 @@ class Agent:
     ) -> None:
         started = time.perf_counter()
         args = dict(call.arguments)
-        await queue.put(ToolCallStarted(call_id, call.name, args, step))
+        await queue.put(ToolCallStarted(call_id, call.name, args, step, call.repair))
         finished: ToolCallFinished | None = None
         try:
             finished = await self._finished_call(call_id, call, args, step, context)
         finally:
             if finished is None:  # this call's task was cancelled
                 duration = time.perf_counter() - started
-                finished = ToolCallFinished(call_id, call.name, args, None, "cancelled by the user", duration, step)
+                finished = ToolCallFinished(
+                    call_id, call.name, args, None, "cancelled by the user", duration, step, call.repair
+                )
             queue.put_nowait(finished)
 
     async def _finished_call(
@@ -747,7 +750,9 @@ class Agent:
             error = str(exc)
         except Exception as exc:  # a tool's own bug: the model is told, the loop goes on
             error = f"{call.name} raised {type(exc).__name__}: {exc}"
-        return ToolCallFinished(call_id, call.name, args, result, error, time.perf_counter() - started, step)
+        return ToolCallFinished(
+            call_id, call.name, args, result, error, time.perf_counter() - started, step, call.repair
+        )
 
     async def _approved_call(self, call_id: str, name: str, args: dict[str, Any], context: CallContext) -> Any:
         if self._output is not None and name == self._output.tool_name:

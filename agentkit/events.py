@@ -50,6 +50,7 @@ class ToolCallStarted:
     name: str
     arguments: dict[str, Any]
     step: int
+    repair: str | None = None  # how the call was recovered when the model wrote it out of format
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class ToolCallFinished:
     error: str | None
     duration_s: float
     step: int
+    repair: str | None = None  # how the call was recovered when the model wrote it out of format
 
     @property
     def ok(self) -> bool:

@@ -239,6 +239,11 @@ def test_drifted_calls_are_recovered_validated_and_counted() -> None:
         ("get_weather", {"city": "Oslo"}, True),
     ]
     assert "celsius" in (result.tool_calls[1].error or "")
+    assert [r.repair for r in result.tool_calls] == [
+        "no <|tool_call> opener; unquoted string",
+        "parenthesis arguments; '=' instead of ':'; single-quoted string",
+        None,
+    ]
     assert (result.call_counts.clean, result.call_counts.repaired, result.call_counts.malformed) == (1, 2, 1)
     notes = [e.message for e in events if isinstance(e, Notice) and e.level == "info"]
     assert any("no <|tool_call> opener" in n for n in notes)

@@ -107,6 +107,10 @@ def test_a_drifted_call_is_recovered_end_to_end_and_counted(
     assert [(e["name"], e["error"]) for e in finished] == [("write_file", None), ("read_file", None)]
     assert "hi from gemma" in json.dumps(finished[1]["result"])
     assert events[-1]["call_counts"] == {"clean": 0, "repaired": 2, "malformed": 0}
+    assert finished[1]["repair"] == "no <|tool_call> opener"
+    saved = SessionStore().load(events[-1]["session_id"]).tool_calls
+    assert [r.get("repair") for r in saved] == [finished[0]["repair"], "no <|tool_call> opener"]
+    assert "parenthesis arguments" in finished[0]["repair"]
     assert events[-1]["output"] == "Done."
 
 
