@@ -191,7 +191,9 @@ class StreamParser:
     """Incremental parser: ``feed`` chunks as they arrive, then ``finish`` for the whole result.
 
     Work is linear in the output: each chunk is scanned once, only a possible token prefix (at most 15
-    characters) is carried over, and a call's text is read once when it ends.
+    characters) is carried over, and a call's text is read once when it ends. With ``tools`` (names or
+    OpenAI tool dicts) drifted calls are recovered; then a possible call head at a call boundary (at most
+    ``_HEAD_WINDOW`` characters) may be carried over too.
     """
 
     def __init__(self, tools: Tools | None = None) -> None:
