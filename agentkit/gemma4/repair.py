@@ -31,6 +31,7 @@ __all__ = ["DeclaredTools", "LooseHead", "match_loose_head", "repair_call"]
 
 _NAME_CHARS: Final = r"A-Za-z0-9_.:\-"
 _HEAD = re.compile(rf"\s*(call\b)?\s*(:)?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*([{{(])")
+_STRICT_HEAD = re.compile(rf"\s*call:[{_NAME_CHARS}]+[{{(]")
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _WORDS: Final[dict[str, Any]] = {
     "true": True,
@@ -219,9 +220,11 @@ class _Reader:
         else:
             result = self.entries(schema, closer, top=True)
         self.skip_ws()
-        while self.pos < len(self.text) and self.text[self.pos] in ">":
-            self.pos += 1  # "}>" written by the collapsed "<tool_call:" form
-        self.skip_ws()
+        while self.pos < len(self.text) and self.text[self.pos] in closer + ">":
+            if self.text[self.pos] == closer:
+                self.note("extra closing brace")
+            self.pos += 1  # "}>" is written by the collapsed "<tool_call:" form
+            self.skip_ws()
         if self.pos != len(self.text):
             raise self.fail(f"unexpected text after the arguments: {self.text[self.pos : self.pos + 20]!r}")
         return result
@@ -501,6 +504,8 @@ def repair_call(
     name, namespaced = resolved
     if not has_call:
         repairs.append("':NAME' without 'call'" if has_colon else "no 'call:' before the name")
+    elif not _STRICT_HEAD.match(text):
+        repairs.append("spaces in the call head")
     if namespaced:
         repairs.append(f"namespaced name {raw!r}")
     reader = _Reader(text, m.end(4) - 1, repairs, complete)

@@ -110,6 +110,27 @@ def test_schema_types_guide_bare_values() -> None:
     assert bad.tool_calls == [] and "'f'" in bad.errors[0]
 
 
+@pytest.mark.parametrize(
+    ("text", "arguments", "repair"),
+    [
+        (f"call: web_search {{query:{D}x{D}}}", {"query": "x"}, "spaces in the call head"),
+        (f"call:web_search{{query:{D}x{D}}}}}", {"query": "x"}, "extra closing brace"),
+        ('call:web_search({"query": "x"})', {"query": "x"}, "parenthesis arguments"),
+        ("call:web_search{'query': 'x y'}", {"query": "x y"}, "single-quoted string"),
+        ("call:web_search{query:x y z,limit=2}", {"query": "x y z", "limit": 2}, "unquoted string; '=' instead of ':'"),
+    ],
+)
+def test_more_drifts_inside_the_call_token(text: str, arguments: dict[str, Any], repair: str) -> None:
+    tools = [
+        {
+            "name": "web_search",
+            "parameters": {"properties": {"query": {"type": "string"}, "limit": {"type": "integer"}}},
+        }
+    ]
+    result = parse_response(f"<|tool_call>{text}<tool_call|>", tools=tools)
+    assert result.tool_calls == [ToolCall("web_search", arguments, repair)] and result.errors == []
+
+
 def test_truncated_calls_are_never_completed() -> None:
     cut = parse_response(f"<|tool_call>call:get_weather{{city:{D}Par", tools=["get_weather"])
     assert cut.tool_calls == [] and "output ended" in cut.errors[0]
