@@ -675,3 +675,27 @@ async def test_a_call_ollamas_parser_missed_is_recovered_from_content(
     assistant, tool_message = chat_bodies(fake)[1]["messages"][-2:]
     assert assistant["content"] == "" and assistant["tool_calls"][0]["function"]["name"] == "get_weather"
     assert tool_message["content"] == "18 degrees in Paris"
+
+
+async def test_a_call_inside_an_unclosed_thought_is_recovered_from_ollamas_thinking(
+    fake: FakeOllamaServer, backend: OllamaBackend
+) -> None:
+    # Ollama's parser, still collecting thinking, only looks for <channel|>: a call the model opens before
+    # closing its thought lands in message.thinking, control tokens and all (ollama/ollama#18307).
+    from agentkit import Agent, tool
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Get the current weather for a city.
+
+        Args:
+            city: City name, e.g. Paris
+        """
+        return f"18 degrees in {city}"
+
+    thought = 'I need live data. Let\'s go.<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|>'
+    fake.script(ScriptedReply(thinking=thought, chunk_size=4), ScriptedReply(content="18 degrees in Paris."))
+    result = await Agent(backend, tools=[get_weather], thinking=True).arun("Weather in Paris?")
+    assert result.output == "18 degrees in Paris." and result.ok
+    assert [(c.name, c.arguments) for c in result.tool_calls] == [("get_weather", {"city": "Paris"})]
+    assert result.thinking.startswith("I need live data. Let's go.") and "tool_call" not in result.thinking
