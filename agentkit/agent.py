@@ -94,6 +94,7 @@ class ToolCallRequest:
     side_effects: bool  # this call's: the tool's flag, or its approval_check found a reason
     description: str = ""
     reason: str = ""  # why this call needs a person, when the tool's approval_check said so
+    repair: str | None = None  # set when the model wrote the call out of format and it was recovered
 
 
 ApprovalPolicy = Callable[[ToolCallRequest], "Approval | Awaitable[Approval]"]
@@ -740,7 +741,7 @@ class Agent:
         result: Any = None
         error: str | None = None
         try:
-            result = await self._approved_call(call_id, call.name, args, context)
+            result = await self._approved_call(call_id, call.name, args, context, call.repair)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or task.cancelling():
@@ -754,7 +755,9 @@ class Agent:
             call_id, call.name, args, result, error, time.perf_counter() - started, step, call.repair
         )
 
-    async def _approved_call(self, call_id: str, name: str, args: dict[str, Any], context: CallContext) -> Any:
+    async def _approved_call(
+        self, call_id: str, name: str, args: dict[str, Any], context: CallContext, repair: str | None = None
+    ) -> Any:
         if self._output is not None and name == self._output.tool_name:
             return self._output.validate_arguments(args)  # the answer itself: validated, nothing runs
         tool = self.tools.get(name)
@@ -764,7 +767,9 @@ class Agent:
         tool.validate(args)  # reject bad arguments before anyone is asked to approve them
         # A tool's approval_check can find that this one call needs a person (fetch_url of a URL the model made up).
         reason = (tool.approval_check(args, context) or "") if tool.approval_check is not None else ""
-        request = ToolCallRequest(call_id, name, args, tool.side_effects or bool(reason), tool.description, reason)
+        request = ToolCallRequest(
+            call_id, name, args, tool.side_effects or bool(reason), tool.description, reason, repair
+        )
         decision = await _maybe_await(self.approval(request))
         if decision is Approval.ASK:
             if name in self._always:

@@ -9,7 +9,7 @@ from typing import Literal
 
 import pytest
 
-from agentkit import Agent, Approval, SessionStore, allow_all, tool
+from agentkit import Agent, Approval, SessionStore, ToolCallRequest, allow_all, tool
 from agentkit.events import (
     Notice,
     RunFinished,
@@ -228,11 +228,18 @@ def test_drifted_calls_are_recovered_validated_and_counted() -> None:
         ]
     )
 
+    seen: list[str | None] = []
+
+    def policy(request: ToolCallRequest) -> Approval:
+        seen.append(request.repair)  # a person approving a call can see it was recovered
+        return Approval.ALLOW
+
     async def collect() -> list[object]:
-        return [e async for e in Agent(backend, tools=[get_weather]).run_stream("go")]
+        return [e async for e in Agent(backend, tools=[get_weather], approval=policy).run_stream("go")]
 
     events = asyncio.run(collect())
     result = next(e for e in events if isinstance(e, RunFinished)).result
+    assert seen[0] == "no <|tool_call> opener; unquoted string" and seen[-1] is None
     assert [(r.name, r.arguments, r.ok) for r in result.tool_calls] == [
         ("get_weather", {"city": "Paris"}, True),
         ("get_weather", {"city": "Rome", "unit": "kelvin"}, False),  # recovered, then refused by the schema

@@ -317,6 +317,8 @@ class TerminalAsk:
             )
         else:
             console.print(shown, soft_wrap=False)  # wrapped, never cropped at the terminal's edge
+        if request.repair:
+            console.print(Text(f"  the model wrote this call out of format; recovered: {request.repair}", style="dim"))
         console.print(Text("  [y]es once / [a]lways this session / [N]o: ", style="yellow"), end="")
         answer = (await _read_line(sys.stdin)).strip().lower()
         if answer in {"y", "yes"}:
