@@ -84,3 +84,16 @@ def test_bad_toolsets_argument_says_what_to_pass() -> None:
         Agent(ScriptedBackend([]), toolsets=[ping])  # type: ignore[list-item]
     with pytest.raises(UserError, match="two toolsets are named 'x'"):
         Agent(ScriptedBackend([]), toolsets=[DictToolset("x"), DictToolset("x")])
+
+
+async def test_a_drifted_call_to_a_toolset_tool_is_recovered_once_the_tool_is_declared() -> None:
+    # The parser recovers calls only to declared names; a toolset's tools count once the agent took them.
+    ts = DictToolset("box", other_ping)
+    backend = ScriptedBackend(["call:extra{}<turn|>", "call:extra{}<turn|>", "Done.<turn|>"])
+    async with Agent(backend, toolsets=[ts]) as agent:
+        before = await agent.arun("first")
+        ts.replace(other_ping, extra)
+        after = await agent.arun("second")
+    assert before.tool_calls == [] and before.output == "call:extra{}"  # not declared yet: prose
+    assert [(c.name, c.result, c.repair) for c in after.tool_calls] == [("extra", "extra", "no <|tool_call> opener")]
+    assert after.output == "Done."
