@@ -156,7 +156,7 @@ class Tally:
     seconds: float = 0.0
 
     def add(self, raw: str, budget_ran_out: bool) -> None:
-        parsed = gemma4.parse_response(raw)
+        parsed = gemma4.parse_response(raw, tools=TOOLS)  # declared tools: drifted calls are recovered
         opened = raw.count(gemma4.tokens.TOOL_CALL_START)
         self.generations += 1
         self.emitted += max(opened, len(parsed.tool_calls))
@@ -172,7 +172,7 @@ class Tally:
             valid = schema is not None and not list(jsonschema.Draft202012Validator(schema).iter_errors(call.arguments))
             if not valid:
                 self.invalid += 1
-            elif getattr(call, "repair", None):
+            elif call.repair is not None:
                 self.repaired += 1
             else:
                 self.clean += 1
