@@ -198,6 +198,11 @@ class Agent:
         if not self.toolsets:
             self._grammar(1)  # built (and cached) now, so a schema no call can satisfy fails here, not mid-run
         self._always: set[str] = set()
+        # Approval waits (see _ask_person): per call id, and the wall time while at least one person was asked.
+        self._approval_waits: dict[str, float] = {}
+        self._approval_wall = 0.0
+        self._asking = 0
+        self._asking_since = 0.0
         self._url_trust = UrlTrust()
         self._running = False
         self._runner: LoopRunner | None = None
@@ -398,6 +403,7 @@ class Agent:
         turn_index = self._prefix[3] if self._prefix is not None else _user_turns(history)
         usage = Usage()
         gen_s = tools_s = ttft = 0.0
+        approval_before = self._approval_wall
         thinking_parts: list[str] = []
         records: list[ToolCallFinished] = []
         repeats: Counter[str] = Counter()
@@ -487,6 +493,7 @@ class Agent:
                     assistant["reasoning_content"] = parsed.thinking
                 turn.append(assistant)
                 t1 = time.perf_counter()
+                waited_before = self._approval_wall
                 results: list[tuple[str, Any]] = []
                 context = self._call_context(history, turn, calls)
                 async with contextlib.aclosing(self._run_calls(calls, step, context)) as call_events:
@@ -494,7 +501,7 @@ class Agent:
                         if isinstance(item, ToolCallFinished):
                             records.append(item)
                         yield item
-                tools_s += time.perf_counter() - t1
+                tools_s += time.perf_counter() - t1 - (self._approval_wall - waited_before)  # not the person's time
                 by_id = {r.call_id: r for r in records}
                 for cid, c in calls:
                     rec = by_id[cid]
@@ -562,7 +569,13 @@ class Agent:
             messages=list(self.session.messages),
             thinking="\n\n".join(thinking_parts),
             usage=usage,
-            timings=RunTimings(total_s=total, generation_s=gen_s, tools_s=tools_s, ttft_s=ttft),
+            timings=RunTimings(
+                total_s=total,
+                generation_s=gen_s,
+                tools_s=tools_s,
+                ttft_s=ttft,
+                approval_s=self._approval_wall - approval_before,
+            ),
             steps=step,
             stop_reason=stop_reason,
             tool_calls=records,
@@ -727,7 +740,8 @@ class Agent:
             finished = await self._finished_call(call_id, call, args, step, context)
         finally:
             if finished is None:  # this call's task was cancelled
-                duration = time.perf_counter() - started
+                waited = self._approval_waits.pop(call_id, 0.0)
+                duration = max(0.0, time.perf_counter() - started - waited)
                 finished = ToolCallFinished(
                     call_id, call.name, args, None, "cancelled by the user", duration, step, call.repair
                 )
@@ -751,9 +765,26 @@ class Agent:
             error = str(exc)
         except Exception as exc:  # a tool's own bug: the model is told, the loop goes on
             error = f"{call.name} raised {type(exc).__name__}: {exc}"
-        return ToolCallFinished(
-            call_id, call.name, args, result, error, time.perf_counter() - started, step, call.repair
-        )
+        waited = self._approval_waits.pop(call_id, 0.0)  # the person's time is not the tool's
+        duration = max(0.0, time.perf_counter() - started - waited)
+        return ToolCallFinished(call_id, call.name, args, result, error, duration, step, call.repair, waited)
+
+    async def _ask_person(self, call_id: str, request: ToolCallRequest) -> Any:
+        """Ask for approval, timing the wait: per call (kept out of its duration) and as wall time while anyone
+        is being asked (kept out of the run's tool time), so timings measure the tools, not the person."""
+        assert self.ask is not None
+        started = time.perf_counter()
+        if not self._asking:
+            self._asking_since = started
+        self._asking += 1
+        try:
+            return await _maybe_await(self.ask(request))
+        finally:
+            ended = time.perf_counter()
+            self._asking -= 1
+            if not self._asking:
+                self._approval_wall += ended - self._asking_since
+            self._approval_waits[call_id] = self._approval_waits.get(call_id, 0.0) + ended - started
 
     async def _approved_call(
         self, call_id: str, name: str, args: dict[str, Any], context: CallContext, repair: str | None = None
@@ -780,7 +811,7 @@ class Agent:
                     "asked here; do not retry this call"
                 )
             else:
-                answer = await _maybe_await(self.ask(request))
+                answer = await self._ask_person(call_id, request)
                 decision = (Approval.ALLOW if answer else Approval.DENY) if isinstance(answer, bool) else answer
         if decision is Approval.ALWAYS:
             self._always.add(name)

@@ -65,6 +65,7 @@ class ToolCallFinished:
     duration_s: float
     step: int
     repair: str | None = None  # how the call was recovered when the model wrote it out of format
+    approval_wait_s: float = 0.0  # time spent waiting for a person's decision; not part of duration_s
 
     @property
     def ok(self) -> bool:
@@ -106,13 +107,14 @@ class PartialOutput:
 class RunTimings:
     total_s: float = 0.0
     generation_s: float = 0.0
-    tools_s: float = 0.0
+    tools_s: float = 0.0  # running tools, approval waits excluded
     ttft_s: float = 0.0  # first token of the first step
+    approval_s: float = 0.0  # wall time while at least one call waited for a person's decision
 
     @property
     def framework_s(self) -> float:
-        """Time not spent generating or running tools: the loop's own overhead."""
-        return max(0.0, self.total_s - self.generation_s - self.tools_s)
+        """Time not spent generating, running tools or waiting for a person: the loop's own overhead."""
+        return max(0.0, self.total_s - self.generation_s - self.tools_s - self.approval_s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -309,6 +309,34 @@ def test_side_effects_need_approval_by_default() -> None:
     assert written == ["hi", "hi"]
 
 
+def test_tool_times_leave_out_the_wait_for_a_persons_approval() -> None:
+    # The person's decision is not the tool's running time: a call's duration_s and the run's tools_s exclude it,
+    # and the run reports it as timings.approval_s (the TUI and CLI show these figures as they are).
+    @tool(side_effects=True)
+    async def write(text: str) -> str:
+        """Write."""
+        return "written"
+
+    waits: list[float] = []
+
+    async def slow_person(req: object) -> Approval:
+        await asyncio.sleep(0.3)
+        waits.append(0.3)
+        return Approval.ALLOW
+
+    call = '<|tool_call>call:write{text:<|"|>hi<|"|>}<tool_call|><|tool_response>'
+    both = call.replace("<|tool_response>", "") + call
+    result = Agent(ScriptedBackend([both, "done<turn|>"]), tools=[write], ask=slow_person).run("write twice")
+    assert len(waits) == 2 and all(c.error is None for c in result.tool_calls)
+    timings = result.timings
+    # The two questions overlapped: the run waited at least one wait, and less than the sum of both.
+    assert 0.3 <= timings.approval_s < 0.6
+    assert timings.tools_s < timings.approval_s  # the tool itself returns at once
+    assert timings.total_s >= timings.approval_s + timings.tools_s
+    for record in result.tool_calls:
+        assert record.duration_s < 0.3 <= record.approval_wait_s
+
+
 def test_allow_all_policy_runs_side_effects() -> None:
     @tool(side_effects=True)
     def touch() -> str:

@@ -151,11 +151,7 @@ class AgentkitApp(App[None]):
         self._worker: Worker[None] | None = None
         self._follow_pending = False  # anchor the chat to its end once it overflows (see _follow_answer)
         self.history = InputHistory(history_path or self.store.root.parent / "input_history.json")
-        # Approval waits, so that times shown exclude them: per call, and per turn (the union of open dialogs).
-        self._call_waits: dict[str, float] = {}
-        self._open_dialogs = 0
-        self._dialogs_since = 0.0
-        self._turn_waited = 0.0
+        # Calls whose approval dialog is open, so a card made after the dialog opened shows it is waiting.
         self._asking: dict[str, float] = {}  # call id -> when its approval dialog opened
         self.slash = SlashCommands(self)
         self.set_reactive(AgentkitApp.thinking, thinking)
@@ -330,8 +326,6 @@ class AgentkitApp(App[None]):
         chat.anchor(False)
         self._follow_pending = True
         self._follow_answer()
-        self._turn_waited = 0.0
-        self._call_waits.clear()
         try:
             async for event in self.agent.run_stream(text):
                 if isinstance(event, ThinkingDelta):
@@ -344,9 +338,8 @@ class AgentkitApp(App[None]):
                         card.waiting(True, since=self._asking[event.call_id])
                     status.update(f"running {visible(event.name)}… (Esc to cancel)")
                 elif isinstance(event, ToolCallFinished):
-                    # The agent times a call from before its approval was asked; the card shows running time.
-                    ran = max(0.0, event.duration_s - self._call_waits.pop(event.call_id, 0.0))
-                    turn.finish_tool(event.call_id, event.result, event.error, ran)
+                    # duration_s is the call's running time: the agent leaves the approval wait out.
+                    turn.finish_tool(event.call_id, event.result, event.error, event.duration_s)
                 elif isinstance(event, Notice):
                     severity = {"error": "error", "warning": "warning"}.get(event.level, "information")
                     self.notify(visible(event.message), severity=severity, markup=False)  # type: ignore[arg-type]
@@ -357,7 +350,7 @@ class AgentkitApp(App[None]):
                     reason = event.result.stop_reason
                     await turn.finish(
                         None if event.result.ok else _STOP_MESSAGES.get(reason, f"Stopped: {reason}."),
-                        stats=turn_stats(event.result, self._turn_waited),
+                        stats=turn_stats(event.result, event.result.timings.approval_s),
                     )
         except asyncio.CancelledError:
             await turn.finish("Cancelled. The conversation so far is saved.")
@@ -398,9 +391,6 @@ class AgentkitApp(App[None]):
 
         screen = ApprovalScreen(request)
         started = time.monotonic()
-        if self._open_dialogs == 0:
-            self._dialogs_since = started
-        self._open_dialogs += 1
         # The agent asks before its ToolCallStarted event reaches us, so the card may not exist yet: it
         # looks up _asking when it is made (see _run_turn).
         self._asking[request.call_id] = started
@@ -410,12 +400,7 @@ class AgentkitApp(App[None]):
         try:
             return await future
         finally:
-            ended = time.monotonic()
-            self._call_waits[request.call_id] = self._call_waits.get(request.call_id, 0.0) + ended - started
             del self._asking[request.call_id]
-            self._open_dialogs -= 1
-            if self._open_dialogs == 0:
-                self._turn_waited += ended - self._dialogs_since
             if (card := self._card(request.call_id)) is not None:
                 card.waiting(False)
             if screen.is_attached and self.screen is screen:
