@@ -1,4 +1,4 @@
-"""The ``agentkit`` command: ``chat``, ``run``, ``batch``, ``sessions``, ``doctor`` and ``mcp serve``.
+"""The ``agentkit`` command: chat, run, batch, sessions, models, doctor, demo and ``mcp serve``.
 
 argparse keeps the command dependency-free and lets this module own every exit code: usage errors exit 2
 (argparse's own convention), unavailable backends 3, Ctrl-C 130. Subcommand modules are imported only
@@ -28,7 +28,8 @@ _CONFIG_HELP = """configuration (highest precedence first):
   flags (--backend, --model, --thinking, --tools, --workspace)
   environment (AGENTKIT_BACKEND, AGENTKIT_MODEL, AGENTKIT_THINKING, AGENTKIT_TOOLS, AGENTKIT_WORKSPACE)
   config file (--config, $AGENTKIT_CONFIG, or the platform config dir's agentkit/config.toml)
-  otherwise: a local Ollama if it answers, else in-process transformers (gemma-4-E2B) if installed
+  otherwise: a local Ollama if it answers, else in-process transformers (gemma-4-E2B) if installed,
+  downloaded only after you agree (~10 GB; --allow-download). No model at all? agentkit demo
 
 backend URLs:
   ollama://localhost:11434/gemma4:e4b       vllm://HOST:8000/google/gemma-4-31B-it
@@ -59,6 +60,27 @@ def _agent_options() -> argparse.ArgumentParser:
         metavar="'CMD ARGS'|URL",
         help="an MCP server whose tools the agent gets: a command (stdio) or an http(s) URL; repeatable",
     )
+    g.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="with no backend configured and no Ollama, let the in-process default download its model (~10 GB)",
+    )
+    return p
+
+
+def _sampling_options() -> argparse.ArgumentParser:
+    """Sampling and context size for the commands that generate (a parent parser); unset = Gemma 4's defaults."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("sampling options (default: Gemma 4's recommended temperature 1.0, top-p 0.95)")
+    g.add_argument("--temperature", "-t", type=float, metavar="T", help="sampling temperature (0 = greedy)")
+    g.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling threshold in (0, 1]")
+    g.add_argument("--max-tokens", type=int, metavar="N", help="most tokens in one model reply (default 4096)")
+    g.add_argument(
+        "--num-ctx",
+        type=int,
+        metavar="N",
+        help="context size in tokens (ollama and transformers; a vLLM server sets its own with --max-model-len)",
+    )
     return p
 
 
@@ -72,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"agentkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _agent_options()
+    sampling = _sampling_options()
     fmt = argparse.RawDescriptionHelpFormatter
 
     chat = sub.add_parser(
@@ -81,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
-        parents=[common],
+        parents=[common, sampling],
         help="run one task; the answer goes to stdout",
         description="Run one task. The answer streams to stdout; thinking and tool activity go to stderr.",
         epilog=EXIT_CODES_HELP,
@@ -90,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("task", nargs="?", help="the task; read from stdin when omitted or '-'")
     run.add_argument("--json", action="store_true", help="print every event as a JSON line on stdout")
     run.add_argument("--yes", "-y", action="store_true", help="approve side-effecting tool calls without asking")
-    run.add_argument("--session", "-s", metavar="ID", help="continue a saved session")
+    resume = run.add_mutually_exclusive_group()
+    resume.add_argument(
+        "--session", "-s", metavar="ID", help="continue a saved session (a unique start of its id will do)"
+    )
+    resume.add_argument("--continue", "-c", dest="continue_last", action="store_true", help="continue the last session")
     run.add_argument("--no-save", action="store_true", help="do not save this run as a session")
     run.add_argument(
         "--schema",
@@ -100,17 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     batch = sub.add_parser(
         "batch",
-        parents=[common],
-        help="run many tasks from a JSONL file",
+        parents=[common, sampling],
+        help="run many tasks from a file (one per line: plain text or JSON)",
         description=(
-            'Run every task of a JSONL file (one JSON object per line: {"id": ..., "task": ...}, or a bare JSON '
-            "string). Results are appended to OUTPUT one line per task as each finishes; rerunning the same "
-            "command skips tasks already in OUTPUT."
+            'Run every task of a file, one per line: {"id": ..., "task": ...}, a JSON string, or plain text. '
+            "Results are appended to OUTPUT one line per task as each finishes; rerunning the same command skips "
+            "tasks already in OUTPUT. The exit status is 1 while any task's recorded result is a failure."
         ),
         epilog=EXIT_CODES_HELP,
         formatter_class=fmt,
     )
-    batch.add_argument("input", metavar="TASKS.jsonl", help="tasks, one JSON line each")
+    batch.add_argument("input", metavar="TASKS", help="tasks, one per line (plain text or JSON)")
     batch.add_argument("--output", "-o", required=True, metavar="RESULTS.jsonl", help="results file (appended to)")
     batch.add_argument("--concurrency", "-c", type=int, default=4, metavar="N", help="tasks at once (default 4)")
     batch.add_argument(
@@ -155,6 +182,35 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     doctor.add_argument("--no-probe", action="store_true", help="skip the tool-calling probe (it runs the model)")
+    doctor.add_argument("--json", action="store_true", help="print the checks as one JSON object on stdout")
+
+    models = sub.add_parser(
+        "models",
+        parents=[common],
+        help="list the models the backend serves",
+        description=(
+            "List the models the backend serves (Ollama: pulled models; vLLM: served names; transformers: the "
+            "configured model and whether it is on this machine), one per line on stdout."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
+    models.add_argument("--json", action="store_true", help="print JSON instead of one name per line")
+
+    demo = sub.add_parser(
+        "demo",
+        help="try agentkit offline: a scripted model drives real tools in a temporary folder",
+        description=(
+            "A real agent session with no model server: a scripted stand-in for Gemma 4 (its replies are canned) "
+            "reads a CSV in a temporary workspace, runs Python on it in the sandbox and writes a report. The tools, "
+            "the approval questions, the sandbox and the streaming are the real ones."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
+    demo.add_argument("--yes", "-y", action="store_true", help="approve the demo's tool calls without asking")
+    demo.add_argument("--tui", action="store_true", help="run the demo in the terminal assistant (agentkit chat)")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's workspace folder afterwards")
 
     mcp = sub.add_parser(
         "mcp", help="serve agentkit's tools to MCP clients", epilog=EXIT_CODES_HELP, formatter_class=fmt
@@ -190,6 +246,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_steps=args.max_steps,
         config=args.config,
         mcp=getattr(args, "mcp", ()),
+        sampling={
+            "temperature": getattr(args, "temperature", None),
+            "top_p": getattr(args, "top_p", None),
+            "max_tokens": getattr(args, "max_tokens", None),
+        },
+        num_ctx=getattr(args, "num_ctx", None),
+        allow_download=getattr(args, "allow_download", False),
     )
 
 
@@ -202,6 +265,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .sessions import sessions_command
 
         return sessions_command(args)
+    if args.command == "demo":
+        from .demo import demo_command
+
+        return demo_command(args)
     settings = settings_from_args(args)
     with traces_from_environment():  # OTEL_EXPORTER_OTLP_ENDPOINT set: agents are traced (cli/otel.py)
         return _dispatch_agent_command(args, settings)
@@ -220,6 +287,10 @@ def _dispatch_agent_command(args: argparse.Namespace, settings: Settings) -> int
         from .doctor import doctor_command
 
         return doctor_command(args, settings)
+    if args.command == "models":
+        from .models import models_command
+
+        return models_command(args, settings)
     from .chat import chat_command
 
     return chat_command(args, settings)
@@ -235,6 +306,9 @@ def _one_line_warning(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns (and, as a script, exits with) the exit code."""
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()  # `agentkit` alone: what it can do, not "the following arguments are required"
+        return 0
     args = parser.parse_args(argv)
     previous_format = warnings.formatwarning
     warnings.formatwarning = _one_line_warning

@@ -24,7 +24,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from agentkit.errors import AgentkitError, UserError
 
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, make_backend, make_tools, make_toolsets, to_jsonable
+from .common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    describe_stop,
+    make_backend,
+    make_tools,
+    make_toolsets,
+    to_jsonable,
+)
 from .config import Settings
 from .schema import load_output_type
 
@@ -37,6 +46,7 @@ __all__ = [
     "ResultWriter",
     "batch_command",
     "check_resume",
+    "failed_ids",
     "read_done",
     "read_tasks",
     "run_batch",
@@ -57,12 +67,44 @@ class BatchSummary:
     failed: int = 0
 
 
+def _parse_line(raw: str, path: Path, number: int) -> tuple[str | None, str]:
+    """``(explicit id or None, task)`` of one line: a JSON object, a JSON string, or the plain text itself.
+
+    A line that starts with ``{`` is meant as JSON, so a broken one is an error rather than a task made of JSON
+    text; any other line that is not exactly one JSON string is the task as written (plain-text question lists
+    work as they are).
+    """
+    text = raw.strip()
+    if text.startswith("{"):
+        try:
+            item = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(
+                f'{path}:{number}: starts like JSON but is not valid JSON ({exc.msg}); write {{"task": "..."}}, '
+                "or the task as plain text"
+            ) from exc
+        if not (isinstance(item, dict) and isinstance(item.get("task"), str)):
+            raise UserError(f'{path}:{number}: a JSON line needs a "task" string: {{"id": "q1", "task": "..."}}')
+        return (None if item.get("id") is None else str(item["id"])), item["task"]
+    if text.startswith('"'):
+        try:
+            item = json.loads(text)
+        except json.JSONDecodeError:
+            item = None
+        if isinstance(item, str):
+            return None, item
+    return None, text
+
+
 def read_tasks(path: Path) -> list[BatchTask]:
-    """Parse the task file; a line is ``{"id": ..., "task": ...}`` or a JSON string (its id is the line number)."""
+    """Parse the task file, one task per line: ``{"id": ..., "task": ...}``, a JSON string, or plain text.
+
+    Lines without an explicit id take their line number as id.
+    """
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise UserError(f"cannot read tasks from {path}: {exc}") from exc
+        raise UserError(f"cannot read tasks from {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise UserError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from exc
     tasks: list[BatchTask] = []
@@ -70,16 +112,8 @@ def read_tasks(path: Path) -> list[BatchTask]:
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
-        try:
-            item = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise UserError(f'{path}:{number}: not a JSON line ({exc.msg}); each line is {{"task": "..."}}') from exc
-        if isinstance(item, str):
-            task_id, text = str(number), item
-        elif isinstance(item, dict) and isinstance(item.get("task"), str):
-            task_id, text = str(item.get("id", number)), item["task"]
-        else:
-            raise UserError(f'{path}:{number}: expected {{"id": ..., "task": "..."}} or a JSON string')
+        given_id, text = _parse_line(raw, path, number)
+        task_id = given_id if given_id is not None else str(number)
         if not text.strip():
             raise UserError(f"{path}:{number}: the task is empty")
         if task_id in seen:
@@ -87,7 +121,7 @@ def read_tasks(path: Path) -> list[BatchTask]:
         seen.add(task_id)
         tasks.append(BatchTask(task_id, text))
     if not tasks:
-        raise UserError(f'{path} has no tasks: write one JSON line per task, {{"id": "q1", "task": "..."}}')
+        raise UserError(f'{path} has no tasks: write one task per line, as plain text or {{"id": "q1", "task": "..."}}')
     return tasks
 
 
@@ -198,9 +232,34 @@ async def _run_one(make_agent: Callable[[], Agent], task: BatchTask, timeout_s: 
             call_counts=to_jsonable(result.call_counts),
         )
         if not result.ok:
-            record["error"] = f"the run stopped early: {result.stop_reason}"
+            record["error"] = f"the run did not finish: {describe_stop(result.stop_reason)}"
     record["duration_s"] = round(time.perf_counter() - start, 3)
     return record
+
+
+def _drop_records(path: Path, ids: set[str]) -> None:
+    """Rewrite the results file (atomically) without the records of ``ids``, which are about to run again.
+
+    Retried tasks then appear once in the output, with their new result. An interruption before a retried task
+    finishes leaves it absent, so the next run picks it up; its old failure is never shown as its result twice.
+    """
+    from agentkit.sessions import atomic_write_text
+
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not (_is_result(record) and str(record["id"]) in ids):
+            kept.append(line)
+    atomic_write_text(path, "".join(kept))
+
+
+def failed_ids(tasks: Sequence[BatchTask], output: Path) -> list[str]:
+    """The tasks whose recorded result in ``output`` is a failure (what ``--retry-failed`` would run again)."""
+    done = read_done(output)
+    return [t.id for t in tasks if t.id in done and not done[t.id].get("ok")]
 
 
 async def run_batch(
@@ -217,6 +276,9 @@ async def run_batch(
     done = read_done(output)
     todo = [t for t in tasks if t.id not in done or (retry_failed and not done[t.id].get("ok"))]
     summary = BatchSummary(total=len(tasks), skipped=len(tasks) - len(todo))
+    replaced = {t.id for t in todo if t.id in done}
+    if replaced:
+        _drop_records(output, replaced)
     writer = ResultWriter(output)
     queue: asyncio.Queue[BatchTask] = asyncio.Queue()
     for t in todo:
@@ -286,6 +348,7 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
             system=settings.system,
             thinking=settings.thinking,
             max_steps=settings.max_steps,
+            sampling=dict(settings.sampling) or None,
             approval=allow_all if args.yes else None,
             store=store,
             output_type=output_type,
@@ -319,6 +382,15 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
         f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped (already in {output_path})",
         file=sys.stderr,
     )
-    if summary.failed:
-        print("rerun the same command with --retry-failed to try the failed tasks again", file=sys.stderr)
-    return EXIT_OK if summary.failed == 0 else EXIT_FAILED
+    # The exit status is about the results file, not only this run: a rerun that skipped failed tasks has not
+    # made them succeed, and a script checking $? must not think the batch is done.
+    remaining = failed_ids(tasks, output_path)
+    if remaining:
+        shown = ", ".join(remaining[:5]) + (" ..." if len(remaining) > 5 else "")
+        print(
+            f"{len(remaining)} task(s) failed in {output_path} ({shown}); "
+            "rerun the same command with --retry-failed to try them again",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK

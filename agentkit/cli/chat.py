@@ -8,8 +8,8 @@ import sys
 from agentkit import SessionStore, backend_from_url
 from agentkit.errors import UserError
 
-from .common import EXIT_OK, make_tools, make_toolsets
-from .config import Settings, default_backend_url
+from .common import EXIT_OK, make_tools, make_toolsets, resolve_backend_url, resolve_session_id
+from .config import Settings
 
 __all__ = ["chat_command", "has_terminal"]
 
@@ -26,11 +26,12 @@ def chat_command(args: argparse.Namespace, settings: Settings) -> int:
         # Otherwise the app would write screen codes into a pipe and wait forever for keys.
         raise UserError('agentkit chat needs a terminal; in scripts and pipes use agentkit run "task" instead')
     # Resolve the backend before the screen takes over, so "nothing to talk to" prints as a normal error.
-    url = settings.backend_url or default_backend_url()
-    backend = backend_from_url(url)
+    url = resolve_backend_url(settings)
     store = SessionStore()
     if args.session:
+        args.session = resolve_session_id(store, args.session)
         store.load(args.session)  # a wrong id is a usage error here, not a blank screen
+    backend = backend_from_url(url)
     app = AgentkitApp(
         backend,
         tools=make_tools(settings),

@@ -19,9 +19,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, SessionNotFound, UserError
 
-from .config import Settings, default_backend_url
+from .config import (
+    DEFAULT_TRANSFORMERS_SIZE,
+    Settings,
+    default_backend_url,
+    hf_model_available,
+    no_backend_help,
+)
 
 if TYPE_CHECKING:
+    from agentkit import SessionStore
     from agentkit.backends.base import Backend
 
 __all__ = [
@@ -31,6 +38,10 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "STOP_REASONS",
+    "backend_options",
+    "confirm_download",
+    "describe_stop",
     "exit_code_for",
     "format_arguments",
     "make_backend",
@@ -38,6 +49,8 @@ __all__ = [
     "make_toolsets",
     "preview",
     "report_error",
+    "resolve_backend_url",
+    "resolve_session_id",
     "safe_json",
     "terminal_safe",
     "to_jsonable",
@@ -123,19 +136,105 @@ def report_error(exc: BaseException, stream: TextIO | None = None) -> None:
         traceback.print_exception(exc, file=out)
 
 
+def confirm_download(url: str, settings: Settings, *, stdin: TextIO | None = None, err: TextIO | None = None) -> None:
+    """Let the automatic in-process default download its model only with consent: a flag, or a yes at a terminal.
+
+    Nobody asked for that model by name, and a first run fetches gigabytes: starting that silently (and, offline,
+    retrying for a minute) is the worst first contact. Raises ``BackendUnavailable`` when nobody can say yes.
+    """
+    model = url.split(":", 1)[1]
+    if hf_model_available(model):
+        return
+    stdin = stdin or sys.stdin
+    err = err or sys.stderr
+    what = f"{model} ({DEFAULT_TRANSFORMERS_SIZE}) from Hugging Face"
+    if settings.allow_download:
+        print(f"agentkit: downloading {what} (--allow-download)", file=err)
+        return
+    if stdin.isatty() and err.isatty():
+        print(
+            f"agentkit: no backend configured and no Ollama found. The in-process backend would download {what}.",
+            file=err,
+        )
+        print("  download it now? [y/N] ", end="", file=err, flush=True)
+        if stdin.readline().strip().lower() in {"y", "yes"}:
+            return
+        raise BackendUnavailable("nothing downloaded. Other ways to run:\n" + no_backend_help(), backend="auto")
+    raise BackendUnavailable(
+        f"no backend configured and no Ollama found; the in-process default {model} is not downloaded yet "
+        f"({DEFAULT_TRANSFORMERS_SIZE}). Do one of:\n"
+        f"  - download it: rerun with --allow-download (or --backend transformers:{model})\n" + no_backend_help(),
+        backend="auto",
+    )
+
+
+def resolve_backend_url(settings: Settings) -> str:
+    """The configured backend URL, or the automatic default (named on stderr, its download agreed to first)."""
+    url = settings.backend_url
+    if url is not None:
+        return url
+    url = default_backend_url()
+    if url.startswith("transformers:"):
+        confirm_download(url, settings)
+    # Say what was picked: loading a model nobody asked for should not be a mystery.
+    print(
+        f"agentkit: no backend configured; using {url} (choose one with --backend or AGENTKIT_BACKEND)",
+        file=sys.stderr,
+    )
+    return url
+
+
+def backend_options(url: str, settings: Settings) -> dict[str, Any]:
+    """Constructor options the settings ask of this backend: ``--num-ctx`` where the engine has a context size."""
+    if settings.num_ctx is None:
+        return {}
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "ollama":
+        return {"options": {"num_ctx": settings.num_ctx}}
+    if scheme == "transformers":
+        return {"max_cache_len": settings.num_ctx}
+    if scheme in ("vllm", "vllms"):
+        raise UserError(
+            "--num-ctx cannot change a vLLM server's context size: it is fixed when the server starts "
+            "(vllm serve MODEL --max-model-len N); agentkit already caps each request to it"
+        )
+    raise UserError(f"--num-ctx applies to the ollama and transformers backends, not to {scheme}:")
+
+
 def make_backend(settings: Settings) -> Backend:
     """Build the configured backend, or the automatic default when nothing is configured."""
     from agentkit import backend_from_url
 
-    url = settings.backend_url
-    if url is None:
-        url = default_backend_url()
-        # Say what was picked: loading (or downloading) a model nobody asked for should not be a mystery.
-        print(
-            f"agentkit: no backend configured; using {url} (choose one with --backend or AGENTKIT_BACKEND)",
-            file=sys.stderr,
-        )
-    return backend_from_url(url)
+    url = resolve_backend_url(settings)
+    return backend_from_url(url, **backend_options(url, settings))
+
+
+def resolve_session_id(store: SessionStore, given: str) -> str:
+    """A saved session's id from the id or a unique start of it (``agentkit run -s 2026``), as git takes hashes."""
+    if store.exists(given):
+        return given
+    matches = sorted(p.stem for p in store.root.glob("*.json") if p.stem.startswith(given)) if given else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (" ..." if len(matches) > 5 else "")
+        raise UserError(f"session id {given!r} is ambiguous: it starts {len(matches)} sessions ({shown}); give more")
+    return given  # loading it says that it does not exist, and where it looked
+
+
+STOP_REASONS = {
+    "completed": "finished",
+    "max_steps": "stopped at the step limit before a final answer (raise it with --max-steps)",
+    "repeated_call": "stopped because the model kept repeating the same tool call",
+    "max_tokens": "the answer was cut off at the token limit of one reply (raise it with --max-tokens)",
+    "max_output": "stopped because the run used up its output token budget",
+    "cancelled": "cancelled before it finished",
+}
+
+
+def describe_stop(stop_reason: str) -> str:
+    """Why a run ended, in words (``RunResult.stop_reason`` is a code for programs)."""
+    return STOP_REASONS.get(stop_reason, f"stopped ({stop_reason})")
 
 
 def make_tools(settings: Settings) -> list[Any]:
@@ -149,12 +248,15 @@ def make_tools(settings: Settings) -> list[Any]:
     if "files" in settings.tools and settings.workspace is None:
         raise UserError("the files tool needs a folder to work in: add --workspace DIR")
     if settings.workspace is not None:
-        if settings.workspace.exists() and not settings.workspace.is_dir():
-            raise UserError(f"--workspace {settings.workspace} is a file; give a folder (it is created if missing)")
-        try:
-            settings.workspace.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot create the workspace folder {settings.workspace}: {exc.strerror or exc}") from exc
+        # Never created here: a typo in the path would silently start an empty workspace somewhere else.
+        where = settings.workspace_source
+        if not settings.workspace.exists():
+            raise UserError(
+                f"the workspace folder {settings.workspace} does not exist ({where}); create it first "
+                f"(mkdir -p {settings.workspace}) or give an existing folder"
+            )
+        if not settings.workspace.is_dir():
+            raise UserError(f"the workspace {settings.workspace} ({where}) is not a folder; give a folder")
         workspace = Workspace(settings.workspace)
     for name in settings.tools:
         if name == "search":

@@ -44,18 +44,23 @@ from agentkit.errors import BackendUnavailable, UserError
 __all__ = [
     "DEFAULT_OLLAMA_MODEL",
     "DEFAULT_TRANSFORMERS_MODEL",
+    "DEFAULT_TRANSFORMERS_SIZE",
     "KNOWN_TOOLS",
     "MCPServerSpec",
     "Settings",
     "default_backend_url",
     "default_config_path",
+    "hf_model_available",
     "load_config_file",
+    "no_backend_help",
     "resolve_settings",
     "with_model",
 ]
 
 DEFAULT_OLLAMA_MODEL = "gemma4:e4b"
 DEFAULT_TRANSFORMERS_MODEL = "google/gemma-4-E2B-it"
+# What a first run of the in-process default would download (5 B parameters in bfloat16), said before it starts.
+DEFAULT_TRANSFORMERS_SIZE = "about 10 GB"
 KNOWN_TOOLS = ("search", "fetch", "python", "files")
 _CONFIG_KEYS = {"backend", "model", "thinking", "tools", "workspace", "system", "max_steps", "backends", "mcp"}
 _MCP_KEYS = {"command", "args", "env", "cwd", "url", "headers", "timeout"}
@@ -230,11 +235,17 @@ class Settings:
     thinking: bool = False
     tools: tuple[str, ...] = ()
     workspace: Path | None = None
+    workspace_source: str = "none"
     system: str | None = None
     max_steps: int = 20
     config_path: Path | None = None
     named_backends: Mapping[str, str] = field(default_factory=dict)
     mcp_servers: tuple[MCPServerSpec, ...] = ()
+    # Only the sampling values given on the command line (temperature, top_p, max_tokens); the rest keep
+    # Gemma 4's recommended defaults.
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+    num_ctx: int | None = None  # context size, for the backends that take one (Ollama, transformers)
+    allow_download: bool = False  # the automatic in-process default may download its model without asking
 
 
 def resolve_settings(
@@ -249,6 +260,9 @@ def resolve_settings(
     config: str | None = None,
     environ: Mapping[str, str] | None = None,
     mcp: Sequence[str] = (),
+    sampling: Mapping[str, Any] | None = None,
+    num_ctx: int | None = None,
+    allow_download: bool = False,
 ) -> Settings:
     """Merge flags (arguments here; None = not given), environment variables and the config file."""
     env = os.environ if environ is None else environ
@@ -279,19 +293,41 @@ def resolve_settings(
     env_thinking = _bool_env(env, "AGENTKIT_THINKING")
     resolved_thinking = next((v for v in (thinking, env_thinking, data.get("thinking")) if v is not None), False)
     raw_tools = tools if tools is not None else env.get("AGENTKIT_TOOLS", data.get("tools", ()))
-    ws = workspace or env.get("AGENTKIT_WORKSPACE") or data.get("workspace")
+    ws, ws_source = next(
+        (
+            (value, where)
+            for value, where in (
+                (workspace, "--workspace"),
+                (env.get("AGENTKIT_WORKSPACE"), "AGENTKIT_WORKSPACE"),
+                (data.get("workspace"), f"workspace in {path}"),
+            )
+            if value
+        ),
+        (None, "none"),
+    )
+    given = {k: v for k, v in (sampling or {}).items() if v is not None}
+    if given:
+        from agentkit.backends.base import SamplingParams
+
+        SamplingParams(**given)  # a bad value fails here, before a model is loaded, with the rule it broke
+    if num_ctx is not None and num_ctx < 256:
+        raise UserError(f"--num-ctx {num_ctx} is too small: give the context size in tokens, e.g. --num-ctx 8192")
     return Settings(
         backend_url=url,
         backend_source=source,
         thinking=bool(resolved_thinking),
         tools=parse_tools(raw_tools),
         workspace=Path(ws).expanduser() if ws else None,
+        workspace_source=ws_source,
         system=system if system is not None else data.get("system"),
         max_steps=max_steps if max_steps is not None else int(data.get("max_steps", 20)),
         config_path=path,
         named_backends=named,
         # The config's servers, then each --mcp: flags add to the file rather than replace it.
         mcp_servers=(*data.get("mcp", ()), *(MCPServerSpec.from_flag(v) for v in mcp)),
+        sampling=given,
+        num_ctx=num_ctx,
+        allow_download=allow_download,
     )
 
 
@@ -325,10 +361,43 @@ def transformers_installed() -> bool:
     return importlib.util.find_spec("transformers") is not None and importlib.util.find_spec("torch") is not None
 
 
+def hf_model_available(model: str) -> bool:
+    """Whether loading ``model`` needs no download: a local folder, or a hub id already in the Hugging Face cache."""
+    if Path(model).expanduser().is_dir():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(model, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
+
+
+def no_backend_help(host: str = "localhost:11434") -> str:
+    """The ways to get a backend, as commands that work from an agentkit checkout (and one that needs nothing)."""
+    return (
+        "  - try it offline first: agentkit demo (a scripted stand-in for the model; tools, approval and "
+        "streaming are real)\n"
+        f"  - start Ollama (https://ollama.com): `ollama serve`, then `ollama pull {DEFAULT_OLLAMA_MODEL}` "
+        f"(agentkit looks for it at {host}; set OLLAMA_HOST to look elsewhere)\n"
+        "  - run Gemma 4 in this process: in the agentkit checkout, `pip install -e '.[transformers]'` "
+        "(on a machine without a GPU install CPU torch first: "
+        "`pip install torch --index-url https://download.pytorch.org/whl/cpu`), then "
+        f'`agentkit run --backend transformers:{DEFAULT_TRANSFORMERS_MODEL} "..."` '
+        f"(downloads {DEFAULT_TRANSFORMERS_SIZE} once)\n"
+        "  - point at a server: --backend vllm://HOST:8000/google/gemma-4-31B-it "
+        "(or set AGENTKIT_BACKEND, or `backend = ...` in the config file)"
+    )
+
+
 def default_backend_url(environ: Mapping[str, str] | None = None, *, timeout_s: float = 1.0) -> str:
     """Pick a backend when none is configured: a local Ollama, else in-process transformers, else explain.
 
-    Raises ``BackendUnavailable`` (exit code 3) with the exact steps to get either one working.
+    Picking the in-process model does not download it: the commands ask first (``confirm_download`` in
+    ``common``), since a first run fetches gigabytes. Raises ``BackendUnavailable`` (exit code 3) with the
+    exact steps to get a backend working.
     """
     env = os.environ if environ is None else environ
     host = _ollama_host(env)
@@ -338,10 +407,6 @@ def default_backend_url(environ: Mapping[str, str] | None = None, *, timeout_s: 
     if transformers_installed():
         return f"transformers:{DEFAULT_TRANSFORMERS_MODEL}"
     raise BackendUnavailable(
-        "no backend configured and none found. Do one of:\n"
-        f"  - start Ollama (https://ollama.com): `ollama serve`, then `ollama pull {DEFAULT_OLLAMA_MODEL}`\n"
-        "  - install the in-process backend: pip install 'agentkit[transformers]'\n"
-        "  - point at a server: --backend vllm://HOST:8000/google/gemma-4-31B-it "
-        "(or set AGENTKIT_BACKEND, or `backend = ...` in the config file)",
+        f"no backend configured and none found (no Ollama answers at {host}). Do one of:\n" + no_backend_help(host),
         backend="auto",
     )

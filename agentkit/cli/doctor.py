@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from rich.console import Console
 from rich.text import Text
@@ -22,7 +23,7 @@ from agentkit.backends.base import Backend
 from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, UserError
 
 from .common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE, terminal_safe
-from .config import Settings, default_backend_url
+from .config import DEFAULT_TRANSFORMERS_SIZE, Settings, default_backend_url, hf_model_available
 
 __all__ = ["Check", "check_backend", "check_mcp_servers", "check_sandbox", "doctor_command"]
 
@@ -153,6 +154,16 @@ def _backend_failed(url: str, exc: AgentkitError) -> Check:
     return Check(f"backend     {url}", "fail", type(exc).__name__, str(exc), unavailable=unavailable)
 
 
+# Real Python in the real sandbox, importing a compiled package from the interpreter's site-packages: a
+# check that only starts `true` under bwrap passes where the python tool then fails (an interpreter hidden
+# by a mount, a virtualenv whose packages are not visible).
+_SANDBOX_PROBE = """
+import sys
+import pydantic_core
+print("agentkit-sandbox-ok", sys.version.split()[0], pydantic_core.__version__)
+"""
+
+
 def check_sandbox(needed: bool) -> Check:
     """The python tool's sandbox really runs Python (with an import from site-packages), and how it caps memory."""
     fix = "install bubblewrap: sudo apt-get install bubblewrap (Debian/Ubuntu) or sudo dnf install bubblewrap"
@@ -168,7 +179,7 @@ def check_sandbox(needed: bool) -> Check:
         # The error says what to do; only bubblewrap's own refusal needs the user-namespace hint on top.
         userns = "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or run where they work"
         return Check(
-            "sandbox     bwrap",
+            "sandbox     python",
             level,
             f"cannot run Python in the sandbox: {exc}",
             userns if "namespace" in str(exc) else "",
@@ -193,10 +204,25 @@ def _backend_urls(settings: Settings) -> tuple[list[str], list[Check]]:
         urls.append(settings.backend_url)
     else:
         try:
-            urls.append(default_backend_url())
-            checks.append(Check("default     (none configured)", "ok", f"would use {urls[-1]}"))
+            url = default_backend_url()
         except BackendUnavailable as exc:
             checks.append(Check("default     (none configured)", "fail", "no backend found", str(exc), True))
+        else:
+            model = url.split(":", 1)[1]
+            if url.startswith("transformers:") and not settings.allow_download and not hf_model_available(model):
+                # Checking it would load it, and loading it would start a download nobody agreed to.
+                checks.append(
+                    Check(
+                        "default     (none configured)",
+                        "warn",
+                        f"would use {url}, not downloaded yet ({DEFAULT_TRANSFORMERS_SIZE}); not checked",
+                        "agentkit run asks before downloading it; --allow-download agrees in advance "
+                        "(agentkit doctor --allow-download checks it after downloading)",
+                    )
+                )
+            else:
+                urls.append(url)
+                checks.append(Check("default     (none configured)", "ok", f"would use {url}"))
     for url in settings.named_backends.values():
         if url not in urls:
             urls.append(url)
@@ -212,13 +238,22 @@ def _print(console: Console, check: Check) -> None:
             console.print(Text(f"    {line}", style="dim" if check.status == "ok" else style.replace("bold ", "")))
 
 
+def _as_json(check: Check) -> dict[str, object]:
+    data = asdict(check)
+    kind, _, target = check.name.partition(" ")
+    return {"check": kind, "target": target.strip(), **data}
+
+
 def doctor_command(args: argparse.Namespace, settings: Settings) -> int:
-    console = Console(highlight=False, soft_wrap=True)
+    as_json = getattr(args, "json", False)
+    # With --json the human lines go nowhere and one JSON object is printed at the end, for scripts and CI.
+    console = Console(highlight=False, soft_wrap=True, quiet=as_json)
     path = settings.config_path
     if path is not None:
         state = "found" if path.exists() else "not found (optional)"
         console.print(Text.assemble(("· ", "dim"), ("config      ", "bold"), f"{path} — {state}"))
-    console.print(Text.assemble(("· ", "dim"), ("sessions    ", "bold"), str(SessionStore().root)))
+    sessions_root = SessionStore().root
+    console.print(Text.assemble(("· ", "dim"), ("sessions    ", "bold"), str(sessions_root)))
     urls, checks = _backend_urls(settings)
     for c in checks:
         _print(console, c)
@@ -240,9 +275,24 @@ def doctor_command(args: argparse.Namespace, settings: Settings) -> int:
     checks.append(sandbox)
     failed = [c for c in checks if c.status == "fail"]
     if not failed:
+        code = EXIT_OK
+    elif any(c.unavailable for c in failed):
+        code = EXIT_BACKEND
+    else:
+        code = EXIT_USAGE if any(c.usage for c in failed) else EXIT_FAILED
+    if as_json:
+        report = {
+            "ok": not failed,
+            "exit_code": code,
+            "config": str(path) if path is not None else None,
+            "config_found": bool(path is not None and path.exists()),
+            "sessions": str(sessions_root),
+            "checks": [_as_json(c) for c in checks],
+        }
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return code
+    if not failed:
         console.print(Text("all good", style="green"))
-        return EXIT_OK
-    print(f"{len(failed)} problem(s) found", file=sys.stderr)
-    if any(c.unavailable for c in failed):
-        return EXIT_BACKEND
-    return EXIT_USAGE if any(c.usage for c in failed) else EXIT_FAILED
+    else:
+        print(f"{len(failed)} problem(s) found", file=sys.stderr)
+    return code

@@ -34,11 +34,13 @@ from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    describe_stop,
     format_arguments,
     make_backend,
     make_tools,
     make_toolsets,
     preview,
+    resolve_session_id,
     safe_json,
     terminal_safe,
     to_jsonable,
@@ -48,6 +50,7 @@ from .schema import load_output_type, structured_json
 
 if TYPE_CHECKING:
     from agentkit import Agent, Approval, RunResult, ToolCallRequest
+    from agentkit.backends.base import Backend
 
 __all__ = [
     "ERROR_EVENT",
@@ -183,7 +186,14 @@ class EventPrinter:
                 pass  # nothing to show: the step's figures are in the summary, the output when it is validated
 
     def _tool_finished(self, event: ToolCallFinished) -> None:
-        if event.error is None:
+        failure = _result_failure(event.result) if event.error is None else None
+        if failure is not None:
+            # The call returned, but its result says it failed (code that exited non-zero, a sandbox that could
+            # not start): a ✓ there would tell the person it worked.
+            line = Text.assemble(
+                ("✗ ", "red"), (terminal_safe(event.name), "bold"), f" {event.duration_s:.1f}s  ", (failure, "red")
+            )
+        elif event.error is None:
             line = Text.assemble(
                 ("✓ ", "green"),
                 (terminal_safe(event.name), "bold"),
@@ -213,6 +223,26 @@ class EventPrinter:
     def close(self) -> None:
         self._end_err_line()
         self._end_out_line()
+
+
+def _result_failure(result: Any) -> str | None:
+    """What went wrong, when a tool's result reports a failure itself (an object or mapping with ``ok`` false)."""
+    ok = result.get("ok") if isinstance(result, dict) else getattr(result, "ok", None)
+    if ok is not False:
+        return None
+
+    def field(name: str) -> Any:
+        return result.get(name) if isinstance(result, dict) else getattr(result, name, None)
+
+    parts = []
+    if field("timed_out"):
+        parts.append("timed out")
+    elif field("exit_code") is not None:
+        parts.append(f"exit code {field('exit_code')}")
+    stderr = field("stderr")
+    if isinstance(stderr, str) and stderr.strip():
+        parts.append(stderr.strip().splitlines()[-1])
+    return preview(": ".join(parts) if parts else "the result says it failed", 160)
 
 
 async def _read_line(stream: TextIO) -> str:
@@ -341,23 +371,39 @@ def _read_task(task: str | None) -> str:
 
 
 def build_agent(
-    args: argparse.Namespace, settings: Settings, *, ask: TerminalAsk | None, output_type: Any = None
+    args: argparse.Namespace,
+    settings: Settings,
+    *,
+    ask: TerminalAsk | None,
+    output_type: Any = None,
+    backend: Backend | None = None,
 ) -> Agent:
     """The agent for one ``run``: its approvals come from ``--yes``, the terminal, or are denied."""
     from agentkit import Agent, SessionStore, allow_all
 
-    backend = make_backend(settings)
+    store = None if args.no_save else SessionStore()
+    session_id = args.session
+    if store is not None and session_id is not None:
+        session_id = resolve_session_id(store, session_id)
+        store.load(session_id)  # a wrong id is a usage error now, before a model is loaded
+    elif store is not None and getattr(args, "continue_last", False):
+        last = store.list()
+        if not last:
+            raise UserError(f'no saved session to continue in {store.root}; start one with agentkit run "..."')
+        session_id = last[0].id
+    tools = make_tools(settings)
     return Agent(
-        backend,
-        tools=make_tools(settings),
+        backend if backend is not None else make_backend(settings),
+        tools=tools,
         toolsets=make_toolsets(settings),
         system=settings.system,
         thinking=settings.thinking,
         max_steps=settings.max_steps,
+        sampling=dict(settings.sampling) or None,
         approval=allow_all if args.yes else None,
         ask=None if args.yes else ask,
-        store=None if args.no_save else SessionStore(),
-        session_id=args.session,
+        store=store,
+        session_id=session_id,
         output_type=output_type,
     )
 
@@ -386,9 +432,11 @@ async def _run(
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def run_command(args: argparse.Namespace, settings: Settings) -> int:
-    if args.session and args.no_save:
-        raise UserError("--session continues a saved session and saves the new turn; drop --no-save to continue it")
+def run_command(args: argparse.Namespace, settings: Settings, *, backend: Backend | None = None) -> int:
+    """``backend`` replaces the configured one (``agentkit demo`` runs this same path on a scripted model)."""
+    if (args.session or getattr(args, "continue_last", False)) and args.no_save:
+        flag = "--session" if args.session else "--continue"
+        raise UserError(f"{flag} continues a saved session and saves the new turn; drop --no-save to continue it")
     output_type = load_output_type(args.schema) if getattr(args, "schema", None) else None
     task = _read_task(args.task)
     # Questions need a person at a terminal; a task piped on stdin leaves no way to answer.
@@ -397,7 +445,9 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     human = EventPrinter(sys.stderr if output_type is not None else sys.stdout, sys.stderr)
     human.saved = not args.no_save
     printer: EventPrinter | JsonEventPrinter = JsonEventPrinter(sys.stdout) if args.json else human
-    agent = build_agent(args, settings, ask=TerminalAsk(human) if interactive else None, output_type=output_type)
+    agent = build_agent(
+        args, settings, ask=TerminalAsk(human) if interactive else None, output_type=output_type, backend=backend
+    )
     if not interactive and not args.yes:
         human.unaskable = set()  # filled in once the MCP servers have started and listed their tools
     try:
@@ -414,7 +464,8 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
             print("\nagentkit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     if code != EXIT_OK and not args.json:
-        print("agentkit: the run did not finish (see the notices above)", file=sys.stderr)
+        stop_reason = finished[-1].stop_reason if finished else "cancelled"
+        print(f"agentkit: the run did not finish: {describe_stop(stop_reason)}", file=sys.stderr)
     if output_type is not None and code == EXIT_OK and not args.json:
         print(structured_json(output_type, finished[-1].output))
     return code

@@ -18,7 +18,7 @@ from rich.text import Text
 from agentkit import Session, SessionStore
 from agentkit.errors import SessionCorrupt, UserError
 
-from .common import EXIT_OK, format_arguments, preview, safe_json, terminal_safe, to_jsonable
+from .common import EXIT_OK, format_arguments, preview, resolve_session_id, safe_json, terminal_safe, to_jsonable
 
 __all__ = ["format_time", "message_text", "sessions_command"]
 
@@ -114,6 +114,8 @@ class PipeConsole(Console):
 def sessions_command(args: argparse.Namespace, store: SessionStore | None = None) -> int:
     store = store or SessionStore()
     console = PipeConsole(highlight=False, soft_wrap=False)
+    if getattr(args, "id", None):
+        args.id = resolve_session_id(store, args.id)  # a unique start of an id names the session too
     if args.action == "list":
         infos, problems = store.scan()
         _warn_unreadable(store, problems)

@@ -143,7 +143,9 @@ def test_default_backend_falls_back_to_transformers_then_explains(monkeypatch: p
     with pytest.raises(BackendUnavailable) as info:
         default_backend_url(nobody)
     text = str(info.value)
-    assert "ollama pull gemma4:e4b" in text and "pip install 'agentkit[transformers]'" in text
+    assert "ollama pull gemma4:e4b" in text and "agentkit demo" in text
+    # The package named agentkit on PyPI is another project: the command works from the checkout instead.
+    assert "pip install -e '.[transformers]'" in text and "agentkit[transformers]" not in text
 
 
 def test_no_backend_at_all_exits_3_with_instructions(

@@ -75,6 +75,7 @@ def test_files_tool_with_yes_writes_and_without_is_denied(
     scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:  # type: ignore[no-untyped-def]
     ws = tmp_path / "ws"
+    ws.mkdir()
     outputs = [call("write_file", path="hello.txt", content="hi from gemma"), "Written.<turn|>"]
     # stdin is not a terminal here: without --yes nobody can approve, so the write is denied.
     assert main(["run", "--backend", scripted(outputs), "--tools", "files", "--workspace", str(ws), "write it"]) == 0
@@ -119,12 +120,27 @@ def test_files_tool_needs_a_workspace(scripted, capsys: pytest.CaptureFixture[st
     assert "--workspace" in capsys.readouterr().err
 
 
-def test_a_workspace_that_is_a_file_or_cannot_be_made_is_a_usage_error(scripted, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_workspace_that_is_a_file_is_a_usage_error(scripted, capsys) -> None:  # type: ignore[no-untyped-def]
     url = scripted(["x<turn|>"])
     assert main(["run", "--backend", url, "--tools", "files", "-w", __file__, "hi"]) == 2
-    assert "is a file; give a folder" in capsys.readouterr().err
-    assert main(["run", "--backend", url, "--tools", "files", "-w", "/proc/agentkit-ws", "hi"]) == 2
-    assert "cannot create the workspace folder /proc/agentkit-ws" in capsys.readouterr().err
+    assert "(--workspace) is not a folder; give a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tools", ["files", "python"])
+def test_a_missing_workspace_is_a_usage_error_and_is_not_created(
+    tools: str, scripted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    # A typo in the path used to create an empty folder silently and run the task there.
+    missing = tmp_path / "not" / "there"
+    url = scripted(["x<turn|>"])
+    assert main(["run", "--yes", "--backend", url, "--tools", tools, "-w", str(missing), "hi"]) == 2
+    err = capsys.readouterr().err
+    assert f"the workspace folder {missing} does not exist (--workspace)" in err and "mkdir -p" in err
+    assert not missing.exists() and not missing.parent.exists()
+    monkeypatch.setenv("AGENTKIT_WORKSPACE", str(missing))  # the same from the environment, which it names
+    assert main(["run", "--yes", "--backend", url, "--tools", tools, "hi"]) == 2
+    assert "does not exist (AGENTKIT_WORKSPACE)" in capsys.readouterr().err
+    assert not missing.parent.exists()
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")

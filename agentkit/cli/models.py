@@ -1,0 +1,68 @@
+"""``agentkit models``: what the backend can serve, so ``--model NAME`` is picked from a list, not guessed.
+
+Servers are asked (Ollama's pulled models, vLLM's served names); an in-process model is never loaded just to
+be listed (that takes seconds to minutes, or starts a download), so for transformers the answer is the
+configured model and whether it is already on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from agentkit.errors import UserError
+
+from .common import EXIT_OK
+from .config import Settings, default_backend_url, hf_model_available
+
+__all__ = ["list_models", "models_command"]
+
+
+async def _ask_server(url: str) -> tuple[str, list[str]]:
+    """The configured model and the server's list of models."""
+    from agentkit import backend_from_url
+
+    backend = backend_from_url(url)
+    try:
+        lister = getattr(backend, "list_models", None)
+        if not callable(lister):
+            raise UserError(f"the {backend.name} backend cannot list its models; it runs {backend.model}")
+        names: list[str] = await lister()
+        return backend.model, names
+    finally:
+        await backend.aclose()
+
+
+def list_models(url: str) -> dict[str, Any]:
+    """``{"backend": url, "current": model, "models": [...]}``; for transformers, whether it is downloaded."""
+    scheme, _, rest = url.partition(":")
+    if scheme.lower() == "transformers":
+        available = hf_model_available(rest)
+        return {"backend": url, "current": rest, "models": [rest] if available else [], "downloaded": available}
+    current, models = asyncio.run(_ask_server(url))
+    return {"backend": url, "current": current, "models": models}
+
+
+def models_command(args: argparse.Namespace, settings: Settings) -> int:
+    url = settings.backend_url or default_backend_url()
+    info = list_models(url)
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    current, names = info["current"], info["models"]
+    if url.startswith("transformers:"):
+        state = "on this machine" if info["downloaded"] else "not downloaded yet (the first run downloads it)"
+        print(f"transformers runs the configured model in this process: {current} ({state})", file=sys.stderr)
+        print(current)
+        return EXIT_OK
+    print(f"models served by {url}:", file=sys.stderr)
+    if not names:
+        print("  (none: pull or serve a model first, e.g. ollama pull gemma4:e4b)", file=sys.stderr)
+    for name in names:
+        print(name)
+    if current and current not in names and names:
+        print(f"the configured model {current!r} is not among them", file=sys.stderr)
+    return EXIT_OK
