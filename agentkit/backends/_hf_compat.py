@@ -13,7 +13,9 @@ from typing import Any
 
 __all__ = ["cache_argument", "import_transformers", "patch_gemma4_assistant_kv_sharing"]
 
-EXTRA_HINT = "pip install 'agentkit[transformers]'"
+# agentkit is installed from its checkout (the name "agentkit" on PyPI is another project), so the hint is the
+# command that works there.
+EXTRA_HINT = "in the agentkit checkout, pip install -e '.[transformers]'"
 
 
 def import_transformers() -> Any:

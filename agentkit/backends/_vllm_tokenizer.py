@@ -91,7 +91,8 @@ def load_tokenizer(spec: str | os.PathLike[str] | SupportsEncode, *, required: b
     except ImportError as exc:
         if required:
             raise UserError(
-                "Token-id prompts need the tokenizers library: pip install 'agentkit[transformers]'"
+                "Token-id prompts need the tokenizers library: "
+                "in the agentkit checkout, pip install -e '.[transformers]'"
             ) from exc
         return None
     except Exception as exc:  # the tokenizers library raises plain Exception on a malformed file

@@ -12,8 +12,8 @@ With ``assistant_model=`` (a Gemma 4 multi-token-prediction drafter such as
 every drafted token with the main model: at temperature 0 the output is identical to plain decoding. That path
 re-prefills the prompt on each call (transformers' assisted decoding manages its own cache).
 
-Install with ``pip install 'agentkit[transformers]'``; torch and transformers are imported when a backend is
-created, not when agentkit is.
+Install with ``pip install -e '.[transformers]'`` in the agentkit checkout; torch and transformers are imported
+when a backend is created, not when agentkit is.
 """
 
 from __future__ import annotations

@@ -58,7 +58,8 @@ def models_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"transformers runs the configured model in this process: {current} ({state})", file=sys.stderr)
         print(current)
         return EXIT_OK
-    print(f"models served by {url}:", file=sys.stderr)
+    server = "/".join(url.split("/", 3)[:3]) if "://" in url else url
+    print(f"models served by {server}:", file=sys.stderr)
     if not names:
         print("  (none: pull or serve a model first, e.g. ollama pull gemma4:e4b)", file=sys.stderr)
     for name in names:

@@ -184,3 +184,76 @@ def test_sessions_are_saved_only_when_asked(tmp_path: Path, scripted) -> None:  
     assert main(["batch", str(tasks), "-o", str(saved), "--save-sessions", "--backend", scripted(["a<turn|>"])]) == 0
     (info,) = SessionStore().list()
     assert records(saved)[0]["session_id"] == info.id
+
+
+def test_plain_text_lines_are_tasks_as_in_examples_batch_script(tmp_path: Path) -> None:
+    questions = tmp_path / "questions.txt"
+    questions.write_text(
+        'Convert 5 miles to kilometres.\n\n"Hamlet" was written by whom?\n{"id": "q9", "task": "json too"}\n'
+        '"a JSON string"\n[1, 2] is a list?\n',
+        encoding="utf-8",
+    )
+    assert read_tasks(questions) == [
+        BatchTask("1", "Convert 5 miles to kilometres."),
+        BatchTask("3", '"Hamlet" was written by whom?'),  # starts with a quote but is not one JSON string
+        BatchTask("q9", "json too"),
+        BatchTask("5", "a JSON string"),
+        BatchTask("6", "[1, 2] is a list?"),
+    ]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "a", "task": "unterminated}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"broken.jsonl:1: starts like JSON but is not valid JSON"):
+        read_tasks(broken)
+    no_task = tmp_path / "no_task.jsonl"
+    no_task.write_text('{"id": "a", "question": "where is the task key?"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r'needs a "task" string'):
+        read_tasks(no_task)
+
+
+def test_plain_text_batch_end_to_end(tmp_path: Path, scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    questions = tmp_path / "questions.txt"
+    questions.write_text("first question\nsecond question\n", encoding="utf-8")
+    out = tmp_path / "results.jsonl"
+    assert (
+        main(["batch", str(questions), "-o", str(out), "-c", "1", "--backend", scripted(["A<turn|>", "B<turn|>"])]) == 0
+    )
+    assert [(r["id"], r["task"], r["output"]) for r in records(out)] == [
+        ("1", "first question", "A"),
+        ("2", "second question", "B"),
+    ]
+
+
+def test_a_rerun_exits_1_while_failures_remain_and_retry_replaces_them_once(
+    tmp_path: Path, scripted, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    tasks = write_tasks(tmp_path / "tasks.jsonl", [{"id": "a", "task": "one"}, {"id": "b", "task": "two"}])
+    out = tmp_path / "results.jsonl"
+    assert main(["batch", str(tasks), "-o", str(out), "-c", "1", "--backend", scripted(["A<turn|>"])]) == 1
+    capsys.readouterr()
+    # A plain rerun skips both: the failure is still the recorded result, so the batch is not done.
+    assert main(["batch", str(tasks), "-o", str(out), "--backend", scripted([])]) == 1
+    err = capsys.readouterr().err
+    assert "0 ok, 0 failed, 2 skipped" in err and "1 task(s) failed" in err and "(b)" in err
+    assert "--retry-failed" in err
+    # Retrying replaces the failed record: every id once, in the file's order, and the exit status is 0.
+    assert main(["batch", str(tasks), "-o", str(out), "--retry-failed", "--backend", scripted(["B<turn|>"])]) == 0
+    assert [(r["id"], r["ok"], r.get("output")) for r in records(out)] == [("a", True, "A"), ("b", True, "B")]
+    assert "failed in" not in capsys.readouterr().err
+
+
+def test_a_retry_that_fails_again_keeps_one_record(tmp_path: Path, scripted) -> None:  # type: ignore[no-untyped-def]
+    tasks = write_tasks(tmp_path / "tasks.jsonl", [{"id": "a", "task": "one"}])
+    out = tmp_path / "results.jsonl"
+    for _ in range(3):
+        assert main(["batch", str(tasks), "-o", str(out), "--retry-failed", "--backend", scripted([])]) == 1
+    (rec,) = records(out)
+    assert rec["id"] == "a" and rec["ok"] is False
+
+
+def test_a_run_cut_at_max_tokens_is_recorded_in_words(tmp_path: Path, scripted) -> None:  # type: ignore[no-untyped-def]
+    tasks = write_tasks(tmp_path / "tasks.jsonl", ["write a lot"])
+    out = tmp_path / "results.jsonl"
+    url = scripted(["word " * 400 + "<turn|>"])
+    assert main(["batch", str(tasks), "-o", str(out), "--max-tokens", "10", "--backend", url]) == 1
+    (rec,) = records(out)
+    assert rec["stop_reason"] == "max_tokens" and "cut off at the token limit" in str(rec["error"])

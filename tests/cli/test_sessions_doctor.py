@@ -210,11 +210,11 @@ def test_doctor_with_a_missing_extra_exits_3(monkeypatch: pytest.MonkeyPatch, ca
     from agentkit.cli import doctor
 
     def no_extra(url: str) -> None:
-        raise ImportError("the transformers backend needs: pip install 'agentkit[transformers]'")
+        raise ImportError("the transformers backend needs: pip install -e '.[transformers]'")
 
     monkeypatch.setattr(doctor, "backend_from_url", no_extra)
     assert main(["doctor", "--backend", "transformers:google/gemma-4-E2B-it", "--no-probe"]) == 3
-    assert "pip install 'agentkit[transformers]'" in capsys.readouterr().out
+    assert "pip install -e '.[transformers]'" in capsys.readouterr().out
 
 
 def test_sandbox_check_reports_missing_bwrap(monkeypatch: pytest.MonkeyPatch) -> None:

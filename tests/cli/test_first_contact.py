@@ -1,0 +1,218 @@
+"""What a newcomer meets first: the demo, the no-backend path (no silent download), ``models``, ``doctor``."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+import agentkit
+from agentkit.cli import common, config, main
+from agentkit.cli.config import resolve_settings
+from agentkit.cli.doctor import check_sandbox
+from agentkit.errors import BackendUnavailable
+from agentkit.testing import ScriptedBackend
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+
+class Tty(io.StringIO):
+    """A stream that says it is a terminal (a person is there to answer)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+# -- agentkit demo -------------------------------------------------------------------------------------------
+
+
+@needs_bwrap
+def test_demo_runs_the_real_tools_and_answers_with_what_the_sandbox_printed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--yes"]) == 0
+    out, err = capsys.readouterr()
+    assert "scripted stand-in plays the model" in err  # labelled as a demo, before anything else
+    assert "best month: 2026-04 with 3680.00 (160 units)" in out and "I saved them to report.md" in out
+    assert "✓ read_file" in err and "✓ run_python" in err and "✓ write_file" in err
+    assert "# Sales report" in err  # the file the write_file tool really wrote
+    workspace = Path(err.split("Workspace: ", 1)[1].split()[0])
+    assert not workspace.exists()  # a temporary folder, removed afterwards
+
+
+@needs_bwrap
+def test_demo_without_a_person_or_yes_is_denied_and_says_how_to_allow(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0  # stdin is not a terminal under pytest
+    out, err = capsys.readouterr()
+    assert "✗ run_python" in err and "rerun with --yes" in err
+    assert "could not run the analysis" in out and "best month" not in out
+
+
+@needs_bwrap
+def test_demo_reports_a_broken_sandbox_instead_of_canned_figures(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "executable", "/nonexistent/bin/python3")
+    main(["demo", "--yes"])
+    out, err = capsys.readouterr()
+    assert "best month" not in out and "✓ run_python" not in err
+
+
+def test_demo_keep_leaves_the_workspace(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["demo", "--yes", "--keep"])
+    err = capsys.readouterr().err
+    kept = Path(err.split("kept the demo's workspace: ", 1)[1].split()[0])
+    try:
+        assert (kept / "sales.csv").is_file()
+    finally:
+        shutil.rmtree(kept.parent)
+
+
+def test_demo_tui_needs_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--tui"]) == 2
+    assert "needs a terminal" in capsys.readouterr().err
+
+
+# -- no backend: no silent download ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_ollama_but_transformers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """No Ollama answers, the transformers extra is there, the default model is not downloaded; builds recorded."""
+    built: list[str] = []
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")
+    monkeypatch.setattr(config, "transformers_installed", lambda: True)
+    monkeypatch.setattr(common, "hf_model_available", lambda model: False)
+
+    def build(url: str, **options: object) -> ScriptedBackend:
+        built.append(url)
+        return ScriptedBackend(["Hello from the in-process model.<turn|>"])
+
+    monkeypatch.setattr(agentkit, "backend_from_url", build)
+    return built
+
+
+def test_without_a_terminal_the_default_model_is_not_downloaded(
+    no_ollama_but_transformers: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "hello"]) == 3
+    err = capsys.readouterr().err
+    assert no_ollama_but_transformers == []  # nothing was built, so nothing started downloading
+    assert "not downloaded yet (about 10 GB)" in err and "--allow-download" in err
+    assert "agentkit demo" in err and "pip install -e '.[transformers]'" in err
+
+
+def test_allow_download_is_the_explicit_yes(
+    no_ollama_but_transformers: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--allow-download", "hello"]) == 0
+    out, err = capsys.readouterr()
+    assert no_ollama_but_transformers == ["transformers:google/gemma-4-E2B-it"]
+    assert "downloading google/gemma-4-E2B-it (about 10 GB)" in err
+    assert out == "Hello from the in-process model.\n"
+
+
+def test_at_a_terminal_the_download_is_asked_about_with_its_size(no_ollama_but_transformers: list[str]) -> None:
+    settings = resolve_settings()
+    err = Tty()
+    with pytest.raises(BackendUnavailable, match="nothing downloaded"):
+        common.confirm_download("transformers:google/gemma-4-E2B-it", settings, stdin=Tty("\n"), err=err)
+    assert "about 10 GB" in err.getvalue() and "[y/N]" in err.getvalue()
+    common.confirm_download("transformers:google/gemma-4-E2B-it", settings, stdin=Tty("y\n"), err=Tty())
+
+
+def test_a_model_already_on_disk_needs_no_question(
+    monkeypatch: pytest.MonkeyPatch, no_ollama_but_transformers: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(common, "hf_model_available", lambda model: True)
+    assert main(["run", "hello"]) == 0
+    assert "no backend configured; using transformers:google/gemma-4-E2B-it" in capsys.readouterr().err
+
+
+def test_hf_model_available_sees_a_local_folder_and_not_an_unknown_repo(tmp_path: Path) -> None:
+    assert config.hf_model_available(str(tmp_path))
+    assert not config.hf_model_available("agentkit-tests/no-such-model-anywhere")
+
+
+def test_doctor_does_not_load_a_default_model_that_would_download(
+    monkeypatch: pytest.MonkeyPatch, no_ollama_but_transformers: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agentkit.cli import doctor
+
+    monkeypatch.setattr(doctor, "hf_model_available", lambda model: False)
+    monkeypatch.setattr(doctor, "backend_from_url", lambda url: pytest.fail("doctor built " + url))
+    main(["doctor", "--no-probe"])
+    out = capsys.readouterr().out
+    assert "not downloaded yet (about 10 GB); not checked" in out
+
+
+# -- agentkit models -------------------------------------------------------------------------------------------
+
+
+def test_models_lists_what_an_ollama_server_has(capsys: pytest.CaptureFixture[str]) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "backends"))
+    from fake_ollama import GEMMA4_CAPABILITIES, FakeOllamaServer
+
+    with FakeOllamaServer({"gemma4:e4b": GEMMA4_CAPABILITIES, "gemma4:26b": GEMMA4_CAPABILITIES}) as fake:
+        url = fake.url.replace("http://", "ollama://") + "/gemma4:e4b"
+        assert main(["models", "--backend", url]) == 0
+        out, err = capsys.readouterr()
+        assert out == "gemma4:26b\ngemma4:e4b\n" and "models served by ollama://127.0.0.1:" in err
+        assert main(["models", "--json", "--backend", url]) == 0
+        info = json.loads(capsys.readouterr().out)
+    assert info["current"] == "gemma4:e4b" and info["models"] == ["gemma4:26b", "gemma4:e4b"]
+
+
+def test_models_of_a_server_that_is_down_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "--backend", "ollama://127.0.0.1:9/gemma4:e4b"]) == 3
+    err = capsys.readouterr().err
+    assert "ollama serve" in err and "Traceback" not in err
+
+
+def test_models_for_transformers_names_the_model_without_loading_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["models", "--backend", f"transformers:{tmp_path}"]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{tmp_path}\n" and "on this machine" in err
+    assert main(["models", "--json", "--backend", "transformers:agentkit-tests/not-downloaded"]) == 0
+    assert json.loads(capsys.readouterr().out)["downloaded"] is False
+
+
+def test_models_of_a_scripted_backend(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    assert main(["models", "--backend", scripted(["x<turn|>"])]) == 0
+    assert capsys.readouterr().out == "scripted-gemma4\n"
+
+
+# -- agentkit doctor -------------------------------------------------------------------------------------------
+
+
+def test_doctor_json_is_one_object_with_every_check(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    url = scripted(["I would rather just talk.<turn|>"])
+    assert main(["doctor", "--json", "--backend", url]) == 1
+    report = json.loads(capsys.readouterr().out)  # nothing else on stdout
+    assert report["ok"] is False and report["exit_code"] == 1
+    by_check = {c["check"]: c for c in report["checks"]}
+    assert by_check["backend"]["status"] == "ok" and by_check["backend"]["target"] == url
+    assert by_check["tool"]["status"] == "fail" and "without calling the tool" in by_check["tool"]["detail"]
+    assert by_check["sandbox"]["status"] in {"ok", "warn"}
+
+
+@needs_bwrap
+def test_sandbox_check_runs_python_and_imports_a_package() -> None:
+    check = check_sandbox(needed=True)
+    assert check.status == "ok", check
+    assert f"python {sys.version.split()[0]}" in check.detail and "pydantic_core" in check.detail
+
+
+@needs_bwrap
+def test_sandbox_check_fails_when_python_cannot_start_in_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The old check started `true` under bwrap and passed here; the python tool then failed on every call.
+    monkeypatch.setattr(sys, "executable", "/nonexistent/venv/bin/python3")
+    check = check_sandbox(needed=True)
+    assert check.status == "fail" and "/nonexistent/venv/bin/python3" in check.detail + check.fix
+    assert check_sandbox(needed=False).status == "warn"
