@@ -31,11 +31,27 @@ def test_all_names_exist_and_are_public(name: str) -> None:
         assert not item.startswith("_") or item == "__version__"
 
 
-def test_readme_test_command_is_what_ci_runs() -> None:
+def _bash_commands(readme: str, heading: str) -> list[str]:
+    """The commands of every ```bash block in one README section, in order (comments dropped)."""
+    section = readme.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = [part.split("```", 1)[0] for part in section.split("```bash\n")[1:]]
+    return [line.split("  #", 1)[0].strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_readme_install_and_test_commands_are_what_ci_runs_in_a_fresh_venv() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text()
     ci = (root / ".ci" / "run").read_text()
-    block = readme.split("## Test", 1)[1].split("```bash", 1)[1].split("```", 1)[0].strip()
-    assert block and block in ci, f"README test command {block!r} is not in .ci/run"
+    install, test = _bash_commands(readme, "Install"), _bash_commands(readme, "Test")
+    assert install and test == ["python3 -m pytest -q"]
+    ci_lines = [line.strip() for line in ci.splitlines()]
+    # Each README command is a whole line of .ci/run, in the README's order, after the venv is activated.
+    positions = []
+    for command in [*install, *test]:
+        assert command in ci_lines, f"README command {command!r} is not a line of .ci/run"
+        positions.append(ci_lines.index(command))
+    assert positions == sorted(positions), "the README's commands run in another order in .ci/run"
+    venv = next(i for i, line in enumerate(ci_lines) if line.startswith(". ") and "/bin/activate" in line)
+    assert "mktemp -d /tmp/" in ci and "python3 -m venv" in ci and venv < positions[0]
