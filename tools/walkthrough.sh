@@ -84,8 +84,8 @@ expect out "The sandbox printed the sum."
 
 step "agentkit doctor --json --tools python (sandbox from this venv)" 0 \
   agentkit doctor --json --no-probe --tools python --backend "scripted:$work/outputs.json"
-expect out '"status": "ok"'
-expect out "imports packages"
+expect out '"check": "sandbox"'
+expect out "runs Python"
 
 step "agentkit run with no backend (exit 3, says what to do)" 3 agentkit run "hello"
 expect err "agentkit demo"

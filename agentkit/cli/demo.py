@@ -22,7 +22,7 @@ from agentkit.backends.base import GenerationRequest
 from .common import EXIT_OK
 from .config import Settings
 
-__all__ = ["DEMO_TASK", "demo_backend", "demo_command", "demo_model"]
+__all__ = ["DEMO_TASK", "SALES_CSV", "demo_app", "demo_backend", "demo_command", "demo_model", "demo_settings"]
 
 Q = '<|"|>'  # Gemma 4's string delimiter
 
@@ -104,15 +104,28 @@ def demo_model(request: GenerationRequest) -> str:
     return f"Here is what the sandboxed analysis of **sales.csv** printed:\n\n{lines}\n\n{saved}<turn|>"
 
 
-def demo_backend() -> Any:
+def demo_backend(*, chunk_size: int = 4, delay_s: float = 0.004) -> Any:
     """A scripted backend that plays :func:`demo_model` for every request, streamed in small visible pieces."""
     from agentkit.testing import ScriptedBackend
 
-    return ScriptedBackend([demo_model] * 200, chunk_size=4, delay_s=0.004, model="agentkit-demo (scripted)")
+    return ScriptedBackend([demo_model] * 200, chunk_size=chunk_size, delay_s=delay_s, model="agentkit-demo (scripted)")
 
 
 def _tools_available() -> tuple[str, ...]:
     return ("files", "python") if shutil.which("bwrap") else ("files",)
+
+
+def demo_settings(workspace: Path, tools: tuple[str, ...] | None = None) -> Settings:
+    """What the demo runs with: thinking on (so it shows), the file tools and the sandbox in ``workspace``."""
+    return Settings(
+        backend_url="scripted:demo",
+        backend_source="agentkit demo",
+        thinking=True,
+        tools=_tools_available() if tools is None else tools,
+        workspace=workspace,
+        workspace_source="the demo's temporary folder",
+        max_steps=8,
+    )
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -122,15 +135,7 @@ def demo_command(args: argparse.Namespace) -> int:
     try:
         (workspace / "sales.csv").write_text(SALES_CSV, encoding="utf-8")
         tools = _tools_available()
-        settings = Settings(
-            backend_url="scripted:demo",
-            backend_source="agentkit demo",
-            thinking=True,
-            tools=tools,
-            workspace=workspace,
-            workspace_source="the demo's temporary folder",
-            max_steps=8,
-        )
+        settings = demo_settings(workspace, tools)
         print(BANNER.format(workspace=workspace), file=sys.stderr)
         if "python" not in tools:
             print("(bubblewrap is not installed, so the demo runs without the python tool)\n", file=sys.stderr)
@@ -158,26 +163,30 @@ def demo_command(args: argparse.Namespace) -> int:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _demo_tui(settings: Settings, sessions: Path) -> int:
-    """The same scripted model in the terminal assistant; sessions go to the temporary folder, not yours."""
+def demo_app(settings: Settings, sessions: Path, backend: Any = None) -> Any:
+    """The terminal assistant on the demo's scripted model and tools; sessions go to ``sessions``, not yours."""
     from agentkit import SessionStore
     from agentkit.tui import AgentkitApp
 
-    from .chat import has_terminal
     from .common import make_tools
 
-    if not has_terminal():
-        from agentkit.errors import UserError
-
-        raise UserError("agentkit demo --tui needs a terminal; without one, run agentkit demo")
-    print(f"ask anything, e.g.: {DEMO_TASK}", file=sys.stderr)
-    app = AgentkitApp(
-        demo_backend(),
+    return AgentkitApp(
+        backend if backend is not None else demo_backend(),
         tools=make_tools(settings),
         thinking=settings.thinking,
         max_steps=settings.max_steps,
         store=SessionStore(sessions),
         backend_url="scripted:agentkit-demo",
     )
-    app.run()
+
+
+def _demo_tui(settings: Settings, sessions: Path) -> int:
+    from .chat import has_terminal
+
+    if not has_terminal():
+        from agentkit.errors import UserError
+
+        raise UserError("agentkit demo --tui needs a terminal; without one, run agentkit demo")
+    print(f"ask anything, e.g.: {DEMO_TASK}", file=sys.stderr)
+    demo_app(settings, sessions).run()
     return EXIT_OK

@@ -154,16 +154,6 @@ def _backend_failed(url: str, exc: AgentkitError) -> Check:
     return Check(f"backend     {url}", "fail", type(exc).__name__, str(exc), unavailable=unavailable)
 
 
-# Real Python in the real sandbox, importing a compiled package from the interpreter's site-packages: a
-# check that only starts `true` under bwrap passes where the python tool then fails (an interpreter hidden
-# by a mount, a virtualenv whose packages are not visible).
-_SANDBOX_PROBE = """
-import sys
-import pydantic_core
-print("agentkit-sandbox-ok", sys.version.split()[0], pydantic_core.__version__)
-"""
-
-
 def check_sandbox(needed: bool) -> Check:
     """The python tool's sandbox really runs Python (with an import from site-packages), and how it caps memory."""
     fix = "install bubblewrap: sudo apt-get install bubblewrap (Debian/Ubuntu) or sudo dnf install bubblewrap"
@@ -179,7 +169,7 @@ def check_sandbox(needed: bool) -> Check:
         # The error says what to do; only bubblewrap's own refusal needs the user-namespace hint on top.
         userns = "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or run where they work"
         return Check(
-            "sandbox     python",
+            "sandbox     bwrap",
             level,
             f"cannot run Python in the sandbox: {exc}",
             userns if "namespace" in str(exc) else "",
