@@ -94,6 +94,7 @@ expect err "pip install -e '.[transformers]'"
 if [ "$with_tests" = 1 ]; then
   cd "$work/agentkit"
   step "README test: python3 -m pytest -q" 0 python3 -m pytest -q -p no:cacheprovider
+  report+=("  $(tail -1 "$log.out")")
   cd "$work"
 fi
 
