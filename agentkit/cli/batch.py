@@ -32,6 +32,7 @@ from .common import (
     make_backend,
     make_tools,
     make_toolsets,
+    terminal_safe,
     to_jsonable,
 )
 from .config import Settings
@@ -386,7 +387,7 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
     # made them succeed, and a script checking $? must not think the batch is done.
     remaining = failed_ids(tasks, output_path)
     if remaining:
-        shown = ", ".join(remaining[:5]) + (" ..." if len(remaining) > 5 else "")
+        shown = terminal_safe(", ".join(remaining[:5]) + (" ..." if len(remaining) > 5 else ""))
         print(
             f"{len(remaining)} task(s) failed in {output_path} ({shown}); "
             "rerun the same command with --retry-failed to try them again",

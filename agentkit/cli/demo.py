@@ -19,7 +19,7 @@ from typing import Any
 
 from agentkit.backends.base import GenerationRequest
 
-from .common import EXIT_OK
+from .common import EXIT_OK, terminal_safe
 from .config import Settings
 
 __all__ = ["DEMO_TASK", "SALES_CSV", "demo_app", "demo_backend", "demo_command", "demo_model", "demo_settings"]
@@ -150,7 +150,8 @@ def demo_command(args: argparse.Namespace) -> int:
         code = run_command(run_args, settings, backend=demo_backend())
         report = workspace / "report.md"
         if report.is_file():
-            print(f"\nreport.md in the workspace:\n{report.read_text(encoding='utf-8')}", file=sys.stderr)
+            text = terminal_safe(report.read_text(encoding="utf-8"))  # written from the sandbox's output
+            print(f"\nreport.md in the workspace:\n{text}", file=sys.stderr)
         print(
             "This was a demo. For real answers, run a model: agentkit doctor says what is there and what to start.",
             file=sys.stderr,

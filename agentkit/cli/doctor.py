@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import sys
 from dataclasses import asdict, dataclass
@@ -22,7 +21,7 @@ from agentkit import Agent, SamplingParams, SessionStore, backend_from_url, tool
 from agentkit.backends.base import Backend
 from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, UserError
 
-from .common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE, terminal_safe
+from .common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE, safe_json, terminal_safe
 from .config import DEFAULT_TRANSFORMERS_SIZE, Settings, default_backend_url, hf_model_available
 
 __all__ = ["Check", "check_backend", "check_mcp_servers", "check_sandbox", "doctor_command"]
@@ -279,7 +278,7 @@ def doctor_command(args: argparse.Namespace, settings: Settings) -> int:
             "sessions": str(sessions_root),
             "checks": [_as_json(c) for c in checks],
         }
-        print(json.dumps(report, ensure_ascii=False, indent=2))
+        print(safe_json(report, indent=2))
         return code
     if not failed:
         console.print(Text("all good", style="green"))

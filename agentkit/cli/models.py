@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from typing import Any
 
 from agentkit.errors import UserError
 
-from .common import EXIT_OK
+from .common import EXIT_OK, safe_json, terminal_safe
 from .config import Settings, default_backend_url, hf_model_available
 
 __all__ = ["list_models", "models_command"]
@@ -50,20 +49,23 @@ def models_command(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.backend_url or default_backend_url()
     info = list_models(url)
     if args.json:
-        print(json.dumps(info, ensure_ascii=False, indent=2))
+        print(safe_json(info, indent=2))
         return EXIT_OK
     current, names = info["current"], info["models"]
     if url.startswith("transformers:"):
         state = "on this machine" if info["downloaded"] else "not downloaded yet (the first run downloads it)"
-        print(f"transformers runs the configured model in this process: {current} ({state})", file=sys.stderr)
-        print(current)
+        print(
+            f"transformers runs the configured model in this process: {terminal_safe(current)} ({state})",
+            file=sys.stderr,
+        )
+        print(terminal_safe(current))
         return EXIT_OK
     server = "/".join(url.split("/", 3)[:3]) if "://" in url else url
     print(f"models served by {server}:", file=sys.stderr)
     if not names:
         print("  (none: pull or serve a model first, e.g. ollama pull gemma4:e4b)", file=sys.stderr)
     for name in names:
-        print(name)
+        print(terminal_safe(name))  # names come from the server: never escape sequences on a terminal
     if current and current not in names and names:
-        print(f"the configured model {current!r} is not among them", file=sys.stderr)
+        print(f"the configured model {terminal_safe(repr(current))} is not among them", file=sys.stderr)
     return EXIT_OK
