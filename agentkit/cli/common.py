@@ -25,6 +25,7 @@ from .config import (
     default_backend_url,
     hf_model_available,
     no_backend_help,
+    ollama_host,
 )
 
 if TYPE_CHECKING:
@@ -148,6 +149,7 @@ def confirm_download(url: str, settings: Settings, *, stdin: TextIO | None = Non
     stdin = stdin or sys.stdin
     err = err or sys.stderr
     what = f"{model} ({DEFAULT_TRANSFORMERS_SIZE}) from Hugging Face"
+    others = no_backend_help(ollama_host(), with_install=False)
     if settings.allow_download:
         print(f"agentkit: downloading {what} (--allow-download)", file=err)
         return
@@ -159,11 +161,11 @@ def confirm_download(url: str, settings: Settings, *, stdin: TextIO | None = Non
         print("  download it now? [y/N] ", end="", file=err, flush=True)
         if stdin.readline().strip().lower() in {"y", "yes"}:
             return
-        raise BackendUnavailable("nothing downloaded. Other ways to run:\n" + no_backend_help(), backend="auto")
+        raise BackendUnavailable("nothing downloaded. Other ways to run:\n" + others, backend="auto")
     raise BackendUnavailable(
         f"no backend configured and no Ollama found; the in-process default {model} is not downloaded yet "
         f"({DEFAULT_TRANSFORMERS_SIZE}). Do one of:\n"
-        f"  - download it: rerun with --allow-download (or --backend transformers:{model})\n" + no_backend_help(),
+        f"  - download it: rerun with --allow-download (or --backend transformers:{model})\n" + others,
         backend="auto",
     )
 

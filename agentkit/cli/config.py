@@ -53,6 +53,7 @@ __all__ = [
     "hf_model_available",
     "load_config_file",
     "no_backend_help",
+    "ollama_host",
     "resolve_settings",
     "with_model",
 ]
@@ -375,21 +376,35 @@ def hf_model_available(model: str) -> bool:
         return False
 
 
-def no_backend_help(host: str = "localhost:11434") -> str:
-    """The ways to get a backend, as commands that work from an agentkit checkout (and one that needs nothing)."""
-    return (
+def no_backend_help(host: str = "localhost:11434", *, with_install: bool = True) -> str:
+    """The ways to get a backend, as commands that work from an agentkit checkout (and one that needs nothing).
+
+    ``with_install=False`` leaves out installing the transformers extra, for when it is already there.
+    """
+    lines = [
         "  - try it offline first: agentkit demo (a scripted stand-in for the model; tools, approval and "
-        "streaming are real)\n"
+        "streaming are real)",
         f"  - start Ollama (https://ollama.com): `ollama serve`, then `ollama pull {DEFAULT_OLLAMA_MODEL}` "
-        f"(agentkit looks for it at {host}; set OLLAMA_HOST to look elsewhere)\n"
-        "  - run Gemma 4 in this process: in the agentkit checkout, `pip install -e '.[transformers]'` "
-        "(on a machine without a GPU install CPU torch first: "
-        "`pip install torch --index-url https://download.pytorch.org/whl/cpu`), then "
-        f'`agentkit run --backend transformers:{DEFAULT_TRANSFORMERS_MODEL} "..."` '
-        f"(downloads {DEFAULT_TRANSFORMERS_SIZE} once)\n"
+        f"(agentkit looks for it at {host}; set OLLAMA_HOST to look elsewhere)",
+    ]
+    if with_install:
+        lines.append(
+            "  - run Gemma 4 in this process: in the agentkit checkout, `pip install -e '.[transformers]'` "
+            "(on a machine without a GPU install CPU torch first: "
+            "`pip install torch --index-url https://download.pytorch.org/whl/cpu`), then "
+            f'`agentkit run --backend transformers:{DEFAULT_TRANSFORMERS_MODEL} "..."` '
+            f"(downloads {DEFAULT_TRANSFORMERS_SIZE} once)"
+        )
+    lines.append(
         "  - point at a server: --backend vllm://HOST:8000/google/gemma-4-31B-it "
         "(or set AGENTKIT_BACKEND, or `backend = ...` in the config file)"
     )
+    return "\n".join(lines)
+
+
+def ollama_host(environ: Mapping[str, str] | None = None) -> str:
+    """Where agentkit looks for Ollama (``OLLAMA_HOST``, as the ollama command reads it)."""
+    return _ollama_host(os.environ if environ is None else environ)
 
 
 def default_backend_url(environ: Mapping[str, str] | None = None, *, timeout_s: float = 1.0) -> str:

@@ -53,7 +53,7 @@ def models_command(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     current, names = info["current"], info["models"]
     if url.startswith("transformers:"):
-        state = "on this machine" if info["downloaded"] else "not downloaded yet (the first run downloads it)"
+        state = "on this machine" if info["downloaded"] else "not downloaded yet; agentkit run asks before fetching it"
         print(
             f"transformers runs the configured model in this process: {terminal_safe(current)} ({state})",
             file=sys.stderr,
