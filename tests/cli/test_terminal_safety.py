@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -204,6 +205,7 @@ def test_a_call_taller_than_the_terminal_is_paged_first(monkeypatch: pytest.Monk
     assert_inert(paged[0])  # plain text in the pager
 
 
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="--tools python needs bubblewrap")
 def test_run_cli_asks_with_the_whole_code(tmp_path: Path) -> None:
     """End to end: the real `agentkit run` on a pseudo-terminal shows the code's last line before asking."""
     pty = pytest.importorskip("pty")
