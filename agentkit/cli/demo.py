@@ -71,7 +71,12 @@ def _this_turn(request: GenerationRequest) -> list[dict[str, Any]]:
 
 
 def _error(content: Any) -> str | None:
-    return str(content["error"]) if isinstance(content, dict) and set(content) == {"error"} else None
+    return _echo(content["error"]) if isinstance(content, dict) and set(content) == {"error"} else None
+
+
+def _echo(value: Any) -> str:
+    """Tool output the scripted model repeats, with Gemma 4 markup broken up: echoed text must stay text."""
+    return str(value).replace("<|", "< |").replace("|>", "| >").replace("<turn|", "< turn|").replace("<eos>", "< eos>")
 
 
 def demo_model(request: GenerationRequest) -> str:
@@ -92,9 +97,9 @@ def demo_model(request: GenerationRequest) -> str:
     if denied is not None:
         return f"I could not run the analysis: {denied}. Run the demo again and allow it (or pass --yes).<turn|>"
     if not isinstance(ran, dict) or ran.get("exit_code") != 0:
-        stderr = str(ran.get("stderr", "") if isinstance(ran, dict) else ran).strip()
+        stderr = _echo(ran.get("stderr", "") if isinstance(ran, dict) else ran).strip()
         return f"The analysis failed in the sandbox, so I have no figures to report:\n\n```\n{stderr}\n```<turn|>"
-    figures = str(ran.get("stdout", "")).strip()
+    figures = _echo(ran.get("stdout", "")).strip()
     if "write_file" not in done:
         report = f"# Sales report\n\n{figures}\n\nComputed from sales.csv by the agentkit demo.\n"
         return _thought(request, "Now the report.") + _call("write_file", path="report.md", content=report)
