@@ -9,11 +9,14 @@ gibberish, which is fine: tests force the text they need with a logits processor
 on weight values. :func:`build_tiny_drafter` adds a matching ``Gemma4AssistantForCausalLM`` (the
 multi-token-prediction drafter) for the speculative-decoding path.
 
-Needs the ``[transformers]`` extra; torch, transformers and tokenizers are imported only when called.
+Needs the ``[transformers]`` extra. torch, transformers and tokenizers are imported only when called, but
+importing this module without them raises ``ImportError`` at once: ``pytest.importorskip`` on this module is
+then a real check (it used to pass in a ``.[dev]`` virtualenv, and every test using it errored instead).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +24,13 @@ from typing import Any
 
 from agentkit.backends._hf_compat import import_transformers, patch_gemma4_assistant_kv_sharing
 from agentkit.gemma4.tokens import CONTROL_TOKENS, EOS, STOP_MARKERS
+
+_MISSING = [m for m in ("torch", "transformers", "tokenizers") if importlib.util.find_spec(m) is None]
+if _MISSING:
+    raise ImportError(
+        f"agentkit.testing.tiny_model needs {', '.join(_MISSING)} (the transformers extra): in the agentkit "
+        "checkout, pip install torch==2.13.0, then pip install -e '.[transformers]'"
+    )
 
 __all__ = [
     "SPECIAL_TOKENS",

@@ -850,10 +850,9 @@ def test_agent_calls_an_mcp_server_time_tool_on_the_real_server(vllm_server: VLL
 
 def test_fast_tokenizer_matches_transformers(tmp_path: Path) -> None:
     """The tokenizers-only loader gives transformers' ids, untrusted text included (so prompts agree)."""
-    pytest.importorskip("torch")  # tiny_model imports it only when called, so importing the module proves nothing
+    tiny_model = pytest.importorskip("agentkit.testing.tiny_model", reason="needs the [transformers] extra")
     transformers = pytest.importorskip("transformers")
     from agentkit.backends._vllm_tokenizer import load_tokenizer
-    from agentkit.testing import tiny_model
 
     model_dir = tmp_path / "tok"
     tiny_model.build_tiny_tokenizer().save_pretrained(model_dir)

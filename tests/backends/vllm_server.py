@@ -87,8 +87,8 @@ def require_vllm_python() -> Path:
 def require_transformers_extra() -> None:
     """The tiny model is built here with torch and transformers: skip without them (fail if the tier is required).
 
-    ``importorskip("agentkit.testing.tiny_model")`` is not that check: the module imports torch only when called,
-    so in a virtualenv with just ``.[dev]`` every test of the tier errored with ``No module named 'torch'``.
+    In a virtualenv with just ``.[dev]`` every test of the tier used to error with ``No module named 'torch'``;
+    a required tier (``AGENTKIT_REQUIRE_VLLM=1``) must fail instead of skipping, which importorskip cannot do.
     """
     import importlib.util
 
