@@ -55,3 +55,23 @@ def test_readme_install_and_test_commands_are_what_ci_runs_in_a_fresh_venv() -> 
     assert positions == sorted(positions), "the README's commands run in another order in .ci/run"
     venv = next(i for i, line in enumerate(ci_lines) if line.startswith(". ") and "/bin/activate" in line)
     assert "mktemp -d /tmp/" in ci and "python3 -m venv" in ci and venv < positions[0]
+
+
+def test_the_backends_import_without_the_transformers_extra() -> None:
+    """In a '.[dev]' venv (no torch) every public name resolves, and the in-process backend says what to install."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = sys.modules['transformers'] = None  # as if the extra were not installed\n"
+        "import agentkit.backends as b\n"
+        "[getattr(b, n) for n in b.__all__]\n"
+        "try:\n"
+        "    b.TransformersBackend('x')\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install -e '.[transformers]'" in proc.stdout

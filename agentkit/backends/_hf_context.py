@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from agentkit.errors import BackendError, UserError
 
 from ._hf_compat import cache_argument, import_transformers
+
+if TYPE_CHECKING:  # torch is imported where it is used: importing the backend module must not need the extra
+    import torch
 
 __all__ = ["ENV_VAR", "ContextLimit", "choose_cache_len", "kv_bytes_per_token"]
 
@@ -41,6 +42,8 @@ class ContextLimit:
 def kv_bytes_per_token(model: Any, device: torch.device) -> int:
     """Bytes of key/value cache one token takes in this model, measured with one forward pass."""
     cache_utils: Any = import_transformers().cache_utils
+    import torch
+
     n = model.config.get_text_config().num_hidden_layers
     cache = cache_utils.Cache(layers=[cache_utils.DynamicLayer() for _ in range(n)])
     with torch.inference_mode():
@@ -55,6 +58,8 @@ def kv_bytes_per_token(model: Any, device: torch.device) -> int:
 
 def _free_memory(device: torch.device) -> tuple[int, str]:
     """Bytes the cache may use on ``device``, and how that was decided (for the error message)."""
+    import torch
+
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
         # Leave room for activations, logits and the captured graphs' pool.
