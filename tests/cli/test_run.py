@@ -95,6 +95,7 @@ def test_a_drifted_call_is_recovered_end_to_end_and_counted(
 ) -> None:  # type: ignore[no-untyped-def]
     # Parenthesis syntax with "=" and plain quotes (jundot/omlx#1886, ollama/ollama#17882), then a bare call.
     ws = tmp_path / "ws"
+    ws.mkdir()  # --workspace must exist; it is never created for you
     outputs = [
         "<|tool_call>call:write_file(path='hello.txt', content=\"hi from gemma\")<tool_call|><|tool_response>",
         'call:read_file{path:<|"|>hello.txt<|"|>}<turn|>',
