@@ -55,11 +55,13 @@ def new_session_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, *, private: bool = True) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new content, never a mix.
 
-    The temporary file's name is short whatever ``path`` is called: a name near the 255-byte limit must
-    not fail only because the temporary name is longer.
+    ``private`` files (conversations, what the person typed) are readable by their owner only; otherwise the
+    file keeps the permissions of the one it replaces, or gets the umask's, as a plainly created file would
+    (an exported chat, a batch's results). The temporary file's name is short whatever ``path`` is called: a
+    name near the 255-byte limit must not fail only because the temporary name is longer.
     """
     size = len(os.fsencode(path.name))
     if size > _NAME_MAX:
@@ -70,6 +72,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
     try:
+        if not private:
+            os.fchmod(fd, _plain_mode(path))
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -84,6 +88,16 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _plain_mode(path: Path) -> int:
+    """The permission bits a rewrite of ``path`` keeps, or those a new file gets under the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def read_regular_file(path: Path, limit: int | None = None) -> bytes:

@@ -249,3 +249,16 @@ def test_a_name_over_the_limit_is_a_clear_user_error(tmp_path: Path) -> None:
     for name in ("e" * 256, "é" * 128):  # 256 bytes, in ASCII and in two-byte characters
         with pytest.raises(UserError, match="at most 255"):
             store.export(s.id, tmp_path / name)
+
+
+def test_atomic_writes_are_private_unless_asked_to_keep_the_files_mode(tmp_path: Path) -> None:
+    from agentkit.sessions import atomic_write_text
+
+    convo = tmp_path / "s.json"
+    atomic_write_text(convo, "{}")
+    assert convo.stat().st_mode & 0o777 == 0o600  # conversations: the owner only
+    results = tmp_path / "results.jsonl"
+    results.write_text("old\n")
+    results.chmod(0o644)
+    atomic_write_text(results, "new\n", private=False)  # a batch rewriting its results file
+    assert results.read_text() == "new\n" and results.stat().st_mode & 0o777 == 0o644

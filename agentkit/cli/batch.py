@@ -254,7 +254,7 @@ def _drop_records(path: Path, ids: set[str]) -> None:
             record = None
         if not (_is_result(record) and str(record["id"]) in ids):
             kept.append(line)
-    atomic_write_text(path, "".join(kept))
+    atomic_write_text(path, "".join(kept), private=False)  # the results file keeps its mode
 
 
 def failed_ids(tasks: Sequence[BatchTask], output: Path) -> list[str]:

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit import Session
-
-from .history import atomic_write
+from agentkit.sessions import atomic_write_text
 
 __all__ = ["export_markdown", "fence", "session_markdown"]
 
@@ -88,5 +87,5 @@ def export_markdown(session: Session, target: str = "") -> Path:
         path = path / name
     if not path.parent.is_dir():
         raise NotADirectoryError(f"the folder {path.parent} does not exist; create it or give another path")
-    atomic_write(path, session_markdown(session))
+    atomic_write_text(path, session_markdown(session), private=False)
     return path.resolve()

@@ -9,42 +9,14 @@ the person may want the file back, so the app says so once and keeps history in 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
-__all__ = ["MAX_ENTRIES", "InputHistory", "atomic_write"]
+from agentkit.sessions import atomic_write_text
+
+__all__ = ["MAX_ENTRIES", "InputHistory"]
 
 MAX_ENTRIES = 1000
-
-
-def atomic_write(path: Path, text: str, *, private: bool = False) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new content, never a mix.
-
-    The file is readable by its owner only when ``private`` (what the person typed); otherwise it gets the
-    permissions a plainly created file would (the umask's), or keeps those of the file it replaces.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if not private:
-            try:
-                mode = path.stat().st_mode & 0o777
-            except FileNotFoundError:
-                umask = os.umask(0)
-                os.umask(umask)
-                mode = 0o666 & ~umask
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class InputHistory:
@@ -87,7 +59,7 @@ class InputHistory:
         if self.path is not None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)  # agentkit's data folder on a first run
-                atomic_write(self.path, json.dumps(self.entries, ensure_ascii=False), private=True)
+                atomic_write_text(self.path, json.dumps(self.entries, ensure_ascii=False), private=True)
             except OSError as exc:
                 self.problem = f"cannot save input history to {self.path} ({exc}); it is kept in memory only"
                 self.path = None
