@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -96,7 +97,12 @@ def _ollama_body(text: str) -> dict[str, Any]:
 def _vllm_body(text: str) -> dict[str, Any]:
     from agentkit.backends.vllm import VLLMBackend
 
-    return VLLMBackend("gemma4", tokenizer=False, mode="chat")._chat_body(_chat_request(text))
+    request = _chat_request(text)
+    # The conversation's image part carries no data of its own: it is given the request's media, as an agent's
+    # request would be (an image part with nothing to send is refused before any request is made).
+    media = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]
+    request = dataclasses.replace(request, media=media)
+    return VLLMBackend("gemma4", tokenizer=False, mode="chat")._chat_body(request)
 
 
 def _vllm_server_controls(base_url: str, text: str, special: set[int]) -> list[int]:
