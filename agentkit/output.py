@@ -36,7 +36,7 @@ import typing_extensions
 
 from agentkit import gemma4
 from agentkit.errors import OutputValidationError, ToolError, UserError
-from agentkit.gemma4.flatten import CONSTRAINT_NOTES
+from agentkit.gemma4.flatten import CONSTRAINT_NOTES, GRAMMAR_BOUNDS
 from agentkit.tools.runtime import Tool
 
 __all__ = ["FINAL_RESULT", "OutputAttempts", "OutputSpec", "PartialCallReader", "output_spec"]
@@ -271,6 +271,9 @@ def _note_constraints(ours: dict[str, Any], full: Mapping[str, Any], defs: Mappi
     if notes:
         said = ours.get("description", "")
         ours["description"] = f"{said} ({notes})" if said else notes
+    for key in GRAMMAR_BOUNDS:  # not rendered (the declaration has no key for them), but a grammar honours them
+        if isinstance(full.get(key), int) and not isinstance(full.get(key), bool):
+            ours[key] = full[key]
     props, full_props = ours.get("properties"), full.get("properties")
     if isinstance(props, dict) and isinstance(full_props, Mapping):
         for name, sub in props.items():

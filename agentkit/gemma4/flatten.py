@@ -23,11 +23,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CONSTRAINT_NOTES", "flatten_schema"]
+__all__ = ["CONSTRAINT_NOTES", "GRAMMAR_BOUNDS", "flatten_schema"]
 
 Schema = dict[str, Any]
 
 _SCALARS = ("string", "integer", "number", "boolean")
+# Bounds a declaration keeps beside its words: not rendered, but gemma4.grammar bounds strings and lists by them.
+GRAMMAR_BOUNDS: tuple[str, ...] = ("maxLength", "minItems", "maxItems")
+
 # JSON Schema keywords the declaration format has no key for, and the words they are said in (descriptions).
 CONSTRAINT_NOTES: tuple[tuple[str, str], ...] = (
     ("format", "format"),
@@ -127,6 +130,10 @@ def _plain(node: Mapping[str, Any], defs: Mapping[str, Any], stack: tuple[str, .
         description = _join(description, "; ".join(notes))
     if description:
         out["description"] = description
+    for key in GRAMMAR_BOUNDS:  # kept as well as said: rendering skips them, a tool-call grammar enforces them
+        value = node.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            out[key] = value
     if nullable:
         out["nullable"] = True
     properties = node.get("properties")

@@ -164,12 +164,12 @@ def test_constraint_composes_with_the_drafter(tiny: Path, backend: TransformersB
 
 def test_structured_output_forced_through_final_result(backend: TransformersBackend) -> None:
     # output_type declares final_result; tool_choice="final_result" makes the grammar write that call, so even a
-    # random-weight model answers with a value of the declared type on the first step. (No free strings: the
-    # declaration says a string's bounds in words, so the grammar leaves it unbounded and noise runs to max_tokens.)
+    # random-weight model answers with a value of the declared type on the first step. The string's max_length
+    # reaches the grammar (kept in the declaration, not rendered): without it, noise runs on to max_tokens.
     class Forecast(pydantic.BaseModel):
+        city: Annotated[str, pydantic.Field(max_length=16)]
         unit: Literal["celsius", "fahrenheit"]
         days: int
-        sunny: bool
 
     for seed in range(3):
         agent = Agent(

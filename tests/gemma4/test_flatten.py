@@ -138,3 +138,27 @@ def test_any_schema_flattens_to_gemma_keys_with_no_empty_property(properties: di
         assert set(node) <= _GEMMA_KEYS, node
         assert node, "a property would be declared as {}"
     assert ":{}" not in _declared(flat)
+
+
+def test_bounds_stay_for_the_grammar_but_are_not_rendered() -> None:
+    # An MCP server's maxLength must reach the tool-call grammar (so a constrained string ends), yet the declaration
+    # the model reads has no key for it: it is said in words, exactly as before.
+    from agentkit.gemma4 import tool_call_grammar
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 12},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 4}, "minItems": 1, "maxItems": 3},
+        },
+        "required": ["city"],
+    }
+    flat = flatten_schema(schema)
+    assert flat["properties"]["city"]["maxLength"] == 12
+    assert (flat["properties"]["tags"]["minItems"], flat["properties"]["tags"]["maxItems"]) == (1, 3)
+    tool = {"type": "function", "function": {"name": "f", "description": "F.", "parameters": flat}}
+    text = render_prompt([{"role": "user", "content": "hi"}], [tool])
+    assert "maxLength" not in text and "maxItems" not in text and "max length 12" in text
+    unbounded = flatten_schema({**schema, "properties": {"city": {"type": "string"}, "tags": {"type": "array"}}})
+    loose = {"type": "function", "function": {"name": "f", "description": "F.", "parameters": unbounded}}
+    assert tool_call_grammar([tool], "required") != tool_call_grammar([loose], "required")  # the bounds are used
