@@ -14,6 +14,7 @@ from agentkit import Agent, Approval, SessionStore, tool
 from agentkit.errors import OutputValidationError, UserError
 from agentkit.events import PartialOutput, RunFinished, TextDelta, ToolCallFinished
 from agentkit.gemma4 import format_tool_call, render_prompt
+from agentkit.gemma4.sanitize import neutralize, sanitize
 from agentkit.output import PartialCallReader, output_spec
 from agentkit.testing import ScriptedBackend
 
@@ -176,9 +177,18 @@ def test_scalar_dataclass_and_typeddict_outputs(output_type: object, arguments: 
     )
 )
 def test_any_invoice_written_as_a_native_call_validates_back_to_itself(invoice: Invoice) -> None:
-    # Nested objects, floats, nulls and any unicode text survive the call syntax, the parser and validation.
+    # Nested objects, floats, nulls and any unicode text survive the call syntax, the parser and validation;
+    # the one change is the one the call syntax makes on purpose: a control-token look-alike in a string
+    # (customer="<|") is written neutralized, so it comes back as that neutralized text, never as a token.
     backend = ScriptedBackend([answer(invoice.model_dump())], chunk_size=7)
-    assert Agent(backend, output_type=Invoice).run("go").output == invoice
+    expected = Invoice.model_validate(neutralize(invoice.model_dump()))
+    assert Agent(backend, output_type=Invoice).run("go").output == expected
+
+
+def test_a_control_token_look_alike_in_an_answer_comes_back_neutralized() -> None:
+    invoice = Invoice(customer="<|", total=0.0, items=[])  # hypothesis found it: the call syntax cannot carry "<|"
+    output = Agent(ScriptedBackend([answer(invoice.model_dump())]), output_type=Invoice).run("go").output
+    assert output is not None and output.customer == sanitize("<|") != "<|"
 
 
 def test_scalar_declaration_wraps_the_value_and_typeddict_keeps_not_required() -> None:
