@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CONSTRAINT_NOTES", "GRAMMAR_BOUNDS", "flatten_schema"]
+__all__ = ["CONSTRAINT_NOTES", "GRAMMAR_BOUNDS", "enum_type", "flatten_schema"]
 
 Schema = dict[str, Any]
 
@@ -116,7 +116,7 @@ def _plain(node: Mapping[str, Any], defs: Mapping[str, Any], stack: tuple[str, .
         if values:
             out["enum"] = values
             if kind is None:
-                kind = _value_type(values)
+                kind = enum_type(values)
     if kind is None:
         if "properties" in node:
             kind = "object"
@@ -223,7 +223,8 @@ def _join(first: str, second: Any) -> str:
     return f"{first} ({second})" if second else first
 
 
-def _value_type(values: Sequence[Any]) -> str:
+def enum_type(values: Sequence[Any]) -> str:
+    """The JSON type shared by enum values (bool before int: bool is an int subclass)."""
     if all(isinstance(v, bool) for v in values):
         return "boolean"
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):

@@ -27,6 +27,7 @@ from typing import Any
 
 import docstring_parser
 
+from .flatten import enum_type
 from .render import _SCHEMA_KEYS
 
 __all__ = ["function_schema", "model_schema", "type_schema"]
@@ -50,17 +51,6 @@ _SCALARS: dict[type, str] = {
 _SKIPPED_PARAMS = ("self", "cls")
 # TypedDict field qualifiers that say nothing about the value's type.
 _WRAPPERS = ("Required", "NotRequired", "ReadOnly")
-
-
-def _enum_type(values: Sequence[Any]) -> str:
-    """The JSON type shared by enum values (bool before int: bool is an int subclass)."""
-    if all(isinstance(v, bool) for v in values):
-        return "boolean"
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return "integer"
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        return "number"
-    return "string"
 
 
 def _is_pydantic_model(tp: Any) -> bool:
@@ -126,10 +116,10 @@ def _type_schema(tp: Any, seen: tuple[Any, ...] = ()) -> Schema:
         return schema
     if origin is typing.Literal:
         values = [v.value if isinstance(v, enum.Enum) else v for v in args]
-        return {"type": _enum_type(values), "enum": values}
+        return {"type": enum_type(values), "enum": values}
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         values = [m.value for m in tp]
-        return {"type": _enum_type(values), "enum": values}
+        return {"type": enum_type(values), "enum": values}
     if tp is type(None):
         raise TypeError("a parameter typed None alone carries no value; use 'X | None'")
     if isinstance(tp, type) and tp in _SCALARS:
@@ -239,7 +229,7 @@ def _resolve(node: Any, defs: Mapping[str, Any], stack: tuple[str, ...]) -> Any:
     if "const" in node and "enum" not in node:
         node["enum"] = [node["const"]]
     if "enum" in node and "type" not in node:
-        node["type"] = _enum_type(node["enum"])
+        node["type"] = enum_type(node["enum"])
     if isinstance(node.get("type"), list):
         kinds = [t for t in node["type"] if t != "null"]
         if len(kinds) == 1:
