@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from agentkit.backends.registry import backend_from_url, register_backend
     from agentkit.errors import AgentkitError
     from agentkit.events import RunResult, RunTimings, ToolCallCounts
+    from agentkit.options import AgentOptions
     from agentkit.sessions import Session, SessionInfo, SessionStore
     from agentkit.tools.runtime import Tool, tool
     from agentkit.toolsets import Toolset
@@ -42,6 +43,7 @@ _LAZY = {
     "backend_from_url": "agentkit.backends.registry",
     "register_backend": "agentkit.backends.registry",
     "AgentkitError": "agentkit.errors",
+    "AgentOptions": "agentkit.options",
     "Session": "agentkit.sessions",
     "SessionInfo": "agentkit.sessions",
     "SessionStore": "agentkit.sessions",
@@ -52,6 +54,7 @@ _LAZY = {
 
 __all__ = [
     "Agent",
+    "AgentOptions",
     "AgentkitError",
     "Approval",
     "Backend",

@@ -56,6 +56,7 @@ from agentkit.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
+from agentkit.options import OPTION_NAMES, AgentOptions
 from agentkit.output import FINAL_RESULT, output_spec
 from agentkit.sessions import Session, SessionStore
 from agentkit.tools._provenance import UrlTrust
@@ -123,6 +124,7 @@ class Agent:
     ``"auto"`` is enforced by grammar-constrained decoding, so it needs a backend that constrains.
     ``constrain_tool_calls``: ``None`` (default) constrains every call to its tool's schema where the backend
     can (vLLM native mode, transformers with xgrammar), ``False`` never, ``True`` requires it.
+    ``options``: all these settings as one :class:`~agentkit.AgentOptions`, in place of the keywords.
     """
 
     def __init__(
@@ -146,7 +148,14 @@ class Agent:
         tracer_provider: Any = None,
         tool_choice: str = "auto",
         constrain_tool_calls: bool | None = None,
+        options: AgentOptions | None = None,
     ) -> None:
+        if options is not None:
+            # All the settings in one value (agentkit.options), for code that builds many agents alike.
+            given = {name: value for name, value in locals().items() if name in OPTION_NAMES}
+            options.refuse_keywords(given)
+            Agent.__init__(self, backend, **options.keywords())
+            return
         if isinstance(backend, str):
             raise UserError(
                 f"Agent() takes a backend object; build one from the URL with backend_from_url({backend!r})"

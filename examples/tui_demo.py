@@ -18,7 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from agentkit import Session, SessionStore, tool
+from agentkit import AgentOptions, Session, SessionStore, tool
 from agentkit.testing import ScriptedBackend
 from agentkit.tui import AgentkitApp
 
@@ -177,19 +177,18 @@ def saved_sessions() -> list[Session]:
     return [laptop, lisbon, csv]
 
 
-def build_demo_app(home: Path, *, outputs: list[str] | None = None, **options: object) -> AgentkitApp:
-    """The demo app with its saved sessions in ``home``; ``options`` go to :class:`AgentkitApp`."""
+def build_demo_app(home: Path, *, outputs: list[str] | None = None, **app_options: object) -> AgentkitApp:
+    """The demo app with its saved sessions in ``home``; ``app_options`` go to :class:`AgentkitApp`."""
     store = SessionStore(home / "sessions")
     for session in reversed(saved_sessions()):  # saved oldest first: the store orders by last save
         store.save(session)
     backend = ScriptedBackend(demo_outputs() if outputs is None else outputs, chunk_size=4, delay_s=0.02)
     return AgentkitApp(
         backend,
-        tools=[search_docs, save_note],
+        options=AgentOptions(tools=[search_docs, save_note], thinking=True),
         store=store,
         backend_url="scripted:demo",
-        thinking=True,
-        **options,  # type: ignore[arg-type]
+        **app_options,  # type: ignore[arg-type]
     )
 
 

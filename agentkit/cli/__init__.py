@@ -98,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
 
     chat = sub.add_parser(
-        "chat", parents=[common], help="open the terminal assistant (TUI)", epilog=EXIT_CODES_HELP, formatter_class=fmt
+        "chat",
+        parents=[common, sampling],
+        help="open the terminal assistant (TUI)",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
     )
     chat.add_argument("--session", "-s", metavar="ID", help="resume a saved session")
 

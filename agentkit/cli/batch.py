@@ -28,10 +28,8 @@ from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    agent_factory,
     describe_stop,
-    make_backend,
-    make_tools,
-    make_toolsets,
     terminal_safe,
     to_jsonable,
 )
@@ -319,7 +317,7 @@ async def run_batch(
 
 
 def batch_command(args: argparse.Namespace, settings: Settings) -> int:
-    from agentkit import Agent, allow_all
+    from agentkit import allow_all
 
     input_path, output_path = Path(args.input), Path(args.output)
     if input_path.resolve() == output_path.resolve():
@@ -331,9 +329,8 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
     output_type = load_output_type(args.schema) if getattr(args, "schema", None) else None
     tasks = read_tasks(input_path)
     check_resume(tasks, read_done(output_path), output_path)  # refused now, before a model is loaded
-    backend = make_backend(settings)
-    tools = make_tools(settings)
-    toolsets = make_toolsets(settings)  # one set of servers shared by every task's agent
+    factory = agent_factory(settings)  # one backend and one set of MCP servers, shared by every task's agent
+    backend = factory.backend
     store = None
     if args.save_sessions:
         from agentkit import SessionStore
@@ -342,18 +339,7 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
 
     def make_agent() -> Agent:
         # Side effects are denied unless --yes: nobody is there to answer a question.
-        return Agent(
-            backend,
-            tools=tools,
-            toolsets=toolsets,
-            system=settings.system,
-            thinking=settings.thinking,
-            max_steps=settings.max_steps,
-            sampling=dict(settings.sampling) or None,
-            approval=allow_all if args.yes else None,
-            store=store,
-            output_type=output_type,
-        )
+        return factory.agent(approval=allow_all if args.yes else None, store=store, output_type=output_type)
 
     async def main() -> BatchSummary:
         try:
@@ -367,9 +353,7 @@ def batch_command(args: argparse.Namespace, settings: Settings) -> int:
                 retry_failed=args.retry_failed,
             )
         finally:
-            for toolset in toolsets:
-                await toolset.stop()
-            await backend.aclose()
+            await factory.aclose()
 
     try:
         summary = asyncio.run(main())

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import sys
 
-from agentkit import SessionStore, backend_from_url
+from agentkit import SessionStore
+from agentkit.assemble import build_backend
 from agentkit.errors import UserError
 
-from .common import EXIT_OK, make_tools, make_toolsets, resolve_backend_url, resolve_session_id
+from .common import EXIT_OK, agent_factory, resolve_backend_url, resolve_session_id
 from .config import Settings
 
 __all__ = ["chat_command", "has_terminal"]
@@ -26,23 +29,21 @@ def chat_command(args: argparse.Namespace, settings: Settings) -> int:
         # Otherwise the app would write screen codes into a pipe and wait forever for keys.
         raise UserError('agentkit chat needs a terminal; in scripts and pipes use agentkit run "task" instead')
     # Resolve the backend before the screen takes over, so "nothing to talk to" prints as a normal error.
-    url = resolve_backend_url(settings)
+    settings = dataclasses.replace(settings, backend_url=resolve_backend_url(settings))
     store = SessionStore()
     if args.session:
         args.session = resolve_session_id(store, args.session)
         store.load(args.session)  # a wrong id is a usage error here, not a blank screen
-    backend = backend_from_url(url)
+    agents = agent_factory(settings)  # the same backend, tools, MCP servers and options as agentkit run
     app = AgentkitApp(
-        backend,
-        tools=make_tools(settings),
-        toolsets=make_toolsets(settings),
-        system=settings.system,
-        thinking=settings.thinking,
-        max_steps=settings.max_steps,
+        agents.backend,
+        options=agents.options,
         store=store,
         session_id=args.session,
-        backend_url=url,
+        backend_url=settings.backend_url,
         backend_choices=list(settings.named_backends.values()),
+        # A backend picked in the app gets the same engine options (--num-ctx) as the one it replaces.
+        backend_factory=functools.partial(build_backend, num_ctx=settings.num_ctx),
     )
     app.run()
     return EXIT_OK

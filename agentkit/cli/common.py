@@ -17,6 +17,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from agentkit.display import terminal_safe
 from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, SessionNotFound, UserError
 
 from .config import (
@@ -30,6 +31,7 @@ from .config import (
 
 if TYPE_CHECKING:
     from agentkit import SessionStore
+    from agentkit.assemble import AgentFactory
     from agentkit.backends.base import Backend
 
 __all__ = [
@@ -40,14 +42,12 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "STOP_REASONS",
-    "backend_options",
+    "agent_factory",
     "confirm_download",
     "describe_stop",
     "exit_code_for",
     "format_arguments",
     "make_backend",
-    "make_tools",
-    "make_toolsets",
     "preview",
     "report_error",
     "resolve_backend_url",
@@ -85,32 +85,8 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_FAILED
 
 
-# C0 controls but tab and newline, DEL, C1 controls (U+009B is a one-character CSI on many terminals), and the
-# bidirectional embeddings, overrides and isolates that make text display in another order than it is read.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def terminal_safe(text: str) -> str:
-    """``text`` that cannot drive the terminal: control characters shown as ``\\x1b``-style escapes.
-
-    Everything the CLI prints that came from outside (answers, thinking, tool arguments and results, errors,
-    session titles and file names) goes through here, so a web page or a file cannot write escape sequences
-    (OSC 52 clipboard writes, cursor moves that overwrite an approval question, title changes) or reorder
-    what is shown with bidi overrides. ``\\r\\n`` becomes ``\\n``; a lone ``\\r`` is escaped, since it returns
-    to the start of the line and lets text overwrite what is already there.
-    """
-    if text.isascii() and text.isprintable():
-        return text  # the common case, at once
-    return _UNSAFE.sub(_escape, text.replace("\r\n", "\n"))
-
-
 # What JSON leaves raw that a terminal may still obey (C1 controls, DEL, bidi overrides, line separators).
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufff9-\ufffb]")
 
 
 def safe_json(data: Any, **options: Any) -> str:
@@ -186,29 +162,23 @@ def resolve_backend_url(settings: Settings) -> str:
     return url
 
 
-def backend_options(url: str, settings: Settings) -> dict[str, Any]:
-    """Constructor options the settings ask of this backend: ``--num-ctx`` where the engine has a context size."""
-    if settings.num_ctx is None:
-        return {}
-    scheme = url.split(":", 1)[0].lower()
-    if scheme == "ollama":
-        return {"options": {"num_ctx": settings.num_ctx}}
-    if scheme == "transformers":
-        return {"max_cache_len": settings.num_ctx}
-    if scheme in ("vllm", "vllms"):
-        raise UserError(
-            "--num-ctx cannot change a vLLM server's context size: it is fixed when the server starts "
-            "(vllm serve MODEL --max-model-len N); agentkit already caps each request to it"
-        )
-    raise UserError(f"--num-ctx applies to the ollama and transformers backends, not to {scheme}:")
-
-
 def make_backend(settings: Settings) -> Backend:
     """Build the configured backend, or the automatic default when nothing is configured."""
-    from agentkit import backend_from_url
+    from agentkit.assemble import build_backend
 
     url = resolve_backend_url(settings)
-    return backend_from_url(url, **backend_options(url, settings))
+    return build_backend(url, num_ctx=settings.num_ctx)
+
+
+def agent_factory(settings: Settings, *, backend: Backend | None = None) -> AgentFactory:
+    """The backend, tools and MCP servers the settings describe, for the commands that make agents.
+
+    Every agent-making command goes through here (and so through :func:`agentkit.assemble.assemble`), so a
+    flag or config value that works for one works for all of them.
+    """
+    from agentkit.assemble import assemble
+
+    return assemble(settings, backend=backend, make_backend=lambda _: make_backend(settings))
 
 
 def resolve_session_id(store: SessionStore, given: str) -> str:
@@ -237,63 +207,6 @@ STOP_REASONS = {
 def describe_stop(stop_reason: str) -> str:
     """Why a run ended, in words (``RunResult.stop_reason`` is a code for programs)."""
     return STOP_REASONS.get(stop_reason, f"stopped ({stop_reason})")
-
-
-def make_tools(settings: Settings) -> list[Any]:
-    """The built-in tools named by ``--tools``; files (required) and python (optional) use ``--workspace``."""
-    if not settings.tools:
-        return []
-    from agentkit.tools import PythonSandbox, Workspace, fetch_url, web_search
-
-    tools: list[Any] = []
-    workspace: Any = None
-    if "files" in settings.tools and settings.workspace is None:
-        raise UserError("the files tool needs a folder to work in: add --workspace DIR")
-    if settings.workspace is not None:
-        # Never created here: a typo in the path would silently start an empty workspace somewhere else.
-        where = settings.workspace_source
-        if not settings.workspace.exists():
-            raise UserError(
-                f"the workspace folder {settings.workspace} does not exist ({where}); create it first "
-                f"(mkdir -p {settings.workspace}) or give an existing folder"
-            )
-        if not settings.workspace.is_dir():
-            raise UserError(f"the workspace {settings.workspace} ({where}) is not a folder; give a folder")
-        workspace = Workspace(settings.workspace)
-    for name in settings.tools:
-        if name == "search":
-            tools.append(web_search)
-        elif name == "fetch":
-            tools.append(fetch_url)
-        elif name == "files":
-            tools.extend(workspace.tools())
-        elif name == "python":
-            # With --workspace the code sees those files; without, it gets a scratch folder thrown away after.
-            tools.append(PythonSandbox(workspace).as_tool())
-    return tools
-
-
-def make_toolsets(settings: Settings) -> list[Any]:
-    """The MCP servers from ``--mcp`` and ``[mcp.servers.NAME]``; started by the agent on its first request."""
-    if not settings.mcp_servers:
-        return []
-    from agentkit.mcp import MCPServerHTTP, MCPServerStdio
-
-    toolsets: list[Any] = []
-    for spec in settings.mcp_servers:
-        options: dict[str, Any] = {"name": spec.name}
-        if spec.timeout_s is not None:
-            options["timeout_s"] = spec.timeout_s
-        if spec.url is not None:
-            toolsets.append(MCPServerHTTP(spec.url, headers=spec.headers, **options))
-        else:
-            assert spec.command is not None
-            toolsets.append(MCPServerStdio(spec.command, spec.args, env=spec.env, cwd=spec.cwd, **options))
-    names = [t.name for t in toolsets]
-    for i, toolset in enumerate(toolsets):
-        if names.count(toolset.name) > 1:  # two --mcp of the same program: number them, keep both
-            toolset.name = f"{toolset.name}{names[:i].count(toolset.name) + 1}"
-    return toolsets
 
 
 def to_jsonable(value: Any) -> Any:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shlex
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,9 @@ from typing import Any
 
 import platformdirs
 
+from agentkit.assemble import BUILTIN_TOOLS, AgentConfig, MCPServerSpec
 from agentkit.errors import BackendUnavailable, UserError
+from agentkit.options import AgentOptions
 
 __all__ = [
     "DEFAULT_OLLAMA_MODEL",
@@ -62,36 +63,9 @@ DEFAULT_OLLAMA_MODEL = "gemma4:e4b"
 DEFAULT_TRANSFORMERS_MODEL = "google/gemma-4-E2B-it"
 # What a first run of the in-process default would download (5 B parameters in bfloat16), said before it starts.
 DEFAULT_TRANSFORMERS_SIZE = "about 10 GB"
-KNOWN_TOOLS = ("search", "fetch", "python", "files")
+KNOWN_TOOLS = BUILTIN_TOOLS
 _CONFIG_KEYS = {"backend", "model", "thinking", "tools", "workspace", "system", "max_steps", "backends", "mcp"}
 _MCP_KEYS = {"command", "args", "env", "cwd", "url", "headers", "timeout"}
-
-
-@dataclass(frozen=True)
-class MCPServerSpec:
-    """One MCP server to start with the agent: a command (stdio) or a URL (streamable HTTP)."""
-
-    name: str | None
-    command: str | None = None
-    args: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    cwd: str | None = None
-    url: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    timeout_s: float | None = None
-
-    @classmethod
-    def from_flag(cls, value: str) -> MCPServerSpec:
-        """``--mcp 'uvx mcp-server-time'`` or ``--mcp http://127.0.0.1:8000/mcp``."""
-        if value.strip().startswith(("http://", "https://")):
-            return cls(name=None, url=value.strip())
-        try:
-            words = shlex.split(value)
-        except ValueError as exc:
-            raise UserError(f"--mcp {value!r}: {exc}; quote it as one shell word: --mcp 'uvx mcp-server-time'") from exc
-        if not words:
-            raise UserError("--mcp needs a command (--mcp 'uvx mcp-server-time') or a URL (--mcp http://HOST/mcp)")
-        return cls(name=None, command=words[0], args=tuple(words[1:]))
 
 
 def _str_map(value: Any) -> bool:
@@ -227,26 +201,25 @@ def _bool_env(env: Mapping[str, str], name: str) -> bool | None:
     raise UserError(f"environment variable {name}={raw!r} must be 1/0, true/false, yes/no or on/off")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything a command needs to build an agent, already resolved; ``*_source`` says where it came from."""
+@dataclass(frozen=True, kw_only=True)
+class Settings(AgentConfig):
+    """Everything a command needs to build an agent, already resolved, and where it came from.
 
-    backend_url: str | None
-    backend_source: str
-    thinking: bool = False
-    tools: tuple[str, ...] = ()
-    workspace: Path | None = None
-    workspace_source: str = "none"
-    system: str | None = None
-    max_steps: int = 20
+    The agent's own settings (system prompt, thinking, step limit, sampling) are in ``options``; ``sources``
+    names the flag, variable or file each of backend and workspace came from.
+    """
+
     config_path: Path | None = None
     named_backends: Mapping[str, str] = field(default_factory=dict)
-    mcp_servers: tuple[MCPServerSpec, ...] = ()
-    # Only the sampling values given on the command line (temperature, top_p, max_tokens); the rest keep
-    # Gemma 4's recommended defaults.
-    sampling: Mapping[str, Any] = field(default_factory=dict)
-    num_ctx: int | None = None  # context size, for the backends that take one (Ollama, transformers)
     allow_download: bool = False  # the automatic in-process default may download its model without asking
+
+    @property
+    def backend_source(self) -> str:
+        return self.sources.get("backend", "none")
+
+    @property
+    def workspace_source(self) -> str:
+        return self.sources.get("workspace", "none")
 
 
 def resolve_settings(
@@ -307,26 +280,29 @@ def resolve_settings(
         (None, "none"),
     )
     given = {k: v for k, v in (sampling or {}).items() if v is not None}
+    sampling_params = None
     if given:
         from agentkit.backends.base import SamplingParams
 
-        SamplingParams(**given)  # a bad value fails here, before a model is loaded, with the rule it broke
+        # A bad value fails here, before a model is loaded, with the rule it broke; the rest keep Gemma 4's defaults.
+        sampling_params = SamplingParams(**given)
     if num_ctx is not None and num_ctx < 256:
         raise UserError(f"--num-ctx {num_ctx} is too small: give the context size in tokens, e.g. --num-ctx 8192")
     return Settings(
         backend_url=url,
-        backend_source=source,
-        thinking=bool(resolved_thinking),
         tools=parse_tools(raw_tools),
         workspace=Path(ws).expanduser() if ws else None,
-        workspace_source=ws_source,
-        system=system if system is not None else data.get("system"),
-        max_steps=max_steps if max_steps is not None else int(data.get("max_steps", 20)),
+        sources={"backend": source, "workspace": ws_source},
+        options=AgentOptions(
+            system=system if system is not None else data.get("system"),
+            thinking=bool(resolved_thinking),
+            max_steps=max_steps if max_steps is not None else int(data.get("max_steps", 20)),
+            sampling=sampling_params,
+        ),
         config_path=path,
         named_backends=named,
         # The config's servers, then each --mcp: flags add to the file rather than replace it.
         mcp_servers=(*data.get("mcp", ()), *(MCPServerSpec.from_flag(v) for v in mcp)),
-        sampling=given,
         num_ctx=num_ctx,
         allow_download=allow_download,
     )

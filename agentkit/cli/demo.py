@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.backends.base import GenerationRequest
+from agentkit.options import AgentOptions
 
 from .common import EXIT_OK, terminal_safe
 from .config import Settings
@@ -124,12 +125,10 @@ def demo_settings(workspace: Path, tools: tuple[str, ...] | None = None) -> Sett
     """What the demo runs with: thinking on (so it shows), the file tools and the sandbox in ``workspace``."""
     return Settings(
         backend_url="scripted:demo",
-        backend_source="agentkit demo",
-        thinking=True,
         tools=_tools_available() if tools is None else tools,
         workspace=workspace,
-        workspace_source="the demo's temporary folder",
-        max_steps=8,
+        sources={"backend": "agentkit demo", "workspace": "the demo's temporary folder"},
+        options=AgentOptions(thinking=True, max_steps=8),
     )
 
 
@@ -174,15 +173,11 @@ def demo_app(settings: Settings, sessions: Path, backend: Any = None) -> Any:
     from agentkit import SessionStore
     from agentkit.tui import AgentkitApp
 
-    from .common import make_tools
+    from .common import agent_factory
 
+    agents = agent_factory(settings, backend=backend if backend is not None else demo_backend())
     return AgentkitApp(
-        backend if backend is not None else demo_backend(),
-        tools=make_tools(settings),
-        thinking=settings.thinking,
-        max_steps=settings.max_steps,
-        store=SessionStore(sessions),
-        backend_url="scripted:agentkit-demo",
+        agents.backend, options=agents.options, store=SessionStore(sessions), backend_url="scripted:agentkit-demo"
     )
 
 

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 from rich.console import Console
 from rich.text import Text
 
-from agentkit import Agent, SamplingParams, SessionStore, backend_from_url, tool
+from agentkit import Agent, SamplingParams, SessionStore, tool
+from agentkit.assemble import build_backend
 from agentkit.backends.base import Backend
 from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, UserError
 
@@ -84,7 +85,7 @@ async def _probe(url: str, backend: Backend) -> Check:
 async def check_backend(url: str, *, probe: bool) -> list[Check]:
     """Reachability and model presence through ``backend.check()``, then optionally the tool probe."""
     try:
-        backend = backend_from_url(url)
+        backend = build_backend(url)
     except (UserError, ImportError) as exc:
         # A bad URL is a usage error (2); a missing extra makes the backend unavailable (3), as the README says.
         usage, missing = isinstance(exc, UserError), isinstance(exc, ImportError)
@@ -114,10 +115,10 @@ async def check_backend(url: str, *, probe: bool) -> list[Check]:
 
 async def check_mcp_servers(settings: Settings) -> list[Check]:
     """Start each configured MCP server, list its tools (marking those that need approval), stop it."""
-    from .common import make_toolsets
+    from agentkit.assemble import build_toolsets
 
     checks: list[Check] = []
-    for server in make_toolsets(settings):
+    for server in build_toolsets(settings.mcp_servers):
         label = f"mcp         {server.name}"
         try:
             await server.start()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from .common import EXIT_OK, make_tools
+from agentkit.assemble import build_tools
+
+from .common import EXIT_OK
 from .config import resolve_settings
 
 __all__ = ["mcp_command"]
@@ -20,7 +22,7 @@ def mcp_command(args: argparse.Namespace) -> int:
         workspace=args.workspace,
         config=args.config,
     )
-    tools = make_tools(settings)
+    tools = build_tools(settings)
     from agentkit.mcp.serve import build_server
 
     build_server(tools).run()

@@ -22,9 +22,9 @@ __all__ = ["list_models", "models_command"]
 
 async def _ask_server(url: str) -> tuple[str, list[str]]:
     """The configured model and the server's list of models."""
-    from agentkit import backend_from_url
+    from agentkit.assemble import build_backend
 
-    backend = backend_from_url(url)
+    backend = build_backend(url)
     try:
         lister = getattr(backend, "list_models", None)
         if not callable(lister):

@@ -34,11 +34,9 @@ from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    agent_factory,
     describe_stop,
     format_arguments,
-    make_backend,
-    make_tools,
-    make_toolsets,
     preview,
     resolve_session_id,
     safe_json,
@@ -379,7 +377,7 @@ def build_agent(
     backend: Backend | None = None,
 ) -> Agent:
     """The agent for one ``run``: its approvals come from ``--yes``, the terminal, or are denied."""
-    from agentkit import Agent, SessionStore, allow_all
+    from agentkit import SessionStore, allow_all
 
     store = None if args.no_save else SessionStore()
     session_id = args.session
@@ -391,15 +389,7 @@ def build_agent(
         if not last:
             raise UserError(f'no saved session to continue in {store.root}; start one with agentkit run "..."')
         session_id = last[0].id
-    tools = make_tools(settings)
-    return Agent(
-        backend if backend is not None else make_backend(settings),
-        tools=tools,
-        toolsets=make_toolsets(settings),
-        system=settings.system,
-        thinking=settings.thinking,
-        max_steps=settings.max_steps,
-        sampling=dict(settings.sampling) or None,
+    return agent_factory(settings, backend=backend).agent(
         approval=allow_all if args.yes else None,
         ask=None if args.yes else ask,
         store=store,

@@ -26,16 +26,15 @@ from textual.worker import Worker
 
 from agentkit import (
     Agent,
+    AgentOptions,
     Approval,
     Backend,
     RunResult,
     Session,
     SessionStore,
-    Tool,
     ToolCallRequest,
-    Toolset,
-    backend_from_url,
 )
+from agentkit.assemble import AgentFactory, build_backend
 from agentkit.errors import AgentkitError, SessionError
 from agentkit.events import (
     Notice,
@@ -121,31 +120,28 @@ class AgentkitApp(App[None]):
         self,
         backend: Backend,
         *,
-        tools: Iterable[Tool | Callable[..., Any]] = (),
-        system: str | None = None,
-        thinking: bool = False,
-        max_steps: int = 20,
+        options: AgentOptions | None = None,
         store: SessionStore | None = None,
         session_id: str | None = None,
         backend_url: str | None = None,
         backend_choices: Sequence[str] = (),
-        backend_factory: Callable[[str], Backend] = backend_from_url,
+        backend_factory: Callable[[str], Backend] = build_backend,
         show_sidebar: bool | None = None,
         history_path: Path | None = None,
-        toolsets: Sequence[Toolset] = (),
     ) -> None:
-        """``history_path`` is where sent messages are kept for Up/Down: by default ``input_history.json``
-        next to the sessions folder (agentkit's data directory, or ``AGENTKIT_HOME``)."""
+        """``options`` are the settings of every agent the app makes (tools, toolsets, system prompt, ...); the
+        app sets ``store``, ``session_id``, ``ask`` and ``thinking`` itself. ``backend_factory`` builds the
+        backend a URL typed in the model picker names. ``history_path`` is where sent messages are kept for
+        Up/Down: by default ``input_history.json`` next to the sessions folder (agentkit's data directory, or
+        ``AGENTKIT_HOME``)."""
         super().__init__()
-        self.toolsets = list(toolsets)  # shared by every agent this app makes; stopped when it closes
-        self.backend = backend
+        options = options if options is not None else AgentOptions()
+        # The backend and settings every agent of this app is made from; its toolsets are stopped when it closes.
+        self.agents = AgentFactory(backend, options)
         self.backend_url = backend_url or f"{backend.name}:{backend.model}"
         self.backend_choices = [c for c in dict.fromkeys([self.backend_url, *backend_choices]) if c]
         self.backend_factory = backend_factory
-        self.tools = list(tools)
-        self.system = system
-        self.max_steps = max_steps
-        self.store = store if store is not None else SessionStore()
+        self.store = store if store is not None else options.store if options.store is not None else SessionStore()
         self._initial_session = session_id
         self._show_sidebar = show_sidebar
         self._worker: Worker[None] | None = None
@@ -154,8 +150,12 @@ class AgentkitApp(App[None]):
         # Calls whose approval dialog is open, so a card made after the dialog opened shows it is waiting.
         self._asking: dict[str, float] = {}  # call id -> when its approval dialog opened
         self.slash = SlashCommands(self)
-        self.set_reactive(AgentkitApp.thinking, thinking)
+        self.set_reactive(AgentkitApp.thinking, options.thinking)
         self.agent = self._make_agent(None)
+
+    @property
+    def backend(self) -> Backend:
+        return self.agents.backend
 
     # -- layout ---------------------------------------------------------------------------------------
 
@@ -185,24 +185,12 @@ class AgentkitApp(App[None]):
             self.notify(self.history.problem, title="History", severity="warning", markup=False)
 
     async def on_unmount(self) -> None:
-        for toolset in self.toolsets:
-            await toolset.stop()
-        await self.backend.aclose()
+        await self.agents.aclose()
 
     # -- agent and sessions ---------------------------------------------------------------------------
 
     def _make_agent(self, session_id: str | None) -> Agent:
-        return Agent(
-            self.backend,
-            tools=self.tools,
-            toolsets=self.toolsets,
-            system=self.system,
-            thinking=self.thinking,
-            max_steps=self.max_steps,
-            ask=self._ask,
-            store=self.store,
-            session_id=session_id,
-        )
+        return self.agents.agent(thinking=self.thinking, ask=self._ask, store=self.store, session_id=session_id)
 
     @property
     def session_id(self) -> str:
@@ -328,30 +316,31 @@ class AgentkitApp(App[None]):
         self._follow_answer()
         try:
             async for event in self.agent.run_stream(text):
-                if isinstance(event, ThinkingDelta):
-                    await turn.add_thinking(event.text)
-                elif isinstance(event, TextDelta):
-                    await turn.add_text(event.text)
-                elif isinstance(event, ToolCallStarted):
-                    card = await turn.start_tool(event.call_id, event.name, event.arguments)
-                    if event.call_id in self._asking:
-                        card.waiting(True, since=self._asking[event.call_id])
-                    status.update(f"running {visible(event.name)}… (Esc to cancel)")
-                elif isinstance(event, ToolCallFinished):
-                    # duration_s is the call's running time: the agent leaves the approval wait out.
-                    turn.finish_tool(event.call_id, event.result, event.error, event.duration_s)
-                elif isinstance(event, Notice):
-                    severity = {"error": "error", "warning": "warning"}.get(event.level, "information")
-                    self.notify(visible(event.message), severity=severity, markup=False)  # type: ignore[arg-type]
-                elif isinstance(event, StepFinished):
-                    tps = f" · {event.timings.tokens_per_s:.1f} tok/s" if event.timings.tokens_per_s else ""
-                    status.update(f"step {event.step} done · {event.usage.completion_tokens} tokens{tps}")
-                elif isinstance(event, RunFinished):
-                    reason = event.result.stop_reason
-                    await turn.finish(
-                        None if event.result.ok else _STOP_MESSAGES.get(reason, f"Stopped: {reason}."),
-                        stats=turn_stats(event.result, event.result.timings.approval_s),
-                    )
+                match event:
+                    case ThinkingDelta():
+                        await turn.add_thinking(event.text)
+                    case TextDelta():
+                        await turn.add_text(event.text)
+                    case ToolCallStarted():
+                        card = await turn.start_tool(event.call_id, event.name, event.arguments)
+                        if event.call_id in self._asking:
+                            card.waiting(True, since=self._asking[event.call_id])
+                        status.update(f"running {visible(event.name)}… (Esc to cancel)")
+                    case ToolCallFinished():
+                        # duration_s is the call's running time: the agent leaves the approval wait out.
+                        turn.finish_tool(event.call_id, event.result, event.error, event.duration_s)
+                    case Notice():
+                        severity = {"error": "error", "warning": "warning"}.get(event.level, "information")
+                        self.notify(visible(event.message), severity=severity, markup=False)  # type: ignore[arg-type]
+                    case StepFinished():
+                        tps = f" · {event.timings.tokens_per_s:.1f} tok/s" if event.timings.tokens_per_s else ""
+                        status.update(f"step {event.step} done · {event.usage.completion_tokens} tokens{tps}")
+                    case RunFinished(result=result):
+                        reason = result.stop_reason
+                        await turn.finish(
+                            None if result.ok else _STOP_MESSAGES.get(reason, f"Stopped: {reason}."),
+                            stats=turn_stats(result, result.timings.approval_s),
+                        )
         except asyncio.CancelledError:
             await turn.finish("Cancelled. The conversation so far is saved.")
             self.notify("Generation cancelled.", severity="warning", timeout=3)
@@ -413,7 +402,7 @@ class AgentkitApp(App[None]):
         return None
 
     def _update_status(self) -> None:
-        n = len(self.tools)
+        n = len(self.agents.options.tools)
         tools = f"{n} tool{'' if n == 1 else 's'}" if n else "no tools"
         state = "generating…" if self.running else "ready"
         thinking = "on" if self.thinking else "off"
@@ -527,7 +516,7 @@ class AgentkitApp(App[None]):
             await backend.aclose()
             return f"Backend not changed: {exc}"
         old = self.backend
-        self.backend, self.backend_url = backend, url
+        self.agents, self.backend_url = self.agents.with_backend(backend), url
         self.backend_choices = list(dict.fromkeys([url, *self.backend_choices]))
         await old.aclose()
         # Keep the conversation: resume the saved session on the new backend.

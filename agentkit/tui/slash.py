@@ -97,7 +97,7 @@ class SlashCommands:
         if self.app.running:
             self.app.notify("Cancel the running answer (Esc) before changing the system prompt.", severity="warning")
             return
-        self.app.system = argument  # new chats get it too
+        self.app.agents = self.app.agents.with_options(system=argument)  # new chats get it too
         if current is not None:
             messages[0] = {**messages[0], "content": argument}
         else:

@@ -3,40 +3,23 @@
 Textual writes a widget's characters to the terminal as they are: an ESC in a model's answer would reach the
 terminal as an escape sequence (set the window title, clear the screen, write the clipboard with OSC 52),
 and a string handed to a markup-parsing widget (a ``Collapsible`` title, a notification) can add styles,
-links or ``@click`` actions. So every piece of outside text goes through :func:`visible` (control
-characters become visible symbols) and reaches widgets as :func:`literal` content, never as markup.
-
-Control characters are shown, not dropped, because a person approving a tool call must see exactly what
-will run; bidirectional overrides are shown by name for the same reason (a "Trojan Source" line reads in
-another order than it runs).
+links or ``@click`` actions. So every piece of outside text goes through :func:`visible` (the command
+line's :func:`agentkit.display.terminal_safe`, with control characters shown as symbols) and reaches widgets as
+:func:`literal` content, never as markup.
 """
 
 from __future__ import annotations
 
-import re
-
 from textual.content import Content
 
+from agentkit.display import terminal_safe
+
 __all__ = ["literal", "one_line", "visible"]
-
-# C0 controls except tab and newline, DEL, C1 controls; bidi embeddings/overrides/isolates; line and
-# paragraph separators (which some terminals treat as line breaks the layout does not know about).
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufff9-\ufffb]")
-
-
-def _show(match: re.Match[str]) -> str:
-    char = match.group()
-    code = ord(char)
-    if code < 0x20:
-        return chr(0x2400 + code)  # the Unicode "control picture": ␛ for ESC, ␇ for BEL, ␍ for CR
-    if code == 0x7F:
-        return "␡"
-    return f"<U+{code:04X}>"
 
 
 def visible(text: str) -> str:
     """``text`` with every character that could act on the terminal or reorder the line shown as a symbol."""
-    return _UNSAFE.sub(_show, text)
+    return terminal_safe(text, shown_as="symbols")
 
 
 def one_line(text: str, limit: int) -> str:

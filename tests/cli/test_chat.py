@@ -26,7 +26,7 @@ def test_chat_opens_the_app_with_resolved_settings(scripted, monkeypatch: pytest
     assert main(["chat", "--backend", url, "--thinking", "--system", "Be brief."]) == 0
     (app,) = opened
     assert app.backend_url == url and app.backend.name == "scripted"
-    assert app.thinking is True and app.system == "Be brief."
+    assert app.thinking is True and app.agents.options.system == "Be brief."
 
 
 def test_chat_with_an_unknown_session_is_a_usage_error(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]

@@ -28,17 +28,17 @@ def test_flag_beats_environment_beats_config_file(tmp_path: Path, monkeypatch: p
         "vllm://box:8000/google/gemma-4-31B-it",
         f"config {tmp_path / 'config.toml'}",
     )
-    assert s.thinking is True and s.tools == ("search",)
+    assert s.options.thinking is True and s.tools == ("search",)
 
     monkeypatch.setenv("AGENTKIT_BACKEND", "ollama://localhost:11434/gemma4:e2b")
     monkeypatch.setenv("AGENTKIT_THINKING", "0")
     s = resolve_settings()
     assert (s.backend_url, s.backend_source) == ("ollama://localhost:11434/gemma4:e2b", "AGENTKIT_BACKEND")
-    assert s.thinking is False
+    assert s.options.thinking is False
 
     s = resolve_settings(backend="transformers:google/gemma-4-E2B-it", thinking=True, tools="")
     assert (s.backend_url, s.backend_source) == ("transformers:google/gemma-4-E2B-it", "--backend")
-    assert s.thinking is True and s.tools == ()
+    assert s.options.thinking is True and s.tools == ()
 
 
 def test_named_backends_and_model_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,12 +161,12 @@ def test_no_backend_at_all_exits_3_with_instructions(
 def test_the_automatic_backend_is_named_on_stderr(
     fake_ollama: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import agentkit
+    from agentkit.backends import registry
     from agentkit.testing import ScriptedBackend
 
     monkeypatch.setenv("OLLAMA_HOST", fake_ollama)
     built: list[str] = []
-    monkeypatch.setattr(agentkit, "backend_from_url", lambda url: built.append(url) or ScriptedBackend(["Hi.<turn|>"]))
+    monkeypatch.setattr(registry, "backend_from_url", lambda url: built.append(url) or ScriptedBackend(["Hi.<turn|>"]))
     assert main(["run", "--no-save", "hello"]) == 0  # this fake only lists models: the answer comes from a script
     assert built == [f"ollama://{fake_ollama}/gemma4:e2b"]
     assert f"no backend configured; using ollama://{fake_ollama}/gemma4:e2b" in capsys.readouterr().err

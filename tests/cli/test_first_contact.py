@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import agentkit
+from agentkit.backends import registry
 from agentkit.cli import common, config, main
 from agentkit.cli.config import resolve_settings
 from agentkit.errors import BackendUnavailable
@@ -91,7 +91,7 @@ def no_ollama_but_transformers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         built.append(url)
         return ScriptedBackend(["Hello from the in-process model.<turn|>"])
 
-    monkeypatch.setattr(agentkit, "backend_from_url", build)
+    monkeypatch.setattr(registry, "backend_from_url", build)
     return built
 
 
@@ -144,7 +144,7 @@ def test_doctor_does_not_load_a_default_model_that_would_download(
     from agentkit.cli import doctor
 
     monkeypatch.setattr(doctor, "hf_model_available", lambda model: False)
-    monkeypatch.setattr(doctor, "backend_from_url", lambda url: pytest.fail("doctor built " + url))
+    monkeypatch.setattr(doctor, "build_backend", lambda url: pytest.fail("doctor built " + url))
     main(["doctor", "--no-probe"])
     out = capsys.readouterr().out
     assert "not downloaded yet (about 10 GB); not checked" in out

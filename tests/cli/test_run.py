@@ -205,10 +205,10 @@ def test_exit_code_mapping() -> None:
 CTRL_C_SCRIPT = textwrap.dedent(
     """
     import sys
-    import agentkit.cli.run as run
+    import agentkit.cli.common as common
     from agentkit.testing import ScriptedBackend
     # A slow model, so there is time to press Ctrl-C in the middle of the answer.
-    run.make_backend = lambda settings: ScriptedBackend(["word " * 3000 + "<turn|>"], chunk_size=5, delay_s=0.01)
+    common.make_backend = lambda settings: ScriptedBackend(["word " * 3000 + "<turn|>"], chunk_size=5, delay_s=0.01)
     from agentkit.cli import main
     sys.exit(main(sys.argv[1:]))
     """

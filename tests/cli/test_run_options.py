@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from agentkit import SessionStore
+from agentkit.assemble import backend_options
 from agentkit.cli import main
-from agentkit.cli.common import backend_options
-from agentkit.cli.config import resolve_settings
 from agentkit.errors import UserError
 from agentkit.testing import ScriptedBackend
 
@@ -22,10 +21,10 @@ from .conftest import call
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> ScriptedBackend:
     """The backend ``run`` builds, kept so a test can read the requests it was sent."""
-    import agentkit.cli.run as run
+    import agentkit.cli.common as common
 
     backend = ScriptedBackend(["Fine.<turn|>"] * 5)
-    monkeypatch.setattr(run, "make_backend", lambda settings: backend)
+    monkeypatch.setattr(common, "make_backend", lambda settings: backend)
     return backend
 
 
@@ -61,14 +60,13 @@ def test_bad_sampling_values_are_usage_errors(
 
 
 def test_num_ctx_goes_to_the_backends_that_have_one() -> None:
-    settings = resolve_settings(num_ctx=8192)
-    assert backend_options("ollama://h:1/gemma4:e4b", settings) == {"options": {"num_ctx": 8192}}
-    assert backend_options("transformers:/models/x", settings) == {"max_cache_len": 8192}
+    assert backend_options("ollama://h:1/gemma4:e4b", num_ctx=8192) == {"options": {"num_ctx": 8192}}
+    assert backend_options("transformers:/models/x", num_ctx=8192) == {"max_cache_len": 8192}
     with pytest.raises(UserError, match="--max-model-len"):
-        backend_options("vllm://h:8000/google/gemma-4-31B-it", settings)
+        backend_options("vllm://h:8000/google/gemma-4-31B-it", num_ctx=8192)
     with pytest.raises(UserError, match="not to scripted"):
-        backend_options("scripted:x.json", settings)
-    assert backend_options("vllm://h:8000/m", resolve_settings()) == {}
+        backend_options("scripted:x.json", num_ctx=8192)
+    assert backend_options("vllm://h:8000/m") == {}
 
 
 def test_num_ctx_reaches_ollama_over_http(capsys: pytest.CaptureFixture[str]) -> None:

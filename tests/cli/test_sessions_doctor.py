@@ -162,7 +162,7 @@ def test_doctor_builds_each_backend_once_for_the_check_and_the_probe(
         built.append(url)
         return backend_from_url(url)
 
-    monkeypatch.setattr(doctor, "backend_from_url", counting)
+    monkeypatch.setattr(doctor, "build_backend", counting)
     url = scripted([call("agentkit_probe", word="marmalade"), "probe ok: marmalade<turn|>"])
     assert main(["doctor", "--backend", url]) == 0
     assert "✓ tool probe" in capsys.readouterr().out
@@ -193,7 +193,7 @@ def test_doctor_reports_a_model_that_fails_to_load_and_still_checks_the_sandbox(
     def missing_model(url: str) -> None:
         raise ModelNotFound("cannot load the model 'google/gemma-4-E2B-it': not in the cache", backend="transformers")
 
-    monkeypatch.setattr(doctor, "backend_from_url", missing_model)
+    monkeypatch.setattr(doctor, "build_backend", missing_model)
     assert main(["doctor", "--backend", "transformers:google/gemma-4-E2B-it"]) == 3
     captured = capsys.readouterr()
     assert "✗ backend" in captured.out and "not in the cache" in captured.out
@@ -212,7 +212,7 @@ def test_doctor_with_a_missing_extra_exits_3(monkeypatch: pytest.MonkeyPatch, ca
     def no_extra(url: str) -> None:
         raise ImportError("the transformers backend needs: pip install -e '.[transformers]'")
 
-    monkeypatch.setattr(doctor, "backend_from_url", no_extra)
+    monkeypatch.setattr(doctor, "build_backend", no_extra)
     assert main(["doctor", "--backend", "transformers:google/gemma-4-E2B-it", "--no-probe"]) == 3
     assert "pip install -e '.[transformers]'" in capsys.readouterr().out
 

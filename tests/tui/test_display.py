@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 from textual.app import App
 
-from agentkit import RunResult, RunTimings, SessionStore, Usage, tool
+from agentkit import AgentOptions, RunResult, RunTimings, SessionStore, Usage, tool
 from agentkit.testing import ScriptedBackend
 from agentkit.tui import AgentkitApp
 from agentkit.tui.app import turn_stats
@@ -71,7 +71,11 @@ async def test_model_and_tool_text_cannot_inject_escapes_or_markup(store: Sessio
         f"<|tool_call>call:fail{{text:{Q}x{Q}}}<tool_call|><|tool_response>",
         f"answer {EVIL}\n\n```\ncode {EVIL}\n```<turn|>",
     ]
-    app = AgentkitApp(ScriptedBackend(outputs, model=f"model {EVIL}"), tools=[shout, fail], store=store, thinking=True)
+    app = AgentkitApp(
+        ScriptedBackend(outputs, model=f"model {EVIL}"),
+        options=AgentOptions(tools=[shout, fail], thinking=True),
+        store=store,
+    )
     async with app.run_test(size=(100, 80)) as pilot:  # tall enough to show the whole turn at once
         prompt = app.query_one("#prompt")
         prompt.set_text(f"user {EVIL}")  # type: ignore[attr-defined]
@@ -158,7 +162,7 @@ def test_turn_stats_leave_out_the_approval_wait() -> None:
 async def test_tool_card_time_excludes_the_wait_for_approval(store: SessionStore, notebook: NoteBook) -> None:
     # Seen before: a call that ran in milliseconds showed the seconds the person took to decide.
     backend = ScriptedBackend([call("write_note", text="hi"), "Done.<turn|>"])
-    app = AgentkitApp(backend, tools=[notebook.tool], store=store)
+    app = AgentkitApp(backend, options=AgentOptions(tools=[notebook.tool]), store=store)
     hold_s = 0.3
     async with app.run_test(size=SIZE) as pilot:
         prompt = app.query_one("#prompt")
@@ -226,7 +230,9 @@ async def test_a_dict_result_reads_field_by_field(store: SessionStore) -> None:
         """
         return {"stdout": "North    0.41\nSouth    0.33\n", "exit_code": 0}
 
-    app = AgentkitApp(ScriptedBackend([call("run", code="print(1)"), "Done.<turn|>"]), tools=[run], store=store)
+    app = AgentkitApp(
+        ScriptedBackend([call("run", code="print(1)"), "Done.<turn|>"]), options=AgentOptions(tools=[run]), store=store
+    )
     async with app.run_test(size=SIZE) as pilot:
         prompt = app.query_one("#prompt")
         prompt.set_text("go")  # type: ignore[attr-defined]

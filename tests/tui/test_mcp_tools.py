@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentkit import SessionStore
+from agentkit import AgentOptions, SessionStore
 from agentkit.mcp import MCPServerStdio
 from agentkit.testing import ScriptedBackend
 from agentkit.tui import AgentkitApp
@@ -25,7 +25,7 @@ async def test_tools_lists_mcp_tools_and_closing_the_app_stops_the_server(store:
     pidfile = tmp_path / "pid"
     server = MCPServerStdio(sys.executable, [SERVER], env={"MCP_TEST_PIDFILE": str(pidfile)})
     backend = ScriptedBackend([])
-    app = AgentkitApp(backend, toolsets=[server], store=store)
+    app = AgentkitApp(backend, options=AgentOptions(toolsets=[server]), store=store)
     async with app.run_test(size=SIZE) as pilot:
         await type_and_send(pilot, app, "/tools")
         text = app.query(InfoMessage).last().text

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from agentkit import SessionStore
+from agentkit import AgentOptions, SessionStore
 from agentkit.testing import ScriptedBackend
 from agentkit.tui import AgentkitApp
 from agentkit.tui.widgets import ApprovalScreen, PromptArea, sidebar
@@ -97,7 +97,12 @@ def test_approval_dialog(snap_compare: SnapCompare, tmp_path: Path) -> None:
     notebook = NoteBook()
     backend = ScriptedBackend([call("write_note", text="Buy oat milk and coffee beans."), "Done.<turn|>"])
     app = still(
-        AgentkitApp(backend, tools=[notebook.tool], store=SessionStore(tmp_path / "sessions"), show_sidebar=False)
+        AgentkitApp(
+            backend,
+            options=AgentOptions(tools=[notebook.tool]),
+            store=SessionStore(tmp_path / "sessions"),
+            show_sidebar=False,
+        )
     )
 
     async def ask(pilot: Pilot[Any]) -> None:
@@ -154,7 +159,14 @@ def test_approval_dialog_highlights_code(snap_compare: SnapCompare, tmp_path: Pa
 
     program = "import math\n\nfor r in (1, 2, 3):\n    print(r, math.pi * r**2)"
     backend = ScriptedBackend([call("run_python", code=program), "Done.<turn|>"])
-    app = still(AgentkitApp(backend, tools=[run_python], store=SessionStore(tmp_path / "sessions"), show_sidebar=False))
+    app = still(
+        AgentkitApp(
+            backend,
+            options=AgentOptions(tools=[run_python]),
+            store=SessionStore(tmp_path / "sessions"),
+            show_sidebar=False,
+        )
+    )
 
     async def ask(pilot: Pilot[Any]) -> None:
         app.query_one(PromptArea).set_text("Areas of circles with radius 1 to 3?")

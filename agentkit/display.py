@@ -1,0 +1,46 @@
+"""Text from outside (model output, tool results, web pages, files, server errors) made safe to show on a terminal.
+
+A terminal obeys some characters rather than drawing them: ESC starts sequences that write the clipboard
+(OSC 52), set the window title, move the cursor over an approval question or clear the screen; U+009B is a
+one-character CSI on many terminals; a lone carriage return lets text overwrite its own line; bidirectional
+overrides and isolates make a line display in another order than it reads ("Trojan Source"); line and
+paragraph separators and the interlinear annotation marks break lines the layout does not know about.
+
+:func:`terminal_safe` is the one rule for all of them, used by the command line and the terminal assistant
+alike. It shows each such character instead of dropping it, because a person approving a tool call must see
+exactly what will run: as a backslash escape (``\\x1b``, ``\\u202e``) for the command line, whose output may
+be copied or piped, or as a symbol (``␛``, ``<U+202E>``) for the full-screen assistant. Tab and newline
+stay, so text still reads as text; ``\\r\\n`` becomes ``\\n``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+__all__ = ["terminal_safe"]
+
+# C0 controls but tab and newline, DEL, C1 controls, the bidirectional embeddings/overrides/isolates, the line
+# and paragraph separators and the interlinear annotation marks.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufff9-\ufffb]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _symbol(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(0x2400 + code)  # the Unicode "control picture": ␛ for ESC, ␇ for BEL, ␍ for CR
+    if code == 0x7F:
+        return "␡"
+    return f"<U+{code:04X}>"
+
+
+def terminal_safe(text: str, *, shown_as: Literal["escapes", "symbols"] = "escapes") -> str:
+    """``text`` with every character that could act on the terminal or reorder the line shown, not obeyed."""
+    if text.isascii() and text.isprintable():
+        return text  # the common case, at once
+    return _UNSAFE.sub(_escape if shown_as == "escapes" else _symbol, text.replace("\r\n", "\n"))
