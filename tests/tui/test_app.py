@@ -396,3 +396,25 @@ async def test_a_fetch_of_a_url_the_model_made_up_asks_and_says_why(store: Sessi
         await pilot.press("n")
         await wait_for(pilot, lambda: not app.running, "the run finished")
     assert fetched == []
+
+
+async def test_the_apps_options_reach_every_agent_it_makes(store: SessionStore) -> None:
+    # Sampling and the step limit were lost by the app (it spelled out five settings and dropped the rest), so
+    # `agentkit chat --temperature 0.2` could not work; they must hold in a new chat and on a switched backend.
+    first = ScriptedBackend(["One.<turn|>", "Two.<turn|>"])
+    second = ScriptedBackend(["Three.<turn|>"], model="second-model")
+    options = AgentOptions(sampling={"temperature": 0.2, "max_tokens": 77}, max_steps=4, system="Be brief.")
+    app = AgentkitApp(first, options=options, store=store, backend_factory=lambda url: second)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "hello")
+        await wait_for(pilot, lambda: not app.running, "the first answer")
+        await pilot.press("ctrl+n")
+        await send(pilot, app, "new chat")
+        await wait_for(pilot, lambda: not app.running and len(first.requests) == 2, "the second answer")
+        assert await app.switch_backend("scripted:second") is None
+        await send(pilot, app, "other model")
+        await wait_for(pilot, lambda: not app.running and len(second.requests) == 1, "the third answer")
+        assert app.agent.max_steps == 4
+    for request in [*first.requests, *second.requests]:
+        assert (request.sampling.temperature, request.sampling.max_tokens) == (0.2, 77)
+        assert request.messages[0] == {"role": "system", "content": "Be brief."}
