@@ -13,6 +13,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from agentkit import __version__
 
@@ -84,6 +85,12 @@ def _sampling_options() -> argparse.ArgumentParser:
     return p
 
 
+def _schema_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--schema`` for the commands that can ask for a structured answer (``{}`` in the help: what it names)."""
+    what = "a JSON Schema file or a Python type"
+    parser.add_argument("--schema", metavar="FILE|MODULE:CLASS", help=help_text.format(what))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentkit",
@@ -93,26 +100,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"agentkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    common = _agent_options()
-    sampling = _sampling_options()
     fmt = argparse.RawDescriptionHelpFormatter
 
-    chat = sub.add_parser(
-        "chat",
-        parents=[common, sampling],
-        help="open the terminal assistant (TUI)",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=fmt,
-    )
+    def command(name: str, **options: Any) -> argparse.ArgumentParser:
+        # Every command's --help ends with the exit codes, its description's line breaks kept.
+        return sub.add_parser(name, epilog=EXIT_CODES_HELP, formatter_class=fmt, **options)
+
+    common = _agent_options()
+    sampling = _sampling_options()
+
+    chat = command("chat", parents=[common, sampling], help="open the terminal assistant (TUI)")
     chat.add_argument("--session", "-s", metavar="ID", help="resume a saved session")
 
-    run = sub.add_parser(
+    run = command(
         "run",
         parents=[common, sampling],
         help="run one task; the answer goes to stdout",
         description="Run one task. The answer streams to stdout; thinking and tool activity go to stderr.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=fmt,
     )
     run.add_argument("task", nargs="?", help="the task; read from stdin when omitted or '-'")
     run.add_argument("--json", action="store_true", help="print every event as a JSON line on stdout")
@@ -123,13 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("--continue", "-c", dest="continue_last", action="store_true", help="continue the last session")
     run.add_argument("--no-save", action="store_true", help="do not save this run as a session")
-    run.add_argument(
-        "--schema",
-        metavar="FILE|MODULE:CLASS",
-        help="answer with JSON validated against a JSON Schema file or a Python type; only that JSON goes to stdout",
-    )
+    _schema_option(run, "answer with JSON validated against {}; only that JSON goes to stdout")
 
-    batch = sub.add_parser(
+    batch = command(
         "batch",
         parents=[common, sampling],
         help="run many tasks from a file (one per line: plain text or JSON)",
@@ -138,8 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
             "Results are appended to OUTPUT one line per task as each finishes; rerunning the same command skips "
             "tasks already in OUTPUT. The exit status is 1 while any task's recorded result is a failure."
         ),
-        epilog=EXIT_CODES_HELP,
-        formatter_class=fmt,
     )
     batch.add_argument("input", metavar="TASKS", help="tasks, one per line (plain text or JSON)")
     batch.add_argument("--output", "-o", required=True, metavar="RESULTS.jsonl", help="results file (appended to)")
@@ -150,17 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--yes", "-y", action="store_true", help="approve side-effecting tool calls (else denied)")
     batch.add_argument("--retry-failed", action="store_true", help="run again tasks whose recorded result is an error")
     batch.add_argument("--save-sessions", action="store_true", help="save each task as a session")
-    batch.add_argument(
-        "--schema",
-        metavar="FILE|MODULE:CLASS",
-        help="answer each task with JSON validated against a JSON Schema file or a Python type (the output field)",
-    )
+    _schema_option(batch, "answer each task with JSON validated against {} (the output field)")
 
-    sessions = sub.add_parser(
+    sessions = command(
         "sessions",
         help="list, show, export, rename or delete saved sessions",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=fmt,
     )
     ssub = sessions.add_subparsers(dest="action", metavar="ACTION", required=True)
     s_list = ssub.add_parser("list", help="saved sessions, newest first")
@@ -177,18 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     s_ren.add_argument("id")
     s_ren.add_argument("title")
 
-    doctor = sub.add_parser(
+    doctor = command(
         "doctor",
         parents=[common],
         help="check backends, models, tool calling and the sandbox",
         description="Check every configured backend (reachable? model present? a one-call tool probe) and the sandbox.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=fmt,
     )
     doctor.add_argument("--no-probe", action="store_true", help="skip the tool-calling probe (it runs the model)")
     doctor.add_argument("--json", action="store_true", help="print the checks as one JSON object on stdout")
 
-    models = sub.add_parser(
+    models = command(
         "models",
         parents=[common],
         help="list the models the backend serves",
@@ -196,12 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
             "List the models the backend serves (Ollama: pulled models; vLLM: served names; transformers: the "
             "configured model and whether it is on this machine), one per line on stdout."
         ),
-        epilog=EXIT_CODES_HELP,
-        formatter_class=fmt,
     )
     models.add_argument("--json", action="store_true", help="print JSON instead of one name per line")
 
-    demo = sub.add_parser(
+    demo = command(
         "demo",
         help="try agentkit offline: a scripted model drives real tools in a temporary folder",
         description=(
@@ -209,15 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
             "reads a CSV in a temporary workspace, runs Python on it in the sandbox and writes a report. The tools, "
             "the approval questions, the sandbox and the streaming are the real ones."
         ),
-        epilog=EXIT_CODES_HELP,
-        formatter_class=fmt,
     )
     demo.add_argument("--yes", "-y", action="store_true", help="approve the demo's tool calls without asking")
     demo.add_argument("--tui", action="store_true", help="run the demo in the terminal assistant (agentkit chat)")
     demo.add_argument("--keep", action="store_true", help="keep the demo's workspace folder afterwards")
 
-    mcp = sub.add_parser(
-        "mcp", help="serve agentkit's tools to MCP clients", epilog=EXIT_CODES_HELP, formatter_class=fmt
+    mcp = command(
+        "mcp",
+        help="serve agentkit's tools to MCP clients",
     )
     msub = mcp.add_subparsers(dest="action", metavar="ACTION", required=True)
     serve = msub.add_parser(
