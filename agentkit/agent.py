@@ -56,7 +56,7 @@ from agentkit.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from agentkit.options import OPTION_NAMES, AgentOptions
+from agentkit.options import AgentOptions, agent_keywords
 from agentkit.output import FINAL_RESULT, output_spec
 from agentkit.sessions import Session, SessionStore
 from agentkit.tools._provenance import UrlTrust
@@ -152,9 +152,7 @@ class Agent:
     ) -> None:
         if options is not None:
             # All the settings in one value (agentkit.options), for code that builds many agents alike.
-            given = {name: value for name, value in locals().items() if name in OPTION_NAMES}
-            options.refuse_keywords(given)
-            Agent.__init__(self, backend, **options.keywords())
+            Agent.__init__(self, backend, **agent_keywords(options, locals()))
             return
         if isinstance(backend, str):
             raise UserError(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentkit.errors import UserError
-from agentkit.options import AgentOptions
+from agentkit.options import OPTION_NAMES, AgentOptions
 
 if TYPE_CHECKING:  # imported when used: the command line reads configs without loading the agent machinery
     from agentkit.agent import Agent
@@ -185,7 +185,7 @@ class AgentFactory:
         try:
             options = dataclasses.replace(self.options, **settings) if settings else self.options
         except TypeError as exc:  # a name that is no AgentOptions field
-            raise UserError(f"{exc}; the settings are: {', '.join(self.options.keywords())}") from exc
+            raise UserError(f"{exc}; the settings are: {', '.join(OPTION_NAMES)}") from exc
         return Agent(self.backend, options=options)
 
     def with_backend(self, backend: Backend) -> AgentFactory:

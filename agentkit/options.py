@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from agentkit.tools.runtime import Tool
     from agentkit.toolsets import Toolset
 
-__all__ = ["AgentOptions"]
+__all__ = ["OPTION_NAMES", "AgentOptions", "agent_keywords"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,24 +63,6 @@ class AgentOptions:
         if isinstance(self.sampling, Mapping):
             object.__setattr__(self, "sampling", MappingProxyType(dict(self.sampling)))
 
-    def keywords(self) -> dict[str, Any]:
-        """The options as ``Agent``'s keyword arguments."""
-        return {name: getattr(self, name) for name in OPTION_NAMES}
-
-    def refuse_keywords(self, given: Mapping[str, Any]) -> None:
-        """Raise when settings come both as ``Agent`` keywords and in ``options=`` (which would win?).
-
-        ``given`` is the keyword arguments as received; one left at its default cannot be told from one not
-        passed, and is taken as not passed.
-        """
-        clash = [name for name, value in given.items() if not _is_default(name, value)]
-        if clash:
-            named = ", ".join(f"{name}=" for name in clash)
-            raise UserError(
-                f"Agent() got {named} next to options=; give each setting once: in the AgentOptions, e.g. "
-                f"options=dataclasses.replace(options, {clash[0]}=...), or as keywords without options="
-            )
-
 
 OPTION_NAMES = tuple(f.name for f in dataclasses.fields(AgentOptions))
 """The names of the settings: ``Agent``'s keyword parameters that ``options=`` stands for."""
@@ -92,3 +74,21 @@ def _is_default(name: str, value: Any) -> bool:
     if name in ("tools", "toolsets"):
         return isinstance(value, tuple | list) and not value
     return value is default or (type(value) is type(default) and value == default)
+
+
+def agent_keywords(options: AgentOptions, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """``Agent``'s keyword arguments from ``options``, refusing settings also given as keywords (which would win?).
+
+    ``arguments`` is what the constructor received (its ``locals()``); a keyword left at its default cannot be
+    told from one not passed, and is taken as not passed.
+    """
+    if not isinstance(options, AgentOptions):
+        raise UserError(f"Agent(options=...) takes an AgentOptions, got {type(options).__name__}")
+    clash = [name for name in OPTION_NAMES if name in arguments and not _is_default(name, arguments[name])]
+    if clash:
+        named = ", ".join(f"{name}=" for name in clash)
+        raise UserError(
+            f"Agent() got {named} next to options=; give each setting once: in the AgentOptions, e.g. "
+            f"options=dataclasses.replace(options, {clash[0]}=...), or as keywords without options="
+        )
+    return {name: getattr(options, name) for name in OPTION_NAMES}

@@ -103,3 +103,5 @@ def test_bad_values_in_options_get_the_agents_clear_errors() -> None:
         Agent(ScriptedBackend([]), options=AgentOptions(sampling={"temprature": 0.1}))
     with pytest.raises(UserError, match="takes a list of tools"):
         AgentOptions(tools=add)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="takes an AgentOptions, got dict"):
+        Agent(ScriptedBackend([]), options={"thinking": True})  # type: ignore[arg-type]
