@@ -18,6 +18,9 @@ PUBLIC_MODULES = [
     "agentkit.toolsets",
     "agentkit.output",
     "agentkit.tracing",
+    "agentkit.options",
+    "agentkit.assemble",
+    "agentkit.display",
 ]
 
 
@@ -75,3 +78,20 @@ def test_the_backends_import_without_the_transformers_extra() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "pip install -e '.[transformers]'" in proc.stdout
+
+
+def test_the_command_line_and_the_assistant_use_only_public_names() -> None:
+    # They are clients of the library like any other: a private module or name imported there would be API
+    # the library cannot change, and a sign that a user could not build the same thing.
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).parents[1] / "agentkit"
+    private = []
+    for path in [*root.glob("cli/**/*.py"), *root.glob("tui/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module != "__future__":
+                parts = [*node.module.split("."), *(alias.name for alias in node.names)]
+                if node.module.startswith("agentkit") and any(p.startswith("_") for p in parts if p != "__version__"):
+                    private.append(f"{path.relative_to(root)}: from {node.module} import ...")
+    assert private == []
