@@ -12,6 +12,7 @@ Config file (``agentkit doctor`` prints where it is looked for)::
     workspace = "~/agentkit-workspace"
     system = "You are a concise assistant."
     max_steps = 20
+    temperature = 1.0                                   # also top_p, max_tokens; and num_ctx (context size)
 
     [backends]                                          # named backends: doctor checks all of them
     local = "ollama://localhost:11434/gemma4:e4b"
@@ -64,7 +65,20 @@ DEFAULT_TRANSFORMERS_MODEL = "google/gemma-4-E2B-it"
 # What a first run of the in-process default would download (5 B parameters in bfloat16), said before it starts.
 DEFAULT_TRANSFORMERS_SIZE = "about 10 GB"
 KNOWN_TOOLS = BUILTIN_TOOLS
-_CONFIG_KEYS = {"backend", "model", "thinking", "tools", "workspace", "system", "max_steps", "backends", "mcp"}
+_SAMPLING_KEYS = ("temperature", "top_p", "max_tokens")
+_CONFIG_KEYS = {
+    "backend",
+    "model",
+    "thinking",
+    "tools",
+    "workspace",
+    "system",
+    "max_steps",
+    "backends",
+    "mcp",
+    "num_ctx",
+    *_SAMPLING_KEYS,
+}
 _MCP_KEYS = {"command", "args", "env", "cwd", "url", "headers", "timeout"}
 
 
@@ -158,6 +172,16 @@ def load_config_file(path: Path, *, required: bool) -> dict[str, Any]:
         raise UserError(f"config file {path}: max_steps must be a positive integer")
     if "tools" in data and not (isinstance(data["tools"], list) and all(isinstance(t, str) for t in data["tools"])):
         raise UserError(f'config file {path}: tools must be a list of names, e.g. ["search", "fetch"]')
+    if "num_ctx" in data and (isinstance(data["num_ctx"], bool) or not isinstance(data["num_ctx"], int)):
+        raise UserError(f"config file {path}: num_ctx must be a whole number of tokens, e.g. num_ctx = 8192")
+    sampling = {key: data[key] for key in _SAMPLING_KEYS if key in data}
+    if sampling:
+        from agentkit.backends.base import SamplingParams
+
+        try:
+            SamplingParams(**sampling)  # the rule a value breaks, said now and with the file's name
+        except UserError as exc:
+            raise UserError(f"config file {path}: {exc}") from None
     if "mcp" in data:
         data["mcp"] = _mcp_servers(path, data["mcp"])
     return data
@@ -279,15 +303,21 @@ def resolve_settings(
         ),
         (None, "none"),
     )
-    given = {k: v for k, v in (sampling or {}).items() if v is not None}
+    # Flags over the file, value by value: `-t 0` with `top_p = 0.9` in the file keeps both.
+    given = {k: data[k] for k in _SAMPLING_KEYS if k in data}
+    given.update({k: v for k, v in (sampling or {}).items() if v is not None})
     sampling_params = None
     if given:
         from agentkit.backends.base import SamplingParams
 
         # A bad value fails here, before a model is loaded, with the rule it broke; the rest keep Gemma 4's defaults.
         sampling_params = SamplingParams(**given)
+    if num_ctx is None and "num_ctx" in data:
+        num_ctx, where = data["num_ctx"], f"num_ctx = {data['num_ctx']} in {path}"
+    else:
+        where = f"--num-ctx {num_ctx}"
     if num_ctx is not None and num_ctx < 256:
-        raise UserError(f"--num-ctx {num_ctx} is too small: give the context size in tokens, e.g. --num-ctx 8192")
+        raise UserError(f"{where} is too small: give the context size in tokens, e.g. --num-ctx 8192")
     return Settings(
         backend_url=url,
         tools=parse_tools(raw_tools),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agentkit import Agent
+from agentkit import Agent, SamplingParams
 from agentkit.assemble import AgentFactory
 from agentkit.cli import chat, main
 from agentkit.tui import AgentkitApp
@@ -74,30 +74,58 @@ def built(monkeypatch: pytest.MonkeyPatch) -> list[Agent]:
 
 
 @pytest.mark.parametrize(
-    ("flags", "config", "env"),
+    ("flags", "config", "env", "expected"),
     [
         pytest.param(
             ["--temperature", "0.3", "--top-p", "0.8", "--max-tokens", "99", "--thinking", "--max-steps", "5"],
             "",
             {},
+            {"sampling": SamplingParams(temperature=0.3, top_p=0.8, max_tokens=99), "thinking": True, "max_steps": 5},
             id="sampling-flags",
         ),
-        pytest.param(["--system", "Be brief.", "--tools", "search,fetch"], "", {}, id="agent-flags"),
+        pytest.param(
+            ["--system", "Be brief.", "--tools", "search,fetch"],
+            "",
+            {},
+            {"system": [{"role": "system", "content": "Be brief."}], "tools": ["fetch_url", "web_search"]},
+            id="agent-flags",
+        ),
         pytest.param(
             [],
             'system = "From the file."\nmax_steps = 7\nthinking = true\ntools = ["fetch"]\n'
             '[mcp.servers.clock]\ncommand = "mcp-clock"\n',
             {},
+            {"max_steps": 7, "thinking": True, "tools": ["fetch_url"], "toolsets": ["clock"]},
             id="config-file",
         ),
-        pytest.param([], "", {"AGENTKIT_THINKING": "1", "AGENTKIT_TOOLS": "search"}, id="environment"),
-        pytest.param(["--mcp", "uvx mcp-server-time", "--mcp", "http://127.0.0.1:9/mcp"], "", {}, id="mcp-flags"),
+        pytest.param(
+            [],
+            "temperature = 0.3\ntop_p = 0.5\nmax_tokens = 64\n",
+            {},
+            {"sampling": SamplingParams(temperature=0.3, top_p=0.5, max_tokens=64)},
+            id="config-sampling",
+        ),
+        pytest.param(
+            [],
+            "",
+            {"AGENTKIT_THINKING": "1", "AGENTKIT_TOOLS": "search"},
+            {"thinking": True, "tools": ["web_search"]},
+            id="environment",
+        ),
+        pytest.param(
+            ["--mcp", "uvx mcp-server-time", "--mcp", "http://127.0.0.1:9/mcp"],
+            "",
+            {},
+            {"toolsets": ["time", "127.0.0.1"]},
+            id="mcp-flags",
+        ),
     ],
 )
 def test_chat_builds_the_same_agent_as_run_from_the_same_flags_config_and_environment(
     flags: list[str],
     config: str,
     env: dict[str, str],
+    expected: dict[str, Any],
     built: list[Agent],
     scripted,  # type: ignore[no-untyped-def]
     tmp_path: Path,
@@ -111,6 +139,7 @@ def test_chat_builds_the_same_agent_as_run_from_the_same_flags_config_and_enviro
     assert main(["run", "--no-save", "--backend", url, *flags, "hi"]) in (0, 1)  # MCP stand-ins may not start
     chat_agent, run_agent = built
     assert agent_settings(chat_agent) == agent_settings(run_agent)
+    assert {key: agent_settings(chat_agent)[key] for key in expected} == expected  # and what was asked for
 
 
 def test_chat_takes_the_context_size_and_keeps_it_for_a_backend_picked_in_the_app(

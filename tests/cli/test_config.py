@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agentkit import SamplingParams
 from agentkit.cli import config, main
 from agentkit.cli.config import default_backend_url, resolve_settings, with_model
 from agentkit.errors import BackendUnavailable, UserError
@@ -170,3 +171,28 @@ def test_the_automatic_backend_is_named_on_stderr(
     assert main(["run", "--no-save", "hello"]) == 0  # this fake only lists models: the answer comes from a script
     assert built == [f"ollama://{fake_ollama}/gemma4:e2b"]
     assert f"no backend configured; using ollama://{fake_ollama}/gemma4:e2b" in capsys.readouterr().err
+
+
+def test_sampling_and_context_size_come_from_the_config_file_under_the_flags(tmp_path: Path) -> None:
+    write_config(tmp_path, "temperature = 0.4\ntop_p = 0.9\nmax_tokens = 300\nnum_ctx = 8192\n")
+    s = resolve_settings()
+    assert s.options.sampling == SamplingParams(temperature=0.4, top_p=0.9, max_tokens=300)
+    assert s.num_ctx == 8192
+    s = resolve_settings(sampling={"temperature": 0.0, "top_p": None}, num_ctx=4096)
+    assert (s.options.sampling.temperature, s.options.sampling.top_p, s.num_ctx) == (0.0, 0.9, 4096)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("temperature = -1\n", "temperature must be a number >= 0"),
+        ('top_p = "high"\n', "top_p must be a number in (0, 1]"),
+        ("num_ctx = 10\n", "num_ctx = 10 in"),
+        ("num_ctx = 1.5\n", "num_ctx must be a whole number"),
+    ],
+)
+def test_bad_sampling_in_the_config_file_names_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = write_config(tmp_path, text)
+    with pytest.raises(UserError) as info:
+        resolve_settings()
+    assert message in str(info.value) and str(path) in str(info.value)
