@@ -97,10 +97,12 @@ def backend_options(url: str, *, num_ctx: int | None = None) -> dict[str, Any]:
         return {"max_cache_len": num_ctx}
     if scheme in ("vllm", "vllms"):
         raise UserError(
-            "--num-ctx cannot change a vLLM server's context size: it is fixed when the server starts "
+            "a context size (--num-ctx, num_ctx) cannot be set on a vLLM server: it is fixed when the server starts "
             "(vllm serve MODEL --max-model-len N); agentkit already caps each request to it"
         )
-    raise UserError(f"--num-ctx applies to the ollama and transformers backends, not to {scheme}:")
+    raise UserError(
+        f"a context size (--num-ctx, num_ctx) applies to the ollama and transformers backends, not to {scheme}:"
+    )
 
 
 def build_backend(url: str, *, num_ctx: int | None = None) -> Backend:

@@ -93,7 +93,9 @@ def test_the_backend_comes_from_the_open_registry_with_the_context_size() -> Non
     assert (backend.model, made) == ("m1", [("assemblytest:m1", {})])
     ollama = build_backend("ollama://127.0.0.1:9/gemma4:e4b", num_ctx=8192)
     assert ollama._options == {"num_ctx": 8192}  # type: ignore[attr-defined]
-    with pytest.raises(UserError, match="--num-ctx applies to the ollama and transformers backends"):
+    with pytest.raises(
+        UserError, match=r"context size \(--num-ctx, num_ctx\) applies to the ollama and transformers backends"
+    ):
         build_backend("assemblytest:m1", num_ctx=8192)
 
 
