@@ -56,7 +56,7 @@ class TestOllamaContract(BackendContract):
 
     @pytest.fixture
     def harness(self, fake: FakeOllamaServer) -> ContractHarness:
-        backend = OllamaBackend("gemma4:e4b", fake.url, backoff_s=0.001)
+        backend = OllamaBackend("gemma4:e4b", fake.url, retry_wait=0.001)
 
         def backend_for(*outputs: str) -> Backend:
             fake.script(*map(ollama_reply, outputs))
@@ -68,7 +68,7 @@ class TestOllamaContract(BackendContract):
 
         return ContractHarness(
             backend_for=backend_for,
-            unavailable=lambda: OllamaBackend("gemma4:e4b", f"http://127.0.0.1:{closed_port()}", backoff_s=0.001),
+            unavailable=lambda: OllamaBackend("gemma4:e4b", f"http://127.0.0.1:{closed_port()}", retry_wait=0.001),
             received_images=received_images,
         )
 

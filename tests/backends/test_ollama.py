@@ -71,7 +71,7 @@ def fake() -> Iterator[FakeOllamaServer]:
 
 @pytest.fixture
 async def backend(fake: FakeOllamaServer) -> AsyncIterator[OllamaBackend]:
-    b = OllamaBackend(MODEL, fake.url, backoff_s=0.001)
+    b = OllamaBackend(MODEL, fake.url, retry_wait=0.001)
     yield b
     await b.aclose()
 
@@ -374,7 +374,7 @@ async def test_media_that_cannot_be_sent_is_refused_before_any_request(
 
 
 async def test_server_not_running() -> None:
-    backend = OllamaBackend(MODEL, f"http://127.0.0.1:{closed_port()}", retries=2, backoff_s=0.001)
+    backend = OllamaBackend(MODEL, f"http://127.0.0.1:{closed_port()}", retries=2, retry_wait=0.001)
     with pytest.raises(BackendUnavailable, match=r"Cannot reach Ollama at .*: start it with `ollama serve`"):
         await collect(backend, request())
     with pytest.raises(BackendUnavailable, match="ollama serve"):
@@ -383,18 +383,18 @@ async def test_server_not_running() -> None:
 
 
 async def test_model_not_pulled_is_not_retried(fake: FakeOllamaServer) -> None:
-    backend = OllamaBackend("gemma4:e2b", fake.url, backoff_s=0.001)
-    with pytest.raises(ModelNotFound, match=r"run `ollama pull gemma4:e2b`") as info:
+    backend = OllamaBackend("gemma4:e2b", fake.url, retry_wait=0.001)
+    with pytest.raises(ModelNotFound, match=r"Run `ollama pull gemma4:e2b`") as info:
         await collect(backend, request())
     assert info.value.status == 404 and "model 'gemma4:e2b' not found" in str(info.value)
     assert len(chat_bodies(fake)) == 1
-    with pytest.raises(ModelNotFound, match=r"ollama pull gemma4:e2b.*it has: gemma4:e4b"):
+    with pytest.raises(ModelNotFound, match=r"it serves: 'gemma4:e4b'\. Run `ollama pull gemma4:e2b`"):
         await backend.check()
     await backend.aclose()
 
 
 async def test_a_404_from_something_else_is_not_a_missing_model(fake: FakeOllamaServer) -> None:
-    backend = OllamaBackend(MODEL, fake.url + "/v1", backoff_s=0.001)  # a wrong base path: gin's NoRoute 404
+    backend = OllamaBackend(MODEL, fake.url + "/v1", retry_wait=0.001)  # a wrong base path: gin's NoRoute 404
     with pytest.raises(BackendResponseError, match="404 page not found — is this address an Ollama server") as info:
         await collect(backend, request())
     assert not isinstance(info.value, ModelNotFound)
@@ -425,7 +425,7 @@ async def test_a_500_is_retried_then_succeeds(fake: FakeOllamaServer, backend: O
 
 
 async def test_retries_give_up_with_ollamas_error_text(fake: FakeOllamaServer) -> None:
-    backend = OllamaBackend(MODEL, fake.url, retries=2, backoff_s=0.001)
+    backend = OllamaBackend(MODEL, fake.url, retries=2, retry_wait=0.001)
     fake.script(*[ScriptedReply(status=500, error="llama runner process has terminated: signal: killed")] * 4)
     with pytest.raises(BackendResponseError, match="HTTP 500: llama runner process has terminated") as info:
         await collect(backend, request())
@@ -436,7 +436,7 @@ async def test_retries_give_up_with_ollamas_error_text(fake: FakeOllamaServer) -
 
 async def test_other_4xx_errors_carry_ollamas_text(fake: FakeOllamaServer) -> None:
     with FakeOllamaServer({"gemma3:1b": ("completion",)}) as small:
-        backend = OllamaBackend("gemma3:1b", small.url, backoff_s=0.001)
+        backend = OllamaBackend("gemma3:1b", small.url, retry_wait=0.001)
         with pytest.raises(BackendResponseError, match=r'"gemma3:1b" does not support thinking.*ollama pull gemma4'):
             await collect(backend, request(thinking=True))
         with pytest.raises(BackendResponseError, match="does not support tools") as info:
@@ -487,7 +487,7 @@ async def test_a_request_without_messages_is_refused(fake: FakeOllamaServer, bac
 
 
 async def test_a_stalled_stream_times_out(fake: FakeOllamaServer) -> None:
-    backend = OllamaBackend(MODEL, fake.url, timeout=1.0, backoff_s=0.001)
+    backend = OllamaBackend(MODEL, fake.url, timeout=1.0, retry_wait=0.001)
     fake.script(ScriptedReply(content="slow words here", chunk_size=5, delay_s=6.0))
     with pytest.raises(StreamInterrupted, match=r"stopped sending output for 1 s"):
         await collect(backend, request())

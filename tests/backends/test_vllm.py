@@ -342,7 +342,7 @@ async def test_error_event_mid_stream_carries_the_servers_message(flaky: list) -
     events = [completion_chunk("so far"), vllm_error(500, "Internal server error", "InternalServerError")]
     server = start(flaky, Reply(events=events))
     backend = server.backend()
-    with pytest.raises(BackendResponseError, match="failed after 6 streamed characters: Internal server error"):
+    with pytest.raises(StreamInterrupted, match="failed after 6 streamed characters: Internal server error"):
         await collect(backend, REQUEST)
     await backend.aclose()
 
@@ -852,7 +852,7 @@ def test_fast_tokenizer_matches_transformers(tmp_path: Path) -> None:
     """The tokenizers-only loader gives transformers' ids, untrusted text included (so prompts agree)."""
     tiny_model = pytest.importorskip("agentkit.testing.tiny_model", reason="needs the [transformers] extra")
     transformers = pytest.importorskip("transformers")
-    from agentkit.backends._vllm_tokenizer import load_tokenizer
+    from agentkit.backends.vllm import load_tokenizer
 
     model_dir = tmp_path / "tok"
     tiny_model.build_tiny_tokenizer().save_pretrained(model_dir)

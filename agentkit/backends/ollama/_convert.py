@@ -1,14 +1,10 @@
 """Translation between agentkit's request/stream shapes and Ollama's ``/api/chat`` JSON.
 
-Two pure halves, kept apart from the HTTP code in :mod:`agentkit.backends.ollama` so each can be read and
-tested alone:
-
-- :func:`chat_body` turns a :class:`~agentkit.backends.base.GenerationRequest` (OpenAI-style messages, tool
-  declarations, sampling) into the request body Ollama's ``ChatHandler`` decodes (``api.ChatRequest`` /
-  ``api.Message`` in ollama/ollama ``api/types.go``).
-- :class:`NativeTextWriter` turns the parsed pieces Ollama streams back (``message.thinking``,
-  ``message.content``, ``message.tool_calls``, ``done_reason``) into the native Gemma 4 text the agent loop
-  parses, so the loop sees one format whatever the engine.
+Pure, kept apart from the HTTP code in :mod:`agentkit.backends.ollama` so it can be read and tested alone:
+:func:`chat_body` turns a :class:`~agentkit.backends.base.GenerationRequest` (OpenAI-style messages, tool
+declarations, sampling) into the request body Ollama's ``ChatHandler`` decodes (``api.ChatRequest`` /
+``api.Message`` in ollama/ollama ``api/types.go``). The way back — the parsed pieces Ollama streams, written as
+native Gemma 4 text — is the writer every chat-API engine shares (:mod:`agentkit.backends._native_text`).
 
 Untrusted text: Ollama renders the prompt as *text* and tokenizes it with special tokens recognized (its
 renderer writes ``<bos>`` and ``<|turn>`` as text for the tokenizer to turn into tokens,
@@ -36,12 +32,10 @@ from typing import Any
 
 from agentkit.errors import UserError
 from agentkit.gemma4.sanitize import neutralize, neutralize_messages, neutralize_tools, sanitize
-from agentkit.gemma4.tokens import CHANNEL_END, CHANNEL_START, TOOL_RESPONSE_START, TURN_END
-from agentkit.gemma4.values import format_tool_call, format_value
 
-from .base import GenerationRequest
+from ..base import GenerationRequest
 
-__all__ = ["NativeTextWriter", "chat_body", "neutralize", "ollama_messages", "sampling_options"]
+__all__ = ["chat_body", "media_base64", "neutralize", "ollama_messages", "sampling_options"]
 
 _MEDIA_PART_TYPES = frozenset({"image", "image_url", "audio", "input_audio"})
 
@@ -273,59 +267,3 @@ def media_base64(value: Any) -> str:
             ) from exc
         return text
     raise UserError(f"cannot send media of type {type(value).__name__} to Ollama; pass bytes")
-
-
-class NativeTextWriter:
-    """Rebuilds native Gemma 4 output from the pieces Ollama's Gemma 4 parser streams.
-
-    Ollama strips the control tokens while parsing (``model/parsers/gemma4.go``: thinking between
-    ``<|channel>``/``<channel|>`` goes to ``message.thinking``, ``<|tool_call>…<tool_call|>`` becomes
-    ``message.tool_calls``, and the end-of-turn token never reaches the text). This writer puts them back:
-    thinking → ``<|channel>thought\\n…<channel|>``, calls → ``<|tool_call>call:NAME{…}<tool_call|>`` and
-    the ``<|tool_response>`` hand-over, a finished turn → ``<turn|>``.
-    """
-
-    __slots__ = ("_calls", "_in_thought")
-
-    def __init__(self) -> None:
-        self._in_thought = False
-        self._calls = 0
-
-    @property
-    def calls(self) -> int:
-        return self._calls
-
-    def thinking(self, text: str) -> str:
-        if not text:
-            return ""
-        if self._in_thought:
-            return text
-        self._in_thought = True
-        return f"{CHANNEL_START}thought\n{text}"
-
-    def content(self, text: str) -> str:
-        return self._close_thought() + text if text else ""
-
-    def tool_call(self, name: str, arguments: Mapping[str, Any]) -> str:
-        self._calls += 1
-        try:
-            call = format_tool_call(name, arguments)
-        except ValueError:
-            # A name the format cannot carry: write it anyway so the loop's parser reports it to the model.
-            call = f"<|tool_call>call:{name}{format_value(dict(arguments))}<tool_call|>"
-        return self._close_thought() + call
-
-    def finish(self, done_reason: str | None) -> tuple[str, str | None]:
-        """The closing text and the stop marker for Ollama's ``done_reason`` (``stop`` / ``length``)."""
-        tail = self._close_thought()
-        if done_reason == "length":
-            return tail, None  # the token budget ran out: no stop marker, as the Backend contract says
-        if self._calls:
-            return tail + TOOL_RESPONSE_START, TOOL_RESPONSE_START
-        return tail + TURN_END, TURN_END
-
-    def _close_thought(self) -> str:
-        if not self._in_thought:
-            return ""
-        self._in_thought = False
-        return CHANNEL_END

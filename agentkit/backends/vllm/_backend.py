@@ -18,14 +18,14 @@ A request that carries a tool-call grammar (:mod:`agentkit.gemma4.grammar`) send
 chat path sends none (vLLM renders and parses there), so ``capabilities.grammar`` is off in chat mode; a request
 with media takes the chat path unconstrained.
 
-Connection errors and 5xx answers are retried with backoff (tenacity) while nothing has been streamed;
-4xx answers never are. ``max_tokens`` is capped to what the server's context can hold (vLLM rejects a
+Connection errors and 5xx answers are retried with backoff until the server accepts the request, on the shared
+plumbing of :mod:`agentkit.backends._http` (retry policy, one client per event loop, the error table); 4xx
+answers never are. ``max_tokens`` is capped to what the server's context can hold (vLLM rejects a
 ``max_tokens`` larger than ``--max-model-len`` outright, and the default budget often is).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -33,40 +33,24 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from agentkit.errors import (
-    BackendError,
-    BackendResponseError,
-    BackendUnavailable,
-    ContextTooLong,
-    ModelNotFound,
-    StreamInterrupted,
-    UserError,
-)
+from agentkit.errors import BackendResponseError, ContextTooLong, StreamInterrupted, UserError
 from agentkit.gemma4.prompt import SupportsEncode
 from agentkit.gemma4.sanitize import neutralize_messages, neutralize_tools
 
-from ._openai_media import chat_messages
-from ._vllm_tokenizer import load_tokenizer
-from ._vllm_wire import ChatToNative, error_from_response, parse_sse_data, server_message, stop_from_completion
-from .base import BackendEvent, Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
+from .._http import ErrorReply, HTTPBackend, LoopClient, RetryPolicy, ServerErrors, server_url
+from .._native_text import NativeTextWriter
+from .._openai_media import chat_messages
+from ..base import BackendEvent, Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
+from ._tokenizer import load_tokenizer
+from ._wire import CONTEXT_ERROR, MISSING_MODEL, native_delta, parse_sse_data, stop_from_completion
 
 __all__ = ["VLLMBackend"]
 
 Mode = Literal["native", "chat"]
 
-# Connection-level failures worth another try: the server is (re)starting or dropped an idle pooled socket.
-_RETRYABLE_CAUSES = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
 
-
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, BackendUnavailable):
-        return isinstance(exc.__cause__, _RETRYABLE_CAUSES)
-    return isinstance(exc, BackendResponseError) and exc.status is not None and exc.status >= 500
-
-
-class VLLMBackend:
+class VLLMBackend(HTTPBackend):
     """Streams native Gemma 4 text from a vLLM server.
 
     ``tokenizer``: a local model directory, a ``tokenizer.json`` path, a Hugging Face repo id already in the
@@ -74,6 +58,7 @@ class VLLMBackend:
     model's own tokenizer locally; ``False`` always sends text prompts. ``extra_body`` is merged into every
     request (vLLM sampling extensions such as ``repetition_penalty`` or ``logit_bias``). ``timeout`` bounds
     each wait for the server (connect, and the gap between streamed chunks), not the whole generation.
+    ``retries`` and ``retry_wait`` (seconds before the first retry) set the shared retry policy.
     """
 
     def __init__(
@@ -92,37 +77,38 @@ class VLLMBackend:
     ) -> None:
         if mode not in ("native", "chat"):
             raise UserError(f"VLLMBackend mode must be 'native' or 'chat', not {mode!r}")
-        if max_concurrency < 1:
-            raise UserError(f"max_concurrency must be at least 1, not {max_concurrency}")
-        self._model = model
-        self._base_url = base_url.rstrip("/")
-        if self._base_url.endswith("/v1"):
-            self._base_url = self._base_url[: -len("/v1")]
+        self._base_url = server_url(base_url, strip_suffix="/v1")
         self._mode: Mode = mode
-        self._max_concurrency = max_concurrency
-        self._timeout = timeout
-        self._retries = max(0, retries)
-        self._retry_wait = retry_wait
         self._extra_body = dict(extra_body or {})
         key = api_key if api_key is not None else os.environ.get("VLLM_API_KEY")
-        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._tokenizer: SupportsEncode | None = (
             None if tokenizer is False else load_tokenizer(tokenizer or model, required=tokenizer is not None)
         )
-        # httpx clients and semaphores belong to one event loop; sync wrappers may run us on several.
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._limit: asyncio.Semaphore | None = None
         self._max_model_len: int | None = None
         self._served: list[str] | None = None
+        errors = ServerErrors(
+            engine="vLLM",
+            backend="vllm",
+            url=self._base_url,
+            model=model,
+            timeout=timeout,
+            owner="VLLMBackend",
+            start=f"start it with `vllm serve {model} --enable-auto-tool-choice --tool-call-parser gemma4 "
+            "--reasoning-parser gemma4`, or pass the right base_url.",
+            missing_model=MISSING_MODEL,
+            missing_model_hint=f"Use a name it serves, or restart vLLM with `--served-model-name {model}`.",
+            context=CONTEXT_ERROR,
+            context_hint="lower max_tokens, or restart vLLM with a larger --max-model-len.",
+            auth_hint="Pass the key the server was started with (`--api-key`) as api_key.",
+            address_hint="is this a vLLM server? Check the base_url (the server root, without /v1).",
+        )
+        client = LoopClient(self._base_url, timeout=timeout, headers=headers, max_concurrency=max_concurrency)
+        super().__init__(model, client=client, retry=RetryPolicy(retries, retry_wait), errors=errors)
 
     @property
     def name(self) -> str:
         return "vllm"
-
-    @property
-    def model(self) -> str:
-        return self._model
 
     @property
     def base_url(self) -> str:
@@ -141,50 +127,37 @@ class VLLMBackend:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[BackendEvent]:
         chat = self._mode == "chat" or request.has_media  # native prompts carry no pixels or samples
-        client, limit = self._session()
-        async with limit:
+        async with self._http.slot():
             start = time.perf_counter()
-            await self._load_served_models(client)
+            await self._load_served_models()
             if chat:
                 path, body = "/v1/chat/completions", self._chat_body(request)
             else:
                 path, body = "/v1/completions", self._completion_body(request)
-            response = await self._open(client, path, body)
+            response = await self._send(
+                lambda client: client.build_request("POST", path, json=body), stream=True, served=self._served
+            )
             try:
-                async for event in self._read(response, request, ChatToNative() if chat else None, start):
+                async for event in self._read(response, request, NativeTextWriter() if chat else None, start):
                     yield event
             finally:
                 await response.aclose()
 
     async def check(self) -> None:
-        client, _ = self._session()
         self._served = None
-        await self._load_served_models(client)
+        await self._load_served_models()
         # An empty listing means the server has no vLLM model list (another OpenAI-compatible server).
         if self._served and self._model not in self._served:
-            listing = ", ".join(repr(m) for m in self._served) or "(none)"
-            raise ModelNotFound(
-                f"vLLM at {self._base_url} does not serve model {self._model!r}; it serves: {listing}. "
-                f"Use one of those names, or restart vLLM with `--served-model-name {self._model}`.",
-                backend="vllm",
-                status=404,
-            )
+            raise self._errors.model_not_found(self._served)
 
     async def list_models(self) -> list[str]:
         """The model names this server accepts (``/v1/models``), asked again on every call, sorted.
 
         Empty when the server has no such listing (an OpenAI-compatible server that is not vLLM).
         """
-        client, _ = self._session()
         self._served = None
-        await self._load_served_models(client)
+        await self._load_served_models()
         return sorted(self._served or [])
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-        self._client = None
-        self._loop = None
 
     # -- requests ------------------------------------------------------------------------------------
 
@@ -272,62 +245,15 @@ class VLLMBackend:
 
     # -- HTTP ----------------------------------------------------------------------------------------
 
-    def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._limit is None or self._loop is not loop:
-            # A client from another (finished) loop cannot be closed from this one; its sockets die with it.
-            self._client = httpx.AsyncClient(
-                base_url=self._base_url,
-                headers=self._headers,
-                timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
-                limits=httpx.Limits(
-                    max_connections=self._max_concurrency, max_keepalive_connections=self._max_concurrency
-                ),
-            )
-            self._limit = asyncio.Semaphore(self._max_concurrency)
-            self._loop = loop
-        return self._client, self._limit
-
-    def _retrying(self) -> AsyncRetrying:
-        return AsyncRetrying(
-            stop=stop_after_attempt(self._retries + 1),
-            wait=wait_random_exponential(multiplier=self._retry_wait, max=max(self._retry_wait, 8.0)),
-            retry=retry_if_exception(_is_transient),
-            reraise=True,
-        )
-
-    def _unreachable(self, exc: httpx.TransportError) -> BackendUnavailable:
-        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-            return BackendUnavailable(
-                f"vLLM at {self._base_url} did not answer within {self._timeout:g} s ({type(exc).__name__}). "
-                "The server may be overloaded; raise timeout= or lower the concurrency.",
-                backend="vllm",
-            )
-        return BackendUnavailable(
-            f"Cannot reach vLLM at {self._base_url} ({type(exc).__name__}: {exc or 'no details'}): start it with "
-            f"`vllm serve {self._model} --enable-auto-tool-choice --tool-call-parser gemma4 "
-            "--reasoning-parser gemma4`, or pass the right base_url.",
-            backend="vllm",
-        )
-
-    async def _load_served_models(self, client: httpx.AsyncClient) -> None:
+    async def _load_served_models(self) -> None:
         """Learn the served model names and the context length once (``/v1/models``)."""
         if self._served is not None:
             return
-
-        async def fetch() -> httpx.Response:
-            try:
-                response = await client.get("/v1/models")
-            except httpx.TransportError as exc:
-                raise self._unreachable(exc) from exc
-            if response.status_code >= 500 or response.status_code in (401, 403):
-                raise error_from_response(
-                    response.status_code, response.text, base_url=self._base_url, model=self._model
-                )
-            return response
-
-        response: httpx.Response = await self._retrying()(fetch)
-        if response.status_code >= 400:
+        try:
+            response = await self._send(lambda client: client.build_request("GET", "/v1/models"), stream=False)
+        except BackendResponseError as exc:
+            if exc.status is None or exc.status >= 500 or exc.status in (401, 403):
+                raise
             # Not vLLM's model listing (another OpenAI-compatible server, or a proxy): go on without it.
             self._served = []
             return
@@ -342,30 +268,8 @@ class VLLMBackend:
                 length = entry.get("max_model_len")
                 self._max_model_len = length if isinstance(length, int) and length > 0 else None
 
-    async def _open(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> httpx.Response:
-        """Send the request and return the streaming response once the server accepted it (retried)."""
-
-        async def attempt() -> httpx.Response:
-            try:
-                response = await client.send(client.build_request("POST", path, json=body), stream=True)
-            except httpx.TransportError as exc:
-                raise self._unreachable(exc) from exc
-            if response.status_code < 400:
-                return response
-            try:
-                text = (await response.aread()).decode("utf-8", errors="replace")
-            except httpx.TransportError as exc:
-                raise self._unreachable(exc) from exc
-            finally:
-                await response.aclose()
-            raise error_from_response(
-                response.status_code, text, base_url=self._base_url, model=self._model, served=self._served
-            )
-
-        return await self._retrying()(attempt)
-
     async def _read(
-        self, response: httpx.Response, request: GenerationRequest, chat: ChatToNative | None, start: float
+        self, response: httpx.Response, request: GenerationRequest, chat: NativeTextWriter | None, start: float
     ) -> AsyncIterator[BackendEvent]:
         """Turn the server-sent events into text deltas and one closing ``GenerationDone``."""
         first: float | None = None
@@ -375,25 +279,22 @@ class VLLMBackend:
         stop_reason: object = None
         usage = Usage()
         generated: list[int] | None = None if chat else []
-        try:
+        with self._errors.mapped(lambda: streamed, self._served):
             async for line in response.aiter_lines():
                 data = parse_sse_data(line)
                 if data is None:
                     continue
                 if data.strip() == "[DONE]":
                     break
-                try:
-                    chunk = json.loads(data)
-                except ValueError as exc:
-                    raise BackendResponseError(
-                        f"vLLM at {self._base_url} sent an event that is not JSON: {data[:200]!r}", backend="vllm"
-                    ) from exc
+                chunk = self._json(data)
                 if "error" in chunk:
-                    raise self._stream_error(chunk, streamed)
+                    error = chunk["error"]
+                    code = error.get("code") if isinstance(error, Mapping) else None
+                    raise ErrorReply(code if isinstance(code, int) else None, json.dumps(chunk))
                 if chunk.get("usage"):
                     usage = _usage(chunk["usage"])
                 for choice in chunk.get("choices") or ():
-                    piece = chat.feed(choice.get("delta") or {}) if chat else choice.get("text") or ""
+                    piece = native_delta(chat, choice.get("delta") or {}) if chat else choice.get("text") or ""
                     if generated is not None:
                         ids = choice.get("token_ids")
                         if isinstance(ids, list):
@@ -407,13 +308,6 @@ class VLLMBackend:
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
                         stop_reason = choice.get("stop_reason")
-        except httpx.TransportError as exc:
-            raise StreamInterrupted(
-                f"vLLM at {self._base_url} stopped streaming after {streamed} characters "
-                f"({type(exc).__name__}: {exc or 'connection closed'}). The server may have restarted; "
-                "run the request again.",
-                backend="vllm",
-            ) from exc
         if finish not in ("stop", "length", "tool_calls"):
             what = f"finish_reason {finish!r}" if finish else "no finish_reason"
             raise StreamInterrupted(
@@ -422,7 +316,7 @@ class VLLMBackend:
                 backend="vllm",
             )
         if chat is not None:
-            closing, stop = chat.finish(finish)
+            closing, stop = chat.finish(out_of_tokens=finish == "length")
             if closing:
                 first = first or time.perf_counter()
                 yield RawDelta(closing)
@@ -450,21 +344,6 @@ class VLLMBackend:
             if not marker or ids[-1] != marker[0]:
                 return None
         return tuple(ids)
-
-    def _stream_error(self, chunk: Mapping[str, Any], streamed: int) -> BackendError:
-        error = chunk.get("error")
-        code = error.get("code") if isinstance(error, Mapping) else None
-        status = code if isinstance(code, int) else None
-        message = server_message(json.dumps(chunk))
-        if streamed == 0 and status is not None:
-            return error_from_response(
-                status, json.dumps(chunk), base_url=self._base_url, model=self._model, served=self._served
-            )
-        return BackendResponseError(
-            f"vLLM at {self._base_url} failed after {streamed} streamed characters: {message}",
-            backend="vllm",
-            status=status,
-        )
 
 
 def _chat_wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,433 @@
+"""What every backend of an engine served over HTTP shares: retries, the client, and the error table.
+
+Ollama and vLLM differ in what they send and read, not in how a request can fail, so that is decided here once:
+
+- **Retries** (:class:`RetryPolicy`, on tenacity): a failure before any output reached the caller is tried again
+  when it is transient — the connection was refused, reset or dropped, or the server answered 5xx — after
+  ``retry_wait`` seconds, then up to twice as long each time with full jitter (at most 8 s), so that many
+  requests failing together do not come back in step. A 4xx answer, a timeout while waiting for an answer (it
+  would only wait again) and anything after output began are never retried: the caller would see text twice.
+- **The client** (:class:`LoopClient`): one pooled ``httpx.AsyncClient`` per event loop (an httpx connection pool
+  belongs to the loop that opened it; sync wrappers may run a backend on several) and a concurrency limit.
+- **Errors** (:class:`ServerErrors`): one table from httpx's exceptions and the server's error answers to
+  :mod:`agentkit.errors`, in the style of httpx's ``map_httpcore_exceptions`` (``httpx/_transports/default.py``):
+  the most specific row wins and the original exception stays the cause. An engine supplies only its words —
+  how to start it, which message means a missing model or a full context — so every engine's errors say the same
+  kind of thing in the same place, and what is retried follows from the same rows.
+
+:class:`HTTPBackend` ties the three together for a concrete engine (``OllamaBackend``, ``VLLMBackend``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from agentkit.errors import (
+    BackendError,
+    BackendResponseError,
+    BackendUnavailable,
+    ContextTooLong,
+    ModelNotFound,
+    StreamInterrupted,
+    UserError,
+)
+
+__all__ = [
+    "TRANSPORT_ERRORS",
+    "ErrorReply",
+    "HTTPBackend",
+    "LoopClient",
+    "RetryPolicy",
+    "ServerErrors",
+    "is_transient",
+    "renamed_option",
+    "server_message",
+    "server_url",
+]
+
+T = TypeVar("T")
+
+MAX_RETRY_WAIT_S = 8.0
+
+
+# -- errors ------------------------------------------------------------------------------------------------
+
+
+class ErrorReply(Exception):
+    """The server answered with an error: its HTTP status (None for an error event inside a stream) and message.
+
+    Raised by an engine where it reads the error, mapped by :meth:`ServerErrors.translate` like an httpx exception.
+    """
+
+    def __init__(self, status: int | None, body: str) -> None:
+        self.status = status
+        self.message = server_message(body)
+        super().__init__(f"{status}: {self.message}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """What one kind of transport failure becomes before any output reached the caller, and after."""
+
+    before: type[BackendError]
+    before_says: str
+    after: type[BackendError]
+    after_says: str
+    retry: bool  # worth another try (only ever taken before output)
+
+
+_UNREACHABLE = _Row(BackendUnavailable, "unreachable", BackendUnavailable, "unreachable", retry=True)
+_DROPPED = _Row(BackendUnavailable, "closed", StreamInterrupted, "broken", retry=True)
+
+# The most specific row wins (a ConnectTimeout is a TimeoutException too), so their order does not matter.
+TRANSPORT_ERRORS: Mapping[type[BaseException], _Row] = {
+    httpx.TransportError: _Row(BackendUnavailable, "unreachable", StreamInterrupted, "broken", retry=False),
+    httpx.ConnectError: _UNREACHABLE,
+    httpx.ConnectTimeout: _UNREACHABLE,
+    ConnectionRefusedError: _UNREACHABLE,
+    httpx.NetworkError: _DROPPED,  # ReadError, WriteError, CloseError: a reset or a dropped pooled socket
+    httpx.RemoteProtocolError: _DROPPED,  # the server closed the connection without (finishing) an answer
+    ConnectionError: _DROPPED,  # resets below httpx
+    httpx.TimeoutException: _Row(BackendUnavailable, "slow", StreamInterrupted, "stalled", retry=False),
+}
+
+_SAYS = {
+    "unreachable": "Cannot reach {engine} at {url} ({detail}): {start}",
+    "closed": "{engine} at {url} closed the connection before answering ({detail}); it may be restarting — try "
+    "again, or check its log",
+    "slow": "{engine} at {url} did not answer within {timeout:g} s ({detail}); it may be overloaded or still "
+    "loading the model — try again, or give {owner} a larger timeout=",
+    "stalled": "{engine} at {url} stopped sending output for {timeout:g} s after {streamed} streamed characters; "
+    "it may be overloaded — run the request again, or give {owner} a larger timeout=",
+    "broken": "{engine} at {url} stopped streaming after {streamed} characters: the connection broke off "
+    "mid-response ({detail}). The server may have restarted; run the request again.",
+}
+
+
+def _row(exc: BaseException) -> _Row | None:
+    found: type[BaseException] | None = None
+    for kind in TRANSPORT_ERRORS:
+        if isinstance(exc, kind) and (found is None or issubclass(kind, found)):
+            found = kind
+    return None if found is None else TRANSPORT_ERRORS[found]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure before any output is worth another try: a dropped or refused connection, or a 5xx."""
+    if isinstance(exc, BackendUnavailable):
+        row = _row(exc.__cause__) if exc.__cause__ is not None else None
+        return row is not None and row.retry
+    return isinstance(exc, BackendResponseError) and exc.status is not None and exc.status >= 500
+
+
+def server_message(body: str) -> str:
+    """The human-readable message inside an error body (``{"error": ...}`` in its forms, FastAPI's ``detail``)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()[:500] or "(empty response body)"
+    if isinstance(data, Mapping):
+        error = data.get("error")
+        if isinstance(error, Mapping) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        for key in ("message", "detail"):
+            if isinstance(data.get(key), str):
+                return str(data[key])
+    return body.strip()[:500]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerErrors:
+    """One engine's words for the shared error table: who it is, where, and what to do about each failure.
+
+    ``missing_model`` and ``context`` are searched in the server's error message (a missing model only in a 404);
+    ``hints`` add advice to other error answers whose message matches.
+    """
+
+    engine: str  # as people write it: "Ollama", "vLLM"
+    backend: str  # BackendError.backend
+    url: str
+    model: str
+    timeout: float
+    owner: str  # the class whose timeout= to raise
+    start: str  # how to start the server
+    missing_model: re.Pattern[str]
+    missing_model_hint: str
+    context: re.Pattern[str]
+    context_hint: str
+    auth_hint: str
+    address_hint: str  # for a 404/405 that is not a missing model: the address is likely not this engine
+    hints: Sequence[tuple[re.Pattern[str], str]] = ()
+
+    def translate(self, exc: BaseException, *, streamed: int = 0, served: Sequence[str] | None = None) -> BackendError:
+        """The agentkit error for ``exc``; ``streamed`` is how many characters already reached the caller."""
+        if isinstance(exc, BackendError):
+            return exc
+        if isinstance(exc, ErrorReply):
+            return self.answered(exc.status, exc.message, streamed=streamed, served=served)
+        row = _row(exc)
+        if row is None:
+            return BackendResponseError(
+                f"{self.engine} at {self.url} sent something agentkit cannot read ({_detail(exc)})",
+                backend=self.backend,
+            )
+        cls, says = (row.after, row.after_says) if streamed else (row.before, row.before_says)
+        text = _SAYS[says].format(
+            engine=self.engine,
+            url=self.url,
+            detail=_detail(exc),
+            start=self.start,
+            timeout=self.timeout,
+            owner=self.owner,
+            streamed=streamed,
+        )
+        return cls(text, backend=self.backend)
+
+    @contextlib.contextmanager
+    def mapped(self, streamed: Callable[[], int] = lambda: 0, served: Sequence[str] | None = None) -> Iterator[None]:
+        """Raise what :meth:`translate` makes of any failure inside, from the original (agentkit errors pass)."""
+        try:
+            yield
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise self.translate(exc, streamed=streamed(), served=served) from exc
+
+    def answered(
+        self, status: int | None, message: str, *, streamed: int = 0, served: Sequence[str] | None = None
+    ) -> BackendError:
+        """The agentkit error for an error answer (``status`` None: an error event inside the stream)."""
+        if status == 404 and self.missing_model.search(message):
+            return self.model_not_found(served, said=message)
+        if self.context.search(message):
+            return ContextTooLong(
+                f"The request does not fit the context window of {self.model!r} on {self.engine} at {self.url} "
+                f"({message}). Start a new session or shorten the conversation, or {self.context_hint}",
+                backend=self.backend,
+                status=status,
+            )
+        if streamed:
+            return StreamInterrupted(
+                f"{self.engine} at {self.url} failed after {streamed} streamed characters: {message}",
+                backend=self.backend,
+                status=status,
+            )
+        where = f"{self.engine} at {self.url}"
+        if status in (401, 403):
+            text = f"{where} refused the request ({status}: {message}). {self.auth_hint}"
+        elif status in (404, 405):
+            text = f"{where} answered with HTTP {status}: {message} — {self.address_hint}"
+        else:
+            what = f"HTTP {status}" if status is not None else "an error"
+            advice = "".join(f" — {hint}" for pattern, hint in self.hints if pattern.search(message))
+            text = f"{where} answered with {what}: {message}{advice}"
+        return BackendResponseError(text, backend=self.backend, status=status)
+
+    def model_not_found(self, served: Sequence[str] | None, *, said: str = "") -> ModelNotFound:
+        """The missing-model error, naming what the server does serve when that is known."""
+        listing = "" if served is None else "; it serves: " + (", ".join(repr(m) for m in served) or "(none)")
+        echo = f" ({self.engine} said: {said})" if said else ""
+        return ModelNotFound(
+            f"{self.engine} at {self.url} does not serve model {self.model!r}{listing}. {self.missing_model_hint}"
+            f"{echo}",
+            backend=self.backend,
+            status=404,
+        )
+
+    def not_json(self, data: str) -> BackendResponseError:
+        return BackendResponseError(
+            f"{self.engine} at {self.url} sent a response that is not JSON: {data[:200]!r}", backend=self.backend
+        )
+
+
+def _detail(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# -- retries -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently a request that failed before any output is sent again (module docstring)."""
+
+    retries: int = 3
+    retry_wait: float = 0.5  # seconds before the first retry; each later wait is drawn from up to twice as long
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
+            raise UserError(f"retries must be a whole number of at least 0, got {self.retries!r}")
+        wait = self.retry_wait
+        if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait <= 3600:
+            raise UserError(f"retry_wait must be a number of seconds from 0 to 3600, got {wait!r}")
+
+    def retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.retries + 1),
+            wait=wait_random_exponential(multiplier=self.retry_wait, max=max(self.retry_wait, MAX_RETRY_WAIT_S)),
+            retry=retry_if_exception(is_transient),
+            reraise=True,
+        )
+
+    async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``'s result, calling it again after each transient failure while the policy allows."""
+        async for trial in self.retrying():
+            with trial:
+                return await attempt()
+        raise AssertionError("unreachable: tenacity either returns a result or re-raises")  # pragma: no cover
+
+
+def renamed_option(owner: str, old: str, new: str, old_value: T | None, new_value: T, default: T) -> T:
+    """The value of option ``new`` when a caller may still pass it under its deprecated name ``old``."""
+    if old_value is None:
+        return new_value
+    if new_value != default:
+        raise UserError(f"{owner}() got both {old}= and {new}=; pass only {new}= ({old}= is its old name)")
+    warnings.warn(
+        f"{owner}({old}=...) is deprecated; pass {new}=... instead (the same value)", DeprecationWarning, stacklevel=3
+    )
+    return old_value
+
+
+# -- the client --------------------------------------------------------------------------------------------
+
+
+def server_url(url: str, *, strip_suffix: str = "") -> str:
+    """``url`` without a trailing slash (or ``strip_suffix``), with ``http://`` when it names no scheme."""
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = f"http://{url}"
+    if strip_suffix and url.endswith(strip_suffix):
+        url = url[: -len(strip_suffix)]
+    return url
+
+
+class LoopClient:
+    """One pooled ``httpx.AsyncClient`` per event loop, and at most ``max_concurrency`` requests at a time.
+
+    A client made on a loop that has since closed is dropped, not closed: its sockets cannot be closed from
+    another loop, and they go with the loop that owned them. :meth:`aclose` closes the current one; the next
+    request opens a fresh client.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        headers: Mapping[str, str] | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        if max_concurrency is not None and max_concurrency < 1:
+            raise UserError(f"max_concurrency must be at least 1, not {max_concurrency}")
+        self._base_url = base_url
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self._headers = dict(headers or {})
+        self._max = max_concurrency
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._limit: asyncio.Semaphore | None = None
+
+    def client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop or self._client.is_closed:
+            limits = httpx.Limits(max_connections=self._max or 100, max_keepalive_connections=self._max or 20)
+            self._client = httpx.AsyncClient(
+                base_url=self._base_url,
+                headers=self._headers,
+                timeout=self._timeout,
+                limits=limits,
+                follow_redirects=True,
+            )
+            self._limit = asyncio.Semaphore(self._max) if self._max else None
+            self._loop = loop
+        return self._client
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[httpx.AsyncClient]:
+        """The client, holding one of the ``max_concurrency`` slots for as long as the block runs."""
+        client = self.client()
+        limit = self._limit
+        if limit is None:
+            yield client
+            return
+        async with limit:
+            yield client
+
+    async def aclose(self) -> None:
+        client, self._client, self._loop, self._limit = self._client, None, None, None
+        if client is not None and not client.is_closed:
+            with contextlib.suppress(RuntimeError):  # made on a loop that is gone: nothing left to close here
+                await client.aclose()
+
+
+# -- the base of an HTTP engine's backend ------------------------------------------------------------------
+
+
+class HTTPBackend:
+    """The shared half of a backend for an engine served over HTTP: its model, client, retries and errors."""
+
+    def __init__(self, model: str, *, client: LoopClient, retry: RetryPolicy, errors: ServerErrors) -> None:
+        self._model = model
+        self._http = client
+        self._retry = retry
+        self._errors = errors
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send(
+        self,
+        build: Callable[[httpx.AsyncClient], httpx.Request],
+        *,
+        stream: bool,
+        served: Sequence[str] | None = None,
+    ) -> httpx.Response:
+        """:meth:`_send_once`, tried again after each transient failure as the retry policy allows."""
+        return await self._retry.call(lambda: self._send_once(build, stream=stream, served=served))
+
+    async def _send_once(
+        self,
+        build: Callable[[httpx.AsyncClient], httpx.Request],
+        *,
+        stream: bool,
+        served: Sequence[str] | None = None,
+    ) -> httpx.Response:
+        """Send one request and return the response once its status is not an error.
+
+        An error answer is read, closed and raised as the table's error; with ``stream`` the body of a good
+        answer is left for the caller to read (and close). ``served`` names the server's models for a 404.
+        """
+        client = self._http.client()
+        with self._errors.mapped(served=served):
+            response = await client.send(build(client), stream=stream)
+            if response.status_code < 400:
+                return response
+            try:
+                body = (await response.aread()).decode("utf-8", errors="replace")
+            finally:
+                await response.aclose()
+            raise ErrorReply(response.status_code, body)
+
+    def _json(self, data: str | bytes) -> Any:
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise self._errors.not_json(data if isinstance(data, str) else data.decode("utf-8", "replace")) from None
