@@ -1,8 +1,9 @@
 """What OllamaBackend adds on top of the official ollama client, measured side by side.
 
-1. In process, no network: the same pre-parsed ``ollama.ChatResponse`` chunks are iterated plainly and through
-   ``OllamaBackend.stream`` (the client's transport replaced by a generator), so the difference is exactly the
-   backend's per-chunk work (error translation wrapper, rebuild of native Gemma 4 text, events).
+1. In process, no network: the same NDJSON answer is read plainly (each line parsed into an
+   ``ollama.ChatResponse``, as any client must) and through ``OllamaBackend.stream`` (its HTTP send replaced by a
+   ready response holding those bytes), so the difference is exactly the backend's per-chunk work (error
+   mapping, rebuild of native Gemma 4 text, events).
 2. Over loopback: both read the same streamed answers from FakeOllamaServer (tests/backends/fake_ollama.py):
    the plain ``ollama.AsyncClient.chat(stream=True)`` loop, and ``OllamaBackend.stream`` (request mapping,
    retries set-up, the rebuild of native Gemma 4 text). The server's own cost is the same for both. Printed:
@@ -20,10 +21,10 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import ollama
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "backends")]
 
 from fake_ollama import FakeOllamaServer, ScriptedReply  # noqa: E402
 
-from agentkit.backends import ollama as ollama_module  # noqa: E402
 from agentkit.backends.base import GenerationRequest  # noqa: E402
 from agentkit.backends.ollama import OllamaBackend  # noqa: E402
 from agentkit.gemma4 import Prompt  # noqa: E402
@@ -75,7 +75,8 @@ async def backend_stream(backend: OllamaBackend, request: GenerationRequest) -> 
     return n
 
 
-def parsed_chunks() -> list[ollama.ChatResponse]:
+def answer_lines() -> bytes:
+    """The NDJSON body Ollama streams for :func:`reply`: thinking and content in 4-character pieces, a call, done."""
     r = reply()
 
     def chunk(**message: Any) -> ollama.ChatResponse:
@@ -97,41 +98,37 @@ def parsed_chunks() -> list[ollama.ChatResponse]:
             eval_duration=10**9,
         )
     )
-    return chunks
+    return b"".join(c.model_dump_json(exclude_none=True).encode() + b"\n" for c in chunks)
 
 
 async def in_process(request: GenerationRequest) -> None:
-    chunks = parsed_chunks()
+    body = answer_lines()
 
-    async def replay(_self: Any, _body: Any) -> AsyncGenerator[ollama.ChatResponse, None]:
-        async def gen() -> AsyncGenerator[ollama.ChatResponse, None]:
-            for c in chunks:
-                yield c
+    async def plain() -> None:
+        async for line in httpx.Response(200, content=body).aiter_lines():
+            if line:
+                ollama.ChatResponse.model_validate_json(line)
 
-        return gen()
+    async def ready_response(*_args: Any, **_kwargs: Any) -> httpx.Response:
+        return httpx.Response(200, content=body)
 
-    original = ollama_module._Client.chat_stream
-    ollama_module._Client.chat_stream = replay  # type: ignore[method-assign]
-    try:
-        backend = OllamaBackend(MODEL)
-        plain: list[float] = []
-        ours: list[float] = []
-        for _ in range(REPEATS * 10):
-            t0 = time.perf_counter()
-            async for _c in await replay(None, None):
-                pass
-            t1 = time.perf_counter()
-            await backend_stream(backend, request)
-            t2 = time.perf_counter()
-            plain.append(t1 - t0)
-            ours.append(t2 - t1)
-    finally:
-        ollama_module._Client.chat_stream = original  # type: ignore[method-assign]
-    n = len(chunks)
-    extra = (min(ours) - min(plain)) / n * 1e6
-    print(f"in process, {n} parsed chunks per answer, best of {len(ours)}:")
-    print(f"  plain iteration {min(plain) * 1e3:.2f} ms, OllamaBackend.stream {min(ours) * 1e3:.2f} ms")
-    print(f"  backend work per chunk: {extra:.1f} us")
+    backend = OllamaBackend(MODEL)
+    backend._send_once = ready_response  # type: ignore[method-assign]
+    plain_s: list[float] = []
+    ours: list[float] = []
+    for _ in range(REPEATS * 10):
+        t0 = time.perf_counter()
+        await plain()
+        t1 = time.perf_counter()
+        await backend_stream(backend, request)
+        t2 = time.perf_counter()
+        plain_s.append(t1 - t0)
+        ours.append(t2 - t1)
+    n = body.count(b"\n")
+    extra = (min(ours) - min(plain_s)) / n * 1e6
+    print(f"in process, {n} NDJSON chunks per answer, best of {len(ours)}:")
+    print(f"  plain read and parse {min(plain_s) * 1e3:.2f} ms, OllamaBackend.stream {min(ours) * 1e3:.2f} ms")
+    print(f"  backend work per chunk beyond parsing: {extra:.1f} us")
 
 
 async def main() -> None:

@@ -83,7 +83,7 @@ def _sent_strings(body: dict[str, Any]) -> list[str]:
 
 
 def _ollama_body(text: str) -> dict[str, Any]:
-    from agentkit.backends._ollama_convert import chat_body
+    from agentkit.backends.ollama import chat_body
 
     request = _chat_request(text)
     for message in request.messages:  # Ollama wants media bytes
