@@ -399,32 +399,28 @@ class HTTPBackend:
         *,
         stream: bool,
         served: Sequence[str] | None = None,
+        retry: bool = True,
     ) -> httpx.Response:
-        """:meth:`_send_once`, tried again after each transient failure as the retry policy allows."""
-        return await self._retry.call(lambda: self._send_once(build, stream=stream, served=served))
-
-    async def _send_once(
-        self,
-        build: Callable[[httpx.AsyncClient], httpx.Request],
-        *,
-        stream: bool,
-        served: Sequence[str] | None = None,
-    ) -> httpx.Response:
-        """Send one request and return the response once its status is not an error.
+        """Send a request (tried again after transient failures unless ``retry`` is off); return the response
+        once its status is not an error.
 
         An error answer is read, closed and raised as the table's error; with ``stream`` the body of a good
         answer is left for the caller to read (and close). ``served`` names the server's models for a 404.
         """
-        client = self._http.client()
-        with self._errors.mapped(served=served):
-            response = await client.send(build(client), stream=stream)
-            if response.status_code < 400:
-                return response
-            try:
-                body = (await response.aread()).decode("utf-8", errors="replace")
-            finally:
-                await response.aclose()
-            raise ErrorReply(response.status_code, body)
+
+        async def once() -> httpx.Response:
+            client = self._http.client()
+            with self._errors.mapped(served=served):
+                response = await client.send(build(client), stream=stream)
+                if response.status_code < 400:
+                    return response
+                try:
+                    body = (await response.aread()).decode("utf-8", errors="replace")
+                finally:
+                    await response.aclose()
+                raise ErrorReply(response.status_code, body)
+
+        return await self._retry.call(once) if retry else await once()
 
     def _json(self, data: str | bytes) -> Any:
         try:

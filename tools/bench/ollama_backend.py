@@ -113,7 +113,7 @@ async def in_process(request: GenerationRequest) -> None:
         return httpx.Response(200, content=body)
 
     backend = OllamaBackend(MODEL)
-    backend._send_once = ready_response  # type: ignore[method-assign]
+    backend._send = ready_response  # type: ignore[method-assign]
     plain_s: list[float] = []
     ours: list[float] = []
     for _ in range(REPEATS * 10):

@@ -239,8 +239,8 @@ class OllamaBackend(HTTPBackend):
 
     async def _open(self, body: dict[str, Any]) -> tuple[httpx.Response, _ChatChunks, list[ollama.ChatResponse]]:
         """Send the request and read up to the first chunk with output (one attempt: failures here are retried)."""
-        response = await self._send_once(
-            lambda client: client.build_request("POST", "/api/chat", json=body), stream=True
+        response = await self._send(
+            lambda client: client.build_request("POST", "/api/chat", json=body), stream=True, retry=False
         )
         chunks = self._chunks(response)
         head: list[ollama.ChatResponse] = []
