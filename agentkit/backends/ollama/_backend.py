@@ -22,7 +22,8 @@ by platform). Tool calls cannot be read from that text. The reliable path is ``/
 ``think``: Ollama renders the prompt with its Gemma 4 renderer (``model/renderers/gemma4.go``), parses the
 output with its Gemma 4 parser, and streams ``thinking`` / ``content`` / ``tool_calls``
 (``server/routes.go:2807-2833``). This backend maps those pieces back into native Gemma 4 text
-(:class:`~agentkit.backends._ollama_convert.NativeTextWriter`) so the agent loop parses one format everywhere.
+(:class:`~agentkit.backends._native_text.NativeTextWriter`, shared with vLLM's chat path) so the agent loop
+parses one format everywhere.
 
 The request goes over the shared HTTP plumbing (:mod:`agentkit.backends._http`: one pooled httpx client per
 event loop, the retry policy, the error table) and each streamed line is read with the official client's models

@@ -8,7 +8,8 @@ Two paths, one output format:
   and the matched stop marker (``include_stop_str_in_output``), so the stream *is* the model's native output.
 - **chat** (``mode="chat"``, and any request that carries images or audio): ``/v1/chat/completions`` with the
   OpenAI-style messages and tools; vLLM renders with the model's chat template and parses with
-  ``--reasoning-parser gemma4 --tool-call-parser gemma4``. :class:`ChatToNative` writes the parsed pieces back
+  ``--reasoning-parser gemma4 --tool-call-parser gemma4``. The shared writer
+  (:class:`~agentkit.backends._native_text.NativeTextWriter`, Ollama's too) writes the parsed pieces back
   as native Gemma 4 text, so the agent loop parses one format either way. vLLM tokenizes the rendered
   template with special tokens recognized, so every string of the messages and tools is neutralized first
   (:func:`agentkit.gemma4.sanitize.neutralize_messages`), exactly as the text prompt of the native path is.
