@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -476,6 +477,30 @@ async def test_error_line_mid_stream(fake: FakeOllamaServer, backend: OllamaBack
 async def test_a_stream_without_its_final_message_is_incomplete(fake: FakeOllamaServer, backend: OllamaBackend) -> None:
     fake.script(ScriptedReply(content="Cut short by a proxy", end_after=2))
     with pytest.raises(StreamInterrupted, match="before the model finished"):
+        await collect(backend, request())
+
+
+@pytest.mark.parametrize(
+    ("lines", "error", "says"),
+    [
+        (b"<html>proxy error</html>\n", BackendResponseError, "sent a response that is not JSON: '<html>proxy error"),
+        (b'{"message": {"role": "assistant", "content": 7}}\n', BackendResponseError, "cannot read"),
+        (
+            b'{"message": {"role": "assistant", "content": "say \\"error\\""}, "done": false}\n{"error": "oom"}\n',
+            StreamInterrupted,
+            "failed after 11 streamed characters: oom",
+        ),
+    ],
+)
+async def test_lines_that_are_not_chunks_are_reported(
+    backend: OllamaBackend, lines: bytes, error: type[Exception], says: str
+) -> None:
+    # What a proxy or a broken server may send in place of Ollama's NDJSON; a quoted "error" in text is no error.
+    async def answer(*_args: Any, **_kwargs: Any) -> httpx.Response:
+        return httpx.Response(200, content=lines)
+
+    backend._send = answer  # type: ignore[method-assign]
+    with pytest.raises(error, match=re.escape(says)):
         await collect(backend, request())
 
 

@@ -260,12 +260,18 @@ class OllamaBackend(HTTPBackend):
     async def _chunks(self, response: httpx.Response) -> _ChatChunks:
         """The response's chunks, one JSON object a line; an ``{"error": …}`` line is the server's error."""
         async for line in response.aiter_lines():
-            if not line.strip():
+            if not line or line.isspace():
                 continue
-            part = self._json(line)
-            if isinstance(part, Mapping) and part.get("error"):
+            # A key "error" is the only way '"error"' can stand in a line: a quote inside a string is escaped.
+            if '"error"' in line and self._json(line).get("error"):
                 raise ErrorReply(None, line)
-            yield ollama.ChatResponse.model_validate(part)
+            try:
+                chunk = ollama.ChatResponse.model_validate_json(line)
+            except pydantic.ValidationError as exc:
+                if exc.errors()[0]["type"] == "json_invalid":
+                    raise self._errors.not_json(line) from None
+                raise
+            yield chunk
 
     @staticmethod
     async def _continue(chunks: _ChatChunks, head: list[ollama.ChatResponse]) -> _ChatChunks:
