@@ -25,6 +25,7 @@ import contextlib
 import json
 import re
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -316,11 +317,13 @@ def server_url(url: str, *, strip_suffix: str = "") -> str:
 
 
 class LoopClient:
-    """One pooled ``httpx.AsyncClient`` per event loop, and at most ``max_concurrency`` requests at a time.
+    """One pooled ``httpx.AsyncClient`` per event loop, and at most ``max_concurrency`` requests at a time on each.
 
-    A client made on a loop that has since closed is dropped, not closed: its sockets cannot be closed from
-    another loop, and they go with the loop that owned them. :meth:`aclose` closes the current one; the next
-    request opens a fresh client.
+    An httpx pool (and an asyncio semaphore) belongs to the loop that made it, so each loop gets its own, kept
+    for as long as the loop lives: a backend used from an agent's loop and from ``asyncio.run`` keeps both pools
+    warm instead of making a new one at every switch. :meth:`aclose` closes the running loop's client and
+    forgets those of loops that have closed (their sockets went with them; they cannot be closed from another
+    loop); a later request opens a fresh client.
     """
 
     def __init__(
@@ -337,30 +340,32 @@ class LoopClient:
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         self._headers = dict(headers or {})
         self._max = max_concurrency
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._limit: asyncio.Semaphore | None = None
+        self._per_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, asyncio.Semaphore | None]
+        ] = weakref.WeakKeyDictionary()
 
-    def client(self) -> httpx.AsyncClient:
+    def _current(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore | None]:
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop or self._client.is_closed:
+        held = self._per_loop.get(loop)
+        if held is None or held[0].is_closed:
             limits = httpx.Limits(max_connections=self._max or 100, max_keepalive_connections=self._max or 20)
-            self._client = httpx.AsyncClient(
+            client = httpx.AsyncClient(
                 base_url=self._base_url,
                 headers=self._headers,
                 timeout=self._timeout,
                 limits=limits,
                 follow_redirects=True,
             )
-            self._limit = asyncio.Semaphore(self._max) if self._max else None
-            self._loop = loop
-        return self._client
+            held = self._per_loop[loop] = (client, asyncio.Semaphore(self._max) if self._max else None)
+        return held
+
+    def client(self) -> httpx.AsyncClient:
+        return self._current()[0]
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[httpx.AsyncClient]:
         """The client, holding one of the ``max_concurrency`` slots for as long as the block runs."""
-        client = self.client()
-        limit = self._limit
+        client, limit = self._current()
         if limit is None:
             yield client
             return
@@ -368,10 +373,11 @@ class LoopClient:
             yield client
 
     async def aclose(self) -> None:
-        client, self._client, self._loop, self._limit = self._client, None, None, None
-        if client is not None and not client.is_closed:
-            with contextlib.suppress(RuntimeError):  # made on a loop that is gone: nothing left to close here
-                await client.aclose()
+        for loop in [loop for loop in self._per_loop if loop.is_closed()]:
+            del self._per_loop[loop]
+        held = self._per_loop.pop(asyncio.get_running_loop(), None)
+        if held is not None:
+            await held[0].aclose()
 
 
 # -- the base of an HTTP engine's backend ------------------------------------------------------------------

@@ -241,25 +241,32 @@ def test_both_engines_take_the_one_knob_and_ollamas_old_name_warns() -> None:
 # -- the client -----------------------------------------------------------------------------------------------
 
 
-def test_one_client_per_event_loop_and_aclose_closes_it() -> None:
+def test_one_client_per_event_loop_kept_while_the_loop_lives_and_aclose_closes_it() -> None:
     holder = LoopClient("http://box:1", timeout=5)
 
     async def twice() -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
         return holder.client(), holder.client()
 
-    first, again = asyncio.run(twice())
-    assert first is again
-    second, _ = asyncio.run(twice())  # a new loop: the old pool cannot serve it
-    assert second is not first
+    agents_loop = asyncio.new_event_loop()  # an agent's own loop, alive across its runs
+    try:
+        first, again = agents_loop.run_until_complete(twice())
+        assert first is again
+        elsewhere, _ = asyncio.run(twice())  # another loop: the agent's pool cannot serve it
+        assert elsewhere is not first
+        back, _ = agents_loop.run_until_complete(twice())
+        assert back is first and not first.is_closed  # switching back finds the pool still warm
 
-    async def close_then_reopen() -> httpx.AsyncClient:
-        await holder.aclose()
-        assert second.is_closed
-        return holder.client()
+        async def close_then_reopen() -> httpx.AsyncClient:
+            await holder.aclose()
+            assert first.is_closed
+            return holder.client()
 
-    reopened = asyncio.run(close_then_reopen())
-    assert reopened is not second and not reopened.is_closed
-    asyncio.run(holder.aclose())
+        reopened = agents_loop.run_until_complete(close_then_reopen())
+        assert reopened is not first and not reopened.is_closed
+        agents_loop.run_until_complete(holder.aclose())
+        assert reopened.is_closed and len(holder._per_loop) == 0  # the closed asyncio.run loop is forgotten too
+    finally:
+        agents_loop.close()
 
 
 async def test_the_concurrency_limit_holds_requests_back() -> None:
