@@ -115,6 +115,14 @@ _SAYS = {
 }
 
 
+# Error answers by status, once the engine's patterns (a missing model, a full context) did not match; a 5xx is
+# a BackendResponseError like any other here, and the one kind retried (is_transient).
+_REFUSED = "{where} refused the request ({status}: {message}). {auth_hint}"
+_NOT_THIS_SERVER = "{where} answered with HTTP {status}: {message} — {address_hint}"
+_OTHER_STATUS = "{where} answered with {what}: {message}{advice}"
+_STATUS_SAYS: Mapping[int | None, str] = {401: _REFUSED, 403: _REFUSED, 404: _NOT_THIS_SERVER, 405: _NOT_THIS_SERVER}
+
+
 def _row(exc: BaseException) -> _Row | None:
     found: type[BaseException] | None = None
     for kind in TRANSPORT_ERRORS:
@@ -225,15 +233,15 @@ class ServerErrors:
                 backend=self.backend,
                 status=status,
             )
-        where = f"{self.engine} at {self.url}"
-        if status in (401, 403):
-            text = f"{where} refused the request ({status}: {message}). {self.auth_hint}"
-        elif status in (404, 405):
-            text = f"{where} answered with HTTP {status}: {message} — {self.address_hint}"
-        else:
-            what = f"HTTP {status}" if status is not None else "an error"
-            advice = "".join(f" — {hint}" for pattern, hint in self.hints if pattern.search(message))
-            text = f"{where} answered with {what}: {message}{advice}"
+        text = _STATUS_SAYS.get(status, _OTHER_STATUS).format(
+            where=f"{self.engine} at {self.url}",
+            status=status,
+            what=f"HTTP {status}" if status is not None else "an error",
+            message=message,
+            auth_hint=self.auth_hint,
+            address_hint=self.address_hint,
+            advice="".join(f" — {hint}" for pattern, hint in self.hints if pattern.search(message)),
+        )
         return BackendResponseError(text, backend=self.backend, status=status)
 
     def model_not_found(self, served: Sequence[str] | None, *, said: str = "") -> ModelNotFound:
