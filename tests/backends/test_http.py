@@ -311,3 +311,24 @@ async def test_the_concurrency_limit_holds_requests_back() -> None:
 )
 def test_server_url(given: str, suffix: str, expected: str) -> None:
     assert server_url(given, strip_suffix=suffix) == expected
+
+
+def test_the_engines_import_paths_and_lazy_exports() -> None:
+    """The paths of before the move still name the engines, and naming one imports only its own subpackage."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import agentkit.backends as b\n"
+        "engines = {'agentkit.backends.ollama', 'agentkit.backends.vllm', 'agentkit.backends._http'}\n"
+        "assert not engines & set(sys.modules)\n"
+        "from agentkit.backends.ollama import OllamaBackend\n"
+        "assert b.OllamaBackend is OllamaBackend and 'agentkit.backends.vllm' not in sys.modules\n"
+        "from agentkit.backends.vllm import VLLMBackend\n"
+        "assert b.VLLMBackend is VLLMBackend\n"
+        "assert type(b.backend_from_url('ollama:gemma4:e4b')) is OllamaBackend\n"
+        "assert type(b.backend_from_url('vllm://box:8000/m', tokenizer=False)) is VLLMBackend\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
