@@ -26,9 +26,9 @@ import json
 import re
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -48,6 +48,7 @@ __all__ = [
     "ErrorReply",
     "HTTPBackend",
     "LoopClient",
+    "OpenStream",
     "RetryPolicy",
     "ServerErrors",
     "is_transient",
@@ -388,6 +389,26 @@ class LoopClient:
             await held[0].aclose()
 
 
+@dataclass(slots=True)
+class OpenStream(Generic[T]):
+    """A streaming answer read up to its first event with output: the events so far, the rest still to read."""
+
+    response: httpx.Response
+    head: list[T]
+    rest: AsyncGenerator[T, None]
+
+    async def events(self) -> AsyncGenerator[T, None]:
+        for event in self.head:
+            yield event
+        async for event in self.rest:
+            yield event
+
+    async def aclose(self) -> None:
+        """Stop reading; closing the connection is how a server learns to stop generating."""
+        await self.rest.aclose()
+        await self.response.aclose()
+
+
 # -- the base of an HTTP engine's backend ------------------------------------------------------------------
 
 
@@ -435,6 +456,38 @@ class HTTPBackend:
                 raise ErrorReply(response.status_code, body)
 
         return await self._retry.call(once) if retry else await once()
+
+    async def _open_stream(
+        self,
+        build: Callable[[httpx.AsyncClient], httpx.Request],
+        events: Callable[[httpx.Response], AsyncGenerator[T, None]],
+        has_output: Callable[[T], bool],
+        *,
+        served: Sequence[str] | None = None,
+    ) -> OpenStream[T]:
+        """Send a streaming request and read its ``events`` up to the first that ``has_output``, retried whole.
+
+        Until output exists nothing has reached the caller, so a connection dropped or an error event before it
+        is as safe to retry as a refused connection; after it, nothing is (the caller would see text twice).
+        """
+
+        async def attempt() -> OpenStream[T]:
+            response = await self._send(build, stream=True, served=served, retry=False)
+            rest = events(response)
+            head: list[T] = []
+            try:
+                with self._errors.mapped(served=served):
+                    async for event in rest:
+                        head.append(event)
+                        if has_output(event):
+                            break
+            except BaseException:
+                await rest.aclose()
+                await response.aclose()
+                raise
+            return OpenStream(response, head, rest)
+
+        return await self._retry.call(attempt)
 
     def _json(self, data: str | bytes) -> Any:
         try:

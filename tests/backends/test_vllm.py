@@ -330,6 +330,23 @@ async def test_cut_mid_stream_raises_stream_interrupted_after_the_text_and_is_no
     assert len(server.requests) == 1  # never retried once text was streamed
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Reply(events=[usage_chunk(7, 0)], cut_after=1),  # accepted, then the connection dropped before any text
+        Reply(events=[vllm_error(500, "engine core died", "InternalServerError")]),  # an error event before text
+    ],
+)
+async def test_a_failure_before_any_output_is_retried_like_a_refused_connection(flaky: list, failure: Reply) -> None:
+    # The same boundary as Ollama's: until text reached the caller, sending the request again is safe.
+    server = start(flaky, failure, OK_STREAM)
+    backend = server.backend(retries=2)
+    text, done = await collect(backend, REQUEST)
+    await backend.aclose()
+    assert (text, done.stop) == ("Hello<turn|>", TURN_END)
+    assert len(server.requests) == 2
+
+
 async def test_stream_without_finish_reason_is_an_interruption(flaky: list) -> None:
     server = start(flaky, Reply(events=[completion_chunk("half a thou")]))
     backend = server.backend()

@@ -159,15 +159,17 @@ class OllamaBackend(HTTPBackend):
     async def stream(self, request: GenerationRequest) -> AsyncIterator[RawDelta | GenerationDone]:
         body = chat_body(self._model, request, options=self._options, keep_alive=self._keep_alive)
         started = time.perf_counter()
-        response, chunks, head = await self._retry.call(lambda: self._open(body))
+        opened = await self._open_stream(
+            lambda client: client.build_request("POST", "/api/chat", json=body), self._chunks, _ends_waiting
+        )
         writer = NativeTextWriter()
         ttft: float | None = None
         streamed = 0
         final: ollama.ChatResponse | None = None
         try:
             with self._errors.mapped(lambda: streamed):
-                async with contextlib.aclosing(self._continue(chunks, head)) as pieces:
-                    async for chunk in pieces:
+                async with contextlib.aclosing(opened.events()) as chunks:
+                    async for chunk in chunks:
                         text = _native(writer, chunk)
                         if text:
                             if ttft is None:
@@ -178,9 +180,7 @@ class OllamaBackend(HTTPBackend):
                             final = chunk
                             break
         finally:
-            # Closing the response closes its connection, which is how Ollama learns to stop generating.
-            await chunks.aclose()
-            await response.aclose()
+            await opened.aclose()  # closing the connection is how Ollama learns to stop generating
         if final is None:
             raise StreamInterrupted(
                 f"Ollama at {self._host} ended the response before the model finished (no final 'done' message); "
@@ -238,25 +238,6 @@ class OllamaBackend(HTTPBackend):
 
     # -- internals ------------------------------------------------------------------------------------
 
-    async def _open(self, body: dict[str, Any]) -> tuple[httpx.Response, _ChatChunks, list[ollama.ChatResponse]]:
-        """Send the request and read up to the first chunk with output (one attempt: failures here are retried)."""
-        response = await self._send(
-            lambda client: client.build_request("POST", "/api/chat", json=body), stream=True, retry=False
-        )
-        chunks = self._chunks(response)
-        head: list[ollama.ChatResponse] = []
-        try:
-            with self._errors.mapped():
-                async for chunk in chunks:
-                    head.append(chunk)
-                    if chunk.done or _has_output(chunk):
-                        break
-        except BaseException:
-            await chunks.aclose()
-            await response.aclose()
-            raise
-        return response, chunks, head  # a head without "done" that ended is reported by stream()
-
     async def _chunks(self, response: httpx.Response) -> _ChatChunks:
         """The response's chunks, one JSON object a line; an ``{"error": …}`` line is the server's error."""
         async for line in response.aiter_lines():
@@ -273,15 +254,6 @@ class OllamaBackend(HTTPBackend):
                 raise
             yield chunk
 
-    @staticmethod
-    async def _continue(chunks: _ChatChunks, head: list[ollama.ChatResponse]) -> _ChatChunks:
-        for chunk in head:
-            yield chunk
-        if head and head[-1].done:
-            return
-        async for chunk in chunks:
-            yield chunk
-
 
 def _native(writer: NativeTextWriter, chunk: ollama.ChatResponse) -> str:
     message = chunk.message
@@ -291,6 +263,7 @@ def _native(writer: NativeTextWriter, chunk: ollama.ChatResponse) -> str:
     return "".join(parts)
 
 
-def _has_output(chunk: ollama.ChatResponse) -> bool:
+def _ends_waiting(chunk: ollama.ChatResponse) -> bool:
+    """Whether a chunk carries output or ends the answer (until one does, a failure is retried)."""
     message = chunk.message
-    return bool(message.content or message.thinking or message.tool_calls)
+    return chunk.done or bool(message.content or message.thinking or message.tool_calls)

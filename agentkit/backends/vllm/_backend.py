@@ -27,10 +27,11 @@ answers never are. ``max_tokens`` is capped to what the server's context can hol
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, Literal
 
 import httpx
@@ -39,12 +40,12 @@ from agentkit.errors import BackendResponseError, ContextTooLong, StreamInterrup
 from agentkit.gemma4.prompt import SupportsEncode
 from agentkit.gemma4.sanitize import neutralize_messages, neutralize_tools
 
-from .._http import ErrorReply, HTTPBackend, LoopClient, RetryPolicy, ServerErrors, server_url
+from .._http import ErrorReply, HTTPBackend, LoopClient, OpenStream, RetryPolicy, ServerErrors, server_url
 from .._native_text import NativeTextWriter
 from .._openai_media import chat_messages
 from ..base import BackendEvent, Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
 from ._tokenizer import load_tokenizer
-from ._wire import CONTEXT_ERROR, MISSING_MODEL, native_delta, parse_sse_data, stop_from_completion
+from ._wire import CONTEXT_ERROR, MISSING_MODEL, has_output, native_delta, parse_sse_data, stop_from_completion
 
 __all__ = ["VLLMBackend"]
 
@@ -135,14 +136,17 @@ class VLLMBackend(HTTPBackend):
                 path, body = "/v1/chat/completions", self._chat_body(request)
             else:
                 path, body = "/v1/completions", self._completion_body(request)
-            response = await self._send(
-                lambda client: client.build_request("POST", path, json=body), stream=True, served=self._served
+            opened = await self._open_stream(
+                lambda client: client.build_request("POST", path, json=body),
+                self._events,
+                has_output,
+                served=self._served,
             )
             try:
-                async for event in self._read(response, request, NativeTextWriter() if chat else None, start):
+                async for event in self._read(opened, request, NativeTextWriter() if chat else None, start):
                     yield event
             finally:
-                await response.aclose()
+                await opened.aclose()
 
     async def check(self) -> None:
         self._served = None
@@ -270,9 +274,13 @@ class VLLMBackend(HTTPBackend):
                 self._max_model_len = length if isinstance(length, int) and length > 0 else None
 
     async def _read(
-        self, response: httpx.Response, request: GenerationRequest, chat: NativeTextWriter | None, start: float
+        self,
+        opened: OpenStream[Mapping[str, Any]],
+        request: GenerationRequest,
+        chat: NativeTextWriter | None,
+        start: float,
     ) -> AsyncIterator[BackendEvent]:
-        """Turn the server-sent events into text deltas and one closing ``GenerationDone``."""
+        """Turn the server's events into text deltas and one closing ``GenerationDone``."""
         first: float | None = None
         tail = ""  # the end of the output, to tell which stop marker ended it
         streamed = 0
@@ -280,35 +288,26 @@ class VLLMBackend(HTTPBackend):
         stop_reason: object = None
         usage = Usage()
         generated: list[int] | None = None if chat else []
-        with self._errors.mapped(lambda: streamed, self._served):
-            async for line in response.aiter_lines():
-                data = parse_sse_data(line)
-                if data is None:
-                    continue
-                if data.strip() == "[DONE]":
-                    break
-                chunk = self._json(data)
-                if "error" in chunk:
-                    error = chunk["error"]
-                    code = error.get("code") if isinstance(error, Mapping) else None
-                    raise ErrorReply(code if isinstance(code, int) else None, json.dumps(chunk))
-                if chunk.get("usage"):
-                    usage = _usage(chunk["usage"])
-                for choice in chunk.get("choices") or ():
-                    piece = native_delta(chat, choice.get("delta") or {}) if chat else choice.get("text") or ""
-                    if generated is not None:
-                        ids = choice.get("token_ids")
-                        if isinstance(ids, list):
-                            generated.extend(ids)
-                    if piece:
-                        if first is None:
-                            first = time.perf_counter()
-                        streamed += len(piece)
-                        tail = (tail + piece)[-64:]
-                        yield RawDelta(piece)
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-                        stop_reason = choice.get("stop_reason")
+        async with contextlib.aclosing(opened.events()) as chunks:
+            with self._errors.mapped(lambda: streamed, self._served):
+                async for chunk in chunks:
+                    if chunk.get("usage"):
+                        usage = _usage(chunk["usage"])
+                    for choice in chunk.get("choices") or ():
+                        piece = native_delta(chat, choice.get("delta") or {}) if chat else choice.get("text") or ""
+                        if generated is not None:
+                            ids = choice.get("token_ids")
+                            if isinstance(ids, list):
+                                generated.extend(ids)
+                        if piece:
+                            if first is None:
+                                first = time.perf_counter()
+                            streamed += len(piece)
+                            tail = (tail + piece)[-64:]
+                            yield RawDelta(piece)
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+                            stop_reason = choice.get("stop_reason")
         if finish not in ("stop", "length", "tool_calls"):
             what = f"finish_reason {finish!r}" if finish else "no finish_reason"
             raise StreamInterrupted(
@@ -329,6 +328,23 @@ class VLLMBackend(HTTPBackend):
         decode_s = end - (first or end)
         rate = (usage.completion_tokens - 1) / decode_s if usage.completion_tokens > 1 and decode_s > 0 else 0.0
         yield GenerationDone(stop=stop, usage=usage, timings=Timings(ttft, end - start, rate), token_ids=token_ids)
+
+    async def _events(self, response: httpx.Response) -> AsyncGenerator[Mapping[str, Any], None]:
+        """The JSON events of a server-sent event stream, up to ``[DONE]``; an ``{"error": …}`` event is raised."""
+        async for line in response.aiter_lines():
+            data = parse_sse_data(line)
+            if data is None:
+                continue
+            if data.strip() == "[DONE]":
+                return
+            chunk = self._json(data)
+            if not isinstance(chunk, Mapping):
+                raise self._errors.not_json(data)  # JSON, but not an event object
+            if "error" in chunk:
+                error = chunk["error"]
+                code = error.get("code") if isinstance(error, Mapping) else None
+                raise ErrorReply(code if isinstance(code, int) else None, json.dumps(chunk))
+            yield chunk
 
     def _vouched_ids(self, ids: list[int], stop: str | None, usage: Usage) -> tuple[int, ...] | None:
         """The generated ids if they are exactly the streamed text, else None (the loop then tokenizes the text).

@@ -24,7 +24,7 @@ from typing import Any
 
 from .._native_text import NativeTextWriter
 
-__all__ = ["CONTEXT_ERROR", "MISSING_MODEL", "native_delta", "parse_sse_data", "stop_from_completion"]
+__all__ = ["CONTEXT_ERROR", "MISSING_MODEL", "has_output", "native_delta", "parse_sse_data", "stop_from_completion"]
 
 # "The model `x` does not exist." (404, serve/engine/protocol.py).
 MISSING_MODEL = re.compile(r"model\b.*\bdoes not exist", re.IGNORECASE | re.DOTALL)
@@ -58,6 +58,17 @@ def stop_from_completion(finish_reason: str | None, stop_reason: object, text: s
         if text.endswith(marker):
             return marker
     return None
+
+
+def has_output(chunk: Mapping[str, Any]) -> bool:
+    """Whether an event carries output or ends the answer (a role-only first delta or a usage event does not)."""
+    for choice in chunk.get("choices") or ():
+        if choice.get("text") or choice.get("finish_reason"):
+            return True
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("reasoning") or delta.get("reasoning_content") or delta.get("tool_calls"):
+            return True
+    return False
 
 
 def native_delta(writer: NativeTextWriter, delta: Mapping[str, Any]) -> str:
