@@ -15,7 +15,9 @@ Ollama and vLLM differ in what they send and read, not in how a request can fail
   how to start it, which message means a missing model or a full context — so every engine's errors say the same
   kind of thing in the same place, and what is retried follows from the same rows.
 
-:class:`HTTPBackend` ties the three together for a concrete engine (``OllamaBackend``, ``VLLMBackend``).
+:class:`HTTPBackend` ties the three together for a concrete engine (``OllamaBackend``, ``VLLMBackend``): its
+``_open_stream`` sends a streaming request and reads it up to the first event with output as one retried unit,
+which is where both engines draw the line between "safe to send again" and "the caller has seen text".
 """
 
 from __future__ import annotations

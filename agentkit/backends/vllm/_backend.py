@@ -19,9 +19,9 @@ A request that carries a tool-call grammar (:mod:`agentkit.gemma4.grammar`) send
 chat path sends none (vLLM renders and parses there), so ``capabilities.grammar`` is off in chat mode; a request
 with media takes the chat path unconstrained.
 
-Connection errors and 5xx answers are retried with backoff until the server accepts the request, on the shared
-plumbing of :mod:`agentkit.backends._http` (retry policy, one client per event loop, the error table); 4xx
-answers never are. ``max_tokens`` is capped to what the server's context can hold (vLLM rejects a
+Connection errors and 5xx answers (an error event included) are retried with backoff until the first text
+arrives, on the shared plumbing of :mod:`agentkit.backends._http` (retry policy, one client per event loop,
+the error table); 4xx answers never are. ``max_tokens`` is capped to what the server's context can hold (vLLM rejects a
 ``max_tokens`` larger than ``--max-model-len`` outright, and the default budget often is).
 """
 
