@@ -15,6 +15,7 @@ from agentkit.errors import BackendError
 from agentkit.testing import ScriptedBackend
 from agentkit.testing.backend_contract import (
     CHECKS,
+    PNG,
     ContractHarness,
     NotApplicable,
     check_cancel_task,
@@ -129,3 +130,23 @@ def test_a_conforming_backend_passes_every_check_that_applies() -> None:
         except NotApplicable:
             pass
     assert applied == len(CHECKS) - 2  # all but media and the context window, which ScriptedBackend lacks
+
+
+def test_the_contracts_picture_is_a_well_formed_png() -> None:
+    """Engines that decode the media check's image (the in-process one does) must be able to: every chunk's
+    length and CRC are right (the first version's data chunk was a byte short)."""
+    import struct
+    import zlib
+
+    assert PNG.startswith(b"\x89PNG\r\n\x1a\n")
+    at, kinds = 8, []
+    while at < len(PNG):
+        (length,) = struct.unpack(">I", PNG[at : at + 4])
+        kind, data = PNG[at + 4 : at + 8], PNG[at + 8 : at + 8 + length]
+        assert len(data) == length and PNG[at + 8 + length : at + 12 + length] == struct.pack(
+            ">I", zlib.crc32(kind + data)
+        )
+        kinds.append(kind)
+        at += 12 + length
+    assert kinds == [b"IHDR", b"IDAT", b"IEND"]
+    assert zlib.decompress(PNG[8 + 25 + 8 : 8 + 25 + 8 + 11]) == b"\x00" * 5  # one filter byte, one RGBA pixel

@@ -214,8 +214,11 @@ class Engine:
 
     # --- forward passes ----------------------------------------------------------------------------------
 
-    def _forward(self, ids: Sequence[int]) -> torch.Tensor:
-        """Prefill ``ids`` after the cached prefix; return the logits of the last position ``[1, vocab]``."""
+    def _forward(self, ids: Sequence[int], **inputs: Any) -> torch.Tensor:
+        """Prefill ``ids`` after the cached prefix; return the logits of the last position ``[1, vocab]``.
+
+        ``inputs`` go to the model as well (the media features of a multimodal prompt, see ``_hf_media``).
+        """
         start = len(self.cache_ids)
         if self.static:
             self._set_view(start + len(ids))
@@ -227,6 +230,7 @@ class Engine:
             use_cache=True,
             **{self._cache_arg: self.cache},
             logits_to_keep=1,
+            **inputs,
         )
         self.cache_ids.extend(ids)
         last: torch.Tensor = out.logits[:, -1, :]

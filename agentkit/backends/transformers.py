@@ -12,6 +12,10 @@ With ``assistant_model=`` (a Gemma 4 multi-token-prediction drafter such as
 every drafted token with the main model: at temperature 0 the output is identical to plain decoding. That path
 re-prefills the prompt on each call (transformers' assisted decoding manages its own cache).
 
+A multimodal checkpoint (``Gemma4ForConditionalGeneration``: E2B/E4B see and hear, 26B/31B see) takes images and
+audio as content parts of user messages; :mod:`agentkit.backends._hf_media` expands their placeholders and keeps
+their keys/values in the cache across steps like any other prompt tokens.
+
 Install with ``pip install -e '.[transformers]'`` in the agentkit checkout; torch and transformers are imported
 when a backend is created, not when agentkit is.
 """
@@ -78,6 +82,8 @@ class TransformersBackend:
     step (tests use one to script output).
     ``warm_up=True`` compiles and captures the CUDA graphs in the constructor instead of on the first request
     (minutes for a multi-billion-parameter model).
+    A multimodal model loaded from a Hub id or directory brings its image processor and audio feature extractor
+    from there; for an already loaded one pass ``processor=`` (its ``Gemma4Processor``).
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class TransformersBackend:
         max_cache_len: int | None = None,
         logits_processors: Sequence[Any] = (),
         warm_up: bool = False,
+        processor: Any = None,
     ) -> None:
         hf = import_transformers()
         import torch
@@ -112,6 +119,13 @@ class TransformersBackend:
             self._model_name = str(getattr(model, "name_or_path", "") or type(model).__name__)
             self._model.to(self._device)
         self._model.eval()
+        from ._hf_media import MediaEncoder
+
+        self._media = (
+            MediaEncoder.load(hf, self._model, self._tokenizer, self._model_name)
+            if processor is None and isinstance(model, str | Path)
+            else MediaEncoder.from_processor(self._model, self._tokenizer, processor)
+        )
         self._assistant: Any = None
         if assistant_model is not None:
             patch_gemma4_assistant_kv_sharing()
@@ -185,6 +199,7 @@ class TransformersBackend:
             prefix_cache=self._assistant is None,
             grammar=self._grammars is not None,
             grammar_note=self._grammar_missing,
+            media=self._media is not None and self._assistant is None,
         )
 
     @property
@@ -197,20 +212,21 @@ class TransformersBackend:
     async def aclose(self) -> None:
         async with self._lock:
             self._engine.release()
+            if self._media is not None:
+                self._media.forget_after(0)
             if self._device.type == "cuda":
                 self._torch.cuda.empty_cache()
 
     def reset_cache(self) -> None:
         """Forget the cached prefix (the next call prefills its whole prompt)."""
         self._engine.reset()
+        if self._media is not None:
+            self._media.forget_after(0)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[RawDelta | GenerationDone]:
         async with self._lock:
             if request.has_media:
-                raise UserError(
-                    "the transformers backend handles text only so far: send images/audio through "
-                    "vllm:// or ollama:// (the engine renders and processes media there)"
-                )
+                self._check_media()
             self._maybe_check_template(request)
             ids = request.prompt.token_ids(self._tokenizer)
             if not ids:
@@ -280,6 +296,10 @@ class TransformersBackend:
         cancel: threading.Event,
     ) -> Any:
         s = request.sampling
+        reused: int | None = None
+        if request.has_media and self._media is not None:
+            # Media placeholders expand to soft tokens, and everything but the last token is prefilled here.
+            ids, reused = self._media.prefill(self._engine, request)
         processors = list(self._processors)
         if request.grammar is not None and self._grammars is not None:
             # Last, so it masks whatever the other processors left: a call stays well-formed whatever they do.
@@ -300,7 +320,7 @@ class TransformersBackend:
                 cancel=cancel,
                 device=self._device,
             )
-        return self._engine.generate(
+        result = self._engine.generate(
             ids,
             max_new_tokens=s.max_tokens,
             stop_ids=frozenset(stop_ids),
@@ -314,6 +334,25 @@ class TransformersBackend:
             logits_processors=processors,
             id_to_stop=stop_ids.get,
         )
+        if self._media is not None:
+            if reused is not None:
+                result.cached_tokens = reused  # the media prefill above left only the last token to generate()
+            else:
+                self._media.forget_after(result.cached_tokens)
+        return result
+
+    def _check_media(self) -> None:
+        """Refuse media this backend cannot take, before any work starts."""
+        if self._media is None:
+            raise UserError(
+                f"{self._model_name} reads text only (no vision tower, or no image processor next to it): use a "
+                "multimodal Gemma 4 checkpoint such as google/gemma-4-E4B-it, or pass processor= for a loaded model"
+            )
+        if self._assistant is not None:
+            raise UserError(
+                "images and audio do not go through assisted decoding (assistant_model=): "
+                "create the backend without an assistant model for media"
+            )
 
     # --- template drift ----------------------------------------------------------------------------------
 

@@ -57,10 +57,10 @@ __all__ = [
     "run_check",
 ]
 
-# 1x1 transparent PNG: a real image, small enough for any engine's request limits.
+# 1x1 transparent PNG: a real image (an engine that decodes it must succeed), small enough for any request limit.
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4de0000000049454e44ae426082"
+    "1f15c4890000000b4944415478da636000020000050001e9fadcd80000000049454e44ae426082"
 )
 GREETING = "Hello there! The weather is sunny today." + TURN_END
 CALL = '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|>' + TOOL_RESPONSE_START

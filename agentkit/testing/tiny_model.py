@@ -33,10 +33,12 @@ if _MISSING:
     )
 
 __all__ = [
+    "MEDIA_TOKENS",
     "SPECIAL_TOKENS",
     "TINY_CHAT_TEMPLATE",
     "build_tiny_drafter",
     "build_tiny_gemma4",
+    "build_tiny_gemma4_multimodal",
     "build_tiny_tokenizer",
     "tiny_text_config",
 ]
@@ -50,6 +52,18 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     "<mask>",
     *(t for t in sorted(CONTROL_TOKENS) if t not in (EOS, "<bos>")),
 )
+
+#: The named media tokens of the real Gemma 4 tokenizer: the placeholder the prompt carries (``<|image|>``,
+#: repeated once per soft token after expansion) and the markers around an expanded image or audio clip.
+MEDIA_TOKENS: dict[str, str] = {
+    "image_token": "<|image|>",
+    "boi_token": "<|image>",
+    "eoi_token": "<image|>",
+    "audio_token": "<|audio|>",
+    "boa_token": "<|audio>",
+    "eoa_token": "<audio|>",
+}
+_MEDIA_MARKERS = ("<|image>", "<image|>", "<|audio>", "<audio|>")  # the ones not already control tokens
 
 # Enough text for the BPE trainer to learn common English pieces, the call syntax and some non-ASCII, so
 # ordinary prompts are a few hundred tokens rather than thousands of single bytes.
@@ -123,19 +137,29 @@ TINY_CHAT_TEMPLATE = (
 
 
 def build_tiny_tokenizer(
-    *, merges: int = 400, chat_template: str | None = TINY_CHAT_TEMPLATE, corpus: Sequence[str] = _CORPUS
+    *,
+    merges: int = 400,
+    chat_template: str | None = TINY_CHAT_TEMPLATE,
+    corpus: Sequence[str] = _CORPUS,
+    media: bool = False,
 ) -> Any:
-    """Train a byte-level BPE tokenizer in-process with every Gemma 4 control token as one special token."""
+    """Train a byte-level BPE tokenizer in-process with every Gemma 4 control token as one special token.
+
+    ``media=True`` also adds the image/audio begin and end markers and names the media tokens the way the real
+    tokenizer does (``tokenizer.image_token``, ``boi_token`` ...), which multimodal processing reads. The default
+    vocabulary is left as it was, so text-only models keep their token ids.
+    """
     hf = import_transformers()  # first: its ImportError names the extra, which also brings tokenizers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+    special = [*SPECIAL_TOKENS, *_MEDIA_MARKERS] if media else list(SPECIAL_TOKENS)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     trainer = trainers.BpeTrainer(
-        vocab_size=len(SPECIAL_TOKENS) + len(alphabet) + merges,
-        special_tokens=list(SPECIAL_TOKENS),
+        vocab_size=len(special) + len(alphabet) + merges,
+        special_tokens=special,
         initial_alphabet=alphabet,
         show_progress=False,
     )
@@ -147,7 +171,8 @@ def build_tiny_tokenizer(
         unk_token="<unk>",
         pad_token="<pad>",
         mask_token="<mask>",
-        additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in ("<pad>", EOS, "<bos>", "<unk>", "<mask>")],
+        additional_special_tokens=[t for t in special if t not in ("<pad>", EOS, "<bos>", "<unk>", "<mask>")],
+        **({"extra_special_tokens": dict(MEDIA_TOKENS)} if media else {}),
     )
     if chat_template is not None:
         fast.chat_template = chat_template
@@ -205,6 +230,94 @@ def build_tiny_gemma4(
     )
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    return out
+
+
+def build_tiny_gemma4_multimodal(
+    out_dir: str | Path,
+    *,
+    audio: bool = True,
+    bidirectional_vision: bool = True,
+    seed: int = 0,
+    **text_overrides: Any,
+) -> Path:
+    """Write a tiny random-weight ``Gemma4ForConditionalGeneration`` with vision (and audio) towers; return the path.
+
+    The layout is a real checkpoint's: ``config.json`` (a ``Gemma4Config`` naming the media token ids), the
+    weights, a tokenizer with the media tokens (:data:`MEDIA_TOKENS`) and ``processor_config.json`` holding the
+    image processor and the audio feature extractor, which ``AutoImageProcessor`` / ``AutoFeatureExtractor``
+    load. The towers are a layer each; an image becomes at most 70 soft tokens (the processor's smallest
+    budget) and half a second of audio 13. ``audio=False`` leaves the audio tower out, as in 26B/31B;
+    ``bidirectional_vision`` lets image tokens attend to each other (``use_bidirectional_attention="vision"``,
+    as the larger checkpoints do), which the engine must then tell the model on every prefill that holds an image.
+    """
+    import torch
+
+    hf = import_transformers()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_tokenizer(media=True)
+    vocab = -(-len(tokenizer) // 64) * 64
+    if bidirectional_vision:
+        text_overrides.setdefault("use_bidirectional_attention", "vision")
+    text = tiny_text_config(vocab, **text_overrides)
+    vision = hf.Gemma4VisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=16,
+        patch_size=2,
+        pooling_kernel_size=3,
+        position_embedding_size=64,
+    )
+    # The subsampler's first width must stay 128 (a mel bin count): transformers sizes its projection from it.
+    audio_config = (
+        hf.Gemma4AudioConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            subsampling_conv_channels=[128, 4],
+            output_proj_dims=32,
+        )
+        if audio
+        else None
+    )
+    ids = tokenizer.convert_tokens_to_ids
+    config = hf.Gemma4Config(
+        text_config=text,
+        vision_config=vision,
+        audio_config=audio_config,
+        image_token_id=ids(MEDIA_TOKENS["image_token"]),
+        boi_token_id=ids(MEDIA_TOKENS["boi_token"]),
+        eoi_token_id=ids(MEDIA_TOKENS["eoi_token"]),
+        audio_token_id=ids(MEDIA_TOKENS["audio_token"]),
+        boa_token_id=ids(MEDIA_TOKENS["boa_token"]),
+        eoa_token_index=ids(MEDIA_TOKENS["eoa_token"]),
+        video_token_id=ids("<|video|>"),
+    )
+    config.architectures = ["Gemma4ForConditionalGeneration"]
+    torch.manual_seed(seed)
+    model = hf.Gemma4ForConditionalGeneration(config).eval()
+    model.generation_config = hf.GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=[tokenizer.convert_tokens_to_ids(m) for m in STOP_MARKERS],
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    # The Pil image processor: the default one needs torchvision, which a CPU-only torch build cannot have.
+    image_processor = hf.Gemma4ImageProcessorPil(patch_size=2, max_soft_tokens=70, pooling_kernel_size=3)
+    processor: dict[str, Any] = {
+        "processor_class": "Gemma4Processor",
+        "image_seq_length": 70,
+        "audio_seq_length": 750,
+        "image_processor": image_processor.to_dict(),
+    }
+    if audio:
+        processor["feature_extractor"] = hf.Gemma4AudioFeatureExtractor().to_dict()
+    (out / "processor_config.json").write_text(json.dumps(processor, indent=2, default=str), encoding="utf-8")
     return out
 
 

@@ -341,11 +341,11 @@ async def test_cancelled_task_stops_generation(backend: TransformersBackend) -> 
     assert done.usage.completion_tokens == 2
 
 
-async def test_media_requests_are_refused_with_a_hint(backend: TransformersBackend) -> None:
+async def test_media_sent_to_a_text_only_model_is_refused_with_a_hint(backend: TransformersBackend) -> None:
     from agentkit.errors import UserError
 
     request = GenerationRequest(prompt=user_prompt("What is this?"), media=[{"type": "image", "path": "x.png"}])
-    with pytest.raises(UserError, match="vllm://"):
+    with pytest.raises(UserError, match="reads text only"):
         async for _ in backend.stream(request):
             pass
 
