@@ -127,6 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("--continue", "-c", dest="continue_last", action="store_true", help="continue the last session")
     run.add_argument("--no-save", action="store_true", help="do not save this run as a session")
+    run.add_argument(
+        "--image",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a picture the task is about (PNG, JPEG, ...); repeatable, placed before the task's text",
+    )
+    run.add_argument(
+        "--audio",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a sound clip the task is about (WAV, FLAC, OGG, MP3); repeatable, after the images",
+    )
     _schema_option(run, "answer with JSON validated against {}; only that JSON goes to stdout")
 
     batch = command(

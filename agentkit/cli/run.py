@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console, Group, RenderableType
@@ -368,6 +369,27 @@ def _read_task(task: str | None) -> str:
     return text
 
 
+def _with_media(task: str, images: list[str], audio: list[str]) -> str | list[dict[str, Any]]:
+    """The task as content parts when media come with it: images, then audio, then the text (as Gemma 4's model
+    card advises). Parts name their files (a saved session stays small); the backend reads them when it sends."""
+    if not images and not audio:
+        return task
+    parts: list[dict[str, Any]] = []
+    for kind, paths in (("image", images), ("audio", audio)):
+        for raw in paths:
+            path = Path(raw).expanduser()
+            if not path.is_file():
+                problem = "is a directory" if path.is_dir() else "does not exist"
+                raise UserError(f"--{kind} {raw}: the file {problem}")
+            try:
+                with path.open("rb"):
+                    pass
+            except OSError as exc:
+                raise UserError(f"--{kind} {raw}: cannot read it ({exc.strerror})") from exc
+            parts.append({"type": kind, "path": str(path.resolve())})
+    return [*parts, {"type": "text", "text": task}]
+
+
 def build_agent(
     args: argparse.Namespace,
     settings: Settings,
@@ -399,7 +421,10 @@ def build_agent(
 
 
 async def _run(
-    agent: Agent, task: str, printer: EventPrinter | JsonEventPrinter, finished: list[RunResult] | None = None
+    agent: Agent,
+    task: str | list[dict[str, Any]],
+    printer: EventPrinter | JsonEventPrinter,
+    finished: list[RunResult] | None = None,
 ) -> int:
     ok = False
     try:
@@ -428,7 +453,7 @@ def run_command(args: argparse.Namespace, settings: Settings, *, backend: Backen
         flag = "--session" if args.session else "--continue"
         raise UserError(f"{flag} continues a saved session and saves the new turn; drop --no-save to continue it")
     output_type = load_output_type(args.schema) if getattr(args, "schema", None) else None
-    task = _read_task(args.task)
+    task = _with_media(_read_task(args.task), getattr(args, "image", []), getattr(args, "audio", []))
     # Questions need a person at a terminal; a task piped on stdin leaves no way to answer.
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     # With --schema, stdout carries only the validated JSON; any text the model writes goes to stderr.

@@ -1,0 +1,96 @@
+"""``agentkit run --image/--audio``: media files go to the model with the task, through ``main()``."""
+
+from __future__ import annotations
+
+import io
+import json
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentkit import SessionStore
+from agentkit.cli import main
+
+
+def _png(path: Path) -> Path:
+    image = pytest.importorskip("PIL.Image")
+    image.new("RGB", (40, 30), (200, 10, 10)).save(path, "PNG")
+    return path
+
+
+def _wav(path: Path, seconds: float = 0.5, rate: int = 8000) -> Path:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(int(rate * seconds) * 2))
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_mm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from agentkit.testing.tiny_model import build_tiny_gemma4_multimodal
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield build_tiny_gemma4_multimodal(tmp_path_factory.mktemp("cli-mm") / "model")
+    torch.set_num_threads(threads)
+
+
+def _prompt_tokens(out: str) -> int:
+    steps = [json.loads(line) for line in out.splitlines() if '"step_finished"' in line]
+    return int(steps[0]["usage"]["prompt_tokens"])
+
+
+@pytest.mark.transformers
+def test_image_and_audio_reach_the_in_process_model(
+    tiny_mm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The prompt grows by exactly the soft tokens the image processor and the feature extractor ask for."""
+    from transformers import AutoFeatureExtractor, AutoImageProcessor
+
+    from agentkit.backends._hf_media import _audio_tokens, _decode_audio, _open_image
+
+    picture, clip = _png(tmp_path / "red.png"), _wav(tmp_path / "tone.wav")
+    base = ["run", "--json", "--no-save", "-b", f"transformers:{tiny_mm}", "-t", "0", "--max-tokens", "2"]
+    # A random-weight model runs into the 2-token budget (exit 1: not finished); what matters is the prompt.
+    assert main([*base, "What is this?"]) in (0, 1)
+    plain = _prompt_tokens(capsys.readouterr().out)
+    assert main([*base, "--image", str(picture), "--audio", str(clip), "What is this?"]) in (0, 1)
+    with_media = _prompt_tokens(capsys.readouterr().out)
+    image = AutoImageProcessor.from_pretrained(tiny_mm)(images=[_open_image(picture.read_bytes())])
+    extractor = AutoFeatureExtractor.from_pretrained(tiny_mm)
+    sound = extractor([_decode_audio(clip.read_bytes(), extractor.sampling_rate)])
+    # Each medium adds a begin marker, its soft tokens and an end marker (its placeholder is expanded away).
+    n_image = int(image["num_soft_tokens_per_image"][0])
+    n_audio = _audio_tokens(list(sound["input_features_mask"][0]))
+    assert with_media - plain == (n_image + 2) + (n_audio + 2)
+
+
+def test_media_files_are_saved_in_the_session_by_path(
+    scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    picture = tmp_path / "p.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert main(["run", "--json", "-b", scripted(["Nice.<turn|>"]), "--image", str(picture), "look"]) == 0
+    session = json.loads(capsys.readouterr().out.splitlines()[-1])["session_id"]
+    first = SessionStore().load(session).messages[0]
+    assert first["content"] == [{"type": "image", "path": str(picture.resolve())}, {"type": "text", "text": "look"}]
+
+
+@pytest.mark.parametrize("flag", ["--image", "--audio"])
+def test_a_missing_or_unreadable_media_file_is_a_usage_error(
+    flag: str, scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    url = scripted(["x<turn|>"])
+    assert main(["run", "-b", url, flag, str(tmp_path / "nope.png"), "hi"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["run", "-b", url, flag, str(tmp_path), "hi"]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory" in err and "Traceback" not in err
