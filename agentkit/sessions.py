@@ -15,6 +15,7 @@ failure is a ``SessionCorrupt`` naming the file, so ``list`` can report it and g
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import fcntl
 import json
@@ -98,6 +99,14 @@ def _plain_mode(path: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+def _json_value(value: Any) -> Any:
+    """JSON for what ``json`` cannot write: media bytes as base64 text (every backend reads that back as the same
+    bytes, so a continued session sends the same picture), anything else as its ``str``."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return str(value)
 
 
 def read_regular_file(path: Path, limit: int | None = None) -> bytes:
@@ -244,7 +253,7 @@ class SessionStore:
                 )
         session.updated_at = time.time()
         session.revision += 1
-        text = json.dumps(session.to_dict(), ensure_ascii=False, default=str)
+        text = json.dumps(session.to_dict(), ensure_ascii=False, default=_json_value)
         try:
             atomic_write_text(path, text)
         except OSError as exc:
@@ -352,5 +361,5 @@ class SessionStore:
         """Return the session as a dict, and write it as JSON to ``path`` (atomically) when given."""
         data = self.load(session_id).to_dict()
         if path is not None:
-            atomic_write_text(Path(path), json.dumps(data, ensure_ascii=False, indent=2, default=str))
+            atomic_write_text(Path(path), json.dumps(data, ensure_ascii=False, indent=2, default=_json_value))
         return data

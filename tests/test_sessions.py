@@ -262,3 +262,24 @@ def test_atomic_writes_are_private_unless_asked_to_keep_the_files_mode(tmp_path:
     results.chmod(0o644)
     atomic_write_text(results, "new\n", private=False)  # a batch rewriting its results file
     assert results.read_text() == "new\n" and results.stat().st_mode & 0o777 == 0o644
+
+
+def test_media_bytes_in_a_saved_session_come_back_as_the_same_media(tmp_path: Path) -> None:
+    """A picture given as bytes is saved as base64 text (it was written as "b'\\x89PNG...'", which no backend can
+    read back), and a continued session sends the very same bytes (same digest: an in-process cache still hits)."""
+    from agentkit.backends.base import GenerationRequest
+    from agentkit.gemma4.render import render
+
+    picture, clip = b"\x89PNG\r\n\x1a\n\x00\x01binary", bytearray(b"RIFF\x00\x00WAVEdata")
+    message = {"role": "user", "content": [{"type": "image", "image": picture}, {"type": "audio", "audio": clip}]}
+    store = SessionStore(tmp_path)
+    session = Session(messages=[message])
+    store.save(session)
+    loaded = store.load(session.id).messages
+    assert json.loads(json.dumps(loaded)) == loaded  # plain JSON now, nothing left as a Python repr
+    from agentkit.backends._hf_media import conversation_media
+
+    before = conversation_media(GenerationRequest(prompt=render([message]), messages=[message]))
+    after = conversation_media(GenerationRequest(prompt=render(loaded), messages=loaded))
+    assert [(m.kind, m.data, m.digest) for m in after] == [(m.kind, m.data, m.digest) for m in before]
+    assert [m.data for m in after] == [picture, bytes(clip)]
