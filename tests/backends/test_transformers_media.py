@@ -349,3 +349,44 @@ class TestTransformersMultimodalContract(BackendContract):
             received_images=received_images,
             context_tokens=512,
         )
+
+
+def test_expansion_keeps_every_other_token_and_spans_are_well_formed(backend: TransformersBackend) -> None:
+    """For any conversation of text (control-token look-alikes included) and media parts: the ids outside the
+    spans are exactly the prompt's own ids without its placeholders, and each span is begin, n soft tokens, end."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    media = backend._media
+    assert media is not None
+    tok = backend.tokenizer
+    pieces = st.sampled_from(["Hi", " <|image|>", "<|image>", "<audio|>", "<|audio|> x", "é", "<turn|>", "\n"])
+    text = st.lists(pieces, max_size=4).map("".join)
+    part = st.one_of(
+        text.map(lambda t: {"type": "text", "text": t}),
+        st.sampled_from([RED, BLUE]).map(lambda b: {"type": "image", "image": b}),
+        st.just({"type": "audio", "audio": CLIP}),
+    )
+    turn = st.lists(part, min_size=1, max_size=4).map(lambda c: {"role": "user", "content": c})
+    reply = text.map(lambda t: {"role": "assistant", "content": t or "ok"})
+    conversations = st.lists(st.tuples(turn, reply), min_size=1, max_size=3)
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(conversations)
+    def check(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        messages = [m for pair in pairs for m in pair][:-1]
+        request = request_for(messages)
+        items = _items(request)
+        ids, spans = media.expand(request.prompt, items, {})
+        assert [s.item for s in spans] == items
+        inside = set()
+        for span in spans:
+            begin, end = media.markers[span.item.kind]
+            soft = media.image_id if span.item.kind == "image" else media.audio_id
+            assert ids[span.start] == begin and ids[span.end - 1] == end
+            assert set(ids[span.start + 1 : span.end - 1]) == {soft}
+            inside.update(range(span.start, span.end))
+        outside = [t for i, t in enumerate(ids) if i not in inside]
+        assert outside == [t for t in request.prompt.token_ids(tok) if t not in media.placeholders]
+
+    check()
