@@ -261,9 +261,38 @@ async def test_agent_run_with_an_image_part_end_to_end(backend: TransformersBack
         assert backend._media is not None and backend._media.received == [RED]
         again = await agent.arun("Sure?")
         assert again.output == "Yes."
-        assert again.usage.cached_tokens > 70  # the image's 64 soft tokens and markers were not prefilled again
+        assert again.usage.cached_tokens > 70  # the image's 63 soft tokens and markers were not prefilled again
     finally:
         backend._processors = []
+
+
+async def test_agent_tool_round_with_image_and_audio_reuses_the_cache(
+    backend: TransformersBackend, recorder: Recorder
+) -> None:
+    """One turn, two steps (a tool call, then the answer): step 2 prefills only the tool result."""
+    from agentkit import allow_all, tool
+    from agentkit.events import StepFinished
+
+    @tool
+    def describe(kind: str) -> str:
+        """Describe a kind of thing."""
+        return f"{kind} is a colour"
+
+    script = ScriptedLogits(backend.tokenizer)
+    backend._processors = [recorder, script]
+    script.queue('<|tool_call>call:describe{kind:<|"|>red<|"|>}<tool_call|><|tool_response>', "Red, and a tone.<turn|>")
+    agent = Agent(backend, [describe], approval=allow_all, sampling=SamplingParams(temperature=0.0, max_tokens=32))
+    steps = []
+    parts = [{"type": "image", "image": RED}, {"type": "audio", "audio": CLIP}, {"type": "text", "text": "What?"}]
+    async for event in agent.run_stream(parts):
+        if isinstance(event, StepFinished):
+            steps.append(event.usage)
+    assert len(steps) == 2
+    assert (recorder.vision, recorder.audio) == (1, 1)
+    first, second = steps
+    # Everything step 1 read and wrote is reused, all but its last id (the hand-over marker: generation stopped on
+    # it before the model read it); what is prefilled is that marker and the tool result.
+    assert second.cached_tokens == first.prompt_tokens + first.completion_tokens - 1
 
 
 async def test_untrusted_text_never_stands_for_media(backend: TransformersBackend) -> None:
