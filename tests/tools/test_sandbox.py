@@ -170,7 +170,7 @@ def test_bad_settings_are_user_errors(tmp_path: Path) -> None:
 
 
 def test_seccomp_filter_program() -> None:
-    from agentkit.tools._seccomp import filter_program
+    from agentkit.tools.sandbox._seccomp import filter_program
 
     x86 = filter_program("x86_64")
     arm = filter_program("aarch64")
@@ -255,7 +255,7 @@ def test_unconfined_runs_keep_the_write_budget(monkeypatch: pytest.MonkeyPatch, 
 def test_write_watch_never_measures_the_hosts_disk() -> None:
     # bwrap reports PID 1's host PID before PID 1 has entered the sandbox's root (or after its PID was reused):
     # /proc/PID/root/tmp is then the host's /tmp, and a run was killed for the host's disk usage.
-    from agentkit.tools.sandbox import _open_tmpfs
+    from agentkit.tools.sandbox._process import _open_tmpfs
 
     assert _open_tmpfs(os.getpid(), with_workspace=True) == []  # this process's /tmp, /dev/shm: the host's
 

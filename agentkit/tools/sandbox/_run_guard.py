@@ -36,7 +36,8 @@ from agentkit.errors import SandboxError
 from agentkit.tools._gitpaths import gitdir_target, referenced_paths
 from agentkit.tools._protected import PROTECTED_NAMES, is_protected
 from agentkit.tools._write_guard import fold
-from agentkit.tools._writes import find_named
+
+from ._writes import find_named
 
 __all__ = ["RunGuard"]
 
