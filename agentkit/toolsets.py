@@ -19,9 +19,9 @@ from typing import Protocol, runtime_checkable
 
 from agentkit.errors import UserError
 from agentkit.gemma4.values import TOOL_NAME_CHARS
-from agentkit.tools.runtime import Tool
+from agentkit.tools.runtime import FunctionToolset, Tool
 
-__all__ = ["Toolset", "callable_name", "merge_tools"]
+__all__ = ["FunctionToolset", "Toolset", "callable_name", "merge_tools"]
 
 
 @runtime_checkable

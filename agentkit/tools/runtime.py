@@ -27,6 +27,7 @@ from agentkit.gemma4.values import check_tool_name
 __all__ = [
     "ApprovalCheck",
     "CallContext",
+    "FunctionToolset",
     "Tool",
     "ToolArgumentError",
     "ToolOptions",
@@ -265,11 +266,51 @@ def as_tool(obj: Tool | Callable[..., Any]) -> Tool:
     return obj if isinstance(obj, Tool) else tool(obj)
 
 
-def as_tools(objs: Iterable[Tool | Callable[..., Any]]) -> list[Tool]:
+class FunctionToolset:
+    """A fixed set of Python tools under one name: the :class:`~agentkit.toolsets.Toolset` of the built-in tools.
+
+    ``Workspace`` (the file tools) and ``PythonSandbox`` (``run_python``) are function toolsets, and so is
+    ``FunctionToolset([f, g], name="math")``. With nothing to start or stop, one goes in ``Agent(tools=[...])``
+    (its tools are added as they are) or in ``toolsets=[...]`` (its tools are renamed ``<name>.<tool>`` where
+    another source took the name). Subclasses make their tools in :meth:`make_tools`, called once, on first use.
+    """
+
+    name: str = "tools"
+
+    def __init__(self, tools: Iterable[Tool | Callable[..., Any]] = (), *, name: str = "tools") -> None:
+        self.name = name
+        self._tools: list[Tool] | None = as_tools(tools)
+
+    def make_tools(self) -> list[Tool]:
+        """A subclass's tools, made on first use (a subclass need not call this class's constructor)."""
+        return []
+
+    def list_tools(self) -> list[Tool]:
+        """The tools (made once: declaring a tool reads its signature and builds its validator)."""
+        tools = getattr(self, "_tools", None)
+        if tools is None:
+            tools = self._tools = self.make_tools()
+        return tools
+
+    @property
+    def version(self) -> int:
+        return 0  # the list never changes
+
+    async def start(self) -> None:
+        """Nothing to start: the tools are Python functions of this process."""
+
+    async def stop(self) -> None:
+        """Nothing to stop."""
+
+
+def as_tools(objs: Iterable[Tool | Callable[..., Any] | FunctionToolset]) -> list[Tool]:
+    """``tools=`` as a list of tools: functions are wrapped, function toolsets contribute their tools."""
     if not isinstance(objs, Iterable) or isinstance(objs, str | bytes | Mapping):
         shown = getattr(objs, "name", None) or getattr(objs, "__name__", None) or type(objs).__name__
         raise UserError(f"tools= takes a list of tools or functions, e.g. tools=[{shown}]")
-    tools = [as_tool(o) for o in objs]
+    tools: list[Tool] = []
+    for o in objs:
+        tools.extend(o.list_tools() if isinstance(o, FunctionToolset) else [as_tool(o)])
     seen: set[str] = set()
     for t in tools:
         if t.name in seen:

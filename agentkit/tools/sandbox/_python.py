@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agentkit.errors import SandboxError, SandboxUnavailable, UserError
-from agentkit.tools.runtime import Tool, tool
+from agentkit.tools.runtime import FunctionToolset, Tool, tool
 from agentkit.tools.workspace import Workspace
 
 from ._cgroup import RunCgroup
@@ -34,8 +34,9 @@ _INSTALL_HINT = "install bubblewrap: apt-get install bubblewrap (or your distrib
 _RUN_MEMORY_ALLOWANCE = 32 * 1024 * 1024
 
 
-class PythonSandbox:
-    """Runs Python code in a bubblewrap sandbox; ``run`` (sync), ``arun`` (async) and ``as_tool``.
+class PythonSandbox(FunctionToolset):
+    """Runs Python code in a bubblewrap sandbox; ``run`` (sync), ``arun`` (async), and a toolset named
+    ``sandbox`` whose one tool is ``run_python`` (``as_tool(name)`` makes it under another name).
 
     ``workspace`` (a :class:`Workspace` or a directory) is mounted read-write at ``/workspace``; without one
     the code gets an empty scratch ``/workspace`` that is discarded. ``memory_mb`` caps the whole run (all its
@@ -47,6 +48,8 @@ class PythonSandbox:
     ``allow_unsafe_unconfined=True`` lets the code run *without any isolation* when bubblewrap is missing
     (limits and timeout still apply) — only for code you would run yourself.
     """
+
+    name = "sandbox"
 
     def __init__(
         self,
@@ -249,6 +252,9 @@ class PythonSandbox:
         except RuntimeError:
             return asyncio.run(self.arun(code))
         raise UserError("PythonSandbox.run() was called inside a running event loop; use 'await sandbox.arun(code)'")
+
+    def make_tools(self) -> list[Tool]:
+        return [self.as_tool()]
 
     def as_tool(self, name: str = "run_python") -> Tool:
         """An async tool (side effects: it runs code) that returns the ExecResult fields to the model."""
