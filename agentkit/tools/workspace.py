@@ -52,8 +52,8 @@ class Workspace(FunctionToolset):
     ``max_scan_bytes`` bounds how much one ``grep`` reads and ``max_scan_files`` how many files one
     ``find_files`` or ``grep`` looks at, so a search over a huge tree ends with a marker instead of running on.
 
-    The paths in :data:`~agentkit.tools._protected.PROTECTED_NAMES` (``.git``, ``.envrc``, ``.vscode``, ...)
-    are instructions the host runs later, not data, so ``write_file`` and ``edit_file`` refuse them, at any
+    The paths of :mod:`agentkit.tools._protected` (``.git``, ``.envrc``, ``.npmrc``, ``.cargo``, ``.vscode``,
+    ...) are instructions the host runs later, not data, so ``write_file`` and ``edit_file`` refuse them, at any
     depth and in any letter case, also when reached through a symlink; ``allow_protected_writes=True`` is the
     user's opt-in.
     """
@@ -211,8 +211,8 @@ class Workspace(FunctionToolset):
             via = f" ({path!r} leads there)" if path.strip().strip("/") != resolved.rel else ""
             raise ToolError(
                 f"refusing to write {resolved.rel}{via}: {hit} is protected because programs on the user's machine "
-                "run or obey what is there (git config and hooks, direnv, editor tasks, dev containers), so writing "
-                "it could run code on the host. Leave it unchanged; the user can allow such writes with "
+                "run or obey what is there (git config and hooks, direnv, version and package managers, editors), so "
+                "writing it could run code on the host. Leave it unchanged; the user can allow such writes with "
                 "Workspace(..., allow_protected_writes=True)"
             )
         return resolved
