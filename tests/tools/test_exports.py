@@ -53,3 +53,16 @@ def test_a_toolset_makes_its_tools_once(tmp_path: Path) -> None:
     ws = tools.Workspace(tmp_path)
     assert ws.list_tools() is ws.list_tools() and ws.version == 0
     assert [t.name for t in ws.tools()] == [t.name for t in ws.list_tools()]
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="PythonSandbox needs bubblewrap")
+def test_the_readme_tools_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Tools and safety", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, object] = {"Agent": Agent, "backend": ScriptedBackend(["ok<turn|>"])}
+    exec(compile(code, "README.md", "exec"), scope)
+    agent = scope["agent"]
+    assert isinstance(agent, Agent)
+    assert {"web_search", "fetch_url", "read_file", "write_file", "run_python"} <= set(agent.tools)
