@@ -59,7 +59,7 @@ from agentkit.events import (
 from agentkit.options import AgentOptions, agent_keywords
 from agentkit.output import FINAL_RESULT, output_spec
 from agentkit.sessions import Session, SessionStore
-from agentkit.tools._provenance import UrlTrust
+from agentkit.tools.provenance import UrlTrust
 from agentkit.tools.runtime import CallContext, Tool, as_tools, to_response_value
 from agentkit.toolsets import Toolset, check_toolsets, merge_tools
 from agentkit.tracing import Tracer, default_tracer

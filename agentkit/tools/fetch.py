@@ -16,7 +16,7 @@ server trickling bytes cannot hold the tool forever.
 
 A URL the model composed can carry data out (``?k=<a secret it just read>``), so by default the tool's
 ``approval_check`` holds any URL that did not come from the user, a search result or an approved fetch for a
-person (see :mod:`agentkit.tools._provenance`).
+person (see :mod:`agentkit.tools.provenance`).
 """
 
 from __future__ import annotations
@@ -291,7 +291,7 @@ def make_fetch_url(
 
     ``ask_for_unknown_urls`` (the default) holds a fetch for a person's approval when its URL did not come from
     the user, a search result or an earlier approved fetch: a URL the model composed can carry workspace data
-    out in its path or query (see :mod:`agentkit.tools._provenance`). ``False`` fetches any URL unasked.
+    out in its path or query (see :mod:`agentkit.tools.provenance`). ``False`` fetches any URL unasked.
 
     ``resolver`` and ``transport`` are the DNS and network seams (tests pass doubles; defaults are the
     system resolver and httpx's own transport).

@@ -56,7 +56,7 @@ def _pydantic_message(exc: pydantic.ValidationError) -> str:
 class CallContext:
     """What an :data:`ApprovalCheck` may consult about the conversation a call comes from.
 
-    ``trusted_urls`` are the URLs (as :func:`~agentkit.tools._provenance.url_key` keys) that came from the
+    ``trusted_urls`` are the URLs (as :func:`~agentkit.tools.provenance.url_key` keys) that came from the
     user or system messages, from results of ``url_source`` tools, or from earlier approved calls.
     """
 
@@ -64,7 +64,7 @@ class CallContext:
 
     def is_trusted_url(self, url: str) -> bool:
         """True when ``url`` appeared in the conversation from a trusted source (scheme and fragment aside)."""
-        from agentkit.tools._provenance import url_key
+        from agentkit.tools.provenance import url_key
 
         key = url_key(url)
         return key is not None and key in self.trusted_urls
