@@ -270,3 +270,10 @@ def test_writes_within_budget_are_fine(workspace_dir: Path) -> None:
     box = PythonSandbox(workspace_dir, timeout_s=20, max_write_mb=8, max_write_files=50)
     result = box.run("for i in range(20):\n    open(f'f{i}', 'wb').write(b'x' * 100_000)\nprint('ok')")
     assert result.ok and result.stdout == "ok\n" and result.limits_hit == (), result
+
+
+def test_project_files_stay_writable_in_the_sandbox(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    names = ["pyproject.toml", "package.json", "Makefile", "Cargo.toml", "build.rs", ".env", ".nvmrc", "misc.toml"]
+    result = sandbox.run(f"for n in {names!r}:\n    open(n, 'w').write('ok')\nprint('wrote')")
+    assert result.stdout == "wrote\n" and result.notices == ()
+    assert sorted(p.name for p in workspace_dir.iterdir()) == sorted(names)

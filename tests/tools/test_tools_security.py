@@ -395,29 +395,6 @@ def test_write_file_refuses_tool_config_the_developer_runs(tmp_path: Path, path:
     assert Workspace(tmp_path, allow_protected_writes=True).write_file(path, "ok").startswith("created")
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "pyproject.toml",
-        "package.json",
-        "Makefile",
-        "Cargo.toml",
-        "build.rs",
-        "conftest.py",
-        ".env",
-        ".nvmrc",
-        ".python-version",
-        "misc.toml",
-        "docs/mise.md",
-        "config/settings.toml",
-        "venv-notes.txt",
-    ],
-)
-def test_project_files_stay_writable(tmp_path: Path, path: str) -> None:
-    """The line: the project's own definition is the model's to change, and the user's to review and run."""
-    assert Workspace(tmp_path).write_file(path, "ok").startswith("created")
-
-
 def test_edit_file_refuses_protected_paths(repo: Path) -> None:
     with pytest.raises(ToolError, match="is protected"):
         Workspace(repo).edit_file(".git/config", "bare = false", "fsmonitor = touch /tmp/pwned")
