@@ -96,16 +96,15 @@ _PATTERN = re.compile(
 # A name protected only inside a directory of the given name: mise's config directories.
 _PAIRS: frozenset[tuple[str, str]] = frozenset({(".config", "mise"), ("mise", "config.toml")})
 
-# The protected names that a program on the host may read while a sandbox run is going on, without the user
-# doing anything: git (polled by editors), the editors' own configuration, and the environment editors discover
-# and run. An absent one is covered by an empty read-only directory for the run; the others are only searched
-# for (and removed) after the run, before anything could run them.
+# The protected names that a program on the host may act on while a sandbox run is going on, without the user
+# doing anything: git (polled by editors), direnv (a prompt hook), the config editors reload when it appears, and
+# the environment VS Code's Python extension discovers and runs. An absent one is covered by an empty read-only
+# directory for the run (a tmpfs mount: about 3 ms of start-up each); the others are searched for after the run
+# and removed before anything could run them.
 LIVE_NAMES: tuple[str, ...] = (
     ".git",
     ".gitmodules",
     ".hg",
-    ".jj",
-    ".sl",
     ".githooks",
     ".husky",
     ".pre-commit-config.yaml",
@@ -114,7 +113,6 @@ LIVE_NAMES: tuple[str, ...] = (
     ".idea",
     ".devcontainer",
     ".zed",
-    ".helix",
     ".venv",
 )
 
