@@ -43,7 +43,7 @@ class PythonSandbox(FunctionToolset):
     processes, tmpfs files included) where a memory cgroup can be made, and each process's address space
     always. ``max_processes`` limits the processes and threads of one run. ``max_write_mb`` and
     ``max_write_files`` are the run's write budget (workspace growth plus its tmpfs mounts). The workspace's
-    host-executed configuration (``.git``, ``.envrc``, ``.vscode``, ...: :mod:`agentkit.tools._protected`) is
+    host-executed configuration (``.git``, ``.envrc``, ``.npmrc``, ``.venv``, ...: :mod:`agentkit.tools._protected`) is
     read-only inside unless ``allow_protected_writes=True``. ``network=True`` keeps the host's network.
     ``allow_unsafe_unconfined=True`` lets the code run *without any isolation* when bubblewrap is missing
     (limits and timeout still apply) — only for code you would run yourself.
