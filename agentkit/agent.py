@@ -59,7 +59,7 @@ from agentkit.events import (
 from agentkit.options import AgentOptions, agent_keywords
 from agentkit.output import FINAL_RESULT, output_spec
 from agentkit.sessions import Session, SessionStore
-from agentkit.tools._provenance import UrlTrust
+from agentkit.tools.provenance import UrlTrust
 from agentkit.tools.runtime import CallContext, Tool, as_tools, to_response_value
 from agentkit.toolsets import Toolset, check_toolsets, merge_tools
 from agentkit.tracing import Tracer, default_tracer
@@ -802,7 +802,7 @@ class Agent:
         if tool is None:
             known = ", ".join(sorted(self.tools)) or "none"
             raise ToolError(f"unknown tool {name!r}; the available tools are: {known}")
-        tool.validate(args)  # reject bad arguments before anyone is asked to approve them
+        kwargs = tool.validate(args)  # reject bad arguments before anyone is asked to approve them
         # A tool's approval_check can find that this one call needs a person (fetch_url of a URL the model made up).
         reason = (tool.approval_check(args, context) or "") if tool.approval_check is not None else ""
         request = ToolCallRequest(
@@ -825,7 +825,7 @@ class Agent:
             decision = Approval.ALLOW
         if decision is not Approval.ALLOW:
             raise ToolError(f"the user denied this call to {name}; do not retry it, continue without it")
-        return await tool.acall(args)
+        return await tool.invoke(kwargs)  # validated above: once per call
 
 
 class _Exact:

@@ -18,9 +18,10 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from agentkit.errors import UserError
-from agentkit.tools.runtime import Tool
+from agentkit.gemma4.values import TOOL_NAME_CHARS
+from agentkit.tools.runtime import FunctionToolset, Tool
 
-__all__ = ["Toolset", "callable_name", "merge_tools"]
+__all__ = ["FunctionToolset", "Toolset", "callable_name", "merge_tools"]
 
 
 @runtime_checkable
@@ -47,7 +48,7 @@ class Toolset(Protocol):
         ...
 
 
-_NOT_CALLABLE = re.compile(r"[^A-Za-z0-9_.\-]+")
+_NOT_CALLABLE = re.compile(f"[^{TOOL_NAME_CHARS}]+")
 
 
 def callable_name(name: str) -> str:

@@ -56,7 +56,7 @@ from .tokens import (
     TURN_END,
     TURN_START,
 )
-from .values import ValueSyntaxError, parse_arguments
+from .values import TOOL_NAME_CHARS, ValueSyntaxError, parse_arguments
 
 __all__ = [
     "ContentDelta",
@@ -137,7 +137,7 @@ _CALL_TERMINATORS: Final = (TOOL_CALL_END, TOOL_CALL_START, TOOL_RESPONSE_START,
 # Every proper prefix of every control token: text that must wait for the next chunk.
 _PREFIXES: Final = frozenset(t[:k] for t in CONTROL_TOKENS for k in range(1, len(t)))
 _LONGEST: Final = max(len(t) for t in CONTROL_TOKENS)
-_CALL_HEAD = re.compile(r"\s*call:([A-Za-z0-9_.\-]*)")
+_CALL_HEAD = re.compile(rf"\s*call:([{TOOL_NAME_CHARS}]*)")
 _CHANNEL_NAME = re.compile(r"[A-Za-z_]{1,24}\Z")
 _MAX_HEADER = 32
 _WS: Final = " \t\r\n"

@@ -30,7 +30,15 @@ import docstring_parser
 from .flatten import enum_type
 from .render import _SCHEMA_KEYS
 
-__all__ = ["function_schema", "model_schema", "type_schema"]
+__all__ = [
+    "REQUIRED",
+    "FunctionDeclaration",
+    "Parameter",
+    "declare_function",
+    "function_schema",
+    "model_schema",
+    "type_schema",
+]
 
 Schema = dict[str, Any]
 
@@ -266,8 +274,31 @@ def model_schema(model_cls: type) -> Schema:
     return schema
 
 
-def function_schema(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> Schema:
-    """An OpenAI function-tool dict for ``fn`` (sync or async): types from hints, texts from the docstring."""
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """One parameter as the declaration reads it: its resolved type hint, and its default (or ``REQUIRED``)."""
+
+    name: str
+    annotation: Any
+    default: Any
+
+
+REQUIRED: Any = inspect.Parameter.empty
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionDeclaration:
+    """What one walk over a function's signature, hints and docstring yields: the OpenAI function-tool dict,
+    and the parameters it was made from, so a caller can build a validator without walking them again."""
+
+    schema: Schema
+    parameters: tuple[Parameter, ...]
+
+
+def declare_function(
+    fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
+) -> FunctionDeclaration:
+    """Walk ``fn`` (sync or async) once: types from hints, texts from the docstring; see :func:`function_schema`."""
     if not callable(fn):
         raise TypeError(f"function_schema() needs a function, not {fn!r}")
     try:
@@ -283,6 +314,7 @@ def function_schema(fn: Callable[..., Any], *, name: str | None = None, descript
         raise TypeError("a tool needs a name: pass name=... for lambdas and callables without __name__")
     properties: dict[str, Schema] = {}
     required: list[str] = []
+    parameters: list[Parameter] = []
     for pname, param in signature.parameters.items():
         if pname in _SKIPPED_PARAMS:
             continue
@@ -291,8 +323,9 @@ def function_schema(fn: Callable[..., Any], *, name: str | None = None, descript
             raise TypeError(
                 f"{tool_name}() takes {star}{pname}, which a model cannot fill; declare each parameter by name"
             )
+        hint = hints.get(pname, param.annotation)
         try:
-            schema = _type_schema(hints.get(pname, param.annotation))
+            schema = _type_schema(hint)
         except TypeError as exc:
             raise TypeError(f"parameter {pname!r} of {tool_name}(): {exc}") from exc
         if pname in param_docs:
@@ -300,12 +333,18 @@ def function_schema(fn: Callable[..., Any], *, name: str | None = None, descript
         properties[pname] = schema
         if param.default is inspect.Parameter.empty:
             required.append(pname)
+        parameters.append(Parameter(pname, Any if hint is inspect.Parameter.empty else hint, param.default))
     if description is None:
         description = doc.description or ""
     function: Schema = {"name": tool_name, "description": description.strip()}
     if properties:
         function["parameters"] = {"type": "object", "properties": properties, "required": required}
-    return {"type": "function", "function": function}
+    return FunctionDeclaration({"type": "function", "function": function}, tuple(parameters))
+
+
+def function_schema(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> Schema:
+    """An OpenAI function-tool dict for ``fn`` (sync or async): types from hints, texts from the docstring."""
+    return declare_function(fn, name=name, description=description).schema
 
 
 def type_schema(tp: Any) -> Schema:

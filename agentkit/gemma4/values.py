@@ -40,6 +40,7 @@ from .sanitize import sanitize
 from .tokens import STRING_DELIM, TOOL_CALL_END, TOOL_CALL_START
 
 __all__ = [
+    "TOOL_NAME_CHARS",
     "ValueSyntaxError",
     "check_tool_name",
     "format_tool_call",
@@ -52,7 +53,10 @@ __all__ = [
 #: Receives one piece of output: ``(text, trusted)``. Untrusted pieces are string contents and keys.
 Emit = Callable[[str, bool], None]
 
-_TOOL_NAME = re.compile(r"[A-Za-z0-9_.\-]+\Z")
+#: The characters of a tool name, as a regex character class's body: what the parser reads after ``call:``.
+#: The one statement of the rule; tool registration, toolset renaming and the grammar all go through it.
+TOOL_NAME_CHARS = r"A-Za-z0-9_.\-"
+_TOOL_NAME = re.compile(f"[{TOOL_NAME_CHARS}]+\\Z")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _WORDS: dict[str, Any] = {

@@ -1,12 +1,11 @@
 """Which workspace paths the file tools must not write: the host-executed config of ``_protected``, however reached.
 
-:func:`~agentkit.tools._protected.is_protected` names the paths (``.git``, ``.envrc``, ``.vscode``, ...). A
+:mod:`agentkit.tools._protected` names the paths (``.git``, ``.envrc``, ``.npmrc``, ``.cargo``, ...). A
 model can reach the same files under other names, so a path to write is refused when
 
 - any of its components (not only the first: a nested repository's ``sub/.git/config`` runs just the same)
-  is a protected name after folding the spellings a host filesystem may treat as equal: letter case
-  (``.GIT`` on macOS), Unicode compatibility forms, the code points HFS+ ignores (``.g\u200cit``), trailing dots
-  and spaces (Windows) and the 8.3 short name ``GIT~1`` — the same spellings git itself refuses in trees;
+  is a protected name after folding the spellings a host filesystem may treat as equal
+  (:func:`~agentkit.tools._protected.fold`: ``.GIT``, ``.g\u200cit``, ``.git.``, ``GIT~1``);
 - its real location (symlinks already resolved by the caller) lies in the target of a protected top-level
   entry that is a symlink, or in the git directory a ``.git`` *file* names (``gitdir: meta``);
 - it lies in the directory git's ``core.hooksPath`` points at (hooks there run on the next commit), or is a
@@ -18,34 +17,17 @@ Hard links need no rule: writes replace the file, so a link to ``.git/config`` i
 from __future__ import annotations
 
 import os
-import unicodedata
 from pathlib import Path
 
 from agentkit.tools._gitpaths import gitdir_target, referenced_paths
-from agentkit.tools._protected import is_protected
+from agentkit.tools._protected import fold, is_protected_name, protected_part
 
-__all__ = ["fold", "protected_reason"]
-
-# Code points HFS+ ignores in names (git's is_hfs_dotgit list): ".g\u200cit" opens .git there.
-_IGNORED = frozenset(
-    [chr(c) for c in range(0x200C, 0x2010)]
-    + [chr(c) for c in range(0x202A, 0x202F)]
-    + [chr(c) for c in range(0x206A, 0x2070)]
-    + ["\ufeff"]
-)
-
-
-def fold(name: str) -> str:
-    """A name as a case-insensitive, normalizing, forgiving host filesystem may see it."""
-    text = "".join(c for c in unicodedata.normalize("NFKC", name) if c not in _IGNORED)
-    text = text.casefold().rstrip(" .")
-    return ".git" if text == "git~1" else text
+__all__ = ["protected_reason"]
 
 
 def protected_reason(root: Path, rel: str) -> str | None:
     """What makes ``rel`` (a symlink-free path relative to ``root``) protected, or None when it may be written."""
-    parts = () if rel == "." else tuple(rel.split("/"))
-    hit = next((part for part in parts if is_protected(fold(part))), None)
+    hit = protected_part(() if rel == "." else tuple(rel.split("/")))
     if hit is not None:
         return hit
     for target, label in _redirected(root):
@@ -62,7 +44,7 @@ def _redirected(root: Path) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     git_dir: str | None = None
     with os.scandir(root) as entries:
-        candidates = [e for e in entries if is_protected(fold(e.name))]
+        candidates = [e for e in entries if is_protected_name(e.name)]
     for entry in candidates:
         is_git = fold(entry.name) == ".git"
         if entry.is_symlink():

@@ -25,7 +25,7 @@ from agentkit.errors import ToolError
 from agentkit.tools._match import Matcher, compile_glob, compile_regex
 from agentkit.tools._paths import ResolvedPath, WorkspaceRoot
 from agentkit.tools._write_guard import protected_reason
-from agentkit.tools.runtime import Tool, tool
+from agentkit.tools.runtime import FunctionToolset, Tool, tool
 
 __all__ = ["Workspace"]
 
@@ -44,19 +44,21 @@ def _is_binary(chunk: bytes) -> bool:
     return b"\x00" in chunk
 
 
-class Workspace:
-    """A directory the model may work in, and the file tools bound to it.
+class Workspace(FunctionToolset):
+    """A directory the model may work in, and the file tools bound to it: a toolset named ``workspace``.
 
     ``max_read_bytes`` bounds what one ``read_file`` returns (longer files are shown in parts, with a
     marker saying how to read on); ``max_write_bytes`` bounds one write or the result of one edit;
     ``max_scan_bytes`` bounds how much one ``grep`` reads and ``max_scan_files`` how many files one
     ``find_files`` or ``grep`` looks at, so a search over a huge tree ends with a marker instead of running on.
 
-    The paths in :data:`~agentkit.tools._protected.PROTECTED_NAMES` (``.git``, ``.envrc``, ``.vscode``, ...)
-    are instructions the host runs later, not data, so ``write_file`` and ``edit_file`` refuse them, at any
+    The paths of :mod:`agentkit.tools._protected` (``.git``, ``.envrc``, ``.npmrc``, ``.cargo``, ``.vscode``,
+    ...) are instructions the host runs later, not data, so ``write_file`` and ``edit_file`` refuse them, at any
     depth and in any letter case, also when reached through a symlink; ``allow_protected_writes=True`` is the
     user's opt-in.
     """
+
+    name = "workspace"
 
     def __init__(
         self,
@@ -83,6 +85,10 @@ class Workspace:
         return self._root.path
 
     def tools(self) -> list[Tool]:
+        """The six file tools (``list_tools()`` as a new list, for ``tools=[*ws.tools(), ...]``)."""
+        return list(self.list_tools())
+
+    def make_tools(self) -> list[Tool]:
         """The six file tools; ``write_file`` and ``edit_file`` are marked as having side effects."""
         return [
             tool(self.read_file, timeout_s=30),
@@ -205,8 +211,8 @@ class Workspace:
             via = f" ({path!r} leads there)" if path.strip().strip("/") != resolved.rel else ""
             raise ToolError(
                 f"refusing to write {resolved.rel}{via}: {hit} is protected because programs on the user's machine "
-                "run or obey what is there (git config and hooks, direnv, editor tasks, dev containers), so writing "
-                "it could run code on the host. Leave it unchanged; the user can allow such writes with "
+                "run or obey what is there (git config and hooks, direnv, version and package managers, editors), so "
+                "writing it could run code on the host. Leave it unchanged; the user can allow such writes with "
                 "Workspace(..., allow_protected_writes=True)"
             )
         return resolved

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentkit.tools._cgroup import RunCgroup
+from agentkit.tools.sandbox._cgroup import RunCgroup
 
 
 def test_v2_layout_enables_the_controllers_and_writes_the_limits(tmp_path: Path) -> None:

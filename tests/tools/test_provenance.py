@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from agentkit import Agent, Approval, SessionStore, ToolCallRequest
 from agentkit.testing import ScriptedBackend
 from agentkit.tools import CallContext, make_fetch_url, make_web_search, tool
-from agentkit.tools._provenance import url_key, url_values, urls_in_text
+from agentkit.tools.provenance import url_key, url_values, urls_in_text
 
 Q = '<|"|>'
 

@@ -170,7 +170,7 @@ def test_bad_settings_are_user_errors(tmp_path: Path) -> None:
 
 
 def test_seccomp_filter_program() -> None:
-    from agentkit.tools._seccomp import filter_program
+    from agentkit.tools.sandbox._seccomp import filter_program
 
     x86 = filter_program("x86_64")
     arm = filter_program("aarch64")
@@ -255,7 +255,7 @@ def test_unconfined_runs_keep_the_write_budget(monkeypatch: pytest.MonkeyPatch, 
 def test_write_watch_never_measures_the_hosts_disk() -> None:
     # bwrap reports PID 1's host PID before PID 1 has entered the sandbox's root (or after its PID was reused):
     # /proc/PID/root/tmp is then the host's /tmp, and a run was killed for the host's disk usage.
-    from agentkit.tools.sandbox import _open_tmpfs
+    from agentkit.tools.sandbox._process import _open_tmpfs
 
     assert _open_tmpfs(os.getpid(), with_workspace=True) == []  # this process's /tmp, /dev/shm: the host's
 
@@ -270,3 +270,10 @@ def test_writes_within_budget_are_fine(workspace_dir: Path) -> None:
     box = PythonSandbox(workspace_dir, timeout_s=20, max_write_mb=8, max_write_files=50)
     result = box.run("for i in range(20):\n    open(f'f{i}', 'wb').write(b'x' * 100_000)\nprint('ok')")
     assert result.ok and result.stdout == "ok\n" and result.limits_hit == (), result
+
+
+def test_project_files_stay_writable_in_the_sandbox(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    names = ["pyproject.toml", "package.json", "Makefile", "Cargo.toml", "build.rs", ".env", ".nvmrc", "misc.toml"]
+    result = sandbox.run(f"for n in {names!r}:\n    open(n, 'w').write('ok')\nprint('wrote')")
+    assert result.stdout == "wrote\n" and result.notices == ()
+    assert sorted(p.name for p in workspace_dir.iterdir()) == sorted(names)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import resource
 import secrets
 import socket
@@ -20,6 +21,7 @@ import pytest
 
 from agentkit.errors import ToolError
 from agentkit.tools import PythonSandbox, Workspace
+from agentkit.tools._protected import LIVE_NAMES
 
 from .conftest import host_processes_with, needs_bwrap
 
@@ -500,6 +502,50 @@ def test_escape_create_host_config(sandbox: PythonSandbox, workspace_dir: Path, 
         f"import os\nos.makedirs(os.path.dirname({path!r}) or '.', exist_ok=True)\nopen({path!r}, 'w').write('x')",
     )
     assert sorted(p.name for p in workspace_dir.iterdir()) == []  # and the placeholders are gone again
+
+
+# Tool configuration the developer's tools run when they work in the directory (agentkit/tools/_protected.py).
+TOOL_CONFIG = {
+    ".npmrc": "node-options=--require ./pwn.js\n",
+    ".yarnrc.yml": "yarnPath: ./pwn.cjs\n",
+    ".yarn/releases/yarn-4.1.0.cjs": "require('child_process').execSync('touch /tmp/pwned')\n",
+    ".tool-versions": "python path:./pwn\n",
+    "mise.toml": '[hooks]\nenter = "touch /tmp/pwned"\n',
+    ".config/mise/config.toml": '[hooks]\nenter = "touch /tmp/pwned"\n',
+    ".cargo/config.toml": '[build]\nrustc-wrapper = "./pwn.sh"\n',
+    "rust-toolchain.toml": '[toolchain]\npath = "./pwn"\n',
+    ".venv/bin/python": "#!/bin/sh\ntouch /tmp/pwned\n",
+    "lefthook.yml": "pre-commit:\n  commands:\n    x:\n      run: touch /tmp/pwned\n",
+    "pkg/.npmrc": "script-shell=./pwn.sh\n",
+}
+
+
+@pytest.mark.parametrize("path", sorted(TOOL_CONFIG))
+def test_escape_rewrite_existing_tool_config(sandbox: PythonSandbox, workspace_dir: Path, path: str) -> None:
+    target = workspace_dir / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("# the user's\n")
+    attempt(sandbox, f"open({path!r}, 'a').write({TOOL_CONFIG[path]!r})")
+    attempt(sandbox, f"import os\nos.remove({path!r})")
+    assert target.read_text() == "# the user's\n"
+
+
+@pytest.mark.parametrize("path", sorted(TOOL_CONFIG))
+def test_escape_plant_tool_config(sandbox: PythonSandbox, workspace_dir: Path, path: str) -> None:
+    """Absent: refused during the run where a host program reads it meanwhile (editors, git), else created, then
+    found and removed after the run (before anything could run it) and reported."""
+    result = sandbox.run(
+        f"import os\nos.makedirs(os.path.dirname({path!r}) or '.', exist_ok=True)\n"
+        f"open({path!r}, 'w').write({TOOL_CONFIG[path]!r})"
+    )
+    assert not (workspace_dir / path).exists()
+    planted = [p for p in workspace_dir.rglob("*") if p.is_file()]
+    assert planted == [], planted
+    if path.split("/")[0] in LIVE_NAMES:
+        assert "PermissionError" in result.stderr or "read-only" in result.stderr.lower(), result
+    else:
+        removed = [m.group(1) for n in result.notices if (m := re.search(r"created (\S+) in the workspace", n))]
+        assert [r for r in removed if path == r or path.startswith(r + "/")], result
 
 
 def test_escape_create_nested_git_repo(sandbox: PythonSandbox, workspace_dir: Path) -> None:

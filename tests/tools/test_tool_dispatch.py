@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import typing
 from pathlib import Path
+from typing import Annotated, Any
 
+import pydantic
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from agentkit import Agent, tool
+from agentkit import Agent, gemma4, tool
 from agentkit.errors import ToolTimeout, UserError
 from agentkit.testing import ScriptedBackend
+from agentkit.tools.runtime import ToolArgumentError
+from agentkit.toolsets import callable_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -125,3 +133,68 @@ def test_ctrl_c_in_agent_run_raises_keyboard_interrupt_and_closes_the_turn(tmp_p
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "interrupted ['user', 'assistant', 'tool', 'assistant']" in out, (out, err)
+
+
+_VALIDATED: list[int] = []
+
+
+def _counted(value: int) -> int:
+    _VALIDATED.append(value)
+    return value
+
+
+def square(n: Annotated[int, pydantic.AfterValidator(_counted)]) -> int:
+    """Square a number."""
+    return n * n
+
+
+def test_the_agent_validates_each_call_once() -> None:
+    """Validation runs before approval and its result is what the tool gets: not validated again to run it."""
+    _VALIDATED.clear()
+
+    call = "<|tool_call>call:square{n:7}<tool_call|>"
+    agent = Agent(ScriptedBackend([call, "49<turn|>"], chunk_size=1 << 20), tools=[tool(square, thread=False)])
+    result = agent.run("go")
+    assert [c.result for c in result.tool_calls] == [49]
+    assert _VALIDATED == [7]
+
+
+def test_declaring_a_tool_reads_its_signature_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The declaration and the validator come from one walk over the signature and hints."""
+    walked: list[object] = []
+    signature, hints = inspect.signature, typing.get_type_hints
+
+    def count_signature(fn: Any, *args: Any, **kwargs: Any) -> inspect.Signature:
+        walked.append(("signature", fn))
+        return signature(fn, *args, **kwargs)
+
+    def count_hints(obj: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        walked.append(("hints", obj))
+        return hints(obj, *args, **kwargs)
+
+    def lookup(query: str, limit: int = 5) -> str:
+        """Look something up."""
+        return query
+
+    monkeypatch.setattr(inspect, "signature", count_signature)
+    monkeypatch.setattr(typing, "get_type_hints", count_hints)
+    declared = tool(lookup)
+    assert walked == [("signature", lookup), ("hints", lookup)]
+    assert declared.validate({"query": "x"}) == {"query": "x", "limit": 5}
+    with pytest.raises(ToolArgumentError, match="limit"):
+        declared.validate({"query": "x", "limit": "many"})
+
+
+@given(st.text(max_size=40))
+def test_every_name_toolsets_make_callable_is_accepted_and_parsed_back(raw: str) -> None:
+    """One rule for tool names: what callable_name makes, tool() accepts and the parser reads after call:."""
+    name = callable_name(raw)
+    declared = tool(_thread_name, name=name)
+    parsed = gemma4.parse_response(f"<|tool_call>call:{declared.name}{{}}<tool_call|>")
+    assert [c.name for c in parsed.tool_calls] == [name]
+
+
+@pytest.mark.parametrize("name", ["with space", "émoji", "a/b", "", "x{y"])
+def test_names_the_parser_cannot_read_are_refused(name: str) -> None:
+    with pytest.raises(UserError, match="cannot be called by the model"):
+        tool(_thread_name, name=name)

@@ -349,6 +349,52 @@ def test_write_file_refuses_protected_paths(repo: Path, path: str) -> None:
     assert written == []
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".npmrc",  # npm: node-options=--require ./x.js, script-shell
+        "packages/web/.npmrc",  # read from every directory npm starts in
+        ".NPMRC",
+        ".yarnrc",  # yarn 1: yarn-path
+        ".yarnrc.yml",  # yarn 2+: yarnPath
+        ".yarn/releases/yarn-4.1.0.cjs",  # the script yarnPath names
+        ".pnpmfile.cjs",
+        "bunfig.toml",
+        ".tool-versions",  # asdf/mise: python path:./x
+        "mise.toml",
+        ".mise.toml",
+        "mise.local.toml",
+        "mise.staging.toml",  # MISE_ENV=staging
+        ".config/mise.toml",
+        ".config/mise/config.toml",
+        "mise/config.toml",
+        ".mise/config.toml",
+        ".cargo/config.toml",  # build.rustc-wrapper, target runners
+        ".cargo/config",
+        "rust-toolchain.toml",  # [toolchain] path
+        "rust-toolchain",
+        ".venv/bin/python",  # uv/poetry/editors run it
+        ".venv/lib/python3.11/site-packages/x.pth",
+        "uv.toml",
+        "poetry.toml",
+        ".pdm-python",
+        ".bundle/config",
+        "lefthook.yml",
+        ".lefthook-local.yaml",
+        "agentkit.code-workspace",
+        ".zed/tasks.json",
+        ".nvim.lua",
+        ".dir-locals.el",
+        ".devcontainer.json",
+    ],
+)
+def test_write_file_refuses_tool_config_the_developer_runs(tmp_path: Path, path: str) -> None:
+    with pytest.raises(ToolError, match=r"is protected.*allow_protected_writes=True"):
+        Workspace(tmp_path).write_file(path, "touch /tmp/pwned\n")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert Workspace(tmp_path, allow_protected_writes=True).write_file(path, "ok").startswith("created")
+
+
 def test_edit_file_refuses_protected_paths(repo: Path) -> None:
     with pytest.raises(ToolError, match="is protected"):
         Workspace(repo).edit_file(".git/config", "bare = false", "fsmonitor = touch /tmp/pwned")

@@ -263,3 +263,26 @@ def test_model_patterns_are_not_kept_in_re2s_cache(tmp_path: Path) -> None:
         ws.grep(f"x{{{i}}}", glob=f"*{i}*")
         ws.find_files(f"[a-{chr(98 + i)}]*")
     assert re2._Regexp._make.cache_info().currsize == 0  # up to 8 MB of automaton each, if they were kept
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "pyproject.toml",
+        "package.json",
+        "Makefile",
+        "Cargo.toml",
+        "build.rs",
+        "conftest.py",
+        ".env",
+        ".nvmrc",
+        ".python-version",
+        "misc.toml",
+        "docs/mise.md",
+        "config/settings.toml",
+        "venv-notes.txt",
+    ],
+)
+def test_project_files_stay_writable(tmp_path: Path, path: str) -> None:
+    """The line: the project's own definition is the model's to change, and the user's to review and run."""
+    assert Workspace(tmp_path).write_file(path, "ok").startswith("created")

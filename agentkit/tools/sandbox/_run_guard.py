@@ -8,10 +8,12 @@ later without asking (:mod:`agentkit.tools._protected`: ``.git``, ``.envrc``, ``
   filesystem may see them, as the file tools do), what the repositories' config points at in the work tree
   (hooks, included files, a ``.git`` file's gitdir: :mod:`agentkit.tools._gitpaths`), and the interpreter's
   directories where they lie inside the workspace (a project's ``.venv``: agentkit's next start runs it);
-- the protected top-level names that are absent, which the sandbox covers with an empty read-only directory
-  for the run so the code cannot create them (``.git/config`` with ``core.fsmonitor`` in a fresh workspace).
+- the absent top-level names that programs on the host read while the run goes on (``LIVE_NAMES``: git polled
+  by editors, the editors' own config), which the sandbox covers with an empty read-only directory for the run
+  so the code cannot create them (``.git/config`` with ``core.fsmonitor`` in a fresh workspace).
 
-A mount cannot forbid creating a name deeper down, so after the run the workspace is searched again: a
+A mount cannot forbid creating a name deeper down, and a placeholder per protected name would litter the
+user's directory during every run, so after the run the workspace is searched again: a
 protected entry that was not there before (told apart by device and inode, not by path, so renaming a parent
 away and making a new ``.git`` at the old path is caught) is first renamed to a name nothing runs, then
 deleted, and reported. A protected name that is a symlink, or a git target that is missing or reached through
@@ -34,9 +36,9 @@ from pathlib import Path
 
 from agentkit.errors import SandboxError
 from agentkit.tools._gitpaths import gitdir_target, referenced_paths
-from agentkit.tools._protected import PROTECTED_NAMES, is_protected
-from agentkit.tools._write_guard import fold
-from agentkit.tools._writes import find_named
+from agentkit.tools._protected import LIVE_NAMES, fold, is_protected_name
+
+from ._writes import find_named
 
 __all__ = ["RunGuard"]
 
@@ -57,7 +59,8 @@ class RunGuard:
         self._pinned: list[tuple[str, tuple[int, int]]] = []  # git targets, checked by identity after the run
 
     def _protected(self, rel: str) -> bool:
-        return not self.allow and is_protected(fold(rel.rsplit("/", 1)[-1]))
+        parent, _, name = rel.rpartition("/")
+        return not self.allow and is_protected_name(name, parent.rpartition("/")[2])
 
     def before(self) -> None:
         """Find what must stay read-only and register the placeholders; raises SandboxError to refuse the run."""
@@ -82,7 +85,7 @@ class RunGuard:
             if self.allow:
                 return
             present = {fold(rel) for rel in self.read_only if "/" not in rel}
-            self.placeholders = [name for name in PROTECTED_NAMES if fold(name) not in present]
+            self.placeholders = [name for name in LIVE_NAMES if fold(name) not in present]
             for name in self.placeholders:
                 _PLACEHOLDERS[self.root / name] = _PLACEHOLDERS.get(self.root / name, 0) + 1
 
@@ -156,7 +159,8 @@ class RunGuard:
             _remove(self.root / rel, st)
             notices.append(
                 f"the program created {rel} in the workspace; it was removed because programs on the user's "
-                "machine run what is there (git, direnv, editors). Pass allow_protected_writes=True to allow it"
+                "machine run what is there (git, direnv, version and package managers, editors). Pass "
+                "allow_protected_writes=True to allow it"
             )
         return notices
 

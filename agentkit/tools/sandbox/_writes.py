@@ -54,16 +54,12 @@ class Usage:
 UNMEASURABLE = Usage(2**62, 2**62)
 
 
-def find_named(
-    root: Path, want: Callable[[str], bool], too_deep: list[str] | None = None
-) -> list[tuple[str, os.stat_result]]:
-    """Entries below ``root`` whose relative path ``want`` accepts (not entered), each with its ``lstat``.
+def _scan(root: Path, visit: Callable[[str, os.DirEntry[str]], bool], too_deep: Callable[[str], None]) -> None:
+    """Call ``visit(rel, entry)`` for every entry below ``root``, entering a directory when it returns True.
 
-    Only directories are read and only the wanted entries are ``stat``-ed, so a large tree costs one
-    ``getdents`` per directory; symlinks are never followed. Directories whose path is too long to open
-    (over ``PATH_MAX``) are listed in ``too_deep``, for the caller to report rather than silently skip.
+    Only directories are read (``getdents``; no ``stat`` here) and symlinks are never followed. A directory
+    whose path is too long to open (over ``PATH_MAX``) goes to ``too_deep``; one that vanished is skipped.
     """
-    found: list[tuple[str, os.stat_result]] = []
     stack = [""]
     while stack:
         rel = stack.pop()
@@ -71,51 +67,71 @@ def find_named(
             with os.scandir(root / rel if rel else root) as it:
                 entries = list(it)
         except OSError as exc:  # removed meanwhile, unreadable, or too deep to name
-            if exc.errno == errno.ENAMETOOLONG and too_deep is not None:
-                too_deep.append(rel)
+            if exc.errno == errno.ENAMETOOLONG:
+                too_deep(rel)
             continue
         for entry in entries:
             child = f"{rel}/{entry.name}" if rel else entry.name
-            if want(child):
-                try:
-                    found.append((child, entry.stat(follow_symlinks=False)))
-                except OSError as exc:
-                    if exc.errno == errno.ENAMETOOLONG and too_deep is not None:
-                        too_deep.append(child)
-            elif entry.is_dir(follow_symlinks=False):
+            if visit(child, entry) and entry.is_dir(follow_symlinks=False):
                 stack.append(child)
+
+
+def find_named(
+    root: Path, want: Callable[[str], bool], too_deep: list[str] | None = None
+) -> list[tuple[str, os.stat_result]]:
+    """Entries below ``root`` whose relative path ``want`` accepts (not entered), each with its ``lstat``.
+
+    Only the wanted entries are ``stat``-ed, so a large tree costs one ``getdents`` per directory. Paths too
+    long to open (over ``PATH_MAX``) are listed in ``too_deep``, for the caller to report rather than skip.
+    """
+    found: list[tuple[str, os.stat_result]] = []
+    note = too_deep.append if too_deep is not None else (lambda rel: None)
+
+    def visit(rel: str, entry: os.DirEntry[str]) -> bool:
+        if not want(rel):
+            return True
+        try:
+            found.append((rel, entry.stat(follow_symlinks=False)))
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                note(rel)
+        return False
+
+    _scan(root, visit, note)
     return found
+
+
+class _Unmeasurable(Exception):
+    """A path below the root is too long to open: what is there cannot be measured."""
 
 
 def changed_usage(root: Path, since_ns: int, skip: Callable[[str], bool] = lambda rel: False) -> Usage:
     """Allocated bytes and number of inodes below ``root`` changed since ``since_ns`` (each inode once)."""
     seen: set[tuple[int, int]] = set()
     total = 0
-    stack = [""]
-    while stack:
-        rel = stack.pop()
+
+    def visit(rel: str, entry: os.DirEntry[str]) -> bool:
+        nonlocal total
+        if skip(rel):
+            return False
         try:
-            with os.scandir(root / rel if rel else root) as it:
-                entries = list(it)
+            st = entry.stat(follow_symlinks=False)
         except OSError as exc:
             if exc.errno == errno.ENAMETOOLONG:
-                return UNMEASURABLE  # a tree deeper than PATH_MAX hides what is in it: count it as over budget
-            continue
-        for entry in entries:
-            child = f"{rel}/{entry.name}" if rel else entry.name
-            if skip(child):
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                if exc.errno == errno.ENAMETOOLONG:
-                    return UNMEASURABLE
-                continue
-            if st.st_ctime_ns >= since_ns and (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(child)
+                raise _Unmeasurable(rel) from exc
+            return False
+        if st.st_ctime_ns >= since_ns and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+        return True
+
+    def unmeasurable(rel: str) -> None:
+        raise _Unmeasurable(rel)
+
+    try:
+        _scan(root, visit, unmeasurable)
+    except _Unmeasurable:
+        return UNMEASURABLE  # a tree deeper than PATH_MAX hides what is in it: count it as over budget
     return Usage(total, len(seen))
 
 
