@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import enum
 import inspect
 import json
@@ -55,6 +54,21 @@ from agentkit.events import (
     ToolCallCounts,
     ToolCallFinished,
     ToolCallStarted,
+)
+from agentkit.messages import (
+    AssistantMessage,
+    Conversation,
+    Message,
+    SystemMessage,
+    TextPart,
+    ThinkingPart,
+    ToolCallPart,
+    ToolResult,
+    UserMessage,
+    from_dict,
+    from_dicts,
+    native_prompt,
+    render_dicts,
 )
 from agentkit.options import AgentOptions, agent_keywords
 from agentkit.output import FINAL_RESULT, output_spec
@@ -112,7 +126,6 @@ def allow_all(request: ToolCallRequest) -> Approval:
     return Approval.ALLOW
 
 
-_TURN_CLOSERS = (gemma4.tokens.TURN_END, gemma4.tokens.EOS)
 _NO_CONTEXT = CallContext()
 
 
@@ -213,9 +226,9 @@ class Agent:
         self._url_trust = UrlTrust()
         self._running = False
         self._runner: LoopRunner | None = None
-        # (a private copy of the rendered messages, thinking switch, their rendering without generation prompt,
-        # how many user turns they hold)
-        self._prefix: tuple[list[Any], bool, gemma4.Prompt, int] | None = None
+        # (the conversation rendered — a tuple, so its identity says it is unchanged —, the thinking switch,
+        # its rendering without generation prompt, how many user turns it holds)
+        self._prefix: tuple[Conversation, bool, gemma4.Prompt, int] | None = None
         if session_id is not None:
             if store is None:
                 raise UserError("session_id needs a store: Agent(..., store=SessionStore(), session_id=...)")
@@ -223,7 +236,7 @@ class Agent:
         else:
             self.session = Session(backend=backend.name, model=backend.model, thinking_enabled=thinking)
             if system:
-                self.session.messages.append({"role": "system", "content": system})
+                self.session.conversation = (SystemMessage(system),)
         self.session.backend, self.session.model = backend.name, backend.model
 
     def _check_constraint(self, tool_choice: str, constrain: bool | None) -> bool:
@@ -276,13 +289,27 @@ class Agent:
 
     @property
     def messages(self) -> list[dict[str, Any]]:
+        """The conversation as OpenAI-style dicts: new ones on every read; assign a list to change it."""
         return self.session.messages
+
+    @messages.setter
+    def messages(self, value: Iterable[Any]) -> None:
+        self.session.messages = value
+
+    @property
+    def conversation(self) -> Conversation:
+        """The conversation, typed (:mod:`agentkit.messages`): a tuple of frozen messages."""
+        return self.session.conversation
+
+    @conversation.setter
+    def conversation(self, value: Iterable[Message]) -> None:
+        self.session.conversation = from_dicts(value)
 
     def reset(self) -> None:
         """Start a new conversation (a new session), keeping tools, settings and the system prompt."""
-        system = [m for m in self.session.messages[:1] if m.get("role") in ("system", "developer")]
+        system = tuple(m for m in self.session.conversation[:1] if type(m) is SystemMessage)
         self.session = Session(
-            backend=self.backend.name, model=self.backend.model, thinking_enabled=self.thinking, messages=system
+            backend=self.backend.name, model=self.backend.model, thinking_enabled=self.thinking, conversation=system
         )
 
     def run(self, prompt: str | Sequence[Mapping[str, Any]]) -> RunResult:
@@ -359,20 +386,21 @@ class Agent:
         """Run one user request, yielding events as they happen; the last one is ``RunFinished``."""
         if self._running:
             raise UserError("this agent is already running a request; wait for it or use a second Agent")
+        user_message: Message
         if isinstance(prompt, str):
             if not prompt.strip():
                 raise UserError("the prompt is empty; say what the agent should do")
-            content: Any = prompt
+            user_message = UserMessage(prompt)
         else:
             if not isinstance(prompt, Sequence) or not all(isinstance(p, Mapping) for p in prompt):
                 raise UserError(
                     f"the prompt must be a string (or a list of content parts), got {type(prompt).__name__}"
                 )
-            content = [dict(cast(Mapping[str, Any], p)) for p in prompt]
+            user_message = from_dict({"role": "user", "content": list(prompt)})
         self._running = True
         try:
             if self.store is None:
-                async for event in self._traced_turn({"role": "user", "content": content}):
+                async for event in self._traced_turn(user_message):
                     yield event
                 return
             # One writer at a time per session, across processes; and start from what is saved, in case
@@ -383,29 +411,29 @@ class Agent:
                     self.session = self.store.load(self.session.id)
                     yield Notice(
                         f"session {self.session.id} was continued elsewhere; "
-                        f"reloaded its {len(self.session.messages)} messages",
+                        f"reloaded its {len(self.session.conversation)} messages",
                         "info",
                     )
-                async for event in self._traced_turn({"role": "user", "content": content}):
+                async for event in self._traced_turn(user_message):
                     yield event
         finally:
             self._running = False
 
     # -- the loop -------------------------------------------------------------------------------------
 
-    def _traced_turn(self, user_message: dict[str, Any]) -> AsyncIterator[AgentEvent]:
+    def _traced_turn(self, user_message: Message) -> AsyncIterator[AgentEvent]:
         """The turn's events, passed through a tracer when one is configured (one check when none is)."""
         tracer = self._tracer or default_tracer()
         turn = self._turn(user_message)
         return turn if tracer is None else tracer.trace_run(self, cast(AsyncGenerator[AgentEvent, None], turn))
 
-    async def _turn(self, user_message: dict[str, Any]) -> AsyncIterator[AgentEvent]:
+    async def _turn(self, user_message: Message) -> AsyncIterator[AgentEvent]:
         started = time.perf_counter()
         await self.refresh_tools()
-        history = self.session.messages
-        turn: list[dict[str, Any]] = [user_message]  # messages of this turn, reasoning kept until it ends
-        if not self.session.title and isinstance(user_message["content"], str):
-            self.session.title = " ".join(user_message["content"].split())[:60]
+        history = self.session.conversation
+        turn: list[Message] = [user_message]  # messages of this turn, thinking kept until it ends
+        if not self.session.title and type(user_message) is UserMessage and type(user_message.content) is str:
+            self.session.title = " ".join(user_message.content.split())[:60]
         prompt = self._opening_prompt(history, user_message)
         turn_index = self._prefix[3] if self._prefix is not None else _user_turns(history)
         usage = Usage()
@@ -424,12 +452,12 @@ class Agent:
         try:
             for step in range(1, self.max_steps + 1):
                 request = GenerationRequest(
-                    prompt=prompt,
-                    sampling=self.sampling,
-                    messages=[*history, *turn],
+                    prompt,
+                    self.sampling,
                     tools=self._declarations,
                     enable_thinking=self.thinking,
                     grammar=self._grammar(step),
+                    conversation=(*history, *turn),
                 )
                 parser = gemma4.StreamParser(self._declared)
                 reader = answer.reader() if answer is not None else None  # streams the answer's fields
@@ -478,27 +506,27 @@ class Agent:
                     and (answer is None or answer.check_text(parsed.content))
                 ):
                     output = parsed.content
-                    turn.append({"role": "assistant", "content": output})
+                    turn.append(_answer(output))
                     if answer is not None:
                         output = answer.value
                     stop_reason = "completed" if done is None or done.stop is not None else "max_tokens"
                     finished = True
-                    yield StepFinished(step, step_usage, step_timings)
+                    step_event = StepFinished(step, step_usage, step_timings)
+                    self.session.record_step(step_event, turn_index=turn_index)
+                    yield step_event
                     break
 
                 # A tool round: same model turn, prompt grows by appending only.
                 calls = [(f"call_{secrets.token_hex(4)}", c) for c in parsed.tool_calls]
-                assistant: dict[str, Any] = {
-                    "role": "assistant",
-                    "content": parsed.content,
-                    "tool_calls": [
-                        {"id": cid, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                        for cid, c in calls
-                    ],
-                }
-                if parsed.thinking:
-                    assistant["reasoning_content"] = parsed.thinking
-                turn.append(assistant)
+                turn.append(
+                    AssistantMessage(
+                        (
+                            *((ThinkingPart(parsed.thinking),) if parsed.thinking else ()),
+                            *((TextPart(parsed.content),) if parsed.content else ()),
+                            *(ToolCallPart(c.name, c.arguments, cid) for cid, c in calls),
+                        )
+                    )
+                )
                 t1 = time.perf_counter()
                 waited_before = self._approval_wall
                 results: list[tuple[str, Any]] = []
@@ -514,21 +542,27 @@ class Agent:
                     rec = by_id[cid]
                     value = {"error": rec.error} if rec.error is not None else to_response_value(rec.result)
                     results.append((c.name, value))
-                    turn.append({"role": "tool", "tool_call_id": cid, "name": c.name, "content": value})
+                    turn.append(ToolResult(value, cid, c.name))
                 for err in parsed.errors:
-                    value = {"error": f"{err}. Write the call again as <|tool_call>call:NAME{{...}}<tool_call|>."}
+                    value = {"error": f"{err}. {gemma4.MALFORMED_CALL_HINT}"}
                     results.append(("error", value))
-                    turn.append({"role": "tool", "name": "error", "content": value})
+                    turn.append(ToolResult(value, None, "error"))
                 feedback = answer.take_feedback() if answer is not None else None
                 if feedback is not None:  # a rejected text answer: told as final_result's error, same turn
                     results.append((FINAL_RESULT, feedback))
-                    turn.append({"role": "tool", "name": FINAL_RESULT, "content": feedback})
-                prompt = prompt + _hand_over("".join(raw), done) + gemma4.render_tool_results(results)
-                yield StepFinished(step, step_usage, step_timings, len(calls))
-                self._save(history, turn, thinking_parts, turn_index, records, final=False)
+                    turn.append(ToolResult(feedback, None, FINAL_RESULT))
+                ids = done.token_ids if done is not None else None
+                stop = done.stop if done is not None else None
+                prompt = prompt + gemma4.hand_over("".join(raw), ids, stop) + gemma4.render_tool_results(results)
+                step_event = StepFinished(step, step_usage, step_timings, len(calls))
+                yield step_event
+                if self.store is not None:
+                    self.store.record_step(self.session, step_event, turn, turn_index=turn_index)
+                else:
+                    self.session.record_step(step_event, turn_index=turn_index)
                 if answer is not None and answer.check_calls(records, step):  # final_result accepted: done
                     output, stop_reason, finished = answer.value, "completed", True
-                    turn.append({"role": "assistant", "content": ""})
+                    turn.append(_answer(""))
                     break
 
                 for _, c in calls:
@@ -554,7 +588,7 @@ class Agent:
             stop_reason = "cancelled"
             output = "".join(partial_text)
             self._close_turn(turn, output, cancelled=True)
-            self._save(history, turn, thinking_parts, turn_index, records, final=True)
+            self._commit(history, turn, thinking_parts, turn_index, records)
             raise
         except Exception:
             # The backend failed (server gone, context too long) or something else broke mid-turn. A turn that
@@ -562,18 +596,18 @@ class Agent:
             # otherwise what happened so far is kept, closed so the history still renders, and saved.
             if len(turn) > 1 or partial_text:
                 self._close_turn(turn, "".join(partial_text), cancelled=False)
-                self._save(history, turn, thinking_parts, turn_index, records, final=True)
+                self._commit(history, turn, thinking_parts, turn_index, records)
             raise
         if not finished:
             output = "".join(partial_text) if stop_reason == "max_tokens" else ""
             self._close_turn(turn, output, cancelled=False)
             if answer is not None:
                 output = None  # no answer of output_type: stop_reason says why
-        self._save(history, turn, thinking_parts, turn_index, records, final=True)
+        self._commit(history, turn, thinking_parts, turn_index, records)
         total = time.perf_counter() - started
         result = RunResult(
             output=output,
-            messages=list(self.session.messages),
+            conversation=self.session.conversation,
             thinking="\n\n".join(thinking_parts),
             usage=usage,
             timings=RunTimings(
@@ -591,115 +625,76 @@ class Agent:
         )
         yield RunFinished(result)
 
-    def _opening_prompt(self, history: list[dict[str, Any]], user_message: dict[str, Any]) -> gemma4.Prompt:
+    def _opening_prompt(self, history: Conversation, user_message: Message) -> gemma4.Prompt:
         """The first prompt of a turn: the cached rendering of the history plus the new user turn.
 
         History only grows by whole turns that start with a user message and end with a closed model turn,
         and it holds no thinking, so rendering it again would give the same bytes: the agent keeps that
-        rendering and appends, making each turn O(new text) instead of O(conversation). The cache is used
-        only while the history holds exactly the messages it was made from — compared here, once per turn,
-        with a private copy (at C speed: about a microsecond for 50 messages), so messages replaced or edited
-        in place between runs are seen — and the thinking switch is the same; anything else renders from
-        scratch.
+        rendering and appends, making each turn O(new text) instead of O(conversation). The cache holds for
+        exactly the conversation it was made from: a tuple of frozen messages, so the same tuple (an identity
+        check) is the same text, and any change — messages replaced, edited, a reloaded session — is a new
+        tuple that renders from scratch. So does a change of the thinking switch.
         """
         p = self._prefix
-        if p is not None and p[1] == self.thinking and history == p[0]:
-            return p[2] + _turn_suffix([user_message], self.thinking)
-        last = history[-1] if history else {"role": "assistant"}
-        if last.get("role") != "assistant" or last.get("tool_calls"):
+        if p is not None and p[0] is history and p[1] == self.thinking:
+            return p[2] + gemma4.turn_suffix(render_dicts((user_message,)), self.thinking)
+        last = history[-1] if history else None
+        if last is not None and (type(last) is not AssistantMessage or last.tool_calls):
             # Not a closed model turn (an unusual loaded history): no cache, render it all.
             self._prefix = None
-            return gemma4.render([*history, user_message], self._declarations or None, enable_thinking=self.thinking)
-        rendered = gemma4.render(
-            history, self._declarations or None, enable_thinking=self.thinking, add_generation_prompt=False
-        )
+            return native_prompt((*history, user_message), self._declarations, thinking=self.thinking)
+        rendered = native_prompt(history, self._declarations, thinking=self.thinking, add_generation_prompt=False)
         rendered.text  # noqa: B018 - computed once here, every later append reuses it
-        self._prefix = ([_snapshot(m) for m in history], self.thinking, rendered, _user_turns(history))
-        return rendered + _turn_suffix([user_message], self.thinking)
+        self._prefix = (history, self.thinking, rendered, _user_turns(history))
+        return rendered + gemma4.turn_suffix(render_dicts((user_message,)), self.thinking)
 
-    def _advance_prefix(self, history: list[dict[str, Any]], start: int) -> None:
-        """Extend the cached rendering by the turn just added to ``history`` (at ``start``).
-
-        Only the new messages are copied; if anything earlier changed during the turn, the next turn's
-        comparison with the whole history sees it.
-        """
+    def _advance_prefix(self, before: Conversation, after: Conversation) -> None:
+        """Extend the cached rendering of ``before`` by the turn that made it ``after``."""
         p = self._prefix
-        if p is None or len(p[0]) != start or p[1] != self.thinking:
+        if p is None or p[0] is not before or p[1] != self.thinking:
             self._prefix = None
             return
-        prefix = p[2] + _turn_suffix(history[start:], None)
+        added = after[len(before) :]
+        prefix = p[2] + gemma4.turn_suffix(render_dicts(added), None)
         prefix.text  # noqa: B018 - computed once here, every later append reuses it
-        p[0].extend(_snapshot(m) for m in history[start:])
-        self._prefix = (p[0], self.thinking, prefix, p[3] + _user_turns(history[start:]))
+        self._prefix = (after, self.thinking, prefix, p[3] + _user_turns(added))
 
     @staticmethod
-    def _close_turn(turn: list[dict[str, Any]], text: str, *, cancelled: bool) -> None:
+    def _close_turn(turn: list[Message], text: str, *, cancelled: bool) -> None:
         """Leave the turn renderable: every call answered, the turn ending with a model message."""
-        answered = {m.get("tool_call_id") for m in turn if m.get("role") == "tool"}
+        answered = {m.call_id for m in turn if type(m) is ToolResult}
         for msg in list(turn):
-            for call in msg.get("tool_calls", ()):
-                if call["id"] not in answered:
-                    note = "cancelled by the user" if cancelled else "not run"
-                    turn.append(
-                        {
-                            "role": "tool",
-                            "tool_call_id": call["id"],
-                            "name": call["function"]["name"],
-                            "content": {"error": note},
-                        }
-                    )
-        if turn[-1].get("role") != "assistant" or turn[-1].get("tool_calls"):
-            turn.append({"role": "assistant", "content": text})
+            if type(msg) is AssistantMessage:
+                for call in msg.tool_calls:
+                    if call.id not in answered:
+                        note = "cancelled by the user" if cancelled else "not run"
+                        turn.append(ToolResult({"error": note}, call.id, call.name))
+        last = turn[-1]
+        if type(last) is not AssistantMessage or last.tool_calls:
+            turn.append(_answer(text))
 
-    def _save(
+    def _commit(
         self,
-        history: list[dict[str, Any]],
-        turn: list[dict[str, Any]],
+        history: Conversation,
+        turn: list[Message],
         thinking_parts: list[str],
         turn_index: int,
         records: list[ToolCallFinished],
-        *,
-        final: bool,
     ) -> None:
-        """Persist after every step; on the final save, the turn joins history without its thinking."""
-        s = self.session
-        if final:
-            start = len(history)
-            history.extend(map(_without_thinking, turn))
-            self._advance_prefix(history, start)
-            if thinking_parts:
-                s.thinking.append({"turn": turn_index, "text": "\n\n".join(thinking_parts)})
-            s.tool_calls.extend(
-                {
-                    "turn": turn_index,
-                    "call_id": r.call_id,
-                    "name": r.name,
-                    "arguments": r.arguments,
-                    "result": to_response_value(r.result) if r.error is None else None,
-                    "error": r.error,
-                    "duration_s": round(r.duration_s, 6),
-                    "step": r.step,
-                    **({"repair": r.repair} if r.repair is not None else {}),
-                }
-                for r in records
-            )
-        if self.store is None:
-            return
-        if final:
-            self.store.save(s)
+        """The turn joins history (without its thinking) and the session is saved; the cache follows."""
+        thinking = "\n\n".join(thinking_parts)
+        unchanged = self.session.conversation is history  # nothing replaced it during the turn
+        if self.store is not None:
+            self.store.commit_turn(self.session, turn, turn_index=turn_index, thinking=thinking, calls=records)
         else:
-            # Save the turn in progress too (minus thinking), so a crash mid-turn loses at most one step.
-            snapshot = Session(
-                **{
-                    **s.__dict__,
-                    "messages": [*history, *map(_without_thinking, turn)],
-                }
-            )
-            self.store.save(snapshot)
-            s.revision = snapshot.revision
+            self.session.commit_turn(turn, turn_index=turn_index, thinking=thinking, calls=records)
+        if unchanged:
+            self._advance_prefix(history, self.session.conversation)
+        else:
+            self._prefix = None
 
     def _call_context(
-        self, history: list[dict[str, Any]], turn: list[dict[str, Any]], calls: list[tuple[str, gemma4.ToolCall]]
+        self, history: Conversation, turn: list[Message], calls: list[tuple[str, gemma4.ToolCall]]
     ) -> CallContext:
         """Only approval checks read the context: a step that calls none skips the scan (it is caught up later)."""
         tools = self.tools
@@ -828,80 +823,14 @@ class Agent:
         return await tool.invoke(kwargs)  # validated above: once per call
 
 
-class _Exact:
-    """A number in the render cache's copy of the history: equal only to the same number of the same type.
-
-    ``1 == 1.0 == True`` in Python, yet the model reads ``1``, ``1.0`` and ``true``: a plain comparison would
-    keep a stale rendering after such an edit.
-    """
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: bool | int | float) -> None:
-        self.value = value
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self.value) and other == self.value
-
-    __hash__ = None  # type: ignore[assignment]
+def _user_turns(messages: Conversation) -> int:
+    return sum(1 for m in messages if type(m) is UserMessage)
 
 
-def _user_turns(messages: list[dict[str, Any]]) -> int:
-    return sum(1 for m in messages if m.get("role") == "user")
-
-
-def _snapshot(value: Any) -> Any:
-    """A copy of ``value`` that shares nothing mutable with it and compares equal only to what renders the same.
-
-    Dispatched on exact types, strings first: a history is mostly strings, and this runs on every message the
-    cache renders from scratch.
-    """
-    kind = type(value)
-    if kind is str or value is None:
-        return value
-    if kind is dict:
-        return {k: v if type(v) is str else _snapshot(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
-        return kind(v if type(v) is str else _snapshot(v) for v in value)
-    if kind is bool or kind is int or kind is float:
-        return _Exact(value)
-    return copy.deepcopy(value)  # bytes, subclasses, anything else: compared by their own equality
-
-
-def _without_thinking(message: dict[str, Any]) -> dict[str, Any]:
-    """The message as history keeps it: thinking is never sent back in a later turn."""
-    return {k: v for k, v in message.items() if k != "reasoning_content"}
+def _answer(text: str) -> AssistantMessage:
+    """A plain answer that closes a model turn."""
+    return AssistantMessage((TextPart(text),) if text else ())
 
 
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
-
-
-def _turn_suffix(messages: list[dict[str, Any]], thinking: bool | None) -> gemma4.Prompt:
-    """Render whole turns that start with a user message, as they continue an earlier rendering.
-
-    ``thinking`` adds the generation prompt for that switch; ``None`` adds none.
-    """
-    suffix = gemma4.render(messages, add_generation_prompt=False, bos=False)
-    return suffix if thinking is None else suffix + gemma4.generation_prompt(thinking)
-
-
-def _hand_over(raw: str, done: GenerationDone | None) -> gemma4.Prompt:
-    """The model's output as it must sit before tool results: ending with the ``<|tool_response>`` hand-over.
-
-    Within a turn the output stays exactly as the model wrote it (thinking included, see the protocol doc).
-    When the backend reported the ids it generated, they are kept rather than the text tokenized again: a
-    model may split text differently from the tokenizer's canonical split, and only the generated ids make
-    the next prompt a token-for-token extension of what the engine's KV cache holds.
-    """
-    text = raw
-    ids = done.token_ids if done is not None else None
-    for closer in _TURN_CLOSERS:
-        if text.endswith(closer):
-            text = text[: -len(closer)]
-            # A backend's ids end with the stop marker's one id only when that marker ended generation.
-            ids = ids[:-1] if ids and done is not None and done.stop == closer else None
-    tail = "" if text.endswith(gemma4.tokens.TOOL_RESPONSE_START) else gemma4.tokens.TOOL_RESPONSE_START
-    if not ids:
-        return gemma4.Prompt.trusted(text + tail)
-    return gemma4.Prompt.tokens(text, ids) + gemma4.Prompt.trusted(tail)

@@ -9,13 +9,15 @@ so this module needs nothing from the loop.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
 from agentkit.backends.base import Timings, Usage
 from agentkit.gemma4.parse import TextDelta, ThinkingDelta
+from agentkit.messages import Conversation, from_dicts, to_dicts
 
 __all__ = [
     "EVENT_NAMES",
@@ -136,20 +138,57 @@ class ToolCallCounts:
         )
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, init=False)
 class RunResult:
-    """The outcome of one user request."""
+    """The outcome of one user request.
+
+    ``conversation`` is the whole conversation after the run, typed (:mod:`agentkit.messages`), without
+    thinking; ``messages`` is the same as OpenAI-style dicts, made on first read (a run that nobody asks for
+    them does not pay for converting a long history).
+    """
 
     output: Any  # the final visible answer (str), or the validated output_type instance (None if the run failed)
-    messages: list[dict[str, Any]]  # the whole conversation, OpenAI-style, without thinking
+    conversation: Conversation
     thinking: str  # this turn's thinking, for display and logs only
     usage: Usage
     timings: RunTimings
     steps: int
     stop_reason: StopReason
-    tool_calls: list[ToolCallFinished] = field(default_factory=list)
-    session_id: str | None = None
-    call_counts: ToolCallCounts = field(default_factory=ToolCallCounts)
+    tool_calls: list[ToolCallFinished]
+    session_id: str | None
+    call_counts: ToolCallCounts
+
+    def __init__(
+        self,
+        output: Any,
+        messages: Iterable[Any] | None = None,
+        thinking: str = "",
+        usage: Usage | None = None,
+        timings: RunTimings | None = None,
+        steps: int = 0,
+        stop_reason: StopReason = "completed",
+        tool_calls: list[ToolCallFinished] | None = None,
+        session_id: str | None = None,
+        call_counts: ToolCallCounts | None = None,
+        *,
+        conversation: Conversation | None = None,
+    ) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "output", output)
+        setattr_(self, "conversation", conversation if conversation is not None else from_dicts(messages or ()))
+        setattr_(self, "thinking", thinking)
+        setattr_(self, "usage", usage if usage is not None else Usage())
+        setattr_(self, "timings", timings if timings is not None else RunTimings())
+        setattr_(self, "steps", steps)
+        setattr_(self, "stop_reason", stop_reason)
+        setattr_(self, "tool_calls", tool_calls if tool_calls is not None else [])
+        setattr_(self, "session_id", session_id)
+        setattr_(self, "call_counts", call_counts if call_counts is not None else ToolCallCounts())
+
+    @functools.cached_property
+    def messages(self) -> list[dict[str, Any]]:
+        """The whole conversation, OpenAI-style, without thinking."""
+        return to_dicts(self.conversation)
 
     @property
     def ok(self) -> bool:
@@ -162,7 +201,7 @@ class RunResult:
         output = output if len(output) <= 62 else output[:59] + "..."
         return (
             f"RunResult(output={output}, stop_reason={self.stop_reason!r}, steps={self.steps}, "
-            f"tool_calls={len(self.tool_calls)}, messages={len(self.messages)}, session_id={self.session_id!r})"
+            f"tool_calls={len(self.tool_calls)}, messages={len(self.conversation)}, session_id={self.session_id!r})"
         )
 
 

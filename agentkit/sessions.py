@@ -15,7 +15,6 @@ failure is a ``SessionCorrupt`` naming the file, so ``list`` can report it and g
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import fcntl
 import json
@@ -25,19 +24,32 @@ import secrets
 import stat
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from agentkit.errors import SessionCorrupt, SessionError, SessionNotFound, UserError
+from agentkit.messages import (
+    AssistantMessage,
+    Conversation,
+    Message,
+    SessionFile,
+    from_dicts,
+    session_file_adapter,
+    to_dicts,
+)
+
+if TYPE_CHECKING:
+    from agentkit.events import StepFinished, ToolCallFinished
 
 __all__ = ["Session", "SessionInfo", "SessionStore", "atomic_write_text", "default_sessions_dir"]
 
 FORMAT = "agentkit.session"
-VERSION = 1
+# 1: messages as OpenAI-style dicts (still read); 2: typed messages (agentkit.messages), bytes as base64.
+VERSION = 2
 _HEADER = f'{{"format": "{FORMAT}"'
-_REVISION_RE = re.compile(re.escape(_HEADER) + r', "version": \d+, "revision": (\d+)')
+_HEADER_RE = re.compile(re.escape(_HEADER) + r', "version": (\d+), "revision": (\d+)')
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # always fullmatch: "$" would accept "abc\n"
 MAX_SESSION_BYTES = 64 * 1024 * 1024  # a session file larger than this is refused rather than read
 _NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
@@ -101,14 +113,6 @@ def _plain_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def _json_value(value: Any) -> Any:
-    """JSON for what ``json`` cannot write: media bytes as base64 text (every backend reads that back as the same
-    bytes, so a continued session sends the same picture), anything else as its ``str``."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    return str(value)
-
-
 def read_regular_file(path: Path, limit: int | None = None) -> bytes:
     """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes; never blocks on a FIFO or device.
 
@@ -144,8 +148,9 @@ def read_regular_file(path: Path, limit: int | None = None) -> bytes:
         os.close(fd)
 
 
-# What each saved field must hold, so a hand-edited or foreign file fails on load with its name, not later
-# in whatever displays it (a title that is a number crashed the TUI's sidebar).
+# What each saved field must hold in a version-1 file (OpenAI-style message dicts), so a hand-edited or foreign
+# file fails on load with its name, not later in whatever displays it (a title that is a number crashed the
+# TUI's sidebar). Version 2 files are checked by the session file's TypeAdapter (agentkit.messages).
 _FIELD_TYPES: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
     ("id", str, "a string"),
     ("title", str, "a string"),
@@ -160,40 +165,170 @@ _FIELD_TYPES: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
     ("steps", list, "a list"),
     ("revision", int, "a whole number"),
 )
+_FIELDS = ("id", "title", "created_at", "updated_at", "backend", "model", "thinking_enabled")
 
 
-@dataclass
+@dataclass(init=False, eq=False)
 class Session:
-    """Everything a conversation produced; ``messages`` is what the model sees, the rest is for people."""
+    """Everything a conversation produced; ``conversation`` is what the model sees, the rest is for people.
 
-    id: str = field(default_factory=new_session_id)
-    title: str = ""
-    created_at: float = field(default_factory=time.time)
-    updated_at: float = field(default_factory=time.time)
-    backend: str = ""
-    model: str = ""
-    thinking_enabled: bool = False
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    thinking: list[dict[str, Any]] = field(default_factory=list)  # {"turn": n, "text": ...}; never re-sent
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # call records with results and durations
-    steps: list[dict[str, Any]] = field(default_factory=list)  # per generation: usage and timings
-    revision: int = 0  # bumped by every save: tells an agent that another process continued this session
+    ``conversation`` is a tuple of frozen messages (:mod:`agentkit.messages`): replaced, never edited, so the
+    agent can tell by identity whether its cached rendering still matches. ``messages`` is the same
+    conversation as OpenAI-style dicts — new dicts on every read; assign a list to change the conversation.
+    """
+
+    id: str
+    title: str
+    created_at: float
+    updated_at: float
+    backend: str
+    model: str
+    thinking_enabled: bool
+    conversation: Conversation
+    thinking: list[dict[str, Any]]  # {"turn": n, "text": ...}; never re-sent
+    tool_calls: list[dict[str, Any]]  # call records with results and durations
+    steps: list[dict[str, Any]]  # per generation: usage and timings
+    revision: int  # bumped by every save: tells an agent that another process continued this session
+
+    def __init__(
+        self,
+        id: str | None = None,
+        title: str = "",
+        created_at: float | None = None,
+        updated_at: float | None = None,
+        backend: str = "",
+        model: str = "",
+        thinking_enabled: bool = False,
+        messages: Iterable[Any] = (),
+        thinking: list[dict[str, Any]] | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
+        steps: list[dict[str, Any]] | None = None,
+        revision: int = 0,
+        *,
+        conversation: Iterable[Message] | None = None,
+    ) -> None:
+        now = time.time()
+        self.id = new_session_id() if id is None else id
+        self.title = title
+        self.created_at = now if created_at is None else created_at
+        self.updated_at = now if updated_at is None else updated_at
+        self.backend = backend
+        self.model = model
+        self.thinking_enabled = thinking_enabled
+        self.conversation = tuple(conversation) if conversation is not None else from_dicts(messages)
+        self.thinking = [] if thinking is None else thinking
+        self.tool_calls = [] if tool_calls is None else tool_calls
+        self.steps = [] if steps is None else steps
+        self.revision = revision
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Session):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The conversation as OpenAI-style dicts (a new list of new dicts on every read)."""
+        return to_dicts(self.conversation)
+
+    @messages.setter
+    def messages(self, value: Iterable[Any]) -> None:
+        self.conversation = from_dicts(value)
+
+    def commit_turn(
+        self,
+        turn: Sequence[Message],
+        *,
+        turn_index: int,
+        thinking: str = "",
+        calls: Iterable[ToolCallFinished] = (),
+    ) -> None:
+        """Add a finished turn: its messages (without thinking) to the conversation, the rest to the records."""
+        self.conversation = (*self.conversation, *_without_thinking(turn))
+        if thinking:
+            self.thinking.append({"turn": turn_index, "text": thinking})
+        self.tool_calls.extend(_call_record(turn_index, c) for c in calls)
+
+    def record_step(self, step: StepFinished, *, turn_index: int) -> None:
+        """Keep one generation's usage and timings (the ``steps`` list, for people and tools that read it)."""
+        usage, timings = step.usage, step.timings
+        self.steps.append(
+            {
+                "turn": turn_index,
+                "step": step.step,
+                "tool_calls": step.tool_calls,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "cached_tokens": usage.cached_tokens,
+                "ttft_s": round(timings.ttft_s, 6),
+                "total_s": round(timings.total_s, 6),
+            }
+        )
 
     def to_dict(self) -> dict[str, Any]:
+        """The session as the file holds it (JSON-ready: bytes as base64)."""
+        return cast(dict[str, Any], session_file_adapter().dump_python(self._file(), mode="json", fallback=str))
+
+    def _file(self) -> SessionFile:
         # "format" first: the store recognises its own files by their first bytes without parsing them.
-        # "revision" next, so a writer can read it from the first bytes too.
-        data = asdict(self)
-        return {"format": FORMAT, "version": VERSION, "revision": data.pop("revision"), **data}
+        # "version" and "revision" next, so a writer can read them from the first bytes too.
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "revision": self.revision,
+            "id": self.id,
+            "title": self.title,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "backend": self.backend,
+            "model": self.model,
+            "thinking_enabled": self.thinking_enabled,
+            "messages": list(self.conversation),
+            "thinking": self.thinking,
+            "tool_calls": self.tool_calls,
+            "steps": self.steps,
+        }
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "session") -> Session:
+        """A session from a file's text: version 2 through the TypeAdapter, older versions through ``from_dict``."""
+        head = _HEADER_RE.match(text[:160])
+        if head is not None and int(head.group(1)) == VERSION:
+            from pydantic import ValidationError
+
+            try:
+                data = session_file_adapter().validate_json(text)
+            except ValidationError as exc:
+                raise SessionCorrupt(f"{source} is damaged: {_first_error(exc)}; it was left untouched") from None
+            return cls._of(cast(dict[str, Any], data))
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SessionCorrupt(f"{source} is not valid JSON ({exc}); it was left untouched") from exc
+        except RecursionError:
+            raise SessionCorrupt(f"{source} is nested too deeply to be a session; it was left untouched") from None
+        return cls.from_dict(parsed, source=source)
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "session") -> Session:
+        """A session from a parsed file (any version) or from :meth:`to_dict`."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise SessionCorrupt(f"{source} is not an agentkit session file (no 'format: {FORMAT}' marker)")
-        if data.get("version", 0) > VERSION:
+        version = data.get("version", 0)
+        if not isinstance(version, int) or version > VERSION:
             raise SessionCorrupt(
-                f"{source} was written by a newer agentkit (format version {data['version']}); upgrade agentkit"
+                f"{source} was written by a newer agentkit (format version {version}); upgrade agentkit"
             )
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if version == VERSION:
+            from pydantic import ValidationError
+
+            try:
+                # Through JSON: bytes are base64 text there, and only JSON validation decodes them.
+                checked = session_file_adapter().validate_json(json.dumps(data, ensure_ascii=False))
+                return cls._of(cast(dict[str, Any], checked))
+            except ValidationError as exc:
+                raise SessionCorrupt(f"{source} is damaged: {_first_error(exc)}; it was left untouched") from None
+        known = {k: data[k] for k, _, _ in _FIELD_TYPES if k in data}
         for name, kind, what in _FIELD_TYPES:
             if name not in known:
                 continue  # an older file without this field: the default applies
@@ -202,7 +337,46 @@ class Session:
                 raise SessionCorrupt(f"{source} is damaged: {name!r} must be {what}; it was left untouched")
             if isinstance(value, list) and not all(isinstance(item, dict) for item in value):
                 raise SessionCorrupt(f"{source} is damaged: {name!r} must be a list of objects; it was left untouched")
-        return cls(**known)
+        try:
+            return cls(**known)
+        except UserError as exc:  # a message no conversation can hold
+            raise SessionCorrupt(f"{source} is damaged: {exc}; it was left untouched") from None
+
+    @classmethod
+    def _of(cls, data: dict[str, Any]) -> Session:
+        fields = {k: data[k] for k in (*_FIELDS, "thinking", "tool_calls", "steps", "revision") if k in data}
+        return cls(**fields, conversation=data.get("messages", ()))
+
+
+def _first_error(exc: Any) -> str:
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in error["loc"]) or "the file"
+    return f"{where}: {error['msg']}"
+
+
+def _without_thinking(turn: Iterable[Message]) -> Iterable[Message]:
+    """The turn as history keeps it: thinking is never sent back in a later turn."""
+    for m in turn:
+        yield m.without_thinking() if type(m) is AssistantMessage else m
+
+
+def _call_record(turn_index: int, call: ToolCallFinished) -> dict[str, Any]:
+    """What the session file keeps of one finished tool call (a ``ToolCallFinished``)."""
+    from agentkit.tools.runtime import to_response_value
+
+    record = {
+        "turn": turn_index,
+        "call_id": call.call_id,
+        "name": call.name,
+        "arguments": call.arguments,
+        "result": to_response_value(call.result) if call.error is None else None,
+        "error": call.error,
+        "duration_s": round(call.duration_s, 6),
+        "step": call.step,
+    }
+    if call.repair is not None:
+        record["repair"] = call.repair
+    return record
 
 
 @dataclass(frozen=True)
@@ -253,11 +427,38 @@ class SessionStore:
                 )
         session.updated_at = time.time()
         session.revision += 1
-        text = json.dumps(session.to_dict(), ensure_ascii=False, default=_json_value)
+        text = json.dumps(session.to_dict(), ensure_ascii=False)
         try:
             atomic_write_text(path, text)
         except OSError as exc:
             raise SessionError(f"cannot save session {session.id} to {path}: {exc}") from exc
+
+    def record_step(self, session: Session, step: StepFinished, turn: Sequence[Message], *, turn_index: int) -> None:
+        """Record a step of a turn still in progress and save, the turn's messages so far included.
+
+        A crash mid-turn then loses at most one step. The turn's thinking is not saved with the messages
+        (history never holds it); ``session.conversation`` is left as it was (the turn is not committed).
+        """
+        session.record_step(step, turn_index=turn_index)
+        committed = session.conversation
+        session.conversation = (*committed, *_without_thinking(turn))
+        try:
+            self.save(session)
+        finally:
+            session.conversation = committed
+
+    def commit_turn(
+        self,
+        session: Session,
+        turn: Sequence[Message],
+        *,
+        turn_index: int,
+        thinking: str = "",
+        calls: Iterable[ToolCallFinished] = (),
+    ) -> None:
+        """Add a finished turn to the session (:meth:`Session.commit_turn`) and save it."""
+        session.commit_turn(turn, turn_index=turn_index, thinking=thinking, calls=calls)
+        self.save(session)
 
     def revision(self, session_id: str) -> int | None:
         """The revision saved on disk (read from the file's first bytes), or None when there is no such file."""
@@ -265,8 +466,8 @@ class SessionStore:
             head = read_regular_file(self._path(session_id))[:128].decode("utf-8", "replace")
         except FileNotFoundError:
             return None
-        match = _REVISION_RE.match(head)
-        return int(match.group(1)) if match else 0
+        match = _HEADER_RE.match(head)
+        return int(match.group(2)) if match else 0
 
     @contextlib.asynccontextmanager
     async def lock(self, session_id: str, *, timeout_s: float = 30.0) -> AsyncIterator[None]:
@@ -306,15 +507,7 @@ class SessionStore:
             ) from None
         except UnicodeDecodeError as exc:
             raise SessionCorrupt(f"session file {path} is not UTF-8 text ({exc}); it was left untouched") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SessionCorrupt(f"session file {path} is not valid JSON ({exc}); it was left untouched") from exc
-        except RecursionError:
-            raise SessionCorrupt(
-                f"session file {path} is nested too deeply to be a session; it was left untouched"
-            ) from None
-        session = Session.from_dict(data, source=str(path))
+        session = Session.from_json(text, source=f"session file {path}")
         # The file name is the session's identity: a copied file (backup.json) is its own session, and saving
         # it must never overwrite the file it was copied from.
         session.id = session_id
@@ -361,5 +554,5 @@ class SessionStore:
         """Return the session as a dict, and write it as JSON to ``path`` (atomically) when given."""
         data = self.load(session_id).to_dict()
         if path is not None:
-            atomic_write_text(Path(path), json.dumps(data, ensure_ascii=False, indent=2, default=_json_value))
+            atomic_write_text(Path(path), json.dumps(data, ensure_ascii=False, indent=2))
         return data

@@ -1,8 +1,10 @@
 """The agent's render cache never sends a conversation other than the one it holds.
 
 The agent keeps the rendering of the history and appends each new turn to it. Whatever a program does to
-``agent.messages`` between runs (replace messages in place, edit one, change the thinking switch), the prompt
-sent must be exactly what rendering the current history from scratch gives.
+the conversation between runs (replace the last messages at equal length, edit one, drop some, change the
+thinking switch), through ``agent.messages = [...]`` or ``agent.conversation = ...``, the prompt sent must be
+exactly what rendering the current history from scratch gives. ``agent.messages`` hands out new dicts: editing
+them changes nothing until they are assigned back.
 """
 
 from __future__ import annotations
@@ -41,10 +43,12 @@ def test_replacing_the_last_messages_in_place_at_equal_length_sends_the_new_conv
     backend = ScriptedBackend(["Paris.<turn|>", "They purr.<turn|>"])
     agent = Agent(backend)
     agent.run("What is the capital of France?")
-    agent.messages[-2:] = [
+    messages = agent.messages
+    messages[-2:] = [
         {"role": "user", "content": "Tell me about cats."},
         {"role": "assistant", "content": "Cats are small."},
     ]
+    agent.messages = messages
     expected = fresh(agent, "More?")
     agent.run("More?")
     assert backend.prompts[1] == expected
@@ -55,7 +59,9 @@ def test_editing_a_message_in_place_is_seen_by_the_next_run() -> None:
     backend = ScriptedBackend(["Paris.<turn|>", "Ok.<turn|>"])
     agent = Agent(backend)
     agent.run("Capital of France?")
-    agent.messages[-1]["content"] = "Lyon."  # a program correcting the answer it keeps
+    messages = agent.messages
+    messages[-1]["content"] = "Lyon."  # a program correcting the answer it keeps
+    agent.messages = messages
     expected = fresh(agent, "Sure?")
     agent.run("Sure?")
     assert backend.prompts[1] == expected and "Lyon." in expected and "Paris." not in expected
@@ -92,11 +98,17 @@ def test_every_prompt_is_the_fresh_rendering_whatever_was_done_to_the_history(op
                 agent.run(a)
                 assert backend.prompts[n] == expected
             elif op == "replace_tail" and closed and not agent.messages[-1].get("tool_calls"):
-                agent.messages[-2:] = [{"role": "user", "content": a}, {"role": "assistant", "content": b}]
+                agent.messages = [
+                    *agent.messages[:-2],
+                    {"role": "user", "content": a},
+                    {"role": "assistant", "content": b},
+                ]
             elif op == "edit_last" and closed:
-                agent.messages[-1]["content"] = a
+                messages = agent.messages
+                messages[-1]["content"] = a
+                agent.messages = messages
             elif op == "drop_tail" and closed:
-                del agent.messages[-2:]
+                agent.conversation = agent.conversation[:-2]
             elif op == "thinking":
                 agent.thinking = not agent.thinking
     finally:
@@ -108,9 +120,11 @@ def test_values_equal_in_python_but_rendered_differently_are_told_apart() -> Non
     backend = ScriptedBackend([CALL, "Done.<turn|>", "Ok.<turn|>", "Ok.<turn|>", "Ok.<turn|>"])
     agent = Agent(backend, tools=[note])
     agent.run("note it")
-    result = next(m for m in agent.messages if m["role"] == "tool")
+    messages = agent.messages
+    result = next(m for m in messages if m["role"] == "tool")
     for n, value in enumerate([1, 1.0, True], start=1):
         result["content"] = {"n": value}
+        agent.messages = messages
         expected = fresh(agent, f"again {n}")
         agent.run(f"again {n}")
         assert backend.prompts[-1] == expected
@@ -118,27 +132,49 @@ def test_values_equal_in_python_but_rendered_differently_are_told_apart() -> Non
 
 
 def test_the_cache_is_used_while_the_history_is_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
-    import agentkit.agent
+    import agentkit.gemma4.continuation
+    import agentkit.messages
 
     sizes: list[int] = []
-    real = agentkit.agent.gemma4.render
+    real = agentkit.messages.render
 
     def spy(messages: Any, *args: Any, **kwargs: Any) -> Any:
         sizes.append(len(messages))
         return real(messages, *args, **kwargs)
 
-    backend = ScriptedBackend(["One.<turn|>", CALL, "Two.<turn|>", "Three.<turn|>", "Four.<turn|>", "Five.<turn|>"])
+    backend = ScriptedBackend(
+        [
+            "One.<turn|>",
+            CALL,
+            "Two.<turn|>",
+            "Three.<turn|>",
+            "Four.<turn|>",
+            "Five.<turn|>",
+            "Six.<turn|>",
+            "Seven.<turn|>",
+        ]
+    )
     agent = Agent(backend, tools=[note])
     agent.run("first")
     agent.run("second")  # a tool round: five messages of history after it
-    monkeypatch.setattr(agentkit.agent.gemma4, "render", spy)
+    # Every rendering the agent makes goes through these two: whole conversations and appended turns.
+    monkeypatch.setattr(agentkit.messages, "render", spy)
+    monkeypatch.setattr(agentkit.gemma4.continuation, "render", spy)
     agent.run("third")
     assert max(sizes) <= 2, sizes  # only the new turn was rendered
-    agent.session.messages = [dict(m) for m in agent.messages]  # an equal copy (a reloaded session) hits too
-    sizes.clear()
     agent.run("fourth")
     assert max(sizes) <= 2, sizes
-    agent.messages[1]["content"] = "Edited."
+    agent.messages = [dict(m) for m in agent.messages]  # an equal copy (a reloaded session) is a new conversation
     sizes.clear()
     agent.run("fifth")
+    assert max(sizes) == len(agent.messages) - 2, sizes  # rendered once from scratch...
+    sizes.clear()
+    agent.run("sixth")
+    assert max(sizes) <= 2, sizes  # ...and cached again from there
+    messages = agent.messages
+    messages[1]["content"] = "Edited."
+    assert agent.messages[1]["content"] != "Edited."  # a copy: nothing changes until it is assigned back
+    agent.messages = messages
+    sizes.clear()
+    agent.run("seventh")
     assert max(sizes) == len(agent.messages) - 2, sizes  # the edit forced one full rendering

@@ -1,10 +1,11 @@
 """The backend interface: the one thing the agent loop needs from an inference engine.
 
 A backend streams raw Gemma 4 text (control tokens kept) for a request. It knows nothing about tools or the
-loop: the request carries the native prompt agentkit rendered, and, for engines that must render and parse
-themselves (Ollama's ``/api/chat``), the same conversation as OpenAI-style messages plus the tool declarations
-as plain dicts. Whatever path a backend takes, it yields native Gemma 4 text, so the loop's stream parser
-sees one format everywhere.
+loop: the request carries the typed conversation (:mod:`agentkit.messages`) and the native prompt agentkit
+rendered from it; engines that must render and parse themselves (Ollama's ``/api/chat``, vLLM's chat API)
+take the conversation as chat-API dicts from ``request.chat_messages()`` plus the tool declarations as plain
+dicts. Whatever path a backend takes, it yields native Gemma 4 text, so the loop's stream parser sees one
+format everywhere.
 
 Rules every backend follows:
 - ``stream()`` yields :class:`RawDelta` events and ends with exactly one :class:`GenerationDone`.
@@ -19,7 +20,7 @@ Rules every backend follows:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +28,7 @@ from agentkit.errors import UserError
 from agentkit.gemma4.grammar import ToolCallGrammar
 from agentkit.gemma4.prompt import Prompt
 from agentkit.gemma4.tokens import STOP_MARKERS
+from agentkit.messages import Conversation, Message, from_dicts, has_media, native_prompt, to_chat, to_dicts
 
 __all__ = [
     "MEDIA_PART_TYPES",
@@ -79,6 +81,9 @@ class SamplingParams:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
+_DEFAULT_SAMPLING = SamplingParams()
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a backend can do, so callers can pick paths without isinstance checks."""
@@ -95,34 +100,79 @@ class Capabilities:
 MEDIA_PART_TYPES = frozenset({"image", "image_url", "audio", "input_audio", "video"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class GenerationRequest:
-    """Everything a backend needs for one generation call."""
+    """Everything a backend needs for one generation call: the conversation, typed, and what to do with it.
+
+    - ``conversation``: the typed messages (:mod:`agentkit.messages`). Engines that render the prompt
+      themselves take them as chat-API dicts from :meth:`chat_messages` (every string neutralized), media
+      from the typed image/audio/video parts; :attr:`has_media` tells them which route the conversation
+      needs.
+    - ``prompt``: the same conversation as the native Gemma 4 prompt the agent rendered (token-id and
+      text-prompt engines send it as it is); rendered here from the conversation when not given.
+
+    Built the older way, from OpenAI-style ``messages=[...]`` dicts, the request converts them once;
+    ``request.messages`` still reads as those dicts (made from the conversation), for backends written
+    against it.
+    """
 
     prompt: Prompt
-    sampling: SamplingParams = field(default_factory=SamplingParams)
-    stop: tuple[str, ...] = STOP_MARKERS
-    # The same conversation as OpenAI-style dicts and tool declarations, for engines that render themselves.
-    messages: Sequence[Mapping[str, Any]] = ()
-    tools: Sequence[Mapping[str, Any]] = ()
-    enable_thinking: bool = False
-    # Media referenced by the conversation, in prompt order, for backends with ``capabilities.media``.
-    media: Sequence[Mapping[str, Any]] = ()
+    sampling: SamplingParams
+    stop: tuple[str, ...]
+    tools: Sequence[Mapping[str, Any]]  # OpenAI function-tool dicts, for engines that render themselves
+    enable_thinking: bool
+    # Media for parts that carry no data, in prompt order (the older way; typed parts carry their data).
+    media: Sequence[Mapping[str, Any]]
     # What tool calls may look like, for backends with ``capabilities.grammar`` (others ignore it).
-    grammar: ToolCallGrammar | None = None
+    grammar: ToolCallGrammar | None
+    conversation: Conversation
+
+    def __init__(
+        self,
+        prompt: Prompt | None = None,
+        sampling: SamplingParams | None = None,
+        stop: tuple[str, ...] = STOP_MARKERS,
+        messages: Iterable[Any] = (),
+        tools: Sequence[Mapping[str, Any]] = (),
+        enable_thinking: bool = False,
+        media: Sequence[Mapping[str, Any]] = (),
+        grammar: ToolCallGrammar | None = None,
+        *,
+        conversation: Iterable[Message] | None = None,
+    ) -> None:
+        if conversation is None:
+            conversation = from_dicts(messages)
+        elif type(conversation) is not tuple:
+            conversation = tuple(conversation)
+        setattr_ = object.__setattr__
+        setattr_(self, "conversation", conversation)
+        if prompt is None:  # made from the conversation, as the agent makes it
+            prompt = native_prompt(conversation, tools, thinking=enable_thinking)
+        setattr_(self, "prompt", prompt)
+        setattr_(self, "sampling", sampling if sampling is not None else _DEFAULT_SAMPLING)
+        setattr_(self, "stop", stop)
+        setattr_(self, "tools", tools)
+        setattr_(self, "enable_thinking", enable_thinking)
+        setattr_(self, "media", media)
+        setattr_(self, "grammar", grammar)
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The conversation as OpenAI-style dicts, as the caller wrote them (not neutralized)."""
+        return to_dicts(self.conversation)
+
+    def chat_messages(self) -> list[dict[str, Any]]:
+        """The chat-API messages for an engine that renders the prompt itself (:func:`agentkit.messages.to_chat`)."""
+        return to_chat(self.conversation)
 
     @property
     def has_media(self) -> bool:
-        """Whether the conversation carries images, audio or video: in ``media`` or as content parts.
+        """Whether the conversation carries images, audio or video: as typed parts or in ``media``.
 
         Engines choose their route by this, never by ``media`` alone: the agent sends a picture as a part of
         the user's message and leaves ``media`` empty.
         """
-        return bool(self.media) or any(
-            isinstance(m.get("content"), list)
-            and any(isinstance(p, Mapping) and p.get("type") in MEDIA_PART_TYPES for p in m["content"])
-            for m in self.messages
-        )
+        return bool(self.media) or has_media(self.conversation)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ Nothing here imports the rest of agentkit, so backends, the loop and tests can a
 from __future__ import annotations
 
 from . import tokens
+from .continuation import MALFORMED_CALL_HINT, hand_over, turn_suffix
 from .flatten import flatten_schema
 from .grammar import ToolCallGrammar, arguments_grammar, check_tool_choice, tool_call_grammar
 from .parse import (
@@ -30,6 +31,7 @@ from .values import ValueSyntaxError, format_tool_call, format_value, parse_valu
 
 __all__ = [
     "CONTROL_TOKENS",
+    "MALFORMED_CALL_HINT",
     "STOP_MARKERS",
     "ContentDelta",
     "DeclaredTools",
@@ -53,6 +55,7 @@ __all__ = [
     "format_value",
     "function_schema",
     "generation_prompt",
+    "hand_over",
     "model_schema",
     "parse_response",
     "parse_value",
@@ -62,5 +65,6 @@ __all__ = [
     "sanitize",
     "tokens",
     "tool_call_grammar",
+    "turn_suffix",
     "type_schema",
 ]

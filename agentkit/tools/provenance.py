@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from agentkit.messages import to_dict
+
 if TYPE_CHECKING:
     from agentkit.tools.runtime import Tool
 
@@ -105,22 +107,25 @@ def _failed(content: Any) -> bool:
 class UrlTrust:
     """The trusted URL keys of a conversation, from its messages; the scan of ``history`` is kept between calls.
 
-    History only grows by appending, so the keys of the list last seen (same object, same length or longer)
-    are extended with the new messages; any other list is scanned from the start.
+    History only grows by appending, so the keys of the conversation last seen are extended with the messages
+    added after it (the same messages, at the start of the new one); any other conversation is scanned from the
+    start. Messages are typed (:mod:`agentkit.messages`) or OpenAI-style dicts.
     """
 
     def __init__(self) -> None:
-        self._history: list[dict[str, Any]] | None = None
+        self._history: tuple[Any, ...] | None = None
         self._seen = 0
         self._keys: set[str] = set()
         self._calls: dict[str, tuple[str, Any]] = {}
 
-    def trusted(
-        self, history: list[dict[str, Any]], turn: Sequence[Mapping[str, Any]], tools: Mapping[str, Tool]
-    ) -> frozenset[str]:
+    def trusted(self, history: Sequence[Any], turn: Sequence[Any], tools: Mapping[str, Tool]) -> frozenset[str]:
         """The keys trusted at this point: ``history`` (cached) plus this turn's messages so far."""
-        if self._history is not history or len(history) < self._seen:
-            self._history, self._seen, self._keys, self._calls = history, 0, set(), {}
+        history = tuple(history)
+        old = self._history
+        # Messages are frozen: the same objects in the same places (an identity check each) are the same text.
+        if old is None or len(history) < len(old) or history[: len(old)] != old:
+            self._seen, self._keys, self._calls = 0, set(), {}
+        self._history = history
         _scan(history[self._seen :], tools, self._keys, self._calls)
         self._seen = len(history)
         keys, calls = set(self._keys), dict(self._calls)
@@ -129,12 +134,14 @@ class UrlTrust:
 
 
 def _scan(
-    messages: Iterable[Mapping[str, Any]],
+    messages: Iterable[Any],
     tools: Mapping[str, Tool],
     keys: set[str],
     calls: dict[str, tuple[str, Any]],
 ) -> None:
     for message in messages:
+        if not isinstance(message, Mapping):
+            message = to_dict(message)
         role = message.get("role")
         if role in ("system", "developer", "user"):
             for text in _strings(message.get("content")):

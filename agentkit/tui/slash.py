@@ -102,6 +102,7 @@ class SlashCommands:
             messages[0] = {**messages[0], "content": argument}
         else:
             messages.insert(0, {"role": "system", "content": argument})
+        self.app.agent.session.messages = messages  # a copy was read: the change is made by assigning it
         saved = self.app._session_saved()
         if saved:
             self.app.store.save(self.app.agent.session)
@@ -145,8 +146,9 @@ class SlashCommands:
             return
         bubbles = app.query(UserMessage)
         session = app.agent.session
-        users = [i for i, m in enumerate(session.messages) if m.get("role") == "user"]
-        last_saved = session.messages[users[-1]].get("content") if users else None
+        messages = session.messages
+        users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+        last_saved = messages[users[-1]].get("content") if users else None
         if bubbles and bubbles.last().text != last_saved:
             # The last message failed before anything was saved (the agent drops a turn that produced
             # nothing): there is no answer to replace, so send that message again as it was.
@@ -154,7 +156,7 @@ class SlashCommands:
         elif isinstance(last_saved, str):
             text = last_saved
             turn = len(users) - 1
-            del session.messages[users[-1] :]
+            session.conversation = session.conversation[: users[-1]]
             session.thinking[:] = [t for t in session.thinking if t.get("turn", -1) < turn]
             session.tool_calls[:] = [c for c in session.tool_calls if c.get("turn", -1) < turn]
             app.store.save(session)

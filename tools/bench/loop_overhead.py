@@ -109,11 +109,16 @@ def bench_agentkit(
     for i in range(HISTORY_TURNS):
         backend.add(f"Answer number {i} with some words in it.<turn|>")
         agent.run(f"Question number {i}?")
-    history = list(agent.messages)
+    typed = hasattr(agent, "conversation")  # a typed conversation (an older agentkit, for --baseline, has dicts)
+    history: Any = agent.conversation if typed else list(agent.messages)
 
     def once() -> None:
         if not continuing:
-            agent.session.messages = list(history)  # a fresh list: the agent renders the 50 messages again
+            # A new conversation (the same 50 messages in a new tuple, or a new list): the agent renders them again.
+            if typed:
+                agent.session.conversation = tuple(list(history))
+            else:
+                agent.session.messages = list(history)
         # The test backend records every request (with a copy of the conversation): not the framework's cost,
         # and in a long continuing run the records alone made the garbage collector's passes ever longer.
         backend.requests.clear()

@@ -70,10 +70,18 @@ def _id_controls(tokenizer: Any, ids: list[int]) -> list[int]:
     return [i for i in ids if i in special]
 
 
-def _chat_request(text: str) -> Any:
+def _chat_request(text: str, image: bytes | None = None) -> Any:
+    """The conversation with ``text`` in every slot as a request; ``image`` fills its image part when given."""
     from agentkit.backends.base import GenerationRequest
 
     messages, tools = conversation(text)
+    if image is not None:
+        messages = [
+            {**m, "content": [p if p["type"] != "image" else {"type": "image", "image": image} for p in m["content"]]}
+            if isinstance(m.get("content"), list)
+            else m
+            for m in messages
+        ]
     return GenerationRequest(prompt=render(messages, tools), messages=messages, tools=tools, enable_thinking=True)
 
 
@@ -85,12 +93,7 @@ def _sent_strings(body: dict[str, Any]) -> list[str]:
 def _ollama_body(text: str) -> dict[str, Any]:
     from agentkit.backends.ollama import chat_body
 
-    request = _chat_request(text)
-    for message in request.messages:  # Ollama wants media bytes
-        if isinstance(message["content"], list):
-            message["content"] = [
-                p if p["type"] != "image" else {"type": "image", "image": b"\x89PNG"} for p in message["content"]
-            ]
+    request = _chat_request(text, image=b"\x89PNG")  # Ollama wants media bytes
     return chat_body("gemma4", request)
 
 

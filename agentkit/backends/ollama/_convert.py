@@ -69,7 +69,7 @@ def chat_body(
     ``think`` is always sent: when it is absent Ollama turns thinking *on* for models that can think
     (``server/routes.go`` ``ChatHandler``: ``if req.Think == nil { req.Think = &api.ThinkValue{Value: true} }``).
     """
-    if not request.messages:
+    if not request.conversation:
         # Ollama renders the conversation itself; with no messages it only loads the model (done_reason "load").
         raise UserError(
             "OllamaBackend needs request.messages: Ollama renders the Gemma 4 prompt itself from the conversation "
@@ -77,7 +77,7 @@ def chat_body(
         )
     body: dict[str, Any] = {
         "model": model,
-        "messages": ollama_messages(request.messages, request.media),
+        "messages": ollama_messages(request.chat_messages(), request.media),
         "stream": True,
         "think": bool(request.enable_thinking),
         "options": sampling_options(request, options),

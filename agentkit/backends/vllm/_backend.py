@@ -38,7 +38,7 @@ import httpx
 
 from agentkit.errors import BackendResponseError, ContextTooLong, StreamInterrupted, UserError
 from agentkit.gemma4.prompt import SupportsEncode
-from agentkit.gemma4.sanitize import neutralize_messages, neutralize_tools
+from agentkit.gemma4.sanitize import neutralize_tools
 
 from .._http import ErrorReply, HTTPBackend, LoopClient, OpenStream, RetryPolicy, ServerErrors, server_url
 from .._native_text import NativeTextWriter
@@ -202,7 +202,7 @@ class VLLMBackend(HTTPBackend):
         body: dict[str, Any] = {
             "model": self._model,
             # Sanitized first (text only), then media parts in the forms vLLM reads, then its wire shape.
-            "messages": _chat_wire(chat_messages(neutralize_messages(request.messages), request.media)),
+            "messages": _chat_wire(chat_messages(request.chat_messages(), request.media)),
             "chat_template_kwargs": {"enable_thinking": request.enable_thinking},
             # The gemma4 parsers need the control tokens. No stop *strings* here: vLLM holds back text that
             # might start one, and its gemma4 parser then misreads calls as content (seen with vLLM 0.32).

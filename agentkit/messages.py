@@ -1,0 +1,519 @@
+"""The conversation, typed: frozen messages made of typed parts, in the style of pydantic-ai's messages.
+
+Why typed: the loop, the session file and every engine read the same conversation, and an untyped one
+(OpenAI-style dicts) had to be re-derived and kept in step by hand in each of them. Here a conversation is a
+``tuple`` of frozen messages, so:
+
+- the agent's cached rendering of earlier turns is valid exactly while the conversation is the *same tuple*
+  (an identity check, O(1)): any change makes a new tuple, and nothing in one can be edited in place;
+- the session file is read and written by one pydantic ``TypeAdapter`` (:func:`session_file_adapter`), discriminated
+  on ``role`` and on each part's ``type``; bytes travel as base64.
+
+Dicts exist only at the edges: :func:`from_dicts` / :func:`to_dicts` convert the OpenAI-style messages users
+pass to ``Agent.run`` and read from ``Agent.messages``; :func:`to_chat` is the one place the chat-API message
+list is made for an engine that renders the prompt itself (every string neutralized); :func:`render_dicts` is
+what the native renderer (:func:`agentkit.gemma4.render`) reads.
+
+Messages: :class:`SystemMessage` (also ``developer``), :class:`UserMessage` (text, images, audio, video),
+:class:`AssistantMessage` (text, thinking, tool calls) and :class:`ToolResult` (one call's result). Values
+inside (call arguments, tool results) are plain JSON-like data: treat them as read-only, as the conversion
+functions hand out copies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
+
+from agentkit.errors import UserError
+from agentkit.gemma4.prompt import Prompt
+from agentkit.gemma4.render import render
+from agentkit.gemma4.sanitize import neutralize_messages
+
+__all__ = [
+    "AssistantMessage",
+    "AssistantPart",
+    "AudioPart",
+    "Conversation",
+    "ImagePart",
+    "Message",
+    "SystemMessage",
+    "TextPart",
+    "ThinkingPart",
+    "ToolCallPart",
+    "ToolResult",
+    "UserMessage",
+    "UserPart",
+    "VideoPart",
+    "from_dict",
+    "from_dicts",
+    "has_media",
+    "native_prompt",
+    "render_dicts",
+    "session_file_adapter",
+    "to_chat",
+    "to_dict",
+    "to_dicts",
+]
+
+
+# -- parts ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingPart:
+    """The model's thinking: kept within its turn, never sent back in a later one."""
+
+    text: str
+    type: Literal["thinking"] = "thinking"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallPart:
+    """One call the model made. ``arguments`` is a mapping, or the raw text a client sent that was not JSON."""
+
+    name: str
+    arguments: dict[str, Any] | str
+    id: str | None = None
+    type: Literal["tool_call"] = "tool_call"
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image: ``data`` (bytes), ``url`` (an http(s) or data URL, or base64 text) or ``path`` (a file).
+
+    With none of them the part takes the next entry of a request's ``media`` (the older way to pass media).
+    """
+
+    data: bytes | None = None
+    url: str | None = None
+    path: str | None = None
+    type: Literal["image"] = "image"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioPart:
+    """Audio, given like an image; ``format`` (wav, mp3, flac, ogg) when the caller named it."""
+
+    data: bytes | None = None
+    url: str | None = None
+    path: str | None = None
+    format: str | None = None
+    type: Literal["audio"] = "audio"
+
+
+@dataclass(frozen=True, slots=True)
+class VideoPart:
+    data: bytes | None = None
+    url: str | None = None
+    path: str | None = None
+    type: Literal["video"] = "video"
+
+
+MediaPart: TypeAlias = ImagePart | AudioPart | VideoPart
+if TYPE_CHECKING:
+    # At run time these become discriminated unions (pydantic's Field) when the TypeAdapter is first built
+    # (see session_file_adapter): importing this module loads no pydantic.
+    UserPart: TypeAlias = TextPart | ImagePart | AudioPart | VideoPart
+    AssistantPart: TypeAlias = TextPart | ThinkingPart | ToolCallPart
+
+
+# -- messages ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SystemMessage:
+    """Instructions; a list of text parts renders each part trimmed and followed by a space (as the template)."""
+
+    content: str | tuple[TextPart, ...]
+    role: Literal["system", "developer"] = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class UserMessage:
+    content: str | tuple[UserPart, ...]
+    role: Literal["user"] = "user"
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+@dataclass(frozen=True, slots=True)
+class AssistantMessage:
+    """One piece of the model's turn: its thinking, its text and its tool calls, in the order written."""
+
+    parts: tuple[AssistantPart, ...] = ()
+    role: Literal["assistant"] = "assistant"
+
+    @property
+    def text(self) -> str:
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    @property
+    def thinking(self) -> str:
+        return "".join(p.text for p in self.parts if isinstance(p, ThinkingPart))
+
+    @property
+    def tool_calls(self) -> tuple[ToolCallPart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ToolCallPart))
+
+    def without_thinking(self) -> AssistantMessage:
+        """The message as history keeps it once its turn has ended (itself when it has no thinking)."""
+        if not any(isinstance(p, ThinkingPart) for p in self.parts):
+            return self
+        return AssistantMessage(tuple(p for p in self.parts if not isinstance(p, ThinkingPart)))
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What one tool call returned (any JSON-like value; ``{"error": ...}`` for a failure), by call id or name."""
+
+    content: Any
+    call_id: str | None = None
+    name: str | None = None
+    role: Literal["tool"] = "tool"
+
+
+Message: TypeAlias = SystemMessage | UserMessage | AssistantMessage | ToolResult
+Conversation: TypeAlias = tuple[Message, ...]
+
+
+class SessionFile(TypedDict, total=False):
+    """The session file, as :class:`agentkit.sessions.SessionStore` writes it (format version 2)."""
+
+    format: str
+    version: int
+    revision: int
+    id: str
+    title: str
+    created_at: float
+    updated_at: float
+    backend: str
+    model: str
+    thinking_enabled: bool
+    messages: list[Message]
+    thinking: list[dict[str, Any]]
+    tool_calls: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
+
+@cache
+def session_file_adapter() -> TypeAdapter[SessionFile]:
+    """The one TypeAdapter for session files: messages discriminated on ``role``, parts on ``type``.
+
+    Built on first use, so that importing the conversation types costs no pydantic import (the command line's
+    start-up stays light).
+    """
+    from typing import Annotated
+
+    from pydantic import ConfigDict, Field, TypeAdapter, with_config
+    from typing_extensions import TypedDict as PydanticTypedDict  # what pydantic reads on Python < 3.12
+
+    namespace = globals()
+    namespace["UserPart"] = Annotated[TextPart | ImagePart | AudioPart | VideoPart, Field(discriminator="type")]
+    namespace["AssistantPart"] = Annotated[TextPart | ThinkingPart | ToolCallPart, Field(discriminator="type")]
+    message = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolResult, Field(discriminator="role")]
+    config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+    fields = {**SessionFile.__annotations__, "messages": list[message]}
+    schema = with_config(config)(PydanticTypedDict("SessionFile", fields, total=False))  # type: ignore[operator]
+    return TypeAdapter(schema)
+
+
+# -- from the dicts people write ---------------------------------------------------------------------------
+
+_MEDIA_TYPES = {"image": "image", "image_url": "image", "audio": "audio", "input_audio": "audio", "video": "video"}
+_ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+def from_dicts(messages: Iterable[Any]) -> Conversation:
+    """The typed conversation for OpenAI/Hugging Face-style message dicts (what ``Agent.run`` accepts).
+
+    Also reads the forms the renderer always took: content as a list of parts or one part, call arguments as
+    JSON text, ``reasoning``/``thinking`` for ``reasoning_content``, and Hugging Face's ``tool_responses`` (as
+    the tool results they are). Keys that mean nothing to a Gemma 4 prompt are not kept.
+    """
+    out: list[Message] = []
+    for index, message in enumerate(messages):
+        if isinstance(message, SystemMessage | UserMessage | AssistantMessage | ToolResult):
+            out.append(message)
+            continue
+        out.append(from_dict(message, index=index))
+        if isinstance(message, Mapping) and message.get("role") == "assistant":
+            for legacy in message.get("tool_responses") or ():
+                if isinstance(legacy, Mapping):
+                    name = legacy.get("name")
+                    out.append(ToolResult(_detach(legacy.get("response")), None, str(name) if name else None))
+    return tuple(out)
+
+
+def from_dict(message: Any, *, index: int = 0) -> Message:
+    """One typed message for one message dict; a clear error for what cannot be one."""
+    if not isinstance(message, Mapping):
+        raise UserError(f"message {index} must be a mapping with a 'role', not {type(message).__name__}")
+    role = message.get("role")
+    content = message.get("content")
+    if role == "user":
+        return UserMessage(_user_content(content, index))
+    if role == "assistant":
+        parts: list[TextPart | ThinkingPart | ToolCallPart] = []
+        thinking = message.get("reasoning_content") or message.get("reasoning") or message.get("thinking")
+        if thinking:
+            parts.append(ThinkingPart(str(thinking)))
+        text = _joined_text(content)
+        if text:
+            parts.append(TextPart(text))
+        calls = message.get("tool_calls") or ()
+        if not isinstance(calls, list | tuple):
+            raise UserError(f"message {index}: tool_calls must be a list of calls, not {type(calls).__name__}")
+        parts.extend(_call(c, index) for c in calls)
+        return AssistantMessage(tuple(parts))
+    if role == "tool":
+        call_id, name = message.get("tool_call_id"), message.get("name") or message.get("tool_name")
+        return ToolResult(_detach(content), str(call_id) if call_id is not None else None, str(name) if name else None)
+    if role in ("system", "developer"):
+        if isinstance(content, str) or content is None:
+            return SystemMessage(content or "", role)
+        texts = [p for p in _user_content(content, index) if isinstance(p, TextPart)]
+        return SystemMessage(tuple(texts), role)
+    raise UserError(f"message {index}: role must be one of {', '.join(_ROLES)}, not {role!r}")
+
+
+def _joined_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = [content] if isinstance(content, Mapping) else content
+    if not isinstance(parts, list | tuple):
+        return str(content)
+    return "".join(
+        str(p.get("text") or "") if isinstance(p, Mapping) else str(p)
+        for p in parts
+        if not isinstance(p, Mapping) or p.get("type", "text") == "text"
+    )
+
+
+def _user_content(content: Any, index: int) -> str | tuple[TextPart | ImagePart | AudioPart | VideoPart, ...]:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = [content] if isinstance(content, Mapping) else content
+    if not isinstance(parts, list | tuple):
+        raise UserError(f"message {index}: content must be text or a list of parts, not {type(content).__name__}")
+    out: list[TextPart | ImagePart | AudioPart | VideoPart] = []
+    for part in parts:
+        if isinstance(part, TextPart | ImagePart | AudioPart | VideoPart):
+            out.append(part)
+        elif not isinstance(part, Mapping):
+            out.append(TextPart(str(part)))
+        elif part.get("type", "text") == "text":
+            out.append(TextPart(str(part.get("text") or "")))
+        elif part.get("type") in _MEDIA_TYPES:
+            out.append(_media(part))
+        else:
+            raise UserError(
+                f"message {index} has a content part of type {part.get('type')!r}; the types are text, image, "
+                "image_url, audio, input_audio and video"
+            )
+    return tuple(out)
+
+
+def _media(part: Mapping[str, Any]) -> ImagePart | AudioPart | VideoPart:
+    """A media part from any of the forms people write: bytes, a Path, base64 or a URL, nested or not."""
+    kind = _MEDIA_TYPES[part["type"]]
+    fmt: str | None = None
+    nested = part.get(part["type"])
+    if isinstance(nested, Mapping):  # {"image_url": {"url": ...}}, {"input_audio": {"data": ..., "format": ...}}
+        fmt = nested.get("format") if isinstance(nested.get("format"), str) else None
+        nested = nested.get("url", nested.get("data"))
+    value = next((v for v in (nested, part.get("data"), part.get("url"), part.get("base64")) if v is not None), None)
+    if value is None and part.get("path") is not None:
+        value = Path(str(part["path"]))
+    fmt = fmt or (part.get("format") if isinstance(part.get("format"), str) else None)
+    data = bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None
+    path = str(value) if isinstance(value, Path) else None
+    if value is not None and data is None and path is None and not isinstance(value, str):
+        raise UserError(f"cannot send {kind} given as {type(value).__name__}; pass bytes, a pathlib.Path or a URL")
+    url = value if isinstance(value, str) else None
+    if kind == "image":
+        return ImagePart(data, url, path)
+    if kind == "audio":
+        return AudioPart(data, url, path, fmt)
+    return VideoPart(data, url, path)
+
+
+def _call(call: Any, index: int) -> ToolCallPart:
+    if isinstance(call, ToolCallPart):
+        return call
+    if not isinstance(call, Mapping):
+        raise UserError(f"message {index}: a tool call must be a mapping, not {type(call).__name__}")
+    fn = call.get("function", call)
+    if not isinstance(fn, Mapping):
+        raise UserError(f"message {index}: a tool call's function must be a mapping, not {type(fn).__name__}")
+    raw = fn.get("arguments")
+    arguments: dict[str, Any] | str
+    if isinstance(raw, str):
+        try:
+            decoded = json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError:
+            decoded = raw  # kept as text: the renderer writes it inert inside the braces
+        arguments = decoded if isinstance(decoded, dict) else raw
+    elif isinstance(raw, Mapping):
+        arguments = _detach(dict(raw))
+    elif raw is None:
+        arguments = {}
+    else:
+        arguments = str(raw)
+    call_id = call.get("id")
+    return ToolCallPart(str(fn.get("name") or "unknown"), arguments, str(call_id) if call_id is not None else None)
+
+
+def _detach(value: Any) -> Any:
+    """A copy of a JSON-like value that shares no list or dict with the caller's."""
+    kind = type(value)
+    if kind is str or value is None or kind is int or kind is float or kind is bool:
+        return value
+    if isinstance(value, Mapping):
+        return {k: _detach(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_detach(v) for v in value]
+    return value
+
+
+# -- back to dicts -----------------------------------------------------------------------------------------
+
+
+def to_dicts(conversation: Iterable[Message]) -> list[dict[str, Any]]:
+    """The conversation as OpenAI-style message dicts (new objects: changing them changes nothing here)."""
+    return [to_dict(m) for m in conversation]
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    if isinstance(message, AssistantMessage):
+        out: dict[str, Any] = {"role": "assistant", "content": message.text}
+        calls = message.tool_calls
+        if calls:
+            out["tool_calls"] = [_call_dict(c, _detach(c.arguments)) for c in calls]
+        thinking = message.thinking
+        if thinking:
+            out["reasoning_content"] = thinking
+        return out
+    if isinstance(message, ToolResult):
+        out = {"role": "tool"}
+        if message.call_id is not None:
+            out["tool_call_id"] = message.call_id
+        if message.name is not None:
+            out["name"] = message.name
+        out["content"] = _detach(message.content)
+        return out
+    if isinstance(message, UserMessage):
+        return {"role": "user", "content": _content_dicts(message.content)}
+    return {"role": message.role, "content": _content_dicts(message.content)}
+
+
+def _call_dict(call: ToolCallPart, arguments: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "function", "function": {"name": call.name, "arguments": arguments}}
+    return out if call.id is None else {"id": call.id, **out}
+
+
+def _content_dicts(content: str | tuple[Any, ...]) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    return [_part_dict(p) for p in content]
+
+
+def _part_dict(part: TextPart | ImagePart | AudioPart | VideoPart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    value: Any = part.data if part.data is not None else part.url
+    if isinstance(part, AudioPart) and part.format is not None:
+        inner: dict[str, Any] = {"format": part.format}
+        if value is not None:
+            inner["data"] = value
+        elif part.path is not None:
+            return {"type": "audio", "path": part.path, "format": part.format}
+        return {"type": "input_audio", "input_audio": inner}
+    if value is not None:
+        return {"type": part.type, part.type: value}
+    if part.path is not None:
+        return {"type": part.type, "path": part.path}
+    return {"type": part.type}
+
+
+def render_dicts(conversation: Sequence[Message]) -> list[dict[str, Any]]:
+    """What :func:`agentkit.gemma4.render` reads, sharing values with the messages (it only reads them)."""
+    out: list[dict[str, Any]] = []
+    for m in conversation:
+        if type(m) is AssistantMessage:
+            parts = m.parts
+            if len(parts) == 1 and type(parts[0]) is TextPart:  # a plain answer: most of any history
+                out.append({"role": "assistant", "content": parts[0].text})
+                continue
+            d: dict[str, Any] = {"role": "assistant", "content": m.text}
+            calls = m.tool_calls
+            if calls:
+                d["tool_calls"] = [_call_dict(c, c.arguments) for c in calls]
+            if m.thinking:
+                d["reasoning_content"] = m.thinking
+            out.append(d)
+        elif type(m) is UserMessage and type(m.content) is str:
+            out.append({"role": "user", "content": m.content})
+        elif type(m) is ToolResult:
+            out.append({"role": "tool", "tool_call_id": m.call_id, "name": m.name, "content": m.content})
+        else:
+            out.append(to_dict(m))
+    return out
+
+
+def native_prompt(
+    conversation: Sequence[Message],
+    tools: Sequence[Any] | None = None,
+    *,
+    thinking: bool = False,
+    add_generation_prompt: bool = True,
+) -> Prompt:
+    """The conversation as the native Gemma 4 prompt: the one way a typed conversation is rendered whole."""
+    dicts = render_dicts(conversation)
+    return render(dicts, tools or None, enable_thinking=thinking, add_generation_prompt=add_generation_prompt)
+
+
+def to_chat(conversation: Sequence[Message]) -> list[dict[str, Any]]:
+    """The chat-API message list for an engine that renders the prompt itself: every string neutralized.
+
+    The one place such dicts are made. Media parts stay in agentkit's form (``{"type": "image", "image":
+    ...}``); each engine writes them as its API reads them.
+    """
+    return neutralize_messages(to_dicts(conversation))
+
+
+def has_media(conversation: Iterable[Message]) -> bool:
+    """Whether any message carries an image, audio or video (a tool result given as content parts counts)."""
+    for m in conversation:
+        if type(m) is UserMessage and type(m.content) is tuple:
+            if any(type(p) is not TextPart for p in m.content):
+                return True
+        elif (
+            type(m) is ToolResult
+            and isinstance(m.content, list)
+            and any(isinstance(p, Mapping) and p.get("type") in _MEDIA_TYPES for p in m.content)
+        ):
+            return True
+    return False
