@@ -13,24 +13,31 @@ One user request is one model turn, however many tool rounds it takes (see the p
    aside (``RunResult.thinking``, the session file) and never sent back in a later turn.
 
 The loop never prints; it yields :mod:`agentkit.events`. ``run``/``arun`` are thin wrappers over ``run_stream``.
+Running and approving the calls is :mod:`agentkit.agent.approval`; the rendering of earlier turns it appends to
+is :mod:`agentkit.agent.prompt_cache`; the protocol arithmetic (hand-over, turn suffix) is
+:mod:`agentkit.gemma4.continuation`; the records of a turn are written by :class:`agentkit.sessions.SessionStore`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import inspect
 import json
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from agentkit import gemma4
 from agentkit._sync import LoopRunner
+from agentkit.agent.approval import (
+    ApprovalPolicy,
+    AskCallback,
+    ToolExecution,
+    default_policy,
+)
+from agentkit.agent.prompt_cache import PromptCache
 from agentkit.backends.base import (
     Backend,
     BackendEvent,
@@ -41,7 +48,7 @@ from agentkit.backends.base import (
     Timings,
     Usage,
 )
-from agentkit.errors import AgentkitError, ToolError, UserError
+from agentkit.errors import UserError
 from agentkit.events import (
     AgentEvent,
     Notice,
@@ -53,7 +60,6 @@ from agentkit.events import (
     StopReason,
     ToolCallCounts,
     ToolCallFinished,
-    ToolCallStarted,
 )
 from agentkit.messages import (
     AssistantMessage,
@@ -67,69 +73,18 @@ from agentkit.messages import (
     UserMessage,
     from_dict,
     from_dicts,
-    native_prompt,
-    render_dicts,
 )
 from agentkit.options import AgentOptions, agent_keywords
 from agentkit.output import FINAL_RESULT, output_spec
 from agentkit.sessions import Session, SessionStore
-from agentkit.tools.provenance import UrlTrust
-from agentkit.tools.runtime import CallContext, Tool, as_tools, to_response_value
+from agentkit.tools.runtime import Tool, as_tools, to_response_value
 from agentkit.toolsets import Toolset, check_toolsets, merge_tools
 from agentkit.tracing import Tracer, default_tracer
 
-__all__ = [
-    "Agent",
-    "Approval",
-    "RunResult",
-    "RunTimings",
-    "ToolCallCounts",
-    "ToolCallRequest",
-    "allow_all",
-    "default_policy",
-]
+__all__ = ["Agent"]
 
 
-class Approval(enum.Enum):
-    """A decision about one tool call."""
-
-    ALLOW = "allow"
-    DENY = "deny"
-    ASK = "ask"  # a person decides, through the agent's ``ask`` callback
-    ALWAYS = "always"  # allow, and stop asking about this tool for the rest of the agent's life
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCallRequest:
-    """What an approval policy or a person sees before a call runs."""
-
-    call_id: str
-    name: str
-    arguments: dict[str, Any]
-    side_effects: bool  # this call's: the tool's flag, or its approval_check found a reason
-    description: str = ""
-    reason: str = ""  # why this call needs a person, when the tool's approval_check said so
-    repair: str | None = None  # set when the model wrote the call out of format and it was recovered
-
-
-ApprovalPolicy = Callable[[ToolCallRequest], "Approval | Awaitable[Approval]"]
-AskCallback = Callable[[ToolCallRequest], "Approval | bool | Awaitable[Approval | bool]"]
-
-
-def default_policy(request: ToolCallRequest) -> Approval:
-    """Run read-only tools; ask before anything with side effects."""
-    return Approval.ASK if request.side_effects else Approval.ALLOW
-
-
-def allow_all(request: ToolCallRequest) -> Approval:
-    """Approve every call (tests, trusted automation)."""
-    return Approval.ALLOW
-
-
-_NO_CONTEXT = CallContext()
-
-
-class Agent:
+class Agent(ToolExecution):
     """An agent on a Gemma 4 backend with Python tools; ``run`` again to continue the conversation.
 
     ``tool_choice``: ``"auto"`` (the model decides), ``"required"`` (the first step of each run calls at least
@@ -217,18 +172,10 @@ class Agent:
         self.constrained = self._check_constraint(tool_choice, constrain_tool_calls)
         if not self.toolsets:
             self._grammar(1)  # built (and cached) now, so a schema no call can satisfy fails here, not mid-run
-        self._always: set[str] = set()
-        # Approval waits (see _ask_person): per call id, and the wall time while at least one person was asked.
-        self._approval_waits: dict[str, float] = {}
-        self._approval_wall = 0.0
-        self._asking = 0
-        self._asking_since = 0.0
-        self._url_trust = UrlTrust()
+        self._init_execution()
         self._running = False
         self._runner: LoopRunner | None = None
-        # (the conversation rendered — a tuple, so its identity says it is unchanged —, the thinking switch,
-        # its rendering without generation prompt, how many user turns it holds)
-        self._prefix: tuple[Conversation, bool, gemma4.Prompt, int] | None = None
+        self._prompts = PromptCache()  # the rendering of earlier turns
         if session_id is not None:
             if store is None:
                 raise UserError("session_id needs a store: Agent(..., store=SessionStore(), session_id=...)")
@@ -379,7 +326,7 @@ class Agent:
             for t in answer:
                 del self.tools[t.name]  # answered by the loop, not run as a tool
             self._declared = gemma4.DeclaredTools.of(self._declarations) if self._declarations else None
-            self._prefix = None  # the cached rendering declares the old tools
+            self._prompts.clear()  # the cached rendering declares the old tools
             self._toolset_versions = versions
 
     async def run_stream(self, prompt: str | Sequence[Mapping[str, Any]]) -> AsyncIterator[AgentEvent]:
@@ -434,8 +381,8 @@ class Agent:
         turn: list[Message] = [user_message]  # messages of this turn, thinking kept until it ends
         if not self.session.title and type(user_message) is UserMessage and type(user_message.content) is str:
             self.session.title = " ".join(user_message.content.split())[:60]
-        prompt = self._opening_prompt(history, user_message)
-        turn_index = self._prefix[3] if self._prefix is not None else _user_turns(history)
+        turn_index = self._prompts.user_turns(history)
+        prompt = self._prompts.opening(history, user_message, self._declarations, thinking=self.thinking)
         usage = Usage()
         gen_s = tools_s = ttft = 0.0
         approval_before = self._approval_wall
@@ -625,40 +572,6 @@ class Agent:
         )
         yield RunFinished(result)
 
-    def _opening_prompt(self, history: Conversation, user_message: Message) -> gemma4.Prompt:
-        """The first prompt of a turn: the cached rendering of the history plus the new user turn.
-
-        History only grows by whole turns that start with a user message and end with a closed model turn,
-        and it holds no thinking, so rendering it again would give the same bytes: the agent keeps that
-        rendering and appends, making each turn O(new text) instead of O(conversation). The cache holds for
-        exactly the conversation it was made from: a tuple of frozen messages, so the same tuple (an identity
-        check) is the same text, and any change — messages replaced, edited, a reloaded session — is a new
-        tuple that renders from scratch. So does a change of the thinking switch.
-        """
-        p = self._prefix
-        if p is not None and p[0] is history and p[1] == self.thinking:
-            return p[2] + gemma4.turn_suffix(render_dicts((user_message,)), self.thinking)
-        last = history[-1] if history else None
-        if last is not None and (type(last) is not AssistantMessage or last.tool_calls):
-            # Not a closed model turn (an unusual loaded history): no cache, render it all.
-            self._prefix = None
-            return native_prompt((*history, user_message), self._declarations, thinking=self.thinking)
-        rendered = native_prompt(history, self._declarations, thinking=self.thinking, add_generation_prompt=False)
-        rendered.text  # noqa: B018 - computed once here, every later append reuses it
-        self._prefix = (history, self.thinking, rendered, _user_turns(history))
-        return rendered + gemma4.turn_suffix(render_dicts((user_message,)), self.thinking)
-
-    def _advance_prefix(self, before: Conversation, after: Conversation) -> None:
-        """Extend the cached rendering of ``before`` by the turn that made it ``after``."""
-        p = self._prefix
-        if p is None or p[0] is not before or p[1] != self.thinking:
-            self._prefix = None
-            return
-        added = after[len(before) :]
-        prefix = p[2] + gemma4.turn_suffix(render_dicts(added), None)
-        prefix.text  # noqa: B018 - computed once here, every later append reuses it
-        self._prefix = (after, self.thinking, prefix, p[3] + _user_turns(added))
-
     @staticmethod
     def _close_turn(turn: list[Message], text: str, *, cancelled: bool) -> None:
         """Leave the turn renderable: every call answered, the turn ending with a model message."""
@@ -683,154 +596,13 @@ class Agent:
     ) -> None:
         """The turn joins history (without its thinking) and the session is saved; the cache follows."""
         thinking = "\n\n".join(thinking_parts)
-        unchanged = self.session.conversation is history  # nothing replaced it during the turn
         if self.store is not None:
             self.store.commit_turn(self.session, turn, turn_index=turn_index, thinking=thinking, calls=records)
         else:
             self.session.commit_turn(turn, turn_index=turn_index, thinking=thinking, calls=records)
-        if unchanged:
-            self._advance_prefix(history, self.session.conversation)
-        else:
-            self._prefix = None
-
-    def _call_context(
-        self, history: Conversation, turn: list[Message], calls: list[tuple[str, gemma4.ToolCall]]
-    ) -> CallContext:
-        """Only approval checks read the context: a step that calls none skips the scan (it is caught up later)."""
-        tools = self.tools
-        if any((t := tools.get(c.name)) is not None and t.approval_check is not None for _, c in calls):
-            return CallContext(self._url_trust.trusted(history, turn, tools))
-        return _NO_CONTEXT
-
-    async def _run_calls(
-        self, calls: list[tuple[str, gemma4.ToolCall]], step: int, context: CallContext
-    ) -> AsyncGenerator[ToolCallStarted | ToolCallFinished, None]:
-        """Run all calls of a step concurrently; yield events as each starts and finishes."""
-        if len(calls) == 1:  # nothing to overlap: run it in this task, without a task and a queue per call
-            call_id, call = calls[0]
-            args = dict(call.arguments)
-            yield ToolCallStarted(call_id, call.name, args, step)
-            yield await self._finished_call(call_id, call, args, step, context)
-            return
-        queue: asyncio.Queue[ToolCallStarted | ToolCallFinished] = asyncio.Queue()
-        tasks = [asyncio.create_task(self._one_call(cid, c, step, queue, context)) for cid, c in calls]
-        try:
-            pending = len(tasks)
-            while pending:
-                item = await queue.get()
-                if isinstance(item, ToolCallFinished):
-                    pending -= 1
-                yield item
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _one_call(
-        self,
-        call_id: str,
-        call: gemma4.ToolCall,
-        step: int,
-        queue: asyncio.Queue[ToolCallStarted | ToolCallFinished],
-        context: CallContext,
-    ) -> None:
-        started = time.perf_counter()
-        args = dict(call.arguments)
-        await queue.put(ToolCallStarted(call_id, call.name, args, step, call.repair))
-        finished: ToolCallFinished | None = None
-        try:
-            finished = await self._finished_call(call_id, call, args, step, context)
-        finally:
-            if finished is None:  # this call's task was cancelled
-                waited = self._approval_waits.pop(call_id, 0.0)
-                duration = max(0.0, time.perf_counter() - started - waited)
-                finished = ToolCallFinished(
-                    call_id, call.name, args, None, "cancelled by the user", duration, step, call.repair
-                )
-            queue.put_nowait(finished)
-
-    async def _finished_call(
-        self, call_id: str, call: gemma4.ToolCall, args: dict[str, Any], step: int, context: CallContext
-    ) -> ToolCallFinished:
-        """Run one call; every outcome but cancellation becomes the record the model is told about."""
-        started = time.perf_counter()
-        result: Any = None
-        error: str | None = None
-        try:
-            result = await self._approved_call(call_id, call.name, args, context, call.repair)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
-                raise  # the run, or this call's task, is being cancelled
-            error = "cancelled by the user"  # the tool raised CancelledError of its own accord
-        except AgentkitError as exc:  # a ToolError, SandboxError, ...: its message goes to the model as is
-            error = str(exc)
-        except Exception as exc:  # a tool's own bug: the model is told, the loop goes on
-            error = f"{call.name} raised {type(exc).__name__}: {exc}"
-        waited = self._approval_waits.pop(call_id, 0.0)  # the person's time is not the tool's
-        duration = max(0.0, time.perf_counter() - started - waited)
-        return ToolCallFinished(call_id, call.name, args, result, error, duration, step, call.repair, waited)
-
-    async def _ask_person(self, call_id: str, request: ToolCallRequest) -> Any:
-        """Ask for approval, timing the wait: per call (kept out of its duration) and as wall time while anyone
-        is being asked (kept out of the run's tool time), so timings measure the tools, not the person."""
-        assert self.ask is not None
-        started = time.perf_counter()
-        if not self._asking:
-            self._asking_since = started
-        self._asking += 1
-        try:
-            return await _maybe_await(self.ask(request))
-        finally:
-            ended = time.perf_counter()
-            self._asking -= 1
-            if not self._asking:
-                self._approval_wall += ended - self._asking_since
-            self._approval_waits[call_id] = self._approval_waits.get(call_id, 0.0) + ended - started
-
-    async def _approved_call(
-        self, call_id: str, name: str, args: dict[str, Any], context: CallContext, repair: str | None = None
-    ) -> Any:
-        if self._output is not None and name == self._output.tool_name:
-            return self._output.validate_arguments(args)  # the answer itself: validated, nothing runs
-        tool = self.tools.get(name)
-        if tool is None:
-            known = ", ".join(sorted(self.tools)) or "none"
-            raise ToolError(f"unknown tool {name!r}; the available tools are: {known}")
-        kwargs = tool.validate(args)  # reject bad arguments before anyone is asked to approve them
-        # A tool's approval_check can find that this one call needs a person (fetch_url of a URL the model made up).
-        reason = (tool.approval_check(args, context) or "") if tool.approval_check is not None else ""
-        request = ToolCallRequest(
-            call_id, name, args, tool.side_effects or bool(reason), tool.description, reason, repair
-        )
-        decision = await _maybe_await(self.approval(request))
-        if decision is Approval.ASK:
-            if name in self._always:
-                decision = Approval.ALLOW
-            elif self.ask is None:
-                raise ToolError(
-                    f"{name} needs a person's approval ({reason or 'it has side effects'}) and none can be "
-                    "asked here; do not retry this call"
-                )
-            else:
-                answer = await self._ask_person(call_id, request)
-                decision = (Approval.ALLOW if answer else Approval.DENY) if isinstance(answer, bool) else answer
-        if decision is Approval.ALWAYS:
-            self._always.add(name)
-            decision = Approval.ALLOW
-        if decision is not Approval.ALLOW:
-            raise ToolError(f"the user denied this call to {name}; do not retry it, continue without it")
-        return await tool.invoke(kwargs)  # validated above: once per call
-
-
-def _user_turns(messages: Conversation) -> int:
-    return sum(1 for m in messages if type(m) is UserMessage)
+        self._prompts.advance(history, self.session.conversation, thinking=self.thinking)
 
 
 def _answer(text: str) -> AssistantMessage:
     """A plain answer that closes a model turn."""
     return AssistantMessage((TextPart(text),) if text else ())
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
