@@ -32,8 +32,8 @@ from typing import Any, cast
 from agentkit.agent import Agent, allow_all
 from agentkit.backends.base import Backend, BackendEvent, GenerationDone, GenerationRequest, RawDelta, SamplingParams
 from agentkit.errors import BackendError, ContextTooLong
-from agentkit.gemma4 import render
 from agentkit.gemma4.tokens import STOP_MARKERS, TOOL_RESPONSE_START, TURN_END
+from agentkit.messages import from_dicts, native_prompt
 
 __all__ = [
     "CHECKS",
@@ -142,13 +142,14 @@ def request_for(
     thinking: bool = False,
     sampling: SamplingParams | None = None,
 ) -> GenerationRequest:
-    """A request as the agent loop builds it: the native prompt and the same conversation as messages."""
+    """A request as the agent loop builds it: the typed conversation and the native prompt made from it."""
+    conversation = from_dicts(messages)
     return GenerationRequest(
-        prompt=render(messages, tools or None, enable_thinking=thinking),
-        sampling=sampling or SamplingParams(temperature=0.0, max_tokens=96),
-        messages=list(messages),
+        native_prompt(conversation, tools, thinking=thinking),
+        sampling or SamplingParams(temperature=0.0, max_tokens=96),
         tools=list(tools),
         enable_thinking=thinking,
+        conversation=conversation,
     )
 
 
