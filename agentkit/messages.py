@@ -121,11 +121,14 @@ class VideoPart:
 
 
 MediaPart: TypeAlias = ImagePart | AudioPart | VideoPart
+UserPart: TypeAlias = TextPart | ImagePart | AudioPart | VideoPart
+AssistantPart: TypeAlias = TextPart | ThinkingPart | ToolCallPart
 if TYPE_CHECKING:
-    # At run time these become discriminated unions (pydantic's Field) when the TypeAdapter is first built
-    # (see session_file_adapter): importing this module loads no pydantic.
-    UserPart: TypeAlias = TextPart | ImagePart | AudioPart | VideoPart
-    AssistantPart: TypeAlias = TextPart | ThinkingPart | ToolCallPart
+    # The fields' annotations name these; at run time they are defined, as discriminated unions (pydantic's
+    # Field), when the TypeAdapter is first built (see session_file_adapter): importing this module loads no
+    # pydantic.
+    _UserParts: TypeAlias = UserPart
+    _AssistantParts: TypeAlias = AssistantPart
 
 
 # -- messages ---------------------------------------------------------------------------------------------
@@ -141,7 +144,7 @@ class SystemMessage:
 
 @dataclass(frozen=True, slots=True)
 class UserMessage:
-    content: str | tuple[UserPart, ...]
+    content: str | tuple[_UserParts, ...]
     role: Literal["user"] = "user"
 
     @property
@@ -155,7 +158,7 @@ class UserMessage:
 class AssistantMessage:
     """One piece of the model's turn: its thinking, its text and its tool calls, in the order written."""
 
-    parts: tuple[AssistantPart, ...] = ()
+    parts: tuple[_AssistantParts, ...] = ()
     role: Literal["assistant"] = "assistant"
 
     @property
@@ -227,8 +230,8 @@ def session_file_adapter() -> TypeAdapter[SessionFile]:
     from typing_extensions import TypedDict as PydanticTypedDict  # what pydantic reads on Python < 3.12
 
     namespace = globals()
-    namespace["UserPart"] = Annotated[TextPart | ImagePart | AudioPart | VideoPart, Field(discriminator="type")]
-    namespace["AssistantPart"] = Annotated[TextPart | ThinkingPart | ToolCallPart, Field(discriminator="type")]
+    namespace["_UserParts"] = Annotated[UserPart, Field(discriminator="type")]
+    namespace["_AssistantParts"] = Annotated[AssistantPart, Field(discriminator="type")]
     message = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolResult, Field(discriminator="role")]
     config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
     fields = {**SessionFile.__annotations__, "messages": list[message]}
