@@ -35,6 +35,7 @@ from agentkit.gemma4.render import render
 from agentkit.gemma4.sanitize import neutralize_messages
 
 __all__ = [
+    "MEDIA_PART_TYPES",
     "AssistantMessage",
     "AssistantPart",
     "AudioPart",
@@ -242,6 +243,8 @@ def session_file_adapter() -> TypeAdapter[SessionFile]:
 # -- from the dicts people write ---------------------------------------------------------------------------
 
 _MEDIA_TYPES = {"image": "image", "image_url": "image", "audio": "audio", "input_audio": "audio", "video": "video"}
+# Content-part types that carry an image, audio or video (OpenAI's names and the short ones people write).
+MEDIA_PART_TYPES = frozenset(_MEDIA_TYPES)
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 
 

@@ -28,7 +28,16 @@ from agentkit.errors import UserError
 from agentkit.gemma4.grammar import ToolCallGrammar
 from agentkit.gemma4.prompt import Prompt
 from agentkit.gemma4.tokens import STOP_MARKERS
-from agentkit.messages import Conversation, Message, from_dicts, has_media, native_prompt, to_chat, to_dicts
+from agentkit.messages import (
+    MEDIA_PART_TYPES,
+    Conversation,
+    Message,
+    from_dicts,
+    has_media,
+    native_prompt,
+    to_chat,
+    to_dicts,
+)
 
 __all__ = [
     "MEDIA_PART_TYPES",
@@ -94,10 +103,6 @@ class Capabilities:
     prefix_cache: bool = False  # reuses the KV cache of a shared prompt prefix across calls
     grammar: bool = False  # applies ``GenerationRequest.grammar``: tool calls are constrained while generated
     grammar_note: str = ""  # when ``grammar`` is False: why not, and what would make it possible
-
-
-# Content-part types that carry an image, audio or video (OpenAI's names and the short ones people write).
-MEDIA_PART_TYPES = frozenset({"image", "image_url", "audio", "input_audio", "video"})
 
 
 @dataclass(init=False, frozen=True, slots=True)
