@@ -176,9 +176,10 @@ class AssistantMessage:
 
     def without_thinking(self) -> AssistantMessage:
         """The message as history keeps it once its turn has ended (itself when it has no thinking)."""
-        if not any(isinstance(p, ThinkingPart) for p in self.parts):
-            return self
-        return AssistantMessage(tuple(p for p in self.parts if not isinstance(p, ThinkingPart)))
+        for p in self.parts:
+            if type(p) is ThinkingPart:
+                return AssistantMessage(tuple(p for p in self.parts if type(p) is not ThinkingPart))
+        return self
 
 
 @dataclass(frozen=True, slots=True)

@@ -260,8 +260,8 @@ class Session:
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
                 "cached_tokens": usage.cached_tokens,
-                "ttft_s": round(timings.ttft_s, 6),
-                "total_s": round(timings.total_s, 6),
+                "ttft_s": timings.ttft_s,
+                "total_s": timings.total_s,
             }
         )
 
@@ -354,10 +354,9 @@ def _first_error(exc: Any) -> str:
     return f"{where}: {error['msg']}"
 
 
-def _without_thinking(turn: Iterable[Message]) -> Iterable[Message]:
+def _without_thinking(turn: Iterable[Message]) -> list[Message]:
     """The turn as history keeps it: thinking is never sent back in a later turn."""
-    for m in turn:
-        yield m.without_thinking() if type(m) is AssistantMessage else m
+    return [m.without_thinking() if type(m) is AssistantMessage else m for m in turn]
 
 
 def _call_record(turn_index: int, call: ToolCallFinished) -> dict[str, Any]:

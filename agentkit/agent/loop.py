@@ -596,11 +596,15 @@ class Agent(ToolExecution):
     ) -> None:
         """The turn joins history (without its thinking) and the session is saved; the cache follows."""
         thinking = "\n\n".join(thinking_parts)
+        appended = self.session.conversation is history  # nothing replaced the conversation during the turn
         if self.store is not None:
             self.store.commit_turn(self.session, turn, turn_index=turn_index, thinking=thinking, calls=records)
         else:
             self.session.commit_turn(turn, turn_index=turn_index, thinking=thinking, calls=records)
-        self._prompts.advance(history, self.session.conversation, thinking=self.thinking)
+        if appended:
+            self._prompts.advance(history, self.session.conversation, thinking=self.thinking)
+        else:
+            self._prompts.clear()
 
 
 def _answer(text: str) -> AssistantMessage:

@@ -64,13 +64,12 @@ class PromptCache:
         return rendered + gemma4.turn_suffix(render_dicts((user_message,)), thinking)
 
     def advance(self, before: Conversation, after: Conversation, *, thinking: bool) -> None:
-        """Extend the rendering of ``before`` by the turns that made it ``after``; forget it for anything else."""
-        if (
-            before is not self._conversation
-            or thinking != self._thinking
-            or len(after) < len(before)
-            or not all(a is b for a, b in zip(after[: len(before)], before, strict=True))  # identity, not ==
-        ):
+        """Extend the rendering of ``before`` by the messages appended to it to make ``after``.
+
+        The caller vouches that ``after`` is ``before`` with messages appended (the loop knows: it commits the
+        turn to the conversation it started from); for anything else, call :meth:`clear`.
+        """
+        if before is not self._conversation or thinking != self._thinking:
             self._conversation = None
             return
         added = after[len(before) :]
