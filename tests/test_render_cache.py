@@ -178,3 +178,20 @@ def test_the_cache_is_used_while_the_history_is_unchanged(monkeypatch: pytest.Mo
     sizes.clear()
     agent.run("seventh")
     assert max(sizes) == len(agent.messages) - 2, sizes  # the edit forced one full rendering
+
+
+def test_a_conversation_replaced_during_a_turn_is_rendered_from_scratch_next() -> None:
+    backend = ScriptedBackend(["One.<turn|>", CALL, "Two.<turn|>", "Three.<turn|>"])
+    agent = Agent(backend, tools=[note])
+
+    def forget(request: Any) -> str:  # the program drops the history while the model is answering
+        agent.conversation = ()
+        return CALL
+
+    agent.run("first")
+    backend._outputs[1] = forget
+    agent.run("second")
+    assert [m["role"] for m in agent.messages] == ["user", "assistant", "tool", "assistant"]
+    expected = fresh(agent, "third")
+    agent.run("third")
+    assert backend.prompts[-1] == expected and "first" not in expected
