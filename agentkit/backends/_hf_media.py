@@ -34,9 +34,10 @@ from agentkit.errors import ContextTooLong, UserError
 from agentkit.gemma4.encode import encode_trusted, encode_untrusted
 from agentkit.gemma4.prompt import Prompt
 from agentkit.gemma4.tokens import AUDIO, IMAGE, VIDEO
+from agentkit.messages import TextPart, UserMessage
 
-from ._openai_media import _bytes, _entry, _mime, _value
-from .base import MEDIA_PART_TYPES, GenerationRequest
+from ._openai_media import _bytes, _entry, _mime
+from .base import GenerationRequest
 
 __all__ = ["MediaEncoder", "MediaItem", "conversation_media"]
 
@@ -66,21 +67,23 @@ def conversation_media(request: GenerationRequest) -> list[MediaItem]:
     """
     pending = iter(request.media)
     items: list[MediaItem] = []
-    for message in request.messages:
-        content = message.get("content")
-        if message.get("role") != "user" or not isinstance(content, list):
+    for message in request.conversation:
+        if not isinstance(message, UserMessage) or isinstance(message.content, str):
             continue
-        for part in content:
-            if isinstance(part, Mapping) and part.get("type") in MEDIA_PART_TYPES:
-                value = _value(part)
+        for part in message.content:
+            if isinstance(part, TextPart):
+                continue
+            value: Any = next((v for v in (part.data, part.url) if v is not None), None)
+            if value is None and part.path is not None:
+                value = Path(part.path)
+            if value is None:
+                value = _entry(next(pending, None))
                 if value is None:
-                    value = _entry(next(pending, None))
-                    if value is None:
-                        raise UserError(
-                            f"a {part['type']!r} part has no data and the request carries no more media; give the "
-                            "bytes in the part, e.g. {'type': 'image', 'image': b'...'}"
-                        )
-                items.append(MediaItem(_KIND[part["type"]], _data(value)))
+                    raise UserError(
+                        f"a {part.type!r} part has no data and the request carries no more media; give the "
+                        "bytes in the part, e.g. {'type': 'image', 'image': b'...'}"
+                    )
+            items.append(MediaItem(part.type, _data(value)))
     if not items:
         for entry in request.media:
             data = _data(_entry(entry))
