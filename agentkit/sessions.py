@@ -187,7 +187,6 @@ class Session:
     conversation: Conversation
     thinking: list[dict[str, Any]]  # {"turn": n, "text": ...}; never re-sent
     tool_calls: list[dict[str, Any]]  # call records with results and durations
-    steps: list[dict[str, Any]]  # per generation: usage and timings
     revision: int  # bumped by every save: tells an agent that another process continued this session
 
     def __init__(
@@ -218,7 +217,8 @@ class Session:
         self.conversation = tuple(conversation) if conversation is not None else from_dicts(messages)
         self.thinking = [] if thinking is None else thinking
         self.tool_calls = [] if tool_calls is None else tool_calls
-        self.steps = [] if steps is None else steps
+        self._steps: list[dict[str, Any]] = [] if steps is None else steps
+        self._new_steps: list[tuple[int, StepFinished]] = []  # recorded, written into _steps when read
         self.revision = revision
 
     def __eq__(self, other: object) -> bool:
@@ -249,21 +249,21 @@ class Session:
             self.thinking.append({"turn": turn_index, "text": thinking})
         self.tool_calls.extend(_call_record(turn_index, c) for c in calls)
 
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """Per generation: its turn and step, tool calls asked for, token usage and timings."""
+        if self._new_steps:
+            self._steps.extend(_step_record(turn, step) for turn, step in self._new_steps)
+            self._new_steps.clear()
+        return self._steps
+
+    @steps.setter
+    def steps(self, value: list[dict[str, Any]]) -> None:
+        self._steps, self._new_steps = value, []
+
     def record_step(self, step: StepFinished, *, turn_index: int) -> None:
-        """Keep one generation's usage and timings (the ``steps`` list, for people and tools that read it)."""
-        usage, timings = step.usage, step.timings
-        self.steps.append(
-            {
-                "turn": turn_index,
-                "step": step.step,
-                "tool_calls": step.tool_calls,
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "cached_tokens": usage.cached_tokens,
-                "ttft_s": timings.ttft_s,
-                "total_s": timings.total_s,
-            }
-        )
+        """Keep one generation's usage and timings (:attr:`steps`; made into a record when read or saved)."""
+        self._new_steps.append((turn_index, step))
 
     def to_dict(self) -> dict[str, Any]:
         """The session as the file holds it (JSON-ready: bytes as base64)."""
@@ -357,6 +357,20 @@ def _first_error(exc: Any) -> str:
 def _without_thinking(turn: Iterable[Message]) -> list[Message]:
     """The turn as history keeps it: thinking is never sent back in a later turn."""
     return [m.without_thinking() if type(m) is AssistantMessage else m for m in turn]
+
+
+def _step_record(turn_index: int, step: StepFinished) -> dict[str, Any]:
+    usage, timings = step.usage, step.timings
+    return {
+        "turn": turn_index,
+        "step": step.step,
+        "tool_calls": step.tool_calls,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "ttft_s": timings.ttft_s,
+        "total_s": timings.total_s,
+    }
 
 
 def _call_record(turn_index: int, call: ToolCallFinished) -> dict[str, Any]:
