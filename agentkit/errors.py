@@ -17,6 +17,7 @@ Errors are split by who has to act (the pattern pydantic-ai and httpx use):
     ├── SandboxError              the code sandbox cannot run or was misconfigured
     │   └── SandboxUnavailable    bubblewrap is missing
     ├── ToolsetError              a tool source (an MCP server) could not start or went away
+    ├── WorkersUnavailable        a distributed batch has no live worker (Ray cluster unreachable or lost)
     └── SessionError              a saved conversation could not be read or written
         ├── SessionNotFound
         └── SessionCorrupt
@@ -46,6 +47,7 @@ __all__ = [
     "ToolTimeout",
     "ToolsetError",
     "UserError",
+    "WorkersUnavailable",
 ]
 
 
@@ -132,3 +134,7 @@ class SessionCorrupt(SessionError):
 
 class ToolsetError(AgentkitError):
     """A tool source (an MCP server) could not start, died, or answered with something unusable."""
+
+
+class WorkersUnavailable(AgentkitError):
+    """Raised when a distributed batch cannot reach its cluster, or every worker is down for too long."""

@@ -21,6 +21,7 @@ PUBLIC_MODULES = [
     "agentkit.options",
     "agentkit.assemble",
     "agentkit.display",
+    "agentkit.batch",
 ]
 
 

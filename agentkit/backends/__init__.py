@@ -3,6 +3,7 @@
 The interface types are imported with the package; the engines (``OllamaBackend``, ``VLLMBackend``,
 ``TransformersBackend``, ``ScriptedBackend``) and the URL registry on first use (PEP 562), so naming one engine
 never imports the others' client libraries, and a missing optional extra fails only for its own engine.
+``ReplicaBackend`` (``backend_from_urls`` for several URLs) spreads requests over replicas of one model.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         register_backend,
         split_server_url,
     )
+    from .replicas import ReplicaBackend, backend_from_urls
     from .scripted import ScriptedBackend
     from .transformers import TransformersBackend
     from .vllm import VLLMBackend
@@ -42,6 +44,8 @@ _LAZY = {
     "VLLMBackend": "agentkit.backends.vllm",
     "TransformersBackend": "agentkit.backends.transformers",
     "ScriptedBackend": "agentkit.backends.scripted",
+    "ReplicaBackend": "agentkit.backends.replicas",
+    "backend_from_urls": "agentkit.backends.replicas",
     "ENTRY_POINT_GROUP": "agentkit.backends.registry",
     "BackendFactory": "agentkit.backends.registry",
     "backend_from_url": "agentkit.backends.registry",
@@ -61,6 +65,7 @@ __all__ = [
     "ListsModels",
     "OllamaBackend",
     "RawDelta",
+    "ReplicaBackend",
     "SamplingParams",
     "ScriptedBackend",
     "Timings",
@@ -68,6 +73,7 @@ __all__ = [
     "Usage",
     "VLLMBackend",
     "backend_from_url",
+    "backend_from_urls",
     "backend_schemes",
     "register_backend",
     "split_server_url",

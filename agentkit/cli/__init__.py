@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -42,7 +43,14 @@ def _agent_options() -> argparse.ArgumentParser:
     """Options shared by every command that builds an agent (a parent parser)."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("agent options")
-    g.add_argument("--backend", "-b", metavar="URL", help="backend URL or a name from the config's [backends]")
+    g.add_argument(
+        "--backend",
+        "-b",
+        metavar="URL",
+        action="append",
+        help="backend URL or a name from the config's [backends]; repeat it for replicas of one model (requests "
+        "go to the least busy one)",
+    )
     g.add_argument("--model", "-m", metavar="NAME", help="replace the model in the backend URL (gemma4:e2b, ...)")
     g.add_argument("--config", metavar="PATH", help="config file to read instead of the default one")
     g.add_argument(
@@ -89,6 +97,17 @@ def _schema_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     """``--schema`` for the commands that can ask for a structured answer (``{}`` in the help: what it names)."""
     what = "a JSON Schema file or a Python type"
     parser.add_argument("--schema", metavar="FILE|MODULE:CLASS", help=help_text.format(what))
+
+
+def _ray_address(value: str) -> str:
+    """``--ray``'s address: HOST:PORT, ray://HOST:PORT or auto. Anything else is most likely the task file taken
+    as the address (``--ray tasks.jsonl``), so say how to write it rather than report a missing TASKS."""
+    if value in ("", "auto") or value.startswith("ray://") or re.fullmatch(r"[\w.\-\[\]:]+:\d+", value):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{value!r} is not a Ray address (HOST:PORT, ray://HOST:PORT or auto); to use RAY_ADDRESS or a local "
+        "cluster, put --ray after the task file, or write --ray= before it"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,6 +182,30 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--retry-failed", action="store_true", help="run again tasks whose recorded result is an error")
     batch.add_argument("--save-sessions", action="store_true", help="save each task as a session")
     _schema_option(batch, "answer each task with JSON validated against {} (the output field)")
+    batch.add_argument(
+        "--json", action="store_true", help="print progress as JSON lines on stdout (batch_progress, batch_finished)"
+    )
+    batch.add_argument(
+        "--progress-every", type=float, default=5.0, metavar="SECONDS", help="seconds between --json progress events"
+    )
+    scale = batch.add_argument_group("scale-out (pip install 'agentkit[ray]'; see docs/scale-out.md)")
+    scale.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        type=_ray_address,
+        metavar="ADDRESS",
+        help="run the tasks on a Ray cluster: its address (HOST:6379), or none for RAY_ADDRESS or a local cluster",
+    )
+    scale.add_argument("--ray-workers", type=int, metavar="N", help="worker actors (default: the cluster's CPUs)")
+    scale.add_argument(
+        "--max-attempts",
+        type=int,
+        default=3,
+        metavar="N",
+        help="times a task may start when the worker running it dies (default 3)",
+    )
 
     sessions = command(
         "sessions",

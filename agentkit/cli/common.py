@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from agentkit.display import terminal_safe
-from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, SessionNotFound, UserError
+from agentkit.errors import (
+    AgentkitError,
+    BackendUnavailable,
+    ModelNotFound,
+    SessionNotFound,
+    UserError,
+    WorkersUnavailable,
+)
 
 from .config import (
     DEFAULT_TRANSFORMERS_SIZE,
@@ -67,7 +74,7 @@ EXIT_CODES_HELP = """exit codes:
   0    success
   1    the run failed (model/tool error, step limit reached, a batch task failed)
   2    usage error (bad option, URL, config file or session id)
-  3    backend unavailable (server not running, model not pulled, extra not installed)
+  3    backend unavailable (server not running, model not pulled, extra not installed, no Ray workers)
   130  interrupted with Ctrl-C (the session is saved)"""
 
 
@@ -75,7 +82,7 @@ def exit_code_for(exc: BaseException) -> int:
     """The documented exit code for an error that ended a command."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    if isinstance(exc, BackendUnavailable | ModelNotFound):
+    if isinstance(exc, BackendUnavailable | ModelNotFound | WorkersUnavailable):
         return EXIT_BACKEND
     if isinstance(exc, UserError):
         return EXIT_USAGE
@@ -164,8 +171,13 @@ def resolve_backend_url(settings: Settings) -> str:
 
 def make_backend(settings: Settings) -> Backend:
     """Build the configured backend, or the automatic default when nothing is configured."""
-    from agentkit.assemble import build_backend
+    from agentkit.assemble import backend_options, build_backend
 
+    if settings.backend_replicas:  # several servers of one model: a load-balancing backend over them
+        from agentkit.backends import backend_from_urls
+
+        first = settings.backend_replicas[0]
+        return backend_from_urls(settings.backend_replicas, **backend_options(first, num_ctx=settings.num_ctx))
     url = resolve_backend_url(settings)
     return build_backend(url, num_ctx=settings.num_ctx)
 

@@ -7,6 +7,7 @@ one is normal, a broken one is a usage error that names the file and the line.
 Config file (``agentkit doctor`` prints where it is looked for)::
 
     backend = "ollama://localhost:11434/gemma4:e4b"   # or the name of an entry in [backends]
+    # backend = ["vllm://a:8000/google/gemma-4-31B-it", "vllm://b:8000/google/gemma-4-31B-it"]  # replicas
     thinking = false
     tools = ["search", "fetch"]
     workspace = "~/agentkit-workspace"
@@ -163,9 +164,16 @@ def load_config_file(path: Path, *, required: bool) -> dict[str, Any]:
     backends = data.get("backends", {})
     if not isinstance(backends, dict) or not all(isinstance(v, str) for v in backends.values()):
         raise UserError(f'config file {path}: [backends] must map names to URL strings (local = "ollama://...")')
-    for key in ("backend", "model", "workspace", "system"):
+    for key in ("model", "workspace", "system"):
         if key in data and not isinstance(data[key], str):
             raise UserError(f"config file {path}: {key} must be a string")
+    if "backend" in data and not (
+        isinstance(data["backend"], str)
+        or (isinstance(data["backend"], list) and data["backend"] and all(isinstance(b, str) for b in data["backend"]))
+    ):
+        raise UserError(
+            f'config file {path}: backend must be a URL string, or a list of URLs for replicas of one model ("...")'
+        )
     if "thinking" in data and not isinstance(data["thinking"], bool):
         raise UserError(f"config file {path}: thinking must be true or false")
     if "max_steps" in data and (not isinstance(data["max_steps"], int) or data["max_steps"] < 1):
@@ -236,6 +244,9 @@ class Settings(AgentConfig):
     config_path: Path | None = None
     named_backends: Mapping[str, str] = field(default_factory=dict)
     allow_download: bool = False  # the automatic in-process default may download its model without asking
+    # Every URL when several replicas of one model were given (--backend repeated, or a list in the config);
+    # backend_url is then the first of them. Empty for one backend.
+    backend_replicas: tuple[str, ...] = ()
 
     @property
     def backend_source(self) -> str:
@@ -248,7 +259,7 @@ class Settings(AgentConfig):
 
 def resolve_settings(
     *,
-    backend: str | None = None,
+    backend: str | Sequence[str] | None = None,
     model: str | None = None,
     thinking: bool | None = None,
     tools: str | None = None,
@@ -268,13 +279,16 @@ def resolve_settings(
     data = load_config_file(path, required=config is not None)
     named: dict[str, str] = dict(data.get("backends", {}))
 
-    url, source = None, "none"
-    for candidate, where in (
+    urls: list[str] = []
+    source = "none"
+    for candidates, where in (
         (backend, "--backend"),
         (env.get("AGENTKIT_BACKEND") or None, "AGENTKIT_BACKEND"),
         (data.get("backend"), f"config {path}"),
     ):
-        if candidate:
+        if not candidates:
+            continue
+        for candidate in [candidates] if isinstance(candidates, str) else candidates:
             if ":" not in candidate and candidate not in named:
                 # Not a URL, so meant as a name from [backends]: say which names exist instead of "bad URL".
                 names = f"its names: {', '.join(named)}" if named else "it has no [backends] table"
@@ -282,11 +296,14 @@ def resolve_settings(
                     f"{where}: {candidate!r} is not a backend URL nor a name from [backends] in {path} ({names}); "
                     "a URL looks like ollama://localhost:11434/gemma4:e4b"
                 )
-            url, source = named.get(candidate, candidate), where
-            break
+            urls.append(named.get(candidate, candidate))
+        source = where
+        break
     chosen_model = model or env.get("AGENTKIT_MODEL") or data.get("model")
-    if url and chosen_model:
-        url = with_model(url, chosen_model)
+    if urls and chosen_model:
+        urls = [with_model(u, chosen_model) for u in urls]
+    urls = list(dict.fromkeys(urls))
+    url = urls[0] if urls else None
 
     env_thinking = _bool_env(env, "AGENTKIT_THINKING")
     resolved_thinking = next((v for v in (thinking, env_thinking, data.get("thinking")) if v is not None), False)
@@ -335,6 +352,7 @@ def resolve_settings(
         mcp_servers=(*data.get("mcp", ()), *(MCPServerSpec.from_flag(v) for v in mcp)),
         num_ctx=num_ctx,
         allow_download=allow_download,
+        backend_replicas=tuple(urls) if len(urls) > 1 else (),
     )
 
 

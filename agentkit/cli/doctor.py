@@ -190,7 +190,9 @@ def check_sandbox(needed: bool) -> Check:
 def _backend_urls(settings: Settings) -> tuple[list[str], list[Check]]:
     urls: list[str] = []
     checks: list[Check] = []
-    if settings.backend_url:
+    if settings.backend_replicas:  # --backend repeated: each replica is checked on its own
+        urls.extend(settings.backend_replicas)
+    elif settings.backend_url:
         urls.append(settings.backend_url)
     else:
         try:

@@ -1,4 +1,8 @@
-"""``agentkit batch``: results appended per task, errors recorded, resume, timeouts, crash-safe output."""
+"""``agentkit batch``: results appended per task, errors recorded, resume, timeouts, crash-safe output.
+
+Tests taking ``executor_name`` run twice: with the local executor and on the session's Ray cluster (tests/conftest.py),
+since both must behave alike.
+"""
 
 from __future__ import annotations
 
@@ -37,11 +41,18 @@ def quiet() -> Console:
     return Console(file=open("/dev/null", "w"))
 
 
-async def test_runs_every_task_and_records_failures_without_stopping(tmp_path: Path) -> None:
+def on(executor_name: str) -> list[str]:
+    """The command-line flags that pick the executor (the test session is already connected to its cluster)."""
+    return ["--ray"] if executor_name == "ray" else []
+
+
+async def test_runs_every_task_and_records_failures_without_stopping(tmp_path: Path, executor_name: str) -> None:
     backend = ScriptedBackend([answer_by_task] * 10)
     tasks = [BatchTask("a", "alpha"), BatchTask("b", "please explode"), BatchTask("c", "gamma")]
     out = tmp_path / "results.jsonl"
-    summary = await run_batch(tasks, out, lambda: Agent(backend), concurrency=3, console=quiet())
+    summary = await run_batch(
+        tasks, out, lambda: Agent(backend), concurrency=3, console=quiet(), executor=executor_name
+    )
     assert (summary.ok, summary.failed, summary.skipped) == (2, 1, 0)
     by_id = {r["id"]: r for r in records(out)}
     assert by_id["a"]["output"] == "ALPHA" and by_id["a"]["ok"] is True
@@ -49,30 +60,46 @@ async def test_runs_every_task_and_records_failures_without_stopping(tmp_path: P
     assert by_id["b"]["ok"] is False and "crashed" in str(by_id["b"]["error"])
 
 
-async def test_resume_skips_finished_tasks_and_retry_failed_reruns_errors(tmp_path: Path) -> None:
+def recovered(request: GenerationRequest) -> str:
+    return "recovered<turn|>"
+
+
+async def test_resume_skips_finished_tasks_and_retry_failed_reruns_errors(tmp_path: Path, executor_name: str) -> None:
     out = tmp_path / "results.jsonl"
     tasks = [BatchTask("a", "alpha"), BatchTask("b", "please explode")]
-    await run_batch(tasks, out, lambda: Agent(ScriptedBackend([answer_by_task] * 5)), console=quiet())
-    calls: list[str] = []
-
-    def counting(request: GenerationRequest) -> str:
-        calls.append(request.messages[-1]["content"])
-        return "recovered<turn|>"
-
-    again = await run_batch(tasks, out, lambda: Agent(ScriptedBackend([counting] * 5)), console=quiet())
-    assert (again.skipped, calls) == (2, [])  # nothing to do: both ids are in the output
-    retried = await run_batch(
-        tasks, out, lambda: Agent(ScriptedBackend([counting] * 5)), retry_failed=True, console=quiet()
+    first = await run_batch(
+        tasks, out, lambda: Agent(ScriptedBackend([answer_by_task] * 5)), console=quiet(), executor=executor_name
     )
-    assert (retried.skipped, retried.ok, calls) == (1, 1, ["please explode"])
-    assert read_done(out)["b"]["output"] == "recovered"  # the last record of an id wins
+    assert (first.ok, first.failed) == (1, 1)
+    before = out.read_text(encoding="utf-8")
+    # Every task a rerun would run answers "recovered": what the file says afterwards shows what ran.
+    again = await run_batch(
+        tasks, out, lambda: Agent(ScriptedBackend([recovered] * 5)), console=quiet(), executor=executor_name
+    )
+    assert (again.skipped, again.ok, again.failed) == (2, 0, 0)  # nothing to do: both ids are in the output
+    assert out.read_text(encoding="utf-8") == before
+    retried = await run_batch(
+        tasks,
+        out,
+        lambda: Agent(ScriptedBackend([recovered] * 5)),
+        retry_failed=True,
+        console=quiet(),
+        executor=executor_name,
+    )
+    assert (retried.skipped, retried.ok, retried.failed) == (1, 1, 0)
+    assert [(r["id"], r["output"]) for r in records(out)] == [("a", "ALPHA"), ("b", "recovered")]
 
 
-async def test_per_task_timeout_is_recorded(tmp_path: Path) -> None:
+async def test_per_task_timeout_is_recorded(tmp_path: Path, executor_name: str) -> None:
     slow = ScriptedBackend(["slow " * 500 + "<turn|>"], delay_s=0.01)
     out = tmp_path / "results.jsonl"
     summary = await run_batch(
-        [BatchTask("t", "take your time")], out, lambda: Agent(slow), timeout_s=0.2, console=quiet()
+        [BatchTask("t", "take your time")],
+        out,
+        lambda: Agent(slow),
+        timeout_s=0.2,
+        console=quiet(),
+        executor=executor_name,
     )
     assert summary.failed == 1
     (rec,) = records(out)
@@ -132,23 +159,24 @@ def test_task_file_forms_and_mistakes(tmp_path: Path) -> None:
         read_tasks(empty)
 
 
-def test_batch_command_end_to_end(tmp_path: Path, scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_batch_command_end_to_end(tmp_path: Path, scripted, capsys, executor_name: str) -> None:  # type: ignore[no-untyped-def]
     tasks = write_tasks(tmp_path / "tasks.jsonl", [{"id": "q1", "task": "first"}, {"id": "q2", "task": "second"}])
     out = tmp_path / "results.jsonl"
     url = scripted(["Answer one.<turn|>", "Answer two.<turn|>"])
-    assert main(["batch", str(tasks), "-o", str(out), "--concurrency", "1", "--backend", url]) == 0
+    assert main(["batch", str(tasks), "-o", str(out), "--concurrency", "1", "--backend", url, *on(executor_name)]) == 0
     assert [(r["id"], r["output"]) for r in records(out)] == [("q1", "Answer one."), ("q2", "Answer two.")]
     assert "2 ok, 0 failed, 0 skipped" in capsys.readouterr().err
     # Rerunning the same command is a no-op resume (the scripted backend has no outputs left for a rerun).
-    assert main(["batch", str(tasks), "-o", str(out), "--backend", scripted([])]) == 0
+    assert main(["batch", str(tasks), "-o", str(out), "--backend", scripted([]), *on(executor_name)]) == 0
     assert "0 ok, 0 failed, 2 skipped" in capsys.readouterr().err
     assert len(records(out)) == 2
 
 
-def test_batch_exits_1_when_a_task_failed(tmp_path: Path, scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_batch_exits_1_when_a_task_failed(tmp_path: Path, scripted, executor_name: str) -> None:  # type: ignore[no-untyped-def]
     tasks = write_tasks(tmp_path / "tasks.jsonl", ["only one output is scripted", "so this one fails"])
     out = tmp_path / "results.jsonl"
-    assert main(["batch", str(tasks), "-o", str(out), "-c", "1", "--backend", scripted(["ok<turn|>"])]) == 1
+    url = scripted(["ok<turn|>"])
+    assert main(["batch", str(tasks), "-o", str(out), "-c", "1", "--backend", url, *on(executor_name)]) == 1
     recs = records(out)
     assert [r["ok"] for r in recs] == [True, False]
     assert "no output left" in str(recs[1]["error"])
@@ -174,14 +202,16 @@ def test_batch_refuses_to_overwrite_its_input(tmp_path: Path, capsys: pytest.Cap
     assert "must differ" in capsys.readouterr().err
 
 
-def test_sessions_are_saved_only_when_asked(tmp_path: Path, scripted) -> None:  # type: ignore[no-untyped-def]
+def test_sessions_are_saved_only_when_asked(tmp_path: Path, scripted, executor_name: str) -> None:  # type: ignore[no-untyped-def]
     from agentkit import SessionStore
 
     tasks = write_tasks(tmp_path / "tasks.jsonl", ["one"])
     plain, saved = tmp_path / "plain.jsonl", tmp_path / "saved.jsonl"
-    assert main(["batch", str(tasks), "-o", str(plain), "--backend", scripted(["a<turn|>"])]) == 0
+    via = on(executor_name)
+    assert main(["batch", str(tasks), "-o", str(plain), "--backend", scripted(["a<turn|>"]), *via]) == 0
     assert records(plain)[0]["session_id"] is None and SessionStore().list() == []
-    assert main(["batch", str(tasks), "-o", str(saved), "--save-sessions", "--backend", scripted(["a<turn|>"])]) == 0
+    url = scripted(["a<turn|>"])
+    assert main(["batch", str(tasks), "-o", str(saved), "--save-sessions", "--backend", url, *via]) == 0
     (info,) = SessionStore().list()
     assert records(saved)[0]["session_id"] == info.id
 
@@ -210,13 +240,12 @@ def test_plain_text_lines_are_tasks_as_in_examples_batch_script(tmp_path: Path) 
         read_tasks(no_task)
 
 
-def test_plain_text_batch_end_to_end(tmp_path: Path, scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_plain_text_batch_end_to_end(tmp_path: Path, scripted, executor_name: str) -> None:  # type: ignore[no-untyped-def]
     questions = tmp_path / "questions.txt"
     questions.write_text("first question\nsecond question\n", encoding="utf-8")
     out = tmp_path / "results.jsonl"
-    assert (
-        main(["batch", str(questions), "-o", str(out), "-c", "1", "--backend", scripted(["A<turn|>", "B<turn|>"])]) == 0
-    )
+    url = scripted(["A<turn|>", "B<turn|>"])
+    assert main(["batch", str(questions), "-o", str(out), "-c", "1", "--backend", url, *on(executor_name)]) == 0
     assert [(r["id"], r["task"], r["output"]) for r in records(out)] == [
         ("1", "first question", "A"),
         ("2", "second question", "B"),
@@ -224,19 +253,20 @@ def test_plain_text_batch_end_to_end(tmp_path: Path, scripted, capsys: pytest.Ca
 
 
 def test_a_rerun_exits_1_while_failures_remain_and_retry_replaces_them_once(
-    tmp_path: Path, scripted, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, scripted, capsys: pytest.CaptureFixture[str], executor_name: str
 ) -> None:  # type: ignore[no-untyped-def]
+    via = on(executor_name)
     tasks = write_tasks(tmp_path / "tasks.jsonl", [{"id": "a", "task": "one"}, {"id": "b", "task": "two"}])
     out = tmp_path / "results.jsonl"
-    assert main(["batch", str(tasks), "-o", str(out), "-c", "1", "--backend", scripted(["A<turn|>"])]) == 1
+    assert main(["batch", str(tasks), "-o", str(out), "-c", "1", "--backend", scripted(["A<turn|>"]), *via]) == 1
     capsys.readouterr()
     # A plain rerun skips both: the failure is still the recorded result, so the batch is not done.
-    assert main(["batch", str(tasks), "-o", str(out), "--backend", scripted([])]) == 1
+    assert main(["batch", str(tasks), "-o", str(out), "--backend", scripted([]), *via]) == 1
     err = capsys.readouterr().err
     assert "0 ok, 0 failed, 2 skipped" in err and "1 task(s) failed" in err and "(b)" in err
     assert "--retry-failed" in err
     # Retrying replaces the failed record: every id once, in the file's order, and the exit status is 0.
-    assert main(["batch", str(tasks), "-o", str(out), "--retry-failed", "--backend", scripted(["B<turn|>"])]) == 0
+    assert main(["batch", str(tasks), "-o", str(out), "--retry-failed", "--backend", scripted(["B<turn|>"]), *via]) == 0
     assert [(r["id"], r["ok"], r.get("output")) for r in records(out)] == [("a", True, "A"), ("b", True, "B")]
     assert "failed in" not in capsys.readouterr().err
 
@@ -250,10 +280,11 @@ def test_a_retry_that_fails_again_keeps_one_record(tmp_path: Path, scripted) -> 
     assert rec["id"] == "a" and rec["ok"] is False
 
 
-def test_a_run_cut_at_max_tokens_is_recorded_in_words(tmp_path: Path, scripted) -> None:  # type: ignore[no-untyped-def]
+def test_a_run_cut_at_max_tokens_is_recorded_in_words(tmp_path: Path, scripted, executor_name: str) -> None:  # type: ignore[no-untyped-def]
     tasks = write_tasks(tmp_path / "tasks.jsonl", ["write a lot"])
     out = tmp_path / "results.jsonl"
     url = scripted(["word " * 400 + "<turn|>"])
-    assert main(["batch", str(tasks), "-o", str(out), "--max-tokens", "10", "--backend", url]) == 1
+    args = ["batch", str(tasks), "-o", str(out), "--max-tokens", "10", "--backend", url, *on(executor_name)]
+    assert main(args) == 1  # the sampling settings reach the workers
     (rec,) = records(out)
     assert rec["stop_reason"] == "max_tokens" and "cut off at the token limit" in str(rec["error"])

@@ -144,12 +144,14 @@ def test_real_process_stdout_is_the_json(tmp_path: Path, schema_file: Path) -> N
     assert proc.stdout == '{"city": "Rome", "temp": 25}\n'
 
 
-def test_batch_schema_records_objects_and_validation_failures(scripted, schema_file, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_batch_schema_records_objects_and_validation_failures(scripted, schema_file, tmp_path, executor_name) -> None:  # type: ignore[no-untyped-def]
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text('{"id": "oslo", "task": "Oslo?"}\n{"id": "mars", "task": "Mars?"}\n')
     results = tmp_path / "results.jsonl"
     url = scripted([final(f"city:{Q}Oslo{Q},temp:-3")] + ["Too hot to say.<turn|>"] * 3)
     args = ["batch", str(tasks), "-o", str(results), "-c", "1", "--backend", url, "--schema", str(schema_file)]
+    if executor_name == "ray":  # the schema travels to the workers with the rest of the recipe
+        args.append("--ray")
     assert main(args) == EXIT_FAILED  # one task failed
     by_id = {r["id"]: r for r in map(json.loads, results.read_text().splitlines())}
     assert by_id["oslo"]["ok"] is True and by_id["oslo"]["output"] == {"city": "Oslo", "temp": -3}

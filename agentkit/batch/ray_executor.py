@@ -1,0 +1,296 @@
+"""The Ray executor: batch tasks run in worker actors across a Ray cluster; results come back to the driver.
+
+Each worker is an async Ray actor (one CPU by default, spread over the nodes) holding the pickled agent factory;
+it runs several tasks at once in its own event loop with :func:`~agentkit.batch.task.run_task`, exactly the code
+the local executor runs. The driver keeps at most ``concurrency`` tasks in flight, each on the least loaded live
+worker, and hands every record to the batch's one writer.
+
+Failures: a worker that dies (its process or its whole node) fails the calls it was running with a Ray system
+error; those tasks go back to the queue and start again on another worker, up to ``max_attempts`` times each,
+then are recorded as failed. The dead worker gets no new tasks until Ray has restarted it and it answers again.
+A task's own errors (its model, tools, timeout) are results, never retried here. So each task id is written
+once; a task whose worker died mid-run has run (in part) more than once, which is what tools with side effects
+must allow for (at-least-once execution, exactly-once results).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import socket
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import agentkit.errors as errors
+from agentkit.errors import AgentkitError, UserError, WorkersUnavailable
+
+from .files import BatchTask
+from .task import AgentFactory, close_worker_resources, preflight, run_task
+
+__all__ = ["RayExecutor"]
+
+_INSTALL = "the Ray executor needs Ray: pip install 'agentkit[ray]'"
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise UserError(_INSTALL) from exc
+    return ray
+
+
+class _BatchWorker:
+    """One Ray actor: builds agents with the factory it was given and runs tasks with ``run_task``."""
+
+    def __init__(self, factory: bytes, timeout_s: float) -> None:
+        # The factory comes pickled, as bytes kept with the actor's creation, so a worker Ray restarts on another
+        # node gets it again (an object-store reference could be gone by then).
+        self._make_agent: AgentFactory = _import_ray().cloudpickle.loads(factory)
+        self._timeout_s = timeout_s
+
+    async def preflight(self) -> dict[str, str] | None:
+        try:
+            await preflight(self._make_agent)
+        except Exception as exc:
+            node = _import_ray().util.get_node_ip_address()
+            return {"type": type(exc).__name__, "message": str(exc), "node": node}
+        return None
+
+    async def run(self, task: BatchTask) -> dict[str, Any]:
+        return await run_task(self._make_agent, task, self._timeout_s)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        close = getattr(self._make_agent, "aclose", None)
+        if callable(close):
+            await close()
+        await close_worker_resources()
+
+
+class RayExecutor:
+    """Runs batch tasks on a Ray cluster (``address``: ``None`` finds or starts a local one, as ``ray.init`` does).
+
+    ``workers``: how many worker actors (default: the cluster's CPUs divided by ``cpus_per_worker``, at most the
+    concurrency). ``max_attempts``: how often a task may start because its worker died. ``down_timeout_s``: how
+    long the driver waits for a worker to come back once every worker is down before giving up the batch.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        workers: int | None = None,
+        cpus_per_worker: float = 1.0,
+        max_attempts: int = 3,
+        down_timeout_s: float = 120.0,
+        init_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if workers is not None and workers < 1:
+            raise UserError("the Ray executor needs at least one worker")
+        if cpus_per_worker < 0 or max_attempts < 1 or down_timeout_s <= 0:
+            raise UserError("RayExecutor needs cpus_per_worker >= 0, max_attempts >= 1 and down_timeout_s > 0")
+        self.address = address
+        self.workers = workers
+        self.cpus_per_worker = cpus_per_worker
+        self.max_attempts = max_attempts
+        self.down_timeout_s = down_timeout_s
+        self.init_options = dict(init_options or {})
+
+    # -- the cluster ----------------------------------------------------------------------------------------
+
+    def _connect(self, ray: Any) -> bool:
+        """Join the cluster (True when this call connected, so it disconnects at the end)."""
+        if ray.is_initialized():
+            current = ray.get_runtime_context().gcs_address
+            if self.address and self.address not in ("auto", current):
+                raise UserError(
+                    f"this process is already connected to the Ray cluster at {current}, not {self.address}; "
+                    "give that address, or none"
+                )
+            return False
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+        options.update(self.init_options)
+        try:
+            _reachable(self.address)
+            ray.init(address=self.address, **options)
+        except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
+            where = self.address or "RAY_ADDRESS or a local cluster"
+            raise WorkersUnavailable(
+                f"cannot connect to the Ray cluster at {where}: {exc}. Start one with `ray start --head` and give "
+                "its address (--ray HOST:6379), or give --ray without an address to start a local one"
+            ) from exc
+        return True
+
+    def _workers(self, ray: Any, concurrency: int, tasks: int) -> tuple[int, float]:
+        """How many workers, and the CPUs each asks for (less than ``cpus_per_worker`` when ``workers`` is more
+        than the cluster fits, so that all of them start)."""
+        cpus = float(ray.cluster_resources().get("CPU", 0))
+        if self.workers is not None:
+            count = max(1, min(self.workers, concurrency, tasks))
+            return count, min(self.cpus_per_worker, cpus / count)
+        fit = int(cpus // self.cpus_per_worker) if self.cpus_per_worker > 0 else concurrency
+        if fit < 1:
+            raise WorkersUnavailable(
+                f"the Ray cluster has {cpus:g} CPUs, too few for one worker of {self.cpus_per_worker:g} CPU; "
+                "add worker nodes (ray start --address HEAD:6379) or lower cpus_per_worker"
+            )
+        return max(1, min(fit, concurrency, tasks)), self.cpus_per_worker
+
+    # -- running -------------------------------------------------------------------------------------------
+
+    async def run(
+        self, tasks: Sequence[BatchTask], make_agent: AgentFactory, *, concurrency: int, timeout_s: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        ray = _import_ray()
+        connected = self._connect(ray)
+        actors: list[Any] = []
+        try:
+            count, cpus = self._workers(ray, concurrency, len(tasks))
+            slots = math.ceil(concurrency / count)
+            try:
+                factory = ray.cloudpickle.dumps(make_agent)
+            except Exception as exc:  # what pickling raises varies (TypeError, PicklingError, ...)
+                raise UserError(
+                    f"the agent factory cannot be sent to Ray workers ({type(exc).__name__}: {exc}); build live "
+                    "objects such as the backend inside it, e.g. with agentkit.batch.once_per_worker"
+                ) from exc
+            worker_class = ray.remote(_BatchWorker).options(
+                num_cpus=cpus,
+                max_restarts=-1,  # a worker on a lost node comes back elsewhere; tasks are retried by the driver
+                max_task_retries=0,
+                max_concurrency=slots + 3,  # its tasks, plus preflight/ping/close
+                scheduling_strategy="SPREAD",
+            )
+            actors = [worker_class.remote(factory, timeout_s) for _ in range(count)]
+            await self._preflight(ray, actors)
+            async for record in self._dispatch(ray, actors, tasks, slots, concurrency):
+                yield record
+        finally:
+            await self._stop(ray, actors)
+            if connected:
+                ray.shutdown()
+
+    async def _preflight(self, ray: Any, actors: list[Any]) -> None:
+        """Every worker checks its tools and backend once; the first problem ends the batch, naming the node."""
+        checks = asyncio.gather(*(asyncio.wrap_future(a.preflight.remote().future()) for a in actors))
+        try:
+            results = await asyncio.wait_for(checks, self.down_timeout_s)
+        except TimeoutError:
+            raise WorkersUnavailable(
+                f"{len(actors)} Ray workers did not start within {self.down_timeout_s:g}s (the cluster has "
+                f"{ray.cluster_resources().get('CPU', 0):g} CPUs); give fewer --ray-workers or add nodes"
+            ) from None
+        except ray.exceptions.RayError as exc:
+            raise WorkersUnavailable(f"a Ray worker failed while starting: {exc}") from exc
+        problems = [p for p in results if p is not None]
+        if not problems:
+            return
+        first = problems[0]
+        nodes = sorted({p["node"] for p in problems})
+        error_class = getattr(errors, first["type"], None)
+        if not (isinstance(error_class, type) and issubclass(error_class, AgentkitError)):
+            error_class = WorkersUnavailable
+        message = f"Ray workers on {', '.join(nodes)} cannot run tasks: {first['message']}"
+        try:
+            raise error_class(message)
+        except TypeError:  # a class that needs more than a message
+            raise WorkersUnavailable(message) from None
+
+    async def _dispatch(
+        self, ray: Any, actors: list[Any], tasks: Sequence[BatchTask], slots: int, concurrency: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        pending: deque[tuple[BatchTask, int]] = deque((t, 1) for t in tasks)
+        inflight: dict[asyncio.Future[Any], tuple[BatchTask, int, int]] = {}
+        load = [0] * len(actors)
+        down: dict[int, asyncio.Task[None]] = {}  # worker index -> waits until it answers again
+        try:
+            while pending or inflight:
+                while pending and len(inflight) < concurrency:
+                    free = [i for i in range(len(actors)) if i not in down and load[i] < slots]
+                    if not free:
+                        break
+                    index = min(free, key=load.__getitem__)
+                    task, attempt = pending.popleft()
+                    future = asyncio.wrap_future(actors[index].run.remote(task).future())
+                    inflight[future] = (task, attempt, index)
+                    load[index] += 1
+                waiting: set[asyncio.Future[Any]] = {*inflight, *down.values()}
+                timeout = self.down_timeout_s if not inflight else None
+                finished, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not finished:
+                    raise WorkersUnavailable(
+                        f"all {len(actors)} Ray workers have been down for {self.down_timeout_s:g}s with "
+                        f"{len(pending)} task(s) left; the results so far are kept: rerun the same command to "
+                        "resume once the cluster has capacity again"
+                    )
+                for index, waiter in list(down.items()):
+                    if waiter in finished:
+                        del down[index]
+                for future in finished:
+                    if future not in inflight:
+                        continue
+                    task, attempt, index = inflight.pop(future)
+                    load[index] -= 1
+                    try:
+                        record: dict[str, Any] = future.result()
+                    except ray.exceptions.RayTaskError as exc:  # our code raised in the worker: a bug, recorded
+                        record = _failure(task, f"the worker failed: {exc}", "WorkerError")
+                    except ray.exceptions.RayError as exc:  # the worker or its node died
+                        if index not in down:
+                            down[index] = asyncio.create_task(_answers_again(ray, actors[index]))
+                        if attempt < self.max_attempts:
+                            pending.appendleft((task, attempt + 1))
+                            continue
+                        record = _failure(
+                            task,
+                            f"the worker running it died {attempt} times (last: {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'no details'}); not tried again",
+                            "WorkerDied",
+                        )
+                    if attempt > 1:
+                        record["attempts"] = attempt
+                    yield record
+        finally:
+            for waiter in down.values():
+                waiter.cancel()
+            for future in inflight:
+                future.cancel()
+
+    async def _stop(self, ray: Any, actors: list[Any]) -> None:
+        if not actors:
+            return
+        closes = [asyncio.wrap_future(a.close.remote().future()) for a in actors]
+        with contextlib.suppress(TimeoutError):  # a worker that cannot close in time is killed anyway
+            await asyncio.wait_for(asyncio.gather(*closes, return_exceptions=True), 10)
+        for actor in actors:
+            ray.kill(actor)
+
+
+def _reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """Raise ``OSError`` at once when a HOST:PORT address does not accept connections (``ray.init`` would retry
+    for minutes before saying so)."""
+    host, sep, port = (address or "").rpartition(":")
+    if not sep or not port.isdigit() or "://" in host:
+        return  # "auto", ray://..., or nothing: Ray finds or reports these itself
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+        pass
+
+
+async def _answers_again(ray: Any, actor: Any) -> None:
+    """Return once a worker answers a ping (Ray restarts it, elsewhere if its node is gone)."""
+    while True:
+        try:
+            await asyncio.wrap_future(actor.ping.remote().future())
+            return
+        except ray.exceptions.RayError:
+            await asyncio.sleep(0.5)
+
+
+def _failure(task: BatchTask, message: str, error_type: str) -> dict[str, Any]:
+    return {"id": task.id, "task": task.task, "ok": False, "error": message, "error_type": error_type}

@@ -1,0 +1,74 @@
+"""Fixtures shared across test folders: one simulated multi-node Ray cluster per test session.
+
+Ray start-up costs seconds, so every test that runs batches on Ray shares one cluster: a head node with no CPUs
+(the driver's, as in production) and two worker nodes of two CPUs each, started by ``ray.cluster_utils.Cluster``
+in separate processes on this machine. Tests that kill a node add a fresh one back before they end. The
+cluster and every Ray process are gone when the session ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER_NODE = {"num_cpus": 2}
+
+
+@contextlib.contextmanager
+def _worker_paths() -> Iterator[None]:
+    """PYTHONPATH for the Ray node processes started inside: they import agentkit and these tests' modules
+    (pickled test functions are found by module name, e.g. ``cli.test_batch``). The tests' own subprocesses,
+    started later, do not inherit it."""
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), str(ROOT / "tests"), previous) if p)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = previous
+
+
+def add_worker_node(cluster: Any) -> Any:
+    """Start one more worker node (two CPUs) in ``cluster``."""
+    with _worker_paths():
+        return cluster.add_node(**WORKER_NODE)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """A connected three-node cluster (``cluster.address``); skipped where Ray is not installed."""
+    ray = pytest.importorskip("ray", reason="the Ray executor needs the [ray] extra")
+    from ray.cluster_utils import Cluster
+
+    with _worker_paths():
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    try:
+        for _ in range(2):
+            add_worker_node(cluster)
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.fixture
+def ray_node_adder(ray_cluster: Any) -> Any:
+    """``add()`` starts a fresh worker node (for tests that kill one and must leave the cluster as they found it)."""
+    return lambda: add_worker_node(ray_cluster)
+
+
+@pytest.fixture(params=["local", pytest.param("ray", marks=pytest.mark.ray)])
+def executor_name(request: pytest.FixtureRequest) -> str:
+    """Run a batch test once per executor; the Ray run joins the session's cluster."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_cluster")
+    return str(request.param)
