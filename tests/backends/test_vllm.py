@@ -1140,3 +1140,44 @@ def test_agent_recovers_a_call_the_real_servers_parser_left_in_content(vllm_serv
     assert result.output == "It is sunny and 21 degrees in Paris." and result.ok
     assert [(c.name, c.arguments, c.ok) for c in result.tool_calls] == [("get_weather", {"city": "Paris"}, True)]
     assert result.call_counts.repaired == 1
+
+
+# -- several endpoints: ReplicaBackend over real vLLM (tests/backends/test_replicas.py has the rest) ---------
+
+
+@vllm
+async def test_a_batch_over_real_vllm_replicas_one_of_them_down(vllm_server: VLLMServer, tmp_path: Path) -> None:
+    from urllib.parse import urlsplit
+
+    from rich.console import Console
+
+    from agentkit.backends import ReplicaBackend
+    from agentkit.batch import BatchTask, run_batch
+
+    port = urlsplit(vllm_server.base_url).port
+    live = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]  # two endpoints of the one server
+    dead = f"http://127.0.0.1:{free_port()}"
+    backends = [VLLMBackend(vllm_server.model, url, tokenizer=False, retries=0) for url in [*live, dead]]
+    replicas = ReplicaBackend(backends, labels=[*live, dead])
+    quiet = Console(quiet=True)
+    out = tmp_path / "results.jsonl"
+    tasks = [BatchTask(f"t{i}", f"Say hello number {i}") for i in range(8)]
+    sampling = SamplingParams(temperature=0.0, max_tokens=8)
+    try:
+        summary = await run_batch(
+            tasks,
+            out,
+            lambda: Agent(replicas, sampling=sampling, max_steps=1),
+            concurrency=4,
+            console=quiet,
+        )
+    finally:
+        await replicas.aclose()
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert sorted(r["id"] for r in records) == sorted(t.id for t in tasks)
+    assert summary.ok + summary.failed == 8
+    # A random-weight model may not finish in 8 tokens, but no task may fail for want of a server.
+    assert not [r for r in records if r.get("error_type") in ("BackendUnavailable", "StreamInterrupted")]
+    stats = {s["replica"]: s for s in replicas.stats()}
+    assert stats[dead]["healthy"] is False  # found out by the preflight check, before any task
+    assert all(int(stats[url]["served"]) > 0 for url in live)
