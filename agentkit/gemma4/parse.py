@@ -43,7 +43,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .repair import DeclaredTools, LooseHead, match_loose_head, repair_call
+from .repair import (
+    TOOL_CODE_FENCE,
+    DeclaredTools,
+    LooseHead,
+    coerce_arguments,
+    loose_call_name,
+    match_loose_head,
+    repair_call,
+    split_calls,
+    unwrap_envelope,
+)
 from .tokens import (
     CHANNEL_END,
     CHANNEL_START,
@@ -143,6 +153,7 @@ _MAX_HEADER = 32
 _WS: Final = " \t\r\n"
 _HEAD_WINDOW: Final = 200  # a loose call head (opener, "call:", a namespaced name) is shorter than this
 _THOUGHT_WORD: Final = "thought"
+_FENCE: Final = "```"
 # What matters while a loose call is open: nesting, strings, and "<" (control tokens end a call).
 _LOOSE_STOPS = re.compile(r'[<{}()\[\]"\\]')
 
@@ -426,6 +437,11 @@ class StreamParser:
             self._state = _DONE
 
     def _add_call(self, events: list[StreamEvent], call: ToolCall) -> None:
+        if self._tools is not None and call.name in self._tools.schemas:
+            arguments, changed = coerce_arguments(call.arguments, self._tools.schemas[call.name])
+            if changed:
+                note = "value typed by the schema"
+                call = ToolCall(call.name, arguments, f"{call.repair}; {note}" if call.repair else note)
         self._calls.append(call)
         self._flush(events)
         events.append(ToolCallEvent(call))
@@ -521,6 +537,16 @@ class StreamParser:
     def _scan_after_loose(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
         """A closed loose call followed by prose on its line was prose ("call:f{x} is how you ask"), else a call."""
         n = len(buf)
+        if self._opener == TOOL_CODE_FENCE:
+            j = i
+            while j < n and buf[j] in _WS:
+                j += 1
+            if buf.startswith(_FENCE, j):  # the block's closing fence belongs to the call
+                self._end_loose(events, None, closed=True)
+                return j + len(_FENCE), False
+            if not final and _FENCE.startswith(buf[j:]):
+                self._call.append(buf[i:j])
+                return j, True
         if self._gt_ok and i < n:
             self._gt_ok = False
             if self._opener.startswith("<") and buf[i] == ">":
@@ -561,19 +587,58 @@ class StreamParser:
         except ValueError:
             self._boundary = False
             self._emit_text(events, opener + text)
+            cut = loose_call_name(body, self._tools) if terminator is None and not closed else None
+            if cut is not None:  # a call to a declared tool cut off by the end of the output: say so, never run it
+                message = f"the tool call {cut!r} was cut off before its arguments ended; the output ended first"
+                self._errors.append(message)
+                self._flush(events)
+                events.append(ParseErrorEvent(message))
             return
         self._add_call(events, ToolCall(name, arguments, repair))
 
     def _end_call(self, events: list[StreamEvent], terminator: str | None) -> None:
-        """Read the buffered call text once; either a ToolCall or one specific error."""
+        """Read the buffered call text once; one ToolCall (or several in one block), or one specific error."""
         text = "".join(self._call)
         self._call = []
         self._state = _TEXT
         self._boundary = True
+        outcome = self._read_call(text, terminator)
+        if isinstance(outcome, str) and self._tools is not None:
+            pieces = split_calls(text)  # "call:a{…}call:b{…}" in one block: each is read on its own
+            if len(pieces) > 1:
+                for k, piece in enumerate(pieces):
+                    last = k == len(pieces) - 1
+                    self._emit_outcome(events, self._read_call(piece, terminator if last else TOOL_CALL_END), True)
+                return
+        self._emit_outcome(events, outcome, False)
+
+    def _emit_outcome(self, events: list[StreamEvent], outcome: ToolCall | str, split: bool) -> None:
+        if isinstance(outcome, ToolCall):
+            if split:
+                note = "several calls in one <|tool_call> block"
+                outcome = ToolCall(
+                    outcome.name, outcome.arguments, f"{outcome.repair}; {note}" if outcome.repair else note
+                )
+            self._add_call(events, outcome)
+            return
+        self._errors.append(outcome)
+        self._flush(events)
+        events.append(ParseErrorEvent(outcome))
+
+    def _read_call(self, text: str, terminator: str | None) -> ToolCall | str:
+        """One call's text read strictly, then (with declared tools) forgivingly: a ToolCall or an error message."""
         head = _CALL_HEAD.match(text)
         ended = "the output ended" if terminator is None else f"{terminator} came"
+        tools = self._tools
         if head is None:
             message = f"a tool call must start with 'call:NAME{{', but it starts with {text[:30]!r}"
+            if tools is not None and text.lstrip(_WS).startswith("{") and terminator is not None:
+                try:  # {"name": …, "arguments": {…}} written inside the token
+                    envelope = unwrap_envelope("", parse_arguments(text), tools)
+                except ValueSyntaxError:
+                    envelope = None
+                if envelope is not None:
+                    return ToolCall(*envelope)
         elif not head.group(1):
             message = f"a tool call has no function name: {text[:40]!r}"
         else:
@@ -585,24 +650,21 @@ class StreamParser:
                 if terminator != TOOL_CALL_END:
                     message += f"; {ended} before <tool_call|>"
             else:
-                call = ToolCall(name, arguments)
-                if self._tools is not None and name not in self._tools.schemas:
-                    resolved = self._tools.resolve(name)  # "ns.get_weather": the declared name is its last part
-                    if resolved is not None:
-                        call = ToolCall(resolved[0], arguments, f"namespaced name {name!r}")
-                self._add_call(events, call)
-                return
-        if self._tools is not None:
+                if tools is None or name in tools.schemas:
+                    return ToolCall(name, arguments)
+                resolved = tools.resolve(name)  # "ns.get_weather", "Get_Weather": a declared name
+                if resolved is not None:
+                    return ToolCall(resolved[0], arguments, resolved[1])
+                envelope = unwrap_envelope(name, arguments, tools)  # call:tool_call{args:{…},id:NAME}
+                return ToolCall(*envelope) if envelope is not None else ToolCall(name, arguments)
+        if tools is not None:
             try:
-                name, arguments, repair = repair_call(text, self._tools, complete=terminator is not None)
+                name, arguments, repair = repair_call(text, tools, complete=terminator is not None)
             except ValueError:
                 pass
             else:
-                self._add_call(events, ToolCall(name, arguments, repair))
-                return
-        self._errors.append(message)
-        self._flush(events)
-        events.append(ParseErrorEvent(message))
+                return ToolCall(name, arguments, repair)
+        return message
 
 
 def parse_response(text: str, tools: Tools | None = None) -> ParsedResponse:

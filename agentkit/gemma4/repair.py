@@ -27,7 +27,17 @@ from typing import Any, Final
 
 from .tokens import STRING_DELIM
 
-__all__ = ["DeclaredTools", "LooseHead", "match_loose_head", "repair_call"]
+__all__ = [
+    "TOOL_CODE_FENCE",
+    "DeclaredTools",
+    "LooseHead",
+    "coerce_arguments",
+    "loose_call_name",
+    "match_loose_head",
+    "repair_call",
+    "split_calls",
+    "unwrap_envelope",
+]
 
 _NAME_CHARS: Final = r"A-Za-z0-9_.:\-"
 _HEAD = re.compile(rf"\s*(call\b)?\s*(:)?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*([{{(])")
@@ -80,13 +90,20 @@ class DeclaredTools:
             schemas[name] = params if isinstance(params, Mapping) else {}
         return cls(schemas)
 
-    def resolve(self, raw: str) -> tuple[str, bool] | None:
-        """The declared name ``raw`` stands for, and whether a namespace prefix was dropped (``mcp:x:name``)."""
+    def resolve(self, raw: str) -> tuple[str, str | None] | None:
+        """The declared name ``raw`` stands for, and how it differed (``None``: exactly), or ``None`` if none.
+
+        A namespace prefix (``mcp:x:name``, ``ns.name``) is dropped, and a name that differs only in case
+        (``Bash`` for ``bash``) is taken when exactly one declared name matches it.
+        """
         if raw in self.schemas:
-            return raw, False
+            return raw, None
         for i, ch in enumerate(raw):
             if ch in ":." and raw[i + 1 :] in self.schemas:
-                return raw[i + 1 :], True
+                return raw[i + 1 :], f"namespaced name {raw!r}"
+        folded = [name for name in self.schemas if name.casefold() == raw.casefold()]
+        if len(folded) == 1:
+            return folded[0], f"tool name {raw!r} in another case"
         return None
 
 
@@ -98,8 +115,10 @@ class LooseHead:
     opener: str  # the drifted opener text ("" when the call starts with "call:" or the bare name)
 
 
-# Openers models write instead of the <|tool_call> token, longest first (each was seen; see the corpus).
-_DRIFTED_OPENERS: Final = ("<|tool_call|>", "<tool_call>", "<tool_call:", "")
+# Openers models write instead of the <|tool_call> token, longest first (each was seen; see the corpora):
+# "<call>" is in Google's own fallback parser, "```tool_code" is Gemma 3's documented call block.
+TOOL_CODE_FENCE: Final = "```tool_code\n"
+_DRIFTED_OPENERS: Final = ("<|tool_call|>", "<tool_call>", "<tool_call:", "<call>", TOOL_CODE_FENCE, "")
 _MAX_HEAD: Final = 160
 
 
@@ -297,7 +316,9 @@ class _Reader:
         self.pos = m.end()
         return key
 
-    def value(self, schema: Mapping[str, Any], closer: str, *, top: bool, siblings: list[str]) -> Any:
+    def value(
+        self, schema: Mapping[str, Any], closer: str, *, top: bool, siblings: list[str], in_list: bool = False
+    ) -> Any:
         self.skip_ws()
         text, pos = self.text, self.pos
         if pos >= len(text):
@@ -313,7 +334,7 @@ class _Reader:
             return self.mapping(schema, "}")
         if ch == "[":
             return self.sequence(schema)
-        return self.bare(schema, closer, top=top, siblings=siblings)
+        return self.bare(schema, closer, top=top, siblings=siblings, in_list=in_list)
 
     def _structural_after(self, i: int, closer: str) -> bool:
         n = len(self.text)
@@ -410,15 +431,21 @@ class _Reader:
                 self.pos += 1
                 self.depth -= 1
                 return result
-            result.append(self.value(item_schema, "]", top=False, siblings=[]))
+            result.append(self.value(item_schema, "]", top=False, siblings=[], in_list=True))
             self.skip_ws()
             if self.text.startswith(",", self.pos):
                 self.pos += 1
             elif not self.text.startswith("]", self.pos):
                 raise self.fail("expected ',' or ']' in a list")
 
-    def bare(self, schema: Mapping[str, Any], closer: str, *, top: bool, siblings: list[str]) -> Any:
-        """A value with no quotes: a number or word if it is one, else text (typed by the schema)."""
+    def bare(
+        self, schema: Mapping[str, Any], closer: str, *, top: bool, siblings: list[str], in_list: bool = False
+    ) -> Any:
+        """A value with no quotes: a number or word if it is one, else text (typed by the schema).
+
+        In a list a bare string ends at the next comma (``[bug,ui]`` is two items); elsewhere a string
+        property's text runs to the next declared key, so commas inside it survive.
+        """
         text, pos = self.text, self.pos
         kind = _type_of(schema)
         # A lone closing delimiter before structure, with no key or nesting in between: the opening <|"|>
@@ -438,7 +465,7 @@ class _Reader:
                     break  # a string property: keep the text as written
                 self.pos = m.end()
                 return convert(m.group(0))
-        if kind == "string":
+        if kind == "string" and not in_list:
             stop = self._value_end(closer, top=top, siblings=siblings)
         else:
             stop = self._first_structural(closer)
@@ -489,6 +516,13 @@ def _number(literal: str) -> int | float:
     return float(literal) if any(c in literal for c in ".eE") else int(literal)
 
 
+def loose_call_name(text: str, tools: DeclaredTools) -> str | None:
+    """The declared tool a call head at the start of ``text`` names (``call:Name{``, ``name(``), else ``None``."""
+    m = _HEAD.match(text)
+    resolved = tools.resolve(m.group(3).rstrip(":")) if m else None
+    return resolved[0] if resolved else None
+
+
 def repair_call(
     text: str, tools: DeclaredTools, *, complete: bool, head_repairs: Iterable[str] = ()
 ) -> tuple[str, dict[str, Any], str]:
@@ -501,16 +535,158 @@ def repair_call(
     resolved = tools.resolve(raw.rstrip(":"))
     if resolved is None:
         raise ValueError(f"{raw!r} is not a declared tool")
-    name, namespaced = resolved
+    name, renamed = resolved
     if not has_call:
         repairs.append("':NAME' without 'call'" if has_colon else "no 'call:' before the name")
     elif not _STRICT_HEAD.match(text):
         repairs.append("spaces in the call head")
-    if namespaced:
-        repairs.append(f"namespaced name {raw!r}")
+    if renamed:
+        repairs.append(renamed)
     reader = _Reader(text, m.end(4) - 1, repairs, complete)
     try:
         arguments = reader.arguments(tools.schemas[name])
     except (_Unrepairable, RecursionError) as exc:
         raise ValueError(str(exc)) from exc
     return name, arguments, "; ".join(repairs) or "reformatted"
+
+
+# Keys of a call wrapped in an envelope: "call:tool_call{args:{…},id:NAME}" or {"name": NAME, "arguments": {…}}.
+_ENVELOPE_NAME_KEYS: Final = frozenset({"name", "id", "function", "tool", "tool_name"})
+_ENVELOPE_ARGS_KEYS: Final = frozenset({"arguments", "args", "parameters", "params", "input"})
+
+
+def unwrap_envelope(
+    outer: str, arguments: Mapping[str, Any], tools: DeclaredTools
+) -> tuple[str, dict[str, Any], str] | None:
+    """A call wrapped in a name/arguments envelope, as ``(name, arguments, repair)``; ``None`` if it is not one.
+
+    Models that saw OpenAI- or Hermes-style calls sometimes write one inside the native token: the outer name
+    (``tool_call``, ``function``, none at all) is no declared tool, and its arguments hold only a key naming
+    exactly one declared tool and at most one mapping of arguments. Anything else is left alone.
+    """
+    if outer and tools.resolve(outer) is not None:
+        return None
+    keys = set(arguments)
+    if not keys <= _ENVELOPE_NAME_KEYS | _ENVELOPE_ARGS_KEYS | {"type"}:
+        return None
+    names = [arguments[k] for k in keys & _ENVELOPE_NAME_KEYS if isinstance(arguments[k], str)]
+    targets = {r[0] for r in (tools.resolve(n) for n in names) if r is not None}
+    arg_keys = keys & _ENVELOPE_ARGS_KEYS
+    if len(targets) != 1 or len(arg_keys) > 1:
+        return None
+    inner: Any = arguments[next(iter(arg_keys))] if arg_keys else {}
+    if isinstance(inner, str):
+        try:
+            inner = json.loads(inner)
+        except ValueError:
+            return None
+    if not isinstance(inner, Mapping):
+        return None
+    shape = f"{outer}{{…}}" if outer else "a JSON object"
+    return targets.pop(), dict(inner), f"call wrapped in {shape} instead of call:NAME{{…}}"
+
+
+_BOOLEANS: Final = {"true": True, "false": False}
+
+
+def coerce_arguments(arguments: Mapping[str, Any], schema: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Arguments with strings typed by the schema (``"3"`` for an integer, ``"{…}"`` for an object); changed?
+
+    The model wraps values in ``<|"|>`` far more often than it leaves them bare, so a number, boolean, object
+    or list written as a string is read as what the property declares, when the whole string is one.
+    """
+    props = schema.get("properties")
+    if not isinstance(props, Mapping):
+        return dict(arguments), False
+    changed = False
+    result = dict(arguments)
+    for key, value in arguments.items():
+        prop = props.get(key)
+        if isinstance(prop, Mapping):
+            new = _coerce(value, prop)
+            if new is not _UNCHANGED:
+                result[key] = new
+                changed = True
+    return result, changed
+
+
+_UNCHANGED: Final = object()
+
+
+def _coerce(value: Any, schema: Mapping[str, Any]) -> Any:
+    kind = _type_of(schema)
+    if isinstance(value, str):
+        text = value.strip()
+        if kind in ("integer", "number") and _NUMBER.fullmatch(text):
+            number = _number(text)
+            if kind == "integer" and isinstance(number, float):
+                return int(number) if number.is_integer() else _UNCHANGED
+            return number
+        if kind == "boolean" and text.lower() in _BOOLEANS:
+            return _BOOLEANS[text.lower()]
+        if kind in ("object", "array") and text[:1] in "{[":
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                return _UNCHANGED
+            if isinstance(parsed, dict if kind == "object" else list):
+                inner = _coerce(parsed, schema)
+                return parsed if inner is _UNCHANGED else inner
+        return _UNCHANGED
+    if isinstance(value, dict) and kind in ("object", None):
+        new, changed = coerce_arguments(value, schema)
+        return new if changed else _UNCHANGED
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        items = [_coerce(v, schema["items"]) for v in value]
+        if all(v is _UNCHANGED for v in items):
+            return _UNCHANGED
+        return [v if n is _UNCHANGED else n for v, n in zip(value, items, strict=True)]
+    return _UNCHANGED
+
+
+_NEXT_CALL = re.compile(r"[\s,;]*(?=call\s*:)")
+
+
+def split_calls(text: str) -> list[str]:
+    """The calls of one ``<|tool_call>`` block that holds several (``call:a{…}call:b{…}``), split; linear.
+
+    A split happens only where a balanced top-level value closes and ``call:`` follows (after spaces, a comma
+    or a semicolon); strings in ``<|"|>`` or ``"`` are skipped, so a ``call:`` inside a value never splits.
+    """
+    pieces: list[str] = []
+    start = i = depth = 0
+    n = len(text)
+    quote = ""
+    opened = False
+    while i < n:
+        if text.startswith(STRING_DELIM, i):
+            if quote in ("", STRING_DELIM):
+                quote = "" if quote else STRING_DELIM
+            i += len(STRING_DELIM)
+            continue
+        ch = text[i]
+        if quote == '"':
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quote = ""
+        elif quote:
+            pass
+        elif ch == '"':
+            quote = '"'
+        elif ch in "{([":
+            depth += 1
+            opened = True
+        elif ch in "})]" and depth > 0:
+            depth -= 1
+            if depth == 0 and opened:
+                m = _NEXT_CALL.match(text, i + 1)
+                if m is not None:
+                    pieces.append(text[start : i + 1])
+                    start = m.end()
+                    opened = False
+                    i = m.end()
+                    continue
+        i += 1
+    pieces.append(text[start:])
+    return pieces
