@@ -20,14 +20,23 @@ when the braces are balanced, stray ``<tool_call|>`` / ``<channel|>`` tags, and 
 ``<turn|>`` or ``<eos>`` at the end.
 
 Recovery (only with ``tools=``, see :mod:`agentkit.gemma4.repair`): a call the strict reader rejects gets a
-second, name-aware read, and at a call boundary (start of output, after the thought channel, after a call)
-text that starts like a call to a declared tool (``call:name{``, ``<|tool_call|>``, ``<tool_call:Name{``, a
-bare ``name{``) is held back and read as one::
+second, name-aware read (a block holding several calls is split and each read; a name/arguments envelope is
+unwrapped), strings the schema types as numbers, booleans, objects or lists are read as such, and at a call
+boundary (start of output, after the thought channel, after a call) text that starts like a call to a declared
+tool (``call:name{``, ``<|tool_call|>``, ``<tool_call:Name{``, ``<call>name{``, a ```` ```tool_code ```` block,
+a bare ``name{``) is held back and read as one::
 
     text (at a boundary) ──call head──▶ loose ──balanced close──▶ after (prose on the line? then text) ──▶ text
 
-A loose call that does not read as a call is given back as text; one followed by prose on its line was prose.
-A bare ``thought\n<channel|>`` at the start (the channel opener left out) is dropped like an empty thought.
+A loose call that does not read as a call is given back as text (with an error when the output ended inside a
+call to a declared tool); one followed by prose on its line was prose. A bare ``thought\n<channel|>`` at the
+start (the channel opener left out) is dropped like an empty thought.
+
+A ``<|tool_call>`` inside an unclosed thought channel ends the thought and starts a real call (vLLM's parser
+does the same; the template never puts a call there, so the model has left out ``<channel|>``). Only the model
+can write that token: untrusted text is neutralized before it reaches a prompt. Text after such a call is
+visible content, and a later ``<channel|>`` is dropped. Without the token, a call-shaped line inside a thought
+stays thinking, with or without tools: thoughts plan and discuss calls.
 Without ``tools`` the machine is exactly the strict one the conformance vectors pin down.
 
 Streaming: text that might be the start of a control token (``<tur``) is held back until the next chunk

@@ -1,13 +1,15 @@
 """Read the tool calls real Gemma 4 models write when they drift from the format, knowing what was declared.
 
 The strict reader (:mod:`agentkit.gemma4.values`) is exact on the reference template's format. Real models
-drift (the corpus in ``tests/data/toolcall_corpus.json`` cites a public report for each case): strings in
-``"…"`` or ``'…'`` or bare, a ``<|"|>`` missing on one side, ``key=value``, ``call:name(…)``, a ``}`` never
-written, keys with spaces, ``:name{`` or ``mcp:ns:name{`` heads. This module is the second try, used by
-:class:`~agentkit.gemma4.StreamParser` only when the strict reader failed and the caller declared its tools:
+drift (``tests/data/toolcall_corpus.json`` and the held-out ``toolcall_heldout.json`` cite a source for each
+case): strings in ``"…"`` or ``'…'`` or bare, a ``<|"|>`` missing on one side, ``key=value``, ``call:name(…)``,
+a ``}`` never written, keys with spaces, ``:name{`` or ``mcp:ns:name{`` heads, several calls in one block, a
+name/arguments envelope, ``"3"`` for an integer. This module is the second try, used by
+:class:`~agentkit.gemma4.StreamParser` only when the caller declared its tools (and, but for the schema typing
+of strings, only when the strict reader failed):
 
-- the name must resolve to a declared tool (exactly, or as the last part of a namespaced name), so text that
-  merely looks like a call never becomes one;
+- the name must resolve to a declared tool (exactly, as the last part of a namespaced name, or as the one
+  declared name it equals ignoring case), so text that merely looks like a call never becomes one;
 - the tool's JSON schema decides what a bare value is (a bare ``5`` for an ``integer`` property is 5, bare
   text for a ``string`` property runs to the next declared key or the closing brace);
 - a call cut off by the end of the output is never completed: a ``}`` or ``<|"|>`` is only assumed missing
@@ -116,7 +118,8 @@ class LooseHead:
 
 
 # Openers models write instead of the <|tool_call> token, longest first (each was seen; see the corpora):
-# "<call>" is in Google's own fallback parser, "```tool_code" is Gemma 3's documented call block.
+# "<call>" is in Google's own fallback parser, "```tool_code" the block Gemma's prompted-function-calling
+# guides (Gemma 2/3) ask for.
 TOOL_CODE_FENCE: Final = "```tool_code\n"
 _DRIFTED_OPENERS: Final = ("<|tool_call|>", "<tool_call>", "<tool_call:", "<call>", TOOL_CODE_FENCE, "")
 _MAX_HEAD: Final = 160
@@ -567,6 +570,9 @@ def unwrap_envelope(
     if outer and tools.resolve(outer) is not None:
         return None
     keys = set(arguments)
+    function = arguments.get("function")
+    if isinstance(function, Mapping) and keys <= {"function", "type", "id"}:
+        return unwrap_envelope(outer, function, tools)  # OpenAI's {"type": "function", "function": {…}}
     if not keys <= _ENVELOPE_NAME_KEYS | _ENVELOPE_ARGS_KEYS | {"type"}:
         return None
     names = [arguments[k] for k in keys & _ENVELOPE_NAME_KEYS if isinstance(arguments[k], str)]

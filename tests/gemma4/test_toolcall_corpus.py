@@ -359,6 +359,8 @@ def test_a_cut_block_runs_only_its_finished_calls() -> None:
         f"<|tool_call>call:tool_call{{args:{{city:{D}Oslo{D}}},id:{D}get_weather{D}}}<tool_call|>",
         '<|tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}<tool_call|>',
         '<|tool_call>call:function{name:"get_weather",arguments:"{\\"city\\": \\"Oslo\\"}"}<tool_call|>',
+        '<|tool_call>{"id": "c1", "type": "function", '
+        '"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}<tool_call|>',
     ],
 )
 def test_envelopes_inside_the_token_are_unwrapped(text: str) -> None:
