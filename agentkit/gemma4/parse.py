@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .repair import (
+    CLOSING_TAGS,
     TOOL_CODE_FENCE,
     DeclaredTools,
     LooseHead,
@@ -61,6 +62,7 @@ from .repair import (
     match_loose_head,
     repair_call,
     split_calls,
+    strip_closing_tag,
     unwrap_envelope,
 )
 from .tokens import (
@@ -225,6 +227,8 @@ class StreamParser:
         self._quote = ""  # the string the loose call is inside: "", '"' or the delimiter
         self._escaped = False
         self._gt_ok = False  # a ">" may still follow the closing brace of a "<tool_call:" call
+        self._after_call = False  # nothing but whitespace since the last call: a stray closer is dropped
+        self._fence_open = False  # inside a ```tool_code block after one of its calls
         self._buf = ""
         self._state = _TEXT
         self._header = ""
@@ -290,8 +294,10 @@ class StreamParser:
         if not text:
             return
         thought = self._state == _THOUGHT
-        if not thought and self._boundary and text.strip(_WS):
-            self._boundary = False
+        if text.strip(_WS):
+            self._after_call = False
+            if not thought and self._boundary:
+                self._boundary = False
         out = (self._thinking if thought else self._content).push(text)
         if not out:
             return
@@ -455,6 +461,7 @@ class StreamParser:
         self._flush(events)
         events.append(ToolCallEvent(call))
         self._boundary = True
+        self._after_call = True
 
     def _scan_boundary(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
         """At a call boundary: a loose call (no <|tool_call>), a bare ``thought`` header, or ordinary text.
@@ -481,7 +488,27 @@ class StreamParser:
                 return j, True
         elif not final and _THOUGHT_WORD.startswith(rest):
             return j, True
-        head = match_loose_head(rest, self._tools)
+        if self._after_call and rest.startswith("</"):  # "</tool_call>" after a call: another format's closer
+            closer = next((tag for tag in CLOSING_TAGS if rest.startswith(tag)), None)
+            if closer is not None:
+                return j + len(closer), False
+            if not final and any(tag.startswith(rest) for tag in CLOSING_TAGS):
+                return j, True
+        skip = True
+        if self._fence_open:  # the next line of a ```tool_code block: another call, or its closing fence
+            if rest.startswith(_FENCE):
+                self._fence_open = False
+                return j + len(_FENCE), False
+            if not final and _FENCE.startswith(rest):
+                return j, True
+            head = match_loose_head(TOOL_CODE_FENCE + rest, self._tools)
+            skip = False  # the fence is not in this text
+            if not isinstance(head, LooseHead) and head is not True:
+                self._fence_open = False
+                head = match_loose_head(rest, self._tools)
+                skip = True
+        else:
+            head = match_loose_head(rest, self._tools)
         if head is True:
             if not final and len(rest) < _HEAD_WINDOW and n - j < _HEAD_WINDOW:
                 return j, True
@@ -491,7 +518,8 @@ class StreamParser:
             self._opener = head.opener
             self._call = []
             self._depth, self._quote, self._escaped = 0, "", False
-            return j + len(head.opener), False
+            return j + (len(head.opener) if skip else 0), False
+        self._fence_open = False
         self._boundary = False
         return j, False
 
@@ -546,12 +574,12 @@ class StreamParser:
     def _scan_after_loose(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
         """A closed loose call followed by prose on its line was prose ("call:f{x} is how you ask"), else a call."""
         n = len(buf)
-        if self._opener == TOOL_CODE_FENCE:
+        if self._opener == TOOL_CODE_FENCE:  # "…)```" closes the block too; after a newline the boundary does
             j = i
-            while j < n and buf[j] in _WS:
+            while j < n and buf[j] in " \t":
                 j += 1
             if buf.startswith(_FENCE, j):  # the block's closing fence belongs to the call
-                self._end_loose(events, None, closed=True)
+                self._end_loose(events, None, closed=True, fence_closed=True)
                 return j + len(_FENCE), False
             if not final and _FENCE.startswith(buf[j:]):
                 self._call.append(buf[i:j])
@@ -577,7 +605,13 @@ class StreamParser:
         return i, False
 
     def _end_loose(
-        self, events: list[StreamEvent], terminator: str | None, *, closed: bool = False, prose: bool = False
+        self,
+        events: list[StreamEvent],
+        terminator: str | None,
+        *,
+        closed: bool = False,
+        prose: bool = False,
+        fence_closed: bool = False,
     ) -> None:
         """A loose call becomes a ToolCall if it reads as one; otherwise it was text all along."""
         assert self._tools is not None
@@ -585,16 +619,22 @@ class StreamParser:
         self._call = []
         self._state = _TEXT
         opener = self._opener
-        repairs = [f"drifted opener {opener!r} instead of <|tool_call>" if opener else "no <|tool_call> opener"]
+        if opener == TOOL_CODE_FENCE:
+            repairs = ["```tool_code block instead of <|tool_call>"]
+        else:
+            repairs = [f"drifted opener {opener!r} instead of <|tool_call>" if opener else "no <|tool_call> opener"]
         body = "call:" + text if opener == "<tool_call:" else text
         try:
             if prose:
                 raise ValueError("prose follows")
-            name, arguments, repair = repair_call(
-                body, self._tools, complete=closed or terminator is not None, head_repairs=repairs
-            )
+            if opener and body.lstrip(_WS).startswith("{"):  # "<tool_call>{"name": …, "arguments": …}"
+                name, arguments, repair = self._loose_envelope(body, repairs, closed or terminator is not None)
+            else:
+                name, arguments, repair = repair_call(
+                    body, self._tools, complete=closed or terminator is not None, head_repairs=repairs
+                )
         except ValueError:
-            self._boundary = False
+            self._boundary = self._fence_open = False
             self._emit_text(events, opener + text)
             cut = loose_call_name(body, self._tools) if terminator is None and not closed else None
             if cut is not None:  # a call to a declared tool cut off by the end of the output: say so, never run it
@@ -604,6 +644,19 @@ class StreamParser:
                 events.append(ParseErrorEvent(message))
             return
         self._add_call(events, ToolCall(name, arguments, repair))
+        self._fence_open = opener == TOOL_CODE_FENCE and not fence_closed
+
+    def _loose_envelope(self, body: str, repairs: list[str], complete: bool) -> tuple[str, dict[str, Any], str]:
+        """A name/arguments object after a drifted opener, if it names one declared tool; else ValueError."""
+        assert self._tools is not None
+        body, tag = strip_closing_tag(body)
+        if not complete and tag is None:
+            raise ValueError("cut off")
+        envelope = unwrap_envelope("", parse_arguments(body), self._tools)  # ValueSyntaxError is a ValueError
+        if envelope is None:
+            raise ValueError("not a call envelope")
+        notes = [*repairs, envelope[2]] + ([f"closed by {tag!r}"] if tag else [])
+        return envelope[0], envelope[1], "; ".join(notes)
 
     def _end_call(self, events: list[StreamEvent], terminator: str | None) -> None:
         """Read the buffered call text once; one ToolCall (or several in one block), or one specific error."""
@@ -641,13 +694,15 @@ class StreamParser:
         tools = self._tools
         if head is None:
             message = f"a tool call must start with 'call:NAME{{', but it starts with {text[:30]!r}"
-            if tools is not None and text.lstrip(_WS).startswith("{") and terminator is not None:
+            body, tag = strip_closing_tag(text)
+            if tools is not None and body.lstrip(_WS).startswith("{") and (terminator is not None or tag):
                 try:  # {"name": …, "arguments": {…}} written inside the token
-                    envelope = unwrap_envelope("", parse_arguments(text), tools)
+                    envelope = unwrap_envelope("", parse_arguments(body), tools)
                 except ValueSyntaxError:
                     envelope = None
                 if envelope is not None:
-                    return ToolCall(*envelope)
+                    note = envelope[2] + (f"; closed by {tag!r}" if tag else "")
+                    return ToolCall(envelope[0], envelope[1], note)
         elif not head.group(1):
             message = f"a tool call has no function name: {text[:40]!r}"
         else:

@@ -30,6 +30,7 @@ from typing import Any, Final
 from .tokens import STRING_DELIM
 
 __all__ = [
+    "CLOSING_TAGS",
     "TOOL_CODE_FENCE",
     "DeclaredTools",
     "LooseHead",
@@ -38,6 +39,7 @@ __all__ = [
     "match_loose_head",
     "repair_call",
     "split_calls",
+    "strip_closing_tag",
     "unwrap_envelope",
 ]
 
@@ -123,6 +125,15 @@ class LooseHead:
 TOOL_CODE_FENCE: Final = "```tool_code\n"
 _DRIFTED_OPENERS: Final = ("<|tool_call|>", "<tool_call>", "<tool_call:", "<call>", TOOL_CODE_FENCE, "")
 _MAX_HEAD: Final = 160
+#: XML-style closers models borrow from other formats (Hermes/Qwen ``</tool_call>``): after a call they end it.
+CLOSING_TAGS: Final = ("</tool_call>", "</function_call>", "</call>")
+_TRAILING_CLOSER = re.compile(r"\s*</(?:tool_call|function_call|call)>\s*\Z")
+
+
+def strip_closing_tag(text: str) -> tuple[str, str | None]:
+    """``text`` without an XML-style closing tag at its end, and the tag (``None`` if there was none)."""
+    m = _TRAILING_CLOSER.search(text)
+    return (text[: m.start()], m.group().strip()) if m else (text, None)
 
 
 def match_loose_head(text: str, tools: DeclaredTools) -> LooseHead | bool | None:
@@ -146,6 +157,8 @@ def _match_after_opener(rest: str, tools: DeclaredTools, opener: str) -> int | b
         i += 1
     if i == n:
         return True if n < _MAX_HEAD else None
+    if rest[i] == "{" and opener not in ("", TOOL_CODE_FENCE):
+        return i  # "<tool_call>{"name": …}": an envelope, read (name-aware) when it closes
     has_call = False
     if rest.startswith("call", i) or "call".startswith(rest[i:]):
         if n - i <= 4:
@@ -530,6 +543,8 @@ def repair_call(
     text: str, tools: DeclaredTools, *, complete: bool, head_repairs: Iterable[str] = ()
 ) -> tuple[str, dict[str, Any], str]:
     """Read ``call:NAME{…}`` (or a drifted form) forgivingly: ``(name, arguments, repair)``; ValueError if not."""
+    text, tag = strip_closing_tag(text)
+    complete = complete or tag is not None  # the model closed the call, in another format's words
     m = _HEAD.match(text)
     if m is None:
         raise ValueError(f"no 'call:NAME{{' head in {text[:30]!r}")
@@ -545,6 +560,8 @@ def repair_call(
         repairs.append("spaces in the call head")
     if renamed:
         repairs.append(renamed)
+    if tag is not None:
+        repairs.append(f"closed by {tag!r}")
     reader = _Reader(text, m.end(4) - 1, repairs, complete)
     try:
         arguments = reader.arguments(tools.schemas[name])

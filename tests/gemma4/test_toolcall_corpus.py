@@ -233,6 +233,11 @@ _PIECES = st.sampled_from(
         "args:",
         "days:",
         ";",
+        "</tool_call>",
+        "</call>",
+        "<tool_call>",
+        '{"name": "bash", ',
+        '"arguments": {}}',
     ]
 )
 
@@ -452,3 +457,60 @@ def test_a_call_inside_the_thought_channel_is_a_call() -> None:
     assert (result.thinking, result.content) == ("plan", "more")
     planned = parse_response(f"<|channel>thought\ncall:get_weather{{city:{D}Oslo{D}}}<channel|>ok", WEATHER)
     assert planned.tool_calls == [] and planned.content == "ok"
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["f", "g"]), _ARGS), min_size=2, max_size=4),
+    st.sampled_from(["", "\n", ",", "; ", " , "]),
+)
+def test_any_calls_written_in_one_block_are_read_back(calls: list[tuple[str, dict[str, Any]]], sep: str) -> None:
+    """Well-formed calls joined in one <|tool_call> block come back exactly, whatever their strings hold."""
+    inner = sep.join(format_tool_call(name, args)[len("<|tool_call>") : -len("<tool_call|>")] for name, args in calls)
+    text = f"<|tool_call>{inner}<tool_call|><|tool_response>"
+    result = parse_response(text, tools=["f", "g"])
+    assert [(c.name, c.arguments) for c in result.tool_calls] == calls and result.errors == []
+    _check_stream(text, [text[: len(text) // 3], text[len(text) // 3 :]], ["f", "g"])
+
+
+@pytest.mark.parametrize(
+    ("text", "repair"),
+    [
+        (f"<call>get_weather{{city:{D}Oslo{D}}}</call>", "drifted opener '<call>' instead of <|tool_call>; no 'call:'"),
+        ("<tool_call>call:get_weather{city:'Oslo'}\n</tool_call>", "drifted opener '<tool_call>' instead of"),
+        (f"<|tool_call>call:get_weather{{city:{D}Oslo{D}}}</tool_call>", "closed by '</tool_call>'"),
+        ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>', "call wrapped in a JSON"),
+        ('<|tool_call|>{"name": "get_weather", "arguments": {"city": "Oslo"}}<tool_call|>', "call wrapped in a JSON"),
+    ],
+)
+def test_other_formats_closers_and_envelopes_after_an_opener(text: str, repair: str) -> None:
+    """Hermes/Qwen-style ``</tool_call>`` closers and JSON bodies after an explicit opener are calls; no leftovers."""
+    result = parse_response(text, tools=WEATHER)
+    assert [(c.name, c.arguments) for c in result.tool_calls] == [("get_weather", {"city": "Oslo"})]
+    assert repair in (result.tool_calls[0].repair or "") and result.content == "" and result.errors == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<tool_call>{"name": "rm_rf", "arguments": {}}</tool_call>',  # names no declared tool
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Os',  # cut off: never completed
+        '{"name": "get_weather", "arguments": {"city": "Oslo"}}',  # no opener at all: an answer
+        "</tool_call> closes a Hermes call.",  # a closer with no call before it is text
+    ],
+)
+def test_envelope_and_closer_lookalikes_stay_text(text: str) -> None:
+    result = parse_response(text, tools=WEATHER)
+    assert result.tool_calls == [] and result.content == text
+
+
+def test_a_tool_code_block_may_hold_several_calls() -> None:
+    text = "```tool_code\nget_weather(city='Oslo')\nget_weather(city='Rome')\n```\nBoth asked."
+    result = parse_response(text, tools=WEATHER)
+    assert [c.arguments["city"] for c in result.tool_calls] == ["Oslo", "Rome"] and result.content == "Both asked."
+    assert result.tool_calls[0].repair.startswith("```tool_code block instead of <|tool_call>")  # type: ignore[union-attr]
+    # A line in the block that calls no declared tool ends the recovery there: it stays visible.
+    other = parse_response("```tool_code\nget_weather(city='Oslo')\nprint(1)\n```", tools=WEATHER)
+    assert len(other.tool_calls) == 1 and other.content == "print(1)\n```"
+    for chunks in (list(text), [text[:20], text[20:]]):
+        _check_stream(text, chunks, WEATHER)
