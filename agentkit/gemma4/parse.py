@@ -64,6 +64,7 @@ from .repair import (
     split_calls,
     strip_closing_tag,
     unwrap_envelope,
+    value_end,
 )
 from .tokens import (
     CHANNEL_END,
@@ -154,7 +155,16 @@ StreamEvent = ThinkingDelta | TextDelta | ToolCallEvent | ParseErrorEvent
 
 _TEXT, _HEADER, _THOUGHT, _CALL, _DONE, _LOOSE, _AFTER_LOOSE = range(7)
 _END_OF_OUTPUT: Final = (TURN_END, EOS, TURN_START)
-_CALL_TERMINATORS: Final = (TOOL_CALL_END, TOOL_CALL_START, TOOL_RESPONSE_START, *_END_OF_OUTPUT)
+# A channel token inside a call ends it too: "<|tool_call>call:f{…}<channel|>answer" (a call written in the
+# thought, then the thought closed without <tool_call|>) is the call, then the answer.
+_CALL_TERMINATORS: Final = (
+    TOOL_CALL_END,
+    TOOL_CALL_START,
+    TOOL_RESPONSE_START,
+    CHANNEL_END,
+    CHANNEL_START,
+    *_END_OF_OUTPUT,
+)
 # Every proper prefix of every control token: text that must wait for the next chunk.
 _PREFIXES: Final = frozenset(t[:k] for t in CONTROL_TOKENS for k in range(1, len(t)))
 _LONGEST: Final = max(len(t) for t in CONTROL_TOKENS)
@@ -450,13 +460,15 @@ class StreamParser:
             self._state = _DONE
         elif tok in _END_OF_OUTPUT:
             self._state = _DONE
+        elif tok == CHANNEL_START:
+            self._state = _HEADER
+            self._header = ""
 
     def _add_call(self, events: list[StreamEvent], call: ToolCall) -> None:
         if self._tools is not None and call.name in self._tools.schemas:
             arguments, changed = coerce_arguments(call.arguments, self._tools.schemas[call.name])
             if changed:
-                note = "value typed by the schema"
-                call = ToolCall(call.name, arguments, f"{call.repair}; {note}" if call.repair else note)
+                call = ToolCall(call.name, arguments, _join(call.repair, "value typed by the schema"))
         self._calls.append(call)
         self._flush(events)
         events.append(ToolCallEvent(call))
@@ -672,15 +684,22 @@ class StreamParser:
                     last = k == len(pieces) - 1
                     self._emit_outcome(events, self._read_call(piece, terminator if last else TOOL_CALL_END), True)
                 return
+            end = value_end(text)  # "call:f{…}Let me check." with no <tool_call|>: the call, then prose
+            after = text[end:].lstrip(_WS) if end > 0 else ""
+            if _reads_as_prose(after):
+                call = self._read_call(text[:end], TOOL_CALL_END)
+                if isinstance(call, ToolCall):
+                    note = "text after the call before <tool_call|>"
+                    self._add_call(events, ToolCall(call.name, call.arguments, _join(call.repair, note)))
+                    self._emit_text(events, text[end:])
+                    return
         self._emit_outcome(events, outcome, False)
 
     def _emit_outcome(self, events: list[StreamEvent], outcome: ToolCall | str, split: bool) -> None:
         if isinstance(outcome, ToolCall):
             if split:
                 note = "several calls in one <|tool_call> block"
-                outcome = ToolCall(
-                    outcome.name, outcome.arguments, f"{outcome.repair}; {note}" if outcome.repair else note
-                )
+                outcome = ToolCall(outcome.name, outcome.arguments, _join(outcome.repair, note))
             self._add_call(events, outcome)
             return
         self._errors.append(outcome)
@@ -729,6 +748,23 @@ class StreamParser:
             else:
                 return ToolCall(name, arguments, repair)
         return message
+
+
+_MORE_ARGUMENTS = re.compile(r"[\w\-. ]{1,64}\s*[:=]")
+
+
+def _reads_as_prose(text: str) -> bool:
+    """Text after a call's closing brace that is prose, not more of its arguments (``b:2}``) or a stray closer."""
+    return (
+        text[:1].isalpha()
+        and not _MORE_ARGUMENTS.match(text)
+        and text.count("}") <= text.count("{")
+        and text.count(")") <= text.count("(")
+    )
+
+
+def _join(repair: str | None, note: str) -> str:
+    return f"{repair}; {note}" if repair else note
 
 
 def parse_response(text: str, tools: Tools | None = None) -> ParsedResponse:

@@ -41,6 +41,7 @@ __all__ = [
     "split_calls",
     "strip_closing_tag",
     "unwrap_envelope",
+    "value_end",
 ]
 
 _NAME_CHARS: Final = r"A-Za-z0-9_.:\-"
@@ -127,11 +128,11 @@ _DRIFTED_OPENERS: Final = ("<|tool_call|>", "<tool_call>", "<tool_call:", "<call
 _MAX_HEAD: Final = 160
 #: XML-style closers models borrow from other formats (Hermes/Qwen ``</tool_call>``): after a call they end it.
 CLOSING_TAGS: Final = ("</tool_call>", "</function_call>", "</call>")
-_TRAILING_CLOSER = re.compile(r"\s*</(?:tool_call|function_call|call)>\s*\Z")
+_TRAILING_CLOSER = re.compile(r"\s*(?:</(?:tool_call|function_call|call)>|<\|tool_call\|>)\s*\Z")
 
 
 def strip_closing_tag(text: str) -> tuple[str, str | None]:
-    """``text`` without an XML-style closing tag at its end, and the tag (``None`` if there was none)."""
+    """``text`` without a closing tag at its end (XML-style, or ``<|tool_call|>`` mirrored), and the tag."""
     m = _TRAILING_CLOSER.search(text)
     return (text[: m.start()], m.group().strip()) if m else (text, None)
 
@@ -246,12 +247,24 @@ class _Reader:
             raise self.fail("the call was cut off before its closing brace")
         self.pos += 1
         self.skip_ws()
+        sole = _sole_parameter(schema) if opener == "(" else None
         if opener == "(" and self.text.startswith("{", self.pos):
             inner = self.mapping(schema, "}")  # call:name({"k": "v"})
             self.skip_ws()
             if self.text.startswith(")", self.pos):
                 self.pos += 1
             result = inner
+        elif sole is not None and self._positional_ahead():
+            # get_weather("Paris"): one positional value for the one parameter the tool requires
+            props = schema.get("properties")
+            prop = props.get(sole) if isinstance(props, Mapping) else None
+            value = self.value(prop if isinstance(prop, Mapping) else {}, ")", top=False, siblings=[])
+            self.skip_ws()
+            if not self.text.startswith(")", self.pos):
+                raise self.fail("expected ')' after a positional argument")
+            self.pos += 1
+            self.note("positional argument")
+            result = {sole: value}
         else:
             result = self.entries(schema, closer, top=True)
         self.skip_ws()
@@ -263,6 +276,12 @@ class _Reader:
         if self.pos != len(self.text):
             raise self.fail(f"unexpected text after the arguments: {self.text[self.pos : self.pos + 20]!r}")
         return result
+
+    def _positional_ahead(self) -> bool:
+        """A value, not a ``key:``/``key=`` pair, opens the parenthesis arguments."""
+        text, pos = self.text, self.pos
+        starts_value = text.startswith(STRING_DELIM, pos) or (pos < len(text) and text[pos] in "\"'-0123456789[")
+        return starts_value and not _KEY_AHEAD.match(text, pos)
 
     def mapping(self, schema: Mapping[str, Any], closer: str) -> dict[str, Any]:
         self.pos += 1
@@ -506,6 +525,17 @@ class _Reader:
         return i
 
 
+def _sole_parameter(schema: Mapping[str, Any]) -> str | None:
+    """The one parameter a positional argument can mean: the only required one, else the only one."""
+    required = schema.get("required")
+    if isinstance(required, list) and len(required) == 1 and isinstance(required[0], str):
+        return required[0]
+    props = schema.get("properties")
+    if isinstance(props, Mapping) and len(props) == 1:
+        return str(next(iter(props)))
+    return None
+
+
 def _type_of(schema: Mapping[str, Any]) -> str | None:
     """The JSON type a property expects, looking through ``["string", "null"]`` and ``anyOf`` (Optional[...])."""
     kind = schema.get("type")
@@ -713,3 +743,32 @@ def split_calls(text: str) -> list[str]:
         i += 1
     pieces.append(text[start:])
     return pieces
+
+
+def value_end(text: str) -> int:
+    """Index just past the first balanced top-level ``{…}``/``(…)`` in ``text`` (strings skipped), or -1."""
+    i, n, depth, quote = 0, len(text), 0, ""
+    while i < n:
+        if text.startswith(STRING_DELIM, i):
+            if quote in ("", STRING_DELIM):
+                quote = "" if quote else STRING_DELIM
+            i += len(STRING_DELIM)
+            continue
+        ch = text[i]
+        if quote == '"':
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quote = ""
+        elif quote:
+            pass
+        elif ch == '"':
+            quote = '"'
+        elif ch in "{([":
+            depth += 1
+        elif ch in "})]" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return -1

@@ -514,3 +514,42 @@ def test_a_tool_code_block_may_hold_several_calls() -> None:
     assert len(other.tool_calls) == 1 and other.content == "print(1)\n```"
     for chunks in (list(text), [text[:20], text[20:]]):
         _check_stream(text, chunks, WEATHER)
+
+
+REQUIRED_CITY = [
+    {
+        "name": "get_weather",
+        "parameters": {"properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]},
+    }
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "content", "repair"),
+    [
+        ('<|tool_call>call:get_weather("Oslo")<tool_call|>', "", "parenthesis arguments; positional argument"),
+        (f"<|tool_call>call:get_weather{{city:{D}Oslo{D}}}<|tool_call|>", "", "closed by '<|tool_call|>'"),
+        (f"<|tool_call>call:get_weather{{city:{D}Oslo{D}}}\nLet me check.", "Let me check.", "text after the call"),
+        (f"<|channel>thought\nplan<|tool_call>call:get_weather{{city:{D}Oslo{D}}}<channel|>Done.", "Done.", None),
+    ],
+)
+def test_positional_mirrored_closer_trailing_prose_and_channel_end(text: str, content: str, repair: str | None) -> None:
+    result = parse_response(text, tools=REQUIRED_CITY)
+    assert [(c.name, c.arguments) for c in result.tool_calls] == [("get_weather", {"city": "Oslo"})]
+    assert result.content == content and result.errors == []
+    assert (result.tool_calls[0].repair or "").startswith(repair or "") and (repair is None) == (
+        result.tool_calls[0].repair is None
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<|tool_call>call:get_weather("Oslo", 3)<tool_call|>',  # two positionals: which is which is a guess
+        f"<|tool_call>call:get_weather{{city:{D}Oslo{D}}} days:3}}",  # more arguments after a stray brace
+        f"<|tool_call>call:get_weather{{city:{D}Oslo{D}}} Note: later",  # "Note:" could be a key: not prose
+    ],
+)
+def test_guesses_are_not_made(text: str) -> None:
+    result = parse_response(text, tools=REQUIRED_CITY)
+    assert result.tool_calls == [] and result.errors
