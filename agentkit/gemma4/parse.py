@@ -6,7 +6,7 @@ There is one parser: :class:`StreamParser`, a state machine that looks at each c
 States and what moves between them (``<…>`` are control tokens)::
 
     text ──<|channel>──▶ header ──"\\n"──▶ thought ──<channel|>──▶ text
-    text ──<|tool_call>──▶ call ──<tool_call|> / <|tool_call> / <|tool_response> / <turn|> / <eos>──▶ text
+    text ──<|tool_call>──▶ call ──<tool_call|> / <|tool_call> / <|tool_response> / <turn|> / <eos> / <channel|>──▶ text
     text ──<|tool_response> (hand-over) / <turn|> / <eos> / <|turn>──▶ done (the rest is ignored)
 
 A call's text is buffered until one of its terminators and then read with the value codec, once. A
