@@ -62,6 +62,7 @@ from .repair import (
     match_loose_head,
     repair_call,
     split_calls,
+    split_python_list,
     strip_closing_tag,
     unwrap_envelope,
     value_end,
@@ -636,15 +637,20 @@ class StreamParser:
         else:
             repairs = [f"drifted opener {opener!r} instead of <|tool_call>" if opener else "no <|tool_call> opener"]
         body = "call:" + text if opener == "<tool_call:" else text
+        complete = closed or terminator is not None
         try:
             if prose:
                 raise ValueError("prose follows")
             if opener and body.lstrip(_WS).startswith("{"):  # "<tool_call>{"name": …, "arguments": …}"
-                name, arguments, repair = self._loose_envelope(body, repairs, closed or terminator is not None)
+                calls = [self._loose_envelope(body, repairs, complete)]
+            elif opener == TOOL_CODE_FENCE and body.lstrip(_WS).startswith("["):  # [f(a=1), g(b=2)]
+                pieces = split_python_list(body) if complete else None
+                if pieces is None:
+                    raise ValueError("not a complete list of calls")
+                notes = [*repairs, "a Python list of calls"]
+                calls = [repair_call(piece, self._tools, complete=True, head_repairs=notes) for piece in pieces]
             else:
-                name, arguments, repair = repair_call(
-                    body, self._tools, complete=closed or terminator is not None, head_repairs=repairs
-                )
+                calls = [repair_call(body, self._tools, complete=complete, head_repairs=repairs)]
         except ValueError:
             self._boundary = self._fence_open = False
             self._emit_text(events, opener + text)
@@ -655,7 +661,8 @@ class StreamParser:
                 self._flush(events)
                 events.append(ParseErrorEvent(message))
             return
-        self._add_call(events, ToolCall(name, arguments, repair))
+        for name, arguments, repair in calls:
+            self._add_call(events, ToolCall(name, arguments, repair))
         self._fence_open = opener == TOOL_CODE_FENCE and not fence_closed
 
     def _loose_envelope(self, body: str, repairs: list[str], complete: bool) -> tuple[str, dict[str, Any], str]:

@@ -39,6 +39,7 @@ __all__ = [
     "match_loose_head",
     "repair_call",
     "split_calls",
+    "split_python_list",
     "strip_closing_tag",
     "unwrap_envelope",
     "value_end",
@@ -160,6 +161,9 @@ def _match_after_opener(rest: str, tools: DeclaredTools, opener: str) -> int | b
         return True if n < _MAX_HEAD else None
     if rest[i] == "{" and opener not in ("", TOOL_CODE_FENCE):
         return i  # "<tool_call>{"name": …}": an envelope, read (name-aware) when it closes
+    if rest[i] == "[" and opener == TOOL_CODE_FENCE:  # "[f(a=1), g(b=2)]": a Python list of calls
+        inner = _match_after_opener(rest[i + 1 :], tools, opener)
+        return inner if inner is None or inner is True else i
     has_call = False
     if rest.startswith("call", i) or "call".startswith(rest[i:]):
         if n - i <= 4:
@@ -375,7 +379,8 @@ class _Reader:
         n = len(self.text)
         while i < n and self.text[i] in _WS:
             i += 1
-        return i >= n or self.text[i] in ",]})" or self.text[i] == closer or bool(_KEY_AHEAD.match(self.text, i))
+        # ")" is structure only where it closes the arguments (call:f(…)); in braces it is text: "sql(…)".
+        return i >= n or self.text[i] in ",]}" or self.text[i] == closer or bool(_KEY_AHEAD.match(self.text, i))
 
     def _value_end(self, closer: str, *, top: bool, siblings: list[str]) -> int:
         """Where a string that lost its closing delimiter ends: before the next declared key, else the closer."""
@@ -402,6 +407,15 @@ class _Reader:
             raise self.fail('unterminated string: no closing <|"|>')
         self.pos = start
         stop = self._value_end(closer, top=top, siblings=siblings)
+        # <|"|> written for a quote inside the string (a Python triple quote is three of them): the string
+        # ends at the first delimiter followed by structure before the next declared key; earlier ones are quotes.
+        j = end
+        while j >= 0 and j + len(STRING_DELIM) <= stop:
+            if self._structural_after(j + len(STRING_DELIM), closer):
+                self.note('<|"|> inside a string read as a quote')
+                self.pos = j + len(STRING_DELIM)
+                return text[start:j].replace(STRING_DELIM, '"')
+            j = text.find(STRING_DELIM, j + len(STRING_DELIM))
         self.note('missing closing <|"|>')
         self.pos = stop
         return text[start:stop]
@@ -772,3 +786,23 @@ def value_end(text: str) -> int:
                 return i + 1
         i += 1
     return -1
+
+
+def split_python_list(text: str) -> list[str] | None:
+    """The calls of a Python list ``[f(a=1), g(b=2)]`` (as Gemma's prompted guides ask for), or ``None``."""
+    inner = text.strip(_WS)
+    if not (inner.startswith("[") and inner.endswith("]")):
+        return None
+    inner = inner[1:-1]
+    pieces: list[str] = []
+    pos, n = 0, len(inner)
+    while True:
+        while pos < n and inner[pos] in _WS + ",":
+            pos += 1
+        if pos >= n:
+            return pieces or None
+        end = value_end(inner[pos:])
+        if end < 0:
+            return None
+        pieces.append(inner[pos : pos + end])
+        pos += end

@@ -60,6 +60,9 @@ def test_every_case_cites_a_public_source() -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c["id"])
 def test_corpus_case_is_recovered_or_reported(case: dict[str, Any]) -> None:
     result = parse_response(case["text"], tools=case["tools"])
+    if case.get("known_miss"):  # counted as lost by the bench; it must stay text, never become another call
+        assert result.tool_calls == [] and case["expected_calls"], case["known_miss"]
+        return
     assert _calls(result) == case["expected_calls"]
     if case.get("expect_error"):
         assert result.errors, "a cut-off or degenerate call must be reported, not dropped"
@@ -553,3 +556,42 @@ def test_positional_mirrored_closer_trailing_prose_and_channel_end(text: str, co
 def test_guesses_are_not_made(text: str) -> None:
     result = parse_response(text, tools=REQUIRED_CITY)
     assert result.tool_calls == [] and result.errors
+
+
+CODE = [
+    {
+        "name": "run",
+        "parameters": {
+            "properties": {"code": {"type": "string"}, "args": {"type": "array", "items": {"type": "string"}}}
+        },
+    }
+]
+
+
+@pytest.mark.parametrize(
+    ("inner", "code"),
+    [
+        (f"code:{D}print({D}hi{D}){D},args:[]", 'print("hi")'),
+        (f"code:{D}x = {D}{D}{D}doc{D}{D}{D}{D}", 'x = """doc"""'),
+        (f"args:[{D}a{D}],code:{D}s = {D}a, b{D}.split(','){D}", "s = \"a, b\".split(',')"),
+    ],
+)
+def test_a_delimiter_inside_a_string_is_a_quote(inner: str, code: str) -> None:
+    (call,) = parse_response(f"<|tool_call>call:run{{{inner}}}<tool_call|>", tools=CODE).tool_calls
+    assert call.arguments["code"] == code and '<|"|> inside a string read as a quote' in (call.repair or "")
+
+
+def test_a_missing_closing_delimiter_still_stops_at_the_next_key() -> None:
+    text = f"<|tool_call>call:run{{code:{D}x = 1,args:[{D}a{D}]}}<tool_call|>"
+    (call,) = parse_response(text, tools=CODE).tool_calls
+    assert call.arguments == {"code": "x = 1", "args": ["a"]} and "missing closing" in (call.repair or "")
+
+
+def test_a_python_list_of_calls_in_a_tool_code_block() -> None:
+    text = "```tool_code\n[get_weather(city='Oslo'), get_weather(city=\"Rome\")]\n```"
+    result = parse_response(text, tools=WEATHER)
+    assert [c.arguments["city"] for c in result.tool_calls] == ["Oslo", "Rome"] and result.content == ""
+    assert "a Python list of calls" in (result.tool_calls[0].repair or "")
+    for bad in ("```tool_code\n[get_weather(city='Oslo'), rm(path='/')]\n```", "```tool_code\n[get_weather(city='Os"):
+        assert parse_response(bad, tools=WEATHER).tool_calls == []  # one undeclared or cut call: none of them runs
+    _check_stream(text, list(text), WEATHER)
