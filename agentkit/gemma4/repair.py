@@ -759,9 +759,9 @@ def split_calls(text: str) -> list[str]:
     return pieces
 
 
-def value_end(text: str) -> int:
-    """Index just past the first balanced top-level ``{…}``/``(…)`` in ``text`` (strings skipped), or -1."""
-    i, n, depth, quote = 0, len(text), 0, ""
+def value_end(text: str, start: int = 0) -> int:
+    """Index just past the first balanced top-level ``{…}``/``(…)`` from ``start`` (strings skipped), or -1."""
+    i, n, depth, quote = start, len(text), 0, ""
     while i < n:
         if text.startswith(STRING_DELIM, i):
             if quote in ("", STRING_DELIM):
@@ -801,8 +801,8 @@ def split_python_list(text: str) -> list[str] | None:
             pos += 1
         if pos >= n:
             return pieces or None
-        end = value_end(inner[pos:])
+        end = value_end(inner, pos)
         if end < 0:
             return None
-        pieces.append(inner[pos : pos + end])
-        pos += end
+        pieces.append(inner[pos:end])
+        pos = end

@@ -595,3 +595,29 @@ def test_a_python_list_of_calls_in_a_tool_code_block() -> None:
     for bad in ("```tool_code\n[get_weather(city='Oslo'), rm(path='/')]\n```", "```tool_code\n[get_weather(city='Os"):
         assert parse_response(bad, tools=WEATHER).tool_calls == []  # one undeclared or cut call: none of them runs
     _check_stream(text, list(text), WEATHER)
+
+
+def test_blocks_and_lists_of_many_calls_are_read_in_linear_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Characters handed to the repair reader stay proportional to a block of n calls or a list of n calls."""
+    seen = 0
+    real_repair = parse_module.repair_call
+
+    def repair(text: str, tools: Any, **kw: Any) -> Any:
+        nonlocal seen
+        seen += len(text)
+        return real_repair(text, tools, **kw)
+
+    monkeypatch.setattr(parse_module, "repair_call", repair)
+    shapes = {
+        "block": lambda n: (
+            "<|tool_call>" + "".join(f"call:get_weather{{city:'c{i}'}}" for i in range(n)) + "<tool_call|>"
+        ),
+        "list": lambda n: "```tool_code\n[" + ", ".join(f"get_weather(city='c{i}')" for i in range(n)) + "]\n```",
+    }
+    for label, make in shapes.items():
+        totals = []
+        for n in (200, 400):
+            seen = 0
+            assert len(parse_response(make(n), tools=WEATHER).tool_calls) == n, label
+            totals.append(seen)
+        assert totals[1] <= 2.2 * totals[0], label
