@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .tokens import STRING_DELIM
+from .values import TOOL_NAME_CHARS
 
 __all__ = [
     "CLOSING_TAGS",
@@ -45,7 +46,7 @@ __all__ = [
     "value_end",
 ]
 
-_NAME_CHARS: Final = r"A-Za-z0-9_.:\-"
+_NAME_CHARS: Final = TOOL_NAME_CHARS + ":"  # a namespaced name ("mcp:ns:name") is read whole, then resolved
 _HEAD = re.compile(rf"\s*(call\b)?\s*(:)?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*([{{(])")
 _STRICT_HEAD = re.compile(rf"\s*call:[{_NAME_CHARS}]+[{{(]")
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
