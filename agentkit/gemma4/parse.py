@@ -52,20 +52,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .blocks import CLOSING_TAGS, split_calls, split_python_list, strip_closing_tag, value_end
+from .coerce import coerce_arguments
 from .repair import (
-    CLOSING_TAGS,
     TOOL_CODE_FENCE,
     DeclaredTools,
     LooseHead,
-    coerce_arguments,
     loose_call_name,
     match_loose_head,
     repair_call,
-    split_calls,
-    split_python_list,
-    strip_closing_tag,
     unwrap_envelope,
-    value_end,
 )
 from .tokens import (
     CHANNEL_END,

@@ -3,10 +3,10 @@
 The strict reader (:mod:`agentkit.gemma4.values`) is exact on the reference template's format. Real models
 drift (``tests/data/toolcall_corpus.json`` and the held-out ``toolcall_heldout.json`` cite a source for each
 case): strings in ``"…"`` or ``'…'`` or bare, a ``<|"|>`` missing on one side, ``key=value``, ``call:name(…)``,
-a ``}`` never written, keys with spaces, ``:name{`` or ``mcp:ns:name{`` heads, several calls in one block, a
-name/arguments envelope, ``"3"`` for an integer. This module is the second try, used by
-:class:`~agentkit.gemma4.StreamParser` only when the caller declared its tools (and, but for the schema typing
-of strings, only when the strict reader failed):
+a ``}`` never written, keys with spaces, ``:name{`` or ``mcp:ns:name{`` heads, drifted openers, a
+name/arguments envelope. This module is the second try, used by :class:`~agentkit.gemma4.StreamParser` only
+when the strict reader failed and the caller declared its tools (how a block holding several calls is cut up
+is :mod:`agentkit.gemma4.blocks`; strings typed by the schema, :mod:`agentkit.gemma4.coerce`):
 
 - the name must resolve to a declared tool (exactly, as the last part of a namespaced name, or as the one
   declared name it equals ignoring case), so text that merely looks like a call never becomes one;
@@ -27,29 +27,24 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .blocks import strip_closing_tag
+from .coerce import NUMBER, read_number, type_of
 from .tokens import STRING_DELIM
 from .values import TOOL_NAME_CHARS
 
 __all__ = [
-    "CLOSING_TAGS",
     "TOOL_CODE_FENCE",
     "DeclaredTools",
     "LooseHead",
-    "coerce_arguments",
     "loose_call_name",
     "match_loose_head",
     "repair_call",
-    "split_calls",
-    "split_python_list",
-    "strip_closing_tag",
     "unwrap_envelope",
-    "value_end",
 ]
 
 _NAME_CHARS: Final = TOOL_NAME_CHARS + ":"  # a namespaced name ("mcp:ns:name") is read whole, then resolved
 _HEAD = re.compile(rf"\s*(call\b)?\s*(:)?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*([{{(])")
 _STRICT_HEAD = re.compile(rf"\s*call:[{_NAME_CHARS}]+[{{(]")
-_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _WORDS: Final[dict[str, Any]] = {
     "true": True,
     "false": False,
@@ -128,15 +123,6 @@ class LooseHead:
 TOOL_CODE_FENCE: Final = "```tool_code\n"
 _DRIFTED_OPENERS: Final = ("<|tool_call|>", "<tool_call>", "<tool_call:", "<call>", TOOL_CODE_FENCE, "")
 _MAX_HEAD: Final = 160
-#: XML-style closers models borrow from other formats (Hermes/Qwen ``</tool_call>``): after a call they end it.
-CLOSING_TAGS: Final = ("</tool_call>", "</function_call>", "</call>")
-_TRAILING_CLOSER = re.compile(r"\s*(?:</(?:tool_call|function_call|call)>|<\|tool_call\|>)\s*\Z")
-
-
-def strip_closing_tag(text: str) -> tuple[str, str | None]:
-    """``text`` without a closing tag at its end (XML-style, or ``<|tool_call|>`` mirrored), and the tag."""
-    m = _TRAILING_CLOSER.search(text)
-    return (text[: m.start()], m.group().strip()) if m else (text, None)
 
 
 def match_loose_head(text: str, tools: DeclaredTools) -> LooseHead | bool | None:
@@ -497,7 +483,7 @@ class _Reader:
         property's text runs to the next declared key, so commas inside it survive.
         """
         text, pos = self.text, self.pos
-        kind = _type_of(schema)
+        kind = type_of(schema)
         # A lone closing delimiter before structure, with no key or nesting in between: the opening <|"|>
         # was left out ("query:Paris, France<|"|>,limit:5"). Searches are memoized, so this stays linear.
         delim = self.find_delim(pos)
@@ -508,10 +494,10 @@ class _Reader:
                 self.pos = delim + len(STRING_DELIM)
                 self.note('missing opening <|"|>')
                 return text[pos:delim]
-        for pattern, convert in ((_NUMBER, _number), (_WORD, _WORDS.get)):
+        for pattern, convert in ((NUMBER, read_number), (_WORD, _WORDS.get)):
             m = pattern.match(text, pos)
-            if m and self._structural_after(m.end(), closer) and (pattern is _NUMBER or m.group(0) in _WORDS):
-                if kind == "string" and pattern is _NUMBER:
+            if m and self._structural_after(m.end(), closer) and (pattern is NUMBER or m.group(0) in _WORDS):
+                if kind == "string" and pattern is NUMBER:
                     break  # a string property: keep the text as written
                 self.pos = m.end()
                 return convert(m.group(0))
@@ -525,11 +511,11 @@ class _Reader:
             raise self.fail(f"expected a value but found {text[pos : pos + 20]!r}")
         self.pos = stop
         if kind in ("integer", "number"):
-            m = _NUMBER.fullmatch(piece)
+            m = NUMBER.fullmatch(piece)
             if m is None:
                 raise self.fail(f"expected a number but found {piece[:20]!r}")
             self.note("unquoted value typed by the schema")
-            return _number(piece)
+            return read_number(piece)
         self.note("unquoted string")
         return piece
 
@@ -551,19 +537,6 @@ def _sole_parameter(schema: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _type_of(schema: Mapping[str, Any]) -> str | None:
-    """The JSON type a property expects, looking through ``["string", "null"]`` and ``anyOf`` (Optional[...])."""
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), None)
-    if kind is None:
-        for key in ("anyOf", "oneOf"):
-            for option in schema.get(key) or ():
-                if isinstance(option, Mapping) and option.get("type") not in (None, "null"):
-                    return _type_of(option)
-    return kind if isinstance(kind, str) else None
-
-
 @functools.lru_cache(maxsize=256)
 def _sibling_pattern(siblings: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(r",\s*(?:" + "|".join(map(re.escape, siblings)) + r")\s*[:=]")
@@ -571,10 +544,6 @@ def _sibling_pattern(siblings: tuple[str, ...]) -> re.Pattern[str]:
 
 def _start(m: re.Match[str] | None) -> int:
     return m.start() if m else -1
-
-
-def _number(literal: str) -> int | float:
-    return float(literal) if any(c in literal for c in ".eE") else int(literal)
 
 
 def loose_call_name(text: str, tools: DeclaredTools) -> str | None:
@@ -652,158 +621,3 @@ def unwrap_envelope(
         return None
     shape = f"{outer}{{…}}" if outer else "a JSON object"
     return targets.pop(), dict(inner), f"call wrapped in {shape} instead of call:NAME{{…}}"
-
-
-_BOOLEANS: Final = {"true": True, "false": False}
-
-
-def coerce_arguments(arguments: Mapping[str, Any], schema: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Arguments with strings typed by the schema (``"3"`` for an integer, ``"{…}"`` for an object); changed?
-
-    The model wraps values in ``<|"|>`` far more often than it leaves them bare, so a number, boolean, object
-    or list written as a string is read as what the property declares, when the whole string is one.
-    """
-    props = schema.get("properties")
-    if not isinstance(props, Mapping):
-        return dict(arguments), False
-    changed = False
-    result = dict(arguments)
-    for key, value in arguments.items():
-        prop = props.get(key)
-        if isinstance(prop, Mapping):
-            new = _coerce(value, prop)
-            if new is not _UNCHANGED:
-                result[key] = new
-                changed = True
-    return result, changed
-
-
-_UNCHANGED: Final = object()
-
-
-def _coerce(value: Any, schema: Mapping[str, Any]) -> Any:
-    kind = _type_of(schema)
-    if isinstance(value, str):
-        text = value.strip()
-        if kind in ("integer", "number") and _NUMBER.fullmatch(text):
-            number = _number(text)
-            if kind == "integer" and isinstance(number, float):
-                return int(number) if number.is_integer() else _UNCHANGED
-            return number
-        if kind == "boolean" and text.lower() in _BOOLEANS:
-            return _BOOLEANS[text.lower()]
-        if kind in ("object", "array") and text[:1] in "{[":
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                return _UNCHANGED
-            if isinstance(parsed, dict if kind == "object" else list):
-                inner = _coerce(parsed, schema)
-                return parsed if inner is _UNCHANGED else inner
-        return _UNCHANGED
-    if isinstance(value, dict) and kind in ("object", None):
-        new, changed = coerce_arguments(value, schema)
-        return new if changed else _UNCHANGED
-    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        items = [_coerce(v, schema["items"]) for v in value]
-        if all(v is _UNCHANGED for v in items):
-            return _UNCHANGED
-        return [v if n is _UNCHANGED else n for v, n in zip(value, items, strict=True)]
-    return _UNCHANGED
-
-
-_NEXT_CALL = re.compile(r"[\s,;]*(?=call\s*:)")
-
-
-def split_calls(text: str) -> list[str]:
-    """The calls of one ``<|tool_call>`` block that holds several (``call:a{…}call:b{…}``), split; linear.
-
-    A split happens only where a balanced top-level value closes and ``call:`` follows (after spaces, a comma
-    or a semicolon); strings in ``<|"|>`` or ``"`` are skipped, so a ``call:`` inside a value never splits.
-    """
-    pieces: list[str] = []
-    start = i = depth = 0
-    n = len(text)
-    quote = ""
-    opened = False
-    while i < n:
-        if text.startswith(STRING_DELIM, i):
-            if quote in ("", STRING_DELIM):
-                quote = "" if quote else STRING_DELIM
-            i += len(STRING_DELIM)
-            continue
-        ch = text[i]
-        if quote == '"':
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                quote = ""
-        elif quote:
-            pass
-        elif ch == '"':
-            quote = '"'
-        elif ch in "{([":
-            depth += 1
-            opened = True
-        elif ch in "})]" and depth > 0:
-            depth -= 1
-            if depth == 0 and opened:
-                m = _NEXT_CALL.match(text, i + 1)
-                if m is not None:
-                    pieces.append(text[start : i + 1])
-                    start = m.end()
-                    opened = False
-                    i = m.end()
-                    continue
-        i += 1
-    pieces.append(text[start:])
-    return pieces
-
-
-def value_end(text: str, start: int = 0) -> int:
-    """Index just past the first balanced top-level ``{…}``/``(…)`` from ``start`` (strings skipped), or -1."""
-    i, n, depth, quote = start, len(text), 0, ""
-    while i < n:
-        if text.startswith(STRING_DELIM, i):
-            if quote in ("", STRING_DELIM):
-                quote = "" if quote else STRING_DELIM
-            i += len(STRING_DELIM)
-            continue
-        ch = text[i]
-        if quote == '"':
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                quote = ""
-        elif quote:
-            pass
-        elif ch == '"':
-            quote = '"'
-        elif ch in "{([":
-            depth += 1
-        elif ch in "})]" and depth > 0:
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return -1
-
-
-def split_python_list(text: str) -> list[str] | None:
-    """The calls of a Python list ``[f(a=1), g(b=2)]`` (as Gemma's prompted guides ask for), or ``None``."""
-    inner = text.strip(_WS)
-    if not (inner.startswith("[") and inner.endswith("]")):
-        return None
-    inner = inner[1:-1]
-    pieces: list[str] = []
-    pos, n = 0, len(inner)
-    while True:
-        while pos < n and inner[pos] in _WS + ",":
-            pos += 1
-        if pos >= n:
-            return pieces or None
-        end = value_end(inner, pos)
-        if end < 0:
-            return None
-        pieces.append(inner[pos:end])
-        pos = end
