@@ -6,7 +6,7 @@ There is one parser: :class:`StreamParser`, a state machine that looks at each c
 States and what moves between them (``<…>`` are control tokens)::
 
     text ──<|channel>──▶ header ──"\\n"──▶ thought ──<channel|>──▶ text
-    text ──<|tool_call>──▶ call ──<tool_call|> / <|tool_call> / <|tool_response> / <turn|> / <eos>──▶ text
+    text ──<|tool_call>──▶ call ──<tool_call|> / <|tool_call> / <|tool_response> / <turn|> / <eos> / <channel|>──▶ text
     text ──<|tool_response> (hand-over) / <turn|> / <eos> / <|turn>──▶ done (the rest is ignored)
 
 A call's text is buffered until one of its terminators and then read with the value codec, once. A
@@ -20,14 +20,23 @@ when the braces are balanced, stray ``<tool_call|>`` / ``<channel|>`` tags, and 
 ``<turn|>`` or ``<eos>`` at the end.
 
 Recovery (only with ``tools=``, see :mod:`agentkit.gemma4.repair`): a call the strict reader rejects gets a
-second, name-aware read, and at a call boundary (start of output, after the thought channel, after a call)
-text that starts like a call to a declared tool (``call:name{``, ``<|tool_call|>``, ``<tool_call:Name{``, a
-bare ``name{``) is held back and read as one::
+second, name-aware read (a block holding several calls is split and each read; a name/arguments envelope is
+unwrapped), strings the schema types as numbers, booleans, objects or lists are read as such, and at a call
+boundary (start of output, after the thought channel, after a call) text that starts like a call to a declared
+tool (``call:name{``, ``<|tool_call|>``, ``<tool_call:Name{``, ``<call>name{``, a ```` ```tool_code ```` block,
+a bare ``name{``) is held back and read as one::
 
     text (at a boundary) ──call head──▶ loose ──balanced close──▶ after (prose on the line? then text) ──▶ text
 
-A loose call that does not read as a call is given back as text; one followed by prose on its line was prose.
-A bare ``thought\n<channel|>`` at the start (the channel opener left out) is dropped like an empty thought.
+A loose call that does not read as a call is given back as text (with an error when the output ended inside a
+call to a declared tool); one followed by prose on its line was prose. A bare ``thought\n<channel|>`` at the
+start (the channel opener left out) is dropped like an empty thought.
+
+A ``<|tool_call>`` inside an unclosed thought channel ends the thought and starts a real call (vLLM's parser
+does the same; the template never puts a call there, so the model has left out ``<channel|>``). Only the model
+can write that token: untrusted text is neutralized before it reaches a prompt. Text after such a call is
+visible content, and a later ``<channel|>`` is dropped. Without the token, a call-shaped line inside a thought
+stays thinking, with or without tools: thoughts plan and discuss calls.
 Without ``tools`` the machine is exactly the strict one the conformance vectors pin down.
 
 Streaming: text that might be the start of a control token (``<tur``) is held back until the next chunk
@@ -43,7 +52,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .repair import DeclaredTools, LooseHead, match_loose_head, repair_call
+from .blocks import CLOSING_TAGS, split_calls, split_python_list, strip_closing_tag, value_end
+from .coerce import coerce_arguments
+from .repair import (
+    TOOL_CODE_FENCE,
+    DeclaredTools,
+    LooseHead,
+    loose_call_name,
+    match_loose_head,
+    repair_call,
+    unwrap_envelope,
+)
 from .tokens import (
     CHANNEL_END,
     CHANNEL_START,
@@ -133,7 +152,16 @@ StreamEvent = ThinkingDelta | TextDelta | ToolCallEvent | ParseErrorEvent
 
 _TEXT, _HEADER, _THOUGHT, _CALL, _DONE, _LOOSE, _AFTER_LOOSE = range(7)
 _END_OF_OUTPUT: Final = (TURN_END, EOS, TURN_START)
-_CALL_TERMINATORS: Final = (TOOL_CALL_END, TOOL_CALL_START, TOOL_RESPONSE_START, *_END_OF_OUTPUT)
+# A channel token inside a call ends it too: "<|tool_call>call:f{…}<channel|>answer" (a call written in the
+# thought, then the thought closed without <tool_call|>) is the call, then the answer.
+_CALL_TERMINATORS: Final = (
+    TOOL_CALL_END,
+    TOOL_CALL_START,
+    TOOL_RESPONSE_START,
+    CHANNEL_END,
+    CHANNEL_START,
+    *_END_OF_OUTPUT,
+)
 # Every proper prefix of every control token: text that must wait for the next chunk.
 _PREFIXES: Final = frozenset(t[:k] for t in CONTROL_TOKENS for k in range(1, len(t)))
 _LONGEST: Final = max(len(t) for t in CONTROL_TOKENS)
@@ -143,6 +171,7 @@ _MAX_HEADER = 32
 _WS: Final = " \t\r\n"
 _HEAD_WINDOW: Final = 200  # a loose call head (opener, "call:", a namespaced name) is shorter than this
 _THOUGHT_WORD: Final = "thought"
+_FENCE: Final = "```"
 # What matters while a loose call is open: nesting, strings, and "<" (control tokens end a call).
 _LOOSE_STOPS = re.compile(r'[<{}()\[\]"\\]')
 
@@ -205,6 +234,8 @@ class StreamParser:
         self._quote = ""  # the string the loose call is inside: "", '"' or the delimiter
         self._escaped = False
         self._gt_ok = False  # a ">" may still follow the closing brace of a "<tool_call:" call
+        self._after_call = False  # nothing but whitespace since the last call: a stray closer is dropped
+        self._fence_open = False  # inside a ```tool_code block after one of its calls
         self._buf = ""
         self._state = _TEXT
         self._header = ""
@@ -270,8 +301,10 @@ class StreamParser:
         if not text:
             return
         thought = self._state == _THOUGHT
-        if not thought and self._boundary and text.strip(_WS):
-            self._boundary = False
+        if text.strip(_WS):
+            self._after_call = False
+            if not thought and self._boundary:
+                self._boundary = False
         out = (self._thinking if thought else self._content).push(text)
         if not out:
             return
@@ -424,12 +457,20 @@ class StreamParser:
             self._state = _DONE
         elif tok in _END_OF_OUTPUT:
             self._state = _DONE
+        elif tok == CHANNEL_START:
+            self._state = _HEADER
+            self._header = ""
 
     def _add_call(self, events: list[StreamEvent], call: ToolCall) -> None:
+        if self._tools is not None and call.name in self._tools.schemas:
+            arguments, changed = coerce_arguments(call.arguments, self._tools.schemas[call.name])
+            if changed:
+                call = ToolCall(call.name, arguments, _join(call.repair, "value typed by the schema"))
         self._calls.append(call)
         self._flush(events)
         events.append(ToolCallEvent(call))
         self._boundary = True
+        self._after_call = True
 
     def _scan_boundary(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
         """At a call boundary: a loose call (no <|tool_call>), a bare ``thought`` header, or ordinary text.
@@ -456,7 +497,27 @@ class StreamParser:
                 return j, True
         elif not final and _THOUGHT_WORD.startswith(rest):
             return j, True
-        head = match_loose_head(rest, self._tools)
+        if self._after_call and rest.startswith("</"):  # "</tool_call>" after a call: another format's closer
+            closer = next((tag for tag in CLOSING_TAGS if rest.startswith(tag)), None)
+            if closer is not None:
+                return j + len(closer), False
+            if not final and any(tag.startswith(rest) for tag in CLOSING_TAGS):
+                return j, True
+        skip = True
+        if self._fence_open:  # the next line of a ```tool_code block: another call, or its closing fence
+            if rest.startswith(_FENCE):
+                self._fence_open = False
+                return j + len(_FENCE), False
+            if not final and _FENCE.startswith(rest):
+                return j, True
+            head = match_loose_head(TOOL_CODE_FENCE + rest, self._tools)
+            skip = False  # the fence is not in this text
+            if not isinstance(head, LooseHead) and head is not True:
+                self._fence_open = False
+                head = match_loose_head(rest, self._tools)
+                skip = True
+        else:
+            head = match_loose_head(rest, self._tools)
         if head is True:
             if not final and len(rest) < _HEAD_WINDOW and n - j < _HEAD_WINDOW:
                 return j, True
@@ -466,7 +527,8 @@ class StreamParser:
             self._opener = head.opener
             self._call = []
             self._depth, self._quote, self._escaped = 0, "", False
-            return j + len(head.opener), False
+            return j + (len(head.opener) if skip else 0), False
+        self._fence_open = False
         self._boundary = False
         return j, False
 
@@ -521,6 +583,16 @@ class StreamParser:
     def _scan_after_loose(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
         """A closed loose call followed by prose on its line was prose ("call:f{x} is how you ask"), else a call."""
         n = len(buf)
+        if self._opener == TOOL_CODE_FENCE:  # "…)```" closes the block too; after a newline the boundary does
+            j = i
+            while j < n and buf[j] in " \t":
+                j += 1
+            if buf.startswith(_FENCE, j):  # the block's closing fence belongs to the call
+                self._end_loose(events, None, closed=True, fence_closed=True)
+                return j + len(_FENCE), False
+            if not final and _FENCE.startswith(buf[j:]):
+                self._call.append(buf[i:j])
+                return j, True
         if self._gt_ok and i < n:
             self._gt_ok = False
             if self._opener.startswith("<") and buf[i] == ">":
@@ -542,7 +614,13 @@ class StreamParser:
         return i, False
 
     def _end_loose(
-        self, events: list[StreamEvent], terminator: str | None, *, closed: bool = False, prose: bool = False
+        self,
+        events: list[StreamEvent],
+        terminator: str | None,
+        *,
+        closed: bool = False,
+        prose: bool = False,
+        fence_closed: bool = False,
     ) -> None:
         """A loose call becomes a ToolCall if it reads as one; otherwise it was text all along."""
         assert self._tools is not None
@@ -550,30 +628,103 @@ class StreamParser:
         self._call = []
         self._state = _TEXT
         opener = self._opener
-        repairs = [f"drifted opener {opener!r} instead of <|tool_call>" if opener else "no <|tool_call> opener"]
+        if opener == TOOL_CODE_FENCE:
+            repairs = ["```tool_code block instead of <|tool_call>"]
+        else:
+            repairs = [f"drifted opener {opener!r} instead of <|tool_call>" if opener else "no <|tool_call> opener"]
         body = "call:" + text if opener == "<tool_call:" else text
+        complete = closed or terminator is not None
         try:
             if prose:
                 raise ValueError("prose follows")
-            name, arguments, repair = repair_call(
-                body, self._tools, complete=closed or terminator is not None, head_repairs=repairs
-            )
+            if opener and body.lstrip(_WS).startswith("{"):  # "<tool_call>{"name": …, "arguments": …}"
+                calls = [self._loose_envelope(body, repairs, complete)]
+            elif opener == TOOL_CODE_FENCE and body.lstrip(_WS).startswith("["):  # [f(a=1), g(b=2)]
+                pieces = split_python_list(body) if complete else None
+                if pieces is None:
+                    raise ValueError("not a complete list of calls")
+                notes = [*repairs, "a Python list of calls"]
+                calls = [repair_call(piece, self._tools, complete=True, head_repairs=notes) for piece in pieces]
+            else:
+                calls = [repair_call(body, self._tools, complete=complete, head_repairs=repairs)]
         except ValueError:
-            self._boundary = False
+            self._boundary = self._fence_open = False
             self._emit_text(events, opener + text)
+            cut = loose_call_name(body, self._tools) if terminator is None and not closed else None
+            if cut is not None:  # a call to a declared tool cut off by the end of the output: say so, never run it
+                message = f"the tool call {cut!r} was cut off before its arguments ended; the output ended first"
+                self._errors.append(message)
+                self._flush(events)
+                events.append(ParseErrorEvent(message))
             return
-        self._add_call(events, ToolCall(name, arguments, repair))
+        for name, arguments, repair in calls:
+            self._add_call(events, ToolCall(name, arguments, repair))
+        self._fence_open = opener == TOOL_CODE_FENCE and not fence_closed
+
+    def _loose_envelope(self, body: str, repairs: list[str], complete: bool) -> tuple[str, dict[str, Any], str]:
+        """A name/arguments object after a drifted opener, if it names one declared tool; else ValueError."""
+        assert self._tools is not None
+        body, tag = strip_closing_tag(body)
+        if not complete and tag is None:
+            raise ValueError("cut off")
+        envelope = unwrap_envelope("", parse_arguments(body), self._tools)  # ValueSyntaxError is a ValueError
+        if envelope is None:
+            raise ValueError("not a call envelope")
+        notes = [*repairs, envelope[2]] + ([f"closed by {tag!r}"] if tag else [])
+        return envelope[0], envelope[1], "; ".join(notes)
 
     def _end_call(self, events: list[StreamEvent], terminator: str | None) -> None:
-        """Read the buffered call text once; either a ToolCall or one specific error."""
+        """Read the buffered call text once; one ToolCall (or several in one block), or one specific error."""
         text = "".join(self._call)
         self._call = []
         self._state = _TEXT
         self._boundary = True
+        outcome = self._read_call(text, terminator)
+        if isinstance(outcome, str) and self._tools is not None:
+            pieces = split_calls(text)  # "call:a{…}call:b{…}" in one block: each is read on its own
+            if len(pieces) > 1:
+                for k, piece in enumerate(pieces):
+                    last = k == len(pieces) - 1
+                    self._emit_outcome(events, self._read_call(piece, terminator if last else TOOL_CALL_END), True)
+                return
+            end = value_end(text)  # "call:f{…}Let me check." with no <tool_call|>: the call, then prose
+            after = text[end:].lstrip(_WS) if end > 0 else ""
+            if _reads_as_prose(after):
+                call = self._read_call(text[:end], TOOL_CALL_END)
+                if isinstance(call, ToolCall):
+                    note = "text after the call before <tool_call|>"
+                    self._add_call(events, ToolCall(call.name, call.arguments, _join(call.repair, note)))
+                    self._emit_text(events, text[end:])
+                    return
+        self._emit_outcome(events, outcome, False)
+
+    def _emit_outcome(self, events: list[StreamEvent], outcome: ToolCall | str, split: bool) -> None:
+        if isinstance(outcome, ToolCall):
+            if split:
+                note = "several calls in one <|tool_call> block"
+                outcome = ToolCall(outcome.name, outcome.arguments, _join(outcome.repair, note))
+            self._add_call(events, outcome)
+            return
+        self._errors.append(outcome)
+        self._flush(events)
+        events.append(ParseErrorEvent(outcome))
+
+    def _read_call(self, text: str, terminator: str | None) -> ToolCall | str:
+        """One call's text read strictly, then (with declared tools) forgivingly: a ToolCall or an error message."""
         head = _CALL_HEAD.match(text)
         ended = "the output ended" if terminator is None else f"{terminator} came"
+        tools = self._tools
         if head is None:
             message = f"a tool call must start with 'call:NAME{{', but it starts with {text[:30]!r}"
+            body, tag = strip_closing_tag(text)
+            if tools is not None and body.lstrip(_WS).startswith("{") and (terminator is not None or tag):
+                try:  # {"name": …, "arguments": {…}} written inside the token
+                    envelope = unwrap_envelope("", parse_arguments(body), tools)
+                except ValueSyntaxError:
+                    envelope = None
+                if envelope is not None:
+                    note = envelope[2] + (f"; closed by {tag!r}" if tag else "")
+                    return ToolCall(envelope[0], envelope[1], note)
         elif not head.group(1):
             message = f"a tool call has no function name: {text[:40]!r}"
         else:
@@ -585,24 +736,38 @@ class StreamParser:
                 if terminator != TOOL_CALL_END:
                     message += f"; {ended} before <tool_call|>"
             else:
-                call = ToolCall(name, arguments)
-                if self._tools is not None and name not in self._tools.schemas:
-                    resolved = self._tools.resolve(name)  # "ns.get_weather": the declared name is its last part
-                    if resolved is not None:
-                        call = ToolCall(resolved[0], arguments, f"namespaced name {name!r}")
-                self._add_call(events, call)
-                return
-        if self._tools is not None:
+                if tools is None or name in tools.schemas:
+                    return ToolCall(name, arguments)
+                resolved = tools.resolve(name)  # "ns.get_weather", "Get_Weather": a declared name
+                if resolved is not None:
+                    return ToolCall(resolved[0], arguments, resolved[1])
+                envelope = unwrap_envelope(name, arguments, tools)  # call:tool_call{args:{…},id:NAME}
+                return ToolCall(*envelope) if envelope is not None else ToolCall(name, arguments)
+        if tools is not None:
             try:
-                name, arguments, repair = repair_call(text, self._tools, complete=terminator is not None)
+                name, arguments, repair = repair_call(text, tools, complete=terminator is not None)
             except ValueError:
                 pass
             else:
-                self._add_call(events, ToolCall(name, arguments, repair))
-                return
-        self._errors.append(message)
-        self._flush(events)
-        events.append(ParseErrorEvent(message))
+                return ToolCall(name, arguments, repair)
+        return message
+
+
+_MORE_ARGUMENTS = re.compile(r"[\w\-. ]{1,64}\s*[:=]")
+
+
+def _reads_as_prose(text: str) -> bool:
+    """Text after a call's closing brace that is prose, not more of its arguments (``b:2}``) or a stray closer."""
+    return (
+        text[:1].isalpha()
+        and not _MORE_ARGUMENTS.match(text)
+        and text.count("}") <= text.count("{")
+        and text.count(")") <= text.count("(")
+    )
+
+
+def _join(repair: str | None, note: str) -> str:
+    return f"{repair}; {note}" if repair else note
 
 
 def parse_response(text: str, tools: Tools | None = None) -> ParsedResponse:

@@ -1,13 +1,15 @@
 """Read the tool calls real Gemma 4 models write when they drift from the format, knowing what was declared.
 
 The strict reader (:mod:`agentkit.gemma4.values`) is exact on the reference template's format. Real models
-drift (the corpus in ``tests/data/toolcall_corpus.json`` cites a public report for each case): strings in
-``"…"`` or ``'…'`` or bare, a ``<|"|>`` missing on one side, ``key=value``, ``call:name(…)``, a ``}`` never
-written, keys with spaces, ``:name{`` or ``mcp:ns:name{`` heads. This module is the second try, used by
-:class:`~agentkit.gemma4.StreamParser` only when the strict reader failed and the caller declared its tools:
+drift (``tests/data/toolcall_corpus.json`` and the held-out ``toolcall_heldout.json`` cite a source for each
+case): strings in ``"…"`` or ``'…'`` or bare, a ``<|"|>`` missing on one side, ``key=value``, ``call:name(…)``,
+a ``}`` never written, keys with spaces, ``:name{`` or ``mcp:ns:name{`` heads, drifted openers, a
+name/arguments envelope. This module is the second try, used by :class:`~agentkit.gemma4.StreamParser` only
+when the strict reader failed and the caller declared its tools (how a block holding several calls is cut up
+is :mod:`agentkit.gemma4.blocks`; strings typed by the schema, :mod:`agentkit.gemma4.coerce`):
 
-- the name must resolve to a declared tool (exactly, or as the last part of a namespaced name), so text that
-  merely looks like a call never becomes one;
+- the name must resolve to a declared tool (exactly, as the last part of a namespaced name, or as the one
+  declared name it equals ignoring case), so text that merely looks like a call never becomes one;
 - the tool's JSON schema decides what a bare value is (a bare ``5`` for an ``integer`` property is 5, bare
   text for a ``string`` property runs to the next declared key or the closing brace);
 - a call cut off by the end of the output is never completed: a ``}`` or ``<|"|>`` is only assumed missing
@@ -25,14 +27,24 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .blocks import strip_closing_tag
+from .coerce import NUMBER, read_number, type_of
 from .tokens import STRING_DELIM
+from .values import TOOL_NAME_CHARS
 
-__all__ = ["DeclaredTools", "LooseHead", "match_loose_head", "repair_call"]
+__all__ = [
+    "TOOL_CODE_FENCE",
+    "DeclaredTools",
+    "LooseHead",
+    "loose_call_name",
+    "match_loose_head",
+    "repair_call",
+    "unwrap_envelope",
+]
 
-_NAME_CHARS: Final = r"A-Za-z0-9_.:\-"
+_NAME_CHARS: Final = TOOL_NAME_CHARS + ":"  # a namespaced name ("mcp:ns:name") is read whole, then resolved
 _HEAD = re.compile(rf"\s*(call\b)?\s*(:)?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*([{{(])")
 _STRICT_HEAD = re.compile(rf"\s*call:[{_NAME_CHARS}]+[{{(]")
-_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _WORDS: Final[dict[str, Any]] = {
     "true": True,
     "false": False,
@@ -80,13 +92,20 @@ class DeclaredTools:
             schemas[name] = params if isinstance(params, Mapping) else {}
         return cls(schemas)
 
-    def resolve(self, raw: str) -> tuple[str, bool] | None:
-        """The declared name ``raw`` stands for, and whether a namespace prefix was dropped (``mcp:x:name``)."""
+    def resolve(self, raw: str) -> tuple[str, str | None] | None:
+        """The declared name ``raw`` stands for, and how it differed (``None``: exactly), or ``None`` if none.
+
+        A namespace prefix (``mcp:x:name``, ``ns.name``) is dropped, and a name that differs only in case
+        (``Bash`` for ``bash``) is taken when exactly one declared name matches it.
+        """
         if raw in self.schemas:
-            return raw, False
+            return raw, None
         for i, ch in enumerate(raw):
             if ch in ":." and raw[i + 1 :] in self.schemas:
-                return raw[i + 1 :], True
+                return raw[i + 1 :], f"namespaced name {raw!r}"
+        folded = [name for name in self.schemas if name.casefold() == raw.casefold()]
+        if len(folded) == 1:
+            return folded[0], f"tool name {raw!r} in another case"
         return None
 
 
@@ -98,8 +117,11 @@ class LooseHead:
     opener: str  # the drifted opener text ("" when the call starts with "call:" or the bare name)
 
 
-# Openers models write instead of the <|tool_call> token, longest first (each was seen; see the corpus).
-_DRIFTED_OPENERS: Final = ("<|tool_call|>", "<tool_call>", "<tool_call:", "")
+# Openers models write instead of the <|tool_call> token, longest first (each was seen; see the corpora):
+# "<call>" is in Google's own fallback parser, "```tool_code" the block Gemma's prompted-function-calling
+# guides (Gemma 2/3) ask for.
+TOOL_CODE_FENCE: Final = "```tool_code\n"
+_DRIFTED_OPENERS: Final = ("<|tool_call|>", "<tool_call>", "<tool_call:", "<call>", TOOL_CODE_FENCE, "")
 _MAX_HEAD: Final = 160
 
 
@@ -124,6 +146,11 @@ def _match_after_opener(rest: str, tools: DeclaredTools, opener: str) -> int | b
         i += 1
     if i == n:
         return True if n < _MAX_HEAD else None
+    if rest[i] == "{" and opener not in ("", TOOL_CODE_FENCE):
+        return i  # "<tool_call>{"name": …}": an envelope, read (name-aware) when it closes
+    if rest[i] == "[" and opener == TOOL_CODE_FENCE:  # "[f(a=1), g(b=2)]": a Python list of calls
+        inner = _match_after_opener(rest[i + 1 :], tools, opener)
+        return inner if inner is None or inner is True else i
     has_call = False
     if rest.startswith("call", i) or "call".startswith(rest[i:]):
         if n - i <= 4:
@@ -211,12 +238,24 @@ class _Reader:
             raise self.fail("the call was cut off before its closing brace")
         self.pos += 1
         self.skip_ws()
+        sole = _sole_parameter(schema) if opener == "(" else None
         if opener == "(" and self.text.startswith("{", self.pos):
             inner = self.mapping(schema, "}")  # call:name({"k": "v"})
             self.skip_ws()
             if self.text.startswith(")", self.pos):
                 self.pos += 1
             result = inner
+        elif sole is not None and self._positional_ahead():
+            # get_weather("Paris"): one positional value for the one parameter the tool requires
+            props = schema.get("properties")
+            prop = props.get(sole) if isinstance(props, Mapping) else None
+            value = self.value(prop if isinstance(prop, Mapping) else {}, ")", top=False, siblings=[])
+            self.skip_ws()
+            if not self.text.startswith(")", self.pos):
+                raise self.fail("expected ')' after a positional argument")
+            self.pos += 1
+            self.note("positional argument")
+            result = {sole: value}
         else:
             result = self.entries(schema, closer, top=True)
         self.skip_ws()
@@ -228,6 +267,12 @@ class _Reader:
         if self.pos != len(self.text):
             raise self.fail(f"unexpected text after the arguments: {self.text[self.pos : self.pos + 20]!r}")
         return result
+
+    def _positional_ahead(self) -> bool:
+        """A value, not a ``key:``/``key=`` pair, opens the parenthesis arguments."""
+        text, pos = self.text, self.pos
+        starts_value = text.startswith(STRING_DELIM, pos) or (pos < len(text) and text[pos] in "\"'-0123456789[")
+        return starts_value and not _KEY_AHEAD.match(text, pos)
 
     def mapping(self, schema: Mapping[str, Any], closer: str) -> dict[str, Any]:
         self.pos += 1
@@ -297,7 +342,9 @@ class _Reader:
         self.pos = m.end()
         return key
 
-    def value(self, schema: Mapping[str, Any], closer: str, *, top: bool, siblings: list[str]) -> Any:
+    def value(
+        self, schema: Mapping[str, Any], closer: str, *, top: bool, siblings: list[str], in_list: bool = False
+    ) -> Any:
         self.skip_ws()
         text, pos = self.text, self.pos
         if pos >= len(text):
@@ -313,13 +360,14 @@ class _Reader:
             return self.mapping(schema, "}")
         if ch == "[":
             return self.sequence(schema)
-        return self.bare(schema, closer, top=top, siblings=siblings)
+        return self.bare(schema, closer, top=top, siblings=siblings, in_list=in_list)
 
     def _structural_after(self, i: int, closer: str) -> bool:
         n = len(self.text)
         while i < n and self.text[i] in _WS:
             i += 1
-        return i >= n or self.text[i] in ",]})" or self.text[i] == closer or bool(_KEY_AHEAD.match(self.text, i))
+        # ")" is structure only where it closes the arguments (call:f(…)); in braces it is text: "sql(…)".
+        return i >= n or self.text[i] in ",]}" or self.text[i] == closer or bool(_KEY_AHEAD.match(self.text, i))
 
     def _value_end(self, closer: str, *, top: bool, siblings: list[str]) -> int:
         """Where a string that lost its closing delimiter ends: before the next declared key, else the closer."""
@@ -346,6 +394,15 @@ class _Reader:
             raise self.fail('unterminated string: no closing <|"|>')
         self.pos = start
         stop = self._value_end(closer, top=top, siblings=siblings)
+        # <|"|> written for a quote inside the string (a Python triple quote is three of them): the string
+        # ends at the first delimiter followed by structure before the next declared key; earlier ones are quotes.
+        j = end
+        while j >= 0 and j + len(STRING_DELIM) <= stop:
+            if self._structural_after(j + len(STRING_DELIM), closer):
+                self.note('<|"|> inside a string read as a quote')
+                self.pos = j + len(STRING_DELIM)
+                return text[start:j].replace(STRING_DELIM, '"')
+            j = text.find(STRING_DELIM, j + len(STRING_DELIM))
         self.note('missing closing <|"|>')
         self.pos = stop
         return text[start:stop]
@@ -410,17 +467,23 @@ class _Reader:
                 self.pos += 1
                 self.depth -= 1
                 return result
-            result.append(self.value(item_schema, "]", top=False, siblings=[]))
+            result.append(self.value(item_schema, "]", top=False, siblings=[], in_list=True))
             self.skip_ws()
             if self.text.startswith(",", self.pos):
                 self.pos += 1
             elif not self.text.startswith("]", self.pos):
                 raise self.fail("expected ',' or ']' in a list")
 
-    def bare(self, schema: Mapping[str, Any], closer: str, *, top: bool, siblings: list[str]) -> Any:
-        """A value with no quotes: a number or word if it is one, else text (typed by the schema)."""
+    def bare(
+        self, schema: Mapping[str, Any], closer: str, *, top: bool, siblings: list[str], in_list: bool = False
+    ) -> Any:
+        """A value with no quotes: a number or word if it is one, else text (typed by the schema).
+
+        In a list a bare string ends at the next comma (``[bug,ui]`` is two items); elsewhere a string
+        property's text runs to the next declared key, so commas inside it survive.
+        """
         text, pos = self.text, self.pos
-        kind = _type_of(schema)
+        kind = type_of(schema)
         # A lone closing delimiter before structure, with no key or nesting in between: the opening <|"|>
         # was left out ("query:Paris, France<|"|>,limit:5"). Searches are memoized, so this stays linear.
         delim = self.find_delim(pos)
@@ -431,14 +494,14 @@ class _Reader:
                 self.pos = delim + len(STRING_DELIM)
                 self.note('missing opening <|"|>')
                 return text[pos:delim]
-        for pattern, convert in ((_NUMBER, _number), (_WORD, _WORDS.get)):
+        for pattern, convert in ((NUMBER, read_number), (_WORD, _WORDS.get)):
             m = pattern.match(text, pos)
-            if m and self._structural_after(m.end(), closer) and (pattern is _NUMBER or m.group(0) in _WORDS):
-                if kind == "string" and pattern is _NUMBER:
+            if m and self._structural_after(m.end(), closer) and (pattern is NUMBER or m.group(0) in _WORDS):
+                if kind == "string" and pattern is NUMBER:
                     break  # a string property: keep the text as written
                 self.pos = m.end()
                 return convert(m.group(0))
-        if kind == "string":
+        if kind == "string" and not in_list:
             stop = self._value_end(closer, top=top, siblings=siblings)
         else:
             stop = self._first_structural(closer)
@@ -448,11 +511,11 @@ class _Reader:
             raise self.fail(f"expected a value but found {text[pos : pos + 20]!r}")
         self.pos = stop
         if kind in ("integer", "number"):
-            m = _NUMBER.fullmatch(piece)
+            m = NUMBER.fullmatch(piece)
             if m is None:
                 raise self.fail(f"expected a number but found {piece[:20]!r}")
             self.note("unquoted value typed by the schema")
-            return _number(piece)
+            return read_number(piece)
         self.note("unquoted string")
         return piece
 
@@ -463,17 +526,15 @@ class _Reader:
         return i
 
 
-def _type_of(schema: Mapping[str, Any]) -> str | None:
-    """The JSON type a property expects, looking through ``["string", "null"]`` and ``anyOf`` (Optional[...])."""
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), None)
-    if kind is None:
-        for key in ("anyOf", "oneOf"):
-            for option in schema.get(key) or ():
-                if isinstance(option, Mapping) and option.get("type") not in (None, "null"):
-                    return _type_of(option)
-    return kind if isinstance(kind, str) else None
+def _sole_parameter(schema: Mapping[str, Any]) -> str | None:
+    """The one parameter a positional argument can mean: the only required one, else the only one."""
+    required = schema.get("required")
+    if isinstance(required, list) and len(required) == 1 and isinstance(required[0], str):
+        return required[0]
+    props = schema.get("properties")
+    if isinstance(props, Mapping) and len(props) == 1:
+        return str(next(iter(props)))
+    return None
 
 
 @functools.lru_cache(maxsize=256)
@@ -485,14 +546,19 @@ def _start(m: re.Match[str] | None) -> int:
     return m.start() if m else -1
 
 
-def _number(literal: str) -> int | float:
-    return float(literal) if any(c in literal for c in ".eE") else int(literal)
+def loose_call_name(text: str, tools: DeclaredTools) -> str | None:
+    """The declared tool a call head at the start of ``text`` names (``call:Name{``, ``name(``), else ``None``."""
+    m = _HEAD.match(text)
+    resolved = tools.resolve(m.group(3).rstrip(":")) if m else None
+    return resolved[0] if resolved else None
 
 
 def repair_call(
     text: str, tools: DeclaredTools, *, complete: bool, head_repairs: Iterable[str] = ()
 ) -> tuple[str, dict[str, Any], str]:
     """Read ``call:NAME{…}`` (or a drifted form) forgivingly: ``(name, arguments, repair)``; ValueError if not."""
+    text, tag = strip_closing_tag(text)
+    complete = complete or tag is not None  # the model closed the call, in another format's words
     m = _HEAD.match(text)
     if m is None:
         raise ValueError(f"no 'call:NAME{{' head in {text[:30]!r}")
@@ -501,16 +567,57 @@ def repair_call(
     resolved = tools.resolve(raw.rstrip(":"))
     if resolved is None:
         raise ValueError(f"{raw!r} is not a declared tool")
-    name, namespaced = resolved
+    name, renamed = resolved
     if not has_call:
         repairs.append("':NAME' without 'call'" if has_colon else "no 'call:' before the name")
     elif not _STRICT_HEAD.match(text):
         repairs.append("spaces in the call head")
-    if namespaced:
-        repairs.append(f"namespaced name {raw!r}")
+    if renamed:
+        repairs.append(renamed)
+    if tag is not None:
+        repairs.append(f"closed by {tag!r}")
     reader = _Reader(text, m.end(4) - 1, repairs, complete)
     try:
         arguments = reader.arguments(tools.schemas[name])
     except (_Unrepairable, RecursionError) as exc:
         raise ValueError(str(exc)) from exc
     return name, arguments, "; ".join(repairs) or "reformatted"
+
+
+# Keys of a call wrapped in an envelope: "call:tool_call{args:{…},id:NAME}" or {"name": NAME, "arguments": {…}}.
+_ENVELOPE_NAME_KEYS: Final = frozenset({"name", "id", "function", "tool", "tool_name"})
+_ENVELOPE_ARGS_KEYS: Final = frozenset({"arguments", "args", "parameters", "params", "input"})
+
+
+def unwrap_envelope(
+    outer: str, arguments: Mapping[str, Any], tools: DeclaredTools
+) -> tuple[str, dict[str, Any], str] | None:
+    """A call wrapped in a name/arguments envelope, as ``(name, arguments, repair)``; ``None`` if it is not one.
+
+    Models that saw OpenAI- or Hermes-style calls sometimes write one inside the native token: the outer name
+    (``tool_call``, ``function``, none at all) is no declared tool, and its arguments hold only a key naming
+    exactly one declared tool and at most one mapping of arguments. Anything else is left alone.
+    """
+    if outer and tools.resolve(outer) is not None:
+        return None
+    keys = set(arguments)
+    function = arguments.get("function")
+    if isinstance(function, Mapping) and keys <= {"function", "type", "id"}:
+        return unwrap_envelope(outer, function, tools)  # OpenAI's {"type": "function", "function": {…}}
+    if not keys <= _ENVELOPE_NAME_KEYS | _ENVELOPE_ARGS_KEYS | {"type"}:
+        return None
+    names = [arguments[k] for k in keys & _ENVELOPE_NAME_KEYS if isinstance(arguments[k], str)]
+    targets = {r[0] for r in (tools.resolve(n) for n in names) if r is not None}
+    arg_keys = keys & _ENVELOPE_ARGS_KEYS
+    if len(targets) != 1 or len(arg_keys) > 1:
+        return None
+    inner: Any = arguments[next(iter(arg_keys))] if arg_keys else {}
+    if isinstance(inner, str):
+        try:
+            inner = json.loads(inner)
+        except ValueError:
+            return None
+    if not isinstance(inner, Mapping):
+        return None
+    shape = f"{outer}{{…}}" if outer else "a JSON object"
+    return targets.pop(), dict(inner), f"call wrapped in {shape} instead of call:NAME{{…}}"

@@ -1,7 +1,9 @@
-"""Tolerant parsing: the real-world corpus, the negative corpus, streaming equivalence and linear work.
+"""Tolerant parsing: the real-world corpora, their negatives, streaming equivalence and linear work.
 
-Each corpus case cites the public report it comes from (``tests/data/toolcall_corpus.json``). Recovery is on
-only when tools are declared; without them the parser is the exact one the conformance vectors pin down.
+Each case of ``tests/data/toolcall_corpus.json`` cites the public report it comes from; the held-out
+``toolcall_heldout.json`` was collected before the fixes it checks, each case citing a report, another engine's
+parser or a stated reason. Recovery is on only when tools are declared; without them the parser is the exact
+one the conformance vectors pin down.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from .helpers import DATA, PARSE_VECTORS, count_tokens
 from .test_parse import _ARGS
 
 CORPUS = json.loads((DATA / "toolcall_corpus.json").read_text(encoding="utf-8"))
-CASES: list[dict[str, Any]] = CORPUS["cases"]
-NEGATIVES: list[dict[str, Any]] = CORPUS["negatives"]
+HELDOUT = json.loads((DATA / "toolcall_heldout.json").read_text(encoding="utf-8"))
+CASES: list[dict[str, Any]] = CORPUS["cases"] + HELDOUT["cases"]
+NEGATIVES: list[dict[str, Any]] = CORPUS["negatives"] + HELDOUT["negatives"]
 D = '<|"|>'
 HOLD_BACK = parse_module._HEAD_WINDOW + 16
 
@@ -45,15 +48,21 @@ def _calls(result: ParsedResponse) -> list[dict[str, Any]]:
 
 
 def test_every_case_cites_a_public_source() -> None:
-    assert len(CASES) >= 40 and len(NEGATIVES) >= 15
-    for case in [*CASES]:
+    assert len(CORPUS["cases"]) >= 40 and len(CORPUS["negatives"]) >= 15
+    assert len(HELDOUT["cases"]) >= 30 and len(HELDOUT["negatives"]) >= 20
+    for case in CORPUS["cases"]:
         assert case["source"].startswith("https://github.com/"), case["id"]
+    for case in HELDOUT["cases"] + HELDOUT["negatives"]:
+        assert case["source"].startswith(("https://", "reason")), case["id"]
     assert len({c["id"] for c in CASES + NEGATIVES}) == len(CASES) + len(NEGATIVES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c["id"])
 def test_corpus_case_is_recovered_or_reported(case: dict[str, Any]) -> None:
     result = parse_response(case["text"], tools=case["tools"])
+    if case.get("known_miss"):  # counted as lost by the bench; it must stay text, never become another call
+        assert result.tool_calls == [] and case["expected_calls"], case["known_miss"]
+        return
     assert _calls(result) == case["expected_calls"]
     if case.get("expect_error"):
         assert result.errors, "a cut-off or degenerate call must be reported, not dropped"
@@ -216,6 +225,22 @@ _PIECES = st.sampled_from(
         ">",
         "mcp:",
         "<",
+        "<call>",
+        "```tool_code\n",
+        "```",
+        "Bash",
+        "[",
+        "]",
+        "tool_call",
+        "id:",
+        "args:",
+        "days:",
+        ";",
+        "</tool_call>",
+        "</call>",
+        "<tool_call>",
+        '{"name": "bash", ',
+        '"arguments": {}}',
     ]
 )
 
@@ -225,7 +250,12 @@ _PIECES = st.sampled_from(
 def test_any_split_of_drifted_output_matches_the_whole(text: str, cut_points: list[int]) -> None:
     cuts = sorted({min(c, len(text)) for c in cut_points})
     bounds = [0, *cuts, len(text)]
-    _check_stream(text, [text[a:b] for a, b in pairwise(bounds)], ["get_weather", "bash"])
+    tools = [
+        "get_weather",
+        "bash",
+        {"name": "get_forecast", "parameters": {"properties": {"days": {"type": "integer"}}}},
+    ]
+    _check_stream(text, [text[a:b] for a, b in pairwise(bounds)], tools)
 
 
 def test_work_stays_linear_in_the_output(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -304,3 +334,290 @@ def test_well_formed_calls_are_read_exactly_with_tools_declared(
     result = parse_response(text, tools=[name, "other"])
     assert result == parse_response(text)
     assert result.tool_calls == [ToolCall(name, arguments)] and result.tool_calls[0].repair is None
+
+
+# -- held-out mechanisms: each test fails on the code before the held-out fixes ---------------------------------
+
+WEATHER = [{"name": "get_weather", "parameters": {"properties": {"city": {"type": "string"}}}}]
+
+
+def test_several_calls_in_one_block_are_each_read() -> None:
+    text = f"<|tool_call>call:get_weather{{city:{D}a}}b{D}}}; call:get_weather{{city:'Rome'}}<tool_call|>"
+    result = parse_response(text, tools=WEATHER)
+    assert [c.arguments for c in result.tool_calls] == [{"city": "a}b"}, {"city": "Rome"}]
+    assert [c.repair for c in result.tool_calls] == [
+        "several calls in one <|tool_call> block",
+        "single-quoted string; several calls in one <|tool_call> block",
+    ]
+    # Without declared tools the strict reader reports the block, as the conformance vectors pin down.
+    assert parse_response(text).tool_calls == [] and parse_response(text).errors
+    # A "call:" inside a string value never splits a call.
+    inside = parse_response(f"<|tool_call>call:get_weather{{city:{D}x}}call:y{D}}}<tool_call|>", tools=WEATHER)
+    assert inside.tool_calls == [ToolCall("get_weather", {"city": "x}call:y"})]
+
+
+def test_a_cut_block_runs_only_its_finished_calls() -> None:
+    result = parse_response(f"<|tool_call>call:get_weather{{city:{D}A{D}}}call:get_weather{{city:{D}B", WEATHER)
+    assert [c.arguments for c in result.tool_calls] == [{"city": "A"}] and "output ended" in result.errors[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"<|tool_call>call:tool_call{{args:{{city:{D}Oslo{D}}},id:{D}get_weather{D}}}<tool_call|>",
+        '<|tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}<tool_call|>',
+        '<|tool_call>call:function{name:"get_weather",arguments:"{\\"city\\": \\"Oslo\\"}"}<tool_call|>',
+        '<|tool_call>{"id": "c1", "type": "function", '
+        '"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}<tool_call|>',
+    ],
+)
+def test_envelopes_inside_the_token_are_unwrapped(text: str) -> None:
+    (call,) = parse_response(text, tools=WEATHER).tool_calls
+    assert (call.name, call.arguments) == ("get_weather", {"city": "Oslo"}) and "wrapped" in (call.repair or "")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"<|tool_call>call:tool_call{{args:{{city:{D}Oslo{D}}},id:{D}rm_rf{D}}}<tool_call|>",  # names no tool
+        f"<|tool_call>call:tool_call{{args:{{}},id:{D}get_weather{D},extra:1}}<tool_call|>",  # more than an envelope
+        '<|tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}',  # cut: never completed
+    ],
+)
+def test_envelope_lookalikes_are_not_unwrapped(text: str) -> None:
+    assert all(c.name != "get_weather" for c in parse_response(text, tools=WEATHER).tool_calls)
+
+
+def test_a_declared_envelope_name_is_a_call_to_that_tool() -> None:
+    tools = [*WEATHER, "tool_call"]
+    text = f"<|tool_call>call:tool_call{{args:{{}},id:{D}get_weather{D}}}<tool_call|>"
+    assert parse_response(text, tools=tools).tool_calls[0].name == "tool_call"
+
+
+def test_schema_types_strings_that_are_numbers_booleans_or_json() -> None:
+    schema = {
+        "properties": {
+            "n": {"type": "integer"},
+            "x": {"type": ["number", "null"]},
+            "ok": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "integer"}},
+            "opts": {"type": "object", "properties": {"k": {"type": "integer"}}},
+            "zip": {"type": "string"},
+        }
+    }
+    text = (
+        f"<|tool_call>call:f{{n:{D}3{D},x:{D}2.5{D},ok:{D}False{D},tags:[{D}1{D},2],"
+        f'opts:{D}{{"k": "4"}}{D},zip:{D}01234{D}}}<tool_call|>'
+    )
+    (call,) = parse_response(text, tools=[{"name": "f", "parameters": schema}]).tool_calls
+    assert call.arguments == {"n": 3, "x": 2.5, "ok": False, "tags": [1, 2], "opts": {"k": 4}, "zip": "01234"}
+    assert call.repair == "value typed by the schema"
+    # A string that is not wholly a number stays as written: schema validation reports it.
+    bad = parse_response(
+        f"<|tool_call>call:f{{n:{D}3 days{D}}}<tool_call|>", tools=[{"name": "f", "parameters": schema}]
+    )
+    assert bad.tool_calls == [ToolCall("f", {"n": "3 days"})]
+
+
+def test_tool_name_case_resolves_only_when_unambiguous() -> None:
+    text = f"<|tool_call>call:GET_WEATHER{{city:{D}Oslo{D}}}<tool_call|>"
+    assert parse_response(text, tools=WEATHER).tool_calls[0].name == "get_weather"
+    assert parse_response(text, tools=["get_weather", "Get_Weather"]).tool_calls[0].name == "GET_WEATHER"
+
+
+def test_bare_strings_in_a_list_end_at_commas() -> None:
+    tools = [{"name": "f", "parameters": {"properties": {"tags": {"type": "array", "items": {"type": "string"}}}}}]
+    result = parse_response("<|tool_call>call:f{tags:[a b, c,d]}<tool_call|>", tools=tools)
+    assert result.tool_calls[0].arguments == {"tags": ["a b", "c", "d"]}
+
+
+def test_call_opener_and_gemma3_tool_code_block() -> None:
+    call = parse_response(f"<call>get_weather{{city:{D}Oslo{D}}}<eos>", tools=WEATHER)
+    assert call.tool_calls[0].arguments == {"city": "Oslo"} and call.content == ""
+    block = parse_response("```tool_code\nget_weather(city='Oslo')\n```\n", tools=WEATHER)
+    assert block.tool_calls[0].arguments == {"city": "Oslo"} and block.content == ""
+    # Not at a call boundary, or followed by prose: text.
+    for text in ("See:\n```tool_code\nget_weather(city='Oslo')\n```", "<call>get_weather{x} is a tag"):
+        assert parse_response(text, tools=WEATHER).tool_calls == []
+
+
+def test_a_loose_call_cut_by_the_end_is_reported_not_run() -> None:
+    result = parse_response(f"<|channel>thought\nx<channel|>call:get_weather{{city:{D}Os", tools=WEATHER)
+    assert result.tool_calls == [] and "'get_weather' was cut off" in result.errors[0]
+    assert parse_response("call: me maybe", tools=WEATHER).errors == []  # no declared tool named: just text
+
+
+def test_a_call_inside_the_thought_channel_is_a_call() -> None:
+    """Decision: <|tool_call> inside an unclosed thought ends the thought and is a real call (as vLLM does).
+
+    The token is only ever written by the model itself (untrusted text is neutralized before it reaches a
+    prompt), so it carries intent; text after the call is visible content and a later <channel|> is dropped.
+    A call-shaped line in a thought *without* the token stays thinking: thoughts discuss calls.
+    """
+    text = f"<|channel>thought\nplan<|tool_call>call:get_weather{{city:{D}Oslo{D}}}<tool_call|>more<channel|>"
+    result = parse_response(text, tools=WEATHER)
+    assert result.tool_calls == [ToolCall("get_weather", {"city": "Oslo"})]
+    assert (result.thinking, result.content) == ("plan", "more")
+    planned = parse_response(f"<|channel>thought\ncall:get_weather{{city:{D}Oslo{D}}}<channel|>ok", WEATHER)
+    assert planned.tool_calls == [] and planned.content == "ok"
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["f", "g"]), _ARGS), min_size=2, max_size=4),
+    st.sampled_from(["", "\n", ",", "; ", " , "]),
+)
+def test_any_calls_written_in_one_block_are_read_back(calls: list[tuple[str, dict[str, Any]]], sep: str) -> None:
+    """Well-formed calls joined in one <|tool_call> block come back exactly, whatever their strings hold."""
+    inner = sep.join(format_tool_call(name, args)[len("<|tool_call>") : -len("<tool_call|>")] for name, args in calls)
+    text = f"<|tool_call>{inner}<tool_call|><|tool_response>"
+    result = parse_response(text, tools=["f", "g"])
+    assert [(c.name, c.arguments) for c in result.tool_calls] == calls and result.errors == []
+    _check_stream(text, [text[: len(text) // 3], text[len(text) // 3 :]], ["f", "g"])
+
+
+@pytest.mark.parametrize(
+    ("text", "repair"),
+    [
+        (f"<call>get_weather{{city:{D}Oslo{D}}}</call>", "drifted opener '<call>' instead of <|tool_call>; no 'call:'"),
+        ("<tool_call>call:get_weather{city:'Oslo'}\n</tool_call>", "drifted opener '<tool_call>' instead of"),
+        (f"<|tool_call>call:get_weather{{city:{D}Oslo{D}}}</tool_call>", "closed by '</tool_call>'"),
+        ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>', "call wrapped in a JSON"),
+        ('<|tool_call|>{"name": "get_weather", "arguments": {"city": "Oslo"}}<tool_call|>', "call wrapped in a JSON"),
+    ],
+)
+def test_other_formats_closers_and_envelopes_after_an_opener(text: str, repair: str) -> None:
+    """Hermes/Qwen-style ``</tool_call>`` closers and JSON bodies after an explicit opener are calls; no leftovers."""
+    result = parse_response(text, tools=WEATHER)
+    assert [(c.name, c.arguments) for c in result.tool_calls] == [("get_weather", {"city": "Oslo"})]
+    assert repair in (result.tool_calls[0].repair or "") and result.content == "" and result.errors == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<tool_call>{"name": "rm_rf", "arguments": {}}</tool_call>',  # names no declared tool
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Os',  # cut off: never completed
+        '{"name": "get_weather", "arguments": {"city": "Oslo"}}',  # no opener at all: an answer
+        "</tool_call> closes a Hermes call.",  # a closer with no call before it is text
+    ],
+)
+def test_envelope_and_closer_lookalikes_stay_text(text: str) -> None:
+    result = parse_response(text, tools=WEATHER)
+    assert result.tool_calls == [] and result.content == text
+
+
+def test_a_tool_code_block_may_hold_several_calls() -> None:
+    text = "```tool_code\nget_weather(city='Oslo')\nget_weather(city='Rome')\n```\nBoth asked."
+    result = parse_response(text, tools=WEATHER)
+    assert [c.arguments["city"] for c in result.tool_calls] == ["Oslo", "Rome"] and result.content == "Both asked."
+    assert result.tool_calls[0].repair.startswith("```tool_code block instead of <|tool_call>")  # type: ignore[union-attr]
+    # A line in the block that calls no declared tool ends the recovery there: it stays visible.
+    other = parse_response("```tool_code\nget_weather(city='Oslo')\nprint(1)\n```", tools=WEATHER)
+    assert len(other.tool_calls) == 1 and other.content == "print(1)\n```"
+    for chunks in (list(text), [text[:20], text[20:]]):
+        _check_stream(text, chunks, WEATHER)
+
+
+REQUIRED_CITY = [
+    {
+        "name": "get_weather",
+        "parameters": {"properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]},
+    }
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "content", "repair"),
+    [
+        ('<|tool_call>call:get_weather("Oslo")<tool_call|>', "", "parenthesis arguments; positional argument"),
+        (f"<|tool_call>call:get_weather{{city:{D}Oslo{D}}}<|tool_call|>", "", "closed by '<|tool_call|>'"),
+        (f"<|tool_call>call:get_weather{{city:{D}Oslo{D}}}\nLet me check.", "Let me check.", "text after the call"),
+        (f"<|channel>thought\nplan<|tool_call>call:get_weather{{city:{D}Oslo{D}}}<channel|>Done.", "Done.", None),
+    ],
+)
+def test_positional_mirrored_closer_trailing_prose_and_channel_end(text: str, content: str, repair: str | None) -> None:
+    result = parse_response(text, tools=REQUIRED_CITY)
+    assert [(c.name, c.arguments) for c in result.tool_calls] == [("get_weather", {"city": "Oslo"})]
+    assert result.content == content and result.errors == []
+    assert (result.tool_calls[0].repair or "").startswith(repair or "") and (repair is None) == (
+        result.tool_calls[0].repair is None
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<|tool_call>call:get_weather("Oslo", 3)<tool_call|>',  # two positionals: which is which is a guess
+        f"<|tool_call>call:get_weather{{city:{D}Oslo{D}}} days:3}}",  # more arguments after a stray brace
+        f"<|tool_call>call:get_weather{{city:{D}Oslo{D}}} Note: later",  # "Note:" could be a key: not prose
+    ],
+)
+def test_guesses_are_not_made(text: str) -> None:
+    result = parse_response(text, tools=REQUIRED_CITY)
+    assert result.tool_calls == [] and result.errors
+
+
+CODE = [
+    {
+        "name": "run",
+        "parameters": {
+            "properties": {"code": {"type": "string"}, "args": {"type": "array", "items": {"type": "string"}}}
+        },
+    }
+]
+
+
+@pytest.mark.parametrize(
+    ("inner", "code"),
+    [
+        (f"code:{D}print({D}hi{D}){D},args:[]", 'print("hi")'),
+        (f"code:{D}x = {D}{D}{D}doc{D}{D}{D}{D}", 'x = """doc"""'),
+        (f"args:[{D}a{D}],code:{D}s = {D}a, b{D}.split(','){D}", "s = \"a, b\".split(',')"),
+    ],
+)
+def test_a_delimiter_inside_a_string_is_a_quote(inner: str, code: str) -> None:
+    (call,) = parse_response(f"<|tool_call>call:run{{{inner}}}<tool_call|>", tools=CODE).tool_calls
+    assert call.arguments["code"] == code and '<|"|> inside a string read as a quote' in (call.repair or "")
+
+
+def test_a_missing_closing_delimiter_still_stops_at_the_next_key() -> None:
+    text = f"<|tool_call>call:run{{code:{D}x = 1,args:[{D}a{D}]}}<tool_call|>"
+    (call,) = parse_response(text, tools=CODE).tool_calls
+    assert call.arguments == {"code": "x = 1", "args": ["a"]} and "missing closing" in (call.repair or "")
+
+
+def test_a_python_list_of_calls_in_a_tool_code_block() -> None:
+    text = "```tool_code\n[get_weather(city='Oslo'), get_weather(city=\"Rome\")]\n```"
+    result = parse_response(text, tools=WEATHER)
+    assert [c.arguments["city"] for c in result.tool_calls] == ["Oslo", "Rome"] and result.content == ""
+    assert "a Python list of calls" in (result.tool_calls[0].repair or "")
+    for bad in ("```tool_code\n[get_weather(city='Oslo'), rm(path='/')]\n```", "```tool_code\n[get_weather(city='Os"):
+        assert parse_response(bad, tools=WEATHER).tool_calls == []  # one undeclared or cut call: none of them runs
+    _check_stream(text, list(text), WEATHER)
+
+
+def test_blocks_and_lists_of_many_calls_are_read_in_linear_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Characters handed to the repair reader stay proportional to a block of n calls or a list of n calls."""
+    seen = 0
+    real_repair = parse_module.repair_call
+
+    def repair(text: str, tools: Any, **kw: Any) -> Any:
+        nonlocal seen
+        seen += len(text)
+        return real_repair(text, tools, **kw)
+
+    monkeypatch.setattr(parse_module, "repair_call", repair)
+    shapes = {
+        "block": lambda n: (
+            "<|tool_call>" + "".join(f"call:get_weather{{city:'c{i}'}}" for i in range(n)) + "<tool_call|>"
+        ),
+        "list": lambda n: "```tool_code\n[" + ", ".join(f"get_weather(city='c{i}')" for i in range(n)) + "]\n```",
+    }
+    for label, make in shapes.items():
+        totals = []
+        for n in (200, 400):
+            seen = 0
+            assert len(parse_response(make(n), tools=WEATHER).tool_calls) == n, label
+            totals.append(seen)
+        assert totals[1] <= 2.2 * totals[0], label

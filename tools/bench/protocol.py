@@ -9,10 +9,12 @@ Printed figures (min and median of many repeats, time.perf_counter):
 - streaming parse of the same output in chunks of 4 characters: total, and cost per chunk;
 - scaling: time(2n) / time(n) for render (50 → 100 messages) and streaming parse (output doubled).
   About 2 means linear work; the goal is "well under 1 ms" at the base sizes;
-- tolerant parsing: the real-world corpus ``tests/data/toolcall_corpus.json`` (each case cites its public
-  report): calls recovered with the tools declared versus the strict parser alone, cut-off calls reported
-  rather than completed, and calls invented on the negative corpus (must be 0). vLLM's own parser on the
-  same corpus: ``tools/bench/vllm_parser_corpus.py`` (run with a vLLM install).
+- tolerant parsing, on two corpora printed separately: ``tests/data/toolcall_corpus.json`` (written alongside
+  the recovery code) and the held-out ``tests/data/toolcall_heldout.json`` (collected before the fixes it
+  measures); each case cites its public report or states its reason. Calls recovered with the tools
+  declared versus the strict parser alone, cut-off calls reported rather than completed, and calls invented
+  on the negatives (must be 0). vLLM's own parser on the same corpora:
+  ``tools/bench/vllm_parser_corpus.py`` (run with a vLLM install).
 
 Run: ``python tools/bench/protocol.py`` (no extras needed).
 """
@@ -30,7 +32,9 @@ from agentkit.gemma4 import StreamParser, format_tool_call, parse_response, rend
 
 REPEATS = 300
 CHUNK = 4
-CORPUS = Path(__file__).resolve().parents[2] / "tests" / "data" / "toolcall_corpus.json"
+DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
+CORPUS = DATA / "toolcall_corpus.json"  # written alongside the recovery code
+HELDOUT = DATA / "toolcall_heldout.json"  # collected before the fixes it measures (see its description)
 
 
 def make_tools(n: int) -> list[dict[str, Any]]:
@@ -115,11 +119,13 @@ def stream(text: str, tools: list[dict[str, Any]] | None = None) -> None:
     parser.finish()
 
 
-def corpus_figures() -> dict[str, tuple[int, int]]:
-    """(hits, total) per figure on the tolerant-parsing corpus."""
-    corpus = json.loads(CORPUS.read_text(encoding="utf-8"))
-    positives = [c for c in corpus["cases"] if c["expected_calls"]]
-    cut = [c for c in corpus["cases"] if c.get("expect_error")]
+def corpus_figures(path: Path = CORPUS, round_: int | None = None) -> dict[str, tuple[int, int]]:
+    """(hits, total) per figure on a tolerant-parsing corpus (only one collection round of it, if given)."""
+    corpus = json.loads(path.read_text(encoding="utf-8"))
+    cases = [c for c in corpus["cases"] if round_ is None or c.get("round", 1) == round_]
+    negatives = [c for c in corpus["negatives"] if round_ is None or c.get("round", 1) == round_]
+    positives = [c for c in cases if c["expected_calls"]]
+    cut = [c for c in cases if c.get("expect_error")]
 
     def calls(case: dict[str, Any], tools: Any) -> list[dict[str, Any]]:
         return [{"name": c.name, "arguments": c.arguments} for c in parse_response(case["text"], tools).tool_calls]
@@ -134,12 +140,15 @@ def corpus_figures() -> dict[str, tuple[int, int]]:
             len(positives),
         ),
         "cut-off calls reported, none run": (
-            sum(not calls(c, c["tools"]) and bool(parse_response(c["text"], c["tools"]).errors) for c in cut),
+            sum(
+                calls(c, c["tools"]) == c["expected_calls"] and bool(parse_response(c["text"], c["tools"]).errors)
+                for c in cut
+            ),
             len(cut),
         ),
         "negatives with an invented call": (
-            sum(bool(calls(c, c["tools"])) for c in corpus["negatives"]),
-            len(corpus["negatives"]),
+            sum(bool(calls(c, c["tools"])) for c in negatives),
+            len(negatives),
         ),
     }
 
@@ -183,9 +192,15 @@ def main() -> None:
     print(f"  render 50 → 100 messages    min {r2_min / t_min:5.2f}   median {r2_med / t_med:5.2f}   (20 tools)")
     print(f"  render 50 → 100 messages    min {m2_min / m_min:5.2f}   median {m2_med / m_med:5.2f}   (no tools)")
     print(f"  stream parse 1x → 2x output min {s2_min / s_min:5.2f}   median {s2_med / s_med:5.2f}")
-    print(f"tolerant parsing, {CORPUS.name}")
-    for label, (hits, total) in corpus_figures().items():
-        print(f"  {label:34} {hits:3d} / {total}")
+    later = sorted({c.get("round", 1) for c in json.loads(HELDOUT.read_text(encoding="utf-8"))["cases"]} - {1})
+    for path, round_, label in (
+        (CORPUS, None, ""),
+        (HELDOUT, None, ""),
+        *((HELDOUT, r, f", round {r} only (collected after the fixes of round {r - 1})") for r in later),
+    ):
+        print(f"tolerant parsing, {path.name}{label}")
+        for figure, (hits, total) in corpus_figures(path, round_).items():
+            print(f"  {figure:34} {hits:3d} / {total}")
 
 
 if __name__ == "__main__":

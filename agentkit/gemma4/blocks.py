@@ -1,0 +1,126 @@
+"""How one block of call text is laid out when it is not a single ``call:NAME{…}``: pure text, no names.
+
+Real Gemma 4 outputs put several calls in one ``<|tool_call>`` block (``call:a{…}call:b{…}``), close a call with
+another format's tag (``</tool_call>``, a mirrored ``<|tool_call|>``), follow a call with prose, or write a
+Python list of calls in a ``tool_code`` block. These helpers find where such pieces begin and end, skipping
+strings in ``<|"|>`` or ``"`` so that text inside a value never splits anything; each is one linear scan.
+Which piece is a call, and to which declared tool, is :mod:`agentkit.gemma4.repair`'s business.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from .tokens import STRING_DELIM
+
+__all__ = ["CLOSING_TAGS", "split_calls", "split_python_list", "strip_closing_tag", "value_end"]
+
+_WS: Final = " \t\r\n"
+
+#: XML-style closers models borrow from other formats (Hermes/Qwen ``</tool_call>``): after a call they end it.
+CLOSING_TAGS: Final = ("</tool_call>", "</function_call>", "</call>")
+_TRAILING_CLOSER = re.compile(r"\s*(?:</(?:tool_call|function_call|call)>|<\|tool_call\|>)\s*\Z")
+
+
+def strip_closing_tag(text: str) -> tuple[str, str | None]:
+    """``text`` without a closing tag at its end (XML-style, or ``<|tool_call|>`` mirrored), and the tag."""
+    m = _TRAILING_CLOSER.search(text)
+    return (text[: m.start()], m.group().strip()) if m else (text, None)
+
+
+_NEXT_CALL = re.compile(r"[\s,;]*(?=call\s*:)")
+
+
+def split_calls(text: str) -> list[str]:
+    """The calls of one ``<|tool_call>`` block that holds several (``call:a{…}call:b{…}``), split; linear.
+
+    A split happens only where a balanced top-level value closes and ``call:`` follows (after spaces, a comma
+    or a semicolon); strings in ``<|"|>`` or ``"`` are skipped, so a ``call:`` inside a value never splits.
+    """
+    pieces: list[str] = []
+    start = i = depth = 0
+    n = len(text)
+    quote = ""
+    opened = False
+    while i < n:
+        if text.startswith(STRING_DELIM, i):
+            if quote in ("", STRING_DELIM):
+                quote = "" if quote else STRING_DELIM
+            i += len(STRING_DELIM)
+            continue
+        ch = text[i]
+        if quote == '"':
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quote = ""
+        elif quote:
+            pass
+        elif ch == '"':
+            quote = '"'
+        elif ch in "{([":
+            depth += 1
+            opened = True
+        elif ch in "})]" and depth > 0:
+            depth -= 1
+            if depth == 0 and opened:
+                m = _NEXT_CALL.match(text, i + 1)
+                if m is not None:
+                    pieces.append(text[start : i + 1])
+                    start = m.end()
+                    opened = False
+                    i = m.end()
+                    continue
+        i += 1
+    pieces.append(text[start:])
+    return pieces
+
+
+def value_end(text: str, start: int = 0) -> int:
+    """Index just past the first balanced top-level ``{…}``/``(…)`` from ``start`` (strings skipped), or -1."""
+    i, n, depth, quote = start, len(text), 0, ""
+    while i < n:
+        if text.startswith(STRING_DELIM, i):
+            if quote in ("", STRING_DELIM):
+                quote = "" if quote else STRING_DELIM
+            i += len(STRING_DELIM)
+            continue
+        ch = text[i]
+        if quote == '"':
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quote = ""
+        elif quote:
+            pass
+        elif ch == '"':
+            quote = '"'
+        elif ch in "{([":
+            depth += 1
+        elif ch in "})]" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return -1
+
+
+def split_python_list(text: str) -> list[str] | None:
+    """The calls of a Python list ``[f(a=1), g(b=2)]`` (as Gemma's prompted guides ask for), or ``None``."""
+    inner = text.strip(_WS)
+    if not (inner.startswith("[") and inner.endswith("]")):
+        return None
+    inner = inner[1:-1]
+    pieces: list[str] = []
+    pos, n = 0, len(inner)
+    while True:
+        while pos < n and inner[pos] in _WS + ",":
+            pos += 1
+        if pos >= n:
+            return pieces or None
+        end = value_end(inner, pos)
+        if end < 0:
+            return None
+        pieces.append(inner[pos:end])
+        pos = end
