@@ -19,14 +19,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # the test doubles live next to this file
 
 from fake_ollama import FakeOllamaServer, ScriptedReply, closed_port
-from vllm_server import MAX_MODEL_LEN, START_TIMEOUT_S, VLLMServer, vllm_server
+from vllm_server import MAX_MODEL_LEN, START_TIMEOUT_S, VLLMServer
 
 from agentkit import gemma4
 from agentkit.backends import Backend, OllamaBackend, ScriptedBackend, VLLMBackend
 from agentkit.gemma4.tokens import STOP_MARKERS
 from agentkit.testing.backend_contract import BackendContract, ContractHarness
-
-__all__ = ["vllm_server"]  # the session fixture, re-exported so pytest finds it here
 
 
 class TestScriptedContract(BackendContract):

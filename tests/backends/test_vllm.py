@@ -38,11 +38,9 @@ from agentkit.testing import backend_contract as contract
 from agentkit.testing.injections import BENIGN, INJECTIONS, ZWJ, control_tokens_in, conversation, strings_in
 
 try:
-    from .vllm_server import START_TIMEOUT_S, VLLMServer, free_port, vllm_server
+    from .vllm_server import START_TIMEOUT_S, VLLMServer, free_port
 except ImportError:  # tests/backends is not a package: pytest put this directory on sys.path
-    from vllm_server import START_TIMEOUT_S, VLLMServer, free_port, vllm_server  # type: ignore[no-redef]
-
-__all__ = ["vllm_server"]  # the session fixture, re-exported so pytest finds it here
+    from vllm_server import START_TIMEOUT_S, VLLMServer, free_port  # type: ignore[no-redef]
 
 USER_TURN = Prompt.trusted("<bos><|turn>user\n")
 MODEL_TURN = Prompt.trusted(f"{TURN_END}\n<|turn>model\n<|channel>thought\n<channel|>")
