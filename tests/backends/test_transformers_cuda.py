@@ -11,7 +11,6 @@ CUDA graphs.
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -137,9 +136,15 @@ def test_bf16_compiled_logits_as_close_to_fp32_as_eager_bf16(fp32_model: Any, to
     must hold is that compiling adds no error of its own beyond bf16's: the compiled path's worst and mean
     distance from fp32 stay within ``BF16_FACTOR`` times the eager path's.
     """
+    from transformers import Gemma4ForCausalLM
+
     from agentkit.backends._hf_engine import Engine
 
-    bf16 = copy.deepcopy(fp32_model).to(torch.bfloat16)
+    # The same weights rounded to bf16, in a model of its own (the fp32 one's layers carry its compiled wrappers).
+    with torch.device("cuda"):
+        bf16 = Gemma4ForCausalLM._from_config(_config(fp32_model.config.vocab_size), dtype=torch.bfloat16)
+    bf16.load_state_dict({k: v.to(torch.bfloat16) for k, v in fp32_model.state_dict().items()})
+    bf16.eval()
     cuda = torch.device("cuda")
     reference = Engine(fp32_model, tok, device=cuda, max_cache_len=4096, compile_decode=False)
     eager = Engine(bf16, tok, device=cuda, max_cache_len=4096, compile_decode=False)

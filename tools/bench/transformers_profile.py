@@ -80,6 +80,7 @@ def main() -> int:
     size = max(args.cache)
     eager = Engine(model, tok, device=dev, max_cache_len=size, compile_decode=False)
     fast = Engine(model, tok, device=dev, max_cache_len=size, compile_decode=True)
+    print(fast.wait_compiled(), flush=True)
     prime(eager, prompt)
     prime(fast, prompt)
     token_id = 5
@@ -173,22 +174,21 @@ def prime(engine: Any, ids: list[int]) -> None:
 
 def profile_compiled(model: Any, tok: Any, prompt: list[int], dev: torch.device) -> None:
     """Kernel times of the compiled step (run without its CUDA graph so the profiler sees each kernel)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.profiler import ProfilerActivity, profile
 
     from agentkit.backends._hf_engine import Engine
 
     engine = Engine(model, tok, device=dev, max_cache_len=12_288, compile_decode=True)
+    print(engine.wait_compiled(), flush=True)
     engine.use_graphs = False
-    for history, shape in ((512, 1), (8000, 64), (2000, 64)):
+    for history, shape in ((512, 1), (8000, 256), (2000, 64)):
         engine.reset()
         ids = (prompt * (history // len(prompt) + 1))[:history]
         prime(engine, ids)
         n = len(engine.cache_ids)
-        buf_ids = engine._step_ids if shape == 1 else engine._chunk_ids
-        buf_pos = engine._step_pos if shape == 1 else engine._chunk_pos
+        buf_ids, buf_pos = (engine._step_ids, engine._step_pos) if shape == 1 else engine._chunk_bufs[shape]
         torch.arange(n, n + shape, out=buf_pos[0])
-        with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]):
+        with torch.inference_mode():
             for _ in range(3):
                 engine._run(buf_ids, buf_pos, 1 if shape == 1 else 0)
                 engine._set_length(n)
