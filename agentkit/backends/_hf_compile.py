@@ -201,7 +201,8 @@ class RegionalCompiler:
 
     The switch is per thread so the background compilation and an eager request can run at the same time,
     and so that nothing but the engine's own step (stock ``generate`` on the same model, say) ever runs the
-    compiled layers.
+    compiled layers. The layers get a subclass whose ``forward`` dispatches (rather than a wrapper bound to
+    each instance), so a copy of the model runs its own weights.
     """
 
     def __init__(self, model: Any) -> None:
@@ -214,36 +215,37 @@ class RegionalCompiler:
         # The undecorated forward: the deprecation wrapper's code is shared by many functions, which would
         # mix their compilations in one cache.
         inner = getattr(layer_cls.forward, "__wrapped__", layer_cls.forward)
-        self._compiled = torch.compile(inner, dynamic=True)
+        compiled: Callable[..., Any] = torch.compile(inner, dynamic=True)
+        self._compiled = compiled
+        local = self._local
+
+        class Regional(layer_cls):  # type: ignore[misc, valid-type]
+            def forward(self, *args: Any, **kwargs: Any) -> Any:
+                if not getattr(local, "on", False):
+                    return super().forward(*args, **kwargs)
+                name = "cache" if "cache" in kwargs else "past_key_values"
+                cache = kwargs.pop(name, None)
+                if cache is not None:
+                    kwargs["cache"] = _LayerCache(cache.layers[self.layer_idx])
+                return compiled(self, *args, **kwargs)
+
+        Regional.__name__ = layer_cls.__name__
+        Regional.__qualname__ = layer_cls.__qualname__
         for layer in self.layers:
-            layer.forward = self._dispatcher(layer)
+            if type(layer) is layer_cls:
+                layer.__class__ = Regional
         import torch._dynamo.config as dynamo_config
 
         # Layer kinds x input shapes, each one entry on the same code object.
         dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
         dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 512)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> RegionalCompiler:
+        return self  # compiled code and the switch are shared; each layer's forward already uses its own weights
+
     @property
     def available(self) -> bool:
         return self._compiled is not None
-
-    def _dispatcher(self, layer: Any) -> Callable[..., Any]:
-        eager = layer.forward
-        compiled = self._compiled
-        local = self._local
-
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            if getattr(local, "on", False):
-                name = "cache" if "cache" in kwargs else "past_key_values"
-                cache = kwargs.get(name)
-                if cache is not None:
-                    kwargs[name] = _LayerCache(cache.layers[layer.layer_idx])
-                    kwargs["cache"] = kwargs.pop(name)
-                assert compiled is not None
-                return compiled(layer, *args, **kwargs)
-            return eager(*args, **kwargs)
-
-        return forward
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:

@@ -151,3 +151,21 @@ def test_doctor_shows_where_compilation_stands(tiny_dir: Path, capsys: pytest.Ca
     main(["doctor", "--backend", f"transformers:{tiny_dir}", "--no-probe"])
     out = capsys.readouterr().out
     assert "compile" in out and "eager (growing cache)" in out
+
+
+def test_a_copy_of_a_model_with_compiled_layers_runs_its_own_weights(tiny: tuple[Any, Any]) -> None:
+    """The layers dispatch through their class, not through wrappers bound to the original instances."""
+    import copy
+
+    model, _tok = tiny
+    regions = getattr(model, "_agentkit_regions", None) or _hf_compile.RegionalCompiler(model)
+    model._agentkit_regions = regions
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.inference_mode():
+        before = model(input_ids=ids).logits
+        twin = copy.deepcopy(model)
+        assert torch.equal(twin(input_ids=ids).logits, before)
+        for p in _hf_compile.decoder_layers(twin)[0].mlp.parameters():
+            p.zero_()
+        assert not torch.equal(twin(input_ids=ids).logits, before)  # the copy's own (changed) weights
+        assert torch.equal(model(input_ids=ids).logits, before)  # the original's untouched
