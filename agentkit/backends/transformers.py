@@ -5,7 +5,9 @@ In-process inference gives agentkit full control: the prompt goes in as token id
 every generated id is seen, so generation stops exactly on the Gemma 4 stop tokens and control tokens reach the
 loop verbatim. The KV cache is kept between calls and only new tokens are prefilled (see
 :mod:`agentkit.backends._hf_engine`), which makes each tool round of an agent cost about what its new tokens
-cost. On CUDA the decode step is compiled and replayed as a CUDA graph.
+cost. On CUDA the decode step is compiled and replayed as a CUDA graph; the compilation runs on a background
+thread while requests are served eagerly (:mod:`agentkit.backends._hf_compile`), and its kernels are cached
+on disk, so a later process is ready in seconds. ``compile_status`` says where it stands.
 
 With ``assistant_model=`` (a Gemma 4 multi-token-prediction drafter such as
 ``google/gemma-4-E4B-it-assistant``) generation goes through transformers' assisted decoding, which verifies
@@ -24,10 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +83,9 @@ class TransformersBackend:
     it is the model's context, cut to what free GPU memory (on CPU, half the free RAM) holds.
     ``logits_processors`` are Hugging Face style callables ``(input_ids, scores) -> scores`` applied at every
     step (tests use one to script output).
-    ``warm_up=True`` compiles and captures the CUDA graphs in the constructor instead of on the first request
-    (minutes for a multi-billion-parameter model).
+    With ``compile`` on, compilation starts in the background at once and the first requests are served
+    eagerly meanwhile; ``warm_up=True`` instead waits in the constructor until it is done and the CUDA graphs
+    are captured (for benchmarks: every request then runs at full speed).
     A multimodal model loaded from a Hub id or directory brings its image processor and audio feature extractor
     from there; for an already loaded one pass ``processor=`` (its ``Gemma4Processor``).
     """
@@ -152,6 +156,7 @@ class TransformersBackend:
         vocab = int(getattr(self._model.config.get_text_config(), "vocab_size", 0) or len(self._tokenizer))
         self._grammars = Grammars(self._tokenizer, vocab) if not self._grammar_missing else None
         self._lock = asyncio.Lock()
+        self._worker = _Worker()
         self._checked_template = False
         self._torch = torch
         if warm_up:
@@ -206,6 +211,19 @@ class TransformersBackend:
     def tokenizer(self) -> Any:
         return self._tokenizer
 
+    @property
+    def compile_status(self) -> str:
+        """Where compilation of the CUDA step stands, for ``doctor``, the TUI and logs (one line)."""
+        status = self._engine.compile_status
+        if status.state == "off":
+            return str(status)
+        from ._hf_compile import cache_size, compile_cache_dir
+
+        root = compile_cache_dir()
+        files, size = cache_size(root)
+        cache = f"{files} files, {size / 1e6:.0f} MB" if files else "empty: the first compilation takes minutes"
+        return f"{status}; kernel cache {root} ({cache})"
+
     async def check(self) -> None:
         return None  # loading in __init__ already proved the model is there
 
@@ -249,8 +267,7 @@ class TransformersBackend:
                     loop.call_soon_threadsafe(queue.put_nowait, exc)
 
             start = time.perf_counter()
-            thread = threading.Thread(target=work, name="agentkit-transformers", daemon=True)
-            thread.start()
+            finished = self._worker.submit(work)
             ttft = 0.0
             try:
                 while True:
@@ -268,7 +285,7 @@ class TransformersBackend:
             finally:
                 cancel.set()
                 # Wait for the worker so the cache is consistent before the next call takes the lock.
-                await asyncio.shield(asyncio.to_thread(thread.join))
+                await asyncio.shield(asyncio.to_thread(finished.wait))
             res = result[0]
             decode_s = res.end_s - res.first_token_s if res.first_token_s else 0.0
             # First *token*, not first text: a token can be held back while it completes a character.
@@ -299,7 +316,10 @@ class TransformersBackend:
         reused: int | None = None
         if request.has_media and self._media is not None:
             # Media placeholders expand to soft tokens, and everything but the last token is prefilled here.
-            ids, reused = self._media.prefill(self._engine, request)
+            # Under the engine's lock (the background compilation captures graphs over the same cache) and in
+            # inference mode (the static CUDA cache's tensors were made in it).
+            with self._engine.lock, self._torch.inference_mode():
+                ids, reused = self._media.prefill(self._engine, request)
         processors = list(self._processors)
         if request.grammar is not None and self._grammars is not None:
             # Last, so it masks whatever the other processors left: a call stays well-formed whatever they do.
@@ -391,6 +411,36 @@ class TransformersBackend:
                 TemplateDriftWarning,
                 stacklevel=3,
             )
+
+
+class _Worker:
+    """The one long-lived thread every generation of a backend runs on.
+
+    CUDA libraries keep per-thread state (cuDNN attention plans, cuBLAS workspaces): a new thread per request
+    rebuilt it every time, which cost about 150 ms of time to first token on an H100 (the same prefill took
+    55 ms on a warm thread). Daemon, so a stuck generation cannot keep the interpreter from exiting.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job: Callable[[], None]) -> threading.Event:
+        """Queue ``job``; the returned event is set once it has run (it handles its own errors)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="agentkit-transformers", daemon=True)
+            self._thread.start()
+        done = threading.Event()
+        self._jobs.put((job, done))
+        return done
+
+    def _loop(self) -> None:
+        while True:
+            job, done = self._jobs.get()
+            try:
+                job()
+            finally:
+                done.set()
 
 
 def _not_found(name: str, what: str, exc: BaseException) -> str:

@@ -103,6 +103,9 @@ async def check_backend(url: str, *, probe: bool) -> list[Check]:
             Check(f"backend     {url}", "ok", f"reachable, model {backend.model} is there"),
             _constraint(url, backend),
         ]
+        compiling = getattr(backend, "compile_status", None)  # in-process engines compile in the background
+        if isinstance(compiling, str):
+            checks.append(Check(f"compile     {url}", "ok", compiling))
         if probe:
             try:
                 checks.append(await _probe(url, backend))

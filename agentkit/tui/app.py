@@ -408,7 +408,10 @@ class AgentkitApp(App[None]):
         thinking = "on" if self.thinking else "off"
         for status in self.query("#status").results(Static):
             model = visible(self.backend.model)
-            status.update(f"{state} │ {model} ({self.backend.name}) │ thinking {thinking} │ {tools}")
+            compiling = getattr(self.backend, "compile_status", "")  # in-process engines compile in the background
+            busy = isinstance(compiling, str) and compiling.startswith("compiling")
+            extra = " │ compiling in the background" if busy else ""
+            status.update(f"{state} │ {model} ({self.backend.name}) │ thinking {thinking} │ {tools}{extra}")
 
     # -- actions --------------------------------------------------------------------------------------
 

@@ -241,8 +241,6 @@ def test_static_cache_with_padded_chunks_matches_the_dynamic_cache(backend: Tran
     static = Engine(model, tok, device=torch.device("cpu"), max_cache_len=512, compile_decode=False, static=True)
     static.buckets = [128, 256, 512]  # several views within one run
     static.prefill_chunk = 16  # several padded chunks per append
-    static._chunk_ids = torch.zeros((1, 16), dtype=torch.long)
-    static._chunk_pos = torch.zeros((1, 16), dtype=torch.long)
     assert rounds(static) == rounds(dynamic)
 
 

@@ -29,6 +29,7 @@ def main() -> int:
     parser.add_argument("--cache", type=int, nargs="*", default=[1024, 12288])
     parser.add_argument("--fp32", action="store_true", help="float32 weights, TF32 off: checks exactness")
     parser.add_argument("--compiled-only", action="store_true", help="only profile the compiled step's kernels")
+    parser.add_argument("--prefill", action="store_true", help="where a fresh prompt's prefill spends its time")
     args = parser.parse_args()
 
     from agentkit.backends._hf_engine import Engine
@@ -45,6 +46,9 @@ def main() -> int:
 
     if args.compiled_only:
         profile_compiled(model, tok, prompt, dev)
+        return 0
+    if args.prefill:
+        profile_prefill(model, tok, dev)
         return 0
 
     for size in args.cache:
@@ -76,6 +80,7 @@ def main() -> int:
     size = max(args.cache)
     eager = Engine(model, tok, device=dev, max_cache_len=size, compile_decode=False)
     fast = Engine(model, tok, device=dev, max_cache_len=size, compile_decode=True)
+    print(fast.wait_compiled(), flush=True)
     prime(eager, prompt)
     prime(fast, prompt)
     token_id = 5
@@ -101,6 +106,57 @@ def main() -> int:
     return 0
 
 
+def profile_prefill(model: Any, tok: Any, dev: torch.device) -> None:
+    """A fresh prompt's prefill: stock forward vs the engine's path, before and after compilation is installed."""
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import DynamicCache
+
+    from agentkit.backends._hf_engine import Engine
+
+    def timed(label: str, fn: Any, reps: int = 5) -> None:
+        with torch.inference_mode():
+            fn()
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            torch.cuda.synchronize()
+        print(f"{label}: {(time.perf_counter() - t0) / reps * 1e3:.1f} ms", flush=True)
+
+    for n in (512, 8150):
+        ids = torch.tensor([ids_of_length(tok, n)], device=dev)
+
+        def stock(ids: torch.Tensor = ids) -> None:
+            model(input_ids=ids, use_cache=True, logits_to_keep=1, cache=DynamicCache(config=model.config))
+
+        timed(f"stock forward, {n} tokens, before the engine", stock)
+    engine = Engine(model, tok, device=dev, max_cache_len=12_288, compile_decode=True)
+    print(engine.wait_compiled(), flush=True)
+    for n in (512, 8150):
+        ids_list = ids_of_length(tok, n)
+        ids = torch.tensor([ids_list], device=dev)
+
+        def stock(ids: torch.Tensor = ids) -> None:
+            model(input_ids=ids, use_cache=True, logits_to_keep=1, cache=DynamicCache(config=model.config))
+
+        def fresh(ids_list: list[int] = ids_list) -> None:
+            engine.reset()
+            engine.prepare(ids_list)
+            engine._prefill_fresh(ids_list)
+
+        def first_token(ids_list: list[int] = ids_list) -> None:
+            engine.reset()
+            prime(engine, ids_list)
+
+        timed(f"stock forward, {n} tokens, after", stock)
+        timed(f"engine fresh prefill, {n} tokens", fresh)
+        timed(f"engine generate 1 token, {n} tokens", first_token)
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        first_token(ids_of_length(tok, 512))
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=25, max_name_column_width=60))
+
+
 def prime(engine: Any, ids: list[int]) -> None:
     """Fill the engine's cache with ``ids`` (one greedy token generated), the state every measurement starts from."""
     engine.generate(
@@ -118,22 +174,21 @@ def prime(engine: Any, ids: list[int]) -> None:
 
 def profile_compiled(model: Any, tok: Any, prompt: list[int], dev: torch.device) -> None:
     """Kernel times of the compiled step (run without its CUDA graph so the profiler sees each kernel)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.profiler import ProfilerActivity, profile
 
     from agentkit.backends._hf_engine import Engine
 
     engine = Engine(model, tok, device=dev, max_cache_len=12_288, compile_decode=True)
+    print(engine.wait_compiled(), flush=True)
     engine.use_graphs = False
-    for history, shape in ((512, 1), (8000, 64), (2000, 64)):
+    for history, shape in ((512, 1), (8000, 256), (2000, 64)):
         engine.reset()
         ids = (prompt * (history // len(prompt) + 1))[:history]
         prime(engine, ids)
         n = len(engine.cache_ids)
-        buf_ids = engine._step_ids if shape == 1 else engine._chunk_ids
-        buf_pos = engine._step_pos if shape == 1 else engine._chunk_pos
+        buf_ids, buf_pos = (engine._step_ids, engine._step_pos) if shape == 1 else engine._chunk_bufs[shape]
         torch.arange(n, n + shape, out=buf_pos[0])
-        with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]):
+        with torch.inference_mode():
             for _ in range(3):
                 engine._run(buf_ids, buf_pos, 1 if shape == 1 else 0)
                 engine._set_length(n)

@@ -1,0 +1,171 @@
+"""Background compilation of the in-process engine, on CPU with the tiny model (inductor's C++ backend).
+
+The GPU runs the same code with CUDA graphs on top (test_transformers_cuda.py); here the parts that do not
+need a GPU are checked: the first request is served while compilation is still running, the compiled step is
+swapped in between requests and computes the same tokens, it serves cache sizes and views it was not
+compiled for without compiling again, and compiled code lands in agentkit's cache directory.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+from agentkit.backends import _hf_compile  # noqa: E402
+from agentkit.backends._hf_engine import Engine  # noqa: E402
+from agentkit.testing.tiny_model import build_tiny_gemma4  # noqa: E402
+
+pytestmark = [pytest.mark.transformers]
+
+
+def _generate(engine: Engine, ids: list[int], n: int = 8) -> list[int]:
+    res = engine.generate(
+        ids,
+        max_new_tokens=n,
+        stop_ids=frozenset(),
+        temperature=0.0,
+        top_p=1.0,
+        top_k=0,
+        seed=0,
+        on_text=lambda _t: None,
+        cancel=threading.Event(),
+    )
+    assert res.token_ids is not None
+    return list(res.token_ids)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    root = build_tiny_gemma4(tmp_path_factory.mktemp("tiny") / "model", kv_shared_layers=1)
+    return AutoModelForCausalLM.from_pretrained(root).eval(), AutoTokenizer.from_pretrained(root)
+
+
+def test_compile_status_reads_for_people() -> None:
+    assert "background" in str(_hf_compile.CompileStatus("compiling", seconds=12))
+    assert "eager" in str(_hf_compile.CompileStatus("failed", "RuntimeError: boom"))
+    assert str(_hf_compile.CompileStatus("ready", seconds=3)) == "compiled (3 s)"
+
+
+def test_compile_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(_hf_compile.ENV_CACHE_DIR, str(tmp_path / "cc"))
+    assert _hf_compile.compile_cache_dir() == tmp_path / "cc"
+    monkeypatch.delenv(_hf_compile.ENV_CACHE_DIR)
+    assert _hf_compile.compile_cache_dir().name == "torch-compile"
+
+
+def test_regional_compiler_finds_the_text_decoder_layers(tiny: tuple[Any, Any]) -> None:
+    model, _tok = tiny
+    layers = _hf_compile.decoder_layers(model)
+    assert len(layers) == model.config.num_hidden_layers
+    assert [layer.layer_idx for layer in layers] == list(range(len(layers)))
+
+
+@pytest.mark.slow
+def test_first_request_is_served_while_compiling_then_the_compiled_step_takes_over(
+    tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    model, tok = tiny
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv(_hf_compile.ENV_CACHE_DIR, str(tmp_path / "compile-cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    ids = tok.encode("The quick brown fox jumps over the lazy dog. " * 6, add_special_tokens=False)
+    reference = Engine(model, tok, device=torch.device("cpu"), max_cache_len=8192, compile_decode=False)
+    expected = _generate(reference, ids)
+    expected_append = _generate(reference, [*reference.cache_ids, *ids[:40]])
+    long_ids = ids * 40  # past the scratch cache the compilation ran against: a 4096 view
+    reference.reset()
+    expected_long = _generate(reference, long_ids, 4)
+
+    # Hold the compilation until the first request is done: that request cannot have waited for it.
+    gate = threading.Event()
+    original = Engine._compile_scratch
+
+    def gated(self: Engine) -> None:
+        assert gate.wait(600)
+        original(self)
+
+    monkeypatch.setattr(Engine, "_compile_scratch", gated)
+    engine = Engine(model, tok, device=torch.device("cpu"), max_cache_len=8192, compile_decode=True, static=True)
+    try:
+        assert engine.compile_status.state == "compiling"
+        assert _generate(engine, ids) == expected
+        assert not engine.compiled_in_use
+        gate.set()
+        status = engine.wait_compiled(timeout=900)
+        assert status.state == "ready", str(status)
+        engine.reset()
+        with torch.compiler.set_stance("fail_on_recompile"):  # a request never compiles
+            assert _generate(engine, ids) == expected
+            assert engine.compiled_in_use
+            assert _generate(engine, [*engine.cache_ids, *ids[:40]]) == expected_append  # chunked prefill
+            engine.reset()
+            assert _generate(engine, long_ids, 4) == expected_long
+            assert engine.cache.layers[0].view_len == 4096
+        files, size = _hf_compile.cache_size(tmp_path / "compile-cache")
+        assert files and size, "nothing was written to the persistent compile cache"
+    finally:
+        gate.set()
+        engine.wait_compiled(timeout=900)
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_gemma4(tmp_path_factory.mktemp("tiny-dir") / "model")
+
+
+async def test_every_generation_of_a_backend_runs_on_one_thread(tiny_dir: Path) -> None:
+    """CUDA libraries cache per-thread state; a thread per request rebuilt it each time (+150 ms to first token)."""
+    from agentkit.backends.base import GenerationRequest, SamplingParams
+    from agentkit.backends.transformers import TransformersBackend
+    from agentkit.gemma4.prompt import Prompt
+
+    threads: list[threading.Thread] = []
+
+    def note_thread(_ids: Any, scores: Any) -> Any:
+        threads.append(threading.current_thread())
+        return scores
+
+    backend = TransformersBackend(tiny_dir, device="cpu", logits_processors=[note_thread])
+    request = GenerationRequest(Prompt.trusted("<bos>Hello"), sampling=SamplingParams(temperature=0.0, max_tokens=2))
+    for _ in range(2):
+        async for _event in backend.stream(request):
+            pass
+    assert len(threads) == 4 and len(set(threads)) == 1
+    assert threads[0] is not threading.main_thread()
+
+
+def test_doctor_shows_where_compilation_stands(tiny_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agentkit.cli import main
+
+    main(["doctor", "--backend", f"transformers:{tiny_dir}", "--no-probe"])
+    out = capsys.readouterr().out
+    assert "compile" in out and "eager (growing cache)" in out
+
+
+def test_a_copy_of_a_model_with_compiled_layers_runs_its_own_weights(tiny: tuple[Any, Any]) -> None:
+    """The layers dispatch through their class, not through wrappers bound to the original instances."""
+    import copy
+
+    model, _tok = tiny
+    regions = getattr(model, "_agentkit_regions", None) or _hf_compile.RegionalCompiler(model)
+    model._agentkit_regions = regions
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.inference_mode():
+        before = model(input_ids=ids).logits
+        twin = copy.deepcopy(model)
+        assert torch.equal(twin(input_ids=ids).logits, before)
+        for p in _hf_compile.decoder_layers(twin)[0].mlp.parameters():
+            p.zero_()
+        assert not torch.equal(twin(input_ids=ids).logits, before)  # the copy's own (changed) weights
+        assert torch.equal(model(input_ids=ids).logits, before)  # the original's untouched
