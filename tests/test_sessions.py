@@ -283,7 +283,7 @@ def test_media_bytes_in_a_saved_session_come_back_as_the_same_media(tmp_path: Pa
     assert loaded == [
         {"role": "user", "content": [{"type": "image", "image": picture}, {"type": "audio", "audio": bytes(clip)}]}
     ]
-    from agentkit.backends._hf_media import conversation_media
+    from agentkit.backends.transformers._media import conversation_media
 
     before = conversation_media(GenerationRequest(prompt=render([message]), messages=[message]))
     after = conversation_media(GenerationRequest(prompt=render(loaded), messages=loaded))

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agentkit.backends._hf_compat import import_transformers, patch_gemma4_assistant_kv_sharing
+from agentkit.backends.transformers.compat import import_transformers, patch_gemma4_assistant_kv_sharing
 from agentkit.gemma4.tokens import CONTROL_TOKENS, EOS, STOP_MARKERS
 
 _MISSING = [m for m in ("torch", "transformers", "tokenizers") if importlib.util.find_spec(m) is None]

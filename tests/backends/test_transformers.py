@@ -212,7 +212,7 @@ async def test_cache_diverging_prompt_reuses_the_common_prefix(backend: Transfor
 
 def test_static_cache_with_padded_chunks_matches_the_dynamic_cache(backend: TransformersBackend) -> None:
     """The GPU cache layout (static, view buckets, padded chunk prefill) run on CPU without compilation."""
-    from agentkit.backends._hf_engine import Engine
+    from agentkit.backends.transformers._engine import Engine
 
     tok = backend.tokenizer
     model = backend._model
@@ -467,7 +467,7 @@ async def test_next_round_extends_the_prompt_with_the_generated_ids_not_a_retoke
 @pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static"])
 def test_no_deprecated_transformers_arguments(backend: TransformersBackend, static: bool) -> None:
     """Every forward pass used to warn that ``past_key_values`` is deprecated (gone in transformers 5.40)."""
-    from agentkit.backends._hf_engine import Engine
+    from agentkit.backends.transformers._engine import Engine
 
     tok = backend.tokenizer
     engine = Engine(
@@ -499,16 +499,16 @@ def test_default_cache_length_is_the_models_context_when_memory_allows(tiny: Pat
 
 def test_default_cache_length_is_cut_to_the_free_memory(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A machine with room for 3,000 tokens of cache gets 2,048 (whole thousands), and a prompt past it says why."""
-    from agentkit.backends import _hf_context
+    from agentkit.backends.transformers import _context as hf_context
     from agentkit.errors import ContextTooLong
 
     model = TransformersBackend(tiny / "model")._model
-    per_token = _hf_context.kv_bytes_per_token(model, torch.device("cpu"))
+    per_token = hf_context.kv_bytes_per_token(model, torch.device("cpu"))
     # Keys and values in float32, one KV head: the sliding layer (head size 32) and the full layer (512); the
     # third layer shares the full layer's states and stores none.
     assert per_token == 2 * 4 * (32 + 512)
     text = model.config.get_text_config()
-    monkeypatch.setattr(_hf_context, "_available_ram", lambda: 2 * 3000 * per_token)
+    monkeypatch.setattr(hf_context, "_available_ram", lambda: 2 * 3000 * per_token)
     monkeypatch.setattr(text, "max_position_embeddings", 100_000)
     backend = TransformersBackend(model, tokenizer=TransformersBackend(tiny / "model").tokenizer)
     assert backend._engine.max_cache_len == 2048
@@ -541,10 +541,10 @@ def test_cache_length_settings_beyond_the_model_or_malformed_are_user_errors(
 
 
 def test_too_little_memory_for_a_useful_context_is_a_clear_error(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agentkit.backends import _hf_context
+    from agentkit.backends.transformers import _context as hf_context
     from agentkit.errors import BackendError
 
-    monkeypatch.setattr(_hf_context, "_available_ram", lambda: 1000)
+    monkeypatch.setattr(hf_context, "_available_ram", lambda: 1000)
     with pytest.raises(BackendError, match=r"not enough memory for the key/value cache.*AGENTKIT_MAX_CACHE_LEN"):
         TransformersBackend(tiny / "model")
 

@@ -17,8 +17,8 @@ import pytest
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
-from agentkit.backends import _hf_compile  # noqa: E402
-from agentkit.backends._hf_engine import Engine  # noqa: E402
+from agentkit.backends.transformers import _compile as hf_compile  # noqa: E402
+from agentkit.backends.transformers._engine import Engine  # noqa: E402
 from agentkit.testing.tiny_model import build_tiny_gemma4  # noqa: E402
 
 pytestmark = [pytest.mark.transformers]
@@ -49,21 +49,21 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
 
 
 def test_compile_status_reads_for_people() -> None:
-    assert "background" in str(_hf_compile.CompileStatus("compiling", seconds=12))
-    assert "eager" in str(_hf_compile.CompileStatus("failed", "RuntimeError: boom"))
-    assert str(_hf_compile.CompileStatus("ready", seconds=3)) == "compiled (3 s)"
+    assert "background" in str(hf_compile.CompileStatus("compiling", seconds=12))
+    assert "eager" in str(hf_compile.CompileStatus("failed", "RuntimeError: boom"))
+    assert str(hf_compile.CompileStatus("ready", seconds=3)) == "compiled (3 s)"
 
 
 def test_compile_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(_hf_compile.ENV_CACHE_DIR, str(tmp_path / "cc"))
-    assert _hf_compile.compile_cache_dir() == tmp_path / "cc"
-    monkeypatch.delenv(_hf_compile.ENV_CACHE_DIR)
-    assert _hf_compile.compile_cache_dir().name == "torch-compile"
+    monkeypatch.setenv(hf_compile.ENV_CACHE_DIR, str(tmp_path / "cc"))
+    assert hf_compile.compile_cache_dir() == tmp_path / "cc"
+    monkeypatch.delenv(hf_compile.ENV_CACHE_DIR)
+    assert hf_compile.compile_cache_dir().name == "torch-compile"
 
 
 def test_regional_compiler_finds_the_text_decoder_layers(tiny: tuple[Any, Any]) -> None:
     model, _tok = tiny
-    layers = _hf_compile.decoder_layers(model)
+    layers = hf_compile.decoder_layers(model)
     assert len(layers) == model.config.num_hidden_layers
     assert [layer.layer_idx for layer in layers] == list(range(len(layers)))
 
@@ -75,7 +75,7 @@ def test_first_request_is_served_while_compiling_then_the_compiled_step_takes_ov
     model, tok = tiny
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    monkeypatch.setenv(_hf_compile.ENV_CACHE_DIR, str(tmp_path / "compile-cache"))
+    monkeypatch.setenv(hf_compile.ENV_CACHE_DIR, str(tmp_path / "compile-cache"))
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
     ids = tok.encode("The quick brown fox jumps over the lazy dog. " * 6, add_special_tokens=False)
@@ -111,7 +111,7 @@ def test_first_request_is_served_while_compiling_then_the_compiled_step_takes_ov
             engine.reset()
             assert _generate(engine, long_ids, 4) == expected_long
             assert engine.cache.layers[0].view_len == 4096
-        files, size = _hf_compile.cache_size(tmp_path / "compile-cache")
+        files, size = hf_compile.cache_size(tmp_path / "compile-cache")
         assert files and size, "nothing was written to the persistent compile cache"
     finally:
         gate.set()
@@ -158,14 +158,14 @@ def test_a_copy_of_a_model_with_compiled_layers_runs_its_own_weights(tiny: tuple
     import copy
 
     model, _tok = tiny
-    regions = getattr(model, "_agentkit_regions", None) or _hf_compile.RegionalCompiler(model)
+    regions = getattr(model, "_agentkit_regions", None) or hf_compile.RegionalCompiler(model)
     model._agentkit_regions = regions
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.inference_mode():
         before = model(input_ids=ids).logits
         twin = copy.deepcopy(model)
         assert torch.equal(twin(input_ids=ids).logits, before)
-        for p in _hf_compile.decoder_layers(twin)[0].mlp.parameters():
+        for p in hf_compile.decoder_layers(twin)[0].mlp.parameters():
             p.zero_()
         assert not torch.equal(twin(input_ids=ids).logits, before)  # the copy's own (changed) weights
         assert torch.equal(model(input_ids=ids).logits, before)  # the original's untouched

@@ -107,7 +107,7 @@ def _stock(model: Any, ids: list[int], n: int) -> list[int]:
 
 
 def _compiled_engine(model: Any, tok: Any) -> Any:
-    from agentkit.backends._hf_engine import Engine
+    from agentkit.backends.transformers._engine import Engine
 
     engine = Engine(model, tok, device=torch.device("cuda"), max_cache_len=4096, compile_decode=True)
     status = engine.wait_compiled(timeout=540)
@@ -138,7 +138,7 @@ def test_bf16_compiled_logits_as_close_to_fp32_as_eager_bf16(fp32_model: Any, to
     """
     from transformers import Gemma4ForCausalLM
 
-    from agentkit.backends._hf_engine import Engine
+    from agentkit.backends.transformers._engine import Engine
 
     # The same weights rounded to bf16, in a model of its own (the fp32 one's layers carry its compiled wrappers).
     with torch.device("cuda"):

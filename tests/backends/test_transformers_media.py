@@ -30,9 +30,9 @@ from PIL import Image  # noqa: E402
 from test_transformers import ScriptedLogits  # noqa: E402
 
 from agentkit import Agent  # noqa: E402
-from agentkit.backends._hf_media import MediaItem  # noqa: E402
 from agentkit.backends.base import GenerationRequest, SamplingParams  # noqa: E402
 from agentkit.backends.transformers import TransformersBackend  # noqa: E402
+from agentkit.backends.transformers._media import MediaItem  # noqa: E402
 from agentkit.errors import UserError  # noqa: E402
 from agentkit.gemma4.prompt import Prompt  # noqa: E402
 from agentkit.gemma4.render import render  # noqa: E402
@@ -131,7 +131,7 @@ def full_prefill_logits(backend: TransformersBackend, request: GenerationRequest
 
 
 def _items(request: GenerationRequest) -> list[MediaItem]:
-    from agentkit.backends._hf_media import conversation_media
+    from agentkit.backends.transformers._media import conversation_media
 
     return conversation_media(request)
 
@@ -185,7 +185,7 @@ def test_expansion_is_the_one_gemma4_processor_makes(backend: TransformersBacken
 
 
 def media_wave(media: Any, data: bytes) -> Any:
-    from agentkit.backends._hf_media import _decode_audio
+    from agentkit.backends.transformers._media import _decode_audio
 
     return _decode_audio(data, media.feature_extractor.sampling_rate)
 

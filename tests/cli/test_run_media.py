@@ -55,7 +55,7 @@ def test_image_and_audio_reach_the_in_process_model(
     """The prompt grows by exactly the soft tokens the image processor and the feature extractor ask for."""
     from transformers import AutoFeatureExtractor, AutoImageProcessor
 
-    from agentkit.backends._hf_media import _audio_tokens, _decode_audio, _open_image
+    from agentkit.backends.transformers._media import _audio_tokens, _decode_audio, _open_image
 
     picture, clip = _png(tmp_path / "red.png"), _wav(tmp_path / "tone.wav")
     base = ["run", "--json", "--no-save", "-b", f"transformers:{tiny_mm}", "-t", "0", "--max-tokens", "2"]

@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 
-from agentkit.backends._hf_compat import cache_argument
 from agentkit.backends.base import GenerationDone, GenerationRequest, SamplingParams
+from agentkit.backends.transformers.compat import cache_argument
 from agentkit.gemma4.prompt import Prompt
 
 STEP_APPEND = 150

@@ -32,7 +32,7 @@ def main() -> int:
     parser.add_argument("--prefill", action="store_true", help="where a fresh prompt's prefill spends its time")
     args = parser.parse_args()
 
-    from agentkit.backends._hf_engine import Engine
+    from agentkit.backends.transformers._engine import Engine
     from agentkit.testing.tiny_model import build_tiny_tokenizer
 
     model = build_model(args.layers)
@@ -111,7 +111,7 @@ def profile_prefill(model: Any, tok: Any, dev: torch.device) -> None:
     from torch.profiler import ProfilerActivity, profile
     from transformers import DynamicCache
 
-    from agentkit.backends._hf_engine import Engine
+    from agentkit.backends.transformers._engine import Engine
 
     def timed(label: str, fn: Any, reps: int = 5) -> None:
         with torch.inference_mode():
@@ -176,7 +176,7 @@ def profile_compiled(model: Any, tok: Any, prompt: list[int], dev: torch.device)
     """Kernel times of the compiled step (run without its CUDA graph so the profiler sees each kernel)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from agentkit.backends._hf_engine import Engine
+    from agentkit.backends.transformers._engine import Engine
 
     engine = Engine(model, tok, device=dev, max_cache_len=12_288, compile_decode=True)
     print(engine.wait_compiled(), flush=True)

@@ -4,10 +4,10 @@ In-process inference gives agentkit full control: the prompt goes in as token id
 (untrusted text is tokenized with special-token parsing off, so it can never become a control token), and
 every generated id is seen, so generation stops exactly on the Gemma 4 stop tokens and control tokens reach the
 loop verbatim. The KV cache is kept between calls and only new tokens are prefilled (see
-:mod:`agentkit.backends._hf_engine`), which makes each tool round of an agent cost about what its new tokens
-cost. On CUDA the decode step is compiled and replayed as a CUDA graph; the compilation runs on a background
-thread while requests are served eagerly (:mod:`agentkit.backends._hf_compile`), and its kernels are cached
-on disk, so a later process is ready in seconds. ``compile_status`` says where it stands.
+:mod:`._engine`), which makes each tool round of an agent cost about what its new tokens cost. On CUDA the
+decode step is compiled and replayed as a CUDA graph; the compilation runs on a background thread while requests
+are served eagerly (:mod:`._compile`), and its kernels are cached on disk, so a later process is ready in
+seconds. ``compile_status`` says where it stands.
 
 With ``assistant_model=`` (a Gemma 4 multi-token-prediction drafter such as
 ``google/gemma-4-E4B-it-assistant``) generation goes through transformers' assisted decoding, which verifies
@@ -15,8 +15,8 @@ every drafted token with the main model: at temperature 0 the output is identica
 re-prefills the prompt on each call (transformers' assisted decoding manages its own cache).
 
 A multimodal checkpoint (``Gemma4ForConditionalGeneration``: E2B/E4B see and hear, 26B/31B see) takes images and
-audio as content parts of user messages; :mod:`agentkit.backends._hf_media` expands their placeholders and keeps
-their keys/values in the cache across steps like any other prompt tokens.
+audio as content parts of user messages; :mod:`._media` expands their placeholders and keeps their keys/values
+in the cache across steps like any other prompt tokens.
 
 Install with ``pip install -e '.[transformers]'`` in the agentkit checkout; torch and transformers are imported
 when a backend is created, not when agentkit is.
@@ -36,9 +36,9 @@ from typing import Any
 
 from agentkit.errors import BackendError, ModelNotFound, UserError
 
-from ._hf_compat import import_transformers, patch_gemma4_assistant_kv_sharing
-from ._hf_context import choose_cache_len
-from .base import Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
+from ..base import Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
+from ._context import choose_cache_len
+from .compat import import_transformers, patch_gemma4_assistant_kv_sharing
 
 __all__ = ["TemplateDriftWarning", "TransformersBackend"]
 
@@ -107,7 +107,7 @@ class TransformersBackend:
         hf = import_transformers()
         import torch
 
-        from ._hf_engine import Engine
+        from ._engine import Engine
 
         self._device = _pick_device(device)
         self._dtype = _pick_dtype(dtype, self._device)
@@ -123,7 +123,7 @@ class TransformersBackend:
             self._model_name = str(getattr(model, "name_or_path", "") or type(model).__name__)
             self._model.to(self._device)
         self._model.eval()
-        from ._hf_media import MediaEncoder
+        from ._media import MediaEncoder
 
         self._media = (
             MediaEncoder.load(hf, self._model, self._tokenizer, self._model_name)
@@ -149,7 +149,7 @@ class TransformersBackend:
         )
         self._engine.limit_why = limit.why
         self._processors = list(logits_processors)
-        from ._hf_grammar import Grammars, xgrammar_missing
+        from ._grammar import Grammars, xgrammar_missing
 
         self._grammar_missing = xgrammar_missing()
         # The mask must be as wide as the logits: the model's vocabulary (padded), not the tokenizer's.
@@ -217,7 +217,7 @@ class TransformersBackend:
         status = self._engine.compile_status
         if status.state == "off":
             return str(status)
-        from ._hf_compile import cache_size, compile_cache_dir
+        from ._compile import cache_size, compile_cache_dir
 
         root = compile_cache_dir()
         files, size = cache_size(root)
@@ -325,7 +325,7 @@ class TransformersBackend:
             # Last, so it masks whatever the other processors left: a call stays well-formed whatever they do.
             processors.append(self._grammars.processor(request.grammar, len(ids)))
         if self._assistant is not None:
-            from ._hf_assisted import generate_assisted
+            from ._assisted import generate_assisted
 
             return generate_assisted(
                 self._model,

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from ._hf_compat import import_transformers
+from .compat import import_transformers
 
 __all__ = [
     "ATTENTION",

@@ -12,7 +12,7 @@ back is what reusing the longest common prefix needs when a prompt diverges from
 
 - CPU/MPS: a growing cache (``DynamicLayer``), eager forward passes — simple, and fast enough for small models.
 - CUDA: a preallocated cache (``StaticLayer``, fixed addresses). The decoder layers are compiled on a
-  background thread (:mod:`._hf_compile`) while requests run eagerly; every forward pass over the static cache
+  background thread (:mod:`._compile`) while requests run eagerly; every forward pass over the static cache
   is captured by hand as CUDA graphs — one per input length (the decode step, 64- and 256-token prefill chunks)
   and per attention view (a power-of-two prefix of the cache). Stock eager decoding is launch-bound (thousands
   of kernel launches per token); a replay is one launch. Measured with an E4B-shaped model: 188 tokens/s on an
@@ -37,8 +37,8 @@ import torch
 
 from agentkit.errors import ContextTooLong
 
-from ._hf_compat import cache_argument, import_transformers
-from ._hf_compile import BackgroundCompile, CompileStatus, RegionalCompiler, install_attention, use_persistent_cache
+from ._compile import BackgroundCompile, CompileStatus, RegionalCompiler, install_attention, use_persistent_cache
+from .compat import cache_argument, import_transformers
 
 log = logging.getLogger("agentkit.backends.transformers")
 _nullcontext = contextlib.nullcontext
@@ -362,7 +362,7 @@ class Engine:
     def _forward(self, ids: Sequence[int], **inputs: Any) -> torch.Tensor:
         """Prefill ``ids`` after the cached prefix; return the logits of the last position ``[1, vocab]``.
 
-        ``inputs`` go to the model as well (the media features of a multimodal prompt, see ``_hf_media``).
+        ``inputs`` go to the model as well (the media features of a multimodal prompt, see ``_media``).
         """
         start = len(self.cache_ids)
         if self.static and start == 0 and not inputs and len(ids) <= self.fresh_prefill_max:

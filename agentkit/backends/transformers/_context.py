@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentkit.errors import BackendError, UserError
 
-from ._hf_compat import cache_argument, import_transformers
+from .compat import cache_argument, import_transformers
 
 if TYPE_CHECKING:  # torch is imported where it is used: importing the backend module must not need the extra
     import torch

@@ -36,8 +36,8 @@ from agentkit.gemma4.prompt import Prompt
 from agentkit.gemma4.tokens import AUDIO, IMAGE, VIDEO
 from agentkit.messages import TextPart, UserMessage
 
-from ._openai_media import _bytes, _entry, _mime
-from .base import GenerationRequest
+from .._openai_media import _bytes, _entry, _mime
+from ..base import GenerationRequest
 
 __all__ = ["MediaEncoder", "MediaItem", "conversation_media"]
 

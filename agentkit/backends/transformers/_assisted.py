@@ -19,7 +19,7 @@ import torch
 from agentkit.backends.base import SamplingParams
 from agentkit.errors import ContextTooLong
 
-from ._hf_engine import Detokenizer, GenerationResult, LogitsProcessor
+from ._engine import Detokenizer, GenerationResult, LogitsProcessor
 
 __all__ = ["generate_assisted"]
 
