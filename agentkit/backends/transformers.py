@@ -40,7 +40,7 @@ from ._hf_compat import import_transformers, patch_gemma4_assistant_kv_sharing
 from ._hf_context import choose_cache_len
 from .base import Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
 
-__all__ = ["TemplateDriftWarning", "TransformersBackend"]
+__all__ = ["TemplateDriftWarning", "TransformersBackend", "patch_gemma4_assistant_kv_sharing"]
 
 
 class TemplateDriftWarning(UserWarning):
