@@ -214,6 +214,54 @@ def test_layer_boundaries(package: str, allowed: tuple[str, ...]) -> None:
     assert offenders == []
 
 
+# The layers of README's diagram, top to bottom: a module may import its own layer and those below it, never one
+# above. A new top-level module must be placed here (and in the diagram) before this test passes.
+LAYERS: dict[str, int] = {
+    "cli": 7,
+    "tui": 7,
+    "batch": 7,  # batches of agent runs (agentkit batch): beside the command line, whose helpers it shares
+    "assemble": 6,
+    "testing": 6,
+    "agent": 5,
+    "options": 5,
+    "output": 5,
+    "tracing": 5,
+    "_sync": 5,
+    "tools": 4,
+    "toolsets": 4,
+    "mcp": 4,
+    "events": 4,
+    "sessions": 4,
+    "_session": 4,
+    "display": 4,
+    "backends": 3,
+    "messages": 2,
+    "gemma4": 1,
+    "errors": 0,
+}
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[1]
+    assert top in LAYERS, f"{module}: place agentkit.{top} in LAYERS (and README's diagram)"
+    return LAYERS[top]
+
+
+def test_no_module_imports_a_layer_above_its_own() -> None:
+    upward = []
+    for name in MODULES:
+        if name == "agentkit":
+            continue  # the public surface: it names everything, lazily
+        for target, imported in _imports(name, module_level=False):
+            if target == "agentkit":
+                # The public names are the CLI's and TUI's (and tests') way in; below them only the version.
+                if imported != "__version__" and _layer(name) < LAYERS["testing"]:
+                    upward.append(f"{name} imports agentkit.{imported}")
+            elif _layer(target) > _layer(name):
+                upward.append(f"{name} imports {target}")
+    assert sorted(set(upward)) == []
+
+
 def test_the_private_rule_sees_what_it_must() -> None:
     # A private module is its package's: visible to the package and its subpackages, to nobody else.
     assert _owner("agentkit.backends._http") == "agentkit.backends"
