@@ -287,7 +287,9 @@ class SessionStore:
             except RecursionError:  # defensive: a file must never end the listing
                 problems[path.name] = "nested too deeply to be a session"
                 continue
-            infos.append(SessionInfo(s.id, s.title, s.created_at, s.updated_at, s.backend, s.model, len(s.messages)))
+            infos.append(
+                SessionInfo(s.id, s.title, s.created_at, s.updated_at, s.backend, s.model, len(s.conversation))
+            )
         infos.sort(key=lambda i: i.updated_at, reverse=True)
         return infos, dict(sorted(problems.items()))
 
