@@ -4,7 +4,6 @@ Errors are split by who has to act (the pattern pydantic-ai and httpx use):
 
     AgentkitError
     ├── UserError                 the developer or user asked for something invalid (bad URL, bad flag)
-    ├── ParseError                model output could not be parsed (usually fed back to the model instead)
     ├── BackendError              talking to an inference engine failed
     │   ├── BackendUnavailable    cannot connect / server went away (retried with backoff)
     │   ├── ModelNotFound         the engine is up but does not have the model
@@ -36,7 +35,6 @@ __all__ = [
     "ContextTooLong",
     "ModelNotFound",
     "OutputValidationError",
-    "ParseError",
     "SandboxError",
     "SandboxUnavailable",
     "SessionCorrupt",
@@ -57,10 +55,6 @@ class AgentkitError(Exception):
 
 class UserError(AgentkitError):
     """Raised when the caller asked for something invalid: a bad backend URL, option or argument."""
-
-
-class ParseError(AgentkitError):
-    """Raised when model output cannot be parsed and there is no model to tell about it."""
 
 
 class BackendError(AgentkitError):

@@ -37,6 +37,7 @@ import typing_extensions
 from agentkit import gemma4
 from agentkit.errors import OutputValidationError, ToolError, UserError
 from agentkit.gemma4.flatten import CONSTRAINT_NOTES, GRAMMAR_BOUNDS
+from agentkit.gemma4.partial import parse_partial_object
 from agentkit.tools.runtime import Tool
 
 __all__ = ["FINAL_RESULT", "OutputAttempts", "OutputSpec", "PartialCallReader", "output_spec"]
@@ -350,18 +351,15 @@ class OutputAttempts:
 
 
 _CALL_OPEN = f"{gemma4.tokens.TOOL_CALL_START}call:{FINAL_RESULT}{{"
-_DELIM = gemma4.tokens.STRING_DELIM
 _TAIL = len(gemma4.tokens.TOOL_CALL_END) - 1  # enough to see the marker arrive split over pieces
-_CLOSERS = {"{": "}", "[": "]"}
 
 
 class PartialCallReader:
     """Reads one generation as it streams and returns the ``final_result`` arguments written so far.
 
-    The prefix of a call is closed the way it would end (an open string, then open lists and objects) and
-    parsed with the protocol's value parser; an element cut in the middle (a half-written key, ``tru``) is
-    dropped back to the last complete one. What comes out is parsed, not validated: fields may be missing
-    and the last string may still grow. The finished call goes through the loop's parser and validation.
+    The prefix of a call is closed where it was cut and parsed (:func:`~agentkit.gemma4.partial.parse_partial_object`).
+    What comes out is parsed, not validated: fields may be missing and the last string may still grow. The
+    finished call goes through the loop's parser and validation.
     """
 
     def __init__(self, wrapped: bool) -> None:
@@ -405,7 +403,7 @@ class PartialCallReader:
         self._buffer = [arguments]
         self._parsed_at = self._length
         self._done = complete
-        value = _parse_prefix(arguments)
+        value = parse_partial_object(arguments)
         if value is None:
             return None
         if self._wrapped:
@@ -416,56 +414,3 @@ class PartialCallReader:
             return None
         self._last = value
         return value
-
-
-def _parse_prefix(text: str) -> dict[str, Any] | None:
-    """``text`` (starting with ``{``) closed where it was cut and parsed; None if nothing complete yet."""
-    stack: list[str] = []
-    cuts: list[tuple[int, tuple[str, ...]]] = []  # (end of a complete prefix, containers open there)
-    in_string = False
-    i = 0
-    while i < len(text):
-        if text.startswith(_DELIM, i):
-            in_string = not in_string
-            i += len(_DELIM)
-            continue
-        char = text[i]
-        if not in_string:
-            if char in _CLOSERS:
-                stack.append(char)
-                cuts.append((i + 1, tuple(stack)))
-            elif char in "}]":
-                if not stack:
-                    break
-                stack.pop()
-                if not stack:  # the arguments are complete
-                    return _try_parse(text[: i + 1])
-            elif char == ",":
-                cuts.append((i, tuple(stack)))
-        i += 1
-    tail = text
-    if in_string:
-        for n in range(len(_DELIM) - 1, 0, -1):  # a delimiter cut in half
-            if tail.endswith(_DELIM[:n]):
-                tail = tail[:-n]
-                break
-        closed = _try_parse(tail + _DELIM + "".join(_CLOSERS[c] for c in reversed(stack)))
-        if closed is not None:
-            return closed
-    else:
-        closed = _try_parse(tail + "".join(_CLOSERS[c] for c in reversed(stack)))
-        if closed is not None:
-            return closed
-    for end, open_at in reversed(cuts[-4:]):  # the last element was cut: drop it
-        closed = _try_parse(text[:end] + "".join(_CLOSERS[c] for c in reversed(open_at)))
-        if closed is not None:
-            return closed
-    return None
-
-
-def _try_parse(text: str) -> dict[str, Any] | None:
-    try:
-        value = gemma4.parse_value(text)
-    except gemma4.ValueSyntaxError:
-        return None
-    return value if isinstance(value, dict) else None

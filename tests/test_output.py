@@ -397,13 +397,13 @@ def test_a_long_answer_is_parsed_a_logarithmic_number_of_times(monkeypatch: pyte
     import agentkit.output as output_module
 
     parsed: list[int] = []
-    real = output_module._parse_prefix
+    real = output_module.parse_partial_object
 
     def counting(text: str) -> dict[str, object] | None:
         parsed.append(len(text))
         return real(text)
 
-    monkeypatch.setattr(output_module, "_parse_prefix", counting)
+    monkeypatch.setattr(output_module, "parse_partial_object", counting)
     raw = answer({"value": [f"line {i}" for i in range(2000)]})  # about 30,000 characters
     reader = PartialCallReader(wrapped=True)
     seen = [v for i in range(0, len(raw), 3) if (v := reader.feed(raw[i : i + 3])) is not None]

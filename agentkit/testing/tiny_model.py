@@ -16,13 +16,14 @@ then a real check (it used to pass in a ``.[dev]`` virtualenv, and every test us
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agentkit.backends.transformers.compat import import_transformers, patch_gemma4_assistant_kv_sharing
+from agentkit.backends.transformers.compat import patch_gemma4_assistant_kv_sharing
 from agentkit.gemma4.tokens import CONTROL_TOKENS, EOS, STOP_MARKERS
 
 _MISSING = [m for m in ("torch", "transformers", "tokenizers") if importlib.util.find_spec(m) is None]
@@ -31,6 +32,12 @@ if _MISSING:
         f"agentkit.testing.tiny_model needs {', '.join(_MISSING)} (the transformers extra): in the agentkit "
         "checkout, pip install torch==2.13.0, then pip install -e '.[transformers]'"
     )
+
+
+def _transformers() -> Any:
+    """transformers, imported when a model is built (seconds); ``Any`` because it is largely untyped."""
+    return importlib.import_module("transformers")
+
 
 __all__ = [
     "MEDIA_TOKENS",
@@ -103,7 +110,7 @@ def tiny_text_config(vocab_size: int, **overrides: Any) -> Any:
         "bos_token_id": 2,
     }
     fields.update(overrides)
-    return import_transformers().Gemma4TextConfig(**fields)
+    return _transformers().Gemma4TextConfig(**fields)
 
 
 # A Gemma 4 chat template for text conversations without tools, written after the protocol doc's prompt
@@ -149,7 +156,7 @@ def build_tiny_tokenizer(
     tokenizer does (``tokenizer.image_token``, ``boi_token`` ...), which multimodal processing reads. The default
     vocabulary is left as it was, so text-only models keep their token ids.
     """
-    hf = import_transformers()  # first: its ImportError names the extra, which also brings tokenizers
+    hf = _transformers()
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     special = [*SPECIAL_TOKENS, *_MEDIA_MARKERS] if media else list(SPECIAL_TOKENS)
@@ -200,7 +207,7 @@ def build_tiny_gemma4(
     """
     import torch
 
-    hf = import_transformers()
+    hf = _transformers()
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,7 +260,7 @@ def build_tiny_gemma4_multimodal(
     """
     import torch
 
-    hf = import_transformers()
+    hf = _transformers()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tiny_tokenizer(media=True)
@@ -331,7 +338,7 @@ def build_tiny_drafter(out_dir: str | Path, target: str | Path, *, seed: int = 1
     """
     import torch
 
-    hf = import_transformers()
+    hf = _transformers()
     patch_gemma4_assistant_kv_sharing()
 
     # The raw config.json, not the config object: per-layer fields (the full-attention head size) are only
