@@ -9,9 +9,13 @@ so this module needs nothing from the loop.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -21,6 +25,7 @@ from agentkit.messages import Conversation, from_dicts, to_dicts
 
 __all__ = [
     "EVENT_NAMES",
+    "STOP_REASONS",
     "AgentEvent",
     "Notice",
     "NoticeLevel",
@@ -35,6 +40,8 @@ __all__ = [
     "ToolCallCounts",
     "ToolCallFinished",
     "ToolCallStarted",
+    "describe_stop",
+    "to_jsonable",
 ]
 
 
@@ -230,3 +237,43 @@ EVENT_NAMES: Mapping[type, str] = MappingProxyType(
         RunFinished: "run_finished",
     }
 )
+
+
+# What `--json` output and batch result records are made of: the CLI and the batch runner share these words.
+STOP_REASONS: Mapping[str, str] = {
+    "completed": "finished",
+    "max_steps": "stopped at the step limit before a final answer (raise it with --max-steps)",
+    "repeated_call": "stopped because the model kept repeating the same tool call",
+    "max_tokens": "the answer was cut off at the token limit of one reply (raise it with --max-tokens)",
+    "max_output": "stopped because the run used up its output token budget",
+    "cancelled": "cancelled before it finished",
+}
+
+
+def describe_stop(stop_reason: str) -> str:
+    """Why a run ended, in words (``RunResult.stop_reason`` is a code for programs)."""
+    return STOP_REASONS.get(stop_reason, f"stopped ({stop_reason})")
+
+
+def to_jsonable(value: Any) -> Any:
+    """Events and results as plain JSON values (dataclasses, pydantic models, enums, paths, dates)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, enum.Enum):
+        return to_jsonable(value.value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    dump: Callable[..., Any] | None = getattr(value, "model_dump", None)
+    if callable(dump):
+        return to_jsonable(dump(mode="json"))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return repr(value)

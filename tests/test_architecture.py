@@ -219,7 +219,7 @@ def test_layer_boundaries(package: str, allowed: tuple[str, ...]) -> None:
 LAYERS: dict[str, int] = {
     "cli": 7,
     "tui": 7,
-    "batch": 7,  # batches of agent runs (agentkit batch): beside the command line, whose helpers it shares
+    "batch": 6,  # batches of agent runs (run_batch, agentkit batch): a library the command line drives
     "assemble": 6,
     "testing": 6,
     "agent": 5,

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from agentkit.errors import AgentkitError
+from agentkit.events import describe_stop, to_jsonable
 
 from .files import BatchTask
 
@@ -32,8 +33,6 @@ T = TypeVar("T")
 
 async def run_task(make_agent: AgentFactory, task: BatchTask, timeout_s: float) -> dict[str, Any]:
     """Run one task to its result record; never raises for the task's own failures (the record says them)."""
-    from agentkit.cli.common import describe_stop, to_jsonable
-
     start = time.perf_counter()
     record: dict[str, Any] = {"id": task.id, "task": task.task}
     try:

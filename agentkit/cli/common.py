@@ -6,15 +6,10 @@ so no user mistake ever ends in a traceback.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import json
 import os
 import re
 import sys
-from collections.abc import Callable
-from datetime import date, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from agentkit.display import terminal_safe
@@ -26,6 +21,7 @@ from agentkit.errors import (
     UserError,
     WorkersUnavailable,
 )
+from agentkit.events import STOP_REASONS, describe_stop, to_jsonable
 
 from .config import (
     DEFAULT_TRANSFORMERS_SIZE,
@@ -204,45 +200,6 @@ def resolve_session_id(store: SessionStore, given: str) -> str:
         shown = ", ".join(matches[:5]) + (" ..." if len(matches) > 5 else "")
         raise UserError(f"session id {given!r} is ambiguous: it starts {len(matches)} sessions ({shown}); give more")
     return given  # loading it says that it does not exist, and where it looked
-
-
-STOP_REASONS = {
-    "completed": "finished",
-    "max_steps": "stopped at the step limit before a final answer (raise it with --max-steps)",
-    "repeated_call": "stopped because the model kept repeating the same tool call",
-    "max_tokens": "the answer was cut off at the token limit of one reply (raise it with --max-tokens)",
-    "max_output": "stopped because the run used up its output token budget",
-    "cancelled": "cancelled before it finished",
-}
-
-
-def describe_stop(stop_reason: str) -> str:
-    """Why a run ended, in words (``RunResult.stop_reason`` is a code for programs)."""
-    return STOP_REASONS.get(stop_reason, f"stopped ({stop_reason})")
-
-
-def to_jsonable(value: Any) -> Any:
-    """Events and results as plain JSON values (dataclasses, pydantic models, enums, paths, dates)."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, enum.Enum):
-        return to_jsonable(value.value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    dump: Callable[..., Any] | None = getattr(value, "model_dump", None)
-    if callable(dump):
-        return to_jsonable(dump(mode="json"))
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return repr(value)
 
 
 def format_arguments(arguments: dict[str, Any], limit: int | None = 120) -> str:
