@@ -267,8 +267,12 @@ _CODE_ARGUMENTS = {"code", "source", "script", "program"}
 
 
 def _argument_block(request: ToolCallRequest, key: str, value: str) -> RenderableType:
-    """A long string argument in full: syntax-highlighted when it is code, line-numbered, never cut."""
-    text = terminal_safe(value)
+    """A long string argument in full: syntax-highlighted when it is code, line-numbered, never cut.
+
+    The newline that ends the last line is not drawn as a numbered empty line of its own, so the numbers end
+    at the count the heading gives (``str.splitlines``); a blank line before it still shows.
+    """
+    text = terminal_safe(value.removesuffix("\n"))
     path = request.arguments.get("path")
     if key in _CODE_ARGUMENTS or "python" in request.name:
         lexer = "python"
@@ -381,13 +385,45 @@ def _with_media(task: str, images: list[str], audio: list[str]) -> str | list[di
             if not path.is_file():
                 problem = "is a directory" if path.is_dir() else "does not exist"
                 raise UserError(f"--{kind} {raw}: the file {problem}")
-            try:
-                with path.open("rb"):
-                    pass
-            except OSError as exc:
-                raise UserError(f"--{kind} {raw}: cannot read it ({exc.strerror})") from exc
+            _check_media_kind(kind, raw, path)
             parts.append({"type": kind, "path": str(path.resolve())})
     return [*parts, {"type": "text", "text": task}]
+
+
+# Leading bytes of the common formats, to catch a picture given as --audio (or a clip as --image) here, with the
+# flag to use, rather than as a server's decoding error. Formats not listed here are passed on unjudged.
+_MEDIA_SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", 0, "image", "a PNG image"),
+    (b"\xff\xd8\xff", 0, "image", "a JPEG image"),
+    (b"GIF8", 0, "image", "a GIF image"),
+    (b"WEBP", 8, "image", "a WebP image"),
+    (b"BM", 0, "image", "a BMP image"),
+    (b"WAVE", 8, "audio", "a WAV clip"),
+    (b"fLaC", 0, "audio", "a FLAC clip"),
+    (b"OggS", 0, "audio", "an Ogg clip"),
+    (b"ID3", 0, "audio", "an MP3 clip"),
+)
+
+
+def _check_media_kind(kind: str, raw: str, path: Path) -> None:
+    """Refuse a file that is plainly the other kind of media (or text), naming the flag it needs."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        raise UserError(f"--{kind} {raw}: cannot read it ({exc.strerror})") from exc
+    for signature, offset, found, what in _MEDIA_SIGNATURES:
+        if head[offset : offset + len(signature)] == signature:
+            if found != kind:
+                raise UserError(f"--{kind} {raw}: the file is {what}, not {kind}; pass it with --{found}")
+            return
+    if not head:
+        raise UserError(f"--{kind} {raw}: the file is empty")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return  # binary in a format not listed above: the backend decides
+    raise UserError(f"--{kind} {raw}: the file is text, not {kind}; put text in the task itself")
 
 
 def build_agent(

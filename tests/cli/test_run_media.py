@@ -94,3 +94,32 @@ def test_a_missing_or_unreadable_media_file_is_a_usage_error(
     assert main(["run", "-b", url, flag, str(tmp_path), "hi"]) == 2
     err = capsys.readouterr().err
     assert "is a directory" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "content", "said"),
+    [
+        ("--audio", b"\x89PNG\r\n\x1a\n" + bytes(40), "is a PNG image, not audio; pass it with --image"),
+        ("--audio", b"\xff\xd8\xff\xe0" + bytes(40), "is a JPEG image, not audio; pass it with --image"),
+        ("--image", b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40), "is a WAV clip, not image; pass it with --audio"),
+        ("--image", b"fLaC" + bytes(40), "is a FLAC clip, not image; pass it with --audio"),
+        ("--image", b"a note, not a picture\n", "is text, not image"),
+        ("--audio", b"", "is empty"),
+    ],
+)
+def test_media_of_the_wrong_kind_is_refused_with_the_right_flag(
+    flag: str, content: bytes, said: str, scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """Before, a picture passed as --audio went to the model as a clip (the scripted backend took it silently)."""
+    media = tmp_path / "media.bin"
+    media.write_bytes(content)
+    assert main(["run", "-b", scripted(["x<turn|>"]), flag, str(media), "hi"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
+
+
+def test_media_in_a_format_not_recognised_is_passed_on(scripted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Only files that are plainly the other kind are refused: an unlisted binary format is the backend's call."""
+    media = tmp_path / "clip.m4a"
+    media.write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(range(256)))
+    assert main(["run", "-b", scripted(["x<turn|>"]), "--audio", str(media), "hi"]) == 0

@@ -250,3 +250,19 @@ def test_sessions_json_output_is_inert_and_lossless(capsys) -> None:  # type: ig
         assert_inert(out)
         data = json.loads(out)
         assert (data[0]["title"] if isinstance(data, list) else data["messages"][0]["content"]) == evil
+
+
+@pytest.mark.parametrize(("code", "lines"), [("a = 1\nb = 2\nprint(a + b)\n", 3), ("a = 1\nb = 2\n\n", 3)])
+def test_approval_numbers_as_many_lines_as_it_says(code: str, lines: int) -> None:
+    """Code ending in a newline was numbered one line past the "(N lines, ...)" heading, an empty last line."""
+    from rich.console import Console
+
+    request = ToolCallRequest("c1", "run_python", {"code": code}, True)
+    shown, _ = call_for_approval(request)
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(shown)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert f"({lines} lines," in text
+    numbered = [line.split()[0] for line in text.splitlines()[2:] if line.strip()]
+    numbered += [line.strip() for line in text.splitlines()[2:] if line.strip().isdigit()]
+    assert str(lines) in numbered and str(lines + 1) not in numbered, text
