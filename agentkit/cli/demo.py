@@ -114,7 +114,8 @@ def demo_backend(*, chunk_size: int = 4, delay_s: float = 0.004) -> Any:
     """A scripted backend that plays :func:`demo_model` for every request, streamed in small visible pieces."""
     from agentkit.testing import ScriptedBackend
 
-    return ScriptedBackend([demo_model] * 200, chunk_size=chunk_size, delay_s=delay_s, model="agentkit-demo (scripted)")
+    # The TUI's status line adds the engine's name, "(scripted)", itself.
+    return ScriptedBackend([demo_model] * 200, chunk_size=chunk_size, delay_s=delay_s, model="agentkit-demo")
 
 
 def _tools_available() -> tuple[str, ...]:
@@ -170,14 +171,30 @@ def demo_command(args: argparse.Namespace) -> int:
 
 def demo_app(settings: Settings, sessions: Path, backend: Any = None) -> Any:
     """The terminal assistant on the demo's scripted model and tools; sessions go to ``sessions``, not yours."""
+    from rich.text import Text
+
     from agentkit import SessionStore
     from agentkit.tui import AgentkitApp
 
     from .common import agent_factory
 
     agents = agent_factory(settings, backend=backend if backend is not None else demo_backend())
+    # The app takes the whole screen, so what the command line demo prints first is said here: that this is a
+    # demo, and a task to send (already in the message box).
+    welcome = Text.assemble(
+        ("◆ agentkit demo\n\n", "bold"),
+        "A scripted stand-in plays the model: its replies are canned, no Gemma 4 is running. The tools, the "
+        "approval questions, the sandbox and the streaming are real, in a temporary folder with sales.csv.\n\n",
+        "Press Enter to send the task in the message box. For a real model: agentkit chat.\n\n",
+        ("Enter sends · Ctrl+J new line · / commands · Esc cancels · Ctrl+Q quits", "dim"),
+    )
     return AgentkitApp(
-        agents.backend, options=agents.options, store=SessionStore(sessions), backend_url="scripted:agentkit-demo"
+        agents.backend,
+        options=agents.options,
+        store=SessionStore(sessions),
+        backend_url="scripted:agentkit-demo",
+        welcome=welcome,
+        prompt=DEMO_TASK,
     )
 
 
@@ -188,6 +205,5 @@ def _demo_tui(settings: Settings, sessions: Path) -> int:
         from agentkit.errors import UserError
 
         raise UserError("agentkit demo --tui needs a terminal; without one, run agentkit demo")
-    print(f"ask anything, e.g.: {DEMO_TASK}", file=sys.stderr)
     demo_app(settings, sessions).run()
     return EXIT_OK

@@ -128,13 +128,18 @@ class AgentkitApp(App[None]):
         backend_factory: Callable[[str], Backend] = build_backend,
         show_sidebar: bool | None = None,
         history_path: Path | None = None,
+        welcome: Text | None = None,
+        prompt: str = "",
     ) -> None:
         """``options`` are the settings of every agent the app makes (tools, toolsets, system prompt, ...); the
         app sets ``store``, ``session_id``, ``ask`` and ``thinking`` itself. ``backend_factory`` builds the
         backend a URL typed in the model picker names. ``history_path`` is where sent messages are kept for
         Up/Down: by default ``input_history.json`` next to the sessions folder (agentkit's data directory, or
-        ``AGENTKIT_HOME``)."""
+        ``AGENTKIT_HOME``). ``welcome`` replaces the card an empty chat shows (``agentkit demo --tui`` says there
+        that it is a demo), and ``prompt`` is put in the message box at start, ready to send."""
         super().__init__()
+        self._welcome = welcome if welcome is not None else WELCOME
+        self._initial_prompt = prompt
         options = options if options is not None else AgentOptions()
         # The backend and settings every agent of this app is made from; its toolsets are stopped when it closes.
         self.agents = AgentFactory(backend, options)
@@ -164,7 +169,7 @@ class AgentkitApp(App[None]):
         with Horizontal(id="body"):
             yield SessionsSidebar(id="sidebar")
             with Vertical(id="main"):
-                yield VerticalScroll(Static(WELCOME, id="welcome"), id="chat")
+                yield VerticalScroll(Static(self._welcome, id="welcome"), id="chat")
                 yield Static(id="status", markup=False)
                 menu = CommandMenu()
                 yield menu
@@ -180,7 +185,11 @@ class AgentkitApp(App[None]):
         else:
             await self.refresh_sessions()
         self._update_status()
-        self.query_one("#prompt", PromptArea).focus()
+        prompt = self.query_one("#prompt", PromptArea)
+        if self._initial_prompt:
+            prompt.load_text(self._initial_prompt)
+            prompt.move_cursor(prompt.document.end)
+        prompt.focus()
         if self.history.problem:
             self.notify(self.history.problem, title="History", severity="warning", markup=False)
 
@@ -224,7 +233,7 @@ class AgentkitApp(App[None]):
         self._follow_pending = False
         await chat.remove_children()
         if session_id is None:
-            await chat.mount(Static(WELCOME, id="welcome"))
+            await chat.mount(Static(self._welcome, id="welcome"))
         else:
             await self._replay(agent.session, chat)
         chat.scroll_end(animate=False)

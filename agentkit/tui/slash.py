@@ -133,8 +133,9 @@ class SlashCommands:
             self.app.action_pick_backend()
             return
         choices = [with_model(self.app.backend_url, m) for m in models]
+        title = f"{len(models)} model{'' if len(models) == 1 else 's'} on this server"
         self.app.run_worker(
-            self.app._pick_backend(self.app.backend_url, choices, f"{len(models)} models on this server"),
+            self.app._pick_backend(self.app.backend_url, choices, title),
             group="dialogs",
             exclusive=True,
         )

@@ -230,6 +230,31 @@ async def test_demo_in_the_terminal_assistant_asks_and_answers(tmp_path: Path) -
     assert (workspace / "report.md").read_text(encoding="utf-8").startswith("# Sales report")
 
 
+async def test_demo_in_the_terminal_assistant_says_it_is_a_demo_and_has_the_task_ready(tmp_path: Path) -> None:
+    """The hint ``demo --tui`` printed before the app took the screen was never seen: the app itself says it is a
+    demo and holds the task in the message box, so Enter alone sends it. The model is named once, not twice."""
+    from textual.widgets import Static
+
+    from agentkit.cli.demo import DEMO_TASK, demo_app, demo_backend, demo_settings
+    from agentkit.tui.widgets import PromptArea, UserMessage
+
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    app = demo_app(demo_settings(workspace, ("files",)), tmp_path / "sessions", demo_backend(chunk_size=64, delay_s=0))
+    async with app.run_test(size=(100, 30)) as pilot:
+        welcome = str(app.query_one("#welcome", Static).render())
+        assert "agentkit demo" in welcome and "canned" in welcome and "agentkit chat" in welcome
+        assert app.query_one("#prompt", PromptArea).text == DEMO_TASK
+        status = str(app.query_one("#status", Static).render())
+        assert "agentkit-demo (scripted)" in status and "(scripted) (scripted)" not in status
+        await pilot.press("enter")
+        for _ in range(500):
+            if app.query(UserMessage):
+                break
+            await pilot.pause(0.01)
+        assert app.query(UserMessage).first().text == DEMO_TASK
+
+
 def test_the_demo_model_repeats_tool_output_as_text_never_as_markup() -> None:
     from agentkit import gemma4
     from agentkit.backends.base import GenerationRequest

@@ -171,6 +171,7 @@ async def test_model_lists_the_servers_models_and_switches(store: SessionStore) 
         assert [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)] == [
             "ollama://box:11434/gemma4:e4b"  # ScriptedBackend lists its one model
         ]
+        assert app.screen.title_text == "1 model on this server"  # was "1 models"
         await pilot.press("escape")
         await type_and_send(pilot, app, "/model gemma4:26b")
         await wait_for(pilot, lambda: app.backend.model == "gemma4:26b", "the switch")
