@@ -25,7 +25,7 @@ from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, Us
 from .common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE, safe_json, terminal_safe
 from .config import DEFAULT_TRANSFORMERS_SIZE, Settings, default_backend_url, hf_model_available
 
-__all__ = ["Check", "check_backend", "check_mcp_servers", "check_sandbox", "doctor_command"]
+__all__ = ["Check", "check_backend", "check_mcp_servers", "check_sandbox", "check_tools", "doctor_command"]
 
 PROBE_WORD = "marmalade"
 PROBE_TIMEOUT_S = 180.0
@@ -224,6 +224,21 @@ def _backend_urls(settings: Settings) -> tuple[list[str], list[Check]]:
     return urls, checks
 
 
+def check_tools(settings: Settings) -> Check | None:
+    """The tools and workspace the settings name can be built, as ``run`` would build them (a configured
+    workspace that does not exist, ``files`` without one); ``None`` without tools (the workspace is then unused)."""
+    if not settings.tools:
+        return None
+    from agentkit.assemble import build_tools
+
+    target = str(settings.workspace) if settings.workspace is not None else "(no workspace)"
+    try:
+        build_tools(settings)
+    except UserError as exc:
+        return Check(f"workspace   {target}", "fail", str(exc), usage=True)
+    return Check(f"workspace   {target}", "ok", f"tools: {', '.join(settings.tools)}")
+
+
 def _print(console: Console, check: Check) -> None:
     mark, style = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "bold red")}[check.status]
     # Details quote servers and the system (error messages, paths): never let them drive the terminal.
@@ -265,6 +280,10 @@ def doctor_command(args: argparse.Namespace, settings: Settings) -> int:
         return out
 
     checks += asyncio.run(run_checks())
+    tools = check_tools(settings)
+    if tools is not None:
+        _print(console, tools)
+        checks.append(tools)
     sandbox = check_sandbox(needed="python" in settings.tools)
     _print(console, sandbox)
     checks.append(sandbox)

@@ -206,6 +206,27 @@ def test_doctor_with_an_invalid_backend_url_exits_2_like_every_command(capsys: p
     assert "✗ backend" in capsys.readouterr().out
 
 
+def test_doctor_fails_where_run_would_on_the_workspace(  # type: ignore[no-untyped-def]
+    scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README's config example names a workspace that may not exist yet: doctor said "all good", then run refused.
+    Doctor now builds the tools as run does and fails the same way, with the same fix, for the same exit code."""
+    url = scripted(["x<turn|>"])
+    missing = tmp_path / "agentkit-workspace"
+    config = tmp_path / "readme-example.toml"
+    config.write_text(f'tools = ["search", "fetch"]\nworkspace = "{missing}"\n', encoding="utf-8")
+    assert main(["doctor", "--no-probe", "--config", str(config), "--backend", url]) == 2
+    out = capsys.readouterr().out
+    assert "✗ workspace" in out and f"mkdir -p {missing}" in out
+    assert main(["run", "--config", str(config), "--backend", url, "hi"]) == 2
+    assert main(["doctor", "--no-probe", "--tools", "files", "--backend", url]) == 2
+    assert "add --workspace DIR" in capsys.readouterr().out
+    missing.mkdir()
+    assert main(["doctor", "--no-probe", "--json", "--config", str(config), "--backend", url]) == 0
+    checks = {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["workspace"]["status"] == "ok" and checks["workspace"]["target"] == str(missing)
+
+
 def test_doctor_with_a_missing_extra_exits_3(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     from agentkit.cli import doctor
 
