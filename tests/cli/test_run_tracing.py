@@ -85,3 +85,17 @@ def test_service_name_and_the_off_switch(tmp_path: Path, receiver: tuple[str, li
     bodies.clear()
     assert run_cli(tmp_path, ["Hi.<turn|>"], {**env, "OTEL_SDK_DISABLED": "true"}).returncode == 0
     assert bodies == []
+
+
+def test_a_collector_that_is_not_running_is_one_clear_line_not_a_retry_log(tmp_path: Path) -> None:
+    """README's Jaeger line without Jaeger started: the exporter logged a "Transient error ... retrying" line per
+    retry for about 10 s after the answer. Now the command says once where the spans could not go and what to do."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = run_cli(tmp_path, ["Hi.<turn|>"], {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"})
+    assert done.returncode == 0 and done.stdout.strip() == "Hi."
+    assert f"could not be sent to http://127.0.0.1:{port}: is the OpenTelemetry collector running there?" in done.stderr
+    assert "Transient error" not in done.stderr and "Traceback" not in done.stderr
