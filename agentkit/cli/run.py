@@ -485,20 +485,27 @@ async def _run(
 
 def run_command(args: argparse.Namespace, settings: Settings, *, backend: Backend | None = None) -> int:
     """``backend`` replaces the configured one (``agentkit demo`` runs this same path on a scripted model)."""
-    if (args.session or getattr(args, "continue_last", False)) and args.no_save:
-        flag = "--session" if args.session else "--continue"
-        raise UserError(f"{flag} continues a saved session and saves the new turn; drop --no-save to continue it")
-    output_type = load_output_type(args.schema) if getattr(args, "schema", None) else None
-    task = _with_media(_read_task(args.task), getattr(args, "image", []), getattr(args, "audio", []))
-    # Questions need a person at a terminal; a task piped on stdin leaves no way to answer.
-    interactive = sys.stdin.isatty() and sys.stderr.isatty()
-    # With --schema, stdout carries only the validated JSON; any text the model writes goes to stderr.
-    human = EventPrinter(sys.stderr if output_type is not None else sys.stdout, sys.stderr)
-    human.saved = not args.no_save
-    printer: EventPrinter | JsonEventPrinter = JsonEventPrinter(sys.stdout) if args.json else human
-    agent = build_agent(
-        args, settings, ask=TerminalAsk(human) if interactive else None, output_type=output_type, backend=backend
-    )
+    try:
+        if (args.session or getattr(args, "continue_last", False)) and args.no_save:
+            flag = "--session" if args.session else "--continue"
+            raise UserError(f"{flag} continues a saved session and saves the new turn; drop --no-save to continue it")
+        output_type = load_output_type(args.schema) if getattr(args, "schema", None) else None
+        task = _with_media(_read_task(args.task), getattr(args, "image", []), getattr(args, "audio", []))
+        # Questions need a person at a terminal; a task piped on stdin leaves no way to answer.
+        interactive = sys.stdin.isatty() and sys.stderr.isatty()
+        # With --schema, stdout carries only the validated JSON; any text the model writes goes to stderr.
+        human = EventPrinter(sys.stderr if output_type is not None else sys.stdout, sys.stderr)
+        human.saved = not args.no_save
+        printer: EventPrinter | JsonEventPrinter = JsonEventPrinter(sys.stdout) if args.json else human
+        agent = build_agent(
+            args, settings, ask=TerminalAsk(human) if interactive else None, output_type=output_type, backend=backend
+        )
+    except AgentkitError as exc:
+        # A run that cannot start (no backend, a bad session id, a missing --image) ends the --json stream with
+        # the same error line as one that fails midway, so a program reading stdout always learns why.
+        if args.json:
+            JsonEventPrinter(sys.stdout).error(exc, None)
+        raise
     if not interactive and not args.yes:
         human.unaskable = set()  # filled in once the MCP servers have started and listed their tools
     try:

@@ -57,6 +57,27 @@ def test_json_mode_ends_with_an_error_event_when_the_run_fails(scripted, capsys)
     assert last["session_id"] and "no output left" in err
 
 
+def test_json_mode_ends_with_an_error_event_when_the_run_cannot_start(  # type: ignore[no-untyped-def]
+    scripted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Errors before the first event (no backend, a bad session id, a missing file) printed nothing on stdout with
+    --json: a program reading the stream saw it end empty. Now every failure ends it with the error line."""
+    url = scripted(["x<turn|>"])
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")
+    monkeypatch.setattr("agentkit.cli.config.transformers_installed", lambda: False)
+    cases = [
+        (["run", "--json", "hi"], 3, "BackendUnavailable"),
+        (["run", "--json", "-b", url, "-s", "nope", "hi"], 2, "SessionNotFound"),
+        (["run", "--json", "-b", url, "--image", str(tmp_path / "no.png"), "hi"], 2, "UserError"),
+    ]
+    for argv, code, error_type in cases:
+        assert main(argv) == code, argv
+        out, err = capsys.readouterr()
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert len(lines) == 1 and lines[0]["type"] == "error" and lines[0]["error_type"] == error_type, out
+        assert lines[0]["session_id"] is None and lines[0]["error"] in err
+
+
 def test_task_from_stdin_and_session_continued(
     scripted, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:  # type: ignore[no-untyped-def]
