@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # A newcomer's first ten minutes, scripted: a fresh clone in a fresh virtualenv under /tmp, the README's install
-# command, `agentkit --help`, `agentkit demo`, a run with the python tool on a scripted model, `doctor`, and the
-# no-backend message. Every step must succeed (or fail the documented way) with no traceback; each is timed.
+# command, `agentkit --help`, `agentkit demo`, a run with the python tool on a scripted model, `doctor`, the
+# no-backend message (also as --json), README's Python snippets as written (on a scripted model), the README config
+# example, a media file of the wrong kind, tracing with no collector running, `mcp serve` with a client, a batch, and
+# a continued session. Every step must succeed (or fail the documented way) with no traceback; each is timed.
+# (`demo --tui` and `chat` need a terminal: tests/cli/test_first_contact.py and tests/tui drive them in a pilot.)
 #
 # Usage: tools/walkthrough.sh [--with-tests]   (--with-tests also runs the README's test command in the venv)
+# With AGENTKIT_VLLM_BASE_URL set (a running vLLM server), the batch and a chat-free run also go to that server.
 # Uses the committed HEAD of this checkout (a fresh clone sees nothing else).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -60,8 +64,10 @@ step "python3 -m venv (fresh, under /tmp)" 0 python3 -m venv "$work/venv"
 . "$work/venv/bin/activate"
 step "README install: pip install -e '.[dev]'" 0 pip install -q -e '.[dev]'
 
+vllm_url="${AGENTKIT_VLLM_BASE_URL:-}"
 export AGENTKIT_HOME="$work/home" AGENTKIT_CONFIG="$work/config.toml" OLLAMA_HOST=127.0.0.1:9
 unset AGENTKIT_BACKEND AGENTKIT_MODEL AGENTKIT_TOOLS AGENTKIT_WORKSPACE PYTHONPATH || true
+unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || true
 cd "$work"
 
 step "agentkit --help" 0 agentkit --help
@@ -90,6 +96,99 @@ expect out "runs Python"
 step "agentkit run with no backend (exit 3, says what to do)" 3 agentkit run "hello"
 expect err "agentkit demo"
 expect err "pip install -e '.[transformers]'"
+
+step "agentkit run --json with no backend (exit 3, an error line on stdout)" 3 agentkit run --json "hello"
+expect out '"type": "error"'
+
+# README's Python code blocks, as written, on a scripted model (the first block of each section).
+readme_block() {  # SECTION HEADING -> the file with that section's first python block
+  python3 - "$work/agentkit/README.md" "$1" "$2" <<'PY'
+import sys
+text = open(sys.argv[1], encoding="utf-8").read().split(sys.argv[2], 1)[1]
+open(sys.argv[3], "w", encoding="utf-8").write(text.split("```python\n", 1)[1].split("```", 1)[0])
+PY
+}
+q='<|\"|>'
+cat >"$work/weather.json" <<JSON
+["<|tool_call>call:get_weather{city:${q}Paris$q}<tool_call|><|tool_response>", "It is 18 °C in Paris.<turn|>"]
+JSON
+readme_block "## Build an agent in 10 lines" "$work/ten_lines.py"
+step "README: Build an agent in 10 lines (scripted model)" 0 env AGENTKIT_BACKEND="scripted:$work/weather.json" \
+  python "$work/ten_lines.py"
+expect out "It is 18 °C in Paris."
+cat >"$work/invoice.json" <<JSON
+["<|tool_call>call:final_result{customer:${q}ACME Corp$q,lines:[${q}2 bolts$q],total:3.75}<tool_call|><|tool_response>"]
+JSON
+readme_block "## Structured output" "$work/structured.py"
+step "README: Structured output (scripted model)" 0 env AGENTKIT_BACKEND="scripted:$work/invoice.json" \
+  python "$work/structured.py"
+expect out "ACME Corp 3.75"
+cat >"$work/primes.json" <<JSON
+["<|tool_call>call:run_python{code:${q}print(*[n for n in range(2, 20) if all(n % d for d in range(2, n))], file=open('primes.txt', 'w'))$q}<tool_call|><|tool_response>", "Saved.<turn|>"]
+JSON
+readme_block "## Tools and safety" "$work/tools_section.py"
+step "README: Tools and safety, approved with y (scripted model)" 0 \
+  sh -c "echo y | AGENTKIT_BACKEND='scripted:$work/primes.json' python '$work/tools_section.py'"
+expect out "Saved."
+[ -f "$work/agent-files/primes.txt" ] || { failures=$((failures + 1)); report+=("  ...agent-files/primes.txt: not written  FAILED"); }
+cat >"$work/time.json" <<JSON
+["<|tool_call>call:get_current_time{timezone:${q}Asia/Tokyo$q}<tool_call|><|tool_response>", "Late in Tokyo.<turn|>"]
+JSON
+readme_block "## MCP" "$work/mcp_section.py"
+step "README: MCP with mcp-server-time (scripted model)" 0 env AGENTKIT_BACKEND="scripted:$work/time.json" \
+  python "$work/mcp_section.py"
+expect out "Late in Tokyo."
+
+# README's config example, as printed: its workspace does not exist yet, so doctor and run both say how to fix it.
+python3 - "$work/agentkit/README.md" "$work/readme-config.toml" <<'PY'
+import sys
+text = open(sys.argv[1], encoding="utf-8").read().split("## Configuration", 1)[1]
+open(sys.argv[2], "w", encoding="utf-8").write(text.split("```toml\n", 1)[1].split("```", 1)[0])
+PY
+step "agentkit doctor --config README's example (workspace missing: exit 2)" 2 \
+  env HOME="$work/home" agentkit doctor --no-probe --config "$work/readme-config.toml"
+expect out "mkdir -p"
+
+printf 'just text' >"$work/note.txt"
+step "agentkit run --image note.txt (a text file: exit 2)" 2 \
+  agentkit run --backend "scripted:$work/weather.json" --image "$work/note.txt" "what is this?"
+expect err "the file is text, not image"
+
+step "tracing with no collector listening (one line, bounded)" 0 env OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9 \
+  agentkit run --no-save --backend "scripted:$work/weather.json" "weather?"
+expect err "could not be sent to http://127.0.0.1:9"
+
+mkdir -p "$work/ws" && echo "hello from the workspace" >"$work/ws/a.txt"
+cat >"$work/mcp_client.py" <<'PY'
+import sys
+from agentkit import Agent
+from agentkit.mcp import MCPServerStdio
+from agentkit.testing import ScriptedBackend
+
+server = MCPServerStdio("agentkit", ["mcp", "serve", "--tools", "python,files", "-w", sys.argv[1]])
+backend = ScriptedBackend(['<|tool_call>call:read_file{path:<|"|>a.txt<|"|>}<tool_call|><|tool_response>', "ok<turn|>"])
+with Agent(backend, toolsets=[server]) as agent:
+    agent.run("read a.txt")
+    print(next(m["content"] for m in agent.messages if m["role"] == "tool"))
+PY
+step "agentkit mcp serve, read by an MCP client" 0 python "$work/mcp_client.py" "$work/ws"
+expect out "hello from the workspace"
+
+batch_backend="scripted:$work/weather.json"
+if [ -n "$vllm_url" ]; then
+  model=$(python3 -c "import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1] + '/v1/models'))['data'][0]['id'])" "$vllm_url")
+  batch_backend="vllm://${vllm_url#http://}/$model"
+fi
+printf 'What is 2+2?\n{"id": "q2", "task": "Name a river"}\n' >"$work/tasks.txt"
+step "agentkit batch (2 tasks; $batch_backend)" 1 \
+  agentkit batch "$work/tasks.txt" -o "$work/results.jsonl" --backend "$batch_backend" --max-tokens 16
+report+=("  $(wc -l <"$work/results.jsonl") results; exit 1 while a task failed (a scripted model runs out, a random one hits --max-tokens)")
+
+step "agentkit run, then -c continues it" 0 sh -c "agentkit run --backend 'scripted:$work/weather.json' 'weather?' && \
+  agentkit run -c --backend 'scripted:$work/weather.json' 'and tomorrow?'"
+step "agentkit sessions list --json (the continued session has both turns)" 0 agentkit sessions list --json
+python3 -c "import json,sys; s=json.load(open(sys.argv[1]))[0]; sys.exit(not (s['title'] == 'weather?' and s['message_count'] == 8))" \
+  "$log.out" || { failures=$((failures + 1)); report+=("  ...the newest session is not 'weather?' with 8 messages  FAILED"); }
 
 if [ "$with_tests" = 1 ]; then
   cd "$work/agentkit"
