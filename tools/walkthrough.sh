@@ -145,8 +145,9 @@ import sys
 text = open(sys.argv[1], encoding="utf-8").read().split("## Configuration", 1)[1]
 open(sys.argv[2], "w", encoding="utf-8").write(text.split("```toml\n", 1)[1].split("```", 1)[0])
 PY
-step "agentkit doctor --config README's example (workspace missing: exit 2)" 2 \
+step "agentkit doctor --config README's example (no servers: exit 3; workspace missing)" 3 \
   env HOME="$work/home" agentkit doctor --no-probe --config "$work/readme-config.toml"
+expect out "✗ workspace"
 expect out "mkdir -p"
 
 printf 'just text' >"$work/note.txt"

@@ -230,7 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor",
         parents=[common],
         help="check backends, models, tool calling and the sandbox",
-        description="Check every configured backend (reachable? model present? a one-call tool probe) and the sandbox.",
+        description=(
+            "Check every configured backend (reachable? model present? a one-call tool probe), the MCP servers, "
+            "the tools and workspace (as run builds them) and the sandbox."
+        ),
     )
     doctor.add_argument("--no-probe", action="store_true", help="skip the tool-calling probe (it runs the model)")
     doctor.add_argument("--json", action="store_true", help="print the checks as one JSON object on stdout")
