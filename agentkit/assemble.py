@@ -105,11 +105,12 @@ def backend_options(url: str, *, num_ctx: int | None = None) -> dict[str, Any]:
     )
 
 
-def build_backend(url: str, *, num_ctx: int | None = None) -> Backend:
-    """The backend at ``url`` (any registered scheme), with the context size where its engine takes one."""
+def build_backend(url: str, *, num_ctx: int | None = None, **options: Any) -> Backend:
+    """The backend at ``url`` (any registered scheme), with the context size where its engine takes one;
+    ``options`` go to the engine's constructor as they are."""
     from agentkit.backends.registry import backend_from_url
 
-    return backend_from_url(url, **backend_options(url, num_ctx=num_ctx))
+    return backend_from_url(url, **backend_options(url, num_ctx=num_ctx), **options)
 
 
 def build_tools(config: AgentConfig) -> list[Tool]:

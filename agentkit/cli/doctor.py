@@ -82,10 +82,16 @@ async def _probe(url: str, backend: Backend) -> Check:
     return Check(f"tool probe  {url}", "ok", f"called agentkit_probe in {result.timings.total_s:.1f}s")
 
 
+# Server engines retry a refused connection or a 5xx (about 4 s in all, for a server that is restarting); doctor
+# reports what is there now, so a server that is not running is said at once, not after the retries.
+_SERVER_SCHEMES = ("ollama", "vllm", "vllms")
+
+
 async def check_backend(url: str, *, probe: bool) -> list[Check]:
     """Reachability and model presence through ``backend.check()``, then optionally the tool probe."""
     try:
-        backend = build_backend(url)
+        options = {"retries": 0} if url.split(":", 1)[0].lower() in _SERVER_SCHEMES else {}
+        backend = build_backend(url, **options)
     except (UserError, ImportError) as exc:
         # A bad URL is a usage error (2); a missing extra makes the backend unavailable (3), as the README says.
         usage, missing = isinstance(exc, UserError), isinstance(exc, ImportError)

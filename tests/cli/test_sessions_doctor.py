@@ -158,9 +158,9 @@ def test_doctor_builds_each_backend_once_for_the_check_and_the_probe(
 
     built: list[str] = []
 
-    def counting(url: str):  # type: ignore[no-untyped-def]
+    def counting(url: str, **options):  # type: ignore[no-untyped-def]
         built.append(url)
-        return backend_from_url(url)
+        return backend_from_url(url, **options)
 
     monkeypatch.setattr(doctor, "build_backend", counting)
     url = scripted([call("agentkit_probe", word="marmalade"), "probe ok: marmalade<turn|>"])
@@ -204,6 +204,35 @@ def test_doctor_with_an_invalid_backend_url_exits_2_like_every_command(capsys: p
     assert main(["doctor", "--backend", "foo://x", "--no-probe"]) == 2
     assert main(["run", "--backend", "foo://x", "hi"]) == 2
     assert "✗ backend" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("scheme", ["ollama", "vllm"])
+def test_doctor_asks_a_failing_server_once_instead_of_retrying(scheme: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """doctor took about 5 s per server that was down (the backend's retries); it reports what is there now."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    requests: list[str] = []
+
+    class Down(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            self.send_response(503)
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Down)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code = main(["doctor", "--no-probe", "--backend", f"{scheme}://127.0.0.1:{server.server_port}/m"])
+    finally:
+        server.shutdown()
+    assert code in (1, 3) and "✗ backend" in capsys.readouterr().out
+    assert len(requests) == 1, requests
 
 
 def test_doctor_fails_where_run_would_on_the_workspace(  # type: ignore[no-untyped-def]
