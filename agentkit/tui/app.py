@@ -433,6 +433,15 @@ class AgentkitApp(App[None]):
         if self._worker is not None and self.running:
             self._worker.cancel()
 
+    def action_help_quit(self) -> None:
+        """Ctrl+C: while an answer streams it stops it, as Ctrl-C does in ``agentkit run``, ``llm`` or aider (Esc
+        too); otherwise Textual's hint that Ctrl+Q quits. A selection in the message box is copied first."""
+        if self.running:
+            self.action_cancel()
+            self.notify("Stopped. (Esc stops an answer too; Ctrl+Q quits.)", timeout=3)
+            return
+        super().action_help_quit()
+
     async def action_new_session(self) -> None:
         await self.switch_session(None)
         self.query_one("#prompt", PromptArea).focus()

@@ -27,7 +27,7 @@ KEYS = [
     ("Ctrl+J, Shift+Enter", "new line (Shift+Enter where the terminal reports it)"),
     ("Up / Down", "earlier messages, on the first / last line"),
     ("PageUp / PageDown", "scroll the conversation; Ctrl+Home / Ctrl+End: top / end"),
-    ("Esc", "cancel the answer being generated"),
+    ("Esc, Ctrl+C", "stop the answer being generated"),
     ("Ctrl+N", "new chat"),
     ("Ctrl+S", "sessions sidebar"),
     ("Ctrl+T", "thinking on/off"),

@@ -196,6 +196,22 @@ async def test_escape_cancels_generation_and_the_session_is_still_saved(store: S
     assert saved.messages[1]["content"].startswith("word word")
 
 
+async def test_ctrl_c_stops_the_answer_like_escape_and_only_hints_when_idle(store: SessionStore) -> None:
+    """Ctrl+C mid-answer only showed "Do you want to quit? Press ctrl+q" while the answer went on streaming."""
+    backend = ScriptedBackend(["word " * 400 + "<turn|>"], chunk_size=2, delay_s=0.01)
+    app = AgentkitApp(backend, store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "write a long essay")
+        await wait_for(pilot, lambda: len(app.query_one(AgentTurn).text) > 10, "some text streamed")
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: not app.running, "the cancellation finished")
+        assert "Cancelled" in str(app.query_one(AgentTurn).query_one(".turn-status").render())
+        assert app.is_running  # stopped the answer, not the app
+        await pilot.press("ctrl+c")  # idle: Textual's own hint, and still no exit
+        await pilot.pause()
+        assert app.is_running and any("ctrl+q" in str(n.message).lower() for n in app._notifications)
+
+
 async def test_errors_become_notifications_not_crashes(store: SessionStore) -> None:
     app = AgentkitApp(ScriptedBackend([]), store=store)  # no output left: the backend raises BackendError
     async with app.run_test(size=SIZE) as pilot:
