@@ -74,11 +74,20 @@ EXIT_CODES_HELP = """exit codes:
   130  interrupted with Ctrl-C (the session is saved)"""
 
 
+def missing_package(exc: BaseException) -> bool:
+    """Whether ``exc`` is an optional dependency that is not installed (an extra), not a bug in agentkit itself:
+    an ImportError for a module outside agentkit, raised directly or re-raised with the extra to install."""
+    if not isinstance(exc, ImportError):
+        return False
+    names = [getattr(e, "name", None) for e in (exc, exc.__cause__)]
+    return not any(name and name.split(".")[0] == "agentkit" for name in names)
+
+
 def exit_code_for(exc: BaseException) -> int:
     """The documented exit code for an error that ended a command."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    if isinstance(exc, BackendUnavailable | ModelNotFound | WorkersUnavailable):
+    if isinstance(exc, BackendUnavailable | ModelNotFound | WorkersUnavailable) or missing_package(exc):
         return EXIT_BACKEND
     if isinstance(exc, UserError):
         return EXIT_USAGE
@@ -107,6 +116,9 @@ def report_error(exc: BaseException, stream: TextIO | None = None) -> None:
     out = stream or sys.stderr
     if isinstance(exc, AgentkitError):
         print(f"agentkit: error: {terminal_safe(str(exc))}", file=out)
+    elif missing_package(exc):  # README: exit 3, "extra not installed"; the message names what to install
+        hint = "" if "pip install" in str(exc) else " (install the agentkit extra that provides it: README, Install)"
+        print(f"agentkit: error: {terminal_safe(str(exc))}{hint}", file=out)
     else:
         print(f"agentkit: internal error: {type(exc).__name__}: {terminal_safe(str(exc))}", file=out)
         print("  this is a bug; rerun with AGENTKIT_DEBUG=1 for the traceback and report it", file=out)

@@ -500,7 +500,7 @@ def run_command(args: argparse.Namespace, settings: Settings, *, backend: Backen
         agent = build_agent(
             args, settings, ask=TerminalAsk(human) if interactive else None, output_type=output_type, backend=backend
         )
-    except AgentkitError as exc:
+    except (AgentkitError, ImportError) as exc:
         # A run that cannot start (no backend, a bad session id, a missing --image) ends the --json stream with
         # the same error line as one that fails midway, so a program reading stdout always learns why.
         if args.json:

@@ -78,6 +78,24 @@ def test_json_mode_ends_with_an_error_event_when_the_run_cannot_start(  # type: 
         assert lines[0]["session_id"] is None and lines[0]["error"] in err
 
 
+def test_a_missing_extra_is_exit_3_with_the_install_command_not_an_internal_error(  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """README's exit codes: 3 for "extra not installed". The transformers backend without its extra said "internal
+    error: ImportError ... this is a bug" and exited 1."""
+    for name in [m for m in sys.modules if m.split(".")[0] in ("torch", "transformers")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    assert main(["run", "--backend", "transformers:some/model", "hi"]) == 3
+    err = capsys.readouterr().err
+    assert "agentkit: error: the transformers backend needs torch and transformers" in err
+    assert "pip install -e '.[transformers]'" in err and "internal error" not in err and "bug" not in err
+    assert main(["run", "--json", "--backend", "transformers:some/model", "hi"]) == 3
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["type"] == "error"
+
+
 def test_task_from_stdin_and_session_continued(
     scripted, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:  # type: ignore[no-untyped-def]
