@@ -101,6 +101,7 @@ step "agentkit run --json with no backend (exit 3, an error line on stdout)" 3 a
 expect out '"type": "error"'
 
 # README's Python code blocks, as written, on a scripted model (the first block of each section).
+mkdir -p "$work/ws" && echo "hello from the workspace" >"$work/ws/a.txt"
 readme_block() {  # SECTION HEADING -> the file with that section's first python block
   python3 - "$work/agentkit/README.md" "$1" "$2" <<'PY'
 import sys
@@ -123,14 +124,11 @@ readme_block "## Structured output" "$work/structured.py"
 step "README: Structured output (scripted model)" 0 env AGENTKIT_BACKEND="scripted:$work/invoice.json" \
   python "$work/structured.py"
 expect out "ACME Corp 3.75"
-cat >"$work/primes.json" <<JSON
-["<|tool_call>call:run_python{code:${q}print(*[n for n in range(2, 20) if all(n % d for d in range(2, n))], file=open('primes.txt', 'w'))$q}<tool_call|><|tool_response>", "Saved.<turn|>"]
-JSON
 readme_block "## Tools and safety" "$work/tools_section.py"
-step "README: Tools and safety, approved with y (scripted model)" 0 \
-  sh -c "echo y | AGENTKIT_BACKEND='scripted:$work/primes.json' python '$work/tools_section.py'"
-expect out "Saved."
-[ -f "$work/agent-files/primes.txt" ] || { failures=$((failures + 1)); report+=("  ...agent-files/primes.txt: not written  FAILED"); }
+{ cat "$work/tools_section.py"; echo "print(sorted(agent.tools))"; } >"$work/tools_check.py"
+step "README: Tools and safety (as written, then its agent's tools listed)" 0 sh -c "cd '$work/ws' && \
+  AGENTKIT_BACKEND='scripted:$work/weather.json' python '$work/tools_check.py'"
+expect out "'run_python'"
 cat >"$work/time.json" <<JSON
 ["<|tool_call>call:get_current_time{timezone:${q}Asia/Tokyo$q}<tool_call|><|tool_response>", "Late in Tokyo.<turn|>"]
 JSON
@@ -159,7 +157,6 @@ step "tracing with no collector listening (one line, bounded)" 0 env OTEL_EXPORT
   agentkit run --no-save --backend "scripted:$work/weather.json" "weather?"
 expect err "could not be sent to http://127.0.0.1:9"
 
-mkdir -p "$work/ws" && echo "hello from the workspace" >"$work/ws/a.txt"
 cat >"$work/mcp_client.py" <<'PY'
 import sys
 from agentkit import Agent
