@@ -7,6 +7,8 @@ Ollama and vLLM differ in what they send and read, not in how a request can fail
   ``retry_wait`` seconds, then up to twice as long each time with full jitter (at most 8 s), so that many
   requests failing together do not come back in step. A 4xx answer, a timeout while waiting for an answer (it
   would only wait again) and anything after output began are never retried: the caller would see text twice.
+  A refused connection is retried only once the server has answered this backend before (it is restarting);
+  on first contact nothing is listening at that address, and saying so at once beats four seconds of silence.
 - **The client** (:class:`LoopClient`): one pooled ``httpx.AsyncClient`` per event loop (an httpx connection pool
   belongs to the loop that opened it; sync wrappers may run a backend on several) and a concurrency limit.
 - **Errors** (:class:`ServerErrors`, in :mod:`agentkit.backends._http_errors`, re-exported here): one table from
@@ -72,17 +74,22 @@ class RetryPolicy:
         if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait <= 3600:
             raise UserError(f"retry_wait must be a number of seconds from 0 to 3600, got {wait!r}")
 
-    def retrying(self) -> AsyncRetrying:
+    def retrying(self, *, refused: bool = True) -> AsyncRetrying:
+        """Tenacity's loop for this policy; ``refused=False`` gives up at once when nothing listens."""
+
+        def worth_retrying(exc: BaseException) -> bool:
+            return is_transient(exc) and (refused or not isinstance(exc.__cause__, httpx.ConnectError))
+
         return AsyncRetrying(
             stop=stop_after_attempt(self.retries + 1),
             wait=wait_random_exponential(multiplier=self.retry_wait, max=max(self.retry_wait, MAX_RETRY_WAIT_S)),
-            retry=retry_if_exception(is_transient),
+            retry=retry_if_exception(worth_retrying),
             reraise=True,
         )
 
-    async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, attempt: Callable[[], Awaitable[T]], *, refused: bool = True) -> T:
         """``attempt()``'s result, calling it again after each transient failure while the policy allows."""
-        async for trial in self.retrying():
+        async for trial in self.retrying(refused=refused):
             with trial:
                 return await attempt()
         raise AssertionError("unreachable: tenacity either returns a result or re-raises")  # pragma: no cover
@@ -208,6 +215,7 @@ class HTTPBackend:
         self._http = client
         self._retry = retry
         self._errors = errors
+        self._answered = False  # the server has sent this backend a response (so a refused connection is a restart)
 
     @property
     def model(self) -> str:
@@ -235,6 +243,7 @@ class HTTPBackend:
             client = self._http.client()
             with self._errors.mapped(served=served):
                 response = await client.send(build(client), stream=stream)
+                self._answered = True
                 if response.status_code < 400:
                     return response
                 try:
@@ -243,7 +252,7 @@ class HTTPBackend:
                     await response.aclose()
                 raise ErrorReply(response.status_code, body)
 
-        return await self._retry.call(once) if retry else await once()
+        return await self._retry.call(once, refused=self._answered) if retry else await once()
 
     async def _open_stream(
         self,
@@ -275,7 +284,7 @@ class HTTPBackend:
                 raise
             return OpenStream(response, head, rest)
 
-        return await self._retry.call(attempt)
+        return await self._retry.call(attempt, refused=self._answered)
 
     def _json(self, data: str | bytes) -> Any:
         try:

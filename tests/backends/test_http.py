@@ -332,3 +332,39 @@ def test_the_engines_import_paths_and_lazy_exports() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+async def test_a_refused_connection_is_retried_only_once_the_server_has_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """First contact with nothing listening fails at once (README's quick start without Ollama said nothing for
+    four seconds); a server that answered before and now refuses is restarting, so that is retried."""
+    from fake_ollama import FakeOllamaServer
+
+    sent = 0
+    real_send = httpx.AsyncClient.send
+
+    async def counting(self: httpx.AsyncClient, request: httpx.Request, **kwargs: object) -> httpx.Response:
+        nonlocal sent
+        sent += 1
+        return await real_send(self, request, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", counting)
+    with FakeOllamaServer() as server:
+        url = server.url
+        backend = OllamaBackend("m", url, retries=2, retry_wait=0)
+        await backend.list_models()
+        assert sent == 1
+        await backend.aclose()  # no kept-alive connection to the old server: the next request connects anew
+    sent = 0
+    with pytest.raises(BackendUnavailable):
+        await backend.list_models()  # the same address, gone: a restart, tried three times
+    assert sent == 3
+    await backend.aclose()
+
+    sent = 0
+    never = OllamaBackend("m", url, retries=2, retry_wait=0)
+    with pytest.raises(BackendUnavailable, match="Cannot reach"):
+        await never.list_models()
+    assert sent == 1
+    await never.aclose()

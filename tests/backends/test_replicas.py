@@ -129,7 +129,7 @@ def test_backend_repeated_and_config_lists_make_replicas(tmp_path: Path) -> None
 
 
 def ollama(server: FakeOllamaServer) -> OllamaBackend:
-    return OllamaBackend(MODEL, server.url, backoff_s=0.001)
+    return OllamaBackend(MODEL, server.url, retry_wait=0.001)
 
 
 def replies(n: int, delay_s: float = 0.0) -> list[ScriptedReply]:
