@@ -39,10 +39,10 @@ backend URLs:
 """
 
 
-def _agent_options() -> argparse.ArgumentParser:
-    """Options shared by every command that builds an agent (a parent parser)."""
+def _backend_options() -> argparse.ArgumentParser:
+    """Which model to talk to (a parent parser): every command that reaches a backend takes these."""
     p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("agent options")
+    g = p.add_argument_group("backend options")
     g.add_argument(
         "--backend",
         "-b",
@@ -53,6 +53,18 @@ def _agent_options() -> argparse.ArgumentParser:
     )
     g.add_argument("--model", "-m", metavar="NAME", help="replace the model in the backend URL (gemma4:e2b, ...)")
     g.add_argument("--config", metavar="PATH", help="config file to read instead of the default one")
+    g.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="with no backend configured and no Ollama, let the in-process default download its model (~10 GB)",
+    )
+    return p
+
+
+def _agent_options() -> argparse.ArgumentParser:
+    """What the agent gets (a parent parser, beside the backend options): commands that build an agent."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("agent options")
     g.add_argument(
         "--thinking", action=argparse.BooleanOptionalAction, default=None, help="let the model think before answering"
     )
@@ -68,11 +80,6 @@ def _agent_options() -> argparse.ArgumentParser:
         default=[],
         metavar="'CMD ARGS'|URL",
         help="an MCP server whose tools the agent gets: a command (stdio) or an http(s) URL; repeatable",
-    )
-    g.add_argument(
-        "--allow-download",
-        action="store_true",
-        help="with no backend configured and no Ollama, let the in-process default download its model (~10 GB)",
     )
     return p
 
@@ -125,15 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
         # Every command's --help ends with the exit codes, its description's line breaks kept.
         return sub.add_parser(name, epilog=EXIT_CODES_HELP, formatter_class=fmt, **options)
 
-    common = _agent_options()
+    backend_only = _backend_options()
+    common = [backend_only, _agent_options()]
     sampling = _sampling_options()
 
-    chat = command("chat", parents=[common, sampling], help="open the terminal assistant (TUI)")
+    chat = command("chat", parents=[*common, sampling], help="open the terminal assistant (TUI)")
     chat.add_argument("--session", "-s", metavar="ID", help="resume a saved session")
 
     run = command(
         "run",
-        parents=[common, sampling],
+        parents=[*common, sampling],
         help="run one task; the answer goes to stdout",
         description="Run one task. The answer streams to stdout; thinking and tool activity go to stderr.",
     )
@@ -164,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     batch = command(
         "batch",
-        parents=[common, sampling],
+        parents=[*common, sampling],
         help="run many tasks from a file (one per line: plain text or JSON)",
         description=(
             'Run every task of a file, one per line: {"id": ..., "task": ...}, a JSON string, or plain text. '
@@ -228,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = command(
         "doctor",
-        parents=[common],
+        parents=common,
         help="check backends, models, tool calling and the sandbox",
         description=(
             "Check every configured backend (reachable? model present? a one-call tool probe), the MCP servers, "
@@ -240,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = command(
         "models",
-        parents=[common],
+        parents=[backend_only],
         help="list the models the backend serves",
         description=(
             "List the models the backend serves (Ollama: pulled models; vLLM: served names; transformers: the "
@@ -290,11 +298,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return resolve_settings(
         backend=args.backend,
         model=args.model,
-        thinking=args.thinking,
-        tools=args.tools,
-        workspace=args.workspace,
-        system=args.system,
-        max_steps=args.max_steps,
+        thinking=getattr(args, "thinking", None),
+        tools=getattr(args, "tools", None),
+        workspace=getattr(args, "workspace", None),
+        system=getattr(args, "system", None),
+        max_steps=getattr(args, "max_steps", None),
         config=args.config,
         mcp=getattr(args, "mcp", ()),
         sampling={

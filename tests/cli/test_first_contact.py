@@ -273,3 +273,13 @@ def test_the_demo_model_repeats_tool_output_as_text_never_as_markup() -> None:
     assert text.count("<turn|>") == 1 and text.endswith("<turn|>")
     parsed = gemma4.parse_response(text)
     assert parsed.tool_calls == [] and "best month:" in parsed.content and "write_file" in parsed.content
+
+
+def test_models_offers_only_the_options_that_mean_something_there() -> None:
+    """``agentkit models`` lists a backend's models: agent options (tools, system prompt, MCP) would be ignored."""
+    from agentkit.cli import build_parser
+
+    models_help = build_parser()._subparsers._group_actions[0].choices["models"].format_help()  # type: ignore[union-attr]
+    assert "--backend" in models_help and "--config" in models_help
+    for meaningless in ("--tools", "--workspace", "--system", "--max-steps", "--mcp", "--thinking"):
+        assert meaningless not in models_help
