@@ -4,10 +4,11 @@ agentkit's prompt carries one ``<|image|>`` / ``<|audio|>`` per media part (a us
 returned), in a trusted segment, so untrusted text can never stand for media. Gemma 4 reads an image as
 ``<|image>`` + N soft tokens + ``<image|>`` (audio: ``<|audio>`` … ``<audio|>``), N decided by the image
 processor (the resized patch grid) or by the audio feature extractor (the mel frames after the audio tower's
-two stride-2 convolutions), exactly as ``Gemma4Processor`` expands them. The processor class itself is not used: it builds a video processor that needs torchvision, which
-a CPU-only torch cannot have, so the image processor and the feature extractor are loaded on their own (from
-the checkpoint's ``processor_config.json``) and the expansion is done here, token by token, only for
-placeholders of trusted segments; the model's own ids pass through untouched.
+two stride-2 convolutions), exactly as ``Gemma4Processor`` expands them. The processor class itself is not
+used: it builds a video processor that needs torchvision, which a CPU-only torch cannot have, so the image
+processor and the feature extractor are loaded on their own (from the checkpoint's ``processor_config.json``)
+and the expansion is done here, token by token, only for placeholders of trusted segments; the model's own
+ids pass through untouched.
 
 KV reuse: the engine reuses the longest common prefix of token ids. Two pictures of the same size expand to the
 same ids, so ids alone cannot tell whether the cache holds *this* picture: every span the cache holds is
