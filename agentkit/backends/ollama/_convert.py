@@ -173,7 +173,9 @@ def _content(content: Any, pending_media: Iterator[Any], *, role: str) -> tuple[
         return "", []
     if isinstance(content, str):
         return content, []
-    parts = [content] if isinstance(content, Mapping) else content
+    # A tool result's mapping is its data, even with a "type" key: only a list of parts (made by
+    # agentkit.messages.to_chat from a result's typed media) carries a tool's images.
+    parts = [content] if isinstance(content, Mapping) and role != "tool" else content
     if not _is_parts(parts, known_only=role == "tool"):
         # A tool result given as a mapping or list: Ollama carries strings only, so send it as JSON text.
         return json.dumps(content, ensure_ascii=False, sort_keys=True, default=str), []
