@@ -108,7 +108,14 @@ class ToolCallPart:
     type: Literal["tool_call"] = "tool_call"
 
 
-@dataclass(frozen=True, slots=True)
+def _media_repr(part: Any) -> str:
+    """A media part without its bytes (a picture's repr would be megabytes in a log, a trace or a preview)."""
+    fields = [f"data=<{len(part.data)} bytes>"] if part.data is not None else []
+    fields += [f"{k}={getattr(part, k)!r}" for k in ("url", "path", "format") if getattr(part, k, None) is not None]
+    return f"{type(part).__name__}({', '.join(fields)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class ImagePart:
     """An image: ``data`` (bytes), ``url`` (an http(s) or data URL, or base64 text) or ``path`` (a file).
 
@@ -120,8 +127,10 @@ class ImagePart:
     path: str | None = None
     type: Literal["image"] = "image"
 
+    __repr__ = _media_repr
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class AudioPart:
     """Audio, given like an image; ``format`` (wav, mp3, flac, ogg) when the caller named it."""
 
@@ -131,13 +140,17 @@ class AudioPart:
     format: str | None = None
     type: Literal["audio"] = "audio"
 
+    __repr__ = _media_repr
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class VideoPart:
     data: bytes | None = None
     url: str | None = None
     path: str | None = None
     type: Literal["video"] = "video"
+
+    __repr__ = _media_repr
 
 
 MediaPart: TypeAlias = ImagePart | AudioPart | VideoPart

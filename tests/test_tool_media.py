@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agentkit import Agent, SessionStore, allow_all, tool
+from agentkit import Agent, Audio, Image, SessionStore, allow_all, tool
 from agentkit.backends._openai_media import openai_part
 from agentkit.backends.base import Capabilities
 from agentkit.backends.ollama import media_base64, ollama_messages
@@ -21,9 +21,7 @@ from agentkit.events import Notice
 from agentkit.gemma4 import render_prompt
 from agentkit.gemma4.tokens import AUDIO, IMAGE, VIDEO
 from agentkit.messages import (
-    Audio,
     AudioPart,
-    Image,
     ImagePart,
     ToolResult,
     UserMessage,
@@ -311,3 +309,22 @@ def test_media_that_cannot_be_read_is_a_clear_error() -> None:
     with pytest.raises(UserError, match="image, audio or video"):
         media_part({"what": 1})
     assert UserMessage((ImagePart(),)) and not has_media((ToolResult({"type": "image"}),))
+
+
+def test_the_readme_snippet_runs(tmp_path: Path) -> None:
+    """The README's "Images and audio from tools" code, on the scripted backend (no media: told in words)."""
+    import os
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("### Images and audio from tools", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps([call("plot", f"series:{Q}sales{Q}"), "Sales go up.<turn|>"]))
+    chart = tmp_path / "chart.png"
+    chart.write_bytes(PNG)
+    env = {**os.environ, "AGENTKIT_BACKEND": f"scripted:{outputs}", "CHART": str(chart)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "Sales go up."
