@@ -328,3 +328,16 @@ def test_the_readme_snippet_runs(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "Sales go up."
+
+
+def test_the_command_lines_json_and_previews_show_a_tools_picture_by_its_size() -> None:
+    from agentkit.cli.common import preview, to_jsonable
+
+    result = ["the screen", Image(PNG), ImagePart(url="https://x.org/a.png")]
+    assert to_jsonable(result) == [
+        "the screen",
+        {"type": "image", "bytes": len(PNG)},
+        {"type": "image", "url": "https://x.org/a.png"},
+    ]
+    assert preview(result, 1000) == json.dumps(to_jsonable(result))
+    assert repr(Audio(WAV)) == f"AudioPart(data=<{len(WAV)} bytes>, format='wav')"
