@@ -341,3 +341,29 @@ def test_the_command_lines_json_and_previews_show_a_tools_picture_by_its_size() 
     ]
     assert preview(result, 1000) == json.dumps(to_jsonable(result))
     assert repr(Audio(WAV)) == f"AudioPart(data=<{len(WAV)} bytes>, format='wav')"
+
+
+async def test_agentkit_serves_a_tools_picture_as_an_mcp_image_block_and_reads_it_back() -> None:
+    """``agentkit mcp serve`` the other way round: a tool's Image goes out as an MCP image block, and agentkit's
+    MCP client reads that block back as the same picture (SDK in-memory transport)."""
+    from mcp import Client
+
+    from agentkit.mcp import result_value
+    from agentkit.mcp.serve import build_server
+
+    @tool
+    def shot() -> Any:
+        """Take a screenshot."""
+        return ["the screen", Image(PNG)]
+
+    @tool
+    def echo(text: str) -> str:
+        """Echo the text."""
+        return text
+
+    async with Client(build_server([shot, echo])) as client:
+        served = await client.call_tool("shot", {})
+        plain = await client.call_tool("echo", {"text": "hi"})
+    assert [b.type for b in served.content] == ["text", "image"] and served.content[1].mime_type == "image/png"
+    assert result_value("shot", served) == ["the screen", ImagePart(PNG)]
+    assert result_value("echo", plain) == "hi"
