@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from agentkit.backends.registry import backend_from_url, register_backend
     from agentkit.errors import AgentkitError
     from agentkit.events import RunResult, RunTimings, ToolCallCounts
+    from agentkit.messages import Audio, Image
     from agentkit.options import AgentOptions
     from agentkit.sessions import Session, SessionInfo, SessionStore
     from agentkit.tools.runtime import Tool, tool
@@ -44,6 +45,8 @@ _LAZY = {
     "register_backend": "agentkit.backends.registry",
     "AgentkitError": "agentkit.errors",
     "AgentOptions": "agentkit.options",
+    "Audio": "agentkit.messages",
+    "Image": "agentkit.messages",
     "Session": "agentkit.sessions",
     "SessionInfo": "agentkit.sessions",
     "SessionStore": "agentkit.sessions",
@@ -57,7 +60,9 @@ __all__ = [
     "AgentOptions",
     "AgentkitError",
     "Approval",
+    "Audio",
     "Backend",
+    "Image",
     "RunResult",
     "RunTimings",
     "SamplingParams",

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from agentkit.backends.base import Timings, Usage
 from agentkit.gemma4.parse import TextDelta, ThinkingDelta
-from agentkit.messages import Conversation, from_dicts, to_dicts
+from agentkit.messages import AudioPart, Conversation, ImagePart, VideoPart, from_dicts, to_dicts
 
 __all__ = [
     "EVENT_NAMES",
@@ -261,6 +261,9 @@ def to_jsonable(value: Any) -> Any:
         return value
     if isinstance(value, enum.Enum):
         return to_jsonable(value.value)
+    if isinstance(value, ImagePart | AudioPart | VideoPart):  # a tool's picture: its size, not its bytes
+        size = {"bytes": len(value.data)} if value.data is not None else {}
+        return {"type": value.type, **size, **{k: v for k in ("url", "path") if (v := getattr(value, k))}}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     dump: Callable[..., Any] | None = getattr(value, "model_dump", None)

@@ -18,12 +18,22 @@ Messages: :class:`SystemMessage` (also ``developer``), :class:`UserMessage` (tex
 :class:`AssistantMessage` (text, thinking, tool calls) and :class:`ToolResult` (one call's result). Values
 inside (call arguments, tool results) are plain JSON-like data: treat them as read-only, as the conversion
 functions hand out copies.
+
+Media: :func:`media_part` is the one reader of the ways people write an image or clip (bytes, a path, a
+URL, base64, OpenAI's ``image_url``/``input_audio``); :func:`media_bytes` and :func:`media_type` give every
+engine the bytes and their type. A tool returns pictures as :func:`Image` / :func:`Audio` values; they
+travel as :attr:`ToolResult.media` and are rendered after the response, as Gemma 4's template renders a
+tool message's media parts (``<|tool_response>…<tool_response|><|image|>``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -38,9 +48,12 @@ __all__ = [
     "MEDIA_PART_TYPES",
     "AssistantMessage",
     "AssistantPart",
+    "Audio",
     "AudioPart",
     "Conversation",
+    "Image",
     "ImagePart",
+    "MediaPart",
     "Message",
     "SystemMessage",
     "TextPart",
@@ -50,9 +63,15 @@ __all__ = [
     "UserMessage",
     "UserPart",
     "VideoPart",
+    "describe_media",
+    "fill_media",
     "from_dict",
     "from_dicts",
     "has_media",
+    "is_remote",
+    "media_bytes",
+    "media_part",
+    "media_type",
     "native_prompt",
     "render_dicts",
     "session_file_adapter",
@@ -89,7 +108,14 @@ class ToolCallPart:
     type: Literal["tool_call"] = "tool_call"
 
 
-@dataclass(frozen=True, slots=True)
+def _media_repr(part: Any) -> str:
+    """A media part without its bytes (a picture's repr would be megabytes in a log, a trace or a preview)."""
+    fields = [f"data=<{len(part.data)} bytes>"] if part.data is not None else []
+    fields += [f"{k}={getattr(part, k)!r}" for k in ("url", "path", "format") if getattr(part, k, None) is not None]
+    return f"{type(part).__name__}({', '.join(fields)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class ImagePart:
     """An image: ``data`` (bytes), ``url`` (an http(s) or data URL, or base64 text) or ``path`` (a file).
 
@@ -101,8 +127,10 @@ class ImagePart:
     path: str | None = None
     type: Literal["image"] = "image"
 
+    __repr__ = _media_repr
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class AudioPart:
     """Audio, given like an image; ``format`` (wav, mp3, flac, ogg) when the caller named it."""
 
@@ -112,13 +140,17 @@ class AudioPart:
     format: str | None = None
     type: Literal["audio"] = "audio"
 
+    __repr__ = _media_repr
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class VideoPart:
     data: bytes | None = None
     url: str | None = None
     path: str | None = None
     type: Literal["video"] = "video"
+
+    __repr__ = _media_repr
 
 
 MediaPart: TypeAlias = ImagePart | AudioPart | VideoPart
@@ -130,6 +162,7 @@ if TYPE_CHECKING:
     # pydantic.
     _UserParts: TypeAlias = UserPart
     _AssistantParts: TypeAlias = AssistantPart
+    _MediaParts: TypeAlias = MediaPart
 
 
 # -- messages ---------------------------------------------------------------------------------------------
@@ -184,12 +217,18 @@ class AssistantMessage:
 
 @dataclass(frozen=True, slots=True)
 class ToolResult:
-    """What one tool call returned (any JSON-like value; ``{"error": ...}`` for a failure), by call id or name."""
+    """What one tool call returned (any JSON-like value; ``{"error": ...}`` for a failure), by call id or name.
+
+    ``media``: images or audio the tool returned (an MCP image block, a Python tool's :func:`Image`). The
+    native format renders them right after the response, as the official template does with a tool
+    message's media parts; only these typed parts ever become media, never data inside ``content``.
+    """
 
     content: Any
     call_id: str | None = None
     name: str | None = None
     role: Literal["tool"] = "tool"
+    media: tuple[_MediaParts, ...] = ()
 
 
 Message: TypeAlias = SystemMessage | UserMessage | AssistantMessage | ToolResult
@@ -234,6 +273,7 @@ def session_file_adapter() -> TypeAdapter[SessionFile]:
     namespace = globals()
     namespace["_UserParts"] = Annotated[UserPart, Field(discriminator="type")]
     namespace["_AssistantParts"] = Annotated[AssistantPart, Field(discriminator="type")]
+    namespace["_MediaParts"] = Annotated[MediaPart, Field(discriminator="type")]
     message = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolResult, Field(discriminator="role")]
     config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
     fields = {**SessionFile.__annotations__, "messages": list[message]}
@@ -246,6 +286,7 @@ def session_file_adapter() -> TypeAdapter[SessionFile]:
 _MEDIA_TYPES = {"image": "image", "image_url": "image", "audio": "audio", "input_audio": "audio", "video": "video"}
 # Content-part types that carry an image, audio or video (OpenAI's names and the short ones people write).
 MEDIA_PART_TYPES = frozenset(_MEDIA_TYPES)
+_PART_TYPES = MEDIA_PART_TYPES | {"text"}
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
@@ -293,13 +334,28 @@ def from_dict(message: Any, *, index: int = 0) -> Message:
         return AssistantMessage(tuple(parts))
     if role == "tool":
         call_id, name = message.get("tool_call_id"), message.get("name") or message.get("tool_name")
-        return ToolResult(_detach(content), str(call_id) if call_id is not None else None, str(name) if name else None)
+        call_id, name = str(call_id) if call_id is not None else None, str(name) if name else None
+        if _has_media_parts(content):  # OpenAI's form of a result with images: text and media parts
+            given = _user_content(content, index)
+            assert not isinstance(given, str)  # a list of parts stays parts
+            text = "".join(p.text for p in given if isinstance(p, TextPart))
+            return ToolResult(text, call_id, name, media=tuple(p for p in given if not isinstance(p, TextPart)))
+        return ToolResult(_detach(content), call_id, name)
     if role in ("system", "developer"):
         if isinstance(content, str) or content is None:
             return SystemMessage(content or "", role)
         texts = [p for p in _user_content(content, index) if isinstance(p, TextPart)]
         return SystemMessage(tuple(texts), role)
     raise UserError(f"message {index}: role must be one of {', '.join(_ROLES)}, not {role!r}")
+
+
+def _has_media_parts(content: Any) -> bool:
+    """Whether ``content`` is a list of content parts (text and media only) with media among them."""
+    return (
+        isinstance(content, list | tuple)
+        and all(isinstance(p, Mapping) and p.get("type") in _PART_TYPES for p in content)
+        and any(p["type"] in _MEDIA_TYPES for p in content)
+    )
 
 
 def _joined_text(content: Any) -> str:
@@ -334,7 +390,7 @@ def _user_content(content: Any, index: int) -> str | tuple[TextPart | ImagePart 
         elif part.get("type", "text") == "text":
             out.append(TextPart(str(part.get("text") or "")))
         elif part.get("type") in _MEDIA_TYPES:
-            out.append(_media(part))
+            out.append(media_part(part))
         else:
             raise UserError(
                 f"message {index} has a content part of type {part.get('type')!r}; the types are text, image, "
@@ -343,28 +399,210 @@ def _user_content(content: Any, index: int) -> str | tuple[TextPart | ImagePart 
     return tuple(out)
 
 
-def _media(part: Mapping[str, Any]) -> ImagePart | AudioPart | VideoPart:
-    """A media part from any of the forms people write: bytes, a Path, base64 or a URL, nested or not."""
-    kind = _MEDIA_TYPES[part["type"]]
+# -- media, in every form people write it: the one parser -----------------------------------------------
+
+# Leading bytes of the formats engines decode, and the MIME type each has.
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"fLaC", "audio/flac"),
+    (b"OggS", "audio/ogg"),
+    (b"ID3", "audio/mpeg"),
+    (b"\xff\xfb", "audio/mpeg"),
+)
+
+
+def media_part(part: Any, kind: str | None = None) -> ImagePart | AudioPart | VideoPart:
+    """A typed media part from any form people write one in; the one parser of those forms.
+
+    ``part`` is a content part (``{"type": "image", "image": b"..."}``, ``{"type": "image_url", "image_url":
+    {"url": ...}}``, ``{"type": "input_audio", "input_audio": {"data": ..., "format": ...}}``, ``{"type":
+    "audio", "path": ...}``), a mapping without a type (``{"data": ...}``, ``{"image": ...}``, ``{"path": ...}``:
+    a request's ``media`` entry) or a bare value (bytes, a :class:`~pathlib.Path`, a URL or base64 text).
+    ``kind`` (image, audio, video) is used where the part does not say. Nothing is read here: a path stays a
+    path, a URL a URL (:func:`media_bytes` reads them).
+    """
+    if isinstance(part, ImagePart | AudioPart | VideoPart):
+        return part
     fmt: str | None = None
-    nested = part.get(part["type"])
-    if isinstance(nested, Mapping):  # {"image_url": {"url": ...}}, {"input_audio": {"data": ..., "format": ...}}
-        fmt = nested.get("format") if isinstance(nested.get("format"), str) else None
-        nested = nested.get("url", nested.get("data"))
-    value = next((v for v in (nested, part.get("data"), part.get("url"), part.get("base64")) if v is not None), None)
-    if value is None and part.get("path") is not None:
-        value = Path(str(part["path"]))
-    fmt = fmt or (part.get("format") if isinstance(part.get("format"), str) else None)
+    if isinstance(part, Mapping):
+        named = part.get("type")
+        if named in _MEDIA_TYPES:
+            kind = _MEDIA_TYPES[named]
+        elif kind is None:
+            kind = next((k for k in ("image", "audio", "video") if part.get(k) is not None), None)
+        nested = part.get(named) if isinstance(named, str) else None
+        if isinstance(nested, Mapping):  # {"image_url": {"url": ...}}, {"input_audio": {"data": ..., "format": ...}}
+            fmt = nested.get("format") if isinstance(nested.get("format"), str) else None
+            nested = nested.get("url", nested.get("data"))
+        keys = ("data", "url", "base64", "image", "audio", "video")
+        value = next((v for v in (nested, *(part.get(k) for k in keys)) if v is not None), None)
+        if value is None and part.get("path") is not None:
+            value = Path(str(part["path"]))
+        fmt = fmt or (part.get("format") if isinstance(part.get("format"), str) else None)
+    else:
+        value = part
+    if kind is None:
+        raise UserError(f"cannot tell whether media entry {sorted(part)} is an image, audio or video; give its type")
+    if isinstance(value, os.PathLike):
+        value = Path(value)
     data = bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None
     path = str(value) if isinstance(value, Path) else None
     if value is not None and data is None and path is None and not isinstance(value, str):
-        raise UserError(f"cannot send {kind} given as {type(value).__name__}; pass bytes, a pathlib.Path or a URL")
+        raise UserError(
+            f"cannot send media of type {type(value).__name__} ({kind}); pass bytes, a pathlib.Path or a URL"
+        )
     url = value if isinstance(value, str) else None
     if kind == "image":
         return ImagePart(data, url, path)
     if kind == "audio":
         return AudioPart(data, url, path, fmt)
     return VideoPart(data, url, path)
+
+
+def is_remote(part: ImagePart | AudioPart | VideoPart) -> bool:
+    """Whether the part is only an http(s) URL (engines that fetch media take it as it is; others cannot)."""
+    return part.data is None and part.path is None and (part.url or "").startswith(("http://", "https://"))
+
+
+def media_bytes(part: ImagePart | AudioPart | VideoPart) -> bytes:
+    """The bytes of a media part: its data, its file, or its base64 text / data URL (never a file named by a string)."""
+    if part.data is not None:
+        return bytes(part.data)
+    if part.path is not None:
+        try:
+            return Path(part.path).read_bytes()
+        except OSError as exc:
+            raise UserError(f"cannot read media file {part.path}: {exc}") from exc
+    if part.url is None:
+        raise UserError(
+            f"a {part.type!r} part has no data and the request carries no more media; give the bytes in the part, "
+            "e.g. {'type': 'image', 'image': b'...'}"
+        )
+    if is_remote(part):
+        raise UserError(f"this engine does not download media ({part.url[:60]}): fetch it and pass the bytes")
+    text = part.url
+    if text.startswith("data:"):
+        _, sep, text = text.partition(";base64,")
+        if not sep:
+            raise UserError("a media data URL must be base64-encoded (data:<type>;base64,...)")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UserError(
+            "media given as a string must be base64, a data: URL or an http(s) URL; pass bytes or a pathlib.Path "
+            "for files"
+        ) from exc
+
+
+def media_type(data: bytes, kind: str = "audio") -> str:
+    """The MIME type of media bytes, by their leading bytes (``kind`` names the fallback's kind)."""
+    if data[:4] == b"RIFF" and data[8:12] in (b"WAVE", b"WEBP"):
+        return "audio/wav" if data[8:12] == b"WAVE" else "image/webp"
+    for signature, mime in _SIGNATURES:
+        if data.startswith(signature):
+            return mime
+    # Engines decode images and video by their content; the type only has to name the kind.
+    return {"image": "image/png", "video": "video/mp4"}.get(kind, "application/octet-stream")
+
+
+def Image(source: bytes | str | os.PathLike[str] | Any) -> ImagePart:
+    """An image for a tool to return (or a user message to carry): bytes, a file path, a URL or a PIL image.
+
+    A file is read now, so the conversation (and the session file) keeps the picture as it was. A string is
+    a URL when it starts with http(s):// or data:, else a file path. A tool returns it alone or in a list
+    with text: ``return ["the chart", Image("chart.png")]``.
+    """
+    return ImagePart(*_source(source, "image"))
+
+
+def Audio(source: bytes | str | os.PathLike[str], format: str | None = None) -> AudioPart:
+    """A sound clip, given like :func:`Image`; ``format`` (wav, mp3, flac, ogg) is found from the bytes if left out."""
+    data, url, _ = _source(source, "audio")
+    if format is None and data is not None:
+        format = {"audio/wav": "wav", "audio/mpeg": "mp3", "audio/flac": "flac", "audio/ogg": "ogg"}.get(
+            media_type(data)
+        )
+    return AudioPart(data, url, None, format)
+
+
+def _source(source: Any, kind: str) -> tuple[bytes | None, str | None, None]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source), None, None
+    if isinstance(source, str) and source.startswith(("http://", "https://", "data:")):
+        return None, source, None
+    if isinstance(source, str | os.PathLike):
+        try:
+            return Path(source).read_bytes(), None, None
+        except OSError as exc:
+            raise UserError(f"cannot read the {kind} file {source}: {exc}") from exc
+    if callable(getattr(source, "save", None)):  # a PIL image
+        buffer = io.BytesIO()
+        source.save(buffer, format="PNG")
+        return buffer.getvalue(), None, None
+    raise UserError(f"an {kind} is made from bytes, a file path, a URL or a PIL image, not {type(source).__name__}")
+
+
+def fill_media(conversation: Conversation, entries: Sequence[Any]) -> Conversation:
+    """The conversation with each media part that carries nothing given the next of ``entries``, in order.
+
+    The older way to pass media: a part without data in the message, the bytes in the request's ``media``.
+    Parts left over once ``entries`` run out stay empty (the engine says so when it needs them).
+    """
+    pending = iter(entries)
+    out: list[Message] = []
+    changed = False
+    for message in conversation:
+        if type(message) is UserMessage and type(message.content) is tuple:
+            parts: list[Any] = []
+            for p in message.content:
+                if not isinstance(p, TextPart) and p.data is None and p.url is None and p.path is None:
+                    entry = next(pending, None)
+                    if entry is not None:
+                        filled = media_part(entry, p.type)
+                        if isinstance(p, AudioPart):
+                            p = AudioPart(
+                                filled.data, filled.url, filled.path, p.format or getattr(filled, "format", None)
+                            )
+                        else:
+                            p = type(p)(filled.data, filled.url, filled.path)
+                        changed = True
+                parts.append(p)
+            message = UserMessage(tuple(parts))
+        out.append(message)
+    return tuple(out) if changed else conversation
+
+
+def describe_media(result: ToolResult, why: str) -> ToolResult:
+    """``result`` with its media told in words instead (kind, MIME type, size), for a model that cannot see them."""
+    if not result.media:
+        return result
+    told: dict[str, list[dict[str, Any]]] = {}
+    for part in result.media:
+        key: str = "images" if part.type == "image" else part.type
+        entry: dict[str, Any] = {"note": f"{part.type} received; {why}"}
+        if is_remote(part):
+            entry["url"] = part.url
+        else:
+            try:
+                data = media_bytes(part)
+                entry.update(mime_type=media_type(data, part.type), bytes=len(data))
+            except UserError as exc:
+                entry["error"] = str(exc)
+        told.setdefault(key, []).append(entry)
+    value = result.content
+    if isinstance(value, Mapping):
+        merged = dict(value)
+        for key, entries in told.items():
+            merged[key] = [*merged[key], *entries] if isinstance(merged.get(key), list) else entries
+        value = merged
+    elif value in ("", None):
+        value = told
+    else:
+        value = {"text" if isinstance(value, str) else "value": value, **told}
+    return ToolResult(value, result.call_id, result.name)
 
 
 def _call(call: Any, index: int) -> ToolCallPart:
@@ -429,11 +667,30 @@ def to_dict(message: Message) -> dict[str, Any]:
             out["tool_call_id"] = message.call_id
         if message.name is not None:
             out["name"] = message.name
-        out["content"] = _detach(message.content)
+        out["content"] = _tool_content(message, _part_dict)
         return out
     if isinstance(message, UserMessage):
         return {"role": "user", "content": _content_dicts(message.content)}
     return {"role": message.role, "content": _content_dicts(message.content)}
+
+
+def _tool_content(message: ToolResult, write: Callable[[Any], dict[str, Any]]) -> Any:
+    """A result's content as a tool message carries it: with media, OpenAI's text and media parts.
+
+    A result *value* that merely looks like media parts (a tool's data) is sent as JSON text, so that no
+    engine, and no later reading of these dicts, takes it for media.
+    """
+    value = message.content
+    if message.media:
+        text = value if isinstance(value, str) else _json_text(value)
+        return [*([{"type": "text", "text": text}] if text else []), *(write(p) for p in message.media)]
+    if isinstance(value, list | tuple) and any(isinstance(p, Mapping) and p.get("type") in _MEDIA_TYPES for p in value):
+        return _json_text(value)
+    return _detach(value)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def _call_dict(call: ToolCallPart, arguments: Any) -> dict[str, Any]:
@@ -484,10 +741,17 @@ def render_dicts(conversation: Sequence[Message]) -> list[dict[str, Any]]:
         elif type(m) is UserMessage and type(m.content) is str:
             out.append({"role": "user", "content": m.content})
         elif type(m) is ToolResult:
-            out.append({"role": "tool", "tool_call_id": m.call_id, "name": m.name, "content": m.content})
+            content = m.content
+            if m.media or isinstance(content, list):
+                content = _tool_content(m, _kind_dict)
+            out.append({"role": "tool", "tool_call_id": m.call_id, "name": m.name, "content": content})
         else:
             out.append(to_dict(m))
     return out
+
+
+def _kind_dict(part: ImagePart | AudioPart | VideoPart) -> dict[str, Any]:
+    return {"type": part.type}
 
 
 def native_prompt(
@@ -502,13 +766,30 @@ def native_prompt(
     return render(dicts, tools or None, enable_thinking=thinking, add_generation_prompt=add_generation_prompt)
 
 
-def to_chat(conversation: Sequence[Message]) -> list[dict[str, Any]]:
+def to_chat(
+    conversation: Sequence[Message], media: Callable[[ImagePart | AudioPart | VideoPart], dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """The chat-API message list for an engine that renders the prompt itself: every string neutralized.
 
-    The one place such dicts are made. Media parts stay in agentkit's form (``{"type": "image", "image":
-    ...}``); each engine writes them as its API reads them.
+    The one place such dicts are made. ``media`` writes each image/audio/video part (of a user message or a
+    tool result) as the engine's API reads it; without it they stay in agentkit's form (``{"type": "image",
+    "image": ...}``).
     """
-    return neutralize_messages(to_dicts(conversation))
+    if media is None:
+        return neutralize_messages(to_dicts(conversation))
+    out: list[dict[str, Any]] = []
+    for m in conversation:
+        if type(m) is UserMessage and type(m.content) is tuple:
+            out.append(
+                {"role": "user", "content": [_part_dict(p) if isinstance(p, TextPart) else media(p) for p in m.content]}
+            )
+        elif type(m) is ToolResult and m.media:
+            d = to_dict(m)
+            d["content"] = _tool_content(m, media)
+            out.append(d)
+        else:
+            out.append(to_dict(m))
+    return neutralize_messages(out)
 
 
 def has_media(conversation: Iterable[Message]) -> bool:
@@ -517,10 +798,6 @@ def has_media(conversation: Iterable[Message]) -> bool:
         if type(m) is UserMessage and type(m.content) is tuple:
             if any(type(p) is not TextPart for p in m.content):
                 return True
-        elif (
-            type(m) is ToolResult
-            and isinstance(m.content, list)
-            and any(isinstance(p, Mapping) and p.get("type") in _MEDIA_TYPES for p in m.content)
-        ):
+        elif type(m) is ToolResult and m.media:
             return True
     return False

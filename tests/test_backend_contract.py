@@ -25,6 +25,7 @@ from agentkit.testing.backend_contract import (
     check_stop_markers,
     check_streaming,
     check_thinking,
+    check_tool_media,
     check_usage_and_timings,
     run_check,
 )
@@ -114,6 +115,9 @@ def test_errors_must_be_backend_errors_and_media_must_reach_the_engine() -> None
         run_check(check_media, harness(ClaimsMedia, received_images=lambda: []))
     with pytest.raises(NotApplicable, match="declares no media support"):
         run_check(check_media, harness(ScriptedBackend, received_images=lambda: []))
+    # An image a tool returned must reach the engine too (the fake sees none: it was dropped or only described).
+    with pytest.raises(AssertionError, match="engine received 0 images"):
+        run_check(check_tool_media, harness(ClaimsMedia, received_images=lambda: []))
     with pytest.raises(AssertionError, match="took a prompt longer than its 16-token context"):
         run_check(check_context_too_long, harness(ScriptedBackend, context_tokens=16))
 
@@ -129,7 +133,7 @@ def test_a_conforming_backend_passes_every_check_that_applies() -> None:
             applied += 1
         except NotApplicable:
             pass
-    assert applied == len(CHECKS) - 2  # all but media and the context window, which ScriptedBackend lacks
+    assert applied == len(CHECKS) - 3  # all but the two media checks and the context window: ScriptedBackend lacks them
 
 
 def test_the_contracts_picture_is_a_well_formed_png() -> None:

@@ -71,13 +71,14 @@ from agentkit.messages import (
     ToolCallPart,
     ToolResult,
     UserMessage,
+    describe_media,
     from_dict,
     from_dicts,
 )
 from agentkit.options import AgentOptions, agent_keywords
 from agentkit.output import FINAL_RESULT, output_spec
 from agentkit.sessions import Session, SessionStore
-from agentkit.tools.runtime import Tool, as_tools, to_response_value
+from agentkit.tools.runtime import Tool, as_tools, to_response
 from agentkit.toolsets import Toolset, check_toolsets, merge_tools
 from agentkit.tracing import Tracer, default_tracer
 
@@ -476,7 +477,7 @@ class Agent(ToolExecution):
                 )
                 t1 = time.perf_counter()
                 waited_before = self._approval_wall
-                results: list[tuple[str, Any]] = []
+                results: list[tuple[str, Any] | tuple[str, Any, tuple[str, ...]]] = []
                 context = self._call_context(history, turn, calls)
                 async with contextlib.aclosing(self._run_calls(calls, step, context)) as call_events:
                     async for item in call_events:
@@ -486,10 +487,18 @@ class Agent(ToolExecution):
                 tools_s += time.perf_counter() - t1 - (self._approval_wall - waited_before)  # not the person's time
                 by_id = {r.call_id: r for r in records}
                 for cid, c in calls:
-                    rec = by_id[cid]
-                    value = {"error": rec.error} if rec.error is not None else to_response_value(rec.result)
-                    results.append((c.name, value))
-                    turn.append(ToolResult(value, cid, c.name))
+                    message = self._tool_result(by_id[cid], cid, c.name)
+                    if message.media and not self.backend.capabilities.media:
+                        message = describe_media(message, f"the {self.backend.name} backend cannot show it to you")
+                        yield Notice(
+                            f"{c.name} returned images or audio, which the {self.backend.name} backend cannot pass "
+                            "to the model; it was told what came back instead",
+                            "info",
+                            step,
+                        )
+                    kinds = tuple(p.type for p in message.media)
+                    results.append((c.name, message.content, kinds) if kinds else (c.name, message.content))
+                    turn.append(message)
                 for err in parsed.errors:
                     value = {"error": f"{err}. {gemma4.MALFORMED_CALL_HINT}"}
                     results.append(("error", value))
@@ -571,6 +580,17 @@ class Agent(ToolExecution):
             call_counts=counts,
         )
         yield RunFinished(result)
+
+    @staticmethod
+    def _tool_result(record: ToolCallFinished, call_id: str, name: str) -> ToolResult:
+        """The conversation's message for one finished call: its value, and any images or audio it returned."""
+        if record.error is not None:
+            return ToolResult({"error": record.error}, call_id, name)
+        try:
+            value, media = to_response(record.result)
+        except UserError as exc:  # an image file the tool named could not be read
+            return ToolResult({"error": str(exc)}, call_id, name)
+        return ToolResult(value, call_id, name, media=media)
 
     @staticmethod
     def _close_turn(turn: list[Message], text: str, *, cancelled: bool) -> None:

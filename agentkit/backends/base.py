@@ -20,7 +20,7 @@ Rules every backend follows:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,8 +30,12 @@ from agentkit.gemma4.prompt import Prompt
 from agentkit.gemma4.tokens import STOP_MARKERS
 from agentkit.messages import (
     MEDIA_PART_TYPES,
+    AudioPart,
     Conversation,
+    ImagePart,
     Message,
+    VideoPart,
+    fill_media,
     from_dicts,
     has_media,
     native_prompt,
@@ -149,6 +153,8 @@ class GenerationRequest:
             conversation = from_dicts(messages)
         elif type(conversation) is not tuple:
             conversation = tuple(conversation)
+        if media:  # the older way: parts without data take these, in order; engines then read typed parts only
+            conversation = fill_media(conversation, media)
         setattr_ = object.__setattr__
         setattr_(self, "conversation", conversation)
         if prompt is None:  # made from the conversation, as the agent makes it
@@ -166,9 +172,14 @@ class GenerationRequest:
         """The conversation as OpenAI-style dicts, as the caller wrote them (not neutralized)."""
         return to_dicts(self.conversation)
 
-    def chat_messages(self) -> list[dict[str, Any]]:
-        """The chat-API messages for an engine that renders the prompt itself (:func:`agentkit.messages.to_chat`)."""
-        return to_chat(self.conversation)
+    def chat_messages(
+        self, media: Callable[[ImagePart | AudioPart | VideoPart], dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        """The chat-API messages for an engine that renders the prompt itself (:func:`agentkit.messages.to_chat`).
+
+        ``media`` writes each image/audio/video part (a user's or a tool result's) in the engine's form.
+        """
+        return to_chat(self.conversation, media)
 
     @property
     def has_media(self) -> bool:

@@ -22,6 +22,9 @@ messages share a turn. Where the template leaves the history underdetermined thi
 - ``reasoning_content`` is kept only for tool-calling messages after the last user message (the turn in
   progress); any ``<|channel>…<channel|>`` span in assistant content is always stripped.
 - Tool results are named by the call whose id matches, else the message's ``name``, else ``unknown``.
+- A tool message's image/audio/video parts render as placeholders right after its ``<tool_response|>``,
+  as the template published 2026-07-09 does (its ``format_tool_response_block`` is followed by the parts'
+  ``<|image|>``/``<|audio|>``/``<|video|>``); the text parts, joined, are the response value.
 - A model turn left open (results, or calls still waiting, with no answer) is closed with ``<turn|>``
   when a user or system message follows, so every turn in the history is well-formed.
 """
@@ -361,11 +364,22 @@ def _call(out: _Out, call: Mapping[str, Any]) -> None:
     out.t(TOOL_CALL_END)
 
 
-def _tool_content(content: Any) -> Any:
-    """A tool message's content as a response value: text parts are joined untrimmed, mappings stay."""
+def _tool_content(content: Any) -> tuple[Any, tuple[str, ...]]:
+    """A tool message's content as a response value and the media that follow it.
+
+    As the template: content parts give their text joined untrimmed as the value, and each image/audio/video
+    part a placeholder after the response; mappings and other values stay as they are.
+    """
     if isinstance(content, list) and content and all(isinstance(p, Mapping) and "type" in p for p in content):
-        return _joined_text(content)
-    return "" if content is None else content
+        kinds = tuple(str(p["type"]) for p in content if p["type"] in _MEDIA)
+        return _joined_text(content), kinds
+    return ("" if content is None else content), ()
+
+
+def _media_after(out: _Out, kinds: Sequence[str]) -> None:
+    """The placeholders of a result's media, right after its ``<tool_response|>`` (trusted: agentkit's own)."""
+    for kind in kinds:
+        out.t(_MEDIA[kind])
 
 
 def _response_body(out: _Out, name: str, value: Any) -> None:
@@ -380,17 +394,21 @@ def _response_body(out: _Out, name: str, value: Any) -> None:
     out.t(TOOL_RESPONSE_END)
 
 
-def render_tool_results(results: Sequence[tuple[str, Any]]) -> Prompt:
+def render_tool_results(results: Sequence[tuple[str, Any] | tuple[str, Any, Sequence[str]]]) -> Prompt:
     """The text the runtime appends after the model's ``<|tool_response>`` hand-over, for each result.
 
     The model already wrote the first ``<|tool_response>``, so the first result starts at ``response:``;
     the others are whole blocks. A mapping result renders as ``{k:v,…}``, anything else as ``{value:…}``.
+    A result given as ``(name, value, kinds)`` is followed by one media placeholder per kind (``image``,
+    ``audio``, ``video``), where the template writes a tool message's media parts.
     """
     out = _Out()
-    for i, (name, value) in enumerate(results):
+    for i, result in enumerate(results):
         if i:
             out.t(TOOL_RESPONSE_START)
-        _response_body(out, name, value)
+        _response_body(out, result[0], result[1])
+        if len(result) > 2:
+            _media_after(out, result[2])
     return out.prompt()
 
 
@@ -414,21 +432,21 @@ def _role(message: Mapping[str, Any]) -> str:
 
 def _results_of(
     message: Mapping[str, Any], following: Iterable[Mapping[str, Any]], call_names: Mapping[str, str]
-) -> list[tuple[str, Any]]:
-    results: list[tuple[str, Any]] = []
+) -> list[tuple[str, Any, tuple[str, ...]]]:
+    results: list[tuple[str, Any, tuple[str, ...]]] = []
     for legacy in message.get("tool_responses") or ():
-        results.append((str(legacy.get("name") or "unknown"), legacy.get("response")))
+        results.append((str(legacy.get("name") or "unknown"), legacy.get("response"), ()))
     for tool_msg in following:
         call_id = tool_msg.get("tool_call_id")
         name = call_names.get(call_id) if isinstance(call_id, str) else None
-        results.append((name or str(tool_msg.get("name") or "unknown"), _tool_content(tool_msg.get("content"))))
+        results.append((name or str(tool_msg.get("name") or "unknown"), *_tool_content(tool_msg.get("content"))))
     return results
 
 
 def _model_message(
     out: _Out,
     message: Mapping[str, Any],
-    results: list[tuple[str, Any]],
+    results: list[tuple[str, Any, tuple[str, ...]]],
     *,
     keep_thinking: bool,
     last_of_turn: bool,
@@ -451,9 +469,10 @@ def _model_message(
         out.u(text)
     for call in calls:
         _call(out, call)
-    for name, value in results:
+    for name, value, kinds in results:
         out.t(TOOL_RESPONSE_START)
         _response_body(out, name, value)
+        _media_after(out, kinds)
     if text_after_results:
         out.u(text)
     if results:

@@ -7,8 +7,10 @@ and optionally ``structuredContent``. Gemma's tool response is one value (a stri
 - otherwise a mapping with ``text``, ``structured``, ``resources``, ``links``, ``images``, ``audio`` — only the
   keys that have something. Text that merely repeats ``structuredContent`` as JSON (the SDK writes both) is
   dropped, so the model does not read the same data twice;
-- images and audio cannot ride in a native tool response (Gemma 4's media placeholders belong to user
-  turns), so the model is told what came back (type, size) instead of receiving bytes it cannot read;
+- images and audio come back as typed media parts beside that value (``[value, ImagePart(...), ...]``): the
+  agent sends them to the model after the response, where Gemma 4's template puts a tool message's media
+  (:class:`~agentkit.messages.ToolResult`), or, on a backend that takes no media, tells the model what came
+  back (type, size);
 - ``isError`` results raise :class:`~agentkit.errors.ToolError`, which the loop sends back as any tool error.
 """
 
@@ -22,26 +24,34 @@ from typing import Any
 import mcp.types as mt
 
 from agentkit.errors import ToolError
+from agentkit.messages import AudioPart, ImagePart
 
 __all__ = ["result_value"]
 
+_AUDIO_FORMATS = {
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/flac": "flac",
+    "audio/ogg": "ogg",
+}
+
 
 def result_value(tool_name: str, result: mt.CallToolResult) -> Any:
-    """The response value for ``result``, or ``ToolError`` when the server flagged it as an error."""
+    """The response value for ``result`` (with its images and audio: ``[value, *media]``), or ``ToolError``
+    when the server flagged it as an error."""
     texts: list[str] = []
     out: dict[str, Any] = {}
+    media: list[ImagePart | AudioPart] = []
     for block in result.content:
         if isinstance(block, mt.TextContent):
             texts.append(block.text)
-        elif isinstance(block, mt.ImageContent | mt.AudioContent):
-            kind = "images" if isinstance(block, mt.ImageContent) else "audio"
-            out.setdefault(kind, []).append(
-                {
-                    "mime_type": block.mime_type,
-                    "bytes": _decoded_size(block.data),
-                    "note": f"{kind.rstrip('s')} received; it cannot be shown to you in a tool response",
-                }
-            )
+        elif isinstance(block, mt.ImageContent):
+            media.append(ImagePart(_decoded(block.data)))
+        elif isinstance(block, mt.AudioContent):
+            media.append(AudioPart(_decoded(block.data), format=_AUDIO_FORMATS.get(block.mime_type)))
         elif isinstance(block, mt.EmbeddedResource):
             res = block.resource
             entry: dict[str, Any] = {"uri": str(res.uri)}
@@ -54,9 +64,9 @@ def result_value(tool_name: str, result: mt.CallToolResult) -> Any:
             out.setdefault("resources", []).append(entry)
         elif isinstance(block, mt.ResourceLink):
             link: dict[str, Any] = {"uri": str(block.uri), "name": block.name}
-            for key, value in (("mime_type", block.mime_type), ("description", block.description)):
-                if value:
-                    link[key] = value
+            for key, field in (("mime_type", block.mime_type), ("description", block.description)):
+                if field:
+                    link[key] = field
             out.setdefault("links", []).append(link)
     structured = result.structured_content
     if structured is not None and texts:
@@ -69,11 +79,12 @@ def result_value(tool_name: str, result: mt.CallToolResult) -> Any:
         raise ToolError(f"{tool_name} reported an error: {message}")
     if structured is not None:
         out = {"structured": structured, **out}
+    value: Any
     if texts:
-        if not out:
-            return "\n".join(texts)
-        out = {"text": "\n".join(texts), **out}
-    return out or "done (no content)"
+        value = "\n".join(texts) if not out else {"text": "\n".join(texts), **out}
+    else:
+        value = out or ("" if media else "done (no content)")
+    return [value, *media] if media else value
 
 
 def _repeats(texts: list[str], structured: Any) -> bool:
@@ -87,6 +98,13 @@ def _repeats(texts: list[str], structured: Any) -> bool:
         candidates.append(structured["result"])
     value = decoded[0] if len(decoded) == 1 else decoded
     return value in candidates
+
+
+def _decoded(data: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ToolError(f"the MCP server sent media that is not base64: {exc}") from exc
 
 
 def _decoded_size(data: str) -> int:

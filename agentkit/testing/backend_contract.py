@@ -33,7 +33,7 @@ from agentkit.agent import Agent, allow_all
 from agentkit.backends.base import Backend, BackendEvent, GenerationDone, GenerationRequest, RawDelta, SamplingParams
 from agentkit.errors import BackendError, ContextTooLong
 from agentkit.gemma4.tokens import STOP_MARKERS, TOOL_RESPONSE_START, TURN_END
-from agentkit.messages import from_dicts, native_prompt
+from agentkit.messages import Image, from_dicts, native_prompt
 
 __all__ = [
     "CHECKS",
@@ -50,6 +50,7 @@ __all__ = [
     "check_stop_markers",
     "check_streaming",
     "check_thinking",
+    "check_tool_media",
     "check_tool_round",
     "check_usage_and_timings",
     "collect",
@@ -65,6 +66,7 @@ PNG = bytes.fromhex(
 GREETING = "Hello there! The weather is sunny today." + TURN_END
 CALL = '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|>' + TOOL_RESPONSE_START
 ANSWER = "It is sunny in Paris." + TURN_END
+SNAPSHOT_CALL = "<|tool_call>call:snapshot{}<tool_call|>" + TOOL_RESPONSE_START
 THOUGHT = "<|channel>thought\nThe user greets me.<channel|>Hello!" + TURN_END
 LONG = "one two three four five six seven eight nine ten eleven twelve " * 8  # no stop marker anywhere
 WEATHER_TOOL: Mapping[str, Any] = {
@@ -374,6 +376,30 @@ async def check_media(h: ContractHarness) -> None:
     await _closing(backend, run)
 
 
+async def check_tool_media(h: ContractHarness) -> None:
+    """An image a tool returns reaches the engine with that tool's result, and the model answers after it."""
+    backend = h.backend_for(SNAPSHOT_CALL, ANSWER)
+    if not backend.capabilities.media:
+        await backend.aclose()
+        raise NotApplicable(f"{backend.name} declares no media support")
+    if h.received_images is None:
+        await backend.aclose()
+        raise NotApplicable("the harness cannot see the images the engine received")
+    received_images = h.received_images
+
+    def snapshot() -> list[Any]:
+        """Take a snapshot of the screen."""
+        return ["the screen", Image(PNG)]
+
+    async def run() -> None:
+        agent = Agent(backend, [snapshot], approval=allow_all, sampling=SamplingParams(temperature=0.0, max_tokens=96))
+        result = await agent.arun("What is on the screen?")
+        assert result.steps == 2 and result.output == ANSWER.removesuffix(TURN_END), result
+        assert received_images() == [PNG], f"{backend.name}'s engine received {len(received_images())} images"
+
+    await _closing(backend, run)
+
+
 CHECKS: tuple[Callable[[ContractHarness], Awaitable[None]], ...] = (
     check_streaming,
     check_stop_markers,
@@ -386,6 +412,7 @@ CHECKS: tuple[Callable[[ContractHarness], Awaitable[None]], ...] = (
     check_cancel_task,
     check_tool_round,
     check_media,
+    check_tool_media,
 )
 
 
@@ -442,3 +469,6 @@ class BackendContract:
 
     def test_media(self, harness: ContractHarness) -> None:
         self._run(check_media, harness)
+
+    def test_tool_media(self, harness: ContractHarness) -> None:
+        self._run(check_tool_media, harness)

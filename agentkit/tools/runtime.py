@@ -23,6 +23,7 @@ from typing_extensions import Unpack
 from agentkit.errors import ToolError, ToolTimeout, UserError
 from agentkit.gemma4.schema import REQUIRED, Parameter, declare_function
 from agentkit.gemma4.values import check_tool_name
+from agentkit.messages import AudioPart, ImagePart, MediaPart, ToolResult, VideoPart, describe_media, media_bytes
 
 __all__ = [
     "ApprovalCheck",
@@ -33,11 +34,13 @@ __all__ = [
     "ToolOptions",
     "as_tool",
     "as_tools",
+    "to_response",
     "to_response_value",
     "tool",
 ]
 
 DEFAULT_TIMEOUT_S = 120.0
+_MEDIA_PARTS = (ImagePart, AudioPart, VideoPart)
 
 
 class ToolArgumentError(ToolError):
@@ -319,8 +322,36 @@ def as_tools(objs: Iterable[Tool | Callable[..., Any] | FunctionToolset]) -> lis
     return tools
 
 
+def to_response(value: Any) -> tuple[Any, tuple[MediaPart, ...]]:
+    """A tool's return value as the response value and the media that go with it.
+
+    Media are :class:`~agentkit.messages.ImagePart` / ``AudioPart`` / ``VideoPart`` values (what
+    :func:`agentkit.Image` and :func:`agentkit.Audio` make), returned alone or in a list or tuple beside text or
+    data: ``return ["the chart", Image("chart.png")]``. A file part is read now, so the conversation keeps
+    what the tool saw. With media, the value is text (several texts joined by newlines, data as JSON), as
+    the template's tool message with media parts is; nothing else in a value is ever taken for media.
+    """
+    if isinstance(value, _MEDIA_PARTS):
+        rest: list[Any] = []
+        parts: list[MediaPart] = [value]
+    elif isinstance(value, list | tuple) and any(isinstance(v, _MEDIA_PARTS) for v in value):
+        rest = [v for v in value if not isinstance(v, _MEDIA_PARTS)]
+        parts = [v for v in value if isinstance(v, _MEDIA_PARTS)]
+    else:
+        return to_response_value(value), ()
+    media = tuple(p if p.path is None else dataclasses.replace(p, data=media_bytes(p), path=None) for p in parts)
+    if all(isinstance(v, str) for v in rest):
+        return "\n".join(rest), media
+    single = to_response_value(rest[0]) if len(rest) == 1 else _jsonable(rest)
+    text = single if isinstance(single, str) else json.dumps(single, ensure_ascii=False, sort_keys=True)
+    return text, media
+
+
 def to_response_value(value: Any) -> Any:
-    """Turn a tool's return value into what the Gemma response format can carry (a string or a mapping)."""
+    """Turn a tool's return value into what the Gemma response format can carry (a string or a mapping).
+
+    Media in it (see :func:`to_response`) are told in words here: kind, type and size.
+    """
     if isinstance(value, str):
         return value
     if isinstance(value, Mapping):
@@ -331,6 +362,11 @@ def to_response_value(value: Any) -> Any:
         return _jsonable(dataclasses.asdict(value))
     if value is None:
         return "done"
+    if isinstance(value, _MEDIA_PARTS) or (
+        isinstance(value, list | tuple) and any(isinstance(v, _MEDIA_PARTS) for v in value)
+    ):
+        text, media = to_response(value)
+        return describe_media(ToolResult(text, media=media), "kept with the conversation").content
     return {"value": _jsonable(value)}
 
 

@@ -295,6 +295,39 @@ async def test_agent_tool_round_with_image_and_audio_reuses_the_cache(
     assert second.cached_tokens == first.prompt_tokens + first.completion_tokens - 1
 
 
+@pytest.mark.slow  # starts the MCP test server
+async def test_an_mcp_servers_image_reaches_the_vision_tower_through_agent_run(models: Path) -> None:
+    """The image an MCP tool returns is expanded after the tool's response and encoded by the vision tower: the
+    model's next step reads the pixels (a red and a blue picture of the same size give different logits)."""
+    from agentkit.mcp import MCPServerStdio
+    from agentkit.messages import ImagePart, ToolResult
+
+    folder = Path(__file__).parents[1] / "mcp_toolsets"
+    sys.path.insert(0, str(folder))
+    from sdk_server import COLOURS, _png
+
+    backend = TransformersBackend(models / "e4b", max_cache_len=2048)  # the test server declares many tools
+    recorder = Recorder(backend)
+    script = ScriptedLogits(backend.tokenizer)
+    backend._processors = [recorder, script]
+    step_two = []
+    for colour in ("red", "blue"):
+        script.queue(
+            f'<|tool_call>call:picture{{colour:<|"|>{colour}<|"|>}}<tool_call|><|tool_response>', "Seen.<turn|>"
+        )
+        server = MCPServerStdio(sys.executable, [str(folder / "sdk_server.py")])
+        sampling = SamplingParams(temperature=0.0, max_tokens=32)
+        async with Agent(backend, toolsets=[server], sampling=sampling) as agent:
+            result = await agent.arun("Take a picture")
+        assert result.output == "Seen." and result.tool_calls[0].error is None
+        picture = _png(40, 30, COLOURS[colour])
+        assert backend._media is not None and backend._media.received == [picture]
+        assert next(m for m in agent.conversation if isinstance(m, ToolResult)).media == (ImagePart(picture),)
+        step_two.append(recorder.first[-1])
+    assert recorder.vision == 2  # each picture encoded once
+    assert not torch.allclose(step_two[0], step_two[1], atol=1e-4)  # the pixels reached the model
+
+
 async def test_untrusted_text_never_stands_for_media(backend: TransformersBackend) -> None:
     media = backend._media
     assert media is not None

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.types import (
+    AudioContent,
     BlobResourceContents,
     CallToolResult,
     EmbeddedResource,
@@ -92,6 +93,46 @@ def everything() -> CallToolResult:
             ResourceLink(type="resource_link", uri="file:///big.csv", name="big.csv", mime_type="text/csv"),
         ],
         structured_content={"answer": 42},
+    )
+
+
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A real PNG of one colour (zlib only: the server needs no imaging library)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+COLOURS = {"red": (200, 10, 10), "blue": (10, 10, 200)}
+WAV = (  # a WAV header with no samples: enough for the engines that pass audio on
+    b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00\x80\x3e\x00\x00"
+    b"\x02\x00\x10\x00data\x00\x00\x00\x00"
+)
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+def picture(colour: Literal["red", "blue"]) -> CallToolResult:
+    """Take a picture: a caption and a 40x30 PNG of one colour."""
+    data = base64.b64encode(_png(40, 30, COLOURS[colour])).decode()
+    return CallToolResult(
+        content=[
+            TextContent(type="text", text=f"a {colour} picture"),
+            ImageContent(type="image", data=data, mime_type="image/png"),
+        ]
+    )
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+def sound() -> CallToolResult:
+    """Record a (silent) sound: an audio block only."""
+    return CallToolResult(
+        content=[AudioContent(type="audio", data=base64.b64encode(WAV).decode(), mime_type="audio/wav")]
     )
 
 

@@ -18,6 +18,7 @@ from agentkit import Agent, Approval, ToolCallRequest, allow_all
 from agentkit.backends.scripted import ScriptedBackend
 from agentkit.errors import ToolsetError
 from agentkit.mcp import MCPServerHTTP, MCPServerStdio
+from agentkit.messages import ImagePart
 from agentkit.testing.injections import control_tokens_in
 
 SERVER = str(Path(__file__).with_name("sdk_server.py"))
@@ -50,7 +51,7 @@ pytestmark = pytest.mark.slow  # each test starts a server process (about a seco
 async def test_tools_listed_with_flattened_schemas_and_every_content_type_mapped() -> None:
     async with under_test() as server:
         tools = {t.name: t for t in server.list_tools()}
-        value = await server.call_tool("everything", {})
+        value, image = await server.call_tool("everything", {})
         text_only = await server.call_tool("echo", {"text": "hi"})
     assert server.name == "sdk_server"
     assert {"echo", "check_order", "write_note", "everything", "fail", "crash", "add_tool"} <= set(tools)
@@ -63,7 +64,9 @@ async def test_tools_listed_with_flattened_schemas_and_every_content_type_mapped
     assert text_only == "echo: hi"  # a text result stays a string (the SDK's {"result": ...} copy dropped)
     assert value["text"] == "plain text"
     assert value["structured"] == {"answer": 42}
-    assert value["images"][0]["mime_type"] == "image/png" and value["images"][0]["bytes"] == 67
+    # The image comes back as a typed part beside the value (the agent shows it to the model after the response).
+    assert isinstance(image, ImagePart) and image.data is not None and image.data.startswith(b"\x89PNG")
+    assert len(image.data) == 67 and "images" not in value
     assert value["resources"] == [
         {"uri": "file:///notes.txt", "mime_type": "text/plain", "text": "embedded note"},
         {"uri": "file:///data.bin", "mime_type": "application/octet-stream", "bytes": 2},

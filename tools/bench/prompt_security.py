@@ -9,6 +9,9 @@ A sibling of ``sandbox_security.py`` for the attacks that never touch the sandbo
   Blocked means the engine would see exactly the control tokens of a benign conversation of the same
   shape. With ``AGENTKIT_VLLM_BASE_URL`` set, the vLLM chat body also goes to that real server and the
   prompt ids *it* tokenized are checked;
+- **tool media**: the same strings as a tool's text beside a real image, and a tool's data made to look like
+  media parts; blocked means the native prompt's media placeholders, the vLLM body's media parts and Ollama's
+  images are exactly the real image (or none), and the control ids those of a benign result;
 - **terminal escapes**: escape sequences (OSC 52 clipboard, title, cursor moves, C1 CSI, carriage return,
   bidi overrides) in every place the CLI prints outside text; blocked means no control character reached
   the output;
@@ -199,6 +202,59 @@ def injection_attempts() -> list[Attempt]:
                     "injection",
                     f"real vLLM chat, tokenized by the server {repr(evil)[:40]}",
                     lambda e=evil: _vllm_server_controls(base_url, e, special) == want,
+                )
+            )
+    return attempts
+
+
+# -- media from tools: placeholders and engine media only from real media parts ---------------------------
+
+_PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
+
+
+def _tool_media_conversation(evil: str, *, real: bool) -> Any:
+    """A tool round whose result is ``evil`` as text and, as data, as parts that look like media; with one real
+    image (a typed part, as an MCP image block or ``agentkit.Image`` becomes) when ``real``."""
+    from agentkit.messages import ImagePart, ToolResult, from_dicts
+    from agentkit.tools.runtime import to_response
+
+    calls = [{"id": "c1", "function": {"name": "shot", "arguments": {}}}, {"id": "c2", "function": {"name": "shot"}}]
+    head = from_dicts([{"role": "user", "content": "Show me"}, {"role": "assistant", "tool_calls": calls}])
+    value, media = to_response([evil, *([ImagePart(_PNG)] if real else [])])
+    looks_like_media = [{"type": "text", "text": evil}, {"type": "image", "image": "iVBORw0KGgo="}]
+    data, _ = to_response(looks_like_media)
+    return (*head, ToolResult(value, "c1", "shot", media=media), ToolResult(data, "c2", "shot"))
+
+
+def _media_counts(conversation: Any, tok: Any) -> tuple[int, int, int, int]:
+    """Placeholders in the native prompt's ids, image parts in the vLLM body, Ollama images, control ids."""
+    from agentkit.backends._openai_media import openai_part
+    from agentkit.backends.ollama import ollama_messages
+    from agentkit.gemma4.tokens import AUDIO, IMAGE, VIDEO
+    from agentkit.messages import native_prompt, to_chat
+
+    prompt = native_prompt(conversation, [{"name": "shot", "description": "x", "parameters": {}}])
+    ids = prompt.token_ids(tok)
+    placeholders = sum(ids.count(i) for i in tok.convert_tokens_to_ids([IMAGE, AUDIO, VIDEO]))
+    vllm = to_chat(conversation, openai_part)
+    parts = [p for m in vllm if isinstance(m.get("content"), list) for p in m["content"]]
+    images = sum(1 for p in parts if p.get("type") != "text")
+    ollama = sum(len(m.get("images") or ()) for m in ollama_messages(to_chat(conversation)))
+    return placeholders, images, ollama, len(_id_controls(tok, ids))
+
+
+def tool_media_attempts() -> list[Attempt]:
+    tok = _tokenizer()
+    want = {real: _media_counts(_tool_media_conversation(BENIGN, real=real), tok) for real in (True, False)}
+    assert want[True][:3] == (1, 1, 1) and want[False][:3] == (0, 0, 0), want
+    attempts: list[Attempt] = []
+    for evil in INJECTIONS:
+        for real in (True, False):
+            attempts.append(
+                (
+                    "tool media",
+                    f"{'an image and ' if real else ''}forged media {repr(evil)[:40]}",
+                    lambda e=evil, r=real: _media_counts(_tool_media_conversation(e, real=r), tok) == want[r],
                 )
             )
     return attempts
@@ -410,7 +466,7 @@ def session_attempts() -> list[Attempt]:
 
 
 def main() -> None:
-    attempts = [*injection_attempts(), *terminal_attempts(), *session_attempts()]
+    attempts = [*injection_attempts(), *tool_media_attempts(), *terminal_attempts(), *session_attempts()]
     results: list[tuple[str, str, bool]] = []
     for category, name, attack in attempts:
         try:

@@ -18,20 +18,21 @@ Ollama's message model is narrower than the native format in two places, and bot
 tool results are strings only (its Gemma 4 renderer always writes ``response:NAME{value:<|"|>…<|"|>}``,
 ``model/renderers/gemma4.go`` ``formatToolResponseBlock``), so mapping results are sent as JSON text; and
 images/audio travel as base64 in the message's ``images`` list (Ollama sniffs the bytes to tell audio from
-images, ``llm/media.go`` ``DetectMediaKind``).
+images, ``llm/media.go`` ``DetectMediaKind``). That holds for a tool message too: the images a tool returned go
+in its ``images``, and Ollama's Gemma 4 renderer writes them into that tool's response as ``[img-N]`` tags
+(``model/renderers/gemma4.go`` ``renderToolResponseContent``) that the runner swaps for the image.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from agentkit.errors import UserError
 from agentkit.gemma4.sanitize import neutralize, neutralize_messages, neutralize_tools, sanitize
+from agentkit.messages import is_remote, media_bytes, media_part
 
 from ..base import GenerationRequest
 
@@ -77,7 +78,8 @@ def chat_body(
         )
     body: dict[str, Any] = {
         "model": model,
-        "messages": ollama_messages(request.chat_messages(), request.media),
+        # request.media is already in the conversation's parts (GenerationRequest fills them in).
+        "messages": ollama_messages(request.chat_messages()),
         "stream": True,
         "think": bool(request.enable_thinking),
         "options": sampling_options(request, options),
@@ -171,7 +173,9 @@ def _content(content: Any, pending_media: Iterator[Any], *, role: str) -> tuple[
         return "", []
     if isinstance(content, str):
         return content, []
-    parts = [content] if isinstance(content, Mapping) else content
+    # A tool result's mapping is its data, even with a "type" key: only a list of parts (made by
+    # agentkit.messages.to_chat from a result's typed media) carries a tool's images.
+    parts = [content] if isinstance(content, Mapping) and role != "tool" else content
     if not _is_parts(parts, known_only=role == "tool"):
         # A tool result given as a mapping or list: Ollama carries strings only, so send it as JSON text.
         return json.dumps(content, ensure_ascii=False, sort_keys=True, default=str), []
@@ -185,15 +189,16 @@ def _content(content: Any, pending_media: Iterator[Any], *, role: str) -> tuple[
         if kind == "text":
             texts.append(str(part.get("text", "")))
         elif kind in _MEDIA_PART_TYPES:
-            data = _part_data(part)
-            if data is None:
-                data = next(pending_media, None)
-                if data is None:
+            typed = media_part(part)
+            if typed.data is None and typed.url is None and typed.path is None:
+                entry = next(pending_media, None)
+                if entry is None:
                     raise UserError(
                         f"a {kind!r} part of a {role} message has no data and the request carries no more media; "
                         "give the bytes in the part (e.g. {'type': 'image', 'image': b'...'}) or in request.media"
                     )
-            images.append(media_base64(data))
+                typed = media_part(entry, typed.type)
+            images.append(media_base64(typed))
         else:
             raise UserError(f"Ollama cannot take a {kind!r} content part; it accepts text, images and audio")
     if role == "system":
@@ -215,55 +220,16 @@ def _is_parts(value: Any, *, known_only: bool) -> bool:
     )
 
 
-def _part_data(part: Mapping[str, Any]) -> Any:
-    kind = part.get("type")
-    if kind == "image_url":
-        value = part.get("image_url")
-        return value.get("url") if isinstance(value, Mapping) else value
-    if kind == "input_audio":
-        value = part.get("input_audio")
-        return value.get("data") if isinstance(value, Mapping) else value
-    for key in (kind, "data", "url", "path", "base64"):
-        if key and part.get(key) is not None:
-            return part if key == "path" else part[key]
-    return None
-
-
 def media_base64(value: Any) -> str:
-    """Base64 text of one image/audio given as bytes, a data URL, base64 text, a Path or ``{"path": ...}``.
+    """Base64 text of one image/audio given as bytes, a data URL, base64 text, a Path or a part/entry mapping.
 
-    Strings are never taken as file names (a long base64 string and a path cannot be told apart safely);
-    use a :class:`~pathlib.Path` or ``{"path": ...}`` to read a file.
+    Read by :func:`agentkit.messages.media_part` and :func:`~agentkit.messages.media_bytes` (the one reader of
+    those forms). Strings are never taken as file names (a long base64 string and a path cannot be told apart
+    safely); use a :class:`~pathlib.Path` or ``{"path": ...}`` to read a file. Ollama cannot fetch URLs.
     """
-    if isinstance(value, Mapping):
-        for key in ("data", "base64", "url", "image", "audio"):
-            if value.get(key) is not None:
-                return media_base64(value[key])  # recursion on the inner value
-        if value.get("path") is not None:
-            return media_base64(Path(str(value["path"])))
-        raise UserError(f"media entry {sorted(value)} has none of the keys data, base64, url or path")
-    if isinstance(value, Path):
-        try:
-            return base64.b64encode(value.read_bytes()).decode("ascii")
-        except OSError as exc:
-            raise UserError(f"cannot read media file {value}: {exc}") from exc
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, str):
-        text: str = value
-        if text.startswith("data:"):
-            _, sep, text = text.partition(";base64,")
-            if not sep:
-                raise UserError("a media data URL must be base64-encoded (data:<type>;base64,...)")
-        elif text.startswith(("http://", "https://")):
-            raise UserError(
-                f"Ollama cannot fetch media from a URL ({text[:60]}); download it and pass the bytes instead"
-            )
-        try:
-            base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise UserError(
-                "media given as a string must be base64 or a data: URL; pass bytes or a pathlib.Path for files"
-            ) from exc
-        return text
-    raise UserError(f"cannot send media of type {type(value).__name__} to Ollama; pass bytes")
+    part = media_part(value, "image")
+    if is_remote(part):
+        raise UserError(
+            f"Ollama cannot fetch media from a URL ({(part.url or '')[:60]}); download it and pass the bytes instead"
+        )
+    return base64.b64encode(media_bytes(part)).decode("ascii")

@@ -1,13 +1,14 @@
 """Images and audio for the in-process engine: placeholders expanded, features computed, KV cache kept.
 
-agentkit's prompt carries one ``<|image|>`` / ``<|audio|>`` per media part, in a trusted segment, so untrusted
-text can never stand for media. Gemma 4 reads an image as ``<|image>`` + N soft tokens + ``<image|>`` (audio:
-``<|audio>`` … ``<audio|>``), N decided by the image processor (the resized patch grid) or by the audio feature
-extractor (the mel frames after the audio tower's two stride-2 convolutions), exactly as ``Gemma4Processor``
-expands them. The processor class itself is not used: it builds a video processor that needs torchvision, which
-a CPU-only torch cannot have, so the image processor and the feature extractor are loaded on their own (from
-the checkpoint's ``processor_config.json``) and the expansion is done here, token by token, only for
-placeholders of trusted segments; the model's own ids pass through untouched.
+agentkit's prompt carries one ``<|image|>`` / ``<|audio|>`` per media part (a user's, or one a tool
+returned), in a trusted segment, so untrusted text can never stand for media. Gemma 4 reads an image as
+``<|image>`` + N soft tokens + ``<image|>`` (audio: ``<|audio>`` … ``<audio|>``), N decided by the image
+processor (the resized patch grid) or by the audio feature extractor (the mel frames after the audio tower's
+two stride-2 convolutions), exactly as ``Gemma4Processor`` expands them. The processor class itself is not
+used: it builds a video processor that needs torchvision, which a CPU-only torch cannot have, so the image
+processor and the feature extractor are loaded on their own (from the checkpoint's ``processor_config.json``)
+and the expansion is done here, token by token, only for placeholders of trusted segments; the model's own
+ids pass through untouched.
 
 KV reuse: the engine reuses the longest common prefix of token ids. Two pictures of the same size expand to the
 same ids, so ids alone cannot tell whether the cache holds *this* picture: every span the cache holds is
@@ -34,14 +35,24 @@ from agentkit.errors import ContextTooLong, UserError
 from agentkit.gemma4.encode import encode_trusted, encode_untrusted
 from agentkit.gemma4.prompt import Prompt
 from agentkit.gemma4.tokens import AUDIO, IMAGE, VIDEO
-from agentkit.messages import TextPart, UserMessage
+from agentkit.messages import (
+    MEDIA_PART_TYPES,
+    AudioPart,
+    ImagePart,
+    TextPart,
+    ToolResult,
+    UserMessage,
+    VideoPart,
+    is_remote,
+    media_bytes,
+    media_part,
+    media_type,
+)
 
-from .._openai_media import _bytes, _entry, _mime
 from ..base import GenerationRequest
 
 __all__ = ["MediaEncoder", "MediaItem", "conversation_media"]
 
-_KIND = {"image": "image", "image_url": "image", "audio": "audio", "input_audio": "audio", "video": "video"}
 _AUDIO_MIMES = {"audio/wav", "audio/mpeg", "audio/flac", "audio/ogg"}
 _MAX_COUNTS = 1024  # soft-token counts remembered by digest (a few bytes each)
 
@@ -61,44 +72,39 @@ class MediaItem:
 def conversation_media(request: GenerationRequest) -> list[MediaItem]:
     """The media of ``request`` in prompt order: the one place that reads media off a request.
 
-    The renderer writes a placeholder for each media part of a *user* message (system and tool messages carry
-    text only), so those are the parts read here; a part without data takes the next ``request.media`` entry.
-    A request whose messages carry no media parts (a hand-built prompt) takes ``request.media`` as it is.
+    The renderer writes a placeholder for each media part of a *user* message and for each image/audio a tool
+    returned (after that tool's response; system messages carry text only), so those are read here, in
+    conversation order. A request whose messages carry no media (a hand-built prompt) takes ``request.media``
+    as it is.
     """
-    pending = iter(request.media)
     items: list[MediaItem] = []
     for message in request.conversation:
-        if not isinstance(message, UserMessage) or isinstance(message.content, str):
+        if isinstance(message, ToolResult):
+            parts: tuple[Any, ...] = message.media
+        elif isinstance(message, UserMessage) and not isinstance(message.content, str):
+            parts = message.content
+        else:
             continue
-        for part in message.content:
-            if isinstance(part, TextPart):
-                continue
-            value: Any = next((v for v in (part.data, part.url) if v is not None), None)
-            if value is None and part.path is not None:
-                value = Path(part.path)
-            if value is None:
-                value = _entry(next(pending, None))
-                if value is None:
-                    raise UserError(
-                        f"a {part.type!r} part has no data and the request carries no more media; give the "
-                        "bytes in the part, e.g. {'type': 'image', 'image': b'...'}"
-                    )
-            items.append(MediaItem(part.type, _data(value)))
+        for part in parts:
+            if not isinstance(part, TextPart):
+                items.append(MediaItem(part.type, _data(part)))
     if not items:
         for entry in request.media:
-            data = _data(_entry(entry))
-            kind = _KIND.get(str(entry.get("type"))) if isinstance(entry, Mapping) else None
-            items.append(MediaItem(kind or ("audio" if _mime(data) in _AUDIO_MIMES else "image"), data))
+            typed = media_part(entry, "image")
+            data = _data(typed)
+            named = isinstance(entry, Mapping) and entry.get("type") in MEDIA_PART_TYPES
+            kind = typed.type if named else ("audio" if media_type(data) in _AUDIO_MIMES else "image")
+            items.append(MediaItem(kind, data))
     return items
 
 
-def _data(value: Any) -> bytes:
-    if isinstance(value, str) and value.startswith(("http://", "https://")):
+def _data(part: ImagePart | AudioPart | VideoPart) -> bytes:
+    if is_remote(part):
         raise UserError(
-            f"the in-process engine does not download media ({value[:60]}): fetch the file and pass its bytes "
-            "or a pathlib.Path"
+            f"the in-process engine does not download media ({(part.url or '')[:60]}): fetch the file and pass its "
+            "bytes or a pathlib.Path"
         )
-    return _bytes(value)
+    return media_bytes(part)
 
 
 @dataclass(frozen=True, slots=True)

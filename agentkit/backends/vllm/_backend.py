@@ -42,7 +42,7 @@ from agentkit.gemma4.sanitize import neutralize_tools
 
 from .._http import ErrorReply, HTTPBackend, LoopClient, OpenStream, RetryPolicy, ServerErrors, server_url
 from .._native_text import NativeTextWriter
-from .._openai_media import chat_messages
+from .._openai_media import openai_part
 from ..base import BackendEvent, Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
 from ._tokenizer import load_tokenizer
 from ._wire import CONTEXT_ERROR, MISSING_MODEL, has_output, native_delta, parse_sse_data, stop_from_completion
@@ -201,8 +201,10 @@ class VLLMBackend(HTTPBackend):
     def _chat_body(self, request: GenerationRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self._model,
-            # Sanitized first (text only), then media parts in the forms vLLM reads, then its wire shape.
-            "messages": _chat_wire(chat_messages(request.chat_messages(), request.media)),
+            # Media parts (a user's, or those a tool returned) in the forms vLLM reads, strings sanitized, then
+            # its wire shape. A tool message keeps its image parts: vLLM passes them to the model's template,
+            # which writes <|image|> after that tool's response (vllm/renderers/chat_utils.py, role "tool").
+            "messages": _chat_wire(request.chat_messages(media=openai_part)),
             "chat_template_kwargs": {"enable_thinking": request.enable_thinking},
             # The gemma4 parsers need the control tokens. No stop *strings* here: vLLM holds back text that
             # might start one, and its gemma4 parser then misreads calls as content (seen with vLLM 0.32).
