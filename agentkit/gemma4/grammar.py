@@ -30,8 +30,9 @@ Why these choices:
   on strings without ``maxLength`` would silently truncate real arguments (a file's content), which is worse.
 - No whitespace between tokens of a call: the template writes none, and optional whitespace is where a
   degenerate model loops.
-- Digits are bounded: an integer has at most 19, an exponent at most two (so no number overflows to ``inf``; a
-  magnitude of 1e100 or more cannot be written). Lists are bounded only by their schema's ``maxItems``.
+- Digits are bounded: an integer has at most 19, a fraction 20 (all Python writes plainly), an exponent at
+  most two (so no number overflows to ``inf``; a magnitude of 1e100 or more cannot be written). Lists are
+  bounded only by their schema's ``maxItems``.
 
 Pure: the output is text and JSON-ready dicts; no engine is imported. :func:`tool_call_grammar` is cached, so
 a tool set is converted once.
@@ -75,7 +76,9 @@ GENERIC_DEPTH: Final = 6
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")  # what values.write_key writes bare
 _INT = '"-"? ("0" | [1-9] [0-9]{0,18})'
-_FRACTION = '("." [0-9]{1,17})? ([eE] [+\\-]? [0-9]{1,2})?'  # exponent below 100: never a float inf
+# Python writes a float plainly down to 1e-4 with up to 17 significant digits: 3 leading zeros + 17 = 20 fraction
+# digits (0.00012345678901234567). The exponent stays below 100: never a float inf.
+_FRACTION = '("." [0-9]{1,20})? ([eE] [+\\-]? [0-9]{1,2})?'
 
 
 def _lit(text: str) -> str:

@@ -219,3 +219,12 @@ def test_any_value_written_by_format_tool_call_fits_an_untyped_mapping(meta: dic
     assume(depth(meta) <= GENERIC_DEPTH)
     text = call("create_event", {"title": "t", "all_day": True, "meta": meta}) + HAND_OVER
     assert accepts(text)
+
+
+@pytest.mark.parametrize(
+    "value", [0.015086764051873857, 0.00012345678901234567, -0.0009999999999999998, 1234567.123456789]
+)
+def test_every_float_python_writes_plainly_fits(value: float) -> None:
+    """Hypothesis found 0.015086764051873857 (18 fraction digits) refused by a 17-digit bound: leading zeros count."""
+    text = call("create_event", {"title": "t", "all_day": True, "meta": {"x": value}}) + HAND_OVER
+    assert accepts(text)
