@@ -195,13 +195,15 @@ def load_config_file(path: Path, *, required: bool) -> dict[str, Any]:
     return data
 
 
-def parse_tools(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Split ``"search,python"`` into known tool names; an empty string means no tools."""
+def parse_tools(value: str | list[str] | tuple[str, ...], *, where: str = "") -> tuple[str, ...]:
+    """Split ``"search,python"`` into known tool names; an empty string means no tools. ``where`` names the flag,
+    variable or file the value came from, for the error."""
     items = value.split(",") if isinstance(value, str) else list(value)
     names = tuple(dict.fromkeys(n.strip().lower() for n in items if n.strip()))
     unknown = [n for n in names if n not in KNOWN_TOOLS]
     if unknown:
-        raise UserError(f"unknown tool(s) {', '.join(unknown)}; choose from {', '.join(KNOWN_TOOLS)}")
+        source = f" (from {where})" if where and where != "none" else ""
+        raise UserError(f"unknown tool(s) {', '.join(unknown)}{source}; choose from {', '.join(KNOWN_TOOLS)}")
     return names
 
 
@@ -307,7 +309,18 @@ def resolve_settings(
 
     env_thinking = _bool_env(env, "AGENTKIT_THINKING")
     resolved_thinking = next((v for v in (thinking, env_thinking, data.get("thinking")) if v is not None), False)
-    raw_tools = tools if tools is not None else env.get("AGENTKIT_TOOLS", data.get("tools", ()))
+    raw_tools, tools_source = next(
+        (
+            (value, where)
+            for value, where in (
+                (tools, "--tools"),
+                (env.get("AGENTKIT_TOOLS"), "AGENTKIT_TOOLS"),
+                (data.get("tools"), f"tools in {path}"),
+            )
+            if value is not None
+        ),
+        ((), "none"),
+    )
     ws, ws_source = next(
         (
             (value, where)
@@ -337,7 +350,7 @@ def resolve_settings(
         raise UserError(f"{where} is too small: give the context size in tokens, e.g. --num-ctx 8192")
     return Settings(
         backend_url=url,
-        tools=parse_tools(raw_tools),
+        tools=parse_tools(raw_tools, where=tools_source),
         workspace=Path(ws).expanduser() if ws else None,
         sources={"backend": source, "workspace": ws_source},
         options=AgentOptions(

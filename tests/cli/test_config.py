@@ -42,6 +42,18 @@ def test_flag_beats_environment_beats_config_file(tmp_path: Path, monkeypatch: p
     assert s.options.thinking is True and s.tools == ()
 
 
+def test_an_unknown_tool_error_names_where_the_list_came_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config_file = write_config(tmp_path, 'tools = ["fetch", "nope"]\n')
+    with pytest.raises(UserError, match=rf"unknown tool\(s\) nope \(from tools in {config_file}\)"):
+        resolve_settings()
+    monkeypatch.setenv("AGENTKIT_TOOLS", "search,bogus")
+    with pytest.raises(UserError, match=r"unknown tool\(s\) bogus \(from AGENTKIT_TOOLS\); choose from search"):
+        resolve_settings()
+    with pytest.raises(UserError, match=r"unknown tool\(s\) typo \(from --tools\)"):
+        resolve_settings(tools="typo")
+    assert resolve_settings(tools="").tools == ()  # the flag, even empty, beats the variable
+
+
 def test_named_backends_and_model_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_config(tmp_path, '[backends]\nlocal = "ollama://localhost:11434/gemma4:e4b"\n')
     s = resolve_settings(backend="local")
