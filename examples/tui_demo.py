@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -211,6 +212,9 @@ def main() -> None:
         if args.screenshot:
             asyncio.run(save_screenshot(Path(args.screenshot), home))
             print(f"wrote {args.screenshot}")
+        elif not (sys.stdin.isatty() and sys.stdout.isatty()):
+            # The app would write screen codes into the pipe and wait forever for keys.
+            sys.exit("tui_demo.py needs a terminal (or --screenshot SVG to write a picture instead)")
         else:
             build_demo_app(home).run()
 

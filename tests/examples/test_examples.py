@@ -284,3 +284,17 @@ def test_missing_input_files_are_named_not_a_traceback(tmp_path: Path) -> None:
         load("data_analyst").main([str(csv), "q"], backend=ScriptedBackend([]))
     with pytest.raises(SystemExit, match=re.escape(f"cannot read questions from {questions}")):
         load("batch_script").main([str(questions)], backend=ScriptedBackend([]))
+
+
+def test_tui_demo_refuses_a_pipe_instead_of_waiting_for_keys(tmp_path: Path) -> None:
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "tui_demo.py"
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "AGENTKIT_HOME": str(tmp_path)},
+    )
+    assert done.returncode == 1 and "needs a terminal" in done.stderr
