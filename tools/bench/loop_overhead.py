@@ -1,25 +1,50 @@
 """Framework overhead per agent step: agentkit vs smolagents vs pydantic-ai, measured side by side.
 
-Every framework gets the same scripted conversation: 50 messages of earlier history, 20 tools declared, and a
-request that takes two model steps (one tool call, then the answer). Each uses its own test model that answers
-instantly (agentkit's ScriptedBackend with the output in one chunk, smolagents' Model subclass, pydantic-ai's
-FunctionModel) and the tool does nothing, so the wall time is the framework's own: rendering, parsing, argument
-validation, dispatch, bookkeeping. Printed: ms per step (median of many runs) and the ratios.
+What is compared. Every framework gets the same scripted work: 50 messages of earlier history (25 questions
+and 25 plain answers), 20 tools declared, and a request that takes two model steps: one call to one tool, then
+the answer. Each uses its own test model that answers at once (agentkit's ScriptedBackend with the raw output
+in one chunk, which agentkit then has to parse; smolagents' ``Model`` subclass and pydantic-ai's
+``FunctionModel`` hand over ready-made tool-call objects, so the peers skip the parsing agentkit does), and
+the tool does nothing, so what is timed is the framework's own work: rendering the history, parsing,
+argument validation, dispatch, bookkeeping.
 
-The frameworks take turns, round by round (a few runs each), so a machine that gets busier or quieter mid-run
-moves every figure alike. agentkit is measured twice: with the 50 messages restored before each request (the
-fair comparison: every peer renders its history again) and with the conversation going on (the cached
-rendering of earlier turns is reused, as in real use). Its tools are declared ``thread=False`` (they return at
-once, as the peers' tools do: smolagents calls them inline); the default threaded figure is printed too.
-``--baseline DIR`` also measures the agentkit found in DIR (a checkout), in a worker process in the same
-rounds, for before/after figures.
+Fairness, contender by contender:
+
+- agentkit, restored: before each request the same 50 messages are put back as a new conversation tuple
+  (``agent.session.conversation = tuple(list(history))``, untimed). agentkit's prompt cache is keyed by the
+  tuple's identity, so every request renders all 50 messages and the 20 declarations again, as the peers do.
+  Its tools are ``thread=False`` (they return at once and never block, so they run on the event loop, as
+  smolagents runs a lone call inline); the default (a worker thread per sync call) is its own row.
+- agentkit, continuing: the conversation goes on, the usual case. Untimed before each request: the first 48
+  messages are restored and one more question is asked, so the timed request continues a 50-message
+  conversation whose rendering is cached (only the new turn is rendered), and the figure does not drift
+  with a conversation that grows over the run.
+- smolagents ``ToolCallingAgent`` (logging off, no planning): the 25 earlier runs stay in its memory and the
+  steps of the timed run are deleted after it (untimed deletion is part of the next run's start, a list
+  slice). It writes its memory into messages on every step, as agentkit renders. Its answer is a call to its
+  ``final_answer`` tool (that is how a ToolCallingAgent answers), so it runs two tools where agentkit runs one.
+- pydantic-ai: ``run_sync`` with ``message_history`` (the same 50 message objects each time), instrumentation
+  off. Driving it with ``await agent.run`` on a loop kept for the whole run, or with async tools, measured no
+  cheaper here, so it runs the way its docs show.
+
+How it is measured, for a shared, noisy machine: the frameworks take turns round by round (``--rounds``; the
+order rotates each round), each doing ``--per-round`` requests per turn after a warm-up, so a machine that
+gets busier or quieter moves every figure alike. Each request is timed in CPU time of the process
+(``time.process_time``: every thread, so a tool's worker thread counts; time the machine gave to other
+processes does not) and in wall time. Printed: per contender the median over all requests of each, per step
+(a request is two steps); the ratio to agentkit restored per round (medians of that round) and the median of
+those ratios with their min-max spread. CPU time is the figure to quote; wall time shows how loaded the
+machine was.
+
+``--baseline DIR`` also measures the agentkit found in DIR (another checkout, e.g. ``git archive main``), in a
+worker process in the same rounds, for before/after figures.
 
 With the OpenTelemetry SDK installed, one more row traces every run (agentkit.tracing) into an in-memory
 exporter: the cost of tracing when it is on. Off, the loop does one ``None`` check per run.
 
-Second figure: four tools that each sleep 1 s, called in one step — wall time should be about 1 s.
+Second figure: four tools that each sleep 1 s, called in one step: wall time should be about 1 s.
 
-Run: ``pip install -e '.[bench]' && python tools/bench/loop_overhead.py [--baseline /path/to/old/checkout]``
+Run: ``pip install -e '.[bench]' && python tools/bench/loop_overhead.py [--rounds 10] [--baseline DIR]``
 """
 
 from __future__ import annotations
@@ -34,12 +59,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 N_TOOLS = 20
 HISTORY_TURNS = 25  # 25 user + 25 assistant messages = 50 messages
 ROUNDS = 10
-PER_ROUND = 30  # runs per framework per round: ROUNDS * PER_ROUND samples each
+PER_ROUND = 30  # requests per framework per round
+WARM_UP = 10
+STEPS = 2  # model steps per request: a tool call, then the answer
 
 TOOL_SOURCE = '''
 def tool_{i}(city: str, days: int = 1) -> str:
@@ -68,22 +96,32 @@ def make_functions() -> list[Callable[..., str]]:
     return [getattr(module, f"tool_{i}") for i in range(N_TOOLS)]
 
 
-Once = Callable[[], None]
+@dataclass
+class Bench:
+    """One contender: ``prepare`` (untimed) puts the history back, ``request`` (timed) runs the two steps."""
+
+    request: Callable[[], None]
+    prepare: Callable[[], None] | None = None
+    remote: str | None = None  # measured by the --baseline worker under this name instead
 
 
-def sample(run_once: Once, n: int) -> list[float]:
-    samples = []
+def sample(bench: Bench, n: int) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of ``n`` requests."""
+    out = []
+    wall, cpu, request, prepare = time.perf_counter, time.process_time, bench.request, bench.prepare
     for _ in range(n):
-        t0 = time.perf_counter()
-        run_once()
-        samples.append(time.perf_counter() - t0)
-    return samples
+        if prepare is not None:
+            prepare()
+        w0, c0 = wall(), cpu()
+        request()
+        c1, w1 = cpu(), wall()
+        out.append((w1 - w0, c1 - c0))
+    return out
 
 
-def warm(run_once: Once) -> Once:
-    for _ in range(10):
-        run_once()
-    return run_once
+def warm(bench: Bench) -> Bench:
+    sample(bench, WARM_UP)
+    return bench
 
 
 # -- agentkit -----------------------------------------------------------------------------------------
@@ -91,8 +129,9 @@ def warm(run_once: Once) -> Once:
 
 def bench_agentkit(
     funcs: list[Callable[..., str]], continuing: bool = False, thread: bool = False, tracer_provider: Any = None
-) -> Once:
-    """``continuing``: the conversation goes on (history grows) instead of being reset to 50 messages.
+) -> Bench:
+    """``continuing``: the request continues a 50-message conversation whose rendering is cached (see the
+    module docstring); else the 50 messages are restored as a new conversation before each request.
 
     ``tracer_provider``: trace every run (agentkit.tracing) into it.
     """
@@ -106,33 +145,44 @@ def bench_agentkit(
     backend = ScriptedBackend(chunk_size=1 << 20)
     # (an older agentkit, for --baseline, may not know tracer_provider=)
     agent = Agent(backend, tools=tools, **({"tracer_provider": tracer_provider} if tracer_provider else {}))
+    last = HISTORY_TURNS - 1
     for i in range(HISTORY_TURNS):
         backend.add(f"Answer number {i} with some words in it.<turn|>")
         agent.run(f"Question number {i}?")
     typed = hasattr(agent, "conversation")  # a typed conversation (an older agentkit, for --baseline, has dicts)
     history: Any = agent.conversation if typed else list(agent.messages)
+    assert len(history) == 2 * HISTORY_TURNS
 
-    def once() -> None:
-        if not continuing:
-            # A new conversation (the same 50 messages in a new tuple, or a new list): the agent renders them again.
-            if typed:
-                agent.session.conversation = tuple(list(history))
-            else:
-                agent.session.messages = list(history)
-        # The test backend records every request (with a copy of the conversation): not the framework's cost,
-        # and in a long continuing run the records alone made the garbage collector's passes ever longer.
+    def restore(messages: Any) -> None:
+        # A new conversation (the same messages in a new tuple, or a new list): the agent renders it again.
+        if typed:
+            agent.session.conversation = tuple(list(messages))
+        else:
+            agent.session.messages = list(messages)
+
+    def prepare() -> None:
+        # The test backend records every request (with a copy of the conversation): not the framework's cost.
         backend.requests.clear()
+        if not continuing:
+            restore(history)
+            return
+        restore(history[:-2])  # and the last question asked again: its rendering is then the cached one
+        backend.add(f"Answer number {last} with some words in it.<turn|>")
+        agent.run(f"Question number {last}?")
+        backend.requests.clear()
+
+    def request() -> None:
         backend.add(call, "Paris has fact 7.<turn|>")
         result = agent.run("What is fact 7 about Paris?")
-        assert result.steps == 2 and result.tool_calls[0].error is None, result
+        assert result.steps == STEPS and result.tool_calls[0].error is None, result
 
-    return once
+    return Bench(request, prepare)
 
 
 # -- smolagents ----------------------------------------------------------------------------------------
 
 
-def bench_smolagents(funcs: list[Callable[..., str]]) -> Once:
+def bench_smolagents(funcs: list[Callable[..., str]]) -> Bench:
     from smolagents import ToolCallingAgent
     from smolagents import tool as smol_tool
     from smolagents.models import ChatMessage, ChatMessageToolCall, ChatMessageToolCallFunction, MessageRole, Model
@@ -159,19 +209,21 @@ def bench_smolagents(funcs: list[Callable[..., str]]) -> Once:
         agent.run(f"Question number {i}?", reset=(i == 0))
     base = len(agent.memory.steps)
 
-    def once() -> None:
-        del agent.memory.steps[base:]
+    def prepare() -> None:
+        del agent.memory.steps[base:]  # back to the 25 earlier runs
+
+    def request() -> None:
         model.script.extend([("tool_7", {"city": "Paris", "days": 2}), ("final_answer", {"answer": "fact 7"})])
         out = agent.run("What is fact 7 about Paris?", reset=False)
         assert out == "fact 7", out
 
-    return once
+    return Bench(request, prepare)
 
 
 # -- pydantic-ai ---------------------------------------------------------------------------------------
 
 
-def bench_pydantic_ai(funcs: list[Callable[..., str]]) -> Once:
+def bench_pydantic_ai(funcs: list[Callable[..., str]]) -> Bench:
     from pydantic_ai import Agent as PAgent
     from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
     from pydantic_ai.models.function import AgentInfo, FunctionModel
@@ -182,19 +234,20 @@ def bench_pydantic_ai(funcs: list[Callable[..., str]]) -> Once:
             return ModelResponse(parts=[TextPart("Paris has fact 7.")])
         prompt = str(last.parts[-1].content)  # type: ignore[union-attr]
         if prompt.startswith("Question"):
-            return ModelResponse(parts=[TextPart(f"Answer to {prompt}")])
+            return ModelResponse(parts=[TextPart(f"Answer number {prompt.split()[2][:-1]} with some words in it.")])
         return ModelResponse(parts=[ToolCallPart("tool_7", {"city": "Paris", "days": 2})])
 
     agent = PAgent(FunctionModel(model_fn), tools=funcs)
     history: list[ModelMessage] = []
     for i in range(HISTORY_TURNS):
         history = agent.run_sync(f"Question number {i}?", message_history=history).all_messages()
+    assert len(history) == 2 * HISTORY_TURNS
 
-    def once() -> None:
+    def request() -> None:
         out = agent.run_sync("What is fact 7 about Paris?", message_history=history)
         assert out.output == "Paris has fact 7.", out.output
 
-    return once
+    return Bench(request)
 
 
 # -- parallel tools -------------------------------------------------------------------------------------
@@ -245,7 +298,7 @@ def traced_provider() -> Any:
 
 
 class BaselineWorker:
-    """The agentkit of another checkout, measured in a process of its own that answers one round at a time."""
+    """The agentkit of another checkout, measured in a process of its own that answers one turn at a time."""
 
     def __init__(self, checkout: str) -> None:
         env = {**os.environ, "PYTHONPATH": os.path.abspath(checkout)}
@@ -260,12 +313,19 @@ class BaselineWorker:
         ready = json.loads(self.proc.stdout.readline())
         self.origin = ready["agentkit"]
 
-    def round(self, which: str, n: int) -> list[float]:
+    def bench(self, which: str) -> Bench:
+        """A contender whose turns the worker runs (its ``request`` is never called here)."""
+
+        def request() -> None:
+            raise AssertionError("measured in the worker")
+
+        return Bench(request, remote=which)
+
+    def sample(self, which: str, n: int) -> list[tuple[float, float]]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(f"{which} {n}\n")
         self.proc.stdin.flush()
-        samples: list[float] = json.loads(self.proc.stdout.readline())
-        return samples
+        return [(w, c) for w, c in json.loads(self.proc.stdout.readline())]
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -284,61 +344,80 @@ def worker() -> None:
         print(json.dumps(sample(benches[which], int(n))), flush=True)
 
 
+def per_step_ms(samples: list[tuple[float, float]], which: int) -> float:
+    """Median of one column (0 wall, 1 CPU), per step, in ms."""
+    return statistics.median(s[which] for s in samples) / STEPS * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", metavar="DIR", help="also measure the agentkit in this checkout (before/after)")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--per-round", type=int, default=PER_ROUND, help="requests per framework per round")
+    parser.add_argument("--no-peers", action="store_true", help="agentkit rows only (quick before/after checks)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker()
         return
     funcs = make_functions()
-    # (label, run once) in the order they take turns within a round
-    contenders: list[tuple[str, Once]] = [
-        ("agentkit, 50 messages restored each run", warm(bench_agentkit(funcs))),
-        ("agentkit, conversation going on", warm(bench_agentkit(funcs, continuing=True))),
-        ("agentkit, restored, tools in threads (default)", warm(bench_agentkit(funcs, thread=True))),
-    ]
+    ours = "agentkit, 50 messages restored each request"
+    contenders: dict[str, Bench] = {
+        ours: warm(bench_agentkit(funcs)),
+        "agentkit, continuing a 50-message conversation": warm(bench_agentkit(funcs, continuing=True)),
+        "agentkit, restored, tools in threads (default)": warm(bench_agentkit(funcs, thread=True)),
+    }
     traced = traced_provider()
     if traced is not None:
-        contenders.append(
-            (
-                "agentkit, traced (OpenTelemetry SDK, in-memory export)",
-                warm(bench_agentkit(funcs, tracer_provider=traced)),
-            )
-        )
-    for name, make in (("smolagents", bench_smolagents), ("pydantic-ai", bench_pydantic_ai)):
+        name = "agentkit, restored, traced (OTel SDK, in-memory)"
+        contenders[name] = warm(bench_agentkit(funcs, tracer_provider=traced))
+    baseline = BaselineWorker(args.baseline) if args.baseline else None
+    if baseline is not None:
+        contenders["baseline agentkit, restored"] = baseline.bench("reset")
+        contenders["baseline agentkit, continuing"] = baseline.bench("continuing")
+    peers = [] if args.no_peers else [("smolagents", bench_smolagents), ("pydantic-ai", bench_pydantic_ai)]
+    for name, make in peers:
         try:
-            contenders.append((name, warm(make(funcs))))
+            contenders[name] = warm(make(funcs))
         except ImportError as exc:
             print(f"{name}: not installed ({exc}); pip install -e '.[bench]'")
-    baseline = BaselineWorker(args.baseline) if args.baseline else None
-    samples: dict[str, list[float]] = {name: [] for name, _ in contenders}
-    if baseline is not None:
-        samples["baseline agentkit, restored"] = []
-        samples["baseline agentkit, going on"] = []
-    for _ in range(args.rounds):
-        for name, once in contenders:
-            samples[name] += sample(once, PER_ROUND)
-        if baseline is not None:
-            samples["baseline agentkit, restored"] += baseline.round("reset", PER_ROUND)
-            samples["baseline agentkit, going on"] += baseline.round("continuing", PER_ROUND)
+
+    names = list(contenders)
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    rounds: list[dict[str, float]] = []  # per round: each contender's median CPU ms/step
+    for r in range(args.rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no contender always goes first
+        this: dict[str, float] = {}
+        for name in order:
+            bench = contenders[name]
+            if bench.remote is not None and baseline is not None:
+                got = baseline.sample(bench.remote, args.per_round)
+            else:
+                got = sample(bench, args.per_round)
+            samples[name] += got
+            this[name] = per_step_ms(got, 1)
+        rounds.append(this)
+        shown = "  ".join(
+            f"{n.split(',')[0]} {this[n] / this[ours]:.1f}x" for n in names if not n.startswith("agentkit")
+        )
+        print(f"round {r + 1:2d}: agentkit restored {this[ours]:.3f} ms/step CPU  {shown}", flush=True)
     if baseline is not None:
         baseline.close()
-    per_step = {name: statistics.median(s) / 2 for name, s in samples.items()}
-    ours = per_step[contenders[0][0]]
+
     print(
-        f"framework time per agent step ({HISTORY_TURNS * 2} messages of history, {N_TOOLS} tools; median of "
-        f"{args.rounds} x {PER_ROUND} runs of 2 steps, frameworks taking turns each round)"
+        f"\nframework time per agent step ({HISTORY_TURNS * 2} messages of history, {N_TOOLS} tools, {STEPS} steps "
+        f"per request; median of {args.rounds} rounds x {args.per_round} requests, frameworks taking turns)"
     )
     if baseline is not None:
         print(f"  (baseline: the agentkit in {baseline.origin})")
-    for name, value in per_step.items():
-        ratio = "" if name.startswith("agentkit") else f"   {value / ours:6.1f}x agentkit"
-        if "traced" in name:
-            ratio = f"   {value / ours:6.2f}x untraced"
-        print(f"  {name:56s} {value * 1000:8.3f} ms/step{ratio}")
+    print(f"  {'':52s} {'CPU ms':>8s} {'wall ms':>8s}   CPU ratio to agentkit restored: median of rounds [min-max]")
+    for name in names:
+        cpu, wall = per_step_ms(samples[name], 1), per_step_ms(samples[name], 0)
+        ratios = [rnd[name] / rnd[ours] for rnd in rounds]
+        note = ""
+        if name != ours:
+            note = f"   {statistics.median(ratios):6.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
+        print(f"  {name:52s} {cpu:8.3f} {wall:8.3f}{note}")
     wall = asyncio.run(asyncio.to_thread(bench_parallel_sleepers))
     print(f"4 tools sleeping 1 s each, called in one step: wall {wall:.3f} s")
 
