@@ -4,6 +4,10 @@ What ``asyncio.Runner.run`` does, minus its per-call bookkeeping (a context copy
 running-loop checks): it was a tenth of the loop's own time per request. Ctrl-C keeps Runner's behaviour: the
 first one cancels the request (so it is closed and saved as cancelled) and then raises ``KeyboardInterrupt``; a
 second one, while the cancellation is still unwinding, raises at once.
+
+The handler is read and set through ``_signal``, the C module the ``signal`` module wraps: ``signal.signal`` and
+``signal.getsignal`` turn every handler they return into an enum member where they can, which for a function
+means a failed enum lookup and a caught ``ValueError``, 8 µs of each run's 15 µs of set-up here.
 """
 
 from __future__ import annotations
@@ -14,6 +18,13 @@ import threading
 from collections.abc import Coroutine
 from types import FrameType
 from typing import Any, TypeVar
+
+try:
+    from _signal import getsignal as _getsignal
+    from _signal import signal as _setsignal
+except ImportError:  # an interpreter without CPython's _signal: the public wrappers do the same, slower
+    from signal import getsignal as _getsignal
+    from signal import signal as _setsignal
 
 __all__ = ["LoopRunner"]
 
@@ -44,11 +55,11 @@ class LoopRunner:
         self._interrupts = 0
         handle = (
             threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            and _getsignal(signal.SIGINT) is signal.default_int_handler
         )
         if handle:
             try:
-                signal.signal(signal.SIGINT, self._on_sigint)
+                _setsignal(signal.SIGINT, self._on_sigint)
             except ValueError:  # an interpreter whose main thread cannot take signals
                 handle = False
         try:
@@ -59,8 +70,8 @@ class LoopRunner:
             raise
         finally:
             self._task = None
-            if handle and signal.getsignal(signal.SIGINT) == self._on_sigint:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+            if handle and _getsignal(signal.SIGINT) == self._on_sigint:
+                _setsignal(signal.SIGINT, signal.default_int_handler)
 
     def close(self) -> None:
         self._runner.close()

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
 from agentkit.errors import UserError
 from agentkit.gemma4.prompt import Prompt
-from agentkit.gemma4.render import render
+from agentkit.gemma4.render import Declarations, render
 from agentkit.gemma4.sanitize import neutralize_messages
 
 __all__ = [
@@ -756,7 +756,7 @@ def _kind_dict(part: ImagePart | AudioPart | VideoPart) -> dict[str, Any]:
 
 def native_prompt(
     conversation: Sequence[Message],
-    tools: Sequence[Any] | None = None,
+    tools: Sequence[Any] | Declarations | None = None,
     *,
     thinking: bool = False,
     add_generation_prompt: bool = True,

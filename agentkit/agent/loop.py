@@ -150,8 +150,7 @@ class Agent(ToolExecution):
             self._declarations.append(self._output.declaration)
         # Tracing (agentkit.tracing): spans from the run's events, when a provider is given or instrument() ran.
         self._tracer = Tracer(tracer_provider) if tracer_provider is not None else None
-        # The parser recovers drifted calls only for these names (and types bare values by their schemas).
-        self._declared = gemma4.DeclaredTools.of(self._declarations) if self._declarations else None
+        self._declare()
         self.thinking = thinking
         self.max_steps = max_steps
         if sampling is None:
@@ -186,6 +185,13 @@ class Agent(ToolExecution):
             if system:
                 self.session.conversation = (SystemMessage(system),)
         self.session.backend, self.session.model = backend.name, backend.model
+
+    def _declare(self) -> None:
+        """What follows from the declarations, made once per set of tools."""
+        # The parser recovers drifted calls only for these names (and types bare values by their schemas).
+        self._declared = gemma4.DeclaredTools.of(self._declarations) if self._declarations else None
+        # The declarations block of the prompt, rendered once rather than looked up on every fresh rendering.
+        self._declaration_block = gemma4.Declarations(self._declarations)
 
     def _check_constraint(self, tool_choice: str, constrain: bool | None) -> bool:
         """Whether tool calls will be grammar-constrained; a clear error where the settings cannot be met."""
@@ -326,7 +332,7 @@ class Agent(ToolExecution):
             self._declarations = [t.as_openai_tool() for t in self.tools.values()]
             for t in answer:
                 del self.tools[t.name]  # answered by the loop, not run as a tool
-            self._declared = gemma4.DeclaredTools.of(self._declarations) if self._declarations else None
+            self._declare()
             self._prompts.clear()  # the cached rendering declares the old tools
             self._toolset_versions = versions
 
@@ -383,7 +389,7 @@ class Agent(ToolExecution):
         if not self.session.title and type(user_message) is UserMessage and type(user_message.content) is str:
             self.session.title = " ".join(user_message.content.split())[:60]
         turn_index = self._prompts.user_turns(history)
-        prompt = self._prompts.opening(history, user_message, self._declarations, thinking=self.thinking)
+        prompt = self._prompts.opening(history, user_message, self._declaration_block, thinking=self.thinking)
         usage = Usage()
         gen_s = tools_s = ttft = 0.0
         approval_before = self._approval_wall

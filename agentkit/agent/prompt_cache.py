@@ -11,8 +11,7 @@ or passes another switch). It cannot go stale: there is nothing to compare, only
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from agentkit import gemma4
 from agentkit.messages import AssistantMessage, Conversation, Message, UserMessage, native_prompt, render_dicts
@@ -45,7 +44,7 @@ class PromptCache:
         self,
         history: Conversation,
         user_message: Message,
-        declarations: Sequence[Mapping[str, Any]],
+        declarations: gemma4.Declarations,
         *,
         thinking: bool,
     ) -> gemma4.Prompt:

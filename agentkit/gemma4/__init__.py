@@ -22,7 +22,7 @@ from .parse import (
     parse_response,
 )
 from .prompt import Prompt, Segment
-from .render import SupportsOpenAITool, generation_prompt, render, render_prompt, render_tool_results
+from .render import Declarations, SupportsOpenAITool, generation_prompt, render, render_prompt, render_tool_results
 from .repair import DeclaredTools
 from .sanitize import sanitize
 from .schema import function_schema, model_schema, type_schema
@@ -34,6 +34,7 @@ __all__ = [
     "MALFORMED_CALL_HINT",
     "STOP_MARKERS",
     "ContentDelta",
+    "Declarations",
     "DeclaredTools",
     "ParseErrorEvent",
     "ParsedResponse",
