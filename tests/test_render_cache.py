@@ -161,23 +161,56 @@ def test_the_cache_is_used_while_the_history_is_unchanged(monkeypatch: pytest.Mo
     monkeypatch.setattr(agentkit.messages, "render", spy)
     monkeypatch.setattr(agentkit.gemma4.continuation, "render", spy)
     agent.run("third")
-    assert max(sizes) <= 2, sizes  # only the new turn was rendered
+    # Only new messages were rendered: the turn before (its four messages, rendered once a turn starts from
+    # it) and the new user message.
+    assert sizes == [4, 1], sizes
+    sizes.clear()
     agent.run("fourth")
-    assert max(sizes) <= 2, sizes
+    assert sizes == [2, 1], sizes
     agent.messages = [dict(m) for m in agent.messages]  # an equal copy (a reloaded session) is a new conversation
     sizes.clear()
     agent.run("fifth")
-    assert max(sizes) == len(agent.messages) - 2, sizes  # rendered once from scratch...
+    assert sizes == [len(agent.messages) - 2, 1], sizes  # rendered once from scratch...
     sizes.clear()
     agent.run("sixth")
-    assert max(sizes) <= 2, sizes  # ...and cached again from there
+    assert sizes == [2, 1], sizes  # ...and cached again from there
     messages = agent.messages
     messages[1]["content"] = "Edited."
     assert agent.messages[1]["content"] != "Edited."  # a copy: nothing changes until it is assigned back
     agent.messages = messages
     sizes.clear()
     agent.run("seventh")
-    assert max(sizes) == len(agent.messages) - 2, sizes  # the edit forced one full rendering
+    assert sizes == [len(agent.messages) - 2, 1], sizes  # the edit forced one full rendering
+
+
+def test_a_finished_turn_is_rendered_only_when_a_turn_starts_from_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program that restores another conversation before each request never pays for the turn it drops."""
+    import agentkit.gemma4.continuation
+    import agentkit.messages
+
+    sizes: list[int] = []
+    real = agentkit.messages.render
+
+    def spy(messages: Any, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(messages))
+        return real(messages, *args, **kwargs)
+
+    backend = ScriptedBackend(["One.<turn|>", CALL, "Two.<turn|>", CALL, "Three.<turn|>"])
+    agent = Agent(backend, tools=[note])
+    agent.run("first")
+    saved = agent.conversation
+    monkeypatch.setattr(agentkit.messages, "render", spy)
+    monkeypatch.setattr(agentkit.gemma4.continuation, "render", spy)
+    for prompt in ("second", "third"):
+        agent.conversation = saved  # restored: a new tuple of the same two messages
+        sizes.clear()
+        agent.run(prompt)
+        assert sizes == [2, 1], sizes  # the restored history, the new user message; not the turn just finished
+    assert [m["content"] for m in agent.messages if m["role"] == "user"] == ["first", "third"]
+    sizes.clear()
+    backend.add("Four.<turn|>")
+    agent.run("fourth")
+    assert sizes == [4, 1], sizes  # continuing: the finished turn is rendered now, once
 
 
 def test_a_conversation_replaced_during_a_turn_is_rendered_from_scratch_next() -> None:
