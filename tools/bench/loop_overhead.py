@@ -15,10 +15,10 @@ Fairness, contender by contender:
   tuple's identity, so every request renders all 50 messages and the 20 declarations again, as the peers do.
   Its tools are ``thread=False`` (they return at once and never block, so they run on the event loop, as
   smolagents runs a lone call inline); the default (a worker thread per sync call) is its own row.
-- agentkit, continuing: the conversation goes on, the usual case. Untimed before each request: the first 48
-  messages are restored and one more question is asked, so the timed request continues a 50-message
-  conversation whose rendering is cached (only the new turn is rendered), and the figure does not drift
-  with a conversation that grows over the run.
+- agentkit, continuing: the conversation goes on, the usual case. Untimed before each request: the first 46
+  messages are restored and the same request is made once, so the timed request continues a 50-message
+  conversation whose rendering is cached (only the turn before it and its own are rendered, as in any
+  conversation that goes on), and the figure does not drift with a conversation that grows over the run.
 - smolagents ``ToolCallingAgent`` (logging off, no planning): the 25 earlier runs stay in its memory and the
   steps of the timed run are deleted after it (untimed deletion is part of the next run's start, a list
   slice). It writes its memory into messages on every step, as agentkit renders. Its answer is a call to its
@@ -145,7 +145,6 @@ def bench_agentkit(
     backend = ScriptedBackend(chunk_size=1 << 20)
     # (an older agentkit, for --baseline, may not know tracer_provider=)
     agent = Agent(backend, tools=tools, **({"tracer_provider": tracer_provider} if tracer_provider else {}))
-    last = HISTORY_TURNS - 1
     for i in range(HISTORY_TURNS):
         backend.add(f"Answer number {i} with some words in it.<turn|>")
         agent.run(f"Question number {i}?")
@@ -166,9 +165,11 @@ def bench_agentkit(
         if not continuing:
             restore(history)
             return
-        restore(history[:-2])  # and the last question asked again: its rendering is then the cached one
-        backend.add(f"Answer number {last} with some words in it.<turn|>")
-        agent.run(f"Question number {last}?")
+        # 46 messages and the same request as the timed one (4 messages): the timed request continues a
+        # 50-message conversation, and pays what a request pays in a conversation that goes on (the finished
+        # turn before it is rendered when it starts).
+        restore(history[:-4])
+        request()
         backend.requests.clear()
 
     def request() -> None:
