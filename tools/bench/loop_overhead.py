@@ -19,22 +19,27 @@ Fairness, contender by contender:
   messages are restored and the same request is made once, so the timed request continues a 50-message
   conversation whose rendering is cached (only the turn before it and its own are rendered, as in any
   conversation that goes on), and the figure does not drift with a conversation that grows over the run.
-- smolagents ``ToolCallingAgent`` (logging off, no planning): the 25 earlier runs stay in its memory and the
-  steps of the timed run are deleted after it (untimed deletion is part of the next run's start, a list
-  slice). It writes its memory into messages on every step, as agentkit renders. Its answer is a call to its
+- smolagents ``ToolCallingAgent`` (logging off, no planning): the 25 earlier runs stay in its memory, and the
+  steps a timed request added are deleted before the next (untimed). It writes its memory into messages on
+  every step, as agentkit renders. Its answer is a call to its
   ``final_answer`` tool (that is how a ToolCallingAgent answers), so it runs two tools where agentkit runs one.
 - pydantic-ai: ``run_sync`` with ``message_history`` (the same 50 message objects each time), instrumentation
   off. Driving it with ``await agent.run`` on a loop kept for the whole run, or with async tools, measured no
   cheaper here, so it runs the way its docs show.
 
-How it is measured, for a shared, noisy machine: the frameworks take turns round by round (``--rounds``; the
-order rotates each round), each doing ``--per-round`` requests per turn after a warm-up, so a machine that
-gets busier or quieter moves every figure alike. Each request is timed in CPU time of the process
-(``time.process_time``: every thread, so a tool's worker thread counts; time the machine gave to other
-processes does not) and in wall time. Printed: per contender the median over all requests of each, per step
-(a request is two steps); the ratio to agentkit restored per round (medians of that round) and the median of
-those ratios with their min-max spread. CPU time is the figure to quote; wall time shows how loaded the
-machine was.
+How it is measured, for a shared, noisy machine: the frameworks take turns round by round (``--rounds``, 30; the
+order rotates each round), each doing ``--per-round`` (10) timed requests per turn, after 2 untimed ones so that
+each is timed with its code in the caches, as in a loop that runs step after step (without them the first requests
+after another framework's turn run cold, which costs the shortest requests, agentkit's, the largest share). Short
+turns, so a change of load hits every framework alike. Each request is timed in CPU time of the process
+(``time.process_time``: every thread, so a tool's worker thread counts; time the machine gave to other processes
+does not) and in wall time. The set-up of all frameworks is frozen out of the garbage collector's way
+(``gc.freeze``) before the rounds, so no framework's requests pay for scanning another's heap. Printed: the CPU
+ratio of each round (its medians); per contender the median over all requests, CPU and wall, per step (a request
+is two steps); the median of the per-round ratios with quartiles and min-max (baseline rows compare with the same
+agentkit row, the peers with agentkit restored). CPU time is the figure to quote: the wall figures of the longer
+requests (the peers') also count time the machine gave to other processes and, for pydantic-ai, the wait for its
+tool thread.
 
 ``--baseline DIR`` also measures the agentkit found in DIR (another checkout, e.g. ``git archive main``), in a
 worker process in the same rounds, for before/after figures.
@@ -44,13 +49,14 @@ exporter: the cost of tracing when it is on. Off, the loop does one ``None`` che
 
 Second figure: four tools that each sleep 1 s, called in one step: wall time should be about 1 s.
 
-Run: ``pip install -e '.[bench]' && python tools/bench/loop_overhead.py [--rounds 10] [--baseline DIR]``
+Run: ``pip install -e '.[bench]' && python tools/bench/loop_overhead.py [--rounds 60] [--baseline DIR]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import inspect
 import json
 import os
@@ -64,8 +70,9 @@ from typing import Any
 
 N_TOOLS = 20
 HISTORY_TURNS = 25  # 25 user + 25 assistant messages = 50 messages
-ROUNDS = 10
-PER_ROUND = 30  # requests per framework per round
+ROUNDS = 30
+PER_ROUND = 10  # timed requests per framework per round: short turns, so a change of load hits all alike
+TURN_WARM_UP = 2  # untimed requests that start each turn: every framework is timed with its code in the caches
 WARM_UP = 10
 STEPS = 2  # model steps per request: a tool call, then the answer
 
@@ -106,9 +113,13 @@ class Bench:
 
 
 def sample(bench: Bench, n: int) -> list[tuple[float, float]]:
-    """(wall, CPU) seconds of ``n`` requests."""
+    """(wall, CPU) seconds of ``n`` requests, after ``TURN_WARM_UP`` untimed ones."""
     out = []
     wall, cpu, request, prepare = time.perf_counter, time.process_time, bench.request, bench.prepare
+    for _ in range(TURN_WARM_UP):
+        if prepare is not None:
+            prepare()
+        request()
     for _ in range(n):
         if prepare is not None:
             prepare()
@@ -120,7 +131,7 @@ def sample(bench: Bench, n: int) -> list[tuple[float, float]]:
 
 
 def warm(bench: Bench) -> Bench:
-    sample(bench, WARM_UP)
+    sample(bench, WARM_UP - TURN_WARM_UP)
     return bench
 
 
@@ -362,20 +373,29 @@ def main() -> None:
         worker()
         return
     funcs = make_functions()
-    ours = "agentkit, 50 messages restored each request"
+    # (short name, what it is) of each row; the short names label the per-round ratios.
+    labels = {
+        "restored": "agentkit, 50 messages restored each request",
+        "continuing": "agentkit, continuing a 50-message conversation",
+        "threads": "agentkit, restored, tools in threads (default)",
+        "traced": "agentkit, restored, traced (OTel SDK, in-memory)",
+        "baseline restored": "baseline agentkit, restored",
+        "baseline continuing": "baseline agentkit, continuing",
+        "smolagents": "smolagents ToolCallingAgent",
+        "pydantic-ai": "pydantic-ai Agent",
+    }
     contenders: dict[str, Bench] = {
-        ours: warm(bench_agentkit(funcs)),
-        "agentkit, continuing a 50-message conversation": warm(bench_agentkit(funcs, continuing=True)),
-        "agentkit, restored, tools in threads (default)": warm(bench_agentkit(funcs, thread=True)),
+        "restored": warm(bench_agentkit(funcs)),
+        "continuing": warm(bench_agentkit(funcs, continuing=True)),
+        "threads": warm(bench_agentkit(funcs, thread=True)),
     }
     traced = traced_provider()
     if traced is not None:
-        name = "agentkit, restored, traced (OTel SDK, in-memory)"
-        contenders[name] = warm(bench_agentkit(funcs, tracer_provider=traced))
+        contenders["traced"] = warm(bench_agentkit(funcs, tracer_provider=traced))
     baseline = BaselineWorker(args.baseline) if args.baseline else None
     if baseline is not None:
-        contenders["baseline agentkit, restored"] = baseline.bench("reset")
-        contenders["baseline agentkit, continuing"] = baseline.bench("continuing")
+        contenders["baseline restored"] = baseline.bench("reset")
+        contenders["baseline continuing"] = baseline.bench("continuing")
     peers = [] if args.no_peers else [("smolagents", bench_smolagents), ("pydantic-ai", bench_pydantic_ai)]
     for name, make in peers:
         try:
@@ -384,11 +404,18 @@ def main() -> None:
             print(f"{name}: not installed ({exc}); pip install -e '.[bench]'")
 
     names = list(contenders)
+    # Each row's ratio is to the agentkit row it compares with: the peers to agentkit restored (the fair one).
+    reference = {name: "restored" for name in names}
+    reference["baseline continuing"] = "continuing"
+    # The set-up of every framework (all their objects) out of the collector's way: a full collection during a
+    # request then scans what requests make, not the heaps of the frameworks that ran before it.
+    gc.collect()
+    gc.freeze()
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
-    rounds: list[dict[str, float]] = []  # per round: each contender's median CPU ms/step
+    rounds: list[dict[str, tuple[float, float]]] = []  # per round: each contender's median (CPU, wall) ms/step
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no contender always goes first
-        this: dict[str, float] = {}
+        this: dict[str, tuple[float, float]] = {}
         for name in order:
             bench = contenders[name]
             if bench.remote is not None and baseline is not None:
@@ -396,29 +423,36 @@ def main() -> None:
             else:
                 got = sample(bench, args.per_round)
             samples[name] += got
-            this[name] = per_step_ms(got, 1)
+            this[name] = (per_step_ms(got, 1), per_step_ms(got, 0))
         rounds.append(this)
-        shown = "  ".join(
-            f"{n.split(',')[0]} {this[n] / this[ours]:.1f}x" for n in names if not n.startswith("agentkit")
-        )
-        print(f"round {r + 1:2d}: agentkit restored {this[ours]:.3f} ms/step CPU  {shown}", flush=True)
     if baseline is not None:
         baseline.close()
 
+    def ratios(name: str, column: int) -> list[float]:
+        return [rnd[name][column] / rnd[reference[name]][column] for rnd in rounds]
+
+    print(f"CPU time ratio of each round (its medians), {args.rounds} rounds in order:")
+    for name in names:
+        if name != reference[name]:
+            print(f"  {name + ' / ' + reference[name]:34s} " + " ".join(f"{x:.1f}" for x in ratios(name, 0)))
     print(
         f"\nframework time per agent step ({HISTORY_TURNS * 2} messages of history, {N_TOOLS} tools, {STEPS} steps "
-        f"per request; median of {args.rounds} rounds x {args.per_round} requests, frameworks taking turns)"
+        f"per request; medians of {args.rounds} rounds x {args.per_round} requests, frameworks taking turns)"
     )
     if baseline is not None:
         print(f"  (baseline: the agentkit in {baseline.origin})")
-    print(f"  {'':52s} {'CPU ms':>8s} {'wall ms':>8s}   CPU ratio to agentkit restored: median of rounds [min-max]")
+    print(f"  {'':48s} {'CPU ms':>7s} {'wall ms':>7s}   ratio: CPU median of rounds [quartiles] (min-max), wall median")
     for name in names:
         cpu, wall = per_step_ms(samples[name], 1), per_step_ms(samples[name], 0)
-        ratios = [rnd[name] / rnd[ours] for rnd in rounds]
         note = ""
-        if name != ours:
-            note = f"   {statistics.median(ratios):6.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
-        print(f"  {name:52s} {cpu:8.3f} {wall:8.3f}{note}")
+        if name != reference[name]:
+            by_cpu = ratios(name, 0)
+            q1, _, q3 = statistics.quantiles(by_cpu, n=4) if len(by_cpu) > 1 else (by_cpu[0],) * 3
+            note = (
+                f"   {statistics.median(by_cpu):5.2f}x [{q1:.2f}-{q3:.2f}] ({min(by_cpu):.2f}-{max(by_cpu):.2f}), "
+                f"wall {statistics.median(ratios(name, 1)):.2f}x  (/ {reference[name]})"
+            )
+        print(f"  {labels[name]:48s} {cpu:7.3f} {wall:7.3f}{note}")
     wall = asyncio.run(asyncio.to_thread(bench_parallel_sleepers))
     print(f"4 tools sleeping 1 s each, called in one step: wall {wall:.3f} s")
 
