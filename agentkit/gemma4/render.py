@@ -543,6 +543,54 @@ def _model_message(
     return state, False
 
 
+def _plain_turns(out: _Out, messages: Sequence[Mapping[str, Any]], roles: Sequence[Any], i: int) -> int:
+    """Write the run of plain turns from ``i`` on (user text; answers without calls), most of any history.
+
+    What :meth:`_Out.framed` writes for each, in one loop (the markers between two turns are one trusted run
+    of two known values); outside a model turn only. Returns the index of the first message it did not write.
+    """
+    n = len(messages)
+    segments, texts = out._segments, out._texts
+    if not out._trusted:
+        out._flush()
+        out._trusted = True
+    pending = "".join(out._parts)  # trusted text not yet closed into a run
+    while i < n:
+        role, message = roles[i], messages[i]
+        if role == "user":
+            content = message.get("content")
+            if type(content) is not str:
+                break
+            before, text = _USER_OPEN, content.strip()
+        elif role == "assistant":
+            if (i + 1 < n and roles[i + 1] == "tool") or message.get("tool_calls") or message.get("tool_responses"):
+                break
+            content = message.get("content")
+            before, text = _MODEL_OPEN, strip_thinking(content if type(content) is str else _joined_text(content))
+        else:
+            break
+        i += 1
+        if not text:
+            pending += before + _TURN_CLOSE
+            continue
+        run = pending + before
+        segment = _TRUSTED_RUNS.get(run)
+        if segment is None:
+            segment = Segment(run, True)
+            if len(run) <= _MEMO_MAX_CHARS:
+                _remember(_TRUSTED_RUNS, run, segment)
+        known = _UNTRUSTED_RUNS.get(text)
+        if known is None:
+            known = (Segment(text, False), sanitize(text))
+            if len(text) <= _MEMO_MAX_CHARS:
+                _remember(_UNTRUSTED_RUNS, text, known)
+        segments += (segment, known[0])
+        texts += (run, known[1])
+        pending = _TURN_CLOSE
+    out._parts = [pending] if pending else []
+    return i
+
+
 def render(
     messages: Sequence[Mapping[str, Any]],
     tools: Sequence[Any] | Declarations | None = None,
@@ -585,6 +633,9 @@ def render(
     call_names: dict[str, str] = {}  # call id -> function name, within the model turn
     i, n = 0, len(loop)
     while i < n:
+        if not turn_open and roles[i] != "tool" and (j := _plain_turns(out, loop, roles, i)) > i:
+            state, i = None, j
+            continue
         message, role = loop[i], roles[i]
         if role in ("assistant", "tool"):
             j = i + 1
