@@ -94,6 +94,25 @@ def _remember(memo: dict[str, Any], text: str, value: Any) -> None:
     memo[text] = value
 
 
+def _trusted_run(text: str) -> Segment:
+    segment = _TRUSTED_RUNS.get(text)
+    if segment is None:
+        segment = Segment(text, True)
+        if len(text) <= _MEMO_MAX_CHARS:
+            _remember(_TRUSTED_RUNS, text, segment)
+    return segment
+
+
+def _untrusted_run(text: str) -> tuple[Segment, str]:
+    """The segment of an untrusted run and its text as sent (neutralized)."""
+    known = _UNTRUSTED_RUNS.get(text)
+    if known is None:
+        known = (Segment(text, False), sanitize(text))
+        if len(text) <= _MEMO_MAX_CHARS:
+            _remember(_UNTRUSTED_RUNS, text, known)
+    return known
+
+
 class _Out:
     """Collects segments, merging runs of equal trust as it goes (one join per run, not per piece).
 
@@ -136,42 +155,13 @@ class _Out:
         if parts:
             text = parts[0] if len(parts) == 1 else "".join(parts)
             if self._trusted:
-                segment = _TRUSTED_RUNS.get(text)
-                if segment is None:
-                    segment = Segment(text, True)
-                    if len(text) <= _MEMO_MAX_CHARS:
-                        _remember(_TRUSTED_RUNS, text, segment)
-                self._segments.append(segment)
+                self._segments.append(_trusted_run(text))
                 self._texts.append(text)
             else:
-                self._untrusted_run(text)
+                segment, sent = _untrusted_run(text)
+                self._segments.append(segment)
+                self._texts.append(sent)
             self._parts = []
-
-    def _untrusted_run(self, text: str) -> None:
-        known = _UNTRUSTED_RUNS.get(text)
-        if known is None:
-            known = (Segment(text, False), sanitize(text))
-            if len(text) <= _MEMO_MAX_CHARS:
-                _remember(_UNTRUSTED_RUNS, text, known)
-        self._segments.append(known[0])
-        self._texts.append(known[1])
-
-    def framed(self, before: str, text: str, after: str) -> None:
-        """``t(before); u(text); t(after)`` in one go: a user turn or a plain answer, most of any history.
-
-        ``before`` and ``after`` are non-empty markers, so a non-empty ``text`` is a whole untrusted run.
-        """
-        if not text:
-            self.t(before)
-            self.t(after)
-            return
-        if not self._trusted:
-            self._flush()
-            self._trusted = True
-        self._parts.append(before)
-        self._flush()
-        self._untrusted_run(text)
-        self._parts = [after]
 
     def extend(self, segments: Sequence[Segment], texts: Sequence[str]) -> None:
         """Append pre-rendered segments (merged, non-empty) and their sent texts, without re-emitting them."""
@@ -546,8 +536,9 @@ def _model_message(
 def _plain_turns(out: _Out, messages: Sequence[Mapping[str, Any]], roles: Sequence[Any], i: int) -> int:
     """Write the run of plain turns from ``i`` on (user text; answers without calls), most of any history.
 
-    What :meth:`_Out.framed` writes for each, in one loop (the markers between two turns are one trusted run
-    of two known values); outside a model turn only. Returns the index of the first message it did not write.
+    What the general path writes for each (marker, text, ``<turn|>``), in one loop without a call per piece:
+    the markers between two turns make one trusted run, the text one untrusted run, each looked up in the
+    memos. Outside a model turn only. Returns the index of the first message it did not write.
     """
     n = len(messages)
     segments, texts = out._segments, out._texts
@@ -574,18 +565,9 @@ def _plain_turns(out: _Out, messages: Sequence[Mapping[str, Any]], roles: Sequen
             pending += before + _TURN_CLOSE
             continue
         run = pending + before
-        segment = _TRUSTED_RUNS.get(run)
-        if segment is None:
-            segment = Segment(run, True)
-            if len(run) <= _MEMO_MAX_CHARS:
-                _remember(_TRUSTED_RUNS, run, segment)
-        known = _UNTRUSTED_RUNS.get(text)
-        if known is None:
-            known = (Segment(text, False), sanitize(text))
-            if len(text) <= _MEMO_MAX_CHARS:
-                _remember(_UNTRUSTED_RUNS, text, known)
-        segments += (segment, known[0])
-        texts += (run, known[1])
+        segment, sent = _untrusted_run(text)
+        segments += (_trusted_run(run), segment)
+        texts += (run, sent)
         pending = _TURN_CLOSE
     out._parts = [pending] if pending else []
     return i
@@ -638,6 +620,9 @@ def render(
             continue
         message, role = loop[i], roles[i]
         if role in ("assistant", "tool"):
+            if not turn_open:
+                out.t(_MODEL_OPEN)
+                turn_open, call_names = True, {}
             j = i + 1
             while j < n and roles[j] == "tool":
                 j += 1
@@ -647,19 +632,12 @@ def render(
                 and not message.get("tool_calls")
                 and not message.get("tool_responses")
             ):
-                # A plain answer (most of any history): what _model_message writes for it, without the detour.
-                text = strip_thinking(_joined_text(message.get("content")))
-                if turn_open:
-                    out.u(text)
-                    out.t(_TURN_CLOSE)
-                else:
-                    out.framed(_MODEL_OPEN, text, _TURN_CLOSE)
+                # A plain answer closing a model turn (outside one, _plain_turns wrote it).
+                out.u(strip_thinking(_joined_text(message.get("content"))))
+                out.t(_TURN_CLOSE)
                 state, turn_open = None, False
                 i = j
                 continue
-            if not turn_open:
-                out.t(_MODEL_OPEN)
-                turn_open, call_names = True, {}
             if role == "assistant":
                 for call in message.get("tool_calls") or ():
                     if isinstance(call.get("id"), str):
@@ -681,17 +659,13 @@ def render(
             out.t(f"{TURN_END}\n")
             turn_open = False
         state = None
-        content = message.get("content")
-        if role == "user" and type(content) is str:
-            out.framed(_USER_OPEN, content.strip(), _TURN_CLOSE)
+        if role == "user":
+            out.t(_USER_OPEN)
+            _user_content(out, message.get("content"))
         else:
-            if role == "user":
-                out.t(_USER_OPEN)
-                _user_content(out, content)
-            else:
-                out.t(_SYSTEM_OPEN)
-                _system_content(out, content)
-            out.t(_TURN_CLOSE)
+            out.t(_SYSTEM_OPEN)
+            _system_content(out, message.get("content"))
+        out.t(_TURN_CLOSE)
         i += 1
 
     if add_generation_prompt and state is None:
