@@ -87,7 +87,8 @@ class Tool:
     person would follow (search results), which ``approval_check`` then trusts.
 
     ``thread`` (sync functions only): run each call in a worker thread, so a slow or blocking function cannot
-    stall the event loop, its timeout holds, and parallel calls overlap. The hand-off costs tens of µs per call;
+    stall the event loop, its timeout holds, and parallel calls overlap. The hand-off costs tens of µs to over
+    0.1 ms of CPU time per call (``tools/bench/loop_overhead.py``, threaded row);
     ``thread=False`` skips it for quick functions that never block (pure computation, a dict lookup), which then
     run on the event loop itself: one after another, and beyond the reach of ``timeout_s``.
     """
