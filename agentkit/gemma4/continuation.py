@@ -13,7 +13,7 @@ from typing import Any
 
 from .prompt import Prompt
 from .render import generation_prompt, render
-from .tokens import EOS, TOOL_CALL_END, TOOL_CALL_START, TOOL_RESPONSE_START, TURN_END
+from .tokens import CHANNEL_END, CHANNEL_START, EOS, TOOL_CALL_END, TOOL_CALL_START, TOOL_RESPONSE_START, TURN_END
 
 __all__ = ["MALFORMED_CALL_HINT", "hand_over", "turn_suffix"]
 
@@ -35,7 +35,8 @@ def turn_suffix(messages: Sequence[Mapping[str, Any]], thinking: bool | None) ->
 def hand_over(raw: str, token_ids: Sequence[int] | None = None, stop: str | None = None) -> Prompt:
     """The model's output as it must sit before tool results: ending with the ``<|tool_response>`` hand-over.
 
-    Within a turn the output stays exactly as the model wrote it (thinking included, see the protocol doc).
+    Within a turn the output stays as the model wrote it (thinking included, see the protocol doc), except that a
+    thought a ``<|tool_call>`` ended without ``<channel|>`` is closed before that call, as the parser read it.
     ``token_ids`` are the ids the engine generated for ``raw`` (with ``stop``, the marker that ended
     generation, as the last one), when it reported them: they are kept rather than the text tokenized again,
     since a model may split text differently from the tokenizer's canonical split, and only the generated ids
@@ -43,6 +44,14 @@ def hand_over(raw: str, token_ids: Sequence[int] | None = None, stop: str | None
     """
     text = raw
     ids = tuple(token_ids) if token_ids is not None else None
+    open_at = _call_in_open_thought(text)
+    if open_at >= 0:
+        # The parser read the thought as ended here (see agentkit.gemma4.parse); the prompt must say so too, as
+        # the reference template writes the same turn ("<|channel>thought\n…<channel|><|tool_call>…"), or the
+        # model continues after the results inside a thought it never closed and its thinking lands in the
+        # answer. The ids cannot be split at a character offset, so the text is tokenized again this once.
+        text = text[:open_at] + CHANNEL_END + text[open_at:]
+        ids = None
     for closer in _TURN_CLOSERS:
         if text.endswith(closer):
             text = text[: -len(closer)]
@@ -52,3 +61,12 @@ def hand_over(raw: str, token_ids: Sequence[int] | None = None, stop: str | None
     if not ids:
         return Prompt.trusted(text + tail)
     return Prompt.tokens(text, ids) + Prompt.trusted(tail)
+
+
+def _call_in_open_thought(text: str) -> int:
+    """Where the first ``<|tool_call>`` stands if a thought channel is still open there, else -1."""
+    call = text.find(TOOL_CALL_START)
+    if call < 0:
+        return -1
+    opened = text.rfind(CHANNEL_START, 0, call)
+    return call if opened >= 0 and text.find(CHANNEL_END, opened, call) < 0 else -1
