@@ -39,40 +39,14 @@ def split_calls(text: str) -> list[str]:
     or a semicolon); strings in ``<|"|>`` or ``"`` are skipped, so a ``call:`` inside a value never splits.
     """
     pieces: list[str] = []
-    start = i = depth = 0
-    n = len(text)
-    quote = ""
-    opened = False
-    while i < n:
-        if text.startswith(STRING_DELIM, i):
-            if quote in ("", STRING_DELIM):
-                quote = "" if quote else STRING_DELIM
-            i += len(STRING_DELIM)
-            continue
-        ch = text[i]
-        if quote == '"':
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                quote = ""
-        elif quote:
-            pass
-        elif ch == '"':
-            quote = '"'
-        elif ch in "{([":
-            depth += 1
-            opened = True
-        elif ch in "})]" and depth > 0:
-            depth -= 1
-            if depth == 0 and opened:
-                m = _NEXT_CALL.match(text, i + 1)
-                if m is not None:
-                    pieces.append(text[start : i + 1])
-                    start = m.end()
-                    opened = False
-                    i = m.end()
-                    continue
-        i += 1
+    start = pos = 0
+    # Each search resumes where a top-level value closed (no string open, depth 0): one scan in all.
+    while (end := value_end(text, pos)) >= 0:
+        m = _NEXT_CALL.match(text, end)
+        if m is not None:
+            pieces.append(text[start:end])
+            start = m.end()
+        pos = end
     pieces.append(text[start:])
     return pieces
 

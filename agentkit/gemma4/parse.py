@@ -398,6 +398,16 @@ class StreamParser:
         else:
             self._emit_text(events, tok)  # other tokens are literal text here
 
+    def _terminate(self, events: list[StreamEvent], piece: str, tok: str, *, loose: bool) -> None:
+        """A control token ended the call being read: read the call, then go where the token leads in text."""
+        self._call.append(piece)
+        if loose:
+            self._end_loose(events, tok)
+        else:
+            self._end_call(events, tok)
+        if tok != CHANNEL_END:  # the call already left the machine in text (a boundary only if it was a call)
+            self._on_token(events, tok)
+
     def _scan_header(self, events: list[StreamEvent], buf: str, i: int) -> int:
         """``<|channel>NAME\\n``: swallow the channel name; text that is no name is thinking."""
         n = len(buf)
@@ -438,28 +448,12 @@ class StreamParser:
                 return n, True
             tok = _token_at(buf, lt, _CALL_TERMINATORS)
             if tok is not None:
-                self._call.append(buf[start:lt])
-                self._end_call(events, tok)
-                self._after_terminator(tok)
+                self._terminate(events, buf[start:lt], tok, loose=False)
                 return lt + len(tok), False
             if not final and n - lt < _LONGEST and buf[lt:] in _PREFIXES:
                 self._call.append(buf[start:lt])
                 return lt, True
             i = lt + 1
-
-    def _after_terminator(self, tok: str) -> None:
-        """Where a control token that ended a call leads: another call, the hand-over, the end, or text."""
-        if tok == TOOL_CALL_START:
-            self._state = _CALL
-            self._call = []
-        elif tok == TOOL_RESPONSE_START:
-            self._handed_over = True
-            self._state = _DONE
-        elif tok in _END_OF_OUTPUT:
-            self._state = _DONE
-        elif tok == CHANNEL_START:
-            self._state = _HEADER
-            self._header = ""
 
     def _add_call(self, events: list[StreamEvent], call: ToolCall) -> None:
         if self._tools is not None and call.name in self._tools.schemas:
@@ -546,9 +540,7 @@ class StreamParser:
             if ch == "<":
                 tok = _token_at(buf, k, _CALL_TERMINATORS)
                 if tok is not None:
-                    self._call.append(buf[start:k])
-                    self._end_loose(events, tok)
-                    self._after_terminator(tok)
+                    self._terminate(events, buf[start:k], tok, loose=True)
                     return k + len(tok), False
                 if buf.startswith(STRING_DELIM, k):
                     if self._quote in ("", STRING_DELIM):

@@ -30,7 +30,7 @@ from typing import Any, Final
 from .blocks import strip_closing_tag
 from .coerce import NUMBER, read_number, type_of
 from .tokens import STRING_DELIM
-from .values import TOOL_NAME_CHARS
+from .values import LITERALS, TOOL_NAME_CHARS, ValueCursor
 
 __all__ = [
     "TOOL_CODE_FENCE",
@@ -45,14 +45,6 @@ __all__ = [
 _NAME_CHARS: Final = TOOL_NAME_CHARS + ":"  # a namespaced name ("mcp:ns:name") is read whole, then resolved
 _HEAD = re.compile(rf"\s*(call\b)?\s*(:)?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*([{{(])")
 _STRICT_HEAD = re.compile(rf"\s*call:[{_NAME_CHARS}]+[{{(]")
-_WORDS: Final[dict[str, Any]] = {
-    "true": True,
-    "false": False,
-    "null": None,
-    "None": None,
-    "True": True,
-    "False": False,
-}
 _WORD = re.compile(r"[A-Za-z]+")
 _KEY_AHEAD = re.compile(r"\s*(?:[A-Za-z_][A-Za-z0-9_.\-]*|<\|\"\|>[^<]{1,64}<\|\"\|>|\"[^\"]{1,64}\")\s*[:=]")
 _NEXT_KEY = re.compile(r",\s*(?:[A-Za-z_][A-Za-z0-9_.\-]*|<\|\"\|>[^<]{1,64}<\|\"\|>|\"[^\"]{1,64}\")\s*[:=]")
@@ -62,7 +54,6 @@ _PLAIN_START = re.compile(r"[\w./~]")
 _WORDLIKE = re.compile(r"\w")
 _STRICT_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 _WS: Final = " \t\r\n"
-_MAX_DEPTH: Final = 100
 _scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
@@ -184,19 +175,13 @@ def _match_after_opener(rest: str, tools: DeclaredTools, opener: str) -> int | b
     return i
 
 
-class _Unrepairable(ValueError):
-    pass
-
-
-class _Reader:
+class _Reader(ValueCursor):
     """A forgiving reader of one call's arguments; records each liberty it takes in ``repairs``."""
 
     def __init__(self, text: str, pos: int, repairs: list[str], complete: bool) -> None:
-        self.text = text
-        self.pos = pos
+        super().__init__(text, pos)
         self.repairs = repairs
         self.complete = complete  # a control token ended the call: a missing close may be assumed
-        self.depth = 0
         self.limit = len(text)  # where the outermost closer sits (set by arguments())
         # Forward searches are memoized: positions only grow, so each search scans the text once in total.
         self._found: dict[object, tuple[int, int]] = {}
@@ -216,15 +201,6 @@ class _Reader:
     def note(self, repair: str) -> None:
         if repair not in self.repairs:
             self.repairs.append(repair)
-
-    def fail(self, message: str) -> _Unrepairable:
-        return _Unrepairable(f"{message} (at character {self.pos})")
-
-    def skip_ws(self) -> None:
-        text, pos, n = self.text, self.pos, len(self.text)
-        while pos < n and text[pos] in _WS:
-            pos += 1
-        self.pos = pos
 
     def arguments(self, schema: Mapping[str, Any]) -> dict[str, Any]:
         opener = self.text[self.pos]
@@ -279,9 +255,7 @@ class _Reader:
         return self.entries(schema, closer, top=False)
 
     def entries(self, schema: Mapping[str, Any], closer: str, *, top: bool) -> dict[str, Any]:
-        self.depth += 1
-        if self.depth > _MAX_DEPTH:
-            raise self.fail(f"values nested deeper than {_MAX_DEPTH} levels")
+        self.enter()
         props = schema.get("properties")
         props = props if isinstance(props, Mapping) else {}
         result: dict[str, Any] = {}
@@ -345,12 +319,8 @@ class _Reader:
     def value(
         self, schema: Mapping[str, Any], closer: str, *, top: bool, siblings: list[str], in_list: bool = False
     ) -> Any:
-        self.skip_ws()
-        text, pos = self.text, self.pos
-        if pos >= len(text):
-            raise self.fail("expected a value but the text ended")
-        ch = text[pos]
-        if text.startswith(STRING_DELIM, pos):
+        ch = self.peek()
+        if self.text.startswith(STRING_DELIM, self.pos):
             return self.delimited(closer, top=top, siblings=siblings)
         if ch == '"':
             return self.double_quoted(closer)
@@ -359,7 +329,9 @@ class _Reader:
         if ch == "{":
             return self.mapping(schema, "}")
         if ch == "[":
-            return self.sequence(schema)
+            items = schema.get("items")
+            item = items if isinstance(items, Mapping) else {}
+            return self.items(lambda: self.value(item, "]", top=False, siblings=[], in_list=True))
         return self.bare(schema, closer, top=top, siblings=siblings, in_list=in_list)
 
     def _structural_after(self, i: int, closer: str) -> bool:
@@ -451,29 +423,6 @@ class _Reader:
         self._dangling_delimiter()
         return value
 
-    def sequence(self, schema: Mapping[str, Any]) -> list[Any]:
-        self.pos += 1
-        self.depth += 1
-        if self.depth > _MAX_DEPTH:
-            raise self.fail(f"values nested deeper than {_MAX_DEPTH} levels")
-        items = schema.get("items")
-        item_schema = items if isinstance(items, Mapping) else {}
-        result: list[Any] = []
-        while True:
-            self.skip_ws()
-            if self.pos >= len(self.text):
-                raise self.fail("unbalanced brackets: a [ is never closed")
-            if self.text[self.pos] == "]":
-                self.pos += 1
-                self.depth -= 1
-                return result
-            result.append(self.value(item_schema, "]", top=False, siblings=[], in_list=True))
-            self.skip_ws()
-            if self.text.startswith(",", self.pos):
-                self.pos += 1
-            elif not self.text.startswith("]", self.pos):
-                raise self.fail("expected ',' or ']' in a list")
-
     def bare(
         self, schema: Mapping[str, Any], closer: str, *, top: bool, siblings: list[str], in_list: bool = False
     ) -> Any:
@@ -494,9 +443,9 @@ class _Reader:
                 self.pos = delim + len(STRING_DELIM)
                 self.note('missing opening <|"|>')
                 return text[pos:delim]
-        for pattern, convert in ((NUMBER, read_number), (_WORD, _WORDS.get)):
+        for pattern, convert in ((NUMBER, read_number), (_WORD, LITERALS.get)):
             m = pattern.match(text, pos)
-            if m and self._structural_after(m.end(), closer) and (pattern is NUMBER or m.group(0) in _WORDS):
+            if m and self._structural_after(m.end(), closer) and (pattern is NUMBER or m.group(0) in LITERALS):
                 if kind == "string" and pattern is NUMBER:
                     break  # a string property: keep the text as written
                 self.pos = m.end()
@@ -579,7 +528,7 @@ def repair_call(
     reader = _Reader(text, m.end(4) - 1, repairs, complete)
     try:
         arguments = reader.arguments(tools.schemas[name])
-    except (_Unrepairable, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueSyntaxError, or a number too long for int()
         raise ValueError(str(exc)) from exc
     return name, arguments, "; ".join(repairs) or "reformatted"
 

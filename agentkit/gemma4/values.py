@@ -34,13 +34,15 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, is_dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
 from .sanitize import sanitize
 from .tokens import STRING_DELIM, TOOL_CALL_END, TOOL_CALL_START
 
 __all__ = [
+    "LITERALS",
     "TOOL_NAME_CHARS",
+    "ValueCursor",
     "ValueSyntaxError",
     "check_tool_name",
     "format_tool_call",
@@ -59,13 +61,17 @@ TOOL_NAME_CHARS = r"A-Za-z0-9_.\-"
 _TOOL_NAME = re.compile(f"[{TOOL_NAME_CHARS}]+\\Z")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_WORDS: dict[str, Any] = {
+#: The bare words a value may be, as both readers take them (JSON's and Python's spellings).
+LITERALS: Final[Mapping[str, Any]] = {
     "true": True,
     "false": False,
     "null": None,
     "None": None,
     "True": True,
     "False": False,
+}
+_WORDS: dict[str, Any] = {
+    **LITERALS,
     "NaN": math.nan,
     "Infinity": math.inf,
     "-Infinity": -math.inf,
@@ -209,8 +215,12 @@ def format_tool_call(name: str, arguments: Mapping[str, Any]) -> str:
 _MAX_DEPTH = 100
 
 
-class _Reader:
-    """A recursive-descent reader over one string; every method advances ``pos``."""
+class ValueCursor:
+    """A position in one string and a nesting depth: what both value readers walk with.
+
+    The strict reader below and the forgiving one in :mod:`agentkit.gemma4.repair` differ in what a value is;
+    how a list is walked (items, commas, the closing bracket, the nesting limit) is the same, so it is here once.
+    """
 
     __slots__ = ("depth", "pos", "text")
 
@@ -234,12 +244,44 @@ class _Reader:
     def fail(self, message: str) -> ValueSyntaxError:
         return ValueSyntaxError(message, self.pos)
 
-    def value(self) -> Any:
+    def peek(self) -> str:
+        """The next character after whitespace (``pos`` moved to it); an error if the text ended."""
         self.skip_ws()
-        text, pos = self.text, self.pos
-        if pos >= len(text):
+        if self.pos >= len(self.text):
             raise self.fail("expected a value but the text ended")
-        ch = text[pos]
+        return self.text[self.pos]
+
+    def items(self, read_item: Callable[[], Any]) -> list[Any]:
+        """The list whose ``[`` is at ``pos``, each item read by ``read_item``."""
+        self.pos += 1  # "["
+        self.enter()
+        result: list[Any] = []
+        while True:
+            self.skip_ws()
+            if self.pos >= len(self.text):
+                raise self.fail("unbalanced brackets: a [ is never closed")
+            if self.text[self.pos] == "]":
+                self.pos += 1
+                self.depth -= 1
+                return result
+            result.append(read_item())
+            self.skip_ws()
+            if self.text.startswith(",", self.pos):
+                self.pos += 1
+            elif not self.text.startswith("]", self.pos):
+                if self.pos >= len(self.text):
+                    raise self.fail("unbalanced brackets: a [ is never closed")
+                raise self.fail("expected ',' or ']' in a list")
+
+
+class _Reader(ValueCursor):
+    """The strict recursive-descent reader; every method advances ``pos``."""
+
+    __slots__ = ()
+
+    def value(self) -> Any:
+        ch = self.peek()
+        text, pos = self.text, self.pos
         if text.startswith(STRING_DELIM, pos):
             return self.delimited_string()
         if ch == '"':
@@ -247,7 +289,7 @@ class _Reader:
         if ch == "{":
             return self.mapping()
         if ch == "[":
-            return self.sequence()
+            return self.items(self.value)
         m = _NUMBER.match(text, pos)
         if m:
             self.pos = m.end()
@@ -319,27 +361,6 @@ class _Reader:
                 if self.pos >= len(self.text):
                     raise self.fail("unbalanced braces: a { is never closed")
                 raise self.fail(f"expected ',' or '}}' after the value of {key!r}")
-
-    def sequence(self) -> list[Any]:
-        self.pos += 1  # "["
-        self.enter()
-        result: list[Any] = []
-        while True:
-            self.skip_ws()
-            if self.pos >= len(self.text):
-                raise self.fail("unbalanced brackets: a [ is never closed")
-            if self.text[self.pos] == "]":
-                self.pos += 1
-                self.depth -= 1
-                return result
-            result.append(self.value())
-            self.skip_ws()
-            if self.text.startswith(",", self.pos):
-                self.pos += 1
-            elif not self.text.startswith("]", self.pos):
-                if self.pos >= len(self.text):
-                    raise self.fail("unbalanced brackets: a [ is never closed")
-                raise self.fail("expected ',' or ']' in a list")
 
 
 def parse_value(text: str) -> Any:
