@@ -9,7 +9,8 @@ States and what moves between them (``<…>`` are control tokens)::
     text ──<|tool_call>──▶ call ──<tool_call|> / <|tool_call> / <|tool_response> / <turn|> / <eos> / <channel|>──▶ text
     text ──<|tool_response> (hand-over) / <turn|> / <eos> / <|turn>──▶ done (the rest is ignored)
 
-A call's text is buffered until one of its terminators and then read with the value codec, once. A
+A call's text is buffered until one of its terminators and then read once by :mod:`agentkit.gemma4.calls`
+(the result and event types are :mod:`agentkit.gemma4.results`, re-exported here). A
 terminator ends a call even inside a string: the model emits these as single tokens, and a string never
 legitimately holds one (:func:`~agentkit.gemma4.values.format_tool_call` neutralizes them). So a call
 with an unterminated string or unbalanced braces cannot swallow the rest of the output: it becomes one
@@ -49,19 +50,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .blocks import CLOSING_TAGS, split_calls, split_python_list, strip_closing_tag, value_end
+from .blocks import CLOSING_TAGS
+from .calls import join_repair, read_block, read_loose
 from .coerce import coerce_arguments
-from .repair import (
-    TOOL_CODE_FENCE,
-    DeclaredTools,
-    LooseHead,
-    loose_call_name,
-    match_loose_head,
-    repair_call,
-    unwrap_envelope,
+from .repair import TOOL_CODE_FENCE, DeclaredTools, LooseHead, loose_call_name, match_loose_head
+from .results import (
+    ContentDelta,
+    ParsedResponse,
+    ParseErrorEvent,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolCallEvent,
 )
 from .tokens import (
     CHANNEL_END,
@@ -75,7 +78,6 @@ from .tokens import (
     TURN_END,
     TURN_START,
 )
-from .values import TOOL_NAME_CHARS, ValueSyntaxError, parse_arguments
 
 __all__ = [
     "ContentDelta",
@@ -90,65 +92,6 @@ __all__ = [
     "parse_response",
 ]
 
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    """One function call the model wrote; ``repair`` says how it was recovered (``None``: written in format)."""
-
-    name: str
-    arguments: dict[str, Any]
-    repair: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedResponse:
-    """Everything one generation said; ``errors`` describe broken calls so the loop can tell the model."""
-
-    thinking: str
-    content: str
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    handed_over: bool = False  # ended with <|tool_response>: the model waits for results
-
-
-@dataclass(frozen=True, slots=True)
-class ThinkingDelta:
-    """More of the model's thinking (never half a control token).
-
-    The one thinking-delta class of agentkit: the agent loop re-emits it with ``step``, the number of the
-    generation call within a run that wrote it; the parser sees a single generation and leaves it 0.
-    """
-
-    text: str
-    step: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    """More of the visible answer (never half a control token); ``step`` as in :class:`ThinkingDelta`."""
-
-    text: str
-    step: int = 0
-
-
-ContentDelta = TextDelta  # the parser's first name for it, kept so existing imports go on working
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCallEvent:
-    """A call is complete and parsed."""
-
-    call: ToolCall
-
-
-@dataclass(frozen=True, slots=True)
-class ParseErrorEvent:
-    """A call was malformed; the message says what was wrong."""
-
-    message: str
-
-
-StreamEvent = ThinkingDelta | TextDelta | ToolCallEvent | ParseErrorEvent
 
 _TEXT, _HEADER, _THOUGHT, _CALL, _DONE, _LOOSE, _AFTER_LOOSE = range(7)
 _END_OF_OUTPUT: Final = (TURN_END, EOS, TURN_START)
@@ -165,7 +108,6 @@ _CALL_TERMINATORS: Final = (
 # Every proper prefix of every control token: text that must wait for the next chunk.
 _PREFIXES: Final = frozenset(t[:k] for t in CONTROL_TOKENS for k in range(1, len(t)))
 _LONGEST: Final = max(len(t) for t in CONTROL_TOKENS)
-_CALL_HEAD = re.compile(rf"\s*call:([{TOOL_NAME_CHARS}]*)")
 _CHANNEL_NAME = re.compile(r"[A-Za-z_]{1,24}\Z")
 _MAX_HEADER = 32
 _WS: Final = " \t\r\n"
@@ -459,7 +401,7 @@ class StreamParser:
         if self._tools is not None and call.name in self._tools.schemas:
             arguments, changed = coerce_arguments(call.arguments, self._tools.schemas[call.name])
             if changed:
-                call = ToolCall(call.name, arguments, _join(call.repair, "value typed by the schema"))
+                call = ToolCall(call.name, arguments, join_repair(call.repair, "value typed by the schema"))
         self._calls.append(call)
         self._flush(events)
         events.append(ToolCallEvent(call))
@@ -620,25 +562,11 @@ class StreamParser:
         self._call = []
         self._state = _TEXT
         opener = self._opener
-        if opener == TOOL_CODE_FENCE:
-            repairs = ["```tool_code block instead of <|tool_call>"]
-        else:
-            repairs = [f"drifted opener {opener!r} instead of <|tool_call>" if opener else "no <|tool_call> opener"]
         body = "call:" + text if opener == "<tool_call:" else text
-        complete = closed or terminator is not None
         try:
             if prose:
                 raise ValueError("prose follows")
-            if opener and body.lstrip(_WS).startswith("{"):  # "<tool_call>{"name": …, "arguments": …}"
-                calls = [self._loose_envelope(body, repairs, complete)]
-            elif opener == TOOL_CODE_FENCE and body.lstrip(_WS).startswith("["):  # [f(a=1), g(b=2)]
-                pieces = split_python_list(body) if complete else None
-                if pieces is None:
-                    raise ValueError("not a complete list of calls")
-                notes = [*repairs, "a Python list of calls"]
-                calls = [repair_call(piece, self._tools, complete=True, head_repairs=notes) for piece in pieces]
-            else:
-                calls = [repair_call(body, self._tools, complete=complete, head_repairs=repairs)]
+            calls = read_loose(opener, text, self._tools, complete=closed or terminator is not None)
         except ValueError:
             self._boundary = self._fence_open = False
             self._emit_text(events, opener + text)
@@ -649,21 +577,9 @@ class StreamParser:
                 self._flush(events)
                 events.append(ParseErrorEvent(message))
             return
-        for name, arguments, repair in calls:
-            self._add_call(events, ToolCall(name, arguments, repair))
+        for call in calls:
+            self._add_call(events, call)
         self._fence_open = opener == TOOL_CODE_FENCE and not fence_closed
-
-    def _loose_envelope(self, body: str, repairs: list[str], complete: bool) -> tuple[str, dict[str, Any], str]:
-        """A name/arguments object after a drifted opener, if it names one declared tool; else ValueError."""
-        assert self._tools is not None
-        body, tag = strip_closing_tag(body)
-        if not complete and tag is None:
-            raise ValueError("cut off")
-        envelope = unwrap_envelope("", parse_arguments(body), self._tools)  # ValueSyntaxError is a ValueError
-        if envelope is None:
-            raise ValueError("not a call envelope")
-        notes = [*repairs, envelope[2]] + ([f"closed by {tag!r}"] if tag else [])
-        return envelope[0], envelope[1], "; ".join(notes)
 
     def _end_call(self, events: list[StreamEvent], terminator: str | None) -> None:
         """Read the buffered call text once; one ToolCall (or several in one block), or one specific error."""
@@ -671,95 +587,15 @@ class StreamParser:
         self._call = []
         self._state = _TEXT
         self._boundary = True
-        outcome = self._read_call(text, terminator)
-        if isinstance(outcome, str) and self._tools is not None:
-            pieces = split_calls(text)  # "call:a{…}call:b{…}" in one block: each is read on its own
-            if len(pieces) > 1:
-                for k, piece in enumerate(pieces):
-                    last = k == len(pieces) - 1
-                    self._emit_outcome(events, self._read_call(piece, terminator if last else TOOL_CALL_END), True)
-                return
-            end = value_end(text)  # "call:f{…}Let me check." with no <tool_call|>: the call, then prose
-            after = text[end:].lstrip(_WS) if end > 0 else ""
-            if _reads_as_prose(after):
-                call = self._read_call(text[:end], TOOL_CALL_END)
-                if isinstance(call, ToolCall):
-                    note = "text after the call before <tool_call|>"
-                    self._add_call(events, ToolCall(call.name, call.arguments, _join(call.repair, note)))
-                    self._emit_text(events, text[end:])
-                    return
-        self._emit_outcome(events, outcome, False)
-
-    def _emit_outcome(self, events: list[StreamEvent], outcome: ToolCall | str, split: bool) -> None:
-        if isinstance(outcome, ToolCall):
-            if split:
-                note = "several calls in one <|tool_call> block"
-                outcome = ToolCall(outcome.name, outcome.arguments, _join(outcome.repair, note))
-            self._add_call(events, outcome)
-            return
-        self._errors.append(outcome)
-        self._flush(events)
-        events.append(ParseErrorEvent(outcome))
-
-    def _read_call(self, text: str, terminator: str | None) -> ToolCall | str:
-        """One call's text read strictly, then (with declared tools) forgivingly: a ToolCall or an error message."""
-        head = _CALL_HEAD.match(text)
-        ended = "the output ended" if terminator is None else f"{terminator} came"
-        tools = self._tools
-        if head is None:
-            message = f"a tool call must start with 'call:NAME{{', but it starts with {text[:30]!r}"
-            body, tag = strip_closing_tag(text)
-            if tools is not None and body.lstrip(_WS).startswith("{") and (terminator is not None or tag):
-                try:  # {"name": …, "arguments": {…}} written inside the token
-                    envelope = unwrap_envelope("", parse_arguments(body), tools)
-                except ValueSyntaxError:
-                    envelope = None
-                if envelope is not None:
-                    note = envelope[2] + (f"; closed by {tag!r}" if tag else "")
-                    return ToolCall(envelope[0], envelope[1], note)
-        elif not head.group(1):
-            message = f"a tool call has no function name: {text[:40]!r}"
-        else:
-            name = head.group(1)
-            try:
-                arguments = parse_arguments(text[head.end() :])
-            except ValueSyntaxError as exc:
-                message = f"the arguments of tool call {name!r} are malformed: {exc}"
-                if terminator != TOOL_CALL_END:
-                    message += f"; {ended} before <tool_call|>"
+        outcomes, after = read_block(text, terminator, self._tools)
+        for outcome in outcomes:
+            if isinstance(outcome, ToolCall):
+                self._add_call(events, outcome)
             else:
-                if tools is None or name in tools.schemas:
-                    return ToolCall(name, arguments)
-                resolved = tools.resolve(name)  # "ns.get_weather", "Get_Weather": a declared name
-                if resolved is not None:
-                    return ToolCall(resolved[0], arguments, resolved[1])
-                envelope = unwrap_envelope(name, arguments, tools)  # call:tool_call{args:{…},id:NAME}
-                return ToolCall(*envelope) if envelope is not None else ToolCall(name, arguments)
-        if tools is not None:
-            try:
-                name, arguments, repair = repair_call(text, tools, complete=terminator is not None)
-            except ValueError:
-                pass
-            else:
-                return ToolCall(name, arguments, repair)
-        return message
-
-
-_MORE_ARGUMENTS = re.compile(r"[\w\-. ]{1,64}\s*[:=]")
-
-
-def _reads_as_prose(text: str) -> bool:
-    """Text after a call's closing brace that is prose, not more of its arguments (``b:2}``) or a stray closer."""
-    return (
-        text[:1].isalpha()
-        and not _MORE_ARGUMENTS.match(text)
-        and text.count("}") <= text.count("{")
-        and text.count(")") <= text.count("(")
-    )
-
-
-def _join(repair: str | None, note: str) -> str:
-    return f"{repair}; {note}" if repair else note
+                self._errors.append(outcome)
+                self._flush(events)
+                events.append(ParseErrorEvent(outcome))
+        self._emit_text(events, after)
 
 
 def parse_response(text: str, tools: Tools | None = None) -> ParsedResponse:

@@ -29,6 +29,7 @@ from agentkit.gemma4 import (
     format_tool_call,
     parse_response,
 )
+from agentkit.gemma4 import calls as calls_module
 from agentkit.gemma4 import parse as parse_module
 from agentkit.gemma4 import repair as repair_module
 
@@ -261,7 +262,7 @@ def test_any_split_of_drifted_output_matches_the_whole(text: str, cut_points: li
 def test_work_stays_linear_in_the_output(monkeypatch: pytest.MonkeyPatch) -> None:
     """Characters handed to the head matcher and the repair reader grow linearly with the output."""
     seen = {"head": 0, "repair": 0}
-    real_head, real_repair = parse_module.match_loose_head, parse_module.repair_call
+    real_head, real_repair = parse_module.match_loose_head, calls_module.repair_call
 
     def head(text: str, tools: Any) -> Any:
         seen["head"] += len(text)
@@ -272,7 +273,7 @@ def test_work_stays_linear_in_the_output(monkeypatch: pytest.MonkeyPatch) -> Non
         return real_repair(text, tools, **kw)
 
     monkeypatch.setattr(parse_module, "match_loose_head", head)
-    monkeypatch.setattr(parse_module, "repair_call", repair)
+    monkeypatch.setattr(calls_module, "repair_call", repair)
     unit = (
         f"<|channel>thought\nstep<channel|>call:get_weather{{city:Paris, France{D},unit=c}}\n"
         "<|tool_call>:get_weather(city='Rome')<tool_call|>call:nope{x:1} "
@@ -287,7 +288,7 @@ def test_work_stays_linear_in_the_output(monkeypatch: pytest.MonkeyPatch) -> Non
         result = parser.finish()
         assert len(result.tool_calls) == 2 * n
         totals.append(seen["head"] + seen["repair"])
-    assert totals[1] <= 2.2 * totals[0]
+    assert totals[0] > 0 and totals[1] <= 2.2 * totals[0]
 
 
 def _shapes(n: int) -> dict[str, str]:
@@ -600,14 +601,14 @@ def test_a_python_list_of_calls_in_a_tool_code_block() -> None:
 def test_blocks_and_lists_of_many_calls_are_read_in_linear_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Characters handed to the repair reader stay proportional to a block of n calls or a list of n calls."""
     seen = 0
-    real_repair = parse_module.repair_call
+    real_repair = calls_module.repair_call
 
     def repair(text: str, tools: Any, **kw: Any) -> Any:
         nonlocal seen
         seen += len(text)
         return real_repair(text, tools, **kw)
 
-    monkeypatch.setattr(parse_module, "repair_call", repair)
+    monkeypatch.setattr(calls_module, "repair_call", repair)
     shapes = {
         "block": lambda n: (
             "<|tool_call>" + "".join(f"call:get_weather{{city:'c{i}'}}" for i in range(n)) + "<tool_call|>"
@@ -620,4 +621,4 @@ def test_blocks_and_lists_of_many_calls_are_read_in_linear_work(monkeypatch: pyt
             seen = 0
             assert len(parse_response(make(n), tools=WEATHER).tool_calls) == n, label
             totals.append(seen)
-        assert totals[1] <= 2.2 * totals[0], label
+        assert totals[0] > 0 and totals[1] <= 2.2 * totals[0], label
