@@ -25,7 +25,7 @@ second, name-aware read (a block holding several calls is split and each read; a
 unwrapped), strings the schema types as numbers, booleans, objects or lists are read as such, and at a call
 boundary (start of output, after the thought channel, after a call) text that starts like a call to a declared
 tool (``call:name{``, ``<|tool_call|>``, ``<tool_call:Name{``, ``<call>name{``, a ```` ```tool_code ```` block,
-a bare ``name{``) is held back and read as one::
+a bare ``name{``) is held back and read as one (its end is found by :mod:`agentkit.gemma4.loose`)::
 
     text (at a boundary) ──call head──▶ loose ──balanced close──▶ after (prose on the line? then text) ──▶ text
 
@@ -55,6 +55,7 @@ from typing import Any, Final
 from .blocks import CLOSING_TAGS
 from .calls import join_repair, read_block, read_loose
 from .coerce import coerce_arguments
+from .loose import FENCE, LooseCall
 from .repair import TOOL_CODE_FENCE, DeclaredTools, LooseHead, loose_call_name, match_loose_head
 from .results import (
     ContentDelta,
@@ -67,16 +68,17 @@ from .results import (
     ToolCallEvent,
 )
 from .tokens import (
+    CALL_TERMINATORS,
     CHANNEL_END,
     CHANNEL_START,
     CONTROL_TOKENS,
-    EOS,
-    STRING_DELIM,
+    END_OF_OUTPUT,
+    LONGEST_TOKEN,
+    TOKEN_PREFIXES,
     TOOL_CALL_END,
     TOOL_CALL_START,
     TOOL_RESPONSE_START,
-    TURN_END,
-    TURN_START,
+    token_at,
 )
 
 __all__ = [
@@ -94,38 +96,14 @@ __all__ = [
 
 
 _TEXT, _HEADER, _THOUGHT, _CALL, _DONE, _LOOSE, _AFTER_LOOSE = range(7)
-_END_OF_OUTPUT: Final = (TURN_END, EOS, TURN_START)
-# A channel token inside a call ends it too: "<|tool_call>call:f{…}<channel|>answer" (a call written in the
-# thought, then the thought closed without <tool_call|>) is the call, then the answer.
-_CALL_TERMINATORS: Final = (
-    TOOL_CALL_END,
-    TOOL_CALL_START,
-    TOOL_RESPONSE_START,
-    CHANNEL_END,
-    CHANNEL_START,
-    *_END_OF_OUTPUT,
-)
-# Every proper prefix of every control token: text that must wait for the next chunk.
-_PREFIXES: Final = frozenset(t[:k] for t in CONTROL_TOKENS for k in range(1, len(t)))
-_LONGEST: Final = max(len(t) for t in CONTROL_TOKENS)
 _CHANNEL_NAME = re.compile(r"[A-Za-z_]{1,24}\Z")
 _MAX_HEADER = 32
 _WS: Final = " \t\r\n"
 _HEAD_WINDOW: Final = 200  # a loose call head (opener, "call:", a namespaced name) is shorter than this
 _THOUGHT_WORD: Final = "thought"
-_FENCE: Final = "```"
-# What matters while a loose call is open: nesting, strings, and "<" (control tokens end a call).
-_LOOSE_STOPS = re.compile(r'[<{}()\[\]"\\]')
 
 #: Declared tools as :class:`StreamParser` takes them: names, OpenAI tool dicts, or a ``DeclaredTools``.
 Tools = Iterable[str | Mapping[str, Any]] | DeclaredTools
-
-
-def _token_at(buf: str, i: int, tokens: tuple[str, ...]) -> str | None:
-    for tok in tokens:
-        if buf.startswith(tok, i):
-            return tok
-    return None
 
 
 class _Trimmed:
@@ -171,11 +149,7 @@ class StreamParser:
         # With declared tools, drifted calls are recovered (see agentkit.gemma4.repair); without, none are.
         self._tools = DeclaredTools.of(tools) if tools is not None else None
         self._boundary = True  # a loose call may start here: start of output, after a thought or a call
-        self._opener = ""  # the drifted opener of the loose call being read
-        self._depth = 0  # nesting inside the loose call being read
-        self._quote = ""  # the string the loose call is inside: "", '"' or the delimiter
-        self._escaped = False
-        self._gt_ok = False  # a ">" may still follow the closing brace of a "<tool_call:" call
+        self._loose: LooseCall | None = None  # the call without <|tool_call> being read
         self._after_call = False  # nothing but whitespace since the last call: a stray closer is dropped
         self._fence_open = False  # inside a ```tool_code block after one of its calls
         self._buf = ""
@@ -282,14 +256,21 @@ class StreamParser:
                     break
                 continue
             if state == _LOOSE:
-                i, waiting = self._scan_loose(events, buf, i, final)
-                if waiting:
-                    break
+                assert self._loose is not None
+                i, ended = self._loose.scan(buf, i, final)
+                if ended is None:
+                    break  # the call goes on in the next chunk
+                if ended:
+                    self._call_ended(events, ended, loose=True)
+                else:
+                    self._state = _AFTER_LOOSE  # a call only if no prose follows on its line
                 continue
             if state == _AFTER_LOOSE:
-                i, waiting = self._scan_after_loose(events, buf, i, final)
-                if waiting:
+                assert self._loose is not None
+                i, verdict = self._loose.after(buf, i, final)
+                if verdict is None:
                     break
+                self._end_loose(events, None, closed=True, prose=verdict == "prose", fence_closed=verdict == "fence")
                 continue
             if state == _TEXT and self._boundary and self._tools is not None:
                 i, waiting = self._scan_boundary(events, buf, i, final)
@@ -305,9 +286,9 @@ class StreamParser:
                 break
             if lt > i:
                 self._emit_text(events, buf[i:lt])
-            tok = _token_at(buf, lt, CONTROL_TOKENS)
+            tok = token_at(buf, lt, CONTROL_TOKENS)
             if tok is None:
-                if not final and n - lt < _LONGEST and buf[lt:] in _PREFIXES:
+                if not final and n - lt < LONGEST_TOKEN and buf[lt:] in TOKEN_PREFIXES:
                     i = lt  # hold back: the next chunk decides
                     break
                 self._emit_text(events, "<")
@@ -326,7 +307,7 @@ class StreamParser:
         elif tok == TOOL_RESPONSE_START:
             self._handed_over = True
             self._state = _DONE
-        elif tok in _END_OF_OUTPUT:
+        elif tok in END_OF_OUTPUT:
             self._state = _DONE
         elif tok == CHANNEL_START and (not in_thought or self._tools is not None):
             # A doubled <|channel> inside a thought repeats its header ("thought\n"): swallow that too.
@@ -340,9 +321,8 @@ class StreamParser:
         else:
             self._emit_text(events, tok)  # other tokens are literal text here
 
-    def _terminate(self, events: list[StreamEvent], piece: str, tok: str, *, loose: bool) -> None:
+    def _call_ended(self, events: list[StreamEvent], tok: str, *, loose: bool) -> None:
         """A control token ended the call being read: read the call, then go where the token leads in text."""
-        self._call.append(piece)
         if loose:
             self._end_loose(events, tok)
         else:
@@ -388,11 +368,12 @@ class StreamParser:
             if lt < 0:
                 self._call.append(buf[start:])
                 return n, True
-            tok = _token_at(buf, lt, _CALL_TERMINATORS)
+            tok = token_at(buf, lt, CALL_TERMINATORS)
             if tok is not None:
-                self._terminate(events, buf[start:lt], tok, loose=False)
+                self._call.append(buf[start:lt])
+                self._call_ended(events, tok, loose=False)
                 return lt + len(tok), False
-            if not final and n - lt < _LONGEST and buf[lt:] in _PREFIXES:
+            if not final and n - lt < LONGEST_TOKEN and buf[lt:] in TOKEN_PREFIXES:
                 self._call.append(buf[start:lt])
                 return lt, True
             i = lt + 1
@@ -407,6 +388,11 @@ class StreamParser:
         events.append(ToolCallEvent(call))
         self._boundary = True
         self._after_call = True
+
+    def _add_error(self, events: list[StreamEvent], message: str) -> None:
+        self._errors.append(message)
+        self._flush(events)
+        events.append(ParseErrorEvent(message))
 
     def _scan_boundary(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
         """At a call boundary: a loose call (no <|tool_call>), a bare ``thought`` header, or ordinary text.
@@ -441,10 +427,10 @@ class StreamParser:
                 return j, True
         skip = True
         if self._fence_open:  # the next line of a ```tool_code block: another call, or its closing fence
-            if rest.startswith(_FENCE):
+            if rest.startswith(FENCE):
                 self._fence_open = False
-                return j + len(_FENCE), False
-            if not final and _FENCE.startswith(rest):
+                return j + len(FENCE), False
+            if not final and FENCE.startswith(rest):
                 return j, True
             head = match_loose_head(TOOL_CODE_FENCE + rest, self._tools)
             skip = False  # the fence is not in this text
@@ -460,92 +446,11 @@ class StreamParser:
             head = None
         if isinstance(head, LooseHead):
             self._state = _LOOSE
-            self._opener = head.opener
-            self._call = []
-            self._depth, self._quote, self._escaped = 0, "", False
+            self._loose = LooseCall(head.opener)
             return j + (len(head.opener) if skip else 0), False
         self._fence_open = False
         self._boundary = False
         return j, False
-
-    def _scan_loose(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
-        """Collect a loose call up to its balanced closing brace or a control token; linear, across chunks."""
-        n = len(buf)
-        start = i
-        while True:
-            m = _LOOSE_STOPS.search(buf, i)
-            if m is None:
-                self._call.append(buf[start:])
-                return n, True
-            k = m.start()
-            ch = buf[k]
-            if ch == "<":
-                tok = _token_at(buf, k, _CALL_TERMINATORS)
-                if tok is not None:
-                    self._terminate(events, buf[start:k], tok, loose=True)
-                    return k + len(tok), False
-                if buf.startswith(STRING_DELIM, k):
-                    if self._quote in ("", STRING_DELIM):
-                        self._quote = "" if self._quote else STRING_DELIM
-                    i = k + len(STRING_DELIM)
-                    continue
-                if not final and n - k < _LONGEST and buf[k:] in _PREFIXES:
-                    self._call.append(buf[start:k])
-                    return k, True
-            elif self._quote == '"':
-                if ch == "\\":
-                    self._escaped = not self._escaped
-                elif ch == '"' and not self._escaped:
-                    self._quote = ""
-                if ch != "\\":
-                    self._escaped = False
-            elif self._quote:
-                pass  # inside <|"|>…<|"|>: only the delimiter and control tokens matter
-            elif ch == '"':
-                self._quote, self._escaped = '"', False
-            elif ch in "{([":
-                self._depth += 1
-            elif ch in "})]" and self._depth > 0:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._call.append(buf[start : k + 1])
-                    self._state = _AFTER_LOOSE  # a call only if no prose follows on its line
-                    self._gt_ok = True
-                    return k + 1, False
-            i = k + 1
-
-    def _scan_after_loose(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
-        """A closed loose call followed by prose on its line was prose ("call:f{x} is how you ask"), else a call."""
-        n = len(buf)
-        if self._opener == TOOL_CODE_FENCE:  # "…)```" closes the block too; after a newline the boundary does
-            j = i
-            while j < n and buf[j] in " \t":
-                j += 1
-            if buf.startswith(_FENCE, j):  # the block's closing fence belongs to the call
-                self._end_loose(events, None, closed=True, fence_closed=True)
-                return j + len(_FENCE), False
-            if not final and _FENCE.startswith(buf[j:]):
-                self._call.append(buf[i:j])
-                return j, True
-        if self._gt_ok and i < n:
-            self._gt_ok = False
-            if self._opener.startswith("<") and buf[i] == ">":
-                i += 1  # "}>" right after a call opened by the collapsed "<tool_call:"
-        j = i
-        while j < n and buf[j] in " \t":
-            j += 1
-        if j == n and not final:
-            self._call.append(buf[i:j])
-            self._gt_ok = self._gt_ok and j == i
-            return j, True
-        if not final and n - j < 5 and "call:".startswith(buf[j:]):
-            self._call.append(buf[i:j])
-            return j, True
-        if j == n or buf[j] in "\r\n<" or buf.startswith("call:", j):
-            self._end_loose(events, None, closed=True)
-            return j, False
-        self._end_loose(events, None, closed=True, prose=True)
-        return i, False
 
     def _end_loose(
         self,
@@ -557,11 +462,10 @@ class StreamParser:
         fence_closed: bool = False,
     ) -> None:
         """A loose call becomes a ToolCall if it reads as one; otherwise it was text all along."""
-        assert self._tools is not None
-        text = "".join(self._call)
-        self._call = []
+        assert self._tools is not None and self._loose is not None
+        text, opener = self._loose.text, self._loose.opener
+        self._loose = None
         self._state = _TEXT
-        opener = self._opener
         body = "call:" + text if opener == "<tool_call:" else text
         try:
             if prose:
@@ -572,10 +476,9 @@ class StreamParser:
             self._emit_text(events, opener + text)
             cut = loose_call_name(body, self._tools) if terminator is None and not closed else None
             if cut is not None:  # a call to a declared tool cut off by the end of the output: say so, never run it
-                message = f"the tool call {cut!r} was cut off before its arguments ended; the output ended first"
-                self._errors.append(message)
-                self._flush(events)
-                events.append(ParseErrorEvent(message))
+                self._add_error(
+                    events, f"the tool call {cut!r} was cut off before its arguments ended; the output ended first"
+                )
             return
         for call in calls:
             self._add_call(events, call)
@@ -592,9 +495,7 @@ class StreamParser:
             if isinstance(outcome, ToolCall):
                 self._add_call(events, outcome)
             else:
-                self._errors.append(outcome)
-                self._flush(events)
-                events.append(ParseErrorEvent(outcome))
+                self._add_error(events, outcome)
         self._emit_text(events, after)
 
 

@@ -50,3 +50,28 @@ CONTROL_TOKENS: Final[tuple[str, ...]] = tuple(
 
 #: Generation must stop on these: end of turn, end of sequence, and the hand-over to the tool runtime.
 STOP_MARKERS: Final[tuple[str, ...]] = (TURN_END, EOS, TOOL_RESPONSE_START)
+
+#: Every proper prefix of every control token: streamed text ending in one waits for the next chunk.
+TOKEN_PREFIXES: Final = frozenset(t[:k] for t in CONTROL_TOKENS for k in range(1, len(t)))
+LONGEST_TOKEN: Final = max(len(t) for t in CONTROL_TOKENS)
+
+#: The end of the output: nothing after one of these is the model's.
+END_OF_OUTPUT: Final = (TURN_END, EOS, TURN_START)
+#: What ends the text of a call. A channel token too: "<|tool_call>call:f{…}<channel|>answer" (a call written in
+#: the thought, then the thought closed without <tool_call|>) is the call, then the answer.
+CALL_TERMINATORS: Final = (
+    TOOL_CALL_END,
+    TOOL_CALL_START,
+    TOOL_RESPONSE_START,
+    CHANNEL_END,
+    CHANNEL_START,
+    *END_OF_OUTPUT,
+)
+
+
+def token_at(buf: str, i: int, tokens: tuple[str, ...]) -> str | None:
+    """The one of ``tokens`` that starts at ``buf[i]``, if any."""
+    for tok in tokens:
+        if buf.startswith(tok, i):
+            return tok
+    return None

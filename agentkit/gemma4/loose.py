@@ -1,0 +1,123 @@
+"""Find where a call written without ``<|tool_call>`` ends, as it streams: its balanced close, then one look on.
+
+At a call boundary, with tools declared, :class:`~agentkit.gemma4.StreamParser` may see a call head the model wrote
+without the token (``call:name{``, ``<tool_call>``, a ```` ```tool_code ```` block, …; see
+:func:`~agentkit.gemma4.repair.match_loose_head`). A :class:`LooseCall` then collects its text across chunks,
+tracking only nesting, strings in ``<|"|>`` or ``"…"`` and control tokens, each character once. What the text
+says is :func:`~agentkit.gemma4.calls.read_loose`'s business.
+
+After the balanced close one more look decides: prose on the same line means the "call" was a sentence about one
+(``call:f{x} is how you ask``); a newline, a control token or another call means it was a call.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, Literal
+
+from .repair import TOOL_CODE_FENCE
+from .tokens import CALL_TERMINATORS, LONGEST_TOKEN, STRING_DELIM, TOKEN_PREFIXES, token_at
+
+__all__ = ["FENCE", "LooseCall"]
+
+#: A Markdown code fence: a ```` ```tool_code ```` block of calls ends at the next one.
+FENCE: Final = "```"
+# What matters while a loose call is open: nesting, strings, and "<" (control tokens end a call).
+_STOPS = re.compile(r'[<{}()\[\]"\\]')
+
+
+class LooseCall:
+    """The text of one loose call so far, and where its scan stands (depth, string, escape)."""
+
+    __slots__ = ("_depth", "_escaped", "_gt_ok", "_quote", "opener", "parts")
+
+    def __init__(self, opener: str) -> None:
+        self.opener = opener  # the drifted opener ("" when the call starts with "call:" or the bare name)
+        self.parts: list[str] = []
+        self._depth = 0
+        self._quote = ""  # the string the call is inside: "", '"' or the delimiter
+        self._escaped = False
+        self._gt_ok = False  # a ">" may still follow the closing brace of a "<tool_call:" call
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def scan(self, buf: str, i: int, final: bool) -> tuple[int, str | None]:
+        """Collect up to the balanced close or a control token: where to go on, and what ended the call.
+
+        ``None``: nothing yet, wait for the next chunk; ``""``: the braces balanced (then :meth:`after`); else the
+        control token that ended the call (the position is past it).
+        """
+        n = len(buf)
+        start = i
+        while True:
+            m = _STOPS.search(buf, i)
+            if m is None:
+                self.parts.append(buf[start:])
+                return n, None
+            k = m.start()
+            ch = buf[k]
+            if ch == "<":
+                tok = token_at(buf, k, CALL_TERMINATORS)
+                if tok is not None:
+                    self.parts.append(buf[start:k])
+                    return k + len(tok), tok
+                if buf.startswith(STRING_DELIM, k):
+                    if self._quote in ("", STRING_DELIM):
+                        self._quote = "" if self._quote else STRING_DELIM
+                    i = k + len(STRING_DELIM)
+                    continue
+                if not final and n - k < LONGEST_TOKEN and buf[k:] in TOKEN_PREFIXES:
+                    self.parts.append(buf[start:k])
+                    return k, None
+            elif self._quote == '"':
+                if ch == "\\":
+                    self._escaped = not self._escaped
+                elif ch == '"' and not self._escaped:
+                    self._quote = ""
+                if ch != "\\":
+                    self._escaped = False
+            elif self._quote:
+                pass  # inside <|"|>…<|"|>: only the delimiter and control tokens matter
+            elif ch == '"':
+                self._quote, self._escaped = '"', False
+            elif ch in "{([":
+                self._depth += 1
+            elif ch in "})]" and self._depth > 0:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.parts.append(buf[start : k + 1])
+                    self._gt_ok = True
+                    return k + 1, ""
+            i = k + 1
+
+    def after(self, buf: str, i: int, final: bool) -> tuple[int, Literal["call", "prose", "fence"] | None]:
+        """After the balanced close: a ``call``, ``prose`` (it was text), a call whose ``fence`` closed, or wait."""
+        n = len(buf)
+        if self.opener == TOOL_CODE_FENCE:  # "…)```" closes the block too; after a newline the boundary does
+            j = i
+            while j < n and buf[j] in " \t":
+                j += 1
+            if buf.startswith(FENCE, j):  # the block's closing fence belongs to the call
+                return j + len(FENCE), "fence"
+            if not final and FENCE.startswith(buf[j:]):
+                self.parts.append(buf[i:j])
+                return j, None
+        if self._gt_ok and i < n:
+            self._gt_ok = False
+            if self.opener.startswith("<") and buf[i] == ">":
+                i += 1  # "}>" right after a call opened by the collapsed "<tool_call:"
+        j = i
+        while j < n and buf[j] in " \t":
+            j += 1
+        if j == n and not final:
+            self.parts.append(buf[i:j])
+            self._gt_ok = self._gt_ok and j == i
+            return j, None
+        if not final and n - j < 5 and "call:".startswith(buf[j:]):
+            self.parts.append(buf[i:j])
+            return j, None
+        if j == n or buf[j] in "\r\n<" or buf.startswith("call:", j):
+            return j, "call"
+        return i, "prose"
