@@ -246,10 +246,13 @@ class ValueCursor:
 
     def peek(self) -> str:
         """The next character after whitespace (``pos`` moved to it); an error if the text ended."""
-        self.skip_ws()
-        if self.pos >= len(self.text):
+        text, pos, n = self.text, self.pos, len(self.text)
+        while pos < n and text[pos] in _WS:  # skip_ws() inline: this runs once per value
+            pos += 1
+        self.pos = pos
+        if pos >= n:
             raise self.fail("expected a value but the text ended")
-        return self.text[self.pos]
+        return text[pos]
 
     def items(self, read_item: Callable[[], Any]) -> list[Any]:
         """The list whose ``[`` is at ``pos``, each item read by ``read_item``."""
