@@ -568,3 +568,19 @@ def test_run_result_repr_is_a_summary_not_the_conversation() -> None:
     text = repr(result)
     assert len(text) < 300
     assert "stop_reason='completed'" in text and "messages=6" in text
+
+
+def test_a_thought_a_call_ended_is_closed_in_the_next_rounds_prompt() -> None:
+    """Gemma 4 may write <|tool_call> before <channel|>; the next round's prompt shows the thought closed."""
+    backend = ScriptedBackend(
+        [
+            "<|channel>thought\nCheck Oslo first."
+            '<|tool_call>call:get_weather{city:<|"|>Oslo<|"|>}<tool_call|><|tool_response>',
+            "It is sunny in Oslo.<turn|>",
+        ]
+    )
+    result = Agent(backend, tools=[get_weather], thinking=True).run("Weather in Oslo?")
+    second = backend.prompts[1]
+    assert "<|channel>thought\nCheck Oslo first.<channel|><|tool_call>call:get_weather{" in second
+    assert second.count("<|channel>") == second.count("<channel|>") == 1
+    assert result.output == "It is sunny in Oslo."
