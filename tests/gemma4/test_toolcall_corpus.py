@@ -30,6 +30,7 @@ from agentkit.gemma4 import (
     parse_response,
 )
 from agentkit.gemma4 import calls as calls_module
+from agentkit.gemma4 import lenient as lenient_module
 from agentkit.gemma4 import parse as parse_module
 from agentkit.gemma4 import repair as repair_module
 
@@ -304,7 +305,7 @@ def _shapes(n: int) -> dict[str, str]:
 def test_repair_reader_scans_linearly(monkeypatch: pytest.MonkeyPatch) -> None:
     """Characters the reader's forward searches scan stay proportional to the call, however it is shaped."""
     scanned = 0
-    real_search = repair_module._Reader.search
+    real_search = lenient_module._Reader.search
 
     def counting(self: Any, key: object, find: Any, pos: int) -> int:
         def measured(p: int) -> int:
@@ -315,7 +316,7 @@ def test_repair_reader_scans_linearly(monkeypatch: pytest.MonkeyPatch) -> None:
 
         return int(real_search(self, key, measured, pos))
 
-    monkeypatch.setattr(repair_module._Reader, "search", counting)
+    monkeypatch.setattr(lenient_module._Reader, "search", counting)
     tools = repair_module.DeclaredTools.of(
         [{"name": "f", "parameters": {"properties": {"a": {"type": "string"}, "b": {"type": "string"}}}}]
     )
