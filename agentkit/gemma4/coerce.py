@@ -32,7 +32,11 @@ def type_of(schema: Mapping[str, Any]) -> str | None:
 
 
 def read_number(literal: str) -> int | float:
-    """A number literal as the int or float it spells (``NUMBER`` has matched it)."""
+    """A number literal as the int or float it spells (``NUMBER`` has matched it).
+
+    ValueError for an integer with more digits than Python converts (``sys.get_int_max_str_digits``): model
+    output is untrusted, so each caller turns that into its own answer rather than a crash.
+    """
     return float(literal) if any(c in literal for c in ".eE") else int(literal)
 
 
@@ -68,7 +72,10 @@ def _coerce(value: Any, schema: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
         text = value.strip()
         if kind in ("integer", "number") and NUMBER.fullmatch(text):
-            number = read_number(text)
+            try:
+                number = read_number(text)
+            except ValueError:
+                return _UNCHANGED  # too many digits: left as written, for validation to report
             if kind == "integer" and isinstance(number, float):
                 return int(number) if number.is_integer() else _UNCHANGED
             return number

@@ -36,6 +36,7 @@ from dataclasses import asdict, is_dataclass
 from enum import Enum
 from typing import Any, Final
 
+from .coerce import NUMBER, read_number
 from .sanitize import sanitize
 from .tokens import STRING_DELIM, TOOL_CALL_END, TOOL_CALL_START
 
@@ -60,7 +61,6 @@ Emit = Callable[[str, bool], None]
 TOOL_NAME_CHARS = r"A-Za-z0-9_.\-"
 _TOOL_NAME = re.compile(f"[{TOOL_NAME_CHARS}]+\\Z")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
-_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 #: The bare words a value may be, as both readers take them (JSON's and Python's spellings).
 LITERALS: Final[Mapping[str, Any]] = {
     "true": True,
@@ -293,13 +293,14 @@ class _Reader(ValueCursor):
             return self.mapping()
         if ch == "[":
             return self.items(self.value)
-        m = _NUMBER.match(text, pos)
+        m = NUMBER.match(text, pos)
         if m:
+            try:
+                number = read_number(m.group(0))
+            except ValueError:  # more digits than Python turns into an int (sys.get_int_max_str_digits)
+                raise self.fail(f"a number too long to read ({len(m.group(0))} characters)") from None
             self.pos = m.end()
-            literal = m.group(0)
-            if any(c in literal for c in ".eE"):
-                return float(literal)
-            return int(literal)
+            return number
         w = _WORD.match(text, pos)
         if w and w.group(0) in _WORDS:
             self.pos = w.end()

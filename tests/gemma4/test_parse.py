@@ -228,3 +228,16 @@ def test_one_chunk_gives_one_delta_per_kind_run() -> None:
     events = parser.feed("<|channel>thought\n" + "x<y " * 500 + "<channel|>" + "a<b " * 1000)
     assert [type(e) for e in events] == [ThinkingDelta, ContentDelta]
     assert events[1] == ContentDelta(("a<b " * 1000).strip())
+
+
+@pytest.mark.parametrize(
+    "tools", [None, ["f"], [{"name": "f", "parameters": {"properties": {"a": {"type": "integer"}}}}]]
+)
+def test_a_number_too_long_for_int_is_reported_not_raised(tools: Any) -> None:
+    digits = "1" * 5000
+    result = parse_response(f"<|tool_call>call:f{{a:{digits}}}<tool_call|>", tools)
+    assert result.tool_calls == []
+    assert result.errors and "a number too long to read" in result.errors[0]
+    # Written as a string for an integer property, it stays a string for validation to report.
+    typed = parse_response(f'<|tool_call>call:f{{a:<|"|>{digits}<|"|>}}<tool_call|>', tools)
+    assert typed.tool_calls[0].arguments == {"a": digits}

@@ -153,3 +153,10 @@ def test_deep_nesting_is_an_error_not_a_crash() -> None:
     for _ in range(99):
         value = value[0]
     assert value == []
+
+
+def test_a_number_too_long_for_int_is_a_syntax_error_not_a_crash() -> None:
+    # Python refuses to turn more than 4300 digits into an int; model output may hold such a number.
+    with pytest.raises(ValueSyntaxError, match="a number too long to read"):
+        parse_value("1" * 5000)
+    assert parse_value("1" * 4000) == int("1" * 4000)
