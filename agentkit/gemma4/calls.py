@@ -30,28 +30,29 @@ def join_repair(repair: str | None, note: str) -> str:
     return f"{repair}; {note}" if repair else note
 
 
-def read_block(text: str, terminator: str | None, tools: DeclaredTools | None) -> tuple[list[ToolCall | str], str]:
-    """The calls (or error messages) of one ``<|tool_call>`` block, and prose that followed its call inside it."""
-    outcome = read_call(text, terminator, tools)
-    if isinstance(outcome, str) and tools is not None:
-        pieces = split_calls(text)  # "call:a{…}call:b{…}" in one block: each is read on its own
-        if len(pieces) > 1:
-            outcomes: list[ToolCall | str] = []
-            for k, piece in enumerate(pieces):
-                read = read_call(piece, terminator if k == len(pieces) - 1 else TOOL_CALL_END, tools)
-                if isinstance(read, ToolCall):
-                    note = "several calls in one <|tool_call> block"
-                    read = ToolCall(read.name, read.arguments, join_repair(read.repair, note))
-                outcomes.append(read)
-            return outcomes, ""
-        end = value_end(text)  # "call:f{…}Let me check." with no <tool_call|>: the call, then prose
-        after = text[end:].lstrip(_WS) if end > 0 else ""
-        if _reads_as_prose(after):
-            call = read_call(text[:end], TOOL_CALL_END, tools)
-            if isinstance(call, ToolCall):
-                note = "text after the call before <tool_call|>"
-                return [ToolCall(call.name, call.arguments, join_repair(call.repair, note))], text[end:]
-    return [outcome], ""
+def read_block(text: str, terminator: str | None, tools: DeclaredTools) -> tuple[list[ToolCall | str], str] | None:
+    """A block :func:`read_call` rejected, read again as several calls or as a call then prose; ``None`` if neither.
+
+    Returns the calls (or error messages) of the block, and the prose that followed its call inside it.
+    """
+    pieces = split_calls(text)  # "call:a{…}call:b{…}" in one block: each is read on its own
+    if len(pieces) > 1:
+        outcomes: list[ToolCall | str] = []
+        for k, piece in enumerate(pieces):
+            read = read_call(piece, terminator if k == len(pieces) - 1 else TOOL_CALL_END, tools)
+            if isinstance(read, ToolCall):
+                read = ToolCall(
+                    read.name, read.arguments, join_repair(read.repair, "several calls in one <|tool_call> block")
+                )
+            outcomes.append(read)
+        return outcomes, ""
+    end = value_end(text)  # "call:f{…}Let me check." with no <tool_call|>: the call, then prose
+    if end > 0 and _reads_as_prose(text[end:].lstrip(_WS)):
+        call = read_call(text[:end], TOOL_CALL_END, tools)
+        if isinstance(call, ToolCall):
+            note = "text after the call before <tool_call|>"
+            return [ToolCall(call.name, call.arguments, join_repair(call.repair, note))], text[end:]
+    return None
 
 
 def read_call(text: str, terminator: str | None, tools: DeclaredTools | None) -> ToolCall | str:

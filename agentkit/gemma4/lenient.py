@@ -38,8 +38,10 @@ _scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # 
 class _Reader(ValueCursor):
     """A forgiving reader of one call's arguments; records each liberty it takes in ``repairs``."""
 
+    __slots__ = ("_found", "complete", "limit", "repairs")
+
     def __init__(self, text: str, pos: int, repairs: list[str], complete: bool) -> None:
-        super().__init__(text, pos)
+        self.text, self.pos, self.depth = text, pos, 0  # ValueCursor's fields (one call less per repaired call)
         self.repairs = repairs
         self.complete = complete  # a control token ended the call: a missing close may be assumed
         self.limit = len(text)  # where the outermost closer sits (set by arguments())
@@ -189,9 +191,7 @@ class _Reader(ValueCursor):
         if ch == "{":
             return self.mapping(schema, "}")
         if ch == "[":
-            items = schema.get("items")
-            item = items if isinstance(items, Mapping) else {}
-            return self.items(lambda: self.value(item, "]", top=False, siblings=[], in_list=True))
+            return self.sequence(schema)
         return self.bare(schema, closer, top=top, siblings=siblings, in_list=in_list)
 
     def _structural_after(self, i: int, closer: str) -> bool:
@@ -282,6 +282,12 @@ class _Reader(ValueCursor):
         self.pos = i + 1
         self._dangling_delimiter()
         return value
+
+    def sequence(self, schema: Mapping[str, Any]) -> list[Any]:
+        # Apart from value(): a lambda there would make its locals closure cells on every call.
+        items = schema.get("items")
+        item = items if isinstance(items, Mapping) else {}
+        return self.items(lambda: self.value(item, "]", top=False, siblings=[], in_list=True))
 
     def bare(
         self, schema: Mapping[str, Any], closer: str, *, top: bool, siblings: list[str], in_list: bool = False

@@ -53,7 +53,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from .blocks import CLOSING_TAGS
-from .calls import join_repair, read_block, read_loose
+from .calls import join_repair, read_block, read_call, read_loose
 from .coerce import coerce_arguments
 from .loose import FENCE, LooseCall
 from .repair import TOOL_CODE_FENCE, DeclaredTools, LooseHead, loose_call_name, match_loose_head
@@ -261,7 +261,9 @@ class StreamParser:
                 if ended is None:
                     break  # the call goes on in the next chunk
                 if ended:
-                    self._call_ended(events, ended, loose=True)
+                    self._end_loose(events, ended)
+                    if ended != CHANNEL_END:  # the token leads where it leads in text; <channel|> is spent
+                        self._on_token(events, ended)
                 else:
                     self._state = _AFTER_LOOSE  # a call only if no prose follows on its line
                 continue
@@ -321,15 +323,6 @@ class StreamParser:
         else:
             self._emit_text(events, tok)  # other tokens are literal text here
 
-    def _call_ended(self, events: list[StreamEvent], tok: str, *, loose: bool) -> None:
-        """A control token ended the call being read: read the call, then go where the token leads in text."""
-        if loose:
-            self._end_loose(events, tok)
-        else:
-            self._end_call(events, tok)
-        if tok != CHANNEL_END:  # the call already left the machine in text (a boundary only if it was a call)
-            self._on_token(events, tok)
-
     def _scan_header(self, events: list[StreamEvent], buf: str, i: int) -> int:
         """``<|channel>NAME\\n``: swallow the channel name; text that is no name is thinking."""
         n = len(buf)
@@ -371,7 +364,9 @@ class StreamParser:
             tok = token_at(buf, lt, CALL_TERMINATORS)
             if tok is not None:
                 self._call.append(buf[start:lt])
-                self._call_ended(events, tok, loose=False)
+                self._end_call(events, tok)
+                if tok != CHANNEL_END:  # the token leads where it leads in text; <channel|> is spent
+                    self._on_token(events, tok)
                 return lt + len(tok), False
             if not final and n - lt < LONGEST_TOKEN and buf[lt:] in TOKEN_PREFIXES:
                 self._call.append(buf[start:lt])
@@ -490,13 +485,20 @@ class StreamParser:
         self._call = []
         self._state = _TEXT
         self._boundary = True
-        outcomes, after = read_block(text, terminator, self._tools)
-        for outcome in outcomes:
-            if isinstance(outcome, ToolCall):
-                self._add_call(events, outcome)
+        outcome = read_call(text, terminator, self._tools)
+        if isinstance(outcome, ToolCall):
+            self._add_call(events, outcome)
+            return
+        block = read_block(text, terminator, self._tools) if self._tools is not None else None
+        if block is None:
+            self._add_error(events, outcome)
+            return
+        for read in block[0]:
+            if isinstance(read, ToolCall):
+                self._add_call(events, read)
             else:
-                self._add_error(events, outcome)
-        self._emit_text(events, after)
+                self._add_error(events, read)
+        self._emit_text(events, block[1])
 
 
 def parse_response(text: str, tools: Tools | None = None) -> ParsedResponse:
