@@ -246,7 +246,7 @@ def test_static_cache_with_padded_chunks_matches_the_dynamic_cache(backend: Tran
 
 async def test_speculative_decoding_output_equals_plain(tiny: Path, backend: TransformersBackend) -> None:
     spec = TransformersBackend(tiny / "model", assistant_model=tiny / "drafter")
-    assert not spec.capabilities.prefix_cache
+    assert spec.capabilities.prefix_cache  # the drafter reads the engine's cache: no re-prefill per call
     prompt = user_prompt("Write a long answer about the weather in Paris and London.")
     backend.reset_cache()
     plain, plain_done = await collect(backend, prompt, stop=())
@@ -256,6 +256,13 @@ async def test_speculative_decoding_output_equals_plain(tiny: Path, backend: Tra
     assert drafter_calls, "the drafter was never asked for candidates"
     assert "".join(drafted) == "".join(plain)
     assert spec_done.usage.completion_tokens == plain_done.usage.completion_tokens == GREEDY.max_tokens
+    # A second step that extends the first prefills only its new tokens, with or without the drafter.
+    assert plain_done.token_ids is not None
+    longer = prompt + Prompt.tokens("".join(plain), plain_done.token_ids) + Prompt.untrusted(" The tool said: rain.")
+    plain2, plain2_done = await collect(backend, longer, stop=())
+    drafted2, spec2_done = await collect(spec, longer, stop=())
+    assert "".join(drafted2) == "".join(plain2)
+    assert spec2_done.usage.cached_tokens == plain2_done.usage.cached_tokens > 0
 
 
 async def test_template_drift_warns_once_and_not_when_equal(tiny: Path) -> None:

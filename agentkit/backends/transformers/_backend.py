@@ -10,9 +10,10 @@ are served eagerly (:mod:`._compile`), and its kernels are cached on disk, so a 
 seconds. ``compile_status`` says where it stands.
 
 With ``assistant_model=`` (a Gemma 4 multi-token-prediction drafter such as
-``google/gemma-4-E4B-it-assistant``) generation goes through transformers' assisted decoding, which verifies
-every drafted token with the main model: at temperature 0 the output is identical to plain decoding. That path
-re-prefills the prompt on each call (transformers' assisted decoding manages its own cache).
+``google/gemma-4-E4B-it-assistant``) the engine's loop drafts with it and verifies each drafted block in one pass
+of the main model (:mod:`._assisted`): at temperature 0 the output is identical to plain decoding, sampling keeps
+the target's distribution, and the KV cache is reused across calls as without a drafter (the drafter reads the
+main model's cache and keeps no state of its own).
 
 A multimodal checkpoint (``Gemma4ForConditionalGeneration``: E2B/E4B see and hear, 26B/31B see) takes images and
 audio as content parts of user messages; :mod:`._media` expands their placeholders and keeps their keys/values
@@ -146,8 +147,14 @@ class TransformersBackend:
             device=self._device,
             max_cache_len=limit.tokens,
             compile_decode=self._device.type == "cuda" if compile is None else compile,
+            keep_hidden=self._assistant is not None,
         )
         self._engine.limit_why = limit.why
+        self._drafter: Any = None
+        if self._assistant is not None:
+            from ._assisted import Drafter
+
+            self._drafter = Drafter(self._engine, self._assistant)
         self._processors = list(logits_processors)
         from ._grammar import Grammars, xgrammar_missing
 
@@ -201,7 +208,7 @@ class TransformersBackend:
     def capabilities(self) -> Capabilities:
         return Capabilities(
             token_ids=True,
-            prefix_cache=self._assistant is None,
+            prefix_cache=True,
             grammar=self._grammars is not None,
             grammar_note=self._grammar_missing,
             media=self._media is not None and self._assistant is None,
@@ -324,21 +331,24 @@ class TransformersBackend:
         if request.grammar is not None and self._grammars is not None:
             # Last, so it masks whatever the other processors left: a call stays well-formed whatever they do.
             processors.append(self._grammars.processor(request.grammar, len(ids)))
-        if self._assistant is not None:
-            from ._assisted import generate_assisted
+        if self._drafter is not None:
+            from ._assisted import generate_speculative
 
-            return generate_assisted(
-                self._model,
-                self._assistant,
-                self._tokenizer,
+            return generate_speculative(
+                self._engine,
+                self._drafter,
                 ids,
-                sampling=s,
-                stop_ids=stop_ids,
-                max_len=self._engine.max_cache_len,
-                logits_processors=processors,
+                max_new_tokens=s.max_tokens,
+                stop_ids=frozenset(stop_ids),
+                temperature=s.temperature,
+                top_p=s.top_p,
+                top_k=s.top_k,
+                seed=s.seed,
                 on_text=emit,
                 cancel=cancel,
-                device=self._device,
+                stop_texts=stop_texts,
+                logits_processors=processors,
+                id_to_stop=stop_ids.get,
             )
         result = self._engine.generate(
             ids,

@@ -43,7 +43,7 @@ from .compat import cache_argument, import_transformers
 log = logging.getLogger("agentkit.backends.transformers")
 _nullcontext = contextlib.nullcontext
 
-__all__ = ["Detokenizer", "Engine", "GenerationResult", "LogitsProcessor", "sample_next"]
+__all__ = ["Detokenizer", "Engine", "GenerationResult", "LogitsProcessor", "sample_next", "sampling_probs"]
 
 #: The Hugging Face logits-processor call shape: ``(input_ids [1, n], scores [1, vocab]) -> scores``.
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -101,6 +101,15 @@ def sample_next(
     """Pick the next token id from ``[1, vocab]`` logits; temperature 0 (or less) is greedy."""
     if temperature <= 0:
         return logits.argmax(dim=-1)
+    probs = sampling_probs(logits, temperature=temperature, top_p=top_p, top_k=top_k)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def sampling_probs(logits: torch.Tensor, *, temperature: float, top_p: float, top_k: int) -> torch.Tensor:
+    """The distribution ``sample_next`` draws from (temperature, then top-k, then top-p), as float32 ``[.., vocab]``.
+
+    Separate because speculative sampling needs the probabilities themselves, for the target and the drafter.
+    """
     scores = logits.float() / temperature
     if 0 < top_k < scores.shape[-1]:
         kth = torch.topk(scores, top_k, dim=-1).values[..., -1:]
@@ -112,8 +121,7 @@ def sample_next(
         drop_sorted = (cumulative - sorted_scores.softmax(dim=-1)) >= top_p
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         scores = scores.masked_fill(drop, float("-inf"))
-    probs = scores.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return scores.softmax(dim=-1)
 
 
 class Engine:
@@ -128,6 +136,7 @@ class Engine:
         max_cache_len: int,
         compile_decode: bool,
         static: bool | None = None,
+        keep_hidden: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -174,8 +183,19 @@ class Engine:
         self.compiled_in_use = False  # the step runs the compiled layers (swapped in between requests)
         self._eager_graphs_failed = ""
         self._released = False
+        # ``keep_hidden``: a multi-token-prediction drafter reads the target's last hidden state. A hook on the
+        # final norm records it per thread (the background compilation runs forward passes of its own); a
+        # captured graph's hidden state is its own static tensor, kept per graph. Installed before any capture.
+        self._hidden = threading.local()
+        self._graph_hidden: dict[tuple[int, int], torch.Tensor] = {}
+        self.keep_hidden = keep_hidden
+        if keep_hidden:
+            _final_norm(model).register_forward_hook(self._record_hidden)
         if self.compile_decode:
             self.start_compile()
+
+    def _record_hidden(self, _module: Any, _args: Any, output: torch.Tensor) -> None:
+        self._hidden.value = output
 
     @property
     def prefill_chunk(self) -> int:
@@ -443,6 +463,43 @@ class Engine:
         assert logits is not None
         return logits
 
+    def forward_block(self, ids: Sequence[int], *, pad_to: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feed ``ids`` after the cache; return their logits ``[n, vocab]`` and last hidden states ``[n, hidden]``.
+
+        For speculative decoding (needs ``keep_hidden``): one pass verifies a drafted block, and the caller rolls
+        back what the target rejects with :meth:`truncate`. On the static cache the block is padded to ``pad_to``
+        tokens, so every round replays the same captured graph (padding is safe: see ``_prefill_chunks``).
+        """
+        n, start = len(ids), len(self.cache_ids)
+        size = max(n, pad_to)
+        if self.static and start + size <= self.max_cache_len:
+            if size not in self._chunk_bufs:
+                self._chunk_bufs[size] = (
+                    torch.zeros((1, size), dtype=torch.long, device=self.device),
+                    torch.zeros((1, size), dtype=torch.long, device=self.device),
+                )
+            block_ids, block_pos = self._chunk_bufs[size]
+            block_ids.zero_()
+            block_ids[0, :n] = torch.tensor(list(ids), dtype=torch.long)
+            torch.arange(start, start + size, out=block_pos[0])
+            logits = self._run(block_ids, block_pos, 0)[0, :n].clone()
+            self._set_length(start + n)
+        else:
+            if self.static:
+                self._set_view(start + n, exact=True)
+            input_ids = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
+            positions = torch.arange(start, start + n, device=self.device).unsqueeze(0)
+            kw = {self._cache_arg: self.cache}
+            out = self.model(input_ids=input_ids, position_ids=positions, use_cache=True, logits_to_keep=0, **kw)
+            logits = out.logits[0]
+        hidden: torch.Tensor = self._hidden.value[0, :n].clone()
+        self.cache_ids.extend(ids)
+        return logits, hidden
+
+    def truncate(self, length: int) -> None:
+        """Forget cached positions from ``length`` on (drafted tokens the target rejected)."""
+        self._truncate(length)
+
     def _set_length(self, length: int) -> None:
         with torch.inference_mode():  # the cache's tensors were created in inference mode
             for layer in self.cache.layers:
@@ -500,6 +557,8 @@ class Engine:
                 return self._step(ids, pos, keep)
         graph, captured = self._graphs[key]
         graph.replay()
+        if self.keep_hidden:
+            self._hidden.value = self._graph_hidden[key]
         return captured
 
     def _capture(self, ids: torch.Tensor, pos: torch.Tensor, keep: int) -> tuple[Any, torch.Tensor]:
@@ -522,6 +581,8 @@ class Engine:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             out = self._step(ids, pos, keep)
+        if self.keep_hidden:
+            self._graph_hidden[(ids.shape[1], self.cache.layers[0].view_len)] = self._hidden.value
         self._set_length(length)  # capturing records the cache write without running it; keep lengths exact
         return graph, out
 
@@ -630,6 +691,15 @@ class Engine:
             end_s=time.perf_counter(),
             token_ids=None if by_text else tuple(all_ids[len(ids) :]),
         )
+
+
+def _final_norm(model: Any) -> Any:
+    """The text decoder's final norm: its output is the last hidden state (causal LM or multimodal model)."""
+    decoder = model.get_decoder()
+    norm = getattr(decoder, "norm", None) or getattr(getattr(decoder, "language_model", None), "norm", None)
+    if norm is None:
+        raise TypeError(f"{type(model).__name__} has no final norm to read its last hidden state from")
+    return norm
 
 
 def _view_layer_class(base: type) -> type:
