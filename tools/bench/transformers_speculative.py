@@ -16,8 +16,11 @@ the hidden state, and its output projection is the identity. It is the target wi
 skipped, so acceptance depends on how much those layers change the prediction — a property of these random
 weights, not of Google's trained drafters (which need the real checkpoints, not downloadable here).
 
-Run: ``python tools/bench/transformers_speculative.py`` (CPU, a ~40 M-parameter model) or ``--e4b`` on CUDA
-(the E4B shape of ``transformers_gpu.py``). Greedy outputs of the three paths are compared token for token.
+Run: ``python tools/bench/transformers_speculative.py`` (CPU, a 34 M-parameter model) or ``--e4b`` on CUDA
+(the E4B shape of ``transformers_gpu.py``, bf16; ``--compile`` to compile the step, which takes minutes).
+Greedy outputs of the three paths are compared token for token (in fp32; bf16 may differ at near-ties). Also
+printed: the cost of one target pass, one verification pass and one drafter step, and the acceptance above
+which drafting pays off with these costs.
 """
 
 from __future__ import annotations
@@ -62,15 +65,17 @@ def target_config(args: Any, vocab: int) -> Any:
     )
 
 
-def derive_drafter(target: Any) -> Any:
-    """A ``Gemma4AssistantForCausalLM`` made of the target's KV-shared layers, head and embedding (see above)."""
+def derive_drafter(target: Any, layers: int = 0) -> Any:
+    """A ``Gemma4AssistantForCausalLM`` made of the target's last ``layers`` KV-shared layers (0: all of them),
+    its head and its embedding (see above)."""
     import transformers as hf
 
     from agentkit.backends.transformers.compat import patch_gemma4_assistant_kv_sharing
 
     patch_gemma4_assistant_kv_sharing()
     text = target.config.get_text_config()
-    first = text.num_hidden_layers - text.num_kv_shared_layers
+    shared = text.num_kv_shared_layers
+    first = text.num_hidden_layers - (min(layers, shared) if layers > 0 else shared)
     kinds = list(text.layer_types[first:])
     fields = text.to_dict()
     for key in ("architectures", "model_type", "transformers_version", "per_layer_config", "dtype"):
@@ -118,6 +123,8 @@ def main() -> int:
     parser.add_argument("--append", type=int, default=60, help="tokens appended per later step (a tool result)")
     parser.add_argument("--new", type=int, default=64, help="tokens generated per step")
     parser.add_argument("--draft", type=int, default=4, help="drafted tokens per round")
+    parser.add_argument("--draft-layers", type=int, default=0, help="drafter layers (0: all KV-shared layers)")
+    parser.add_argument("--compile", action="store_true", help="compile the engines' step (CUDA; minutes)")
     parser.add_argument("--no-stock", action="store_true", help="skip transformers' assisted generate")
     args = parser.parse_args()
 
@@ -137,7 +144,7 @@ def main() -> int:
     with torch.device(device):
         model = hf.Gemma4ForCausalLM._from_config(target_config(args, vocab), dtype=dtype).eval()
     model.generation_config.eos_token_id = None
-    drafter = derive_drafter(model)
+    drafter = derive_drafter(model, args.draft_layers)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     dparams = sum(p.numel() for p in drafter.parameters() if p is not drafter.lm_head.weight) / 1e6
     print(
@@ -176,8 +183,8 @@ def main() -> int:
                 history = [*history, *out, *appends[i]]
         results[name] = rows
 
-    plain = Engine(model, tok, device=device, max_cache_len=cache, compile_decode=args.e4b)
-    spec = Engine(model, tok, device=device, max_cache_len=cache, compile_decode=args.e4b, keep_hidden=True)
+    plain = Engine(model, tok, device=device, max_cache_len=cache, compile_decode=args.compile)
+    spec = Engine(model, tok, device=device, max_cache_len=cache, compile_decode=args.compile, keep_hidden=True)
     mtp = Drafter(spec, drafter, draft_tokens=args.draft)
     if args.e4b:
         for engine in (plain, spec):
