@@ -568,3 +568,101 @@ def test_core_hooks_path_directory_is_refused(repo: Path) -> None:
     with pytest.raises(ToolError, match=r"core\.hooksPath is protected"):
         ws.write_file("tools/git-hooks/pre-commit", "#!/bin/sh\ntouch /tmp/pwned\n")
     assert ws.write_file("tools/build.sh", "echo ok\n").startswith("created")  # the rest of tools/ is fine
+
+
+# -- media a tool or an MCP server returns, decoded in process ---------------------------------------------
+
+
+def _png_header_bomb(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` grey pixels and carries one row: a few hundred bytes."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (width + 1), 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_image_claiming_a_huge_canvas_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """12,000 x 12,000 (under Pillow's own bomb limit) from a 200-byte file: no pixel may be allocated."""
+    pytest.importorskip("PIL")
+    from PIL import ImageFile
+
+    from agentkit.backends.transformers._media import _open_image
+    from agentkit.errors import UserError
+
+    loads: list[object] = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loads.append(self) or real_load(self))
+    data = _png_header_bomb(12_000, 12_000)
+    assert len(data) < 1000
+    with pytest.raises(UserError, match=r"12000 x 12000 pixels.*scale it down"):
+        _open_image(data)
+    assert loads == []  # refused from the header, before the 144 MB canvas (432 MB as RGB) existed
+
+
+def test_image_over_pillows_bomb_limit_is_a_clear_error() -> None:
+    pytest.importorskip("PIL")
+    from agentkit.backends.transformers._media import _open_image
+    from agentkit.errors import UserError
+
+    with pytest.raises(UserError, match="pixels"):
+        _open_image(_png_header_bomb(40_000, 40_000))  # Pillow raised DecompressionBombError, a raw traceback
+
+
+def _silence_flac(seconds: int, rate: int = 8000) -> bytes:
+    import io
+
+    import numpy as np
+    import soundfile
+
+    out = io.BytesIO()
+    with soundfile.SoundFile(out, "w", rate, 1, format="FLAC") as f:
+        zeros = np.zeros(rate * 10, dtype="float32")
+        for _ in range(seconds // 10):
+            f.write(zeros)
+    return out.getvalue()
+
+
+def test_audio_longer_than_a_clip_stops_decoding_at_the_limit() -> None:
+    """Ten minutes of FLAC silence (tens of kB) must not be decoded whole to find it is too long."""
+    pytest.importorskip("soundfile")
+    pytest.importorskip("soxr")
+    from types import SimpleNamespace
+
+    from agentkit.backends.transformers._media import MediaEncoder, MediaItem
+    from agentkit.errors import UserError
+
+    data = _silence_flac(600)
+    assert len(data) < 200_000
+    encoder = MediaEncoder.__new__(MediaEncoder)  # the audio path needs no model: only its limits
+    encoder.feature_extractor = SimpleNamespace(sampling_rate=16_000, hop_length=160)
+    encoder.max_audio_tokens = 750  # 30 s
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserError, match="at most 30 s"):
+            encoder._features(MediaItem("audio", data))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # 10 min at 8 kHz is 19 MB of samples and 38 MB resampled; 30 s is under 1 MB.
+    assert peak < 8 * MB, f"{peak / MB:.1f} MB held while refusing the clip"
+
+
+def test_audio_with_absurd_channel_count_is_refused() -> None:
+    pytest.importorskip("soundfile")
+    import io
+
+    import numpy as np
+    import soundfile
+
+    from agentkit.backends.transformers._media import _decode_audio
+    from agentkit.errors import UserError
+
+    out = io.BytesIO()
+    soundfile.write(out, np.zeros((16, 64), dtype="float32"), 8000, format="WAV", subtype="PCM_16")
+    wav = bytearray(out.getvalue())
+    wav[22:24] = struct.pack("<H", 1024)  # 1,024 channels: one read of a block would be 268 MB
+    with pytest.raises(UserError, match="channels"):
+        _decode_audio(bytes(wav), 16_000, max_seconds=30)

@@ -55,6 +55,14 @@ __all__ = ["MediaEncoder", "MediaItem", "conversation_media"]
 
 _AUDIO_MIMES = {"audio/wav", "audio/mpeg", "audio/flac", "audio/ogg"}
 _MAX_COUNTS = 1024  # soft-token counts remembered by digest (a few bytes each)
+# Media come from tools, MCP servers and web pages, and a few kilobytes of PNG or FLAC can claim gigabytes once
+# decoded (a 20,000 x 8,000 picture of one colour, hours of silence). The picture's size is read from its header
+# and refused before any pixel is decoded; audio is decoded in blocks and stops at the clip limit. 64 megapixels
+# keeps every camera photo (50 MP phones); the image processor shrinks each picture to a few hundred soft tokens.
+MAX_IMAGE_PIXELS = 64_000_000
+_MAX_AUDIO_CHANNELS = 16
+_MAX_AUDIO_RATE = 384_000
+_AUDIO_BLOCK = 65_536  # frames decoded at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,13 +315,8 @@ class MediaEncoder:
                 "n": int(out["num_soft_tokens_per_image"][0]),
             }
         rate = int(getattr(self.feature_extractor, "sampling_rate", 16_000))
-        wave = _decode_audio(item.data, rate)
         limit = self.max_audio_tokens * 4 * int(getattr(self.feature_extractor, "hop_length", rate // 100))
-        if len(wave) > limit:
-            raise UserError(
-                f"the audio is {len(wave) / rate:.1f} s long; Gemma 4 hears at most {limit / rate:.0f} s per clip: "
-                "cut it into parts and send them one by one"
-            )
+        wave = _decode_audio(item.data, rate, max_seconds=limit / rate)
         out = self.feature_extractor([wave], return_tensors="pt")
         return {
             "input_features": out["input_features"],
@@ -395,16 +398,27 @@ def _open_image(data: bytes) -> Any:
     except ImportError as exc:
         raise UserError("images in process need Pillow: pip install pillow") from exc
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise UserError(
+                f"the image is {width} x {height} pixels ({len(data)} bytes); at most {MAX_IMAGE_PIXELS:,} pixels are "
+                "decoded (a small file can claim gigabytes of pixels): scale it down and send it again"
+            )
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise UserError(f"cannot read the image ({len(data)} bytes): {exc}. Send a PNG, JPEG, GIF or WebP") from exc
     return ImageOps.exif_transpose(image).convert("RGB")
 
 
-def _decode_audio(data: bytes, rate: int) -> Any:
-    """Mono samples at ``rate`` Hz: decoded with soundfile, resampled with soxr (what ``librosa.load`` does)."""
+def _decode_audio(data: bytes, rate: int, *, max_seconds: float | None = None) -> Any:
+    """Mono samples at ``rate`` Hz: decoded with soundfile, resampled with soxr (what ``librosa.load`` does).
+
+    Decoded in blocks, never past ``max_seconds``: a clip's header may claim any length, and a few kilobytes of
+    FLAC or Ogg can hold hours of silence, so the length is found by decoding, and decoding stops at the limit.
+    """
     try:
+        import numpy as np
         import soundfile
         import soxr
     except ImportError as exc:
@@ -412,11 +426,31 @@ def _decode_audio(data: bytes, rate: int) -> Any:
             "audio in process needs soundfile and soxr: in the agentkit checkout, pip install -e '.[transformers]'"
         ) from exc
     try:
-        samples, source_rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(io.BytesIO(data)) as clip:
+            source_rate, channels = int(clip.samplerate), int(clip.channels)
+            if not 0 < source_rate <= _MAX_AUDIO_RATE or not 0 < channels <= _MAX_AUDIO_CHANNELS:
+                raise UserError(
+                    f"the audio claims {source_rate} Hz and {channels} channels; send a clip of at most "
+                    f"{_MAX_AUDIO_RATE} Hz and {_MAX_AUDIO_CHANNELS} channels"
+                )
+            most = math.inf if max_seconds is None else max_seconds * source_rate
+            blocks: list[Any] = []
+            frames = 0
+            while True:
+                block = clip.read(_AUDIO_BLOCK, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                frames += len(block)
+                if frames > most:
+                    raise UserError(
+                        f"the audio is longer than {max_seconds:.0f} s; Gemma 4 hears at most {max_seconds:.0f} s "
+                        "per clip: cut it into parts and send them one by one"
+                    )
+                blocks.append(block.mean(axis=1))
     except (RuntimeError, TypeError, ValueError) as exc:  # soundfile.LibsndfileError is a RuntimeError
         raise UserError(f"cannot read the audio ({len(data)} bytes): {exc}. Send WAV, FLAC, OGG or MP3") from exc
-    mono = samples.mean(axis=1)
-    if int(source_rate) != rate:
+    mono = np.concatenate(blocks) if blocks else np.zeros(0, dtype="float32")
+    if int(source_rate) != rate and len(mono):
         mono = soxr.resample(mono, int(source_rate), rate)
     if not len(mono) or not math.isfinite(float(abs(mono).max())):
         raise UserError("the audio holds no samples (or only invalid ones)")
