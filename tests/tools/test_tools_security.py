@@ -666,3 +666,42 @@ def test_audio_with_absurd_channel_count_is_refused() -> None:
     wav[22:24] = struct.pack("<H", 1024)  # 1,024 channels: one read of a block would be 268 MB
     with pytest.raises(UserError, match="channels"):
         _decode_audio(bytes(wav), 16_000, max_seconds=30)
+
+
+# -- the torch compile cache: inductor and Triton load what they find there as code -------------------------
+
+
+@pytest.mark.parametrize("how", ["world-writable", "group-writable", "another user's", "under another user's"])
+def test_compile_cache_others_can_write_is_refused(tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    from agentkit.backends.transformers._compile import use_persistent_cache
+    from agentkit.errors import UserError
+
+    cache = tmp_path / "shared" / "cache"
+    cache.mkdir(parents=True)
+    if how == "world-writable":
+        cache.chmod(0o777)
+    elif how == "group-writable":
+        cache.chmod(0o770)
+    else:
+        if os.getuid() != 0:
+            pytest.skip("giving a directory to another user needs root")
+        os.chown(cache if how == "another user's" else cache.parent, 4242, 4242)
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(UserError, match="compile cache .* not safe"):
+        use_persistent_cache(cache)
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):  # nothing points at the planted directory
+        assert str(cache) not in os.environ.get(name, "")
+
+
+def test_compile_cache_made_private(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from agentkit.backends.transformers._compile import private_cache_dir
+
+    made = private_cache_dir(tmp_path / "new" / "cache")
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    sticky = tmp_path / "tmp-like"
+    sticky.mkdir()
+    sticky.chmod(0o1777)  # like /tmp: others may write, but not rename what is ours
+    assert private_cache_dir(sticky / "cache") == (sticky / "cache").resolve()

@@ -43,6 +43,7 @@ __all__ = [
     "RegionalCompiler",
     "compile_cache_dir",
     "install_attention",
+    "private_cache_dir",
     "use_persistent_cache",
 ]
 
@@ -86,6 +87,42 @@ def compile_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("agentkit", appauthor=False)) / "torch-compile"
 
 
+def private_cache_dir(root: Path) -> Path:
+    """``root``, made if missing (mode 0700), refused unless only this user can put files in it.
+
+    Inductor and Triton load what they find there as code (compiled modules, kernels) without checking who
+    wrote it, so a cache directory someone else can write to (``AGENTKIT_COMPILE_CACHE=/tmp/cache`` made by
+    another user, or left group- or world-writable) would run their code in this process. The same holds for
+    each directory above it, unless it is sticky as ``/tmp`` is (others cannot rename what they do not own).
+    """
+    from agentkit.errors import UserError
+
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        resolved = root.resolve(strict=True)
+        uid = os.getuid()
+        for place in (resolved, *resolved.parents):
+            st = os.stat(place)
+            own = place == resolved
+            if (own and st.st_uid != uid) or (not own and st.st_uid not in (uid, 0)):
+                raise UserError(
+                    f"the compile cache {root} is not safe: {place} belongs to another user (uid {st.st_uid}), who "
+                    f"could plant compiled code that this process would run; set {ENV_CACHE_DIR} to a directory of "
+                    "your own"
+                )
+            if st.st_mode & 0o022 and not (not own and st.st_mode & 0o1000):
+                raise UserError(
+                    f"the compile cache {root} is not safe: {place} is writable by other users (mode "
+                    f"{st.st_mode & 0o7777:o}), who could plant compiled code that this process would run; "
+                    f"run `chmod go-w {place}` or set {ENV_CACHE_DIR} to a directory of your own"
+                )
+    except OSError as exc:
+        raise UserError(
+            f"cannot use the compile cache {root}: {exc}; set {ENV_CACHE_DIR} to another directory"
+        ) from exc
+    return resolved
+
+
 def use_persistent_cache(path: Path | None = None) -> Path:
     """Point inductor's and Triton's on-disk caches at ``path`` (agentkit's by default), unless the user did.
 
@@ -94,8 +131,7 @@ def use_persistent_cache(path: Path | None = None) -> Path:
     """
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-    root = path or compile_cache_dir()
-    root.mkdir(parents=True, exist_ok=True)
+    root = private_cache_dir(path or compile_cache_dir())
     # inductor writes its default into the environment the first time it looks: that one is not the user's.
     current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
