@@ -33,6 +33,7 @@ import binascii
 import io
 import json
 import os
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -472,10 +473,7 @@ def media_bytes(part: ImagePart | AudioPart | VideoPart) -> bytes:
     if part.data is not None:
         return bytes(part.data)
     if part.path is not None:
-        try:
-            return Path(part.path).read_bytes()
-        except OSError as exc:
-            raise UserError(f"cannot read media file {part.path}: {exc}") from exc
+        return read_media_file(part.path)
     if part.url is None:
         raise UserError(
             f"a {part.type!r} part has no data and the request carries no more media; give the bytes in the part, "
@@ -495,6 +493,39 @@ def media_bytes(part: ImagePart | AudioPart | VideoPart) -> bytes:
             "media given as a string must be base64, a data: URL or an http(s) URL; pass bytes or a pathlib.Path "
             "for files"
         ) from exc
+
+
+#: The largest media file read: far above any picture or clip a model takes, far below what fills memory.
+MAX_MEDIA_FILE_BYTES = 256 << 20
+
+
+def read_media_file(path: str | os.PathLike[str], what: str = "media") -> bytes:
+    """A media file's bytes: regular files only, at most :data:`MAX_MEDIA_FILE_BYTES`.
+
+    A part's path can come from a saved session file, so it may name a FIFO (reading blocks forever),
+    ``/dev/zero`` or ``/dev/urandom`` (reading never ends) or a file that grows while it is read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UserError(f"cannot read {what} file {path}: {exc.strerror or exc}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UserError(f"cannot read {what} file {path}: not a regular file (a pipe, device or folder)")
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > MAX_MEDIA_FILE_BYTES:
+                raise UserError(
+                    f"cannot read {what} file {path}: more than {MAX_MEDIA_FILE_BYTES >> 20} MiB; send a smaller one"
+                )
+        return b"".join(chunks)
+    except OSError as exc:
+        raise UserError(f"cannot read {what} file {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
 
 
 def media_type(data: bytes, kind: str = "audio") -> str:
@@ -534,10 +565,7 @@ def _source(source: Any, kind: str) -> tuple[bytes | None, str | None, None]:
     if isinstance(source, str) and source.startswith(("http://", "https://", "data:")):
         return None, source, None
     if isinstance(source, str | os.PathLike):
-        try:
-            return Path(source).read_bytes(), None, None
-        except OSError as exc:
-            raise UserError(f"cannot read the {kind} file {source}: {exc}") from exc
+        return read_media_file(source, f"the {kind}"), None, None
     if callable(getattr(source, "save", None)):  # a PIL image
         buffer = io.BytesIO()
         source.save(buffer, format="PNG")

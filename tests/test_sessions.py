@@ -289,3 +289,41 @@ def test_media_bytes_in_a_saved_session_come_back_as_the_same_media(tmp_path: Pa
     after = conversation_media(GenerationRequest(prompt=render(loaded), messages=loaded))
     assert [(m.kind, m.data, m.digest) for m in after] == [(m.kind, m.data, m.digest) for m in before]
     assert [m.data for m in after] == [picture, bytes(clip)]
+
+
+@pytest.mark.parametrize("target", ["fifo", "/dev/null", "folder"])
+def test_a_media_path_in_a_session_file_reads_only_regular_files(tmp_path: Path, target: str) -> None:
+    """A session file names its pictures by path; one naming a FIFO hung the resumed run forever on read."""
+    import threading
+
+    from agentkit.backends._openai_media import openai_part
+    from agentkit.messages import ImagePart, UserMessage
+
+    if target == "fifo":
+        path = tmp_path / "shot.png"
+        os.mkfifo(path)
+    elif target == "folder":
+        path = tmp_path / "shots"
+        path.mkdir()
+    else:
+        path = Path(target)
+    store = SessionStore(tmp_path / "sessions")
+    store.save(Session(id="s", conversation=[UserMessage((ImagePart(path=str(path)),))]))
+    (part,) = store.load("s").conversation[0].content  # type: ignore[union-attr]
+    outcome: list[BaseException | dict[str, object]] = []
+
+    def send() -> None:
+        try:
+            outcome.append(openai_part(part))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=send, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # the old code: blocked on the FIFO; let it go, and fail
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(10)
+        pytest.fail("reading the session's media path blocked")
+    assert len(outcome) == 1 and isinstance(outcome[0], UserError), outcome
+    assert "not a regular file" in str(outcome[0]) or "Is a directory" in str(outcome[0])

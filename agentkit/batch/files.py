@@ -61,13 +61,15 @@ def _parse_line(raw: str, path: Path, number: int) -> tuple[str | None, str]:
                 f'{path}:{number}: starts like JSON but is not valid JSON ({exc.msg}); write {{"task": "..."}}, '
                 "or the task as plain text"
             ) from exc
+        except RecursionError:  # json's decoder recurses once per nesting level
+            raise UserError(f'{path}:{number}: nested too deeply to be a task; write {{"task": "..."}}') from None
         if not (isinstance(item, dict) and isinstance(item.get("task"), str)):
             raise UserError(f'{path}:{number}: a JSON line needs a "task" string: {{"id": "q1", "task": "..."}}')
         return (None if item.get("id") is None else str(item["id"])), item["task"]
     if text.startswith('"'):
         try:
             item = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             item = None
         if isinstance(item, str):
             return None, item
@@ -137,7 +139,7 @@ def read_done(path: Path) -> dict[str, dict[str, Any]]:
             continue
         try:
             record = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # a line nested too deeply is no result either
             record = None
         if not _is_result(record):
             raise UserError(
@@ -209,7 +211,7 @@ def drop_records(path: Path, ids: set[str]) -> None:
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             record = None
         if not (_is_result(record) and str(record["id"]) in ids):
             kept.append(line)

@@ -288,3 +288,18 @@ def test_a_run_cut_at_max_tokens_is_recorded_in_words(tmp_path: Path, scripted, 
     assert main(args) == 1  # the sampling settings reach the workers
     (rec,) = records(out)
     assert rec["stop_reason"] == "max_tokens" and "cut off at the token limit" in str(rec["error"])
+
+
+def test_a_task_or_result_line_nested_too_deeply_is_a_clear_error(tmp_path: Path) -> None:
+    """json's decoder recurses per level: 100k nested lists in one line raised a raw RecursionError."""
+    deep = "[" * 100_000 + "]" * 100_000
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('{"task": "x", "a": ' + deep + "}\n")
+    with pytest.raises(UserError, match=r"tasks\.jsonl:1: nested too deeply"):
+        read_tasks(tasks)
+    tasks.write_text('"' + "[" * 100_000 + '"\n')  # a JSON string line: the text is the task
+    assert read_tasks(tasks)[0].task == "[" * 100_000
+    results = tmp_path / "results.jsonl"
+    results.write_text(deep + "\n")
+    with pytest.raises(UserError, match="is not an agentkit batch result"):
+        read_done(results)

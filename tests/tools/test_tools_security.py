@@ -689,7 +689,7 @@ def test_compile_cache_others_can_write_is_refused(tmp_path: Path, how: str, mon
         os.chown(cache if how == "another user's" else cache.parent, 4242, 4242)
     for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(UserError, match="compile cache .* not safe"):
+    with pytest.raises(UserError, match=r"compile cache .* not safe"):
         use_persistent_cache(cache)
     for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):  # nothing points at the planted directory
         assert str(cache) not in os.environ.get(name, "")
