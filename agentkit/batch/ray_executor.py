@@ -19,9 +19,13 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import socket
+import stat
+import tempfile
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import agentkit.errors as errors
@@ -74,7 +78,7 @@ class _BatchWorker:
 
 
 class RayExecutor:
-    """Runs batch tasks on a Ray cluster (``address``: ``None`` finds or starts a local one, as ``ray.init`` does).
+    """Runs batch tasks on a Ray cluster (``address``: ``None`` is ``RAY_ADDRESS``'s, else a new private local one).
 
     ``workers``: how many worker actors (default: the cluster's CPUs divided by ``cpus_per_worker``, at most the
     concurrency). ``max_attempts``: how often a task may start because its worker died. ``down_timeout_s``: how
@@ -116,9 +120,12 @@ class RayExecutor:
             return False
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         options.update(self.init_options)
+        address = self.address
+        if address is None and not os.environ.get("RAY_ADDRESS") and "_temp_dir" not in options:
+            address, options["_temp_dir"] = "local", str(_private_temp_dir())
         try:
-            _reachable(self.address)
-            ray.init(address=self.address, **options)
+            _reachable(address)
+            ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
             where = self.address or "RAY_ADDRESS or a local cluster"
             raise WorkersUnavailable(
@@ -270,6 +277,30 @@ class RayExecutor:
             await asyncio.wait_for(asyncio.gather(*closes, return_exceptions=True), 10)
         for actor in actors:
             ray.kill(actor)
+
+
+def _private_temp_dir() -> Path:
+    """Where a local cluster agentkit starts keeps its sockets and files: a folder only this user can enter.
+
+    Ray's default, ``/tmp/ray``, is made world-writable (``chmod 0777``, not sticky) so that any user's
+    cluster can share it, and ``ray.init()`` without an address joins the cluster named by
+    ``/tmp/ray/ray_current_cluster``: any local user could write that file and have this batch join *their*
+    cluster, which receives the pickled agent factory (keys, endpoints) and sends back pickled results that
+    this process loads. So the local cluster is always a new one (``address="local"``) under a 0700 folder
+    (Ray makes its own temp folder 0777, hence the private parent).
+    """
+    root = Path(tempfile.gettempdir()) / f"agentkit-ray-{os.getuid()}"
+    try:
+        root.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(root)
+    except OSError as exc:
+        raise UserError(f"cannot make a private folder for a local Ray cluster at {root}: {exc}") from exc
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise UserError(
+            f"{root} is not a private folder of this user (another user may have made it); remove it, or start "
+            "a cluster yourself (ray start --head) and give its address with --ray HOST:6379"
+        )
+    return root / "ray"
 
 
 def _reachable(address: str | None, timeout_s: float = 5.0) -> None:

@@ -705,3 +705,71 @@ def test_compile_cache_made_private(tmp_path: Path) -> None:
     sticky.mkdir()
     sticky.chmod(0o1777)  # like /tmp: others may write, but not rename what is ours
     assert private_cache_dir(sticky / "cache") == (sticky / "cache").resolve()
+
+
+# -- Ray: a local batch cluster must be this user's own ----------------------------------------------------
+
+
+class _FakeRay:
+    """What ``RayExecutor._connect`` asks of ray, recording the ``init`` call instead of starting a cluster."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+
+
+def test_ray_batch_never_joins_the_cluster_a_shared_temp_file_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray makes /tmp/ray world-writable; ray.init() joins whatever /tmp/ray/ray_current_cluster names.
+
+    Any local user could point `agentkit batch --ray` at their own cluster, which then receives the pickled
+    agent factory and sends back pickles this process loads.
+    """
+    from agentkit.batch.ray_executor import RayExecutor
+
+    shared = tmp_path / "ray"
+    shared.mkdir()
+    shared.chmod(0o777)
+    (shared / "ray_current_cluster").write_text("203.0.113.7:6379\n")  # the other user's cluster
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "private-tmp"))
+    (tmp_path / "private-tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    ray = _FakeRay()
+    assert RayExecutor()._connect(ray) is True
+    (call,) = ray.calls
+    assert call["address"] == "local"  # a new cluster, never the one the shared file names
+    temp = Path(call["_temp_dir"])
+    assert str(shared) not in str(temp)
+    private = temp.parent
+    assert private.stat().st_uid == os.getuid() and stat.S_IMODE(private.stat().st_mode) == 0o700
+
+
+def test_ray_private_folder_made_by_another_user_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from agentkit.batch.ray_executor import RayExecutor
+    from agentkit.errors import UserError
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    planted = tmp_path / f"agentkit-ray-{os.getuid()}"
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)  # made first by someone else, open to all
+    ray = _FakeRay()
+    with pytest.raises(UserError, match="not a private folder"):
+        RayExecutor()._connect(ray)
+    assert ray.calls == []
+    # An address or RAY_ADDRESS given by the user is theirs to choose: no private folder involved.
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    RayExecutor()._connect(ray)
+    assert ray.calls[-1]["address"] is None and "_temp_dir" not in ray.calls[-1]

@@ -18,7 +18,9 @@ A sibling of ``sandbox_security.py`` for the attacks that never touch the sandbo
 - **approval**: a ``run_python`` call whose dangerous line sits past the first 300 characters; blocked
   means the question showed it;
 - **sessions**: hostile files in the sessions folder and hostile ids/names; blocked means a clear agentkit
-  error or a skipped file, never a hang, a traceback or a raw ``OSError``.
+  error or a skipped file, never a hang, a traceback or a raw ``OSError``;
+- **files**: what agentkit reads back from files: a saved session whose picture's path is a FIFO or a device,
+  task and results lines nested 100,000 deep; blocked means a clear agentkit error within 10 s.
 
 Run: ``python tools/bench/prompt_security.py`` (needs the ``[transformers]`` extra; about 20 s).
 """
@@ -465,8 +467,100 @@ def session_attempts() -> list[Attempt]:
     return attempts
 
 
+# -- files agentkit reads back: media paths in session files, task and results files ---------------------
+
+
+def _within(seconds: float, action: Callable[[], bool], unblock: Callable[[], None] = lambda: None) -> bool:
+    """``action()`` in a thread: its verdict, or False when it is still running after ``seconds`` (a hang)."""
+    outcome: list[bool] = []
+
+    def run() -> None:
+        try:
+            outcome.append(action())
+        except BaseException:
+            outcome.append(False)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        unblock()
+        return False
+    return outcome == [True]
+
+
+def _session_media_refused(make: Callable[[Path], Path]) -> Callable[[], bool]:
+    """A saved session whose picture's path names ``make(root)``: sending it must be a clear UserError."""
+
+    def attack() -> bool:
+        from agentkit import Session, SessionStore
+        from agentkit.backends._openai_media import openai_part
+        from agentkit.errors import UserError
+        from agentkit.messages import ImagePart, UserMessage
+
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            target = make(root)
+            store = SessionStore(root / "sessions")
+            store.save(Session(id="s", conversation=[UserMessage((ImagePart(path=str(target)),))]))
+            part = store.load("s").conversation[0].content[0]  # type: ignore[index, union-attr]
+
+            def send() -> bool:
+                try:
+                    openai_part(part)
+                except UserError:
+                    return True
+                return False
+
+            def unblock() -> None:
+                with contextlib.suppress(OSError):
+                    os.close(os.open(target, os.O_WRONLY | os.O_NONBLOCK))
+
+            return _within(10, send, unblock)
+
+    return attack
+
+
+def _deep_line_refused(read: str, text: str) -> Callable[[], bool]:
+    def attack() -> bool:
+        from agentkit.batch.files import read_done, read_tasks
+        from agentkit.errors import UserError
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "file.jsonl"
+            path.write_text(text)
+            try:
+                (read_tasks if read == "tasks" else read_done)(path)
+            except UserError:
+                return True
+            return False
+
+    return attack
+
+
+def file_attempts() -> list[Attempt]:
+    def fifo(root: Path) -> Path:
+        os.mkfifo(root / "shot.png")
+        return root / "shot.png"
+
+    deep = "[" * 100_000 + "]" * 100_000
+    return [
+        ("files", "session image path is a FIFO", _session_media_refused(fifo)),
+        ("files", "session image path is /dev/null", _session_media_refused(lambda r: Path("/dev/null"))),
+        ("files", "session image path is a folder", _session_media_refused(lambda r: r)),
+        ("files", "task line nested 100k deep", _deep_line_refused("tasks", '{"task": "x", "a": ' + deep + "}\n")),
+        ("files", "results line nested 100k deep", _deep_line_refused("results", deep + "\n")),
+    ]
+
+
 def main() -> None:
-    attempts = [*injection_attempts(), *tool_media_attempts(), *terminal_attempts(), *session_attempts()]
+    attempts = [
+        *injection_attempts(),
+        *tool_media_attempts(),
+        *terminal_attempts(),
+        *session_attempts(),
+        *file_attempts(),
+    ]
     results: list[tuple[str, str, bool]] = []
     for category, name, attack in attempts:
         try:
