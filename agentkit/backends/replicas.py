@@ -254,4 +254,18 @@ def backend_from_urls(urls: Sequence[str], **options: object) -> Backend:
         raise UserError("no backend URL given")
     if len(unique) == 1:
         return backend_from_url(unique[0], **options)
-    return ReplicaBackend([backend_from_url(u, **options) for u in unique], labels=unique)
+    return ReplicaBackend([backend_from_url(u, **options) for u in unique], labels=[_shown(u) for u in unique])
+
+
+def _shown(url: str) -> str:
+    """``url`` without its user info (a password, or a token given as the user): labels appear in errors, ``stats()``, progress lines and results files.
+
+    agentkit takes no credentials from a backend URL (keys go in ``api_key`` or the environment), but people
+    write ``vllm://user:KEY@host/model`` anyway, and a label must not repeat the key wherever it is shown.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    _, at, host = authority.rpartition("@")
+    return f"{scheme}://***@{host}{slash}{path}" if at else url  # a lone token is written as the user name too

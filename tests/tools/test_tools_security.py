@@ -773,3 +773,27 @@ def test_ray_private_folder_made_by_another_user_is_refused(tmp_path: Path, monk
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
     RayExecutor()._connect(ray)
     assert ray.calls[-1]["address"] is None and "_temp_dir" not in ray.calls[-1]
+
+
+def test_replica_labels_never_show_a_password_from_a_backend_url() -> None:
+    """--backend repeated: each URL became a label, shown in every error, stats() and the batch results file."""
+    import asyncio
+
+    from agentkit.backends.replicas import backend_from_urls
+    from agentkit.errors import BackendUnavailable
+
+    backend = backend_from_urls(["vllm://user:sk-SECRET-1@127.0.0.1:9/g", "vllm://sk-SECRET-2@127.0.0.1:8/g"])
+    assert "SECRET" not in repr(backend.stats())  # type: ignore[attr-defined]
+    assert "vllm://***@127.0.0.1:9/g" in repr(backend.stats())  # type: ignore[attr-defined]
+
+    async def check() -> str:
+        try:
+            await backend.check()
+        except BackendUnavailable as exc:
+            return str(exc)
+        finally:
+            await backend.aclose()
+        return ""
+
+    shown = asyncio.run(check())
+    assert "replicas" in shown and "SECRET" not in shown
