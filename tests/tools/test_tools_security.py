@@ -797,3 +797,25 @@ def test_replica_labels_never_show_a_password_from_a_backend_url() -> None:
 
     shown = asyncio.run(check())
     assert "replicas" in shown and "SECRET" not in shown
+
+
+def test_image_in_a_format_that_runs_ghostscript_is_never_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow opens by content: EPS bytes from a tool were handed to Ghostscript (where one is installed)."""
+    pytest.importorskip("PIL")
+    from PIL import EpsImagePlugin
+
+    from agentkit.backends.transformers._media import _open_image
+    from agentkit.errors import UserError
+
+    rendered: list[object] = []
+
+    def ghostscript(*args: Any, **kwargs: Any) -> Any:
+        rendered.append(args)
+        raise OSError("Ghostscript would have run here")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    monkeypatch.setattr(EpsImagePlugin, "has_ghostscript", lambda: True)
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n%%EndComments\nshowpage\n%%EOF\n"
+    with pytest.raises(UserError, match="cannot read the image"):
+        _open_image(eps)
+    assert rendered == []

@@ -60,6 +60,11 @@ _MAX_COUNTS = 1024  # soft-token counts remembered by digest (a few bytes each)
 # and refused before any pixel is decoded; audio is decoded in blocks and stops at the clip limit. 64 megapixels
 # keeps every camera photo (50 MP phones); the image processor shrinks each picture to a few hundred soft tokens.
 MAX_IMAGE_PIXELS = 64_000_000
+# The formats a picture is opened as. Pillow knows dozens more, and opens by content whatever the caller
+# meant: EPS/PS data is rendered by running Ghostscript on it, and formats like PSD, TGA or FLI are rarely used
+# parsers with a history of memory-safety bugs. Media from a tool or an MCP server get the common formats only
+# (Pillow's JPEG opener also reads phone pictures with several frames, MPO).
+_IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
 _MAX_AUDIO_CHANNELS = 16
 _MAX_AUDIO_RATE = 384_000
 _AUDIO_BLOCK = 65_536  # frames decoded at a time
@@ -398,7 +403,7 @@ def _open_image(data: bytes) -> Any:
     except ImportError as exc:
         raise UserError("images in process need Pillow: pip install pillow") from exc
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
+        image = Image.open(io.BytesIO(data), formats=_IMAGE_FORMATS)  # reads the header only
         width, height = image.size
         if width * height > MAX_IMAGE_PIXELS:
             raise UserError(
@@ -407,7 +412,9 @@ def _open_image(data: bytes) -> Any:
             )
         image.load()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise UserError(f"cannot read the image ({len(data)} bytes): {exc}. Send a PNG, JPEG, GIF or WebP") from exc
+        raise UserError(
+            f"cannot read the image ({len(data)} bytes): {exc}. Send a PNG, JPEG, GIF, WebP or BMP"
+        ) from exc
     return ImageOps.exif_transpose(image).convert("RGB")
 
 
