@@ -258,10 +258,11 @@ def backend_from_urls(urls: Sequence[str], **options: object) -> Backend:
 
 
 def _shown(url: str) -> str:
-    """``url`` without its user info (a password, or a token given as the user): labels appear in errors, ``stats()``, progress lines and results files.
+    """``url`` without its user info (a password, or a token given as the user name).
 
     agentkit takes no credentials from a backend URL (keys go in ``api_key`` or the environment), but people
-    write ``vllm://user:KEY@host/model`` anyway, and a label must not repeat the key wherever it is shown.
+    write ``vllm://user:KEY@host/model`` anyway, and a label is shown in errors, ``stats()``, progress lines and
+    results files: it must not repeat the key.
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
