@@ -2,7 +2,9 @@
 
 Written in Python rather than by running the template so that every piece knows where it came from:
 turn markers, declarations and call syntax are *trusted* segments; user text, tool results, model text,
-thinking and every string value are *untrusted* (see :mod:`agentkit.gemma4.prompt`).
+thinking and every string value are *untrusted* (see :mod:`agentkit.gemma4.prompt`). The tools' declaration
+block is written by :mod:`agentkit.gemma4.declarations`, the segments collected by ``_writer``; this module
+writes the turns.
 
 Layout (the protocol doc has the details; ``tests/data/render_vectors.json`` pins the bytes)::
 
@@ -33,29 +35,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from .prompt import Prompt, Segment
-from .sanitize import sanitize
+from ._writer import _Out, _trusted_run, _untrusted_run
+from .declarations import Declarations, SupportsOpenAITool, _declarations
+from .prompt import Prompt
 from .tokens import (
     AUDIO,
     BOS,
     CHANNEL_END,
     CHANNEL_START,
     IMAGE,
-    STRING_DELIM,
     THINK,
     TOOL_CALL_END,
     TOOL_CALL_START,
-    TOOL_END,
     TOOL_RESPONSE_END,
     TOOL_RESPONSE_START,
-    TOOL_START,
     TURN_END,
     TURN_START,
     VIDEO,
 )
-from .values import iter_sorted_items, write_key, write_value
+from .values import write_value
 
 __all__ = [
     "Declarations",
@@ -67,118 +67,6 @@ __all__ = [
 ]
 
 _MEDIA = {"image": IMAGE, "image_url": IMAGE, "audio": AUDIO, "input_audio": AUDIO, "video": VIDEO}
-# Declaration keys Gemma understands, in the (sorted) order they are written.
-_SCHEMA_KEYS = ("description", "enum", "items", "nullable", "properties", "required", "type")
-
-
-@runtime_checkable
-class SupportsOpenAITool(Protocol):
-    """Anything that can describe itself as an OpenAI function-tool dict (agentkit's Tool objects do)."""
-
-    def as_openai_tool(self) -> dict[str, Any]: ...
-
-
-# Runs seen before, by text, with their segment (immutable, so shared) and, for untrusted ones, the neutralized
-# text: the same markers recur between every two messages, and a conversation is rendered again and again
-# (a restored history, a chat-API request), so most runs were built and sanitized before. Keyed by value,
-# never by object identity; bounded in entries and in the length of a run.
-_TRUSTED_RUNS: dict[str, Segment] = {}
-_UNTRUSTED_RUNS: dict[str, tuple[Segment, str]] = {}
-_MEMO_MAX_CHARS = 1024
-_MEMO_MAX_RUNS = 2048
-
-
-def _remember(memo: dict[str, Any], text: str, value: Any) -> None:
-    if len(memo) >= _MEMO_MAX_RUNS:
-        memo.clear()
-    memo[text] = value
-
-
-def _trusted_run(text: str) -> Segment:
-    segment = _TRUSTED_RUNS.get(text)
-    if segment is None:
-        segment = Segment(text, True)
-        if len(text) <= _MEMO_MAX_CHARS:
-            _remember(_TRUSTED_RUNS, text, segment)
-    return segment
-
-
-def _untrusted_run(text: str) -> tuple[Segment, str]:
-    """The segment of an untrusted run and its text as sent (neutralized)."""
-    known = _UNTRUSTED_RUNS.get(text)
-    if known is None:
-        known = (Segment(text, False), sanitize(text))
-        if len(text) <= _MEMO_MAX_CHARS:
-            _remember(_UNTRUSTED_RUNS, text, known)
-    return known
-
-
-class _Out:
-    """Collects segments, merging runs of equal trust as it goes (one join per run, not per piece).
-
-    Each run is also neutralized as it is closed, so the prompt's text is one join at the end, and a cached
-    block (the declarations) brings its neutralized text along instead of being sanitized again.
-    """
-
-    __slots__ = ("_parts", "_segments", "_texts", "_trusted")
-
-    def __init__(self) -> None:
-        self._segments: list[Segment] = []
-        self._texts: list[str] = []  # the segments' text as sent: untrusted runs sanitized
-        self._parts: list[str] = []
-        self._trusted = True
-
-    def emit(self, text: str, trusted: bool) -> None:
-        if not text:
-            return
-        if trusted != self._trusted:
-            self._flush()
-            self._trusted = trusted
-        self._parts.append(text)
-
-    def t(self, text: str) -> None:
-        if text:
-            if not self._trusted:
-                self._flush()
-                self._trusted = True
-            self._parts.append(text)
-
-    def u(self, text: str) -> None:
-        if text:
-            if self._trusted:
-                self._flush()
-                self._trusted = False
-            self._parts.append(text)
-
-    def _flush(self) -> None:
-        parts = self._parts
-        if parts:
-            text = parts[0] if len(parts) == 1 else "".join(parts)
-            if self._trusted:
-                self._segments.append(_trusted_run(text))
-                self._texts.append(text)
-            else:
-                segment, sent = _untrusted_run(text)
-                self._segments.append(segment)
-                self._texts.append(sent)
-            self._parts = []
-
-    def extend(self, segments: Sequence[Segment], texts: Sequence[str]) -> None:
-        """Append pre-rendered segments (merged, non-empty) and their sent texts, without re-emitting them."""
-        if not segments:
-            return
-        self.emit(segments[0].text, segments[0].trusted)
-        if len(segments) == 1:
-            return
-        self._flush()
-        self._segments.extend(segments[1:-1])
-        self._texts.extend(texts[1:-1])
-        self._trusted = segments[-1].trusted
-        self._parts = [segments[-1].text]
-
-    def prompt(self) -> Prompt:
-        self._flush()
-        return Prompt._merged(tuple(self._segments), "".join(self._texts))
 
 
 def generation_prompt(enable_thinking: bool) -> str:
@@ -186,153 +74,6 @@ def generation_prompt(enable_thinking: bool) -> str:
     if enable_thinking:
         return f"{TURN_START}model\n"
     return f"{TURN_START}model\n{CHANNEL_START}thought\n{CHANNEL_END}"
-
-
-# -- declarations ------------------------------------------------------------------------------------
-
-
-def _function_of(tool: Any) -> Mapping[str, Any]:
-    if (
-        type(tool) is dict
-        and type(fn := tool.get("function", tool)) is dict
-        and type(fn.get("name")) is str
-        and fn["name"]
-    ):
-        return fn  # the common case, without the ABC checks below (they add up over 20 tools per render)
-    # hasattr, not isinstance(tool, SupportsOpenAITool): a runtime Protocol check costs tens of µs.
-    if not isinstance(tool, Mapping) and callable(getattr(tool, "as_openai_tool", None)):
-        tool = tool.as_openai_tool()
-    if not isinstance(tool, Mapping):
-        raise TypeError(
-            f"a tool must be an OpenAI function-tool dict or have as_openai_tool(), not {type(tool).__name__}"
-        )
-    fn = tool.get("function", tool)
-    if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str) or not fn["name"]:
-        raise ValueError(f"tool declaration without a function name: {tool!r}")
-    return fn
-
-
-def _string(out: _Out, text: str) -> None:
-    out.t(STRING_DELIM)
-    out.u(text)
-    out.t(STRING_DELIM)
-
-
-def _schema_node(out: _Out, node: Mapping[str, Any]) -> None:
-    """One schema node's inner keys (no braces): only the keys Gemma knows, sorted, types upper-cased."""
-    first = True
-    for key in _SCHEMA_KEYS:
-        if key not in node:
-            continue
-        value = node[key]
-        if not value or (key in ("items", "properties") and not isinstance(value, Mapping)):
-            continue  # empty description/enum/required/properties and nullable:false say nothing
-        if not first:
-            out.t(",")
-        first = False
-        out.t(f"{key}:")
-        if key == "description":
-            _string(out, str(value))
-        elif key == "type":
-            if isinstance(value, list):
-                write_value([str(v).upper() for v in value], out.emit)
-            else:
-                _string(out, str(value).upper())
-        elif key == "items":
-            out.t("{")
-            _schema_node(out, value)
-            out.t("}")
-        elif key == "properties":
-            out.t("{")
-            for i, (name, sub) in enumerate(iter_sorted_items(value)):
-                if i:
-                    out.t(",")
-                write_key(name, out.emit)
-                out.t(":{")
-                _schema_node(out, sub if isinstance(sub, Mapping) else {})
-                out.t("}")
-            out.t("}")
-        elif key == "nullable":
-            out.t("true")
-        else:  # enum, required: plain value lists
-            write_value(list(value), out.emit)
-
-
-class Declarations:
-    """Tool declarations rendered once, for a caller that declares the same tools on every request.
-
-    ``render(messages, Declarations(tools))`` writes the block as it was rendered (and neutralized) here, which
-    costs nothing per request; a list of tools is looked up in a cache that must first compare every
-    declaration with its copy (a changed dict must not render the old text), 10 µs for 20 tools. Made from
-    the declarations as they are now: later edits of the dicts do not reach it, so make a new one when the
-    tools change. Accepts what :func:`render` accepts as ``tools``.
-    """
-
-    __slots__ = ("_count", "_segments", "_texts")
-
-    def __init__(self, tools: Sequence[Any] = ()) -> None:
-        block = _Out()
-        for tool in tools:
-            _write_declaration(block, _function_of(tool))
-        block._flush()
-        self._segments = tuple(block._segments)
-        self._texts = tuple(block._texts)
-        self._count = len(tools)
-
-    def __len__(self) -> int:
-        """How many tools are declared."""
-        return self._count
-
-    def __repr__(self) -> str:
-        return f"Declarations({self._count} tools)"
-
-
-# Rendered declaration blocks by the ids of the tools' function dicts, with a copy of those dicts to detect one
-# that was changed or an id that was reused: the same tools are declared on every step, and rendering and
-# neutralizing them dominated render time. The block is kept with its neutralized text.
-_BLOCKS: dict[tuple[int, ...], tuple[list[Any], Declarations]] = {}
-_MAX_CACHED = 64
-
-
-def _declarations(out: _Out, tools: Sequence[Any] | Declarations) -> None:
-    if not isinstance(tools, Declarations):
-        fns = [_function_of(tool) for tool in tools]
-        key = tuple(map(id, fns))
-        cached = _BLOCKS.get(key)
-        if cached is None or cached[0] != fns:
-            if len(_BLOCKS) >= _MAX_CACHED:
-                _BLOCKS.clear()
-            cached = _BLOCKS[key] = (_snapshot(fns), Declarations(fns))
-        tools = cached[1]
-    out.extend(tools._segments, tools._texts)
-
-
-def _snapshot(value: Any) -> Any:
-    """A copy of the JSON-like structure that later edits of the original cannot reach (deepcopy, 5x faster)."""
-    if isinstance(value, Mapping):
-        return {k: _snapshot(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_snapshot(v) for v in value]
-    return value
-
-
-def _write_declaration(out: _Out, fn: Mapping[str, Any]) -> None:
-    out.t(f"{TOOL_START}declaration:")
-    out.u(fn["name"])
-    out.t("{description:")
-    _string(out, str(fn.get("description") or ""))
-    params = fn.get("parameters")
-    if isinstance(params, Mapping) and params:
-        out.t(",parameters:{")
-        top = {k: params[k] for k in ("properties", "required") if k in params}
-        _schema_node(out, {**top, "type": params.get("type") or "object"})
-        out.t("}")
-    response = fn.get("response")
-    if isinstance(response, Mapping) and response:
-        out.t(",response:{")
-        _schema_node(out, response)
-        out.t("}")
-    out.t("}" + TOOL_END)
 
 
 # -- message content ---------------------------------------------------------------------------------

@@ -27,8 +27,8 @@ from typing import Any
 
 import docstring_parser
 
+from .declarations import _SCHEMA_KEYS
 from .flatten import enum_type
-from .render import _SCHEMA_KEYS
 
 __all__ = [
     "REQUIRED",
