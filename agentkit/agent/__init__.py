@@ -1,5 +1,6 @@
-"""The agent: the loop (:mod:`.loop`), running and approving tool calls (:mod:`.approval`), and the cached
-rendering of earlier turns (:mod:`.prompt_cache`). Everything once importable from ``agentkit.agent`` still is.
+"""The agent: its surface (:mod:`.loop`), a turn step by step (:mod:`.turn`), running and approving tool calls
+(:mod:`.approval`), and the cached rendering of earlier turns (:mod:`.prompt_cache`).
+Everything once importable from ``agentkit.agent`` still is.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # Names the single-module agent.py had at its top level (its imports, its helpers) stay reachable here.
-    from agentkit.agent import approval, loop
+    from agentkit.agent import approval, loop, turn
 
-    for module in (loop, approval):
+    for module in (loop, turn, approval):
         if name in vars(module):
             return vars(module)[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """Who may run a tool call, and running the calls of a step: approval policies, people asked, timeouts, errors.
 
-Separate from the loop (:mod:`agentkit.agent.loop`) because it is its own concern: the loop hands over the calls
+Separate from the loop (:mod:`agentkit.agent.turn`) because it is its own concern: the loop hands over the calls
 the model made and gets back one :class:`~agentkit.events.ToolCallFinished` per call, whatever happened — an
 unknown tool, bad arguments, a denial, an exception or a cancellation all become the record the model is told
 about. Approval waits are timed apart, so durations measure the tools and not the person deciding.
