@@ -4,12 +4,13 @@ The app talks to the agent only through ``run_stream`` events, run in a Textual 
 live; Esc cancels that worker, and the agent saves the conversation as it unwinds. Approvals for
 side-effecting calls come through the agent's ``ask`` callback, which opens a modal and awaits the answer.
 Sessions live in a :class:`~agentkit.SessionStore`; switching one builds a new agent that resumes it.
+
+This module composes the screen and holds its state, bindings, actions and sessions; running a request is
+:mod:`agentkit.tui.turns`, drawing a saved conversation again :mod:`agentkit.tui.replay`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,43 +25,24 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import Worker
 
-from agentkit import (
-    Agent,
-    AgentOptions,
-    Approval,
-    Backend,
-    RunResult,
-    Session,
-    SessionStore,
-    ToolCallRequest,
-)
+from agentkit import Agent, AgentOptions, Backend, SessionStore
 from agentkit.assemble import AgentFactory, build_backend
 from agentkit.errors import AgentkitError, SessionError
-from agentkit.events import (
-    Notice,
-    RunFinished,
-    StepFinished,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallFinished,
-    ToolCallStarted,
-)
 
 from .commands import SlashCommand, as_message, parse
 from .history import InputHistory
+from .replay import replay
 from .slash import SlashCommands
 from .text import visible
+from .turns import TurnRunner
+from .turns import turn_stats as turn_stats  # importable here as before
 from .widgets import (
-    AgentTurn,
-    ApprovalScreen,
     CommandMenu,
     ConfirmScreen,
     InfoMessage,
     PromptArea,
     PromptScreen,
     SessionsSidebar,
-    ToolCard,
-    UserMessage,
 )
 
 __all__ = ["AgentkitApp"]
@@ -70,36 +52,9 @@ WELCOME = Text.assemble(
     "Chat with Gemma 4. It uses the tools you enabled and asks before anything with side effects.\n\n",
     ("Enter sends · Ctrl+J new line · ↑ history · / commands · Esc cancels", "dim"),
 )
-_STOP_MESSAGES = {
-    "max_steps": "Stopped: the step limit was reached before a final answer.",
-    "repeated_call": "Stopped: the model kept repeating the same tool call.",
-    "max_tokens": "Stopped: the answer hit the token limit.",
-    "max_output": "Stopped: the output budget is used up.",
-}
 
 
-def _tool_error(content: Any) -> str | None:
-    if isinstance(content, dict) and set(content) == {"error"}:
-        return str(content["error"])
-    return None
-
-
-def turn_stats(result: RunResult, waited_s: float) -> str:
-    """What a turn took: time without approval waits, tokens generated, decode rate, tool calls."""
-    took = max(0.0, result.timings.total_s - waited_s)
-    tokens = result.usage.completion_tokens
-    parts = [f"{took:.1f}s", f"{tokens} token{'' if tokens == 1 else 's'}"]
-    if tokens and result.timings.generation_s > 0:
-        parts.append(f"{tokens / result.timings.generation_s:.0f} tok/s")
-    if result.tool_calls:
-        n = len(result.tool_calls)
-        parts.append(f"{n} tool call{'' if n == 1 else 's'}")
-    if waited_s >= 0.05:
-        parts.append(f"+{waited_s:.1f}s awaiting approval")
-    return " · ".join(parts)
-
-
-class AgentkitApp(App[None]):
+class AgentkitApp(TurnRunner, App[None]):
     """Chat with a Gemma 4 agent; sessions on the left, the conversation in the middle."""
 
     TITLE = "agentkit"
@@ -235,50 +190,10 @@ class AgentkitApp(App[None]):
         if session_id is None:
             await chat.mount(Static(self._welcome, id="welcome"))
         else:
-            await self._replay(agent.session, chat)
+            await replay(agent.session, chat)
         chat.scroll_end(animate=False)
         await self.refresh_sessions()
         self._update_status()
-
-    async def _replay(self, session: Session, chat: VerticalScroll) -> None:
-        """Rebuild the screen of a saved conversation from its messages, thinking and call records."""
-        results = {m.get("tool_call_id"): m.get("content") for m in session.messages if m.get("role") == "tool"}
-        durations = {r.get("call_id"): r.get("duration_s") for r in session.tool_calls}
-        thinking = {t.get("turn"): str(t.get("text", "")) for t in session.thinking}
-        turn_index, turn = -1, None
-        turns: list[AgentTurn] = []
-        for message in session.messages:
-            role = message.get("role")
-            content = message.get("content")
-            if role == "user":
-                turn_index += 1
-                turn = None
-                text = (
-                    content
-                    if isinstance(content, str)
-                    else "\n".join(str(p.get("text", "")) for p in content or [] if isinstance(p, dict))
-                )
-                await chat.mount(UserMessage(text))
-            elif role == "assistant":
-                if turn is None:
-                    turn = AgentTurn()
-                    turns.append(turn)
-                    await chat.mount(turn)
-                    if thinking.get(turn_index):
-                        await turn.add_thinking(thinking[turn_index], live=False)
-                if isinstance(content, str) and content.strip():
-                    await turn.add_markdown(content)
-                for call in message.get("tool_calls", ()):
-                    fn = call.get("function", {})
-                    args = fn.get("arguments", {})
-                    card = await turn.start_tool(
-                        call.get("id", ""), fn.get("name", "?"), args if isinstance(args, dict) else {}
-                    )
-                    result = results.get(call.get("id"))
-                    error = _tool_error(result)
-                    card.finish(None if error else result, error, durations.get(call.get("id")))
-        for t in turns:
-            await t.finish()
 
     # -- running a turn -------------------------------------------------------------------------------
 
@@ -301,114 +216,6 @@ class AgentkitApp(App[None]):
         else:
             event.prompt.set_text("")
             await self.run_command(*parsed)
-
-    async def send(self, text: str) -> None:
-        """Show ``text`` as the person's message and start the agent on it."""
-        if self.running:
-            self.notify("Still answering; press Esc to cancel first.", severity="warning")
-            return
-        self.running = True
-        chat = self.query_one("#chat", VerticalScroll)
-        for welcome in chat.query("#welcome"):
-            await welcome.remove()
-        turn = AgentTurn()
-        await chat.mount_all([UserMessage(text), turn])
-        chat.scroll_end(animate=False)
-        self._worker = self.run_worker(self._run_turn(text, turn), group="agent", exclusive=True, exit_on_error=False)
-
-    async def _run_turn(self, text: str, turn: AgentTurn) -> None:
-        status = self.query_one("#status", Static)
-        status.update("generating… (Esc to cancel)")
-        chat = self.query_one("#chat", VerticalScroll)
-        chat.anchor(False)
-        self._follow_pending = True
-        self._follow_answer()
-        try:
-            async for event in self.agent.run_stream(text):
-                match event:
-                    case ThinkingDelta():
-                        await turn.add_thinking(event.text)
-                    case TextDelta():
-                        await turn.add_text(event.text)
-                    case ToolCallStarted():
-                        card = await turn.start_tool(event.call_id, event.name, event.arguments)
-                        if event.call_id in self._asking:
-                            card.waiting(True, since=self._asking[event.call_id])
-                        status.update(f"running {visible(event.name)}… (Esc to cancel)")
-                    case ToolCallFinished():
-                        # duration_s is the call's running time: the agent leaves the approval wait out.
-                        turn.finish_tool(event.call_id, event.result, event.error, event.duration_s)
-                    case Notice():
-                        severity = {"error": "error", "warning": "warning"}.get(event.level, "information")
-                        self.notify(visible(event.message), severity=severity, markup=False)  # type: ignore[arg-type]
-                    case StepFinished():
-                        tps = f" · {event.timings.tokens_per_s:.1f} tok/s" if event.timings.tokens_per_s else ""
-                        status.update(f"step {event.step} done · {event.usage.completion_tokens} tokens{tps}")
-                    case RunFinished(result=result):
-                        reason = result.stop_reason
-                        await turn.finish(
-                            None if result.ok else _STOP_MESSAGES.get(reason, f"Stopped: {reason}."),
-                            stats=turn_stats(result, result.timings.approval_s),
-                        )
-        except asyncio.CancelledError:
-            await turn.finish("Cancelled. The conversation so far is saved.")
-            self.notify("Generation cancelled.", severity="warning", timeout=3)
-            raise
-        except AgentkitError as exc:
-            await turn.finish(f"Error: {exc}", error=True)
-            self.notify(visible(str(exc)), title=type(exc).__name__, severity="error", timeout=10, markup=False)
-        except Exception as exc:  # a bug must not kill the app and lose the screen; show it instead
-            await turn.finish(f"Internal error: {type(exc).__name__}: {exc}", error=True)
-            message = visible(f"{type(exc).__name__}: {exc}")
-            self.notify(message, title="Internal error", severity="error", timeout=10, markup=False)
-        finally:
-            self.running = False
-            self._update_status()
-            await self.refresh_sessions()
-
-    def _follow_answer(self) -> None:
-        """Follow the answer: anchor the view once the conversation overflows it.
-
-        Anchoring earlier would pin a short chat to the bottom of the screen; Textual releases the anchor
-        when the reader scrolls up. This runs whenever the chat's content size changes, because markdown
-        lays out after the event that added it: checked per event, an answer that overflows in its last
-        chunk would stay below the view.
-        """
-        chat = self.query_one("#chat", VerticalScroll)
-        if self._follow_pending and chat.max_scroll_y > 0:
-            chat.anchor()
-            self._follow_pending = False
-
-    async def _ask(self, request: ToolCallRequest) -> Approval:
-        """The agent's ``ask`` callback: a modal; Esc, or cancelling the generation, denies."""
-        future: asyncio.Future[Approval] = asyncio.get_running_loop().create_future()
-
-        def decided(answer: Approval | None) -> None:
-            if not future.done():
-                future.set_result(answer or Approval.DENY)
-
-        screen = ApprovalScreen(request)
-        started = time.monotonic()
-        # The agent asks before its ToolCallStarted event reaches us, so the card may not exist yet: it
-        # looks up _asking when it is made (see _run_turn).
-        self._asking[request.call_id] = started
-        if (card := self._card(request.call_id)) is not None:
-            card.waiting(True, since=started)
-        await self.push_screen(screen, callback=decided)
-        try:
-            return await future
-        finally:
-            del self._asking[request.call_id]
-            if (card := self._card(request.call_id)) is not None:
-                card.waiting(False)
-            if screen.is_attached and self.screen is screen:
-                self.pop_screen()
-
-    def _card(self, call_id: str) -> ToolCard | None:
-        for turn in self.query(AgentTurn):
-            if call_id in turn.cards:
-                return turn.cards[call_id]
-        return None
 
     def _update_status(self) -> None:
         n = len(self.agents.options.tools)
