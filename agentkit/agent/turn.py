@@ -33,17 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from agentkit import gemma4
 from agentkit.agent.approval import ToolExecution
-from agentkit.agent.prompt_cache import PromptCache
-from agentkit.backends.base import (
-    Backend,
-    BackendEvent,
-    GenerationDone,
-    GenerationRequest,
-    RawDelta,
-    SamplingParams,
-    Timings,
-    Usage,
-)
+from agentkit.backends.base import BackendEvent, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
 from agentkit.errors import UserError
 from agentkit.events import (
     AgentEvent,
@@ -69,8 +59,12 @@ from agentkit.messages import (
     describe_media,
 )
 from agentkit.output import FINAL_RESULT
-from agentkit.sessions import Session, SessionStore
 from agentkit.tools.runtime import to_response
+
+if TYPE_CHECKING:
+    from agentkit.agent.prompt_cache import PromptCache
+    from agentkit.backends.base import Backend, SamplingParams
+    from agentkit.sessions import Session, SessionStore
 
 __all__ = ["TurnLoop"]
 

@@ -11,18 +11,8 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.text import Text
 
-from agentkit.events import (
-    EVENT_NAMES,
-    AgentEvent,
-    Notice,
-    PartialOutput,
-    RunFinished,
-    StepFinished,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallFinished,
-    ToolCallStarted,
-)
+from agentkit import events
+from agentkit.events import EVENT_NAMES, AgentEvent, ToolCallFinished
 
 from .common import format_arguments, preview, safe_json, terminal_safe, to_jsonable
 
@@ -42,7 +32,7 @@ def event_to_json(event: AgentEvent) -> dict[str, Any]:
     if kind is None:
         raise TypeError(f"not an agent event: {type(event).__name__}")
     match event:
-        case RunFinished(result=r):
+        case events.RunFinished(result=r):
             return {
                 "type": kind,
                 "output": r.output,
@@ -112,16 +102,16 @@ class EventPrinter:
 
     def handle(self, event: AgentEvent) -> None:
         match event:
-            case ThinkingDelta(text=text):
+            case events.ThinkingDelta(text=text):
                 self.console.print(Text(terminal_safe(text), style="dim italic"), end="")
                 self._err_line_open = not text.endswith("\n")
-            case TextDelta(text=text):
+            case events.TextDelta(text=text):
                 self._end_err_line()
                 self.out.write(terminal_safe(text))
                 self.out.flush()
                 if text:
                     self._out_last = text[-1]
-            case ToolCallStarted():
+            case events.ToolCallStarted():
                 self.end_lines()
                 if event.call_id in self.asked:
                     return
@@ -132,9 +122,9 @@ class EventPrinter:
                         f"({format_arguments(event.arguments)})",
                     )
                 )
-            case ToolCallFinished():
+            case events.ToolCallFinished():
                 self._tool_finished(event)
-            case RunFinished(result=r):
+            case events.RunFinished(result=r):
                 self.end_lines()
                 parts = [f"{r.steps} step{'s' if r.steps != 1 else ''}", f"{r.usage.completion_tokens} tokens"]
                 parts.append(f"{r.timings.total_s:.1f}s")
@@ -144,11 +134,11 @@ class EventPrinter:
                 if r.session_id and self.saved:
                     parts.append(f"session {r.session_id} (continue with: agentkit run -s {r.session_id} ...)")
                 self.console.print(Text("— " + " · ".join(parts), style="dim"))
-            case Notice():
+            case events.Notice():
                 self._end_err_line()
                 style = {"error": "bold red", "warning": "yellow"}.get(event.level, "blue")
                 self.console.print(Text(f"! {terminal_safe(event.message)}", style=style))
-            case StepFinished() | PartialOutput():
+            case events.StepFinished() | events.PartialOutput():
                 pass  # nothing to show: the step's figures are in the summary, the output when it is validated
 
     def _tool_finished(self, event: ToolCallFinished) -> None:

@@ -16,18 +16,9 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 from textual.worker import Worker
 
-from agentkit import Agent, Approval, RunResult, ToolCallRequest
+from agentkit import Agent, Approval, RunResult, ToolCallRequest, events
 from agentkit.assemble import AgentFactory
 from agentkit.errors import AgentkitError
-from agentkit.events import (
-    Notice,
-    RunFinished,
-    StepFinished,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallFinished,
-    ToolCallStarted,
-)
 
 from .text import visible
 from .widgets import AgentTurn, ApprovalScreen, ToolCard, UserMessage
@@ -103,25 +94,25 @@ class TurnRunner(_AppBase):
         try:
             async for event in self.agent.run_stream(text):
                 match event:
-                    case ThinkingDelta():
+                    case events.ThinkingDelta():
                         await turn.add_thinking(event.text)
-                    case TextDelta():
+                    case events.TextDelta():
                         await turn.add_text(event.text)
-                    case ToolCallStarted():
+                    case events.ToolCallStarted():
                         card = await turn.start_tool(event.call_id, event.name, event.arguments)
                         if event.call_id in self._asking:
                             card.waiting(True, since=self._asking[event.call_id])
                         status.update(f"running {visible(event.name)}… (Esc to cancel)")
-                    case ToolCallFinished():
+                    case events.ToolCallFinished():
                         # duration_s is the call's running time: the agent leaves the approval wait out.
                         turn.finish_tool(event.call_id, event.result, event.error, event.duration_s)
-                    case Notice():
+                    case events.Notice():
                         severity = {"error": "error", "warning": "warning"}.get(event.level, "information")
                         self.notify(visible(event.message), severity=severity, markup=False)  # type: ignore[arg-type]
-                    case StepFinished():
+                    case events.StepFinished():
                         tps = f" · {event.timings.tokens_per_s:.1f} tok/s" if event.timings.tokens_per_s else ""
                         status.update(f"step {event.step} done · {event.usage.completion_tokens} tokens{tps}")
-                    case RunFinished(result=result):
+                    case events.RunFinished(result=result):
                         reason = result.stop_reason
                         await turn.finish(
                             None if result.ok else _STOP_MESSAGES.get(reason, f"Stopped: {reason}."),
