@@ -194,7 +194,8 @@ _ABOVE_BACKENDS = ("agent", "assemble", "cli", "mcp", "options", "sessions", "to
         # The protocol layer is pure: it imports nothing of agentkit outside itself.
         ("agentkit.gemma4", ("agentkit.gemma4",)),
         # The typed conversation sits on the protocol alone.
-        ("agentkit.messages", ("agentkit.messages", "agentkit.errors", "agentkit.gemma4")),
+        ("agentkit.messages", ("agentkit.messages", "agentkit.media", "agentkit.errors", "agentkit.gemma4")),
+        ("agentkit.media", ("agentkit.media", "agentkit.errors")),
         # Engines turn a request into events; what the tools are and how they run is the loop's business.
         (
             "agentkit.backends",
@@ -236,6 +237,7 @@ LAYERS: dict[str, int] = {
     "display": 4,
     "backends": 3,
     "messages": 2,
+    "media": 2,  # the media parts and their reader, beside the conversation that carries them
     "gemma4": 1,
     "errors": 0,
 }

@@ -1,0 +1,264 @@
+"""Media in a conversation: the image, audio and video parts, and the one reader of every form people write them in.
+
+Apart from :mod:`agentkit.messages` because media have their own rules: a part may name a file, a URL or
+base64 text, and reading it must stay bounded (a saved session can name a FIFO or ``/dev/zero``), while the
+rest of the conversation is plain text and calls. :func:`media_part` is the one parser of the forms (bytes, a
+path, a URL, base64, OpenAI's ``image_url``/``input_audio``); :func:`media_bytes` and :func:`media_type` give
+every engine the bytes and their type; :func:`Image` / :func:`Audio` are what a tool returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+from agentkit.errors import UserError
+
+__all__ = [
+    "MAX_MEDIA_FILE_BYTES",
+    "MEDIA_KINDS",
+    "MEDIA_PART_TYPES",
+    "Audio",
+    "AudioPart",
+    "Image",
+    "ImagePart",
+    "MediaPart",
+    "VideoPart",
+    "is_remote",
+    "media_bytes",
+    "media_part",
+    "media_type",
+    "read_media_file",
+]
+
+#: Content-part types that carry media (OpenAI's names and the short ones), and the kind each names.
+MEDIA_KINDS = {"image": "image", "image_url": "image", "audio": "audio", "input_audio": "audio", "video": "video"}
+MEDIA_PART_TYPES = frozenset(MEDIA_KINDS)
+
+
+def _media_repr(part: Any) -> str:
+    """A media part without its bytes (a picture's repr would be megabytes in a log, a trace or a preview)."""
+    fields = [f"data=<{len(part.data)} bytes>"] if part.data is not None else []
+    fields += [f"{k}={getattr(part, k)!r}" for k in ("url", "path", "format") if getattr(part, k, None) is not None]
+    return f"{type(part).__name__}({', '.join(fields)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ImagePart:
+    """An image: ``data`` (bytes), ``url`` (an http(s) or data URL, or base64 text) or ``path`` (a file).
+
+    With none of them the part takes the next entry of a request's ``media`` (the older way to pass media).
+    """
+
+    data: bytes | None = None
+    url: str | None = None
+    path: str | None = None
+    type: Literal["image"] = "image"
+
+    __repr__ = _media_repr
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class AudioPart:
+    """Audio, given like an image; ``format`` (wav, mp3, flac, ogg) when the caller named it."""
+
+    data: bytes | None = None
+    url: str | None = None
+    path: str | None = None
+    format: str | None = None
+    type: Literal["audio"] = "audio"
+
+    __repr__ = _media_repr
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class VideoPart:
+    data: bytes | None = None
+    url: str | None = None
+    path: str | None = None
+    type: Literal["video"] = "video"
+
+    __repr__ = _media_repr
+
+
+MediaPart: TypeAlias = ImagePart | AudioPart | VideoPart
+
+
+# -- media, in every form people write it: the one parser -----------------------------------------------
+
+# Leading bytes of the formats engines decode, and the MIME type each has.
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"fLaC", "audio/flac"),
+    (b"OggS", "audio/ogg"),
+    (b"ID3", "audio/mpeg"),
+    (b"\xff\xfb", "audio/mpeg"),
+)
+
+
+def media_part(part: Any, kind: str | None = None) -> ImagePart | AudioPart | VideoPart:
+    """A typed media part from any form people write one in; the one parser of those forms.
+
+    ``part`` is a content part (``{"type": "image", "image": b"..."}``, ``{"type": "image_url", "image_url":
+    {"url": ...}}``, ``{"type": "input_audio", "input_audio": {"data": ..., "format": ...}}``, ``{"type":
+    "audio", "path": ...}``), a mapping without a type (``{"data": ...}``, ``{"image": ...}``, ``{"path": ...}``:
+    a request's ``media`` entry) or a bare value (bytes, a :class:`~pathlib.Path`, a URL or base64 text).
+    ``kind`` (image, audio, video) is used where the part does not say. Nothing is read here: a path stays a
+    path, a URL a URL (:func:`media_bytes` reads them).
+    """
+    if isinstance(part, ImagePart | AudioPart | VideoPart):
+        return part
+    fmt: str | None = None
+    if isinstance(part, Mapping):
+        named = part.get("type")
+        if named in MEDIA_KINDS:
+            kind = MEDIA_KINDS[named]
+        elif kind is None:
+            kind = next((k for k in ("image", "audio", "video") if part.get(k) is not None), None)
+        nested = part.get(named) if isinstance(named, str) else None
+        if isinstance(nested, Mapping):  # {"image_url": {"url": ...}}, {"input_audio": {"data": ..., "format": ...}}
+            fmt = nested.get("format") if isinstance(nested.get("format"), str) else None
+            nested = nested.get("url", nested.get("data"))
+        keys = ("data", "url", "base64", "image", "audio", "video")
+        value = next((v for v in (nested, *(part.get(k) for k in keys)) if v is not None), None)
+        if value is None and part.get("path") is not None:
+            value = Path(str(part["path"]))
+        fmt = fmt or (part.get("format") if isinstance(part.get("format"), str) else None)
+    else:
+        value = part
+    if kind is None:
+        raise UserError(f"cannot tell whether media entry {sorted(part)} is an image, audio or video; give its type")
+    if isinstance(value, os.PathLike):
+        value = Path(value)
+    data = bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None
+    path = str(value) if isinstance(value, Path) else None
+    if value is not None and data is None and path is None and not isinstance(value, str):
+        raise UserError(
+            f"cannot send media of type {type(value).__name__} ({kind}); pass bytes, a pathlib.Path or a URL"
+        )
+    url = value if isinstance(value, str) else None
+    if kind == "image":
+        return ImagePart(data, url, path)
+    if kind == "audio":
+        return AudioPart(data, url, path, fmt)
+    return VideoPart(data, url, path)
+
+
+def is_remote(part: ImagePart | AudioPart | VideoPart) -> bool:
+    """Whether the part is only an http(s) URL (engines that fetch media take it as it is; others cannot)."""
+    return part.data is None and part.path is None and (part.url or "").startswith(("http://", "https://"))
+
+
+def media_bytes(part: ImagePart | AudioPart | VideoPart) -> bytes:
+    """The bytes of a media part: its data, its file, or its base64 text / data URL (never a file named by a string)."""
+    if part.data is not None:
+        return bytes(part.data)
+    if part.path is not None:
+        return read_media_file(part.path)
+    if part.url is None:
+        raise UserError(
+            f"a {part.type!r} part has no data and the request carries no more media; give the bytes in the part, "
+            "e.g. {'type': 'image', 'image': b'...'}"
+        )
+    if is_remote(part):
+        raise UserError(f"this engine does not download media ({part.url[:60]}): fetch it and pass the bytes")
+    text = part.url
+    if text.startswith("data:"):
+        _, sep, text = text.partition(";base64,")
+        if not sep:
+            raise UserError("a media data URL must be base64-encoded (data:<type>;base64,...)")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UserError(
+            "media given as a string must be base64, a data: URL or an http(s) URL; pass bytes or a pathlib.Path "
+            "for files"
+        ) from exc
+
+
+#: The largest media file read: far above any picture or clip a model takes, far below what fills memory.
+MAX_MEDIA_FILE_BYTES = 256 << 20
+
+
+def read_media_file(path: str | os.PathLike[str], what: str = "media") -> bytes:
+    """A media file's bytes: regular files only, at most :data:`MAX_MEDIA_FILE_BYTES`.
+
+    A part's path can come from a saved session file, so it may name a FIFO (reading blocks forever),
+    ``/dev/zero`` or ``/dev/urandom`` (reading never ends) or a file that grows while it is read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UserError(f"cannot read {what} file {path}: {exc.strerror or exc}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UserError(f"cannot read {what} file {path}: not a regular file (a pipe, device or folder)")
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > MAX_MEDIA_FILE_BYTES:
+                raise UserError(
+                    f"cannot read {what} file {path}: more than {MAX_MEDIA_FILE_BYTES >> 20} MiB; send a smaller one"
+                )
+        return b"".join(chunks)
+    except OSError as exc:
+        raise UserError(f"cannot read {what} file {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def media_type(data: bytes, kind: str = "audio") -> str:
+    """The MIME type of media bytes, by their leading bytes (``kind`` names the fallback's kind)."""
+    if data[:4] == b"RIFF" and data[8:12] in (b"WAVE", b"WEBP"):
+        return "audio/wav" if data[8:12] == b"WAVE" else "image/webp"
+    for signature, mime in _SIGNATURES:
+        if data.startswith(signature):
+            return mime
+    # Engines decode images and video by their content; the type only has to name the kind.
+    return {"image": "image/png", "video": "video/mp4"}.get(kind, "application/octet-stream")
+
+
+def Image(source: bytes | str | os.PathLike[str] | Any) -> ImagePart:
+    """An image for a tool to return (or a user message to carry): bytes, a file path, a URL or a PIL image.
+
+    A file is read now, so the conversation (and the session file) keeps the picture as it was. A string is
+    a URL when it starts with http(s):// or data:, else a file path. A tool returns it alone or in a list
+    with text: ``return ["the chart", Image("chart.png")]``.
+    """
+    return ImagePart(*_source(source, "image"))
+
+
+def Audio(source: bytes | str | os.PathLike[str], format: str | None = None) -> AudioPart:
+    """A sound clip, given like :func:`Image`; ``format`` (wav, mp3, flac, ogg) is found from the bytes if left out."""
+    data, url, _ = _source(source, "audio")
+    if format is None and data is not None:
+        format = {"audio/wav": "wav", "audio/mpeg": "mp3", "audio/flac": "flac", "audio/ogg": "ogg"}.get(
+            media_type(data)
+        )
+    return AudioPart(data, url, None, format)
+
+
+def _source(source: Any, kind: str) -> tuple[bytes | None, str | None, None]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source), None, None
+    if isinstance(source, str) and source.startswith(("http://", "https://", "data:")):
+        return None, source, None
+    if isinstance(source, str | os.PathLike):
+        return read_media_file(source, f"the {kind}"), None, None
+    if callable(getattr(source, "save", None)):  # a PIL image
+        buffer = io.BytesIO()
+        source.save(buffer, format="PNG")
+        return buffer.getvalue(), None, None
+    raise UserError(f"an {kind} is made from bytes, a file path, a URL or a PIL image, not {type(source).__name__}")
