@@ -29,7 +29,6 @@ apply to the target's logits, position by position, only along the history that 
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,7 +37,7 @@ from typing import Any
 
 import torch
 
-from agentkit.errors import ContextTooLong, UserError
+from agentkit.errors import UserError
 
 from ._engine import Detokenizer, Engine, GenerationResult, LogitsProcessor, sampling_probs
 
@@ -230,17 +229,7 @@ def generate_speculative(
     id_to_stop: Callable[[int], str | None] = lambda _i: None,
 ) -> GenerationResult:
     """:meth:`Engine.generate` with ``drafter`` proposing tokens; same arguments, same result, same cache reuse."""
-    if len(ids) >= engine.max_cache_len:
-        raise ContextTooLong(
-            f"the prompt has {len(ids)} tokens but the context holds {engine.max_cache_len}: {engine.limit_why}. "
-            "Or start a new session, or shorten the conversation",
-            backend="transformers",
-        )
-    max_new_tokens = min(max_new_tokens, engine.max_cache_len - len(ids))
-    generator: torch.Generator | None = None
-    if temperature > 0:
-        generator = torch.Generator(device=engine.device)
-        generator.manual_seed(seed if seed is not None else secrets.randbits(63))
+    max_new_tokens, generator = engine.budget(ids, max_new_tokens, temperature, seed)
     greedy = temperature <= 0
     out = _Output(
         engine.tokenizer,

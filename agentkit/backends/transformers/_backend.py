@@ -331,39 +331,24 @@ class TransformersBackend:
         if request.grammar is not None and self._grammars is not None:
             # Last, so it masks whatever the other processors left: a call stays well-formed whatever they do.
             processors.append(self._grammars.processor(request.grammar, len(ids)))
+        options: dict[str, Any] = {
+            "max_new_tokens": s.max_tokens,
+            "stop_ids": frozenset(stop_ids),
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "top_k": s.top_k,
+            "seed": s.seed,
+            "on_text": emit,
+            "cancel": cancel,
+            "stop_texts": stop_texts,
+            "logits_processors": processors,
+            "id_to_stop": stop_ids.get,
+        }
         if self._drafter is not None:
             from ._assisted import generate_speculative
 
-            return generate_speculative(
-                self._engine,
-                self._drafter,
-                ids,
-                max_new_tokens=s.max_tokens,
-                stop_ids=frozenset(stop_ids),
-                temperature=s.temperature,
-                top_p=s.top_p,
-                top_k=s.top_k,
-                seed=s.seed,
-                on_text=emit,
-                cancel=cancel,
-                stop_texts=stop_texts,
-                logits_processors=processors,
-                id_to_stop=stop_ids.get,
-            )
-        result = self._engine.generate(
-            ids,
-            max_new_tokens=s.max_tokens,
-            stop_ids=frozenset(stop_ids),
-            temperature=s.temperature,
-            top_p=s.top_p,
-            top_k=s.top_k,
-            seed=s.seed,
-            on_text=emit,
-            cancel=cancel,
-            stop_texts=stop_texts,
-            logits_processors=processors,
-            id_to_stop=stop_ids.get,
-        )
+            return generate_speculative(self._engine, self._drafter, ids, **options)
+        result = self._engine.generate(ids, **options)
         if self._media is not None:
             if reused is not None:
                 result.cached_tokens = reused  # the media prefill above left only the last token to generate()

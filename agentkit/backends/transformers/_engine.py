@@ -608,6 +608,25 @@ class Engine:
 
     # --- the loop ----------------------------------------------------------------------------------------
 
+    def budget(
+        self, ids: Sequence[int], max_new_tokens: int, temperature: float, seed: int | None
+    ) -> tuple[int, torch.Generator | None]:
+        """How many tokens may follow ``ids`` in the cache, and the sampling generator (None when greedy).
+
+        Shared by the plain loop and speculative decoding, so both refuse a full context the same way.
+        """
+        if len(ids) >= self.max_cache_len:
+            raise ContextTooLong(
+                f"the prompt has {len(ids)} tokens but the context holds {self.max_cache_len}: {self.limit_why}. "
+                "Or start a new session, or shorten the conversation",
+                backend="transformers",
+            )
+        generator: torch.Generator | None = None
+        if temperature > 0:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(seed if seed is not None else secrets.randbits(63))
+        return min(max_new_tokens, self.max_cache_len - len(ids)), generator
+
     def generate(
         self,
         ids: Sequence[int],
@@ -625,17 +644,7 @@ class Engine:
         id_to_stop: Callable[[int], str | None] = lambda _i: None,
     ) -> GenerationResult:
         """Generate after ``ids``, calling ``on_text`` with each text delta; stop on a stop id or text."""
-        if len(ids) >= self.max_cache_len:
-            raise ContextTooLong(
-                f"the prompt has {len(ids)} tokens but the context holds {self.max_cache_len}: {self.limit_why}. "
-                "Or start a new session, or shorten the conversation",
-                backend="transformers",
-            )
-        max_new_tokens = min(max_new_tokens, self.max_cache_len - len(ids))
-        generator: torch.Generator | None = None
-        if temperature > 0:
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(seed if seed is not None else secrets.randbits(63))
+        max_new_tokens, generator = self.budget(ids, max_new_tokens, temperature, seed)
         with self.lock, torch.inference_mode():
             self._released = False
             self._swap_in()  # only here, between requests: a generation never changes step midway
