@@ -39,7 +39,7 @@ import torch
 
 from agentkit.errors import UserError
 
-from ._engine import Detokenizer, Engine, GenerationResult, LogitsProcessor, sampling_probs
+from ._engine import Engine, GenerationResult, LogitsProcessor, TokenOutput, sampling_probs
 
 __all__ = ["DraftStats", "Drafter", "generate_speculative"]
 
@@ -153,64 +153,6 @@ class Drafter:
         return ids, dists
 
 
-class _Output:
-    """Emits accepted tokens one by one with the plain loop's stop rules (stop ids, stop strings, budget)."""
-
-    def __init__(
-        self,
-        tokenizer: Any,
-        on_text: Callable[[str], None],
-        *,
-        stop_ids: frozenset[int],
-        stop_texts: Sequence[str],
-        id_to_stop: Callable[[int], str | None],
-        max_new_tokens: int,
-        cancel: threading.Event,
-    ) -> None:
-        self.detok = Detokenizer(tokenizer)
-        self.on_text = on_text
-        self.stop_ids = stop_ids
-        self.stop_texts = stop_texts
-        self.id_to_stop = id_to_stop
-        self.max_new_tokens = max_new_tokens
-        self.cancel = cancel
-        self.keep = max((len(t) for t in stop_texts), default=0)
-        self.tail = ""
-        self.stop: str | None = None
-        self.by_text = False
-        self.first_s = 0.0
-        self.n = 0
-
-    @property
-    def done(self) -> bool:
-        return self.stop is not None or self.n >= self.max_new_tokens or self.cancel.is_set()
-
-    def push(self, token_id: int) -> None:
-        self.n += 1
-        if self.n == 1:
-            self.first_s = time.perf_counter()
-        delta = self.detok.push(token_id)
-        if token_id in self.stop_ids:
-            delta += self.detok.flush()
-            self.stop = self.id_to_stop(token_id)
-        if self.keep and delta and self.stop is None:
-            text = self.tail + delta
-            hits = [(text.find(s) + len(s), s) for s in self.stop_texts if s in text]
-            if hits:
-                end, self.stop = min(hits)
-                self.by_text = True
-                delta = delta[: end - len(self.tail)]
-            self.tail = (self.tail + delta)[-self.keep :]
-        if delta:
-            self.on_text(delta)
-
-    def finish(self) -> None:
-        if self.stop is None:
-            rest = self.detok.flush()
-            if rest:
-                self.on_text(rest)
-
-
 def generate_speculative(
     engine: Engine,
     drafter: Drafter,
@@ -231,7 +173,7 @@ def generate_speculative(
     """:meth:`Engine.generate` with ``drafter`` proposing tokens; same arguments, same result, same cache reuse."""
     max_new_tokens, generator = engine.budget(ids, max_new_tokens, temperature, seed)
     greedy = temperature <= 0
-    out = _Output(
+    out = TokenOutput(
         engine.tokenizer,
         on_text,
         stop_ids=stop_ids,

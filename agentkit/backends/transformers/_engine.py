@@ -43,7 +43,15 @@ from .compat import cache_argument, import_transformers
 log = logging.getLogger("agentkit.backends.transformers")
 _nullcontext = contextlib.nullcontext
 
-__all__ = ["Detokenizer", "Engine", "GenerationResult", "LogitsProcessor", "sample_next", "sampling_probs"]
+__all__ = [
+    "Detokenizer",
+    "Engine",
+    "GenerationResult",
+    "LogitsProcessor",
+    "TokenOutput",
+    "sample_next",
+    "sampling_probs",
+]
 
 #: The Hugging Face logits-processor call shape: ``(input_ids [1, n], scores [1, vocab]) -> scores``.
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -650,55 +658,37 @@ class Engine:
             self._swap_in()  # only here, between requests: a generation never changes step midway
             cached = self.prepare(ids)
             logits = self._prefill(ids[cached:])
-            detok = Detokenizer(self.tokenizer)
+            out = TokenOutput(
+                self.tokenizer,
+                on_text,
+                stop_ids=stop_ids,
+                stop_texts=stop_texts,
+                id_to_stop=id_to_stop,
+                max_new_tokens=max_new_tokens,
+                cancel=cancel,
+            )
             all_ids = list(ids)
-            keep = max((len(t) for t in stop_texts), default=0)
-            tail = ""  # the last characters emitted, to find stop strings split across deltas
-            stop: str | None = None
-            # A stop *string* (a marker that is no single token here) may end inside a token, and is not one
-            # id at the end either: the generated ids are then not reported (the loop tokenizes the text).
-            by_text = False
-            first_s = 0.0
-            n = 0
-            while n < max_new_tokens and not cancel.is_set():
+            while out.n < max_new_tokens and not cancel.is_set():
                 if logits_processors:
                     history = torch.tensor([all_ids], dtype=torch.long, device=self.device)
                     for proc in logits_processors:
                         logits = proc(history, logits)
                 token = sample_next(logits, temperature=temperature, top_p=top_p, top_k=top_k, generator=generator)
                 token_id = int(token.item())
-                n += 1
-                if n == 1:
-                    first_s = time.perf_counter()
                 all_ids.append(token_id)
-                delta = detok.push(token_id)
-                if token_id in stop_ids:
-                    delta += detok.flush()
-                    stop = id_to_stop(token_id)
-                if keep and delta and stop is None:
-                    hit = _first_stop(tail + delta, stop_texts)
-                    if hit is not None:
-                        end, stop = hit
-                        by_text = True
-                        delta = delta[: end - len(tail)]
-                    tail = (tail + delta)[-keep:]
-                if delta:
-                    on_text(delta)
-                if stop is not None or n >= max_new_tokens:
+                out.push(token_id)
+                if out.stop is not None or out.n >= max_new_tokens:
                     break
                 logits = self._decode_step(token, token_id)
-            if stop is None:
-                rest = detok.flush()
-                if rest:
-                    on_text(rest)
+            out.finish()
         return GenerationResult(
-            stop=stop,
-            completion_tokens=n,
+            stop=out.stop,
+            completion_tokens=out.n,
             prompt_tokens=len(ids),
             cached_tokens=cached,
-            first_token_s=first_s,
+            first_token_s=out.first_s,
             end_s=time.perf_counter(),
-            token_ids=None if by_text else tuple(all_ids[len(ids) :]),
+            token_ids=None if out.by_text else tuple(all_ids[len(ids) :]),
         )
 
 
@@ -742,6 +732,68 @@ def _view_layer_class(base: type) -> type:
 
 
 _VIEW_LAYER: type | None = None
+
+
+class TokenOutput:
+    """Emits generated tokens one by one as text, with the stop rules (stop ids, stop strings, budget, cancel).
+
+    One piece for the plain loop and speculative decoding, so both stop at exactly the same place. A stop
+    *string* (a marker that is no single token here) may end inside a token and is not one id at the end
+    either: ``by_text`` then says the generated ids are not to be reported (the loop tokenizes the text).
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        on_text: Callable[[str], None],
+        *,
+        stop_ids: frozenset[int],
+        stop_texts: Sequence[str],
+        id_to_stop: Callable[[int], str | None],
+        max_new_tokens: int,
+        cancel: threading.Event,
+    ) -> None:
+        self.detok = Detokenizer(tokenizer)
+        self.on_text = on_text
+        self.stop_ids = stop_ids
+        self.stop_texts = stop_texts
+        self.id_to_stop = id_to_stop
+        self.max_new_tokens = max_new_tokens
+        self.cancel = cancel
+        self.keep = max((len(t) for t in stop_texts), default=0)
+        self.tail = ""
+        self.stop: str | None = None
+        self.by_text = False
+        self.first_s = 0.0
+        self.n = 0
+
+    @property
+    def done(self) -> bool:
+        return self.stop is not None or self.n >= self.max_new_tokens or self.cancel.is_set()
+
+    def push(self, token_id: int) -> None:
+        self.n += 1
+        if self.n == 1:
+            self.first_s = time.perf_counter()
+        delta = self.detok.push(token_id)
+        if token_id in self.stop_ids:
+            delta += self.detok.flush()
+            self.stop = self.id_to_stop(token_id)
+        if self.keep and delta and self.stop is None:
+            hit = _first_stop(self.tail + delta, self.stop_texts)
+            if hit is not None:
+                end, self.stop = hit
+                self.by_text = True
+                delta = delta[: end - len(self.tail)]
+            self.tail = (self.tail + delta)[-self.keep :]
+        if delta:
+            self.on_text(delta)
+
+    def finish(self) -> None:
+        if self.stop is None:
+            rest = self.detok.flush()
+            if rest:
+                self.on_text(rest)
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
