@@ -1,4 +1,5 @@
-"""Fixtures shared across test folders: one simulated multi-node Ray cluster per test session.
+"""Fixtures shared across test folders: one simulated multi-node Ray cluster per test session, and a loopback
+OTLP/HTTP receiver for the tracing tests.
 
 Ray start-up costs seconds, so every test that runs batches on Ray shares one cluster: a head node with no CPUs
 (the driver's, as in production) and two worker nodes of two CPUs each, started by ``ray.cluster_utils.Cluster``
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +75,24 @@ def executor_name(request: pytest.FixtureRequest) -> str:
     if request.param == "ray":
         request.getfixturevalue("ray_cluster")
     return str(request.param)
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[tuple[str, list[bytes]]]:
+    """A loopback OTLP/HTTP collector: its base URL, and the bodies of the export requests it received."""
+    bodies: list[bytes] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", bodies
+    server.shutdown()

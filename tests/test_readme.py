@@ -15,39 +15,42 @@ def python_blocks(text: str) -> list[str]:
     return [part.split("```", 1)[0] for part in text.split("```python\n")[1:]]
 
 
+def run_first_block(
+    heading: str, tmp_path: Path, outputs: list[str], *, after: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the first Python block under README's ``heading`` (plus ``after``) on a scripted model's ``outputs``."""
+    section = (ROOT / "README.md").read_text().split(heading, 1)[1]
+    script = tmp_path / "outputs.json"
+    script.write_text(json.dumps(outputs))
+    env = {**os.environ, "AGENTKIT_BACKEND": f"scripted:{script}", **(env or {})}
+    code = python_blocks(section)[0] + after
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
 def test_build_an_agent_in_ten_lines(tmp_path: Path) -> None:
-    section = (ROOT / "README.md").read_text().split("## Build an agent in 10 lines", 1)[1]
-    code = python_blocks(section)[0]
-    outputs = tmp_path / "outputs.json"
-    outputs.write_text(
-        json.dumps(
-            [
-                '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|><|tool_response>',
-                "It is 18 °C and cloudy in Paris.<turn|>",
-            ]
-        )
+    proc = run_first_block(
+        "## Build an agent in 10 lines",
+        tmp_path,
+        [
+            '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|><|tool_response>',
+            "It is 18 °C and cloudy in Paris.<turn|>",
+        ],
     )
-    env = {**os.environ, "AGENTKIT_BACKEND": f"scripted:{outputs}"}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "It is 18 °C and cloudy in Paris."
 
 
 def test_mcp_section_runs_against_mcp_server_time(tmp_path: Path) -> None:
-    section = (ROOT / "README.md").read_text().split("## MCP\n", 1)[1]
-    code = python_blocks(section)[0]
-    outputs = tmp_path / "outputs.json"
-    outputs.write_text(
-        json.dumps(
-            [
-                '<|tool_call>call:get_current_time{timezone:<|"|>Asia/Tokyo<|"|>}<tool_call|><|tool_response>',
-                "It is morning in Tokyo.<turn|>",
-            ]
-        )
-    )
-    env = {**os.environ, "AGENTKIT_BACKEND": f"scripted:{outputs}"}
     check = "\nimport json\nprint(json.dumps([m for m in agent.messages if m['role'] == 'tool']))"
-    proc = subprocess.run([sys.executable, "-c", code + check], env=env, capture_output=True, text=True, timeout=120)
+    proc = run_first_block(
+        "## MCP\n",
+        tmp_path,
+        [
+            '<|tool_call>call:get_current_time{timezone:<|"|>Asia/Tokyo<|"|>}<tool_call|><|tool_response>',
+            "It is morning in Tokyo.<turn|>",
+        ],
+        after=check,
+    )
     assert proc.returncode == 0, proc.stderr
     answer, tool_messages = proc.stdout.strip().splitlines()
     assert answer == "It is morning in Tokyo."
@@ -56,69 +59,37 @@ def test_mcp_section_runs_against_mcp_server_time(tmp_path: Path) -> None:
 
 
 def test_structured_output(tmp_path: Path) -> None:
-    section = (ROOT / "README.md").read_text().split("## Structured output", 1)[1]
-    code = python_blocks(section)[0]
-    outputs = tmp_path / "outputs.json"
     q = '<|"|>'
-    outputs.write_text(
-        json.dumps(
-            [
-                # negative total: refused by Field(ge=0), told to the model, answered again
-                f"<|tool_call>call:final_result{{customer:{q}ACME Corp{q},lines:[],total:-3.75}}"
-                "<tool_call|><|tool_response>",
-                f"<|tool_call>call:final_result{{customer:{q}ACME Corp{q},lines:[{q}2 bolts{q},{q}1 nut{q}],"
-                "total:3.75}<tool_call|><|tool_response>",
-            ]
-        )
+    proc = run_first_block(
+        "## Structured output",
+        tmp_path,
+        [
+            # negative total: refused by Field(ge=0), told to the model, answered again
+            f"<|tool_call>call:final_result{{customer:{q}ACME Corp{q},lines:[],total:-3.75}}"
+            "<tool_call|><|tool_response>",
+            f"<|tool_call>call:final_result{{customer:{q}ACME Corp{q},lines:[{q}2 bolts{q},{q}1 nut{q}],"
+            "total:3.75}<tool_call|><|tool_response>",
+        ],
     )
-    env = {**os.environ, "AGENTKIT_BACKEND": f"scripted:{outputs}"}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ACME Corp 3.75"
 
 
-def test_tracing_sends_spans_over_otlp(tmp_path: Path) -> None:
+def test_tracing_sends_spans_over_otlp(tmp_path: Path, otlp_receiver: tuple[str, list[bytes]]) -> None:
     """The README's tracing snippet, exporting over real OTLP/HTTP to a loopback receiver."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-
     import pytest
 
     trace_service = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
-    received: list[bytes] = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        section = (ROOT / "README.md").read_text().split("## Tracing", 1)[1]
-        code = python_blocks(section)[0]
-        outputs = tmp_path / "outputs.json"
-        outputs.write_text(
-            json.dumps(
-                [
-                    '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|><|tool_response>',
-                    "It is 18 °C and cloudy in Paris.<turn|>",
-                ]
-            )
-        )
-        env = {
-            **os.environ,
-            "AGENTKIT_BACKEND": f"scripted:{outputs}",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
-        }
-        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    finally:
-        server.shutdown()
+    url, received = otlp_receiver
+    proc = run_first_block(
+        "## Tracing",
+        tmp_path,
+        [
+            '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|><|tool_response>',
+            "It is 18 °C and cloudy in Paris.<turn|>",
+        ],
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": url},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "It is 18 °C and cloudy in Paris."
     spans = []

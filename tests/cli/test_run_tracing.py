@@ -6,9 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,26 +14,6 @@ trace_service = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trac
 pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
 
 CALL = '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|><|tool_response>'
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[bytes]]]:
-    bodies: list[bytes] = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", bodies
-    server.shutdown()
 
 
 def run_cli(tmp_path: Path, outputs: list[str], extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -65,8 +42,8 @@ def spans_in(bodies: list[bytes]) -> list[tuple[str, str]]:
     return found
 
 
-def test_run_sends_its_spans_when_the_endpoint_is_set(tmp_path: Path, receiver: tuple[str, list[bytes]]) -> None:
-    url, bodies = receiver
+def test_run_sends_its_spans_when_the_endpoint_is_set(tmp_path: Path, otlp_receiver: tuple[str, list[bytes]]) -> None:
+    url, bodies = otlp_receiver
     proc = run_cli(tmp_path, ["Hi there.<turn|>"], {"OTEL_EXPORTER_OTLP_ENDPOINT": url})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Hi there.\n"
@@ -77,8 +54,8 @@ def test_run_sends_its_spans_when_the_endpoint_is_set(tmp_path: Path, receiver: 
     ]
 
 
-def test_service_name_and_the_off_switch(tmp_path: Path, receiver: tuple[str, list[bytes]]) -> None:
-    url, bodies = receiver
+def test_service_name_and_the_off_switch(tmp_path: Path, otlp_receiver: tuple[str, list[bytes]]) -> None:
+    url, bodies = otlp_receiver
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_SERVICE_NAME": "nightly-report"}
     assert run_cli(tmp_path, ["Hi.<turn|>"], env).returncode == 0
     assert {service for service, _ in spans_in(bodies)} == {"nightly-report"}
