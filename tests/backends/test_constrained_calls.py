@@ -23,7 +23,6 @@ import pydantic  # noqa: E402
 from agentkit import Agent, SamplingParams  # noqa: E402
 from agentkit.agent import allow_all  # noqa: E402
 from agentkit.backends.transformers import TransformersBackend  # noqa: E402
-from agentkit.testing.tiny_model import build_tiny_drafter, build_tiny_gemma4  # noqa: E402
 from agentkit.tools.runtime import Tool  # noqa: E402
 
 pytestmark = [pytest.mark.transformers, pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -57,13 +56,10 @@ TOOLS = [
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def tiny(tiny_gemma4_with_drafter: Path) -> Iterator[Path]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("tiny-gemma4-grammar")
-    model = build_tiny_gemma4(root / "model", kv_shared_layers=1)
-    build_tiny_drafter(root / "drafter", model)
-    yield root
+    yield tiny_gemma4_with_drafter
     torch.set_num_threads(threads)
 
 

@@ -28,7 +28,6 @@ from agentkit.gemma4.render import render  # noqa: E402
 from agentkit.gemma4.tokens import CONTROL_TOKENS  # noqa: E402
 from agentkit.testing import backend_contract as contract  # noqa: E402
 from agentkit.testing.injections import BENIGN, INJECTIONS, conversation  # noqa: E402
-from agentkit.testing.tiny_model import build_tiny_drafter, build_tiny_gemma4  # noqa: E402
 
 pytestmark = pytest.mark.transformers
 
@@ -70,14 +69,11 @@ class ScriptedLogits:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def tiny(tiny_gemma4_with_drafter: Path) -> Iterator[Path]:
     # Two cores shared with other jobs: more than one torch thread makes every small matmul wait on the other.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("tiny-gemma4")
-    model = build_tiny_gemma4(root / "model", kv_shared_layers=1)
-    build_tiny_drafter(root / "drafter", model)
-    yield root
+    yield tiny_gemma4_with_drafter
     torch.set_num_threads(threads)
 
 

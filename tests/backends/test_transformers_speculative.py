@@ -28,14 +28,13 @@ pytestmark = pytest.mark.transformers
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, Any]]:
+def models(tiny_gemma4_with_drafter: Path) -> Iterator[tuple[Any, Any, Any]]:
     import transformers as hf
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("tiny-spec")
-    target = build_tiny_gemma4(root / "model", kv_shared_layers=1)
-    build_tiny_drafter(root / "drafter", target)
+    root = tiny_gemma4_with_drafter
+    target = root / "model"
     patch_gemma4_assistant_kv_sharing()
     model = hf.AutoModelForCausalLM.from_pretrained(target).eval()
     tok = hf.AutoTokenizer.from_pretrained(target)
