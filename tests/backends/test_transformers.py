@@ -480,17 +480,7 @@ def test_no_deprecated_transformers_arguments(backend: TransformersBackend, stat
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for extra in ([], [5, 6, 7]):  # a fresh prefill, then an append to the kept cache
-            engine.generate(
-                [*prompt, *extra],
-                max_new_tokens=4,
-                stop_ids=frozenset(),
-                temperature=0.0,
-                top_p=1.0,
-                top_k=0,
-                seed=0,
-                on_text=lambda _t: None,
-                cancel=threading.Event(),
-            )
+            engine.greedy([*prompt, *extra], 4)
     deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning | FutureWarning)]
     assert not deprecations, [str(w.message) for w in deprecations]
 
@@ -516,17 +506,7 @@ def test_default_cache_length_is_cut_to_the_free_memory(tiny: Path, monkeypatch:
     backend = TransformersBackend(model, tokenizer=TransformersBackend(tiny / "model").tokenizer)
     assert backend._engine.max_cache_len == 2048
     with pytest.raises(ContextTooLong, match=r"holds 2048: the cache was sized to fit half of the free RAM .*100000"):
-        backend._engine.generate(
-            [1] * 2048,
-            max_new_tokens=1,
-            stop_ids=frozenset(),
-            temperature=0.0,
-            top_p=1.0,
-            top_k=0,
-            seed=0,
-            on_text=lambda _t: None,
-            cancel=threading.Event(),
-        )
+        backend._engine.greedy([1] * 2048, 1)
 
 
 def test_cache_length_settings_beyond_the_model_or_malformed_are_user_errors(

@@ -25,17 +25,7 @@ pytestmark = [pytest.mark.transformers]
 
 
 def _generate(engine: Engine, ids: list[int], n: int = 8) -> list[int]:
-    res = engine.generate(
-        ids,
-        max_new_tokens=n,
-        stop_ids=frozenset(),
-        temperature=0.0,
-        top_p=1.0,
-        top_k=0,
-        seed=0,
-        on_text=lambda _t: None,
-        cancel=threading.Event(),
-    )
+    res = engine.greedy(ids, n)
     assert res.token_ids is not None
     return list(res.token_ids)
 

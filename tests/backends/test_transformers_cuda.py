@@ -11,7 +11,6 @@ CUDA graphs.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -84,17 +83,7 @@ def _prompt(tok: Any, n: int, salt: int = 0) -> list[int]:
 
 
 def _generate(engine: Any, ids: list[int], n: int) -> list[int]:
-    res = engine.generate(
-        ids,
-        max_new_tokens=n,
-        stop_ids=frozenset(),
-        temperature=0.0,
-        top_p=1.0,
-        top_k=0,
-        seed=0,
-        on_text=lambda _t: None,
-        cancel=threading.Event(),
-    )
+    res = engine.greedy(ids, n)
     assert res.token_ids is not None
     return list(res.token_ids)
 

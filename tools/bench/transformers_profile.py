@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -159,17 +158,7 @@ def profile_prefill(model: Any, tok: Any, dev: torch.device) -> None:
 
 def prime(engine: Any, ids: list[int]) -> None:
     """Fill the engine's cache with ``ids`` (one greedy token generated), the state every measurement starts from."""
-    engine.generate(
-        ids,
-        max_new_tokens=1,
-        stop_ids=frozenset(),
-        temperature=0.0,
-        top_p=1.0,
-        top_k=0,
-        seed=0,
-        on_text=lambda _t: None,
-        cancel=threading.Event(),
-    )
+    engine.greedy(ids, 1)
 
 
 def profile_compiled(model: Any, tok: Any, prompt: list[int], dev: torch.device) -> None:

@@ -600,17 +600,7 @@ class Engine:
         bos = self.tokenizer.bos_token_id or 0
         prompt = [bos] * 2
         for _ in range(2):  # the second call appends to the cache: it goes through the chunked prefill
-            self.generate(
-                prompt,
-                max_new_tokens=steps,
-                stop_ids=frozenset(),
-                temperature=0.0,
-                top_p=1.0,
-                top_k=0,
-                seed=0,
-                on_text=lambda _t: None,
-                cancel=threading.Event(),
-            )
+            self.greedy(prompt, steps)
             prompt = [*self.cache_ids, *([bos] * (self.prefill_chunks[-1] // 2 + 1))]
         self.reset()
 
@@ -634,6 +624,20 @@ class Engine:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(seed if seed is not None else secrets.randbits(63))
         return min(max_new_tokens, self.max_cache_len - len(ids)), generator
+
+    def greedy(self, ids: Sequence[int], max_new_tokens: int) -> GenerationResult:
+        """``max_new_tokens`` greedy tokens after ``ids``, no stop and no text callback (warm-up, checks)."""
+        return self.generate(
+            ids,
+            max_new_tokens=max_new_tokens,
+            stop_ids=frozenset(),
+            temperature=0.0,
+            top_p=1.0,
+            top_k=0,
+            seed=0,
+            on_text=lambda _t: None,
+            cancel=threading.Event(),
+        )
 
     def generate(
         self,
