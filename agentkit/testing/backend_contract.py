@@ -354,16 +354,21 @@ async def check_tool_round(h: ContractHarness) -> None:
     await _closing(backend, run)
 
 
-async def check_media(h: ContractHarness) -> None:
-    """An image in the user's prompt reaches the engine, given the way the agent sends it (a content part)."""
-    backend = h.backend_for(GREETING)
+async def _media_backend(h: ContractHarness, *outputs: str) -> tuple[Backend, Callable[[], list[bytes]]]:
+    """A backend scripted with ``outputs`` and how to see the images its engine got; not applicable without both."""
+    backend = h.backend_for(*outputs)
     if not backend.capabilities.media:
         await backend.aclose()
         raise NotApplicable(f"{backend.name} declares no media support")
     if h.received_images is None:
         await backend.aclose()
         raise NotApplicable("the harness cannot see the images the engine received")
-    received_images = h.received_images
+    return backend, h.received_images
+
+
+async def check_media(h: ContractHarness) -> None:
+    """An image in the user's prompt reaches the engine, given the way the agent sends it (a content part)."""
+    backend, received_images = await _media_backend(h, GREETING)
 
     async def run() -> None:
         agent = Agent(backend, sampling=SamplingParams(temperature=0.0, max_tokens=96))
@@ -378,14 +383,7 @@ async def check_media(h: ContractHarness) -> None:
 
 async def check_tool_media(h: ContractHarness) -> None:
     """An image a tool returns reaches the engine with that tool's result, and the model answers after it."""
-    backend = h.backend_for(SNAPSHOT_CALL, ANSWER)
-    if not backend.capabilities.media:
-        await backend.aclose()
-        raise NotApplicable(f"{backend.name} declares no media support")
-    if h.received_images is None:
-        await backend.aclose()
-        raise NotApplicable("the harness cannot see the images the engine received")
-    received_images = h.received_images
+    backend, received_images = await _media_backend(h, SNAPSHOT_CALL, ANSWER)
 
     def snapshot() -> list[Any]:
         """Take a snapshot of the screen."""
