@@ -75,6 +75,8 @@ def test_first_request_is_served_while_compiling_then_the_compiled_step_takes_ov
     long_ids = ids * 40  # past the scratch cache the compilation ran against: a 4096 view
     reference.reset()
     expected_long = _generate(reference, long_ids, 4)
+    # A long append after it: one uncaptured pass through the compiled layers, like the long fresh prompt.
+    expected_long_append = _generate(reference, [*reference.cache_ids, *ids * 7], 4)
 
     # Hold the compilation until the first request is done: that request cannot have waited for it.
     gate = threading.Event()
@@ -101,6 +103,7 @@ def test_first_request_is_served_while_compiling_then_the_compiled_step_takes_ov
             engine.reset()
             assert _generate(engine, long_ids, 4) == expected_long
             assert engine.cache.layers[0].view_len == 4096
+            assert _generate(engine, [*engine.cache_ids, *ids * 7], 4) == expected_long_append
         files, size = hf_compile.cache_size(tmp_path / "compile-cache")
         assert files and size, "nothing was written to the persistent compile cache"
     finally:

@@ -166,6 +166,7 @@ class Engine:
         # (input length, view bucket) -> (CUDA graph, its output)
         self._graphs: dict[tuple[int, int], tuple[Any, torch.Tensor]] = {}
         self._pool: Any = None
+        self._view_mask = torch.ones((1, max_cache_len), dtype=torch.long, device=device)
         self._step_ids = torch.zeros((1, 1), dtype=torch.long, device=device)
         self._step_pos = torch.zeros((1, 1), dtype=torch.long, device=device)
         # Short appends (a tool result, a user message) are prefilled in padded chunks through the captured
@@ -184,6 +185,9 @@ class Engine:
         # attention over exactly its tokens), then its keys/values are copied into the static cache. Above this
         # length the temporary copy would cost too much memory; the static path takes those.
         self.fresh_prefill_max = 16_384
+        # With the compiled step in, a captured chunk is cheap enough that up to this many tokens, a prompt into
+        # an empty cache is faster in chunks too (tools/bench/transformers_prefill.py measures the crossover).
+        self.compiled_graph_max = 1024
         self.lock = threading.RLock()  # held by ``generate`` and by the background thread's graph captures
         self.regions: RegionalCompiler | None = None
         self._background: BackgroundCompile | None = None
@@ -277,18 +281,27 @@ class Engine:
         views = [b for b in self.buckets if b <= size][:2] or [size]
         stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None  # type: ignore[no-untyped-call]
         assert self.regions is not None
+        # Dynamic shapes are traced once, at the first length above one token. A length equal to one of the
+        # model's own sizes (a 64-wide hidden state, a 256-wide per-layer input) would be "duck-sized" into the
+        # same symbol and the code would only serve that equality, so the trace runs at a length no size has.
+        sizes = _config_sizes(self.model)
+        first = next(n for n in range(67, 1 << 20) if n not in sizes)
+        lengths = (1, first, *self.prefill_chunks)
+
+        def run(ids_len: int, view: int) -> None:
+            ids = torch.zeros((1, ids_len), dtype=torch.long, device=self.device)
+            pos = torch.arange(ids_len, device=self.device).unsqueeze(0)
+            with self.regions.active():  # type: ignore[union-attr]
+                self._step_on(scratch, ids, pos, 1 if ids_len == 1 else 0, view=view)
+
         with torch.inference_mode(), torch.cuda.stream(stream) if stream is not None else _nullcontext():
             scratch = self._new_cache(size)
             one = torch.zeros((1, 1), dtype=torch.long, device=self.device)
             self._step_on(scratch, one, one, 1, view=views[0])  # eager: allocates the layers' storage
             for view in views:
-                for n in (1, *self.prefill_chunks):
-                    if n > view:
-                        continue
-                    ids = torch.zeros((1, n), dtype=torch.long, device=self.device)
-                    pos = torch.arange(n, device=self.device).unsqueeze(0)
-                    with self.regions.active():
-                        self._step_on(scratch, ids, pos, 1 if n == 1 else 0, view=view)
+                for n in lengths:
+                    if n <= view:
+                        run(n, view)
             if stream is not None:
                 stream.synchronize()
 
@@ -439,10 +452,34 @@ class Engine:
         return last
 
     def _prefill(self, ids: Sequence[int]) -> torch.Tensor:
-        """Prefill ``ids`` after the cached prefix, by the fastest path available; return the last logits."""
-        if self.static and self.cache_ids and len(ids) <= self.graph_prefill_max:
-            return self._prefill_chunks(ids)
+        """Prefill ``ids`` after the cached prefix, by the fastest path available; return the last logits.
+
+        Captured chunks cost no host time, but read the weights once per chunk and attend over a padded view; an
+        eager pass reads them once but launches every kernel from Python, which is what a prompt of a few
+        hundred tokens mostly waits for (about 50 ms for an E4B-sized model, whatever the GPU). So: chunks up
+        to ``graph_prefill_max`` tokens (``compiled_graph_max`` once the compiled step is in, prompts into an
+        empty cache included), one eager pass above that.
+        """
+        if self.static:
+            if self.compiled_in_use:
+                limit = self.compiled_graph_max
+                if not self.cache.layers[0].is_initialized:
+                    self._allocate()
+            else:
+                limit = self.graph_prefill_max if self.cache_ids else 0
+            if len(ids) <= limit:
+                return self._prefill_chunks(ids)
         return self._forward(ids)
+
+    def _allocate(self) -> None:
+        """Allocate a new static cache's layers with one eager token (then forgotten).
+
+        The compiled layers were traced over allocated storage; an unallocated layer would make them compile
+        again, in the middle of a request.
+        """
+        one = torch.zeros((1, 1), dtype=torch.long, device=self.device)
+        self._step_on(self.cache, one, one, 1, view=self.buckets[0])
+        self._set_length(0)
 
     def _prefill_chunks(self, ids: Sequence[int]) -> torch.Tensor:
         """Prefill in padded chunks (64 tokens, or 256 for longer appends) through the captured graphs.
@@ -530,6 +567,13 @@ class Engine:
         for layer in cache.layers:
             layer.view_len = view
         kw = {self._cache_arg: cache}
+        if ids.shape[1] > 1:
+            # A padding mask over the whole view (all real): transformers then always builds the causal mask.
+            # Without it, a pass from position 0 (or one exactly as long as its view) leaves full-attention
+            # layers maskless, which compiled layers would have to be compiled for once more.
+            if self._view_mask.shape[1] < view:
+                self._view_mask = torch.ones((1, view), dtype=torch.long, device=self.device)
+            kw["attention_mask"] = self._view_mask[:, :view]
         out = self.model(input_ids=ids, position_ids=pos, use_cache=True, logits_to_keep=keep, **kw)
         logits: torch.Tensor = out.logits
         return logits
@@ -694,6 +738,12 @@ class Engine:
             end_s=time.perf_counter(),
             token_ids=None if out.by_text else tuple(all_ids[len(ids) :]),
         )
+
+
+def _config_sizes(model: Any) -> set[int]:
+    """Every integer of the text config (hidden size, head sizes, window ...): lengths to keep a trace away from."""
+    config = model.config.get_text_config()
+    return {v for v in vars(config).values() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 def _final_norm(model: Any) -> Any:
