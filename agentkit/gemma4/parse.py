@@ -30,7 +30,15 @@ a bare ``name{``) is held back and read as one (its end is found by :mod:`agentk
     text (at a boundary) ──call head──▶ loose ──balanced close──▶ after (prose on the line? then text) ──▶ text
 
 A loose call that does not read as a call is given back as text (with an error when the output ended inside a
-call to a declared tool); one followed by prose on its line was prose. A bare ``thought\n<channel|>`` at the
+call to a declared tool); one followed by prose on its line was prose.
+
+After prose the bar is higher: a line that starts with ``call:NAME{`` or a ```` ```tool_code ```` block, or a tag
+opener (``<start_function_call>`` with FunctionGemma's ``<escape>`` strings, ``<tool_call>``, ``<tool>`` …) later
+on a line, is a call only when nothing but the hand-over (``<|tool_response>``, FunctionGemma's
+``<start_function_response>``, another ``<|tool_call>``) or the end of the output follows it, and never inside a
+Markdown code block. Followed by prose, ``<turn|>`` or ``<eos>`` it was an example, and no later line of that
+output is read as a call. ``response:NAME{…}`` and ``declaration:NAME{…}`` (Gemma's own result and declaration
+heads, echoed or made up by the model) are never calls. A bare ``thought\n<channel|>`` at the
 start (the channel opener left out) is dropped like an empty thought.
 
 A ``<|tool_call>`` inside an unclosed thought channel ends the thought and starts a real call (vLLM's parser
@@ -56,7 +64,15 @@ from .blocks import CLOSING_TAGS
 from .calls import join_repair, read_block, read_call, read_loose
 from .coerce import coerce_arguments
 from .loose import FENCE, LooseCall
-from .repair import TOOL_CODE_FENCE, DeclaredTools, LooseHead, loose_call_name, match_loose_head
+from .repair import (
+    FUNCTION_GEMMA_HAND_OVER,
+    TAG_OPENERS,
+    TOOL_CODE_FENCE,
+    DeclaredTools,
+    LooseHead,
+    loose_call_name,
+    match_loose_head,
+)
 from .results import (
     ContentDelta,
     ParsedResponse,
@@ -101,6 +117,9 @@ _MAX_HEADER = 32
 _WS: Final = " \t\r\n"
 _HEAD_WINDOW: Final = 200  # a loose call head (opener, "call:", a namespaced name) is shorter than this
 _THOUGHT_WORD: Final = "thought"
+# What may end a call that began a line after prose (else it was an example): the hand-over, a call token.
+_LINE_CALL_ENDS: Final = (TOOL_RESPONSE_START, TOOL_CALL_START, TOOL_CALL_END)
+_LONGEST_TAG: Final = max(map(len, TAG_OPENERS))
 
 #: Declared tools as :class:`StreamParser` takes them: names, OpenAI tool dicts, or a ``DeclaredTools``.
 Tools = Iterable[str | Mapping[str, Any]] | DeclaredTools
@@ -152,6 +171,13 @@ class StreamParser:
         self._loose: LooseCall | None = None  # the call without <|tool_call> being read
         self._after_call = False  # nothing but whitespace since the last call: a stray closer is dropped
         self._fence_open = False  # inside a ```tool_code block after one of its calls
+        # A call that begins a line after prose (see _scan_line_start): on until one such line turned out to be prose.
+        self._line_calls = tools is not None
+        self._line_start = False  # visible text just ended with a newline
+        self._loose_line = False  # the loose call being read began a line after prose
+        self._fences = 0  # Markdown fences (```) in the visible text so far: odd means inside a code block
+        self._fence_tail = ""  # the last two characters of visible text, for a fence split between pieces
+        self._tag_checked = False  # the "<" at the scan position was already looked at as a call opener
         self._buf = ""
         self._state = _TEXT
         self._header = ""
@@ -221,6 +247,10 @@ class StreamParser:
             self._after_call = False
             if not thought and self._boundary:
                 self._boundary = False
+        if self._line_calls and not thought:
+            joined = self._fence_tail + text
+            self._fences += joined.count("```") - self._fence_tail.count("```")
+            self._fence_tail = joined[-2:]
         out = (self._thinking if thought else self._content).push(text)
         if not out:
             return
@@ -260,7 +290,11 @@ class StreamParser:
                 i, ended = self._loose.scan(buf, i, final)
                 if ended is None:
                     break  # the call goes on in the next chunk
-                if ended:
+                if ended and self._loose_line and ended not in _LINE_CALL_ENDS:
+                    self._end_loose(events, None, closed=True, prose=True)  # "<turn|>" in an example: text
+                    if ended != CHANNEL_END:
+                        self._on_token(events, ended)
+                elif ended:
                     self._end_loose(events, ended)
                     if ended != CHANNEL_END:  # the token leads where it leads in text; <channel|> is spent
                         self._on_token(events, ended)
@@ -269,7 +303,8 @@ class StreamParser:
                 continue
             if state == _AFTER_LOOSE:
                 assert self._loose is not None
-                i, verdict = self._loose.after(buf, i, final)
+                after = self._loose.after_line if self._loose_line else self._loose.after
+                i, verdict = after(buf, i, final)
                 if verdict is None:
                     break
                 self._end_loose(events, None, closed=True, prose=verdict == "prose", fence_closed=verdict == "fence")
@@ -280,8 +315,21 @@ class StreamParser:
                     break
                 if self._state != _TEXT or self._boundary:
                     continue
-            # text or thought: plain text up to the next "<"
+            if state == _TEXT and self._line_start and self._line_calls:
+                i, waiting = self._scan_line_start(events, buf, i, final)
+                if waiting:
+                    break
+                if self._state != _TEXT:
+                    continue
+            # text or thought: plain text up to the next "<" (or the next line, where a call may begin)
             lt = buf.find("<", i)
+            if state == _TEXT and self._line_calls:
+                nl = buf.find("\n", i, lt if lt >= 0 else n)
+                if nl >= 0:
+                    self._emit_text(events, buf[i : nl + 1])
+                    self._line_start = not self._boundary
+                    i = nl + 1
+                    continue
             if lt < 0:
                 self._emit_text(events, buf[i:])
                 i = n
@@ -290,6 +338,11 @@ class StreamParser:
                 self._emit_text(events, buf[i:lt])
             tok = token_at(buf, lt, CONTROL_TOKENS)
             if tok is None:
+                if state == _TEXT and self._line_calls and not self._tag_checked and _may_open_tag(buf, lt, final):
+                    self._line_start = self._tag_checked = True  # "… <start_function_call>call:f{…}": look once
+                    i = lt
+                    continue
+                self._tag_checked = False
                 if not final and n - lt < LONGEST_TOKEN and buf[lt:] in TOKEN_PREFIXES:
                     i = lt  # hold back: the next chunk decides
                     break
@@ -414,11 +467,14 @@ class StreamParser:
                 return j, True
         elif not final and _THOUGHT_WORD.startswith(rest):
             return j, True
-        if self._after_call and rest.startswith("</"):  # "</tool_call>" after a call: another format's closer
+        if self._after_call and rest.startswith("<"):  # "</tool_call>" after a call: another format's closer
             closer = next((tag for tag in CLOSING_TAGS if rest.startswith(tag)), None)
             if closer is not None:
                 return j + len(closer), False
-            if not final and any(tag.startswith(rest) for tag in CLOSING_TAGS):
+            if rest.startswith(FUNCTION_GEMMA_HAND_OVER):  # FunctionGemma's hand-over: as <|tool_response>
+                self._handed_over, self._state = True, _DONE
+                return n, False
+            if not final and any(tag.startswith(rest) for tag in (*CLOSING_TAGS, FUNCTION_GEMMA_HAND_OVER)):
                 return j, True
         skip = True
         if self._fence_open:  # the next line of a ```tool_code block: another call, or its closing fence
@@ -447,6 +503,36 @@ class StreamParser:
         self._boundary = False
         return j, False
 
+    def _scan_line_start(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
+        """At the start of a line after prose (or at a tag opener after text): a call with an explicit marker, or text.
+
+        Models drop the token and write ``call:name{…}`` (or a ```` ```tool_code ```` block) on a line of its own
+        after a sentence, or a tag opener (``<start_function_call>``, ``<tool_call>``, …) right after one. Only an
+        explicit marker counts here (a bare ``name{`` does not), not inside a Markdown code block, and
+        :meth:`LooseCall.after_line` then requires the hand-over (or the end of the output) to follow: an example
+        shown to the reader goes on with prose or ends the turn. Returns where to go on and whether to wait.
+        """
+        assert self._tools is not None
+        n = len(buf)
+        j = i
+        while j < n and buf[j] in " \t":
+            j += 1
+        self._emit_text(events, buf[i:j])  # indentation: whitespace, held by the trimmer
+        rest = buf[j : j + _HEAD_WINDOW]
+        if not rest:
+            return j, not final
+        head = None if self._fences % 2 else match_loose_head(rest, self._tools)
+        if head is True and not final and len(rest) < _HEAD_WINDOW:
+            return j, True
+        self._line_start = False
+        if isinstance(head, LooseHead) and (head.opener or rest.startswith("call")):
+            self._state = _LOOSE
+            self._loose = LooseCall(head.opener)
+            self._loose_line = True
+            self._tag_checked = False
+            return j + len(head.opener), False
+        return j, False
+
     def _end_loose(
         self,
         events: list[StreamEvent],
@@ -458,7 +544,8 @@ class StreamParser:
     ) -> None:
         """A loose call becomes a ToolCall if it reads as one; otherwise it was text all along."""
         assert self._tools is not None and self._loose is not None
-        text, opener = self._loose.text, self._loose.opener
+        text, opener, trail = self._loose.text, self._loose.opener, "".join(self._loose.trail)
+        line, self._loose_line = self._loose_line, False
         self._loose = None
         self._state = _TEXT
         body = "call:" + text if opener == "<tool_call:" else text
@@ -468,7 +555,8 @@ class StreamParser:
             calls = read_loose(opener, text, self._tools, complete=closed or terminator is not None)
         except ValueError:
             self._boundary = self._fence_open = False
-            self._emit_text(events, opener + text)
+            self._line_calls = self._line_calls and not line  # an example line: no later line is a call either
+            self._emit_text(events, opener + text + trail)
             cut = loose_call_name(body, self._tools) if terminator is None and not closed else None
             if cut is not None:  # a call to a declared tool cut off by the end of the output: say so, never run it
                 self._add_error(
@@ -499,6 +587,14 @@ class StreamParser:
             else:
                 self._add_error(events, read)
         self._emit_text(events, block[1])
+
+
+def _may_open_tag(buf: str, i: int, final: bool) -> bool:
+    """Whether the ``<`` at ``buf[i]`` starts (or, more text to come, may start) a drifted call tag opener."""
+    if buf.startswith(TAG_OPENERS, i):
+        return True
+    rest = buf[i : i + _LONGEST_TAG]
+    return not final and len(rest) < _LONGEST_TAG and any(tag.startswith(rest) for tag in TAG_OPENERS)
 
 
 def parse_response(text: str, tools: Tools | None = None) -> ParsedResponse:

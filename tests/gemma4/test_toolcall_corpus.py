@@ -438,8 +438,13 @@ def test_call_opener_and_gemma3_tool_code_block() -> None:
     assert call.tool_calls[0].arguments == {"city": "Oslo"} and call.content == ""
     block = parse_response("```tool_code\nget_weather(city='Oslo')\n```\n", tools=WEATHER)
     assert block.tool_calls[0].arguments == {"city": "Oslo"} and block.content == ""
-    # Not at a call boundary, or followed by prose: text.
-    for text in ("See:\n```tool_code\nget_weather(city='Oslo')\n```", "<call>get_weather{x} is a tag"):
+    # After prose, a block is a call only if the output ends (or hands over) right after it; followed by prose or
+    # by the end of the turn it was an example: text.
+    for text in (
+        "See:\n```tool_code\nget_weather(city='Oslo')\n```<turn|>",
+        "See:\n```tool_code\nget_weather(city='Oslo')\n```\nThat is the format.",
+        "<call>get_weather{x} is a tag",
+    ):
         assert parse_response(text, tools=WEATHER).tool_calls == []
 
 
