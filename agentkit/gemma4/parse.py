@@ -178,6 +178,8 @@ class StreamParser:
         self._fences = 0  # Markdown fences (```) in the visible text so far: odd means inside a code block
         self._fence_tail = ""  # the last two characters of visible text, for a fence split between pieces
         self._tag_checked = False  # the "<" at the scan position was already looked at as a call opener
+        self._quoted_line = False  # the visible line being read is a Markdown quote ("> …"): nothing in it is a call
+        self._line_start_pending = False  # the line's first character is still to be seen
         self._buf = ""
         self._state = _TEXT
         self._header = ""
@@ -248,9 +250,12 @@ class StreamParser:
             if not thought and self._boundary:
                 self._boundary = False
         if self._line_calls and not thought:
-            joined = self._fence_tail + text
-            self._fences += joined.count("```") - self._fence_tail.count("```")
-            self._fence_tail = joined[-2:]
+            if "`" in text:
+                joined = self._fence_tail + text
+                self._fences += joined.count("```") - self._fence_tail.count("```")
+                self._fence_tail = joined[-2:]
+            else:
+                self._fence_tail = ""
         out = (self._thinking if thought else self._content).push(text)
         if not out:
             return
@@ -327,7 +332,8 @@ class StreamParser:
                 nl = buf.find("\n", i, lt if lt >= 0 else n)
                 if nl >= 0:
                     self._emit_text(events, buf[i : nl + 1])
-                    self._line_start = not self._boundary
+                    self._line_start = self._line_start_pending = not self._boundary
+                    self._quoted_line = False
                     i = nl + 1
                     continue
             if lt < 0:
@@ -338,7 +344,12 @@ class StreamParser:
                 self._emit_text(events, buf[i:lt])
             tok = token_at(buf, lt, CONTROL_TOKENS)
             if tok is None:
-                if state == _TEXT and self._line_calls and not self._tag_checked and _may_open_tag(buf, lt, final):
+                if (
+                    state == _TEXT
+                    and self._line_calls
+                    and not (self._tag_checked or self._quoted_line)
+                    and _may_open_tag(buf, lt, final)
+                ):
                     self._line_start = self._tag_checked = True  # "… <start_function_call>call:f{…}": look once
                     i = lt
                     continue
@@ -501,6 +512,7 @@ class StreamParser:
             return j + (len(head.opener) if skip else 0), False
         self._fence_open = False
         self._boundary = False
+        self._quoted_line = rest.startswith(">")
         return j, False
 
     def _scan_line_start(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
@@ -518,10 +530,16 @@ class StreamParser:
         while j < n and buf[j] in " \t":
             j += 1
         self._emit_text(events, buf[i:j])  # indentation: whitespace, held by the trimmer
-        rest = buf[j : j + _HEAD_WINDOW]
-        if not rest:
+        if j == n:
             return j, not final
-        head = None if self._fences % 2 else match_loose_head(rest, self._tools)
+        if self._line_start_pending:
+            self._line_start_pending = False
+            self._quoted_line = buf[j] == ">"
+        if buf[j] not in "c<`" or self._fences % 2:  # "call:", a tag opener, a fence: the only markers here
+            self._line_start = False
+            return j, False
+        rest = buf[j : j + _HEAD_WINDOW]
+        head = match_loose_head(rest, self._tools)
         if head is True and not final and len(rest) < _HEAD_WINDOW:
             return j, True
         self._line_start = False
