@@ -86,7 +86,8 @@ class DeclaredTools:
         """The declared name ``raw`` stands for, and how it differed (``None``: exactly), or ``None`` if none.
 
         A namespace prefix (``mcp:x:name``, ``ns.name``) is dropped, and a name that differs only in case
-        (``Bash`` for ``bash``) is taken when exactly one declared name matches it.
+        (``Bash`` for ``bash``) is taken when exactly one declared name matches it. Gemma's own ``response:`` and
+        ``declaration:`` are no namespace: what follows them is a result or a declaration, never a call.
         """
         if raw in self.schemas:
             return raw, None
