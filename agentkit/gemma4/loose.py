@@ -19,6 +19,7 @@ from .blocks import CLOSING_TAGS
 from .repair import FUNCTION_GEMMA_ESCAPE, FUNCTION_GEMMA_HAND_OVER, FUNCTION_GEMMA_OPENER, TOOL_CODE_FENCE
 from .tokens import (
     CALL_TERMINATORS,
+    EOS,
     LONGEST_TOKEN,
     STRING_DELIM,
     TOKEN_PREFIXES,
@@ -32,8 +33,10 @@ __all__ = ["FENCE", "LooseCall"]
 #: A Markdown code fence: a ```` ```tool_code ```` block of calls ends at the next one.
 FENCE: Final = "```"
 _WS: Final = " \t\r\n"
-# What may follow a call that began a line after prose, for it to be a call: the hand-over, or another call.
-_HAND_OVER: Final = (TOOL_RESPONSE_START, TOOL_CALL_START, FUNCTION_GEMMA_HAND_OVER)
+# What may follow a call that began a line after prose, for it to be a call: the hand-over, another call, or <eos>
+# (Google's own tool manager notes that Gemma 4 E2B/E4B write <eos> where <|tool_response> belongs; the end of an
+# answer is <turn|>).
+_HAND_OVER: Final = (TOOL_RESPONSE_START, TOOL_CALL_START, FUNCTION_GEMMA_HAND_OVER, EOS)
 _LONGEST_MARK: Final = max(len(mark) for mark in (*_HAND_OVER, *CLOSING_TAGS, FENCE))
 # What matters while a loose call is open: nesting, strings, and "<" (control tokens end a call).
 _STOPS = re.compile(r'[<{}()\[\]"\\]')

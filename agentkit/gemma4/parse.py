@@ -89,6 +89,7 @@ from .tokens import (
     CHANNEL_START,
     CONTROL_TOKENS,
     END_OF_OUTPUT,
+    EOS,
     LONGEST_TOKEN,
     TOKEN_PREFIXES,
     TOOL_CALL_END,
@@ -118,8 +119,10 @@ _WS: Final = " \t\r\n"
 _HEAD_WINDOW: Final = 200  # a loose call head (opener, "call:", a namespaced name) is shorter than this
 _THOUGHT_WORD: Final = "thought"
 # What may end a call that began a line after prose (else it was an example): the hand-over, a call token.
-_LINE_CALL_ENDS: Final = (TOOL_RESPONSE_START, TOOL_CALL_START, TOOL_CALL_END)
+_LINE_CALL_ENDS: Final = (TOOL_RESPONSE_START, TOOL_CALL_START, TOOL_CALL_END, EOS)
 _LONGEST_TAG: Final = max(map(len, TAG_OPENERS))
+_CALL_WORD: Final = "call:"
+_SENTENCE_END: Final = frozenset(".!?)")  # what a call glued to the text before it may follow (see _glued_call)
 
 #: Declared tools as :class:`StreamParser` takes them: names, OpenAI tool dicts, or a ``DeclaredTools``.
 Tools = Iterable[str | Mapping[str, Any]] | DeclaredTools
@@ -180,6 +183,7 @@ class StreamParser:
         self._tag_checked = False  # the "<" at the scan position was already looked at as a call opener
         self._quoted_line = False  # the visible line being read is a Markdown quote ("> …"): nothing in it is a call
         self._line_start_pending = False  # the line's first character is still to be seen
+        self._prev_char = "\n"  # the last character of visible text
         self._buf = ""
         self._state = _TEXT
         self._header = ""
@@ -250,6 +254,7 @@ class StreamParser:
             if not thought and self._boundary:
                 self._boundary = False
         if self._line_calls and not thought:
+            self._prev_char = text[-1]
             if "`" in text:
                 joined = self._fence_tail + text
                 self._fences += joined.count("```") - self._fence_tail.count("```")
@@ -330,6 +335,18 @@ class StreamParser:
             lt = buf.find("<", i)
             if state == _TEXT and self._line_calls:
                 nl = buf.find("\n", i, lt if lt >= 0 else n)
+                stop = nl if nl >= 0 else lt if lt >= 0 else n
+                maybe = buf.find(_CALL_WORD, i, stop) >= 0 or (stop == n > i and buf[n - 1] in "cal" and not final)
+                g = self._glued_call(buf, i, stop, final) if maybe else -1
+                if g >= 0:  # "…file.call:write_file{": a stripped token between a sentence and a call
+                    self._emit_text(events, buf[i:g])
+                    self._line_start = self._tag_checked = True
+                    i = g
+                    continue
+                if g < -1:  # "….ca" at the end of the chunk: perhaps "call:", the next chunk decides
+                    self._emit_text(events, buf[i : -g - 2])
+                    i = -g - 2
+                    break
                 if nl >= 0:
                     self._emit_text(events, buf[i : nl + 1])
                     self._line_start = self._line_start_pending = not self._boundary
@@ -514,6 +531,27 @@ class StreamParser:
         self._boundary = False
         self._quoted_line = rest.startswith(">")
         return j, False
+
+    def _glued_call(self, buf: str, i: int, stop: int, final: bool) -> int:
+        """Where ``call:`` sits glued to the end of a sentence in ``buf[i:stop]`` (``….call:``): a stripped token.
+
+        Servers that strip special tokens leave ``<channel|>``'s or ``<|tool_call>``'s place empty, so the call follows
+        the last sentence with no space; in prose a call is written after a space. Returns the index, ``-1`` if
+        none, or ``-2 - k`` when the text from ``k`` on may still become one (the end of an unfinished chunk).
+        """
+        pos = i
+        if self._tag_checked and buf.startswith(_CALL_WORD, i):
+            self._tag_checked = False
+            pos = i + 1  # looked at already: it was no call
+        while (g := buf.find(_CALL_WORD, pos, stop)) >= 0:
+            if (buf[g - 1] if g > i else self._prev_char) in _SENTENCE_END:
+                return g
+            pos = g + 1
+        if not final and stop == len(buf) and stop > i and buf[stop - 1] in "cal":  # a proper prefix of "call:"
+            for k in range(max(pos, stop - len(_CALL_WORD) + 1), stop):
+                if _CALL_WORD.startswith(buf[k:stop]) and (buf[k - 1] if k > i else self._prev_char) in _SENTENCE_END:
+                    return -2 - k
+        return -1
 
     def _scan_line_start(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
         """At the start of a line after prose (or at a tag opener after text): a call with an explicit marker, or text.

@@ -705,7 +705,7 @@ def test_a_call_without_braces_is_otherwise_reported(text: str) -> None:
         ("<|tool_response>", True),
         ("\n<|tool_call>call:get_time{}<tool_call|>", True),
         ("<turn|>", False),
-        ("<eos>", False),
+        ("<eos>", True),  # E2B/E4B write <eos> for the hand-over (Google's gemma tool manager says so)
         ("\nThat is the syntax.", False),
         (" is the syntax.", False),
     ],
@@ -795,5 +795,38 @@ def test_calls_after_prose_stream_like_the_whole_and_need_the_end(
     _check_stream(text, [text[a:b] for a, b in pairwise(bounds)], AGENT)
     calls = parse_response(text, tools=AGENT).tool_calls
     if calls:
-        assert tail in ("", "\n", "<|tool_response>") and before in ("Let me check.\n", "Sure. ")
+        assert tail in ("", "\n", "<|tool_response>", "<eos>") and before in ("Let me check.\n", "Sure. ")
         assert [(c.name, c.arguments) for c in calls] == [("get_weather", {"city": "Oslo"})]
+
+
+# -- round 5: each test fails on the code before the round-5 fixes ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'thought\nThe user wants a.txt.call:bash{command:<|"|>touch a.txt<|"|>}',  # <channel|> stripped
+        "Checking (once)call:bash{command:ls}<|tool_response>",
+        "Let me look.\n<start_function_call>call:bash{command:<escape>ls<escape>}<end_function_call><eos>",
+    ],
+)
+def test_a_call_glued_to_a_sentence_or_ended_by_eos(text: str) -> None:
+    result = parse_response(text, tools=AGENT)
+    assert [c.name for c in result.tool_calls] == ["bash"]
+    for chunks in (list(text), [text[:9], text[9:]]):
+        _check_stream(text, chunks, AGENT)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Done.call:bash{command:ls} was the plan.<turn|>",  # prose follows
+        "Total recall:bash{command:ls}",  # a word that ends in "call"
+        "Use `call:bash{command:ls}`",  # inline code
+        "Done. call:bash{command:ls} and more",  # after a space: prose
+        "Ok.\nDone.call:bash{command:ls}<turn|>",  # the turn ended: an example
+    ],
+)
+def test_glued_lookalikes_stay_text(text: str) -> None:
+    assert parse_response(text, tools=AGENT).tool_calls == []
+    _check_stream(text, list(text), AGENT)
