@@ -160,9 +160,9 @@ class LooseCall:
         """After the close of a call that began a line after prose: stricter than :meth:`after`.
 
         Such a line is a call only if nothing but whitespace (its block's closing fence, its closing tag) comes
-        before the hand-over ``<|tool_response>``, another ``<|tool_call>`` or the end of the output: a call
-        followed by more prose, ``<turn|>`` or ``<eos>`` was an example shown to the reader. Everything read past
-        the close goes to ``trail``.
+        before the hand-over (``<|tool_response>``, ``<eos>``, FunctionGemma's), another ``<|tool_call>`` or the
+        end of the output: a call followed by more prose or ``<turn|>`` was an example shown to the reader.
+        Everything read past the close goes to ``trail``.
         """
         n = len(buf)
         j = i

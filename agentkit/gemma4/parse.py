@@ -32,12 +32,13 @@ a bare ``name{``) is held back and read as one (its end is found by :mod:`agentk
 A loose call that does not read as a call is given back as text (with an error when the output ended inside a
 call to a declared tool); one followed by prose on its line was prose.
 
-After prose the bar is higher: a line that starts with ``call:NAME{`` or a ```` ```tool_code ```` block, or a tag
-opener (``<start_function_call>`` with FunctionGemma's ``<escape>`` strings, ``<tool_call>``, ``<tool>`` …) later
-on a line, is a call only when nothing but the hand-over (``<|tool_response>``, FunctionGemma's
-``<start_function_response>``, another ``<|tool_call>``) or the end of the output follows it, and never inside a
-Markdown code block. Followed by prose, ``<turn|>`` or ``<eos>`` it was an example, and no later line of that
-output is read as a call. ``response:NAME{…}`` and ``declaration:NAME{…}`` (Gemma's own result and declaration
+After prose the bar is higher: a line that starts with ``call:NAME{`` or a ```` ```tool_code ```` block, a
+``call:`` glued to the end of a sentence (``….call:NAME{``, where a server stripped a token), or a tag opener
+(``<start_function_call>`` with FunctionGemma's ``<escape>`` strings, ``<tool_call>``, ``<tool>`` …) later on a
+line, is a call only when nothing but the hand-over (``<|tool_response>``, FunctionGemma's
+``<start_function_response>``, ``<eos>`` which E2B/E4B write instead, another ``<|tool_call>``) or the end of the
+output follows it, and never inside a Markdown code block or a ``>`` quote. Followed by prose or ``<turn|>`` it was
+an example, and no later line of that output is read as a call. ``response:NAME{…}`` and ``declaration:NAME{…}`` (Gemma's own result and declaration
 heads, echoed or made up by the model) are never calls. A bare ``thought\n<channel|>`` at the
 start (the channel opener left out) is dropped like an empty thought.
 
