@@ -38,9 +38,9 @@ After prose the bar is higher: a line that starts with ``call:NAME{`` or a ```` 
 line, is a call only when nothing but the hand-over (``<|tool_response>``, FunctionGemma's
 ``<start_function_response>``, ``<eos>`` which E2B/E4B write instead, another ``<|tool_call>``) or the end of the
 output follows it, and never inside a Markdown code block or a ``>`` quote. Followed by prose or ``<turn|>`` it was
-an example, and no later line of that output is read as a call. ``response:NAME{…}`` and ``declaration:NAME{…}`` (Gemma's own result and declaration
-heads, echoed or made up by the model) are never calls. A bare ``thought\n<channel|>`` at the
-start (the channel opener left out) is dropped like an empty thought.
+an example, and no later line of that output is read as a call. ``response:NAME{…}`` and ``declaration:NAME{…}``
+(Gemma's own result and declaration heads, echoed or made up by the model) are never calls. A bare
+``thought\n<channel|>`` at the start (the channel opener left out) is dropped like an empty thought.
 
 A ``<|tool_call>`` inside an unclosed thought channel ends the thought and starts a real call (vLLM's parser
 does the same; the template never puts a call there, so the model has left out ``<channel|>``). Only the model
