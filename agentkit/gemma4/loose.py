@@ -23,6 +23,7 @@ from .tokens import (
     LONGEST_TOKEN,
     STRING_DELIM,
     TOKEN_PREFIXES,
+    TOOL_CALL_END,
     TOOL_CALL_START,
     TOOL_RESPONSE_START,
     token_at,
@@ -36,7 +37,8 @@ _WS: Final = " \t\r\n"
 # What may follow a call that began a line after prose, for it to be a call: the hand-over, another call, or <eos>
 # (Google's own tool manager notes that Gemma 4 E2B/E4B write <eos> where <|tool_response> belongs; the end of an
 # answer is <turn|>).
-_HAND_OVER: Final = (TOOL_RESPONSE_START, TOOL_CALL_START, FUNCTION_GEMMA_HAND_OVER, EOS)
+_HAND_OVER: Final = (TOOL_RESPONSE_START, TOOL_CALL_START, FUNCTION_GEMMA_HAND_OVER, EOS, TOOL_CALL_END)
+# (<tool_call|> too: the model's own closer token, which no quoted text can hold, says the line was a call.)
 _LONGEST_MARK: Final = max(len(mark) for mark in (*_HAND_OVER, *CLOSING_TAGS, FENCE))
 # What matters while a loose call is open: nesting, strings, and "<" (control tokens end a call).
 _STOPS = re.compile(r'[<{}()\[\]"\\]')

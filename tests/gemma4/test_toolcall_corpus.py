@@ -706,6 +706,7 @@ def test_a_call_without_braces_is_otherwise_reported(text: str) -> None:
         ("\n<|tool_call>call:get_time{}<tool_call|>", True),
         ("<turn|>", False),
         ("<eos>", True),  # E2B/E4B write <eos> for the hand-over (Google's gemma tool manager says so)
+        ("<tool_call|><turn|>", True),  # the model's own closer token: no quoted example holds it
         ("\nThat is the syntax.", False),
         (" is the syntax.", False),
     ],
@@ -765,7 +766,9 @@ def test_tag_lookalikes_after_text_stay_text(text: str) -> None:
     assert result.tool_calls == [] and result.content == text.removesuffix("<turn|>")
 
 
-_LINE_TAILS = st.sampled_from(["", "\n", "<|tool_response>", "<turn|>", "<eos>", "\nSo.", " so.", "\n```"])
+_LINE_TAILS = st.sampled_from(
+    ["", "\n", "<|tool_response>", "<turn|>", "<eos>", "\nSo.", " so.", "\n```", "<tool_call|>"]
+)
 _LINE_HEADS = st.sampled_from(
     [
         f"call:get_weather{{city:{D}Oslo{D}}}",
@@ -795,7 +798,8 @@ def test_calls_after_prose_stream_like_the_whole_and_need_the_end(
     _check_stream(text, [text[a:b] for a, b in pairwise(bounds)], AGENT)
     calls = parse_response(text, tools=AGENT).tool_calls
     if calls:
-        assert tail in ("", "\n", "<|tool_response>", "<eos>") and before in ("Let me check.\n", "Sure. ")
+        assert tail in ("", "\n", "<|tool_response>", "<eos>", "<tool_call|>")
+        assert before in ("Let me check.\n", "Sure. ")
         assert [(c.name, c.arguments) for c in calls] == [("get_weather", {"city": "Oslo"})]
 
 
