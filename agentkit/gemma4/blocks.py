@@ -18,9 +18,12 @@ __all__ = ["CLOSING_TAGS", "split_calls", "split_python_list", "strip_closing_ta
 
 _WS: Final = " \t\r\n"
 
-#: XML-style closers models borrow from other formats (Hermes/Qwen ``</tool_call>``): after a call they end it.
-CLOSING_TAGS: Final = ("</tool_call>", "</function_call>", "</call>")
-_TRAILING_CLOSER = re.compile(r"\s*(?:</(?:tool_call|function_call|call)>|<\|tool_call\|>)\s*\Z")
+#: Closers models borrow from other formats (Hermes/Qwen ``</tool_call>``, a Gemma 3 template's ``</tool>``,
+#: FunctionGemma's ``<end_function_call>``): after a call they end it.
+CLOSING_TAGS: Final = ("<end_function_call>", "</function_call>", "</tool_call>", "</call>", "</tool>")
+_TRAILING_CLOSER = re.compile(
+    r"\s*(?:</(?:tool_call|function_call|call|tool)>|<end_function_call>|<\|tool_call\|>)\s*\Z"
+)
 
 
 def strip_closing_tag(text: str) -> tuple[str, str | None]:

@@ -13,9 +13,16 @@ import re
 from typing import Any, Final
 
 from .blocks import split_calls, split_python_list, strip_closing_tag, value_end
-from .repair import TOOL_CODE_FENCE, DeclaredTools, repair_call, unwrap_envelope
+from .repair import (
+    FUNCTION_GEMMA_ESCAPE,
+    FUNCTION_GEMMA_OPENER,
+    TOOL_CODE_FENCE,
+    DeclaredTools,
+    repair_call,
+    unwrap_envelope,
+)
 from .results import ToolCall
-from .tokens import TOOL_CALL_END
+from .tokens import STRING_DELIM, TOOL_CALL_END
 from .values import TOOL_NAME_CHARS, ValueSyntaxError, parse_arguments
 
 __all__ = ["join_repair", "read_block", "read_call", "read_loose"]
@@ -105,6 +112,8 @@ def read_loose(opener: str, text: str, tools: DeclaredTools, *, complete: bool) 
     else:
         repairs = [f"drifted opener {opener!r} instead of <|tool_call>" if opener else "no <|tool_call> opener"]
     body = "call:" + text if opener == "<tool_call:" else text
+    if opener == FUNCTION_GEMMA_OPENER:  # FunctionGemma quotes strings with <escape> where Gemma 4 has <|"|>
+        body = body.replace(FUNCTION_GEMMA_ESCAPE, STRING_DELIM)
     if opener and body.lstrip(_WS).startswith("{"):  # "<tool_call>{"name": …, "arguments": …}"
         return [ToolCall(*_loose_envelope(body, tools, repairs, complete))]
     if opener == TOOL_CODE_FENCE and body.lstrip(_WS).startswith("["):  # [f(a=1), g(b=2)]

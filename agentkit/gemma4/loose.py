@@ -15,13 +15,31 @@ from __future__ import annotations
 import re
 from typing import Final, Literal
 
-from .repair import TOOL_CODE_FENCE
-from .tokens import CALL_TERMINATORS, LONGEST_TOKEN, STRING_DELIM, TOKEN_PREFIXES, token_at
+from .blocks import CLOSING_TAGS
+from .repair import FUNCTION_GEMMA_ESCAPE, FUNCTION_GEMMA_HAND_OVER, FUNCTION_GEMMA_OPENER, TOOL_CODE_FENCE
+from .tokens import (
+    CALL_TERMINATORS,
+    EOS,
+    LONGEST_TOKEN,
+    STRING_DELIM,
+    TOKEN_PREFIXES,
+    TOOL_CALL_END,
+    TOOL_CALL_START,
+    TOOL_RESPONSE_START,
+    token_at,
+)
 
 __all__ = ["FENCE", "LooseCall"]
 
 #: A Markdown code fence: a ```` ```tool_code ```` block of calls ends at the next one.
 FENCE: Final = "```"
+_WS: Final = " \t\r\n"
+# What may follow a call that began a line after prose, for it to be a call: the hand-over, another call, or <eos>
+# (Google's own tool manager notes that Gemma 4 E2B/E4B write <eos> where <|tool_response> belongs; the end of an
+# answer is <turn|>).
+_HAND_OVER: Final = (TOOL_RESPONSE_START, TOOL_CALL_START, FUNCTION_GEMMA_HAND_OVER, EOS, TOOL_CALL_END)
+# (<tool_call|> too: the model's own closer token, which no quoted text can hold, says the line was a call.)
+_LONGEST_MARK: Final = max(len(mark) for mark in (*_HAND_OVER, *CLOSING_TAGS, FENCE))
 # What matters while a loose call is open: nesting, strings, and "<" (control tokens end a call).
 _STOPS = re.compile(r'[<{}()\[\]"\\]')
 
@@ -29,11 +47,25 @@ _STOPS = re.compile(r'[<{}()\[\]"\\]')
 class LooseCall:
     """The text of one loose call so far, and where its scan stands (depth, string, escape)."""
 
-    __slots__ = ("_depth", "_escaped", "_gt_ok", "_quote", "opener", "parts")
+    __slots__ = (
+        "_delim",
+        "_depth",
+        "_escaped",
+        "_fence_seen",
+        "_gt_ok",
+        "_quote",
+        "_tag_seen",
+        "opener",
+        "parts",
+        "trail",
+    )
 
     def __init__(self, opener: str) -> None:
         self.opener = opener  # the drifted opener ("" when the call starts with "call:" or the bare name)
+        self._delim = FUNCTION_GEMMA_ESCAPE if opener == FUNCTION_GEMMA_OPENER else STRING_DELIM  # quotes a string
         self.parts: list[str] = []
+        self.trail: list[str] = []  # what after_line() read past the close: not the call's, text if it was prose
+        self._fence_seen = self._tag_seen = False
         self._depth = 0
         self._quote = ""  # the string the call is inside: "", '"' or the delimiter
         self._escaped = False
@@ -63,11 +95,15 @@ class LooseCall:
                 if tok is not None:
                     self.parts.append(buf[start:k])
                     return k + len(tok), tok
-                if buf.startswith(STRING_DELIM, k):
-                    if self._quote in ("", STRING_DELIM):
-                        self._quote = "" if self._quote else STRING_DELIM
-                    i = k + len(STRING_DELIM)
+                delim = self._delim
+                if buf.startswith(delim, k):
+                    if self._quote in ("", delim):
+                        self._quote = "" if self._quote else delim
+                    i = k + len(delim)
                     continue
+                if not final and n - k < len(delim) and delim.startswith(buf[k:]):
+                    self.parts.append(buf[start:k])
+                    return k, None  # perhaps a delimiter split across chunks
                 if not final and n - k < LONGEST_TOKEN and buf[k:] in TOKEN_PREFIXES:
                     self.parts.append(buf[start:k])
                     return k, None
@@ -121,3 +157,44 @@ class LooseCall:
         if j == n or buf[j] in "\r\n<" or buf.startswith("call:", j):
             return j, "call"
         return i, "prose"
+
+    def after_line(self, buf: str, i: int, final: bool) -> tuple[int, Literal["call", "prose", "fence"] | None]:
+        """After the close of a call that began a line after prose: stricter than :meth:`after`.
+
+        Such a line is a call only if nothing but whitespace (its block's closing fence, its closing tag) comes
+        before the hand-over (``<|tool_response>``, ``<eos>``, FunctionGemma's), another ``<|tool_call>`` or the
+        end of the output: a call followed by more prose or ``<turn|>`` was an example shown to the reader.
+        Everything read past the close goes to ``trail``.
+        """
+        n = len(buf)
+        j = i
+        if self._gt_ok and j < n:
+            self._gt_ok = False
+            if self.opener.startswith("<") and buf[j] == ">":
+                j += 1  # "}>" right after a call opened by the collapsed "<tool_call:"
+        while True:
+            while j < n and buf[j] in _WS:
+                j += 1
+            if self.opener == TOOL_CODE_FENCE and not self._fence_seen and buf.startswith(FENCE, j):
+                self._fence_seen, j = True, j + len(FENCE)
+                continue
+            tag = next((t for t in CLOSING_TAGS if buf.startswith(t, j)), None) if self.opener[:1] == "<" else None
+            if tag is not None and not self._tag_seen:
+                self._tag_seen, j = True, j + len(tag)
+                continue
+            break
+        self.trail.append(buf[i:j])
+        rest = buf[j : j + _LONGEST_MARK]
+        if j == n or rest.startswith(_HAND_OVER):
+            if j == n and not final:
+                return j, None
+            return j, "fence" if self._fence_seen else "call"
+        if not final:
+            waits = [*_HAND_OVER]
+            if self.opener == TOOL_CODE_FENCE and not self._fence_seen:
+                waits.append(FENCE)
+            if self.opener[:1] == "<" and not self._tag_seen:
+                waits.extend(CLOSING_TAGS)
+            if any(mark.startswith(rest) for mark in waits):
+                return j, None
+        return j, "prose"

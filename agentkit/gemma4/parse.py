@@ -30,8 +30,17 @@ a bare ``name{``) is held back and read as one (its end is found by :mod:`agentk
     text (at a boundary) ──call head──▶ loose ──balanced close──▶ after (prose on the line? then text) ──▶ text
 
 A loose call that does not read as a call is given back as text (with an error when the output ended inside a
-call to a declared tool); one followed by prose on its line was prose. A bare ``thought\n<channel|>`` at the
-start (the channel opener left out) is dropped like an empty thought.
+call to a declared tool); one followed by prose on its line was prose.
+
+After prose the bar is higher: a line that starts with ``call:NAME{`` or a ```` ```tool_code ```` block, a
+``call:`` glued to the end of a sentence (``….call:NAME{``, where a server stripped a token), or a tag opener
+(``<start_function_call>`` with FunctionGemma's ``<escape>`` strings, ``<tool_call>``, ``<tool>`` …) later on a
+line, is a call only when nothing but the hand-over (``<|tool_response>``, FunctionGemma's
+``<start_function_response>``, ``<eos>`` which E2B/E4B write instead, another ``<|tool_call>``) or the end of the
+output follows it, and never inside a Markdown code block or a ``>`` quote. Followed by prose or ``<turn|>`` it was
+an example, and no later line of that output is read as a call. ``response:NAME{…}`` and ``declaration:NAME{…}``
+(Gemma's own result and declaration heads, echoed or made up by the model) are never calls. A bare
+``thought\n<channel|>`` at the start (the channel opener left out) is dropped like an empty thought.
 
 A ``<|tool_call>`` inside an unclosed thought channel ends the thought and starts a real call (vLLM's parser
 does the same; the template never puts a call there, so the model has left out ``<channel|>``). Only the model
@@ -56,7 +65,15 @@ from .blocks import CLOSING_TAGS
 from .calls import join_repair, read_block, read_call, read_loose
 from .coerce import coerce_arguments
 from .loose import FENCE, LooseCall
-from .repair import TOOL_CODE_FENCE, DeclaredTools, LooseHead, loose_call_name, match_loose_head
+from .repair import (
+    FUNCTION_GEMMA_HAND_OVER,
+    TAG_OPENERS,
+    TOOL_CODE_FENCE,
+    DeclaredTools,
+    LooseHead,
+    loose_call_name,
+    match_loose_head,
+)
 from .results import (
     ContentDelta,
     ParsedResponse,
@@ -73,6 +90,7 @@ from .tokens import (
     CHANNEL_START,
     CONTROL_TOKENS,
     END_OF_OUTPUT,
+    EOS,
     LONGEST_TOKEN,
     TOKEN_PREFIXES,
     TOOL_CALL_END,
@@ -101,6 +119,11 @@ _MAX_HEADER = 32
 _WS: Final = " \t\r\n"
 _HEAD_WINDOW: Final = 200  # a loose call head (opener, "call:", a namespaced name) is shorter than this
 _THOUGHT_WORD: Final = "thought"
+# What may end a call that began a line after prose (else it was an example): the hand-over, a call token.
+_LINE_CALL_ENDS: Final = (TOOL_RESPONSE_START, TOOL_CALL_START, TOOL_CALL_END, EOS)
+_LONGEST_TAG: Final = max(map(len, TAG_OPENERS))
+_CALL_WORD: Final = "call:"
+_SENTENCE_END: Final = frozenset(".!?)")  # what a call glued to the text before it may follow (see _glued_call)
 
 #: Declared tools as :class:`StreamParser` takes them: names, OpenAI tool dicts, or a ``DeclaredTools``.
 Tools = Iterable[str | Mapping[str, Any]] | DeclaredTools
@@ -152,6 +175,16 @@ class StreamParser:
         self._loose: LooseCall | None = None  # the call without <|tool_call> being read
         self._after_call = False  # nothing but whitespace since the last call: a stray closer is dropped
         self._fence_open = False  # inside a ```tool_code block after one of its calls
+        # A call that begins a line after prose (see _scan_line_start): on until one such line turned out to be prose.
+        self._line_calls = tools is not None
+        self._line_start = False  # visible text just ended with a newline
+        self._loose_line = False  # the loose call being read began a line after prose
+        self._fences = 0  # Markdown fences (```) in the visible text so far: odd means inside a code block
+        self._fence_tail = ""  # the last two characters of visible text, for a fence split between pieces
+        self._tag_checked = False  # the "<" at the scan position was already looked at as a call opener
+        self._quoted_line = False  # the visible line being read is a Markdown quote ("> …"): nothing in it is a call
+        self._line_start_pending = False  # the line's first character is still to be seen
+        self._prev_char = "\n"  # the last character of visible text
         self._buf = ""
         self._state = _TEXT
         self._header = ""
@@ -221,6 +254,14 @@ class StreamParser:
             self._after_call = False
             if not thought and self._boundary:
                 self._boundary = False
+        if self._line_calls and not thought:
+            self._prev_char = text[-1]
+            if "`" in text:
+                joined = self._fence_tail + text
+                self._fences += joined.count("```") - self._fence_tail.count("```")
+                self._fence_tail = joined[-2:]
+            else:
+                self._fence_tail = ""
         out = (self._thinking if thought else self._content).push(text)
         if not out:
             return
@@ -260,7 +301,11 @@ class StreamParser:
                 i, ended = self._loose.scan(buf, i, final)
                 if ended is None:
                     break  # the call goes on in the next chunk
-                if ended:
+                if ended and self._loose_line and ended not in _LINE_CALL_ENDS:
+                    self._end_loose(events, None, closed=True, prose=True)  # "<turn|>" in an example: text
+                    if ended != CHANNEL_END:
+                        self._on_token(events, ended)
+                elif ended:
                     self._end_loose(events, ended)
                     if ended != CHANNEL_END:  # the token leads where it leads in text; <channel|> is spent
                         self._on_token(events, ended)
@@ -269,7 +314,8 @@ class StreamParser:
                 continue
             if state == _AFTER_LOOSE:
                 assert self._loose is not None
-                i, verdict = self._loose.after(buf, i, final)
+                after = self._loose.after_line if self._loose_line else self._loose.after
+                i, verdict = after(buf, i, final)
                 if verdict is None:
                     break
                 self._end_loose(events, None, closed=True, prose=verdict == "prose", fence_closed=verdict == "fence")
@@ -280,8 +326,34 @@ class StreamParser:
                     break
                 if self._state != _TEXT or self._boundary:
                     continue
-            # text or thought: plain text up to the next "<"
+            if state == _TEXT and self._line_start and self._line_calls:
+                i, waiting = self._scan_line_start(events, buf, i, final)
+                if waiting:
+                    break
+                if self._state != _TEXT:
+                    continue
+            # text or thought: plain text up to the next "<" (or the next line, where a call may begin)
             lt = buf.find("<", i)
+            if state == _TEXT and self._line_calls:
+                nl = buf.find("\n", i, lt if lt >= 0 else n)
+                stop = nl if nl >= 0 else lt if lt >= 0 else n
+                maybe = buf.find(_CALL_WORD, i, stop) >= 0 or (stop == n > i and buf[n - 1] in "cal" and not final)
+                g = self._glued_call(buf, i, stop, final) if maybe else -1
+                if g >= 0:  # "…file.call:write_file{": a stripped token between a sentence and a call
+                    self._emit_text(events, buf[i:g])
+                    self._line_start = self._tag_checked = True
+                    i = g
+                    continue
+                if g < -1:  # "….ca" at the end of the chunk: perhaps "call:", the next chunk decides
+                    self._emit_text(events, buf[i : -g - 2])
+                    i = -g - 2
+                    break
+                if nl >= 0:
+                    self._emit_text(events, buf[i : nl + 1])
+                    self._line_start = self._line_start_pending = not self._boundary
+                    self._quoted_line = False
+                    i = nl + 1
+                    continue
             if lt < 0:
                 self._emit_text(events, buf[i:])
                 i = n
@@ -290,6 +362,16 @@ class StreamParser:
                 self._emit_text(events, buf[i:lt])
             tok = token_at(buf, lt, CONTROL_TOKENS)
             if tok is None:
+                if (
+                    state == _TEXT
+                    and self._line_calls
+                    and not (self._tag_checked or self._quoted_line)
+                    and _may_open_tag(buf, lt, final)
+                ):
+                    self._line_start = self._tag_checked = True  # "… <start_function_call>call:f{…}": look once
+                    i = lt
+                    continue
+                self._tag_checked = False
                 if not final and n - lt < LONGEST_TOKEN and buf[lt:] in TOKEN_PREFIXES:
                     i = lt  # hold back: the next chunk decides
                     break
@@ -414,11 +496,14 @@ class StreamParser:
                 return j, True
         elif not final and _THOUGHT_WORD.startswith(rest):
             return j, True
-        if self._after_call and rest.startswith("</"):  # "</tool_call>" after a call: another format's closer
+        if self._after_call and rest.startswith("<"):  # "</tool_call>" after a call: another format's closer
             closer = next((tag for tag in CLOSING_TAGS if rest.startswith(tag)), None)
             if closer is not None:
                 return j + len(closer), False
-            if not final and any(tag.startswith(rest) for tag in CLOSING_TAGS):
+            if rest.startswith(FUNCTION_GEMMA_HAND_OVER):  # FunctionGemma's hand-over: as <|tool_response>
+                self._handed_over, self._state = True, _DONE
+                return n, False
+            if not final and any(tag.startswith(rest) for tag in (*CLOSING_TAGS, FUNCTION_GEMMA_HAND_OVER)):
                 return j, True
         skip = True
         if self._fence_open:  # the next line of a ```tool_code block: another call, or its closing fence
@@ -445,6 +530,64 @@ class StreamParser:
             return j + (len(head.opener) if skip else 0), False
         self._fence_open = False
         self._boundary = False
+        self._quoted_line = rest.startswith(">")
+        return j, False
+
+    def _glued_call(self, buf: str, i: int, stop: int, final: bool) -> int:
+        """Where ``call:`` sits glued to the end of a sentence in ``buf[i:stop]`` (``….call:``): a stripped token.
+
+        Servers that strip special tokens leave ``<channel|>``'s or ``<|tool_call>``'s place empty, so the call follows
+        the last sentence with no space; in prose a call is written after a space. Returns the index, ``-1`` if
+        none, or ``-2 - k`` when the text from ``k`` on may still become one (the end of an unfinished chunk).
+        """
+        pos = i
+        if self._tag_checked and buf.startswith(_CALL_WORD, i):
+            self._tag_checked = False
+            pos = i + 1  # looked at already: it was no call
+        while (g := buf.find(_CALL_WORD, pos, stop)) >= 0:
+            if (buf[g - 1] if g > i else self._prev_char) in _SENTENCE_END:
+                return g
+            pos = g + 1
+        if not final and stop == len(buf) and stop > i and buf[stop - 1] in "cal":  # a proper prefix of "call:"
+            for k in range(max(pos, stop - len(_CALL_WORD) + 1), stop):
+                if _CALL_WORD.startswith(buf[k:stop]) and (buf[k - 1] if k > i else self._prev_char) in _SENTENCE_END:
+                    return -2 - k
+        return -1
+
+    def _scan_line_start(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
+        """At the start of a line after prose (or at a tag opener after text): a call with an explicit marker, or text.
+
+        Models drop the token and write ``call:name{…}`` (or a ```` ```tool_code ```` block) on a line of its own
+        after a sentence, or a tag opener (``<start_function_call>``, ``<tool_call>``, …) right after one. Only an
+        explicit marker counts here (a bare ``name{`` does not), not inside a Markdown code block, and
+        :meth:`LooseCall.after_line` then requires the hand-over (or the end of the output) to follow: an example
+        shown to the reader goes on with prose or ends the turn. Returns where to go on and whether to wait.
+        """
+        assert self._tools is not None
+        n = len(buf)
+        j = i
+        while j < n and buf[j] in " \t":
+            j += 1
+        self._emit_text(events, buf[i:j])  # indentation: whitespace, held by the trimmer
+        if j == n:
+            return j, not final
+        if self._line_start_pending:
+            self._line_start_pending = False
+            self._quoted_line = buf[j] == ">"
+        if buf[j] not in "c<`" or self._fences % 2:  # "call:", a tag opener, a fence: the only markers here
+            self._line_start = False
+            return j, False
+        rest = buf[j : j + _HEAD_WINDOW]
+        head = match_loose_head(rest, self._tools)
+        if head is True and not final and len(rest) < _HEAD_WINDOW:
+            return j, True
+        self._line_start = False
+        if isinstance(head, LooseHead) and (head.opener or rest.startswith("call")):
+            self._state = _LOOSE
+            self._loose = LooseCall(head.opener)
+            self._loose_line = True
+            self._tag_checked = False
+            return j + len(head.opener), False
         return j, False
 
     def _end_loose(
@@ -458,7 +601,8 @@ class StreamParser:
     ) -> None:
         """A loose call becomes a ToolCall if it reads as one; otherwise it was text all along."""
         assert self._tools is not None and self._loose is not None
-        text, opener = self._loose.text, self._loose.opener
+        text, opener, trail = self._loose.text, self._loose.opener, "".join(self._loose.trail)
+        line, self._loose_line = self._loose_line, False
         self._loose = None
         self._state = _TEXT
         body = "call:" + text if opener == "<tool_call:" else text
@@ -468,7 +612,8 @@ class StreamParser:
             calls = read_loose(opener, text, self._tools, complete=closed or terminator is not None)
         except ValueError:
             self._boundary = self._fence_open = False
-            self._emit_text(events, opener + text)
+            self._line_calls = self._line_calls and not line  # an example line: no later line is a call either
+            self._emit_text(events, opener + text + trail)
             cut = loose_call_name(body, self._tools) if terminator is None and not closed else None
             if cut is not None:  # a call to a declared tool cut off by the end of the output: say so, never run it
                 self._add_error(
@@ -499,6 +644,14 @@ class StreamParser:
             else:
                 self._add_error(events, read)
         self._emit_text(events, block[1])
+
+
+def _may_open_tag(buf: str, i: int, final: bool) -> bool:
+    """Whether the ``<`` at ``buf[i]`` starts (or, more text to come, may start) a drifted call tag opener."""
+    if buf.startswith(TAG_OPENERS, i):
+        return True
+    rest = buf[i : i + _LONGEST_TAG]
+    return not final and len(rest) < _LONGEST_TAG and any(tag.startswith(rest) for tag in TAG_OPENERS)
 
 
 def parse_response(text: str, tools: Tools | None = None) -> ParsedResponse:

@@ -32,6 +32,10 @@ from .lenient import read_arguments
 from .values import TOOL_NAME_CHARS
 
 __all__ = [
+    "FUNCTION_GEMMA_ESCAPE",
+    "FUNCTION_GEMMA_HAND_OVER",
+    "FUNCTION_GEMMA_OPENER",
+    "TAG_OPENERS",
     "TOOL_CODE_FENCE",
     "DeclaredTools",
     "LooseHead",
@@ -42,7 +46,12 @@ __all__ = [
 ]
 
 _NAME_CHARS: Final = TOOL_NAME_CHARS + ":"  # a namespaced name ("mcp:ns:name") is read whole, then resolved
-_HEAD = re.compile(rf"\s*(call\b)?\s*(:)?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*([{{(])")
+_HEAD = re.compile(rf"\s*(call\b)?\s*([:\-])?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*([{{(])")
+# A call with nothing after its name ("<|tool_call>call:get_time<tool_call|>"): only for a tool that needs no arguments.
+_NAME_ONLY = re.compile(rf"\s*(call\b)?\s*([:\-])?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*\Z")
+# Gemma's own words for what is not a call: "response:NAME{…}" is a tool result (written by the runtime, or made up by
+# the model), "declaration:NAME{…}" a tool declaration (echoed back). Never a namespace before a tool name.
+_FORMAT_WORDS: Final = frozenset({"response", "declaration"})
 _STRICT_HEAD = re.compile(rf"\s*call:[{_NAME_CHARS}]+[{{(]")
 _WS: Final = " \t\r\n"
 
@@ -77,10 +86,13 @@ class DeclaredTools:
         """The declared name ``raw`` stands for, and how it differed (``None``: exactly), or ``None`` if none.
 
         A namespace prefix (``mcp:x:name``, ``ns.name``) is dropped, and a name that differs only in case
-        (``Bash`` for ``bash``) is taken when exactly one declared name matches it.
+        (``Bash`` for ``bash``) is taken when exactly one declared name matches it. Gemma's own ``response:`` and
+        ``declaration:`` are no namespace: what follows them is a result or a declaration, never a call.
         """
         if raw in self.schemas:
             return raw, None
+        if re.split(r"[:.]", raw, maxsplit=1)[0].casefold() in _FORMAT_WORDS:
+            return None  # response:NAME / declaration:NAME: a result or a declaration, not a call
         for i, ch in enumerate(raw):
             if ch in ":." and raw[i + 1 :] in self.schemas:
                 return raw[i + 1 :], f"namespaced name {raw!r}"
@@ -100,9 +112,24 @@ class LooseHead:
 
 # Openers models write instead of the <|tool_call> token, longest first (each was seen; see the corpora):
 # "<call>" is in Google's own fallback parser, "```tool_code" the block Gemma's prompted-function-calling
-# guides (Gemma 2/3) ask for.
+# guides (Gemma 2/3) ask for, "<start_function_call>" FunctionGemma's token (its strings are in <escape>),
+# "<tool>" a Gemma 3 tools template's JSON wrapper.
 TOOL_CODE_FENCE: Final = "```tool_code\n"
-_DRIFTED_OPENERS: Final = ("<|tool_call|>", "<tool_call>", "<tool_call:", "<call>", TOOL_CODE_FENCE, "")
+FUNCTION_GEMMA_OPENER: Final = "<start_function_call>"
+FUNCTION_GEMMA_ESCAPE: Final = "<escape>"  # FunctionGemma's string delimiter: the <|"|> of its calls
+FUNCTION_GEMMA_HAND_OVER: Final = "<start_function_response>"  # FunctionGemma's <|tool_response> after its calls
+_DRIFTED_OPENERS: Final = (
+    FUNCTION_GEMMA_OPENER,
+    "<|tool_call|>",
+    "<tool_call>",
+    "<tool_call:",
+    "<call>",
+    "<tool>",
+    TOOL_CODE_FENCE,
+    "",
+)
+#: The openers that are tags: explicit enough to start a call after text on the same line (see StreamParser).
+TAG_OPENERS: Final = tuple(opener for opener in _DRIFTED_OPENERS if opener.startswith("<"))
 _MAX_HEAD: Final = 160
 
 
@@ -180,7 +207,7 @@ def repair_call(
     complete = complete or tag is not None  # the model closed the call, in another format's words
     m = _HEAD.match(text)
     if m is None:
-        raise ValueError(f"no 'call:NAME{{' head in {text[:30]!r}")
+        return _name_only_call(text, tools, complete=complete, head_repairs=head_repairs)
     repairs = list(head_repairs)
     has_call, has_colon, raw, _ = m.groups()
     resolved = tools.resolve(raw.rstrip(":"))
@@ -188,7 +215,7 @@ def repair_call(
         raise ValueError(f"{raw!r} is not a declared tool")
     name, renamed = resolved
     if not has_call:
-        repairs.append("':NAME' without 'call'" if has_colon else "no 'call:' before the name")
+        repairs.append(f"'{has_colon}NAME' without 'call'" if has_colon else "no 'call:' before the name")
     elif not _STRICT_HEAD.match(text):
         repairs.append("spaces in the call head")
     if renamed:
@@ -200,6 +227,30 @@ def repair_call(
     except (ValueError, RecursionError) as exc:  # ValueSyntaxError, or a number too long for int()
         raise ValueError(str(exc)) from exc
     return name, arguments, "; ".join(repairs) or "reformatted"
+
+
+def _name_only_call(
+    text: str, tools: DeclaredTools, *, complete: bool, head_repairs: Iterable[str]
+) -> tuple[str, dict[str, Any], str]:
+    """``call:NAME`` and nothing else, ended by a control token: a call without arguments, if the tool needs none.
+
+    The name must be all there (a cut-off output may have stopped inside it) and the tool's schema must require no
+    parameter; words after the name are not arguments, so they make it no call at all.
+    """
+    m = _NAME_ONLY.match(text)
+    resolved = tools.resolve(m.group(3).rstrip(":")) if m and complete else None
+    if m is None or resolved is None:
+        raise ValueError(f"no 'call:NAME{{' head in {text[:30]!r}")
+    name = resolved[0]
+    required = tools.schemas[name].get("required")
+    if required:
+        raise ValueError(f"the tool call {name!r} has no arguments, but {name!r} requires {list(required)!r}")
+    repairs = [*head_repairs, "no arguments written (no braces)"]
+    if not m.group(1):
+        repairs.append(f"'{m.group(2)}NAME' without 'call'" if m.group(2) else "no 'call:' before the name")
+    if resolved[1]:
+        repairs.append(resolved[1])
+    return name, {}, "; ".join(repairs)
 
 
 # Keys of a call wrapped in an envelope: "call:tool_call{args:{…},id:NAME}" or {"name": NAME, "arguments": {…}}.

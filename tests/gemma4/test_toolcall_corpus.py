@@ -243,6 +243,17 @@ _PIECES = st.sampled_from(
         "<tool_call>",
         '{"name": "bash", ',
         '"arguments": {}}',
+        "<start_function_call>",
+        "<escape>",
+        "<end_function_call>",
+        "<start_function_response>",
+        "<tool>",
+        "</tool>",
+        "-",
+        "response:",
+        "declaration:",
+        "Let me check.",
+        "```",
     ]
 )
 
@@ -438,8 +449,13 @@ def test_call_opener_and_gemma3_tool_code_block() -> None:
     assert call.tool_calls[0].arguments == {"city": "Oslo"} and call.content == ""
     block = parse_response("```tool_code\nget_weather(city='Oslo')\n```\n", tools=WEATHER)
     assert block.tool_calls[0].arguments == {"city": "Oslo"} and block.content == ""
-    # Not at a call boundary, or followed by prose: text.
-    for text in ("See:\n```tool_code\nget_weather(city='Oslo')\n```", "<call>get_weather{x} is a tag"):
+    # After prose, a block is a call only if the output ends (or hands over) right after it; followed by prose or
+    # by the end of the turn it was an example: text.
+    for text in (
+        "See:\n```tool_code\nget_weather(city='Oslo')\n```<turn|>",
+        "See:\n```tool_code\nget_weather(city='Oslo')\n```\nThat is the format.",
+        "<call>get_weather{x} is a tag",
+    ):
         assert parse_response(text, tools=WEATHER).tool_calls == []
 
 
@@ -623,3 +639,198 @@ def test_blocks_and_lists_of_many_calls_are_read_in_linear_work(monkeypatch: pyt
             assert len(parse_response(make(n), tools=WEATHER).tool_calls) == n, label
             totals.append(seen)
         assert totals[0] > 0 and totals[1] <= 2.2 * totals[0], label
+
+
+# -- round 4: each test fails on the code before the round-4 fixes ---------------------------------------------------
+
+AGENT = [*REQUIRED_CITY, {"name": "get_time", "parameters": {"properties": {}}}, "bash"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"response:get_weather{{value:{D}Sunny{D}}}",  # a result the model made up
+        "<|channel>thought\nok<channel|>response:get_weather{temperature:24}<turn|>",
+        f"<|tool_call>response:get_weather{{value:{D}Sunny{D}}}<tool_call|>",
+        f"declaration:get_weather{{description:{D}Weather{D}}}",  # an echoed declaration, tokens stripped
+    ],
+)
+def test_gemma_format_words_are_never_a_namespace(text: str) -> None:
+    assert parse_response(text, tools=AGENT).tool_calls == []
+    # Well-formed in the token, the name is kept as written (the loop reports an unknown tool), never resolved.
+    well_formed = f"<|tool_call>call:Declaration.get_weather{{city:{D}Oslo{D}}}<tool_call|>"
+    assert [c.name for c in parse_response(well_formed, tools=AGENT).tool_calls] == ["Declaration.get_weather"]
+
+
+def test_a_made_up_result_after_a_call_is_not_another_call() -> None:
+    text = f"<|tool_call>call:get_time{{}}<tool_call|>response:get_time{{value:{D}noon{D}}}<tool_response|>Noon."
+    assert [c.name for c in parse_response(text, tools=AGENT).tool_calls] == ["get_time"]
+    # A tool that is really called "response" is still that tool.
+    assert (
+        parse_response("<|tool_call>call:response{}<tool_call|>", tools=["response"]).tool_calls[0].name == "response"
+    )
+
+
+def test_a_hyphen_before_the_name_inside_the_token() -> None:
+    (call,) = parse_response(f"<|tool_call>-get_weather{{city:{D}Oslo{D}}}<tool_call|>", tools=AGENT).tool_calls
+    assert (call.name, call.arguments, call.repair) == ("get_weather", {"city": "Oslo"}, "'-NAME' without 'call'")
+    assert parse_response(f"-get_weather{{city:{D}Oslo{D}}}", tools=AGENT).tool_calls == []  # a list item, no token
+
+
+@pytest.mark.parametrize("text", ["<|tool_call>call:get_time<tool_call|>", "<|tool_call>get_time<|tool_response>"])
+def test_a_call_without_braces_to_a_tool_without_parameters(text: str) -> None:
+    (call,) = parse_response(text, tools=AGENT).tool_calls
+    assert (call.name, call.arguments) == ("get_time", {}) and "no arguments written" in (call.repair or "")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<|tool_call>call:get_weather<tool_call|>",  # city is required: nothing to run
+        "<|tool_call>call:get_time now<tool_call|>",  # words after the name are no arguments
+        "<|tool_call>call:get_time",  # cut off: the name may go on
+        "<|tool_call>call:get_tim<tool_call|>",  # no such tool
+    ],
+)
+def test_a_call_without_braces_is_otherwise_reported(text: str) -> None:
+    result = parse_response(text, tools=AGENT)
+    assert result.tool_calls == [] and result.errors
+
+
+@pytest.mark.parametrize(
+    ("tail", "is_call"),
+    [
+        ("", True),
+        ("\n", True),
+        ("<|tool_response>", True),
+        ("\n<|tool_call>call:get_time{}<tool_call|>", True),
+        ("<turn|>", False),
+        ("<eos>", True),  # E2B/E4B write <eos> for the hand-over (Google's gemma tool manager says so)
+        ("<tool_call|><turn|>", True),  # the model's own closer token: no quoted example holds it
+        ("\nThat is the syntax.", False),
+        (" is the syntax.", False),
+    ],
+)
+def test_a_call_line_after_prose_needs_the_hand_over_or_the_end(tail: str, is_call: bool) -> None:
+    text = f"I'll check the weather.\ncall:get_weather{{city:{D}Oslo{D}}}{tail}"
+    result = parse_response(text, tools=AGENT)
+    first = [(c.name, c.arguments) for c in result.tool_calls[:1]]
+    assert first == ([("get_weather", {"city": "Oslo"})] if is_call else [])
+    assert result.content.startswith("I'll check the weather.")
+    for chunks in (list(text), [text[: len(text) // 2], text[len(text) // 2 :]]):
+        _check_stream(text, chunks, AGENT)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Example:\n```\ncall:get_weather{{city:{D}Oslo{D}}}\n```",  # inside a code block
+        f"Example:\n```text\ncall:get_weather{{city:{D}Oslo{D}}}",  # a code block not closed yet
+        f"Say:\nget_weather{{city:{D}Oslo{D}}}",  # no explicit marker: a bare name after prose is prose
+        f"- call:get_weather{{city:{D}Oslo{D}}}",  # a list item
+        f"One:\ncall:get_time{{}} is one way\ncall:get_weather{{city:{D}Oslo{D}}}",  # an example line came first
+    ],
+)
+def test_lines_that_are_examples_stay_text(text: str) -> None:
+    assert parse_response(text, tools=AGENT).tool_calls == []
+    _check_stream(text, list(text), AGENT)
+
+
+@pytest.mark.parametrize(
+    ("text", "content"),
+    [
+        ("<start_function_call>call:bash{command:<escape>echo {a,b}<escape>}<end_function_call>", ""),
+        ("Sure. <start_function_call>call:bash{command:<escape>ls<escape>}<end_function_call>", "Sure."),
+        ("<start_function_call>call:bash{command:<escape>ls<escape>}<end_function_call><start_function_response>", ""),
+        ('Sure.\n<tool>\n{"name": "bash", "parameters": {"command": "ls"}}\n</tool>', "Sure."),
+    ],
+)
+def test_function_gemma_and_tool_tag_calls(text: str, content: str) -> None:
+    result = parse_response(text, tools=AGENT)
+    assert [c.name for c in result.tool_calls] == ["bash"] and result.content == content
+    assert result.tool_calls[0].arguments["command"] in ("ls", "echo {a,b}")
+    for chunks in (list(text), [text[:7], text[7:]]):
+        _check_stream(text, chunks, AGENT)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "It says <start_function_call>call:bash{command:<escape>rm -rf ~<escape>}<end_function_call>, ignored.<turn|>",
+        '<tool>\n{"name": "rm_rf", "parameters": {}}\n</tool>',  # no such tool
+        "Use the <tool> element.",
+    ],
+)
+def test_tag_lookalikes_after_text_stay_text(text: str) -> None:
+    result = parse_response(text, tools=AGENT)
+    assert result.tool_calls == [] and result.content == text.removesuffix("<turn|>")
+
+
+_LINE_TAILS = st.sampled_from(
+    ["", "\n", "<|tool_response>", "<turn|>", "<eos>", "\nSo.", " so.", "\n```", "<tool_call|>"]
+)
+_LINE_HEADS = st.sampled_from(
+    [
+        f"call:get_weather{{city:{D}Oslo{D}}}",
+        "<start_function_call>call:get_weather{city:<escape>Oslo<escape>}<end_function_call>",
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>',
+        "```tool_code\nget_weather(city='Oslo')\n```",
+        "get_weather{city:Oslo}",
+        f"response:get_weather{{city:{D}Oslo{D}}}",
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["Let me check.\n", "Sure. ", "```\n", "> ", "<|channel>thought\nplan\n"]),
+    _LINE_HEADS,
+    _LINE_TAILS,
+    st.lists(st.integers(0, 300), max_size=5),
+)
+def test_calls_after_prose_stream_like_the_whole_and_need_the_end(
+    before: str, head: str, tail: str, cut_points: list[int]
+) -> None:
+    """Any split gives the whole text's result; a call after prose exists only if the end or the hand-over follows."""
+    text = before + head + tail
+    cuts = sorted({min(c, len(text)) for c in cut_points})
+    bounds = [0, *cuts, len(text)]
+    _check_stream(text, [text[a:b] for a, b in pairwise(bounds)], AGENT)
+    calls = parse_response(text, tools=AGENT).tool_calls
+    if calls:
+        assert tail in ("", "\n", "<|tool_response>", "<eos>", "<tool_call|>")
+        assert before in ("Let me check.\n", "Sure. ")
+        assert [(c.name, c.arguments) for c in calls] == [("get_weather", {"city": "Oslo"})]
+
+
+# -- round 5: each test fails on the code before the round-5 fixes ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'thought\nThe user wants a.txt.call:bash{command:<|"|>touch a.txt<|"|>}',  # <channel|> stripped
+        "Checking (once)call:bash{command:ls}<|tool_response>",
+        "Let me look.\n<start_function_call>call:bash{command:<escape>ls<escape>}<end_function_call><eos>",
+    ],
+)
+def test_a_call_glued_to_a_sentence_or_ended_by_eos(text: str) -> None:
+    result = parse_response(text, tools=AGENT)
+    assert [c.name for c in result.tool_calls] == ["bash"]
+    for chunks in (list(text), [text[:9], text[9:]]):
+        _check_stream(text, chunks, AGENT)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Done.call:bash{command:ls} was the plan.<turn|>",  # prose follows
+        "Total recall:bash{command:ls}",  # a word that ends in "call"
+        "Use `call:bash{command:ls}`",  # inline code
+        "Done. call:bash{command:ls} and more",  # after a space: prose
+        "Ok.\nDone.call:bash{command:ls}<turn|>",  # the turn ended: an example
+    ],
+)
+def test_glued_lookalikes_stay_text(text: str) -> None:
+    assert parse_response(text, tools=AGENT).tool_calls == []
+    _check_stream(text, list(text), AGENT)
