@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 from rich.console import Console
 
 from agentkit import Agent
-from agentkit.backends.base import GenerationRequest
+from agentkit.backends.base import GenerationDone, GenerationRequest, RawDelta
 from agentkit.batch import BatchTask, RayExecutor, run_batch
 from agentkit.cli import main
 from agentkit.errors import SandboxUnavailable
@@ -75,6 +76,80 @@ async def test_a_worker_node_killed_mid_run_loses_and_doubles_nothing(
     assert (summary.ok, summary.failed) == (48, 0)
     assert summary.retried >= 1  # tasks were running on the node when it went: they ran again elsewhere
     assert any(r.get("attempts", 1) > 1 for r in written)
+
+
+class GatedBackend(ScriptedBackend):
+    """Echoes once ``gate`` exists; each generation first leaves a file in ``started`` (tasks in flight)."""
+
+    def __init__(self, gate: Path, started: Path) -> None:
+        super().__init__([echo])
+        self.gate, self.started = gate, started
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[RawDelta | GenerationDone]:
+        (self.started / f"{os.getpid()}-{id(request)}").touch()
+        while not self.gate.exists():  # noqa: ASYNC110 - a file the test process creates, no shared Event
+            await asyncio.sleep(0.05)
+        async for item in super().stream(request):
+            yield item
+
+
+class BwrapOnFirstNodesOnly:
+    """A sandboxed agent's factory; on a node started with AGENTKIT_TEST_NODE=no-bwrap, bwrap cannot be found."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __call__(self) -> Agent:
+        from agentkit.tools import PythonSandbox
+
+        if os.environ.get("AGENTKIT_TEST_NODE") == "no-bwrap":
+            (self.folder / "built-on-no-bwrap-node").touch()
+            os.environ["PATH"] = "/nonexistent"
+        backend = GatedBackend(self.folder / "gate", self.folder / "started")
+        return Agent(backend, tools=[PythonSandbox().as_tool()])
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+async def test_a_worker_restarted_on_a_node_without_bwrap_takes_no_task(
+    ray_cluster: Any, ray_node_adder: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ray restarts a lost node's workers wherever there is room; the preflight runs again there, and a worker
+    that fails it is dropped instead of failing every task it is given."""
+    out = tmp_path / "results.jsonl"
+    (tmp_path / "started").mkdir()
+    tasks = [BatchTask(f"t{i}", f"task number {i}") for i in range(16)]
+    victim = ray_cluster.list_all_nodes()[1]
+    # Four one-CPU workers fill both two-CPU nodes, two tasks each in flight, held at the gate.
+    executor = RayExecutor(workers=4)
+    batch = asyncio.create_task(
+        run_batch(tasks, out, BwrapOnFirstNodesOnly(tmp_path), concurrency=8, executor=executor, console=quiet())
+    )
+    replacement = None
+    try:
+        while len(list((tmp_path / "started").iterdir())) < 8:
+            assert not batch.done(), batch
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(ray_cluster.remove_node, victim, False)
+        # The only room for the lost node's two workers is a node where bwrap is missing.
+        replacement = ray_node_adder(env_vars={"AGENTKIT_TEST_NODE": "no-bwrap"})  # main thread: Ray sets signals
+        while not (tmp_path / "built-on-no-bwrap-node").exists():
+            assert not batch.done(), batch
+            await asyncio.sleep(0.05)
+    finally:
+        (tmp_path / "gate").touch()
+        try:
+            summary = await batch
+        finally:
+            if replacement is not None:
+                await asyncio.to_thread(ray_cluster.remove_node, replacement)
+            ray_node_adder()
+    written = lines(out)
+    assert [r for r in written if not r["ok"]] == []  # no task was given to a worker that cannot run it
+    assert sorted(r["id"] for r in written) == sorted(t.id for t in tasks)
+    assert (summary.ok, summary.failed) == (16, 0)
+    dropped = [r.getMessage() for r in caplog.records if "cannot run tasks" in r.getMessage()]
+    assert dropped and all("restarted on" in m and "bubblewrap" in m for m in dropped)
 
 
 DRIVER = """
