@@ -25,6 +25,7 @@ import math
 import os
 import socket
 import stat
+import sys
 import tempfile
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -94,7 +95,12 @@ class _BatchWorker:
 
 
 class RayExecutor:
-    """Runs batch tasks on a Ray cluster (``address``: ``None`` is ``RAY_ADDRESS``'s, else a new private local one).
+    """Runs batch tasks on a Ray cluster: the one at ``address`` (``HOST:PORT``, ``ray://HOST:PORT``), else the
+    one ``RAY_ADDRESS`` names, else a new private local one (also ``address="local"``).
+
+    A cluster is only ever joined by its address: Ray's discovery (``"auto"``) joins whichever cluster
+    ``/tmp/ray/ray_current_cluster`` names, a file any local user can write, so it is refused. A process already
+    connected to Ray (``ray.init`` done by the caller) runs on that cluster.
 
     ``workers``: how many worker actors (default: the cluster's CPUs divided by ``cpus_per_worker``, at most the
     concurrency). ``max_attempts``: how often a task may start because its worker died. ``down_timeout_s``: how
@@ -113,6 +119,7 @@ class RayExecutor:
     ) -> None:
         if workers is not None and workers < 1:
             raise UserError("the Ray executor needs at least one worker")
+        _refuse_discovery(address, "the Ray address")
         if cpus_per_worker < 0 or max_attempts < 1 or down_timeout_s <= 0:
             raise UserError("RayExecutor needs cpus_per_worker >= 0, max_attempts >= 1 and down_timeout_s > 0")
         self.address = address
@@ -124,11 +131,23 @@ class RayExecutor:
 
     # -- the cluster ----------------------------------------------------------------------------------------
 
+    def describe(self) -> str:
+        """Which cluster :meth:`run` will use, in words (the CLI says it before starting; a bad RAY_ADDRESS raises
+        ``UserError`` here, before any model is loaded)."""
+        connected = _connected_cluster()
+        if connected is not None:
+            return f"the Ray cluster this process is connected to ({connected})"
+        address = cluster_address(self.address)
+        if address == "local":
+            return "a new private local Ray cluster (give --ray HOST:6379 to use an existing one)"
+        source = "" if self.address else " (from RAY_ADDRESS)"
+        return f"the Ray cluster at {address}{source}"
+
     def _connect(self, ray: Any) -> bool:
         """Join the cluster (True when this call connected, so it disconnects at the end)."""
         if ray.is_initialized():
             current = ray.get_runtime_context().gcs_address
-            if self.address and self.address not in ("auto", current):
+            if self.address and self.address != current:
                 raise UserError(
                     f"this process is already connected to the Ray cluster at {current}, not {self.address}; "
                     "give that address, or none"
@@ -136,16 +155,17 @@ class RayExecutor:
             return False
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         options.update(self.init_options)
-        address = self.address
-        if address is None and not os.environ.get("RAY_ADDRESS") and "_temp_dir" not in options:
-            address, options["_temp_dir"] = "local", str(_private_temp_dir())
+        address = cluster_address(self.address)
+        if address == "local" and "_temp_dir" not in options:
+            options["_temp_dir"] = str(_private_temp_dir())
         try:
             _reachable(address)
             ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
-            where = self.address or "RAY_ADDRESS or a local cluster"
+            if address == "local":
+                raise WorkersUnavailable(f"cannot start a local Ray cluster: {exc}") from exc
             raise WorkersUnavailable(
-                f"cannot connect to the Ray cluster at {where}: {exc}. Start one with `ray start --head` and give "
+                f"cannot connect to the Ray cluster at {address}: {exc}. Start one with `ray start --head` and give "
                 "its address (--ray HOST:6379), or give --ray without an address to start a local one"
             ) from exc
         return True
@@ -307,6 +327,36 @@ class RayExecutor:
             ray.kill(actor)
 
 
+def _connected_cluster() -> str | None:
+    """The address of the cluster this process is connected to, if any (Ray is not imported to find out)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().gcs_address)
+
+
+def cluster_address(address: str | None) -> str:
+    """The cluster a batch joins: ``address``, else ``RAY_ADDRESS``'s, else ``"local"`` (a new private one).
+
+    Said before connecting (the CLI prints it), so which cluster receives the agent factory is never a guess.
+    """
+    if address:
+        return address
+    from_env = os.environ.get("RAY_ADDRESS", "").strip()
+    _refuse_discovery(from_env, "RAY_ADDRESS")
+    return from_env or "local"
+
+
+def _refuse_discovery(address: str | None, what: str) -> None:
+    if address is not None and address.strip().lower() == "auto":
+        raise UserError(
+            f"{what} 'auto' asks Ray to join whichever cluster /tmp/ray/ray_current_cluster names, a file any "
+            "local user can write, and that cluster would receive the agent factory; give the cluster's address "
+            "(--ray HOST:6379, the address `ray start --head` printed), or --ray alone for a new private local "
+            "cluster"
+        )
+
+
 def _private_temp_dir() -> Path:
     """Where a local cluster agentkit starts keeps its sockets and files: a folder only this user can enter.
 
@@ -336,7 +386,7 @@ def _reachable(address: str | None, timeout_s: float = 5.0) -> None:
     for minutes before saying so)."""
     host, sep, port = (address or "").rpartition(":")
     if not sep or not port.isdigit() or "://" in host:
-        return  # "auto", ray://..., or nothing: Ray finds or reports these itself
+        return  # "local", ray://...: Ray starts or reports these itself
     with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
         pass
 

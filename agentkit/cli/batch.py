@@ -102,7 +102,9 @@ def _executor(args: argparse.Namespace) -> Executor:
         return LocalExecutor()
     from agentkit.batch import RayExecutor
 
-    return RayExecutor(args.ray or None, workers=args.ray_workers, max_attempts=args.max_attempts)
+    executor = RayExecutor(args.ray or None, workers=args.ray_workers, max_attempts=args.max_attempts)
+    print(f"agentkit: running the tasks on {executor.describe()}", file=sys.stderr)
+    return executor
 
 
 def batch_command(args: argparse.Namespace, settings: Settings) -> int:

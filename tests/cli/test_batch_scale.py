@@ -336,4 +336,40 @@ def test_the_task_file_is_not_taken_for_a_ray_address(tmp_path: Path, capsys: py
     with pytest.raises(SystemExit) as exit_info:
         main(["batch", "--ray", "tasks.jsonl", "-o", str(tmp_path / "r.jsonl")])
     assert exit_info.value.code == 2
-    assert "'tasks.jsonl' is not a Ray address" in capsys.readouterr().err
+    assert "'tasks.jsonl' is not a Ray address (HOST:PORT or ray://HOST:PORT)" in capsys.readouterr().err
+
+
+def test_ray_discovery_is_refused_so_no_stranger_cluster_gets_the_factory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``auto`` joins whatever cluster /tmp/ray/ray_current_cluster names (any local user can write it): a
+    cluster is joined by its address only, whether given as --ray, to RayExecutor or in RAY_ADDRESS."""
+    from agentkit.errors import UserError
+
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("one\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["batch", str(tasks), "-o", str(tmp_path / "r.jsonl"), "--backend", "scripted:x", "--ray", "auto"])
+    assert exit_info.value.code == 2
+    assert "ray_current_cluster" in capsys.readouterr().err
+    with pytest.raises(UserError, match="--ray alone for a new private local cluster"):
+        RayExecutor("auto")
+    command = [sys.executable, "-m", "agentkit.cli", "batch", str(tasks), "-o", str(tmp_path / "r.jsonl")]
+    command += ["--backend", "scripted:x", "--ray"]
+    env = {**os.environ, "RAY_ADDRESS": "auto"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "RAY_ADDRESS 'auto'" in proc.stderr and "ray_current_cluster" in proc.stderr
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_the_cluster_a_batch_uses_is_said_before_it_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentkit.batch import ray_executor
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray_executor, "_connected_cluster", lambda: None)  # as in a fresh `agentkit batch`
+    assert RayExecutor().describe().startswith("a new private local Ray cluster")
+    assert RayExecutor("head:6379").describe() == "the Ray cluster at head:6379"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert RayExecutor().describe() == "the Ray cluster at 10.0.0.5:6379 (from RAY_ADDRESS)"
