@@ -85,7 +85,7 @@ class _BatchWorker:
         problem = await self.preflight()
         if problem is not None:  # not the task's failure: the driver runs it on another worker
             return {"id": task.id, _UNREADY: problem}
-        return await run_task(self._make_agent, task, self._timeout_s)
+        return await run_task(self._make_agent, task, self._timeout_s, return_session=True)
 
     async def close(self) -> None:
         close = getattr(self._make_agent, "aclose", None)

@@ -26,6 +26,7 @@ from agentkit.backends.base import GenerationDone, GenerationRequest, RawDelta
 from agentkit.batch import BatchTask, RayExecutor, run_batch
 from agentkit.cli import main
 from agentkit.errors import SandboxUnavailable
+from agentkit.sessions import Session, SessionStore
 from agentkit.testing import ScriptedBackend
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,6 +151,52 @@ async def test_a_worker_restarted_on_a_node_without_bwrap_takes_no_task(
     assert (summary.ok, summary.failed) == (16, 0)
     dropped = [r.getMessage() for r in caplog.records if "cannot run tasks" in r.getMessage()]
     assert dropped and all("restarted on" in m and "bubblewrap" in m for m in dropped)
+
+
+class ProcessNotingStore(SessionStore):
+    """A session store that notes which process wrote each session (a line per save in writers.log)."""
+
+    def save(self, session: Session) -> None:
+        super().save(session)
+        with (self.root / "writers.log").open("a", encoding="utf-8") as log:
+            log.write(f"{os.getpid()}\n")
+
+
+class SavingAgent:
+    def __init__(self, sessions: Path) -> None:
+        self.sessions = sessions
+
+    def __call__(self) -> Agent:
+        return Agent(ScriptedBackend([echo]), store=ProcessNotingStore(self.sessions))
+
+
+async def test_saved_sessions_are_written_by_the_driver(tmp_path: Path, executor_name: str) -> None:
+    """On Ray a session comes back with its result and the driver writes it, before the result line: the
+    sessions folder is the driver's, whichever node ran the task (a worker's disk is not the user's)."""
+    out, sessions = tmp_path / "results.jsonl", tmp_path / "sessions"
+    tasks = [BatchTask(f"t{i}", f"task number {i}") for i in range(6)]
+    summary = await run_batch(tasks, out, SavingAgent(sessions), executor=executor_name, console=quiet())
+    assert (summary.ok, summary.failed) == (6, 0)
+    written = lines(out)
+    assert all("_session" not in r for r in written)  # the session travels beside the record, never in the file
+    store = SessionStore(sessions)
+    for record in written:
+        session = store.load(record["session_id"])
+        assert [m["content"] for m in session.messages] == [record["task"], record["task"][::-1]]
+    log = sessions / "writers.log"
+    writers = set(log.read_text(encoding="utf-8").split()) if log.exists() else set()
+    assert writers <= {str(os.getpid())}  # no worker process wrote a session
+    assert sorted(p.stem for p in sessions.glob("*.json")) == sorted(r["session_id"] for r in written)
+
+
+def test_a_returned_session_the_driver_cannot_write_fails_its_record(tmp_path: Path) -> None:
+    from agentkit.batch.task import save_returned_session
+
+    (tmp_path / "sessions").write_text("a file where the sessions folder should be", encoding="utf-8")
+    record: dict[str, Any] = {"id": "a", "ok": True, "session_id": "s1"}
+    save_returned_session(record, {"root": str(tmp_path / "sessions"), "session": Session(id="s1").to_dict()})
+    assert record["ok"] is False and record["session_id"] is None
+    assert record["error"].startswith("the task ran, but its session could not be saved: cannot save session s1")
 
 
 DRIVER = """
