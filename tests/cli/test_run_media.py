@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,23 +10,7 @@ import pytest
 
 from agentkit import SessionStore
 from agentkit.cli import main
-
-
-def _png(path: Path) -> Path:
-    image = pytest.importorskip("PIL.Image")
-    image.new("RGB", (40, 30), (200, 10, 10)).save(path, "PNG")
-    return path
-
-
-def _wav(path: Path, seconds: float = 0.5, rate: int = 8000) -> Path:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(int(rate * seconds) * 2))
-    path.write_bytes(buffer.getvalue())
-    return path
+from agentkit.testing.samples import png, wav
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +39,9 @@ def test_image_and_audio_reach_the_in_process_model(
 
     from agentkit.backends.transformers._media import _audio_tokens, _decode_audio, _open_image
 
-    picture, clip = _png(tmp_path / "red.png"), _wav(tmp_path / "tone.wav")
+    picture, clip = tmp_path / "red.png", tmp_path / "tone.wav"
+    picture.write_bytes(png())
+    clip.write_bytes(wav(hz=0))  # half a second of silence
     base = ["run", "--json", "--no-save", "-b", f"transformers:{tiny_mm}", "-t", "0", "--max-tokens", "2"]
     # A random-weight model runs into the 2-token budget (exit 1: not finished); what matters is the prompt.
     assert main([*base, "What is this?"]) in (0, 1)
