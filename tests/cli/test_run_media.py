@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +58,20 @@ def test_image_and_audio_reach_the_in_process_model(
     n_image = int(image["num_soft_tokens_per_image"][0])
     n_audio = _audio_tokens(list(sound["input_features_mask"][0]))
     assert with_media - plain == (n_image + 2) + (n_audio + 2)
+
+
+@pytest.mark.transformers
+def test_a_json_run_on_the_in_process_model_leaves_stderr_empty(tiny_mm: Path, tmp_path: Path) -> None:
+    """A program reading --json gets nothing on stderr: no loading bar redrawn with carriage returns (stderr is
+    not a terminal), no destructor noise from torch at exit."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "AGENTKIT_HOME": str(tmp_path / "home")}
+    env["PYTHONPATH"] = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
+    command = [sys.executable, "-m", "agentkit.cli", "run", "--json", "-b", f"transformers:{tiny_mm}", "-t", "0"]
+    proc = subprocess.run([*command, "--max-tokens", "2", "hi"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (0, 1), proc.stderr  # 1: a random-weight model runs into the 2-token budget
+    assert json.loads(proc.stdout.splitlines()[-1])["type"] in ("run_finished", "error")
+    assert proc.stderr == ""
 
 
 def test_media_files_are_saved_in_the_session_by_path(
