@@ -60,7 +60,9 @@ _FIELD_TYPES: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
     ("steps", list, "a list"),
     ("revision", int, "a whole number"),
 )
-_FIELDS = ("id", "title", "created_at", "updated_at", "backend", "model", "thinking_enabled")
+# The file's fields that Session takes by the same name (its "messages" become the conversation): read from the
+# file's one declaration (SessionFile), so a field added there is loaded without a second list to update.
+_SAVED = tuple(k for k in SessionFile.__annotations__ if k not in ("format", "version", "messages"))
 
 
 @dataclass(init=False, eq=False)
@@ -239,7 +241,7 @@ class Session:
 
     @classmethod
     def _of(cls, data: dict[str, Any]) -> Session:
-        fields = {k: data[k] for k in (*_FIELDS, "thinking", "tool_calls", "steps", "revision") if k in data}
+        fields = {k: data[k] for k in _SAVED if k in data}
         return cls(**fields, conversation=data.get("messages", ()))
 
 

@@ -39,10 +39,11 @@ def _worker_paths() -> Iterator[None]:
             os.environ["PYTHONPATH"] = previous
 
 
-def add_worker_node(cluster: Any) -> Any:
-    """Start one more worker node (two CPUs) in ``cluster``."""
+def add_worker_node(cluster: Any, **node_args: Any) -> Any:
+    """Start one more worker node (two CPUs) in ``cluster``; ``node_args`` as ``Cluster.add_node``'s
+    (``env_vars={...}``: a node whose workers see a different environment)."""
     with _worker_paths():
-        return cluster.add_node(**WORKER_NODE)
+        return cluster.add_node(**WORKER_NODE, **node_args)
 
 
 @pytest.fixture(scope="session")
@@ -65,8 +66,9 @@ def ray_cluster() -> Iterator[Any]:
 
 @pytest.fixture
 def ray_node_adder(ray_cluster: Any) -> Any:
-    """``add()`` starts a fresh worker node (for tests that kill one and must leave the cluster as they found it)."""
-    return lambda: add_worker_node(ray_cluster)
+    """``add(**node_args)`` starts a fresh worker node (for tests that kill one and must leave the cluster as they
+    found it)."""
+    return lambda **node_args: add_worker_node(ray_cluster, **node_args)
 
 
 @pytest.fixture(params=["local", pytest.param("ray", marks=pytest.mark.ray)])

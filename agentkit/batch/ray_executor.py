@@ -7,7 +7,10 @@ worker, and hands every record to the batch's one writer.
 
 Failures: a worker that dies (its process or its whole node) fails the calls it was running with a Ray system
 error; those tasks go back to the queue and start again on another worker, up to ``max_attempts`` times each,
-then are recorded as failed. The dead worker gets no new tasks until Ray has restarted it and it answers again.
+then are recorded as failed. The dead worker gets no new tasks until Ray has restarted it and its preflight
+passes there: Ray runs a restarted actor's ``__init__`` again, on whatever node has room, which may lack what
+the first node had (``bwrap``, a route to the backend). A worker whose preflight fails there is dropped, with a
+warning naming the node; the batch ends with that error only when no worker is left.
 A task's own errors (its model, tools, timeout) are results, never retried here. So each task id is written
 once; a task whose worker died mid-run has run (in part) more than once, which is what tools with side effects
 must allow for (at-least-once execution, exactly-once results).
@@ -22,6 +25,7 @@ import math
 import os
 import socket
 import stat
+import sys
 import tempfile
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -37,6 +41,8 @@ from .task import AgentFactory, close_worker_resources, preflight, run_task
 __all__ = ["RayExecutor"]
 
 _INSTALL = "the Ray executor needs Ray: pip install 'agentkit[ray]'"
+_UNREADY = "_worker_unready"  # the key of a worker's answer "my preflight failed, this task did not start"
+log = logging.getLogger("agentkit.batch")
 
 
 def _import_ray() -> Any:
@@ -55,8 +61,19 @@ class _BatchWorker:
         # node gets it again (an object-store reference could be gone by then).
         self._make_agent: AgentFactory = _import_ray().cloudpickle.loads(factory)
         self._timeout_s = timeout_s
+        self._checked: asyncio.Future[dict[str, str] | None] | None = None
 
     async def preflight(self) -> dict[str, str] | None:
+        """The problem every task would meet in this process (None: none), checked once per process.
+
+        A worker Ray restarts is a new process, so it checks again, whoever asks first: the driver once it
+        answers, or its first task.
+        """
+        if self._checked is None:
+            self._checked = asyncio.ensure_future(self._check())
+        return await asyncio.shield(self._checked)  # a cancelled caller must not cancel the others' check
+
+    async def _check(self) -> dict[str, str] | None:
         try:
             await preflight(self._make_agent)
         except Exception as exc:
@@ -65,10 +82,10 @@ class _BatchWorker:
         return None
 
     async def run(self, task: BatchTask) -> dict[str, Any]:
-        return await run_task(self._make_agent, task, self._timeout_s)
-
-    async def ping(self) -> bool:
-        return True
+        problem = await self.preflight()
+        if problem is not None:  # not the task's failure: the driver runs it on another worker
+            return {"id": task.id, _UNREADY: problem}
+        return await run_task(self._make_agent, task, self._timeout_s, return_session=True)
 
     async def close(self) -> None:
         close = getattr(self._make_agent, "aclose", None)
@@ -78,7 +95,12 @@ class _BatchWorker:
 
 
 class RayExecutor:
-    """Runs batch tasks on a Ray cluster (``address``: ``None`` is ``RAY_ADDRESS``'s, else a new private local one).
+    """Runs batch tasks on a Ray cluster: the one at ``address`` (``HOST:PORT``, ``ray://HOST:PORT``), else the
+    one ``RAY_ADDRESS`` names, else a new private local one (also ``address="local"``).
+
+    A cluster is only ever joined by its address: Ray's discovery (``"auto"``) joins whichever cluster
+    ``/tmp/ray/ray_current_cluster`` names, a file any local user can write, so it is refused. A process already
+    connected to Ray (``ray.init`` done by the caller) runs on that cluster.
 
     ``workers``: how many worker actors (default: the cluster's CPUs divided by ``cpus_per_worker``, at most the
     concurrency). ``max_attempts``: how often a task may start because its worker died. ``down_timeout_s``: how
@@ -97,6 +119,7 @@ class RayExecutor:
     ) -> None:
         if workers is not None and workers < 1:
             raise UserError("the Ray executor needs at least one worker")
+        _refuse_discovery(address, "the Ray address")
         if cpus_per_worker < 0 or max_attempts < 1 or down_timeout_s <= 0:
             raise UserError("RayExecutor needs cpus_per_worker >= 0, max_attempts >= 1 and down_timeout_s > 0")
         self.address = address
@@ -108,11 +131,23 @@ class RayExecutor:
 
     # -- the cluster ----------------------------------------------------------------------------------------
 
+    def describe(self) -> str:
+        """Which cluster :meth:`run` will use, in words (the CLI says it before starting; a bad RAY_ADDRESS raises
+        ``UserError`` here, before any model is loaded)."""
+        connected = _connected_cluster()
+        if connected is not None:
+            return f"the Ray cluster this process is connected to ({connected})"
+        address = cluster_address(self.address)
+        if address == "local":
+            return "a new private local Ray cluster (give --ray HOST:6379 to use an existing one)"
+        source = "" if self.address else " (from RAY_ADDRESS)"
+        return f"the Ray cluster at {address}{source}"
+
     def _connect(self, ray: Any) -> bool:
         """Join the cluster (True when this call connected, so it disconnects at the end)."""
         if ray.is_initialized():
             current = ray.get_runtime_context().gcs_address
-            if self.address and self.address not in ("auto", current):
+            if self.address and self.address != current:
                 raise UserError(
                     f"this process is already connected to the Ray cluster at {current}, not {self.address}; "
                     "give that address, or none"
@@ -120,16 +155,17 @@ class RayExecutor:
             return False
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         options.update(self.init_options)
-        address = self.address
-        if address is None and not os.environ.get("RAY_ADDRESS") and "_temp_dir" not in options:
-            address, options["_temp_dir"] = "local", str(_private_temp_dir())
+        address = cluster_address(self.address)
+        if address == "local" and "_temp_dir" not in options:
+            options["_temp_dir"] = str(_private_temp_dir())
         try:
             _reachable(address)
             ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
-            where = self.address or "RAY_ADDRESS or a local cluster"
+            if address == "local":
+                raise WorkersUnavailable(f"cannot start a local Ray cluster: {exc}") from exc
             raise WorkersUnavailable(
-                f"cannot connect to the Ray cluster at {where}: {exc}. Start one with `ray start --head` and give "
+                f"cannot connect to the Ray cluster at {address}: {exc}. Start one with `ray start --head` and give "
                 "its address (--ray HOST:6379), or give --ray without an address to start a local one"
             ) from exc
         return True
@@ -171,7 +207,7 @@ class RayExecutor:
                 num_cpus=cpus,
                 max_restarts=-1,  # a worker on a lost node comes back elsewhere; tasks are retried by the driver
                 max_task_retries=0,
-                max_concurrency=slots + 3,  # its tasks, plus preflight/ping/close
+                max_concurrency=slots + 2,  # its tasks, plus preflight and close
                 scheduling_strategy="SPREAD",
             )
             actors = [worker_class.remote(factory, timeout_s) for _ in range(count)]
@@ -196,18 +232,8 @@ class RayExecutor:
         except ray.exceptions.RayError as exc:
             raise WorkersUnavailable(f"a Ray worker failed while starting: {exc}") from exc
         problems = [p for p in results if p is not None]
-        if not problems:
-            return
-        first = problems[0]
-        nodes = sorted({p["node"] for p in problems})
-        error_class = getattr(errors, first["type"], None)
-        if not (isinstance(error_class, type) and issubclass(error_class, AgentkitError)):
-            error_class = WorkersUnavailable
-        message = f"Ray workers on {', '.join(nodes)} cannot run tasks: {first['message']}"
-        try:
-            raise error_class(message)
-        except TypeError:  # a class that needs more than a message
-            raise WorkersUnavailable(message) from None
+        if problems:
+            raise _unready_error(problems)
 
     async def _dispatch(
         self, ray: Any, actors: list[Any], tasks: Sequence[BatchTask], slots: int, concurrency: int
@@ -215,11 +241,27 @@ class RayExecutor:
         pending: deque[tuple[BatchTask, int]] = deque((t, 1) for t in tasks)
         inflight: dict[asyncio.Future[Any], tuple[BatchTask, int, int]] = {}
         load = [0] * len(actors)
-        down: dict[int, asyncio.Task[None]] = {}  # worker index -> waits until it answers again
+        down: dict[int, asyncio.Task[dict[str, str] | None]] = {}  # worker index -> its preflight once back
+        unready: dict[int, dict[str, str]] = {}  # workers whose preflight failed after a restart: no more tasks
+
+        def drop(index: int, problem: dict[str, str]) -> None:
+            if index in unready:
+                return
+            unready[index] = problem
+            left = len(actors) - len(unready)
+            log.warning(
+                "agentkit: a Ray worker restarted on %s cannot run tasks (%s); it gets no more, %d worker(s) left",
+                problem["node"],
+                problem["message"],
+                left,
+            )
+            if not left:
+                raise _unready_error(list(unready.values()))
+
         try:
             while pending or inflight:
                 while pending and len(inflight) < concurrency:
-                    free = [i for i in range(len(actors)) if i not in down and load[i] < slots]
+                    free = [i for i in range(len(actors)) if i not in down and i not in unready and load[i] < slots]
                     if not free:
                         break
                     index = min(free, key=load.__getitem__)
@@ -239,6 +281,8 @@ class RayExecutor:
                 for index, waiter in list(down.items()):
                     if waiter in finished:
                         del down[index]
+                        if (problem := waiter.result()) is not None:
+                            drop(index, problem)
                 for future in finished:
                     if future not in inflight:
                         continue
@@ -246,6 +290,10 @@ class RayExecutor:
                     load[index] -= 1
                     try:
                         record: dict[str, Any] = future.result()
+                        if _UNREADY in record:  # restarted where it cannot run tasks; this one never started
+                            pending.appendleft((task, attempt))
+                            drop(index, record[_UNREADY])
+                            continue
                     except ray.exceptions.RayTaskError as exc:  # our code raised in the worker: a bug, recorded
                         record = _failure(task, f"the worker failed: {exc}", "WorkerError")
                     except ray.exceptions.RayError as exc:  # the worker or its node died
@@ -279,6 +327,36 @@ class RayExecutor:
             ray.kill(actor)
 
 
+def _connected_cluster() -> str | None:
+    """The address of the cluster this process is connected to, if any (Ray is not imported to find out)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().gcs_address)
+
+
+def cluster_address(address: str | None) -> str:
+    """The cluster a batch joins: ``address``, else ``RAY_ADDRESS``'s, else ``"local"`` (a new private one).
+
+    Said before connecting (the CLI prints it), so which cluster receives the agent factory is never a guess.
+    """
+    if address:
+        return address
+    from_env = os.environ.get("RAY_ADDRESS", "").strip()
+    _refuse_discovery(from_env, "RAY_ADDRESS")
+    return from_env or "local"
+
+
+def _refuse_discovery(address: str | None, what: str) -> None:
+    if address is not None and address.strip().lower() == "auto":
+        raise UserError(
+            f"{what} 'auto' asks Ray to join whichever cluster /tmp/ray/ray_current_cluster names, a file any "
+            "local user can write, and that cluster would receive the agent factory; give the cluster's address "
+            "(--ray HOST:6379, the address `ray start --head` printed), or --ray alone for a new private local "
+            "cluster"
+        )
+
+
 def _private_temp_dir() -> Path:
     """Where a local cluster agentkit starts keeps its sockets and files: a folder only this user can enter.
 
@@ -308,19 +386,33 @@ def _reachable(address: str | None, timeout_s: float = 5.0) -> None:
     for minutes before saying so)."""
     host, sep, port = (address or "").rpartition(":")
     if not sep or not port.isdigit() or "://" in host:
-        return  # "auto", ray://..., or nothing: Ray finds or reports these itself
+        return  # "local", ray://...: Ray starts or reports these itself
     with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
         pass
 
 
-async def _answers_again(ray: Any, actor: Any) -> None:
-    """Return once a worker answers a ping (Ray restarts it, elsewhere if its node is gone)."""
+async def _answers_again(ray: Any, actor: Any) -> dict[str, str] | None:
+    """Wait until a worker answers again (Ray restarts it, elsewhere if its node is gone): its preflight there."""
     while True:
         try:
-            await asyncio.wrap_future(actor.ping.remote().future())
-            return
+            problem: dict[str, str] | None = await asyncio.wrap_future(actor.preflight.remote().future())
+            return problem
         except ray.exceptions.RayError:
             await asyncio.sleep(0.5)
+
+
+def _unready_error(problems: Sequence[Mapping[str, str]]) -> AgentkitError:
+    """The error of the first problem (its agentkit class where it has one: exit codes follow), naming the nodes."""
+    first = problems[0]
+    nodes = sorted({p["node"] for p in problems})
+    message = f"Ray workers on {', '.join(nodes)} cannot run tasks: {first['message']}"
+    error_class = getattr(errors, first["type"], None)
+    if isinstance(error_class, type) and issubclass(error_class, AgentkitError):
+        try:
+            return error_class(message)
+        except TypeError:  # a class that needs more than a message
+            pass
+    return WorkersUnavailable(message)
 
 
 def _failure(task: BatchTask, message: str, error_type: str) -> dict[str, Any]:

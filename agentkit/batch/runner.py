@@ -3,7 +3,9 @@
 An executor takes the tasks to run and yields their result records as they finish; it first checks that tasks
 can run at all (:func:`~agentkit.batch.task.preflight`), so a missing ``bwrap`` or an unreachable backend fails
 the batch once, before any task, instead of failing every task. Everything else — resume, ``retry_failed``,
-writing each id exactly once, progress — happens here, in one place, whatever the executor.
+writing each id exactly once, progress — happens here, in one place, whatever the executor. So does writing
+the sessions Ray workers send back (``--save-sessions``): each just before its result line, and only for a
+result that is written.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from agentkit.errors import UserError
 
 from .files import BatchSummary, BatchTask, ResultWriter, drop_records, read_done
 from .progress import BatchProgress
-from .task import AgentFactory, preflight, run_task
+from .task import SESSION_KEY, AgentFactory, preflight, run_task, save_returned_session
 
 __all__ = ["Executor", "LocalExecutor", "run_batch"]
 
@@ -117,8 +119,12 @@ async def run_batch(
                         if replaced:  # retried tasks' old records go now, so each id stays once in the file
                             drop_records(output, replaced)
                         writer = ResultWriter(output)
-                    if not writer.write(record):
+                    returned = record.pop(SESSION_KEY, None)
+                    if str(record["id"]) in writer.written:
                         continue  # the same id again (a retry raced its original): written once already
+                    if returned is not None:  # before the result line: a result never names a missing session
+                        save_returned_session(record, returned)
+                    writer.write(record)
                     summary.retried += max(0, int(record.get("attempts", 1)) - 1)
                     bar.finished(bool(record["ok"]))
     finally:

@@ -10,20 +10,31 @@ driver's event loop, the Ray executor in a worker actor's, so a task behaves ali
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from agentkit.errors import AgentkitError
+from agentkit.errors import AgentkitError, SessionError, UserError
 from agentkit.events import describe_stop, to_jsonable
+from agentkit.sessions import Session, SessionStore
 
 from .files import BatchTask
 
 if TYPE_CHECKING:
     from agentkit import Agent
 
-__all__ = ["AgentFactory", "close_worker_resources", "once_per_worker", "preflight", "run_task"]
+__all__ = [
+    "SESSION_KEY",
+    "AgentFactory",
+    "HeldSessions",
+    "close_worker_resources",
+    "once_per_worker",
+    "preflight",
+    "run_task",
+    "save_returned_session",
+]
 
 AgentFactory = Callable[[], "Agent"]
 """Builds the agent for one task (called once per task, in the process that runs it)."""
@@ -31,12 +42,26 @@ AgentFactory = Callable[[], "Agent"]
 T = TypeVar("T")
 
 
-async def run_task(make_agent: AgentFactory, task: BatchTask, timeout_s: float) -> dict[str, Any]:
-    """Run one task to its result record; never raises for the task's own failures (the record says them)."""
+SESSION_KEY = "_session"
+"""A record's key for the session a worker sends back (``{"root": ..., "session": ...}``); never written out."""
+
+
+async def run_task(
+    make_agent: AgentFactory, task: BatchTask, timeout_s: float, *, return_session: bool = False
+) -> dict[str, Any]:
+    """Run one task to its result record; never raises for the task's own failures (the record says them).
+
+    ``return_session``: the agent's session (when it has a store) is kept in memory and sent back in the record
+    under :data:`SESSION_KEY` for the driver to write, instead of being written on the machine that ran it.
+    """
     start = time.perf_counter()
     record: dict[str, Any] = {"id": task.id, "task": task.task}
+    held: HeldSessions | None = None
+    agent: Agent | None = None
     try:
         agent = make_agent()
+        if return_session and agent.store is not None:
+            agent.store = held = HeldSessions(agent.store.root)
         result = await asyncio.wait_for(agent.arun(task.task), timeout_s)
     except TimeoutError:
         record.update(ok=False, error=f"timed out after {timeout_s:g}s", error_type="Timeout")
@@ -58,7 +83,45 @@ async def run_task(make_agent: AgentFactory, task: BatchTask, timeout_s: float) 
         if not result.ok:
             record["error"] = f"the run did not finish: {describe_stop(result.stop_reason)}"
     record["duration_s"] = round(time.perf_counter() - start, 3)
+    if held is not None and agent is not None and agent.session.revision > 0:  # saved at least once, as on disk
+        record[SESSION_KEY] = {"root": str(held.root), "session": agent.session.to_dict()}
     return record
+
+
+class HeldSessions(SessionStore):
+    """A worker's session store that writes nothing: the session stays in memory and goes back to the driver.
+
+    The agent still "saves" after every step (the revision counts them) and runs without a lock, as a fresh
+    batch session is written by no one else; ``root`` is where the driver writes it.
+    """
+
+    def save(self, session: Session) -> None:
+        session.updated_at = time.time()
+        session.revision += 1
+
+    def revision(self, session_id: str) -> int | None:
+        return None
+
+    def exists(self, session_id: str) -> bool:
+        return False
+
+    @contextlib.asynccontextmanager
+    async def lock(self, session_id: str, *, timeout_s: float = 30.0) -> AsyncIterator[None]:
+        yield
+
+
+def save_returned_session(record: dict[str, Any], returned: dict[str, Any]) -> None:
+    """Write a session a worker sent back (atomically, as every session is), on the driver; a session that
+    cannot be written makes the record a failure that says so (its result would point to nothing)."""
+    try:
+        SessionStore(returned["root"]).save(Session.from_dict(returned["session"], source="a returned session"))
+    except (SessionError, UserError) as exc:
+        record.update(
+            ok=False,
+            error=f"the task ran, but its session could not be saved: {exc}",
+            error_type=type(exc).__name__,
+            session_id=None,
+        )
 
 
 async def preflight(make_agent: AgentFactory) -> None:

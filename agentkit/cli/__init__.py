@@ -107,12 +107,19 @@ def _schema_option(parser: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def _ray_address(value: str) -> str:
-    """``--ray``'s address: HOST:PORT, ray://HOST:PORT or auto. Anything else is most likely the task file taken
-    as the address (``--ray tasks.jsonl``), so say how to write it rather than report a missing TASKS."""
-    if value in ("", "auto") or value.startswith("ray://") or re.fullmatch(r"[\w.\-\[\]:]+:\d+", value):
+    """``--ray``'s address: HOST:PORT or ray://HOST:PORT. ``auto`` (Ray's discovery) is refused: it joins whatever
+    cluster a world-writable file names. Anything else is most likely the task file taken as the address
+    (``--ray tasks.jsonl``), so say how to write it rather than report a missing TASKS."""
+    if value.strip().lower() == "auto":
+        raise argparse.ArgumentTypeError(
+            "'auto' is not accepted: Ray's discovery joins whichever cluster /tmp/ray/ray_current_cluster names, a "
+            "file any local user can write; give the cluster's address (--ray HOST:6379), or --ray alone for a new "
+            "private local cluster"
+        )
+    if value == "" or value.startswith("ray://") or re.fullmatch(r"[\w.\-\[\]:]+:\d+", value):
         return value
     raise argparse.ArgumentTypeError(
-        f"{value!r} is not a Ray address (HOST:PORT, ray://HOST:PORT or auto); to use RAY_ADDRESS or a local "
+        f"{value!r} is not a Ray address (HOST:PORT or ray://HOST:PORT); to use RAY_ADDRESS or a new local "
         "cluster, put --ray after the task file, or write --ray= before it"
     )
 
@@ -204,7 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         type=_ray_address,
         metavar="ADDRESS",
-        help="run the tasks on a Ray cluster: its address (HOST:6379), or none for RAY_ADDRESS or a local cluster",
+        help=(
+            "run the tasks on a Ray cluster: the one at ADDRESS (HOST:6379 or ray://HOST:10001), else RAY_ADDRESS's, "
+            "else a new private local cluster; an existing cluster is joined only by its address ('auto' is refused)"
+        ),
     )
     scale.add_argument("--ray-workers", type=int, metavar="N", help="worker actors (default: the cluster's CPUs)")
     scale.add_argument(

@@ -59,7 +59,7 @@ class AgentRecipe:
 
     settings: Settings  # with the backend URL already resolved, so workers never guess one
     approve: bool  # --yes: side effects are denied unless given, nobody is there to answer a question
-    sessions_dir: Path | None  # --save-sessions (on a Ray node: this path on that node)
+    sessions_dir: Path | None  # --save-sessions (on Ray the driver writes them there, as they come back)
     output_type: Any = None
     _parts: tuple[AgentFactory, Any] | None = dataclasses.field(default=None, repr=False)
 
@@ -102,7 +102,9 @@ def _executor(args: argparse.Namespace) -> Executor:
         return LocalExecutor()
     from agentkit.batch import RayExecutor
 
-    return RayExecutor(args.ray or None, workers=args.ray_workers, max_attempts=args.max_attempts)
+    executor = RayExecutor(args.ray or None, workers=args.ray_workers, max_attempts=args.max_attempts)
+    print(f"agentkit: running the tasks on {executor.describe()}", file=sys.stderr)
+    return executor
 
 
 def batch_command(args: argparse.Namespace, settings: Settings) -> int:

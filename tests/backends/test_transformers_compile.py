@@ -8,6 +8,9 @@ compiled for without compiling again, and compiled code lands in agentkit's cach
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -162,3 +165,30 @@ def test_a_copy_of_a_model_with_compiled_layers_runs_its_own_weights(tiny: tuple
             p.zero_()
         assert not torch.equal(twin(input_ids=ids).logits, before)  # the copy's own (changed) weights
         assert torch.equal(model(input_ids=ids).logits, before)  # the original's untouched
+
+
+EXITS = """
+import atexit, gc
+
+def count():  # registered first, so it runs after agentkit's exit hook (atexit runs the last registered first)
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    gc.collect()
+    print("alive", sum(type(o) is StorageWeakRef for o in gc.get_objects()), flush=True)
+
+atexit.register(count)
+import torch
+import agentkit.backends.transformers
+torch.compile(lambda x: x * 2 + 1, backend="aot_eager")(torch.ones(4))
+"""
+
+
+def test_a_process_that_compiled_leaves_torch_nothing_to_free_at_teardown() -> None:
+    """Compiling leaves fake tensors in torch's class attributes; freed during the interpreter's teardown, after
+    torch.storage was cleared, each of their StorageWeakRefs printed an ignored AttributeError on stderr."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", EXITS], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["alive", "0"]  # none left for the teardown
+    assert "Exception ignored" not in proc.stderr

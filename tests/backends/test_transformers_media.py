@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import sys
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,27 +36,11 @@ from agentkit.errors import UserError  # noqa: E402
 from agentkit.gemma4.prompt import Prompt  # noqa: E402
 from agentkit.gemma4.render import render  # noqa: E402
 from agentkit.testing.backend_contract import BackendContract, ContractHarness  # noqa: E402
+from agentkit.testing.samples import png, wav  # noqa: E402
 from agentkit.testing.tiny_model import MEDIA_TOKENS, build_tiny_gemma4_multimodal  # noqa: E402
 
 pytestmark = pytest.mark.transformers
 GREEDY = SamplingParams(temperature=0.0, max_tokens=4)
-
-
-def png(width: int, height: int, color: tuple[int, int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def wav(seconds: float, rate: int = 8000, hz: float = 440.0) -> bytes:
-    samples = (np.sin(np.linspace(0, 2 * np.pi * hz * seconds, int(rate * seconds))) * 20000).astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.tobytes())
-    return buffer.getvalue()
 
 
 RED, BLUE = png(40, 30, (200, 10, 10)), png(40, 30, (10, 10, 200))  # same size: same ids after expansion
@@ -304,7 +287,7 @@ async def test_an_mcp_servers_image_reaches_the_vision_tower_through_agent_run(m
 
     folder = Path(__file__).parents[1] / "mcp_toolsets"
     sys.path.insert(0, str(folder))
-    from sdk_server import COLOURS, _png
+    from sdk_server import COLOURS
 
     backend = TransformersBackend(models / "e4b", max_cache_len=2048)  # the test server declares many tools
     recorder = Recorder(backend)
@@ -320,7 +303,7 @@ async def test_an_mcp_servers_image_reaches_the_vision_tower_through_agent_run(m
         async with Agent(backend, toolsets=[server], sampling=sampling) as agent:
             result = await agent.arun("Take a picture")
         assert result.output == "Seen." and result.tool_calls[0].error is None
-        picture = _png(40, 30, COLOURS[colour])
+        picture = png(40, 30, COLOURS[colour])
         assert backend._media is not None and backend._media.received == [picture]
         assert next(m for m in agent.conversation if isinstance(m, ToolResult)).media == (ImagePart(picture),)
         step_two.append(recorder.first[-1])

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,11 @@ import pytest
 from rich.console import Console
 
 from agentkit import Agent
-from agentkit.backends.base import GenerationRequest
+from agentkit.backends.base import GenerationDone, GenerationRequest, RawDelta
 from agentkit.batch import BatchTask, RayExecutor, run_batch
 from agentkit.cli import main
 from agentkit.errors import SandboxUnavailable
+from agentkit.sessions import Session, SessionStore
 from agentkit.testing import ScriptedBackend
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +77,126 @@ async def test_a_worker_node_killed_mid_run_loses_and_doubles_nothing(
     assert (summary.ok, summary.failed) == (48, 0)
     assert summary.retried >= 1  # tasks were running on the node when it went: they ran again elsewhere
     assert any(r.get("attempts", 1) > 1 for r in written)
+
+
+class GatedBackend(ScriptedBackend):
+    """Echoes once ``gate`` exists; each generation first leaves a file in ``started`` (tasks in flight)."""
+
+    def __init__(self, gate: Path, started: Path) -> None:
+        super().__init__([echo])
+        self.gate, self.started = gate, started
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[RawDelta | GenerationDone]:
+        (self.started / f"{os.getpid()}-{id(request)}").touch()
+        while not self.gate.exists():  # noqa: ASYNC110 - a file the test process creates, no shared Event
+            await asyncio.sleep(0.05)
+        async for item in super().stream(request):
+            yield item
+
+
+class BwrapOnFirstNodesOnly:
+    """A sandboxed agent's factory; on a node started with AGENTKIT_TEST_NODE=no-bwrap, bwrap cannot be found."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __call__(self) -> Agent:
+        from agentkit.tools import PythonSandbox
+
+        if os.environ.get("AGENTKIT_TEST_NODE") == "no-bwrap":
+            (self.folder / "built-on-no-bwrap-node").touch()
+            os.environ["PATH"] = "/nonexistent"
+        backend = GatedBackend(self.folder / "gate", self.folder / "started")
+        return Agent(backend, tools=[PythonSandbox().as_tool()])
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+async def test_a_worker_restarted_on_a_node_without_bwrap_takes_no_task(
+    ray_cluster: Any, ray_node_adder: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ray restarts a lost node's workers wherever there is room; the preflight runs again there, and a worker
+    that fails it is dropped instead of failing every task it is given."""
+    out = tmp_path / "results.jsonl"
+    (tmp_path / "started").mkdir()
+    tasks = [BatchTask(f"t{i}", f"task number {i}") for i in range(16)]
+    victim = ray_cluster.list_all_nodes()[1]
+    # Four one-CPU workers fill both two-CPU nodes, two tasks each in flight, held at the gate.
+    executor = RayExecutor(workers=4)
+    batch = asyncio.create_task(
+        run_batch(tasks, out, BwrapOnFirstNodesOnly(tmp_path), concurrency=8, executor=executor, console=quiet())
+    )
+    replacement = None
+    try:
+        while len(list((tmp_path / "started").iterdir())) < 8:
+            assert not batch.done(), batch
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(ray_cluster.remove_node, victim, False)
+        # The only room for the lost node's two workers is a node where bwrap is missing.
+        replacement = ray_node_adder(env_vars={"AGENTKIT_TEST_NODE": "no-bwrap"})  # main thread: Ray sets signals
+        while not (tmp_path / "built-on-no-bwrap-node").exists():
+            assert not batch.done(), batch
+            await asyncio.sleep(0.05)
+    finally:
+        (tmp_path / "gate").touch()
+        try:
+            summary = await batch
+        finally:
+            if replacement is not None:
+                await asyncio.to_thread(ray_cluster.remove_node, replacement)
+            ray_node_adder()
+    written = lines(out)
+    assert [r for r in written if not r["ok"]] == []  # no task was given to a worker that cannot run it
+    assert sorted(r["id"] for r in written) == sorted(t.id for t in tasks)
+    assert (summary.ok, summary.failed) == (16, 0)
+    dropped = [r.getMessage() for r in caplog.records if "cannot run tasks" in r.getMessage()]
+    assert dropped and all("restarted on" in m and "bubblewrap" in m for m in dropped)
+
+
+class ProcessNotingStore(SessionStore):
+    """A session store that notes which process wrote each session (a line per save in writers.log)."""
+
+    def save(self, session: Session) -> None:
+        super().save(session)
+        with (self.root / "writers.log").open("a", encoding="utf-8") as log:
+            log.write(f"{os.getpid()}\n")
+
+
+class SavingAgent:
+    def __init__(self, sessions: Path) -> None:
+        self.sessions = sessions
+
+    def __call__(self) -> Agent:
+        return Agent(ScriptedBackend([echo]), store=ProcessNotingStore(self.sessions))
+
+
+async def test_saved_sessions_are_written_by_the_driver(tmp_path: Path, executor_name: str) -> None:
+    """On Ray a session comes back with its result and the driver writes it, before the result line: the
+    sessions folder is the driver's, whichever node ran the task (a worker's disk is not the user's)."""
+    out, sessions = tmp_path / "results.jsonl", tmp_path / "sessions"
+    tasks = [BatchTask(f"t{i}", f"task number {i}") for i in range(6)]
+    summary = await run_batch(tasks, out, SavingAgent(sessions), executor=executor_name, console=quiet())
+    assert (summary.ok, summary.failed) == (6, 0)
+    written = lines(out)
+    assert all("_session" not in r for r in written)  # the session travels beside the record, never in the file
+    store = SessionStore(sessions)
+    for record in written:
+        session = store.load(record["session_id"])
+        assert [m["content"] for m in session.messages] == [record["task"], record["task"][::-1]]
+    log = sessions / "writers.log"
+    writers = set(log.read_text(encoding="utf-8").split()) if log.exists() else set()
+    assert writers <= {str(os.getpid())}  # no worker process wrote a session
+    assert sorted(p.stem for p in sessions.glob("*.json")) == sorted(r["session_id"] for r in written)
+
+
+def test_a_returned_session_the_driver_cannot_write_fails_its_record(tmp_path: Path) -> None:
+    from agentkit.batch.task import save_returned_session
+
+    (tmp_path / "sessions").write_text("a file where the sessions folder should be", encoding="utf-8")
+    record: dict[str, Any] = {"id": "a", "ok": True, "session_id": "s1"}
+    save_returned_session(record, {"root": str(tmp_path / "sessions"), "session": Session(id="s1").to_dict()})
+    assert record["ok"] is False and record["session_id"] is None
+    assert record["error"].startswith("the task ran, but its session could not be saved: cannot save session s1")
 
 
 DRIVER = """
@@ -261,4 +383,40 @@ def test_the_task_file_is_not_taken_for_a_ray_address(tmp_path: Path, capsys: py
     with pytest.raises(SystemExit) as exit_info:
         main(["batch", "--ray", "tasks.jsonl", "-o", str(tmp_path / "r.jsonl")])
     assert exit_info.value.code == 2
-    assert "'tasks.jsonl' is not a Ray address" in capsys.readouterr().err
+    assert "'tasks.jsonl' is not a Ray address (HOST:PORT or ray://HOST:PORT)" in capsys.readouterr().err
+
+
+def test_ray_discovery_is_refused_so_no_stranger_cluster_gets_the_factory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``auto`` joins whatever cluster /tmp/ray/ray_current_cluster names (any local user can write it): a
+    cluster is joined by its address only, whether given as --ray, to RayExecutor or in RAY_ADDRESS."""
+    from agentkit.errors import UserError
+
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("one\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["batch", str(tasks), "-o", str(tmp_path / "r.jsonl"), "--backend", "scripted:x", "--ray", "auto"])
+    assert exit_info.value.code == 2
+    assert "ray_current_cluster" in capsys.readouterr().err
+    with pytest.raises(UserError, match="--ray alone for a new private local cluster"):
+        RayExecutor("auto")
+    command = [sys.executable, "-m", "agentkit.cli", "batch", str(tasks), "-o", str(tmp_path / "r.jsonl")]
+    command += ["--backend", "scripted:x", "--ray"]
+    env = {**os.environ, "RAY_ADDRESS": "auto"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "RAY_ADDRESS 'auto'" in proc.stderr and "ray_current_cluster" in proc.stderr
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_the_cluster_a_batch_uses_is_said_before_it_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentkit.batch import ray_executor
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray_executor, "_connected_cluster", lambda: None)  # as in a fresh `agentkit batch`
+    assert RayExecutor().describe().startswith("a new private local Ray cluster")
+    assert RayExecutor("head:6379").describe() == "the Ray cluster at head:6379"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert RayExecutor().describe() == "the Ray cluster at 10.0.0.5:6379 (from RAY_ADDRESS)"

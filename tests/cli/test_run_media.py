@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
-import wave
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,23 +13,7 @@ import pytest
 
 from agentkit import SessionStore
 from agentkit.cli import main
-
-
-def _png(path: Path) -> Path:
-    image = pytest.importorskip("PIL.Image")
-    image.new("RGB", (40, 30), (200, 10, 10)).save(path, "PNG")
-    return path
-
-
-def _wav(path: Path, seconds: float = 0.5, rate: int = 8000) -> Path:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(int(rate * seconds) * 2))
-    path.write_bytes(buffer.getvalue())
-    return path
+from agentkit.testing.samples import png, wav
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +42,9 @@ def test_image_and_audio_reach_the_in_process_model(
 
     from agentkit.backends.transformers._media import _audio_tokens, _decode_audio, _open_image
 
-    picture, clip = _png(tmp_path / "red.png"), _wav(tmp_path / "tone.wav")
+    picture, clip = tmp_path / "red.png", tmp_path / "tone.wav"
+    picture.write_bytes(png())
+    clip.write_bytes(wav(hz=0))  # half a second of silence
     base = ["run", "--json", "--no-save", "-b", f"transformers:{tiny_mm}", "-t", "0", "--max-tokens", "2"]
     # A random-weight model runs into the 2-token budget (exit 1: not finished); what matters is the prompt.
     assert main([*base, "What is this?"]) in (0, 1)
@@ -71,6 +58,20 @@ def test_image_and_audio_reach_the_in_process_model(
     n_image = int(image["num_soft_tokens_per_image"][0])
     n_audio = _audio_tokens(list(sound["input_features_mask"][0]))
     assert with_media - plain == (n_image + 2) + (n_audio + 2)
+
+
+@pytest.mark.transformers
+def test_a_json_run_on_the_in_process_model_leaves_stderr_empty(tiny_mm: Path, tmp_path: Path) -> None:
+    """A program reading --json gets nothing on stderr: no loading bar redrawn with carriage returns (stderr is
+    not a terminal), no destructor noise from torch at exit."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "AGENTKIT_HOME": str(tmp_path / "home")}
+    env["PYTHONPATH"] = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
+    command = [sys.executable, "-m", "agentkit.cli", "run", "--json", "-b", f"transformers:{tiny_mm}", "-t", "0"]
+    proc = subprocess.run([*command, "--max-tokens", "2", "hi"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (0, 1), proc.stderr  # 1: a random-weight model runs into the 2-token budget
+    assert json.loads(proc.stdout.splitlines()[-1])["type"] in ("run_finished", "error")
+    assert proc.stderr == ""
 
 
 def test_media_files_are_saved_in_the_session_by_path(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Literal
 
 from mcp.server import MCPServer
@@ -26,6 +27,10 @@ from mcp.types import (
     ToolAnnotations,
 )
 from pydantic import BaseModel, Field
+
+# Started with the MCP SDK's minimal environment (no PYTHONPATH): the checkout this file is in provides agentkit.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from agentkit.testing.samples import png
 
 PNG = base64.b64encode(
     bytes.fromhex(
@@ -96,19 +101,6 @@ def everything() -> CallToolResult:
     )
 
 
-def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
-    """A real PNG of one colour (zlib only: the server needs no imaging library)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
-
 COLOURS = {"red": (200, 10, 10), "blue": (10, 10, 200)}
 WAV = (  # a WAV header with no samples: enough for the engines that pass audio on
     b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00\x80\x3e\x00\x00"
@@ -119,7 +111,7 @@ WAV = (  # a WAV header with no samples: enough for the engines that pass audio 
 @server.tool(annotations=ToolAnnotations(read_only_hint=True))
 def picture(colour: Literal["red", "blue"]) -> CallToolResult:
     """Take a picture: a caption and a 40x30 PNG of one colour."""
-    data = base64.b64encode(_png(40, 30, COLOURS[colour])).decode()
+    data = base64.b64encode(png(40, 30, COLOURS[colour])).decode()
     return CallToolResult(
         content=[
             TextContent(type="text", text=f"a {colour} picture"),

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "backends"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_ollama import FakeOllamaServer, ScriptedReply
-from sdk_server import COLOURS, WAV, _png
+from sdk_server import COLOURS, WAV
 from test_vllm import FlakyOpenAIServer, Reply, chat_chunk, completion_chunk, usage_chunk
 
 from agentkit import Agent
@@ -25,9 +25,10 @@ from agentkit.events import Notice
 from agentkit.gemma4.tokens import IMAGE
 from agentkit.mcp import MCPServerStdio
 from agentkit.messages import ImagePart, ToolResult
+from agentkit.testing.samples import png
 
 SERVER = str(Path(__file__).with_name("sdk_server.py"))
-RED = _png(40, 30, COLOURS["red"])
+RED = png(40, 30, COLOURS["red"])
 Q = '<|"|>'
 CALL = f"<|tool_call>call:picture{{colour:{Q}red{Q}}}<tool_call|><|tool_response>"
 

@@ -18,35 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import statistics
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 from typing import Any
 
-
-def _png() -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (320, 240), (200, 120, 10)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def _wav(seconds: float = 2.0, rate: int = 16000) -> bytes:
-    import numpy as np
-
-    samples = (np.sin(np.linspace(0, 2 * np.pi * 440 * seconds, int(rate * seconds))) * 20000).astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.tobytes())
-    return buffer.getvalue()
+from agentkit.testing.samples import png, wav
 
 
 async def _step(backend: Any, messages: list[dict[str, Any]], max_tokens: int) -> tuple[float, Any]:
@@ -91,9 +70,9 @@ async def main() -> int:
         has_audio = inner.audio_tower is not None
         if has_audio:
             inner.audio_tower.register_forward_hook(lambda *_: towers.__setitem__("audio", towers["audio"] + 1))
-        parts: list[dict[str, Any]] = [{"type": "image", "image": _png()}]
+        parts: list[dict[str, Any]] = [{"type": "image", "image": png(320, 240, (200, 120, 10))}]
         if has_audio:
-            parts.append({"type": "audio", "audio": _wav()})
+            parts.append({"type": "audio", "audio": wav(2.0, 16000)})
         parts.append({"type": "text", "text": "What do you see and hear? Answer briefly."})
         conversation: list[list[dict[str, Any]]] = [[{"role": "user", "content": parts}]]
         for i in range(args.steps):

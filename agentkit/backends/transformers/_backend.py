@@ -26,12 +26,14 @@ when a backend is created, not when agentkit is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
+import sys
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +182,8 @@ class TransformersBackend:
 
     def _load(self, auto: Any, name: str, what: str) -> Any:
         try:
-            return auto.from_pretrained(name, dtype=self._dtype).to(self._device)
+            with _progress_on_terminals_only():
+                return auto.from_pretrained(name, dtype=self._dtype).to(self._device)
         except (OSError, ValueError) as exc:  # ValueError: a config that names no known model
             raise ModelNotFound(_not_found(name, what, exc), backend="transformers") from exc
 
@@ -436,6 +439,22 @@ class _Worker:
                 job()
             finally:
                 done.set()
+
+
+@contextlib.contextmanager
+def _progress_on_terminals_only() -> Iterator[None]:
+    """transformers' "Loading weights" bar only when stderr is a terminal: in a log file, or the stderr a program
+    reads (``agentkit run --json``), its carriage-return redraws are noise."""
+    stderr = sys.stderr
+    bars = import_transformers().utils.logging
+    if (stderr is not None and stderr.isatty()) or not bars.is_progress_bar_enabled():
+        yield
+        return
+    bars.disable_progress_bar()
+    try:
+        yield
+    finally:
+        bars.enable_progress_bar()
 
 
 def _not_found(name: str, what: str, exc: BaseException) -> str:
