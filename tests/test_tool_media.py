@@ -300,7 +300,7 @@ def test_one_parser_reads_every_form_and_every_engine_uses_it(written: Any, type
 
 
 def test_media_that_cannot_be_read_is_a_clear_error() -> None:
-    with pytest.raises(UserError, match="must be base64, a data: URL or an http"):
+    with pytest.raises(UserError, match="must be base64 or a data: URL"):
         media_bytes(media_part({"type": "image", "image": "cat.png"}))  # a string is never read as a file
     with pytest.raises(UserError, match="does not download media"):
         media_bytes(media_part({"type": "image", "url": "https://x.org/a.png"}))

@@ -340,7 +340,12 @@ def to_response(value: Any) -> tuple[Any, tuple[MediaPart, ...]]:
         parts = [v for v in value if isinstance(v, _MEDIA_PARTS)]
     else:
         return to_response_value(value), ()
-    media = tuple(p if p.path is None else dataclasses.replace(p, data=media_bytes(p), path=None) for p in parts)
+    # Every part becomes bytes here: a file is read (the conversation keeps what the tool saw), base64 and data
+    # URLs are decoded, and a URL is refused (UserError, the call's error), so what a tool returns never has
+    # an engine's server fetch an address the tool (or a page it read) chose.
+    media = tuple(
+        p if p.data is not None else dataclasses.replace(p, data=media_bytes(p), path=None, url=None) for p in parts
+    )
     if all(isinstance(v, str) for v in rest):
         return "\n".join(rest), media
     single = to_response_value(rest[0]) if len(rest) == 1 else _jsonable(rest)
