@@ -37,6 +37,7 @@ from agentkit.gemma4 import flatten_schema
 from agentkit.tools.runtime import Tool, ToolArgumentError
 from agentkit.toolsets import callable_name
 
+from .bounded import DEFAULT_MAX_RESPONSE_BYTES, bounded_client
 from .results import result_value
 
 __all__ = ["MCPServer", "MCPServerHTTP", "MCPServerStdio", "MCPTool"]
@@ -180,6 +181,13 @@ class MCPServer:
         try:
             result = await client.call_tool(remote_name, dict(arguments), read_timeout_seconds=self.timeout_s)
         except MCPError as exc:
+            if exc.code == mt.CONNECTION_CLOSED and "byte limit" in exc.error.message:
+                # The SDK gave up on an SSE event past max_response_bytes: the answer was too large, the
+                # server is still there.
+                raise ToolError(
+                    f"{remote_name} failed on MCP server {self.name!r}: its answer was cut off "
+                    f"({exc.error.message}); raise max_response_bytes if the server is trusted"
+                ) from exc
             if exc.code == mt.CONNECTION_CLOSED:
                 note = self._death_note()
                 await self._revive_quietly()
@@ -385,7 +393,11 @@ class MCPServerStdio(MCPServer):
 
 
 class MCPServerHTTP(MCPServer):
-    """An MCP server reached over streamable HTTP: ``MCPServerHTTP("http://127.0.0.1:8000/mcp")``."""
+    """An MCP server reached over streamable HTTP: ``MCPServerHTTP("http://127.0.0.1:8000/mcp")``.
+
+    ``max_response_bytes`` bounds each answer the server sends (a JSON body or one SSE event): past it the
+    call fails with a clear error instead of the answer filling memory (:mod:`agentkit.mcp.bounded`).
+    """
 
     def __init__(
         self,
@@ -398,12 +410,17 @@ class MCPServerHTTP(MCPServer):
         max_restarts: int = 3,
         read_only: bool | None = None,
         protocol: str = "auto",
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         parsed = urlparse(url) if isinstance(url, str) else None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise UserError(f"MCPServerHTTP needs an http(s) URL such as http://127.0.0.1:8000/mcp, got {url!r}")
+            shown = _without_user_info(url) if isinstance(url, str) else repr(url)
+            raise UserError(f"MCPServerHTTP needs an http(s) URL such as http://127.0.0.1:8000/mcp, got {shown}")
+        if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int) or max_response_bytes < 1:
+            raise UserError(f"max_response_bytes is a positive number of bytes, got {max_response_bytes!r}")
         self.url = url
         self.headers = dict(headers or {})
+        self.max_response_bytes = max_response_bytes
         super().__init__(
             name=name or parsed.hostname,
             timeout_s=timeout_s,
@@ -414,21 +431,27 @@ class MCPServerHTTP(MCPServer):
         )
 
     def describe(self) -> str:
-        return self.url
+        return _without_user_info(self.url)  # shown in errors, logs and the TUI: never a password in the URL
 
     def _open(self, stack: contextlib.AsyncExitStack) -> Client:
         from mcp.client.streamable_http import streamable_http_client
 
-        http_client = None
-        if self.headers:
-            import httpx2
-
-            http_client = httpx2.AsyncClient(headers=self.headers, follow_redirects=False)
+        http_client = bounded_client(self.max_response_bytes, self.headers)
+        stack.push_async_callback(http_client.aclose)  # the SDK leaves a client it was given open
         return Client(
-            streamable_http_client(self.url, http_client=http_client),
+            streamable_http_client(self.url, http_client=http_client, max_sse_event_size=self.max_response_bytes),
             message_handler=self._on_message,
             mode=self.protocol,
         )
+
+
+def _without_user_info(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@`` (for messages)."""
+    head, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if sep and "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{head}{sep}{authority}{slash}{path}"[:300]
 
 
 def _name_from_command(command: str, args: Sequence[str]) -> str:

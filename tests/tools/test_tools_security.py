@@ -819,3 +819,34 @@ def test_image_in_a_format_that_runs_ghostscript_is_never_rendered(monkeypatch: 
     with pytest.raises(UserError, match="cannot read the image"):
         _open_image(eps)
     assert rendered == []
+
+
+# -- resource bombs through tool results --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["text", "mapping", "text beside an image"])
+def test_a_tool_result_of_millions_of_characters_is_cut_with_a_note(shape: str, tmp_path: Path) -> None:
+    """A runaway tool (or an MCP server within its byte limit) used to put all of it in every later prompt."""
+    from agentkit import Image, SessionStore, tool
+    from agentkit.tools.runtime import MAX_RESPONSE_CHARS
+
+    big = "A" * (3 * MAX_RESPONSE_CHARS)
+    png = b"\x89PNG\r\n\x1a\n" + bytes(8)
+
+    @tool
+    def dump() -> Any:
+        """Dump everything."""
+        return {"text": big, "mapping": {"rows": [big]}, "text beside an image": [big, Image(png)]}[shape]
+
+    store = SessionStore(tmp_path)
+    result = Agent(ScriptedBackend([call("dump"), "Done.<turn|>"]), [dump], store=store).run("go")
+    response = result.conversation[-2].content  # type: ignore[union-attr]
+    if isinstance(response, dict):  # the scripted backend shows no media: the image is told in words beside the text
+        response = response["text"]
+    assert isinstance(response, str) and len(response) < MAX_RESPONSE_CHARS + 200
+    returned = len(big) + (len('{"rows": [""]}') if shape == "mapping" else 0)
+    assert response.endswith(
+        f"cut: the tool returned {returned:,} characters; the first {MAX_RESPONSE_CHARS:,} are kept]"
+    )
+    saved = (tmp_path / f"{result.session_id}.json").stat().st_size
+    assert saved < 3 * MAX_RESPONSE_CHARS  # the session file keeps the cut response, not 3 MB of it (twice)
