@@ -723,8 +723,16 @@ class _FakeRay:
         self.calls.append(kwargs)
 
 
+@pytest.fixture
+def ray_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Ray token settings from outside, and whatever ``_connect`` sets in ``os.environ`` undone afterwards."""
+    for name in ("RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN", "RAY_AUTH_MODE", "RAY_ADDRESS"):
+        monkeypatch.setenv(name, "")  # recorded, so the test's end restores the variable (or its absence)
+        monkeypatch.delenv(name)
+
+
 def test_ray_batch_never_joins_the_cluster_a_shared_temp_file_names(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_env: None
 ) -> None:
     """Ray makes /tmp/ray world-writable; ray.init() joins whatever /tmp/ray/ray_current_cluster names.
 
@@ -754,7 +762,9 @@ def test_ray_batch_never_joins_the_cluster_a_shared_temp_file_names(
     assert private.stat().st_uid == os.getuid() and stat.S_IMODE(private.stat().st_mode) == 0o700
 
 
-def test_ray_private_folder_made_by_another_user_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ray_private_folder_made_by_another_user_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_env: None
+) -> None:
     import tempfile
 
     from agentkit.batch.ray_executor import RayExecutor
@@ -773,6 +783,73 @@ def test_ray_private_folder_made_by_another_user_is_refused(tmp_path: Path, monk
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
     RayExecutor()._connect(ray)
     assert ray.calls[-1]["address"] is None and "_temp_dir" not in ray.calls[-1]
+
+
+RAY_TOKEN_PROBE = """
+import os, stat, sys
+from pathlib import Path
+from ray._private.authentication import authentication_token_setup as setup
+from agentkit.batch.ray_executor import RayExecutor
+
+class RealTokenSetup:
+    # ray.init(address="local") without starting a cluster: Ray's own token steps for a new local cluster.
+    def is_initialized(self):
+        return False
+    def init(self, **kwargs):
+        setup.enable_token_auth_by_default()
+        setup.ensure_token_if_auth_enabled({}, create_token_if_missing=True)
+        path = Path(os.environ["RAY_AUTH_TOKEN_PATH"])
+        print("used", oct(stat.S_IMODE(path.stat().st_mode)), path.parent == Path(kwargs["_temp_dir"]).parent)
+
+executor = RayExecutor()
+executor._connect(RealTokenSetup())
+home = Path(os.environ["HOME"]) / ".ray" / "auth_token"
+print("home token", oct(stat.S_IMODE(home.stat().st_mode)) if home.exists() else None)
+executor._drop_token()
+print("left", sorted(p.name for p in Path(os.environ["TMPDIR"], f"agentkit-ray-{os.getuid()}").iterdir()))
+print("env", os.environ.get("RAY_AUTH_TOKEN_PATH"))
+"""
+
+
+def test_a_local_ray_cluster_token_is_private_and_never_written_to_home(tmp_path: Path) -> None:
+    """Ray wrote a new local cluster's token to ~/.ray/auth_token with the umask's 0644: anyone on the machine
+    could read it and have the cluster run code as this user. Ray's real token code runs here (no cluster)."""
+    pytest.importorskip("ray._private.authentication.authentication_token_setup")
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    (tmp_path / "tmp").mkdir()
+    env.update(HOME=str(tmp_path), TMPDIR=str(tmp_path / "tmp"), PYTHONPATH=str(Path(__file__).parents[2]))
+    done = subprocess.run(
+        [sys.executable, "-c", RAY_TOKEN_PROBE], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["used 0o600 True", "home token None", "left []", "env None"], done.stdout
+
+
+def test_what_a_batch_and_its_sessions_write_is_the_owners_only(tmp_path: Path) -> None:
+    """A new results file was created with the umask's 0644 (every task, answer and what tools read), and the
+    sessions folder 0755; the session files themselves were already 0600."""
+    import asyncio
+
+    from agentkit import SessionStore
+    from agentkit.batch import BatchTask, run_batch
+
+    store = SessionStore(tmp_path / "data" / "sessions")
+    out = tmp_path / "out" / "results.jsonl"
+
+    def make() -> Agent:
+        return Agent(ScriptedBackend(["The key is in .env.<turn|>"]), store=store)
+
+    summary = asyncio.run(run_batch([BatchTask("a", "where is the key?")], out, make, concurrency=1))
+    assert summary.ok == 1
+    [saved] = store.root.glob("*.json")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (out, store.root, saved)}
+    assert modes == {out.name: 0o600, store.root.name: 0o700, saved.name: 0o600}
+    out.chmod(0o640)  # a results file that exists keeps the mode its owner gave it
+    asyncio.run(run_batch([BatchTask("b", "and now?")], out, make, concurrency=1))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
 
 
 def test_replica_labels_never_show_a_password_from_a_backend_url() -> None:
