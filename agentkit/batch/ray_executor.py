@@ -364,9 +364,9 @@ def _private_auth_token(root: Path) -> _Token | None:
 def _reset_token_cache() -> None:
     """Have Ray's token loader (a process-wide cache) read the token sources again."""
     with contextlib.suppress(Exception):  # an older Ray has no token authentication: nothing cached
-        from ray._raylet import AuthenticationTokenLoader
+        import ray._raylet
 
-        AuthenticationTokenLoader.instance().reset_cache()
+        ray._raylet.AuthenticationTokenLoader.instance().reset_cache()  # type: ignore[attr-defined]
 
 
 def _reachable(address: str | None, timeout_s: float = 5.0) -> None:
