@@ -32,6 +32,7 @@ from mcp.client.stdio import get_default_environment, stdio_client
 from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared.exceptions import MCPError
 
+from agentkit._jsonschema import UnresolvableRef, check_depth, errors_of, local_validator, outside_refs
 from agentkit.errors import ToolError, ToolsetError, ToolTimeout, UserError
 from agentkit.gemma4 import flatten_schema
 from agentkit.tools.runtime import Tool, ToolArgumentError
@@ -60,7 +61,10 @@ class MCPTool(Tool):
     def validate(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         args = dict(arguments)
         if self.schema_validator is not None:
-            errors = sorted(self.schema_validator.iter_errors(args), key=lambda e: list(e.absolute_path))
+            try:
+                errors = errors_of(self.schema_validator, args)
+            except UnresolvableRef as exc:
+                raise ToolArgumentError(f"cannot check the arguments for {self.name}: {exc}") from exc
             if errors:
                 reasons = "; ".join(
                     f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}" for e in errors
@@ -295,11 +299,15 @@ class MCPServer:
 
     def _tool(self, spec: mt.Tool) -> MCPTool:
         schema = dict(spec.input_schema or {"type": "object"})
+        validator: Any = None  # the server checks what it receives; a schema we cannot use is no reason to fail
+        description = spec.description or spec.title or ""
         try:
-            jsonschema.validators.validator_for(schema).check_schema(schema)
-            validator: Any = jsonschema.validators.validator_for(schema)(schema)
-        except jsonschema.SchemaError:
-            validator = None  # the server checks what it receives; a schema we cannot use is no reason to fail
+            check_depth(schema, f"the input schema of {spec.name[:80]!r}")
+        except UserError as exc:  # the other tools stay usable; this one is declared without parameters
+            schema, description = {"type": "object"}, f"{description}\n(its parameters are not shown: {exc})"
+        if not outside_refs(schema):  # a $ref to a URL is never fetched (it would be the server's choice of URL)
+            with contextlib.suppress(jsonschema.SchemaError):
+                validator = local_validator(schema)
         read_only = spec.annotations.read_only_hint if spec.annotations is not None else None
         if self.read_only is not None:
             read_only = self.read_only
@@ -311,7 +319,7 @@ class MCPServer:
         call.__name__ = callable_name(remote)
         return MCPTool(
             name=callable_name(remote),
-            description=spec.description or spec.title or "",
+            description=description,
             parameters=flatten_schema(schema),
             fn=call,
             side_effects=read_only is not True,

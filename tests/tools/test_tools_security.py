@@ -8,6 +8,7 @@ scripted model. Every test here failed (or hung, or blew up memory) on the code 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import stat
 import struct
@@ -927,3 +928,56 @@ def test_a_tool_result_of_millions_of_characters_is_cut_with_a_note(shape: str, 
     )
     saved = (tmp_path / f"{result.session_id}.json").stat().st_size
     assert saved < 3 * MAX_RESPONSE_CHARS  # the session file keeps the cut response, not 3 MB of it (twice)
+
+
+# -- JSON Schemas from files and servers: nothing fetched, nothing recursing without end ---------------------
+
+
+def test_an_output_schema_ref_to_a_url_is_refused_and_never_fetched(tmp_path: Path) -> None:
+    """jsonschema downloads a $ref it cannot resolve in the schema (over http, or file:// through urllib)."""
+    from agentkit.errors import UserError
+
+    hits: list[str] = []
+
+    class Canary(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Canary)
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/name.json"
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"enum": ["the secret"]}')
+    try:
+        for ref in (url, secret.as_uri(), f"{url}#/definitions/x"):
+            schema = {"type": "object", "properties": {"name": {"$ref": ref}}, "required": ["name"]}
+            with pytest.raises(UserError, match="never fetches schema references"):
+                Agent(ScriptedBackend(['{"name": 1}<turn|>']), output_type=schema)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hits == []
+
+
+@pytest.mark.parametrize("depth", [100, 3000])
+def test_a_schema_file_nested_deeply_is_a_clear_error(depth: int, tmp_path: Path, capsys: Any) -> None:
+    """--schema with a schema nested a hundred levels: RecursionError in jsonschema (an internal error); three
+    thousand: RecursionError in json itself."""
+    from agentkit.cli import main
+
+    deep: Any = {"type": "string"}
+    text = '{"type": "object", "properties": {"a": ' * depth + json.dumps(deep) + "}}" * depth
+    path = tmp_path / "schema.json"
+    path.write_text(text)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(["{}<turn|>"]))
+    code = main(["run", "--backend", f"scripted:{outputs}", "--schema", str(path), "hi"])
+    err = capsys.readouterr().err
+    assert code == 2 and "internal error" not in err and ("nested" in err), err
