@@ -331,6 +331,28 @@ def _sessions_cli(evil: str) -> str:
         return out.getvalue() + err.getvalue()
 
 
+def _sessions_show_link(markdown: str, url: str) -> bool:
+    """An answer's markdown link in ``sessions show`` on a terminal: no OSC 8 hyperlink (its text would hide where
+    it goes), and the URL itself printed."""
+    from agentkit import Session, SessionStore
+    from agentkit.cli import main
+
+    with tempfile.TemporaryDirectory() as home:
+        saved = {k: os.environ.get(k) for k in ("AGENTKIT_HOME", "FORCE_COLOR", "COLUMNS")}
+        os.environ.update(AGENTKIT_HOME=home, FORCE_COLOR="1", COLUMNS="200")  # Rich writes for a terminal
+        try:
+            messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": markdown}]
+            SessionStore().save(Session(id="s1", title="t", messages=messages))
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+                main(["sessions", "show", "s1"])
+        finally:
+            for key, value in saved.items():
+                os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    shown = out.getvalue()
+    return "\x1b]" not in shown and "\x9d" not in shown and url in shown
+
+
 def _approval_shows_tail() -> bool:
     from agentkit import ToolCallRequest
     from agentkit.cli.run import EventPrinter, TerminalAsk
@@ -362,6 +384,16 @@ def terminal_attempts() -> list[Attempt]:
     attempts += [
         ("terminal", f"{name} in sessions list/show", lambda e=evil: _inert(_sessions_cli(e)))
         for name, evil in ESCAPES.items()
+    ]
+    links = {
+        "markdown link whose text hides its URL": "Log in at [your bank](https://evil.example/login).",
+        "markdown link with a title": '[docs](https://evil.example/x "the docs")',
+        "autolink": "<https://evil.example/auto>",
+        "reference link": "[home][1]\n\n[1]: https://evil.example/ref",
+    }
+    attempts += [
+        ("terminal", f"{name} in sessions show", lambda m=markdown: _sessions_show_link(m, "evil.example"))
+        for name, markdown in links.items()
     ]
     attempts.append(("approval", "run_python code past 300 characters is shown", _approval_shows_tail))
     return attempts
