@@ -145,6 +145,10 @@ class ServerErrors:
     address_hint: str  # for a 404/405 that is not a missing model: the address is likely not this engine
     hints: Sequence[tuple[re.Pattern[str], str]] = ()
 
+    def __post_init__(self) -> None:
+        # A base URL may carry user:password@ (basic auth at a proxy): every message here names the URL.
+        object.__setattr__(self, "url", without_user_info(self.url))
+
     def translate(self, exc: BaseException, *, streamed: int = 0, served: Sequence[str] | None = None) -> BackendError:
         """The agentkit error for ``exc``; ``streamed`` is how many characters already reached the caller."""
         if isinstance(exc, BackendError):
@@ -226,6 +230,14 @@ class ServerErrors:
         )
 
 
+_USER_INFO = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def without_user_info(text: str) -> str:
+    """``text`` with the ``user:password@`` of every URL in it written as ``***@``."""
+    return _USER_INFO.sub("***@", text)
+
+
 def _detail(exc: BaseException) -> str:
-    text = str(exc)
+    text = without_user_info(str(exc))  # httpx's own messages name the request's URL, credentials included
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -877,6 +877,53 @@ def test_replica_labels_never_show_a_password_from_a_backend_url() -> None:
     assert "replicas" in shown and "SECRET" not in shown
 
 
+@pytest.mark.parametrize("answer", [None, 401, 404, 500])
+def test_backend_errors_never_show_a_password_from_the_base_url(answer: int | None) -> None:
+    """VLLMBackend/OllamaBackend(base_url="http://user:KEY@host") — basic auth at a proxy — put the key in every
+    error: unreachable, refused, not found, failed."""
+    import asyncio
+
+    from agentkit.backends.ollama import OllamaBackend
+    from agentkit.backends.vllm import VLLMBackend
+    from agentkit.errors import BackendError
+
+    class Answer(BaseHTTPRequestHandler):
+        def _reply(self) -> None:
+            self.send_response(answer or 500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        do_GET = do_POST = _reply
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    port = server.server_address[1] if answer else 9
+    base = f"http://user:sk-SECRET-7@127.0.0.1:{port}"
+
+    async def errors() -> list[str]:
+        shown = []
+        for backend in (VLLMBackend("g", base, tokenizer=False, retries=0), OllamaBackend("gemma4", base)):
+            try:
+                await backend.check()
+            except BackendError as exc:
+                shown.append(str(exc))
+            finally:
+                await backend.aclose()
+        return shown
+
+    try:
+        shown = asyncio.run(errors())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert shown and all("SECRET" not in m and "127.0.0.1" in m for m in shown), shown
+
+
 def test_image_in_a_format_that_runs_ghostscript_is_never_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pillow opens by content: EPS bytes from a tool were handed to Ghostscript (where one is installed)."""
     pytest.importorskip("PIL")

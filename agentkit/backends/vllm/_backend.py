@@ -172,7 +172,7 @@ class VLLMBackend(HTTPBackend):
             prompt = request.prompt.token_ids(self._tokenizer)
             if self._max_model_len is not None and len(prompt) >= self._max_model_len:
                 raise ContextTooLong(
-                    f"The prompt is {len(prompt)} tokens but {self._model!r} on vLLM at {self._base_url} has a "
+                    f"The prompt is {len(prompt)} tokens but {self._model!r} on vLLM at {self._errors.url} has a "
                     f"context of {self._max_model_len} tokens. Shorten the conversation, or restart vLLM with "
                     "a larger --max-model-len.",
                     backend="vllm",
@@ -313,7 +313,7 @@ class VLLMBackend(HTTPBackend):
         if finish not in ("stop", "length", "tool_calls"):
             what = f"finish_reason {finish!r}" if finish else "no finish_reason"
             raise StreamInterrupted(
-                f"vLLM at {self._base_url} ended the stream with {what} after {streamed} characters: the "
+                f"vLLM at {self._errors.url} ended the stream with {what} after {streamed} characters: the "
                 "request was aborted or the server went away. Run the request again.",
                 backend="vllm",
             )
