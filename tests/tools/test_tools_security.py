@@ -1028,3 +1028,39 @@ def test_a_schema_file_nested_deeply_is_a_clear_error(depth: int, tmp_path: Path
     code = main(["run", "--backend", f"scripted:{outputs}", "--schema", str(path), "hi"])
     err = capsys.readouterr().err
     assert code == 2 and "internal error" not in err and ("nested" in err), err
+
+
+# -- config files: a file someone else could write names programs to start -------------------------------
+
+
+@pytest.mark.parametrize("how", ["world-writable file", "another user's file", "folder others can write"])
+def test_a_config_file_another_user_could_write_is_not_used(how: str, tmp_path: Path, capsys: Any) -> None:
+    """[mcp.servers] commands in the config file run as you: a file (or a folder) others can write was obeyed."""
+    import sys
+
+    from agentkit.cli import main
+
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+    config = folder / "config.toml"
+    command = [sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]
+    config.write_text(f"[mcp.servers.evil]\ncommand = {json.dumps(command[0])}\nargs = {json.dumps(command[1:])}\n")
+    if how == "world-writable file":
+        config.chmod(0o666)
+    elif how == "another user's file":
+        if os.getuid() != 0:
+            pytest.skip("making a file another user's needs root")
+        os.chown(config, 65534, 65534)
+    else:
+        folder.chmod(0o777)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(["hi<turn|>"]))
+    code = main(["run", "--config", str(config), "--backend", f"scripted:{outputs}", "hello"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not used" in err and not marker.exists(), err
+    config.chmod(0o600)
+    os.chown(config, os.getuid(), os.getgid())
+    folder.chmod(0o700)
+    main(["run", "--config", str(config), "--backend", f"scripted:{outputs}", "hello"])  # not an MCP server: fails
+    assert marker.exists()  # but the same file, once it is private, is used: its program was started
