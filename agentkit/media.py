@@ -195,11 +195,38 @@ MAX_MEDIA_FILE_BYTES = 256 << 20
 
 
 def read_media_file(path: str | os.PathLike[str], what: str = "media") -> bytes:
-    """A media file's bytes: regular files only, at most :data:`MAX_MEDIA_FILE_BYTES`.
+    """A media file's bytes: regular files only, at most :data:`MAX_MEDIA_FILE_BYTES`, never a text file.
 
     A part's path can come from a saved session file, so it may name a FIFO (reading blocks forever),
-    ``/dev/zero`` or ``/dev/urandom`` (reading never ends) or a file that grows while it is read.
+    ``/dev/zero`` or ``/dev/urandom`` (reading never ends) or a file that grows while it is read. It may also
+    name ``~/.ssh/id_ed25519`` or a ``.env``: whatever is read is sent to the backend's server as a picture,
+    so a file that is text (and no known media format) is refused.
     """
+    data = _read_regular(path, what)
+    if _is_text(data):
+        raise UserError(
+            f"cannot send {what} file {path}: it is text, not {what} (a session file or a tool can name any file; "
+            "only media files are sent)"
+        )
+    return data
+
+
+def _is_text(data: bytes) -> bool:
+    """Whether ``data`` reads as text and starts like no media format (binary formats have NULs or invalid
+    UTF-8 within their first bytes; text has neither)."""
+    head = data[:4096]
+    if any(head.startswith(signature) for signature, _ in _SIGNATURES) or head[8:12] in (b"WAVE", b"WEBP"):
+        return False
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # only a character cut at the 4096-byte boundary: still text
+    return True
+
+
+def _read_regular(path: str | os.PathLike[str], what: str) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:

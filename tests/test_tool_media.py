@@ -122,11 +122,11 @@ def test_python_tools_return_images_from_files_audio_and_lists(tmp_path: Path) -
     value, media = to_response(["a chart", Image(picture), "and a sound", Audio(WAV)])
     assert value == "a chart\nand a sound"
     assert media == (ImagePart(PNG), AudioPart(WAV, format="wav"))
-    picture.write_bytes(b"changed")  # read when returned: the conversation keeps what the tool saw
+    picture.write_bytes(PNG + b"changed")  # read when returned: the conversation keeps what the tool saw
     assert media_bytes(media[0]) == PNG
     # A part naming a file is read when the result is taken; data beside media becomes JSON text.
     value, media = to_response(({"rows": 3}, ImagePart(path=str(tmp_path / "chart.png"))))
-    assert value == '{"rows": 3}' and media == (ImagePart(b"changed"),)
+    assert value == '{"rows": 3}' and media == (ImagePart(PNG + b"changed"),)
     assert to_response(Image(PNG)) == ("", (ImagePart(PNG),))
     assert to_response({"type": "image", "image": "x"}) == ({"type": "image", "image": "x"}, ())  # data stays data
     # Where a value must be plain data (a session's call record), media are told, never dumped as bytes.

@@ -575,8 +575,23 @@ def file_attempts() -> list[Attempt]:
         os.mkfifo(root / "shot.png")
         return root / "shot.png"
 
+    def secret(name: str, text: str) -> Callable[[Path], Path]:
+        def make(root: Path) -> Path:
+            (root / name).write_text(text)
+            return root / name
+
+        return make
+
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE\n-----END OPENSSH PRIVATE KEY-----"
     deep = "[" * 100_000 + "]" * 100_000
     return [
+        (
+            "files",
+            "session image path is a private key (sent to the server)",
+            _session_media_refused(secret("id", key)),
+        ),
+        ("files", "session image path is a .env file", _session_media_refused(secret(".env", "API_KEY=sk-1\n"))),
+        ("files", "session image path is /etc/passwd", _session_media_refused(lambda r: Path("/etc/passwd"))),
         ("files", "session image path is a FIFO", _session_media_refused(fifo)),
         ("files", "session image path is /dev/null", _session_media_refused(lambda r: Path("/dev/null"))),
         ("files", "session image path is a folder", _session_media_refused(lambda r: r)),
