@@ -44,6 +44,9 @@ from .results import result_value
 __all__ = ["MCPServer", "MCPServerHTTP", "MCPServerStdio", "MCPTool"]
 
 DEFAULT_TIMEOUT_S = 60.0
+MAX_TOOLS = 1000  # from one server; a model chooses well among a few dozen
+MAX_TOOL_LIST_BYTES = 8 << 20  # the whole list as JSON; real servers list kilobytes
+MAX_DESCRIPTION_CHARS = 8000  # of one tool's description, which goes into every prompt
 DEFAULT_START_TIMEOUT_S = 30.0
 _VERSIONED = re.compile(r"(python|pypy|node)[\d.]*(\.exe)?$")  # python3.11, node20
 _LAUNCHERS = {"uvx", "uv", "npx", "bunx", "pipx", "python", "python3", "node", "deno", "run", "tool", "docker"}
@@ -285,8 +288,17 @@ class MCPServer:
     async def _refresh(self, client: Client) -> None:
         listed: list[mt.Tool] = []
         cursor: str | None = None
+        size = 0
         for _ in range(100):
             page = await asyncio.wait_for(client.list_tools(cursor=cursor, cache_mode="refresh"), self.start_timeout_s)
+            # Every page is kept (and declared to the model): a server that pages on without end, or lists
+            # thousands of tools, would fill memory and every prompt. The whole list has one byte limit.
+            size += sum(len(t.model_dump_json(by_alias=True)) for t in page.tools)
+            if size > MAX_TOOL_LIST_BYTES or len(listed) + len(page.tools) > MAX_TOOLS:
+                raise ToolsetError(
+                    f"MCP server {self.name!r} lists more than {MAX_TOOLS} tools or {MAX_TOOL_LIST_BYTES:,} bytes of "
+                    "them; an agent cannot use that many (give the server a narrower configuration)"
+                )
             listed.extend(page.tools)
             cursor = page.next_cursor
             if not cursor:
@@ -301,6 +313,8 @@ class MCPServer:
         schema = dict(spec.input_schema or {"type": "object"})
         validator: Any = None  # the server checks what it receives; a schema we cannot use is no reason to fail
         description = spec.description or spec.title or ""
+        if len(description) > MAX_DESCRIPTION_CHARS:
+            description = description[:MAX_DESCRIPTION_CHARS] + f" [... cut: {len(description):,} characters]"
         try:
             check_depth(schema, f"the input schema of {spec.name[:80]!r}")
         except UserError as exc:  # the other tools stay usable; this one is declared without parameters
