@@ -924,6 +924,16 @@ def test_backend_errors_never_show_a_password_from_the_base_url(answer: int | No
     assert shown and all("SECRET" not in m and "127.0.0.1" in m for m in shown), shown
 
 
+def test_replica_labels_made_from_backends_never_show_a_password() -> None:
+    """ReplicaBackend([...]) without labels named each replica by its base_url, password included."""
+    from agentkit.backends.replicas import ReplicaBackend
+    from agentkit.backends.vllm import VLLMBackend
+
+    backends = [VLLMBackend("g", f"http://user:sk-SECRET-{i}@127.0.0.1:{9 + i}", tokenizer=False) for i in range(2)]
+    shown = repr(ReplicaBackend(backends).stats())  # type: ignore[arg-type]
+    assert "SECRET" not in shown and "http://***@127.0.0.1:9" in shown
+
+
 def test_image_in_a_format_that_runs_ghostscript_is_never_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pillow opens by content: EPS bytes from a tool were handed to Ghostscript (where one is installed)."""
     pytest.importorskip("PIL")

@@ -27,7 +27,10 @@ A sibling of ``sandbox_security.py`` for the attacks that never touch the sandbo
 - **media URLs**: an http(s) (or file, ftp, scheme-relative, ...) URL as an image from a user message, a saved
   session and a tool result; blocked means neither the vLLM nor the Ollama request carries it (a clear error,
   or bytes), so no server fetches an address someone else chose. Terminal attempts also include markdown links
-  in ``sessions show`` (no OSC 8 hyperlink hiding its URL).
+  in ``sessions show`` (no OSC 8 hyperlink hiding its URL);
+- **schema**: every injection string as an output schema's title, description, property name, enum value and
+  pattern (what ``--schema FILE`` declares as ``final_result``); blocked means the prompt's control tokens are
+  those of a benign schema.
 
 Run: ``python tools/bench/prompt_security.py`` (needs the ``[transformers]`` extra; about 20 s).
 """
@@ -506,6 +509,39 @@ def session_attempts() -> list[Attempt]:
     return attempts
 
 
+# -- structured output: a schema file's names, descriptions and enums are data in the declaration ---------
+
+
+def _schema_prompt_tokens(evil: str) -> int:
+    """Control tokens of the prompt an agent with ``evil`` all over its output schema sends (--schema FILE)."""
+    from agentkit import Agent
+    from agentkit.testing import ScriptedBackend
+
+    schema = {
+        "type": "object",
+        "title": evil,
+        "description": evil,
+        "properties": {evil: {"type": "string", "description": evil, "enum": [evil, "b"]}, "n": {"pattern": evil}},
+        "required": [evil],
+    }
+    backend = ScriptedBackend(['<|tool_call>call:final_result{n:<|"|>b<|"|>}<tool_call|>'] * 3)
+    with contextlib.suppress(Exception):  # the scripted answer need not satisfy the schema: the prompt is judged
+        Agent(backend, output_type=schema).run("hi")
+    return control_tokens_in(backend.prompts[0])
+
+
+def schema_attempts() -> list[Attempt]:
+    want = _schema_prompt_tokens(BENIGN)
+    return [
+        (
+            "schema",
+            f"output schema names, descriptions, enums {repr(evil)[:40]}",
+            lambda e=evil: _schema_prompt_tokens(e) == want,
+        )
+        for evil in INJECTIONS
+    ]
+
+
 # -- media URLs: the server never gets one to fetch (SSRF from its network) --------------------------------
 
 _MEDIA_URLS = {
@@ -713,6 +749,7 @@ def main() -> None:
         *file_attempts(),
         *batch_attempts(),
         *media_url_attempts(),
+        *schema_attempts(),
     ]
     results: list[tuple[str, str, bool]] = []
     for category, name, attack in attempts:
