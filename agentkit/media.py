@@ -203,6 +203,8 @@ def read_media_file(path: str | os.PathLike[str], what: str = "media") -> bytes:
     so a file that is text (and no known media format) is refused.
     """
     data = _read_regular(path, what)
+    if not data:
+        raise UserError(f"cannot send {what} file {path}: it is empty")
     if _is_text(data):
         raise UserError(
             f"cannot send {what} file {path}: it is text, not {what} (a session file or a tool can name any file; "
