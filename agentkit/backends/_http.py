@@ -109,6 +109,39 @@ def renamed_option(owner: str, old: str, new: str, old_value: T | None, new_valu
 
 # -- the client --------------------------------------------------------------------------------------------
 
+#: The most of an error answer's body read: its message is all that is used, and a proxy's error page (or a
+#: server that never stops sending) must not fill memory first.
+MAX_ERROR_BODY_BYTES = 1 << 20
+
+
+#: The most a whole (not streamed) answer may have: model lists and model details are kilobytes.
+MAX_BODY_BYTES = 16 << 20
+
+
+async def _whole(response: httpx.Response, errors: ServerErrors) -> httpx.Response:
+    """``response`` read (at most :data:`MAX_BODY_BYTES`) into a response whose ``json()`` and ``text`` work."""
+    try:
+        body = await _head(response, MAX_BODY_BYTES + 1)
+    finally:
+        await response.aclose()
+    if len(body) > MAX_BODY_BYTES:
+        raise errors.too_large(MAX_BODY_BYTES)
+    skip = {"content-encoding", "content-length", "transfer-encoding"}  # the body is decoded and whole now
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in skip]
+    return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+
+
+async def _head(response: httpx.Response, limit: int) -> bytes:
+    """The first ``limit`` bytes of the body (decoded as the server encoded it); the rest is never read."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
+
 
 def server_url(url: str, *, strip_suffix: str = "") -> str:
     """``url`` without a trailing slash (or ``strip_suffix``), with ``http://`` when it names no scheme."""
@@ -242,12 +275,14 @@ class HTTPBackend:
         async def once() -> httpx.Response:
             client = self._http.client()
             with self._errors.mapped(served=served):
-                response = await client.send(build(client), stream=stream)
+                # Always streamed, so no body is read whole before its size is known (httpx's non-stream send
+                # reads everything a server sends); a whole answer is read here within MAX_BODY_BYTES.
+                response = await client.send(build(client), stream=True)
                 self._answered = True
                 if response.status_code < 400:
-                    return response
+                    return response if stream else await _whole(response, self._errors)
                 try:
-                    body = (await response.aread()).decode("utf-8", errors="replace")
+                    body = (await _head(response, MAX_ERROR_BODY_BYTES)).decode("utf-8", errors="replace")
                 finally:
                     await response.aclose()
                 raise ErrorReply(response.status_code, body)

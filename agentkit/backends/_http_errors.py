@@ -105,7 +105,13 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def server_message(body: str) -> str:
-    """The human-readable message inside an error body (``{"error": ...}`` in its forms, FastAPI's ``detail``)."""
+    """The human-readable message inside an error body (``{"error": ...}`` in its forms, FastAPI's ``detail``),
+    at most 2,000 characters of it: it is shown to people and to the model."""
+    message = _server_message(body)
+    return message if len(message) <= 2000 else message[:2000] + f" [... {len(message):,} characters]"
+
+
+def _server_message(body: str) -> str:
     try:
         data = json.loads(body)
     except ValueError:
@@ -222,6 +228,13 @@ class ServerErrors:
             f"{echo}",
             backend=self.backend,
             status=404,
+        )
+
+    def too_large(self, limit: int) -> BackendResponseError:
+        return BackendResponseError(
+            f"{self.engine} at {self.url} sent an answer of more than {limit:,} bytes; it was not read further "
+            "(is this address the server you meant?)",
+            backend=self.backend,
         )
 
     def not_json(self, data: str) -> BackendResponseError:

@@ -924,6 +924,75 @@ def test_backend_errors_never_show_a_password_from_the_base_url(answer: int | No
     assert shown and all("SECRET" not in m and "127.0.0.1" in m for m in shown), shown
 
 
+@pytest.mark.parametrize(("engine", "status"), [("vllm", 500), ("ollama", 500), ("vllm", 200), ("ollama", 200)])
+def test_an_answer_without_end_is_read_only_in_part(engine: str, status: int) -> None:
+    """A backend (or a proxy before it) answering with an endless body: an error's was read whole into memory
+    and its message, however long, became the error every terminal printed; a model list's was read whole."""
+    import asyncio
+
+    from agentkit.backends.base import GenerationRequest
+    from agentkit.backends.ollama import OllamaBackend
+    from agentkit.backends.vllm import VLLMBackend
+    from agentkit.errors import BackendError
+    from agentkit.gemma4 import Prompt
+
+    written = [0]
+
+    class Flood(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            pieces = [b'{"error": {"message": "' if status == 500 else b'{"data": ["', *([b"A" * MB] * 64), b'"]}']
+            try:
+                for piece in pieces:
+                    self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    written[0] += len(piece)
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                self.close_connection = True
+
+        do_GET = do_POST
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flood)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    backend: Any = (
+        VLLMBackend("g", base, tokenizer=False, retries=0, mode="chat")
+        if engine == "vllm"
+        else OllamaBackend("gemma4", base, retries=0)
+    )
+    messages = [{"role": "user", "content": "hi"}]
+
+    async def ask() -> str:
+        try:
+            if status == 200:
+                await backend.list_models()
+            async for _ in backend.stream(GenerationRequest(Prompt.trusted("<bos>"), messages=messages)):
+                pass
+        except BackendError as exc:
+            return str(exc)
+        finally:
+            await backend.aclose()
+        return ""
+
+    try:
+        shown = asyncio.run(ask())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ("500" if status == 500 else "more than 16,777,216 bytes") in shown and len(shown) < 3000, shown[:300]
+    assert written[0] < 64 * MB  # the client hung up after the first part
+
+
 def test_replica_labels_made_from_backends_never_show_a_password() -> None:
     """ReplicaBackend([...]) without labels named each replica by its base_url, password included."""
     from agentkit.backends.replicas import ReplicaBackend
