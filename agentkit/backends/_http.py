@@ -39,6 +39,9 @@ from agentkit.errors import UserError
 from ._http_errors import TRANSPORT_ERRORS, ErrorReply, ServerErrors, is_transient, server_message
 
 __all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_ERROR_BODY_BYTES",
+    "MAX_LINE_CHARS",
     "TRANSPORT_ERRORS",
     "ErrorReply",
     "HTTPBackend",
@@ -46,6 +49,7 @@ __all__ = [
     "OpenStream",
     "RetryPolicy",
     "ServerErrors",
+    "bounded_lines",
     "is_transient",
     "renamed_option",
     "server_message",
@@ -129,6 +133,46 @@ async def _whole(response: httpx.Response, errors: ServerErrors) -> httpx.Respon
     skip = {"content-encoding", "content-length", "transfer-encoding"}  # the body is decoded and whole now
     headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in skip]
     return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+
+
+#: The longest line of a streamed answer (one SSE event, one NDJSON chunk): a chunk is a few hundred characters.
+MAX_LINE_CHARS = 16 << 20
+
+# What str.splitlines (and so httpx's aiter_lines) ends a line at.
+_NEWLINES = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+async def bounded_lines(
+    response: httpx.Response, errors: ServerErrors, limit: int = MAX_LINE_CHARS
+) -> AsyncIterator[str]:
+    """``response.aiter_lines()``, but a line still unfinished past ``limit`` characters is ``errors.too_large``.
+
+    httpx keeps an unfinished line whole, so a server that sends one without end fills memory. The lines are
+    httpx's (``str.splitlines``, a ``\\r\\n`` split across chunks counted once); a chunk without a line end is
+    only kept, never joined, so a long line costs linear time.
+    """
+    parts: list[str] = []
+    size = 0
+    async for text in response.aiter_text():
+        if not _NEWLINES.intersection(text):
+            parts.append(text)
+            size += len(text)
+            if size > limit:
+                raise errors.too_large(limit)
+            continue
+        lines = ("".join(parts) + text).splitlines(keepends=True)
+        tail = lines[-1]
+        # An unfinished last line, or one ending in "\r" (a "\n" may follow in the next chunk), waits.
+        keep = tail[-1] not in _NEWLINES or tail.endswith("\r")
+        if keep:
+            lines.pop()
+        parts, size = ([tail], len(tail)) if keep else ([], 0)
+        for line in lines:
+            yield line[:-2] if line.endswith("\r\n") else line[:-1]
+        if size > limit:
+            raise errors.too_large(limit)
+    for line in "".join(parts).splitlines():
+        yield line
 
 
 async def _head(response: httpx.Response, limit: int) -> bytes:

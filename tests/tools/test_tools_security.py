@@ -924,10 +924,12 @@ def test_backend_errors_never_show_a_password_from_the_base_url(answer: int | No
     assert shown and all("SECRET" not in m and "127.0.0.1" in m for m in shown), shown
 
 
-@pytest.mark.parametrize(("engine", "status"), [("vllm", 500), ("ollama", 500), ("vllm", 200), ("ollama", 200)])
-def test_an_answer_without_end_is_read_only_in_part(engine: str, status: int) -> None:
+@pytest.mark.parametrize("status", [500, 200, "stream"])
+@pytest.mark.parametrize("engine", ["vllm", "ollama"])
+def test_an_answer_without_end_is_read_only_in_part(engine: str, status: int | str) -> None:
     """A backend (or a proxy before it) answering with an endless body: an error's was read whole into memory
-    and its message, however long, became the error every terminal printed; a model list's was read whole."""
+    and its message, however long, became the error every terminal printed; a model list's was read whole, and
+    so was one streamed line without end."""
     import asyncio
 
     from agentkit.backends.base import GenerationRequest
@@ -941,13 +943,24 @@ def test_an_answer_without_end_is_read_only_in_part(engine: str, status: int) ->
     class Flood(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def do_GET(self) -> None:
+            if status != "stream":
+                return self.do_POST()
+            body = json.dumps({"data": [{"id": "g", "max_model_len": 2048}], "models": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_response(500 if status == 500 else 200)
+            self.send_header("Content-Type", "text/event-stream" if status == "stream" else "application/json")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            pieces = [b'{"error": {"message": "' if status == 500 else b'{"data": ["', *([b"A" * MB] * 64), b'"]}']
+            head = {500: b'{"error": {"message": "', 200: b'{"data": ["', "stream": b'data: {"choices": [{"x": "'}
+            pieces = [head[status], *([b"A" * MB] * 64), b'"]}']
             try:
                 for piece in pieces:
                     self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
@@ -955,8 +968,6 @@ def test_an_answer_without_end_is_read_only_in_part(engine: str, status: int) ->
                 self.wfile.write(b"0\r\n\r\n")
             except OSError:
                 self.close_connection = True
-
-        do_GET = do_POST
 
         def log_message(self, *args: Any) -> None:
             pass

@@ -40,7 +40,16 @@ from agentkit.errors import BackendResponseError, ContextTooLong, StreamInterrup
 from agentkit.gemma4.prompt import SupportsEncode
 from agentkit.gemma4.sanitize import neutralize_tools
 
-from .._http import ErrorReply, HTTPBackend, LoopClient, OpenStream, RetryPolicy, ServerErrors, server_url
+from .._http import (
+    ErrorReply,
+    HTTPBackend,
+    LoopClient,
+    OpenStream,
+    RetryPolicy,
+    ServerErrors,
+    bounded_lines,
+    server_url,
+)
 from .._native_text import NativeTextWriter
 from .._openai_media import openai_part
 from ..base import BackendEvent, Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
@@ -333,7 +342,7 @@ class VLLMBackend(HTTPBackend):
 
     async def _events(self, response: httpx.Response) -> AsyncGenerator[Mapping[str, Any], None]:
         """The JSON events of a server-sent event stream, up to ``[DONE]``; an ``{"error": …}`` event is raised."""
-        async for line in response.aiter_lines():
+        async for line in bounded_lines(response, self._errors):
             data = parse_sse_data(line)
             if data is None:
                 continue
