@@ -155,7 +155,7 @@ def media_part(part: Any, kind: str | None = None) -> ImagePart | AudioPart | Vi
 
 
 def is_remote(part: ImagePart | AudioPart | VideoPart) -> bool:
-    """Whether the part is only an http(s) URL (engines that fetch media take it as it is; others cannot)."""
+    """Whether the part is only an http(s) URL: no engine is sent one (:func:`media_bytes` refuses it)."""
     return part.data is None and part.path is None and (part.url or "").startswith(("http://", "https://"))
 
 
@@ -171,7 +171,11 @@ def media_bytes(part: ImagePart | AudioPart | VideoPart) -> bytes:
             "e.g. {'type': 'image', 'image': b'...'}"
         )
     if is_remote(part):
-        raise UserError(f"this engine does not download media ({part.url[:60]}): fetch it and pass the bytes")
+        raise UserError(
+            f"media by URL ({part.url[:80]!r}) is not sent: agentkit does not download media, nor has an engine's "
+            "server download it (the URL may come from a saved session or a tool, and a server fetches from its "
+            "own network); download it yourself and pass the bytes"
+        )
     text = part.url
     if text.startswith("data:"):
         _, sep, text = text.partition(";base64,")
@@ -181,8 +185,8 @@ def media_bytes(part: ImagePart | AudioPart | VideoPart) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise UserError(
-            "media given as a string must be base64, a data: URL or an http(s) URL; pass bytes or a pathlib.Path "
-            "for files"
+            "media given as a string must be base64 or a data: URL (http(s) URLs are not downloaded); pass bytes or "
+            "a pathlib.Path for files"
         ) from exc
 
 
@@ -191,11 +195,40 @@ MAX_MEDIA_FILE_BYTES = 256 << 20
 
 
 def read_media_file(path: str | os.PathLike[str], what: str = "media") -> bytes:
-    """A media file's bytes: regular files only, at most :data:`MAX_MEDIA_FILE_BYTES`.
+    """A media file's bytes: regular files only, at most :data:`MAX_MEDIA_FILE_BYTES`, never a text file.
 
     A part's path can come from a saved session file, so it may name a FIFO (reading blocks forever),
-    ``/dev/zero`` or ``/dev/urandom`` (reading never ends) or a file that grows while it is read.
+    ``/dev/zero`` or ``/dev/urandom`` (reading never ends) or a file that grows while it is read. It may also
+    name ``~/.ssh/id_ed25519`` or a ``.env``: whatever is read is sent to the backend's server as a picture,
+    so a file that is text (and no known media format) is refused.
     """
+    data = _read_regular(path, what)
+    if not data:
+        raise UserError(f"cannot send {what} file {path}: it is empty")
+    if _is_text(data):
+        raise UserError(
+            f"cannot send {what} file {path}: it is text, not {what} (a session file or a tool can name any file; "
+            "only media files are sent)"
+        )
+    return data
+
+
+def _is_text(data: bytes) -> bool:
+    """Whether ``data`` reads as text and starts like no media format (binary formats have NULs or invalid
+    UTF-8 within their first bytes; text has neither)."""
+    head = data[:4096]
+    if any(head.startswith(signature) for signature, _ in _SIGNATURES) or head[8:12] in (b"WAVE", b"WEBP"):
+        return False
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # only a character cut at the 4096-byte boundary: still text
+    return True
+
+
+def _read_regular(path: str | os.PathLike[str], what: str) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -231,11 +264,12 @@ def media_type(data: bytes, kind: str = "audio") -> str:
 
 
 def Image(source: bytes | str | os.PathLike[str] | Any) -> ImagePart:
-    """An image for a tool to return (or a user message to carry): bytes, a file path, a URL or a PIL image.
+    """An image for a tool to return (or a user message to carry): bytes, a file path, a data: URL or a PIL image.
 
     A file is read now, so the conversation (and the session file) keeps the picture as it was. A string is
-    a URL when it starts with http(s):// or data:, else a file path. A tool returns it alone or in a list
-    with text: ``return ["the chart", Image("chart.png")]``.
+    a data: URL when it starts with ``data:``, else a file path; an http(s) URL is refused, since no engine is
+    ever sent one (a server would fetch it from its own network). A tool returns it alone or in a list with
+    text: ``return ["the chart", Image("chart.png")]``.
     """
     return ImagePart(*_source(source, "image"))
 
@@ -253,7 +287,12 @@ def Audio(source: bytes | str | os.PathLike[str], format: str | None = None) -> 
 def _source(source: Any, kind: str) -> tuple[bytes | None, str | None, None]:
     if isinstance(source, bytes | bytearray | memoryview):
         return bytes(source), None, None
-    if isinstance(source, str) and source.startswith(("http://", "https://", "data:")):
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        raise UserError(
+            f"agentkit does not download media ({source[:80]!r}): fetch it yourself (e.g. httpx.get(url).content, "
+            f"with the checks the source needs) and make the {kind} from the bytes"
+        )
+    if isinstance(source, str) and source.startswith("data:"):
         return None, source, None
     if isinstance(source, str | os.PathLike):
         return read_media_file(source, f"the {kind}"), None, None

@@ -35,6 +35,7 @@ import pydantic
 import typing_extensions
 
 from agentkit import gemma4
+from agentkit._jsonschema import UnresolvableRef, check_depth, errors_of, local_validator, outside_refs
 from agentkit.errors import OutputValidationError, ToolError, UserError
 from agentkit.gemma4.flatten import CONSTRAINT_NOTES, GRAMMAR_BOUNDS
 from agentkit.gemma4.partial import parse_partial_object
@@ -175,11 +176,11 @@ class OutputSpec:
                 return self._adapter.validate_python(data)
             except pydantic.ValidationError as exc:
                 raise _Invalid(f"invalid {what}: {_pydantic_message(exc, wrapped=self.wrapped)}") from exc
-        import jsonschema
-
         assert self._json_schema is not None
-        validator_cls = jsonschema.validators.validator_for(self._json_schema)
-        errors = sorted(validator_cls(self._json_schema).iter_errors(data), key=lambda e: list(e.path))
+        try:
+            errors = errors_of(local_validator(self._json_schema), data)
+        except UnresolvableRef as exc:
+            raise UserError(f"the output schema cannot be checked: {exc}") from exc
         if errors:
             reasons = "; ".join(
                 f"{'.'.join(str(p) for p in e.path)}: {e.message}" if e.path else e.message for e in errors[:5]
@@ -290,10 +291,18 @@ def _checked_json_schema(schema: Mapping[str, Any]) -> Mapping[str, Any]:
         import jsonschema
     except ImportError as exc:  # pragma: no cover - a base dependency
         raise UserError("a JSON Schema output_type needs the jsonschema package: pip install jsonschema") from exc
+    check_depth(schema, "the output schema")
     try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
+        local_validator(schema)
     except jsonschema.SchemaError as exc:
         raise UserError(f"the output schema is not a valid JSON Schema: {exc.message}") from exc
+    outside = outside_refs(schema)
+    if outside:
+        raise UserError(
+            f"the output schema refers to {outside[0][:200]!r}, outside itself; agentkit never fetches schema "
+            "references (a schema file could point them anywhere): put the definition under $defs and refer to "
+            "it as #/$defs/NAME"
+        )
     return schema
 
 

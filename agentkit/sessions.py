@@ -162,6 +162,13 @@ class SessionStore:
             )
         return self.root / f"{session_id}.json"
 
+    def _make_root(self) -> None:
+        """The sessions folder, made the owner's only when made here (its files are; their names and the
+        lock files need not be seen by others either). A folder that exists keeps its mode."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            self.root.mkdir(mode=0o700)
+
     def exists(self, session_id: str) -> bool:
         return self._path(session_id).exists()
 
@@ -184,6 +191,7 @@ class SessionStore:
         session.revision += 1
         text = json.dumps(session.to_dict(), ensure_ascii=False)
         try:
+            self._make_root()
             atomic_write_text(path, text)
         except OSError as exc:
             raise SessionError(f"cannot save session {session.id} to {path}: {exc}") from exc
@@ -232,7 +240,7 @@ class SessionStore:
         open — take turns instead of overwriting each other's turns. The lock goes away with the process,
         even when it is killed. Waits without blocking the event loop; gives up after ``timeout_s``.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_root()
         path = self.root / f".{self._path(session_id).stem}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

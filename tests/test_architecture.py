@@ -235,6 +235,7 @@ LAYERS: dict[str, int] = {
     "sessions": 4,
     "_session": 4,
     "display": 4,
+    "_jsonschema": 4,  # JSON Schema validators that fetch no reference, for mcp/ and output.py
     "backends": 3,
     "messages": 2,
     "media": 2,  # the media parts and their reader, beside the conversation that carries them

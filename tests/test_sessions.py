@@ -327,3 +327,32 @@ def test_a_media_path_in_a_session_file_reads_only_regular_files(tmp_path: Path,
         pytest.fail("reading the session's media path blocked")
     assert len(outcome) == 1 and isinstance(outcome[0], UserError), outcome
     assert "not a regular file" in str(outcome[0]) or "Is a directory" in str(outcome[0])
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n", "API_KEY=sk-1\n", "é" * 3000],
+    ids=["key", "env", "utf8"],
+)
+def test_a_media_path_in_a_session_file_never_sends_a_text_file(tmp_path: Path, secret: str) -> None:
+    """A session file can name any file as a picture: ~/.ssh/id_ed25519 or a .env went to the server base64."""
+    from agentkit.backends._openai_media import openai_part
+    from agentkit.backends.ollama import ollama_messages
+    from agentkit.messages import ImagePart, UserMessage, to_chat
+
+    path = tmp_path / "id_ed25519"
+    path.write_text(secret, encoding="utf-8")
+    store = SessionStore(tmp_path / "sessions")
+    store.save(Session(id="s", conversation=[UserMessage((ImagePart(path=str(path)),))]))
+    loaded = store.load("s").conversation
+    with pytest.raises(UserError, match="it is text, not media"):
+        to_chat(loaded, openai_part)  # vLLM
+    with pytest.raises(UserError, match="it is text, not media"):
+        ollama_messages(to_chat(loaded))  # Ollama
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + secret.encode())  # a real picture's file is still read
+    assert (
+        secret
+        in base64.b64decode(to_chat(loaded, openai_part)[0]["content"][0]["image_url"]["url"].split(",")[1])[
+            8:
+        ].decode()
+    )

@@ -122,11 +122,11 @@ def test_python_tools_return_images_from_files_audio_and_lists(tmp_path: Path) -
     value, media = to_response(["a chart", Image(picture), "and a sound", Audio(WAV)])
     assert value == "a chart\nand a sound"
     assert media == (ImagePart(PNG), AudioPart(WAV, format="wav"))
-    picture.write_bytes(b"changed")  # read when returned: the conversation keeps what the tool saw
+    picture.write_bytes(PNG + b"changed")  # read when returned: the conversation keeps what the tool saw
     assert media_bytes(media[0]) == PNG
     # A part naming a file is read when the result is taken; data beside media becomes JSON text.
     value, media = to_response(({"rows": 3}, ImagePart(path=str(tmp_path / "chart.png"))))
-    assert value == '{"rows": 3}' and media == (ImagePart(b"changed"),)
+    assert value == '{"rows": 3}' and media == (ImagePart(PNG + b"changed"),)
     assert to_response(Image(PNG)) == ("", (ImagePart(PNG),))
     assert to_response({"type": "image", "image": "x"}) == ({"type": "image", "image": "x"}, ())  # data stays data
     # Where a value must be plain data (a session's call record), media are told, never dumped as bytes.
@@ -300,7 +300,7 @@ def test_one_parser_reads_every_form_and_every_engine_uses_it(written: Any, type
 
 
 def test_media_that_cannot_be_read_is_a_clear_error() -> None:
-    with pytest.raises(UserError, match="must be base64, a data: URL or an http"):
+    with pytest.raises(UserError, match="must be base64 or a data: URL"):
         media_bytes(media_part({"type": "image", "image": "cat.png"}))  # a string is never read as a file
     with pytest.raises(UserError, match="does not download media"):
         media_bytes(media_part({"type": "image", "url": "https://x.org/a.png"}))

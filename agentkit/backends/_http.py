@@ -39,6 +39,9 @@ from agentkit.errors import UserError
 from ._http_errors import TRANSPORT_ERRORS, ErrorReply, ServerErrors, is_transient, server_message
 
 __all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_ERROR_BODY_BYTES",
+    "MAX_LINE_CHARS",
     "TRANSPORT_ERRORS",
     "ErrorReply",
     "HTTPBackend",
@@ -46,6 +49,7 @@ __all__ = [
     "OpenStream",
     "RetryPolicy",
     "ServerErrors",
+    "bounded_lines",
     "is_transient",
     "renamed_option",
     "server_message",
@@ -108,6 +112,79 @@ def renamed_option(owner: str, old: str, new: str, old_value: T | None, new_valu
 
 
 # -- the client --------------------------------------------------------------------------------------------
+
+#: The most of an error answer's body read: its message is all that is used, and a proxy's error page (or a
+#: server that never stops sending) must not fill memory first.
+MAX_ERROR_BODY_BYTES = 1 << 20
+
+
+#: The most a whole (not streamed) answer may have: model lists and model details are kilobytes.
+MAX_BODY_BYTES = 16 << 20
+
+
+async def _whole(response: httpx.Response, errors: ServerErrors) -> httpx.Response:
+    """``response`` read (at most :data:`MAX_BODY_BYTES`) into a response whose ``json()`` and ``text`` work."""
+    try:
+        body = await _head(response, MAX_BODY_BYTES + 1)
+    finally:
+        await response.aclose()
+    if len(body) > MAX_BODY_BYTES:
+        raise errors.too_large(MAX_BODY_BYTES)
+    skip = {"content-encoding", "content-length", "transfer-encoding"}  # the body is decoded and whole now
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in skip]
+    return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+
+
+#: The longest line of a streamed answer (one SSE event, one NDJSON chunk): a chunk is a few hundred characters.
+MAX_LINE_CHARS = 16 << 20
+
+# What str.splitlines (and so httpx's aiter_lines) ends a line at.
+_NEWLINES = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+async def bounded_lines(
+    response: httpx.Response, errors: ServerErrors, limit: int = MAX_LINE_CHARS
+) -> AsyncIterator[str]:
+    """``response.aiter_lines()``, but a line still unfinished past ``limit`` characters is ``errors.too_large``.
+
+    httpx keeps an unfinished line whole, so a server that sends one without end fills memory. The lines are
+    httpx's (``str.splitlines``, a ``\\r\\n`` split across chunks counted once); a chunk without a line end is
+    only kept, never joined, so a long line costs linear time.
+    """
+    parts: list[str] = []
+    size = 0
+    async for text in response.aiter_text():
+        if not _NEWLINES.intersection(text):
+            parts.append(text)
+            size += len(text)
+            if size > limit:
+                raise errors.too_large(limit)
+            continue
+        lines = ("".join(parts) + text).splitlines(keepends=True)
+        tail = lines[-1]
+        # An unfinished last line, or one ending in "\r" (a "\n" may follow in the next chunk), waits.
+        keep = tail[-1] not in _NEWLINES or tail.endswith("\r")
+        if keep:
+            lines.pop()
+        parts, size = ([tail], len(tail)) if keep else ([], 0)
+        for line in lines:
+            yield line[:-2] if line.endswith("\r\n") else line[:-1]
+        if size > limit:
+            raise errors.too_large(limit)
+    for line in "".join(parts).splitlines():
+        yield line
+
+
+async def _head(response: httpx.Response, limit: int) -> bytes:
+    """The first ``limit`` bytes of the body (decoded as the server encoded it); the rest is never read."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
 
 
 def server_url(url: str, *, strip_suffix: str = "") -> str:
@@ -242,12 +319,14 @@ class HTTPBackend:
         async def once() -> httpx.Response:
             client = self._http.client()
             with self._errors.mapped(served=served):
-                response = await client.send(build(client), stream=stream)
+                # Always streamed, so no body is read whole before its size is known (httpx's non-stream send
+                # reads everything a server sends); a whole answer is read here within MAX_BODY_BYTES.
+                response = await client.send(build(client), stream=True)
                 self._answered = True
                 if response.status_code < 400:
-                    return response
+                    return response if stream else await _whole(response, self._errors)
                 try:
-                    body = (await response.aread()).decode("utf-8", errors="replace")
+                    body = (await _head(response, MAX_ERROR_BODY_BYTES)).decode("utf-8", errors="replace")
                 finally:
                     await response.aclose()
                 raise ErrorReply(response.status_code, body)

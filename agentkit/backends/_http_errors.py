@@ -105,7 +105,13 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def server_message(body: str) -> str:
-    """The human-readable message inside an error body (``{"error": ...}`` in its forms, FastAPI's ``detail``)."""
+    """The human-readable message inside an error body (``{"error": ...}`` in its forms, FastAPI's ``detail``),
+    at most 2,000 characters of it: it is shown to people and to the model."""
+    message = _server_message(body)
+    return message if len(message) <= 2000 else message[:2000] + f" [... {len(message):,} characters]"
+
+
+def _server_message(body: str) -> str:
     try:
         data = json.loads(body)
     except ValueError:
@@ -144,6 +150,10 @@ class ServerErrors:
     auth_hint: str
     address_hint: str  # for a 404/405 that is not a missing model: the address is likely not this engine
     hints: Sequence[tuple[re.Pattern[str], str]] = ()
+
+    def __post_init__(self) -> None:
+        # A base URL may carry user:password@ (basic auth at a proxy): every message here names the URL.
+        object.__setattr__(self, "url", without_user_info(self.url))
 
     def translate(self, exc: BaseException, *, streamed: int = 0, served: Sequence[str] | None = None) -> BackendError:
         """The agentkit error for ``exc``; ``streamed`` is how many characters already reached the caller."""
@@ -220,12 +230,27 @@ class ServerErrors:
             status=404,
         )
 
+    def too_large(self, limit: int) -> BackendResponseError:
+        return BackendResponseError(
+            f"{self.engine} at {self.url} sent an answer of more than {limit:,} bytes; it was not read further "
+            "(is this address the server you meant?)",
+            backend=self.backend,
+        )
+
     def not_json(self, data: str) -> BackendResponseError:
         return BackendResponseError(
             f"{self.engine} at {self.url} sent a response that is not JSON: {data[:200]!r}", backend=self.backend
         )
 
 
+_USER_INFO = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def without_user_info(text: str) -> str:
+    """``text`` with the ``user:password@`` of every URL in it written as ``***@``."""
+    return _USER_INFO.sub("***@", text)
+
+
 def _detail(exc: BaseException) -> str:
-    text = str(exc)
+    text = without_user_info(str(exc))  # httpx's own messages name the request's URL, credentials included
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

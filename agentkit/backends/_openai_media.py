@@ -2,8 +2,9 @@
 
 An OpenAI-compatible server reads exactly three media forms (vLLM's ``chat_utils``: ``image_url``,
 ``input_audio``, ``video_url``), and bytes cannot travel in JSON, so :func:`openai_part` writes a typed part
-(:mod:`agentkit.messages`) as one of them: a data URL (or the caller's http(s) URL, which the server fetches
-itself), audio as base64 with its format. The vLLM backend hands it to ``request.chat_messages(media=...)``,
+(:mod:`agentkit.messages`) as one of them: always a data URL built from the part's bytes, never an http(s) URL
+(the server would fetch it from its own network, wherever a session file or a tool pointed it), audio as base64
+with its format. The vLLM backend hands it to ``request.chat_messages(media=...)``,
 so user images and the images a tool returned (a tool message's parts, which vLLM gives the model's template
 as it gives a user's) are written the same way. :func:`chat_messages` does the same for message dicts.
 Reading the forms people write is :func:`agentkit.messages.media_part`'s job, not this module's.
@@ -21,7 +22,6 @@ from agentkit.messages import (
     AudioPart,
     ImagePart,
     VideoPart,
-    is_remote,
     media_bytes,
     media_part,
     media_type,
@@ -40,10 +40,11 @@ def openai_part(part: ImagePart | AudioPart | VideoPart) -> dict[str, Any]:
         if fmt is None:
             raise UserError("cannot tell the audio format (wav, mp3, flac or ogg expected); give it as format")
         return {"type": "input_audio", "input_audio": {"data": base64.b64encode(data).decode("ascii"), "format": fmt}}
-    url = part.url if is_remote(part) or (part.url or "").startswith("data:") else None
-    if url is None:
-        data = media_bytes(part)
-        url = f"data:{media_type(data, part.type)};base64,{base64.b64encode(data).decode('ascii')}"
+    # Always a data URL made from checked bytes: an http(s) URL would have the server fetch it from its own
+    # network (SSRF, when a session file or a tool chose it), and a data URL is decoded here first so only
+    # base64 of known media types goes out. media_bytes refuses remote URLs.
+    data = media_bytes(part)
+    url = f"data:{media_type(data, part.type)};base64,{base64.b64encode(data).decode('ascii')}"
     key = "image_url" if isinstance(part, ImagePart) else "video_url"
     return {"type": key, key: {"url": url}}
 

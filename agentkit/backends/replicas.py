@@ -241,7 +241,7 @@ def _label(backend: Backend, index: int) -> str:
     for attribute in ("base_url", "host"):
         value = getattr(backend, attribute, None)
         if isinstance(value, str) and value:
-            return value
+            return _shown(value)  # a base_url may carry user:password@ (basic auth at a proxy)
     return f"replica {index + 1} ({backend.name})"
 
 

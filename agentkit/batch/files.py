@@ -178,7 +178,10 @@ class ResultWriter:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh: TextIO = path.open("a", encoding="utf-8")
+            # A new results file is the owner's only, as a saved session is: it holds every task and answer,
+            # and whatever the tools read (a .env, a private repository). One that exists keeps its mode.
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fh: TextIO = os.fdopen(fd, "a", encoding="utf-8")
         except OSError as exc:
             raise UserError(f"cannot write results to {path}: {exc}") from exc
         self.written: set[str] = set()

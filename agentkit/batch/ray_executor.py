@@ -23,6 +23,7 @@ import contextlib
 import logging
 import math
 import os
+import secrets
 import socket
 import stat
 import sys
@@ -128,6 +129,7 @@ class RayExecutor:
         self.max_attempts = max_attempts
         self.down_timeout_s = down_timeout_s
         self.init_options = dict(init_options or {})
+        self._token: _Token | None = None  # the auth token file of the local cluster this executor started
 
     # -- the cluster ----------------------------------------------------------------------------------------
 
@@ -157,11 +159,14 @@ class RayExecutor:
         options.update(self.init_options)
         address = cluster_address(self.address)
         if address == "local" and "_temp_dir" not in options:
-            options["_temp_dir"] = str(_private_temp_dir())
+            root = _private_root()
+            options["_temp_dir"] = str(root / "ray")
+            self._token = _private_auth_token(root)
         try:
             _reachable(address)
             ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
+            self._drop_token()
             if address == "local":
                 raise WorkersUnavailable(f"cannot start a local Ray cluster: {exc}") from exc
             raise WorkersUnavailable(
@@ -218,6 +223,12 @@ class RayExecutor:
             await self._stop(ray, actors)
             if connected:
                 ray.shutdown()
+                self._drop_token()
+
+    def _drop_token(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            token.remove()
 
     async def _preflight(self, ray: Any, actors: list[Any]) -> None:
         """Every worker checks its tools and backend once; the first problem ends the batch, naming the node."""
@@ -357,7 +368,7 @@ def _refuse_discovery(address: str | None, what: str) -> None:
         )
 
 
-def _private_temp_dir() -> Path:
+def _private_root() -> Path:
     """Where a local cluster agentkit starts keeps its sockets and files: a folder only this user can enter.
 
     Ray's default, ``/tmp/ray``, is made world-writable (``chmod 0777``, not sticky) so that any user's
@@ -378,7 +389,62 @@ def _private_temp_dir() -> Path:
             f"{root} is not a private folder of this user (another user may have made it); remove it, or start "
             "a cluster yourself (ray start --head) and give its address with --ray HOST:6379"
         )
-    return root / "ray"
+    return root
+
+
+class _Token:
+    """The auth token file of one local cluster, and the ``RAY_AUTH_TOKEN_PATH`` it replaced."""
+
+    def __init__(self, path: Path, before: str | None) -> None:
+        self.path, self.before = path, before
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        if os.environ.get(_TOKEN_PATH) == str(self.path):
+            if self.before is None:
+                os.environ.pop(_TOKEN_PATH, None)
+            else:
+                os.environ[_TOKEN_PATH] = self.before
+        _reset_token_cache()
+
+
+_TOKEN_PATH = "RAY_AUTH_TOKEN_PATH"
+
+
+def _private_auth_token(root: Path) -> _Token | None:
+    """A fresh token for the new local cluster, in a 0600 file under ``root``, named by ``RAY_AUTH_TOKEN_PATH``.
+
+    Ray turns token authentication on for a new local cluster and, finding no token, writes one to
+    ``~/.ray/auth_token`` with the umask's mode (0644 in a 0755 folder): any local user could read it and connect
+    to the cluster, which runs whatever it is sent as this user and holds the pickled agent factory. Ray looks
+    at ``RAY_AUTH_TOKEN`` and ``RAY_AUTH_TOKEN_PATH`` first, so a token of our own, private and named there,
+    means Ray writes none. A token or mode the user set (``RAY_AUTH_MODE=disabled``, their own token) is theirs.
+    The file is per cluster (two batches of one user may run at once) and removed when the cluster stops.
+    """
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get(_TOKEN_PATH):
+        return None
+    if os.environ.get("RAY_AUTH_MODE", "").strip().lower() not in ("", "token"):
+        return None
+    path = root / f"auth-token-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(secrets.token_hex(32))  # 256 bits, as Ray's own generator makes them
+    except OSError as exc:
+        raise UserError(f"cannot write a private auth token for the local Ray cluster at {path}: {exc}") from exc
+    token = _Token(path, os.environ.get(_TOKEN_PATH))
+    os.environ[_TOKEN_PATH] = str(path)  # the cluster's processes are started from this one and inherit it
+    _reset_token_cache()
+    return token
+
+
+def _reset_token_cache() -> None:
+    """Have Ray's token loader (a process-wide cache) read the token sources again."""
+    with contextlib.suppress(Exception):  # an older Ray has no token authentication: nothing cached
+        import ray._raylet
+
+        ray._raylet.AuthenticationTokenLoader.instance().reset_cache()  # type: ignore[attr-defined]
 
 
 def _reachable(address: str | None, timeout_s: float = 5.0) -> None:

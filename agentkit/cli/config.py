@@ -139,8 +139,38 @@ def default_config_path() -> Path:
     return Path(platformdirs.user_config_dir("agentkit")) / "config.toml"
 
 
+def _check_owner(path: Path) -> None:
+    """Refuse a config file another user could have written: it names programs to start (MCP servers, with their
+    environment), a backend to send every conversation to, and the workspace the tools may change.
+
+    The file must belong to this user (or root) and be writable by no one else, and its folder must not let
+    others replace it (writable by others, and not sticky as ``/tmp`` is). ssh and git apply the same rule.
+    """
+    try:
+        st = os.stat(path)
+        folder = os.stat(path.parent)
+    except FileNotFoundError:
+        return  # read_text says so, as it always did
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    uid = os.getuid()
+    why = ""
+    if st.st_uid not in (uid, 0):
+        why = f"it belongs to another user (uid {st.st_uid})"
+    elif st.st_mode & 0o002 or (st.st_mode & 0o020 and st.st_gid != os.getgid()):
+        why = f"other users can write to it (mode {st.st_mode & 0o777:o})"
+    elif folder.st_uid not in (uid, 0) or (folder.st_mode & 0o002 and not folder.st_mode & 0o1000):
+        why = f"other users can replace it: its folder {path.parent} is theirs or writable by them"
+    if why:
+        raise UserError(
+            f"config file {path} is not used: {why}, and a config file decides which programs agentkit starts "
+            f"and where conversations go. Make it yours and private (chmod go-w {path}), or pass another --config"
+        )
+
+
 def load_config_file(path: Path, *, required: bool) -> dict[str, Any]:
     """Read and check the TOML file; unknown keys are rejected so typos do not silently do nothing."""
+    _check_owner(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -49,6 +49,8 @@ def _read_schema_file(path: Path) -> dict[str, Any]:
         raise UserError(
             f"--schema: {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from exc
+    except RecursionError:  # json's decoder recurses once per nesting level
+        raise UserError(f"--schema: {path} is nested too deeply to be a JSON Schema") from None
     if not isinstance(schema, dict):
         raise UserError(f"--schema: {path} must hold a JSON Schema object ({{...}}), not a {type(schema).__name__}")
     return schema

@@ -77,7 +77,10 @@ def _show(console: Console, session: Session, *, with_thinking: bool) -> None:
                 )
             text = _safe_text(msg)
             if text.strip():
-                console.print(Panel(Markdown(text), title="agent", title_align="left", border_style="green"))
+                # No hyperlinks: a terminal link shows its text and hides where it goes ("[your bank](https://
+                # evil.example)"), and the answer is the model's, steerable by any page it read; the URL is printed.
+                answer = Markdown(text, hyperlinks=False)
+                console.print(Panel(answer, title="agent", title_align="left", border_style="green"))
         elif role == "tool":
             content = msg.get("content")
             failed = isinstance(content, dict) and set(content) == {"error"}

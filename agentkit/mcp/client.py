@@ -32,16 +32,21 @@ from mcp.client.stdio import get_default_environment, stdio_client
 from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared.exceptions import MCPError
 
+from agentkit._jsonschema import UnresolvableRef, check_depth, errors_of, local_validator, outside_refs
 from agentkit.errors import ToolError, ToolsetError, ToolTimeout, UserError
 from agentkit.gemma4 import flatten_schema
 from agentkit.tools.runtime import Tool, ToolArgumentError
 from agentkit.toolsets import callable_name
 
+from .bounded import DEFAULT_MAX_RESPONSE_BYTES, bounded_client
 from .results import result_value
 
 __all__ = ["MCPServer", "MCPServerHTTP", "MCPServerStdio", "MCPTool"]
 
 DEFAULT_TIMEOUT_S = 60.0
+MAX_TOOLS = 1000  # from one server; a model chooses well among a few dozen
+MAX_TOOL_LIST_BYTES = 8 << 20  # the whole list as JSON; real servers list kilobytes
+MAX_DESCRIPTION_CHARS = 8000  # of one tool's description, which goes into every prompt
 DEFAULT_START_TIMEOUT_S = 30.0
 _VERSIONED = re.compile(r"(python|pypy|node)[\d.]*(\.exe)?$")  # python3.11, node20
 _LAUNCHERS = {"uvx", "uv", "npx", "bunx", "pipx", "python", "python3", "node", "deno", "run", "tool", "docker"}
@@ -59,7 +64,10 @@ class MCPTool(Tool):
     def validate(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         args = dict(arguments)
         if self.schema_validator is not None:
-            errors = sorted(self.schema_validator.iter_errors(args), key=lambda e: list(e.absolute_path))
+            try:
+                errors = errors_of(self.schema_validator, args)
+            except UnresolvableRef as exc:
+                raise ToolArgumentError(f"cannot check the arguments for {self.name}: {exc}") from exc
             if errors:
                 reasons = "; ".join(
                     f"{'.'.join(map(str, e.absolute_path)) or 'arguments'}: {e.message}" for e in errors
@@ -180,6 +188,13 @@ class MCPServer:
         try:
             result = await client.call_tool(remote_name, dict(arguments), read_timeout_seconds=self.timeout_s)
         except MCPError as exc:
+            if exc.code == mt.CONNECTION_CLOSED and "byte limit" in exc.error.message:
+                # The SDK gave up on an SSE event past max_response_bytes: the answer was too large, the
+                # server is still there.
+                raise ToolError(
+                    f"{remote_name} failed on MCP server {self.name!r}: its answer was cut off "
+                    f"({exc.error.message}); raise max_response_bytes if the server is trusted"
+                ) from exc
             if exc.code == mt.CONNECTION_CLOSED:
                 note = self._death_note()
                 await self._revive_quietly()
@@ -273,8 +288,17 @@ class MCPServer:
     async def _refresh(self, client: Client) -> None:
         listed: list[mt.Tool] = []
         cursor: str | None = None
+        size = 0
         for _ in range(100):
             page = await asyncio.wait_for(client.list_tools(cursor=cursor, cache_mode="refresh"), self.start_timeout_s)
+            # Every page is kept (and declared to the model): a server that pages on without end, or lists
+            # thousands of tools, would fill memory and every prompt. The whole list has one byte limit.
+            size += sum(len(t.model_dump_json(by_alias=True)) for t in page.tools)
+            if size > MAX_TOOL_LIST_BYTES or len(listed) + len(page.tools) > MAX_TOOLS:
+                raise ToolsetError(
+                    f"MCP server {self.name!r} lists more than {MAX_TOOLS} tools or {MAX_TOOL_LIST_BYTES:,} bytes of "
+                    "them; an agent cannot use that many (give the server a narrower configuration)"
+                )
             listed.extend(page.tools)
             cursor = page.next_cursor
             if not cursor:
@@ -287,11 +311,17 @@ class MCPServer:
 
     def _tool(self, spec: mt.Tool) -> MCPTool:
         schema = dict(spec.input_schema or {"type": "object"})
+        validator: Any = None  # the server checks what it receives; a schema we cannot use is no reason to fail
+        description = spec.description or spec.title or ""
+        if len(description) > MAX_DESCRIPTION_CHARS:
+            description = description[:MAX_DESCRIPTION_CHARS] + f" [... cut: {len(description):,} characters]"
         try:
-            jsonschema.validators.validator_for(schema).check_schema(schema)
-            validator: Any = jsonschema.validators.validator_for(schema)(schema)
-        except jsonschema.SchemaError:
-            validator = None  # the server checks what it receives; a schema we cannot use is no reason to fail
+            check_depth(schema, f"the input schema of {spec.name[:80]!r}")
+        except UserError as exc:  # the other tools stay usable; this one is declared without parameters
+            schema, description = {"type": "object"}, f"{description}\n(its parameters are not shown: {exc})"
+        if not outside_refs(schema):  # a $ref to a URL is never fetched (it would be the server's choice of URL)
+            with contextlib.suppress(jsonschema.SchemaError):
+                validator = local_validator(schema)
         read_only = spec.annotations.read_only_hint if spec.annotations is not None else None
         if self.read_only is not None:
             read_only = self.read_only
@@ -303,7 +333,7 @@ class MCPServer:
         call.__name__ = callable_name(remote)
         return MCPTool(
             name=callable_name(remote),
-            description=spec.description or spec.title or "",
+            description=description,
             parameters=flatten_schema(schema),
             fn=call,
             side_effects=read_only is not True,
@@ -385,7 +415,11 @@ class MCPServerStdio(MCPServer):
 
 
 class MCPServerHTTP(MCPServer):
-    """An MCP server reached over streamable HTTP: ``MCPServerHTTP("http://127.0.0.1:8000/mcp")``."""
+    """An MCP server reached over streamable HTTP: ``MCPServerHTTP("http://127.0.0.1:8000/mcp")``.
+
+    ``max_response_bytes`` bounds each answer the server sends (a JSON body or one SSE event): past it the
+    call fails with a clear error instead of the answer filling memory (:mod:`agentkit.mcp.bounded`).
+    """
 
     def __init__(
         self,
@@ -398,12 +432,17 @@ class MCPServerHTTP(MCPServer):
         max_restarts: int = 3,
         read_only: bool | None = None,
         protocol: str = "auto",
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         parsed = urlparse(url) if isinstance(url, str) else None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise UserError(f"MCPServerHTTP needs an http(s) URL such as http://127.0.0.1:8000/mcp, got {url!r}")
+            shown = _without_user_info(url) if isinstance(url, str) else repr(url)
+            raise UserError(f"MCPServerHTTP needs an http(s) URL such as http://127.0.0.1:8000/mcp, got {shown}")
+        if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int) or max_response_bytes < 1:
+            raise UserError(f"max_response_bytes is a positive number of bytes, got {max_response_bytes!r}")
         self.url = url
         self.headers = dict(headers or {})
+        self.max_response_bytes = max_response_bytes
         super().__init__(
             name=name or parsed.hostname,
             timeout_s=timeout_s,
@@ -414,21 +453,27 @@ class MCPServerHTTP(MCPServer):
         )
 
     def describe(self) -> str:
-        return self.url
+        return _without_user_info(self.url)  # shown in errors, logs and the TUI: never a password in the URL
 
     def _open(self, stack: contextlib.AsyncExitStack) -> Client:
         from mcp.client.streamable_http import streamable_http_client
 
-        http_client = None
-        if self.headers:
-            import httpx2
-
-            http_client = httpx2.AsyncClient(headers=self.headers, follow_redirects=False)
+        http_client = bounded_client(self.max_response_bytes, self.headers)
+        stack.push_async_callback(http_client.aclose)  # the SDK leaves a client it was given open
         return Client(
-            streamable_http_client(self.url, http_client=http_client),
+            streamable_http_client(self.url, http_client=http_client, max_sse_event_size=self.max_response_bytes),
             message_handler=self._on_message,
             mode=self.protocol,
         )
+
+
+def _without_user_info(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@`` (for messages)."""
+    head, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if sep and "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{head}{sep}{authority}{slash}{path}"[:300]
 
 
 def _name_from_command(command: str, args: Sequence[str]) -> str:

@@ -26,6 +26,7 @@ from agentkit.gemma4.values import check_tool_name
 from agentkit.messages import AudioPart, ImagePart, MediaPart, ToolResult, VideoPart, describe_media, media_bytes
 
 __all__ = [
+    "MAX_RESPONSE_CHARS",
     "ApprovalCheck",
     "CallContext",
     "FunctionToolset",
@@ -41,6 +42,11 @@ __all__ = [
 
 DEFAULT_TIMEOUT_S = 120.0
 _MEDIA_PARTS = (ImagePart, AudioPart, VideoPart)
+
+#: The most characters of one tool response the conversation keeps (its text, or a mapping written as JSON).
+#: Above Gemma 4's whole context (256k tokens is about a million characters), so nothing a model could read is
+#: lost, and below what a runaway tool or a hostile MCP server would have stored and sent with every step.
+MAX_RESPONSE_CHARS = 1_000_000
 
 
 class ToolArgumentError(ToolError):
@@ -340,19 +346,29 @@ def to_response(value: Any) -> tuple[Any, tuple[MediaPart, ...]]:
         parts = [v for v in value if isinstance(v, _MEDIA_PARTS)]
     else:
         return to_response_value(value), ()
-    media = tuple(p if p.path is None else dataclasses.replace(p, data=media_bytes(p), path=None) for p in parts)
+    # Every part becomes bytes here: a file is read (the conversation keeps what the tool saw), base64 and data
+    # URLs are decoded, and a URL is refused (UserError, the call's error), so what a tool returns never has
+    # an engine's server fetch an address the tool (or a page it read) chose.
+    media = tuple(
+        p if p.data is not None else dataclasses.replace(p, data=media_bytes(p), path=None, url=None) for p in parts
+    )
     if all(isinstance(v, str) for v in rest):
-        return "\n".join(rest), media
+        return _bounded("\n".join(rest)), media
     single = to_response_value(rest[0]) if len(rest) == 1 else _jsonable(rest)
     text = single if isinstance(single, str) else json.dumps(single, ensure_ascii=False, sort_keys=True)
-    return text, media
+    return _bounded(text), media
 
 
 def to_response_value(value: Any) -> Any:
     """Turn a tool's return value into what the Gemma response format can carry (a string or a mapping).
 
-    Media in it (see :func:`to_response`) are told in words here: kind, type and size.
+    Media in it (see :func:`to_response`) are told in words here: kind, type and size. A response longer than
+    :data:`MAX_RESPONSE_CHARS` is cut there, with a note saying so.
     """
+    return _bounded(_response_value(value))
+
+
+def _response_value(value: Any) -> Any:
     if isinstance(value, str):
         return value
     if isinstance(value, Mapping):
@@ -369,6 +385,19 @@ def to_response_value(value: Any) -> Any:
         text, media = to_response(value)
         return describe_media(ToolResult(text, media=media), "kept with the conversation").content
     return {"value": _jsonable(value)}
+
+
+def _bounded(value: Any) -> Any:
+    """``value``, or its text (a mapping as JSON) cut to :data:`MAX_RESPONSE_CHARS` with a note, when longer."""
+    if isinstance(value, str) and len(value) <= MAX_RESPONSE_CHARS:
+        return value
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if len(text) <= MAX_RESPONSE_CHARS:
+        return value
+    return (
+        text[:MAX_RESPONSE_CHARS] + f"\n[... cut: the tool returned {len(text):,} characters; the first "
+        f"{MAX_RESPONSE_CHARS:,} are kept]"
+    )
 
 
 def _jsonable(value: Any) -> Any:

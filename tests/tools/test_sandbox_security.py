@@ -93,6 +93,30 @@ def test_escape_read_file_in_host_home(sandbox: PythonSandbox, host_secret: Path
     assert host_secret.name not in out and "HOST-SECRET" not in out
 
 
+def test_escape_read_the_local_ray_clusters_token(
+    sandbox: PythonSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token of a local cluster `agentkit batch --ray` started (RAY_AUTH_TOKEN_PATH in the agent's process)
+    would let code connect to the cluster and run as the user outside the sandbox."""
+    from agentkit.batch.ray_executor import _private_auth_token
+
+    for name in ("RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN", "RAY_AUTH_MODE"):
+        monkeypatch.setenv(name, "")  # recorded, so the variable set below is undone after the test
+        monkeypatch.delenv(name)
+    root = tmp_path / "agentkit-ray"
+    root.mkdir(mode=0o700)
+    token = _private_auth_token(root)
+    assert token is not None
+    try:
+        secret = token.path.read_text()
+        attempt(sandbox, "import os\nprint(open(os.environ['RAY_AUTH_TOKEN_PATH']).read())")
+        attempt(sandbox, f"print(open({str(token.path)!r}).read())")
+        out = sandbox.run("import os\nprint(sorted(os.environ.items()))").stdout
+        assert secret not in out and "RAY_AUTH" not in out
+    finally:
+        token.remove()
+
+
 def test_escape_write_outside_workspace(sandbox: PythonSandbox, workspace_dir: Path) -> None:
     outside = workspace_dir.parent / "outside.txt"
     home = Path.home() / f".agentkit-pwned-{secrets.token_hex(4)}"

@@ -8,6 +8,7 @@ scripted model. Every test here failed (or hung, or blew up memory) on the code 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import stat
 import struct
@@ -723,8 +724,16 @@ class _FakeRay:
         self.calls.append(kwargs)
 
 
+@pytest.fixture
+def ray_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Ray token settings from outside, and whatever ``_connect`` sets in ``os.environ`` undone afterwards."""
+    for name in ("RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN", "RAY_AUTH_MODE", "RAY_ADDRESS"):
+        monkeypatch.setenv(name, "")  # recorded, so the test's end restores the variable (or its absence)
+        monkeypatch.delenv(name)
+
+
 def test_ray_batch_never_joins_the_cluster_a_shared_temp_file_names(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_env: None
 ) -> None:
     """Ray makes /tmp/ray world-writable; ray.init() joins whatever /tmp/ray/ray_current_cluster names.
 
@@ -754,7 +763,9 @@ def test_ray_batch_never_joins_the_cluster_a_shared_temp_file_names(
     assert private.stat().st_uid == os.getuid() and stat.S_IMODE(private.stat().st_mode) == 0o700
 
 
-def test_ray_private_folder_made_by_another_user_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ray_private_folder_made_by_another_user_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_env: None
+) -> None:
     import tempfile
 
     from agentkit.batch.ray_executor import RayExecutor
@@ -773,6 +784,73 @@ def test_ray_private_folder_made_by_another_user_is_refused(tmp_path: Path, monk
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
     RayExecutor()._connect(ray)
     assert ray.calls[-1]["address"] is None and "_temp_dir" not in ray.calls[-1]
+
+
+RAY_TOKEN_PROBE = """
+import os, stat, sys
+from pathlib import Path
+from ray._private.authentication import authentication_token_setup as setup
+from agentkit.batch.ray_executor import RayExecutor
+
+class RealTokenSetup:
+    # ray.init(address="local") without starting a cluster: Ray's own token steps for a new local cluster.
+    def is_initialized(self):
+        return False
+    def init(self, **kwargs):
+        setup.enable_token_auth_by_default()
+        setup.ensure_token_if_auth_enabled({}, create_token_if_missing=True)
+        path = Path(os.environ["RAY_AUTH_TOKEN_PATH"])
+        print("used", oct(stat.S_IMODE(path.stat().st_mode)), path.parent == Path(kwargs["_temp_dir"]).parent)
+
+executor = RayExecutor()
+executor._connect(RealTokenSetup())
+home = Path(os.environ["HOME"]) / ".ray" / "auth_token"
+print("home token", oct(stat.S_IMODE(home.stat().st_mode)) if home.exists() else None)
+executor._drop_token()
+print("left", sorted(p.name for p in Path(os.environ["TMPDIR"], f"agentkit-ray-{os.getuid()}").iterdir()))
+print("env", os.environ.get("RAY_AUTH_TOKEN_PATH"))
+"""
+
+
+def test_a_local_ray_cluster_token_is_private_and_never_written_to_home(tmp_path: Path) -> None:
+    """Ray wrote a new local cluster's token to ~/.ray/auth_token with the umask's 0644: anyone on the machine
+    could read it and have the cluster run code as this user. Ray's real token code runs here (no cluster)."""
+    pytest.importorskip("ray._private.authentication.authentication_token_setup")
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    (tmp_path / "tmp").mkdir()
+    env.update(HOME=str(tmp_path), TMPDIR=str(tmp_path / "tmp"), PYTHONPATH=str(Path(__file__).parents[2]))
+    done = subprocess.run(
+        [sys.executable, "-c", RAY_TOKEN_PROBE], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["used 0o600 True", "home token None", "left []", "env None"], done.stdout
+
+
+def test_what_a_batch_and_its_sessions_write_is_the_owners_only(tmp_path: Path) -> None:
+    """A new results file was created with the umask's 0644 (every task, answer and what tools read), and the
+    sessions folder 0755; the session files themselves were already 0600."""
+    import asyncio
+
+    from agentkit import SessionStore
+    from agentkit.batch import BatchTask, run_batch
+
+    store = SessionStore(tmp_path / "data" / "sessions")
+    out = tmp_path / "out" / "results.jsonl"
+
+    def make() -> Agent:
+        return Agent(ScriptedBackend(["The key is in .env.<turn|>"]), store=store)
+
+    summary = asyncio.run(run_batch([BatchTask("a", "where is the key?")], out, make, concurrency=1))
+    assert summary.ok == 1
+    [saved] = store.root.glob("*.json")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (out, store.root, saved)}
+    assert modes == {out.name: 0o600, store.root.name: 0o700, saved.name: 0o600}
+    out.chmod(0o640)  # a results file that exists keeps the mode its owner gave it
+    asyncio.run(run_batch([BatchTask("b", "and now?")], out, make, concurrency=1))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
 
 
 def test_replica_labels_never_show_a_password_from_a_backend_url() -> None:
@@ -799,6 +877,143 @@ def test_replica_labels_never_show_a_password_from_a_backend_url() -> None:
     assert "replicas" in shown and "SECRET" not in shown
 
 
+@pytest.mark.parametrize("answer", [None, 401, 404, 500])
+def test_backend_errors_never_show_a_password_from_the_base_url(answer: int | None) -> None:
+    """VLLMBackend/OllamaBackend(base_url="http://user:KEY@host") — basic auth at a proxy — put the key in every
+    error: unreachable, refused, not found, failed."""
+    import asyncio
+
+    from agentkit.backends.ollama import OllamaBackend
+    from agentkit.backends.vllm import VLLMBackend
+    from agentkit.errors import BackendError
+
+    class Answer(BaseHTTPRequestHandler):
+        def _reply(self) -> None:
+            self.send_response(answer or 500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        do_GET = do_POST = _reply
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    port = server.server_address[1] if answer else 9
+    base = f"http://user:sk-SECRET-7@127.0.0.1:{port}"
+
+    async def errors() -> list[str]:
+        shown = []
+        for backend in (VLLMBackend("g", base, tokenizer=False, retries=0), OllamaBackend("gemma4", base)):
+            try:
+                await backend.check()
+            except BackendError as exc:
+                shown.append(str(exc))
+            finally:
+                await backend.aclose()
+        return shown
+
+    try:
+        shown = asyncio.run(errors())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert shown and all("SECRET" not in m and "127.0.0.1" in m for m in shown), shown
+
+
+@pytest.mark.parametrize("status", [500, 200, "stream"])
+@pytest.mark.parametrize("engine", ["vllm", "ollama"])
+def test_an_answer_without_end_is_read_only_in_part(engine: str, status: int | str) -> None:
+    """A backend (or a proxy before it) answering with an endless body: an error's was read whole into memory
+    and its message, however long, became the error every terminal printed; a model list's was read whole, and
+    so was one streamed line without end."""
+    import asyncio
+
+    from agentkit.backends.base import GenerationRequest
+    from agentkit.backends.ollama import OllamaBackend
+    from agentkit.backends.vllm import VLLMBackend
+    from agentkit.errors import BackendError
+    from agentkit.gemma4 import Prompt
+
+    written = [0]
+
+    class Flood(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            if status != "stream":
+                return self.do_POST()
+            body = json.dumps({"data": [{"id": "g", "max_model_len": 2048}], "models": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(500 if status == 500 else 200)
+            self.send_header("Content-Type", "text/event-stream" if status == "stream" else "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            head = {500: b'{"error": {"message": "', 200: b'{"data": ["', "stream": b'data: {"choices": [{"x": "'}
+            pieces = [head[status], *([b"A" * MB] * 64), b'"]}']
+            try:
+                for piece in pieces:
+                    self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    written[0] += len(piece)
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                self.close_connection = True
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flood)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    backend: Any = (
+        VLLMBackend("g", base, tokenizer=False, retries=0, mode="chat")
+        if engine == "vllm"
+        else OllamaBackend("gemma4", base, retries=0)
+    )
+    messages = [{"role": "user", "content": "hi"}]
+
+    async def ask() -> str:
+        try:
+            if status == 200:
+                await backend.list_models()
+            async for _ in backend.stream(GenerationRequest(Prompt.trusted("<bos>"), messages=messages)):
+                pass
+        except BackendError as exc:
+            return str(exc)
+        finally:
+            await backend.aclose()
+        return ""
+
+    try:
+        shown = asyncio.run(ask())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ("500" if status == 500 else "more than 16,777,216 bytes") in shown and len(shown) < 3000, shown[:300]
+    assert written[0] < 64 * MB  # the client hung up after the first part
+
+
+def test_replica_labels_made_from_backends_never_show_a_password() -> None:
+    """ReplicaBackend([...]) without labels named each replica by its base_url, password included."""
+    from agentkit.backends.replicas import ReplicaBackend
+    from agentkit.backends.vllm import VLLMBackend
+
+    backends = [VLLMBackend("g", f"http://user:sk-SECRET-{i}@127.0.0.1:{9 + i}", tokenizer=False) for i in range(2)]
+    shown = repr(ReplicaBackend(backends).stats())  # type: ignore[arg-type]
+    assert "SECRET" not in shown and "http://***@127.0.0.1:9" in shown
+
+
 def test_image_in_a_format_that_runs_ghostscript_is_never_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pillow opens by content: EPS bytes from a tool were handed to Ghostscript (where one is installed)."""
     pytest.importorskip("PIL")
@@ -819,3 +1034,123 @@ def test_image_in_a_format_that_runs_ghostscript_is_never_rendered(monkeypatch: 
     with pytest.raises(UserError, match="cannot read the image"):
         _open_image(eps)
     assert rendered == []
+
+
+# -- resource bombs through tool results --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["text", "mapping", "text beside an image"])
+def test_a_tool_result_of_millions_of_characters_is_cut_with_a_note(shape: str, tmp_path: Path) -> None:
+    """A runaway tool (or an MCP server within its byte limit) used to put all of it in every later prompt."""
+    from agentkit import Image, SessionStore, tool
+    from agentkit.tools.runtime import MAX_RESPONSE_CHARS
+
+    big = "A" * (3 * MAX_RESPONSE_CHARS)
+    png = b"\x89PNG\r\n\x1a\n" + bytes(8)
+
+    @tool
+    def dump() -> Any:
+        """Dump everything."""
+        return {"text": big, "mapping": {"rows": [big]}, "text beside an image": [big, Image(png)]}[shape]
+
+    store = SessionStore(tmp_path)
+    result = Agent(ScriptedBackend([call("dump"), "Done.<turn|>"]), [dump], store=store).run("go")
+    response = result.conversation[-2].content  # type: ignore[union-attr]
+    if isinstance(response, dict):  # the scripted backend shows no media: the image is told in words beside the text
+        response = response["text"]
+    assert isinstance(response, str) and len(response) < MAX_RESPONSE_CHARS + 200
+    returned = len(big) + (len('{"rows": [""]}') if shape == "mapping" else 0)
+    assert response.endswith(
+        f"cut: the tool returned {returned:,} characters; the first {MAX_RESPONSE_CHARS:,} are kept]"
+    )
+    saved = (tmp_path / f"{result.session_id}.json").stat().st_size
+    assert saved < 3 * MAX_RESPONSE_CHARS  # the session file keeps the cut response, not 3 MB of it (twice)
+
+
+# -- JSON Schemas from files and servers: nothing fetched, nothing recursing without end ---------------------
+
+
+def test_an_output_schema_ref_to_a_url_is_refused_and_never_fetched(tmp_path: Path) -> None:
+    """jsonschema downloads a $ref it cannot resolve in the schema (over http, or file:// through urllib)."""
+    from agentkit.errors import UserError
+
+    hits: list[str] = []
+
+    class Canary(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Canary)
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/name.json"
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"enum": ["the secret"]}')
+    try:
+        for ref in (url, secret.as_uri(), f"{url}#/definitions/x"):
+            schema = {"type": "object", "properties": {"name": {"$ref": ref}}, "required": ["name"]}
+            with pytest.raises(UserError, match="never fetches schema references"):
+                Agent(ScriptedBackend(['{"name": 1}<turn|>']), output_type=schema)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hits == []
+
+
+@pytest.mark.parametrize("depth", [100, 3000])
+def test_a_schema_file_nested_deeply_is_a_clear_error(depth: int, tmp_path: Path, capsys: Any) -> None:
+    """--schema with a schema nested a hundred levels: RecursionError in jsonschema (an internal error); three
+    thousand: RecursionError in json itself."""
+    from agentkit.cli import main
+
+    deep: Any = {"type": "string"}
+    text = '{"type": "object", "properties": {"a": ' * depth + json.dumps(deep) + "}}" * depth
+    path = tmp_path / "schema.json"
+    path.write_text(text)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(["{}<turn|>"]))
+    code = main(["run", "--backend", f"scripted:{outputs}", "--schema", str(path), "hi"])
+    err = capsys.readouterr().err
+    assert code == 2 and "internal error" not in err and ("nested" in err), err
+
+
+# -- config files: a file someone else could write names programs to start -------------------------------
+
+
+@pytest.mark.parametrize("how", ["world-writable file", "another user's file", "folder others can write"])
+def test_a_config_file_another_user_could_write_is_not_used(how: str, tmp_path: Path, capsys: Any) -> None:
+    """[mcp.servers] commands in the config file run as you: a file (or a folder) others can write was obeyed."""
+    import sys
+
+    from agentkit.cli import main
+
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+    config = folder / "config.toml"
+    command = [sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]
+    config.write_text(f"[mcp.servers.evil]\ncommand = {json.dumps(command[0])}\nargs = {json.dumps(command[1:])}\n")
+    if how == "world-writable file":
+        config.chmod(0o666)
+    elif how == "another user's file":
+        if os.getuid() != 0:
+            pytest.skip("making a file another user's needs root")
+        os.chown(config, 65534, 65534)
+    else:
+        folder.chmod(0o777)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(["hi<turn|>"]))
+    code = main(["run", "--config", str(config), "--backend", f"scripted:{outputs}", "hello"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not used" in err and not marker.exists(), err
+    config.chmod(0o600)
+    os.chown(config, os.getuid(), os.getgid())
+    folder.chmod(0o700)
+    main(["run", "--config", str(config), "--backend", f"scripted:{outputs}", "hello"])  # not an MCP server: fails
+    assert marker.exists()  # but the same file, once it is private, is used: its program was started

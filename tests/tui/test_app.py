@@ -434,3 +434,23 @@ async def test_the_apps_options_reach_every_agent_it_makes(store: SessionStore) 
     for request in [*first.requests, *second.requests]:
         assert (request.sampling.temperature, request.sampling.max_tokens) == (0.2, 77)
         assert request.messages[0] == {"role": "system", "content": "Be brief."}
+
+
+async def test_a_link_in_an_answer_is_shown_not_opened_when_clicked(store: SessionStore) -> None:
+    """Markdown links opened on a click, and their text can hide where they go: the model, steered by a page it
+    read, could present "your bank" that opens https://evil.example."""
+    from agentkit.tui.widgets.chat import Answer
+
+    backend = ScriptedBackend(["[your bank](https://evil.example/login) is where to log in.<turn|>"])
+    app = AgentkitApp(backend, store=store)
+    opened: list[str] = []
+    app.open_url = lambda url, **kwargs: opened.append(url)  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "where do I log in?")
+        await wait_for(pilot, lambda: not app.running and bool(app.query(Answer)), "the answer finished")
+        await pilot.pause()
+        await pilot.click(Answer, offset=(3, 0))  # on "your bank"
+        await pilot.pause()
+        shown = [n.message for n in app._notifications]
+    assert opened == []
+    assert any("https://evil.example/login" in m and "not opened" in m for m in shown), shown

@@ -19,8 +19,18 @@ A sibling of ``sandbox_security.py`` for the attacks that never touch the sandbo
   means the question showed it;
 - **sessions**: hostile files in the sessions folder and hostile ids/names; blocked means a clear agentkit
   error or a skipped file, never a hang, a traceback or a raw ``OSError``;
-- **files**: what agentkit reads back from files: a saved session whose picture's path is a FIFO or a device,
-  task and results lines nested 100,000 deep; blocked means a clear agentkit error within 10 s.
+- **files**: what agentkit reads back from files: a saved session whose picture's path is a FIFO, a device or
+  a text file (a private key, a ``.env``), task and results lines nested 100,000 deep; blocked means a clear
+  agentkit error within 10 s;
+- **batch**: every injection string as a task file's task and id; blocked means the prompt's control tokens
+  are a benign task's, the results file gives back exactly the ids and tasks, and nothing printed is unsafe;
+- **media URLs**: an http(s) (or file, ftp, scheme-relative, ...) URL as an image from a user message, a saved
+  session and a tool result; blocked means neither the vLLM nor the Ollama request carries it (a clear error,
+  or bytes), so no server fetches an address someone else chose. Terminal attempts also include markdown links
+  in ``sessions show`` (no OSC 8 hyperlink hiding its URL);
+- **schema**: every injection string as an output schema's title, description, property name, enum value and
+  pattern (what ``--schema FILE`` declares as ``final_result``); blocked means the prompt's control tokens are
+  those of a benign schema.
 
 Run: ``python tools/bench/prompt_security.py`` (needs the ``[transformers]`` extra; about 20 s).
 """
@@ -331,6 +341,28 @@ def _sessions_cli(evil: str) -> str:
         return out.getvalue() + err.getvalue()
 
 
+def _sessions_show_link(markdown: str, url: str) -> bool:
+    """An answer's markdown link in ``sessions show`` on a terminal: no OSC 8 hyperlink (its text would hide where
+    it goes), and the URL itself printed."""
+    from agentkit import Session, SessionStore
+    from agentkit.cli import main
+
+    with tempfile.TemporaryDirectory() as home:
+        saved = {k: os.environ.get(k) for k in ("AGENTKIT_HOME", "FORCE_COLOR", "COLUMNS")}
+        os.environ.update(AGENTKIT_HOME=home, FORCE_COLOR="1", COLUMNS="200")  # Rich writes for a terminal
+        try:
+            messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": markdown}]
+            SessionStore().save(Session(id="s1", title="t", messages=messages))
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+                main(["sessions", "show", "s1"])
+        finally:
+            for key, value in saved.items():
+                os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    shown = out.getvalue()
+    return "\x1b]" not in shown and "\x9d" not in shown and url in shown
+
+
 def _approval_shows_tail() -> bool:
     from agentkit import ToolCallRequest
     from agentkit.cli.run import EventPrinter, TerminalAsk
@@ -362,6 +394,16 @@ def terminal_attempts() -> list[Attempt]:
     attempts += [
         ("terminal", f"{name} in sessions list/show", lambda e=evil: _inert(_sessions_cli(e)))
         for name, evil in ESCAPES.items()
+    ]
+    links = {
+        "markdown link whose text hides its URL": "Log in at [your bank](https://evil.example/login).",
+        "markdown link with a title": '[docs](https://evil.example/x "the docs")',
+        "autolink": "<https://evil.example/auto>",
+        "reference link": "[home][1]\n\n[1]: https://evil.example/ref",
+    }
+    attempts += [
+        ("terminal", f"{name} in sessions show", lambda m=markdown: _sessions_show_link(m, "evil.example"))
+        for name, markdown in links.items()
     ]
     attempts.append(("approval", "run_python code past 300 characters is shown", _approval_shows_tail))
     return attempts
@@ -467,6 +509,136 @@ def session_attempts() -> list[Attempt]:
     return attempts
 
 
+# -- structured output: a schema file's names, descriptions and enums are data in the declaration ---------
+
+
+def _schema_prompt_tokens(evil: str) -> int:
+    """Control tokens of the prompt an agent with ``evil`` all over its output schema sends (--schema FILE)."""
+    from agentkit import Agent
+    from agentkit.testing import ScriptedBackend
+
+    schema = {
+        "type": "object",
+        "title": evil,
+        "description": evil,
+        "properties": {evil: {"type": "string", "description": evil, "enum": [evil, "b"]}, "n": {"pattern": evil}},
+        "required": [evil],
+    }
+    backend = ScriptedBackend(['<|tool_call>call:final_result{n:<|"|>b<|"|>}<tool_call|>'] * 3)
+    with contextlib.suppress(Exception):  # the scripted answer need not satisfy the schema: the prompt is judged
+        Agent(backend, output_type=schema).run("hi")
+    return control_tokens_in(backend.prompts[0])
+
+
+def schema_attempts() -> list[Attempt]:
+    want = _schema_prompt_tokens(BENIGN)
+    return [
+        (
+            "schema",
+            f"output schema names, descriptions, enums {repr(evil)[:40]}",
+            lambda e=evil: _schema_prompt_tokens(e) == want,
+        )
+        for evil in INJECTIONS
+    ]
+
+
+# -- media URLs: the server never gets one to fetch (SSRF from its network) --------------------------------
+
+_MEDIA_URLS = {
+    "cloud metadata": "http://169.254.169.254/latest/meta-data/iam/",
+    "internal https": "https://grafana.internal.example/render/a.png",
+    "upper-case scheme": "HTTP://10.0.0.1/a.png",
+    "leading space": " http://10.0.0.1/a.png",
+    "scheme-relative": "//10.0.0.1/a.png",
+    "file URL": "file:///etc/passwd",
+    "ftp URL": "ftp://10.0.0.1/a.png",
+    "data URL, not base64": "data:image/png,http://10.0.0.1/a.png",
+    "video URL": "https://10.0.0.1/v.mp4",
+}
+
+
+def _no_url_reaches_a_server(url: str, source: str) -> bool:
+    """``url`` as an image from ``source``: blocked when every engine's request carries only bytes (data URLs for
+    vLLM) or the part is a clear UserError, never the URL."""
+    from agentkit import Session, SessionStore
+    from agentkit.backends._openai_media import openai_part
+    from agentkit.backends.ollama import ollama_messages
+    from agentkit.errors import UserError
+    from agentkit.messages import ImagePart, ToolResult, UserMessage, VideoPart, from_dicts, to_chat
+    from agentkit.tools.runtime import to_response
+
+    part = (VideoPart if url.endswith(".mp4") else ImagePart)(url=url)
+    try:
+        if source == "user message":
+            conversation: Any = from_dicts([{"role": "user", "content": [{"type": part.type, "url": url}]}])
+        elif source == "saved session":
+            with tempfile.TemporaryDirectory() as tmp:
+                store = SessionStore(tmp)
+                store.save(Session(id="s", conversation=[UserMessage((part,))]))
+                conversation = store.load("s").conversation
+        else:
+            value, media = to_response(["shot", part])
+            conversation = (ToolResult(value, "c1", "shot", media=media),)
+    except UserError:
+        return True
+    host = url.split("//", 1)[-1].split("/", 1)[0].strip()
+    for engine in (lambda: to_chat(conversation, openai_part), lambda: ollama_messages(to_chat(conversation))):
+        try:
+            sent = engine()
+        except UserError:
+            continue
+        if host in json.dumps(sent, default=str):
+            return False
+    return True
+
+
+def media_url_attempts() -> list[Attempt]:
+    return [
+        ("media URLs", f"{name} from a {source}", lambda u=url, s=source: _no_url_reaches_a_server(u, s))
+        for name, url in _MEDIA_URLS.items()
+        for source in ("user message", "saved session", "tool result")
+    ]
+
+
+# -- batch task files: the task and its id reach the prompt and the results file as data -----------------
+
+
+def _batch_prompts(evil: str) -> tuple[list[int], list[tuple[str, str]], str]:
+    """A task file whose lines carry ``evil`` (as JSON task and id, and as a plain line) run as a batch: the
+    control tokens of each prompt, the (id, task) pairs the results file gives back, and what was printed."""
+    from rich.console import Console
+
+    from agentkit import Agent
+    from agentkit.batch import read_tasks, run_batch
+    from agentkit.testing import ScriptedBackend
+
+    backend = ScriptedBackend(["ok<turn|>"] * 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        tasks_file, results = Path(tmp, "tasks.jsonl"), Path(tmp, "results.jsonl")
+        plain = " ".join(evil.split()) or "x"
+        tasks_file.write_text(json.dumps({"id": evil, "task": evil}) + "\n" + plain + "\n", encoding="utf-8")
+        printed = io.StringIO()
+        asyncio.run(
+            run_batch(
+                read_tasks(tasks_file), results, lambda: Agent(backend), concurrency=1, console=Console(file=printed)
+            )
+        )
+        rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    return [control_tokens_in(p) for p in backend.prompts], [(r["id"], r["task"]) for r in rows], printed.getvalue()
+
+
+def batch_attempts() -> list[Attempt]:
+    want_tokens, _, _ = _batch_prompts(BENIGN)
+
+    def attack(evil: str) -> bool:
+        tokens, rows, printed = _batch_prompts(evil)
+        plain = " ".join(evil.split()) or "x"
+        expected = sorted([(evil, evil), ("2", plain if not plain.startswith(("{", '"')) else rows[-1][1])])
+        return tokens == want_tokens and sorted(rows) == expected and _inert(printed.replace("\n", ""))
+
+    return [("batch", f"task file line and id {repr(evil)[:40]}", lambda e=evil: attack(e)) for evil in INJECTIONS]
+
+
 # -- files agentkit reads back: media paths in session files, task and results files ---------------------
 
 
@@ -543,8 +715,23 @@ def file_attempts() -> list[Attempt]:
         os.mkfifo(root / "shot.png")
         return root / "shot.png"
 
+    def secret(name: str, text: str) -> Callable[[Path], Path]:
+        def make(root: Path) -> Path:
+            (root / name).write_text(text)
+            return root / name
+
+        return make
+
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE\n-----END OPENSSH PRIVATE KEY-----"
     deep = "[" * 100_000 + "]" * 100_000
     return [
+        (
+            "files",
+            "session image path is a private key (sent to the server)",
+            _session_media_refused(secret("id", key)),
+        ),
+        ("files", "session image path is a .env file", _session_media_refused(secret(".env", "API_KEY=sk-1\n"))),
+        ("files", "session image path is /etc/passwd", _session_media_refused(lambda r: Path("/etc/passwd"))),
         ("files", "session image path is a FIFO", _session_media_refused(fifo)),
         ("files", "session image path is /dev/null", _session_media_refused(lambda r: Path("/dev/null"))),
         ("files", "session image path is a folder", _session_media_refused(lambda r: r)),
@@ -560,6 +747,9 @@ def main() -> None:
         *terminal_attempts(),
         *session_attempts(),
         *file_attempts(),
+        *batch_attempts(),
+        *media_url_attempts(),
+        *schema_attempts(),
     ]
     results: list[tuple[str, str, bool]] = []
     for category, name, attack in attempts:

@@ -1,10 +1,11 @@
 """The tools security report: attacks on fetch_url, the file tools and the approval policy, tried and blocked.
 
-Runs tests/tools/test_tools_security.py in process (each test is one attack: a decompression bomb over loopback,
-an IPv6 spelling of a private address, a pattern that backtracks forever, a write to host-executed config, a
-set-id file, a secret carried out in a URL; a passing test means the attack was blocked). Then times ``grep``
-with RE2 side by side with the same search done with Python's ``re`` on an ordinary pattern, so the cost of
-the linear-time matcher is visible.
+Runs tests/tools/test_tools_security.py and tests/mcp_toolsets/test_mcp_http_limits.py in process (each test is
+one attack: a decompression bomb over loopback, an IPv6 spelling of a private address, a pattern that backtracks
+forever, a write to host-executed config, a set-id file, a secret carried out in a URL, a tool result of
+millions of characters, an MCP server flooding its answer; a passing test means the attack was blocked). Then
+times ``grep`` with RE2 side by side with the same search done with Python's ``re`` on an ordinary pattern, so
+the cost of the linear-time matcher is visible.
 
 Run: ``python tools/bench/tools_security.py`` (about 30 s).
 """
@@ -22,7 +23,10 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SUITE = ROOT / "tests" / "tools" / "test_tools_security.py"
+SUITES = [
+    ROOT / "tests" / "tools" / "test_tools_security.py",
+    ROOT / "tests" / "mcp_toolsets" / "test_mcp_http_limits.py",  # a hostile MCP server over HTTP
+]
 REPEATS = 7
 
 
@@ -71,7 +75,7 @@ def grep_side_by_side() -> None:
 
 def main() -> None:
     tally = Tally()
-    pytest.main(["-q", "-p", "no:cacheprovider", "-p", "no:randomly", str(SUITE)], plugins=[tally])
+    pytest.main(["-q", "-p", "no:cacheprovider", "-p", "no:randomly", *map(str, SUITES)], plugins=[tally])
     blocked = sum(1 for o in tally.outcomes.values() if o == "passed")
     print("\n== attacks on fetch_url, the file tools and approval ==")
     for name, outcome in tally.outcomes.items():

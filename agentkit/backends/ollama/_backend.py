@@ -54,7 +54,16 @@ import pydantic
 
 from agentkit.errors import ModelNotFound, StreamInterrupted
 
-from .._http import ErrorReply, HTTPBackend, LoopClient, RetryPolicy, ServerErrors, renamed_option, server_url
+from .._http import (
+    ErrorReply,
+    HTTPBackend,
+    LoopClient,
+    RetryPolicy,
+    ServerErrors,
+    bounded_lines,
+    renamed_option,
+    server_url,
+)
 from .._native_text import NativeTextWriter
 from ..base import Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
 from ._convert import chat_body
@@ -240,7 +249,7 @@ class OllamaBackend(HTTPBackend):
 
     async def _chunks(self, response: httpx.Response) -> _ChatChunks:
         """The response's chunks, one JSON object a line; an ``{"error": …}`` line is the server's error."""
-        async for line in response.aiter_lines():
+        async for line in bounded_lines(response, self._errors):
             if not line or line.isspace():
                 continue
             # A key "error" is the only way '"error"' can stand in a line: a quote inside a string is escaped.

@@ -40,7 +40,16 @@ from agentkit.errors import BackendResponseError, ContextTooLong, StreamInterrup
 from agentkit.gemma4.prompt import SupportsEncode
 from agentkit.gemma4.sanitize import neutralize_tools
 
-from .._http import ErrorReply, HTTPBackend, LoopClient, OpenStream, RetryPolicy, ServerErrors, server_url
+from .._http import (
+    ErrorReply,
+    HTTPBackend,
+    LoopClient,
+    OpenStream,
+    RetryPolicy,
+    ServerErrors,
+    bounded_lines,
+    server_url,
+)
 from .._native_text import NativeTextWriter
 from .._openai_media import openai_part
 from ..base import BackendEvent, Capabilities, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
@@ -172,7 +181,7 @@ class VLLMBackend(HTTPBackend):
             prompt = request.prompt.token_ids(self._tokenizer)
             if self._max_model_len is not None and len(prompt) >= self._max_model_len:
                 raise ContextTooLong(
-                    f"The prompt is {len(prompt)} tokens but {self._model!r} on vLLM at {self._base_url} has a "
+                    f"The prompt is {len(prompt)} tokens but {self._model!r} on vLLM at {self._errors.url} has a "
                     f"context of {self._max_model_len} tokens. Shorten the conversation, or restart vLLM with "
                     "a larger --max-model-len.",
                     backend="vllm",
@@ -313,7 +322,7 @@ class VLLMBackend(HTTPBackend):
         if finish not in ("stop", "length", "tool_calls"):
             what = f"finish_reason {finish!r}" if finish else "no finish_reason"
             raise StreamInterrupted(
-                f"vLLM at {self._base_url} ended the stream with {what} after {streamed} characters: the "
+                f"vLLM at {self._errors.url} ended the stream with {what} after {streamed} characters: the "
                 "request was aborted or the server went away. Run the request again.",
                 backend="vllm",
             )
@@ -333,7 +342,7 @@ class VLLMBackend(HTTPBackend):
 
     async def _events(self, response: httpx.Response) -> AsyncGenerator[Mapping[str, Any], None]:
         """The JSON events of a server-sent event stream, up to ``[DONE]``; an ``{"error": …}`` event is raised."""
-        async for line in response.aiter_lines():
+        async for line in bounded_lines(response, self._errors):
             data = parse_sse_data(line)
             if data is None:
                 continue

@@ -39,6 +39,21 @@ class UserMessage(Static):
         self.text = text
 
 
+class Answer(Markdown):
+    """The model's text as markdown, whose links are never opened by a click.
+
+    A link's text can hide where it goes (``[your bank](https://evil.example)``), and the answer is the model's,
+    steerable by any page or file it read; a click shows the address instead, for the person to copy.
+    """
+
+    def __init__(self, markdown: str = "") -> None:
+        super().__init__(markdown, open_links=False)
+
+    def on_markdown_link_clicked(self, event: Markdown.LinkClicked) -> None:
+        event.stop()
+        self.app.notify(f"{visible(event.href)}\n(not opened: copy it to visit)", title="Link", markup=False)
+
+
 class InfoMessage(Static):
     """What a slash command answers (/help, /tools, /system): part of the screen, never sent to the model."""
 
@@ -160,7 +175,7 @@ class AgentTurn(Vertical):
         self._end_thinking()
         self.text += text
         if self._markdown is None:
-            self._markdown = Markdown("")
+            self._markdown = Answer("")
             await self.mount(self._markdown)
             self._stream = Markdown.get_stream(self._markdown)
         assert self._stream is not None
@@ -171,7 +186,7 @@ class AgentTurn(Vertical):
         self._end_thinking()
         await self._end_text()
         self.text += text
-        await self.mount(Markdown(visible(text)))
+        await self.mount(Answer(visible(text)))
 
     async def _end_text(self) -> None:
         if self._stream is not None:
