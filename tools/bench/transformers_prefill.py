@@ -137,6 +137,7 @@ def main() -> int:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--diagnose", action="store_true", help="only: why the eager pass slows once compiled")
     args = parser.parse_args()
     if args.smoke:
         gpu.DEVICE = "cpu"
@@ -154,6 +155,9 @@ def main() -> int:
     model = gpu.build_model(args.layers)
     tok = build_tiny_tokenizer()
     lengths = args.lengths
+
+    if args.diagnose:
+        return diagnose_eager(model, tok, dev, args)
 
     print("\n== phase 1: stock, engine and backend, no compilation (sdpa) ==", flush=True)
     stock_paths(model, tok, lengths, args.reps, "")
@@ -181,6 +185,75 @@ def main() -> int:
     backend_ttft(fast, tok, lengths, args.reps, " [compiled]")
     profiles(model, tok, engine, fast._engine, args.profile_len)
     return finish(args)
+
+
+def diagnose_eager(model: Any, tok: Any, dev: torch.device, args: Any) -> int:
+    """The eager fresh prefill before and after the compiled step exists: wall vs this thread's CPU time,
+    allocator calls, garbage collection, threads. Run 2 saw it go from ~50 to ~80 ms at 1,024 tokens."""
+    import gc
+    import threading
+
+    from transformers import DynamicCache
+
+    from agentkit.backends.transformers import TransformersBackend
+    from agentkit.backends.transformers._engine import Engine
+    from agentkit.backends.transformers.compat import cache_argument
+
+    kw = cache_argument(model)
+    stats: Any = torch.cuda.memory_stats if gpu.DEVICE == "cuda" else dict
+
+    def probe(label: str, engine: Any) -> None:
+        for n in args.lengths:
+            ids = gpu.ids_of_length(tok, n)
+            x = torch.tensor([ids], device=gpu.DEVICE)
+
+            def fresh(ids: list[int] = ids) -> None:
+                engine.reset()
+                engine.prepare(ids)
+                engine._prefill_fresh(ids)
+
+            def stock(x: torch.Tensor = x) -> None:
+                model(input_ids=x, use_cache=True, logits_to_keep=1, **{kw: DynamicCache(config=model.config)})
+
+            with torch.inference_mode():
+                for name, fn in (("fresh", fresh), ("stock", stock)):
+                    fn()
+                    walls, cpus = [], []
+                    before = stats()
+                    for _ in range(args.reps):
+                        t0, c0 = gpu.sync(), time.thread_time()
+                        fn()
+                        walls.append(gpu.sync() - t0)
+                        cpus.append(time.thread_time() - c0)
+                    after = stats()
+                    allocs = {
+                        k.replace("num_", ""): after.get(k, 0) - before.get(k, 0)
+                        for k in ("num_device_alloc", "num_device_free", "num_alloc_retries", "num_sync_all_streams")
+                    }
+                    gc.disable()
+                    t0 = gpu.sync()
+                    for _ in range(args.reps):
+                        fn()
+                    no_gc = (gpu.sync() - t0) / args.reps
+                    gc.enable()
+                    print(
+                        f"{label:<9} {name:<6} n={n:<5} wall {statistics.median(walls) * 1e3:6.1f} ms, thread cpu "
+                        f"{statistics.median(cpus) * 1e3:6.1f} ms, gc off {no_gc * 1e3:6.1f} ms, allocator {allocs}",
+                        flush=True,
+                    )
+
+    eager = Engine(model, tok, device=dev, max_cache_len=12_288, compile_decode=False, static=True)
+    probe("before", eager)
+    t0 = time.perf_counter()
+    fast = TransformersBackend(model, tok, device=gpu.DEVICE, compile=True, max_cache_len=12_288)
+    status = fast._engine.wait_compiled()
+    print(f"compiled: {status} in {time.perf_counter() - t0:.0f} s; threads {[t.name for t in threading.enumerate()]}")
+    probe("compiled", eager)  # the uncompiled engine again, now that compiled code exists in the process
+    if fast._engine.static:  # CUDA (a CPU smoke run keeps a growing cache)
+        fast._engine.warm_up()
+        probe("captured", fast._engine)
+    print(f"gc counts {gc.get_count()}, objects {len(gc.get_objects())}, threads {threading.active_count()}")
+    return 0
 
 
 def profiles(model: Any, tok: Any, eager: Any, compiled: Any, lengths: list[int]) -> None:
