@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import socket
 import stat
 import struct
 import threading
@@ -781,9 +782,13 @@ def test_ray_private_folder_made_by_another_user_is_refused(
         RayExecutor()._connect(ray)
     assert ray.calls == []
     # An address or RAY_ADDRESS given by the user is theirs to choose: no private folder involved.
-    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
-    RayExecutor()._connect(ray)
-    assert ray.calls[-1]["address"] is None and "_temp_dir" not in ray.calls[-1]
+    with socket.socket() as listener:  # a cluster address that answers (an unreachable one fails at once)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.setenv("RAY_ADDRESS", address)
+        RayExecutor()._connect(ray)
+    assert ray.calls[-1]["address"] == address and "_temp_dir" not in ray.calls[-1]
 
 
 RAY_TOKEN_PROBE = """

@@ -164,8 +164,8 @@ class Engine:
         self.cache: Any = None
         self.cache_ids: list[int] = []  # the tokens whose keys/values the cache holds, in order
         self._cache_arg = cache_argument(model)
-        # (input length, view bucket) -> (CUDA graph, its output)
-        self._graphs: dict[tuple[int, int], tuple[Any, torch.Tensor]] = {}
+        # (input length, view bucket, logits kept) -> (CUDA graph, its output)
+        self._graphs: dict[tuple[int, int, int], tuple[Any, torch.Tensor]] = {}
         self._pool: Any = None
         self._view_mask = torch.ones((1, max_cache_len), dtype=torch.long, device=device)
         self._step_ids = torch.zeros((1, 1), dtype=torch.long, device=device)
@@ -200,7 +200,7 @@ class Engine:
         # final norm records it per thread (the background compilation runs forward passes of its own); a
         # captured graph's hidden state is its own static tensor, kept per graph. Installed before any capture.
         self._hidden = threading.local()
-        self._graph_hidden: dict[tuple[int, int], torch.Tensor] = {}
+        self._graph_hidden: dict[tuple[int, int, int], torch.Tensor] = {}
         self.keep_hidden = keep_hidden
         if keep_hidden:
             _final_norm(model).register_forward_hook(self._record_hidden)
@@ -292,8 +292,11 @@ class Engine:
         def run(ids_len: int, view: int) -> None:
             ids = torch.zeros((1, ids_len), dtype=torch.long, device=self.device)
             pos = torch.arange(ids_len, device=self.device).unsqueeze(0)
-            with self.regions.active():  # type: ignore[union-attr]
-                self._step_on(scratch, ids, pos, 1 if ids_len == 1 else 0, view=view)
+            # Keeping one position's logits hands the KV-shared layers that position alone (a view of the
+            # chunk's hidden states, strided like the chunk), keeping all hands them the whole chunk: both occur.
+            for keep in (1,) if ids_len == 1 else (1, 0):
+                with self.regions.active():  # type: ignore[union-attr]
+                    self._step_on(scratch, ids, pos, keep, view=view)
 
         with torch.inference_mode(), torch.cuda.stream(stream) if stream is not None else _nullcontext():
             scratch = self._new_cache(size)
@@ -324,9 +327,9 @@ class Engine:
                 ids, pos = (self._step_ids, self._step_pos) if n == 1 else self._chunk_bufs[n]
                 torch.arange(length, length + n, out=pos[0])
                 view = self._set_view(length + n)
-                if (n, view) not in self._graphs:
+                if (n, view, 1) not in self._graphs:  # the decode step, and chunks that end at a real token
                     with torch.inference_mode():
-                        self._graphs[(n, view)] = self._capture(ids, pos, 1 if n == 1 else 0)
+                        self._graphs[(n, view, 1)] = self._capture(ids, pos, 1, at=length)
 
     def _swap_in(self) -> None:
         """Start using the compiled step (caller holds ``lock``): eager graphs are dropped, compiled ones captured."""
@@ -483,11 +486,17 @@ class Engine:
         self._set_length(0)
 
     def _prefill_chunks(self, ids: Sequence[int]) -> torch.Tensor:
-        """Prefill in padded chunks (64 tokens, or 256 for longer appends) through the captured graphs.
+        """Prefill in fixed-size chunks (64 tokens, or 256 for longer appends) through the captured graphs.
 
-        Padding is safe with this cache: pad positions come after the real tokens (causal attention keeps them
-        out of the real tokens' view), and the write position is then set back to the end of the real tokens,
-        so the next tokens overwrite the padding before any query can see it.
+        Every chunk ends at a real token: the last one starts early enough to be full, feeding again the cached
+        tokens before it (their keys/values are written again, the same values). So only the last position's
+        logits are asked for, and transformers then runs Gemma 4's KV-shared layers (the last 18 of E4B's 42)
+        on that one position: they write no cache, so the other positions' outputs are never needed.
+
+        A chunk the cache cannot fill that way (a prompt shorter than the chunk) is padded at the end instead,
+        with all logits kept. Padding is safe with this cache: pad positions come after the real tokens (causal
+        attention keeps them out of the real tokens' view), and the write position is then set back to the end
+        of the real tokens, so the next tokens overwrite the padding before any query can see it.
         """
         small, *larger = self.prefill_chunks
         c = small if len(ids) <= small or not larger else larger[-1]
@@ -496,14 +505,19 @@ class Engine:
         for i in range(0, len(ids), c):
             part = list(ids[i : i + c])
             start = len(self.cache_ids)
-            if start + c > self.max_cache_len:  # the padding would run past the cache: no padding, eager
+            at = start - min(c - len(part), start)  # where the chunk starts: early enough to end at ``part``
+            if at + c > self.max_cache_len:  # the padding would run past the cache: no padding, eager
                 logits = self._forward(part)
                 continue
-            chunk_ids.zero_()
-            chunk_ids[0, : len(part)] = torch.tensor(part, dtype=torch.long)
-            torch.arange(start, start + c, out=chunk_pos[0])
-            out = self._run(chunk_ids, chunk_pos, 0)
-            logits = out[:, len(part) - 1, :].clone()
+            window = [*self.cache_ids[at:start], *part]
+            chunk_ids[0, : len(window)] = torch.tensor(window, dtype=torch.long)
+            torch.arange(at, at + c, out=chunk_pos[0])
+            self._set_length(at)
+            if len(window) == c:
+                logits = self._run(chunk_ids, chunk_pos, 1, at=at)[:, -1, :].clone()
+            else:
+                chunk_ids[0, len(window) :] = 0
+                logits = self._run(chunk_ids, chunk_pos, 0, at=at)[:, len(window) - 1, :].clone()
             self._set_length(start + len(part))
             self.cache_ids.extend(part)
         assert logits is not None
@@ -587,19 +601,24 @@ class Engine:
                 return self._step_on(self.cache, ids, pos, keep, view=view)
         return self._step_on(self.cache, ids, pos, keep, view=view)
 
-    def _run(self, ids: torch.Tensor, pos: torch.Tensor, keep: int) -> torch.Tensor:
-        """One forward pass over the static input buffers ``ids``/``pos``: a graph replay where graphs are on."""
-        view = self._set_view(len(self.cache_ids) + ids.shape[1])
+    def _run(self, ids: torch.Tensor, pos: torch.Tensor, keep: int, *, at: int | None = None) -> torch.Tensor:
+        """One forward pass over the static input buffers ``ids``/``pos``: a graph replay where graphs are on.
+
+        ``at`` is the cache position the pass writes from (the cache's length is already set there); by default
+        the end of the cached tokens.
+        """
+        at = len(self.cache_ids) if at is None else at
+        view = self._set_view(at + ids.shape[1])
         # While the compilation runs, the eager step is captured too (thread-local capture mode: the compiling
         # thread's CUDA calls do not disturb it): a replay does not compete with the compiler for the GIL.
         if not self.use_graphs or (self._eager_graphs_failed and not self.compiled_in_use):
             return self._step(ids, pos, keep)
-        key = (ids.shape[1], view)
+        key = (ids.shape[1], view, keep)
         if key not in self._graphs:
             try:
-                self._graphs[key] = self._capture(ids, pos, keep)
+                self._graphs[key] = self._capture(ids, pos, keep, at=at)
             except Exception as exc:  # a step that cannot be captured still runs, uncaptured
-                self._set_length(len(self.cache_ids))
+                self._set_length(at)
                 self._eager_graphs_failed = f"{type(exc).__name__}: {exc}"
                 if self.compiled_in_use and self.regions is not None:
                     self.compiled_in_use = False  # the compiled step is not replayable: back to eager
@@ -614,14 +633,14 @@ class Engine:
             self._hidden.value = self._graph_hidden[key]
         return captured
 
-    def _capture(self, ids: torch.Tensor, pos: torch.Tensor, keep: int) -> tuple[Any, torch.Tensor]:
+    def _capture(self, ids: torch.Tensor, pos: torch.Tensor, keep: int, *, at: int) -> tuple[Any, torch.Tensor]:
         """Run (compiling if needed) and capture one forward pass as a CUDA graph over the static buffers.
 
         Captured by hand rather than with ``mode="reduce-overhead"``: a replay then costs one launch and no
         Python guard checks, and the decode and chunk graphs share one memory pool without re-recording.
         Thread-local capture mode: the background compilation may make CUDA calls from its own thread meanwhile.
         """
-        length = len(self.cache_ids)
+        length = at
         side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
@@ -635,7 +654,7 @@ class Engine:
         with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             out = self._step(ids, pos, keep)
         if self.keep_hidden:
-            self._graph_hidden[(ids.shape[1], self.cache.layers[0].view_len)] = self._hidden.value
+            self._graph_hidden[(ids.shape[1], self.cache.layers[0].view_len, keep)] = self._hidden.value
         self._set_length(length)  # capturing records the cache write without running it; keep lengths exact
         return graph, out
 
