@@ -109,7 +109,7 @@ def engine_paths(engine: Any, tok: Any, lengths: list[int], reps: int, tag: str)
             engine.greedy(ids, 1)
 
         timed(f"engine fresh eager{tag}", n, fresh, reps)
-        if n <= 2200:
+        if n <= 4200:
             timed(f"engine chunk graphs{tag}", n, chunks, reps)
         timed(f"engine greedy 1 token{tag}", n, first, reps)
 
@@ -138,6 +138,7 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--diagnose", action="store_true", help="only: why the eager pass slows once compiled")
+    parser.add_argument("--compiled-only", action="store_true", help="stock, then the compiled phase, no profiles")
     args = parser.parse_args()
     if args.smoke:
         gpu.DEVICE = "cpu"
@@ -161,6 +162,8 @@ def main() -> int:
 
     print("\n== phase 1: stock, engine and backend, no compilation (sdpa) ==", flush=True)
     stock_paths(model, tok, lengths, args.reps, "")
+    if args.compiled_only:
+        return compiled_phase(model, tok, args, profile_with=None)
     engine = Engine(model, tok, device=dev, max_cache_len=12_288, compile_decode=False, static=True)
     engine_paths(engine, tok, lengths, args.reps, "")
     backend = TransformersBackend(model, tok, device=gpu.DEVICE, compile=False, max_cache_len=12_288)
@@ -174,6 +177,13 @@ def main() -> int:
         profiles(model, tok, engine, None, args.profile_len)
         return finish(args)
 
+    return compiled_phase(model, tok, args, profile_with=engine)
+
+
+def compiled_phase(model: Any, tok: Any, args: Any, *, profile_with: Any) -> int:
+    from agentkit.backends.transformers import TransformersBackend
+
+    lengths = args.lengths
     print("\n== phase 3: compiled (background compilation waited for) ==", flush=True)
     t0 = time.perf_counter()
     fast = TransformersBackend(model, tok, device=gpu.DEVICE, compile=True, max_cache_len=12_288)
@@ -183,7 +193,8 @@ def main() -> int:
     stock_paths(model, tok, lengths, args.reps, " [after]")
     engine_paths(fast._engine, tok, lengths, args.reps, " [compiled]")
     backend_ttft(fast, tok, lengths, args.reps, " [compiled]")
-    profiles(model, tok, engine, fast._engine, args.profile_len)
+    if profile_with is not None:
+        profiles(model, tok, profile_with, fast._engine, args.profile_len)
     return finish(args)
 
 
