@@ -188,7 +188,7 @@ class Engine:
         self.fresh_prefill_max = 16_384
         # With the compiled step in, a captured chunk is cheap enough that up to this many tokens, a prompt into
         # an empty cache is faster in chunks too (tools/bench/transformers_prefill.py measures the crossover).
-        self.compiled_graph_max = 1024
+        self.compiled_graph_max = 2048
         self.lock = threading.RLock()  # held by ``generate`` and by the background thread's graph captures
         self.regions: RegionalCompiler | None = None
         self._background: BackgroundCompile | None = None
