@@ -78,8 +78,10 @@ def test_first_request_is_served_while_compiling_then_the_compiled_step_takes_ov
     long_ids = ids * 40  # past the scratch cache the compilation ran against: a 4096 view
     reference.reset()
     expected_long = _generate(reference, long_ids, 4)
-    # A long append after it: one uncaptured pass through the compiled layers, like the long fresh prompt.
+    # A long append after it: chunks of 256, the last one starting early enough to end at the last token.
     expected_long_append = _generate(reference, [*reference.cache_ids, *ids * 7], 4)
+    reference.reset()
+    expected_mid = _generate(reference, ids * 18, 4)  # a whole 1,024-token chunk, then a 256 one
 
     # Hold the compilation until the first request is done: that request cannot have waited for it.
     gate = threading.Event()
@@ -107,6 +109,9 @@ def test_first_request_is_served_while_compiling_then_the_compiled_step_takes_ov
             assert _generate(engine, long_ids, 4) == expected_long
             assert engine.cache.layers[0].view_len == 4096
             assert _generate(engine, [*engine.cache_ids, *ids * 7], 4) == expected_long_append
+            engine.reset()
+            assert [c for c, _ in engine._chunk_plan(ids * 18)] == [1024, 256]
+            assert _generate(engine, ids * 18, 4) == expected_mid
         files, size = hf_compile.cache_size(tmp_path / "compile-cache")
         assert files and size, "nothing was written to the persistent compile cache"
     finally:

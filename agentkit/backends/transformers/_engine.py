@@ -170,10 +170,9 @@ class Engine:
         self._view_mask = torch.ones((1, max_cache_len), dtype=torch.long, device=device)
         self._step_ids = torch.zeros((1, 1), dtype=torch.long, device=device)
         self._step_pos = torch.zeros((1, 1), dtype=torch.long, device=device)
-        # Short appends (a tool result, a user message) are prefilled in padded chunks through the captured
-        # graphs: 64 tokens, or 256 at a time for longer ones (one weight read instead of four). Longer prompts
-        # go through one eager pass, which is compute-bound and already efficient.
-        self.prefill_chunks: tuple[int, ...] = (64, 256)
+        # Appends (a tool result, a user message) are prefilled in chunks through the captured graphs: 64 tokens,
+        # 256 for longer ones (one weight read instead of four), whole 1,024-token chunks for long prompts.
+        self.prefill_chunks: tuple[int, ...] = (64, 256, 1024)
         self.graph_prefill_max = 512
         self._chunk_bufs = {
             c: (
@@ -295,6 +294,9 @@ class Engine:
             # Keeping one position's logits hands the KV-shared layers that position alone (a view of the
             # chunk's hidden states, strided like the chunk), keeping all hands them the whole chunk: both occur.
             for keep in (1,) if ids_len == 1 else (1, 0):
+                for layer in scratch.layers:  # from position 1 each time: the scratch cache never fills
+                    if layer.is_initialized:
+                        layer.cumulative_length.fill_(1)
                 with self.regions.active():  # type: ignore[union-attr]
                     self._step_on(scratch, ids, pos, keep, view=view)
 
@@ -304,7 +306,7 @@ class Engine:
             self._step_on(scratch, one, one, 1, view=views[0])  # eager: allocates the layers' storage
             for view in views:
                 for n in lengths:
-                    if n <= view:
+                    if n < view:
                         run(n, view)
             if stream is not None:
                 stream.synchronize()
@@ -326,7 +328,7 @@ class Engine:
                     continue
                 ids, pos = (self._step_ids, self._step_pos) if n == 1 else self._chunk_bufs[n]
                 torch.arange(length, length + n, out=pos[0])
-                view = self._set_view(length + n)
+                view = self._set_view(length + n + (n > 1))  # as _run picks it
                 if (n, view, 1) not in self._graphs:  # the decode step, and chunks that end at a real token
                     with torch.inference_mode():
                         self._graphs[(n, view, 1)] = self._capture(ids, pos, 1, at=length)
@@ -486,7 +488,7 @@ class Engine:
         self._set_length(0)
 
     def _prefill_chunks(self, ids: Sequence[int]) -> torch.Tensor:
-        """Prefill in fixed-size chunks (64 tokens, or 256 for longer appends) through the captured graphs.
+        """Prefill in fixed-size chunks (see ``_chunk_plan``) through the captured graphs.
 
         Every chunk ends at a real token: the last one starts early enough to be full, feeding again the cached
         tokens before it (their keys/values are written again, the same values). So only the last position's
@@ -498,12 +500,9 @@ class Engine:
         attention keeps them out of the real tokens' view), and the write position is then set back to the end
         of the real tokens, so the next tokens overwrite the padding before any query can see it.
         """
-        small, *larger = self.prefill_chunks
-        c = small if len(ids) <= small or not larger else larger[-1]
-        chunk_ids, chunk_pos = self._chunk_bufs[c]
         logits: torch.Tensor | None = None
-        for i in range(0, len(ids), c):
-            part = list(ids[i : i + c])
+        for c, part in self._chunk_plan(ids):
+            chunk_ids, chunk_pos = self._chunk_bufs[c]
             start = len(self.cache_ids)
             at = start - min(c - len(part), start)  # where the chunk starts: early enough to end at ``part``
             if at + c > self.max_cache_len:  # the padding would run past the cache: no padding, eager
@@ -522,6 +521,25 @@ class Engine:
             self.cache_ids.extend(part)
         assert logits is not None
         return logits
+
+    def _chunk_plan(self, ids: Sequence[int]) -> list[tuple[int, list[int]]]:
+        """(chunk size, tokens) pieces: the largest chunk only ever full, then 64 (up to 64 left) or 256 a piece.
+
+        A large chunk reads the weights once for many tokens but, run for a short tail, would compute a long
+        window of cached tokens again; so the tail takes the small sizes, and a short append one small chunk.
+        """
+        *small, largest = self.prefill_chunks
+        pieces: list[tuple[int, list[int]]] = []
+        i = 0
+        if small:
+            while len(ids) - i >= largest:
+                pieces.append((largest, list(ids[i : i + largest])))
+                i += largest
+        rest = len(ids) - i
+        sizes = small or [largest]
+        c = sizes[0] if rest <= sizes[0] else sizes[-1]
+        pieces.extend((c, list(ids[j : j + c])) for j in range(i, len(ids), c))
+        return pieces
 
     def forward_block(self, ids: Sequence[int], *, pad_to: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed ``ids`` after the cache; return their logits ``[n, vocab]`` and last hidden states ``[n, hidden]``.
@@ -584,8 +602,9 @@ class Engine:
         kw = {self._cache_arg: cache}
         if ids.shape[1] > 1:
             # A padding mask over the whole view (all real): transformers then always builds the causal mask.
-            # Without it, a pass from position 0 (or one exactly as long as its view) leaves full-attention
-            # layers maskless, which compiled layers would have to be compiled for once more.
+            # Without it, a pass from position 0 leaves full-attention layers maskless, which compiled layers
+            # would have to be compiled for once more (``_run`` keeps chunks shorter than their view for the
+            # same reason: a pass exactly as long as its view gets no mask either).
             if self._view_mask.shape[1] < view:
                 self._view_mask = torch.ones((1, view), dtype=torch.long, device=self.device)
             kw["attention_mask"] = self._view_mask[:, :view]
@@ -608,7 +627,8 @@ class Engine:
         the end of the cached tokens.
         """
         at = len(self.cache_ids) if at is None else at
-        view = self._set_view(at + ids.shape[1])
+        # One position more for a chunk: a view exactly as long as the chunk would get no mask (see _step_on).
+        view = self._set_view(at + ids.shape[1] + (ids.shape[1] > 1))
         # While the compilation runs, the eager step is captured too (thread-local capture mode: the compiling
         # thread's CUDA calls do not disturb it): a replay does not compete with the compiler for the GIL.
         if not self.use_graphs or (self._eager_graphs_failed and not self.compiled_in_use):
