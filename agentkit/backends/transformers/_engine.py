@@ -16,8 +16,8 @@ back is what reusing the longest common prefix needs when a prompt diverges from
   is captured by hand as CUDA graphs — one per input length (the decode step, 64- and 256-token prefill chunks)
   and per attention view (a power-of-two prefix of the cache). Stock eager decoding is launch-bound (thousands
   of kernel launches per token); a replay is one launch. Measured with an E4B-shaped model: 188 tokens/s on an
-  H200 against 14 for stock ``generate`` (tools/bench/). Once the compiled step is in, prompts up to 1,024
-  tokens prefill through captured chunks too (21 ms to the first token of 512 against stock's 78); a longer
+  H200 against 17 for stock ``generate`` (tools/bench/). Once the compiled step is in, prompts up to 2,048
+  tokens prefill through captured chunks too (17 ms to the first token of 512 against stock's 59-94); a longer
   prompt into an empty cache is prefilled as stock does (a growing cache, one eager pass) and copied over.
 
 Everything here runs on a worker thread; nothing in it touches the event loop.
