@@ -30,6 +30,7 @@ Config file (``agentkit doctor`` prints where it is looked for)::
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 import tomllib
@@ -185,9 +186,14 @@ def load_config_file(path: Path, *, required: bool) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"config file {path} is not valid TOML: {exc}") from exc
+        hint = ""
+        if text.lstrip().startswith(("{", "[{")) or Path(path).suffix.lower() in (".json", ".yaml", ".yml"):
+            hint = ' (the config file is TOML, not JSON or YAML: backend = "ollama://...", one key = value a line)'
+        raise UserError(f"config file {path} is not valid TOML: {exc}{hint}") from exc
     unknown = sorted(set(data) - _CONFIG_KEYS)
     if unknown:
+        close = {k: difflib.get_close_matches(k, sorted(_CONFIG_KEYS), n=1) for k in unknown}
+        unknown = [f"{k} (did you mean {close[k][0]}?)" if close[k] else k for k in unknown]
         raise UserError(
             f"config file {path}: unknown key(s) {', '.join(unknown)}; known keys are {', '.join(sorted(_CONFIG_KEYS))}"
         )

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 from agentkit.errors import UserError
 
@@ -35,12 +36,26 @@ async def _ask_server(url: str) -> tuple[str, list[str]]:
         await backend.aclose()
 
 
+def _server_only(url: str) -> bool:
+    """``vllm://HOST:PORT`` with no model: what someone who does not know the model's name yet writes."""
+    parts = urlsplit(url)
+    return url.partition(":")[2].startswith("//") and bool(parts.netloc) and not parts.path.strip("/")
+
+
 def list_models(url: str) -> dict[str, Any]:
-    """``{"backend": url, "current": model, "models": [...]}``; for transformers, whether it is downloaded."""
+    """``{"backend": url, "current": model, "models": [...]}``; for transformers, whether it is downloaded.
+
+    A server URL without a model (``vllm://HOST:PORT``) lists what that server has, ``current`` being None:
+    asking the server is how one learns the name to put there.
+    """
     scheme, _, rest = url.partition(":")
-    if scheme.lower() == "transformers":
+    if scheme.lower() == "transformers" and rest.strip():
         available = hf_model_available(rest)
         return {"backend": url, "current": rest, "models": [rest] if available else [], "downloaded": available}
+    if _server_only(url):
+        # Listing needs only the address; the placeholder model is never requested.
+        _, models = asyncio.run(_ask_server(url.rstrip("/") + "/_"))
+        return {"backend": url, "current": None, "models": models}
     current, models = asyncio.run(_ask_server(url))
     return {"backend": url, "current": current, "models": models}
 
@@ -68,4 +83,7 @@ def models_command(args: argparse.Namespace, settings: Settings) -> int:
         print(terminal_safe(name))  # names come from the server: never escape sequences on a terminal
     if current and current not in names and names:
         print(f"the configured model {terminal_safe(repr(current))} is not among them", file=sys.stderr)
+    if current is None and names:
+        example = f"{url.rstrip('/')}/{names[0]}"
+        print(f"use one with: agentkit run --backend {terminal_safe(example)} ...", file=sys.stderr)
     return EXIT_OK

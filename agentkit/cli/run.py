@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,12 +152,16 @@ async def _run(
         if isinstance(printer, EventPrinter) and printer.unaskable is not None:
             await agent.refresh_tools()  # MCP servers start now, so their tools count among those nobody can approve
             printer.unaskable = {name for name, t in agent.tools.items() if t.side_effects}
-        async for event in agent.run_stream(task):
-            printer.handle(event)
-            if isinstance(event, RunFinished):
-                ok = event.result.ok
-                if finished is not None:
-                    finished.append(event.result)
+        # Closed here, not left to asyncio.run's shutdown: when the printer fails (`| head` went away) or the
+        # run is interrupted, the shutdown would close the nested generators (the turn, the backend's stream)
+        # all at once, each under the other, and print their tracebacks.
+        async with contextlib.aclosing(agent.run_stream(task)) as events:  # type: ignore[type-var]
+            async for event in events:
+                printer.handle(event)
+                if isinstance(event, RunFinished):
+                    ok = event.result.ok
+                    if finished is not None:
+                        finished.append(event.result)
     except AgentkitError as exc:
         if isinstance(printer, JsonEventPrinter):
             printer.error(exc, agent.session_id if agent.store is not None else None)
