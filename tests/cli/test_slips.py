@@ -1,0 +1,165 @@
+"""The slips a newcomer makes in a first session, each answered with the fix, not only "invalid".
+
+Found by walking through the README in a fresh virtualenv: a misspelt engine or separator in a backend URL, a
+server address with no engine, ``vllm://HOST:PORT`` before knowing the model's name, a misspelt option,
+command or config key, JSON where TOML goes, ``--help`` with no example, ``batch --json`` that printed nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentkit import backend_from_url
+from agentkit.cli import build_parser, main
+from agentkit.errors import UserError
+
+
+@pytest.mark.parametrize(
+    ("url", "advice"),
+    [
+        ("olama://localhost:11434/gemma4:e4b", "did you mean ollama://localhost:11434/gemma4:e4b?"),
+        ("vlm://gpu-box:8000/google/gemma-4-31B-it", "did you mean vllm://gpu-box:8000/google/gemma-4-31B-it?"),
+        ("vllm//127.0.0.1:8000/m", "did you mean vllm://127.0.0.1:8000/m?"),
+        ("transformer:google/gemma-4-E2B-it", "did you mean transformers:google/gemma-4-E2B-it?"),
+        ("127.0.0.1:8000/m", "needs its engine in front: vllm://127.0.0.1:8000/m or ollama://127.0.0.1:8000/m"),
+        ("localhost:11434", "vllm://localhost:11434 or ollama://localhost:11434"),
+        ("gpu-box.lan:8000/google/gemma-4-31B-it", "vllm://gpu-box.lan:8000/google/gemma-4-31B-it"),
+        ("vllm:", "nothing after vllm: — give the server and the model it serves: vllm://HOST:8000/MODEL"),
+        ("transformers:", "transformers:google/gemma-4-E2B-it"),
+        ("vllm:127.0.0.1:8000/m", "is a server address, not a model; write vllm://127.0.0.1:8000/m"),
+        ("vllm:/127.0.0.1:8000/m", "write vllm://127.0.0.1:8000/m"),
+        ("ollama:localhost:11434/gemma4:e4b", "write ollama://localhost:11434/gemma4:e4b"),
+        ("vllm://127.0.0.1:8000", "`agentkit models --backend vllm://127.0.0.1:8000`"),
+    ],
+)
+def test_a_slip_in_a_backend_url_is_answered_with_the_url_meant(url: str, advice: str) -> None:
+    with pytest.raises(UserError) as info:
+        backend_from_url(url)
+    assert advice in str(info.value)
+    assert "?." not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["ollama:gemma4:e4b", "ollama:library/gemma4:e4b", "vllm:google/gemma-4-31B-it"])
+def test_short_urls_naming_a_model_are_still_models(url: str) -> None:
+    # A model tag such as gemma4:e4b is not a HOST:PORT; the short form keeps working.
+    assert backend_from_url(url).model == url.partition(":")[2]
+
+
+def test_an_ollama_tag_is_not_mistaken_for_a_scheme_typo() -> None:
+    with pytest.raises(UserError, match="for the Ollama model 'gemma4:e4b' use ollama:gemma4:e4b") as info:
+        backend_from_url("gemma4:e4b")
+    assert "did you mean" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "advice"),
+    [
+        (["run", "--backnd", "x", "hi"], "usage: agentkit run", "--backnd (did you mean --backend?)"),
+        (["chat", "--sesion", "x"], "usage: agentkit chat", "--sesion (did you mean --session?)"),
+        (["sessions", "list", "--jsn"], "usage: agentkit sessions list", "--jsn (did you mean --json?)"),
+        (["mcp", "serve", "--wrkspace", "d"], "usage: agentkit mcp serve", "--wrkspace (did you mean --workspace?)"),
+        (["rnu", "hi"], "usage: agentkit ", "invalid choice: 'rnu'; did you mean 'run'?"),
+        (["sessions", "lsit"], "usage: agentkit sessions", "did you mean 'list'?"),
+    ],
+)
+def test_a_misspelt_option_or_command_gets_the_closest_one_and_that_commands_usage(
+    argv: list[str], usage: str, advice: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage) and advice in err
+
+
+def test_an_option_unlike_any_is_reported_without_a_guess(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--frobnicate", "hi", "extra"])
+    err = capsys.readouterr().err
+    assert "agentkit run: error: unrecognized arguments: --frobnicate extra; see agentkit run --help" in err
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[f"{prefix}{name}"] = sub
+                found.update(_commands(sub, f"{prefix}{name} "))
+    return found
+
+
+def test_every_command_help_shows_examples_that_parse() -> None:
+    parser = build_parser()
+    commands = _commands(parser)
+    shown = [name for name in commands if " " not in name] + ["mcp serve"]
+    for name in shown:
+        text = commands[name].format_help()
+        assert "examples:\n  agentkit " + name.split()[0] in text, name
+        for line in text.split("examples:\n", 1)[1].split("\n\n", 1)[0].splitlines():
+            example = line.split("  #", 1)[0].strip()
+            if any(shell in example for shell in ("|", "$(", ">")):
+                continue  # the shell around the command
+            parser.parse_args(shlex.split(example)[1:])  # an example that does not parse would teach a mistake
+
+
+def test_models_lists_a_server_given_without_a_model(capsys: pytest.CaptureFixture[str]) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "backends"))
+    from fake_ollama import GEMMA4_CAPABILITIES, FakeOllamaServer
+
+    with FakeOllamaServer({"gemma4:e4b": GEMMA4_CAPABILITIES, "gemma4:26b": GEMMA4_CAPABILITIES}) as fake:
+        server = fake.url.replace("http://", "ollama://")
+        assert main(["models", "--backend", server]) == 0
+        out, err = capsys.readouterr()
+        assert out == "gemma4:26b\ngemma4:e4b\n"
+        assert f"use one with: agentkit run --backend {server}/gemma4:26b" in err
+        assert main(["models", "--json", "--backend", server + "/"]) == 0
+        info = json.loads(capsys.readouterr().out)
+    assert info["current"] is None and info["models"] == ["gemma4:26b", "gemma4:e4b"]
+
+
+def test_a_json_config_file_is_told_to_be_toml_and_a_misspelt_key_gets_the_right_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    as_json = tmp_path / "config.json"
+    as_json.write_text('{"backend": "ollama://localhost:11434/gemma4:e4b"}', encoding="utf-8")
+    assert main(["run", "--config", str(as_json), "hi"]) == 2
+    assert "is not valid TOML" in (err := capsys.readouterr().err) and "the config file is TOML, not JSON" in err
+    misspelt = tmp_path / "config.toml"
+    misspelt.write_text('backnd = "ollama://localhost:11434/gemma4:e4b"\n', encoding="utf-8")
+    assert main(["run", "--config", str(misspelt), "hi"]) == 2
+    assert "unknown key(s) backnd (did you mean backend?)" in capsys.readouterr().err
+
+
+def test_batch_json_says_finished_when_every_task_was_already_done(
+    tmp_path: Path,
+    scripted,  # type: ignore[no-untyped-def]
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tasks, out = tmp_path / "tasks.txt", tmp_path / "results.jsonl"
+    tasks.write_text("one\ntwo\n", encoding="utf-8")
+    url = scripted(["A.<turn|>", "B.<turn|>"])
+    assert main(["batch", str(tasks), "-o", str(out), "-c", "1", "--backend", url]) == 0
+    capsys.readouterr()
+    assert main(["batch", str(tasks), "-o", str(out), "--backend", url, "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        {
+            "type": "batch_finished",
+            "done": 0,
+            "total": 0,
+            "ok": 0,
+            "failed": 0,
+            "retried": 0,
+            "elapsed_s": 0.0,
+            "rate_per_s": 0.0,
+            "eta_s": 0.0,
+            "skipped": 2,
+        }
+    ]
