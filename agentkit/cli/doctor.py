@@ -256,8 +256,9 @@ def _print(console: Console, check: Check) -> None:
 
 def _as_json(check: Check) -> dict[str, object]:
     data = asdict(check)
-    kind, _, target = check.name.partition(" ")
-    return {"check": kind, "target": target.strip(), **data}
+    # The name is the kind, padded to a column, then the target; a kind may be two words ("tool probe").
+    kind, _, target = check.name.partition("  ")
+    return {"check": kind.strip(), "target": target.strip(), **data}
 
 
 def doctor_command(args: argparse.Namespace, settings: Settings) -> int:
