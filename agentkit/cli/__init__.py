@@ -51,30 +51,38 @@ class _Parser(argparse.ArgumentParser):
     def parse_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> argparse.Namespace:
+        given = list(sys.argv[1:] if args is None else args)
+        if given and given[0].startswith("-") and given[0].split("=", 1)[0] not in self._option_string_actions:
+            # Before the command: argparse would only say that a COMMAND is required.
+            self.error(f"unrecognized arguments: {self._with_guess(given[0])}; see {self.prog} --help")
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
             target = self._innermost(parsed)
-            hints = []
-            for extra in extras:
-                name = extra.split("=", 1)[0]
-                if name.startswith("-"):
-                    close = difflib.get_close_matches(name, list(target._option_string_actions), n=1, cutoff=0.6)
-                    if close:
-                        hints.append(f"{name} (did you mean {close[0]}?)")
-                        continue
-                hints.append(extra)
-            target.error(f"unrecognized arguments: {' '.join(hints)}; see {target.prog} --help")
+            hints = " ".join(target._with_guess(extra) for extra in extras)
+            target.error(f"unrecognized arguments: {hints}; see {target.prog} --help")
         return parsed
 
-    def _innermost(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+    def _with_guess(self, arg: str) -> str:
+        """``--backnd`` → ``--backnd (did you mean --backend?)``; anything else as it is."""
+        name = arg.split("=", 1)[0]
+        if name.startswith("-"):
+            close = difflib.get_close_matches(name, list(self._option_string_actions), n=1, cutoff=0.6)
+            if close:
+                return f"{name} (did you mean {close[0]}?)"
+        return arg
+
+    def _innermost(self, parsed: argparse.Namespace) -> _Parser:
         """The (sub)command parser that took the arguments: the one whose options a stray one was meant for."""
-        parser: argparse.ArgumentParser = self
+        parser = self  # subcommand parsers are of this class too (add_subparsers makes them with type(self))
         for dest in ("command", "action"):
             subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
             chosen = getattr(parsed, dest, None)
             if not subparsers or chosen is None or chosen not in subparsers[0].choices:
                 break
-            parser = subparsers[0].choices[chosen]
+            chosen_parser = subparsers[0].choices[chosen]
+            if not isinstance(chosen_parser, _Parser):
+                break
+            parser = chosen_parser
         return parser
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:

@@ -66,6 +66,7 @@ def test_an_ollama_tag_is_not_mistaken_for_a_scheme_typo() -> None:
         (["mcp", "serve", "--wrkspace", "d"], "usage: agentkit mcp serve", "--wrkspace (did you mean --workspace?)"),
         (["rnu", "hi"], "usage: agentkit ", "invalid choice: 'rnu'; did you mean 'run'?"),
         (["sessions", "lsit"], "usage: agentkit sessions", "did you mean 'list'?"),
+        (["--verison"], "usage: agentkit ", "--verison (did you mean --version?)"),  # not "COMMAND is required"
     ],
 )
 def test_a_misspelt_option_or_command_gets_the_closest_one_and_that_commands_usage(
