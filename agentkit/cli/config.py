@@ -239,8 +239,27 @@ def parse_tools(value: str | list[str] | tuple[str, ...], *, where: str = "") ->
     unknown = [n for n in names if n not in KNOWN_TOOLS]
     if unknown:
         source = f" (from {where})" if where and where != "none" else ""
-        raise UserError(f"unknown tool(s) {', '.join(unknown)}{source}; choose from {', '.join(KNOWN_TOOLS)}")
+        named = ", ".join(_tool_guess(n) for n in unknown)
+        raise UserError(f"unknown tool(s) {named}{source}; choose from {', '.join(KNOWN_TOOLS)}")
     return names
+
+
+# The names people reach for first: the tools' own function names, and what the groups hold.
+_TOOL_ALIASES = {
+    "web_search": "search",
+    "fetch_url": "fetch",
+    "run_python": "python",
+    "sandbox": "python",
+    "workspace": "files",
+    "read_file": "files",
+    "write_file": "files",
+}
+
+
+def _tool_guess(name: str) -> str:
+    """``serch`` → ``serch (did you mean search?)``."""
+    close = _TOOL_ALIASES.get(name) or next(iter(difflib.get_close_matches(name, KNOWN_TOOLS, n=1, cutoff=0.6)), None)
+    return f"{name} (did you mean {close}?)" if close else name
 
 
 def with_model(url: str, model: str) -> str:

@@ -164,3 +164,13 @@ def test_batch_json_says_finished_when_every_task_was_already_done(
             "skipped": 2,
         }
     ]
+
+
+@pytest.mark.parametrize(
+    ("given", "meant"), [("serch", "search"), ("web_search", "search"), ("file", "files"), ("run_python", "python")]
+)
+def test_a_misspelt_tool_name_gets_the_built_in_meant(
+    given: str, meant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--backend", "scripted:unused.json", "--tools", f"fetch,{given}", "hi"]) == 2
+    assert f"unknown tool(s) {given} (did you mean {meant}?) (from --tools)" in capsys.readouterr().err
