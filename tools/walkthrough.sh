@@ -182,6 +182,23 @@ step "agentkit batch (2 tasks; $batch_backend)" 1 \
   agentkit batch "$work/tasks.txt" -o "$work/results.jsonl" --backend "$batch_backend" --max-tokens 16
 report+=("  $(wc -l <"$work/results.jsonl") results; exit 1 while a task failed (a scripted model runs out, a random one hits --max-tokens)")
 
+# The slips of a first session: each answered with the fix (exit 2), never a bare "invalid".
+step "a misspelt option (--backnd): the command's usage, the right name" 2 agentkit run --backnd x "hi"
+expect err "did you mean --backend?"
+step "a misspelt engine (olama://): the URL meant" 2 agentkit run --backend olama://localhost:11434/gemma4:e4b "hi"
+expect err "did you mean ollama://localhost:11434/gemma4:e4b?"
+step "a server address without its engine: both forms offered" 2 agentkit run --backend localhost:8000/m "hi"
+expect err "vllm://localhost:8000/m or ollama://localhost:8000/m"
+if [ -n "$vllm_url" ]; then
+  server="vllm://${vllm_url#http://}"
+  step "agentkit models -b vllm://HOST:PORT (the model's name not known yet)" 0 agentkit models --backend "$server"
+  expect out "$model"
+  expect err "use one with: agentkit run --backend"
+  # `| head -n1` closes the pipe mid-stream: exit 0 and nothing on stderr (no asyncio tracebacks).
+  step "agentkit run --json ... | head -n1 (vLLM; the reader leaves mid-stream)" 0 sh -c \
+    "agentkit run --backend '$batch_backend' --json --no-save --max-tokens 400 'write' 2>'$work/pipe.err' | head -n1 >/dev/null && ! test -s '$work/pipe.err'"
+fi
+
 step "agentkit run, then -c continues it" 0 sh -c "agentkit run --backend 'scripted:$work/weather.json' 'weather?' && \
   agentkit run -c --backend 'scripted:$work/weather.json' 'and tomorrow?'"
 step "agentkit sessions list --json (the continued session has both turns)" 0 agentkit sessions list --json
