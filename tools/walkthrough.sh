@@ -2,8 +2,10 @@
 # A newcomer's first ten minutes, scripted: a fresh clone in a fresh virtualenv under /tmp, the README's install
 # command, `agentkit --help`, `agentkit demo`, a run with the python tool on a scripted model, `doctor`, the
 # no-backend message (also as --json), README's Python snippets as written (on a scripted model), the README config
-# example, a media file of the wrong kind, tracing with no collector running, `mcp serve` with a client, a batch, and
-# a continued session. Every step must succeed (or fail the documented way) with no traceback; each is timed.
+# example, a media file of the wrong kind, tracing with no collector running, `mcp serve` with a client, a batch, a
+# continued session, the usual slips (a misspelt option or engine, an address without its engine), `models` of a
+# server URL with no model, and `run --json | head -n1` on vLLM. Every step must succeed (or fail the documented
+# way) with no traceback; each is timed.
 # (`demo --tui` and `chat` need a terminal: tests/cli/test_first_contact.py and tests/tui drive them in a pilot.)
 #
 # Usage: tools/walkthrough.sh [--with-tests]   (--with-tests also runs the README's test command in the venv)
