@@ -39,6 +39,7 @@ __all__ = [
     "BackendFactory",
     "backend_from_url",
     "backend_schemes",
+    "is_server_address",
     "register_backend",
     "split_server_url",
 ]
@@ -204,6 +205,16 @@ def backend_from_url(url: str, **options: Any) -> Backend:
             backend=scheme,
         )
     return backend
+
+
+def is_server_address(url: str) -> bool:
+    """Whether ``url`` names a server but no model (``vllm://HOST:PORT``): what someone writes who does not know
+    the model's name yet. ``agentkit models`` and the TUI's backend picker then list what that server has."""
+    scheme, _, rest = url.strip().partition(":") if isinstance(url, str) else ("", "", "")
+    if not rest.startswith("//") or scheme.lower() not in backend_schemes():
+        return False  # an unknown scheme is an error of its own, with its own advice
+    parts = urlsplit(url.strip())
+    return bool(parts.netloc) and not parts.path.strip("/") and not parts.query
 
 
 def split_server_url(url: str, *, default_port: int, https_scheme: str | None = None) -> tuple[str, str]:

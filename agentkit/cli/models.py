@@ -11,8 +11,8 @@ import argparse
 import asyncio
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
+from agentkit.backends import is_server_address
 from agentkit.errors import UserError
 
 from .common import EXIT_OK, safe_json, terminal_safe
@@ -36,12 +36,6 @@ async def _ask_server(url: str) -> tuple[str, list[str]]:
         await backend.aclose()
 
 
-def _server_only(url: str) -> bool:
-    """``vllm://HOST:PORT`` with no model: what someone who does not know the model's name yet writes."""
-    parts = urlsplit(url)
-    return url.partition(":")[2].startswith("//") and bool(parts.netloc) and not parts.path.strip("/")
-
-
 def list_models(url: str) -> dict[str, Any]:
     """``{"backend": url, "current": model, "models": [...]}``; for transformers, whether it is downloaded.
 
@@ -52,7 +46,7 @@ def list_models(url: str) -> dict[str, Any]:
     if scheme.lower() == "transformers" and rest.strip():
         available = hf_model_available(rest)
         return {"backend": url, "current": rest, "models": [rest] if available else [], "downloaded": available}
-    if _server_only(url):
+    if is_server_address(url):
         # Listing needs only the address; the placeholder model is never requested.
         _, models = asyncio.run(_ask_server(url.rstrip("/") + "/_"))
         return {"backend": url, "current": None, "models": models}

@@ -174,3 +174,22 @@ def test_a_misspelt_tool_name_gets_the_built_in_meant(
 ) -> None:
     assert main(["run", "--backend", "scripted:unused.json", "--tools", f"fetch,{given}", "hi"]) == 2
     assert f"unknown tool(s) {given} (did you mean {meant}?) (from --tools)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("vllm://gpu-box:8000", True),
+        ("vllm://gpu-box:8000/", True),
+        ("ollama://localhost:11434", True),
+        ("vllm://gpu-box:8000/google/gemma-4-31B-it", False),
+        ("vllm://gpu-box:8000//srv/models/x", False),
+        ("ollama:gemma4:e4b", False),
+        ("foo://box:1", False),  # an unknown scheme gets its own error, not a model listing
+        ("transformers:google/gemma-4-E2B-it", False),
+    ],
+)
+def test_is_server_address(url: str, expected: bool) -> None:
+    from agentkit.backends import is_server_address
+
+    assert is_server_address(url) is expected
