@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentkit import __version__
+from agentkit.errors import AgentkitError
 
 from .common import EXIT_CODES_HELP, EXIT_INTERRUPTED, exit_code_for, report_error
 from .config import KNOWN_TOOLS, Settings, resolve_settings
@@ -441,7 +442,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .demo import demo_command
 
         return demo_command(args)
-    settings = settings_from_args(args)
+    try:
+        settings = settings_from_args(args)
+    except AgentkitError as exc:
+        if args.command == "run" and args.json:
+            # A run that cannot start ends its --json stream with the error line, whatever stopped it: here a
+            # config file, a --tools name or an environment variable (run_command covers the later causes).
+            from .printers import JsonEventPrinter
+
+            JsonEventPrinter(sys.stdout).error(exc, None)
+        raise
     with traces_from_environment():  # OTEL_EXPORTER_OTLP_ENDPOINT set: agents are traced (cli/otel.py)
         return _dispatch_agent_command(args, settings)
 

@@ -193,3 +193,16 @@ def test_is_server_address(url: str, expected: bool) -> None:
     from agentkit.backends import is_server_address
 
     assert is_server_address(url) is expected
+
+
+def test_run_json_ends_with_an_error_line_when_the_settings_stop_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # README: a run that cannot start prints a last line `error`; a bad config file or --tools printed nothing.
+    bad = tmp_path / "bad.toml"
+    bad.write_text('backend = "ollama://x\n', encoding="utf-8")
+    for argv in (["--config", str(bad)], ["--backend", "scripted:unused.json", "--tools", "serch"]):
+        assert main(["run", "--json", *argv, "hi"]) == 2
+        (line,) = capsys.readouterr().out.splitlines()
+        event = json.loads(line)
+        assert event["type"] == "error" and event["error_type"] == "UserError" and event["session_id"] is None
