@@ -68,7 +68,7 @@ EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """exit codes:
   0    success
-  1    the run failed (model/tool error, step limit reached, a batch task failed)
+  1    the run failed (model/tool error, step limit reached, a batch task failed, an MCP server did not start)
   2    usage error (bad option, URL, config file or session id)
   3    backend unavailable (server not running, model not pulled, extra not installed, no Ray workers)
   130  interrupted with Ctrl-C (the session is saved)"""
