@@ -1,4 +1,5 @@
-"""The approval dialog on a small terminal: every line of the call can be read before it is allowed.
+"""The approval dialog: on a small terminal every line of the call can be read before it is allowed, and
+Ctrl+C stops the answer there as it does everywhere else in the app.
 
 At 60x24 (and even 100x30) a 20-line program used to be cut: the arguments kept their full height inside a
 dialog that did not fit, the buttons were docked over their last rows, and the keys did nothing (the focus is on
@@ -11,8 +12,12 @@ import pytest
 from textual.app import App
 from textual.containers import Vertical, VerticalScroll
 
-from agentkit import ToolCallRequest
-from agentkit.tui.widgets import ApprovalScreen
+from agentkit import AgentOptions, SessionStore, ToolCallRequest
+from agentkit.testing import ScriptedBackend
+from agentkit.tui import AgentkitApp
+from agentkit.tui.widgets import AgentTurn, ApprovalScreen, PromptArea
+
+from .conftest import NoteBook, call, wait_for
 
 CODE = "\n".join(f"print('line {i}')" for i in range(1, 21))
 DESCRIPTION = (
@@ -62,3 +67,22 @@ async def test_a_short_call_keeps_a_dialog_of_its_own_size() -> None:
         await pilot.pause()
         buttons = app.screen.query_one(".dialog-buttons")
         assert args.region.bottom <= buttons.region.y
+
+
+async def test_ctrl_c_in_the_approval_dialog_denies_and_stops_the_answer(
+    store: SessionStore, notebook: NoteBook
+) -> None:
+    # README: Ctrl+C stops the answer. With the dialog open it did nothing (the screen's copy binding took it).
+    backend = ScriptedBackend([call("write_note", text="secret"), "Written.<turn|>"])
+    app = AgentkitApp(backend, options=AgentOptions(tools=[notebook.tool]), store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        prompt = app.query_one("#prompt", PromptArea)
+        prompt.focus()
+        prompt.set_text("remember the secret")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: not app.running, "the answer stopped")
+        assert not isinstance(app.screen, ApprovalScreen)
+        assert "Cancelled" in str(app.query_one(AgentTurn).query_one(".turn-status").render())
+    assert notebook.notes == []  # the call was never run

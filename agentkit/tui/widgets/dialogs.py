@@ -77,6 +77,8 @@ class ApprovalScreen(ModalScreen[Approval]):
         Binding("y", "decide('allow')", "Allow once"),
         Binding("a", "decide('always')", "Always"),
         Binding("n,escape", "decide('deny')", "Deny"),
+        # Ctrl+C stops the answer everywhere else in the app; here it was taken by the screen's copy binding.
+        Binding("ctrl+c", "interrupt", "Stop", show=False),
         # The focus stays on Deny, so the keys that scroll the arguments are the screen's.
         Binding("down", "scroll_arguments('down')", "Scroll", show=False),
         Binding("up", "scroll_arguments('up')", "Scroll", show=False),
@@ -133,6 +135,13 @@ class ApprovalScreen(ModalScreen[Approval]):
                 args.styles.height = "1fr"
 
         self.call_after_refresh(shrink_if_cut)
+
+    async def action_interrupt(self) -> None:
+        """Pass Ctrl+C on to the app first (it stops the answer, so the run ends before any next step), then
+        close the dialog as denied."""
+        await self.app.run_action("help_quit")
+        if self.app.screen is self:
+            self.dismiss(Approval.DENY)
 
     def action_scroll_arguments(self, how: str) -> None:
         getattr(self.query_one(".approval-args", VerticalScroll), f"scroll_{how}")(animate=False)
