@@ -206,3 +206,45 @@ def test_run_json_ends_with_an_error_line_when_the_settings_stop_it(
         (line,) = capsys.readouterr().out.splitlines()
         event = json.loads(line)
         assert event["type"] == "error" and event["error_type"] == "UserError" and event["session_id"] is None
+
+
+def test_an_otlp_endpoint_without_a_scheme_is_named_as_the_problem(
+    scripted,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It was reported as "N spans could not be sent ... is the collector running there?".
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318")
+    assert main(["run", "--backend", scripted(["Hi.<turn|>"]), "--no-save", "hi"]) == 0
+    err = capsys.readouterr().err
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT='localhost:4318' has no scheme" in err and "http://localhost:4318" in err
+    assert "could not be sent" not in err
+
+
+def test_an_otlp_timeout_that_is_not_a_number_keeps_the_bound(
+    scripted,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    otlp_receiver: tuple[str, list[bytes]],
+) -> None:
+    # The SDK fell back to its 10 s of retries at exit, past README's "at most 3 s".
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+    from agentkit.cli import otel
+
+    made: list[float | None] = []  # the timeout the command gave the exporter
+    from opentelemetry.exporter.otlp.proto.http import trace_exporter
+
+    original = trace_exporter.OTLPSpanExporter.__init__
+
+    def init(self, *args, timeout=None, **kwargs):  # type: ignore[no-untyped-def]
+        made.append(timeout)
+        original(self, *args, timeout=timeout, **kwargs)
+
+    monkeypatch.setattr(trace_exporter.OTLPSpanExporter, "__init__", init)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_receiver[0])
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "abc")
+    assert main(["run", "--backend", scripted(["Hi.<turn|>"]), "--no-save", "hi"]) == 0
+    assert "OTEL_EXPORTER_OTLP_TIMEOUT='abc' is not a number of seconds" in capsys.readouterr().err
+    assert made == [otel.EXIT_TIMEOUT_S]
+    assert otlp_receiver[1]  # the spans still went out
