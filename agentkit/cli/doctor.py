@@ -242,6 +242,8 @@ def check_tools(settings: Settings) -> Check | None:
         build_tools(settings)
     except UserError as exc:
         return Check(f"workspace   {target}", "fail", str(exc), usage=True)
+    except AgentkitError as exc:  # bubblewrap missing for python: reported here, and the sandbox line follows
+        return Check(f"workspace   {target}", "fail", str(exc))
     return Check(f"workspace   {target}", "ok", f"tools: {', '.join(settings.tools)}")
 
 

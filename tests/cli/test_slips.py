@@ -248,3 +248,25 @@ def test_an_otlp_timeout_that_is_not_a_number_keeps_the_bound(
     assert "OTEL_EXPORTER_OTLP_TIMEOUT='abc' is not a number of seconds" in capsys.readouterr().err
     assert made == [otel.EXIT_TIMEOUT_S]
     assert otlp_receiver[1]  # the spans still went out
+
+
+def test_without_bubblewrap_doctor_reports_it_and_run_says_what_to_do(
+    scripted,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # doctor stopped half-way with the error (no sandbox line, no summary); run advised a Python argument
+    # (allow_unsafe_unconfined=True) that nobody choosing tools by name can pass.
+    import shutil
+
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "bwrap" else which(name, *a, **k))
+    url = scripted(["Hi.<turn|>"])
+    assert main(["doctor", "--no-probe", "--json", "--tools", "python", "--backend", url]) == 1
+    checks = {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["workspace"]["status"] == "fail" and "needs bubblewrap" in checks["workspace"]["detail"]
+    assert checks["sandbox"]["status"] == "fail" and "apt-get install bubblewrap" in checks["sandbox"]["fix"]
+    assert main(["run", "--tools", "python", "--backend", url, "hi"]) == 1
+    err = capsys.readouterr().err
+    assert "apt-get install bubblewrap" in err and "leave python out of the tools" in err
+    assert "allow_unsafe_unconfined" not in err
