@@ -47,8 +47,9 @@ def list_models(url: str) -> dict[str, Any]:
         available = hf_model_available(rest)
         return {"backend": url, "current": rest, "models": [rest] if available else [], "downloaded": available}
     if is_server_address(url):
-        # Listing needs only the address; the placeholder model is never requested.
-        _, models = asyncio.run(_ask_server(url.rstrip("/") + "/_"))
+        # Listing needs only the address; the placeholder model is never requested (and reads as one in the
+        # advice of a server that does not answer: "start it with vllm serve MODEL ...").
+        _, models = asyncio.run(_ask_server(url.rstrip("/") + "/MODEL"))
         return {"backend": url, "current": None, "models": models}
     current, models = asyncio.run(_ask_server(url))
     return {"backend": url, "current": current, "models": models}

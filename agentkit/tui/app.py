@@ -345,7 +345,7 @@ class AgentkitApp(TurnRunner, App[None]):
     async def _server_models(self, url: str) -> list[str] | str:
         """The models the server at ``url`` (no model in it) serves, or why they could not be listed."""
         try:
-            backend = self.backend_factory(url.rstrip("/") + "/_")  # listing needs only the address
+            backend = self.backend_factory(url.rstrip("/") + "/MODEL")  # listing needs only the address
         except (AgentkitError, ImportError) as exc:
             return f"Cannot list models: {exc}"
         try:

@@ -270,3 +270,11 @@ def test_without_bubblewrap_doctor_reports_it_and_run_says_what_to_do(
     err = capsys.readouterr().err
     assert "apt-get install bubblewrap" in err and "leave python out of the tools" in err
     assert "allow_unsafe_unconfined" not in err
+
+
+def test_models_of_a_server_that_is_down_says_how_to_start_it_without_a_made_up_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["models", "--backend", "vllm://127.0.0.1:9"]) == 3
+    err = capsys.readouterr().err
+    assert "Cannot reach vLLM at http://127.0.0.1:9" in err and "vllm serve MODEL " in err

@@ -48,7 +48,7 @@ async def test_a_server_address_lists_its_models_to_pick_from(store: SessionStor
         screen.query_one(Input).value = "ollama://box:11434/gemma4:e4b"
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.backend.model == "gemma4:e4b", "the switch")
-    assert made == ["ollama://box:11434/_", "ollama://box:11434/gemma4:e4b"]
+    assert made == ["ollama://box:11434/MODEL", "ollama://box:11434/gemma4:e4b"]
 
 
 async def test_a_server_that_does_not_answer_keeps_the_picker_open_with_the_reason(store: SessionStore) -> None:
