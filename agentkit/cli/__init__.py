@@ -20,7 +20,7 @@ from typing import Any
 from agentkit import __version__
 from agentkit.errors import AgentkitError
 
-from .common import EXIT_CODES_HELP, EXIT_INTERRUPTED, exit_code_for, report_error
+from .common import EXIT_CODES_HELP, EXIT_INTERRUPTED, exit_code_for, report_error, require_utf8
 from .config import KNOWN_TOOLS, Settings, resolve_settings
 from .otel import traces_from_environment
 
@@ -415,7 +415,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         thinking=getattr(args, "thinking", None),
         tools=getattr(args, "tools", None),
         workspace=getattr(args, "workspace", None),
-        system=getattr(args, "system", None),
+        system=None if getattr(args, "system", None) is None else require_utf8(args.system, "--system"),
         max_steps=getattr(args, "max_steps", None),
         config=args.config,
         mcp=getattr(args, "mcp", ()),

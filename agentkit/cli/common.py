@@ -74,6 +74,21 @@ EXIT_CODES_HELP = """exit codes:
   130  interrupted with Ctrl-C (the session is saved)"""
 
 
+def require_utf8(text: str, what: str) -> str:
+    """``text`` from the command line, refused when it is not UTF-8.
+
+    Python keeps bytes that are not UTF-8 in arguments as lone surrogates, which fail only later, when the
+    session is saved or the request encoded (an "internal error", or one blamed on the server).
+    """
+    bad = next((i for i, ch in enumerate(text) if "\udc80" <= ch <= "\udcff"), None)
+    if bad is not None:
+        raise UserError(
+            f"{what} is not UTF-8 text (character {bad + 1} is the byte {ord(text[bad]) - 0xDC00:#04x} of another "
+            "encoding); convert it, e.g. with iconv -t UTF-8"
+        )
+    return text
+
+
 def missing_package(exc: BaseException) -> bool:
     """Whether ``exc`` is an optional dependency that is not installed (an extra), not a bug in agentkit itself:
     an ImportError for a module outside agentkit, raised directly or re-raised with the extra to install."""

@@ -25,6 +25,7 @@ from .common import (
     EXIT_OK,
     agent_factory,
     describe_stop,
+    require_utf8,
     resolve_session_id,
 )
 from .config import Settings
@@ -48,11 +49,18 @@ __all__ = [
 
 def _read_task(task: str | None) -> str:
     if task is not None and task != "-":
-        text = task
+        text = require_utf8(task, "the task")
     elif sys.stdin.isatty():
         raise UserError('give the task as an argument (agentkit run "what to do") or pipe it on stdin')
     else:
-        text = sys.stdin.read()
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(
+                f"the task on stdin is not UTF-8 text (byte {exc.start}: {exc.reason}); convert it, e.g. with "
+                "iconv -t UTF-8"
+            ) from exc
     if not text.strip():
         raise UserError("the task is empty")
     return text

@@ -8,6 +8,7 @@ command or config key, JSON where TOML goes, ``--help`` with no example, ``batch
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shlex
 import sys
@@ -278,3 +279,32 @@ def test_models_of_a_server_that_is_down_says_how_to_start_it_without_a_made_up_
     assert main(["models", "--backend", "vllm://127.0.0.1:9"]) == 3
     err = capsys.readouterr().err
     assert "Cannot reach vLLM at http://127.0.0.1:9" in err and "vllm serve MODEL " in err
+
+
+def test_text_that_is_not_utf8_is_refused_up_front(
+    scripted,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # "café" in Latin-1 as an argument, on stdin, as --system, as a title: an "internal error" when the session
+    # was saved, or a vLLM request blamed on the server ("sent something agentkit cannot read").
+    latin1 = b"caf\xe9".decode("utf-8", "surrogateescape")  # what Python makes of such an argument
+    url = scripted(["Hi.<turn|>"])
+    assert main(["run", "--backend", url, latin1]) == 2
+    assert "the task is not UTF-8 text (character 4 is the byte 0xe9" in capsys.readouterr().err
+    assert main(["run", "--backend", url, "--system", latin1, "hi"]) == 2
+    assert "--system is not UTF-8 text" in capsys.readouterr().err
+
+    class Stdin:
+        buffer = io.BytesIO(b"caf\xe9\n")
+
+        def isatty(self) -> bool:
+            return False
+
+    monkeypatch.setattr(sys, "stdin", Stdin())
+    assert main(["run", "--backend", url]) == 2
+    assert "the task on stdin is not UTF-8 text (byte 3" in capsys.readouterr().err
+    assert main(["run", "--backend", url, "fine"]) == 0
+    capsys.readouterr()
+    assert main(["sessions", "rename", "2", latin1]) == 2
+    assert "the new title is not UTF-8 text" in capsys.readouterr().err
