@@ -208,7 +208,12 @@ def run_command(args: argparse.Namespace, settings: Settings, *, backend: Backen
     try:
         finished: list[RunResult] = []
         code = asyncio.run(_run(agent, task, printer, finished))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if args.json:  # the stream ends with a line that says so, as for any run that did not finish
+            saved = None if args.no_save else agent.session_id
+            message = "interrupted (Ctrl-C)" + (f"; session {saved} is saved" if saved else "")
+            with contextlib.suppress(OSError):
+                JsonEventPrinter(sys.stdout).error(exc, saved, message)
         if not args.no_save:
             print(
                 f"\nagentkit: interrupted; session {agent.session_id} is saved "
