@@ -28,6 +28,14 @@ __all__ = ["build_parser", "main", "settings_from_args"]
 
 _DESCRIPTION = "Agents on Gemma 4 with native function calling: a terminal assistant, one-shot runs and batches."
 
+_START_HELP = """first steps:
+  agentkit demo                      no model needed: a scripted model drives the real tools
+  agentkit doctor                    what is there (server, model, sandbox) and what to start or install
+  agentkit run -b URL "a task"       one task; agentkit models -b vllm://HOST:8000 lists a server's models
+  agentkit chat                      the terminal assistant
+  agentkit COMMAND --help            each command's options, with examples
+"""
+
 _CONFIG_HELP = """configuration (highest precedence first):
   flags (--backend, --model, --thinking, --tools, --workspace)
   environment (AGENTKIT_BACKEND, AGENTKIT_MODEL, AGENTKIT_THINKING, AGENTKIT_TOOLS, AGENTKIT_WORKSPACE)
@@ -230,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="agentkit",
         description=_DESCRIPTION,
-        epilog=f"{EXIT_CODES_HELP}\n\n{_CONFIG_HELP}",
+        epilog=f"{_START_HELP}\n{EXIT_CODES_HELP}\n\n{_CONFIG_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"agentkit {__version__}")

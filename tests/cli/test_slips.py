@@ -111,6 +111,13 @@ def test_every_command_help_shows_examples_that_parse() -> None:
             parser.parse_args(shlex.split(example)[1:])  # an example that does not parse would teach a mistake
 
 
+def test_the_top_level_help_starts_a_newcomer_off(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    first = out.split("first steps:\n", 1)[1].split("\n\n", 1)[0]
+    assert [line.split()[1] for line in first.splitlines()] == ["demo", "doctor", "run", "chat", "COMMAND"]
+
+
 def test_models_lists_a_server_given_without_a_model(capsys: pytest.CaptureFixture[str]) -> None:
     sys.path.insert(0, str(Path(__file__).parents[1] / "backends"))
     from fake_ollama import GEMMA4_CAPABILITIES, FakeOllamaServer
