@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
 import signal
 import sys
 import threading
@@ -64,6 +65,7 @@ def _interruptible_stdin() -> Iterator[threading.Event]:
         yield interrupted
         return
     read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # the lock below is never held across a write that waits
     saved_stdin = os.dup(0)
     os.dup2(read_end, 0)
     os.close(read_end)
@@ -78,11 +80,17 @@ def _interruptible_stdin() -> Iterator[threading.Event]:
     def forward() -> None:
         try:
             while data := os.read(real_stdin, 65536):
-                with lock:
-                    if not writer:
-                        return
-                    os.write(writer[0], data)
-        except OSError:
+                while data:
+                    with lock:
+                        if not writer:
+                            return
+                        # BlockingIOError: the server reads slower than input comes; wait for room below.
+                        with contextlib.suppress(BlockingIOError):
+                            data = data[os.write(writer[0], data) :]
+                        fd = writer[0]
+                    if data:
+                        select.select([], [fd], [], 0.1)  # wakes up at once when the pipe is closed too
+        except (OSError, ValueError):
             pass
         finally:
             close_pipe()
