@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentkit.errors import UserError
+from agentkit.errors import SandboxUnavailable, UserError
 from agentkit.options import OPTION_NAMES, AgentOptions
 
 if TYPE_CHECKING:  # imported when used: the command line reads configs without loading the agent machinery
@@ -147,7 +147,15 @@ def build_tools(config: AgentConfig) -> list[Tool]:
             tools.extend(workspace.tools())
         elif name == "python":
             # With a workspace the code sees those files; without, it gets a scratch folder thrown away after.
-            tools.append(PythonSandbox(workspace).as_tool())
+            try:
+                tools.append(PythonSandbox(workspace).as_tool())
+            except SandboxUnavailable as exc:
+                # The sandbox's own advice names a Python argument; whoever chose tools by name needs these.
+                raise SandboxUnavailable(
+                    "the python tool needs bubblewrap (bwrap) to confine the code, and it is not installed: "
+                    "apt-get install bubblewrap (or your distribution's 'bubblewrap' package), or leave python "
+                    "out of the tools"
+                ) from exc
     return tools
 
 

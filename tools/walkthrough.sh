@@ -2,8 +2,10 @@
 # A newcomer's first ten minutes, scripted: a fresh clone in a fresh virtualenv under /tmp, the README's install
 # command, `agentkit --help`, `agentkit demo`, a run with the python tool on a scripted model, `doctor`, the
 # no-backend message (also as --json), README's Python snippets as written (on a scripted model), the README config
-# example, a media file of the wrong kind, tracing with no collector running, `mcp serve` with a client, a batch, and
-# a continued session. Every step must succeed (or fail the documented way) with no traceback; each is timed.
+# example, a media file of the wrong kind, tracing with no collector running, `mcp serve` with a client, a batch, a
+# continued session, the usual slips (a misspelt option or engine, an address without its engine), `models` of a
+# server URL with no model, and `run --json | head -n1` on vLLM. Every step must succeed (or fail the documented
+# way) with no traceback; each is timed.
 # (`demo --tui` and `chat` need a terminal: tests/cli/test_first_contact.py and tests/tui drive them in a pilot.)
 #
 # Usage: tools/walkthrough.sh [--with-tests]   (--with-tests also runs the README's test command in the venv)
@@ -181,6 +183,23 @@ printf 'What is 2+2?\n{"id": "q2", "task": "Name a river"}\n' >"$work/tasks.txt"
 step "agentkit batch (2 tasks; $batch_backend)" 1 \
   agentkit batch "$work/tasks.txt" -o "$work/results.jsonl" --backend "$batch_backend" --max-tokens 16
 report+=("  $(wc -l <"$work/results.jsonl") results; exit 1 while a task failed (a scripted model runs out, a random one hits --max-tokens)")
+
+# The slips of a first session: each answered with the fix (exit 2), never a bare "invalid".
+step "a misspelt option (--backnd): the command's usage, the right name" 2 agentkit run --backnd x "hi"
+expect err "did you mean --backend?"
+step "a misspelt engine (olama://): the URL meant" 2 agentkit run --backend olama://localhost:11434/gemma4:e4b "hi"
+expect err "did you mean ollama://localhost:11434/gemma4:e4b?"
+step "a server address without its engine: both forms offered" 2 agentkit run --backend localhost:8000/m "hi"
+expect err "vllm://localhost:8000/m or ollama://localhost:8000/m"
+if [ -n "$vllm_url" ]; then
+  server="vllm://${vllm_url#http://}"
+  step "agentkit models -b vllm://HOST:PORT (the model's name not known yet)" 0 agentkit models --backend "$server"
+  expect out "$model"
+  expect err "use one with: agentkit run --backend"
+  # `| head -n1` closes the pipe mid-stream: exit 0 and nothing on stderr (no asyncio tracebacks).
+  step "agentkit run --json ... | head -n1 (vLLM; the reader leaves mid-stream)" 0 sh -c \
+    "agentkit run --backend '$batch_backend' --json --no-save --max-tokens 400 'write' 2>'$work/pipe.err' | head -n1 >/dev/null && ! test -s '$work/pipe.err'"
+fi
 
 step "agentkit run, then -c continues it" 0 sh -c "agentkit run --backend 'scripted:$work/weather.json' 'weather?' && \
   agentkit run -c --backend 'scripted:$work/weather.json' 'and tomorrow?'"

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         BackendFactory,
         backend_from_url,
         backend_schemes,
+        is_server_address,
         register_backend,
         split_server_url,
     )
@@ -50,6 +51,7 @@ _LAZY = {
     "BackendFactory": "agentkit.backends.registry",
     "backend_from_url": "agentkit.backends.registry",
     "backend_schemes": "agentkit.backends.registry",
+    "is_server_address": "agentkit.backends.registry",
     "register_backend": "agentkit.backends.registry",
     "split_server_url": "agentkit.backends.registry",
 }
@@ -75,6 +77,7 @@ __all__ = [
     "backend_from_url",
     "backend_from_urls",
     "backend_schemes",
+    "is_server_address",
     "register_backend",
     "split_server_url",
 ]

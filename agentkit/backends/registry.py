@@ -22,6 +22,7 @@ modules are imported only when chosen, so a missing optional extra fails with a 
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
@@ -38,6 +39,7 @@ __all__ = [
     "BackendFactory",
     "backend_from_url",
     "backend_schemes",
+    "is_server_address",
     "register_backend",
     "split_server_url",
 ]
@@ -59,7 +61,41 @@ _FACTORIES: dict[str, BackendFactory] = {}
 
 
 def _bad(url: str, why: str) -> UserError:
-    return UserError(f"invalid backend {url!r}: {why}. Examples: " + ", ".join(EXAMPLES))
+    end = " " if why.endswith("?") else ". "
+    return UserError(f"invalid backend {url!r}: {why}{end}Examples: " + ", ".join(EXAMPLES))
+
+
+# What follows each built-in scheme, for "nothing after vllm:".
+_FORMS = {
+    "ollama": "give the model, and the server if not local: ollama://HOST:11434/MODEL or ollama:MODEL",
+    "vllm": "give the server and the model it serves: vllm://HOST:8000/MODEL",
+    "vllms": "give the server and the model it serves: vllms://HOST:443/MODEL",
+    "transformers": "give a Hugging Face model id or a local folder: transformers:google/gemma-4-E2B-it",
+    "scripted": "give a JSON file of raw model outputs: scripted:outputs.json",
+}
+
+# A server address written without an engine in front: HOST:PORT, optionally followed by /MODEL.
+_HOST_PORT = re.compile(r"(?:localhost|\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]|[\w-]+(?:\.[\w-]+)+):\d+(?:/.*)?")
+
+
+def _guess(url: str) -> str:
+    """``; did you mean ...`` for the usual slips: a server address with no engine (``localhost:8000/m``), a
+    misspelt scheme (``olama://``) or separator (``vllm//host``, ``vllm:/host``); empty when nothing fits."""
+    if _HOST_PORT.fullmatch(url):
+        return f"; a server address needs its engine in front: vllm://{url} or ollama://{url}"
+    word = re.match(r"[A-Za-z][A-Za-z0-9+-]*", url)
+    if word is None:
+        return ""
+    name, after = word.group(0).lower(), url[word.end() :]
+    known = backend_schemes()
+    close = [name] if name in known else difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    if not close:
+        return ""
+    body = after.lstrip(":/")
+    if not body:
+        return f"; did you mean {close[0]}:?"
+    fixed = f"{close[0]}:{body}" if close[0] in ("transformers", "scripted") else f"{close[0]}://{body}"
+    return f"; did you mean {fixed}?" if fixed != url else ""
 
 
 def register_backend(scheme: str, factory: BackendFactory, *, replace: bool = False) -> None:
@@ -139,7 +175,9 @@ def backend_from_url(url: str, **options: Any) -> Backend:
     url = url.strip()
     scheme, sep, rest = url.partition(":")
     if not sep or not rest:
-        raise _bad(url, f"expected SCHEME:... with a scheme from: {', '.join(backend_schemes())}")
+        if sep and scheme.lower() in backend_schemes():
+            raise _bad(url, f"nothing after {scheme}: — {_FORMS.get(scheme.lower(), 'it needs what to run')}")
+        raise _bad(url, f"expected SCHEME:... with a scheme from: {', '.join(backend_schemes())}{_guess(url)}")
     scheme = scheme.lower()
     factory = _FACTORIES.get(scheme) or (_from_entry_point(scheme) if _SCHEME.fullmatch(scheme) else None)
     if factory is None:
@@ -151,6 +189,9 @@ def backend_from_url(url: str, **options: Any) -> Backend:
                 "and an Ollama server ollama://HOST:PORT/MODEL",
             )
         known = f"known schemes: {', '.join(backend_schemes())}"
+        guess = _guess(url)
+        if guess:
+            raise _bad(url, f"unknown backend scheme {scheme!r} ({known}){guess}")
         if not rest.startswith("/"):
             raise _bad(
                 url, f"unknown backend scheme {scheme!r} ({known}; for the Ollama model {url!r} use ollama:{url})"
@@ -164,6 +205,16 @@ def backend_from_url(url: str, **options: Any) -> Backend:
             backend=scheme,
         )
     return backend
+
+
+def is_server_address(url: str) -> bool:
+    """Whether ``url`` names a server but no model (``vllm://HOST:PORT``): what someone writes who does not know
+    the model's name yet. ``agentkit models`` and the TUI's backend picker then list what that server has."""
+    scheme, _, rest = url.strip().partition(":") if isinstance(url, str) else ("", "", "")
+    if not rest.startswith("//") or scheme.lower() not in backend_schemes():
+        return False  # an unknown scheme is an error of its own, with its own advice
+    parts = urlsplit(url.strip())
+    return bool(parts.netloc) and not parts.path.strip("/") and not parts.query
 
 
 def split_server_url(url: str, *, default_port: int, https_scheme: str | None = None) -> tuple[str, str]:
@@ -188,8 +239,15 @@ def split_server_url(url: str, *, default_port: int, https_scheme: str | None = 
     else:
         model = rest
         host = f"http://localhost:{default_port}"
+        if _HOST_PORT.fullmatch(rest.lstrip("/")):  # "vllm:gpu-box:8000/m": the address read as a model name
+            address = rest.lstrip("/")
+            raise _bad(url, f"the part after {scheme}: is a server address, not a model; write {scheme}://{address}")
     if not model:
-        raise _bad(url, "no model given after the host")
+        raise _bad(
+            url,
+            f"no model given after the host; add it ({url.rstrip('/')}/MODEL), and see what a server has with "
+            f"`agentkit models --backend {url.rstrip('/')}`",
+        )
     return host, model
 
 

@@ -85,6 +85,13 @@ class BatchProgress:
         )
         self._task = self._bar.add_task("batch", total=todo, ok=0, failed=0, rate="0.0", eta=_eta(None))
 
+    @staticmethod
+    def nothing_to_do(summary: BatchSummary, events: TextIO) -> None:
+        """The one event of a batch whose tasks are all in the output already: finished, all skipped."""
+        snap = ProgressSnapshot(0, 0, 0, 0, 0, 0.0, 0.0, 0.0)
+        events.write(json.dumps(snap.as_event("batch_finished") | {"skipped": summary.skipped}) + "\n")
+        events.flush()
+
     def snapshot(self) -> ProgressSnapshot:
         s = self.summary
         done = s.ok + s.failed

@@ -106,6 +106,8 @@ async def run_batch(
     todo = [t for t in tasks if t.id not in done or (retry_failed and not done[t.id].get("ok"))]
     summary = BatchSummary(total=len(tasks), skipped=len(tasks) - len(todo))
     if not todo:
+        if events is not None:  # a program reading the events learns the batch is complete, as after a run
+            BatchProgress.nothing_to_do(summary, events)
         return summary
     runner = _executor(executor)
     replaced = {t.id for t in todo if t.id in done}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import os
 import re
 import sys
@@ -17,14 +18,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentkit import __version__
+from agentkit.errors import AgentkitError
 
-from .common import EXIT_CODES_HELP, EXIT_INTERRUPTED, exit_code_for, report_error
+from .common import EXIT_CODES_HELP, EXIT_INTERRUPTED, exit_code_for, report_error, require_utf8
 from .config import KNOWN_TOOLS, Settings, resolve_settings
 from .otel import traces_from_environment
 
 __all__ = ["build_parser", "main", "settings_from_args"]
 
 _DESCRIPTION = "Agents on Gemma 4 with native function calling: a terminal assistant, one-shot runs and batches."
+
+_START_HELP = """first steps:
+  agentkit demo                      no model needed: a scripted model drives the real tools
+  agentkit doctor                    what is there (server, model, sandbox) and what to start or install
+  agentkit run -b URL "a task"       one task; agentkit models -b vllm://HOST:8000 lists a server's models
+  agentkit chat                      the terminal assistant
+  agentkit COMMAND --help            each command's options, with examples
+"""
 
 _CONFIG_HELP = """configuration (highest precedence first):
   flags (--backend, --model, --thinking, --tools, --workspace)
@@ -37,6 +47,106 @@ backend URLs:
   ollama://localhost:11434/gemma4:e4b       vllm://HOST:8000/google/gemma-4-31B-it
   transformers:google/gemma-4-E2B-it        scripted:outputs.json (replays raw model outputs; for demos and tests)
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the slips people make answered where they were made.
+
+    An unknown option is reported by the command it was given to (``agentkit run: error: ...``, with that
+    command's usage, not the top level's), and a misspelt option, command or choice gets the closest valid one
+    (``--backnd`` → ``--backend``, ``rnu`` → ``run``); Python 3.11's argparse does neither.
+    """
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        given = list(sys.argv[1:] if args is None else args)
+        if given and given[0].startswith("-") and given[0].split("=", 1)[0] not in self._option_string_actions:
+            # Before the command: argparse would only say that a COMMAND is required.
+            self.error(f"unrecognized arguments: {self._with_guess(given[0])}; see {self.prog} --help")
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            target = self._innermost(parsed)
+            hints = " ".join(target._with_guess(extra) for extra in extras)
+            target.error(f"unrecognized arguments: {hints}; see {target.prog} --help")
+        return parsed
+
+    def _with_guess(self, arg: str) -> str:
+        """``--backnd`` → ``--backnd (did you mean --backend?)``; anything else as it is."""
+        name = arg.split("=", 1)[0]
+        if name.startswith("-"):
+            close = difflib.get_close_matches(name, list(self._option_string_actions), n=1, cutoff=0.6)
+            if close:
+                return f"{name} (did you mean {close[0]}?)"
+        return arg
+
+    def _innermost(self, parsed: argparse.Namespace) -> _Parser:
+        """The (sub)command parser that took the arguments: the one whose options a stray one was meant for."""
+        parser = self  # subcommand parsers are of this class too (add_subparsers makes them with type(self))
+        for dest in ("command", "action"):
+            subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            chosen = getattr(parsed, dest, None)
+            if not subparsers or chosen is None or chosen not in subparsers[0].choices:
+                break
+            chosen_parser = subparsers[0].choices[chosen]
+            if not isinstance(chosen_parser, _Parser):
+                break
+            parser = chosen_parser
+        return parser
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        choices = action.choices
+        if choices is not None and value not in choices and isinstance(value, str):
+            close = difflib.get_close_matches(value, [str(c) for c in choices], n=1, cutoff=0.6)
+            if close:
+                listed = ", ".join(repr(str(c)) for c in choices)
+                raise argparse.ArgumentError(
+                    action, f"invalid choice: {value!r}; did you mean {close[0]!r}? (choose from {listed})"
+                )
+        super()._check_value(action, value)
+
+
+# What each command's --help shows first to copy: the forms the README's command section uses.
+_EXAMPLES: dict[str, tuple[str, ...]] = {
+    "chat": (
+        "agentkit chat                                          # the backend from flags, environment or config",
+        "agentkit chat -b vllm://HOST:8000/google/gemma-4-31B-it --tools files -w .",
+        "agentkit chat --session 20261127-1432                  # resume (a unique start of the id)",
+    ),
+    "run": (
+        'agentkit run "What is 2+2?"',
+        'agentkit run -b ollama://localhost:11434/gemma4:e4b --tools search,fetch "What is new in Gemma 4?"',
+        'agentkit run --tools files,python -w . "Summarise README.md"   # asks before running code',
+        'echo "Translate to French: good morning" | agentkit run        # the task from stdin',
+        'agentkit run -c "and in Spanish?"                              # continue the last session',
+        'agentkit run --json "What is 2+2?" | jq -c .type               # every event as a JSON line',
+        'agentkit run --schema invoice.schema.json "Extract: $(cat scan.txt)" > invoice.json',
+    ),
+    "batch": (
+        "agentkit batch questions.txt -o results.jsonl --concurrency 8",
+        "agentkit batch tasks.jsonl -o results.jsonl --retry-failed      # rerun the failed ones",
+        "agentkit batch tasks.jsonl -o results.jsonl -b vllm://gpu-1:8000/M -b vllm://gpu-2:8000/M",
+    ),
+    "sessions": (
+        "agentkit sessions list",
+        "agentkit sessions show 20261127-1432 --thinking",
+        "agentkit sessions export 20261127-1432 -o chat.json",
+        'agentkit sessions rename 20261127-1432 "Trip planning"',
+        "agentkit sessions delete 20261127-1432",
+    ),
+    "doctor": (
+        "agentkit doctor                      # the configured backends, tools and sandbox",
+        "agentkit doctor -b vllm://HOST:8000/google/gemma-4-31B-it --no-probe",
+        "agentkit doctor --json",
+    ),
+    "models": (
+        "agentkit models -b vllm://HOST:8000              # a server's models, before you know their names",
+        "agentkit models -b ollama://localhost:11434",
+        "agentkit models --json",
+    ),
+    "demo": ("agentkit demo", "agentkit demo --yes --keep", "agentkit demo --tui"),
+    "mcp": ("agentkit mcp serve --tools python,files -w DIR",),
+}
 
 
 def _backend_options() -> argparse.ArgumentParser:
@@ -125,10 +235,10 @@ def _ray_address(value: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="agentkit",
         description=_DESCRIPTION,
-        epilog=f"{EXIT_CODES_HELP}\n\n{_CONFIG_HELP}",
+        epilog=f"{_START_HELP}\n{EXIT_CODES_HELP}\n\n{_CONFIG_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"agentkit {__version__}")
@@ -136,8 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
 
     def command(name: str, **options: Any) -> argparse.ArgumentParser:
-        # Every command's --help ends with the exit codes, its description's line breaks kept.
-        return sub.add_parser(name, epilog=EXIT_CODES_HELP, formatter_class=fmt, **options)
+        # Every command's --help ends with examples to copy and the exit codes, its description's line breaks kept.
+        lines = "\n".join(f"  {line}" for line in _EXAMPLES.get(name, ()))
+        epilog = f"examples:\n{lines}\n\n{EXIT_CODES_HELP}" if lines else EXIT_CODES_HELP
+        return sub.add_parser(name, epilog=epilog, formatter_class=fmt, **options)
 
     backend_only = _backend_options()
     common = [backend_only, _agent_options()]
@@ -233,16 +345,16 @@ def build_parser() -> argparse.ArgumentParser:
     s_list = ssub.add_parser("list", help="saved sessions, newest first")
     s_list.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s_show = ssub.add_parser("show", help="print a conversation")
-    s_show.add_argument("id")
+    s_show.add_argument("id", help="session id (a unique start of it will do)")
     s_show.add_argument("--thinking", action="store_true", help="include the model's thinking")
     s_del = ssub.add_parser("delete", help="delete a session")
-    s_del.add_argument("id")
+    s_del.add_argument("id", help="session id (a unique start of it will do)")
     s_exp = ssub.add_parser("export", help="write a session as JSON")
-    s_exp.add_argument("id")
+    s_exp.add_argument("id", help="session id (a unique start of it will do)")
     s_exp.add_argument("--output", "-o", metavar="FILE", help="file to write (default: stdout)")
     s_ren = ssub.add_parser("rename", help="give a session a new title")
-    s_ren.add_argument("id")
-    s_ren.add_argument("title")
+    s_ren.add_argument("id", help="session id (a unique start of it will do)")
+    s_ren.add_argument("title", help="the new title")
 
     doctor = command(
         "doctor",
@@ -293,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
             "over stdio, e.g. in a client's config: command = agentkit, args = [mcp, serve, --tools, python,files, "
             "--workspace, DIR]."
         ),
-        epilog=EXIT_CODES_HELP,
+        epilog=f"examples:\n  {_EXAMPLES['mcp'][0]}\n\n{EXIT_CODES_HELP}",
         formatter_class=fmt,
     )
     serve.add_argument(
@@ -311,7 +423,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         thinking=getattr(args, "thinking", None),
         tools=getattr(args, "tools", None),
         workspace=getattr(args, "workspace", None),
-        system=getattr(args, "system", None),
+        system=None if getattr(args, "system", None) is None else require_utf8(args.system, "--system"),
         max_steps=getattr(args, "max_steps", None),
         config=args.config,
         mcp=getattr(args, "mcp", ()),
@@ -338,7 +450,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .demo import demo_command
 
         return demo_command(args)
-    settings = settings_from_args(args)
+    try:
+        settings = settings_from_args(args)
+    except AgentkitError as exc:
+        if args.command == "run" and args.json:
+            # A run that cannot start ends its --json stream with the error line, whatever stopped it: here a
+            # config file, a --tools name or an environment variable (run_command covers the later causes).
+            from .printers import JsonEventPrinter
+
+            JsonEventPrinter(sys.stdout).error(exc, None)
+        raise
     with traces_from_environment():  # OTEL_EXPORTER_OTLP_ENDPOINT set: agents are traced (cli/otel.py)
         return _dispatch_agent_command(args, settings)
 

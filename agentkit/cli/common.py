@@ -68,10 +68,25 @@ EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """exit codes:
   0    success
-  1    the run failed (model/tool error, step limit reached, a batch task failed)
+  1    the run failed (model/tool error, step limit reached, a batch task failed, an MCP server did not start)
   2    usage error (bad option, URL, config file or session id)
   3    backend unavailable (server not running, model not pulled, extra not installed, no Ray workers)
   130  interrupted with Ctrl-C (the session is saved)"""
+
+
+def require_utf8(text: str, what: str) -> str:
+    """``text`` from the command line, refused when it is not UTF-8.
+
+    Python keeps bytes that are not UTF-8 in arguments as lone surrogates, which fail only later, when the
+    session is saved or the request encoded (an "internal error", or one blamed on the server).
+    """
+    bad = next((i for i, ch in enumerate(text) if "\udc80" <= ch <= "\udcff"), None)
+    if bad is not None:
+        raise UserError(
+            f"{what} is not UTF-8 text (character {bad + 1} is the byte {ord(text[bad]) - 0xDC00:#04x} of another "
+            "encoding); convert it, e.g. with iconv -t UTF-8"
+        )
+    return text
 
 
 def missing_package(exc: BaseException) -> bool:

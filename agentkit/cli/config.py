@@ -30,6 +30,7 @@ Config file (``agentkit doctor`` prints where it is looked for)::
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 import tomllib
@@ -185,9 +186,14 @@ def load_config_file(path: Path, *, required: bool) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"config file {path} is not valid TOML: {exc}") from exc
+        hint = ""
+        if text.lstrip().startswith(("{", "[{")) or Path(path).suffix.lower() in (".json", ".yaml", ".yml"):
+            hint = ' (the config file is TOML, not JSON or YAML: backend = "ollama://...", one key = value a line)'
+        raise UserError(f"config file {path} is not valid TOML: {exc}{hint}") from exc
     unknown = sorted(set(data) - _CONFIG_KEYS)
     if unknown:
+        close = {k: difflib.get_close_matches(k, sorted(_CONFIG_KEYS), n=1) for k in unknown}
+        unknown = [f"{k} (did you mean {close[k][0]}?)" if close[k] else k for k in unknown]
         raise UserError(
             f"config file {path}: unknown key(s) {', '.join(unknown)}; known keys are {', '.join(sorted(_CONFIG_KEYS))}"
         )
@@ -233,8 +239,27 @@ def parse_tools(value: str | list[str] | tuple[str, ...], *, where: str = "") ->
     unknown = [n for n in names if n not in KNOWN_TOOLS]
     if unknown:
         source = f" (from {where})" if where and where != "none" else ""
-        raise UserError(f"unknown tool(s) {', '.join(unknown)}{source}; choose from {', '.join(KNOWN_TOOLS)}")
+        named = ", ".join(_tool_guess(n) for n in unknown)
+        raise UserError(f"unknown tool(s) {named}{source}; choose from {', '.join(KNOWN_TOOLS)}")
     return names
+
+
+# The names people reach for first: the tools' own function names, and what the groups hold.
+_TOOL_ALIASES = {
+    "web_search": "search",
+    "fetch_url": "fetch",
+    "run_python": "python",
+    "sandbox": "python",
+    "workspace": "files",
+    "read_file": "files",
+    "write_file": "files",
+}
+
+
+def _tool_guess(name: str) -> str:
+    """``serch`` → ``serch (did you mean search?)``."""
+    close = _TOOL_ALIASES.get(name) or next(iter(difflib.get_close_matches(name, KNOWN_TOOLS, n=1, cutoff=0.6)), None)
+    return f"{name} (did you mean {close}?)" if close else name
 
 
 def with_model(url: str, model: str) -> str:

@@ -242,6 +242,8 @@ def check_tools(settings: Settings) -> Check | None:
         build_tools(settings)
     except UserError as exc:
         return Check(f"workspace   {target}", "fail", str(exc), usage=True)
+    except AgentkitError as exc:  # bubblewrap missing for python: reported here, and the sandbox line follows
+        return Check(f"workspace   {target}", "fail", str(exc))
     return Check(f"workspace   {target}", "ok", f"tools: {', '.join(settings.tools)}")
 
 
@@ -256,8 +258,9 @@ def _print(console: Console, check: Check) -> None:
 
 def _as_json(check: Check) -> dict[str, object]:
     data = asdict(check)
-    kind, _, target = check.name.partition(" ")
-    return {"check": kind, "target": target.strip(), **data}
+    # The name is the kind, padded to a column, then the target; a kind may be two words ("tool probe").
+    kind, _, target = check.name.partition("  ")
+    return {"check": kind.strip(), "target": target.strip(), **data}
 
 
 def doctor_command(args: argparse.Namespace, settings: Settings) -> int:

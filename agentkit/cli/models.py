@@ -12,6 +12,7 @@ import asyncio
 import sys
 from typing import Any
 
+from agentkit.backends import is_server_address
 from agentkit.errors import UserError
 
 from .common import EXIT_OK, safe_json, terminal_safe
@@ -36,11 +37,20 @@ async def _ask_server(url: str) -> tuple[str, list[str]]:
 
 
 def list_models(url: str) -> dict[str, Any]:
-    """``{"backend": url, "current": model, "models": [...]}``; for transformers, whether it is downloaded."""
+    """``{"backend": url, "current": model, "models": [...]}``; for transformers, whether it is downloaded.
+
+    A server URL without a model (``vllm://HOST:PORT``) lists what that server has, ``current`` being None:
+    asking the server is how one learns the name to put there.
+    """
     scheme, _, rest = url.partition(":")
-    if scheme.lower() == "transformers":
+    if scheme.lower() == "transformers" and rest.strip():
         available = hf_model_available(rest)
         return {"backend": url, "current": rest, "models": [rest] if available else [], "downloaded": available}
+    if is_server_address(url):
+        # Listing needs only the address; the placeholder model is never requested (and reads as one in the
+        # advice of a server that does not answer: "start it with vllm serve MODEL ...").
+        _, models = asyncio.run(_ask_server(url.rstrip("/") + "/MODEL"))
+        return {"backend": url, "current": None, "models": models}
     current, models = asyncio.run(_ask_server(url))
     return {"backend": url, "current": current, "models": models}
 
@@ -68,4 +78,7 @@ def models_command(args: argparse.Namespace, settings: Settings) -> int:
         print(terminal_safe(name))  # names come from the server: never escape sequences on a terminal
     if current and current not in names and names:
         print(f"the configured model {terminal_safe(repr(current))} is not among them", file=sys.stderr)
+    if current is None and names:
+        example = f"{url.rstrip('/')}/{names[0]}"
+        print(f"use one with: agentkit run --backend {terminal_safe(example)} ...", file=sys.stderr)
     return EXIT_OK

@@ -36,6 +36,17 @@ def traces_from_environment() -> Iterator[None]:
     if not wanted or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         yield
         return
+    name, endpoint = next((n, os.environ[n]) for n in _ENDPOINTS if os.environ.get(n))
+    if "://" not in endpoint:
+        # The exporter cannot form a URL from "localhost:4318" and every span would be reported as unsent, as if
+        # no collector ran there; the missing scheme is the problem to name.
+        print(
+            f"agentkit: {name}={endpoint!r} has no scheme, so no traces are sent; write http://{endpoint} "
+            "(or https://)",
+            file=sys.stderr,
+        )
+        yield
+        return
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
@@ -63,6 +74,16 @@ def traces_from_environment() -> Iterator[None]:
             return result
 
     timeout = None if any(os.environ.get(name) for name in _TIMEOUTS) else EXIT_TIMEOUT_S
+    for name in _TIMEOUTS:
+        value = os.environ.get(name, "").strip()
+        if value and not _positive_number(value):
+            # The SDK would fall back to its 10 s of retries at exit; keep the command's bound and say why.
+            print(
+                f"agentkit: {name}={value!r} is not a number of seconds; sending traces waits at most "
+                f"{EXIT_TIMEOUT_S:g} s",
+                file=sys.stderr,
+            )
+            timeout = EXIT_TIMEOUT_S
     exporter = CountingExporter(timeout=timeout)
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "agentkit"}
     provider = TracerProvider(resource=Resource.create(attributes))
@@ -80,10 +101,16 @@ def traces_from_environment() -> Iterator[None]:
         finally:
             logger.setLevel(level)
         if exporter.lost:
-            endpoint = next(os.environ[name] for name in _ENDPOINTS if os.environ.get(name))
             print(
                 f"agentkit: {exporter.lost} trace span(s) could not be sent to {endpoint}: is the OpenTelemetry "
                 "collector running there? (unset OTEL_EXPORTER_OTLP_ENDPOINT to stop tracing; "
                 "OTEL_EXPORTER_OTLP_TIMEOUT=SECONDS to wait longer)",
                 file=sys.stderr,
             )
+
+
+def _positive_number(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False

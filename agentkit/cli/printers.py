@@ -59,12 +59,12 @@ class JsonEventPrinter:
         self.out.write(_json_line(event_to_json(event)))
         self.out.flush()
 
-    def error(self, exc: BaseException, session_id: str | None) -> None:
-        """The last line when the run ends in an error, so a reading program learns why without stderr."""
+    def error(self, exc: BaseException, session_id: str | None, message: str | None = None) -> None:
+        """The last line when the run ends in an error, so a reading program learns why without stderr;
+        ``message`` for an exception that has none of its own (Ctrl-C's ``KeyboardInterrupt``)."""
+        text = str(exc) if message is None else message
         self.out.write(
-            _json_line(
-                {"type": ERROR_EVENT, "error": str(exc), "error_type": type(exc).__name__, "session_id": session_id}
-            )
+            _json_line({"type": ERROR_EVENT, "error": text, "error_type": type(exc).__name__, "session_id": session_id})
         )
         self.out.flush()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from .common import (
     EXIT_OK,
     agent_factory,
     describe_stop,
+    require_utf8,
     resolve_session_id,
 )
 from .config import Settings
@@ -47,11 +49,18 @@ __all__ = [
 
 def _read_task(task: str | None) -> str:
     if task is not None and task != "-":
-        text = task
+        text = require_utf8(task, "the task")
     elif sys.stdin.isatty():
         raise UserError('give the task as an argument (agentkit run "what to do") or pipe it on stdin')
     else:
-        text = sys.stdin.read()
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(
+                f"the task on stdin is not UTF-8 text (byte {exc.start}: {exc.reason}); convert it, e.g. with "
+                "iconv -t UTF-8"
+            ) from exc
     if not text.strip():
         raise UserError("the task is empty")
     return text
@@ -151,12 +160,16 @@ async def _run(
         if isinstance(printer, EventPrinter) and printer.unaskable is not None:
             await agent.refresh_tools()  # MCP servers start now, so their tools count among those nobody can approve
             printer.unaskable = {name for name, t in agent.tools.items() if t.side_effects}
-        async for event in agent.run_stream(task):
-            printer.handle(event)
-            if isinstance(event, RunFinished):
-                ok = event.result.ok
-                if finished is not None:
-                    finished.append(event.result)
+        # Closed here, not left to asyncio.run's shutdown: when the printer fails (`| head` went away) or the
+        # run is interrupted, the shutdown would close the nested generators (the turn, the backend's stream)
+        # all at once, each under the other, and print their tracebacks.
+        async with contextlib.aclosing(agent.run_stream(task)) as events:  # type: ignore[type-var]
+            async for event in events:
+                printer.handle(event)
+                if isinstance(event, RunFinished):
+                    ok = event.result.ok
+                    if finished is not None:
+                        finished.append(event.result)
     except AgentkitError as exc:
         if isinstance(printer, JsonEventPrinter):
             printer.error(exc, agent.session_id if agent.store is not None else None)
@@ -195,7 +208,12 @@ def run_command(args: argparse.Namespace, settings: Settings, *, backend: Backen
     try:
         finished: list[RunResult] = []
         code = asyncio.run(_run(agent, task, printer, finished))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if args.json:  # the stream ends with a line that says so, as for any run that did not finish
+            saved = None if args.no_save else agent.session_id
+            message = "interrupted (Ctrl-C)" + (f"; session {saved} is saved" if saved else "")
+            with contextlib.suppress(OSError):
+                JsonEventPrinter(sys.stdout).error(exc, saved, message)
         if not args.no_save:
             print(
                 f"\nagentkit: interrupted; session {agent.session_id} is saved "

@@ -18,7 +18,16 @@ from rich.text import Text
 from agentkit import Session, SessionStore
 from agentkit.errors import SessionCorrupt, UserError
 
-from .common import EXIT_OK, format_arguments, preview, resolve_session_id, safe_json, terminal_safe, to_jsonable
+from .common import (
+    EXIT_OK,
+    format_arguments,
+    preview,
+    require_utf8,
+    resolve_session_id,
+    safe_json,
+    terminal_safe,
+    to_jsonable,
+)
 
 __all__ = ["format_time", "message_text", "sessions_command"]
 
@@ -180,6 +189,7 @@ def sessions_command(args: argparse.Namespace, store: SessionStore | None = None
         else:
             print(safe_json(data, indent=2, default=str))
     elif args.action == "rename":
+        require_utf8(args.title, "the new title")
         if not args.title.strip():
             raise UserError('the new title is empty: agentkit sessions rename ID "a title"')
         session = store.rename(args.id, args.title)

@@ -9,6 +9,7 @@ tells the model what to do next (wait, rephrase) instead of an exception escapin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
@@ -29,6 +30,12 @@ class SearchClient(Protocol):
     def text(self, query: str, **kwargs: Any) -> list[dict[str, Any]]: ...
 
 
+# How ddgs's HTTP layer (primp) words "there is no network" in the DDGSException it raises.
+_OFFLINE = re.compile(
+    r"DNSError|error resolving|name or service not known|ConnectError|connection refused|network is unreachable", re.I
+)
+
+
 def _default_client(timeout_s: float) -> SearchClient:
     from ddgs import DDGS
 
@@ -46,6 +53,13 @@ def _translate(exc: Exception, query: str) -> ToolError:
     if isinstance(exc, DDGSException):
         if "no results" in str(exc).lower():
             return ToolError(f"no results for {query!r}; try other or fewer words")
+        if _OFFLINE.search(str(exc)):
+            # ddgs passes its HTTP layer's error on as text (a DNS failure is a few hundred characters of a
+            # Rust debug print); what matters to the model and the person reading is that nothing is reachable.
+            return ToolError(
+                "the web search cannot reach the search engine (its name does not resolve or the connection "
+                "fails: this machine may be offline); answer without searching, or say that search is unavailable"
+            )
         return ToolError(f"the web search failed: {exc}")
     return ToolError(f"the web search failed ({type(exc).__name__}: {exc}); check the network connection")
 

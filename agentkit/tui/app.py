@@ -27,6 +27,7 @@ from textual.worker import Worker
 
 from agentkit import Agent, AgentOptions, Backend, SessionStore
 from agentkit.assemble import AgentFactory, build_backend
+from agentkit.backends import ListsModels, is_server_address
 from agentkit.errors import AgentkitError, SessionError
 
 from .commands import SlashCommand, as_message, parse
@@ -324,12 +325,38 @@ class AgentkitApp(TurnRunner, App[None]):
             )
             if not url or url == self.backend_url:
                 return
+            if is_server_address(url):
+                # A server without a model (vllm://HOST:8000): offer what it serves rather than an error.
+                listed = await self._server_models(url)
+                if isinstance(listed, str):
+                    error, value = listed, url
+                    continue
+                choices = [f"{url.rstrip('/')}/{model}" for model in listed]
+                title = f"{len(listed)} model{'' if len(listed) == 1 else 's'} on {url.rstrip('/')}"
+                error, value = "", choices[0]
+                continue
             # On failure ask again with the typed URL kept and the reason in view: closing the dialog would
             # send the person's next attempt to the model as a chat message.
             error = await self.switch_backend(url) or ""
             if not error:
                 return
             value = url
+
+    async def _server_models(self, url: str) -> list[str] | str:
+        """The models the server at ``url`` (no model in it) serves, or why they could not be listed."""
+        try:
+            backend = self.backend_factory(url.rstrip("/") + "/MODEL")  # listing needs only the address
+        except (AgentkitError, ImportError) as exc:
+            return f"Cannot list models: {exc}"
+        try:
+            if not isinstance(backend, ListsModels):
+                return f"The {backend.name} backend cannot list its models; add the model to the URL"
+            models = await backend.list_models()
+        except AgentkitError as exc:
+            return f"Cannot list models: {exc}"
+        finally:
+            await backend.aclose()
+        return models or f"{url} lists no models; add the model to the URL"
 
     async def switch_backend(self, url: str) -> str | None:
         """Use the backend at ``url`` from the next message on, keeping the conversation; the error, if any."""

@@ -9,6 +9,7 @@ the state it reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -92,32 +93,35 @@ class TurnRunner(_AppBase):
         self._follow_pending = True
         self._follow_answer()
         try:
-            async for event in self.agent.run_stream(text):
-                match event:
-                    case events.ThinkingDelta():
-                        await turn.add_thinking(event.text)
-                    case events.TextDelta():
-                        await turn.add_text(event.text)
-                    case events.ToolCallStarted():
-                        card = await turn.start_tool(event.call_id, event.name, event.arguments)
-                        if event.call_id in self._asking:
-                            card.waiting(True, since=self._asking[event.call_id])
-                        status.update(f"running {visible(event.name)}… (Esc to cancel)")
-                    case events.ToolCallFinished():
-                        # duration_s is the call's running time: the agent leaves the approval wait out.
-                        turn.finish_tool(event.call_id, event.result, event.error, event.duration_s)
-                    case events.Notice():
-                        severity = {"error": "error", "warning": "warning"}.get(event.level, "information")
-                        self.notify(visible(event.message), severity=severity, markup=False)  # type: ignore[arg-type]
-                    case events.StepFinished():
-                        tps = f" · {event.timings.tokens_per_s:.1f} tok/s" if event.timings.tokens_per_s else ""
-                        status.update(f"step {event.step} done · {event.usage.completion_tokens} tokens{tps}")
-                    case events.RunFinished(result=result):
-                        reason = result.stop_reason
-                        await turn.finish(
-                            None if result.ok else _STOP_MESSAGES.get(reason, f"Stopped: {reason}."),
-                            stats=turn_stats(result, result.timings.approval_s),
-                        )
+            # Closed as the block ends, whatever ends it (a failure in a widget too), in order, rather than
+            # by the event loop's finalizer at some later point.
+            async with contextlib.aclosing(self.agent.run_stream(text)) as stream:  # type: ignore[type-var]
+                async for event in stream:
+                    match event:
+                        case events.ThinkingDelta():
+                            await turn.add_thinking(event.text)
+                        case events.TextDelta():
+                            await turn.add_text(event.text)
+                        case events.ToolCallStarted():
+                            card = await turn.start_tool(event.call_id, event.name, event.arguments)
+                            if event.call_id in self._asking:
+                                card.waiting(True, since=self._asking[event.call_id])
+                            status.update(f"running {visible(event.name)}… (Esc to cancel)")
+                        case events.ToolCallFinished():
+                            # duration_s is the call's running time: the agent leaves the approval wait out.
+                            turn.finish_tool(event.call_id, event.result, event.error, event.duration_s)
+                        case events.Notice():
+                            severity = {"error": "error", "warning": "warning"}.get(event.level, "information")
+                            self.notify(visible(event.message), severity=severity, markup=False)  # type: ignore[arg-type]
+                        case events.StepFinished():
+                            tps = f" · {event.timings.tokens_per_s:.1f} tok/s" if event.timings.tokens_per_s else ""
+                            status.update(f"step {event.step} done · {event.usage.completion_tokens} tokens{tps}")
+                        case events.RunFinished(result=result):
+                            reason = result.stop_reason
+                            await turn.finish(
+                                None if result.ok else _STOP_MESSAGES.get(reason, f"Stopped: {reason}."),
+                                stats=turn_stats(result, result.timings.approval_s),
+                            )
         except asyncio.CancelledError:
             await turn.finish("Cancelled. The conversation so far is saved.")
             self.notify("Generation cancelled.", severity="warning", timeout=3)

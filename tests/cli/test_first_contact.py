@@ -198,7 +198,8 @@ def test_doctor_json_is_one_object_with_every_check(scripted, capsys: pytest.Cap
     assert report["ok"] is False and report["exit_code"] == 1
     by_check = {c["check"]: c for c in report["checks"]}
     assert by_check["backend"]["status"] == "ok" and by_check["backend"]["target"] == url
-    assert by_check["tool"]["status"] == "fail" and "without calling the tool" in by_check["tool"]["detail"]
+    probe = by_check["tool probe"]
+    assert probe["status"] == "fail" and "without calling the tool" in probe["detail"] and probe["target"] == url
     assert by_check["sandbox"]["status"] in {"ok", "warn"}
 
 

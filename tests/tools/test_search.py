@@ -61,6 +61,14 @@ def test_max_results_is_clamped() -> None:
         (DDGSException("No results found."), "no results"),
         (DDGSException("engine exploded"), "engine exploded"),
         (ConnectionError("network down"), "check the network"),
+        # What ddgs 9 raises on a machine with no DNS (the message of a real offline run, shortened).
+        (
+            DDGSException(
+                "DNSError: DNSError('error sending request for url (https://html.duckduckgo.com/html/) > error "
+                'resolving DNS > DNS error: no records found for Query { name: Name("html.duckduckgo.com.") }\')'
+            ),
+            "cannot reach the search engine .* may be offline",
+        ),
     ],
 )
 def test_failures_become_tool_errors(error: Exception, message: str) -> None:

@@ -79,8 +79,8 @@ async def execute(run: Run, code: bytes) -> ExecResult:
     out, err = CappedReader(run.max_output_bytes), CappedReader(run.max_output_bytes)
     cgroup = run.cgroup
     start = time.perf_counter()
-    try:
-        proc = await asyncio.create_subprocess_exec(
+    spawn = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
             *cmd,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -91,6 +91,20 @@ async def execute(run: Run, code: bytes) -> ExecResult:
             pass_fds=tuple(keep),
             preexec_fn=cgroup.join_from_child if cgroup is not None and cgroup.dirs else None,
         )
+    )
+    try:
+        # Shielded: asyncio's own clean-up of a start cancelled midway (Ctrl-C as the call begins) can wait
+        # forever for pipes that were never connected (CPython 3.11), so the interrupt was lost and the call
+        # hung until the tool's timeout. The start is let finish and its process taken down here instead.
+        proc = await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        os.close(info_r)
+        os.close(ready_r)
+        with contextlib.suppress(Exception):  # a start that failed has nothing to take down
+            started = await spawn
+            _kill_group(started.pid)
+            await started.wait()
+        raise
     except (OSError, subprocess.SubprocessError) as exc:  # the latter: joining the cgroup failed
         os.close(info_r)
         os.close(ready_r)

@@ -71,14 +71,21 @@ class ApprovalScreen(ModalScreen[Approval]):
     }
     ApprovalScreen .approval-description { color: $text-muted; margin-bottom: 1; }
     ApprovalScreen .approval-reason { color: $warning; margin-bottom: 1; }
-    /* Long arguments (a whole file) must not push the answers off a small screen: they scroll instead. */
-    ApprovalScreen .dialog-buttons { dock: bottom; }
     """
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "decide('allow')", "Allow once"),
         Binding("a", "decide('always')", "Always"),
         Binding("n,escape", "decide('deny')", "Deny"),
+        # Ctrl+C stops the answer everywhere else in the app; here it was taken by the screen's copy binding.
+        Binding("ctrl+c", "interrupt", "Stop", show=False),
+        # The focus stays on Deny, so the keys that scroll the arguments are the screen's.
+        Binding("down", "scroll_arguments('down')", "Scroll", show=False),
+        Binding("up", "scroll_arguments('up')", "Scroll", show=False),
+        Binding("pagedown", "scroll_arguments('page_down')", "Scroll", show=False),
+        Binding("pageup", "scroll_arguments('page_up')", "Scroll", show=False),
+        Binding("end", "scroll_arguments('end')", "Scroll", show=False),
+        Binding("home", "scroll_arguments('home')", "Scroll", show=False),
     ]
 
     def __init__(self, request: ToolCallRequest) -> None:
@@ -106,6 +113,38 @@ class ApprovalScreen(ModalScreen[Approval]):
 
     def on_mount(self) -> None:
         self.query_one("#deny", Button).focus()  # Enter on a dialog that appeared by surprise must not approve
+        self._fit_arguments()
+
+    def on_resize(self) -> None:
+        self._fit_arguments()
+
+    def _fit_arguments(self) -> None:
+        """Long arguments (a whole file) on a small screen give up height and scroll, so that every line of
+        them can be read and the answers stay in view; a short call keeps a dialog of its own size.
+
+        A dialog of automatic height does not shrink its children: what did not fit was cut off below the
+        screen (at 60x24 eleven of a 21-line program's lines could never be seen). So the arguments take their
+        own height first, and only when the dialog then overflows do they take the room that is left (1fr).
+        """
+        args = self.query_one(".approval-args", VerticalScroll)
+        args.styles.height = "auto"
+
+        def shrink_if_cut() -> None:
+            dialog = self.query_one(Vertical)
+            if dialog.virtual_size.height > dialog.scrollable_content_region.height:
+                args.styles.height = "1fr"
+
+        self.call_after_refresh(shrink_if_cut)
+
+    async def action_interrupt(self) -> None:
+        """Pass Ctrl+C on to the app first (it stops the answer, so the run ends before any next step), then
+        close the dialog as denied."""
+        await self.app.run_action("help_quit")
+        if self.app.screen is self:
+            self.dismiss(Approval.DENY)
+
+    def action_scroll_arguments(self, how: str) -> None:
+        getattr(self.query_one(".approval-args", VerticalScroll), f"scroll_{how}")(animate=False)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
