@@ -52,11 +52,15 @@ def event_to_json(event: AgentEvent) -> dict[str, Any]:
 class JsonEventPrinter:
     """Every event as one JSON line, flushed at once so a reading process sees it live."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, *, saved: bool = True) -> None:
         self.out = out
+        self.saved = saved  # --no-save: the run's id names no session a later run could continue
 
     def handle(self, event: AgentEvent) -> None:
-        self.out.write(_json_line(event_to_json(event)))
+        data = event_to_json(event)
+        if not self.saved and "session_id" in data:
+            data["session_id"] = None
+        self.out.write(_json_line(data))
         self.out.flush()
 
     def error(self, exc: BaseException, session_id: str | None, message: str | None = None) -> None:

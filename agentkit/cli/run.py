@@ -193,7 +193,9 @@ def run_command(args: argparse.Namespace, settings: Settings, *, backend: Backen
         # With --schema, stdout carries only the validated JSON; any text the model writes goes to stderr.
         human = EventPrinter(sys.stderr if output_type is not None else sys.stdout, sys.stderr)
         human.saved = not args.no_save
-        printer: EventPrinter | JsonEventPrinter = JsonEventPrinter(sys.stdout) if args.json else human
+        printer: EventPrinter | JsonEventPrinter = human
+        if args.json:
+            printer = JsonEventPrinter(sys.stdout, saved=not args.no_save)
         agent = build_agent(
             args, settings, ask=TerminalAsk(human) if interactive else None, output_type=output_type, backend=backend
         )

@@ -48,6 +48,13 @@ def test_json_events_are_one_object_per_line_ending_with_the_result(
     assert SessionStore().load(final["session_id"]).messages[-1]["content"] == "Hello there."
 
 
+def test_json_result_of_an_unsaved_run_names_no_session(scripted, capsys) -> None:  # type: ignore[no-untyped-def]
+    """--no-save: an id in the result would send a script to continue a session that does not exist."""
+    assert main(["run", "--json", "--no-save", "--backend", scripted(["Hi.<turn|>"]), "hi"]) == 0
+    final = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert final["type"] == "run_finished" and final["session_id"] is None and SessionStore().list() == []
+
+
 def test_json_mode_ends_with_an_error_event_when_the_run_fails(scripted, capsys) -> None:  # type: ignore[no-untyped-def]
     outputs = [call("nonexistent_tool", x="1")]  # the backend has nothing left for the second step
     assert main(["run", "--json", "--backend", scripted(outputs), "go"]) == 1
