@@ -459,6 +459,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             from .printers import JsonEventPrinter
 
             JsonEventPrinter(sys.stdout).error(exc, None)
+        elif args.command == "doctor" and args.json:
+            # doctor --json always prints its one object: here nothing could be checked, and why.
+            from .common import EXIT_USAGE, safe_json
+
+            report = {"ok": False, "exit_code": EXIT_USAGE, "error": str(exc), "error_type": type(exc).__name__}
+            print(safe_json({**report, "checks": []}, indent=2))
         raise
     with traces_from_environment():  # OTEL_EXPORTER_OTLP_ENDPOINT set: agents are traced (cli/otel.py)
         return _dispatch_agent_command(args, settings)

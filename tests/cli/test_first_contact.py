@@ -203,6 +203,17 @@ def test_doctor_json_is_one_object_with_every_check(scripted, capsys: pytest.Cap
     assert by_check["sandbox"]["status"] in {"ok", "warn"}
 
 
+def test_doctor_json_with_a_broken_config_still_prints_its_object(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A script parsing doctor --json gets the error in the object, not an empty stdout."""
+    bad = tmp_path / "config.toml"
+    bad.write_text("backend = [1,\n", encoding="utf-8")
+    assert main(["doctor", "--json", "--config", str(bad)]) == 2
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert report["ok"] is False and report["exit_code"] == 2 and report["checks"] == []
+    assert "not valid TOML" in report["error"] and "not valid TOML" in err
+
+
 @needs_bwrap
 async def test_demo_in_the_terminal_assistant_asks_and_answers(tmp_path: Path) -> None:
     from agentkit.cli.demo import SALES_CSV, demo_app, demo_backend, demo_settings
