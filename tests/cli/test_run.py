@@ -98,6 +98,7 @@ def test_a_missing_extra_is_exit_3_with_the_install_command_not_an_internal_erro
     err = capsys.readouterr().err
     assert "agentkit: error: the transformers backend needs torch and transformers" in err
     assert "pip install -e '.[transformers]'" in err and "internal error" not in err and "bug" not in err
+    assert "install CPU torch first" in err  # else pip picks a multi-GB CUDA build on a machine without a GPU
     assert main(["run", "--json", "--backend", "transformers:some/model", "hi"]) == 3
     (line,) = capsys.readouterr().out.splitlines()
     assert json.loads(line)["type"] == "error"

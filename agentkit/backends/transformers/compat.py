@@ -15,7 +15,11 @@ __all__ = ["cache_argument", "import_transformers", "patch_gemma4_assistant_kv_s
 
 # agentkit is installed from its checkout (the name "agentkit" on PyPI is another project), so the hint is the
 # command that works there.
-EXTRA_HINT = "in the agentkit checkout, pip install -e '.[transformers]'"
+EXTRA_HINT = (
+    "in the agentkit checkout, pip install -e '.[transformers]' (on a machine without a GPU, install CPU torch "
+    "first so pip does not fetch a multi-GB CUDA build: pip install torch --index-url "
+    "https://download.pytorch.org/whl/cpu)"
+)
 
 
 def import_transformers() -> Any:
