@@ -200,6 +200,32 @@ async def test_image_and_audio_reach_the_towers_and_reuse_skips_them(
     torch.testing.assert_close(recorder.first[-1], full_prefill_logits(backend, request), atol=1e-5, rtol=1e-5)
 
 
+async def test_a_static_cache_never_feeds_media_positions_again(models: Path) -> None:
+    """On a static cache (CUDA's) a chunk starts early, feeding cached tokens again so that it ends at a real
+    token; never image or audio soft tokens, whose keys/values came from the towers: logits still equal a full
+    prefill's."""
+    static = TransformersBackend(models / "e4b", max_cache_len=1024)
+    static._engine.static = True
+    rec = Recorder(static)
+    static._processors = [rec]
+    first = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": RED},
+                {"type": "audio", "audio": CLIP},
+                {"type": "text", "text": "?"},
+            ],
+        }
+    ]
+    await generate(static, request_for(first))
+    request = request_for([*first, {"role": "assistant", "content": "Red."}, {"role": "user", "content": "Sure?"}])
+    await generate(static, request)
+    spans_end = max(end for end, _ in static._media.cached.values())  # type: ignore[union-attr]
+    assert static._engine._refeed_from >= spans_end > len(static._engine.cache_ids) - 64  # media within a chunk
+    torch.testing.assert_close(rec.first[-1], full_prefill_logits(static, request), atol=1e-5, rtol=1e-5)
+
+
 async def test_a_new_image_after_a_cached_prefix_sees_itself_whole(
     backend: TransformersBackend, recorder: Recorder
 ) -> None:

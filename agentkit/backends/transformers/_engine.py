@@ -163,6 +163,9 @@ class Engine:
         self.buckets = sorted({min(max_cache_len, 1024 << i) for i in range(16)})
         self.cache: Any = None
         self.cache_ids: list[int] = []  # the tokens whose keys/values the cache holds, in order
+        # Cached positions before this were prefilled with more than their token ids (image or audio features):
+        # a chunk may feed cached tokens again (``_prefill_chunks``), but never these.
+        self._refeed_from = 0
         self._cache_arg = cache_argument(model)
         # (input length, view bucket, logits kept) -> (CUDA graph, its output)
         self._graphs: dict[tuple[int, int, int], tuple[Any, torch.Tensor]] = {}
@@ -360,6 +363,7 @@ class Engine:
 
     def _truncate(self, length: int) -> None:
         """Forget cached positions from ``length`` on."""
+        self._refeed_from = min(self._refeed_from, length)
         drop = len(self.cache_ids) - length
         if drop <= 0:
             return
@@ -374,6 +378,7 @@ class Engine:
     def reset(self) -> None:
         """Forget the cached tokens. A static cache keeps its memory: the captured graphs point into it."""
         with self.lock:  # the background thread may be capturing graphs over the cache
+            self._refeed_from = 0
             if self.static and self.cache is not None:
                 self._set_length(0)
                 self.cache_ids = []
@@ -387,6 +392,7 @@ class Engine:
             self._released = True
             self.cache = None
             self.cache_ids = []
+            self._refeed_from = 0
             self._graphs = {}
             self._pool = None
 
@@ -427,6 +433,8 @@ class Engine:
             **inputs,
         )
         self.cache_ids.extend(ids)
+        if inputs:
+            self._refeed_from = len(self.cache_ids)
         last: torch.Tensor = out.logits[:, -1, :]
         return last
 
@@ -504,7 +512,8 @@ class Engine:
         for c, part in self._chunk_plan(ids):
             chunk_ids, chunk_pos = self._chunk_bufs[c]
             start = len(self.cache_ids)
-            at = start - min(c - len(part), start)  # where the chunk starts: early enough to end at ``part``
+            # Where the chunk starts: early enough to end at ``part``, never among media positions.
+            at = start - max(0, min(c - len(part), start - self._refeed_from))
             if at + c > self.max_cache_len:  # the padding would run past the cache: no padding, eager
                 logits = self._forward(part)
                 continue
