@@ -197,3 +197,19 @@ def test_a_process_that_compiled_leaves_torch_nothing_to_free_at_teardown() -> N
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["alive", "0"]  # none left for the teardown
     assert "Exception ignored" not in proc.stderr
+
+
+def test_a_chunk_that_ends_at_the_last_cache_slot_still_runs(tiny: tuple[Any, Any]) -> None:
+    """A chunk's view reaches one position past its end; at the very end of the cache that is the whole cache."""
+    model, tok = tiny
+    ids = tok.encode("The quick brown fox jumps over the lazy dog. " * 100, add_special_tokens=False)
+    assert len(ids) >= 970
+    reference = Engine(model, tok, device=torch.device("cpu"), max_cache_len=1024, compile_decode=False)
+    engine = Engine(model, tok, device=torch.device("cpu"), max_cache_len=1024, compile_decode=False, static=True)
+    history = ids[:960]
+    for e in (reference, engine):
+        e.greedy(history, 1)
+    # As after an image: nothing cached may be fed again, so the 64-token chunk starts at 960 and ends at 1,024.
+    engine._refeed_from = len(engine.cache_ids)
+    follow = [*history, *ids[960:970]]
+    assert _generate(engine, follow, 1) == _generate(reference, follow, 1)

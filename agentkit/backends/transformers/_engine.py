@@ -356,7 +356,8 @@ class Engine:
         return cache_utils.Cache(layers=layers)
 
     def _set_view(self, needed: int, *, exact: bool = False) -> int:
-        view = needed if exact else next(b for b in self.buckets if b >= needed)
+        # The whole cache at most: a chunk asks for one position past its end, which may be one past the cache.
+        view = needed if exact else next((b for b in self.buckets if b >= needed), self.buckets[-1])
         for layer in self.cache.layers:
             layer.view_len = view
         return view
