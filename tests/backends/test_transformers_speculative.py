@@ -8,7 +8,6 @@ across agent steps that reuse the cache.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 from agentkit.backends.transformers._assisted import Drafter, generate_speculative  # noqa: E402
-from agentkit.backends.transformers._engine import Engine  # noqa: E402
+from agentkit.backends.transformers._engine import Engine, greedy_options  # noqa: E402
 from agentkit.backends.transformers.compat import patch_gemma4_assistant_kv_sharing  # noqa: E402
 from agentkit.errors import UserError  # noqa: E402
 from agentkit.testing.tiny_model import build_tiny_drafter, build_tiny_gemma4  # noqa: E402
@@ -44,17 +43,7 @@ def models(tiny_gemma4_with_drafter: Path) -> Iterator[tuple[Any, Any, Any]]:
 
 
 def _kw(**over: Any) -> dict[str, Any]:
-    kw: dict[str, Any] = {
-        "stop_ids": frozenset(),
-        "temperature": 0.0,
-        "top_p": 1.0,
-        "top_k": 0,
-        "seed": 0,
-        "on_text": lambda _t: None,
-        "cancel": threading.Event(),
-    }
-    kw.update(over)
-    return kw
+    return {**greedy_options(), **over}
 
 
 class OracleDrafter(Drafter):

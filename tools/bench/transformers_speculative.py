@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -131,7 +130,7 @@ def main() -> int:
     import transformers as hf
 
     from agentkit.backends.transformers._assisted import Drafter, generate_speculative
-    from agentkit.backends.transformers._engine import Engine
+    from agentkit.backends.transformers._engine import Engine, greedy_options
     from agentkit.testing.tiny_model import build_tiny_tokenizer
 
     device = torch.device("cuda" if args.e4b else "cpu")
@@ -157,15 +156,7 @@ def main() -> int:
     pool = tok.encode(text, add_special_tokens=False)
     prompts = [pool[: args.prompt]]
     appends = [pool[args.prompt + i * args.append : args.prompt + (i + 1) * args.append] for i in range(2)]
-    greedy: dict[str, Any] = {
-        "stop_ids": frozenset(),
-        "temperature": 0.0,
-        "top_p": 1.0,
-        "top_k": 0,
-        "seed": 0,
-        "on_text": lambda _t: None,
-        "cancel": threading.Event(),
-    }
+    greedy = greedy_options()
     cache = 4096 if not args.e4b else 8192
     results: dict[str, list[tuple[int, int, float, float, list[int]]]] = {}
 

@@ -30,7 +30,6 @@ apply to the target's logits, position by position, only along the history that 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +38,7 @@ import torch
 
 from agentkit.errors import UserError
 
-from ._engine import Engine, GenerationResult, LogitsProcessor, TokenOutput, sampling_probs
+from ._engine import Engine, GenerationResult, LogitsProcessor, TokenOutput, apply_processors, sampling_probs
 
 __all__ = ["DraftStats", "Drafter", "generate_speculative"]
 
@@ -187,10 +186,7 @@ def generate_speculative(
 
     def target_probs(logits: torch.Tensor) -> torch.Tensor:
         """The target's processed scores (greedy) or distribution (sampling) after ``all_ids``, ``[1, vocab]``."""
-        if logits_processors:
-            history = torch.tensor([all_ids], dtype=torch.long, device=engine.device)
-            for proc in logits_processors:
-                logits = proc(history, logits)
+        logits = apply_processors(logits_processors, all_ids, logits)
         if greedy:
             return logits
         return sampling_probs(logits, temperature=temperature, top_p=top_p, top_k=top_k)
@@ -201,9 +197,7 @@ def generate_speculative(
         return int(torch.multinomial(dist, 1, generator=generator).item())
 
     with engine.lock, torch.inference_mode():
-        engine._released = False
-        engine._swap_in()  # only here, between requests, as in Engine.generate
-        cached = engine.prepare(ids)
+        cached = engine.begin(ids)
         # The last prompt token goes through forward_block: its hidden state is the drafter's first input.
         if len(ids) - 1 > cached:
             engine._prefill(ids[cached:-1])
@@ -253,12 +247,4 @@ def generate_speculative(
             # Keep what was fed and kept; the last emitted token is fed next round (or by the next request).
             engine.truncate(len(all_ids) - 1)
         out.finish()
-    return GenerationResult(
-        stop=out.stop,
-        completion_tokens=out.n,
-        prompt_tokens=len(ids),
-        cached_tokens=cached,
-        first_token_s=out.first_s,
-        end_s=time.perf_counter(),
-        token_ids=None if out.by_text else tuple(all_ids[len(ids) :]),
-    )
+    return out.result(ids, all_ids, cached)

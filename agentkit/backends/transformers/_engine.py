@@ -50,6 +50,8 @@ __all__ = [
     "GenerationResult",
     "LogitsProcessor",
     "TokenOutput",
+    "apply_processors",
+    "greedy_options",
     "sample_next",
     "sampling_probs",
 ]
@@ -721,17 +723,17 @@ class Engine:
 
     def greedy(self, ids: Sequence[int], max_new_tokens: int) -> GenerationResult:
         """``max_new_tokens`` greedy tokens after ``ids``, no stop and no text callback (warm-up, checks)."""
-        return self.generate(
-            ids,
-            max_new_tokens=max_new_tokens,
-            stop_ids=frozenset(),
-            temperature=0.0,
-            top_p=1.0,
-            top_k=0,
-            seed=0,
-            on_text=lambda _t: None,
-            cancel=threading.Event(),
-        )
+        return self.generate(ids, max_new_tokens=max_new_tokens, **greedy_options())
+
+    def begin(self, ids: Sequence[int]) -> int:
+        """Start a request (caller holds ``lock``, in inference mode): swap the compiled step in, reuse the cache.
+
+        Returns how many prompt tokens the cache already holds. Only here, between requests, does the step
+        change: a generation never switches midway. Shared by ``generate`` and speculative decoding.
+        """
+        self._released = False
+        self._swap_in()
+        return self.prepare(ids)
 
     def generate(
         self,
@@ -752,9 +754,7 @@ class Engine:
         """Generate after ``ids``, calling ``on_text`` with each text delta; stop on a stop id or text."""
         max_new_tokens, generator = self.budget(ids, max_new_tokens, temperature, seed)
         with self.lock, torch.inference_mode():
-            self._released = False
-            self._swap_in()  # only here, between requests: a generation never changes step midway
-            cached = self.prepare(ids)
+            cached = self.begin(ids)
             logits = self._prefill(ids[cached:])
             out = TokenOutput(
                 self.tokenizer,
@@ -767,10 +767,7 @@ class Engine:
             )
             all_ids = list(ids)
             while out.n < max_new_tokens and not cancel.is_set():
-                if logits_processors:
-                    history = torch.tensor([all_ids], dtype=torch.long, device=self.device)
-                    for proc in logits_processors:
-                        logits = proc(history, logits)
+                logits = apply_processors(logits_processors, all_ids, logits)
                 token = sample_next(logits, temperature=temperature, top_p=top_p, top_k=top_k, generator=generator)
                 token_id = int(token.item())
                 all_ids.append(token_id)
@@ -779,15 +776,31 @@ class Engine:
                     break
                 logits = self._decode_step(token, token_id)
             out.finish()
-        return GenerationResult(
-            stop=out.stop,
-            completion_tokens=out.n,
-            prompt_tokens=len(ids),
-            cached_tokens=cached,
-            first_token_s=out.first_s,
-            end_s=time.perf_counter(),
-            token_ids=None if out.by_text else tuple(all_ids[len(ids) :]),
-        )
+        return out.result(ids, all_ids, cached)
+
+
+def greedy_options() -> dict[str, Any]:
+    """The keywords of ``Engine.generate`` for plain greedy decoding: no stop, no text callback, no cancel."""
+    return {
+        "stop_ids": frozenset(),
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "seed": 0,
+        "on_text": lambda _t: None,
+        "cancel": threading.Event(),
+    }
+
+
+def apply_processors(
+    processors: Sequence[LogitsProcessor], all_ids: Sequence[int], logits: torch.Tensor
+) -> torch.Tensor:
+    """Run the Hugging Face logits processors on ``[1, vocab]`` logits after ``all_ids`` (prompt + generated)."""
+    if processors:
+        history = torch.tensor([all_ids], dtype=torch.long, device=logits.device)
+        for proc in processors:
+            logits = proc(history, logits)
+    return logits
 
 
 def _config_sizes(model: Any) -> set[int]:
@@ -898,6 +911,18 @@ class TokenOutput:
             rest = self.detok.flush()
             if rest:
                 self.on_text(rest)
+
+    def result(self, ids: Sequence[int], all_ids: Sequence[int], cached: int) -> GenerationResult:
+        """What a generation after the prompt ``ids`` reports, ``all_ids`` being the prompt and what followed."""
+        return GenerationResult(
+            stop=self.stop,
+            completion_tokens=self.n,
+            prompt_tokens=len(ids),
+            cached_tokens=cached,
+            first_token_s=self.first_s,
+            end_s=time.perf_counter(),
+            token_ids=None if self.by_text else tuple(all_ids[len(ids) :]),
+        )
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
