@@ -286,12 +286,7 @@ class Engine:
         views = [b for b in self.buckets if b <= size][:2] or [size]
         stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None  # type: ignore[no-untyped-call]
         assert self.regions is not None
-        # Dynamic shapes are traced once, at the first length above one token. A length equal to one of the
-        # model's own sizes (a 64-wide hidden state, a 256-wide per-layer input) would be "duck-sized" into the
-        # same symbol and the code would only serve that equality, so the trace runs at a length no size has.
-        sizes = _config_sizes(self.model)
-        first = next(n for n in range(67, 1 << 20) if n not in sizes)
-        lengths = (1, first, *self.prefill_chunks)
+        lengths = (1, *self.prefill_chunks)
 
         def run(ids_len: int, view: int) -> None:
             ids = torch.zeros((1, ids_len), dtype=torch.long, device=self.device)
@@ -801,12 +796,6 @@ def apply_processors(
         for proc in processors:
             logits = proc(history, logits)
     return logits
-
-
-def _config_sizes(model: Any) -> set[int]:
-    """Every integer of the text config (hidden size, head sizes, window ...): lengths to keep a trace away from."""
-    config = model.config.get_text_config()
-    return {v for v in vars(config).values() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 def _final_norm(model: Any) -> Any:
