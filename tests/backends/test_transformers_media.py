@@ -119,6 +119,20 @@ def _items(request: GenerationRequest) -> list[MediaItem]:
     return conversation_media(request)
 
 
+def _image_audio_and(text: str) -> list[dict[str, Any]]:
+    """One user message: a picture, a clip, then ``text`` (the order Gemma 4's model card gives)."""
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": RED},
+                {"type": "audio", "audio": CLIP},
+                {"type": "text", "text": text},
+            ],
+        }
+    ]
+
+
 def request_for(messages: list[dict[str, Any]]) -> GenerationRequest:
     return GenerationRequest(prompt=render(messages), messages=messages, sampling=GREEDY)
 
@@ -142,16 +156,7 @@ def test_expansion_is_the_one_gemma4_processor_makes(backend: TransformersBacken
     media = backend._media
     assert media is not None
     tok = backend.tokenizer
-    messages = [
-        {
-            "role": "user",
-            "content": [
-                {"type": "image", "image": RED},
-                {"type": "audio", "audio": CLIP},
-                {"type": "text", "text": "Hi"},
-            ],
-        }
-    ]
+    messages = _image_audio_and("Hi")
     request = request_for(messages)
     ids, spans = media.expand(request.prompt, _items(request), {})
     # The processor's own replacement strings, from its own methods (its constructor needs torchvision).
@@ -178,16 +183,7 @@ async def test_image_and_audio_reach_the_towers_and_reuse_skips_them(
 ) -> None:
     """Step 1 encodes both; step 2 (the same conversation, grown) encodes nothing and prefills only what is new,
     and its logits equal a full prefill of the whole prompt."""
-    first = [
-        {
-            "role": "user",
-            "content": [
-                {"type": "image", "image": RED},
-                {"type": "audio", "audio": CLIP},
-                {"type": "text", "text": "What?"},
-            ],
-        }
-    ]
+    first = _image_audio_and("What?")
     done1 = await generate(backend, request_for(first))
     assert (recorder.vision, recorder.audio) == (1, 1)
     assert done1.usage.cached_tokens == 0
@@ -208,16 +204,7 @@ async def test_a_static_cache_never_feeds_media_positions_again(models: Path) ->
     static._engine.static = True
     rec = Recorder(static)
     static._processors = [rec]
-    first = [
-        {
-            "role": "user",
-            "content": [
-                {"type": "image", "image": RED},
-                {"type": "audio", "audio": CLIP},
-                {"type": "text", "text": "?"},
-            ],
-        }
-    ]
+    first = _image_audio_and("?")
     await generate(static, request_for(first))
     request = request_for([*first, {"role": "assistant", "content": "Red."}, {"role": "user", "content": "Sure?"}])
     await generate(static, request)
