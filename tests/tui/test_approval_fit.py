@@ -36,18 +36,24 @@ class OneDialog(App[None]):
         self.push_screen(ApprovalScreen(request))
 
 
+def fits(app: App[None]) -> bool:
+    screen = app.screen
+    args = screen.query_one(".approval-args", VerticalScroll)
+    dialog = screen.query_one(Vertical)
+    buttons = screen.query_one(".dialog-buttons")
+    inside = dialog.content_region.bottom
+    return args.region.bottom <= buttons.region.y and buttons.region.bottom <= inside and args.region.bottom <= inside
+
+
 @pytest.mark.parametrize("size", [(60, 24), (100, 30)])
 async def test_long_code_scrolls_inside_the_dialog_to_its_last_line(size: tuple[int, int]) -> None:
     app = OneDialog(CODE)
     async with app.run_test(size=size) as pilot:
-        await pilot.pause()
         screen = app.screen
         args = screen.query_one(".approval-args", VerticalScroll)
-        dialog = screen.query_one(Vertical)
-        buttons = screen.query_one(".dialog-buttons")
-        # The arguments' box lies wholly inside the dialog and above the buttons...
-        assert args.region.bottom <= buttons.region.y and args.region.bottom <= dialog.content_region.bottom
-        assert buttons.region.bottom <= dialog.content_region.bottom
+        # The arguments' box lies wholly inside the dialog and above the buttons (once laid out: a loaded CI
+        # machine may need more than one pause; the old code never got there at all)...
+        await wait_for(pilot, lambda: fits(app), "a dialog whose arguments and buttons fit")
         # ...and scrolls over the whole program, from the keyboard, with Deny still focused.
         assert args.max_scroll_y == args.virtual_size.height - args.region.height > 0
         await pilot.press("end")
@@ -86,3 +92,19 @@ async def test_ctrl_c_in_the_approval_dialog_denies_and_stops_the_answer(
         assert not isinstance(app.screen, ApprovalScreen)
         assert "Cancelled" in str(app.query_one(AgentTurn).query_one(".turn-status").render())
     assert notebook.notes == []  # the call was never run
+
+
+async def test_the_fit_follows_the_terminal_as_it_grows_and_shrinks() -> None:
+    # The screen is told its size more than once; a later telling must not undo the fit, and a bigger terminal
+    # gives the arguments back their own height (up to their cap of 16 rows).
+    app = OneDialog(CODE)
+    async with app.run_test(size=(60, 24)) as pilot:
+        args = app.screen.query_one(".approval-args", VerticalScroll)
+        await wait_for(pilot, lambda: fits(app) and args.region.height < 16, "the arguments shrunk to fit")
+        for _ in range(3):
+            await pilot.pause(0.02)
+        assert fits(app)  # and it stays so
+        await pilot.resize_terminal(120, 50)
+        await wait_for(pilot, lambda: fits(app) and args.region.height == 16, "the arguments at their own height")
+        await pilot.resize_terminal(60, 24)
+        await wait_for(pilot, lambda: fits(app) and args.region.height < 16, "the arguments shrunk again")

@@ -6,13 +6,15 @@ knowing anything about agents or sessions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.geometry import Size
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, OptionList, Static
@@ -56,6 +58,18 @@ _DIALOG_CSS = """
 """
 
 
+class _DialogBox(Vertical):
+    """A dialog's box that tells its screen whenever its size or its content's size changes: only then, after
+    the layout, are both known."""
+
+    def __init__(self, refit: Callable[[], None]) -> None:
+        super().__init__()
+        self._refit = refit
+
+    def on_resize(self) -> None:
+        self._refit()
+
+
 class ApprovalScreen(ModalScreen[Approval]):
     """Asks whether a side-effecting tool call may run: once, always (this session), or not at all."""
 
@@ -91,11 +105,12 @@ class ApprovalScreen(ModalScreen[Approval]):
     def __init__(self, request: ToolCallRequest) -> None:
         super().__init__()
         self.request = request
+        self._fitted_for = Size(0, 0)
 
     def compose(self) -> ComposeResult:
         # Every argument in full, code highlighted: the person approves exactly what will run.
         args = arguments_view(self.request.name, self.request.arguments, dark=self.app.current_theme.dark)
-        with Vertical():
+        with _DialogBox(self._fit_arguments):
             yield Label(
                 Text.assemble("Allow ", (literal(self.request.name).plain, "bold"), " to run? It has side effects."),
                 classes="dialog-title",
@@ -113,10 +128,15 @@ class ApprovalScreen(ModalScreen[Approval]):
 
     def on_mount(self) -> None:
         self.query_one("#deny", Button).focus()  # Enter on a dialog that appeared by surprise must not approve
-        self._fit_arguments()
 
-    def on_resize(self) -> None:
-        self._fit_arguments()
+    def on_resize(self, event: events.Resize) -> None:
+        # A new terminal size gives the arguments back their own height; the box's resize that follows the
+        # layout decides again whether they must give some up. (A screen is told its size more than once,
+        # after the box's resize too: only a real change may undo the fit.)
+        if event.size != self._fitted_for:
+            self._fitted_for = event.size
+            self.query_one(".approval-args", VerticalScroll).styles.height = "auto"
+            self.call_after_refresh(self._fit_arguments)
 
     def _fit_arguments(self) -> None:
         """Long arguments (a whole file) on a small screen give up height and scroll, so that every line of
@@ -125,16 +145,12 @@ class ApprovalScreen(ModalScreen[Approval]):
         A dialog of automatic height does not shrink its children: what did not fit was cut off below the
         screen (at 60x24 eleven of a 21-line program's lines could never be seen). So the arguments take their
         own height first, and only when the dialog then overflows do they take the room that is left (1fr).
+        Called from the box's own resize, which comes after each layout with its new sizes: a check made on a
+        timer instead could read the sizes from before the layout and leave the buttons cut off for good.
         """
-        args = self.query_one(".approval-args", VerticalScroll)
-        args.styles.height = "auto"
-
-        def shrink_if_cut() -> None:
-            dialog = self.query_one(Vertical)
-            if dialog.virtual_size.height > dialog.scrollable_content_region.height:
-                args.styles.height = "1fr"
-
-        self.call_after_refresh(shrink_if_cut)
+        dialog = self.query_one(_DialogBox)
+        if dialog.virtual_size.height > dialog.scrollable_content_region.height:
+            self.query_one(".approval-args", VerticalScroll).styles.height = "1fr"
 
     async def action_interrupt(self) -> None:
         """Pass Ctrl+C on to the app first (it stops the answer, so the run ends before any next step), then
