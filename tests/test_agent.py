@@ -320,8 +320,8 @@ def test_tool_times_leave_out_the_wait_for_a_persons_approval() -> None:
     waits: list[float] = []
 
     async def slow_person(req: object) -> Approval:
-        await asyncio.sleep(0.3)
-        waits.append(0.3)
+        await asyncio.sleep(0.5)
+        waits.append(0.5)
         return Approval.ALLOW
 
     call = '<|tool_call>call:write{text:<|"|>hi<|"|>}<tool_call|><|tool_response>'
@@ -329,8 +329,9 @@ def test_tool_times_leave_out_the_wait_for_a_persons_approval() -> None:
     result = Agent(ScriptedBackend([both, "done<turn|>"]), tools=[write], ask=slow_person).run("write twice")
     assert len(waits) == 2 and all(c.error is None for c in result.tool_calls)
     timings = result.timings
-    # The two questions overlapped: the run waited at least one wait, and less than the sum of both.
-    assert 0.3 <= timings.approval_s < 0.6
+    # The two questions overlapped: the run waited at least one wait, and less than the sum of both (half a
+    # second of margin: a loaded CI machine may be slow to wake the loop, never fast).
+    assert 0.5 <= timings.approval_s < 1.0
     assert timings.tools_s < timings.approval_s  # the tool itself returns at once
     assert timings.total_s >= timings.approval_s + timings.tools_s
     for record in result.tool_calls:
