@@ -120,6 +120,22 @@ def test_later_turns_never_see_earlier_thinking() -> None:
     assert second.output == "Sure."
 
 
+def test_a_thought_that_lost_its_opener_is_kept_out_of_later_turns_too() -> None:
+    # "thought\n…<channel|>" (the <|channel> token dropped) and "<think>…</think>" (a server's spelling): thinking.
+    backend = ScriptedBackend(
+        [
+            "thought\nSECRET-THOUGHT-1<channel|>" + CALL_PARIS,
+            "<think>SECRET-THOUGHT-2</think>It is 18.<turn|>",
+            "Ok.<turn|>",
+        ]
+    )
+    agent = Agent(backend, tools=[get_weather], thinking=True)
+    first = agent.run("Weather in Paris?")
+    assert first.output == "It is 18." and "SECRET-THOUGHT-2" in first.thinking
+    agent.run("Thanks!")
+    assert "SECRET-THOUGHT" not in backend.prompts[2] and "It is 18." in backend.prompts[2]
+
+
 def test_events_are_typed_and_ordered() -> None:
     backend = ScriptedBackend(["<|channel>thought\nhmm\n<channel|>" + CALL_PARIS, "Done.<turn|>"], chunk_size=1)
 

@@ -42,6 +42,11 @@ an example, and no later line of that output is read as a call. ``response:NAME{
 (Gemma's own result and declaration heads, echoed or made up by the model) are never calls. A bare
 ``thought\n<channel|>`` at the start (the channel opener left out) is dropped like an empty thought.
 
+At the very start of output, with or without tools, a thought that lost its ``<|channel>`` opener is still a
+thought: ``<think>…</think>`` / ``<thought>…</thought>`` (servers that rewrite the channel, models imitating
+other families), and a bare ``thought`` header line once ``<channel|>`` (or a call) follows it; when the turn
+ends first, the header line and its text stay visible text, read as any text is.
+
 A ``<|tool_call>`` inside an unclosed thought channel ends the thought and starts a real call (vLLM's parser
 does the same; the template never puts a call there, so the model has left out ``<channel|>``). Only the model
 can write that token: untrusted text is neutralized before it reaches a prompt. Text after such a call is
@@ -119,6 +124,13 @@ _MAX_HEADER = 32
 _WS: Final = " \t\r\n"
 _HEAD_WINDOW: Final = 200  # a loose call head (opener, "call:", a namespaced name) is shorter than this
 _THOUGHT_WORD: Final = "thought"
+# Thinking written as tags at the very start of output instead of the thought channel (servers that rewrite
+# the channel into <think>, models imitating other families): opener -> closer.
+_THOUGHT_TAGS: Final = {"<think>": "</think>", "<thought>": "</thought>"}
+# What settles a bare "thought" header at the start as a thought (the channel opener lost): its closer, a call;
+# and what settles it as text: the end of the turn or the hand-over before any of those.
+_THOUGHT_CONFIRM: Final = frozenset({CHANNEL_END, TOOL_CALL_START, CHANNEL_START})
+_THOUGHT_DENY: Final = frozenset({*END_OF_OUTPUT, TOOL_RESPONSE_START})
 # What may end a call that began a line after prose (else it was an example): the hand-over, a call token.
 _LINE_CALL_ENDS: Final = (TOOL_RESPONSE_START, TOOL_CALL_START, TOOL_CALL_END, EOS)
 _LONGEST_TAG: Final = max(map(len, TAG_OPENERS))
@@ -198,6 +210,9 @@ class StreamParser:
         self._result: ParsedResponse | None = None
         self._delta: list[str] = []  # text pieces of the delta being collected
         self._delta_is_thought = False
+        self._start = True  # nothing but whitespace so far: a thought without its channel opener may begin
+        self._closer: str | None = None  # the tag ending a thought that began as <think>/<thought>
+        self._look = 0  # how far a bare "thought" header's text was searched for what settles it
 
     # -- public ---------------------------------------------------------------------------------------
 
@@ -320,6 +335,12 @@ class StreamParser:
                     break
                 self._end_loose(events, None, closed=True, prose=verdict == "prose", fence_closed=verdict == "fence")
                 continue
+            if state == _TEXT and self._start:
+                i, waiting = self._scan_start(events, buf, i, final)
+                if waiting:
+                    break
+                if self._state != _TEXT:
+                    continue
             if state == _TEXT and self._boundary and self._tools is not None:
                 i, waiting = self._scan_boundary(events, buf, i, final)
                 if waiting:
@@ -360,6 +381,14 @@ class StreamParser:
                 break
             if lt > i:
                 self._emit_text(events, buf[i:lt])
+            if self._closer is not None and state == _THOUGHT and buf.startswith("</", lt):
+                if buf.startswith(self._closer, lt):  # "</think>": the thought ends as a <channel|> would end it
+                    i = lt + len(self._closer)
+                    self._on_token(events, CHANNEL_END)
+                    continue
+                if not final and self._closer.startswith(buf[lt:]):
+                    i = lt  # hold back: the next chunk decides
+                    break
             tok = token_at(buf, lt, CONTROL_TOKENS)
             if tok is None:
                 if (
@@ -384,10 +413,12 @@ class StreamParser:
         self._flush(events)
 
     def _on_token(self, events: list[StreamEvent], tok: str) -> None:
+        self._start = False
         in_thought = self._state == _THOUGHT
         if tok == TOOL_CALL_START:
             self._state = _CALL
             self._call = []
+            self._closer = None
         elif tok == TOOL_RESPONSE_START:
             self._handed_over = True
             self._state = _DONE
@@ -400,10 +431,73 @@ class StreamParser:
         elif tok == CHANNEL_END:
             self._state = _TEXT  # closes a thought; a stray one in text is dropped
             self._boundary = True
+            self._closer = None
         elif tok in (TOOL_CALL_END, CHANNEL_START):
             pass  # stray close tag after a call, or a nested channel opener: not text
         else:
             self._emit_text(events, tok)  # other tokens are literal text here
+
+    def _scan_start(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
+        """At the very start of output: a thought that lost its ``<|channel>`` opener, or ordinary text.
+
+        ``<think>``/``<thought>`` (a server's or another family's spelling) open a thought at once, closed by
+        their own closing tag or ``<channel|>``. A bare ``thought`` header line (the opener token dropped, the
+        header kept) is held back, unread, until a control token settles it: ``<channel|>`` (or a call, or a
+        late ``<|channel>``) makes it a thought; the end of the turn, the hand-over or the end of output make
+        it ordinary text, read as any text is (a lone header is no proof: a server that strips the opener
+        strips the closer too, and a call glued to the thinking must still be found). Returns where to go on
+        and whether to wait for more.
+        """
+        n = len(buf)
+        j = i
+        while j < n and buf[j] in _WS:
+            j += 1
+        if j > i:
+            self._emit_text(events, buf[i:j])  # whitespace only: held by the trimmer
+        if j == n and not final:
+            return n, True
+        rest = buf[j : j + 16]
+        for opener, closer in _THOUGHT_TAGS.items():
+            if rest.startswith(opener):
+                self._start = False
+                self._state, self._closer = _THOUGHT, closer
+                return j + len(opener), False
+        if rest.startswith(_THOUGHT_WORD):
+            k = j + len(_THOUGHT_WORD)
+            while k < n and buf[k] in " \t\r":
+                k += 1
+            if k < n and buf[k] == "\n":
+                settled, looked = self._settle_thought(buf, max(k + 1, j + self._look), final)
+                if settled is None:
+                    self._look = looked - j
+                    return j, True
+                self._start = False
+                if settled:
+                    self._state = _THOUGHT
+                    return k + 1, False
+                return j, False
+            if k == n and not final and k - j < 16:
+                return j, True
+        elif not final and any(w.startswith(rest) for w in (_THOUGHT_WORD, *_THOUGHT_TAGS)):
+            return j, True
+        self._start = False
+        return j, False
+
+    @staticmethod
+    def _settle_thought(buf: str, i: int, final: bool) -> tuple[bool | None, int]:
+        """Whether the first deciding control token from ``i`` on makes a bare header a thought (None: none
+        yet), and where to search on from when more text comes."""
+        n = len(buf)
+        while (lt := buf.find("<", i)) >= 0:
+            tok = token_at(buf, lt, CONTROL_TOKENS)
+            if tok in _THOUGHT_CONFIRM:
+                return True, lt
+            if tok in _THOUGHT_DENY:
+                return False, lt
+            if tok is None and not final and n - lt < LONGEST_TOKEN and buf[lt:] in TOKEN_PREFIXES:
+                return None, lt  # perhaps a token: the next chunk decides
+            i = lt + (len(tok) if tok else 1)
+        return (False if final else None), n
 
     def _scan_header(self, events: list[StreamEvent], buf: str, i: int) -> int:
         """``<|channel>NAME\\n``: swallow the channel name; text that is no name is thinking."""

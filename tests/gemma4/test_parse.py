@@ -100,7 +100,9 @@ def _stream(chunks: list[str]) -> tuple[ParsedResponse, list[StreamEvent]]:
     events: list[StreamEvent] = []
     for chunk in chunks:
         events.extend(parser.feed(chunk))
-        assert len(parser._buf) < 16  # only a possible token prefix is ever carried over
+        # Only a possible token prefix is ever carried over, or a bare "thought" header line at the start until
+        # a control token settles whether it was a thought (searched once: see StreamParser._scan_start).
+        assert len(parser._buf) < 16 or (parser._start and parser._buf.startswith("thought"))
     events.extend(parser.close())
     return parser.finish(), events
 
@@ -157,6 +159,11 @@ _PIECES = st.sampled_from(
         '"q"',
         "{",
         "}",
+        "thought\n",
+        "thought",
+        "<think>",
+        "</think>",
+        "</thi",
     ]
 )
 
@@ -241,3 +248,58 @@ def test_a_number_too_long_for_int_is_reported_not_raised(tools: Any) -> None:
     # Written as a string for an integer property, it stays a string for validation to report.
     typed = parse_response(f'<|tool_call>call:f{{a:<|"|>{digits}<|"|>}}<tool_call|>', tools)
     assert typed.tool_calls[0].arguments == {"a": digits}
+
+
+# -- a thought that lost its <|channel> opener -----------------------------------------------------------------
+# Rapid-MLX #447 (gemma-4-26b-a4b: "the literal token `thought` plus the analysis body land in message.content");
+# hermes-agent #8991 (Gemma 4 reasoning as <thought>…</thought>); LM Studio bug tracker #2013 and omlx #2533
+# (servers that hand Gemma 4's thought channel on as <think>…</think>).
+
+
+@pytest.mark.parametrize(
+    ("text", "thinking", "content"),
+    [
+        ("thought\nThe user greets me.<channel|>Hello!<turn|>", "The user greets me.", "Hello!"),
+        ("\n thought \nplan<channel|>\n\nAnswer", "plan", "Answer"),
+        ("thought\n<channel|>Hi", "", "Hi"),  # the empty channel of thinking-off, opener dropped
+        ("<think>plan</think>\nAnswer", "plan", "Answer"),
+        ("<thought>plan</thought>Answer<turn|>", "plan", "Answer"),
+        ("<think>plan<channel|>Answer", "plan", "Answer"),
+        ("<think>a </thin b</think>c", "a </thin b", "c"),  # only the whole closer ends it
+        ("<think>no closer, like an unclosed channel", "no closer, like an unclosed channel", ""),
+    ],
+)
+def test_a_thought_without_its_opener_is_thinking(text: str, thinking: str, content: str) -> None:
+    for tools in (None, ["f"]):
+        result = parse_response(text, tools)
+        assert (result.thinking, result.content) == (thinking, content)
+        _check_stream(text, list(text))
+
+
+def test_a_bare_header_line_becomes_a_thought_only_when_something_settles_it() -> None:
+    # A call settles it as a thought too: the template never puts text before a call in the thought.
+    result = parse_response("thought\nI need the weather.<|tool_call>call:f{a:1}<tool_call|>")
+    assert result.thinking == "I need the weather." and result.tool_calls == [ToolCall("f", {"a": 1})]
+    # Nothing settles it (a server that strips the opener strips the closer too): the text is left as it was,
+    # never lost into thinking...
+    for text in ("thought\nThe capital is Paris.", "thought\nThe capital is Paris.<turn|>"):
+        assert parse_response(text).content == "thought\nThe capital is Paris."
+    # ...and is read as any text is: a call glued to the stripped thinking is still found.
+    glued = parse_response("thought\nI will write it.call:f{a:1}", ["f"])
+    assert glued.tool_calls == [ToolCall("f", {"a": 1}, repair="no <|tool_call> opener")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "thoughtful question! Here is why.<channel|>",  # a word that starts like the header
+        "Thought\nexperiments are useful.<channel|>",  # the header is lower-case
+        "Hello.\nthought\nx<channel|>y",  # not at the start
+        "Use <think> tags: <think>x</think> like that.",  # tags after text are text
+        "<thinking>x</thinking>y",
+    ],
+)
+def test_only_the_very_start_can_be_a_thought_without_its_opener(text: str) -> None:
+    result = parse_response(text)
+    assert result.thinking == "" and result.content == text.replace("<channel|>", "")
+    _check_stream(text, list(text))
