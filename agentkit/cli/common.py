@@ -12,6 +12,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from agentkit.backends.registry import is_server_address
 from agentkit.display import terminal_safe
 from agentkit.errors import (
     AgentkitError,
@@ -180,6 +181,10 @@ def resolve_backend_url(settings: Settings) -> str:
     """The configured backend URL, or the automatic default (named on stderr, its download agreed to first)."""
     url = settings.backend_url
     if url is not None:
+        if is_server_address(url):  # "vllm://HOST:PORT": a server serving one model needs no more
+            from .models import only_served_model
+
+            return only_served_model(url)
         return url
     url = default_backend_url()
     if url.startswith("transformers:"):

@@ -18,7 +18,7 @@ from agentkit.errors import UserError
 from .common import EXIT_OK, safe_json, terminal_safe
 from .config import Settings, default_backend_url, hf_model_available
 
-__all__ = ["list_models", "models_command"]
+__all__ = ["list_models", "models_command", "only_served_model"]
 
 
 async def _ask_server(url: str) -> tuple[str, list[str]]:
@@ -53,6 +53,22 @@ def list_models(url: str) -> dict[str, Any]:
         return {"backend": url, "current": None, "models": models}
     current, models = asyncio.run(_ask_server(url))
     return {"backend": url, "current": current, "models": models}
+
+
+def only_served_model(url: str) -> str:
+    """``vllm://HOST:PORT`` completed with the one model that server serves (said on stderr), as ``vllm serve``
+    runs one model and a person who started it should not have to copy its name; with several, or none, a
+    clear error listing them."""
+    names = list_models(url)["models"]
+    base = url.rstrip("/")
+    if len(names) == 1:
+        print(f"agentkit: {terminal_safe(base)} serves one model; using {terminal_safe(names[0])}", file=sys.stderr)
+        return f"{base}/{names[0]}"
+    if not names:
+        raise UserError(f"{terminal_safe(base)} serves no model yet; pull or serve one first (e.g. ollama pull gemma4:e4b)")
+    shown = ", ".join(terminal_safe(n) for n in names[:10]) + (" ..." if len(names) > 10 else "")
+    safe = terminal_safe(base)
+    raise UserError(f"{safe} serves {len(names)} models ({shown}); name one: --backend {safe}/{terminal_safe(names[0])}")
 
 
 def models_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -133,6 +133,32 @@ def test_models_lists_a_server_given_without_a_model(capsys: pytest.CaptureFixtu
     assert info["current"] is None and info["models"] == ["gemma4:26b", "gemma4:e4b"]
 
 
+def test_a_server_address_alone_runs_the_one_model_it_serves(capsys: pytest.CaptureFixture[str]) -> None:
+    # `vllm serve MODEL` serves one model: `run --backend vllm://HOST:PORT` should not need its name copied.
+    sys.path.insert(0, str(Path(__file__).parents[1] / "backends"))
+    from fake_ollama import GEMMA4_CAPABILITIES, FakeOllamaServer, ScriptedReply
+
+    with FakeOllamaServer({"gemma4:e4b": GEMMA4_CAPABILITIES}) as fake:
+        fake.script(ScriptedReply(content="Hello."))
+        server = fake.url.replace("http://", "ollama://")
+        assert main(["run", "--no-save", "--backend", server + "/", "hi"]) == 0
+        out, err = capsys.readouterr()
+        assert out.strip() == "Hello." and f"{server} serves one model; using gemma4:e4b" in err
+        assert fake.bodies("/api/chat")[0]["model"] == "gemma4:e4b"
+
+
+def test_a_server_address_serving_several_models_is_asked_to_name_one(capsys: pytest.CaptureFixture[str]) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "backends"))
+    from fake_ollama import GEMMA4_CAPABILITIES, FakeOllamaServer
+
+    with FakeOllamaServer({"gemma4:e4b": GEMMA4_CAPABILITIES, "gemma4:26b": GEMMA4_CAPABILITIES}) as fake:
+        server = fake.url.replace("http://", "ollama://")
+        assert main(["run", "--backend", server, "hi"]) == 2
+        err = capsys.readouterr().err
+        assert f"serves 2 models (gemma4:26b, gemma4:e4b); name one: --backend {server}/gemma4:26b" in err
+        assert fake.bodies("/api/chat") == []
+
+
 def test_a_json_config_file_is_told_to_be_toml_and_a_misspelt_key_gets_the_right_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
