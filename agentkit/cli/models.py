@@ -61,14 +61,15 @@ def only_served_model(url: str) -> str:
     clear error listing them."""
     names = list_models(url)["models"]
     base = url.rstrip("/")
+    safe = terminal_safe(base)
     if len(names) == 1:
-        print(f"agentkit: {terminal_safe(base)} serves one model; using {terminal_safe(names[0])}", file=sys.stderr)
+        print(f"agentkit: {safe} serves one model; using {terminal_safe(names[0])}", file=sys.stderr)
         return f"{base}/{names[0]}"
     if not names:
-        raise UserError(f"{terminal_safe(base)} serves no model yet; pull or serve one first (e.g. ollama pull gemma4:e4b)")
+        raise UserError(f"{safe} serves no model yet; pull or serve one first (e.g. ollama pull gemma4:e4b)")
     shown = ", ".join(terminal_safe(n) for n in names[:10]) + (" ..." if len(names) > 10 else "")
-    safe = terminal_safe(base)
-    raise UserError(f"{safe} serves {len(names)} models ({shown}); name one: --backend {safe}/{terminal_safe(names[0])}")
+    example = f"{safe}/{terminal_safe(names[0])}"
+    raise UserError(f"{safe} serves {len(names)} models ({shown}); name one: --backend {example}")
 
 
 def models_command(args: argparse.Namespace, settings: Settings) -> int:
