@@ -2,8 +2,8 @@
 
 :func:`~agentkit.gemma4.repair.repair_call` has found the call's head and resolved its name to a declared tool; this
 reads what follows (``{…}`` or ``(…)``) the way a model that drifted from the format meant it: strings in ``"…"`` or
-``'…'`` or bare, a ``<|"|>`` missing on one side, ``key=value``, a missing comma or ``}``, a positional value for the
-tool's one parameter. The schema decides what a bare value is, and where a string that lost its closing delimiter
+``'…'`` (with Python's escapes in a ``call:name(…)`` call) or in backticks or bare, a ``<|"|>`` missing on one side,
+``key=value``, a missing comma or ``}``, a positional value for the tool's one parameter. The schema decides what a bare value is, and where a string that lost its closing delimiter
 ends (before the next declared key). Each liberty is recorded in ``repairs``. A close is only assumed missing when
 the call was ``complete`` (a control token ended it), never at the end of a cut-off output. Forward searches are
 memoized, so the work stays linear in the text.
@@ -11,9 +11,11 @@ memoized, so the work stays linear in the text.
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -38,13 +40,14 @@ _scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # 
 class _Reader(ValueCursor):
     """A forgiving reader of one call's arguments; records each liberty it takes in ``repairs``."""
 
-    __slots__ = ("_found", "complete", "limit", "repairs")
+    __slots__ = ("_found", "complete", "limit", "python", "repairs")
 
     def __init__(self, text: str, pos: int, repairs: list[str], complete: bool) -> None:
         self.text, self.pos, self.depth = text, pos, 0  # ValueCursor's fields (one call less per repaired call)
         self.repairs = repairs
         self.complete = complete  # a control token ended the call: a missing close may be assumed
         self.limit = len(text)  # where the outermost closer sits (set by arguments())
+        self.python = False  # call:name(…): the model wrote Python, so its string escapes are Python's
         # Forward searches are memoized: positions only grow, so each search scans the text once in total.
         self._found: dict[object, tuple[int, int]] = {}
 
@@ -69,6 +72,7 @@ class _Reader(ValueCursor):
         closer = "}" if opener == "{" else ")"
         if opener == "(":
             self.note("parenthesis arguments")
+            self.python = True
         tail = self.text.rstrip(_WS + ">")
         if tail.endswith(closer):
             self.limit = len(tail) - 1
@@ -188,6 +192,8 @@ class _Reader(ValueCursor):
             return self.double_quoted(closer)
         if ch == "'":
             return self.single_quoted(closer)
+        if ch == "`" and (quoted := self.backtick_quoted(closer)) is not None:
+            return quoted
         if ch == "{":
             return self.mapping(schema, "}")
         if ch == "[":
@@ -263,23 +269,52 @@ class _Reader(ValueCursor):
                 break
             i += 1
         value = self.text[self.pos + 1 : i]
-        self.note("raw backslash or quote in a double-quoted string")
+        decoded = _python_string(value, '"') if self.python else None
+        self.note("Python string escapes" if decoded is not None else "raw backslash or quote in a double-quoted string")
         self.pos = i + 1
-        return value
+        return value if decoded is None else decoded
 
     def single_quoted(self, closer: str) -> str:
+        """A ``'…'`` string: it ends at a quote before structure (an apostrophe inside stays text).
+
+        In a Python-style call an escaped quote (``\\'``) never ends it, and its escapes (``\\n``, ``\\u00e9``)
+        mean what Python says; elsewhere a backslash is text, as in Gemma's own strings.
+        """
+        text = self.text
         i = self.pos + 1
         while True:
-            i = self.text.find("'", i)
+            i = text.find("'", i)
             if i < 0:
                 raise self.fail("unterminated single-quoted string")
             after = i + 1
-            if self.text.startswith(STRING_DELIM, after) or self._structural_after(after, closer):
+            if self.python and _escaped(text, i):
+                i = after
+                continue
+            if text.startswith(STRING_DELIM, after) or self._structural_after(after, closer):
                 break
             i += 1
-        value = self.text[self.pos + 1 : i]
+        value = text[self.pos + 1 : i]
         self.note("single-quoted string")
+        if self.python and "\\" in value:
+            decoded = _python_string(value, "'")
+            if decoded is not None:
+                value = decoded
+                self.note("Python string escapes")
         self.pos = i + 1
+        self._dangling_delimiter()
+        return value
+
+    def backtick_quoted(self, closer: str) -> str | None:
+        """A string in backticks (a JavaScript template literal), if the next backtick closes it before structure.
+
+        ``None`` when it does not (a value that merely starts with inline code): then it is read as bare text.
+        """
+        end = self.text.find("`", self.pos + 1)
+        if end < 0 or not self._structural_after(end + 1, closer):
+            return None
+        value = self.text[self.pos + 1 : end]
+        self.note("string in backticks")
+        self.pos = end + 1
         self._dangling_delimiter()
         return value
 
@@ -355,6 +390,35 @@ def _sole_parameter(schema: Mapping[str, Any]) -> str | None:
 @functools.lru_cache(maxsize=256)
 def _sibling_pattern(siblings: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(r",\s*(?:" + "|".join(map(re.escape, siblings)) + r")\s*[:=]")
+
+
+def _escaped(text: str, i: int) -> bool:
+    """Whether ``text[i]`` follows an odd number of backslashes (it is escaped)."""
+    j = i
+    while j > 0 and text[j - 1] == "\\":
+        j -= 1
+    return (i - j) % 2 == 1
+
+
+def _python_string(inner: str, quote: str) -> str | None:
+    """The text between two quotes decoded as a Python string literal would be (``\\'``, ``\\n``, ``\\u00e9``).
+
+    A raw quote or line break inside is read as the character the model meant. Python keeps an unknown escape
+    (``\\d`` in a regular expression) as written, with a warning that is not the user's concern. ``None`` if the
+    escapes are not Python's (``\\x`` without hex digits, ``C:\\Users``): the text is then kept as written.
+    """
+    body = _UNESCAPED[quote].sub(lambda m: m.group(1) + "\\" + quote, inner)
+    body = body.replace("\n", "\\n").replace("\r", "\\r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            value = ast.literal_eval(quote + body + quote)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+    return value if isinstance(value, str) else None
+
+
+_UNESCAPED: Final = {q: re.compile(r"(?<!\\)((?:\\\\)*)" + q) for q in "'\""}
 
 
 def _start(m: re.Match[str] | None) -> int:

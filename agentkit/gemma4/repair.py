@@ -87,12 +87,16 @@ class DeclaredTools:
 
         A namespace prefix (``mcp:x:name``, ``ns.name``) is dropped, and a name that differs only in case
         (``Bash`` for ``bash``) is taken when exactly one declared name matches it. Gemma's own ``response:`` and
-        ``declaration:`` are no namespace: what follows them is a result or a declaration, never a call.
+        ``declaration:`` are no namespace: what follows them is a result or a declaration, never a call; nor is a
+        word before ``call:`` (``Done.call:NAME``: prose glued to a call, which the parser's glued-call rule reads).
         """
         if raw in self.schemas:
             return raw, None
-        if re.split(r"[:.]", raw, maxsplit=1)[0].casefold() in _FORMAT_WORDS:
+        segments = re.split(r"[:.]", raw)
+        if segments[0].casefold() in _FORMAT_WORDS:
             return None  # response:NAME / declaration:NAME: a result or a declaration, not a call
+        if any(part.casefold() == "call" for part in segments[1:-1]):
+            return None  # "Done.call:NAME": Gemma's call keyword with prose glued before it, never a namespace
         for i, ch in enumerate(raw):
             if ch in ":." and raw[i + 1 :] in self.schemas:
                 return raw[i + 1 :], f"namespaced name {raw!r}"
