@@ -14,7 +14,7 @@ from typing import Final
 
 from .tokens import STRING_DELIM
 
-__all__ = ["CLOSING_TAGS", "split_calls", "split_python_list", "strip_closing_tag", "value_end"]
+__all__ = ["CLOSING_TAGS", "split_call_lines", "split_calls", "split_python_list", "strip_closing_tag", "value_end"]
 
 _WS: Final = " \t\r\n"
 
@@ -46,6 +46,27 @@ def split_calls(text: str) -> list[str]:
     # Each search resumes where a top-level value closed (no string open, depth 0): one scan in all.
     while (end := value_end(text, pos)) >= 0:
         m = _NEXT_CALL.match(text, end)
+        if m is not None:
+            pieces.append(text[start:end])
+            start = m.end()
+        pos = end
+    pieces.append(text[start:])
+    return pieces
+
+
+_LINE_BREAK = re.compile(r"[ \t]*\r?\n\s*(?=\S)")
+
+
+def split_call_lines(text: str) -> list[str]:
+    """The calls of a ```` ```tool_code ```` block written one per line (``f(a=1)\\ng(b=2)``), split; linear.
+
+    A split happens only where a balanced top-level value closes and a line break follows, so a call whose
+    arguments span lines stays whole.
+    """
+    pieces: list[str] = []
+    start = pos = 0
+    while (end := value_end(text, pos)) >= 0:
+        m = _LINE_BREAK.match(text, end)
         if m is not None:
             pieces.append(text[start:end])
             start = m.end()

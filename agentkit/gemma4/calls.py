@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from .blocks import split_calls, split_python_list, strip_closing_tag, value_end
+from .blocks import split_call_lines, split_calls, split_python_list, strip_closing_tag, value_end
 from .repair import (
     FUNCTION_GEMMA_ESCAPE,
     FUNCTION_GEMMA_OPENER,
@@ -122,6 +122,13 @@ def read_loose(opener: str, text: str, tools: DeclaredTools, *, complete: bool) 
             raise ValueError("not a complete list of calls")
         notes = [*repairs, "a Python list of calls"]
         return [ToolCall(*repair_call(piece, tools, complete=True, head_repairs=notes)) for piece in pieces]
+    lines = split_call_lines(body) if opener == TOOL_CODE_FENCE else [body]
+    if len(lines) > 1:  # one call per line in the block: each must be a call, or none is
+        notes = [*repairs, "several calls in one ```tool_code block"]
+        return [
+            ToolCall(*repair_call(line, tools, complete=complete or k < len(lines) - 1, head_repairs=notes))
+            for k, line in enumerate(lines)
+        ]
     return [ToolCall(*repair_call(body, tools, complete=complete, head_repairs=repairs))]
 
 

@@ -16,7 +16,15 @@ import re
 from typing import Final, Literal
 
 from .blocks import CLOSING_TAGS
-from .repair import FUNCTION_GEMMA_ESCAPE, FUNCTION_GEMMA_HAND_OVER, FUNCTION_GEMMA_OPENER, TOOL_CODE_FENCE
+from .repair import (
+    FUNCTION_GEMMA_ESCAPE,
+    FUNCTION_GEMMA_HAND_OVER,
+    FUNCTION_GEMMA_OPENER,
+    TOOL_CODE_FENCE,
+    DeclaredTools,
+    LooseHead,
+    match_loose_head,
+)
 from .tokens import (
     CALL_TERMINATORS,
     EOS,
@@ -42,6 +50,7 @@ _HAND_OVER: Final = (TOOL_RESPONSE_START, TOOL_CALL_START, FUNCTION_GEMMA_HAND_O
 _LONGEST_MARK: Final = max(len(mark) for mark in (*_HAND_OVER, *CLOSING_TAGS, FENCE))
 # What matters while a loose call is open: nesting, strings, and "<" (control tokens end a call).
 _STOPS = re.compile(r'[<{}()\[\]"\\]')
+_NEXT_HEAD: Final = 200  # how far a call head on the next line of a ```tool_code block is looked for
 
 
 class LooseCall:
@@ -57,11 +66,13 @@ class LooseCall:
         "_tag_seen",
         "opener",
         "parts",
+        "tools",
         "trail",
     )
 
-    def __init__(self, opener: str) -> None:
+    def __init__(self, opener: str, tools: DeclaredTools | None = None) -> None:
         self.opener = opener  # the drifted opener ("" when the call starts with "call:" or the bare name)
+        self.tools = tools  # what a further call of a ```tool_code block may name
         self._delim = FUNCTION_GEMMA_ESCAPE if opener == FUNCTION_GEMMA_OPENER else STRING_DELIM  # quotes a string
         self.parts: list[str] = []
         self.trail: list[str] = []  # what after_line() read past the close: not the call's, text if it was prose
@@ -158,13 +169,16 @@ class LooseCall:
             return j, "call"
         return i, "prose"
 
-    def after_line(self, buf: str, i: int, final: bool) -> tuple[int, Literal["call", "prose", "fence"] | None]:
+    def after_line(
+        self, buf: str, i: int, final: bool
+    ) -> tuple[int, Literal["call", "prose", "fence", "more"] | None]:
         """After the close of a call that began a line after prose: stricter than :meth:`after`.
 
         Such a line is a call only if nothing but whitespace (its block's closing fence, its closing tag) comes
         before the hand-over (``<|tool_response>``, ``<eos>``, FunctionGemma's), another ``<|tool_call>`` or the
         end of the output: a call followed by more prose or ``<turn|>`` was an example shown to the reader.
-        Everything read past the close goes to ``trail``.
+        Everything read past the close goes to ``trail``. In a ```` ```tool_code ```` block, a call to a declared tool
+        on the next line (``more``) goes on the same block: the verdict waits for the block's end.
         """
         n = len(buf)
         j = i
@@ -184,6 +198,16 @@ class LooseCall:
                 continue
             break
         self.trail.append(buf[i:j])
+        if self.opener == TOOL_CODE_FENCE and not self._fence_seen and self.tools is not None and j < n:
+            ahead = buf[j : j + _NEXT_HEAD]
+            head = match_loose_head(TOOL_CODE_FENCE + ahead, self.tools) if "\n" in "".join(self.trail) else None
+            if head is True and not final and len(ahead) < _NEXT_HEAD:
+                return j, None
+            if isinstance(head, LooseHead):  # the block's next call: collect it too
+                self.parts.extend(self.trail)
+                self.trail = []
+                self._gt_ok = False
+                return j, "more"
         rest = buf[j : j + _LONGEST_MARK]
         if j == n or rest.startswith(_HAND_OVER):
             if j == n and not final:

@@ -333,6 +333,9 @@ class StreamParser:
                 i, verdict = after(buf, i, final)
                 if verdict is None:
                     break
+                if verdict == "more":  # the next call of the same ```tool_code block
+                    self._state = _LOOSE
+                    continue
                 self._end_loose(events, None, closed=True, prose=verdict == "prose", fence_closed=verdict == "fence")
                 continue
             if state == _TEXT and self._start:
@@ -678,7 +681,7 @@ class StreamParser:
         self._line_start = False
         if isinstance(head, LooseHead) and (head.opener or rest.startswith("call")):
             self._state = _LOOSE
-            self._loose = LooseCall(head.opener)
+            self._loose = LooseCall(head.opener, self._tools)
             self._loose_line = True
             self._tag_checked = False
             return j + len(head.opener), False
