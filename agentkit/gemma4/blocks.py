@@ -14,15 +14,31 @@ from typing import Final
 
 from .tokens import STRING_DELIM
 
-__all__ = ["CLOSING_TAGS", "split_call_lines", "split_calls", "split_python_list", "strip_closing_tag", "value_end"]
+__all__ = [
+    "CLOSING_TAGS",
+    "LM_STUDIO_CLOSER",
+    "split_call_lines",
+    "split_calls",
+    "split_python_list",
+    "strip_closing_tag",
+    "value_end",
+]
 
 _WS: Final = " \t\r\n"
 
 #: Closers models borrow from other formats (Hermes/Qwen ``</tool_call>``, a Gemma 3 template's ``</tool>``,
-#: FunctionGemma's ``<end_function_call>``): after a call they end it.
-CLOSING_TAGS: Final = ("<end_function_call>", "</function_call>", "</tool_call>", "</call>", "</tool>")
+#: FunctionGemma's ``<end_function_call>``, LM Studio's ``[END_TOOL_REQUEST]``): after a call they end it.
+LM_STUDIO_CLOSER: Final = "[END_TOOL_REQUEST]"
+CLOSING_TAGS: Final = (
+    "<end_function_call>",
+    "</function_call>",
+    "</tool_call>",
+    "</call>",
+    "</tool>",
+    LM_STUDIO_CLOSER,
+)
 _TRAILING_CLOSER = re.compile(
-    r"\s*(?:</(?:tool_call|function_call|call|tool)>|<end_function_call>|<\|tool_call\|>)\s*\Z"
+    r"\s*(?:</(?:tool_call|function_call|call|tool)>|<end_function_call>|<\|tool_call\|>|\[END_TOOL_REQUEST\])\s*\Z"
 )
 
 

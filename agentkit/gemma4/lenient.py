@@ -270,7 +270,9 @@ class _Reader(ValueCursor):
             i += 1
         value = self.text[self.pos + 1 : i]
         decoded = _python_string(value, '"') if self.python else None
-        self.note("Python string escapes" if decoded is not None else "raw backslash or quote in a double-quoted string")
+        self.note(
+            "Python string escapes" if decoded is not None else "raw backslash or quote in a double-quoted string"
+        )
         self.pos = i + 1
         return value if decoded is None else decoded
 

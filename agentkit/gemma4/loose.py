@@ -15,11 +15,13 @@ from __future__ import annotations
 import re
 from typing import Final, Literal
 
-from .blocks import CLOSING_TAGS
+from .blocks import CLOSING_TAGS, LM_STUDIO_CLOSER
 from .repair import (
     FUNCTION_GEMMA_ESCAPE,
     FUNCTION_GEMMA_HAND_OVER,
     FUNCTION_GEMMA_OPENER,
+    MISTRAL_ARGS,
+    MISTRAL_OPENER,
     TOOL_CODE_FENCE,
     DeclaredTools,
     LooseHead,
@@ -129,6 +131,14 @@ class LooseCall:
                 pass  # inside <|"|>…<|"|>: only the delimiter and control tokens matter
             elif ch == '"':
                 self._quote, self._escaped = '"', False
+            elif ch == "[" and self._depth == 0 and self.opener == MISTRAL_OPENER:
+                if buf.startswith(MISTRAL_ARGS, k):  # "NAME[ARGS]{": the separator, not a list
+                    i = k + len(MISTRAL_ARGS)
+                    continue
+                if not final and MISTRAL_ARGS.startswith(buf[k:]):
+                    self.parts.append(buf[start:k])
+                    return k, None
+                self._depth += 1
             elif ch in "{([":
                 self._depth += 1
             elif ch in "})]" and self._depth > 0:
@@ -167,11 +177,15 @@ class LooseCall:
             return j, None
         if j == n or buf[j] in "\r\n<" or buf.startswith("call:", j):
             return j, "call"
+        if self.opener[:1] == "[" and buf[j] == "[":  # "[TOOL_REQUEST]{…}[END_TOOL_REQUEST]": the wrapper's closer
+            if buf.startswith(LM_STUDIO_CLOSER, j):
+                return j, "call"
+            if not final and LM_STUDIO_CLOSER.startswith(buf[j:]):
+                self.parts.append(buf[i:j])
+                return j, None
         return i, "prose"
 
-    def after_line(
-        self, buf: str, i: int, final: bool
-    ) -> tuple[int, Literal["call", "prose", "fence", "more"] | None]:
+    def after_line(self, buf: str, i: int, final: bool) -> tuple[int, Literal["call", "prose", "fence", "more"] | None]:
         """After the close of a call that began a line after prose: stricter than :meth:`after`.
 
         Such a line is a call only if nothing but whitespace (its block's closing fence, its closing tag) comes
@@ -192,7 +206,8 @@ class LooseCall:
             if self.opener == TOOL_CODE_FENCE and not self._fence_seen and buf.startswith(FENCE, j):
                 self._fence_seen, j = True, j + len(FENCE)
                 continue
-            tag = next((t for t in CLOSING_TAGS if buf.startswith(t, j)), None) if self.opener[:1] == "<" else None
+            tagged = self.opener[:1] in ("<", "[")
+            tag = next((t for t in CLOSING_TAGS if buf.startswith(t, j)), None) if tagged else None
             if tag is not None and not self._tag_seen:
                 self._tag_seen, j = True, j + len(tag)
                 continue
@@ -217,7 +232,7 @@ class LooseCall:
             waits = [*_HAND_OVER]
             if self.opener == TOOL_CODE_FENCE and not self._fence_seen:
                 waits.append(FENCE)
-            if self.opener[:1] == "<" and not self._tag_seen:
+            if self.opener[:1] in ("<", "[") and not self._tag_seen:
                 waits.extend(CLOSING_TAGS)
             if any(mark.startswith(rest) for mark in waits):
                 return j, None

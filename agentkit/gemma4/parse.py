@@ -593,7 +593,7 @@ class StreamParser:
                 return j, True
         elif not final and _THOUGHT_WORD.startswith(rest):
             return j, True
-        if self._after_call and rest.startswith("<"):  # "</tool_call>" after a call: another format's closer
+        if self._after_call and rest[:1] in ("<", "["):  # "</tool_call>" after a call: another format's closer
             closer = next((tag for tag in CLOSING_TAGS if rest.startswith(tag)), None)
             if closer is not None:
                 return j + len(closer), False
@@ -671,7 +671,7 @@ class StreamParser:
         if self._line_start_pending:
             self._line_start_pending = False
             self._quoted_line = buf[j] == ">"
-        if buf[j] not in "c<`" or self._fences % 2:  # "call:", a tag opener, a fence: the only markers here
+        if buf[j] not in "c<`[" or self._fences % 2:  # "call:", a tag opener, a fence: the only markers here
             self._line_start = False
             return j, False
         rest = buf[j : j + _HEAD_WINDOW]

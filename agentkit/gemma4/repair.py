@@ -35,6 +35,9 @@ __all__ = [
     "FUNCTION_GEMMA_ESCAPE",
     "FUNCTION_GEMMA_HAND_OVER",
     "FUNCTION_GEMMA_OPENER",
+    "LM_STUDIO_OPENER",
+    "MISTRAL_ARGS",
+    "MISTRAL_OPENER",
     "TAG_OPENERS",
     "TOOL_CODE_FENCE",
     "DeclaredTools",
@@ -46,7 +49,7 @@ __all__ = [
 ]
 
 _NAME_CHARS: Final = TOOL_NAME_CHARS + ":"  # a namespaced name ("mcp:ns:name") is read whole, then resolved
-_HEAD = re.compile(rf"\s*(call\b)?\s*([:\-])?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*([{{(])")
+_HEAD = re.compile(rf"\s*(call\b)?\s*([:\-])?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*(?:\[ARGS\]\s*)?([{{(])")
 # A call with nothing after its name ("<|tool_call>call:get_time<tool_call|>"): only for a tool that needs no arguments.
 _NAME_ONLY = re.compile(rf"\s*(call\b)?\s*([:\-])?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*\Z")
 # Gemma's own words for what is not a call: "response:NAME{…}" is a tool result (written by the runtime, or made up by
@@ -117,8 +120,12 @@ class LooseHead:
 # Openers models write instead of the <|tool_call> token, longest first (each was seen; see the corpora):
 # "<call>" is in Google's own fallback parser, "```tool_code" the block Gemma's prompted-function-calling
 # guides (Gemma 2/3) ask for, "<start_function_call>" FunctionGemma's token (its strings are in <escape>),
-# "<tool>" a Gemma 3 tools template's JSON wrapper.
+# "<tool>" a Gemma 3 tools template's JSON wrapper; "[TOOL_REQUEST]" LM Studio's wrapper of a name/arguments object
+# and "[TOOL_CALLS]NAME[ARGS]{…}" Mistral's call, both written as text by Gemma 3 in LM Studio.
 TOOL_CODE_FENCE: Final = "```tool_code\n"
+LM_STUDIO_OPENER: Final = "[TOOL_REQUEST]"
+MISTRAL_OPENER: Final = "[TOOL_CALLS]"
+MISTRAL_ARGS: Final = "[ARGS]"  # between a Mistral call's name and its arguments
 FUNCTION_GEMMA_OPENER: Final = "<start_function_call>"
 FUNCTION_GEMMA_ESCAPE: Final = "<escape>"  # FunctionGemma's string delimiter: the <|"|> of its calls
 FUNCTION_GEMMA_HAND_OVER: Final = "<start_function_response>"  # FunctionGemma's <|tool_response> after its calls
@@ -129,6 +136,8 @@ _DRIFTED_OPENERS: Final = (
     "<tool_call:",
     "<call>",
     "<tool>",
+    LM_STUDIO_OPENER,
+    MISTRAL_OPENER,
     TOOL_CODE_FENCE,
     "",
 )
@@ -189,6 +198,12 @@ def _match_after_opener(rest: str, tools: DeclaredTools, opener: str) -> int | b
         i += 1
     if i == n:
         return True if n < _MAX_HEAD else None
+    if opener == MISTRAL_OPENER:  # "[TOOL_CALLS]NAME[ARGS]{…}"
+        if not rest.startswith(MISTRAL_ARGS, i):
+            return True if MISTRAL_ARGS.startswith(rest[i:]) else None
+        i += len(MISTRAL_ARGS)
+        if i == n:
+            return True
     if rest[i] not in "{(" or not name or tools.resolve(name) is None:
         return None
     if not has_call and not opener and rest[i] == "(":
