@@ -3,10 +3,10 @@
 :func:`~agentkit.gemma4.repair.repair_call` has found the call's head and resolved its name to a declared tool; this
 reads what follows (``{…}`` or ``(…)``) the way a model that drifted from the format meant it: strings in ``"…"`` or
 ``'…'`` (with Python's escapes in a ``call:name(…)`` call) or in backticks or bare, a ``<|"|>`` missing on one side,
-``key=value``, a missing comma or ``}``, a positional value for the tool's one parameter. The schema decides what a bare value is, and where a string that lost its closing delimiter
-ends (before the next declared key). Each liberty is recorded in ``repairs``. A close is only assumed missing when
-the call was ``complete`` (a control token ended it), never at the end of a cut-off output. Forward searches are
-memoized, so the work stays linear in the text.
+``key=value``, a missing comma or ``}``, a positional value for the tool's one parameter. The schema decides what a
+bare value is, and where a string that lost its closing delimiter ends (before the next declared key). Each liberty is
+recorded in ``repairs``. A close is only assumed missing when the call was ``complete`` (a control token ended it),
+never at the end of a cut-off output. Forward searches are memoized, so the work stays linear in the text.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Final, Literal
 
+from .argblocks import BEGIN_ARG, END_ARG
 from .blocks import CLOSING_TAGS, LM_STUDIO_CLOSER
 from .repair import (
     FUNCTION_GEMMA_ESCAPE,
@@ -53,12 +54,16 @@ _LONGEST_MARK: Final = max(len(mark) for mark in (*_HAND_OVER, *CLOSING_TAGS, FE
 # What matters while a loose call is open: nesting, strings, and "<" (control tokens end a call).
 _STOPS = re.compile(r'[<{}()\[\]"\\]')
 _NEXT_HEAD: Final = 200  # how far a call head on the next line of a ```tool_code block is looked for
+# What matters in a call of BEGIN_ARG/END_ARG blocks: an END_ARG line (perhaps the last) and "<" (control tokens).
+_BLOCK_STOPS = re.compile(rf"<|{END_ARG}")
+_BLOCK_GAP: Final = 64  # blank space after an END_ARG looked through for the next BEGIN_ARG
 
 
 class LooseCall:
     """The text of one loose call so far, and where its scan stands (depth, string, escape)."""
 
     __slots__ = (
+        "_blocks",
         "_delim",
         "_depth",
         "_escaped",
@@ -72,9 +77,10 @@ class LooseCall:
         "trail",
     )
 
-    def __init__(self, opener: str, tools: DeclaredTools | None = None) -> None:
+    def __init__(self, opener: str, tools: DeclaredTools | None = None, *, blocks: bool = False) -> None:
         self.opener = opener  # the drifted opener ("" when the call starts with "call:" or the bare name)
         self.tools = tools  # what a further call of a ```tool_code block may name
+        self._blocks = blocks  # arguments in BEGIN_ARG/END_ARG blocks: no braces to balance
         self._delim = FUNCTION_GEMMA_ESCAPE if opener == FUNCTION_GEMMA_OPENER else STRING_DELIM  # quotes a string
         self.parts: list[str] = []
         self.trail: list[str] = []  # what after_line() read past the close: not the call's, text if it was prose
@@ -94,6 +100,8 @@ class LooseCall:
         ``None``: nothing yet, wait for the next chunk; ``""``: the braces balanced (then :meth:`after`); else the
         control token that ended the call (the position is past it).
         """
+        if self._blocks:
+            return self._scan_blocks(buf, i, final)
         n = len(buf)
         start = i
         while True:
@@ -149,10 +157,56 @@ class LooseCall:
                     return k + 1, ""
             i = k + 1
 
+    def _scan_blocks(self, buf: str, i: int, final: bool) -> tuple[int, str | None]:
+        """:meth:`scan` for BEGIN_ARG/END_ARG blocks: the call closes after an ``END_ARG`` line that no
+        ``BEGIN_ARG`` follows; values are text (braces and quotes in them mean nothing), control tokens still end it.
+        """
+        n = len(buf)
+        start = i
+        while True:
+            m = _BLOCK_STOPS.search(buf, i)
+            k = m.start() if m is not None else n
+            if m is None or buf[k] == "<":
+                if m is not None:
+                    tok = token_at(buf, k, CALL_TERMINATORS)
+                    if tok is not None:
+                        self.parts.append(buf[start:k])
+                        return k + len(tok), tok
+                    if final or n - k >= LONGEST_TOKEN or buf[k:] not in TOKEN_PREFIXES:
+                        i = k + 1
+                        continue
+                elif final:
+                    self.parts.append(buf[start:])
+                    return n, None
+                else:  # perhaps "END_ARG" split across chunks: keep its start for the next one
+                    k = next((c for c in range(max(i, n - len(END_ARG) + 1), n) if END_ARG.startswith(buf[c:])), n)
+                self.parts.append(buf[start:k])
+                return k, None
+            end = k + len(END_ARG)
+            j = end
+            while j < n and buf[j] in " \t":
+                j += 1
+            if j < n and buf[j] not in "\r\n<":
+                i = end  # "END_ARG" inside a value's line: text
+                continue
+            g = j
+            while g < n and buf[g] in _WS and g - end < _BLOCK_GAP:
+                g += 1
+            ahead = buf[g : g + len(BEGIN_ARG)]
+            if ahead == BEGIN_ARG:  # the next argument block
+                i = g + len(BEGIN_ARG)
+                continue
+            if not final and g == n - len(ahead) and BEGIN_ARG.startswith(ahead) and g - end < _BLOCK_GAP:
+                self.parts.append(buf[start:k])
+                return k, None  # the next chunk says whether another block follows
+            self.parts.append(buf[start:end])
+            self._gt_ok = False
+            return end, ""
+
     def after(self, buf: str, i: int, final: bool) -> tuple[int, Literal["call", "prose", "fence"] | None]:
         """After the balanced close: a ``call``, ``prose`` (it was text), a call whose ``fence`` closed, or wait."""
         n = len(buf)
-        if self.opener == TOOL_CODE_FENCE:  # "…)```" closes the block too; after a newline the boundary does
+        if self.opener.startswith(FENCE):  # "…)```" closes the block too; after a newline the boundary does
             j = i
             while j < n and buf[j] in " \t":
                 j += 1
@@ -203,7 +257,7 @@ class LooseCall:
         while True:
             while j < n and buf[j] in _WS:
                 j += 1
-            if self.opener == TOOL_CODE_FENCE and not self._fence_seen and buf.startswith(FENCE, j):
+            if self.opener.startswith(FENCE) and not self._fence_seen and buf.startswith(FENCE, j):
                 self._fence_seen, j = True, j + len(FENCE)
                 continue
             tagged = self.opener[:1] in ("<", "[")
@@ -230,7 +284,7 @@ class LooseCall:
             return j, "fence" if self._fence_seen else "call"
         if not final:
             waits = [*_HAND_OVER]
-            if self.opener == TOOL_CODE_FENCE and not self._fence_seen:
+            if self.opener.startswith(FENCE) and not self._fence_seen:
                 waits.append(FENCE)
             if self.opener[:1] in ("<", "[") and not self._tag_seen:
                 waits.extend(CLOSING_TAGS)

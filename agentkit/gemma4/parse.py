@@ -71,6 +71,7 @@ from .calls import join_repair, read_block, read_call, read_loose
 from .coerce import coerce_arguments
 from .loose import FENCE, LooseCall
 from .repair import (
+    CONTINUE_FENCE,
     FUNCTION_GEMMA_HAND_OVER,
     TAG_OPENERS,
     TOOL_CODE_FENCE,
@@ -623,7 +624,7 @@ class StreamParser:
             head = None
         if isinstance(head, LooseHead):
             self._state = _LOOSE
-            self._loose = LooseCall(head.opener)
+            self._loose = LooseCall(head.opener, blocks=head.blocks)
             return j + (len(head.opener) if skip else 0), False
         self._fence_open = False
         self._boundary = False
@@ -681,7 +682,7 @@ class StreamParser:
         self._line_start = False
         if isinstance(head, LooseHead) and (head.opener or rest.startswith("call")):
             self._state = _LOOSE
-            self._loose = LooseCall(head.opener, self._tools)
+            self._loose = LooseCall(head.opener, self._tools, blocks=head.blocks)
             self._loose_line = True
             self._tag_checked = False
             return j + len(head.opener), False
@@ -719,7 +720,7 @@ class StreamParser:
             return
         for call in calls:
             self._add_call(events, call)
-        self._fence_open = opener == TOOL_CODE_FENCE and not fence_closed
+        self._fence_open = opener in (TOOL_CODE_FENCE, CONTINUE_FENCE) and not fence_closed
 
     def _end_call(self, events: list[StreamEvent], terminator: str | None) -> None:
         """Read the buffered call text once; one ToolCall (or several in one block), or one specific error."""

@@ -27,11 +27,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .argblocks import BEGIN_ARG, BLOCKS_HEAD, read_arg_blocks
 from .blocks import strip_closing_tag
 from .lenient import read_arguments
 from .values import TOOL_NAME_CHARS
 
 __all__ = [
+    "CONTINUE_FENCE",
     "FUNCTION_GEMMA_ESCAPE",
     "FUNCTION_GEMMA_HAND_OVER",
     "FUNCTION_GEMMA_OPENER",
@@ -113,8 +115,9 @@ class DeclaredTools:
 class LooseHead:
     """Where a call written without ``<|tool_call>`` starts its arguments, and what opened it."""
 
-    end: int  # index just past the head, at the "{" or "("
+    end: int  # index just past the head, at the "{" or "(" (or the first BEGIN_ARG)
     opener: str  # the drifted opener text ("" when the call starts with "call:" or the bare name)
+    blocks: bool = False  # the arguments are BEGIN_ARG/END_ARG blocks (see agentkit.gemma4.argblocks)
 
 
 # Openers models write instead of the <|tool_call> token, longest first (each was seen; see the corpora):
@@ -123,6 +126,7 @@ class LooseHead:
 # "<tool>" a Gemma 3 tools template's JSON wrapper; "[TOOL_REQUEST]" LM Studio's wrapper of a name/arguments object
 # and "[TOOL_CALLS]NAME[ARGS]{…}" Mistral's call, both written as text by Gemma 3 in LM Studio.
 TOOL_CODE_FENCE: Final = "```tool_code\n"
+CONTINUE_FENCE: Final = "```tool\n"  # Continue.dev's block of TOOL_NAME: and BEGIN_ARG/END_ARG lines
 LM_STUDIO_OPENER: Final = "[TOOL_REQUEST]"
 MISTRAL_OPENER: Final = "[TOOL_CALLS]"
 MISTRAL_ARGS: Final = "[ARGS]"  # between a Mistral call's name and its arguments
@@ -139,8 +143,10 @@ _DRIFTED_OPENERS: Final = (
     LM_STUDIO_OPENER,
     MISTRAL_OPENER,
     TOOL_CODE_FENCE,
+    CONTINUE_FENCE,
     "",
 )
+_BLOCK_OPENERS: Final = (CONTINUE_FENCE, "")  # where a BEGIN_ARG call may start
 #: The openers that are tags: explicit enough to start a call after text on the same line (see StreamParser).
 TAG_OPENERS: Final = tuple(opener for opener in _DRIFTED_OPENERS if opener.startswith("<"))
 _MAX_HEAD: Final = 160
@@ -158,7 +164,29 @@ def match_loose_head(text: str, tools: DeclaredTools) -> LooseHead | bool | None
         head = _match_after_opener(rest, tools, opener)
         if head is not None:
             return head if head is True else LooseHead(len(opener) + head, opener)
+        if opener in _BLOCK_OPENERS:
+            blocks = _match_blocks_head(rest, tools)
+            if blocks is not None:
+                return blocks if blocks is True else LooseHead(len(opener) + blocks, opener, blocks=True)
     return None
+
+
+_BLOCKS_PREFIX = re.compile(BLOCKS_HEAD.pattern.removesuffix(f"(?={BEGIN_ARG}[ \\t]*:)"))
+_BLOCKS_CUT = re.compile(r"\s*TOOL_NAME[ \t]*(?::[ \t]*[\w.:\-]*[ \t]*\r?)?\Z")
+
+
+def _match_blocks_head(rest: str, tools: DeclaredTools) -> int | bool | None:
+    """``call:name:`` or ``TOOL_NAME: name``, a line break and ``BEGIN_ARG:`` (index of the ``BEGIN_ARG``), or wait."""
+    m = _BLOCKS_PREFIX.match(rest)
+    if m is None:  # still inside "TOOL_NAME: name" at the end of the text so far: wait (bounded)
+        cut = _BLOCKS_CUT.match(rest) or "TOOL_NAME".startswith(rest.lstrip(_WS))
+        return True if cut and len(rest) < _MAX_HEAD else None
+    if tools.resolve(m.group(1).rstrip(":")) is None:
+        return None
+    after = rest[m.end() : m.end() + len(BEGIN_ARG) + 1]
+    if after.startswith(BEGIN_ARG):
+        return m.end()
+    return True if (BEGIN_ARG + ":").startswith(after) and m.end() + len(after) == len(rest) else None
 
 
 def _match_after_opener(rest: str, tools: DeclaredTools, opener: str) -> int | bool | None:
@@ -212,9 +240,11 @@ def _match_after_opener(rest: str, tools: DeclaredTools, opener: str) -> int | b
 
 
 def loose_call_name(text: str, tools: DeclaredTools) -> str | None:
-    """The declared tool a call head at the start of ``text`` names (``call:Name{``, ``name(``), else ``None``."""
+    """The declared tool a call head at the start of ``text`` names (``call:Name{``, ``name(``, ``call:name:`` and a
+    ``BEGIN_ARG`` line), else ``None``."""
     m = _HEAD.match(text)
-    resolved = tools.resolve(m.group(3).rstrip(":")) if m else None
+    raw = m.group(3) if m else (b.group(1) if (b := BLOCKS_HEAD.match(text)) else None)
+    resolved = tools.resolve(raw.rstrip(":")) if raw else None
     return resolved[0] if resolved else None
 
 
@@ -226,6 +256,9 @@ def repair_call(
     complete = complete or tag is not None  # the model closed the call, in another format's words
     m = _HEAD.match(text)
     if m is None:
+        blocks = BLOCKS_HEAD.match(text)
+        if blocks is not None:
+            return _arg_blocks_call(text, blocks, tools, head_repairs)
         return _name_only_call(text, tools, complete=complete, head_repairs=head_repairs)
     repairs = list(head_repairs)
     has_call, has_colon, raw, _ = m.groups()
@@ -246,6 +279,21 @@ def repair_call(
     except (ValueError, RecursionError) as exc:  # ValueSyntaxError, or a number too long for int()
         raise ValueError(str(exc)) from exc
     return name, arguments, "; ".join(repairs) or "reformatted"
+
+
+def _arg_blocks_call(
+    text: str, head: re.Match[str], tools: DeclaredTools, head_repairs: Iterable[str]
+) -> tuple[str, dict[str, Any], str]:
+    """``call:name:`` or ``TOOL_NAME: name`` and Continue.dev's ``BEGIN_ARG``/``END_ARG`` blocks (see argblocks)."""
+    resolved = tools.resolve(head.group(1).rstrip(":"))
+    if resolved is None:
+        raise ValueError(f"{head.group(1)!r} is not a declared tool")
+    name, renamed = resolved
+    arguments, notes = read_arg_blocks(text, head.end(), tools.schemas[name])
+    repairs = [*head_repairs, f"{BEGIN_ARG}/END_ARG argument blocks", *notes]
+    if renamed:
+        repairs.append(renamed)
+    return name, arguments, "; ".join(repairs)
 
 
 def _name_only_call(
