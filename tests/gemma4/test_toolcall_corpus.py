@@ -254,6 +254,18 @@ _PIECES = st.sampled_from(
         "declaration:",
         "Let me check.",
         "```",
+        "BEGIN_ARG:",
+        "BEGIN_ARG: command",
+        "END_ARG",
+        "TOOL_NAME: ",
+        "```tool\n",
+        "[TOOL_REQUEST]",
+        "[END_TOOL_REQUEST]",
+        "[TOOL_CALLS]",
+        "[ARGS]",
+        "\\",
+        "`",
+        "Done.",
     ]
 )
 
