@@ -147,6 +147,10 @@ _DRIFTED_OPENERS: Final = (
     "",
 )
 _BLOCK_OPENERS: Final = (CONTINUE_FENCE, "")  # where a BEGIN_ARG call may start
+_OPENERS_BY_FIRST: Final = {
+    c: (*(o for o in _DRIFTED_OPENERS if o[:1] == c), "") for c in {o[0] for o in _DRIFTED_OPENERS if o}
+}
+_NO_OPENER: Final = ("",)  # text that starts like no opener: only a head without one
 #: The openers that are tags: explicit enough to start a call after text on the same line (see StreamParser).
 TAG_OPENERS: Final = tuple(opener for opener in _DRIFTED_OPENERS if opener.startswith("<"))
 _MAX_HEAD: Final = 160
@@ -154,7 +158,9 @@ _MAX_HEAD: Final = 160
 
 def match_loose_head(text: str, tools: DeclaredTools) -> LooseHead | bool | None:
     """At a call boundary: a loose call head (``LooseHead``), ``True`` when more text is needed, else ``None``."""
-    for opener in _DRIFTED_OPENERS:
+    if not text:
+        return True
+    for opener in _OPENERS_BY_FIRST.get(text[0], _NO_OPENER):  # this runs at every boundary: few openers tried
         if text.startswith(opener):
             rest = text[len(opener) :]
         elif opener.startswith(text):
@@ -164,7 +170,7 @@ def match_loose_head(text: str, tools: DeclaredTools) -> LooseHead | bool | None
         head = _match_after_opener(rest, tools, opener)
         if head is not None:
             return head if head is True else LooseHead(len(opener) + head, opener)
-        if opener in _BLOCK_OPENERS:
+        if opener in _BLOCK_OPENERS and rest.lstrip(_WS)[:1] in ("c", "T"):  # "call:name:" or "TOOL_NAME:"
             blocks = _match_blocks_head(rest, tools)
             if blocks is not None:
                 return blocks if blocks is True else LooseHead(len(opener) + blocks, opener, blocks=True)
