@@ -3,8 +3,9 @@
 At a call boundary, with tools declared, :class:`~agentkit.gemma4.StreamParser` may see a call head the model wrote
 without the token (``call:name{``, ``<tool_call>``, a ```` ```tool_code ```` block, …; see
 :func:`~agentkit.gemma4.repair.match_loose_head`). A :class:`LooseCall` then collects its text across chunks,
-tracking only nesting, strings in ``<|"|>`` or ``"…"`` and control tokens, each character once. What the text
-says is :func:`~agentkit.gemma4.calls.read_loose`'s business.
+tracking only nesting, strings in ``<|"|>`` or ``"…"`` and control tokens, each character once (a call of
+``BEGIN_ARG``/``END_ARG`` blocks has no braces: it closes after an ``END_ARG`` line no ``BEGIN_ARG`` follows). What
+the text says is :func:`~agentkit.gemma4.calls.read_loose`'s business.
 
 After the balanced close one more look decides: prose on the same line means the "call" was a sentence about one
 (``call:f{x} is how you ask``); a newline, a control token or another call means it was a call.

@@ -25,7 +25,8 @@ second, name-aware read (a block holding several calls is split and each read; a
 unwrapped), strings the schema types as numbers, booleans, objects or lists are read as such, and at a call
 boundary (start of output, after the thought channel, after a call) text that starts like a call to a declared
 tool (``call:name{``, ``<|tool_call|>``, ``<tool_call:Name{``, ``<call>name{``, a ```` ```tool_code ```` block,
-a bare ``name{``) is held back and read as one (its end is found by :mod:`agentkit.gemma4.loose`)::
+``[TOOL_REQUEST]{``, ``[TOOL_CALLS]name[ARGS]{``, ``call:name:`` and ``BEGIN_ARG`` blocks, a bare ``name{``) is
+held back and read as one (its end is found by :mod:`agentkit.gemma4.loose`)::
 
     text (at a boundary) ──call head──▶ loose ──balanced close──▶ after (prose on the line? then text) ──▶ text
 
