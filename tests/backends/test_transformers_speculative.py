@@ -18,7 +18,8 @@ pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 from agentkit.backends.transformers._assisted import Drafter, generate_speculative  # noqa: E402
-from agentkit.backends.transformers._engine import Engine, greedy_options  # noqa: E402
+from agentkit.backends.transformers._decoding import greedy_options  # noqa: E402
+from agentkit.backends.transformers._engine import Engine  # noqa: E402
 from agentkit.backends.transformers.compat import patch_gemma4_assistant_kv_sharing  # noqa: E402
 from agentkit.errors import UserError  # noqa: E402
 from agentkit.testing.tiny_model import build_tiny_drafter, build_tiny_gemma4  # noqa: E402

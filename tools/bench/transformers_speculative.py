@@ -130,7 +130,8 @@ def main() -> int:
     import transformers as hf
 
     from agentkit.backends.transformers._assisted import Drafter, generate_speculative
-    from agentkit.backends.transformers._engine import Engine, greedy_options
+    from agentkit.backends.transformers._decoding import greedy_options
+    from agentkit.backends.transformers._engine import Engine
     from agentkit.testing.tiny_model import build_tiny_tokenizer
 
     device = torch.device("cuda" if args.e4b else "cpu")

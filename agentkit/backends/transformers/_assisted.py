@@ -38,7 +38,8 @@ import torch
 
 from agentkit.errors import UserError
 
-from ._engine import Engine, GenerationResult, LogitsProcessor, TokenOutput, apply_processors, sampling_probs
+from ._decoding import GenerationResult, LogitsProcessor, TokenOutput, apply_processors, sampling_probs
+from ._engine import Engine
 
 __all__ = ["DraftStats", "Drafter", "generate_speculative"]
 
