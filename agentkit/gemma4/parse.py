@@ -103,6 +103,8 @@ from .tokens import (
     TOOL_CALL_END,
     TOOL_CALL_START,
     TOOL_RESPONSE_START,
+    TURN_END,
+    TURN_START,
     token_at,
 )
 
@@ -121,11 +123,27 @@ __all__ = [
 
 
 _TEXT, _HEADER, _THOUGHT, _CALL, _DONE, _LOOSE, _AFTER_LOOSE = range(7)
-_CHANNEL_NAME = re.compile(r"[A-Za-z_]{1,24}\Z")
+_CHANNEL_NAME = re.compile(r"[A-Za-z_]{1,24}[ \t\r]*\Z")  # "thought", "thought " (SillyTavern #5506)
+# Channels whose body is the visible answer (harmony's and LTX2's "final"); every other name is thinking.
+_ANSWER_CHANNELS: Final = frozenset({"final"})
 _MAX_HEADER = 32
 _WS: Final = " \t\r\n"
 _HEAD_WINDOW: Final = 200  # a loose call head (opener, "call:", a namespaced name) is shorter than this
 _THOUGHT_WORD: Final = "thought"
+_MAX_HEADER_PAD: Final = 8  # spaces after a repeated "thought" header word that still make it a header line
+# Gemma 2/3's turn markers, which Gemma 4 renamed (<|turn>, <turn|>): written by a model or decoded by a tokenizer
+# still on the old names. One ends the output only where nothing of the answer can follow (see _legacy_end).
+_OLD_TURN_END: Final = "<end_of_turn>"
+_OLD_TURN_START: Final = "<start_of_turn>"
+_OLD_ROLES: Final = ("user", "model", "system")
+_OLD_AFTER_END: Final = (EOS, TURN_END, TURN_START, _OLD_TURN_START, _OLD_TURN_END)
+_OLD_WS: Final = 16  # whitespace looked through after <end_of_turn> before it counts as text
+# Reserved vocabulary entries a broken generation collapses into (ollama #17459, opencompass #1429): a run of two or
+# more is dropped; one alone is text (an answer may name it).
+# The most text held back without tools: Gemma 3's end marker, a blank run and the next turn's opener.
+_HOLD_BACK: Final = len(_OLD_TURN_END) + _OLD_WS + len(_OLD_TURN_START) + 1
+_RESERVED = re.compile(r"<(?:pad|unused\d{1,5})>")
+_RESERVED_PREFIX = re.compile(r"<(?:p(?:ad?)?|u(?:n(?:u(?:s(?:e(?:d\d{0,5})?)?)?)?)?)?\Z")
 # Thinking written as tags at the very start of output instead of the thought channel (servers that rewrite
 # the channel into <think>, models imitating other families): opener -> closer.
 _THOUGHT_TAGS: Final = {"<think>": "</think>", "<thought>": "</thought>"}
@@ -215,6 +233,9 @@ class StreamParser:
         self._start = True  # nothing but whitespace so far: a thought without its channel opener may begin
         self._closer: str | None = None  # the tag ending a thought that began as <think>/<thought>
         self._look = 0  # how far a bare "thought" header's text was searched for what settles it
+        self._fresh_thought = False  # a thought just opened, nothing in it yet: a repeated header line is dropped
+        self._after_thought = False  # a thought just closed, nothing after it yet: an orphan header line is dropped
+        self._junk = False  # inside a run of reserved tokens (only whitespace since the last): the next one goes too
 
     # -- public ---------------------------------------------------------------------------------------
 
@@ -268,10 +289,14 @@ class StreamParser:
             return
         thought = self._state == _THOUGHT
         if text.strip(_WS):
-            self._after_call = False
-            if not thought and self._boundary:
-                self._boundary = False
-        if self._line_calls and not thought:
+            self._after_call = self._junk = False
+            if thought:
+                self._fresh_thought = False
+            else:
+                self._after_thought = False
+                if self._boundary:
+                    self._boundary = False
+        if not thought:  # where a line starts and whether it is in a code block (_scan_line_start, _legacy_end)
             self._prev_char = text[-1]
             if "`" in text:
                 joined = self._fence_tail + text
@@ -346,6 +371,11 @@ class StreamParser:
                     break
                 if self._state != _TEXT:
                     continue
+            if (state == _THOUGHT and self._fresh_thought) or (state == _TEXT and self._after_thought):
+                i, waiting = self._scan_header_line(events, buf, i, final)
+                if waiting:
+                    break
+                continue  # a dropped header may be followed by another; else the flags are off now
             if state == _TEXT and self._boundary and self._tools is not None:
                 i, waiting = self._scan_boundary(events, buf, i, final)
                 if waiting:
@@ -395,6 +425,23 @@ class StreamParser:
                     i = lt  # hold back: the next chunk decides
                     break
             tok = token_at(buf, lt, CONTROL_TOKENS)
+            if tok is None and buf[lt + 1 : lt + 2] in ("", "p", "u"):
+                end = self._reserved_run(buf, lt, final)
+                if end is None:
+                    i = lt  # hold back: the next chunk decides
+                    break
+                if end:
+                    i = end
+                    continue
+            if tok is None and state == _TEXT and buf[lt + 1 : lt + 2] in ("", "e", "s"):
+                old_end = self._legacy_end(buf, lt, final)
+                if old_end is None:
+                    i = lt  # hold back: the next chunk decides
+                    break
+                if old_end:
+                    self._state = _DONE
+                    i = n
+                    break
             if tok is None:
                 if (
                     state == _TEXT
@@ -420,6 +467,8 @@ class StreamParser:
     def _on_token(self, events: list[StreamEvent], tok: str) -> None:
         self._start = False
         in_thought = self._state == _THOUGHT
+        self._fresh_thought = False
+        self._after_thought = tok == CHANNEL_END and in_thought
         if tok == TOOL_CALL_START:
             self._state = _CALL
             self._call = []
@@ -441,6 +490,103 @@ class StreamParser:
             pass  # stray close tag after a call, or a nested channel opener: not text
         else:
             self._emit_text(events, tok)  # other tokens are literal text here
+
+    def _scan_header_line(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
+        """Drop a ``thought`` header line where the model repeats it: first in a thought, or first after one.
+
+        Models repeat the header as the first line of the channel (vmlx-swift #6, a prompt-prefilled channel; a
+        server that turns the opener into ``<think>`` and keeps the header), and write it after a channel that a
+        thinking budget closed from outside (ollama #17626), where it would be the answer's first line. Only the
+        word alone on its line counts ("thought experiments…" is text). Returns where to go on and whether to wait.
+        """
+        n = len(buf)
+        j = i
+        while j < n and buf[j] in _WS:
+            j += 1
+        if j > i:
+            self._emit_text(events, buf[i:j])  # whitespace only: held by the trimmer
+        if j == n:
+            return n, not final
+        if buf.startswith(_THOUGHT_WORD, j):
+            k = _skip(buf, j + len(_THOUGHT_WORD), " \t\r", _MAX_HEADER_PAD)
+            if 0 <= k < n and buf[k] == "\n":
+                self._after_thought = False  # one header after a thought; inside one, each repeat goes
+                return k + 1, False
+            if k == n:
+                if not final:
+                    return j, True
+                self._after_thought = False
+                return n, False  # the header was the last thing written
+        elif not final and _THOUGHT_WORD.startswith(buf[j:]):
+            return j, True
+        self._fresh_thought = self._after_thought = False
+        return j, False
+
+    def _reserved_run(self, buf: str, lt: int, final: bool) -> int | None:
+        """Where a reserved token at ``buf[lt]`` that belongs to a run of them ends (0: it is text; None: wait).
+
+        A generation that collapsed writes ``<unused49>`` or ``<pad>`` over and over until the token limit; no
+        answer is made of them, and shown or kept in history they bury what came before. One alone is text.
+        """
+        m = _RESERVED.match(buf, lt)
+        if m is None:
+            return None if not final and _RESERVED_PREFIX.match(buf, lt) else 0
+        if self._junk:
+            return m.end()
+        if self._state != _THOUGHT and self._fences % 2:
+            return 0  # a code block shows them
+        k = _skip(buf, m.end(), _WS, _OLD_WS)
+        if k == len(buf):
+            return 0 if final else None
+        if k > 0 and _RESERVED.match(buf, k):
+            self._junk = True
+            return m.end()
+        return None if k > 0 and not final and _RESERVED_PREFIX.match(buf, k) else 0
+
+    def _legacy_end(self, buf: str, lt: int, final: bool) -> bool | None:
+        """Whether Gemma 2/3's marker at ``buf[lt]`` ends the output (None: the next chunk decides).
+
+        ``<end_of_turn>`` ends it where only the end of the output, ``<eos>`` or a next turn follows (ChatterUI #128:
+        ``<end_of_turn><eos>`` after every message); ``<start_of_turn>user`` (or ``model``/``system``) on a line of
+        its own starts a turn the model made up, as ``<|turn>`` does. Inside a Markdown code block, mid-line or
+        followed by more of the answer, they are text: answers show Gemma 3's format.
+        """
+        n = len(buf)
+        rest = buf[lt : lt + len(_OLD_TURN_START)]
+        if (
+            not final
+            and len(rest) < len(_OLD_TURN_START)
+            and any(m.startswith(rest) for m in (_OLD_TURN_END, _OLD_TURN_START))
+        ):
+            return None
+        if self._fences % 2:
+            return False
+        if rest.startswith(_OLD_TURN_END):
+            k = _skip(buf, lt + len(_OLD_TURN_END), _WS, _OLD_WS)
+            if k < 0:
+                return False  # a long blank run: text follows, if anything
+            if k == n:
+                return True if final else None
+            after = buf[k : k + len(_OLD_TURN_START)]
+            if after.startswith(_OLD_AFTER_END):
+                return True
+            if not final and len(after) < len(_OLD_TURN_START) and any(m.startswith(after) for m in _OLD_AFTER_END):
+                return None
+            return False
+        if rest == _OLD_TURN_START and self._prev_char == "\n":
+            k = lt + len(_OLD_TURN_START)
+            tail = buf[k : k + 8]
+            for role in _OLD_ROLES:
+                if tail.startswith(role):
+                    m = _skip(buf, k + len(role), " \t\r", 4)
+                    if m < 0:
+                        return False
+                    if m < n:
+                        return buf[m] == "\n"
+                    return True if final else None
+                if not final and role.startswith(tail):
+                    return None
+        return False
 
     def _scan_start(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
         """At the very start of output: a thought that lost its ``<|channel>`` opener, or ordinary text.
@@ -465,7 +611,8 @@ class StreamParser:
         for opener, closer in _THOUGHT_TAGS.items():
             if rest.startswith(opener):
                 self._start = False
-                self._state, self._closer = _THOUGHT, closer
+                self._closer = closer
+                self._enter_thought()
                 return j + len(opener), False
         if rest.startswith(_THOUGHT_WORD):
             k = j + len(_THOUGHT_WORD)
@@ -478,7 +625,7 @@ class StreamParser:
                     return j, True
                 self._start = False
                 if settled:
-                    self._state = _THOUGHT
+                    self._enter_thought()
                     return k + 1, False
                 return j, False
             if k == n and not final and k - j < 16:
@@ -513,8 +660,7 @@ class StreamParser:
             if ch == "\n":
                 self._header += buf[i:j]
                 if _CHANNEL_NAME.match(self._header):
-                    self._header = ""
-                    self._state = _THOUGHT
+                    self._open_channel(self._header)
                     return j + 1
                 self._header += "\n"
                 self._header_to_thought(events)
@@ -528,10 +674,31 @@ class StreamParser:
         return j
 
     def _header_to_thought(self, events: list[StreamEvent]) -> None:
-        header, self._header = self._header, ""
+        header = self._header
+        if _CHANNEL_NAME.match(header):
+            self._open_channel(header)
+            return
+        self._header = ""
+        self._enter_thought()
+        self._emit_text(events, header)
+
+    def _open_channel(self, name: str) -> None:
+        """A channel whose name was read: an answer channel (``final``) is visible text, any other one thinking.
+
+        Models imitating harmony write ``analysis`` / ``commentary`` / ``final`` channels, and LTX2 primes
+        ``<|channel>final`` (ComfyUI #15682): routing every name to thinking hid the answer. An unknown name stays
+        thinking, so no channel the model meant as private reaches the answer.
+        """
+        self._header = ""
+        if name.strip().lower() in _ANSWER_CHANNELS:
+            self._state = _TEXT
+            self._boundary = True  # as after a closed thought: a call may start here
+        else:
+            self._enter_thought()
+
+    def _enter_thought(self) -> None:
         self._state = _THOUGHT
-        if not _CHANNEL_NAME.match(header):
-            self._emit_text(events, header)
+        self._fresh_thought = True
 
     def _scan_call(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
         """Collect call text up to a terminator; returns where scanning stopped and whether it waits for more."""
@@ -743,6 +910,17 @@ class StreamParser:
             else:
                 self._add_error(events, read)
         self._emit_text(events, block[1])
+
+
+def _skip(buf: str, i: int, chars: str, most: int) -> int:
+    """Where the run of ``chars`` from ``buf[i]`` ends, or -1 if it is longer than ``most``."""
+    n = len(buf)
+    j = i
+    while j < n and buf[j] in chars:
+        j += 1
+        if j - i > most:
+            return -1
+    return j
 
 
 def _may_open_tag(buf: str, i: int, final: bool) -> bool:

@@ -22,6 +22,7 @@ from agentkit.gemma4 import (
     parse_response,
     sanitize,
 )
+from agentkit.gemma4 import parse as parse_module
 
 from .helpers import PARSE_VECTORS, count_tokens
 
@@ -100,9 +101,10 @@ def _stream(chunks: list[str]) -> tuple[ParsedResponse, list[StreamEvent]]:
     events: list[StreamEvent] = []
     for chunk in chunks:
         events.extend(parser.feed(chunk))
-        # Only a possible token prefix is ever carried over, or a bare "thought" header line at the start until
-        # a control token settles whether it was a thought (searched once: see StreamParser._scan_start).
-        assert len(parser._buf) < 16 or (parser._start and parser._buf.startswith("thought"))
+        # Only a possible token prefix (or Gemma 3's end marker and what follows it) is ever carried over, or a
+        # bare "thought" header line at the start until a control token settles whether it was a thought
+        # (searched once: see StreamParser._scan_start).
+        assert len(parser._buf) < parse_module._HOLD_BACK or (parser._start and parser._buf.startswith("thought"))
     events.extend(parser.close())
     return parser.finish(), events
 
@@ -164,6 +166,10 @@ _PIECES = st.sampled_from(
         "<think>",
         "</think>",
         "</thi",
+        "<end_of_turn>",
+        "<start_of_turn>user\n",
+        "<unused7>",
+        "<|channel>final\n",
     ]
 )
 
