@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from agentkit import gemma4
 from agentkit.agent.approval import ToolExecution
+from agentkit.agent.repetition import find_repetition
 from agentkit.backends.base import BackendEvent, GenerationDone, GenerationRequest, RawDelta, Timings, Usage
 from agentkit.errors import UserError
 from agentkit.events import (
@@ -174,6 +175,10 @@ class TurnLoop(ToolExecution):
                     and (answer is None or answer.check_text(parsed.content))
                 ):
                     output = parsed.content
+                    if done is not None and done.stop is None:
+                        output, looped = _unlooped(output, step)
+                        if looped is not None:
+                            yield looped
                     turn.append(_answer(output))
                     if answer is not None:
                         output = answer.value
@@ -276,6 +281,10 @@ class TurnLoop(ToolExecution):
             raise
         if not finished:
             output = "".join(partial_text) if stop_reason == "max_tokens" else ""
+            if output:
+                output, looped = _unlooped(output, step)
+                if looped is not None:
+                    yield looped
             self._close_turn(turn, output, cancelled=False)
             if answer is not None:
                 output = None  # no answer of output_type: stop_reason says why
@@ -345,6 +354,18 @@ class TurnLoop(ToolExecution):
             self._prompts.advance(history, self.session.conversation, thinking=self.thinking)
         else:
             self._prompts.clear()
+
+
+def _unlooped(text: str, step: int) -> tuple[str, Notice | None]:
+    """An answer cut off by the token limit, with a repetition loop at its end cut to one copy, and the notice."""
+    loop = find_repetition(text)
+    if loop is None:
+        return text, None
+    note = (
+        f"stopped: the model was repeating {loop.describe()} ({loop.copies} times) when it reached the token "
+        "limit; the repetition was cut from the answer"
+    )
+    return loop.kept(text), Notice(note, "warning", step)
 
 
 def _answer(text: str) -> AssistantMessage:
