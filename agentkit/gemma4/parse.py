@@ -8,6 +8,7 @@ States and what moves between them (``<…>`` are control tokens)::
     text ──<|channel>──▶ header ──"\\n"──▶ thought ──<channel|>──▶ text
     text ──<|tool_call>──▶ call ──<tool_call|> / <|tool_call> / <|tool_response> / <turn|> / <eos> / <channel|>──▶ text
     text ──<|tool_response> (hand-over) / <turn|> / <eos> / <|turn>──▶ done (the rest is ignored)
+    text ──<end_of_turn> at the end / <start_of_turn>ROLE on its own line (Gemma 2/3's markers)──▶ done
 
 A call's text is buffered until one of its terminators and then read once by :mod:`agentkit.gemma4.calls`
 (the result and event types are :mod:`agentkit.gemma4.results`, re-exported here). A
@@ -55,8 +56,17 @@ visible content, and a later ``<channel|>`` is dropped. Without the token, a cal
 stays thinking, with or without tools: thoughts plan and discuss calls.
 Without ``tools`` the machine is exactly the strict one the conformance vectors pin down.
 
+Around the calls (none of this needs tools): a channel's name decides where its text goes, ``final`` (harmony's
+answer channel, LTX2's primed one) to the answer and any other name (``thought``, ``analysis``, ``commentary``) to
+thinking; a ``thought`` header line the model repeats first in its thought, or writes first after a thought that was
+closed from outside (a thinking budget), is dropped. Gemma 2/3's ``<end_of_turn>`` ends the output where only the
+end, ``<eos>`` or a next turn follows it, and ``<start_of_turn>user`` (or ``model``/``system``) on a line of its own
+starts a made-up turn, as ``<|turn>`` does; in a code block, mid-line or followed by more answer they are text. A
+run of two or more reserved tokens (``<unusedN>``, ``<pad>``: a collapsed generation) is dropped; one alone is text.
+
 Streaming: text that might be the start of a control token (``<tur``) is held back until the next chunk
-decides, so a delta never carries half a token. Visible text and thinking are trimmed at both ends, as
+decides, so a delta never carries half a token (and ``<end_of_turn>`` or a reserved token until what follows it does:
+at most ``_HOLD_BACK`` characters). Visible text and thinking are trimmed at both ends, as
 the reference template does, so leading whitespace is dropped and trailing whitespace is held until more
 text follows.
 """
@@ -195,7 +205,8 @@ class StreamParser:
     """Incremental parser: ``feed`` chunks as they arrive, then ``finish`` for the whole result.
 
     Work is linear in the output: each chunk is scanned once, only a possible token prefix (at most 15
-    characters) is carried over, and a call's text is read once when it ends. With ``tools`` (names or
+    characters; an old end marker or reserved token and what settles it, at most ``_HOLD_BACK``) is carried over,
+    and a call's text is read once when it ends. With ``tools`` (names or
     OpenAI tool dicts) drifted calls are recovered; then a possible call head at a call boundary (at most
     ``_HEAD_WINDOW`` characters) may be carried over too.
     """

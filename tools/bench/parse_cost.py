@@ -5,7 +5,8 @@ Figures (the best of a few batches, CPU time of the process):
 - whole text / streaming (4-character chunks) of a ~2,000-token output (thinking, text, 5 calls; see
   ``protocol.make_output``), without tools and with 20 tools declared (recovery on: call boundaries checked);
 - streaming and whole-text parsing of every text of both tolerant-parsing corpora (``tests/data/toolcall_corpus.json``
-  and ``toolcall_heldout.json``, cases and negatives) with their tools: the drifted outputs recovery exists for.
+  and ``toolcall_heldout.json``, cases and negatives) with their tools: the drifted outputs recovery exists for;
+- streaming every text of ``output_heldout.json`` without tools: thinking-channel deviations, leaked end markers.
 
 ``--baseline DIR`` measures the agentkit found in DIR too (e.g. ``git archive REV agentkit | tar -x -C DIR``): worker
 processes of each tree take turns round by round, so a machine that gets busier mid-run moves both alike, and the
@@ -46,6 +47,8 @@ def _figures(batch: int) -> dict[str, float]:
     for name in ("toolcall_corpus.json", "toolcall_heldout.json"):
         data = json.loads((DATA / name).read_text(encoding="utf-8"))
         corpus += [(c["text"], c["tools"]) for c in data["cases"] + data["negatives"]]
+    data = json.loads((DATA / "output_heldout.json").read_text(encoding="utf-8"))
+    around = [c["text"] for c in data["cases"] + data["negatives"]]  # round 8: thinking, ends, leaked tokens
 
     def stream(text: str, declared: Any) -> None:
         parser = StreamParser(declared)
@@ -68,6 +71,7 @@ def _figures(batch: int) -> dict[str, float]:
         "output, streamed, 20 tools": lambda: stream(out, tools),
         f"corpora ({len(corpus)} texts), streamed": corpus_stream,
         f"corpora ({len(corpus)} texts), whole text": corpus_whole,
+        f"around the calls ({len(around)} texts), streamed": lambda: [stream(t, None) for t in around],
     }
     result = {}
     for label, fn in cases.items():
