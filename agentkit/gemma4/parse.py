@@ -200,6 +200,10 @@ class _Trimmed:
     def text(self) -> str:
         return "".join(self.parts)
 
+    @property
+    def started(self) -> bool:
+        return self._started
+
 
 class StreamParser:
     """Incremental parser: ``feed`` chunks as they arrive, then ``finish`` for the whole result.
@@ -449,10 +453,13 @@ class StreamParser:
                 if old_end is None:
                     i = lt  # hold back: the next chunk decides
                     break
-                if old_end:
+                if old_end < 0:
                     self._state = _DONE
                     i = n
                     break
+                if old_end:
+                    i = old_end
+                    continue
             if tok is None:
                 if (
                     state == _TEXT
@@ -554,13 +561,15 @@ class StreamParser:
             return m.end()
         return None if k > 0 and not final and _RESERVED_PREFIX.match(buf, k) else 0
 
-    def _legacy_end(self, buf: str, lt: int, final: bool) -> bool | None:
-        """Whether Gemma 2/3's marker at ``buf[lt]`` ends the output (None: the next chunk decides).
+    def _legacy_end(self, buf: str, lt: int, final: bool) -> int | None:
+        """What Gemma 2/3's marker at ``buf[lt]`` is: -1 the end of the output, 0 text, else where to go on after
+        it (the model's own turn header, dropped); None: the next chunk decides.
 
         ``<end_of_turn>`` ends it where only the end of the output, ``<eos>`` or a next turn follows (ChatterUI #128:
         ``<end_of_turn><eos>`` after every message); ``<start_of_turn>user`` (or ``model``/``system``) on a line of
-        its own starts a turn the model made up, as ``<|turn>`` does. Inside a Markdown code block, mid-line or
-        followed by more of the answer, they are text: answers show Gemma 3's format.
+        its own starts a turn the model made up, as ``<|turn>`` does, except ``<start_of_turn>model`` before any of
+        the answer: the model repeating its own header. Inside a Markdown code block, mid-line or followed by more
+        of the answer, they are text: answers show Gemma 3's format.
         """
         n = len(buf)
         rest = buf[lt : lt + len(_OLD_TURN_START)]
@@ -571,33 +580,35 @@ class StreamParser:
         ):
             return None
         if self._fences % 2:
-            return False
+            return 0
         if rest.startswith(_OLD_TURN_END):
             k = _skip(buf, lt + len(_OLD_TURN_END), _WS, _OLD_WS)
             if k < 0:
-                return False  # a long blank run: text follows, if anything
+                return 0  # a long blank run: text follows, if anything
             if k == n:
-                return True if final else None
+                return -1 if final else None
             after = buf[k : k + len(_OLD_TURN_START)]
             if after.startswith(_OLD_AFTER_END):
-                return True
+                return -1
             if not final and len(after) < len(_OLD_TURN_START) and any(m.startswith(after) for m in _OLD_AFTER_END):
                 return None
-            return False
+            return 0
         if rest == _OLD_TURN_START and self._prev_char == "\n":
             k = lt + len(_OLD_TURN_START)
             tail = buf[k : k + 8]
             for role in _OLD_ROLES:
                 if tail.startswith(role):
                     m = _skip(buf, k + len(role), " \t\r", 4)
-                    if m < 0:
-                        return False
-                    if m < n:
-                        return buf[m] == "\n"
-                    return True if final else None
+                    if m < 0 or (m < n and buf[m] != "\n"):
+                        return 0
+                    if m == n and not final:
+                        return None
+                    if role == "model" and not self._content.started:
+                        return min(m + 1, n)
+                    return -1
                 if not final and role.startswith(tail):
                     return None
-        return False
+        return 0
 
     def _scan_start(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
         """At the very start of output: a thought that lost its ``<|channel>`` opener, or ordinary text.

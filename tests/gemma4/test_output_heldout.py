@@ -91,6 +91,9 @@ def test_no_leaked_marker_reaches_the_next_prompt() -> None:
         ("A\n<start_of_turn>model  \nB", "A"),
         ("A\n<start_of_turn>modelling", "A\n<start_of_turn>modelling"),
         ("A\n<start_of_turn>user", "A"),  # the output ended inside the made-up opener
+        ("<start_of_turn>model\nHello!<end_of_turn>", "Hello!"),  # its own header first: dropped
+        ("<|channel>thought\nx<channel|><start_of_turn>model\nHi", "Hi"),
+        ("Hi.\n<start_of_turn>model\nMore", "Hi."),  # a next turn of its own: the end, as <|turn> is
         ("```\n<end_of_turn>\n```", "```\n<end_of_turn>\n```"),  # a code block shows it
         ("a <unused3> b", "a <unused3> b"),
         ("a <unused3>\n\n<pad> <unused3>b", "a \n\n b"),  # the run goes, the text after it stays
