@@ -1,4 +1,4 @@
-"""A degenerate repetition loop at the token limit: spotted, named in a notice, and cut from the kept answer."""
+"""Answer shapes the loop reports: a repetition loop at the token limit (cut from the kept answer), no answer."""
 
 from __future__ import annotations
 
@@ -93,3 +93,25 @@ def test_an_answer_the_model_ended_itself_is_kept_whole() -> None:
     result, notes = _run(Agent(ScriptedBackend([text + "<turn|>"])), "sing")
     assert result.stop_reason == "completed" and result.output == text.strip()
     assert not any("repeating" in n for n in notes)
+
+
+@pytest.mark.parametrize(
+    ("outputs", "why", "stop"),
+    [
+        (
+            ['<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|><|tool_response>', "  \n<turn|>"],
+            "after the",
+            "completed",
+        ),
+        (["<|channel>thought\nThe answer is 4.<channel|><turn|>"], "only thinking", "completed"),  # mlx-lm #1361
+        (["<unused49>\n" * 40], "without a visible answer", "max_tokens"),  # ollama #17459: until num_predict
+    ],
+)
+def test_a_turn_that_ends_blank_says_so(outputs: list[str], why: str, stop: str) -> None:
+    def get_weather(city: str) -> str:
+        """Weather of a city."""
+        return "sunny"
+
+    result, notes = _run(Agent(ScriptedBackend(outputs), tools=[get_weather]), "go")
+    assert result.output == "" and result.stop_reason == stop
+    assert any("without a visible answer" in n and why in n for n in notes), notes

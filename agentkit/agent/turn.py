@@ -179,6 +179,8 @@ class TurnLoop(ToolExecution):
                         output, looped = _unlooped(output, step)
                         if looped is not None:
                             yield looped
+                    if not output and answer is None:  # nothing to show: say so rather than print a blank
+                        yield Notice(_no_answer(parsed, step), "warning", step)
                     turn.append(_answer(output))
                     if answer is not None:
                         output = answer.value
@@ -366,6 +368,14 @@ def _unlooped(text: str, step: int) -> tuple[str, Notice | None]:
         "limit; the repetition was cut from the answer"
     )
     return loop.kept(text), Notice(note, "warning", step)
+
+
+def _no_answer(parsed: gemma4.ParsedResponse, step: int) -> str:
+    """Why a turn ended blank: the model wrote only thinking (mlx-lm #1361), or nothing after the results."""
+    note = "the model ended its turn without a visible answer"
+    if parsed.thinking:
+        return note + " (it wrote only thinking, which is not kept as an answer)"
+    return note + (" after the tool results" if step > 1 else "")
 
 
 def _answer(text: str) -> AssistantMessage:
