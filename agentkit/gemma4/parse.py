@@ -63,17 +63,17 @@ closed from outside (a thinking budget), is dropped. Gemma 2/3's ``<end_of_turn>
 end, ``<eos>`` or a next turn follows it, and ``<start_of_turn>user`` (or ``model``/``system``) on a line of its own
 starts a made-up turn, as ``<|turn>`` does; in a code block, mid-line or followed by more answer they are text. A
 run of two or more reserved tokens (``<unusedN>``, ``<pad>``: a collapsed generation) is dropped; one alone is text.
+What each of these markers is, given the text around it, is decided in :mod:`agentkit.gemma4.markers`.
 
 Streaming: text that might be the start of a control token (``<tur``) is held back until the next chunk
 decides, so a delta never carries half a token (and ``<end_of_turn>`` or a reserved token until what follows it does:
-at most ``_HOLD_BACK`` characters). Visible text and thinking are trimmed at both ends, as
+at most ``markers.HOLD_BACK`` characters). Visible text and thinking are trimmed at both ends, as
 the reference template does, so leading whitespace is dropped and trailing whitespace is held until more
 text follows.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -81,6 +81,17 @@ from .blocks import CLOSING_TAGS
 from .calls import join_repair, read_block, read_call, read_loose
 from .coerce import coerce_arguments
 from .loose import FENCE, LooseCall
+from .markers import (
+    ANSWER_CHANNELS,
+    CHANNEL_NAME,
+    MAX_HEADER_PAD,
+    THOUGHT_TAGS,
+    THOUGHT_WORD,
+    legacy_end,
+    reserved_run,
+    settle_thought,
+    skip,
+)
 from .repair import (
     CONTINUE_FENCE,
     FUNCTION_GEMMA_HAND_OVER,
@@ -113,8 +124,6 @@ from .tokens import (
     TOOL_CALL_END,
     TOOL_CALL_START,
     TOOL_RESPONSE_START,
-    TURN_END,
-    TURN_START,
     token_at,
 )
 
@@ -133,34 +142,9 @@ __all__ = [
 
 
 _TEXT, _HEADER, _THOUGHT, _CALL, _DONE, _LOOSE, _AFTER_LOOSE = range(7)
-_CHANNEL_NAME = re.compile(r"[A-Za-z_]{1,24}[ \t\r]*\Z")  # "thought", "thought " (SillyTavern #5506)
-# Channels whose body is the visible answer (harmony's and LTX2's "final"); every other name is thinking.
-_ANSWER_CHANNELS: Final = frozenset({"final"})
 _MAX_HEADER = 32
 _WS: Final = " \t\r\n"
 _HEAD_WINDOW: Final = 200  # a loose call head (opener, "call:", a namespaced name) is shorter than this
-_THOUGHT_WORD: Final = "thought"
-_MAX_HEADER_PAD: Final = 8  # spaces after a repeated "thought" header word that still make it a header line
-# Gemma 2/3's turn markers, which Gemma 4 renamed (<|turn>, <turn|>): written by a model or decoded by a tokenizer
-# still on the old names. One ends the output only where nothing of the answer can follow (see _legacy_end).
-_OLD_TURN_END: Final = "<end_of_turn>"
-_OLD_TURN_START: Final = "<start_of_turn>"
-_OLD_ROLES: Final = ("user", "model", "system")
-_OLD_AFTER_END: Final = (EOS, TURN_END, TURN_START, _OLD_TURN_START, _OLD_TURN_END)
-_OLD_WS: Final = 16  # whitespace looked through after <end_of_turn> before it counts as text
-# Reserved vocabulary entries a broken generation collapses into (ollama #17459, opencompass #1429): a run of two or
-# more is dropped; one alone is text (an answer may name it).
-# The most text held back without tools: Gemma 3's end marker, a blank run and the next turn's opener.
-_HOLD_BACK: Final = len(_OLD_TURN_END) + _OLD_WS + len(_OLD_TURN_START) + 1
-_RESERVED = re.compile(r"<(?:pad|unused\d{1,5})>")
-_RESERVED_PREFIX = re.compile(r"<(?:p(?:ad?)?|u(?:n(?:u(?:s(?:e(?:d\d{0,5})?)?)?)?)?)?\Z")
-# Thinking written as tags at the very start of output instead of the thought channel (servers that rewrite
-# the channel into <think>, models imitating other families): opener -> closer.
-_THOUGHT_TAGS: Final = {"<think>": "</think>", "<thought>": "</thought>"}
-# What settles a bare "thought" header at the start as a thought (the channel opener lost): its closer, a call;
-# and what settles it as text: the end of the turn or the hand-over before any of those.
-_THOUGHT_CONFIRM: Final = frozenset({CHANNEL_END, TOOL_CALL_START, CHANNEL_START})
-_THOUGHT_DENY: Final = frozenset({*END_OF_OUTPUT, TOOL_RESPONSE_START})
 # What may end a call that began a line after prose (else it was an example): the hand-over, a call token.
 _LINE_CALL_ENDS: Final = (TOOL_RESPONSE_START, TOOL_CALL_START, TOOL_CALL_END, EOS)
 _LONGEST_TAG: Final = max(map(len, TAG_OPENERS))
@@ -209,7 +193,7 @@ class StreamParser:
     """Incremental parser: ``feed`` chunks as they arrive, then ``finish`` for the whole result.
 
     Work is linear in the output: each chunk is scanned once, only a possible token prefix (at most 15
-    characters; an old end marker or reserved token and what settles it, at most ``_HOLD_BACK``) is carried over,
+    characters; an old end marker or reserved token and what settles it, at most ``HOLD_BACK``) is carried over,
     and a call's text is read once when it ends. With ``tools`` (names or
     OpenAI tool dicts) drifted calls are recovered; then a possible call head at a call boundary (at most
     ``_HEAD_WINDOW`` characters) may be carried over too.
@@ -311,7 +295,7 @@ class StreamParser:
                 self._after_thought = False
                 if self._boundary:
                     self._boundary = False
-        if not thought:  # where a line starts and whether it is in a code block (_scan_line_start, _legacy_end)
+        if not thought:  # where a line starts and whether it is in a code block (_scan_line_start, legacy_end)
             self._prev_char = text[-1]
             if "`" in text:
                 joined = self._fence_tail + text
@@ -441,7 +425,11 @@ class StreamParser:
                     break
             tok = token_at(buf, lt, CONTROL_TOKENS)
             if tok is None and buf[lt + 1 : lt + 2] in ("", "p", "u"):
-                end = self._reserved_run(buf, lt, final)
+                end = reserved_run(
+                    buf, lt, final, in_run=self._junk, shown=self._state != _THOUGHT and self._fences % 2 == 1
+                )
+                if end:
+                    self._junk = True
                 if end is None:
                     i = lt  # hold back: the next chunk decides
                     break
@@ -449,7 +437,14 @@ class StreamParser:
                     i = end
                     continue
             if tok is None and state == _TEXT and buf[lt + 1 : lt + 2] in ("", "e", "s"):
-                old_end = self._legacy_end(buf, lt, final)
+                old_end = legacy_end(
+                    buf,
+                    lt,
+                    final,
+                    in_code=self._fences % 2 == 1,
+                    line_start=self._prev_char == "\n",
+                    answered=self._content.started,
+                )
                 if old_end is None:
                     i = lt  # hold back: the next chunk decides
                     break
@@ -525,8 +520,8 @@ class StreamParser:
             self._emit_text(events, buf[i:j])  # whitespace only: held by the trimmer
         if j == n:
             return n, not final
-        if buf.startswith(_THOUGHT_WORD, j):
-            k = _skip(buf, j + len(_THOUGHT_WORD), " \t\r", _MAX_HEADER_PAD)
+        if buf.startswith(THOUGHT_WORD, j):
+            k = skip(buf, j + len(THOUGHT_WORD), " \t\r", MAX_HEADER_PAD)
             if 0 <= k < n and buf[k] == "\n":
                 self._after_thought = False  # one header after a thought; inside one, each repeat goes
                 return k + 1, False
@@ -535,80 +530,10 @@ class StreamParser:
                     return j, True
                 self._after_thought = False
                 return n, False  # the header was the last thing written
-        elif not final and _THOUGHT_WORD.startswith(buf[j:]):
+        elif not final and THOUGHT_WORD.startswith(buf[j:]):
             return j, True
         self._fresh_thought = self._after_thought = False
         return j, False
-
-    def _reserved_run(self, buf: str, lt: int, final: bool) -> int | None:
-        """Where a reserved token at ``buf[lt]`` that belongs to a run of them ends (0: it is text; None: wait).
-
-        A generation that collapsed writes ``<unused49>`` or ``<pad>`` over and over until the token limit; no
-        answer is made of them, and shown or kept in history they bury what came before. One alone is text.
-        """
-        m = _RESERVED.match(buf, lt)
-        if m is None:
-            return None if not final and _RESERVED_PREFIX.match(buf, lt) else 0
-        if self._junk:
-            return m.end()
-        if self._state != _THOUGHT and self._fences % 2:
-            return 0  # a code block shows them
-        k = _skip(buf, m.end(), _WS, _OLD_WS)
-        if k == len(buf):
-            return 0 if final else None
-        if k > 0 and _RESERVED.match(buf, k):
-            self._junk = True
-            return m.end()
-        return None if k > 0 and not final and _RESERVED_PREFIX.match(buf, k) else 0
-
-    def _legacy_end(self, buf: str, lt: int, final: bool) -> int | None:
-        """What Gemma 2/3's marker at ``buf[lt]`` is: -1 the end of the output, 0 text, else where to go on after
-        it (the model's own turn header, dropped); None: the next chunk decides.
-
-        ``<end_of_turn>`` ends it where only the end of the output, ``<eos>`` or a next turn follows (ChatterUI #128:
-        ``<end_of_turn><eos>`` after every message); ``<start_of_turn>user`` (or ``model``/``system``) on a line of
-        its own starts a turn the model made up, as ``<|turn>`` does, except ``<start_of_turn>model`` before any of
-        the answer: the model repeating its own header. Inside a Markdown code block, mid-line or followed by more
-        of the answer, they are text: answers show Gemma 3's format.
-        """
-        n = len(buf)
-        rest = buf[lt : lt + len(_OLD_TURN_START)]
-        if (
-            not final
-            and len(rest) < len(_OLD_TURN_START)
-            and any(m.startswith(rest) for m in (_OLD_TURN_END, _OLD_TURN_START))
-        ):
-            return None
-        if self._fences % 2:
-            return 0
-        if rest.startswith(_OLD_TURN_END):
-            k = _skip(buf, lt + len(_OLD_TURN_END), _WS, _OLD_WS)
-            if k < 0:
-                return 0  # a long blank run: text follows, if anything
-            if k == n:
-                return -1 if final else None
-            after = buf[k : k + len(_OLD_TURN_START)]
-            if after.startswith(_OLD_AFTER_END):
-                return -1
-            if not final and len(after) < len(_OLD_TURN_START) and any(m.startswith(after) for m in _OLD_AFTER_END):
-                return None
-            return 0
-        if rest == _OLD_TURN_START and self._prev_char == "\n":
-            k = lt + len(_OLD_TURN_START)
-            tail = buf[k : k + 8]
-            for role in _OLD_ROLES:
-                if tail.startswith(role):
-                    m = _skip(buf, k + len(role), " \t\r", 4)
-                    if m < 0 or (m < n and buf[m] != "\n"):
-                        return 0
-                    if m == n and not final:
-                        return None
-                    if role == "model" and not self._content.started:
-                        return min(m + 1, n)
-                    return -1
-                if not final and role.startswith(tail):
-                    return None
-        return 0
 
     def _scan_start(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
         """At the very start of output: a thought that lost its ``<|channel>`` opener, or ordinary text.
@@ -630,18 +555,18 @@ class StreamParser:
         if j == n and not final:
             return n, True
         rest = buf[j : j + 16]
-        for opener, closer in _THOUGHT_TAGS.items():
+        for opener, closer in THOUGHT_TAGS.items():
             if rest.startswith(opener):
                 self._start = False
                 self._closer = closer
                 self._enter_thought()
                 return j + len(opener), False
-        if rest.startswith(_THOUGHT_WORD):
-            k = j + len(_THOUGHT_WORD)
+        if rest.startswith(THOUGHT_WORD):
+            k = j + len(THOUGHT_WORD)
             while k < n and buf[k] in " \t\r":
                 k += 1
             if k < n and buf[k] == "\n":
-                settled, looked = self._settle_thought(buf, max(k + 1, j + self._look), final)
+                settled, looked = settle_thought(buf, max(k + 1, j + self._look), final)
                 if settled is None:
                     self._look = looked - j
                     return j, True
@@ -652,26 +577,10 @@ class StreamParser:
                 return j, False
             if k == n and not final and k - j < 16:
                 return j, True
-        elif not final and any(w.startswith(rest) for w in (_THOUGHT_WORD, *_THOUGHT_TAGS)):
+        elif not final and any(w.startswith(rest) for w in (THOUGHT_WORD, *THOUGHT_TAGS)):
             return j, True
         self._start = False
         return j, False
-
-    @staticmethod
-    def _settle_thought(buf: str, i: int, final: bool) -> tuple[bool | None, int]:
-        """Whether the first deciding control token from ``i`` on makes a bare header a thought (None: none
-        yet), and where to search on from when more text comes."""
-        n = len(buf)
-        while (lt := buf.find("<", i)) >= 0:
-            tok = token_at(buf, lt, CONTROL_TOKENS)
-            if tok in _THOUGHT_CONFIRM:
-                return True, lt
-            if tok in _THOUGHT_DENY:
-                return False, lt
-            if tok is None and not final and n - lt < LONGEST_TOKEN and buf[lt:] in TOKEN_PREFIXES:
-                return None, lt  # perhaps a token: the next chunk decides
-            i = lt + (len(tok) if tok else 1)
-        return (False if final else None), n
 
     def _scan_header(self, events: list[StreamEvent], buf: str, i: int) -> int:
         """``<|channel>NAME\\n``: swallow the channel name; text that is no name is thinking."""
@@ -681,7 +590,7 @@ class StreamParser:
             ch = buf[j]
             if ch == "\n":
                 self._header += buf[i:j]
-                if _CHANNEL_NAME.match(self._header):
+                if CHANNEL_NAME.match(self._header):
                     self._open_channel(self._header)
                     return j + 1
                 self._header += "\n"
@@ -697,7 +606,7 @@ class StreamParser:
 
     def _header_to_thought(self, events: list[StreamEvent]) -> None:
         header = self._header
-        if _CHANNEL_NAME.match(header):
+        if CHANNEL_NAME.match(header):
             self._open_channel(header)
             return
         self._header = ""
@@ -712,7 +621,7 @@ class StreamParser:
         thinking, so no channel the model meant as private reaches the answer.
         """
         self._header = ""
-        if name.strip().lower() in _ANSWER_CHANNELS:
+        if name.strip().lower() in ANSWER_CHANNELS:
             self._state = _TEXT
             self._boundary = True  # as after a closed thought: a call may start here
         else:
@@ -776,13 +685,13 @@ class StreamParser:
             return n, False
         rest = buf[j : j + _HEAD_WINDOW]
         # "thought\n<channel|>": the model wrote its empty thought channel without the <|channel> token.
-        if rest.startswith(_THOUGHT_WORD):
-            after = rest[len(_THOUGHT_WORD) :].lstrip(_WS)
+        if rest.startswith(THOUGHT_WORD):
+            after = rest[len(THOUGHT_WORD) :].lstrip(_WS)
             if after.startswith(CHANNEL_END):
                 return j + rest.index(CHANNEL_END) + len(CHANNEL_END), False
             if not final and CHANNEL_END.startswith(after) and len(rest) < _HEAD_WINDOW:
                 return j, True
-        elif not final and _THOUGHT_WORD.startswith(rest):
+        elif not final and THOUGHT_WORD.startswith(rest):
             return j, True
         if self._after_call and rest[:1] in ("<", "["):  # "</tool_call>" after a call: another format's closer
             closer = next((tag for tag in CLOSING_TAGS if rest.startswith(tag)), None)
@@ -932,17 +841,6 @@ class StreamParser:
             else:
                 self._add_error(events, read)
         self._emit_text(events, block[1])
-
-
-def _skip(buf: str, i: int, chars: str, most: int) -> int:
-    """Where the run of ``chars`` from ``buf[i]`` ends, or -1 if it is longer than ``most``."""
-    n = len(buf)
-    j = i
-    while j < n and buf[j] in chars:
-        j += 1
-        if j - i > most:
-            return -1
-    return j
 
 
 def _may_open_tag(buf: str, i: int, final: bool) -> bool:

@@ -22,7 +22,7 @@ from agentkit.gemma4 import (
     parse_response,
     sanitize,
 )
-from agentkit.gemma4 import parse as parse_module
+from agentkit.gemma4.markers import HOLD_BACK
 
 from .helpers import PARSE_VECTORS, count_tokens
 
@@ -104,7 +104,7 @@ def _stream(chunks: list[str]) -> tuple[ParsedResponse, list[StreamEvent]]:
         # Only a possible token prefix (or Gemma 3's end marker and what follows it) is ever carried over, or a
         # bare "thought" header line at the start until a control token settles whether it was a thought
         # (searched once: see StreamParser._scan_start).
-        assert len(parser._buf) < parse_module._HOLD_BACK or (parser._start and parser._buf.startswith("thought"))
+        assert len(parser._buf) < HOLD_BACK or (parser._start and parser._buf.startswith("thought"))
     events.extend(parser.close())
     return parser.finish(), events
 
