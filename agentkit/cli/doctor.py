@@ -19,11 +19,13 @@ from rich.text import Text
 
 from agentkit import Agent, SamplingParams, SessionStore, tool
 from agentkit.assemble import build_backend
+from agentkit.backends import is_server_address
 from agentkit.backends.base import Backend
 from agentkit.errors import AgentkitError, BackendUnavailable, ModelNotFound, UserError
 
 from .common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE, safe_json, terminal_safe
 from .config import DEFAULT_TRANSFORMERS_SIZE, Settings, default_backend_url, hf_model_available
+from .models import only_served_model, served_models
 
 __all__ = ["Check", "check_backend", "check_mcp_servers", "check_sandbox", "check_tools", "doctor_command"]
 
@@ -89,8 +91,15 @@ _SERVER_SCHEMES = ("ollama", "vllm", "vllms")
 
 async def check_backend(url: str, *, probe: bool) -> list[Check]:
     """Reachability and model presence through ``backend.check()``, then optionally the tool probe."""
+    options = {"retries": 0} if url.split(":", 1)[0].lower() in _SERVER_SCHEMES else {}
+    if is_server_address(url):  # as run does: a server serving one model needs no more
+        try:
+            url = only_served_model(url, await served_models(url, **options), quiet=True)
+        except UserError as exc:  # several models (or none): which one is the user's to say
+            return [Check(f"backend     {url}", "fail", "no model named", str(exc), usage=True)]
+        except AgentkitError as exc:
+            return [_backend_failed(url, exc)]
     try:
-        options = {"retries": 0} if url.split(":", 1)[0].lower() in _SERVER_SCHEMES else {}
         backend = build_backend(url, **options)
     except (UserError, ImportError) as exc:
         # A bad URL is a usage error (2); a missing extra makes the backend unavailable (3), as the README says.

@@ -18,14 +18,14 @@ from agentkit.errors import UserError
 from .common import EXIT_OK, safe_json, terminal_safe
 from .config import Settings, default_backend_url, hf_model_available
 
-__all__ = ["list_models", "models_command", "only_served_model"]
+__all__ = ["list_models", "models_command", "only_served_model", "served_models"]
 
 
-async def _ask_server(url: str) -> tuple[str, list[str]]:
+async def _ask_server(url: str, **options: Any) -> tuple[str, list[str]]:
     """The configured model and the server's list of models."""
     from agentkit.assemble import build_backend
 
-    backend = build_backend(url)
+    backend = build_backend(url, **options)
     try:
         lister = getattr(backend, "list_models", None)
         if not callable(lister):
@@ -49,21 +49,29 @@ def list_models(url: str) -> dict[str, Any]:
     if is_server_address(url):
         # Listing needs only the address; the placeholder model is never requested (and reads as one in the
         # advice of a server that does not answer: "start it with vllm serve MODEL ...").
-        _, models = asyncio.run(_ask_server(url.rstrip("/") + "/MODEL"))
-        return {"backend": url, "current": None, "models": models}
+        return {"backend": url, "current": None, "models": asyncio.run(served_models(url))}
     current, models = asyncio.run(_ask_server(url))
     return {"backend": url, "current": current, "models": models}
 
 
-def only_served_model(url: str) -> str:
-    """``vllm://HOST:PORT`` completed with the one model that server serves (said on stderr), as ``vllm serve``
-    runs one model and a person who started it should not have to copy its name; with several, or none, a
-    clear error listing them."""
-    names = list_models(url)["models"]
+async def served_models(url: str, **options: Any) -> list[str]:
+    """What the server at ``vllm://HOST:PORT`` (no model) serves."""
+    # Listing needs only the address; the placeholder model is never requested (and reads as one in the
+    # advice of a server that does not answer: "start it with vllm serve MODEL ...").
+    return (await _ask_server(url.rstrip("/") + "/MODEL", **options))[1]
+
+
+def only_served_model(url: str, names: list[str] | None = None, *, quiet: bool = False) -> str:
+    """``vllm://HOST:PORT`` completed with the one model that server serves (said on stderr unless ``quiet``),
+    as ``vllm serve`` runs one model and a person who started it should not have to copy its name; with
+    several, or none, a clear error listing them. ``names``: the server's list, when already asked."""
+    if names is None:
+        names = list_models(url)["models"]
     base = url.rstrip("/")
     safe = terminal_safe(base)
     if len(names) == 1:
-        print(f"agentkit: {safe} serves one model; using {terminal_safe(names[0])}", file=sys.stderr)
+        if not quiet:
+            print(f"agentkit: {safe} serves one model; using {terminal_safe(names[0])}", file=sys.stderr)
         return f"{base}/{names[0]}"
     if not names:
         raise UserError(f"{safe} serves no model yet; pull or serve one first (e.g. ollama pull gemma4:e4b)")

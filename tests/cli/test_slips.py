@@ -159,6 +159,22 @@ def test_a_server_address_serving_several_models_is_asked_to_name_one(capsys: py
         assert fake.bodies("/api/chat") == []
 
 
+def test_doctor_checks_the_one_model_a_server_address_serves(capsys: pytest.CaptureFixture[str]) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "backends"))
+    from fake_ollama import GEMMA4_CAPABILITIES, FakeOllamaServer
+
+    with FakeOllamaServer({"gemma4:e4b": GEMMA4_CAPABILITIES}) as fake:
+        server = fake.url.replace("http://", "ollama://")
+        main(["doctor", "--json", "--no-probe", "--backend", server])
+        checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+        assert checks[f"backend     {server}/gemma4:e4b"]["status"] == "ok"
+    with FakeOllamaServer({"gemma4:e4b": GEMMA4_CAPABILITIES, "gemma4:26b": GEMMA4_CAPABILITIES}) as fake:
+        server = fake.url.replace("http://", "ollama://")
+        assert main(["doctor", "--json", "--no-probe", "--backend", server]) == 2  # the user's to name, as in run
+        (check,) = [c for c in json.loads(capsys.readouterr().out)["checks"] if c["name"].startswith("backend")]
+        assert check["status"] == "fail" and "serves 2 models (gemma4:26b, gemma4:e4b); name one" in check["fix"]
+
+
 def test_a_json_config_file_is_told_to_be_toml_and_a_misspelt_key_gets_the_right_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
