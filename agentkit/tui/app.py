@@ -44,6 +44,7 @@ from .widgets import (
     PromptArea,
     PromptScreen,
     SessionsSidebar,
+    StatusLine,
 )
 
 __all__ = ["AgentkitApp"]
@@ -126,7 +127,7 @@ class AgentkitApp(TurnRunner, App[None]):
             yield SessionsSidebar(id="sidebar")
             with Vertical(id="main"):
                 yield VerticalScroll(Static(self._welcome, id="welcome"), id="chat")
-                yield Static(id="status", markup=False)
+                yield StatusLine(id="status")
                 menu = CommandMenu()
                 yield menu
                 yield PromptArea(self.history, menu, placeholder="Message Gemma… (/ for commands)", id="prompt")
@@ -223,12 +224,12 @@ class AgentkitApp(TurnRunner, App[None]):
         tools = f"{n} tool{'' if n == 1 else 's'}" if n else "no tools"
         state = "generating…" if self.running else "ready"
         thinking = "on" if self.thinking else "off"
-        for status in self.query("#status").results(Static):
-            model = visible(self.backend.model)
+        for status in self.query("#status").results(StatusLine):
             compiling = getattr(self.backend, "compile_status", "")  # in-process engines compile in the background
             busy = isinstance(compiling, str) and compiling.startswith("compiling")
             extra = " │ compiling in the background" if busy else ""
-            status.update(f"{state} │ {model} ({self.backend.name}) │ thinking {thinking} │ {tools}{extra}")
+            engine = visible(self.backend.name)
+            status.show(state, visible(self.backend.model), f" ({engine}) │ thinking {thinking} │ {tools}{extra}")
 
     # -- actions --------------------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ import time
 from typing import TYPE_CHECKING
 
 from textual.containers import VerticalScroll
-from textual.widgets import Static
 from textual.worker import Worker
 
 from agentkit import Agent, Approval, RunResult, ToolCallRequest, events
@@ -22,7 +21,7 @@ from agentkit.assemble import AgentFactory
 from agentkit.errors import AgentkitError
 
 from .text import visible
-from .widgets import AgentTurn, ApprovalScreen, ToolCard, UserMessage
+from .widgets import AgentTurn, ApprovalScreen, StatusLine, ToolCard, UserMessage
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -86,7 +85,7 @@ class TurnRunner(_AppBase):
         self._worker = self.run_worker(self._run_turn(text, turn), group="agent", exclusive=True, exit_on_error=False)
 
     async def _run_turn(self, text: str, turn: AgentTurn) -> None:
-        status = self.query_one("#status", Static)
+        status = self.query_one("#status", StatusLine)
         status.update("generating… (Esc to cancel)")
         chat = self.query_one("#chat", VerticalScroll)
         chat.anchor(False)

@@ -387,6 +387,43 @@ async def test_status_line_counts_tools_in_words(store: SessionStore, notebook: 
             assert str(app.query_one("#status").render()).endswith(words)
 
 
+async def test_status_line_keeps_a_long_local_models_name_and_what_follows_at_60_columns(
+    store: SessionStore,
+) -> None:
+    # Seen in tmux at 60x24 with a vLLM server serving a local path: the line wrapped after "ready │" and the
+    # model, thinking and tools were never shown. Checked on the painted line, at each width.
+    model = "/tmp/agentkit-vllm-610bxp2o/checkpoints/tiny-gemma4"
+    app = AgentkitApp(ScriptedBackend([], model=model), store=store)
+    async with app.run_test(size=(60, 24)) as pilot:
+        status = app.query_one("#status")
+
+        def painted() -> str:
+            return status.render_line(0).text.strip()
+
+        await wait_for(pilot, lambda: painted().endswith("no tools"), "the status line at 60 columns")
+        assert painted() == "ready │ …/tiny-gemma4 (scripted) │ thinking off │ no tools"
+        await pilot.resize_terminal(120, 40)
+        await wait_for(pilot, lambda: model in painted(), "the whole path at 120 columns")
+        assert painted() == f"ready │ {model} (scripted) │ thinking off │ no tools"
+        await pilot.resize_terminal(56, 24)
+        await wait_for(pilot, lambda: len(painted()) < 56, "the line at 56 columns")
+        assert painted() == "ready │ …y-gemma4 (scripted) │ thinking off │ no tools"
+
+
+def test_fit_status_cuts_the_model_from_the_left_only_when_it_must() -> None:
+    from agentkit.tui.widgets.status import fit_status
+
+    tail = " (vllm) │ thinking on │ 2 tools"
+    assert fit_status("ready", "google/gemma-4-31B-it", tail, 80) == f"ready │ google/gemma-4-31B-it{tail}"
+    assert fit_status("ready", "google/gemma-4-31B-it", tail, 55) == f"ready │ …/gemma-4-31B-it{tail}"
+    assert fit_status("ready", "google/gemma-4-31B-it", tail, 48) == f"ready │ …4-31B-it{tail}"
+    assert fit_status("ready", "gemma4:e4b", tail, 44) == f"ready │{tail}"  # no room for a telling piece
+    for width in range(1, 90):
+        line = fit_status("generating…", "/a/very/long/path/to/gemma-4-E4B-it", tail, width)
+        assert line.startswith("generating… │ ") and line.endswith(tail)
+        assert len(line) <= width or line == f"generating… │{tail}"
+
+
 async def test_a_fetch_of_a_url_the_model_made_up_asks_and_says_why(store: SessionStore) -> None:
     import httpx
 

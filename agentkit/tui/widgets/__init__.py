@@ -6,6 +6,7 @@ from .chat import AgentTurn, InfoMessage, ThinkingBlock, UserMessage
 from .dialogs import ApprovalScreen, ConfirmScreen, PromptScreen
 from .prompt import CommandMenu, PromptArea
 from .sidebar import SessionItem, SessionsSidebar
+from .status import StatusLine
 from .tool_card import ToolCard
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "PromptScreen",
     "SessionItem",
     "SessionsSidebar",
+    "StatusLine",
     "ThinkingBlock",
     "ToolCard",
     "UserMessage",
