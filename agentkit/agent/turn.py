@@ -101,8 +101,18 @@ class TurnLoop(ToolExecution):
         await self.refresh_tools()
         history = self.session.conversation
         turn: list[Message] = [user_message]  # messages of this turn, thinking kept until it ends
-        if not self.session.title and type(user_message) is UserMessage and type(user_message.content) is str:
-            self.session.title = " ".join(user_message.content.split())[:60]
+        if type(user_message) is UserMessage:
+            if not self.session.title:  # the text of the first message, also when it comes with a picture
+                self.session.title = " ".join(user_message.text.split())[:60]
+            if type(user_message.content) is tuple and not self.backend.capabilities.media:
+                # A backend without media (the scripted one, a plugin) would drop them without a word.
+                dropped = sorted({p.type for p in user_message.content if type(p) is not TextPart})
+                if dropped:
+                    yield Notice(
+                        f"the {self.backend.name} backend takes no images, audio or video: the model will not see "
+                        f"the {' and '.join(dropped)} in your message",
+                        "warning",
+                    )
         turn_index = self._prompts.user_turns(history)
         prompt = self._prompts.opening(history, user_message, self._declaration_block, thinking=self.thinking)
         usage = Usage()

@@ -85,6 +85,21 @@ def test_media_files_are_saved_in_the_session_by_path(
     assert first["content"] == [{"type": "image", "path": str(picture.resolve())}, {"type": "text", "text": "look"}]
 
 
+def test_a_backend_without_media_says_it_leaves_the_picture_out_and_the_session_keeps_its_title(
+    scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """Seen by a newcomer: `run -b scripted:... --image p.png "What is this?"` answered as if no picture had been
+    given, said nothing, and saved the session untitled ("(untitled)" in the list and the TUI's sidebar)."""
+    picture = tmp_path / "p.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert main(["run", "-b", scripted(["Nice.<turn|>"]), "--image", str(picture), "What  is\nthis?"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "Nice.\n"
+    assert "the scripted backend takes no images, audio or video: the model will not see the image" in err
+    (saved,) = SessionStore().list()
+    assert saved.title == "What is this?"
+
+
 @pytest.mark.parametrize("flag", ["--image", "--audio"])
 def test_a_missing_or_unreadable_media_file_is_a_usage_error(
     flag: str, scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
