@@ -3,8 +3,9 @@
     python examples/tui_demo.py                      # open the TUI with three saved sessions
     python examples/tui_demo.py --screenshot docs/tui.svg
 
-The "model" is a ScriptedBackend replaying raw Gemma 4 outputs: ask anything and it thinks, searches the
-(canned) docs, asks to save a note (a side effect, so you get the approval dialog), and answers. Type ``/``
+The "model" is a ScriptedBackend replaying raw Gemma 4 outputs: a question waits in the message box (press
+Enter), and whatever you ask it thinks, searches the (canned) docs, asks to save a note (a side effect, so you
+get the approval dialog), and answers, as often as you ask. Type ``/``
 for the commands (``/export``, ``/copy``, ``/tools``, ...); the "Summarise sales.csv" session shows a
 ``run_python`` card with its program highlighted.
 Sessions go to a temporary folder unless AGENTKIT_HOME is set.
@@ -19,7 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rich.text import Text
+
 from agentkit import AgentOptions, Session, SessionStore, tool
+from agentkit.backends import GenerationRequest
+from agentkit.messages import ToolResult, UserMessage
 from agentkit.testing import ScriptedBackend
 from agentkit.tui import AgentkitApp
 
@@ -69,6 +74,28 @@ def demo_outputs() -> list[str]:
         "- `ollama pull gemma4:e4b`, then `agentkit chat`\n\n"
         "I saved a note titled *laptop model*.<turn|>",
     ]
+
+
+def demo_model(request: GenerationRequest) -> str:
+    """The demo turn's next output for any question: the step is the number of tool results since the question,
+    so every message gets the whole turn again (a cancelled one too)."""
+    conversation = request.conversation
+    asked = max((i for i, m in enumerate(conversation) if isinstance(m, UserMessage)), default=-1)
+    done = sum(isinstance(m, ToolResult) for m in conversation[asked + 1 :])
+    outputs = demo_outputs()
+    return outputs[min(done, len(outputs) - 1)]
+
+
+QUESTION = "Which Gemma 4 size fits on my laptop? Save a note."
+
+WELCOME = Text.assemble(
+    ("◆ agentkit TUI demo\n\n", "bold"),
+    "A scripted stand-in plays the model (no Gemma 4 is running): whatever you ask, it searches canned docs, "
+    "asks before saving a note, and answers.\n\n",
+    "Press Enter to send the question in the message box, then y to allow the note. Ctrl+S shows three saved "
+    "chats.\n\n",
+    ("Enter sends · Ctrl+J new line · / commands · Esc cancels · Ctrl+Q quits", "dim"),
+)
 
 
 def saved_sessions() -> list[Session]:
@@ -183,7 +210,11 @@ def build_demo_app(home: Path, *, outputs: list[str] | None = None, **app_option
     store = SessionStore(home / "sessions")
     for session in reversed(saved_sessions()):  # saved oldest first: the store orders by last save
         store.save(session)
-    backend = ScriptedBackend(demo_outputs() if outputs is None else outputs, chunk_size=4, delay_s=0.02)
+    # Without outputs of its own, the demo plays its turn for every request (the backend counts requests).
+    scripts = [demo_model] * 10_000 if outputs is None else outputs
+    backend = ScriptedBackend(scripts, chunk_size=4, delay_s=0.02)
+    if app_options.get("session_id") is None:  # a new chat: say what to do, with the question ready
+        app_options = {"welcome": WELCOME, "prompt": QUESTION, **app_options}
     return AgentkitApp(
         backend,
         options=AgentOptions(tools=[search_docs, save_note], thinking=True),

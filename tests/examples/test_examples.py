@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -253,6 +254,37 @@ async def test_tui_demo_plays_its_scripted_turn_and_writes_a_screenshot(tmp_path
     svg = tmp_path / "shot.svg"
     await mod.save_screenshot(svg, tmp_path / "home")
     assert svg.read_text(encoding="utf-8").startswith("<svg") and "search_docs" in svg.read_text(encoding="utf-8")
+
+
+async def test_tui_demo_says_what_to_type_and_answers_every_question(tmp_path: Path) -> None:
+    """Seen in tmux: the demo opened on an empty box with no hint what to ask, and a second question failed with
+    "ScriptedBackend has no output left for call 4 (it was given 3)"."""
+    from textual.widgets import Static
+
+    from agentkit.tui.widgets import AgentTurn, ApprovalScreen, PromptArea
+
+    async def wait_for(pilot: Any, done: Callable[[], bool], what: str) -> None:
+        for _ in range(1000):
+            if done():
+                return
+            await pilot.pause(0.01)
+        raise AssertionError(f"the demo never reached: {what}")
+
+    mod = load("tui_demo")
+    app = mod.build_demo_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        prompt = app.query_one("#prompt", PromptArea)
+        assert prompt.text == mod.QUESTION  # ready to send
+        assert "Press Enter to send the question" in str(app.query_one("#welcome", Static).render())
+        for n, (send, answer) in enumerate([("enter", "y"), ("enter", "n")], start=1):
+            if n > 1:
+                prompt.set_text("And for a phone?")
+            await pilot.press(send)
+            await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), f"question {n} asks for the note")
+            await pilot.press(answer)
+            await wait_for(pilot, lambda n=n: not app.running and len(app.query(AgentTurn)) == n, f"answer {n}")
+            turn = app.query(AgentTurn).last()
+            assert "Gemma 4 E4B" in turn.text and not turn.query(".turn-status.-error")
 
 
 # -- user mistakes ----------------------------------------------------------------------------------
