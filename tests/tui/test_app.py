@@ -153,10 +153,13 @@ async def test_approval_buttons_stay_on_screen_when_the_arguments_are_long(
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, app, "write it down")
         await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
-        await pilot.pause()
         dialog = app.screen.query_one(Vertical)
-        for button in app.screen.query(Button):
-            assert button.region.height == 3 and button.region.bottom < dialog.region.bottom, button.id
+
+        def answers_inside() -> bool:
+            buttons = app.screen.query(Button)
+            return all(b.region.height == 3 and b.region.bottom < dialog.region.bottom for b in buttons)
+
+        await wait_for(pilot, answers_inside, "the three answers inside the dialog")
         await pilot.press("n")
         await wait_for(pilot, lambda: not app.running, "the run finished")
 
@@ -167,7 +170,8 @@ async def test_always_allow_stops_asking_for_that_tool(store: SessionStore, note
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, app, "write two notes")
         await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
-        await pilot.pause()  # let the dialog lay out before clicking
+        # Click once the dialog is laid out (on a loaded machine one pause may not be enough).
+        await wait_for(pilot, lambda: app.screen.query_one("#always").region.height == 3, "the dialog laid out")
         await pilot.click("#always")
         await wait_for(pilot, lambda: not app.running, "the run finished")
         assert len(app.query(ToolCard)) == 2
@@ -208,8 +212,8 @@ async def test_ctrl_c_stops_the_answer_like_escape_and_only_hints_when_idle(stor
         assert "Cancelled" in str(app.query_one(AgentTurn).query_one(".turn-status").render())
         assert app.is_running  # stopped the answer, not the app
         await pilot.press("ctrl+c")  # idle: Textual's own hint, and still no exit
-        await pilot.pause()
-        assert app.is_running and any("ctrl+q" in str(n.message).lower() for n in app._notifications)
+        await wait_for(pilot, lambda: any("ctrl+q" in str(n.message).lower() for n in app._notifications), "the hint")
+        assert app.is_running
 
 
 async def test_errors_become_notifications_not_crashes(store: SessionStore) -> None:
@@ -217,9 +221,11 @@ async def test_errors_become_notifications_not_crashes(store: SessionStore) -> N
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, app, "hello?")
         await wait_for(pilot, lambda: not app.running, "the failed run ended")
-        await pilot.pause()
-        notes = list(app._notifications)
-        assert any(n.severity == "error" and "no output left" in n.message for n in notes)
+
+        def told() -> bool:
+            return any(n.severity == "error" and "no output left" in n.message for n in app._notifications)
+
+        await wait_for(pilot, told, "the error notification")
         status = app.query_one(AgentTurn).query_one(".turn-status")
         assert status.has_class("-error")
 
@@ -240,7 +246,7 @@ async def test_switching_sessions_from_the_sidebar_replays_the_conversation(stor
         app.query_one(ListView).focus()
         await pilot.press("down", "down", "enter")  # "+ New chat" -> second -> first
         await wait_for(pilot, lambda: app.session_id == first, "the first session opened")
-        await pilot.pause()
+        await wait_for(pilot, lambda: bool(app.query(AgentTurn)), "the conversation replayed")
         assert [u.text for u in app.query(UserBubble)] == ["capital of France?"]
         assert app.query_one(AgentTurn).text == "Paris."
         assert app.sub_title == "capital of France?"
@@ -249,8 +255,7 @@ async def test_switching_sessions_from_the_sidebar_replays_the_conversation(stor
         await wait_for(pilot, lambda: not app.running and len(app.query(AgentTurn)) == 2, "the answer")
         # A new chat clears the screen.
         await pilot.press("ctrl+n")
-        await pilot.pause()
-        assert not app.query(UserBubble)
+        await wait_for(pilot, lambda: not app.query(UserBubble), "an empty chat")
         assert app.session_id not in (first, second)
     assert [m["content"] for m in store.load(first).messages if m["role"] == "user"] == [
         "capital of France?",
@@ -278,7 +283,7 @@ async def test_rename_and_delete_sessions(store: SessionStore) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: not store.exists(drop), "the deletion")
-        await pilot.pause()
+        await wait_for(pilot, lambda: len(app.query(SessionItem)) == 2, "the sidebar without it")
         assert [i.session_id for i in app.query(SessionItem)][1:] == [keep]
         assert app.session_id == keep
 
@@ -485,9 +490,10 @@ async def test_a_link_in_an_answer_is_shown_not_opened_when_clicked(store: Sessi
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, app, "where do I log in?")
         await wait_for(pilot, lambda: not app.running and bool(app.query(Answer)), "the answer finished")
-        await pilot.pause()
+        answer = app.query_one(Answer)
+        await wait_for(pilot, lambda: answer.region.height > 0 and bool(answer.query("*")), "the answer laid out")
         await pilot.click(Answer, offset=(3, 0))  # on "your bank"
-        await pilot.pause()
+        await wait_for(pilot, lambda: bool(app._notifications), "what the click says")
         shown = [n.message for n in app._notifications]
     assert opened == []
     assert any("https://evil.example/login" in m and "not opened" in m for m in shown), shown

@@ -66,13 +66,12 @@ async def test_long_code_scrolls_inside_the_dialog_to_its_last_line(size: tuple[
 async def test_a_short_call_keeps_a_dialog_of_its_own_size() -> None:
     app = OneDialog("print(1)")
     async with app.run_test(size=(120, 50)) as pilot:
-        await pilot.pause()
         args = app.screen.query_one(".approval-args", VerticalScroll)
-        assert args.max_scroll_y == 0 and args.region.height < 6
+        await wait_for(pilot, lambda: fits(app) and 0 < args.region.height < 6, "a dialog of its own size")
+        assert args.max_scroll_y == 0
         await pilot.resize_terminal(60, 24)  # and it still fits when the terminal shrinks
-        await pilot.pause()
-        buttons = app.screen.query_one(".dialog-buttons")
-        assert args.region.bottom <= buttons.region.y
+        await wait_for(pilot, lambda: fits(app) and app.screen.size == (60, 24), "the dialog at 60x24")
+        assert 0 < args.region.height < 6 and args.max_scroll_y == 0
 
 
 async def test_ctrl_c_in_the_approval_dialog_denies_and_stops_the_answer(

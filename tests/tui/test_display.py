@@ -81,7 +81,7 @@ async def test_model_and_tool_text_cannot_inject_escapes_or_markup(store: Sessio
         prompt.set_text(f"user {EVIL}")  # type: ignore[attr-defined]
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
-        await pilot.pause()
+        await wait_for(pilot, lambda: "arg A␛" in screen_text(app), "the dialog drawn")
         dialog = screen_text(app)
         assert "arg A␛]0;PWNED␇B" in dialog and not UNSAFE.search(dialog)
         await pilot.press("y")
@@ -91,25 +91,24 @@ async def test_model_and_tool_text_cannot_inject_escapes_or_markup(store: Sessio
         for fold in app.query("ToolCard Collapsible"):
             fold.collapsed = False  # type: ignore[attr-defined]
         app.notify("notice " + visible(EVIL), markup=False)
-        await pilot.pause()
-        shown = screen_text(app)
-        assert not UNSAFE.search(shown), [m.group() for m in UNSAFE.finditer(shown)]
-        for where in (
+        places = (
             "user A␛",
             "thinking A␛",
             "result A␛",
             "raised ValueError: error",
             "answer A␛",
             "code A␛",
-            "│ model A␛",
-        ):
-            assert where in shown, where
+            "no action[/] (scripted) │",  # the model's name: its end, where the status line has no room for all
+        )
+        await wait_for(pilot, lambda: all(p in screen_text(app) for p in places), "everything opened and drawn")
+        shown = screen_text(app)
+        assert not UNSAFE.search(shown), [m.group() for m in UNSAFE.finditer(shown)]
         assert shown.count("A␛]0;PWNED␇B␛[2JC<U+009B>31mD<U+202E>E") >= 8  # shown, not obeyed or dropped
         assert shown.count("[b]not bold[/b]") >= 4  # markup shown as typed, not applied
         assert "[@click=app.quit]no action[/]" in shown
         await pilot.press("f2")  # the rename dialog shows the title (the first message) in an Input
         await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), "the rename dialog")
-        await pilot.pause()
+        await wait_for(pilot, lambda: "user A␛" in screen_text(app), "the rename dialog drawn")
         dialog = screen_text(app)
         assert "user A␛]0;PWNED␇B" in dialog and not UNSAFE.search(dialog)
         await pilot.press("escape")
@@ -214,10 +213,11 @@ async def test_sidebar_shows_when_each_session_was_last_used(store: SessionStore
     await agent.arun("a question")
     app = AgentkitApp(ScriptedBackend([]), store=store, show_sidebar=True)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        listed = lambda: any(i.session_id == agent.session_id for i in app.query(SessionItem))  # noqa: E731
+        await wait_for(pilot, listed, "the session listed")
         item = next(i for i in app.query(SessionItem) if i.session_id == agent.session_id)
         assert item.date.startswith("today ")
-        assert item.date in screen_text(app)
+        await wait_for(pilot, lambda: item.date in screen_text(app), "its date drawn")
 
 
 async def test_a_dict_result_reads_field_by_field(store: SessionStore) -> None:
@@ -239,7 +239,7 @@ async def test_a_dict_result_reads_field_by_field(store: SessionStore) -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: not app.running, "the answer")
         app.query_one("ToolCard Collapsible").collapsed = False  # type: ignore[attr-defined]
-        await pilot.pause()
+        await wait_for(pilot, lambda: "exit_code: 0" in screen_text(app), "the opened result drawn")
         shown = screen_text(app)
     assert "North    0.41" in shown and "South    0.33" in shown and "exit_code: 0" in shown
     assert "\\n" not in shown.split("Done.")[0].split("▼", 1)[1]  # no escaped newlines in the opened result

@@ -36,8 +36,7 @@ async def test_a_multi_line_paste_keeps_every_line_and_enter_sends_it_all(store:
         prompt = app.query_one(PromptArea)
         pasted = "def f(x):\n    return x * 2\n\nprint(f(21))"
         app.post_message(events.Paste(pasted))  # as the driver delivers a bracketed paste
-        await pilot.pause()
-        assert prompt.text == pasted  # pasting never sends
+        await wait_for(pilot, lambda: prompt.text == pasted, "the paste")  # pasting never sends
         assert not app.query(UserBubble)
         await pilot.press("enter")
         await wait_for(pilot, lambda: not app.running and bool(app.query(AgentTurn)), "the answer")
@@ -171,8 +170,7 @@ async def test_up_inside_a_wrapped_line_moves_the_cursor_not_the_history(store: 
         prompt = app.query_one(PromptArea)
         long_line = "word " * 40  # one line of text, drawn on several rows
         prompt.set_text(long_line)
-        await pilot.pause()
-        assert prompt.wrapped_document.height > 1
+        await wait_for(pilot, lambda: prompt.wrapped_document.height > 1, "the line wrapped to the box's width")
         await pilot.press("up")
         assert prompt.text == long_line  # the cursor went up a row
         for _ in range(prompt.wrapped_document.height):

@@ -131,12 +131,12 @@ class ApprovalScreen(ModalScreen[Approval]):
 
     def on_resize(self, event: events.Resize) -> None:
         # A new terminal size gives the arguments back their own height; the box's resize that follows the
-        # layout decides again whether they must give some up. (A screen is told its size more than once,
-        # after the box's resize too: only a real change may undo the fit.)
+        # layout (its size or its content's changes either way) decides again whether they must give some up,
+        # with sizes that are known then. (A screen is told its size more than once, after the box's resize
+        # too: only a real change may undo the fit.)
         if event.size != self._fitted_for:
             self._fitted_for = event.size
             self.query_one(".approval-args", VerticalScroll).styles.height = "auto"
-            self.call_after_refresh(self._fit_arguments)
 
     def _fit_arguments(self) -> None:
         """Long arguments (a whole file) on a small screen give up height and scroll, so that every line of

@@ -20,20 +20,22 @@ SEPARATOR = " │ "
 
 
 def fit_status(state: str, model: str, tail: str, width: int) -> str:
-    """``state │ model tail`` in ``width`` cells, the model shortened from the left (at a ``/`` where it can be)."""
+    """``state │ model tail`` in ``width`` cells, the model shortened from the left (at a ``/`` where that keeps
+    most of what fits)."""
     full = f"{state}{SEPARATOR}{model}{tail}"
     if width <= 0 or cell_len(full) <= width:
         return full
     room = width - cell_len(state + SEPARATOR) - cell_len(tail)
     if room < 6:  # no room for a telling piece of the model: keep the state and what follows it
         return f"{state}{SEPARATOR}{tail.lstrip()}"
-    # The longest end that fits: from a "/" if one leaves something ("…/tiny-gemma4"), else characters.
-    for i, char in enumerate(model):
-        if char == "/" and i + 1 < len(model) and cell_len("…" + model[i:]) <= room:
-            return f"{state}{SEPARATOR}…{model[i:]}{tail}"
     end = model
     while end and cell_len("…" + end) > room:
         end = end[1:]
+    # Cut mid-component, the end starts at the next "/" instead ("…/tiny-gemma4", not "…oints/tiny-gemma4"),
+    # unless that gives up more than it keeps.
+    slash = end.find("/")
+    if 0 < slash < len(end) - slash:
+        end = end[slash:]
     return f"{state}{SEPARATOR}…{end}{tail}"
 
 
