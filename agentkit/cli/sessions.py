@@ -57,7 +57,8 @@ def _show(console: Console, session: Session, *, with_thinking: bool) -> None:
     console.print(
         Text(
             terminal_safe(
-                f"{session.id} · {session.backend}/{session.model} · updated {format_time(session.updated_at)}"
+                # As the TUI's status line says it: "backend/model" read "vllm//home/me/gemma" for a local path.
+                f"{session.id} · {session.model} ({session.backend}) · updated {format_time(session.updated_at)}"
             ),
             style="dim",
         )
@@ -67,10 +68,12 @@ def _show(console: Console, session: Session, *, with_thinking: bool) -> None:
     for msg in session.messages:
         role = msg.get("role")
         if role in ("system", "developer"):
-            console.print(Panel(_safe_text(msg), title="system", title_align="left", border_style="dim"))
+            console.print(Panel(Text(_safe_text(msg)), title="system", title_align="left", border_style="dim"))
         elif role == "user":
             turn += 1
-            console.print(Panel(_safe_text(msg), title="you", title_align="left", border_style="blue"))
+            # Text, not a string: a string is read as Rich markup, and "list[int]" or "[b]" vanished from it.
+            text = Text("\n".join(filter(None, [*_attachments(msg), _safe_text(msg)])))
+            console.print(Panel(text, title="you", title_align="left", border_style="blue"))
             if with_thinking and thinking.get(turn):
                 console.print(Text(terminal_safe(str(thinking[turn])), style="dim italic"))
         elif role == "assistant":
@@ -96,6 +99,19 @@ def _show(console: Console, session: Session, *, with_thinking: bool) -> None:
             style = "red" if failed else "dim"
             name = terminal_safe(str(msg.get("name", "tool")))
             console.print(Text(f"  ↳ {name}: {preview(content, 160)}", style=style))
+
+
+def _attachments(message: dict[str, Any]) -> list[str]:
+    """One line per picture or clip of a message (``agentkit run --image`` keeps the path): shown with only its
+    text, the question ("What is this?") read as if nothing had come with it."""
+    content = message.get("content")
+    lines = []
+    for part in content if isinstance(content, list) else ():
+        if isinstance(part, dict) and part.get("type") in ("image", "audio", "video"):
+            where = part.get("path") or part.get("url")
+            what = where if isinstance(where, str) else "embedded in the session"
+            lines.append(terminal_safe(f"[{part['type']}: {what}]"))
+    return lines
 
 
 def _safe_text(message: dict[str, Any]) -> str:

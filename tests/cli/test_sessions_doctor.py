@@ -56,6 +56,27 @@ def test_list_show_export_rename_delete(scripted, tmp_path: Path, capsys: pytest
     assert "no session" in capsys.readouterr().err
 
 
+def test_show_prints_what_the_person_wrote_and_sent_as_it_was(
+    scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """Seen by a newcomer: "What is [b]list[int][/b]?" came back from `sessions show` as "What is list?" (read as
+    Rich markup), a picture sent with --image was not mentioned, and the header said "vllm//tmp/model"."""
+    picture = tmp_path / "p.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n")
+    task = "What is [b]list[int][/b] in Python? [image: x]"
+    assert main(["run", "-b", scripted(["Fine.<turn|>"]), "--system", "Use [red]no[/red] markup.", task]) == 0
+    assert main(["run", "-b", scripted(["A picture.<turn|>"]), "--image", str(picture), "What is this?"]) == 0
+    capsys.readouterr()
+    with_markup, with_picture = sorted(SessionStore().list(), key=lambda i: i.title)
+    assert main(["sessions", "show", with_markup.id]) == 0
+    out = capsys.readouterr().out
+    assert f"│ {task}" in out and "│ Use [red]no[/red] markup." in out  # in the panels, not only the title
+    assert f"{with_markup.id} · scripted-gemma4 (scripted) · updated" in out
+    assert main(["sessions", "show", with_picture.id]) == 0
+    out = capsys.readouterr().out
+    assert "│ [image:" in out and "p.png]" in out and "│ What is this?" in out  # the path may wrap
+
+
 def test_export_and_rename_mistakes_are_usage_errors(scripted, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     sid = make_session(scripted)
     capsys.readouterr()
