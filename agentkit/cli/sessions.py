@@ -181,7 +181,7 @@ def sessions_command(args: argparse.Namespace, store: SessionStore | None = None
         for col in cols:
             table.add_column(col, no_wrap=True, overflow="ellipsis", width=widths[col])
         for row in rows:
-            table.add_row(*(row[c] for c in cols))
+            table.add_row(*(Text(row[c]) for c in cols))  # Text: a title's "[b]" is not markup
         console.print(table)
     elif args.action == "show":
         _show(console, store.load(args.id), with_thinking=args.thinking)

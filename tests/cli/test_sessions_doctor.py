@@ -57,7 +57,7 @@ def test_list_show_export_rename_delete(scripted, tmp_path: Path, capsys: pytest
 
 
 def test_show_prints_what_the_person_wrote_and_sent_as_it_was(
-    scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    scripted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:  # type: ignore[no-untyped-def]
     """Seen by a newcomer: "What is [b]list[int][/b]?" came back from `sessions show` as "What is list?" (read as
     Rich markup), a picture sent with --image was not mentioned, and the header said "vllm//tmp/model"."""
@@ -75,6 +75,10 @@ def test_show_prints_what_the_person_wrote_and_sent_as_it_was(
     assert main(["sessions", "show", with_picture.id]) == 0
     out = capsys.readouterr().out
     assert "│ [image:" in out and "p.png]" in out and "│ What is this?" in out  # the path may wrap
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # the list as a table, on a terminal
+    assert main(["sessions", "list"]) == 0
+    assert task in re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
 
 
 def test_export_and_rename_mistakes_are_usage_errors(scripted, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
