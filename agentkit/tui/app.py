@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -48,6 +48,8 @@ from .widgets import (
 )
 
 __all__ = ["AgentkitApp"]
+
+SIDEBAR_MIN_WIDTH = 100  # columns: below this the conversation needs the room more than the session list
 
 WELCOME = Text.assemble(
     ("◆ agentkit\n\n", "bold"),
@@ -134,8 +136,7 @@ class AgentkitApp(TurnRunner, App[None]):
         yield Footer(compact=True)
 
     async def on_mount(self) -> None:
-        show = self._show_sidebar if self._show_sidebar is not None else self.size.width >= 100
-        self.query_one(SessionsSidebar).display = show
+        self._fit_sidebar(self.size.width)
         self.watch(self.query_one("#chat", VerticalScroll), "virtual_size", self._follow_answer, init=False)
         if self._initial_session:
             await self.switch_session(self._initial_session)
@@ -255,9 +256,19 @@ class AgentkitApp(TurnRunner, App[None]):
         await self.switch_session(None)
         self.query_one("#prompt", PromptArea).focus()
 
+    def _fit_sidebar(self, width: int) -> None:
+        """The sidebar shows where there is room for it (100 columns) unless the person or the caller chose."""
+        show = self._show_sidebar if self._show_sidebar is not None else width >= SIDEBAR_MIN_WIDTH
+        self.query_one(SessionsSidebar).display = show
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Decided at start only, a sidebar opened at 120 columns kept 25 of 60 after the terminal shrank.
+        self._fit_sidebar(event.size.width)
+
     def action_toggle_sidebar(self) -> None:
         sidebar = self.query_one(SessionsSidebar)
         sidebar.display = not sidebar.display
+        self._show_sidebar = sidebar.display  # the person's choice holds at any width from now on
         if sidebar.display:
             sidebar.query_one("ListView").focus()
         else:

@@ -373,6 +373,22 @@ async def test_sidebar_toggles_and_cancel_binding_only_shows_while_running(store
         await wait_for(pilot, lambda: not app.running, "the cancellation")
 
 
+async def test_the_sidebar_follows_the_terminal_width_until_the_person_chooses(store: SessionStore) -> None:
+    # Seen in tmux: opened at 120 columns and shrunk to 60, the sidebar kept 25 of the 60 columns.
+    app = AgentkitApp(ScriptedBackend([]), store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        sidebar = app.query_one(SessionsSidebar)
+        assert sidebar.display
+        await pilot.resize_terminal(60, 24)
+        await wait_for(pilot, lambda: not sidebar.display, "the sidebar hidden at 60 columns")
+        await pilot.resize_terminal(120, 40)
+        await wait_for(pilot, lambda: sidebar.display, "the sidebar back at 120 columns")
+        await pilot.press("ctrl+s")  # hidden by the person: it stays hidden at any width
+        await pilot.resize_terminal(130, 40)
+        await wait_for(pilot, lambda: app.size.width == 130, "the new width")
+        assert not sidebar.display
+
+
 async def test_quitting_mid_answer_still_saves_the_session(store: SessionStore) -> None:
     app = AgentkitApp(ScriptedBackend(["word " * 400 + "<turn|>"], chunk_size=2, delay_s=0.01), store=store)
     async with app.run_test(size=SIZE) as pilot:
