@@ -96,7 +96,8 @@ def demo_model(request: GenerationRequest) -> str:
         return "I read sales.csv, but I have no Python tool here to analyse it (bubblewrap is not installed).<turn|>"
     denied = _error(ran)
     if denied is not None:
-        return f"I could not run the analysis: {denied}. Run the demo again and allow it (or pass --yes).<turn|>"
+        # Said in the terminal assistant too, where there is no --yes: sending the task again asks again.
+        return f"I could not run the analysis: {denied}. Ask again and allow run_python to see the figures.<turn|>"
     if not isinstance(ran, dict) or ran.get("exit_code") != 0:
         stderr = _echo(ran.get("stderr", "") if isinstance(ran, dict) else ran).strip()
         return f"The analysis failed in the sandbox, so I have no figures to report:\n\n```\n{stderr}\n```<turn|>"

@@ -287,6 +287,23 @@ def test_the_demo_model_repeats_tool_output_as_text_never_as_markup() -> None:
     assert parsed.tool_calls == [] and "best month:" in parsed.content and "write_file" in parsed.content
 
 
+def test_the_demo_model_after_a_denial_says_what_works_in_the_terminal_assistant_too() -> None:
+    """It said "Run the demo again and allow it (or pass --yes)" in `agentkit demo --tui`, where --yes does nothing
+    and the task can simply be sent again."""
+    from agentkit import gemma4
+    from agentkit.backends.base import GenerationRequest
+    from agentkit.cli.demo import demo_model
+
+    messages = [
+        {"role": "user", "content": "go"},
+        {"role": "tool", "name": "read_file", "content": "month,revenue"},
+        {"role": "tool", "name": "run_python", "content": {"error": "the user denied this call to run_python"}},
+    ]
+    tools = [{"type": "function", "function": {"name": n}} for n in ("read_file", "run_python", "write_file")]
+    text = demo_model(GenerationRequest(prompt=gemma4.Prompt.trusted(""), messages=messages, tools=tools))
+    assert "denied" in text and "Ask again and allow run_python" in text and "--yes" not in text
+
+
 def test_models_offers_only_the_options_that_mean_something_there() -> None:
     """``agentkit models`` lists a backend's models: agent options (tools, system prompt, MCP) would be ignored."""
     from agentkit.cli import build_parser
