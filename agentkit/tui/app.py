@@ -148,8 +148,20 @@ class AgentkitApp(TurnRunner, App[None]):
             prompt.load_text(self._initial_prompt)
             prompt.move_cursor(prompt.document.end)
         prompt.focus()
+        self.run_worker(self._check_backend(), group="check", exit_on_error=False)
         if self.history.problem:
             self.notify(self.history.problem, title="History", severity="warning", markup=False)
+
+    async def _check_backend(self) -> None:
+        """Say at once when the backend cannot answer (a server not started, a model not pulled): found only at
+        the first message, a person typed it for nothing and did not know Ctrl+L could pick another."""
+        backend = self.backend
+        try:
+            await backend.check()
+        except AgentkitError as exc:
+            if backend is self.backend:  # not replaced in the picker meanwhile
+                message = visible(f"{exc}\nCtrl+L picks another backend.")
+                self.notify(message, title=type(exc).__name__, severity="error", timeout=20, markup=False)
 
     async def on_unmount(self) -> None:
         await self.agents.aclose()

@@ -389,6 +389,30 @@ async def test_the_sidebar_follows_the_terminal_width_until_the_person_chooses(s
         assert not sidebar.display
 
 
+async def test_a_backend_that_cannot_be_reached_is_said_at_start_not_at_the_first_message(
+    store: SessionStore,
+) -> None:
+    # Seen in tmux: `agentkit chat` on a config whose Ollama was not running opened as if all was well; the
+    # person learnt it only after typing a message.
+    import socket
+
+    from agentkit import backend_from_url
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = AgentkitApp(backend_from_url(f"ollama://127.0.0.1:{port}/gemma4:e4b"), store=store)
+    async with app.run_test(size=SIZE) as pilot:
+
+        def told() -> list[str]:
+            return [n.message for n in app._notifications if n.severity == "error"]
+
+        await wait_for(pilot, lambda: bool(told()), "the notice that the backend cannot be reached")
+        (message,) = told()
+        assert f"Cannot reach Ollama at http://127.0.0.1:{port}" in message and "Ctrl+L" in message
+        assert not app.query(UserBubble)
+
+
 async def test_quitting_mid_answer_still_saves_the_session(store: SessionStore) -> None:
     app = AgentkitApp(ScriptedBackend(["word " * 400 + "<turn|>"], chunk_size=2, delay_s=0.01), store=store)
     async with app.run_test(size=SIZE) as pilot:
@@ -414,7 +438,7 @@ async def test_status_line_keeps_a_long_local_models_name_and_what_follows_at_60
     # Seen in tmux at 60x24 with a vLLM server serving a local path: the line wrapped after "ready │" and the
     # model, thinking and tools were never shown. Checked on the painted line, at each width.
     model = "/tmp/agentkit-vllm-610bxp2o/checkpoints/tiny-gemma4"
-    app = AgentkitApp(ScriptedBackend([], model=model), store=store)
+    app = AgentkitApp(ScriptedBackend([], model=model), store=store, show_sidebar=False)
     async with app.run_test(size=(60, 24)) as pilot:
         status = app.query_one("#status")
 
