@@ -126,6 +126,30 @@ async def test_slash_menu_completes_and_runs_commands(store: SessionStore) -> No
         assert not app.query(UserBubble)  # commands are never sent to the model
 
 
+async def test_a_command_typed_in_one_burst_runs_that_command(store: SessionStore) -> None:
+    # Seen in tmux (send-keys, as a fast typist or a key macro delivers them): "/export" and Enter ran /help,
+    # the command the menu still highlighted for "/" because its update came after the keys.
+    app = make_app(store, [])
+    async with app.run_test(size=SIZE) as pilot:
+        prompt = app.query_one(PromptArea)
+        prompt.focus()
+        menu = app.query_one(CommandMenu)
+        for keys, thinking in (("think", True), ("th\t", False)):  # Enter runs what is typed; Tab completes it
+            await pilot.press("slash")
+            await wait_for(pilot, lambda: menu.is_open and menu.chosen is not None, "the menu, at /help")
+            for key in keys:  # the rest in one burst, all queued before the first is handled
+                prompt.post_message(events.Key({"\t": "tab"}.get(key, key), key))
+            if keys.endswith("\t"):
+                await wait_for(pilot, lambda: prompt.text in ("/think ", "/help "), "the completion")
+                assert prompt.text == "/think "
+            prompt.post_message(events.Key("enter", "\r"))
+            await wait_for(pilot, lambda: prompt.text == "", f"{keys!r} handled")
+            assert not app.query(InfoMessage)  # not /help
+            await wait_for(pilot, lambda thinking=thinking: app.thinking is thinking, f"/think after {keys!r}")
+        assert not app.query(InfoMessage)  # no /help
+        assert [n.message for n in app._notifications][-1:] == ["Thinking off from the next message."]
+
+
 async def test_page_keys_scroll_the_conversation_while_the_prompt_keeps_focus(store: SessionStore) -> None:
     answer = "\n\n".join(f"Paragraph {i}." for i in range(60))
     app = make_app(store, [answer + "<turn|>"])

@@ -120,6 +120,7 @@ class PromptArea(TextArea):
         self.sent = history  # not .history: TextArea keeps its undo stack there
         self.menu = menu
         self._placed = ""  # the last text put here by set_text; a change to anything else is the person's edit
+        self._menu_for: str | None = None  # the text the menu's matches were last worked out for
 
     def on_mount(self) -> None:
         # With animations off (TEXTUAL_ANIMATIONS=none: accessibility, recordings) the cursor holds still too.
@@ -162,6 +163,7 @@ class PromptArea(TextArea):
 
     def _update_menu(self) -> None:
         # A recalled "/help" must not open the menu: Up would then move in the menu instead of the history.
+        self._menu_for = self.text
         self.menu.show([] if self.sent.browsing else completions(self.text))
 
     def _complete(self, command: SlashCommand) -> None:
@@ -172,6 +174,10 @@ class PromptArea(TextArea):
 
     async def _on_key(self, event: events.Key) -> None:
         key = event.key
+        if self.text != self._menu_for:
+            # Keys typed in a burst are all handled before the first Changed message that updates the menu, so
+            # "/export" and Enter typed fast ran the /help the menu still showed for "/".
+            self._update_menu()
         handled = True
         if key in NEWLINE_KEYS:
             self.insert("\n")
