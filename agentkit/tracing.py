@@ -16,8 +16,8 @@ and tool calls run in their own tasks. Times come from the events: a model reque
 tool call (or the step's end), and is given its attributes when the step reports its usage.
 
 When tracing is off the agent does one ``None`` check per run; the ``opentelemetry`` packages are imported
-only when a tracer is configured (``pip install 'agentkit[otel]'``). Tool arguments and results can hold
-secrets, so only their sizes are recorded unless ``record_content=True`` (the conventions mark those
+only when a tracer is configured (``pip install -e '.[otel]'`` in the agentkit checkout). Tool arguments and
+results can hold secrets, so only their sizes are recorded unless ``record_content=True`` (the conventions mark those
 attributes opt-in for the same reason).
 """
 
@@ -108,7 +108,7 @@ class Tracer:
         try:
             from opentelemetry import trace
         except ImportError as exc:
-            raise UserError("tracing needs OpenTelemetry: pip install 'agentkit[otel]'") from exc
+            raise UserError("tracing needs OpenTelemetry: pip install -e '.[otel]' in the agentkit checkout") from exc
         from agentkit import __version__
 
         if tracer_provider is not None and not callable(getattr(tracer_provider, "get_tracer", None)):

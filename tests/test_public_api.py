@@ -61,6 +61,19 @@ def test_readme_install_and_test_commands_are_what_ci_runs_in_a_fresh_venv() -> 
     assert "mktemp -d /tmp/" in ci and "python3 -m venv" in ci and venv < positions[0]
 
 
+def test_every_install_hint_installs_from_the_checkout_not_pypi() -> None:
+    """The package called agentkit on PyPI is another project (README, Install): "pip install 'agentkit[otel]'",
+    which the tracing section, the OpenTelemetry and Ray errors and a --help group said, installs that one."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    texts = [root / "README.md", *(root / "docs").glob("*.md"), *(root / "agentkit").rglob("*.py")]
+    wrong = re.compile(r"pip install (-U )?['\"]?agentkit\b")
+    found = [f"{path.relative_to(root)}: {m.group()}" for path in texts for m in wrong.finditer(path.read_text())]
+    assert found == []
+
+
 def test_the_backends_import_without_the_transformers_extra() -> None:
     """In a '.[dev]' venv (no torch) every public name resolves, and the in-process backend says what to install."""
     import subprocess

@@ -2,7 +2,8 @@
 
 One code path for what a task is (:mod:`.files` parses task and results files, :mod:`.task` runs one task to its
 record) and two executors that run tasks: :class:`LocalExecutor` in this process's event loop and
-:class:`RayExecutor` across a Ray cluster (``pip install 'agentkit[ray]'``). :func:`run_batch` drives either::
+:class:`RayExecutor` across a Ray cluster (``pip install -e '.[ray]'`` in the agentkit checkout).
+:func:`run_batch` drives either::
 
     from agentkit import Agent
     from agentkit.backends import backend_from_url

@@ -41,7 +41,7 @@ from .task import AgentFactory, close_worker_resources, preflight, run_task
 
 __all__ = ["RayExecutor"]
 
-_INSTALL = "the Ray executor needs Ray: pip install 'agentkit[ray]'"
+_INSTALL = "the Ray executor needs Ray: pip install -e '.[ray]' in the agentkit checkout"
 _UNREADY = "_worker_unready"  # the key of a worker's answer "my preflight failed, this task did not start"
 log = logging.getLogger("agentkit.batch")
 

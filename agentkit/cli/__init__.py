@@ -315,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--progress-every", type=float, default=5.0, metavar="SECONDS", help="seconds between --json progress events"
     )
-    scale = batch.add_argument_group("scale-out (pip install 'agentkit[ray]'; see docs/scale-out.md)")
+    scale = batch.add_argument_group(
+        "scale-out (in the agentkit checkout: pip install -e '.[ray]'; see docs/scale-out.md)"
+    )
     scale.add_argument(
         "--ray",
         nargs="?",

@@ -55,7 +55,7 @@ def traces_from_environment() -> Iterator[None]:
     except ImportError:
         warnings.warn(
             "OTEL_EXPORTER_OTLP_ENDPOINT is set but the OpenTelemetry packages are not installed, so no traces "
-            "are sent: pip install 'agentkit[otel]'",
+            "are sent: pip install -e '.[otel]' in the agentkit checkout",
             stacklevel=1,
         )
         yield

@@ -72,8 +72,8 @@ def _show(console: Console, session: Session, *, with_thinking: bool) -> None:
         elif role == "user":
             turn += 1
             # Text, not a string: a string is read as Rich markup, and "list[int]" or "[b]" vanished from it.
-            text = Text("\n".join(filter(None, [*_attachments(msg), _safe_text(msg)])))
-            console.print(Panel(text, title="you", title_align="left", border_style="blue"))
+            said = Text("\n".join(filter(None, [*_attachments(msg), _safe_text(msg)])))
+            console.print(Panel(said, title="you", title_align="left", border_style="blue"))
             if with_thinking and thinking.get(turn):
                 console.print(Text(terminal_safe(str(thinking[turn])), style="dim italic"))
         elif role == "assistant":

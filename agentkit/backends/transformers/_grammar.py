@@ -32,7 +32,10 @@ def xgrammar_missing() -> str:
     try:
         import xgrammar  # noqa: F401
     except ImportError as exc:
-        return f"xgrammar is not installed ({exc}); pip install 'agentkit[transformers]' or pip install xgrammar"
+        return (
+            f"xgrammar is not installed ({exc}); pip install -e '.[transformers]' in the agentkit checkout "
+            "or pip install xgrammar"
+        )
     return ""
 
 
