@@ -15,6 +15,7 @@ from typing import Any
 from agentkit.backends import is_server_address
 from agentkit.errors import UserError
 
+from . import config
 from .common import EXIT_OK, safe_json, terminal_safe
 from .config import Settings, default_backend_url, hf_model_available
 
@@ -45,7 +46,14 @@ def list_models(url: str) -> dict[str, Any]:
     scheme, _, rest = url.partition(":")
     if scheme.lower() == "transformers" and rest.strip():
         available = hf_model_available(rest)
-        return {"backend": url, "current": rest, "models": [rest] if available else [], "downloaded": available}
+        installed = config.transformers_installed()
+        return {
+            "backend": url,
+            "current": rest,
+            "models": [rest] if available else [],
+            "downloaded": available,
+            "installed": installed,
+        }
     if is_server_address(url):
         # Listing needs only the address; the placeholder model is never requested (and reads as one in the
         # advice of a server that does not answer: "start it with vllm serve MODEL ...").
@@ -89,6 +97,10 @@ def models_command(args: argparse.Namespace, settings: Settings) -> int:
     current, names = info["current"], info["models"]
     if url.startswith("transformers:"):
         state = "on this machine" if info["downloaded"] else "not downloaded yet; agentkit run asks before fetching it"
+        if not info["installed"]:  # otherwise agentkit run, as said here, would only say the extra is missing
+            state += (
+                "; first install the transformers extra (in the agentkit checkout: pip install -e '.[transformers]')"
+            )
         print(
             f"transformers runs the configured model in this process: {terminal_safe(current)} ({state})",
             file=sys.stderr,

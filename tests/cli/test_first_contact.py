@@ -183,6 +183,21 @@ def test_models_for_transformers_names_the_model_without_loading_it(
     assert json.loads(capsys.readouterr().out)["downloaded"] is False
 
 
+def test_models_for_transformers_without_the_extra_says_to_install_it_first(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In a venv of '.[dev]' it said only "not downloaded yet; agentkit run asks before fetching it", and agentkit
+    run then said that torch and transformers were missing."""
+    from agentkit.cli import config
+
+    monkeypatch.setattr(config, "transformers_installed", lambda: False)
+    assert main(["models", "--backend", "transformers:google/gemma-4-E2B-it"]) == 0
+    err = capsys.readouterr().err
+    assert "first install the transformers extra (in the agentkit checkout: pip install -e '.[transformers]')" in err
+    assert main(["models", "--json", "--backend", "transformers:google/gemma-4-E2B-it"]) == 0
+    assert json.loads(capsys.readouterr().out)["installed"] is False
+
+
 def test_models_of_a_scripted_backend(scripted, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     assert main(["models", "--backend", scripted(["x<turn|>"])]) == 0
     assert capsys.readouterr().out == "scripted-gemma4\n"
