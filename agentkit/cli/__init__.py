@@ -15,7 +15,7 @@ import re
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from agentkit import __version__
 from agentkit.errors import AgentkitError
@@ -70,6 +70,16 @@ class _Parser(argparse.ArgumentParser):
             hints = " ".join(target._with_guess(extra) for extra in extras)
             target.error(f"unrecognized arguments: {hints}; see {target.prog} --help")
         return parsed
+
+    def error(self, message: str) -> NoReturn:
+        # "the following arguments are required: ACTION" named no action: `agentkit sessions` left a newcomer
+        # to guess list, show, ... (or to find --help).
+        for action in self._actions:
+            missing = isinstance(action, argparse._SubParsersAction) and action.metavar and action.choices
+            if missing and message == f"the following arguments are required: {action.metavar}":
+                names = ", ".join(action.choices or ())
+                message = f"say which {str(action.metavar).lower()}: {names} (see {self.prog} --help)"
+        super().error(message)
 
     def _with_guess(self, arg: str) -> str:
         """``--backnd`` → ``--backnd (did you mean --backend?)``; anything else as it is."""

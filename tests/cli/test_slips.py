@@ -87,6 +87,28 @@ def test_an_option_unlike_any_is_reported_without_a_guess(capsys: pytest.Capture
     assert "agentkit run: error: unrecognized arguments: --frobnicate extra; see agentkit run --help" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["sessions"], "agentkit sessions: error: say which action: list, show, delete, export, rename (see"),
+        (["mcp"], "agentkit mcp: error: say which action: serve (see agentkit mcp --help)"),
+        ([], None),  # `agentkit` alone prints the help (README)
+    ],
+)
+def test_a_command_without_its_action_names_the_actions(
+    argv: list[str], said: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`agentkit sessions` said only "the following arguments are required: ACTION"."""
+    if said is None:
+        assert main(argv) == 0
+        assert "first steps:" in capsys.readouterr().out
+        return
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert said in capsys.readouterr().err
+
+
 def _commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
     found = {}
     for action in parser._actions:
