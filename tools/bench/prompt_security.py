@@ -20,8 +20,9 @@ A sibling of ``sandbox_security.py`` for the attacks that never touch the sandbo
 - **sessions**: hostile files in the sessions folder and hostile ids/names; blocked means a clear agentkit
   error or a skipped file, never a hang, a traceback or a raw ``OSError``;
 - **files**: what agentkit reads back from files: a saved session whose picture's path is a FIFO, a device or
-  a text file (a private key, a ``.env``), task and results lines nested 100,000 deep; blocked means a clear
-  agentkit error within 10 s;
+  a text file (a private key, a ``.env``); a session file written by hand naming a binary secret (a DER key, a
+  keyring, a database) or any picture of the user's, with no fingerprint or a made-up one; such files named as
+  a picture; task and results lines nested 100,000 deep; blocked means a clear agentkit error within 10 s;
 - **batch**: every injection string as a task file's task and id; blocked means the prompt's control tokens
   are a benign task's, the results file gives back exactly the ids and tasks, and nothing printed is unsafe;
 - **media URLs**: an http(s) (or file, ftp, scheme-relative, ...) URL as an image from a user message, a saved
@@ -693,6 +694,51 @@ def _session_media_refused(make: Callable[[Path], Path]) -> Callable[[], bool]:
     return attack
 
 
+def _forged_session_refused(content: bytes, pin: str | None = None) -> Callable[[], bool]:
+    """A session file written by hand (not by agentkit) naming a file of the user's as its picture, optionally
+    with a made-up fingerprint: resuming it must send nothing of the file."""
+
+    def attack() -> bool:
+        from agentkit import SessionStore
+        from agentkit.backends._openai_media import openai_part
+        from agentkit.errors import UserError
+        from agentkit.messages import to_chat
+
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            (root / "secret").write_bytes(content)
+            (root / "sessions").mkdir()
+            part = {"type": "image", "path": str(root / "secret"), **({"sha256": pin} if pin is not None else {})}
+            forged = {"format": "agentkit.session", "version": 2, "revision": 1, "id": "s"}
+            forged["messages"] = [{"role": "user", "content": [part, {"type": "text", "text": "hi"}]}]
+            (root / "sessions" / "s.json").write_text(json.dumps(forged))
+            try:
+                to_chat(SessionStore(root / "sessions").load("s").conversation, openai_part)
+            except UserError:
+                return True
+            return False
+
+    return attack
+
+
+def _media_file_refused(content: bytes) -> Callable[[], bool]:
+    """A file in no media format named as a picture (by a tool, ``--image`` or the API): never read for the model."""
+
+    def attack() -> bool:
+        from agentkit.errors import UserError
+        from agentkit.media import read_media_file
+
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "f").write_bytes(content)
+            try:
+                read_media_file(Path(tmp) / "f")
+            except UserError:
+                return True
+            return False
+
+    return attack
+
+
 def _deep_line_refused(read: str, text: str) -> Callable[[], bool]:
     def attack() -> bool:
         from agentkit.batch.files import read_done, read_tasks
@@ -724,6 +770,16 @@ def file_attempts() -> list[Attempt]:
 
     key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE\n-----END OPENSSH PRIVATE KEY-----"
     deep = "[" * 100_000 + "]" * 100_000
+    from agentkit.testing.samples import png
+
+    binaries = {
+        "a DER private key": bytes.fromhex("308204a40201000282010100") + bytes(range(256)),
+        "a GNOME keyring": b"GnomeKeyring\n\r\x00\n" + bytes(range(256)),
+        "a SQLite database": b"SQLite format 3\x00" + bytes(range(256)),
+        "a KeePass database": bytes.fromhex("03d9a29a67fb4bb5") + bytes(range(256)),
+        "a PNG header over a key": b"\x89PNG\r\n\x1a\n" + bytes.fromhex("308204a4") + bytes(range(256)),
+        "a picture": png(),
+    }
     return [
         (
             "files",
@@ -735,6 +791,20 @@ def file_attempts() -> list[Attempt]:
         ("files", "session image path is a FIFO", _session_media_refused(fifo)),
         ("files", "session image path is /dev/null", _session_media_refused(lambda r: Path("/dev/null"))),
         ("files", "session image path is a folder", _session_media_refused(lambda r: r)),
+        *[
+            ("files", f"hand-written session names {what} (no fingerprint)", _forged_session_refused(content))
+            for what, content in binaries.items()
+        ],
+        *[
+            ("files", f"hand-written session names {what} (made-up fingerprint)", _forged_session_refused(content, pin))
+            for what, content in binaries.items()
+            for pin in ("0" * 64, "")
+        ],
+        *[
+            ("files", f"{what} named as a picture", _media_file_refused(content))
+            for what, content in binaries.items()
+            if what != "a picture"
+        ],
         ("files", "task line nested 100k deep", _deep_line_refused("tasks", '{"task": "x", "a": ' + deep + "}\n")),
         ("files", "results line nested 100k deep", _deep_line_refused("results", deep + "\n")),
     ]
