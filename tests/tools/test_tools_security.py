@@ -726,8 +726,10 @@ class _FakeRay:
 
 
 @pytest.fixture
-def ray_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No Ray token settings from outside, and whatever ``_connect`` sets in ``os.environ`` undone afterwards."""
+def ray_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No Ray token settings from outside (nor the user's ~/.ray), and whatever ``_connect`` sets in
+    ``os.environ`` undone afterwards."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     for name in ("RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN", "RAY_AUTH_MODE", "RAY_ADDRESS"):
         monkeypatch.setenv(name, "")  # recorded, so the test's end restores the variable (or its absence)
         monkeypatch.delenv(name)
@@ -789,6 +791,57 @@ def test_ray_private_folder_made_by_another_user_is_refused(
         monkeypatch.setenv("RAY_ADDRESS", address)
         RayExecutor()._connect(ray)
     assert ray.calls[-1]["address"] == address and "_temp_dir" not in ray.calls[-1]
+
+
+def _stale_home_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int) -> Path:
+    """A ~/.ray/auth_token as earlier agentkit versions left it (Ray wrote it with the umask's mode)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    token = tmp_path / "home" / ".ray" / "auth_token"
+    token.parent.mkdir(parents=True)
+    token.write_text("0" * 64)
+    token.chmod(mode)
+    return token
+
+
+def test_a_world_readable_ray_token_from_earlier_versions_is_not_sent_to_a_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_env: None
+) -> None:
+    """Ray reads ~/.ray/auth_token to join a cluster (and `ray start` reuses it for a new one): an old 0644 one let
+    any local user join and run code as this user, and agentkit used it without a word."""
+    from agentkit.batch.ray_executor import RayExecutor
+    from agentkit.errors import UserError
+
+    token = _stale_home_token(tmp_path, monkeypatch, 0o644)
+    ray = _FakeRay()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(UserError, match=r"can be read or written by other users \(mode 644\).*chmod 600"):
+            RayExecutor(address)._connect(ray)
+        assert ray.calls == []
+        token.chmod(0o600)  # what the message says to do
+        assert RayExecutor(address)._connect(ray) is True
+        token.chmod(0o644)
+        monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "mine"))  # a token of the user's own: not read
+        assert RayExecutor(address)._connect(ray) is True
+
+
+def test_a_world_readable_ray_token_is_warned_about_when_a_local_cluster_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    import tempfile
+
+    from agentkit.batch.ray_executor import RayExecutor
+
+    _stale_home_token(tmp_path, monkeypatch, 0o604)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ray = _FakeRay()
+    executor = RayExecutor()
+    with caplog.at_level("WARNING", logger="agentkit.batch"):
+        assert executor._connect(ray) is True  # its own private token: the old file is not used
+    executor._drop_token()
+    assert "auth_token can be read or written by other users (mode 604)" in caplog.text
 
 
 RAY_TOKEN_PROBE = """
