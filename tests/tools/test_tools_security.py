@@ -7,6 +7,7 @@ scripted model. Every test here failed (or hung, or blew up memory) on the code 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -1060,6 +1061,79 @@ def test_an_answer_without_end_is_read_only_in_part(engine: str, status: int | s
         server.server_close()
     assert ("500" if status == 500 else "more than 16,777,216 bytes") in shown and len(shown) < 3000, shown[:300]
     assert written[0] < 64 * MB  # the client hung up after the first part
+
+
+@pytest.mark.parametrize("status", [500, 200, "stream"])
+@pytest.mark.parametrize("engine", ["vllm", "ollama"])
+def test_a_compressed_answer_is_refused_before_it_is_inflated(engine: str, status: int | str) -> None:
+    """httpx asked for gzip and inflated each chunk whole: 64 kB of gzip became 64 MiB in memory at once, before
+    any size limit could count it (a model list, an error page, a streamed line). Now the client asks for no
+    compression and an answer compressed anyway is refused unread."""
+    import asyncio
+
+    from agentkit.backends.base import GenerationRequest
+    from agentkit.backends.ollama import OllamaBackend
+    from agentkit.backends.vllm import VLLMBackend
+    from agentkit.errors import BackendError
+    from agentkit.gemma4 import Prompt
+
+    bomb = gzip.compress(b"\n" + b"A" * (64 * MB), 9)  # about 64 kB on the wire
+    asked: list[str] = []
+
+    class Bomb(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.do_POST()
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            asked.append(self.headers.get("Accept-Encoding", ""))
+            self.send_response(500 if status == 500 else 200)
+            self.send_header("Content-Type", "text/event-stream" if status == "stream" else "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(bomb)))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                self.wfile.write(bomb)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Bomb)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    backend: Any = (
+        VLLMBackend("g", base, tokenizer=False, retries=0, mode="chat")
+        if engine == "vllm"
+        else OllamaBackend("gemma4", base, retries=0)
+    )
+    messages = [{"role": "user", "content": "hi"}]
+
+    async def ask() -> str:
+        try:
+            if status == 200:
+                await backend.list_models()
+            async for _ in backend.stream(GenerationRequest(Prompt.trusted("<bos>"), messages=messages)):
+                pass
+        except BackendError as exc:
+            return str(exc)
+        finally:
+            await backend.aclose()
+        return ""
+
+    tracemalloc.start()
+    try:
+        shown = asyncio.run(ask())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        server.shutdown()
+        server.server_close()
+    assert "compressed ('gzip')" in shown and "Accept-Encoding: identity" in shown, shown[:300]
+    assert asked and all(a == "identity" for a in asked), asked
+    assert peak < 8 * MB, f"{peak / MB:.0f} MiB held while reading a {len(bomb) // 1024} kB answer"
 
 
 def test_replica_labels_made_from_backends_never_show_a_password() -> None:
