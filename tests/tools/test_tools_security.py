@@ -1286,3 +1286,79 @@ def test_a_config_file_another_user_could_write_is_not_used(how: str, tmp_path: 
     folder.chmod(0o700)
     main(["run", "--config", str(config), "--backend", f"scripted:{outputs}", "hello"])  # not an MCP server: fails
     assert marker.exists()  # but the same file, once it is private, is used: its program was started
+
+
+def _config_running(tmp_path: Path) -> tuple[Path, Path]:
+    """A config file whose MCP server, if agentkit obeys it, leaves a marker file."""
+    import sys
+
+    marker = tmp_path / "ran"
+    config = tmp_path / "conf" / "config.toml"
+    config.parent.mkdir(exist_ok=True)
+    command = [sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]
+    config.write_text(f"[mcp.servers.evil]\ncommand = {json.dumps(command[0])}\nargs = {json.dumps(command[1:])}\n")
+    return config, marker
+
+
+def _run_with(config: Path, tmp_path: Path, capsys: Any) -> tuple[int, str]:
+    from agentkit.cli import main
+
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(["hi<turn|>"]))
+    code = main(["run", "--config", str(config), "--backend", f"scripted:{outputs}", "hello"])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_config_file_writable_by_a_shared_primary_group_is_not_used(
+    where: str, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group-writable config file was used whenever its group was the user's primary group. Where that group
+    is shared (``users``, common on Debian-style shared machines and LDAP sites), every account in it could
+    write the MCP commands agentkit runs as you. Another account with the same primary group is added here as
+    the account database would list it."""
+    import pwd
+
+    config, marker = _config_running(tmp_path)
+    os.chown(config, os.getuid(), os.getgid())
+    (config if where == "file" else config.parent).chmod(0o660 if where == "file" else 0o770)
+    if where == "folder":
+        config.chmod(0o600)
+    accounts = pwd.getpwall()
+    other = pwd.struct_passwd(("mallory", "x", 4242, os.getgid(), "", "/home/mallory", "/bin/sh"))
+    monkeypatch.setattr(pwd, "getpwall", lambda: [*accounts, other])
+    code, err = _run_with(config, tmp_path, capsys)
+    assert code == 2 and "is not used" in err and not marker.exists(), err
+    assert ("has other members" in err) if where == "file" else ("can replace it" in err)
+    monkeypatch.setattr(pwd, "getpwall", lambda: accounts)  # a group of this user alone (a user private group)
+    if any(p.pw_gid == os.getgid() and p.pw_uid != os.getuid() for p in accounts):
+        pytest.skip("this machine's primary group is shared: the private-group case cannot be shown")
+    _run_with(config, tmp_path, capsys)
+    assert marker.exists()  # group-writable, but by this user alone: used, as before
+
+
+def test_a_config_file_writable_by_another_group_is_not_used(tmp_path: Path, capsys: Any) -> None:
+    if os.getuid() != 0:
+        pytest.skip("giving a file another group needs root")
+    import grp
+
+    config, marker = _config_running(tmp_path)
+    gid = grp.getgrnam("nogroup").gr_gid if "nogroup" in {g.gr_name for g in grp.getgrall()} else 65534
+    os.chown(config, os.getuid(), gid)
+    config.chmod(0o660)
+    code, err = _run_with(config, tmp_path, capsys)
+    assert code == 2 and "other users can write to it (mode 660" in err and not marker.exists(), err
+
+
+def test_a_config_symlink_into_a_folder_others_can_write_is_not_used(tmp_path: Path, capsys: Any) -> None:
+    """The folder check looked at the link's folder, not the one the file is in: a private ~/.config link to a
+    file in a shared folder was used, and anyone who can write there could swap the file."""
+    config, marker = _config_running(tmp_path)
+    config.chmod(0o600)
+    config.parent.chmod(0o777)  # shared, not sticky
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    (private / "config.toml").symlink_to(config)
+    code, err = _run_with(private / "config.toml", tmp_path, capsys)
+    assert code == 2 and f"its folder {config.parent} is theirs or writable by them" in err, err
+    assert not marker.exists()
