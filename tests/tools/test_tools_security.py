@@ -1362,3 +1362,108 @@ def test_a_config_symlink_into_a_folder_others_can_write_is_not_used(tmp_path: P
     code, err = _run_with(private / "config.toml", tmp_path, capsys)
     assert code == 2 and f"its folder {config.parent} is theirs or writable by them" in err, err
     assert not marker.exists()
+
+
+# -- names and trees the file tools meet: what the sandbox (or a cloned repository) can leave in the workspace ----
+
+
+def test_a_file_name_that_is_not_utf8_neither_breaks_the_tools_nor_the_run(tmp_path: Path) -> None:
+    """Python lists such a name with its bytes as lone surrogates: find_files and grep with a glob raised
+    UnicodeEncodeError (RE2), and a listing with the name in it ended the whole run when the session was saved
+    (UnicodeEncodeError writing the file). One `open(b'\\xff', 'w')` in the sandbox did it."""
+    from agentkit import SessionStore, allow_all
+
+    (tmp_path / "ws").mkdir()
+    Path(os.fsdecode(bytes(tmp_path / "ws") + b"/caf\xe9.txt")).write_text("needle\n")
+    ws = Workspace(tmp_path / "ws")
+    assert ws.find_files("*.txt") == "'caf\\udce9.txt'"  # shown escaped: text every writer takes
+    assert ws.grep("needle", glob="*.txt") == "'caf\\udce9.txt':1: needle"
+    store = SessionStore(tmp_path / "sessions")
+    backend = ScriptedBackend(["<|tool_call>call:list_dir{}<tool_call|><|tool_response>", "Listed.<turn|>"])
+    agent = Agent(backend, ws.tools(), store=store, approval=allow_all)
+    result = agent.run("list")
+    assert result.output == "Listed." and result.tool_calls[0].error is None
+    [listed] = [m["content"] for m in store.load(agent.session_id).messages if m["role"] == "tool"]
+    assert listed == "'caf\\udce9.txt'  (7 bytes)"
+
+
+async def test_lone_surrogates_from_a_tool_or_an_mcp_server_become_replacement_characters(tmp_path: Path) -> None:
+    """JSON may spell a lone surrogate ("\\ud800", an MCP server's text), a tool may return one: the session save
+    raised UnicodeEncodeError and the run ended with a traceback."""
+    from agentkit import SessionStore, allow_all, tool
+
+    @tool
+    def odd() -> dict[str, Any]:
+        """Returns odd text."""
+        return {"text\ud800": json.loads('"half \\ud800 of a pair"')}
+
+    @tool
+    def broken() -> str:
+        """Fails."""
+        raise OSError(2, "No such file", "caf\udce9.txt")
+
+    store = SessionStore(tmp_path / "sessions")
+    calls = "<|tool_call>call:odd{}<tool_call|><|tool_call>call:broken{}<tool_call|><|tool_response>"
+    agent = Agent(ScriptedBackend([calls, "ok<turn|>"]), [odd, broken], store=store, approval=allow_all)
+    result = await agent.arun("go")
+    assert result.output == "ok"
+    first, second = [m["content"] for m in store.load(agent.session_id).messages if m["role"] == "tool"]
+    assert first == {"text\ufffd": "half \ufffd of a pair"}
+    assert second == {"error": "broken raised FileNotFoundError: [Errno 2] No such file: 'caf\\udce9.txt'"}
+
+
+def test_a_name_with_a_newline_cannot_add_lines_to_a_listing(tmp_path: Path) -> None:
+    """A file named 'notes\\nsecrets.txt  (12 bytes)' listed as two entries, one of them made up."""
+    (tmp_path / "notes\nsecrets.txt  (12 bytes)").write_text("x")
+    (tmp_path / "plain.txt").write_text("x")
+    ws = Workspace(tmp_path)
+    assert ws.list_dir().splitlines() == ["'notes\\nsecrets.txt  (12 bytes)'  (1 bytes)", "plain.txt  (1 bytes)"]
+    assert len(ws.find_files("*").splitlines()) == 2 and len(ws.grep("x").splitlines()) == 2
+
+
+def test_a_tree_thousands_of_levels_deep_leaves_the_search_tools_working(tmp_path: Path) -> None:
+    """os.fwalk recurses and keeps a descriptor per level: 2,000 nested folders (a mkdir loop in the sandbox)
+    ended find_files and grep with RecursionError."""
+    (tmp_path / "top.txt").write_text("needle\n")
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        for _ in range(2000):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.close(os.open("deep.txt", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    ws = Workspace(tmp_path)
+    note = "[... directories more than 64 levels deep were not searched]"
+    try:
+        assert ws.find_files("*.txt") == f"top.txt\n{note}"
+        assert ws.grep("needle") == f"top.txt:1: needle\n{note}"
+    finally:
+        _remove_deep(tmp_path / "d")
+
+
+def _remove_deep(top: Path) -> None:
+    """Remove a chain of nested "d" folders without recursion (shutil.rmtree recurses, as pytest's cleanup)."""
+    fds = [os.open(top, os.O_RDONLY)]
+    while True:
+        try:
+            fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+        except FileNotFoundError:
+            break
+    for fd in reversed(fds):
+        for name in os.listdir(fd):
+            (os.rmdir if name == "d" else os.unlink)(name, dir_fd=fd)
+        os.close(fd)
+    os.rmdir(top)
+
+
+@pytest.mark.parametrize("path", ["x" * 300, "a/" * 2100 + "x"], ids=["long name", "long path"])
+def test_a_path_past_the_systems_limits_is_a_clear_tool_error(tmp_path: Path, path: str) -> None:
+    """ENAMETOOLONG came out as a raw OSError; and write_file made 2,000 nested folders from one 6 kB path."""
+    ws = Workspace(tmp_path)
+    for action in (lambda: ws.read_file(path), lambda: ws.write_file(path, "x"), lambda: ws.grep("x", path)):
+        with pytest.raises(ToolError, match="the path is too long"):
+            action()
+    assert list(tmp_path.iterdir()) == []
