@@ -1467,3 +1467,42 @@ def test_a_path_past_the_systems_limits_is_a_clear_tool_error(tmp_path: Path, pa
         with pytest.raises(ToolError, match="the path is too long"):
             action()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lone_surrogate_in_the_models_answer_is_saved_printed_and_written(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server's JSON may spell "\\ud800" (vLLM's answers are read with json.loads): saving the session, the
+    batch results line and the CLI's --json line each raised UnicodeEncodeError."""
+    import asyncio
+    import io
+    import sys
+
+    from agentkit import SessionStore
+    from agentkit.batch import BatchTask, run_batch
+    from agentkit.cli import main
+
+    answer = json.loads('"half \\ud800 pair"')
+    store = SessionStore(tmp_path / "sessions")
+    agent = Agent(ScriptedBackend([answer + "<turn|>"]), store=store)
+    assert agent.run("go").output == answer
+    loaded = store.load(agent.session_id).messages
+    assert loaded[-1]["content"] == "half \ufffd pair"  # saved, and loaded again
+
+    out = tmp_path / "results.jsonl"
+
+    def make() -> Agent:
+        return Agent(ScriptedBackend([answer + "<turn|>"]))
+
+    assert asyncio.run(run_batch([BatchTask("a", "go")], out, make, concurrency=1)).ok == 1
+    assert json.loads(out.read_text())["output"] == "half \ufffd pair"
+
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps([answer + "<turn|>"]))
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # a UTF-8 terminal's strictness
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["run", "--no-save", "--json", "--backend", f"scripted:{outputs}", "go"]) == 0
+    assert main(["run", "--no-save", "--backend", f"scripted:{outputs}", "go"]) == 0
+    stdout.flush()
+    printed = stdout.buffer.getvalue().decode()  # type: ignore[attr-defined]
+    assert "half \\ud800 pair" in printed and "\\\\ud800" not in printed.split("\n")[-2]
