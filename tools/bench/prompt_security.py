@@ -13,8 +13,9 @@ A sibling of ``sandbox_security.py`` for the attacks that never touch the sandbo
   media parts; blocked means the native prompt's media placeholders, the vLLM body's media parts and Ollama's
   images are exactly the real image (or none), and the control ids those of a benign result;
 - **terminal escapes**: escape sequences (OSC 52 clipboard, title, cursor moves, C1 CSI, carriage return,
-  bidi overrides) in every place the CLI prints outside text; blocked means no control character reached
-  the output;
+  bidi overrides, a lone surrogate) in every place the CLI prints outside text, and in the full-screen
+  assistant's notice for a deleted session's title (with Textual markup too); blocked means no control
+  character reached the output (and the app did not end);
 - **approval**: a ``run_python`` call whose dangerous line sits past the first 300 characters; blocked
   means the question showed it;
 - **sessions**: hostile files in the sessions folder and hostile ids/names; blocked means a clear agentkit
@@ -287,10 +288,12 @@ ESCAPES = {
     "RLO bidi override": "\u202eexe.txt",
     "bidi isolate": "\u2066x\u2069",
     "DCS": "\x1bP+q\x1b\\",
+    # A file name's byte that is not UTF-8, as Python gives it (a JSON "\\udcff" too): no UTF-8 stream takes
+    # it, so printing (or saving) it raised UnicodeEncodeError.
+    "lone surrogate": "half \udcff pair",
 }
-_UNSAFE = {chr(c) for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)]} | set(
-    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
+_UNSAFE = {chr(c) for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000)]}
+_UNSAFE |= set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def _inert(text: str) -> bool:
@@ -340,6 +343,42 @@ def _sessions_cli(evil: str) -> str:
             main(["sessions", "list"])
             main(["sessions", "show", "s1"])
         return out.getvalue() + err.getvalue()
+
+
+def _tui_notice_inert(evil: str) -> bool:
+    """Delete a session titled ``evil`` in the full-screen assistant: its notice must show the title as text (a
+    title such as ``[/b]`` ended the app with a MarkupError; escapes in it reached the terminal)."""
+    from agentkit import Session, SessionStore
+    from agentkit.testing import ScriptedBackend
+    from agentkit.tui import AgentkitApp
+    from agentkit.tui.widgets import ConfirmScreen
+
+    async def attack(root: str) -> bool:
+        store = SessionStore(root)
+        store.save(Session(id="keep", title="keep"))
+        store.save(Session(id="evil", title=evil))
+        app = AgentkitApp(ScriptedBackend([]), store=store, session_id="keep")
+        async with app.run_test(size=(100, 40), notifications=True) as pilot:
+            app.action_delete_session("evil")
+            for _ in range(500):
+                if isinstance(app.screen, ConfirmScreen):
+                    break
+                await pilot.pause(0.01)
+            await pilot.press("y")
+            for _ in range(500):
+                if app.screen.query("Toast"):
+                    break
+                await pilot.pause(0.01)
+            await pilot.pause()
+            shown = "\n".join("".join(s.text for s in strip) for strip in app.screen._compositor.render_strips())
+            notes = [n for n in app._notifications if "Deleted" in n.message]
+            return app.is_running and bool(notes) and not notes[0].markup and _inert(shown + notes[0].message)
+
+    with tempfile.TemporaryDirectory() as root:
+        try:
+            return asyncio.run(attack(root))
+        except Exception:
+            return False
 
 
 def _sessions_show_link(markdown: str, url: str) -> bool:
@@ -395,6 +434,11 @@ def terminal_attempts() -> list[Attempt]:
     attempts += [
         ("terminal", f"{name} in sessions list/show", lambda e=evil: _inert(_sessions_cli(e)))
         for name, evil in ESCAPES.items()
+    ]
+    markup = {"closing tag": "[/b] closed", "click action": "[@click=app.quit]quit[/]", "link": "[link=x]y[/link]"}
+    attempts += [
+        ("terminal", f"{name} in a deleted session's title (TUI notice)", lambda e=evil: _tui_notice_inert(e))
+        for name, evil in {**ESCAPES, **markup}.items()
     ]
     links = {
         "markdown link whose text hides its URL": "Log in at [your bank](https://evil.example/login).",
