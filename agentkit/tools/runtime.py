@@ -36,6 +36,7 @@ __all__ = [
     "ToolOptions",
     "as_tool",
     "as_tools",
+    "error_text",
     "to_response",
     "to_response_value",
     "tool",
@@ -369,6 +370,18 @@ def to_response_value(value: Any) -> Any:
     (:func:`valid_text`).
     """
     return _bounded(valid_text(_response_value(value)))
+
+
+def error_text(text: str) -> str:
+    """A failed call's message as the model is told it: valid text, cut at :data:`MAX_RESPONSE_CHARS` as a result
+    is (an exception may carry a whole page, and an MCP server's error is its own text, of any length)."""
+    text = valid_text(text)
+    if len(text) <= MAX_RESPONSE_CHARS:
+        return text
+    return (
+        text[:MAX_RESPONSE_CHARS] + f"\n[... cut: the error was {len(text):,} characters; the first "
+        f"{MAX_RESPONSE_CHARS:,} are kept]"
+    )
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -1506,3 +1506,21 @@ def test_a_lone_surrogate_in_the_models_answer_is_saved_printed_and_written(
     stdout.flush()
     printed = stdout.buffer.getvalue().decode()  # type: ignore[attr-defined]
     assert "half \\ud800 pair" in printed and "\\\\ud800" not in printed.split("\n")[-2]
+
+
+def test_a_tools_error_is_bounded_as_its_result_is() -> None:
+    """A result is cut at MAX_RESPONSE_CHARS; an error (an exception carrying a page, an MCP server's isError
+    text) went into the prompt whole: 3,000,000 characters from one call."""
+    from agentkit import allow_all, tool
+    from agentkit.tools.runtime import MAX_RESPONSE_CHARS
+
+    @tool
+    def boom() -> str:
+        """Fails."""
+        raise ValueError("x" * 3_000_000)
+
+    backend = ScriptedBackend(["<|tool_call>call:boom{}<tool_call|><|tool_response>", "ok<turn|>"])
+    result = Agent(backend, [boom], approval=allow_all).run("go")
+    error = result.tool_calls[0].error
+    assert error is not None and len(error) < MAX_RESPONSE_CHARS + 200 and "[... cut: the error was" in error
+    assert backend.prompts[-1].count("x") <= MAX_RESPONSE_CHARS
