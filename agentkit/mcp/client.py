@@ -111,6 +111,7 @@ class MCPServer:
         self._stop_event: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._stale = False  # a tools/list_changed came since the last listing began
 
     # -- what a transport provides ----------------------------------------------------------------------
 
@@ -280,10 +281,20 @@ class MCPServer:
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, mt.ToolListChangedNotification) and self._client is not None:
+            # One listing at a time, and one more after it when notices came meanwhile: a server announcing a
+            # change in a loop started a listing per notice, thousands at once, each keeping its pages.
+            self._stale = True
+            if any(not t.done() for t in self._background):
+                return
             # Not awaited here: this runs in the SDK's receive loop, which must stay free for the answer.
-            task = asyncio.create_task(self._refresh(self._client))
+            task = asyncio.create_task(self._refresh_while_stale(self._client))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    async def _refresh_while_stale(self, client: Client) -> None:
+        while self._stale:
+            self._stale = False
+            await self._refresh(client)
 
     async def _refresh(self, client: Client) -> None:
         listed: list[mt.Tool] = []

@@ -2,7 +2,8 @@
 
 Its tools: ``echo`` answers normally; ``flood`` writes ``FLOOD_MB`` MiB on stdout with no newline (one
 message without end, as a hostile or broken server could); ``shout`` writes as much on stderr and then
-answers. Bytes of the flood it managed to write go to the file ``HOSTILE_WRITTEN`` names.
+answers; ``storm`` announces ``tools/list_changed`` 2,000 times and then answers. Bytes of the flood it managed
+to write go to the file ``HOSTILE_WRITTEN`` names, the number of ``tools/list`` requests to ``HOSTILE_LISTS``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def flood(stream: object, record: str | None) -> None:
 
 
 def main() -> None:
-    tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("echo", "flood", "shout")]
+    tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("echo", "flood", "shout", "storm")]
+    lists = 0
     for line in sys.stdin:
         message = json.loads(line)
         rid, method = message.get("id"), message.get("method")
@@ -54,6 +56,10 @@ def main() -> None:
             }
             send({"jsonrpc": "2.0", "id": rid, "result": result})
         elif method == "tools/list":
+            lists += 1
+            if os.environ.get("HOSTILE_LISTS"):
+                with open(os.environ["HOSTILE_LISTS"], "w") as f:
+                    f.write(str(lists))
             send({"jsonrpc": "2.0", "id": rid, "result": {"tools": tools}})
         elif method == "tools/call":
             name = message["params"]["name"]
@@ -62,6 +68,9 @@ def main() -> None:
                 sys.stdout.buffer.write(head.split('""', 1)[0].encode() + b'"')
                 flood(sys.stdout.buffer, os.environ.get("HOSTILE_WRITTEN"))
                 return
+            if name == "storm":
+                for _ in range(2000):
+                    send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
             if name == "shout":
                 flood(sys.stderr.buffer, None)
                 sys.stderr.buffer.write(b"\nlast words of the shouting server\n")

@@ -71,6 +71,23 @@ async def test_a_flood_on_stderr_is_kept_to_its_last_lines(tmp_path: Path) -> No
         assert len(server._stderr._data) <= 2 * 16 * 1024 and len(server._death_note()) < 600
 
 
+@pytest.mark.slow
+async def test_a_storm_of_list_changed_notices_lists_the_tools_a_few_times(tmp_path: Path) -> None:
+    """Each tools/list_changed started a listing of its own: 2,000 notices, 2,000 listings at once."""
+    lists = tmp_path / "lists"
+    server = MCPServerStdio(
+        sys.executable, [SERVER], env={"HOSTILE_LISTS": str(lists)}, protocol="legacy", read_only=True
+    )
+    async with server:
+        assert await server.call_tool("storm", {}) == "storm: {}"
+        assert await server.call_tool("echo", {}) == "echo: {}"  # the server has read every request by now
+        for _ in range(200):  # let the listings started by the notices finish
+            if not any(not t.done() for t in server._background):
+                break
+            await asyncio.sleep(0.02)
+    assert int(lists.read_text()) <= 5, lists.read_text()
+
+
 def test_lines_are_cut_at_the_limit_wherever_the_chunks_break() -> None:
     lines = _Lines(5)
     assert lines.feed(b"ab") == [] and lines.feed(b"c\nde") == [b"abc"] and lines.feed(b"f\n\n") == [b"def", b""]
