@@ -267,3 +267,34 @@ async def test_deleting_a_session_with_a_hostile_title_shows_it_inert(store: Ses
         [note] = [n for n in app._notifications if "Deleted" in n.message]
         assert not note.markup and "title A␛]0;PWNED␇B" in note.message and "[b]not bold[/b]" in note.message
         assert "Deleted “title" in shown and app.is_running  # drawn, and the app still there
+
+
+async def test_the_reason_a_call_needs_approval_is_shown_inert(store: SessionStore) -> None:
+    """A tool's approval_check says why a call needs a person, and may quote its arguments: the TUI's dialog
+    drew that reason with its escapes (the command line's question showed them as text)."""
+
+    def check(args: dict[str, Any], context: Any) -> str:
+        return f"it names {args['text']}"
+
+    @tool(approval_check=check)
+    def note(text: str) -> str:
+        """Note text.
+
+        Args:
+            text: what to note.
+        """
+        return "noted"
+
+    app = AgentkitApp(
+        ScriptedBackend([call("note", text=f"why {EVIL}"), "ok<turn|>"]),
+        options=AgentOptions(tools=[note]),
+        store=store,
+    )
+    async with app.run_test(size=(100, 40)) as pilot:
+        app.query_one("#prompt").set_text("go")  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "it names why A␛]0;PWNED␇B" in shown and not UNSAFE.search(shown)
+        await pilot.press("n")
