@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from agentkit.errors import SessionCorrupt, UserError
+from agentkit.media import distrusted, pinned
 from agentkit.messages import (
     AssistantMessage,
     Conversation,
     Message,
     SessionFile,
     from_dicts,
+    map_media,
     session_file_adapter,
     to_dicts,
 )
@@ -180,7 +182,9 @@ class Session:
             "backend": self.backend,
             "model": self.model,
             "thinking_enabled": self.thinking_enabled,
-            "messages": list(self.conversation),
+            # A file part keeps its file's fingerprint: read back, the file is sent only if it still has those
+            # bytes (agentkit.media.media_bytes), so a session file cannot name a file for agentkit to send.
+            "messages": list(map_media(self.conversation, pinned)),
             "thinking": self.thinking,
             "tool_calls": self.tool_calls,
             "steps": self.steps,
@@ -235,14 +239,17 @@ class Session:
             if isinstance(value, list) and not all(isinstance(item, dict) for item in value):
                 raise SessionCorrupt(f"{source} is damaged: {name!r} must be a list of objects; it was left untouched")
         try:
-            return cls(**known)
+            session = cls(**known)
         except UserError as exc:  # a message no conversation can hold
             raise SessionCorrupt(f"{source} is damaged: {exc}; it was left untouched") from None
+        session.conversation = map_media(session.conversation, distrusted)
+        return session
 
     @classmethod
     def _of(cls, data: dict[str, Any]) -> Session:
+        """A session from a checked file: a file part without the fingerprint it was saved with is never read."""
         fields = {k: data[k] for k in _SAVED if k in data}
-        return cls(**fields, conversation=data.get("messages", ()))
+        return cls(**fields, conversation=map_media(tuple(data.get("messages", ())), distrusted))
 
 
 def _first_error(exc: Any) -> str:

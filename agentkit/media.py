@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import hashlib
 import io
 import os
 import stat
@@ -31,11 +33,14 @@ __all__ = [
     "ImagePart",
     "MediaPart",
     "VideoPart",
+    "distrusted",
     "is_remote",
     "media_bytes",
     "media_part",
     "media_type",
+    "pinned",
     "read_media_file",
+    "sniff_media",
 ]
 
 #: Content-part types that carry media (OpenAI's names and the short ones), and the kind each names.
@@ -55,11 +60,15 @@ class ImagePart:
     """An image: ``data`` (bytes), ``url`` (an http(s) or data URL, or base64 text) or ``path`` (a file).
 
     With none of them the part takes the next entry of a request's ``media`` (the older way to pass media).
+    ``sha256`` pins a file part to the bytes it had when someone named it: a session file records it, and a
+    part read back from a file is sent only if the file still has those bytes (:func:`media_bytes`), so a
+    session file someone else wrote cannot have agentkit read and send a file of theirs choosing.
     """
 
     data: bytes | None = None
     url: str | None = None
     path: str | None = None
+    sha256: str | None = None
     type: Literal["image"] = "image"
 
     __repr__ = _media_repr
@@ -73,6 +82,7 @@ class AudioPart:
     url: str | None = None
     path: str | None = None
     format: str | None = None
+    sha256: str | None = None
     type: Literal["audio"] = "audio"
 
     __repr__ = _media_repr
@@ -83,6 +93,7 @@ class VideoPart:
     data: bytes | None = None
     url: str | None = None
     path: str | None = None
+    sha256: str | None = None
     type: Literal["video"] = "video"
 
     __repr__ = _media_repr
@@ -93,17 +104,41 @@ MediaPart: TypeAlias = ImagePart | AudioPart | VideoPart
 
 # -- media, in every form people write it: the one parser -----------------------------------------------
 
-# Leading bytes of the formats engines decode, and the MIME type each has.
-_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"fLaC", "audio/flac"),
-    (b"OggS", "audio/ogg"),
-    (b"ID3", "audio/mpeg"),
-    (b"\xff\xfb", "audio/mpeg"),
+# Leading bytes of the formats agentkit sends (offset, signature, kind, what it is, MIME type): a file is sent
+# as media only when it starts like one of them, so no other file (a key, a keyring, a database) ever is.
+_FORMATS: tuple[tuple[int, bytes, str, str, str], ...] = (
+    (0, b"\x89PNG\r\n\x1a\n", "image", "a PNG image", "image/png"),
+    (0, b"\xff\xd8\xff", "image", "a JPEG image", "image/jpeg"),
+    (0, b"GIF87a", "image", "a GIF image", "image/gif"),
+    (0, b"GIF89a", "image", "a GIF image", "image/gif"),
+    (8, b"WEBP", "image", "a WebP image", "image/webp"),
+    (0, b"BM", "image", "a BMP image", "image/bmp"),
+    (0, b"II*\x00", "image", "a TIFF image", "image/tiff"),
+    (0, b"MM\x00*", "image", "a TIFF image", "image/tiff"),
+    (8, b"WAVE", "audio", "a WAV clip", "audio/wav"),
+    (0, b"fLaC", "audio", "a FLAC clip", "audio/flac"),
+    (0, b"OggS", "audio", "an Ogg clip", "audio/ogg"),
+    (0, b"ID3", "audio", "an MP3 clip", "audio/mpeg"),
+    (0, b"\xff\xfb", "audio", "an MP3 clip", "audio/mpeg"),
+    (0, b"\xff\xf3", "audio", "an MP3 clip", "audio/mpeg"),
+    (0, b"\xff\xf2", "audio", "an MP3 clip", "audio/mpeg"),
+    (4, b"ftypM4A ", "audio", "an M4A clip", "audio/mp4"),
+    (4, b"ftyp", "video", "an MP4/QuickTime file", "video/mp4"),
+    (0, b"\x1aE\xdf\xa3", "video", "a WebM/Matroska file", "video/webm"),
+    (8, b"AVI ", "video", "an AVI file", "video/x-msvideo"),
 )
+# What the messages name: the formats of each kind.
+_KNOWN = "PNG, JPEG, GIF, WebP, BMP, TIFF; WAV, FLAC, Ogg, MP3, M4A; MP4, WebM, AVI"
+_SIGNATURES = tuple((sig, mime) for offset, sig, _, _, mime in _FORMATS if offset == 0)
+
+
+def sniff_media(data: bytes) -> tuple[str, str] | None:
+    """The kind (image, audio, video) and a description of media bytes by their leading bytes, or None."""
+    for offset, signature, kind, what, _ in _FORMATS:
+        riff = offset != 8 or data[:4] == b"RIFF"  # WAV, WebP and AVI are RIFF files
+        if riff and data[offset : offset + len(signature)] == signature:
+            return kind, what
+    return None
 
 
 def media_part(part: Any, kind: str | None = None) -> ImagePart | AudioPart | VideoPart:
@@ -119,6 +154,7 @@ def media_part(part: Any, kind: str | None = None) -> ImagePart | AudioPart | Vi
     if isinstance(part, ImagePart | AudioPart | VideoPart):
         return part
     fmt: str | None = None
+    pin: str | None = None
     if isinstance(part, Mapping):
         named = part.get("type")
         if named in MEDIA_KINDS:
@@ -133,6 +169,7 @@ def media_part(part: Any, kind: str | None = None) -> ImagePart | AudioPart | Vi
         value = next((v for v in (nested, *(part.get(k) for k in keys)) if v is not None), None)
         if value is None and part.get("path") is not None:
             value = Path(str(part["path"]))
+            pin = part["sha256"] if isinstance(part.get("sha256"), str) else None
         fmt = fmt or (part.get("format") if isinstance(part.get("format"), str) else None)
     else:
         value = part
@@ -148,10 +185,10 @@ def media_part(part: Any, kind: str | None = None) -> ImagePart | AudioPart | Vi
         )
     url = value if isinstance(value, str) else None
     if kind == "image":
-        return ImagePart(data, url, path)
+        return ImagePart(data, url, path, pin)
     if kind == "audio":
-        return AudioPart(data, url, path, fmt)
-    return VideoPart(data, url, path)
+        return AudioPart(data, url, path, fmt, pin)
+    return VideoPart(data, url, path, pin)
 
 
 def is_remote(part: ImagePart | AudioPart | VideoPart) -> bool:
@@ -160,11 +197,26 @@ def is_remote(part: ImagePart | AudioPart | VideoPart) -> bool:
 
 
 def media_bytes(part: ImagePart | AudioPart | VideoPart) -> bytes:
-    """The bytes of a media part: its data, its file, or its base64 text / data URL (never a file named by a string)."""
+    """The bytes of a media part: its data, its file, or its base64 text / data URL (never a file named by a string).
+
+    A file part pinned by ``sha256`` (one read back from a session file) is sent only if the file still has
+    the bytes it had when it was named.
+    """
     if part.data is not None:
         return bytes(part.data)
     if part.path is not None:
-        return read_media_file(part.path)
+        data = read_media_file(part.path) if part.sha256 != UNPINNED else b""
+        if part.sha256 is not None and hashlib.sha256(data).hexdigest() != part.sha256:
+            raise UserError(
+                f"cannot send the {part.type} file {part.path}: "
+                + (
+                    "a saved file names it without the fingerprint agentkit records when you attach a file, so "
+                    "it was not read (a session file can name any file); attach it again if you mean it"
+                    if part.sha256 == UNPINNED
+                    else "it changed since it was attached (its bytes differ); attach it again if you mean it"
+                )
+            )
+        return data
     if part.url is None:
         raise UserError(
             f"a {part.type!r} part has no data and the request carries no more media; give the bytes in the part, "
@@ -190,35 +242,97 @@ def media_bytes(part: ImagePart | AudioPart | VideoPart) -> bytes:
         ) from exc
 
 
+#: ``sha256`` of a file part read back from a saved file that had none: such a file is never read.
+UNPINNED = ""
+
+
+def pinned(part: MediaPart) -> MediaPart:
+    """``part`` with the fingerprint of its file, for a session file to record.
+
+    Itself when there is nothing to pin, or when the file cannot be sent now (read back, it is then refused).
+    """
+    if part.path is None or part.sha256 is not None:
+        return part
+    try:
+        info = os.stat(part.path)
+    except OSError:
+        return part
+    key = (part.path, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    digest = _PINS.get(key)
+    if digest is None:
+        try:
+            digest = hashlib.sha256(read_media_file(part.path)).hexdigest()
+        except UserError:
+            return part
+        if len(_PINS) > 1024:
+            _PINS.clear()
+        _PINS[key] = digest
+    return dataclasses.replace(part, sha256=digest)
+
+
+def distrusted(part: MediaPart) -> MediaPart:
+    """``part`` as read back from a saved file: a file part without a fingerprint is marked never to be read."""
+    if part.path is None or part.sha256 is not None:
+        return part
+    return dataclasses.replace(part, sha256=UNPINNED)
+
+
+_PINS: dict[tuple[str, int, int, int, int], str] = {}  # a session is saved after every step: hash each file once
+
+
 #: The largest media file read: far above any picture or clip a model takes, far below what fills memory.
 MAX_MEDIA_FILE_BYTES = 256 << 20
 
 
 def read_media_file(path: str | os.PathLike[str], what: str = "media") -> bytes:
-    """A media file's bytes: regular files only, at most :data:`MAX_MEDIA_FILE_BYTES`, never a text file.
+    """A media file's bytes: regular files only, at most :data:`MAX_MEDIA_FILE_BYTES`, in a media format only.
 
     A part's path can come from a saved session file, so it may name a FIFO (reading blocks forever),
     ``/dev/zero`` or ``/dev/urandom`` (reading never ends) or a file that grows while it is read. It may also
-    name ``~/.ssh/id_ed25519`` or a ``.env``: whatever is read is sent to the backend's server as a picture,
-    so a file that is text (and no known media format) is refused.
+    name ``~/.ssh/id_ed25519``, a ``.env`` or a keyring: whatever is read is sent to the backend's server as a
+    picture, so only a file that starts like an image, audio or video format agentkit knows, and (with Pillow
+    or soundfile installed) whose header parses as one, is sent.
     """
     data = _read_regular(path, what)
     if not data:
         raise UserError(f"cannot send {what} file {path}: it is empty")
-    if _is_text(data):
+    found = sniff_media(data)
+    if found is None:
+        kind = "text" if _is_text(data) else "in no media format agentkit sends"
         raise UserError(
-            f"cannot send {what} file {path}: it is text, not {what} (a session file or a tool can name any file; "
-            "only media files are sent)"
+            f"cannot send {what} file {path}: it is {kind} (only {_KNOWN} files are sent: a session file or a "
+            "tool can name any file, so no other file is read for the model)"
         )
+    problem = _undecodable(data, found[0])
+    if problem:
+        raise UserError(f"cannot send {what} file {path}: it starts like {found[1]} but is not one ({problem})")
     return data
+
+
+def _undecodable(data: bytes, kind: str) -> str:
+    """Why ``data`` does not decode as ``kind`` by the decoder installed for it (Pillow, soundfile); "" when it
+    does, or when none is installed (the engine's server decodes it then)."""
+    try:
+        if kind == "image":
+            from PIL import Image as PILImage
+
+            with PILImage.open(io.BytesIO(data)):
+                pass  # its header parsed as the format it claims (pixels are the engine's to decode)
+        elif kind == "audio" and data[4:8] != b"ftyp":  # libsndfile reads no M4A
+            import soundfile
+
+            soundfile.info(io.BytesIO(data))
+    except ImportError:
+        return ""
+    except Exception as exc:  # any decoder error is a reason not to send the file
+        return str(exc)[:200] or type(exc).__name__
+    return ""
 
 
 def _is_text(data: bytes) -> bool:
     """Whether ``data`` reads as text and starts like no media format (binary formats have NULs or invalid
     UTF-8 within their first bytes; text has neither)."""
     head = data[:4096]
-    if any(head.startswith(signature) for signature, _ in _SIGNATURES) or head[8:12] in (b"WAVE", b"WEBP"):
-        return False
     if b"\x00" in head:
         return False
     try:

@@ -27,6 +27,7 @@ and are rendered after the response, as Gemma 4's template renders a tool messag
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ __all__ = [
     "from_dicts",
     "has_media",
     "is_remote",
+    "map_media",
     "media_bytes",
     "media_part",
     "media_type",
@@ -390,6 +392,20 @@ def fill_media(conversation: Conversation, entries: Sequence[Any]) -> Conversati
     return tuple(out) if changed else conversation
 
 
+def map_media(conversation: Conversation, change: Callable[[MediaPart], MediaPart]) -> Conversation:
+    """The conversation with ``change`` applied to every media part (of user messages and tool results)."""
+    out: list[Message] = []
+    for message in conversation:
+        if type(message) is UserMessage and type(message.content) is tuple:
+            parts = tuple(p if isinstance(p, TextPart) else change(p) for p in message.content)
+            message = message if parts == message.content else UserMessage(parts)
+        elif type(message) is ToolResult and message.media:
+            media = tuple(change(p) for p in message.media)
+            message = message if media == message.media else dataclasses.replace(message, media=media)
+        out.append(message)
+    return tuple(out)
+
+
 def describe_media(result: ToolResult, why: str) -> ToolResult:
     """``result`` with its media told in words instead (kind, MIME type, size), for a model that cannot see them."""
     if not result.media:
@@ -528,12 +544,13 @@ def _part_dict(part: TextPart | ImagePart | AudioPart | VideoPart) -> dict[str, 
         if value is not None:
             inner["data"] = value
         elif part.path is not None:
-            return {"type": "audio", "path": part.path, "format": part.format}
+            pin = {"sha256": part.sha256} if part.sha256 is not None else {}
+            return {"type": "audio", "path": part.path, "format": part.format, **pin}
         return {"type": "input_audio", "input_audio": inner}
     if value is not None:
         return {"type": part.type, part.type: value}
     if part.path is not None:
-        return {"type": part.type, "path": part.path}
+        return {"type": part.type, "path": part.path, **({"sha256": part.sha256} if part.sha256 is not None else {})}
     return {"type": part.type}
 
 

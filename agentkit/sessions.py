@@ -38,7 +38,7 @@ from agentkit.messages import Message
 if TYPE_CHECKING:
     from agentkit.events import StepFinished, ToolCallFinished
 
-__all__ = ["Session", "SessionInfo", "SessionStore", "atomic_write_text", "default_sessions_dir"]
+__all__ = ["Session", "SessionInfo", "SessionStore", "atomic_write_text", "default_sessions_dir", "json_text"]
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # always fullmatch: "$" would accept "abc\n"
 MAX_SESSION_BYTES = 64 * 1024 * 1024  # a session file larger than this is refused rather than read
@@ -52,6 +52,23 @@ def default_sessions_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("agentkit", appauthor=False)) / "sessions"
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False)``, with any lone surrogate written as U+FFFD.
+
+    Text from outside can hold lone surrogates (a JSON ``"\\ud800"`` from a server, a file name that is not
+    UTF-8); ``ensure_ascii=False`` leaves them raw and no UTF-8 file takes them, so saving the session raised
+    ``UnicodeEncodeError`` and ended the run. Not their ``\\u`` escape: the session loader (pydantic's JSON
+    parser) refuses a lone surrogate escape, and would then refuse the whole session.
+    """
+    text = json.dumps(value, ensure_ascii=False, **options)
+    if text.isascii() or not _LONE_SURROGATE.search(text):
+        return text
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def atomic_write_text(path: Path, text: str, *, private: bool = True) -> None:
@@ -68,6 +85,8 @@ def atomic_write_text(path: Path, text: str, *, private: bool = True) -> None:
             f"the file name {path.name[:40]!r}... is {size} bytes long; file systems allow at most {_NAME_MAX}: "
             "pick a shorter name"
         )
+    if not text.isascii():
+        text = _LONE_SURROGATE.sub("\ufffd", text)  # no UTF-8 file takes them (JSON writers escape them first)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
     try:
@@ -189,7 +208,7 @@ class SessionStore:
                 )
         session.updated_at = time.time()
         session.revision += 1
-        text = json.dumps(session.to_dict(), ensure_ascii=False)
+        text = json_text(session.to_dict())
         try:
             self._make_root()
             atomic_write_text(path, text)
@@ -319,5 +338,5 @@ class SessionStore:
         """Return the session as a dict, and write it as JSON to ``path`` (atomically) when given."""
         data = self.load(session_id).to_dict()
         if path is not None:
-            atomic_write_text(Path(path), json.dumps(data, ensure_ascii=False, indent=2))
+            atomic_write_text(Path(path), json_text(data, indent=2))
         return data

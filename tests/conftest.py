@@ -54,14 +54,48 @@ def add_worker_node(cluster: Any, **node_args: Any) -> Any:
         return cluster.add_node(**WORKER_NODE, **node_args)
 
 
+@contextlib.contextmanager
+def _private_ray_token() -> Iterator[None]:
+    """A 0600 token for the session's cluster, named by ``RAY_AUTH_TOKEN_PATH`` (the node processes and the tests'
+    drivers inherit it). Without it Ray wrote ``~/.ray/auth_token`` with the umask's 0644, in the home of whoever
+    ran the tests, and agentkit refuses to send a token others can read to a cluster (as it should)."""
+    import secrets
+    import shutil
+    import tempfile
+
+    from agentkit.batch.ray_executor import _reset_token_cache
+
+    before = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    folder = tempfile.mkdtemp(prefix="agentkit-test-ray-token-")
+    path = os.path.join(folder, "auth_token")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="ascii") as f:
+        f.write(secrets.token_hex(32))
+    os.environ["RAY_AUTH_TOKEN_PATH"] = path
+    _reset_token_cache()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+        else:
+            os.environ["RAY_AUTH_TOKEN_PATH"] = before
+        _reset_token_cache()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     """A connected three-node cluster (``cluster.address``); skipped where Ray is not installed."""
     ray = pytest.importorskip("ray", reason="the Ray executor needs the [ray] extra")
     from ray.cluster_utils import Cluster
 
+    with _private_ray_token():
+        yield from _cluster(ray, Cluster)
+
+
+def _cluster(ray: Any, cluster_class: Any) -> Iterator[Any]:
     with _worker_paths():
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+        cluster = cluster_class(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     try:
         for _ in range(2):
             add_worker_node(cluster)

@@ -16,6 +16,7 @@ import pytest
 
 from agentkit import Session, SessionStore
 from agentkit.errors import SessionCorrupt, SessionNotFound, UserError
+from agentkit.testing.samples import png
 
 
 def make(store: SessionStore, title: str = "t", n: int = 2) -> Session:
@@ -308,7 +309,8 @@ def test_a_media_path_in_a_session_file_reads_only_regular_files(tmp_path: Path,
     else:
         path = Path(target)
     store = SessionStore(tmp_path / "sessions")
-    store.save(Session(id="s", conversation=[UserMessage((ImagePart(path=str(path)),))]))
+    # A fingerprint, so that the file is read at all (without one it never is: the test below).
+    store.save(Session(id="s", conversation=[UserMessage((ImagePart(path=str(path), sha256="0" * 64),))]))
     (part,) = store.load("s").conversation[0].content  # type: ignore[union-attr]
     outcome: list[BaseException | dict[str, object]] = []
 
@@ -343,16 +345,68 @@ def test_a_media_path_in_a_session_file_never_sends_a_text_file(tmp_path: Path, 
     path = tmp_path / "id_ed25519"
     path.write_text(secret, encoding="utf-8")
     store = SessionStore(tmp_path / "sessions")
-    store.save(Session(id="s", conversation=[UserMessage((ImagePart(path=str(path)),))]))
+    store.save(Session(id="s", conversation=[UserMessage((ImagePart(path=str(path), sha256="0" * 64),))]))
     loaded = store.load("s").conversation
-    with pytest.raises(UserError, match="it is text, not media"):
+    with pytest.raises(UserError, match="it is text"):
         to_chat(loaded, openai_part)  # vLLM
-    with pytest.raises(UserError, match="it is text, not media"):
+    with pytest.raises(UserError, match="it is text"):
         ollama_messages(to_chat(loaded))  # Ollama
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + secret.encode())  # a real picture's file is still read
-    assert (
-        secret
-        in base64.b64decode(to_chat(loaded, openai_part)[0]["content"][0]["image_url"]["url"].split(",")[1])[
-            8:
-        ].decode()
-    )
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n",
+        bytes.fromhex("308204a40201000282010100") + bytes(range(256)),  # a DER private key
+        b"GnomeKeyring\n\r\x00\n" + bytes(range(256)),
+        png(),  # a picture of someone's passport is still theirs: not a place the user named
+    ],
+    ids=["openssh", "der", "keyring", "picture"],
+)
+def test_a_session_file_written_by_someone_else_cannot_have_agentkit_read_a_file(
+    tmp_path: Path, content: bytes
+) -> None:
+    """A session file names its media files by path. One written by hand (a shared or downloaded session, or one
+    a tool wrote into the sessions folder) named a key, a keyring or any picture of the user's, and resuming it
+    sent the file to the model's server. Now a file part is read back only with the fingerprint agentkit
+    recorded when the user attached the file, and only while the file still has those bytes: someone who
+    does not already know a file's bytes cannot have it read."""
+    from agentkit.backends._openai_media import openai_part
+    from agentkit.messages import to_chat
+
+    secret = tmp_path / "secret"
+    secret.write_bytes(content)
+    sessions = tmp_path / "sessions"
+    sessions.mkdir()
+    forged = {
+        "format": "agentkit.session",
+        "version": 2,
+        "revision": 1,
+        "id": "s",
+        "messages": [
+            {"role": "user", "content": [{"type": "image", "path": str(secret)}, {"type": "text", "text": "hi"}]}
+        ],
+    }
+    (sessions / "s.json").write_text(json.dumps(forged))
+    v1 = {"format": "agentkit.session", "version": 1, "id": "v1", "messages": forged["messages"]}
+    (sessions / "v1.json").write_text(json.dumps(v1))
+    for session_id in ("s", "v1"):
+        loaded = SessionStore(sessions).load(session_id).conversation
+        with pytest.raises(UserError, match="without the fingerprint agentkit records when you attach a file"):
+            to_chat(loaded, openai_part)
+
+
+def test_a_file_the_user_attached_is_sent_again_from_the_session_while_it_is_unchanged(tmp_path: Path) -> None:
+    from agentkit.backends._openai_media import openai_part
+    from agentkit.messages import ImagePart, UserMessage, to_chat
+
+    picture = tmp_path / "cat.png"
+    picture.write_bytes(png())
+    store = SessionStore(tmp_path / "sessions")
+    store.save(Session(id="s", conversation=[UserMessage((ImagePart(path=str(picture)),))]))
+    loaded = store.load("s").conversation
+    url = to_chat(loaded, openai_part)[0]["content"][0]["image_url"]["url"]
+    assert base64.b64decode(url.split(",")[1]) == png()
+    picture.write_bytes(png(color=(0, 0, 255)))  # another file in its place
+    with pytest.raises(UserError, match="changed since it was attached"):
+        to_chat(loaded, openai_part)

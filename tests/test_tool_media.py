@@ -258,6 +258,7 @@ def test_sessions_keep_the_media_of_tool_results(tmp_path: Path) -> None:
         "data": base64.b64encode(PNG).decode(),
         "url": None,
         "path": None,
+        "sha256": None,
         "type": "image",
     }
     loaded = store.load(agent.session_id)

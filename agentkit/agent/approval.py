@@ -21,7 +21,7 @@ from agentkit.errors import AgentkitError, ToolError
 from agentkit.events import ToolCallFinished, ToolCallStarted
 from agentkit.messages import Conversation, Message
 from agentkit.tools.provenance import UrlTrust
-from agentkit.tools.runtime import CallContext, Tool
+from agentkit.tools.runtime import CallContext, Tool, error_text
 
 if TYPE_CHECKING:
     from agentkit.output import OutputSpec
@@ -173,6 +173,8 @@ class ToolExecution:
             error = f"{call.name} raised {type(exc).__name__}: {exc}"
         waited = self._approval_waits.pop(call_id, 0.0)  # the person's time is not the tool's
         duration = max(0.0, time.perf_counter() - started - waited)
+        if error is not None:
+            error = error_text(error)  # valid text, bounded as a result is
         return ToolCallFinished(call_id, call.name, args, result, error, duration, step, call.repair, waited)
 
     async def _ask_person(self, call_id: str, request: ToolCallRequest) -> Any:

@@ -10,7 +10,10 @@ Ollama and vLLM differ in what they send and read, not in how a request can fail
   A refused connection is retried only once the server has answered this backend before (it is restarting);
   on first contact nothing is listening at that address, and saying so at once beats four seconds of silence.
 - **The client** (:class:`LoopClient`): one pooled ``httpx.AsyncClient`` per event loop (an httpx connection pool
-  belongs to the loop that opened it; sync wrappers may run a backend on several) and a concurrency limit.
+  belongs to the loop that opened it; sync wrappers may run a backend on several) and a concurrency limit. It
+  asks for answers uncompressed and refuses compressed ones: httpx inflates each chunk whole, so a few kB of
+  gzip could become gigabytes in memory before any of the limits below counts them (token streams and model
+  lists gain nothing from compression, and engines compress only when asked).
 - **Errors** (:class:`ServerErrors`, in :mod:`agentkit.backends._http_errors`, re-exported here): one table from
   httpx's exceptions and the server's error answers to :mod:`agentkit.errors`; an engine supplies only its words,
   and what is retried follows from the same rows.
@@ -219,7 +222,9 @@ class LoopClient:
             raise UserError(f"max_concurrency must be at least 1, not {max_concurrency}")
         self._base_url = base_url
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
-        self._headers = dict(headers or {})
+        # Uncompressed only (the module docstring): replaces httpx's default "gzip, deflate" and the caller's.
+        self._headers = {k: v for k, v in (headers or {}).items() if k.lower() != "accept-encoding"}
+        self._headers["Accept-Encoding"] = "identity"
         self._max = max_concurrency
         self._per_loop: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, asyncio.Semaphore | None]
@@ -323,6 +328,10 @@ class HTTPBackend:
                 # reads everything a server sends); a whole answer is read here within MAX_BODY_BYTES.
                 response = await client.send(build(client), stream=True)
                 self._answered = True
+                encoding = response.headers.get("content-encoding", "").strip().lower()
+                if encoding not in ("", "identity"):  # nothing of it is read (the module docstring)
+                    await response.aclose()
+                    raise self._errors.compressed(encoding)
                 if response.status_code < 400:
                     return response if stream else await _whole(response, self._errors)
                 try:

@@ -237,6 +237,15 @@ class ServerErrors:
             backend=self.backend,
         )
 
+    def compressed(self, encoding: str) -> BackendResponseError:
+        return BackendResponseError(
+            f"{self.engine} at {self.url} sent its answer compressed ({encoding[:40]!r}) though agentkit asks for "
+            "none (Accept-Encoding: identity); it was not read: a few kilobytes of gzip inflate to gigabytes "
+            "before any size limit can count them (is a proxy in front of the server compressing? turn that off "
+            "for this address)",
+            backend=self.backend,
+        )
+
     def not_json(self, data: str) -> BackendResponseError:
         return BackendResponseError(
             f"{self.engine} at {self.url} sent a response that is not JSON: {data[:200]!r}", backend=self.backend

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agentkit.errors import UserError
+from agentkit.sessions import json_text
 
 __all__ = [
     "BatchSummary",
@@ -191,7 +192,7 @@ class ResultWriter:
         task_id = str(record["id"])
         if task_id in self.written:
             return False
-        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.write(json_text(record) + "\n")  # a lone surrogate in a record is escaped, not an error
         self._fh.flush()
         self.written.add(task_id)
         return True

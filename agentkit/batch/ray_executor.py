@@ -158,6 +158,11 @@ class RayExecutor:
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         options.update(self.init_options)
         address = cluster_address(self.address)
+        loose = _loose_default_token()
+        if loose and address == "local" and "_temp_dir" not in options:
+            log.warning("agentkit: %s (this batch's cluster does not use it: it gets a private token)", loose)
+        elif loose:
+            raise UserError(f"{loose}; agentkit does not send it to the cluster at {address} until it is private")
         if address == "local" and "_temp_dir" not in options:
             root = _private_root()
             options["_temp_dir"] = str(root / "ray")
@@ -437,6 +442,36 @@ def _private_auth_token(root: Path) -> _Token | None:
     os.environ[_TOKEN_PATH] = str(path)  # the cluster's processes are started from this one and inherit it
     _reset_token_cache()
     return token
+
+
+def _loose_default_token() -> str:
+    """What is wrong with Ray's default token file, ``~/.ray/auth_token``, when Ray would read it ("" if nothing).
+
+    agentkit before its private tokens let Ray write that file with the umask's 0644, and Ray uses it again for
+    every cluster started (``ray start --head``) or joined without a token of its own: anyone on the machine who
+    read it can join such a cluster and run code as this user. A token named by ``RAY_AUTH_TOKEN`` or
+    ``RAY_AUTH_TOKEN_PATH``, or authentication turned off, means the file is not read.
+    """
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get(_TOKEN_PATH):
+        return ""
+    if os.environ.get("RAY_AUTH_MODE", "").strip().lower() not in ("", "token"):
+        return ""
+    path = Path.home() / ".ray" / "auth_token"
+    try:
+        info = os.stat(path)
+    except OSError:
+        return ""
+    others = info.st_uid != os.getuid()
+    if not others and not info.st_mode & 0o077:
+        return ""
+    mode = stat.S_IMODE(info.st_mode)
+    where = "is owned by another user" if others else f"can be read or written by other users (mode {mode:o})"
+    return (
+        f"Ray's token file {path} {where}: anyone on this machine who read it can join a Ray cluster that uses it "
+        f"and run code as you (earlier agentkit versions let Ray write it so). Run `chmod 600 {path}` and, as it "
+        "may have been read, restart your clusters with a new token (`ray get-auth-token --generate` after "
+        "removing the file), or remove the file if no cluster of yours uses it"
+    )
 
 
 def _reset_token_cache() -> None:

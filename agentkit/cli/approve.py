@@ -117,6 +117,10 @@ class TerminalAsk:
         self.printer.asked.add(request.call_id)
         console = self.printer.console
         shown, lines = call_for_approval(request)
+        if console.is_terminal:
+            # Rows as drawn, not lines of text: one line of 20,000 characters wraps to hundreds of rows, and the
+            # start of the code (the part that matters) scrolled off the top before the question was asked.
+            lines = max(lines, len(console.render_lines(shown, console.options, pad=False)))
         if console.is_terminal and lines > console.height - 3:
             with console.pager(styles=False):  # plain text: a pager shows colour codes as garbage without -R
                 console.print(shown, soft_wrap=False)

@@ -144,29 +144,67 @@ def _check_owner(path: Path) -> None:
     """Refuse a config file another user could have written: it names programs to start (MCP servers, with their
     environment), a backend to send every conversation to, and the workspace the tools may change.
 
-    The file must belong to this user (or root) and be writable by no one else, and its folder must not let
-    others replace it (writable by others, and not sticky as ``/tmp`` is). ssh and git apply the same rule.
+    The file must belong to this user (or root) and be writable by no one else, and its folder (where a symlink
+    leads) must not let others replace it (writable by others, and not sticky as ``/tmp`` is). Writable by its
+    group is allowed only when this user is the group's one member (a user private group, as most Linux systems
+    make for each user): a shared primary group such as ``users`` has every local account in it. This is
+    OpenSSH's rule for its config files.
     """
     try:
         st = os.stat(path)
-        folder = os.stat(path.parent)
+        real = path.resolve()
+        folder = os.stat(real.parent)
     except FileNotFoundError:
         return  # read_text says so, as it always did
     except OSError as exc:
         raise UserError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     uid = os.getuid()
-    why = ""
+    why, fix = "", f"chmod go-w {path}"
     if st.st_uid not in (uid, 0):
         why = f"it belongs to another user (uid {st.st_uid})"
-    elif st.st_mode & 0o002 or (st.st_mode & 0o020 and st.st_gid != os.getgid()):
-        why = f"other users can write to it (mode {st.st_mode & 0o777:o})"
-    elif folder.st_uid not in (uid, 0) or (folder.st_mode & 0o002 and not folder.st_mode & 0o1000):
-        why = f"other users can replace it: its folder {path.parent} is theirs or writable by them"
+    elif _others_write(st, uid):
+        why = f"other users can write to it (mode {st.st_mode & 0o777:o}{_group_note(st)})"
+    elif folder.st_uid not in (uid, 0) or (_others_write(folder, uid) and not folder.st_mode & 0o1000):
+        why = f"other users can replace it: its folder {real.parent} is theirs or writable by them"
+        fix = f"chmod go-w {real.parent}, or move the file to a folder of your own"
     if why:
         raise UserError(
             f"config file {path} is not used: {why}, and a config file decides which programs agentkit starts "
-            f"and where conversations go. Make it yours and private (chmod go-w {path}), or pass another --config"
+            f"and where conversations go. Make it yours and private ({fix}), or pass another --config"
         )
+
+
+def _others_write(st: os.stat_result, uid: int) -> bool:
+    """Whether users other than ``uid`` may write where ``st`` says: all of them, or a group of more than it."""
+    return bool(st.st_mode & 0o002) or bool(st.st_mode & 0o020 and not _group_is_only(st.st_gid, uid))
+
+
+def _group_is_only(gid: int, uid: int) -> bool:
+    """Whether ``uid`` is the one member of group ``gid`` (by primary group and by the group's member list)."""
+    import grp
+    import pwd
+
+    try:
+        group = grp.getgrgid(gid)
+        me = pwd.getpwuid(uid).pw_name
+        primary = [p.pw_uid for p in pwd.getpwall() if p.pw_gid == gid]
+    except (KeyError, OSError):
+        return False
+    if any(u != uid for u in primary) or any(name != me for name in group.gr_mem):
+        return False
+    return bool(primary or group.gr_mem)  # a group without members is a set-gid program's, not this user's
+
+
+def _group_note(st: os.stat_result) -> str:
+    if st.st_mode & 0o002:
+        return ""
+    try:
+        import grp
+
+        name = grp.getgrgid(st.st_gid).gr_name
+    except (KeyError, OSError):
+        name = str(st.st_gid)
+    return f"; its group {name!r} has other members"
 
 
 def load_config_file(path: Path, *, required: bool) -> dict[str, Any]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentkit.errors import AgentkitError, UserError
 from agentkit.events import RunFinished
+from agentkit.media import read_media_file, sniff_media
 
 from .approve import TerminalAsk, call_for_approval
 from .common import (
@@ -68,7 +70,8 @@ def _read_task(task: str | None) -> str:
 
 def _with_media(task: str, images: list[str], audio: list[str]) -> str | list[dict[str, Any]]:
     """The task as content parts when media come with it: images, then audio, then the text (as Gemma 4's model
-    card advises). Parts name their files (a saved session stays small); the backend reads them when it sends."""
+    card advises). Parts name their files (a saved session stays small) with their fingerprint; the backend reads
+    them when it sends."""
     if not images and not audio:
         return task
     parts: list[dict[str, Any]] = []
@@ -79,44 +82,35 @@ def _with_media(task: str, images: list[str], audio: list[str]) -> str | list[di
                 problem = "is a directory" if path.is_dir() else "does not exist"
                 raise UserError(f"--{kind} {raw}: the file {problem}")
             _check_media_kind(kind, raw, path)
-            parts.append({"type": kind, "path": str(path.resolve())})
+            # Pinned to the bytes it has now: read back from the session file, it is sent only while it has them.
+            digest = hashlib.sha256(read_media_file(path, f"the {kind}")).hexdigest()
+            parts.append({"type": kind, "path": str(path.resolve()), "sha256": digest})
     return [*parts, {"type": "text", "text": task}]
 
 
-# Leading bytes of the common formats, to catch a picture given as --audio (or a clip as --image) here, with the
-# flag to use, rather than as a server's decoding error. Formats not listed here are passed on unjudged.
-_MEDIA_SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", 0, "image", "a PNG image"),
-    (b"\xff\xd8\xff", 0, "image", "a JPEG image"),
-    (b"GIF8", 0, "image", "a GIF image"),
-    (b"WEBP", 8, "image", "a WebP image"),
-    (b"BM", 0, "image", "a BMP image"),
-    (b"WAVE", 8, "audio", "a WAV clip"),
-    (b"fLaC", 0, "audio", "a FLAC clip"),
-    (b"OggS", 0, "audio", "an Ogg clip"),
-    (b"ID3", 0, "audio", "an MP3 clip"),
-)
-
-
 def _check_media_kind(kind: str, raw: str, path: Path) -> None:
-    """Refuse a file that is plainly the other kind of media (or text), naming the flag it needs."""
+    """Refuse a file that is not media agentkit sends, or the other kind (naming the flag it needs), here rather
+    than as an error when the backend reads it."""
     try:
         with path.open("rb") as f:
             head = f.read(4096)
     except OSError as exc:
         raise UserError(f"--{kind} {raw}: cannot read it ({exc.strerror})") from exc
-    for signature, offset, found, what in _MEDIA_SIGNATURES:
-        if head[offset : offset + len(signature)] == signature:
-            if found != kind:
-                raise UserError(f"--{kind} {raw}: the file is {what}, not {kind}; pass it with --{found}")
-            return
     if not head:
         raise UserError(f"--{kind} {raw}: the file is empty")
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError:
-        return  # binary in a format not listed above: the backend decides
-    raise UserError(f"--{kind} {raw}: the file is text, not {kind}; put text in the task itself")
+    found = sniff_media(head)
+    if found is None:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError:
+            formats = "PNG, JPEG, GIF, WebP, BMP or TIFF" if kind == "image" else "WAV, FLAC, Ogg, MP3 or M4A"
+            raise UserError(
+                f"--{kind} {raw}: the file is not {kind} in a format agentkit sends ({formats}); convert it first"
+            ) from None
+        raise UserError(f"--{kind} {raw}: the file is text, not {kind}; put text in the task itself")
+    if found[0] != kind:
+        flag = f"; pass it with --{found[0]}" if found[0] in ("image", "audio") else ""
+        raise UserError(f"--{kind} {raw}: the file is {found[1]}, not {kind}{flag}")
 
 
 def build_agent(

@@ -198,8 +198,7 @@ class _Builder:
 
     def _typed(self, kind: Any, schema: Mapping[str, Any]) -> str:
         if kind == "string":
-            limit = schema.get("maxLength")
-            return self.string(limit if isinstance(limit, int) and limit >= 0 else None)
+            return self.string(_bound(schema.get("maxLength"), beyond=None))
         if kind == "integer":
             return _INT
         if kind == "number":
@@ -217,10 +216,9 @@ class _Builder:
     def array(self, schema: Mapping[str, Any]) -> str:
         items = schema.get("items")
         item = self.value(items) if isinstance(items, Mapping) and items else self.generic(GENERIC_DEPTH - 1)
-        low = schema.get("minItems")
-        high = schema.get("maxItems")
-        low = low if isinstance(low, int) and low > 0 else 0
-        high = high if isinstance(high, int) and high >= low else None
+        low = _bound(schema.get("minItems"), beyond=_MAX_BOUND) or 0
+        high = _bound(schema.get("maxItems"), beyond=None)
+        high = high if high is not None and high >= low else None
         if high == 0:
             return '"[" "]"'
         repeat = f"{{{max(low - 1, 0)},{'' if high is None else high - 1}}}"
@@ -265,6 +263,19 @@ class _Builder:
             return self.add(f"go{depth}", "go", mapping)
         listing = f'"[" ({inner} ("," {inner})*)? "]"'
         return self.add(f"g{depth}", "g", f"{scalar} | {mapping} | {listing}")
+
+
+#: The largest bound xgrammar reads (an int32; a larger one made every grammar with it fail to compile, so one
+#: tool whose schema said ``"maxLength": 4294967296`` failed every request).
+_MAX_BOUND = 2**31 - 1
+
+
+def _bound(value: Any, *, beyond: int | None) -> int | None:
+    """A schema's count bound as the grammar takes it: None when absent or not a count, ``beyond`` when too
+    large to write (no bound for a maximum, the largest there is for a minimum)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return None
+    return value if value <= _MAX_BOUND else beyond
 
 
 def _enum_literal(value: Any) -> str | None:

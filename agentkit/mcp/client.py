@@ -19,16 +19,15 @@ import contextlib
 import dataclasses
 import json
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlparse
 
 import jsonschema
 import mcp.types as mt
 from mcp import Client, StdioServerParameters
-from mcp.client.stdio import get_default_environment, stdio_client
+from mcp.client.stdio import get_default_environment
 from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared.exceptions import MCPError
 
@@ -40,6 +39,7 @@ from agentkit.toolsets import callable_name
 
 from .bounded import DEFAULT_MAX_RESPONSE_BYTES, bounded_client
 from .results import result_value
+from .stdio import DEFAULT_MAX_LINE_BYTES, StderrTail, bounded_stdio_client
 
 __all__ = ["MCPServer", "MCPServerHTTP", "MCPServerStdio", "MCPTool"]
 
@@ -111,6 +111,7 @@ class MCPServer:
         self._stop_event: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._stale = False  # a tools/list_changed came since the last listing began
 
     # -- what a transport provides ----------------------------------------------------------------------
 
@@ -280,10 +281,20 @@ class MCPServer:
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, mt.ToolListChangedNotification) and self._client is not None:
+            # One listing at a time, and one more after it when notices came meanwhile: a server announcing a
+            # change in a loop started a listing per notice, thousands at once, each keeping its pages.
+            self._stale = True
+            if any(not t.done() for t in self._background):
+                return
             # Not awaited here: this runs in the SDK's receive loop, which must stay free for the answer.
-            task = asyncio.create_task(self._refresh(self._client))
+            task = asyncio.create_task(self._refresh_while_stale(self._client))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    async def _refresh_while_stale(self, client: Client) -> None:
+        while self._stale:
+            self._stale = False
+            await self._refresh(client)
 
     async def _refresh(self, client: Client) -> None:
         listed: list[mt.Tool] = []
@@ -352,7 +363,10 @@ class MCPServerStdio(MCPServer):
     """A server run as a subprocess, spoken to over stdin/stdout: ``MCPServerStdio("uvx", ["mcp-server-time"])``.
 
     ``env`` adds to the SDK's safe default environment (PATH, HOME, ...); the parent's secrets are not passed
-    on unless named. The server's stderr is kept, and its last lines explain a crash.
+    on unless named. The last 16 KiB of the server's stderr are kept, and its last lines explain a crash.
+    ``max_line_bytes`` bounds each message the server writes (one line of stdout): past it the call in flight
+    fails with a clear error and the server is restarted, instead of the line filling memory
+    (:mod:`agentkit.mcp.stdio`).
     """
 
     def __init__(
@@ -368,6 +382,7 @@ class MCPServerStdio(MCPServer):
         max_restarts: int = 3,
         read_only: bool | None = None,
         protocol: str = "auto",
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         if not isinstance(command, str) or not command.strip():
             raise UserError("MCPServerStdio needs a command, e.g. MCPServerStdio('uvx', ['mcp-server-time'])")
@@ -377,7 +392,11 @@ class MCPServerStdio(MCPServer):
         self.args = [str(a) for a in args]
         self.env = dict(env or {})
         self.cwd = cwd
-        self._stderr: IO[str] | None = None
+        if isinstance(max_line_bytes, bool) or not isinstance(max_line_bytes, int) or max_line_bytes < 1:
+            raise UserError(f"max_line_bytes is a positive number of bytes, got {max_line_bytes!r}")
+        self.max_line_bytes = max_line_bytes
+        self._stderr = StderrTail()
+        self._cut = ""  # why the transport stopped the server, when it did
         super().__init__(
             name=name or _name_from_command(command, self.args),
             timeout_s=timeout_s,
@@ -397,21 +416,19 @@ class MCPServerStdio(MCPServer):
             env={**get_default_environment(), **self.env} if self.env else None,
             cwd=self.cwd,
         )
-        self._stderr = stack.enter_context(
-            tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115 - the stack closes it
-        )
-        return Client(stdio_client(params, errlog=self._stderr), message_handler=self._on_message, mode=self.protocol)
+        self._stderr, self._cut = StderrTail(), ""
+
+        def cut(reason: str) -> None:
+            self._cut = reason
+
+        transport = bounded_stdio_client(params, max_line_bytes=self.max_line_bytes, stderr=self._stderr, on_cut=cut)
+        return Client(transport, message_handler=self._on_message, mode=self.protocol)
 
     def _death_note(self) -> str:
-        if self._stderr is None:
-            return ""
-        try:
-            self._stderr.flush()
-            self._stderr.seek(0)
-            lines = [line.rstrip() for line in self._stderr.read().splitlines() if line.strip()]
-        except (OSError, ValueError):
-            return ""
-        return ("its last output: " + " | ".join(lines[-3:]))[:600] if lines else ""
+        if self._cut:
+            return self._cut
+        lines = [line if len(line) <= 200 else line[:200] + "..." for line in self._stderr.lines()[-3:]]
+        return ("its last output: " + " | ".join(lines)) if lines else ""
 
 
 class MCPServerHTTP(MCPServer):

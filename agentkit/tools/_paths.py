@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ __all__ = ["ResolvedPath", "WorkspaceRoot"]
 # Roots under these would expose kernel or device interfaces through file tools.
 _FORBIDDEN_ROOTS = ("/proc", "/sys", "/dev")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_MAX, _NAME_MAX = 4096, 255  # Linux's, in bytes
+_SURROGATES = re.compile("[\ud800-\udbff\udc00-\udc7f]")  # not one byte of a file name (surrogateescape)
 
 
 def _kind(mode: int) -> str:
@@ -79,6 +82,13 @@ class WorkspaceRoot:
         """Check ``path`` (relative to the root, or absolute inside it); raise ``ToolError`` saying why not."""
         if not isinstance(path, str) or "\x00" in path:
             raise ToolError("the path contains a NUL byte; give a plain relative path such as 'src/main.py'")
+        encoded = os.fsencode(path) if not _SURROGATES.search(path) else path.encode("utf-8", "surrogatepass")
+        if len(encoded) > _PATH_MAX or any(len(part) > _NAME_MAX for part in encoded.split(b"/")):
+            # Past these the kernel answers ENAMETOOLONG (an OSError, not a message for the model), and a path
+            # this long can only be a tree built to break the tools that walk it.
+            raise ToolError(
+                f"the path is too long ({len(encoded):,} bytes; at most {_PATH_MAX} in all and {_NAME_MAX} a name)"
+            )
         raw = path.strip() or "."
         candidate = Path(raw) if os.path.isabs(raw) else self.path / raw
         lexical = Path(os.path.normpath(candidate))

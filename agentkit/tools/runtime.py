@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypedDict, overload
 
@@ -35,9 +36,11 @@ __all__ = [
     "ToolOptions",
     "as_tool",
     "as_tools",
+    "error_text",
     "to_response",
     "to_response_value",
     "tool",
+    "valid_text",
 ]
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -353,8 +356,8 @@ def to_response(value: Any) -> tuple[Any, tuple[MediaPart, ...]]:
         p if p.data is not None else dataclasses.replace(p, data=media_bytes(p), path=None, url=None) for p in parts
     )
     if all(isinstance(v, str) for v in rest):
-        return _bounded("\n".join(rest)), media
-    single = to_response_value(rest[0]) if len(rest) == 1 else _jsonable(rest)
+        return _bounded(valid_text("\n".join(rest))), media
+    single = to_response_value(rest[0]) if len(rest) == 1 else valid_text(_jsonable(rest))
     text = single if isinstance(single, str) else json.dumps(single, ensure_ascii=False, sort_keys=True)
     return _bounded(text), media
 
@@ -363,9 +366,42 @@ def to_response_value(value: Any) -> Any:
     """Turn a tool's return value into what the Gemma response format can carry (a string or a mapping).
 
     Media in it (see :func:`to_response`) are told in words here: kind, type and size. A response longer than
-    :data:`MAX_RESPONSE_CHARS` is cut there, with a note saying so.
+    :data:`MAX_RESPONSE_CHARS` is cut there, with a note saying so. Lone surrogates become U+FFFD
+    (:func:`valid_text`).
     """
-    return _bounded(_response_value(value))
+    return _bounded(valid_text(_response_value(value)))
+
+
+def error_text(text: str) -> str:
+    """A failed call's message as the model is told it: valid text, cut at :data:`MAX_RESPONSE_CHARS` as a result
+    is (an exception may carry a whole page, and an MCP server's error is its own text, of any length)."""
+    text = valid_text(text)
+    if len(text) <= MAX_RESPONSE_CHARS:
+        return text
+    return (
+        text[:MAX_RESPONSE_CHARS] + f"\n[... cut: the error was {len(text):,} characters; the first "
+        f"{MAX_RESPONSE_CHARS:,} are kept]"
+    )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD.
+
+    Python gives a file name that is not UTF-8 (``os.listdir``) with its bytes as lone surrogates, and JSON may
+    spell one (``"\\udcff"`` from an MCP server). No UTF-8 writer takes them: the session file's save raised
+    ``UnicodeEncodeError`` and ended the run, as would a tokenizer or the terminal. So text from a tool is made
+    valid as it enters the conversation.
+    """
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if not value.isascii() and _SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {valid_text(k): valid_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [valid_text(v) for v in value]
+    return value
 
 
 def _response_value(value: Any) -> Any:

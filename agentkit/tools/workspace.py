@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
 import time
@@ -25,7 +26,7 @@ from agentkit.errors import ToolError
 from agentkit.tools._match import Matcher, compile_glob, compile_regex
 from agentkit.tools._paths import ResolvedPath, WorkspaceRoot
 from agentkit.tools._write_guard import protected_reason
-from agentkit.tools.runtime import FunctionToolset, Tool, tool
+from agentkit.tools.runtime import FunctionToolset, Tool, tool, valid_text
 
 __all__ = ["Workspace"]
 
@@ -37,6 +38,14 @@ _SET_ID_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
 # RE2 is linear, but a pattern that defeats its DFA runs at about 1 s per MB: grep ends itself before the tool
 # timeout, so the worker thread (which Python cannot kill) never outlives the call by much.
 _GREP_DEADLINE_S = 30.0
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _shown(name: str) -> str:
+    """A file name as listed: quoted with escapes (Python's repr) when it holds a control character or bytes that
+    are not UTF-8, so that a name with a newline cannot add lines to a listing (a made-up entry or a note), and
+    every name is text a model, the session file and the terminal can take."""
+    return repr(name) if _UNPRINTABLE.search(name) else name
 
 
 def _is_binary(chunk: bytes) -> bool:
@@ -269,14 +278,15 @@ class Workspace(FunctionToolset):
                     st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
                 except FileNotFoundError:
                     continue
+                shown = _shown(name)
                 if stat.S_ISDIR(st.st_mode):
-                    lines.append(f"{name}/")
+                    lines.append(f"{shown}/")
                 elif stat.S_ISREG(st.st_mode):
-                    lines.append(f"{name}  ({st.st_size} bytes)")
+                    lines.append(f"{shown}  ({st.st_size} bytes)")
                 elif stat.S_ISLNK(st.st_mode):
-                    lines.append(f"{name}@  (symlink)")
+                    lines.append(f"{shown}@  (symlink)")
                 else:
-                    lines.append(f"{name}  (special file, not usable)")
+                    lines.append(f"{shown}  (special file, not usable)")
         where = resolved.rel
         if not lines:
             return f"{where} is empty"
@@ -298,18 +308,18 @@ class Workspace(FunctionToolset):
         more = False
         walk = _Walk(self.max_scan_files)
         for rel, _name, _dfd in walk.files(self._root, resolved):
-            if rx.fullmatch(rel.rsplit("/", 1)[-1] if by_name else rel):
+            if rx.fullmatch(valid_text(rel.rsplit("/", 1)[-1] if by_name else rel)):
                 if len(found) >= self.max_results:
                     more = True
                     break
-                found.append(self._join(resolved, rel))
+                found.append(_shown(self._join(resolved, rel)))
         if more:
             found.append(f"[... more than {self.max_results} matches; narrow the pattern]")
         elif walk.cut:
             found.append(f"[... stopped after looking at {self.max_scan_files} files; search a smaller directory]")
         if not found:
-            return f"no files match {pattern!r} under {resolved.rel}"
-        return "\n".join(found)
+            return "\n".join([f"no files match {pattern!r} under {resolved.rel}", *walk.notes])
+        return "\n".join([*found, *walk.notes])
 
     def grep(self, pattern: str, path: str = ".", glob: str | None = None, ignore_case: bool = False) -> str:
         """Search text files for a regular expression; prints 'path:line: text' for each matching line.
@@ -359,14 +369,16 @@ class Workspace(FunctionToolset):
                         lineno += 1
         if walk.cut:
             out.append(f"[... stopped after looking at {self.max_scan_files} files; search a smaller directory]")
-        return "\n".join(out) if out else f"no lines match {pattern!r} under {resolved.rel}"
+        return "\n".join(
+            [*out, *walk.notes] if out else [f"no lines match {pattern!r} under {resolved.rel}", *walk.notes]
+        )
 
     def _grep_targets(self, resolved: ResolvedPath, name_rx: Matcher | None, walk: _Walk) -> Iterator[tuple[str, int]]:
         if resolved.rel != "." and not self._is_dir(resolved):
             yield resolved.rel, self._root.open_file(resolved)
             return
         for rel, name, dfd in walk.files(self._root, resolved):
-            if name_rx is not None and not name_rx.fullmatch(name):
+            if name_rx is not None and not name_rx.fullmatch(valid_text(name)):
                 continue
             try:
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
@@ -375,7 +387,7 @@ class Workspace(FunctionToolset):
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
                 continue
-            yield self._join(resolved, rel), fd
+            yield _shown(self._join(resolved, rel)), fd
 
     def _is_dir(self, resolved: ResolvedPath) -> bool:
         return resolved.real.is_dir() and not resolved.real.is_symlink()
@@ -385,12 +397,26 @@ class Workspace(FunctionToolset):
         return rel if resolved.rel == "." else f"{resolved.rel}/{rel}"
 
 
+_MAX_WALK_DEPTH = 64  # directory levels a search descends: os.fwalk recurses and holds a descriptor per level
+
+
 class _Walk:
-    """A walk over the regular files below a directory that stops after ``limit`` files (``cut`` says so)."""
+    """A walk over the regular files below a directory that stops after ``limit`` files (``cut`` says so) and
+    goes at most :data:`_MAX_WALK_DEPTH` levels down (``deep`` says it left some out): a tree a few thousand
+    levels deep (one ``mkdir`` loop in the sandbox) ended every search with a RecursionError, or with EMFILE."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.cut = False
+        self.deep = False
+
+    @property
+    def notes(self) -> list[str]:
+        """What the caller adds to its answer about what the walk left out."""
+        notes = []
+        if self.deep:
+            notes.append(f"[... directories more than {_MAX_WALK_DEPTH} levels deep were not searched]")
+        return notes
 
     def files(self, root: WorkspaceRoot, resolved: ResolvedPath) -> Iterator[tuple[str, str, int]]:
         """(path relative to ``resolved``, file name, directory fd) of each regular file, symlinks not followed."""
@@ -398,6 +424,9 @@ class _Walk:
         with root.open_dir(resolved.parts) as top:
             for dirpath, dirnames, filenames, dfd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
                 dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+                if dirnames and dirpath.count("/") >= _MAX_WALK_DEPTH:
+                    dirnames[:] = []
+                    self.deep = True
                 for name in sorted(filenames):
                     seen += 1
                     if seen > self.limit:

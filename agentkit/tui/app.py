@@ -20,6 +20,7 @@ from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
@@ -122,6 +123,21 @@ class AgentkitApp(TurnRunner, App[None]):
         return self.agents.backend
 
     # -- layout ---------------------------------------------------------------------------------------
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A notice, its text shown as written: notices carry outside text (session titles, server errors), and
+        as markup a title such as ``[/b]`` ended the app (MarkupError) while one with ``[@click=...]`` added an
+        action; escapes in it reached the terminal. Markup is off unless asked for, and control characters are
+        always shown as symbols."""
+        super().notify(visible(message), title=visible(title), severity=severity, timeout=timeout, markup=markup)
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="◆")
@@ -325,7 +341,7 @@ class AgentkitApp(TurnRunner, App[None]):
             await self.switch_session(None)
         else:
             await self.refresh_sessions()
-        self.notify(f"Deleted “{title}”.", timeout=3)
+        self.notify(f"Deleted “{title}”.", timeout=3, markup=False)
 
     @work(group="dialogs", exclusive=True)
     async def action_pick_backend(self) -> None:

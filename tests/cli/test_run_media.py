@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -78,11 +79,15 @@ def test_media_files_are_saved_in_the_session_by_path(
     scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:  # type: ignore[no-untyped-def]
     picture = tmp_path / "p.png"
-    picture.write_bytes(b"\x89PNG\r\n\x1a\n")
+    picture.write_bytes(png())
     assert main(["run", "--json", "-b", scripted(["Nice.<turn|>"]), "--image", str(picture), "look"]) == 0
     session = json.loads(capsys.readouterr().out.splitlines()[-1])["session_id"]
     first = SessionStore().load(session).messages[0]
-    assert first["content"] == [{"type": "image", "path": str(picture.resolve())}, {"type": "text", "text": "look"}]
+    pin = hashlib.sha256(png()).hexdigest()  # the file is sent again only while it has these bytes
+    assert first["content"] == [
+        {"type": "image", "path": str(picture.resolve()), "sha256": pin},
+        {"type": "text", "text": "look"},
+    ]
 
 
 def test_a_backend_without_media_says_it_leaves_the_picture_out_and_the_session_keeps_its_title(
@@ -121,6 +126,12 @@ def test_a_missing_or_unreadable_media_file_is_a_usage_error(
         ("--image", b"fLaC" + bytes(40), "is a FLAC clip, not image; pass it with --audio"),
         ("--image", b"a note, not a picture\n", "is text, not image"),
         ("--audio", b"", "is empty"),
+        # Binary files in no media format: a DER private key, a GNOME keyring, a SQLite database (a browser's
+        # passwords). Before, any binary file was "the backend's call" and went to the model's server.
+        ("--image", bytes.fromhex("308204a40201000282010100") + bytes(range(200)), "not image in a format"),
+        ("--image", b"GnomeKeyring\n\r\x00\n" + bytes(range(200)), "not image in a format"),
+        ("--audio", b"SQLite format 3\x00" + bytes(range(200)), "not audio in a format"),
+        ("--image", b"\x89PNG\r\n\x1a\n" + bytes(range(200)), "starts like a PNG image but is not one"),
     ],
 )
 def test_media_of_the_wrong_kind_is_refused_with_the_right_flag(
@@ -134,8 +145,9 @@ def test_media_of_the_wrong_kind_is_refused_with_the_right_flag(
     assert said in err and "Traceback" not in err
 
 
-def test_media_in_a_format_not_recognised_is_passed_on(scripted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Only files that are plainly the other kind are refused: an unlisted binary format is the backend's call."""
+def test_media_in_a_format_agentkit_cannot_decode_is_passed_on(scripted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An M4A clip starts like no format libsndfile reads: its leading bytes are checked, the rest is the
+    backend's call."""
     media = tmp_path / "clip.m4a"
     media.write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(range(256)))
     assert main(["run", "-b", scripted(["x<turn|>"]), "--audio", str(media), "hi"]) == 0

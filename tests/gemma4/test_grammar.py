@@ -228,3 +228,26 @@ def test_every_float_python_writes_plainly_fits(value: float) -> None:
     """Hypothesis found 0.015086764051873857 (18 fraction digits) refused by a 17-digit bound: leading zeros count."""
     text = call("create_event", {"title": "t", "all_day": True, "meta": {"x": value}}) + HAND_OVER
     assert accepts(text)
+
+
+@pytest.mark.parametrize("bound", ["maxLength", "maxItems", "minItems"])
+def test_a_bound_past_int32_leaves_every_tool_callable(bound: str) -> None:
+    """xgrammar reads bounds as int32: one tool declaring "maxLength": 4294967296 (an MCP server's "4 GB at most")
+    made the whole grammar fail to compile, so every constrained request failed, whatever tool it was for."""
+    schema: dict[str, Any] = {"type": "string"} if bound == "maxLength" else {"type": "array", "items": {}}
+    schema[bound] = 2**32
+    big = {
+        "type": "function",
+        "function": {
+            "name": "upload",
+            "parameters": {
+                "type": "object",
+                "properties": {"data": schema},
+                "required": ["data"] if bound != "minItems" else [],
+            },
+        },
+    }
+    assert accepts(call("get_weather", {"city": "Paris"}) + HAND_OVER, [*TOOLS, big])
+    if bound != "minItems":  # a list of 4 billion items is no call anyone writes
+        value = "x" * 20 if bound == "maxLength" else [1, 2, 3]
+        assert accepts(call("upload", {"data": value}) + HAND_OVER, [*TOOLS, big])

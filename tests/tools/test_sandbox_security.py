@@ -707,3 +707,49 @@ def test_escape_write_budget_below_path_max(workspace_dir: Path) -> None:
         assert "write_bytes" in result.limits_hit and not result.timed_out, result
     finally:
         subprocess.run(["rm", "-rf", str(workspace_dir / ("d" * 200))], check=False)
+
+
+def test_escape_break_the_file_tools_with_names_that_are_not_text(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    """A name whose bytes are not UTF-8 (Python lists them as lone surrogates) made find_files and grep raise
+    UnicodeEncodeError, and the listing that named it ended the run when the session was saved; a name with a
+    newline added a made-up entry to listings."""
+    made = sandbox.run("open(b'/workspace/\\xff\\xfe.txt', 'w').write('needle')\nopen('a\\nfake  (9 bytes)', 'w')")
+    assert made.exit_code == 0, made.stderr
+    ws = Workspace(workspace_dir)
+    for answer in (ws.list_dir(), ws.find_files("*"), ws.grep("needle", glob="*.txt")):
+        assert len(answer.splitlines()) == (2 if "needle" not in answer else 1), answer
+        answer.encode("utf-8")  # every writer takes it (no lone surrogate)
+    assert "'\\udcff\\udcfe.txt'" in ws.find_files("*.txt")
+
+
+def test_escape_break_the_file_tools_with_a_deep_tree(sandbox: PythonSandbox, workspace_dir: Path) -> None:
+    """os.fwalk recursed (and held a descriptor) per level: a mkdir loop of 2,000 ended find_files and grep with
+    RecursionError for the rest of the session."""
+    (workspace_dir / "top.txt").write_text("needle\n")
+    made = sandbox.run("import os\nfor _ in range(2000):\n    os.mkdir('d')\n    os.chdir('d')\nprint('deep')")
+    try:
+        assert made.stdout == "deep\n", made.stderr
+        ws = Workspace(workspace_dir)
+        assert ws.find_files("*.txt").splitlines()[0] == "top.txt"
+        assert ws.grep("needle").splitlines()[0] == "top.txt:1: needle"
+    finally:
+        fds = [os.open(workspace_dir, os.O_RDONLY)]  # not shutil.rmtree (pytest's cleanup): it recurses too
+        while "d" in os.listdir(fds[-1]):
+            fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+        for parent, child in zip(reversed(fds[:-1]), reversed(fds[1:]), strict=True):
+            os.close(child)
+            os.rmdir("d", dir_fd=parent)
+        os.close(fds[0])
+
+
+def test_escape_through_an_inherited_descriptor(sandbox: PythonSandbox) -> None:
+    # An open socket or file of the agent's, inherited, would reach past every namespace.
+    held = socket.socket()
+    try:
+        body = (
+            "import os\nextra = [fd for fd in os.listdir('/proc/self/fd') if int(fd) > 3]  # 3: the listing's own\n"
+            "if not extra:\n    raise PermissionError('no descriptor of the agent is open here')\nprint(extra)"
+        )
+        attempt(sandbox, body)
+    finally:
+        held.close()

@@ -7,6 +7,7 @@ scripted model. Every test here failed (or hung, or blew up memory) on the code 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -726,8 +727,10 @@ class _FakeRay:
 
 
 @pytest.fixture
-def ray_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No Ray token settings from outside, and whatever ``_connect`` sets in ``os.environ`` undone afterwards."""
+def ray_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No Ray token settings from outside (nor the user's ~/.ray), and whatever ``_connect`` sets in
+    ``os.environ`` undone afterwards."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     for name in ("RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN", "RAY_AUTH_MODE", "RAY_ADDRESS"):
         monkeypatch.setenv(name, "")  # recorded, so the test's end restores the variable (or its absence)
         monkeypatch.delenv(name)
@@ -789,6 +792,57 @@ def test_ray_private_folder_made_by_another_user_is_refused(
         monkeypatch.setenv("RAY_ADDRESS", address)
         RayExecutor()._connect(ray)
     assert ray.calls[-1]["address"] == address and "_temp_dir" not in ray.calls[-1]
+
+
+def _stale_home_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int) -> Path:
+    """A ~/.ray/auth_token as earlier agentkit versions left it (Ray wrote it with the umask's mode)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    token = tmp_path / "home" / ".ray" / "auth_token"
+    token.parent.mkdir(parents=True)
+    token.write_text("0" * 64)
+    token.chmod(mode)
+    return token
+
+
+def test_a_world_readable_ray_token_from_earlier_versions_is_not_sent_to_a_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_env: None
+) -> None:
+    """Ray reads ~/.ray/auth_token to join a cluster (and `ray start` reuses it for a new one): an old 0644 one let
+    any local user join and run code as this user, and agentkit used it without a word."""
+    from agentkit.batch.ray_executor import RayExecutor
+    from agentkit.errors import UserError
+
+    token = _stale_home_token(tmp_path, monkeypatch, 0o644)
+    ray = _FakeRay()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(UserError, match=r"can be read or written by other users \(mode 644\).*chmod 600"):
+            RayExecutor(address)._connect(ray)
+        assert ray.calls == []
+        token.chmod(0o600)  # what the message says to do
+        assert RayExecutor(address)._connect(ray) is True
+        token.chmod(0o644)
+        monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "mine"))  # a token of the user's own: not read
+        assert RayExecutor(address)._connect(ray) is True
+
+
+def test_a_world_readable_ray_token_is_warned_about_when_a_local_cluster_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    import tempfile
+
+    from agentkit.batch.ray_executor import RayExecutor
+
+    _stale_home_token(tmp_path, monkeypatch, 0o604)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ray = _FakeRay()
+    executor = RayExecutor()
+    with caplog.at_level("WARNING", logger="agentkit.batch"):
+        assert executor._connect(ray) is True  # its own private token: the old file is not used
+    executor._drop_token()
+    assert "auth_token can be read or written by other users (mode 604)" in caplog.text
 
 
 RAY_TOKEN_PROBE = """
@@ -1009,6 +1063,79 @@ def test_an_answer_without_end_is_read_only_in_part(engine: str, status: int | s
     assert written[0] < 64 * MB  # the client hung up after the first part
 
 
+@pytest.mark.parametrize("status", [500, 200, "stream"])
+@pytest.mark.parametrize("engine", ["vllm", "ollama"])
+def test_a_compressed_answer_is_refused_before_it_is_inflated(engine: str, status: int | str) -> None:
+    """httpx asked for gzip and inflated each chunk whole: 64 kB of gzip became 64 MiB in memory at once, before
+    any size limit could count it (a model list, an error page, a streamed line). Now the client asks for no
+    compression and an answer compressed anyway is refused unread."""
+    import asyncio
+
+    from agentkit.backends.base import GenerationRequest
+    from agentkit.backends.ollama import OllamaBackend
+    from agentkit.backends.vllm import VLLMBackend
+    from agentkit.errors import BackendError
+    from agentkit.gemma4 import Prompt
+
+    bomb = gzip.compress(b"\n" + b"A" * (64 * MB), 9)  # about 64 kB on the wire
+    asked: list[str] = []
+
+    class Bomb(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.do_POST()
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            asked.append(self.headers.get("Accept-Encoding", ""))
+            self.send_response(500 if status == 500 else 200)
+            self.send_header("Content-Type", "text/event-stream" if status == "stream" else "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(bomb)))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                self.wfile.write(bomb)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Bomb)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    backend: Any = (
+        VLLMBackend("g", base, tokenizer=False, retries=0, mode="chat")
+        if engine == "vllm"
+        else OllamaBackend("gemma4", base, retries=0)
+    )
+    messages = [{"role": "user", "content": "hi"}]
+
+    async def ask() -> str:
+        try:
+            if status == 200:
+                await backend.list_models()
+            async for _ in backend.stream(GenerationRequest(Prompt.trusted("<bos>"), messages=messages)):
+                pass
+        except BackendError as exc:
+            return str(exc)
+        finally:
+            await backend.aclose()
+        return ""
+
+    tracemalloc.start()
+    try:
+        shown = asyncio.run(ask())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        server.shutdown()
+        server.server_close()
+    assert "compressed ('gzip')" in shown and "Accept-Encoding: identity" in shown, shown[:300]
+    assert asked and all(a == "identity" for a in asked), asked
+    assert peak < 8 * MB, f"{peak / MB:.0f} MiB held while reading a {len(bomb) // 1024} kB answer"
+
+
 def test_replica_labels_made_from_backends_never_show_a_password() -> None:
     """ReplicaBackend([...]) without labels named each replica by its base_url, password included."""
     from agentkit.backends.replicas import ReplicaBackend
@@ -1159,3 +1286,241 @@ def test_a_config_file_another_user_could_write_is_not_used(how: str, tmp_path: 
     folder.chmod(0o700)
     main(["run", "--config", str(config), "--backend", f"scripted:{outputs}", "hello"])  # not an MCP server: fails
     assert marker.exists()  # but the same file, once it is private, is used: its program was started
+
+
+def _config_running(tmp_path: Path) -> tuple[Path, Path]:
+    """A config file whose MCP server, if agentkit obeys it, leaves a marker file."""
+    import sys
+
+    marker = tmp_path / "ran"
+    config = tmp_path / "conf" / "config.toml"
+    config.parent.mkdir(exist_ok=True)
+    command = [sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]
+    config.write_text(f"[mcp.servers.evil]\ncommand = {json.dumps(command[0])}\nargs = {json.dumps(command[1:])}\n")
+    return config, marker
+
+
+def _run_with(config: Path, tmp_path: Path, capsys: Any) -> tuple[int, str]:
+    from agentkit.cli import main
+
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(["hi<turn|>"]))
+    code = main(["run", "--config", str(config), "--backend", f"scripted:{outputs}", "hello"])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_config_file_writable_by_a_shared_primary_group_is_not_used(
+    where: str, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group-writable config file was used whenever its group was the user's primary group. Where that group
+    is shared (``users``, common on Debian-style shared machines and LDAP sites), every account in it could
+    write the MCP commands agentkit runs as you. Another account with the same primary group is added here as
+    the account database would list it."""
+    import pwd
+
+    config, marker = _config_running(tmp_path)
+    os.chown(config, os.getuid(), os.getgid())
+    (config if where == "file" else config.parent).chmod(0o660 if where == "file" else 0o770)
+    if where == "folder":
+        config.chmod(0o600)
+    accounts = pwd.getpwall()
+    other = pwd.struct_passwd(("mallory", "x", 4242, os.getgid(), "", "/home/mallory", "/bin/sh"))
+    monkeypatch.setattr(pwd, "getpwall", lambda: [*accounts, other])
+    code, err = _run_with(config, tmp_path, capsys)
+    assert code == 2 and "is not used" in err and not marker.exists(), err
+    assert ("has other members" in err) if where == "file" else ("can replace it" in err)
+    monkeypatch.setattr(pwd, "getpwall", lambda: accounts)  # a group of this user alone (a user private group)
+    if any(p.pw_gid == os.getgid() and p.pw_uid != os.getuid() for p in accounts):
+        pytest.skip("this machine's primary group is shared: the private-group case cannot be shown")
+    _run_with(config, tmp_path, capsys)
+    assert marker.exists()  # group-writable, but by this user alone: used, as before
+
+
+def test_a_config_file_writable_by_another_group_is_not_used(tmp_path: Path, capsys: Any) -> None:
+    if os.getuid() != 0:
+        pytest.skip("giving a file another group needs root")
+    import grp
+
+    config, marker = _config_running(tmp_path)
+    gid = grp.getgrnam("nogroup").gr_gid if "nogroup" in {g.gr_name for g in grp.getgrall()} else 65534
+    os.chown(config, os.getuid(), gid)
+    config.chmod(0o660)
+    code, err = _run_with(config, tmp_path, capsys)
+    assert code == 2 and "other users can write to it (mode 660" in err and not marker.exists(), err
+
+
+def test_a_config_symlink_into_a_folder_others_can_write_is_not_used(tmp_path: Path, capsys: Any) -> None:
+    """The folder check looked at the link's folder, not the one the file is in: a private ~/.config link to a
+    file in a shared folder was used, and anyone who can write there could swap the file."""
+    config, marker = _config_running(tmp_path)
+    config.chmod(0o600)
+    config.parent.chmod(0o777)  # shared, not sticky
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    (private / "config.toml").symlink_to(config)
+    code, err = _run_with(private / "config.toml", tmp_path, capsys)
+    assert code == 2 and f"its folder {config.parent} is theirs or writable by them" in err, err
+    assert not marker.exists()
+
+
+# -- names and trees the file tools meet: what the sandbox (or a cloned repository) can leave in the workspace ----
+
+
+def test_a_file_name_that_is_not_utf8_neither_breaks_the_tools_nor_the_run(tmp_path: Path) -> None:
+    """Python lists such a name with its bytes as lone surrogates: find_files and grep with a glob raised
+    UnicodeEncodeError (RE2), and a listing with the name in it ended the whole run when the session was saved
+    (UnicodeEncodeError writing the file). One `open(b'\\xff', 'w')` in the sandbox did it."""
+    from agentkit import SessionStore, allow_all
+
+    (tmp_path / "ws").mkdir()
+    Path(os.fsdecode(bytes(tmp_path / "ws") + b"/caf\xe9.txt")).write_text("needle\n")
+    ws = Workspace(tmp_path / "ws")
+    assert ws.find_files("*.txt") == "'caf\\udce9.txt'"  # shown escaped: text every writer takes
+    assert ws.grep("needle", glob="*.txt") == "'caf\\udce9.txt':1: needle"
+    store = SessionStore(tmp_path / "sessions")
+    backend = ScriptedBackend(["<|tool_call>call:list_dir{}<tool_call|><|tool_response>", "Listed.<turn|>"])
+    agent = Agent(backend, ws.tools(), store=store, approval=allow_all)
+    result = agent.run("list")
+    assert result.output == "Listed." and result.tool_calls[0].error is None
+    [listed] = [m["content"] for m in store.load(agent.session_id).messages if m["role"] == "tool"]
+    assert listed == "'caf\\udce9.txt'  (7 bytes)"
+
+
+async def test_lone_surrogates_from_a_tool_or_an_mcp_server_become_replacement_characters(tmp_path: Path) -> None:
+    """JSON may spell a lone surrogate ("\\ud800", an MCP server's text), a tool may return one: the session save
+    raised UnicodeEncodeError and the run ended with a traceback."""
+    from agentkit import SessionStore, allow_all, tool
+
+    @tool
+    def odd() -> dict[str, Any]:
+        """Returns odd text."""
+        return {"text\ud800": json.loads('"half \\ud800 of a pair"')}
+
+    @tool
+    def broken() -> str:
+        """Fails."""
+        raise OSError(2, "No such file", "caf\udce9.txt")
+
+    store = SessionStore(tmp_path / "sessions")
+    calls = "<|tool_call>call:odd{}<tool_call|><|tool_call>call:broken{}<tool_call|><|tool_response>"
+    agent = Agent(ScriptedBackend([calls, "ok<turn|>"]), [odd, broken], store=store, approval=allow_all)
+    result = await agent.arun("go")
+    assert result.output == "ok"
+    first, second = [m["content"] for m in store.load(agent.session_id).messages if m["role"] == "tool"]
+    assert first == {"text\ufffd": "half \ufffd of a pair"}
+    assert second == {"error": "broken raised FileNotFoundError: [Errno 2] No such file: 'caf\\udce9.txt'"}
+
+
+def test_a_name_with_a_newline_cannot_add_lines_to_a_listing(tmp_path: Path) -> None:
+    """A file named 'notes\\nsecrets.txt  (12 bytes)' listed as two entries, one of them made up."""
+    (tmp_path / "notes\nsecrets.txt  (12 bytes)").write_text("x")
+    (tmp_path / "plain.txt").write_text("x")
+    ws = Workspace(tmp_path)
+    assert ws.list_dir().splitlines() == ["'notes\\nsecrets.txt  (12 bytes)'  (1 bytes)", "plain.txt  (1 bytes)"]
+    assert len(ws.find_files("*").splitlines()) == 2 and len(ws.grep("x").splitlines()) == 2
+
+
+def test_a_tree_thousands_of_levels_deep_leaves_the_search_tools_working(tmp_path: Path) -> None:
+    """os.fwalk recurses and keeps a descriptor per level: 2,000 nested folders (a mkdir loop in the sandbox)
+    ended find_files and grep with RecursionError."""
+    (tmp_path / "top.txt").write_text("needle\n")
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        for _ in range(2000):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.close(os.open("deep.txt", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    ws = Workspace(tmp_path)
+    note = "[... directories more than 64 levels deep were not searched]"
+    try:
+        assert ws.find_files("*.txt") == f"top.txt\n{note}"
+        assert ws.grep("needle") == f"top.txt:1: needle\n{note}"
+    finally:
+        _remove_deep(tmp_path / "d")
+
+
+def _remove_deep(top: Path) -> None:
+    """Remove a chain of nested "d" folders without recursion (shutil.rmtree recurses, as pytest's cleanup)."""
+    fds = [os.open(top, os.O_RDONLY)]
+    while True:
+        try:
+            fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+        except FileNotFoundError:
+            break
+    for fd in reversed(fds):
+        for name in os.listdir(fd):
+            (os.rmdir if name == "d" else os.unlink)(name, dir_fd=fd)
+        os.close(fd)
+    os.rmdir(top)
+
+
+@pytest.mark.parametrize("path", ["x" * 300, "a/" * 2100 + "x"], ids=["long name", "long path"])
+def test_a_path_past_the_systems_limits_is_a_clear_tool_error(tmp_path: Path, path: str) -> None:
+    """ENAMETOOLONG came out as a raw OSError; and write_file made 2,000 nested folders from one 6 kB path."""
+    ws = Workspace(tmp_path)
+    for action in (lambda: ws.read_file(path), lambda: ws.write_file(path, "x"), lambda: ws.grep("x", path)):
+        with pytest.raises(ToolError, match="the path is too long"):
+            action()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lone_surrogate_in_the_models_answer_is_saved_printed_and_written(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server's JSON may spell "\\ud800" (vLLM's answers are read with json.loads): saving the session, the
+    batch results line and the CLI's --json line each raised UnicodeEncodeError."""
+    import asyncio
+    import io
+    import sys
+
+    from agentkit import SessionStore
+    from agentkit.batch import BatchTask, run_batch
+    from agentkit.cli import main
+
+    answer = json.loads('"half \\ud800 pair"')
+    store = SessionStore(tmp_path / "sessions")
+    agent = Agent(ScriptedBackend([answer + "<turn|>"]), store=store)
+    assert agent.run("go").output == answer
+    loaded = store.load(agent.session_id).messages
+    assert loaded[-1]["content"] == "half \ufffd pair"  # saved, and loaded again
+
+    out = tmp_path / "results.jsonl"
+
+    def make() -> Agent:
+        return Agent(ScriptedBackend([answer + "<turn|>"]))
+
+    assert asyncio.run(run_batch([BatchTask("a", "go")], out, make, concurrency=1)).ok == 1
+    assert json.loads(out.read_text())["output"] == "half \ufffd pair"
+
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps([answer + "<turn|>"]))
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # a UTF-8 terminal's strictness
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["run", "--no-save", "--json", "--backend", f"scripted:{outputs}", "go"]) == 0
+    assert main(["run", "--no-save", "--backend", f"scripted:{outputs}", "go"]) == 0
+    stdout.flush()
+    printed = stdout.buffer.getvalue().decode()  # type: ignore[attr-defined]
+    assert "half \\ud800 pair" in printed and "\\\\ud800" not in printed.split("\n")[-2]
+
+
+def test_a_tools_error_is_bounded_as_its_result_is() -> None:
+    """A result is cut at MAX_RESPONSE_CHARS; an error (an exception carrying a page, an MCP server's isError
+    text) went into the prompt whole: 3,000,000 characters from one call."""
+    from agentkit import allow_all, tool
+    from agentkit.tools.runtime import MAX_RESPONSE_CHARS
+
+    @tool
+    def boom() -> str:
+        """Fails."""
+        raise ValueError("x" * 3_000_000)
+
+    backend = ScriptedBackend(["<|tool_call>call:boom{}<tool_call|><|tool_response>", "ok<turn|>"])
+    result = Agent(backend, [boom], approval=allow_all).run("go")
+    error = result.tool_calls[0].error
+    assert error is not None and len(error) < MAX_RESPONSE_CHARS + 200 and "[... cut: the error was" in error
+    assert backend.prompts[-1].count("x") <= MAX_RESPONSE_CHARS

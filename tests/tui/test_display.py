@@ -243,3 +243,58 @@ async def test_a_dict_result_reads_field_by_field(store: SessionStore) -> None:
         shown = screen_text(app)
     assert "North    0.41" in shown and "South    0.33" in shown and "exit_code: 0" in shown
     assert "\\n" not in shown.split("Done.")[0].split("▼", 1)[1]  # no escaped newlines in the opened result
+
+
+async def test_deleting_a_session_with_a_hostile_title_shows_it_inert(store: SessionStore) -> None:
+    """A session's title is outside text (a session file, a batch task's first line): the "Deleted" notice
+    parsed it as markup and wrote its escapes to the terminal (OSC 0 set the window title, [@click] an action)."""
+    from agentkit import Session
+    from agentkit.tui.widgets import ConfirmScreen
+
+    store.save(Session(id="keep", title="keep"))
+    store.save(Session(id="evil", title="title " + EVIL))
+    app = AgentkitApp(ScriptedBackend([]), store=store, session_id="keep")
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        app.action_delete_session("evil")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not store.exists("evil"), "the deletion")
+        await wait_for(pilot, lambda: any("Deleted" in str(n.message) for n in app._notifications), "the notice")
+        await wait_for(pilot, lambda: bool(app.screen.query("Toast")), "the toast on screen")
+        await pilot.pause()
+        shown = screen_text(app)
+        assert not UNSAFE.search(shown), [m.group() for m in UNSAFE.finditer(shown)]
+        [note] = [n for n in app._notifications if "Deleted" in n.message]
+        assert not note.markup and "title A␛]0;PWNED␇B" in note.message and "[b]not bold[/b]" in note.message
+        assert "Deleted “title" in shown and app.is_running  # drawn, and the app still there
+
+
+async def test_the_reason_a_call_needs_approval_is_shown_inert(store: SessionStore) -> None:
+    """A tool's approval_check says why a call needs a person, and may quote its arguments: the TUI's dialog
+    drew that reason with its escapes (the command line's question showed them as text)."""
+
+    def check(args: dict[str, Any], context: Any) -> str:
+        return f"it names {args['text']}"
+
+    @tool(approval_check=check)
+    def note(text: str) -> str:
+        """Note text.
+
+        Args:
+            text: what to note.
+        """
+        return "noted"
+
+    app = AgentkitApp(
+        ScriptedBackend([call("note", text=f"why {EVIL}"), "ok<turn|>"]),
+        options=AgentOptions(tools=[note]),
+        store=store,
+    )
+    async with app.run_test(size=(100, 40)) as pilot:
+        app.query_one("#prompt").set_text("go")  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog")
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "it names why A␛]0;PWNED␇B" in shown and not UNSAFE.search(shown)
+        await pilot.press("n")

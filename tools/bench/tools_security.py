@@ -1,6 +1,6 @@
 """The tools security report: attacks on fetch_url, the file tools and the approval policy, tried and blocked.
 
-Runs tests/tools/test_tools_security.py and tests/mcp_toolsets/test_mcp_http_limits.py in process (each test is
+Runs tests/tools/test_tools_security.py and tests/mcp_toolsets/test_mcp_{http,stdio}_limits.py in process (each test is
 one attack: a decompression bomb over loopback, an IPv6 spelling of a private address, a pattern that backtracks
 forever, a write to host-executed config, a set-id file, a secret carried out in a URL, a tool result of
 millions of characters, an MCP server flooding its answer; a passing test means the attack was blocked). Then
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SUITES = [
     ROOT / "tests" / "tools" / "test_tools_security.py",
     ROOT / "tests" / "mcp_toolsets" / "test_mcp_http_limits.py",  # a hostile MCP server over HTTP
+    ROOT / "tests" / "mcp_toolsets" / "test_mcp_stdio_limits.py",  # a hostile MCP server over stdio
 ]
 REPEATS = 7
 

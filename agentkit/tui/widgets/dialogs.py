@@ -116,7 +116,7 @@ class ApprovalScreen(ModalScreen[Approval]):
                 classes="dialog-title",
             )
             if self.request.reason:  # why this call, of a tool otherwise harmless, needs a person
-                yield Static(f"Why: {self.request.reason}", markup=False, classes="approval-reason")
+                yield Static(f"Why: {visible(self.request.reason)}", markup=False, classes="approval-reason")
             if self.request.description:
                 yield Static(literal(self.request.description), classes="approval-description")
             with VerticalScroll(classes="approval-args"):
