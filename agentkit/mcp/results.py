@@ -109,14 +109,20 @@ def _same_blocks(candidate: Any, dumped: list[dict[str, Any]]) -> bool:
 
 
 def _repeats(texts: list[str], structured: Any) -> bool:
-    """Whether the text blocks are just ``structured`` (or its ``result`` wrapper) written as JSON."""
+    """Whether the text blocks say nothing ``structured`` does not: ``structured`` written as JSON (what the
+    spec asks servers to add), the value inside a one-key wrapper written as JSON (the memory server's
+    ``{"entities": [...]}`` beside the bare list), or one of its top-level strings (``{"success": true,
+    "message": text}``)."""
+    joined = "\n".join(texts)
+    if isinstance(structured, dict) and joined in structured.values():
+        return True
     try:
         decoded = [json.loads(t) for t in texts]
     except ValueError:
         return False
     candidates = [structured]
-    if isinstance(structured, dict) and set(structured) == {"result"}:
-        candidates.append(structured["result"])
+    if isinstance(structured, dict) and len(structured) == 1:
+        candidates.append(next(iter(structured.values())))
     value = decoded[0] if len(decoded) == 1 else decoded
     return value in candidates
 
