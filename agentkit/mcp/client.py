@@ -49,6 +49,8 @@ MAX_TOOL_LIST_BYTES = 8 << 20  # the whole list as JSON; real servers list kilob
 MAX_DESCRIPTION_CHARS = 8000  # of one tool's description, which goes into every prompt
 DEFAULT_START_TIMEOUT_S = 30.0
 _VERSIONED = re.compile(r"(python|pypy|node)[\d.]*(\.exe)?$")  # python3.11, node20
+# JSON-RPC errors that are about the call itself, never about a lost session.
+_NOT_ABOUT_THE_SESSION = {mt.REQUEST_TIMEOUT, mt.CONNECTION_CLOSED, mt.METHOD_NOT_FOUND, mt.INVALID_PARAMS}
 _SCRIPT_SUFFIXES = (".py", ".js", ".ts", ".mjs", ".cjs")
 _GENERIC_ENTRY = {"index", "main", "__main__", "server", "cli", "app", "start", "stdio", "mcp"}
 _BUILD_FOLDERS = {"dist", "build", "lib", "src", "bin", "out", "cjs", "esm", "node_modules", "scripts"}
@@ -88,6 +90,8 @@ class MCPServer:
     ``protocol`` is the SDK's negotiation mode: ``"auto"`` (the newest both sides speak) or ``"legacy"`` (the
     2025 initialize handshake, for servers that mishandle the newer discovery).
     """
+
+    _has_sessions = False  # whether the transport has sessions a server can forget (streamable HTTP)
 
     def __init__(
         self,
@@ -191,7 +195,17 @@ class MCPServer:
         client = self._client
         assert client is not None
         try:
-            result = await client.call_tool(remote_name, dict(arguments), read_timeout_seconds=self.timeout_s)
+            try:
+                result = await client.call_tool(remote_name, dict(arguments), read_timeout_seconds=self.timeout_s)
+            except MCPError as exc:
+                if not await self._session_lost(client, exc):
+                    raise
+                # The server no longer knows this session (it restarted, or expired it), so it ran nothing:
+                # a new session, and the call once more (the spec's answer to a 404 for a session).
+                await self.stop()
+                await self._revive(f"it no longer knew the session when {remote_name} was called")
+                assert self._client is not None
+                result = await self._client.call_tool(remote_name, dict(arguments), read_timeout_seconds=self.timeout_s)
         except MCPError as exc:
             if exc.code == mt.CONNECTION_CLOSED and "byte limit" in exc.error.message:
                 # The SDK gave up on an SSE event past max_response_bytes: the answer was too large, the
@@ -214,6 +228,26 @@ class MCPServer:
         return result_value(remote_name, result)
 
     # -- internals --------------------------------------------------------------------------------------
+
+    async def _session_lost(self, client: Client, exc: MCPError) -> bool:
+        """Whether ``exc`` says the server dropped this session rather than failed the call (HTTP only: a
+        server that restarted, or expired the session, while the agent was idle).
+
+        A 404 without a body comes from the SDK as "Session terminated". Servers word it themselves too (the
+        Python SDK's "Session not found"), or answer with another status (the reference server's 400 "No valid
+        session ID", which the SDK reports as "Server returned an error response"): those are told apart
+        from a call that failed by a listing on the same session (ping is gone from the 2026 protocol) —
+        when even that is refused, the session is gone.
+        """
+        if not self._has_sessions or exc.code in _NOT_ABOUT_THE_SESSION:
+            return False
+        if exc.code == mt.INVALID_REQUEST and exc.error.message == "Session terminated":
+            return True
+        try:
+            await asyncio.wait_for(client.list_tools(cache_mode="refresh"), self.start_timeout_s)
+        except (MCPError, TimeoutError):
+            return True
+        return False
 
     async def _supervise(self, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
         try:
@@ -468,6 +502,8 @@ class MCPServerHTTP(MCPServer):
             read_only=read_only,
             protocol=protocol,
         )
+
+    _has_sessions = True
 
     def describe(self) -> str:
         return _without_user_info(self.url)  # shown in errors, logs and the TUI: never a password in the URL

@@ -201,31 +201,45 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def everything_http() -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "PORT": str(port)}
-    proc = subprocess.Popen(
-        [npm.node(), npm.entry("server-everything"), "streamableHttp"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/mcp"
-    try:
-        for _ in range(400):
+class HTTPServerProcess:
+    """``server-everything streamableHttp`` on a loopback port, which a test can restart (losing its sessions)."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [npm.node(), npm.entry("server-everything"), "streamableHttp"],
+            env={**os.environ, "PORT": str(self.port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(400):  # until it listens
             try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
+                httpx.get(f"http://127.0.0.1:{self.port}/", timeout=1)
+                return
             except httpx.TransportError:
                 time.sleep(0.05)
-        yield url
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def everything_http() -> Iterator[HTTPServerProcess]:
+    server = HTTPServerProcess()
+    server.start()
+    try:
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.stop()
 
 
-async def test_everything_over_streamable_http(everything_http: str) -> None:
+async def test_everything_over_streamable_http(everything_http: HTTPServerProcess) -> None:
     backend = SeeingBackend(
         [
             call("get-tiny-image"),
@@ -234,7 +248,7 @@ async def test_everything_over_streamable_http(everything_http: str) -> None:
             "ok<turn|>",
         ]
     )
-    async with Agent(backend, toolsets=[MCPServerHTTP(everything_http, timeout_s=30)]) as agent:
+    async with Agent(backend, toolsets=[MCPServerHTTP(everything_http.url, timeout_s=30)]) as agent:
         result = await agent.arun("go")
         assert "simulate-research-query" not in agent.tools
     image, weather, waited = result.tool_calls
@@ -243,6 +257,18 @@ async def test_everything_over_streamable_http(everything_http: str) -> None:
     assert isinstance(picture, ImagePart) and picture.data is not None and picture.data.startswith(b"\x89PNG")
     assert set(weather.result["structured"]) == {"temperature", "conditions", "humidity"}
     assert waited.result.startswith("Long running operation completed.")
+
+
+async def test_a_new_http_session_when_the_server_restarted_between_calls(everything_http: HTTPServerProcess) -> None:
+    """The server lost its sessions (a redeploy): it answers the old session id with 400 "No valid session ID".
+    agentkit opens a new session and makes the call there; every call after the restart used to fail (bug)."""
+    async with MCPServerHTTP(everything_http.url, timeout_s=30) as server:
+        assert await server.call_tool("echo", {"message": "before"}) == "Echo: before"
+        everything_http.stop()
+        everything_http.start()
+        assert await server.call_tool("echo", {"message": "after"}) == "Echo: after"
+        assert await server.call_tool("echo", {"message": "again"}) == "Echo: again"
+    assert server.restarts == 1
 
 
 async def test_filesystem_tools_stay_in_their_root_and_report_refusals_as_tool_errors(tmp_path: Path) -> None:
