@@ -74,4 +74,31 @@ server.registerTool(
   },
 );
 
+// The schema shapes zod gives real TypeScript servers: a union (anyOf), nullable and optional values, an enum, a
+// literal, nested objects, an array of objects, a string format, bounds, and a recursive type ($ref into $defs).
+const Step = z.object({ title: z.string().describe("what to do"), done: z.boolean().optional() });
+const Topic = z.object({
+  name: z.string(),
+  get subtopics() {
+    return z.array(Topic).optional();
+  },
+});
+server.registerTool(
+  "plan",
+  {
+    description: "Makes a plan; echoes back what it was given, as JSON.",
+    inputSchema: {
+      kind: z.enum(["trip", "project"]).describe("what to plan"),
+      when: z.union([z.string().describe("an ISO date"), z.number().describe("days from now")]),
+      budget: z.number().min(0).nullable().optional(),
+      steps: z.array(Step).describe("the steps, in order"),
+      owner: z.object({ name: z.string(), email: z.string().email().optional() }),
+      mode: z.literal("draft").optional(),
+      topic: Topic.optional(),
+    },
+    annotations: { readOnlyHint: true },
+  },
+  async (args) => text(JSON.stringify(args)),
+);
+
 server.connect(new StdioServerTransport());
