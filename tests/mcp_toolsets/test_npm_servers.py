@@ -278,6 +278,27 @@ async def test_a_new_http_session_when_the_server_restarted_between_calls(everyt
     assert server.restarts == 1
 
 
+async def test_an_http_server_that_dies_mid_call_fails_that_call_and_is_used_again_once_back(
+    everything_http: HTTPServerProcess,
+) -> None:
+    import asyncio
+
+    async with MCPServerHTTP(everything_http.url, timeout_s=60) as server:
+
+        async def kill_soon() -> None:
+            await asyncio.sleep(0.5)
+            assert everything_http.proc is not None
+            everything_http.proc.kill()
+
+        killer = asyncio.create_task(kill_soon())
+        with pytest.raises(ToolError, match=r"stopped while running trigger-long-running-operation"):
+            await server.call_tool("trigger-long-running-operation", {"duration": 30, "steps": 30})
+        await killer
+        everything_http.proc.wait(10)  # type: ignore[union-attr]
+        everything_http.start()
+        assert await server.call_tool("echo", {"message": "back"}) == "Echo: back"
+
+
 async def test_filesystem_tools_stay_in_their_root_and_report_refusals_as_tool_errors(tmp_path: Path) -> None:
     from agentkit.testing.samples import png
 
