@@ -147,7 +147,9 @@ async def check_mcp_servers(settings: Settings) -> list[Check]:
         finally:
             await server.stop()
         names = ", ".join(t.name + ("" if not t.side_effects else " (asks)") for t in tools) or "no tools"
-        checks.append(Check(label, "ok", f"{server.describe()} — {len(tools)} tool(s): {names}"))
+        left_out = getattr(server, "left_out", {})
+        hint = "; ".join(f"{name} left out: {why}" for name, why in left_out.items())
+        checks.append(Check(label, "ok", f"{server.describe()} — {len(tools)} tool(s): {names}", hint))
     return checks
 
 

@@ -85,7 +85,9 @@ def _node(node: Any, defs: Mapping[str, Any], stack: tuple[str, ...]) -> Schema:
             merged: Schema = {}
             for part in parts:
                 merged = _merge(merged, _node(part, defs, stack))
-            node = _merge(merged, _node(node, defs, stack))
+            # What is left beside allOf (a description, a type) holds too; nothing left adds nothing — not
+            # "any JSON value", which an empty node alone would mean.
+            node = _merge(merged, _node(node, defs, stack)) if node else merged
     for key in ("anyOf", "oneOf"):
         options = node.pop(key, None)
         if isinstance(options, Sequence) and options:

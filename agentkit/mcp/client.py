@@ -49,6 +49,11 @@ MAX_TOOL_LIST_BYTES = 8 << 20  # the whole list as JSON; real servers list kilob
 MAX_DESCRIPTION_CHARS = 8000  # of one tool's description, which goes into every prompt
 DEFAULT_START_TIMEOUT_S = 30.0
 _VERSIONED = re.compile(r"(python|pypy|node)[\d.]*(\.exe)?$")  # python3.11, node20
+# JSON-RPC errors that are about the call itself, never about a lost session.
+_NOT_ABOUT_THE_SESSION = {mt.REQUEST_TIMEOUT, mt.CONNECTION_CLOSED, mt.METHOD_NOT_FOUND, mt.INVALID_PARAMS}
+_SCRIPT_SUFFIXES = (".py", ".js", ".ts", ".mjs", ".cjs")
+_GENERIC_ENTRY = {"index", "main", "__main__", "server", "cli", "app", "start", "stdio", "mcp"}
+_BUILD_FOLDERS = {"dist", "build", "lib", "src", "bin", "out", "cjs", "esm", "node_modules", "scripts"}
 _LAUNCHERS = {"uvx", "uv", "npx", "bunx", "pipx", "python", "python3", "node", "deno", "run", "tool", "docker"}
 
 
@@ -86,6 +91,8 @@ class MCPServer:
     2025 initialize handshake, for servers that mishandle the newer discovery).
     """
 
+    _has_sessions = False  # whether the transport has sessions a server can forget (streamable HTTP)
+
     def __init__(
         self,
         *,
@@ -105,6 +112,8 @@ class MCPServer:
         self.restarts = 0
         self.server_info: mt.Implementation | None = None
         self._tools: list[MCPTool] = []
+        #: Tools the server lists that are not declared to the model, each with why (``doctor`` shows them).
+        self.left_out: dict[str, str] = {}
         self._version = 0
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
@@ -187,7 +196,17 @@ class MCPServer:
         client = self._client
         assert client is not None
         try:
-            result = await client.call_tool(remote_name, dict(arguments), read_timeout_seconds=self.timeout_s)
+            try:
+                result = await client.call_tool(remote_name, dict(arguments), read_timeout_seconds=self.timeout_s)
+            except MCPError as exc:
+                if not await self._session_lost(client, exc):
+                    raise
+                # The server no longer knows this session (it restarted, or expired it), so it ran nothing:
+                # a new session, and the call once more (the spec's answer to a 404 for a session).
+                await self.stop()
+                await self._revive(f"it no longer knew the session when {remote_name} was called")
+                assert self._client is not None
+                result = await self._client.call_tool(remote_name, dict(arguments), read_timeout_seconds=self.timeout_s)
         except MCPError as exc:
             if exc.code == mt.CONNECTION_CLOSED and "byte limit" in exc.error.message:
                 # The SDK gave up on an SSE event past max_response_bytes: the answer was too large, the
@@ -210,6 +229,26 @@ class MCPServer:
         return result_value(remote_name, result)
 
     # -- internals --------------------------------------------------------------------------------------
+
+    async def _session_lost(self, client: Client, exc: MCPError) -> bool:
+        """Whether ``exc`` says the server dropped this session rather than failed the call (HTTP only: a
+        server that restarted, or expired the session, while the agent was idle).
+
+        A 404 without a body comes from the SDK as "Session terminated". Servers word it themselves too (the
+        Python SDK's "Session not found"), or answer with another status (the reference server's 400 "No valid
+        session ID", which the SDK reports as "Server returned an error response"): those are told apart
+        from a call that failed by a listing on the same session (ping is gone from the 2026 protocol) —
+        when even that is refused, the session is gone.
+        """
+        if not self._has_sessions or exc.code in _NOT_ABOUT_THE_SESSION:
+            return False
+        if exc.code == mt.INVALID_REQUEST and exc.error.message == "Session terminated":
+            return True
+        try:
+            await asyncio.wait_for(client.list_tools(cache_mode="refresh"), self.start_timeout_s)
+        except (MCPError, TimeoutError):
+            return True
+        return False
 
     async def _supervise(self, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
         try:
@@ -247,8 +286,10 @@ class MCPServer:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
-        for t in list(self._background):
+        background = list(self._background)
+        for t in background:
             t.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         self._client = None
 
     async def _revive(self, why: str) -> None:
@@ -292,9 +333,14 @@ class MCPServer:
             task.add_done_callback(self._background.discard)
 
     async def _refresh_while_stale(self, client: Client) -> None:
+        """A refetch nobody awaits, repeated while notices came meanwhile; a failure keeps the current list.
+        Servers announce changes right after the handshake (the reference server does) and the connection can
+        close before the answer comes; the next call reports a dead server, and an error left in the task would
+        only be printed to stderr as "Task exception was never retrieved"."""
         while self._stale:
             self._stale = False
-            await self._refresh(client)
+            with contextlib.suppress(Exception):
+                await self._refresh(client)
 
     async def _refresh(self, client: Client) -> None:
         listed: list[mt.Tool] = []
@@ -314,7 +360,9 @@ class MCPServer:
             cursor = page.next_cursor
             if not cursor:
                 break
-        tools = [self._tool(t) for t in listed]
+        left_out = {t.name: why for t in listed if (why := _unusable(t))}
+        self.left_out = left_out
+        tools = [self._tool(t) for t in listed if t.name not in left_out]
         before = [(t.name, t.description, t.parameters, t.side_effects) for t in self._tools]
         if [(t.name, t.description, t.parameters, t.side_effects) for t in tools] != before:
             self._tools = tools
@@ -469,6 +517,8 @@ class MCPServerHTTP(MCPServer):
             protocol=protocol,
         )
 
+    _has_sessions = True
+
     def describe(self) -> str:
         return _without_user_info(self.url)  # shown in errors, logs and the TUI: never a password in the URL
 
@@ -494,11 +544,11 @@ def _without_user_info(url: str) -> str:
 
 
 def _name_from_command(command: str, args: Sequence[str]) -> str:
-    """``uvx mcp-server-time`` → ``time``; ``python3 my_server.py`` → ``my_server``."""
-    words = [Path(w).name for w in [command, *args] if w and not w.startswith("-")]
-    pick = next((w for w in words if w not in _LAUNCHERS and not _VERSIONED.match(w)), words[0] if words else "mcp")
-    for suffix in (".py", ".js", ".ts", ".mjs"):
-        pick = pick.removesuffix(suffix)
+    """``uvx mcp-server-time`` → ``time``; ``python3 my_server.py`` → ``my_server``;
+    ``node …/server-filesystem/dist/index.js`` → ``filesystem`` (the package, not its entry file)."""
+    words = [w for w in [command, *args] if w and not w.startswith("-")]
+    names = [_word_name(w) for w in words]
+    pick = next((n for n in names if n not in _LAUNCHERS and not _VERSIONED.match(n)), names[0] if names else "mcp")
     for prefix in ("mcp-server-", "mcp_server_", "server-", "mcp-"):
         if pick.startswith(prefix) and len(pick) > len(prefix):
             pick = pick[len(prefix) :]
@@ -506,6 +556,33 @@ def _name_from_command(command: str, args: Sequence[str]) -> str:
         if pick.endswith(suffix) and len(pick) > len(suffix):
             pick = pick[: -len(suffix)]
     return callable_name(pick)
+
+
+def _word_name(word: str) -> str:
+    """What one word of a command line says about the server: a script's name, or, for an entry file with a
+    generic name (``dist/index.js``, ``src/server.py``), the folder above the build folders — the package.
+    Two Node servers started as ``node …/dist/index.js`` are otherwise both named ``index``."""
+    path = Path(word)
+    stem = path.name
+    if "@" in stem[1:]:  # a package with its version: mcp-server-x@1.2, @scope/name@1.2
+        stem = stem[: stem.index("@", 1)]
+    for suffix in _SCRIPT_SUFFIXES:
+        stem = stem.removesuffix(suffix)
+    if stem not in _GENERIC_ENTRY or len(path.parts) < 2:
+        return stem
+    for folder in reversed(path.parts[:-1]):
+        if folder not in _BUILD_FOLDERS and not folder.startswith("@") and folder not in ("/", ".", ".."):
+            return folder
+    return stem
+
+
+def _unusable(spec: mt.Tool) -> str:
+    """Why the model must not be offered ``spec`` (every call would fail), or ``""``."""
+    if spec.execution is not None and spec.execution.task_support == "required":
+        # Such a tool answers a plain tools/call with an error; it must be called as a task (2025-11-25),
+        # which the SDK's client does not do. Declaring it would only have the model call it in vain.
+        return "it runs only as an MCP task (taskSupport: required), which agentkit's MCP client does not support"
+    return ""
 
 
 def _reason(exc: BaseException) -> str:

@@ -69,11 +69,10 @@ def result_value(tool_name: str, result: mt.CallToolResult) -> Any:
                     link[key] = field
             out.setdefault("links", []).append(link)
     structured = result.structured_content
-    if structured is not None and texts:
-        if isinstance(structured, dict) and set(structured) == {"result"} and structured["result"] == "\n".join(texts):
-            structured = None  # a plain string the SDK also wrapped as {"result": ...}
-        elif _repeats(texts, structured):
-            texts = []
+    if structured is not None and _mirrors(structured, result.content, texts):
+        structured = None
+    elif structured is not None and texts and _repeats(texts, structured):
+        texts = []
     if result.is_error:
         message = "\n".join(texts) or json.dumps(structured or {}) or "the tool reported an error"
         raise ToolError(f"{tool_name} reported an error: {message}")
@@ -87,15 +86,43 @@ def result_value(tool_name: str, result: mt.CallToolResult) -> Any:
     return [value, *media] if media else value
 
 
+def _mirrors(structured: Any, blocks: list[mt.ContentBlock], texts: list[str]) -> bool:
+    """Whether ``structured`` only restates the content blocks: their text under one key (the Python SDK's
+    ``{"result": text}``, the filesystem server's ``{"content": text}``), or the blocks themselves (the
+    filesystem server's ``{"content": [{"type": "image", "data": ...}]}``, whose base64 would otherwise
+    reach the model as text, beside the image it already gets)."""
+    inner = next(iter(structured.values())) if isinstance(structured, dict) and len(structured) == 1 else None
+    if texts and inner == "\n".join(texts):
+        return True
+    dumped = [b.model_dump(by_alias=True, exclude_none=True, mode="json") for b in blocks]
+    return bool(dumped) and any(_same_blocks(c, dumped) for c in (structured, inner))
+
+
+def _same_blocks(candidate: Any, dumped: list[dict[str, Any]]) -> bool:
+    if not isinstance(candidate, list) or len(candidate) != len(dumped):
+        return False
+    keys = ("type", "text", "data", "uri", "resource")
+    return all(
+        isinstance(item, dict) and all(item.get(k) == block.get(k) for k in keys)
+        for item, block in zip(candidate, dumped, strict=True)
+    )
+
+
 def _repeats(texts: list[str], structured: Any) -> bool:
-    """Whether the text blocks are just ``structured`` (or its ``result`` wrapper) written as JSON."""
+    """Whether the text blocks say nothing ``structured`` does not: ``structured`` written as JSON (what the
+    spec asks servers to add), the value inside a one-key wrapper written as JSON (the memory server's
+    ``{"entities": [...]}`` beside the bare list), or one of its top-level strings (``{"success": true,
+    "message": text}``)."""
+    joined = "\n".join(texts)
+    if isinstance(structured, dict) and joined in structured.values():
+        return True
     try:
         decoded = [json.loads(t) for t in texts]
     except ValueError:
         return False
     candidates = [structured]
-    if isinstance(structured, dict) and set(structured) == {"result"}:
-        candidates.append(structured["result"])
+    if isinstance(structured, dict) and len(structured) == 1:
+        candidates.append(next(iter(structured.values())))
     value = decoded[0] if len(decoded) == 1 else decoded
     return value in candidates
 

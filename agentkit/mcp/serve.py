@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
+from mcp.server.mcpserver.exceptions import UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool as ServedTool
 from mcp.types import (
     AudioContent,
     BlobResourceContents,
+    CallToolResult,
     ContentBlock,
     EmbeddedResource,
     ImageContent,
@@ -37,40 +38,60 @@ from agentkit.tools.runtime import Tool, to_response
 __all__ = ["build_server"]
 
 
+class _ServedTool(ServedTool):
+    """An agentkit tool as the SDK serves it, except that the arguments go to the tool as they came.
+
+    The SDK would first check them against a pydantic model of the handler's signature and answer a
+    mistake with pydantic's raw report (its internal model name, a link to pydantic's docs); the client's
+    model is better served by the tool's own message, the one an agentkit agent gets for the same mistake.
+    """
+
+    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> CallToolResult:
+        try:
+            result: CallToolResult = await self.fn(arguments)
+        except Exception as exc:  # a crash, not a reported error: its text stays here, as the SDK does
+            raise UnexpectedToolError(f"Error executing tool {self.name}") from exc
+        return result
+
+
 def build_server(tools: Sequence[Tool], *, name: str = "agentkit") -> MCPServer:
     """An SDK ``MCPServer`` offering ``tools``; ``.run()`` serves it on stdio."""
-    served = []
+    served: list[ServedTool] = []
     for t in tools:
-        spec = ServedTool.from_function(
-            _handler(t),
+        spec = _ServedTool.from_function(
+            _signature_of(t),
             name=t.name,
             description=t.description,
             annotations=ToolAnnotations(read_only_hint=not t.side_effects, destructive_hint=t.side_effects),
             structured_output=False,
         )
         # Advertise agentkit's own declaration: it carries the per-parameter descriptions from the docstrings,
-        # which the SDK's signature walk does not read. The arguments are still checked by the tool itself.
-        served.append(spec.model_copy(update={"parameters": t.parameters}))
+        # which the SDK's signature walk does not read. The arguments are checked by the tool itself.
+        served.append(spec.model_copy(update={"fn": functools.partial(_run, t), "parameters": t.parameters}))
     return MCPServer(name, version=__version__, tools=served)
 
 
-def _handler(t: Tool) -> Any:
-    """An async function with ``t``'s signature (the SDK builds the schema from it) that runs ``t`` fully."""
+def _signature_of(t: Tool) -> Any:
+    """A function with ``t``'s signature, for the SDK's registration (it is never called)."""
 
     @functools.wraps(t.fn)
-    async def run(**arguments: Any) -> str | list[ContentBlock]:
-        try:
-            value, media = to_response(await t.acall(arguments))
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-            if not media:
-                return text
-            # Images and audio a tool returned go back as MCP image/audio blocks, after its text.
-            return [*([TextContent(type="text", text=text)] if text else []), *map(_block, media)]
-        except AgentkitError as exc:
-            raise MCPToolError(str(exc)) from exc
+    async def run(**arguments: Any) -> str:
+        raise NotImplementedError
 
-    run.__annotations__ = {**getattr(t.fn, "__annotations__", {}), "return": str | list[ContentBlock]}
+    run.__annotations__ = {**getattr(t.fn, "__annotations__", {}), "return": str}
     return run
+
+
+async def _run(t: Tool, arguments: dict[str, Any]) -> CallToolResult:
+    """Validate and run ``t`` fully; its errors (bad arguments, a path outside the workspace) as ``isError``."""
+    try:
+        value, media = to_response(await t.acall(arguments))
+    except AgentkitError as exc:
+        return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    # Images and audio a tool returned go back as MCP image/audio blocks, after its text.
+    blocks: list[ContentBlock] = [TextContent(type="text", text=text)] if text or not media else []
+    return CallToolResult(content=[*blocks, *map(_block, media)])
 
 
 def _block(part: ImagePart | AudioPart | VideoPart) -> ContentBlock:

@@ -86,6 +86,28 @@ def test_unions_of_several_types_and_objects_are_kept_not_refused() -> None:
     assert set(p["all"]["properties"]) == {"x", "y"} and p["all"]["type"] == "object"
 
 
+def test_all_of_adds_no_words_of_its_own() -> None:
+    """zod (TypeScript MCP servers) writes a reused object as ``allOf: [{$ref}]``: the object, described as
+    itself, where the declaration used to add "any JSON value" (what an empty node means)."""
+    topic = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    flat = flatten_schema(
+        {
+            "type": "object",
+            "properties": {
+                "topic": {"allOf": [{"$ref": "#/definitions/__schema0"}]},
+                "described": {"allOf": [{"$ref": "#/definitions/__schema0"}], "description": "what it is about"},
+                "both": {"allOf": [{"properties": {"x": {"type": "integer"}}}, {"description": "an x"}]},
+            },
+            "definitions": {"__schema0": topic},
+        }
+    )
+    p = flat["properties"]
+    assert p["topic"] == {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    assert p["described"]["description"] == "what it is about" and p["described"]["properties"] == topic["properties"]
+    assert p["both"]["description"] == "an x"
+    assert "any JSON value" not in _declared(flat)
+
+
 def test_recursive_and_dangling_refs_stop_with_a_note() -> None:
     flat = flatten_schema(
         {

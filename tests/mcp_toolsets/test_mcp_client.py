@@ -225,3 +225,34 @@ async def test_streamable_http_transport(http_server: str) -> None:
     async with Agent(backend, toolsets=[server]) as agent:
         result = await agent.arun("go")
     assert result.tool_calls[0].result == "echo: over http"
+
+
+def _serve_http(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, SERVER, "http", str(port)], stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    return proc
+
+
+async def test_a_new_http_session_when_the_server_forgot_ours() -> None:
+    """The 2025 protocol's sessions: a server restarted while the agent was idle answers the old session id with
+    404 "Session not found". agentkit opens a new session and makes the call there (it used to fail every call
+    from then on); the 2026 protocol has no sessions to lose."""
+    port = _free_port()
+    proc = _serve_http(port)
+    try:
+        async with MCPServerHTTP(f"http://127.0.0.1:{port}/mcp", protocol="legacy") as server:
+            assert await server.call_tool("echo", {"text": "before"}) == "echo: before"
+            proc.kill()
+            proc.wait(10)
+            proc = _serve_http(port)
+            assert await server.call_tool("echo", {"text": "after"}) == "echo: after"
+            assert await server.call_tool("echo", {"text": "again"}) == "echo: again"
+        assert server.restarts == 1
+    finally:
+        proc.kill()
+        proc.wait(10)
