@@ -149,3 +149,18 @@ def test_a_toolset_tool_can_be_the_choice_once_the_toolset_started() -> None:
     wrong = Agent(ConstrainingBackend([]), tools=[get_weather], toolsets=[OneTool()], tool_choice="get_tme")
     with pytest.raises(UserError, match="neither a mode nor a declared tool"):
         wrong.run("time?")
+
+
+def test_structured_output_requires_a_call_at_every_step_where_the_backend_constrains() -> None:
+    # The answer is a final_result call: no step may end in free text, so a constraining engine forces the call
+    # (pydantic-ai asks for tool_choice "required" when text output is not allowed, for the same reason).
+    answer = "<|tool_call>call:final_result{value:18}<tool_call|><|tool_response>"
+    backend = ConstrainingBackend([CALL, answer])
+    result = Agent(backend, tools=[get_weather], output_type=int, approval=allow_all).run("degrees?")
+    assert result.output == 18
+    assert [(g.tool_choice, g.tool_names) for g in grammars(backend)] == [
+        ("required", ("get_weather", "final_result")),
+        ("required", ("get_weather", "final_result")),
+    ]
+    # Asked for explicitly, "none" still means no calls at all (the answer is then JSON in text).
+    assert Agent(ConstrainingBackend([]), output_type=int, tool_choice="none")._grammar(2).tool_choice == "none"

@@ -55,7 +55,8 @@ class Agent(TurnLoop):
 
     ``tool_choice``: ``"auto"`` (the model decides), ``"required"`` (the first step of each run calls at least
     one tool), a tool's name (the first step calls that tool), or ``"none"`` (no calls at all). Anything but
-    ``"auto"`` is enforced by grammar-constrained decoding, so it needs a backend that constrains.
+    ``"auto"`` is enforced by grammar-constrained decoding, so it needs a backend that constrains. With an
+    ``output_type`` on such a backend, ``"auto"`` steps are ``"required"``: the answer is a ``final_result`` call.
     ``constrain_tool_calls``: ``None`` (default) constrains every call to its tool's schema where the backend
     can (vLLM native mode, transformers with xgrammar), ``False`` never, ``True`` requires it.
     ``options``: all these settings as one :class:`~agentkit.AgentOptions`, in place of the keywords.
@@ -189,10 +190,15 @@ class Agent(TurnLoop):
         """The grammar for this step's calls: ``required`` and a tool's name bind the first step of a run only.
 
         Later steps are ``auto`` (the model must be able to answer once it has results); ``none`` binds them all.
+        With an ``output_type`` the answer itself is a call, so ``auto`` steps are ``required``.
         """
         if not self.constrained:
             return None
         choice = self.tool_choice if step == 1 or self.tool_choice == "none" else "auto"
+        if choice == "auto" and self._output is not None:
+            # Structured output answers by calling final_result: where the grammar can say so, every step calls
+            # (final_result or a tool it needs first), so the answer is a well-formed call by construction.
+            choice = "required"
         if choice == "auto" and not self._declarations:
             return None  # nothing to check: no tool can be called
         try:

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from agentkit import events
 from agentkit.events import EVENT_NAMES, AgentEvent, ToolCallFinished
+from agentkit.output import FINAL_RESULT
 
 from .common import format_arguments, preview, safe_json, terminal_safe, to_jsonable
 
@@ -146,7 +147,8 @@ class EventPrinter:
                 pass  # nothing to show: the step's figures are in the summary, the output when it is validated
 
     def _tool_finished(self, event: ToolCallFinished) -> None:
-        failure = _result_failure(event.result) if event.error is None else None
+        # final_result's result is the answer itself (its own "ok" field is the user's data, not a failure).
+        failure = _result_failure(event.result) if event.error is None and event.name != FINAL_RESULT else None
         if failure is not None:
             # The call returned, but its result says it failed (code that exited non-zero, a sandbox that could
             # not start): a ✓ there would tell the person it worked.

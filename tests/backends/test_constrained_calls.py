@@ -180,3 +180,19 @@ def test_structured_output_forced_through_final_result(backend: TransformersBack
         finally:
             agent.close()
         assert isinstance(result.output, Forecast), result.stop_reason
+
+
+def test_structured_output_is_a_call_by_default_where_the_backend_constrains(backend: TransformersBackend) -> None:
+    # No tool_choice given: with an output_type every step must call a tool, so the random-weight model, which on
+    # its own writes noise (test_unconstrained_the_same_model_writes_no_valid_call), answers with a valid value.
+    class Reading(pydantic.BaseModel):
+        degrees: int
+        raining: bool
+
+    for seed in range(3):
+        agent = Agent(backend, output_type=Reading, sampling=SamplingParams(seed=seed, max_tokens=120))
+        try:
+            result = agent.run("Weather in Paris?")
+        finally:
+            agent.close()
+        assert isinstance(result.output, Reading), result.stop_reason

@@ -47,6 +47,16 @@ def test_schema_file_prints_only_the_validated_json(scripted, schema_file, capsy
     assert "Let me answer." in err and "99 is greater than the maximum of 60" in err
 
 
+def test_an_answer_whose_own_ok_field_is_false_is_not_shown_as_a_failure(scripted, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    # A tool result with "ok": false is shown as a failed tool (✗); final_result's result is the answer itself.
+    path = tmp_path / "check.schema.json"
+    path.write_text(json.dumps({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}))
+    assert main(["run", "--backend", scripted([final("ok:false")]), "--schema", str(path), "is it ok?"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"ok": False}
+    assert "✗" not in err and "✓ final_result" in err
+
+
 def test_module_class_schema(scripted, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "mymodels.py").write_text(
         textwrap.dedent(
