@@ -96,7 +96,7 @@ def test_a_backend_without_media_says_it_leaves_the_picture_out_and_the_session_
     """Seen by a newcomer: `run -b scripted:... --image p.png "What is this?"` answered as if no picture had been
     given, said nothing, and saved the session untitled ("(untitled)" in the list and the TUI's sidebar)."""
     picture = tmp_path / "p.png"
-    picture.write_bytes(b"\x89PNG\r\n\x1a\n")
+    picture.write_bytes(png())
     assert main(["run", "-b", scripted(["Nice.<turn|>"]), "--image", str(picture), "What  is\nthis?"]) == 0
     out, err = capsys.readouterr()
     assert out == "Nice.\n"

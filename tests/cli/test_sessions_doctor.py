@@ -15,6 +15,7 @@ import pytest
 from agentkit import SessionStore, backend_from_url
 from agentkit.cli import main
 from agentkit.cli.doctor import check_sandbox
+from agentkit.testing.samples import png
 
 from .conftest import call
 
@@ -62,7 +63,7 @@ def test_show_prints_what_the_person_wrote_and_sent_as_it_was(
     """Seen by a newcomer: "What is [b]list[int][/b]?" came back from `sessions show` as "What is list?" (read as
     Rich markup), a picture sent with --image was not mentioned, and the header said "vllm//tmp/model"."""
     picture = tmp_path / "p.png"
-    picture.write_bytes(b"\x89PNG\r\n\x1a\n")
+    picture.write_bytes(png())
     task = "What is [b]list[int][/b] in Python? [image: x]"
     assert main(["run", "-b", scripted(["Fine.<turn|>"]), "--system", "Use [red]no[/red] markup.", task]) == 0
     assert main(["run", "-b", scripted(["A picture.<turn|>"]), "--image", str(picture), "What is this?"]) == 0
