@@ -14,14 +14,24 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from agentkit.errors import UserError
 from agentkit.gemma4.values import TOOL_NAME_CHARS
+from agentkit.messages import Conversation
 from agentkit.tools.runtime import FunctionToolset, Tool
 
-__all__ = ["FunctionToolset", "Toolset", "callable_name", "merge_tools"]
+__all__ = [
+    "FunctionToolset",
+    "InputRequest",
+    "SampledText",
+    "SamplingRequest",
+    "Toolset",
+    "ToolsetHost",
+    "callable_name",
+    "merge_tools",
+]
 
 
 @runtime_checkable
@@ -45,6 +55,64 @@ class Toolset(Protocol):
     @property
     def version(self) -> int:
         """A number that changes whenever ``list_tools()`` would return something else."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SamplingRequest:
+    """A toolset asks the agent's model to write one message (MCP ``sampling/createMessage``).
+
+    ``conversation`` is the toolset's own (its system prompt and messages), never the agent's; ``source``
+    names the toolset, for the approval question and the error the model is told.
+    """
+
+    source: str
+    conversation: Conversation
+    max_tokens: int
+    temperature: float | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SampledText:
+    """The model's answer to a :class:`SamplingRequest`: its visible text, without thinking or control tokens."""
+
+    text: str
+    model: str
+    truncated: bool  # max_tokens ran out before the model ended its turn
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InputRequest:
+    """A toolset asks the person for values (MCP ``elicitation/create``): ``message`` says why, ``schema`` is a
+    flat JSON Schema object whose properties are strings, numbers, booleans or enums."""
+
+    source: str
+    message: str
+    schema: Mapping[str, Any]
+
+
+class ToolsetHost(Protocol):
+    """What an agent offers the toolsets it starts, beyond running their tools: its model and its person.
+
+    Toolsets get it from :meth:`Agent.refresh_tools` through an optional ``bind_host(host)`` method, so they
+    reach the backend only through the agent, with the agent's approval policy in between: a toolset never
+    holds the backend itself (backends know nothing of tools, and tools nothing of engines).
+    """
+
+    @property
+    def takes_media(self) -> bool:
+        """Whether the model reads images (so a sampling request's images are sent, not described)."""
+        ...
+
+    async def sample(self, request: SamplingRequest) -> SampledText:
+        """The model's answer, once the agent's approval policy (or its person) allowed it; raise
+        :class:`~agentkit.errors.ToolError` with the reason when it was denied or failed."""
+        ...
+
+    async def elicit(self, request: InputRequest) -> dict[str, Any] | None:
+        """The person's answer (None: they declined); raise :class:`~agentkit.errors.ToolError` when no one
+        can be asked (batch runs, no terminal)."""
         ...
 
 

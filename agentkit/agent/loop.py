@@ -19,6 +19,7 @@ from agentkit.agent.approval import (
     AskCallback,
     default_policy,
 )
+from agentkit.agent.host import AgentHost
 from agentkit.agent.prompt_cache import PromptCache
 from agentkit.agent.turn import TurnLoop
 from agentkit.backends.base import (
@@ -110,6 +111,7 @@ class Agent(TurnLoop):
         self.toolsets = check_toolsets(toolsets)
         self._own_tools = list(self.tools.values())
         self._toolset_versions: tuple[int, ...] | None = None if self.toolsets else ()
+        self._host = AgentHost(self)
         # Structured output (agentkit.output): the model answers by calling a declared final_result tool.
         self._output = output_spec(output_type, retries=output_retries, taken=self.tools)
         if self._output is not None:
@@ -294,6 +296,9 @@ class Agent(TurnLoop):
         if not self.toolsets:
             return
         for toolset in self.toolsets:
+            bind = getattr(toolset, "bind_host", None)
+            if callable(bind):  # its sampling and questions go to this agent's model and person (agent.host)
+                bind(self._host)
             await toolset.start()
         versions = tuple(t.version for t in self.toolsets)
         if versions != self._toolset_versions:

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,16 +30,17 @@ import mcp.types as mt
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import get_default_environment
 from mcp.client.subscriptions import ListenNotSupportedError
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from agentkit._jsonschema import UnresolvableRef, check_depth, errors_of, local_validator, outside_refs
 from agentkit.errors import ToolError, ToolsetError, ToolTimeout, UserError
 from agentkit.gemma4 import flatten_schema
 from agentkit.tools.runtime import Tool, ToolArgumentError
-from agentkit.toolsets import callable_name
+from agentkit.toolsets import ToolsetHost, callable_name
 
 from .bounded import DEFAULT_MAX_RESPONSE_BYTES, bounded_client
-from .results import result_value
+from .requests import Sampler, elicit, roots_result
+from .results import resource_value, result_value, template_pattern
 from .stdio import DEFAULT_MAX_LINE_BYTES, StderrTail, bounded_stdio_client
 
 __all__ = ["MCPServer", "MCPServerHTTP", "MCPServerStdio", "MCPTool"]
@@ -48,6 +50,12 @@ MAX_TOOLS = 1000  # from one server; a model chooses well among a few dozen
 MAX_TOOL_LIST_BYTES = 8 << 20  # the whole list as JSON; real servers list kilobytes
 MAX_DESCRIPTION_CHARS = 8000  # of one tool's description, which goes into every prompt
 DEFAULT_START_TIMEOUT_S = 30.0
+DEFAULT_SAMPLING_MAX_TOKENS = 2048  # of one answer to a server's sampling request, whatever it asks for
+DEFAULT_SAMPLING_TIMEOUT_S = 300.0
+DEFAULT_MAX_CALL_S = 3600.0  # a call that reports progress may outlive timeout_s, never this
+MAX_RESOURCES = 1000  # remembered from a server's listing
+MAX_RESOURCE_CHARS = 100_000  # of one resource's text given to the model
+READ_RESOURCE = "read_resource"
 _VERSIONED = re.compile(r"(python|pypy|node)[\d.]*(\.exe)?$")  # python3.11, node20
 # JSON-RPC errors that are about the call itself, never about a lost session.
 _NOT_ABOUT_THE_SESSION = {mt.REQUEST_TIMEOUT, mt.CONNECTION_CLOSED, mt.METHOD_NOT_FOUND, mt.INVALID_PARAMS}
@@ -89,6 +97,12 @@ class MCPServer:
     False: always ask); left None, tools the server marks read-only run without approval, the rest need it.
     ``protocol`` is the SDK's negotiation mode: ``"auto"`` (the newest both sides speak) or ``"legacy"`` (the
     2025 initialize handshake, for servers that mishandle the newer discovery).
+
+    ``timeout_s`` is an idle timeout: every progress notification the server sends for a call restarts it,
+    up to ``max_call_s`` for the whole call. ``sampling`` lets the server ask the agent's model to write a
+    message (each request passes the agent's approval policy; at most ``sampling_max_tokens``, within
+    ``sampling_timeout_s``); ``elicitation`` lets it ask the agent's person for values. ``roots`` are the
+    folders offered to the server (the CLI offers ``--workspace``); :meth:`set_roots` changes them and tells it.
     """
 
     _has_sessions = False  # whether the transport has sessions a server can forget (streamable HTTP)
@@ -102,8 +116,27 @@ class MCPServer:
         max_restarts: int = 3,
         read_only: bool | None = None,
         protocol: str = "auto",
+        sampling: bool = True,
+        sampling_max_tokens: int = DEFAULT_SAMPLING_MAX_TOKENS,
+        sampling_timeout_s: float | None = DEFAULT_SAMPLING_TIMEOUT_S,
+        elicitation: bool = True,
+        roots: Sequence[str | Path] | None = None,
+        max_call_s: float | None = DEFAULT_MAX_CALL_S,
     ) -> None:
         self.name = callable_name(name)
+        if isinstance(sampling_max_tokens, bool) or not isinstance(sampling_max_tokens, int) or sampling_max_tokens < 1:
+            raise UserError(f"sampling_max_tokens is a positive number of tokens, got {sampling_max_tokens!r}")
+        self.sampling = sampling
+        self.elicitation = elicitation
+        self.max_call_s = max_call_s
+        self._sampler = Sampler(self.name, sampling_max_tokens, sampling_timeout_s)
+        self._host: ToolsetHost | None = None
+        self._roots: tuple[Path, ...] = _checked_roots(roots)
+        self._roots_offered = roots is not None
+        # Resources the model may read: those the server listed, linked or embedded, or a listed template matches.
+        self._resource_uris: set[str] = set()
+        self._templates: list[re.Pattern[str]] = []
+        self.resources: list[mt.Resource] = []
         self.protocol = protocol
         self.timeout_s = timeout_s
         self.start_timeout_s = start_timeout_s
@@ -112,6 +145,8 @@ class MCPServer:
         self.restarts = 0
         self.server_info: mt.Implementation | None = None
         self._tools: list[MCPTool] = []
+        #: The call running now with its last progress: (tool, progress, total, message), or None.
+        self.progress: tuple[str, float, float | None, str | None] | None = None
         #: Tools the server lists that are not declared to the model, each with why (``doctor`` shows them).
         self.left_out: dict[str, str] = {}
         self._version = 0
@@ -121,6 +156,7 @@ class MCPServer:
         self._lock: asyncio.Lock | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._stale = False  # a tools/list_changed came since the last listing began
+        self._reader: MCPTool | None = None  # read_resource, when the server has resources
 
     # -- what a transport provides ----------------------------------------------------------------------
 
@@ -135,6 +171,48 @@ class MCPServer:
         """What is known about why the server went away (its last stderr lines, for a process)."""
         return ""
 
+    def _client_options(self) -> dict[str, Any]:
+        """The SDK ``Client``'s callbacks: a capability is declared only where agentkit answers it."""
+        options: dict[str, Any] = {"message_handler": self._on_message, "mode": self.protocol}
+        if self.sampling and self._host is not None:
+            options["sampling_callback"] = self._sampler
+        if self.elicitation and self._host is not None:
+            options["elicitation_callback"] = self._on_elicit
+        if self._roots_offered:
+            options["list_roots_callback"] = self._on_list_roots
+        return options
+
+    # -- what an agent provides -------------------------------------------------------------------------
+
+    def bind_host(self, host: ToolsetHost) -> None:
+        """The agent's model and person, for the server's sampling and elicitation requests; called by the
+        agent before it starts the server (the capabilities are declared when the connection opens)."""
+        self._host = host
+        self._sampler.host = host
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        return self._roots
+
+    async def set_roots(self, roots: Sequence[str | Path]) -> None:
+        """Offer other folders, and tell a running server (``notifications/roots/list_changed``)."""
+        self._roots = _checked_roots(roots)
+        changed = self._roots_offered
+        self._roots_offered = True
+        client = self._client
+        if not changed:
+            await self.stop()  # the roots capability is declared at connect time: reconnect to declare it
+        elif client is not None:
+            with contextlib.suppress(Exception), warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                await client.send_roots_list_changed()
+
+    async def _on_list_roots(self, context: Any) -> mt.ListRootsResult:
+        return roots_result(self._roots)
+
+    async def _on_elicit(self, context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult | mt.ErrorData:
+        return await elicit(self._host, self.name, params, None)
+
     # -- the Toolset protocol ---------------------------------------------------------------------------
 
     @property
@@ -146,7 +224,7 @@ class MCPServer:
         return self._task is not None and not self._task.done() and self._client is not None
 
     def list_tools(self) -> Sequence[Tool]:
-        return list(self._tools)
+        return [*self._tools, *([self._reader] if self._reader is not None else [])]
 
     async def start(self) -> None:
         if self._lock is None:
@@ -197,7 +275,7 @@ class MCPServer:
         assert client is not None
         try:
             try:
-                result = await client.call_tool(remote_name, dict(arguments), read_timeout_seconds=self.timeout_s)
+                result = await self._call(client, remote_name, arguments)
             except MCPError as exc:
                 if not await self._session_lost(client, exc):
                     raise
@@ -206,7 +284,7 @@ class MCPServer:
                 await self.stop()
                 await self._revive(f"it no longer knew the session when {remote_name} was called")
                 assert self._client is not None
-                result = await self._client.call_tool(remote_name, dict(arguments), read_timeout_seconds=self.timeout_s)
+                result = await self._call(self._client, remote_name, arguments)
         except MCPError as exc:
             if exc.code == mt.CONNECTION_CLOSED and "byte limit" in exc.error.message:
                 # The SDK gave up on an SSE event past max_response_bytes: the answer was too large, the
@@ -226,7 +304,142 @@ class MCPServer:
             if exc.code == mt.REQUEST_TIMEOUT:
                 raise ToolTimeout(f"{remote_name} did not finish within {self.timeout_s:g} s") from exc
             raise ToolError(f"{remote_name} failed on MCP server {self.name!r}: {exc.error.message}") from exc
+        self._note_resources(result.content)
         return result_value(remote_name, result)
+
+    async def _call(self, client: Client, remote_name: str, arguments: Mapping[str, Any]) -> mt.CallToolResult:
+        """``tools/call`` with a progress token: ``timeout_s`` counts from the call's start or its last
+        progress notification (a long job that reports progress is not cut off), ``max_call_s`` from its start.
+
+        The SDK's own timeout is a hard one, so it is left off and the call is watched here; a call given up
+        on is cancelled, which the SDK tells the server (``notifications/cancelled``).
+        """
+        loop = asyncio.get_running_loop()
+        started = last = loop.time()
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            nonlocal last
+            last = loop.time()
+            self.progress = (remote_name, progress, total, message)
+
+        task = asyncio.ensure_future(client.call_tool(remote_name, dict(arguments), progress_callback=on_progress))
+        try:
+            while True:
+                now = loop.time()
+                waits = [
+                    w
+                    for w in (
+                        self.timeout_s and last + self.timeout_s - now,
+                        self.max_call_s and started + self.max_call_s - now,
+                    )
+                    if w is not None
+                ]
+                done, _ = await asyncio.wait({task}, timeout=max(0.0, min(waits)) if waits else None)
+                if done:
+                    return task.result()
+                now = loop.time()
+                if self.max_call_s is not None and now - started >= self.max_call_s:
+                    raise ToolTimeout(
+                        f"{remote_name} did not finish within max_call_s={self.max_call_s:g} s, progress or not"
+                    )
+                if self.timeout_s is not None and now - last >= self.timeout_s:
+                    quiet = "without a progress report " if last > started else ""
+                    raise ToolTimeout(f"{remote_name} ran {self.timeout_s:g} s {quiet}and did not finish")
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            self.progress = None
+
+    # -- resources --------------------------------------------------------------------------------------
+
+    def _note_resources(self, blocks: Sequence[Any]) -> None:
+        """Links and embedded resources in a result become readable (the model was shown their URIs)."""
+        for block in blocks:
+            uri = None
+            if isinstance(block, mt.ResourceLink):
+                uri = str(block.uri)
+            elif isinstance(block, mt.EmbeddedResource):
+                uri = str(block.resource.uri)
+            if uri is not None and len(self._resource_uris) < 10 * MAX_RESOURCES:
+                self._resource_uris.add(uri)
+
+    def _readable(self, uri: str) -> bool:
+        return uri in self._resource_uris or any(p.fullmatch(uri) for p in self._templates)
+
+    async def read_resource(self, uri: str) -> Any:
+        """A resource the server listed or linked (or a listed template matches), as a tool response value."""
+        if not isinstance(uri, str) or not uri:
+            raise ToolError("read_resource needs the resource's URI")
+        if not self._readable(uri):
+            shown = ", ".join(sorted(self._resource_uris)[:5])
+            raise ToolError(
+                f"{uri[:300]!r} is no resource MCP server {self.name!r} listed or linked; read one it named"
+                + (f" (e.g. {shown})" if shown else "")
+            )
+        if not self.running:
+            await self._revive(f"it had stopped before {uri[:100]} was read")
+        assert self._client is not None
+        try:
+            result = await asyncio.wait_for(self._client.read_resource(uri, cache_mode="bypass"), self.timeout_s)
+        except TimeoutError:
+            raise ToolTimeout(f"reading {uri[:200]} did not finish within {self.timeout_s:g} s") from None
+        except MCPError as exc:
+            raise ToolError(f"MCP server {self.name!r} could not read {uri[:200]}: {exc.error.message}") from exc
+        return resource_value(result, MAX_RESOURCE_CHARS)
+
+    async def _list_resources(self, client: Client) -> None:
+        caps = client.server_capabilities if hasattr(client, "server_capabilities") else None
+        if caps is None or caps.resources is None:
+            self._reader = None
+            return
+        resources: list[mt.Resource] = []
+        cursor: str | None = None
+        with contextlib.suppress(MCPError, TimeoutError):
+            for _ in range(20):
+                page = await asyncio.wait_for(
+                    client.list_resources(cursor=cursor, cache_mode="refresh"), self.start_timeout_s
+                )
+                resources.extend(page.resources[: MAX_RESOURCES - len(resources)])
+                cursor = page.next_cursor
+                if not cursor or len(resources) >= MAX_RESOURCES:
+                    break
+        templates: list[mt.ResourceTemplate] = []
+        with contextlib.suppress(MCPError, TimeoutError):
+            page_t = await asyncio.wait_for(client.list_resource_templates(cache_mode="refresh"), self.start_timeout_s)
+            templates = page_t.resource_templates[:100]
+        self.resources = resources
+        self._resource_uris.update(str(r.uri) for r in resources)
+        self._templates = [p for t in templates if (p := template_pattern(t.uri_template)) is not None]
+        examples = ", ".join(str(r.uri) for r in resources[:5])
+        shapes = ", ".join(t.uri_template for t in templates[:5])
+        description = (
+            f"Read a resource of the MCP server {self.name!r} by its URI: one a tool result of this server linked or "
+            "embedded"
+            + (f", one it lists (e.g. {examples})" if examples else "")
+            + (f", or one of the form {shapes}" if shapes else "")
+            + ". Text and images come back."
+        )
+
+        async def read(uri: str) -> Any:
+            return await self.read_resource(uri)
+
+        self._reader = MCPTool(
+            name=READ_RESOURCE,
+            description=description,
+            parameters={
+                "type": "object",
+                "properties": {"uri": {"type": "string", "description": "the resource's URI"}},
+                "required": ["uri"],
+            },
+            fn=read,
+            side_effects=False,  # reading is what resources are for; the server decides what it exposes
+            timeout_s=None if self.timeout_s is None else self.timeout_s + 5,
+            server_name=self.name,
+            remote_name=READ_RESOURCE,
+            input_schema={"type": "object", "properties": {"uri": {"type": "string"}}, "required": ["uri"]},
+        )
 
     # -- internals --------------------------------------------------------------------------------------
 
@@ -257,6 +470,7 @@ class MCPServer:
                 self._client = client
                 self.server_info = client.server_info
                 await self._refresh(client)
+                await self._list_resources(client)
                 ready.set_result(None)
                 listener = asyncio.create_task(self._listen(client))
                 try:
@@ -396,7 +610,8 @@ class MCPServer:
             parameters=flatten_schema(schema),
             fn=call,
             side_effects=read_only is not True,
-            timeout_s=None if self.timeout_s is None else self.timeout_s + 5,  # the SDK's own timeout speaks first
+            # The call watches its own (idle) timeout and max_call_s, and speaks first.
+            timeout_s=None if self.max_call_s is None else self.max_call_s + 5,
             server_name=self.name,
             remote_name=remote,
             input_schema=schema,
@@ -431,6 +646,7 @@ class MCPServerStdio(MCPServer):
         read_only: bool | None = None,
         protocol: str = "auto",
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        **features: Any,
     ) -> None:
         if not isinstance(command, str) or not command.strip():
             raise UserError("MCPServerStdio needs a command, e.g. MCPServerStdio('uvx', ['mcp-server-time'])")
@@ -452,6 +668,7 @@ class MCPServerStdio(MCPServer):
             max_restarts=max_restarts,
             read_only=read_only,
             protocol=protocol,
+            **features,  # sampling=, elicitation=, roots=, max_call_s=, ...: see MCPServer
         )
 
     def describe(self) -> str:
@@ -470,7 +687,7 @@ class MCPServerStdio(MCPServer):
             self._cut = reason
 
         transport = bounded_stdio_client(params, max_line_bytes=self.max_line_bytes, stderr=self._stderr, on_cut=cut)
-        return Client(transport, message_handler=self._on_message, mode=self.protocol)
+        return Client(transport, **self._client_options())
 
     def _death_note(self) -> str:
         if self._cut:
@@ -498,6 +715,7 @@ class MCPServerHTTP(MCPServer):
         read_only: bool | None = None,
         protocol: str = "auto",
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        **features: Any,
     ) -> None:
         parsed = urlparse(url) if isinstance(url, str) else None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -515,6 +733,7 @@ class MCPServerHTTP(MCPServer):
             max_restarts=max_restarts,
             read_only=read_only,
             protocol=protocol,
+            **features,  # sampling=, elicitation=, roots=, max_call_s=, ...: see MCPServer
         )
 
     _has_sessions = True
@@ -529,9 +748,22 @@ class MCPServerHTTP(MCPServer):
         stack.push_async_callback(http_client.aclose)  # the SDK leaves a client it was given open
         return Client(
             streamable_http_client(self.url, http_client=http_client, max_sse_event_size=self.max_response_bytes),
-            message_handler=self._on_message,
-            mode=self.protocol,
+            **self._client_options(),
         )
+
+
+def _checked_roots(roots: Sequence[str | Path] | None) -> tuple[Path, ...]:
+    if roots is None:
+        return ()
+    if isinstance(roots, str | Path):
+        raise UserError(f"roots is a list of folders, e.g. roots=[{str(roots)!r}]")
+    out = []
+    for root in roots:
+        path = Path(root).expanduser().resolve()
+        if not path.is_dir():
+            raise UserError(f"the MCP root {root} is not a folder; give existing folders")
+        out.append(path)
+    return tuple(out)
 
 
 def _without_user_info(url: str) -> str:

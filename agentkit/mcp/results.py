@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 import mcp.types as mt
@@ -26,7 +27,7 @@ import mcp.types as mt
 from agentkit.errors import ToolError
 from agentkit.messages import AudioPart, ImagePart
 
-__all__ = ["result_value"]
+__all__ = ["resource_value", "result_value", "template_pattern"]
 
 _AUDIO_FORMATS = {
     "audio/wav": "wav",
@@ -139,3 +140,69 @@ def _decoded_size(data: str) -> int:
         return len(base64.b64decode(data, validate=False))
     except (binascii.Error, ValueError):
         return len(data)
+
+
+def resource_value(result: mt.ReadResourceResult, max_chars: int) -> Any:
+    """A ``resources/read`` result as a tool response value: its text (cut at ``max_chars`` in all, saying so),
+    its images as media parts, other binary contents by type and size (the model cannot read raw bytes)."""
+    entries: list[dict[str, Any]] = []
+    media: list[ImagePart | AudioPart] = []
+    budget = max_chars
+    for item in result.contents:
+        entry: dict[str, Any] = {"uri": str(item.uri)}
+        if item.mime_type:
+            entry["mime_type"] = item.mime_type
+        if isinstance(item, mt.TextResourceContents):
+            text = item.text
+            if len(text) > budget:
+                text = text[:budget] + f"\n[... cut: {len(item.text):,} characters in all, {max_chars:,} are shown]"
+            budget = max(0, budget - len(item.text))
+            entry["text"] = text
+        elif (item.mime_type or "").startswith("image/"):
+            media.append(ImagePart(_decoded(item.blob)))
+            entry["image"] = "attached"
+        elif item.mime_type in _AUDIO_FORMATS:
+            media.append(AudioPart(_decoded(item.blob), format=_AUDIO_FORMATS[item.mime_type]))
+            entry["audio"] = "attached"
+        else:
+            entry["bytes"] = _decoded_size(item.blob)
+            entry["note"] = "binary content; not shown"
+        entries.append(entry)
+    value: Any = (
+        entries[0]["text"]
+        if len(entries) == 1 and set(entries[0]) <= {"uri", "mime_type", "text"}
+        else {"contents": entries}
+    )
+    if not entries:
+        value = "the resource is empty"
+    return [value, *media] if media else value
+
+
+_TEMPLATE_VAR = re.compile(r"\{([+#./;?&]?)([^}]*)\}")
+
+
+def template_pattern(template: str) -> re.Pattern[str] | None:
+    """A regular expression for the URIs an RFC 6570 template makes (a ``{name}`` is one path segment's worth,
+    ``{+name}``/``{/name*}`` any text); None for a template that is not one, or allows any URI at all."""
+    if len(template) > 1000:
+        return None
+    out, pos = [], 0
+    for match in _TEMPLATE_VAR.finditer(template):
+        out.append(re.escape(template[pos : match.start()]))
+        op, names = match.group(1), match.group(2)
+        if op == "?" or op == "&":
+            out.append(r"(?:[?&][^#]*)?")
+        elif op in ("+", "#") or names.endswith("*"):
+            out.append(r"[^?#]*" if op != "#" else r"(?:#.*)?")
+        elif op == "/":
+            out.append(r"(?:/[^/?#]+)*")
+        else:
+            out.append(r"[^/?#]+")
+        pos = match.end()
+    out.append(re.escape(template[pos:]))
+    if "{" in template and not template[: template.index("{")].strip():
+        return None  # "{uri}" would match everything: no listing limits what the model may ask for
+    try:
+        return re.compile("".join(out))
+    except re.error:
+        return None
