@@ -159,8 +159,14 @@ def build_tools(config: AgentConfig) -> list[Tool]:
     return tools
 
 
-def build_toolsets(servers: Sequence[MCPServerSpec]) -> list[MCPServerHTTP | MCPServerStdio]:
-    """The MCP servers as toolsets, not started yet (an agent starts them on its first request)."""
+def build_toolsets(
+    servers: Sequence[MCPServerSpec], workspace: Path | None = None
+) -> list[MCPServerHTTP | MCPServerStdio]:
+    """The MCP servers as toolsets, not started yet (an agent starts them on its first request).
+
+    The workspace is offered to each as its root (MCP ``roots``), so a server limited to the client's roots
+    (the filesystem server) works in it without its path repeated on the server's command line.
+    """
     if not servers:
         return []
     from agentkit.mcp import MCPServerHTTP, MCPServerStdio
@@ -168,6 +174,8 @@ def build_toolsets(servers: Sequence[MCPServerSpec]) -> list[MCPServerHTTP | MCP
     toolsets: list[MCPServerHTTP | MCPServerStdio] = []
     for spec in servers:
         options: dict[str, Any] = {"name": spec.name}
+        if workspace is not None:
+            options["roots"] = [workspace]
         if spec.timeout_s is not None:
             options["timeout_s"] = spec.timeout_s
         if spec.url is not None:
@@ -236,7 +244,7 @@ def assemble(
     its toolsets.
     """
     tools = build_tools(config)
-    toolsets = build_toolsets(config.mcp_servers)
+    toolsets = build_toolsets(config.mcp_servers, config.workspace)
     if backend is None:
         backend = make_backend(config)
     options = dataclasses.replace(

@@ -20,8 +20,9 @@ from .printers import EventPrinter
 
 if TYPE_CHECKING:
     from agentkit import Approval, ToolCallRequest
+    from agentkit.toolsets import InputRequest
 
-__all__ = ["TerminalAsk", "call_for_approval"]
+__all__ = ["TerminalAsk", "call_for_approval", "field_value"]
 
 
 async def _read_line(stream: TextIO) -> str:
@@ -143,3 +144,92 @@ class TerminalAsk:
         if answer in {"a", "always"}:
             return Approval.ALWAYS
         return Approval.DENY
+
+    async def elicit(self, request: InputRequest) -> dict[str, Any] | None:
+        """An MCP server's form (``elicitation/create``), field by field; None when the person declines.
+
+        The same channel as approvals: the server's message is shown as the server's, never as agentkit's, and
+        nothing is sent before the person said yes to answering.
+        """
+        self.printer.end_lines()
+        console = self.printer.console
+        console.print(
+            Text.assemble(
+                ("? ", "bold yellow"),
+                "MCP server ",
+                (terminal_safe(request.source), "bold"),
+                " asks you: ",
+                terminal_safe(request.message),
+            ),
+            soft_wrap=False,
+        )
+        console.print(Text("  answer it? [y]es / [N]o: ", style="yellow"), end="")
+        if (await _read_line(sys.stdin)).strip().lower() not in {"y", "yes"}:
+            return None
+        properties = request.schema.get("properties") or {}
+        required = set(request.schema.get("required") or ())
+        answer: dict[str, Any] = {}
+        for key, spec in properties.items():
+            spec = spec if isinstance(spec, dict) else {}
+            label = spec.get("title") or key
+            hint = _field_hint(spec, key in required)
+            for _ in range(3):
+                console.print(Text.assemble(("  ", ""), (terminal_safe(str(label)), "bold"), f" {hint}: "), end="")
+                text = (await _read_line(sys.stdin)).strip()
+                if not text and "default" in spec:
+                    answer[key] = spec["default"]
+                    break
+                if not text and key not in required:
+                    break
+                try:
+                    answer[key] = field_value(spec, text)
+                    break
+                except ValueError as exc:
+                    console.print(Text(f"  {exc}", style="red"))
+            else:
+                return None  # three wrong answers: declined rather than a guess sent
+        return answer
+
+
+def _field_hint(spec: dict[str, Any], required: bool) -> str:
+    choices = _choices(spec) or _choices(spec.get("items") if isinstance(spec.get("items"), dict) else {})
+    kind = spec.get("type", "string")
+    if kind == "array":
+        kind = "comma-separated"
+    if "default" in spec:
+        kind = f"{kind}, Enter for {spec['default']}"
+    shown = f"one of {', '.join(map(str, choices))}" if choices else ("yes/no" if kind == "boolean" else kind)
+    if spec.get("description"):
+        shown = f"{terminal_safe(str(spec['description']))}; {shown}"
+    return f"({shown}{'' if required else ', Enter to skip'})"
+
+
+def field_value(spec: dict[str, Any], text: str) -> Any:
+    """What a person typed, as the value a form field of this JSON Schema takes; ValueError says what is wrong."""
+    kind = spec.get("type", "string")
+    choices = _choices(spec)
+    if kind == "array":  # a multiple choice: the choices separated by commas
+        items = spec.get("items") if isinstance(spec.get("items"), dict) else {}
+        return [field_value(items, part.strip()) for part in text.split(",") if part.strip()]
+    if kind == "boolean":
+        if text.lower() in {"y", "yes", "true", "1"}:
+            return True
+        if text.lower() in {"n", "no", "false", "0"}:
+            return False
+        raise ValueError("answer yes or no")
+    if kind in ("integer", "number"):
+        try:
+            value: Any = int(text) if kind == "integer" else float(text)
+        except ValueError:
+            raise ValueError(f"answer {'a whole number' if kind == 'integer' else 'a number'}") from None
+        return value
+    if choices and text not in choices:
+        raise ValueError(f"answer one of {', '.join(map(str, choices))}")
+    return text
+
+
+def _choices(spec: dict[str, Any]) -> list[Any]:
+    """A field's allowed values: ``enum``, or the ``const`` of each ``oneOf``/``anyOf`` entry (titled choices)."""
+    if spec.get("enum"):
+        return list(spec["enum"])
+    return [o.get("const") for o in spec.get("oneOf") or spec.get("anyOf") or () if isinstance(o, dict)]

@@ -174,6 +174,7 @@ class MCPServer:
     def _client_options(self) -> dict[str, Any]:
         """The SDK ``Client``'s callbacks: a capability is declared only where agentkit answers it."""
         options: dict[str, Any] = {"message_handler": self._on_message, "mode": self.protocol}
+        self._sampler.source = self.name  # the name may have changed since (two servers of one program)
         if self.sampling and self._host is not None:
             options["sampling_callback"] = self._sampler
         if self.elicitation and self._host is not None:
@@ -343,8 +344,8 @@ class MCPServer:
                         f"{remote_name} did not finish within max_call_s={self.max_call_s:g} s, progress or not"
                     )
                 if self.timeout_s is not None and now - last >= self.timeout_s:
-                    quiet = "without a progress report " if last > started else ""
-                    raise ToolTimeout(f"{remote_name} ran {self.timeout_s:g} s {quiet}and did not finish")
+                    since = " of its last progress report" if last > started else ""
+                    raise ToolTimeout(f"{remote_name} did not finish within {self.timeout_s:g} s{since}")
         finally:
             if not task.done():
                 task.cancel()

@@ -158,6 +158,9 @@ def resource_value(result: mt.ReadResourceResult, max_chars: int) -> Any:
                 text = text[:budget] + f"\n[... cut: {len(item.text):,} characters in all, {max_chars:,} are shown]"
             budget = max(0, budget - len(item.text))
             entry["text"] = text
+        elif (item.mime_type or "").startswith("text/") and (text := _utf8(item.blob)) is not None:
+            entry["text"] = text[:budget]
+            budget = max(0, budget - len(text))
         elif (item.mime_type or "").startswith("image/"):
             media.append(ImagePart(_decoded(item.blob)))
             entry["image"] = "attached"
@@ -205,4 +208,11 @@ def template_pattern(template: str) -> re.Pattern[str] | None:
     try:
         return re.compile("".join(out))
     except re.error:
+        return None
+
+
+def _utf8(data: str) -> str | None:
+    try:
+        return base64.b64decode(data, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
         return None

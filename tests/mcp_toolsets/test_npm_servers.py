@@ -138,7 +138,8 @@ async def test_everything_lists_what_this_client_can_call() -> None:
     # A task-only tool answers a plain call with an error: never declared, and doctor says why (bug).
     assert "simulate-research-query" not in names
     assert "taskSupport: required" in left_out["simulate-research-query"]
-    # agentkit offers no sampling, elicitation or roots, so the server registers none of the tools that need them.
+    # Without an agent (no model, no person) and no roots, agentkit declares none of sampling, elicitation and
+    # roots, so the server registers none of the tools that need them.
     assert not names & {"trigger-sampling-request", "trigger-elicitation-request", "get-roots-list"}
 
 
@@ -444,7 +445,8 @@ async def test_a_timeout_cancels_the_call_on_the_server_which_stays_usable(tmp_p
 async def test_requests_the_client_never_offered_are_refused_at_once(tmp_path: Path) -> None:
     """Sampling, elicitation and roots from a server that asks anyway: a clear error for that call, no hang."""
     backend = ScriptedBackend([call("ask-model"), call("ask-user"), call("list-roots"), "ok<turn|>"])
-    async with Agent(backend, toolsets=[npm.ts_server(tmp_path / "m", timeout_s=60)], approval=allow_all) as agent:
+    server = npm.ts_server(tmp_path / "m", timeout_s=60, sampling=False, elicitation=False)
+    async with Agent(backend, toolsets=[server], approval=allow_all) as agent:
         result = await agent.arun("go")
     assert [c.error for c in result.tool_calls] == [
         "ask-model reported an error: MCP error -32600: Sampling not supported",
