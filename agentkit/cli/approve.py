@@ -192,7 +192,7 @@ class TerminalAsk:
 
 
 def _field_hint(spec: dict[str, Any], required: bool) -> str:
-    choices = _choices(spec) or _choices(spec.get("items") if isinstance(spec.get("items"), dict) else {})
+    choices = _choices(spec) or _choices(_items(spec))
     kind = spec.get("type", "string")
     if kind == "array":
         kind = "comma-separated"
@@ -209,8 +209,7 @@ def field_value(spec: dict[str, Any], text: str) -> Any:
     kind = spec.get("type", "string")
     choices = _choices(spec)
     if kind == "array":  # a multiple choice: the choices separated by commas
-        items = spec.get("items") if isinstance(spec.get("items"), dict) else {}
-        return [field_value(items, part.strip()) for part in text.split(",") if part.strip()]
+        return [field_value(_items(spec), part.strip()) for part in text.split(",") if part.strip()]
     if kind == "boolean":
         if text.lower() in {"y", "yes", "true", "1"}:
             return True
@@ -233,3 +232,8 @@ def _choices(spec: dict[str, Any]) -> list[Any]:
     if spec.get("enum"):
         return list(spec["enum"])
     return [o.get("const") for o in spec.get("oneOf") or spec.get("anyOf") or () if isinstance(o, dict)]
+
+
+def _items(spec: dict[str, Any]) -> dict[str, Any]:
+    items = spec.get("items")
+    return items if isinstance(items, dict) else {}

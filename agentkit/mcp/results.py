@@ -158,9 +158,9 @@ def resource_value(result: mt.ReadResourceResult, max_chars: int) -> Any:
                 text = text[:budget] + f"\n[... cut: {len(item.text):,} characters in all, {max_chars:,} are shown]"
             budget = max(0, budget - len(item.text))
             entry["text"] = text
-        elif (item.mime_type or "").startswith("text/") and (text := _utf8(item.blob)) is not None:
-            entry["text"] = text[:budget]
-            budget = max(0, budget - len(text))
+        elif (item.mime_type or "").startswith("text/") and (decoded := _utf8(item.blob)) is not None:
+            entry["text"] = decoded[:budget]
+            budget = max(0, budget - len(decoded))
         elif (item.mime_type or "").startswith("image/"):
             media.append(ImagePart(_decoded(item.blob)))
             entry["image"] = "attached"

@@ -140,3 +140,48 @@ def test_the_readmes_config_examples_are_valid_config_files(tmp_path: Path) -> N
         ("time", "uvx", None),
         ("docs", None, "http://127.0.0.1:8000/mcp"),
     }
+
+
+def _everything_command() -> str:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "mcp_toolsets"))
+    import npm_servers as npm
+
+    return f"{npm.node()} {npm.entry('server-everything')}"
+
+
+def test_run_offers_the_workspace_as_root_answers_sampling_and_reads_linked_resources(
+    scripted, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    workspace = tmp_path / "work"
+    workspace.mkdir()
+    url = scripted(
+        [
+            call("get-roots-list"),
+            call("trigger-sampling-request", prompt="say hi"),
+            "Hello from Gemma<turn|>",  # the sampling request, answered by the same model
+            call("get-resource-links", count="1"),
+            call("read_resource", uri="demo://resource/dynamic/text/1"),
+            "Done.<turn|>",
+        ]
+    )
+    argv = ["run", "--backend", url, "--mcp", _everything_command(), "-w", str(workspace), "--json", "--no-save"]
+    code = main([*argv, "-y", "go"])
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0, events[-1]
+    done = [e for e in events if e["type"] == "tool_call_finished"]
+    assert [e["error"] for e in done] == [None] * 4
+    assert workspace.as_uri() in done[0]["result"]
+    assert '"text": "Hello from Gemma"' in done[1]["result"]
+    assert done[3]["result"].startswith("Resource 1:")
+
+
+def test_run_without_a_person_to_ask_refuses_a_servers_form_with_the_reason(
+    scripted, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    # -y approves every call and sampling request, but no one answers a form: stdin is no terminal here.
+    url = scripted([call("trigger-elicitation-request"), "Done.<turn|>"])
+    code = main(["run", "--backend", url, "--mcp", _everything_command(), "--json", "--no-save", "-y", "go"])
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    (form,) = [e for e in events if e["type"] == "tool_call_finished"]
+    assert "asked the user for input" in form["error"] and "no one can be asked here" in form["error"]

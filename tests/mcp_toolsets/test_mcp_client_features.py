@@ -225,7 +225,7 @@ async def test_sampling_is_answered_by_the_agents_model_after_its_approval() -> 
     ("policy", "ask", "error"),
     [
         (Approval.DENY, None, "the user denied everything.sampling"),
-        (Approval.ASK, None, "everything.sampling needs a person's approval (it makes the model write) and none can be asked"),
+        (Approval.ASK, None, "everything.sampling needs a person's approval (it makes the model write)"),
         (Approval.ASK, lambda request: Approval.DENY, "the user denied everything.sampling"),
     ],
 )
@@ -360,3 +360,38 @@ async def test_a_declined_form_and_no_one_to_ask_are_answers_never_a_wait() -> N
         no_one, url = (await agent.arun("ask")).tool_calls
     assert "no one can be asked here (no terminal or dialog" in (no_one.error or "")
     assert "form elicitation only" in (url.error or "")
+
+
+async def test_the_terminal_asks_a_form_field_by_field_and_retries_a_wrong_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    import agentkit.cli.approve as approve
+    from agentkit.cli.run import EventPrinter
+
+    typed = iter(["y", "Ada", "maybe", "yes", ""])
+
+    async def read_line(stream: Any) -> str:
+        return next(typed) + "\n"
+
+    monkeypatch.setattr(approve, "_read_line", read_line)
+    err = io.StringIO()
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "title": "Name"},
+            "check": {"type": "boolean", "description": "Agree?"},
+            "integer": {"type": "integer", "default": 42},
+        },
+        "required": ["name", "check"],
+    }
+    request = InputRequest("everything", "Your details\x1b[2J please", schema)
+    answer = await approve.TerminalAsk(EventPrinter(io.StringIO(), err)).elicit(request)
+    assert answer == {"name": "Ada", "check": True, "integer": 42}
+    shown = err.getvalue()
+    assert "MCP server everything asks you: Your details" in shown and "\x1b[2J" not in shown
+    assert "answer yes or no" in shown and "Enter for 42" in shown
+
+    typed = iter(["n"])
+    assert await approve.TerminalAsk(EventPrinter(io.StringIO(), io.StringIO())).elicit(request) is None
