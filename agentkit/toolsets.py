@@ -71,6 +71,7 @@ class SamplingRequest:
     max_tokens: int
     temperature: float | None = None
     stop: tuple[str, ...] = ()
+    timeout_s: float | None = None  # for the generation, once approved (a person's wait is not counted)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

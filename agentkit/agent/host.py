@@ -9,6 +9,7 @@ this object through ``bind_host`` (:class:`~agentkit.toolsets.ToolsetHost`) and 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import itertools
@@ -59,12 +60,15 @@ class AgentHost:
         parser = gemma4.StreamParser(None)
         done: GenerationDone | None = None
         stream = cast(AsyncGenerator[BackendEvent, None], agent.backend.stream(generation))
-        async with contextlib.aclosing(stream) as events:
-            async for ev in events:
-                if isinstance(ev, RawDelta):
-                    parser.feed(ev.text)
-                else:
-                    done = ev
+        try:
+            async with asyncio.timeout(request.timeout_s), contextlib.aclosing(stream) as events:
+                async for ev in events:
+                    if isinstance(ev, RawDelta):
+                        parser.feed(ev.text)
+                    else:
+                        done = ev
+        except TimeoutError:
+            raise ToolError(f"the model did not finish the message within {request.timeout_s:g} s") from None
         parsed = parser.finish()
         text = parsed.content
         for stop in request.stop:

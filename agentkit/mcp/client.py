@@ -56,6 +56,7 @@ DEFAULT_MAX_CALL_S = 3600.0  # a call that reports progress may outlive timeout_
 MAX_RESOURCES = 1000  # remembered from a server's listing
 MAX_RESOURCE_CHARS = 100_000  # of one resource's text given to the model
 READ_RESOURCE = "read_resource"
+ROOTS_GRACE_S = 0.5  # waited at start for a server offered roots to ask for them
 _VERSIONED = re.compile(r"(python|pypy|node)[\d.]*(\.exe)?$")  # python3.11, node20
 # JSON-RPC errors that are about the call itself, never about a lost session.
 _NOT_ABOUT_THE_SESSION = {mt.REQUEST_TIMEOUT, mt.CONNECTION_CLOSED, mt.METHOD_NOT_FOUND, mt.INVALID_PARAMS}
@@ -133,6 +134,7 @@ class MCPServer:
         self._host: ToolsetHost | None = None
         self._roots: tuple[Path, ...] = _checked_roots(roots)
         self._roots_offered = roots is not None
+        self._roots_listed = asyncio.Event()  # the server asked for the roots (since this connection opened)
         # Resources the model may read: those the server listed, linked or embedded, or a listed template matches.
         self._resource_uris: set[str] = set()
         self._templates: list[re.Pattern[str]] = []
@@ -209,6 +211,7 @@ class MCPServer:
                 await client.send_roots_list_changed()
 
     async def _on_list_roots(self, context: Any) -> mt.ListRootsResult:
+        self._roots_listed.set()
         return roots_result(self._roots)
 
     async def _on_elicit(self, context: Any, params: mt.ElicitRequestParams) -> mt.ElicitResult | mt.ErrorData:
@@ -465,6 +468,7 @@ class MCPServer:
         return False
 
     async def _supervise(self, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
+        self._roots_listed = asyncio.Event()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 client = await stack.enter_async_context(self._open(stack))
@@ -472,6 +476,12 @@ class MCPServer:
                 self.server_info = client.server_info
                 await self._refresh(client)
                 await self._list_resources(client)
+                if self._roots_offered:
+                    # Servers limited to roots (server-filesystem) ask for them once the session is up, in the
+                    # background: a call sent before the answer reached them is refused ("outside allowed
+                    # directories"). A short wait for that request; a server that never asks costs this once.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._roots_listed.wait(), ROOTS_GRACE_S)
                 ready.set_result(None)
                 listener = asyncio.create_task(self._listen(client))
                 try:

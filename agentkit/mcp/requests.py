@@ -96,13 +96,12 @@ class Sampler:
                 max_tokens=max(1, min(params.max_tokens, self.max_tokens)),
                 temperature=params.temperature,
                 stop=tuple(params.stop_sequences or ()),
+                timeout_s=self.timeout_s,
             )
             async with self._one:
-                answer = await asyncio.wait_for(host.sample(request), self.timeout_s)
+                answer = await host.sample(request)
         except RequestRefused as exc:
             return _error(f"sampling refused: {exc}")
-        except TimeoutError:
-            return _error(f"sampling refused: the model did not answer within {self.timeout_s:g} s")
         except AgentkitError as exc:
             return _error(f"sampling refused: {exc}")
         return mt.CreateMessageResult(

@@ -24,7 +24,7 @@ from agentkit import Agent, Approval, ToolCallRequest, allow_all
 from agentkit.backends.base import GenerationRequest
 from agentkit.backends.scripted import ScriptedBackend
 from agentkit.cli.approve import field_value
-from agentkit.errors import ToolTimeout
+from agentkit.errors import ToolError, ToolTimeout
 from agentkit.mcp.requests import RequestRefused, sampling_conversation
 from agentkit.mcp.results import resource_value, template_pattern
 from agentkit.messages import AssistantMessage, ImagePart, SystemMessage, TextPart, UserMessage
@@ -411,3 +411,13 @@ async def test_a_servers_messages_never_become_control_tokens_and_the_answer_car
     assert "<|tool_call>" not in prompt and prompt.count("<|turn>") == 3  # system, user, and the model's turn
     assert answer.text == "fi" and not answer.truncated  # no thinking; cut at the stop sequence
     assert (await host.sample(request)).truncated  # no end of turn: max_tokens ran out
+
+
+async def test_a_generation_past_the_sampling_timeout_is_an_error_not_a_wait() -> None:
+    from agentkit.agent.host import AgentHost
+    from agentkit.toolsets import SamplingRequest
+
+    backend = ScriptedBackend(["a long answer<turn|>"], chunk_size=1, delay_s=1.0)
+    request = SamplingRequest("srv", (UserMessage("hi"),), max_tokens=50, timeout_s=0.05)
+    with pytest.raises(ToolError, match=r"did not finish the message within 0\.05 s"):
+        await AgentHost(Agent(backend, approval=allow_all)).sample(request)
