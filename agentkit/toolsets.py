@@ -30,6 +30,8 @@ __all__ = [
     "Toolset",
     "ToolsetHost",
     "callable_name",
+    "field_hint",
+    "field_value",
     "merge_tools",
 ]
 
@@ -115,6 +117,56 @@ class ToolsetHost(Protocol):
         """The person's answer (None: they declined); raise :class:`~agentkit.errors.ToolError` when no one
         can be asked (batch runs, no terminal)."""
         ...
+
+
+def field_hint(spec: dict[str, Any], required: bool) -> str:
+    """What a form field takes, for the person: its description, type or choices, default, whether it can be
+    skipped. Server text: the caller's display makes it safe (terminal_safe, a literal label)."""
+    choices = _choices(spec) or _choices(_items(spec))
+    kind = spec.get("type", "string")
+    shown = f"one of {', '.join(map(str, choices))}" if choices else ("yes/no" if kind == "boolean" else kind)
+    if kind == "array":
+        shown += ", separated by commas"
+    if "default" in spec:
+        shown += f", Enter for {spec['default']}"
+    if spec.get("description"):
+        shown = f"{spec['description']}; {shown}"
+    return f"({shown}{'' if required else ', Enter to skip'})"
+
+
+def field_value(spec: dict[str, Any], text: str) -> Any:
+    """What a person typed, as the value a form field of this JSON Schema takes; ValueError says what is wrong."""
+    kind = spec.get("type", "string")
+    choices = _choices(spec)
+    if kind == "array":  # a multiple choice: the choices separated by commas
+        return [field_value(_items(spec), part.strip()) for part in text.split(",") if part.strip()]
+    if kind == "boolean":
+        if text.lower() in {"y", "yes", "true", "1"}:
+            return True
+        if text.lower() in {"n", "no", "false", "0"}:
+            return False
+        raise ValueError("answer yes or no")
+    if kind in ("integer", "number"):
+        try:
+            value: Any = int(text) if kind == "integer" else float(text)
+        except ValueError:
+            raise ValueError(f"answer {'a whole number' if kind == 'integer' else 'a number'}") from None
+        return value
+    if choices and text not in choices:
+        raise ValueError(f"answer one of {', '.join(map(str, choices))}")
+    return text
+
+
+def _choices(spec: dict[str, Any]) -> list[Any]:
+    """A field's allowed values: ``enum``, or the ``const`` of each ``oneOf``/``anyOf`` entry (titled choices)."""
+    if spec.get("enum"):
+        return list(spec["enum"])
+    return [o.get("const") for o in spec.get("oneOf") or spec.get("anyOf") or () if isinstance(o, dict)]
+
+
+def _items(spec: dict[str, Any]) -> dict[str, Any]:
+    items = spec.get("items")
+    return items if isinstance(items, dict) else {}
 
 
 _NOT_CALLABLE = re.compile(f"[^{TOOL_NAME_CHARS}]+")

@@ -15,6 +15,8 @@ from rich.console import Group, RenderableType
 from rich.syntax import Syntax
 from rich.text import Text
 
+from agentkit.toolsets import field_hint, field_value
+
 from .common import format_arguments, terminal_safe
 from .printers import EventPrinter
 
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from agentkit import Approval, ToolCallRequest
     from agentkit.toolsets import InputRequest
 
-__all__ = ["TerminalAsk", "call_for_approval", "field_value"]
+__all__ = ["TerminalAsk", "call_for_approval"]
 
 
 async def _read_line(stream: TextIO) -> str:
@@ -172,9 +174,10 @@ class TerminalAsk:
         for key, spec in properties.items():
             spec = spec if isinstance(spec, dict) else {}
             label = spec.get("title") or key
-            hint = _field_hint(spec, key in required)
+            hint = field_hint(spec, key in required)
             for _ in range(3):
-                console.print(Text.assemble(("  ", ""), (terminal_safe(str(label)), "bold"), f" {hint}: "), end="")
+                shown = Text.assemble(("  ", ""), (terminal_safe(str(label)), "bold"), f" {terminal_safe(hint)}: ")
+                console.print(shown, end="")
                 text = (await _read_line(sys.stdin)).strip()
                 if not text and "default" in spec:
                     answer[key] = spec["default"]
@@ -189,51 +192,3 @@ class TerminalAsk:
             else:
                 return None  # three wrong answers: declined rather than a guess sent
         return answer
-
-
-def _field_hint(spec: dict[str, Any], required: bool) -> str:
-    choices = _choices(spec) or _choices(_items(spec))
-    kind = spec.get("type", "string")
-    if kind == "array":
-        kind = "comma-separated"
-    if "default" in spec:
-        kind = f"{kind}, Enter for {spec['default']}"
-    shown = f"one of {', '.join(map(str, choices))}" if choices else ("yes/no" if kind == "boolean" else kind)
-    if spec.get("description"):
-        shown = f"{terminal_safe(str(spec['description']))}; {shown}"
-    return f"({shown}{'' if required else ', Enter to skip'})"
-
-
-def field_value(spec: dict[str, Any], text: str) -> Any:
-    """What a person typed, as the value a form field of this JSON Schema takes; ValueError says what is wrong."""
-    kind = spec.get("type", "string")
-    choices = _choices(spec)
-    if kind == "array":  # a multiple choice: the choices separated by commas
-        return [field_value(_items(spec), part.strip()) for part in text.split(",") if part.strip()]
-    if kind == "boolean":
-        if text.lower() in {"y", "yes", "true", "1"}:
-            return True
-        if text.lower() in {"n", "no", "false", "0"}:
-            return False
-        raise ValueError("answer yes or no")
-    if kind in ("integer", "number"):
-        try:
-            value: Any = int(text) if kind == "integer" else float(text)
-        except ValueError:
-            raise ValueError(f"answer {'a whole number' if kind == 'integer' else 'a number'}") from None
-        return value
-    if choices and text not in choices:
-        raise ValueError(f"answer one of {', '.join(map(str, choices))}")
-    return text
-
-
-def _choices(spec: dict[str, Any]) -> list[Any]:
-    """A field's allowed values: ``enum``, or the ``const`` of each ``oneOf``/``anyOf`` entry (titled choices)."""
-    if spec.get("enum"):
-        return list(spec["enum"])
-    return [o.get("const") for o in spec.get("oneOf") or spec.get("anyOf") or () if isinstance(o, dict)]
-
-
-def _items(spec: dict[str, Any]) -> dict[str, Any]:
-    items = spec.get("items")
-    return items if isinstance(items, dict) else {}

@@ -36,7 +36,7 @@ from .history import InputHistory
 from .replay import replay
 from .slash import SlashCommands
 from .text import visible
-from .turns import TurnRunner
+from .turns import Asker, TurnRunner
 from .turns import turn_stats as turn_stats  # importable here as before
 from .widgets import (
     CommandMenu,
@@ -185,7 +185,7 @@ class AgentkitApp(TurnRunner, App[None]):
     # -- agent and sessions ---------------------------------------------------------------------------
 
     def _make_agent(self, session_id: str | None) -> Agent:
-        return self.agents.agent(thinking=self.thinking, ask=self._ask, store=self.store, session_id=session_id)
+        return self.agents.agent(thinking=self.thinking, ask=Asker(self), store=self.store, session_id=session_id)
 
     @property
     def session_id(self) -> str:

@@ -11,17 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
 from textual.worker import Worker
 
 from agentkit import Agent, Approval, RunResult, ToolCallRequest, events
 from agentkit.assemble import AgentFactory
 from agentkit.errors import AgentkitError
+from agentkit.toolsets import InputRequest, field_hint, field_value
 
 from .text import visible
-from .widgets import AgentTurn, ApprovalScreen, StatusLine, ToolCard, UserMessage
+from .widgets import AgentTurn, ApprovalScreen, ConfirmScreen, PromptScreen, StatusLine, ToolCard, UserMessage
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -175,8 +179,66 @@ class TurnRunner(_AppBase):
             if screen.is_attached and self.screen is screen:
                 self.pop_screen()
 
+    async def _elicit(self, request: InputRequest) -> dict[str, Any] | None:
+        """An MCP server's form (``elicitation/create``): a yes/no, then a dialog per field. Esc or an empty
+        answer skips a field (or takes its default); on a required one it declines the whole form."""
+        question = f"MCP server {request.source} asks you:\n{request.message}\n\nAnswer it?"
+        if not await self._dialog(ConfirmScreen(question)):
+            return None
+        properties = request.schema.get("properties") or {}
+        required = set(request.schema.get("required") or ())
+        answer: dict[str, Any] = {}
+        for key, spec in properties.items():
+            spec = spec if isinstance(spec, dict) else {}
+            error = ""
+            for _ in range(3):
+                title = f"{spec.get('title') or key} {field_hint(spec, key in required)}"
+                text = await self._dialog(PromptScreen(title, error=error))
+                if text is None:
+                    if "default" in spec:
+                        answer[key] = spec["default"]
+                    elif key in required:
+                        return None
+                    break
+                try:
+                    answer[key] = field_value(spec, text)
+                    break
+                except ValueError as exc:
+                    error = str(exc)
+            else:
+                return None
+        return answer
+
+    async def _dialog(self, screen: ModalScreen[T]) -> T | None:
+        """The dialog's answer, awaited from the agent's task (not a worker, which push_screen_wait needs)."""
+        future: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
+
+        def answered(answer: T | None) -> None:
+            if not future.done():
+                future.set_result(answer)
+
+        await self.push_screen(screen, callback=answered)
+        try:
+            return await future
+        finally:
+            if screen.is_attached and self.screen is screen:
+                self.pop_screen()
+
     def _card(self, call_id: str) -> ToolCard | None:
         for turn in self.query(AgentTurn):
             if call_id in turn.cards:
                 return turn.cards[call_id]
         return None
+
+
+class Asker:
+    """The agent's ``ask`` in the TUI: tool-call approvals, and MCP servers' forms (its ``elicit``)."""
+
+    def __init__(self, app: TurnRunner) -> None:
+        self._app = app
+
+    async def __call__(self, request: ToolCallRequest) -> Approval:
+        return await self._app._ask(request)
+
+    async def elicit(self, request: InputRequest) -> dict[str, Any] | None:
+        return await self._app._elicit(request)

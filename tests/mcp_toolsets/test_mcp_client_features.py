@@ -23,12 +23,11 @@ from hypothesis import strategies as st
 from agentkit import Agent, Approval, ToolCallRequest, allow_all
 from agentkit.backends.base import GenerationRequest
 from agentkit.backends.scripted import ScriptedBackend
-from agentkit.cli.approve import field_value
 from agentkit.errors import ToolError, ToolTimeout
 from agentkit.mcp.requests import RequestRefused, sampling_conversation
 from agentkit.mcp.results import resource_value, template_pattern
 from agentkit.messages import AssistantMessage, ImagePart, SystemMessage, TextPart, UserMessage
-from agentkit.toolsets import InputRequest
+from agentkit.toolsets import InputRequest, field_value
 
 sys.path.insert(0, str(Path(__file__).parent))
 import npm_servers as npm

@@ -35,3 +35,36 @@ async def test_tools_lists_mcp_tools_and_closing_the_app_stops_the_server(store:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert backend.requests == []
+
+
+async def test_a_servers_form_is_asked_in_dialogs_and_the_answer_reaches_the_server(store: SessionStore) -> None:
+    from agentkit.messages import ToolResult
+    from agentkit.tui.widgets import ApprovalScreen, ConfirmScreen, PromptScreen, ToolCard
+
+    from .conftest import call, wait_for
+    from .test_app import send
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "mcp_toolsets"))
+    import npm_servers as npm
+
+    backend = ScriptedBackend([call("trigger-elicitation-request"), "Thanks.<turn|>"])
+    app = AgentkitApp(backend, options=AgentOptions(toolsets=[npm.everything()]), store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, app, "ask me")
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen), "the approval dialog", steps=2000)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the form's question")
+        assert "MCP server everything asks you" in app.screen.question  # type: ignore[attr-defined]
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), "the first field")
+        assert app.screen.title_text.startswith("String (Your full, legal name; string)")  # type: ignore[attr-defined]
+        await pilot.press(*"Ada", "enter")
+        for _ in range(12):  # the other fields: skipped, or their defaults
+            await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen) or not app.running, "a field")
+            if not app.running:
+                break
+            await pilot.press("enter")
+        await wait_for(pilot, lambda: not app.running, "the run finished", steps=2000)
+        assert app.query_one(ToolCard).error is None
+        (result,) = [m for m in app.agent.conversation if isinstance(m, ToolResult)]
+        assert '"name": "Ada"' in str(result.content) and '"integer": 42' in str(result.content)
