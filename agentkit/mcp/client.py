@@ -10,6 +10,12 @@ list from its next request on.
 A server that dies mid-run (its process exits, the HTTP endpoint goes away) fails the call in flight with a
 :class:`~agentkit.errors.ToolError` that says so — the call is not retried, since it may have had effects —
 and the server is started again for the next call, up to ``max_restarts`` times.
+
+Beyond tools: what a server asks of the client (sampling through the agent's model, the person's answers to
+a form, the roots) is answered by :mod:`agentkit.mcp.requests`, with the agent's model and person reached
+through the :class:`~agentkit.toolsets.ToolsetHost` the agent binds before it starts the server; resources
+the server listed or linked are read through one more tool, ``read_resource``; and every call carries a
+progress token, each notification restarting its (idle) timeout.
 """
 
 from __future__ import annotations
