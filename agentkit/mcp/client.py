@@ -145,6 +145,8 @@ class MCPServer:
         self._resource_uris: set[str] = set()
         self._templates: list[re.Pattern[str]] = []
         self.resources: list[mt.Resource] = []
+        self._template_names: list[str] = []
+        self._can_read = False  # the server declared resources
         self.protocol = protocol
         self.timeout_s = timeout_s
         self.start_timeout_s = start_timeout_s
@@ -374,6 +376,9 @@ class MCPServer:
                 uri = str(block.resource.uri)
             if uri is not None and len(self._resource_uris) < 10 * MAX_RESOURCES:
                 self._resource_uris.add(uri)
+        if self._resource_uris and self._reader is None and self._can_read:
+            self._reader = self._read_tool()  # the first link of a server that lists none: now there is one
+            self._version += 1
 
     def _readable(self, uri: str) -> bool:
         return uri in self._resource_uris or any(p.fullmatch(uri) for p in self._templates)
@@ -401,7 +406,8 @@ class MCPServer:
 
     async def _list_resources(self, client: Client) -> None:
         caps = client.server_capabilities if hasattr(client, "server_capabilities") else None
-        if caps is None or caps.resources is None:
+        self._can_read = caps is not None and caps.resources is not None
+        if not self._can_read:
             self._reader = None
             return
         resources: list[mt.Resource] = []
@@ -422,8 +428,13 @@ class MCPServer:
         self.resources = resources
         self._resource_uris.update(str(r.uri) for r in resources)
         self._templates = [p for t in templates if (p := template_pattern(t.uri_template)) is not None]
-        examples = ", ".join(str(r.uri) for r in resources[:5])
-        shapes = ", ".join(t.uri_template for t in templates[:5])
+        self._template_names = [t.uri_template for t in templates]
+        # Declared only when there is something to read: a server may declare resources and list none.
+        self._reader = self._read_tool() if self._resource_uris or self._templates else None
+
+    def _read_tool(self) -> MCPTool:
+        examples = ", ".join(str(r.uri) for r in self.resources[:5])
+        shapes = ", ".join(self._template_names[:5])
         description = (
             f"Read a resource of the MCP server {self.name!r} by its URI: one a tool result of this server linked or "
             "embedded"
@@ -435,7 +446,7 @@ class MCPServer:
         async def read(uri: str) -> Any:
             return await self.read_resource(uri)
 
-        self._reader = MCPTool(
+        return MCPTool(
             name=READ_RESOURCE,
             description=description,
             parameters={

@@ -179,6 +179,27 @@ async def slow(seconds: float) -> str:
     return "slept"
 
 
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+async def steps(count: int, every: float, ctx: Context) -> str:
+    """Report progress ``count`` times, ``every`` seconds apart, to test that progress keeps a call alive."""
+    import anyio
+
+    for i in range(count):
+        await anyio.sleep(every)
+        await ctx.report_progress(i + 1, count, f"step {i + 1}")
+    return f"{count} steps"
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+async def ask_model(prompt: str, ctx: Context) -> str:
+    """Ask the client's model (sampling)."""
+    from mcp.types import SamplingMessage
+
+    message = SamplingMessage(role="user", content=TextContent(type="text", text=prompt))
+    result = await ctx.request_context.session.create_message([message], max_tokens=30, system_prompt="Be brief.")
+    return f"the model said: {result.content.text}"  # type: ignore[union-attr]
+
+
 if __name__ == "__main__":
     if os.environ.get("MCP_TEST_PIDFILE"):  # lets a test check that the process is gone after stop()
         with open(os.environ["MCP_TEST_PIDFILE"], "a", encoding="utf-8") as f:

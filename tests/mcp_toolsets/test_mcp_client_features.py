@@ -420,3 +420,48 @@ async def test_a_generation_past_the_sampling_timeout_is_an_error_not_a_wait() -
     request = SamplingRequest("srv", (UserMessage("hi"),), max_tokens=50, timeout_s=0.05)
     with pytest.raises(ToolError, match=r"did not finish the message within 0\.05 s"):
         await AgentHost(Agent(backend, approval=allow_all)).sample(request)
+
+
+# -- the same against a server on the Python SDK (no node needed) ------------------------------------
+
+SDK_SERVER = str(Path(__file__).with_name("sdk_server.py"))
+
+
+def _sdk_server(**options: Any) -> Any:
+    from agentkit.mcp import MCPServerStdio
+
+    return MCPServerStdio(sys.executable, [SDK_SERVER], **options)
+
+
+@pytest.mark.slow
+async def test_a_python_sdk_servers_sampling_request_is_answered_by_the_model() -> None:
+    # The Python SDK's server sends requests of its own only on a 2025 session ("no back-channel" on 2026 ones).
+    backend = ScriptedBackend([call("ask_model", f"prompt:{s('hi')}"), "Hi there<turn|>", "ok<turn|>"])
+    async with Agent(backend, toolsets=[_sdk_server(protocol="legacy")], approval=allow_all) as agent:
+        (finished,) = (await agent.arun("go")).tool_calls
+    assert finished.result == "the model said: Hi there"
+    assert isinstance(backend.requests[1].conversation[0], SystemMessage)  # the server's system prompt
+    assert backend.requests[1].sampling.max_tokens == 30
+
+
+@pytest.mark.slow
+async def test_progress_restarts_the_timeout_and_silence_ends_the_call() -> None:
+    async with _sdk_server(timeout_s=2) as server:
+        # 3 s in all, a report every 0.5 s: past timeout_s, never that long without a report.
+        assert await server.call_tool("steps", {"count": 6, "every": 0.5}) == "6 steps"
+        with pytest.raises(ToolTimeout, match=r"^slow did not finish within 2 s$"):
+            await server.call_tool("slow", {"seconds": 30})
+        assert await server.call_tool("echo", {"text": "after"}) == "echo: after"
+
+
+@pytest.mark.slow
+async def test_read_resource_is_declared_once_a_server_that_lists_none_links_one() -> None:
+    async with _sdk_server() as server:
+        before = server.version
+        assert "read_resource" not in {t.name for t in server.list_tools()}  # nothing to read: not declared
+        await server.call_tool("everything", {})
+        assert server.version == before + 1 and "read_resource" in {t.name for t in server.list_tools()}
+        with pytest.raises(ToolError, match="'file:///etc/passwd' is no resource MCP server 'sdk_server' listed"):
+            await server.read_resource("file:///etc/passwd")
+        with pytest.raises(ToolError, match=r"MCP server .sdk_server. could not read file:///big\.csv: "):
+            await server.read_resource("file:///big.csv")  # linked, and asked: this server serves no resources
