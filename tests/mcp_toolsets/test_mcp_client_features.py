@@ -272,6 +272,12 @@ async def test_the_filesystem_server_works_in_the_roots_without_a_path_on_its_co
     server.args = [npm.entry("server-filesystem")]  # no folder given: the server takes the client's roots
     backend = ScriptedBackend([call("read_text_file", f"path:{s(str(tmp_path / 'notes.txt'))}"), "ok<turn|>"])
     async with Agent(backend, toolsets=[server], approval=allow_all) as agent:
+        # The server checks the roots it was given in the background (realpath, stat) and refuses paths until
+        # then; it says when it is done through its own listing.
+        for _ in range(100):
+            if str(tmp_path.resolve()) in await server.call_tool("list_allowed_directories", {}):
+                break
+            await asyncio.sleep(0.05)
         result = await agent.arun("read it")
     (finished,) = result.tool_calls
     assert finished.error is None and "hello roots" in json.dumps(finished.result)
