@@ -275,7 +275,7 @@ async def test_the_filesystem_server_works_in_the_roots_without_a_path_on_its_co
         # The server checks the roots it was given in the background (realpath, stat) and refuses paths until
         # then; it says when it is done through its own listing.
         for _ in range(100):
-            if str(tmp_path.resolve()) in await server.call_tool("list_allowed_directories", {}):
+            if str(tmp_path) in await server.call_tool("list_allowed_directories", {}):
                 break
             await asyncio.sleep(0.05)
         result = await agent.arun("read it")
