@@ -320,8 +320,8 @@ async def test_the_model_reads_what_a_tool_linked_and_what_the_server_listed_and
 @pytest.mark.slow
 async def test_progress_keeps_a_long_call_alive_past_the_idle_timeout() -> None:
     async with npm.everything(timeout_s=2) as server:
-        done = await server.call_tool("trigger-long-running-operation", {"duration": 5, "steps": 10})
-        assert done == "Long running operation completed. Duration: 5 seconds, Steps: 10."
+        done = await server.call_tool("trigger-long-running-operation", {"duration": 3, "steps": 6})
+        assert done == "Long running operation completed. Duration: 3 seconds, Steps: 6."
         assert server.progress is None
         with pytest.raises(ToolTimeout, match="within max_call_s=1 s, progress or not"):
             server.max_call_s = 1
