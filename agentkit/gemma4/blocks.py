@@ -57,17 +57,7 @@ def split_calls(text: str) -> list[str]:
     A split happens only where a balanced top-level value closes and ``call:`` follows (after spaces, a comma
     or a semicolon); strings in ``<|"|>`` or ``"`` are skipped, so a ``call:`` inside a value never splits.
     """
-    pieces: list[str] = []
-    start = pos = 0
-    # Each search resumes where a top-level value closed (no string open, depth 0): one scan in all.
-    while (end := value_end(text, pos)) >= 0:
-        m = _NEXT_CALL.match(text, end)
-        if m is not None:
-            pieces.append(text[start:end])
-            start = m.end()
-        pos = end
-    pieces.append(text[start:])
-    return pieces
+    return _split_after_values(text, _NEXT_CALL)
 
 
 _LINE_BREAK = re.compile(r"[ \t]*\r?\n\s*(?=\S)")
@@ -79,10 +69,16 @@ def split_call_lines(text: str) -> list[str]:
     A split happens only where a balanced top-level value closes and a line break follows, so a call whose
     arguments span lines stays whole.
     """
+    return _split_after_values(text, _LINE_BREAK)
+
+
+def _split_after_values(text: str, separator: re.Pattern[str]) -> list[str]:
+    """``text`` split where a balanced top-level value closes and ``separator`` matches right after it."""
     pieces: list[str] = []
     start = pos = 0
+    # Each search resumes where a top-level value closed (no string open, depth 0): one scan in all.
     while (end := value_end(text, pos)) >= 0:
-        m = _LINE_BREAK.match(text, end)
+        m = separator.match(text, end)
         if m is not None:
             pieces.append(text[start:end])
             start = m.end()

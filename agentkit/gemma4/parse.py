@@ -504,6 +504,16 @@ class StreamParser:
         else:
             self._emit_text(events, tok)  # other tokens are literal text here
 
+    def _skip_blank(self, events: list[StreamEvent], buf: str, i: int) -> int:
+        """Where the whitespace from ``buf[i]`` ends; it is passed on as text, which the trimmer holds (so a
+        boundary or the start of output stays where it was)."""
+        j = i
+        while j < len(buf) and buf[j] in _WS:
+            j += 1
+        if j > i:
+            self._emit_text(events, buf[i:j])
+        return j
+
     def _scan_header_line(self, events: list[StreamEvent], buf: str, i: int, final: bool) -> tuple[int, bool]:
         """Drop a ``thought`` header line where the model repeats it: first in a thought, or first after one.
 
@@ -513,11 +523,7 @@ class StreamParser:
         word alone on its line counts ("thought experiments…" is text). Returns where to go on and whether to wait.
         """
         n = len(buf)
-        j = i
-        while j < n and buf[j] in _WS:
-            j += 1
-        if j > i:
-            self._emit_text(events, buf[i:j])  # whitespace only: held by the trimmer
+        j = self._skip_blank(events, buf, i)
         if j == n:
             return n, not final
         if buf.startswith(THOUGHT_WORD, j):
@@ -547,11 +553,7 @@ class StreamParser:
         and whether to wait for more.
         """
         n = len(buf)
-        j = i
-        while j < n and buf[j] in _WS:
-            j += 1
-        if j > i:
-            self._emit_text(events, buf[i:j])  # whitespace only: held by the trimmer
+        j = self._skip_blank(events, buf, i)
         if j == n and not final:
             return n, True
         rest = buf[j : j + 16]
@@ -676,11 +678,7 @@ class StreamParser:
         """
         assert self._tools is not None
         n = len(buf)
-        j = i
-        while j < n and buf[j] in _WS:
-            j += 1
-        if j > i:
-            self._emit_text(events, buf[i:j])  # whitespace only: held by the trimmer, boundary kept
+        j = self._skip_blank(events, buf, i)
         if j == n:
             return n, False
         rest = buf[j : j + _HEAD_WINDOW]
