@@ -24,14 +24,18 @@ from .coerce import type_of
 __all__ = ["BEGIN_ARG", "BLOCKS_HEAD", "END_ARG", "read_arg_blocks"]
 
 BEGIN_ARG: Final = "BEGIN_ARG"
+#: The most blank space between the head's line and the first ``BEGIN_ARG`` (as between blocks): a head followed by
+#: endless blank lines is no call, and waiting for its ``BEGIN_ARG`` re-read the head at every chunk.
+MAX_GAP: Final = 64
 END_ARG: Final = "END_ARG"
 #: ``call:name:`` (Gemma's head, its colon doubled) or ``TOOL_NAME: name`` (Continue's), then a line break and the
 #: first ``BEGIN_ARG``. Group 1 is the name as written.
 BLOCKS_HEAD: Final = re.compile(
-    r"\s*(?:call[ \t]*:[ \t]*|TOOL_NAME[ \t]*:[ \t]*)([A-Za-z_][\w.:\-]*?)[ \t]*:?[ \t]*\r?\n\s*(?=BEGIN_ARG[ \t]*:)"
+    r"\s*+(?:call[ \t]*+:[ \t]*+|TOOL_NAME[ \t]*+:[ \t]*+)([A-Za-z_][\w.:\-]*?)[ \t]*+(?::[ \t]*+)?\r?\n"
+    rf"\s{{0,{MAX_GAP}}}+(?=BEGIN_ARG[ \t]*:)"
 )
-_BEGIN = re.compile(r"BEGIN_ARG[ \t]*:[ \t]*([^\n]*?)[ \t]*\r?\n")
-_END = re.compile(r"(?:^|\n)[ \t]*END_ARG[ \t]*(?=\r?\n|\Z)")
+_BEGIN = re.compile(r"BEGIN_ARG[ \t]*+:([^\n]*+)\n")  # the key is the line's rest, trimmed
+_END = re.compile(r"(?:^|\n)[ \t]*+END_ARG[ \t]*+(?=\r?\n|\Z)")
 _WS: Final = " \t\r\n"
 
 

@@ -28,8 +28,8 @@ from .values import TOOL_NAME_CHARS, ValueSyntaxError, parse_arguments
 __all__ = ["join_repair", "read_block", "read_call", "read_loose"]
 
 _WS: Final = " \t\r\n"
-_CALL_HEAD = re.compile(rf"\s*call:([{TOOL_NAME_CHARS}]*)")
-_MORE_ARGUMENTS = re.compile(r"[\w\-. ]{1,64}\s*[:=]")
+_CALL_HEAD = re.compile(rf"\s*+call:([{TOOL_NAME_CHARS}]*)")
+_MORE_ARGUMENTS = re.compile(r"[\w\-. ]{1,64}\s*+[:=]")
 
 
 def join_repair(repair: str | None, note: str) -> str:

@@ -26,8 +26,8 @@ from .values import LITERALS, ValueCursor
 __all__ = ["read_arguments"]
 
 _WORD = re.compile(r"[A-Za-z]+")
-_KEY_AHEAD = re.compile(r"\s*(?:[A-Za-z_][A-Za-z0-9_.\-]*|<\|\"\|>[^<]{1,64}<\|\"\|>|\"[^\"]{1,64}\")\s*[:=]")
-_NEXT_KEY = re.compile(r",\s*(?:[A-Za-z_][A-Za-z0-9_.\-]*|<\|\"\|>[^<]{1,64}<\|\"\|>|\"[^\"]{1,64}\")\s*[:=]")
+_KEY_AHEAD = re.compile(r"\s*+(?:[A-Za-z_][A-Za-z0-9_.\-]*|<\|\"\|>[^<]{1,64}<\|\"\|>|\"[^\"]{1,64}\")\s*+[:=]")
+_NEXT_KEY = re.compile(r",\s*+(?:[A-Za-z_][A-Za-z0-9_.\-]*|<\|\"\|>[^<]{1,64}<\|\"\|>|\"[^\"]{1,64}\")\s*+[:=]")
 _NESTING = re.compile(r"[{\[]")
 _BARE_KEY = re.compile(r"[^,{}\[\]()<>\"'\n:=]+")
 _PLAIN_START = re.compile(r"[\w./~]")

@@ -162,7 +162,9 @@ class _Trimmed:
 
     def __init__(self) -> None:
         self._started = False
-        self._pending = ""
+        # Whitespace held, in pieces: a string grown by += is copied whole each time, and an output of a million
+        # blank lines streamed one at a time took seconds.
+        self._pending: list[str] = []
         self.parts: list[str] = []
 
     def push(self, text: str) -> str:
@@ -173,10 +175,10 @@ class _Trimmed:
             self._started = True
         body = text.rstrip()
         if not body:
-            self._pending += text
+            self._pending.append(text)
             return ""
-        out = self._pending + body
-        self._pending = text[len(body) :]
+        out = "".join(self._pending) + body
+        self._pending = [text[len(body) :]]
         self.parts.append(out)
         return out
 

@@ -51,13 +51,13 @@ __all__ = [
 ]
 
 _NAME_CHARS: Final = TOOL_NAME_CHARS + ":"  # a namespaced name ("mcp:ns:name") is read whole, then resolved
-_HEAD = re.compile(rf"\s*(call\b)?\s*([:\-])?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*(?:\[ARGS\]\s*)?([{{(])")
+_HEAD = re.compile(rf"\s*+(call\b)?\s*+([:\-])?\s*+([A-Za-z_][{_NAME_CHARS}]*)\s*+(?:\[ARGS\]\s*+)?([{{(])")
 # A call with nothing after its name ("<|tool_call>call:get_time<tool_call|>"): only for a tool that needs no arguments.
-_NAME_ONLY = re.compile(rf"\s*(call\b)?\s*([:\-])?\s*([A-Za-z_][{_NAME_CHARS}]*)\s*\Z")
+_NAME_ONLY = re.compile(rf"\s*+(call\b)?\s*+([:\-])?\s*+([A-Za-z_][{_NAME_CHARS}]*)\s*+\Z")
 # Gemma's own words for what is not a call: "response:NAME{…}" is a tool result (written by the runtime, or made up by
 # the model), "declaration:NAME{…}" a tool declaration (echoed back). Never a namespace before a tool name.
 _FORMAT_WORDS: Final = frozenset({"response", "declaration"})
-_STRICT_HEAD = re.compile(rf"\s*call:[{_NAME_CHARS}]+[{{(]")
+_STRICT_HEAD = re.compile(rf"\s*+call:[{_NAME_CHARS}]+[{{(]")
 _WS: Final = " \t\r\n"
 
 
