@@ -20,10 +20,13 @@ from typing import Literal
 
 __all__ = ["terminal_safe"]
 
-# C0 controls but tab and newline, DEL, C1 controls, the bidirectional embeddings/overrides/isolates, the line
+# C0 controls but tab and newline, DEL, C1 controls, the bidirectional marks (LRM, RLM, ALM: an RLM next to a path's
+# "/" or a command's digits moves them on the line shown) and embeddings/overrides/isolates, the line
 # and paragraph separators, the interlinear annotation marks, and lone surrogates (bytes of a file name that are
 # not UTF-8, a server's "\ud800"): a UTF-8 terminal cannot take them, and printing one raised UnicodeEncodeError.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufff9-\ufffb\ud800-\udfff]")
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufff9-\ufffb\ud800-\udfff]"
+)
 
 
 def _escape(match: re.Match[str]) -> str:

@@ -12,7 +12,9 @@ from agentkit.display import terminal_safe
 from agentkit.tui.text import visible
 
 # Everything a terminal may obey or that reorders or breaks a line the layout does not know about.
-OBEYED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufff9-\ufffb]")
+OBEYED = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufff9-\ufffb]"
+)
 
 
 @given(st.text())

@@ -115,7 +115,9 @@ def exit_code_for(exc: BaseException) -> int:
 
 # What JSON leaves raw that a terminal may still obey (C1 controls, DEL, bidi overrides, line separators).
 # Lone surrogates too: no UTF-8 stream takes them (writing one raised UnicodeEncodeError).
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufff9-\ufffb\ud800-\udfff]")
+_JSON_UNSAFE = re.compile(
+    "[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufff9-\ufffb\ud800-\udfff]"
+)
 
 
 def safe_json(data: Any, **options: Any) -> str:

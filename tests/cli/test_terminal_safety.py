@@ -40,10 +40,12 @@ ATTACKS = [
     "\x08\x08\x08\x7f",  # backspaces and DEL
     "\u202eexe.txt\u202c",  # right-to-left override
     "\u2066hidden\u2069",  # isolates
+    "rm -rf \u200f/ 2\u200e1",  # RLM/LRM: the marks move "/" and the digits on the line shown
+    "\u061cx",  # Arabic letter mark
     "\x1bP+q\x1b\\",  # DCS
 ]
 UNSAFE = {chr(c) for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)]}
-UNSAFE |= set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+UNSAFE |= set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def assert_inert(text: str) -> None:
