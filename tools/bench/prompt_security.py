@@ -34,8 +34,11 @@ A sibling of ``sandbox_security.py`` for the attacks that never touch the sandbo
 - **schema**: every injection string as an output schema's title, description, property name, enum value and
   pattern (what ``--schema FILE`` declares as ``final_result``); blocked means the prompt's control tokens are
   those of a benign schema.
+- **parser**: a 200,000-character run of blanks, ``<`` or ``{`` inside each call format the parser recovers
+  (BEGIN_ARG blocks, [TOOL_REQUEST], tool_code, thought headers, Gemma 3 markers, reserved tokens); blocked means
+  the text is parsed whole and streamed within 10 s.
 
-Run: ``python tools/bench/prompt_security.py`` (needs the ``[transformers]`` extra; about 20 s).
+Run: ``python tools/bench/prompt_security.py`` (needs the ``[transformers]`` extra; about a minute).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import dataclasses
 import io
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -288,13 +292,14 @@ ESCAPES = {
     "backspace/DEL": "\x08\x08\x7f",
     "RLO bidi override": "\u202eexe.txt",
     "bidi isolate": "\u2066x\u2069",
+    "RLM/LRM bidi marks": "rm -rf \u200f/ 2\u200e1",  # the marks move "/" and the digits on the line shown
     "DCS": "\x1bP+q\x1b\\",
     # A file name's byte that is not UTF-8, as Python gives it (a JSON "\\udcff" too): no UTF-8 stream takes
     # it, so printing (or saving) it raised UnicodeEncodeError.
     "lone surrogate": "half \udcff pair",
 }
 _UNSAFE = {chr(c) for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000)]}
-_UNSAFE |= set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_UNSAFE |= set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def _inert(text: str) -> bool:
@@ -497,6 +502,61 @@ def terminal_attempts() -> list[Attempt]:
         ("approval", f"pager for {name}", _approval_pages_a_wrapped_line(code)) for name, code in wrapped.items()
     ]
     return attempts
+
+
+# -- parser ----------------------------------------------------------------------------------------------
+
+# Model outputs an attacker shapes (a tool result or page the model repeats, a hostile server): a long blank or
+# bracket run placed inside each call format the parser recovers. Each is parsed, whole and streamed, in a child
+# process (a regex holds the GIL, so a thread cannot be timed out); blocked means both finish within 10 s.
+_PARSE_FORMATS = {
+    "in <|tool_call>": "<|tool_call>{}!<tool_call|>",
+    "after call:": "<|tool_call>call:{}<tool_call|>",
+    "before a borrowed closer": "<|tool_call>call:write_file{{path:1}}{}x</tool_call>",
+    "BEGIN_ARG key line": "call:write_file:\nBEGIN_ARG: path{}x\nv\nEND_ARG\n",
+    "END_ARG lookalike": "call:write_file:\nBEGIN_ARG:\nv\n{}END_ARGx\nEND_ARG\n",
+    "BEGIN_ARG head gap": "call:write_file:{}x",
+    "[TOOL_REQUEST] envelope": '[TOOL_REQUEST]{{"name":"write_file",{}"arguments":{{}}}}[END_TOOL_REQUEST]',
+    "[TOOL_CALLS] head": "[TOOL_CALLS]write_file{}[ARGS]{{}}",
+    "tool_code block": "hi\n```tool_code\nwrite_file(path='a'){}write_file(path='b')\n```",
+    "bare thought header": "thought\n{}<channel|>x",
+    "Gemma 3 turn markers": "x<end_of_turn>{}<start_of_turn>user",
+    "reserved-token flood": "<unused1>{}<unused2>",
+}
+_PARSE_FILLERS = {"spaces": " ", "blank lines": "\n", "tabs and spaces": "\t ", "'<'": "<", "'{'": "{"}
+_PARSE_CHILD = """
+import sys, time
+from agentkit.gemma4 import StreamParser, parse_response
+tools = [{"name": "write_file", "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}]
+text = sys.stdin.read()
+parse_response(text, tools)
+parser = StreamParser(tools)
+for i in range(0, len(text), 64):
+    parser.feed(text[i : i + 64])
+parser.finish()
+"""
+
+
+def _parses_in_time(text: str) -> Callable[[], bool]:
+    def attack() -> bool:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        try:
+            subprocess.run([sys.executable, "-c", _PARSE_CHILD], input=text, text=True, env=env, timeout=10, check=True)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    return attack
+
+
+def parser_attempts() -> list[Attempt]:
+    """A 200,000-character run of each filler inside each format (the code before took minutes to hours on the
+    blank runs: 2,000 spaces after ``<|tool_call>`` took 21 s, cubic)."""
+    return [
+        ("parser", f"{filler} {where}", _parses_in_time(shape.format(run * (200_000 // len(run)))))
+        for where, shape in _PARSE_FORMATS.items()
+        for filler, run in _PARSE_FILLERS.items()
+    ]
 
 
 # -- sessions --------------------------------------------------------------------------------------------
@@ -909,6 +969,7 @@ def main() -> None:
         *batch_attempts(),
         *media_url_attempts(),
         *schema_attempts(),
+        *parser_attempts(),
     ]
     results: list[tuple[str, str, bool]] = []
     for category, name, attack in attempts:
