@@ -96,6 +96,14 @@ class MCPTool(Tool):
         return args
 
 
+def _refused_for_its_session(exc: MCPError) -> bool:
+    """Whether the server refused the request for its session, before running it: the SDK's 404 without a body
+    ("Session terminated"), or a server's own words for an unknown session ("Session not found", "No valid
+    session ID provided")."""
+    message = exc.error.message
+    return (exc.code == mt.INVALID_REQUEST and message == "Session terminated") or "session" in message.lower()
+
+
 class MCPServer:
     """One MCP server as a :class:`~agentkit.toolsets.Toolset`; use :class:`MCPServerStdio` or :class:`MCPServerHTTP`.
 
@@ -291,11 +299,21 @@ class MCPServer:
             except MCPError as exc:
                 if not await self._session_lost(client, exc):
                     raise
-                # The server no longer knows this session (it restarted, or expired it), so it ran nothing:
-                # a new session, and the call once more (the spec's answer to a 404 for a session).
+                # The server no longer knows this session (it restarted, or expired it): a new session.
                 await self.stop()
                 await self._revive(f"it no longer knew the session when {remote_name} was called")
                 assert self._client is not None
+                read_only = any(t.remote_name == remote_name and not t.side_effects for t in self._tools)
+                if not read_only and not _refused_for_its_session(exc):
+                    # Only a refusal that names the session says nothing ran; after any other error (a proxy's
+                    # 502 once the server had run the call and restarted) the call may have run: a call with
+                    # side effects is never made twice (the person approved one).
+                    raise ToolError(
+                        f"MCP server {self.name!r} lost its session while running {remote_name} "
+                        f"({exc.error.message}); a new session is open, but the call was not repeated because "
+                        "the server may have run it: check, then call it again if it did not"
+                    ) from exc
+                # The server ran nothing (it said it does not know the session), or running twice is harmless.
                 result = await self._call(self._client, remote_name, arguments)
         except MCPError as exc:
             if exc.code == mt.CONNECTION_CLOSED and "byte limit" in exc.error.message:
