@@ -292,7 +292,7 @@ ESCAPES = {
     "backspace/DEL": "\x08\x08\x7f",
     "RLO bidi override": "\u202eexe.txt",
     "bidi isolate": "\u2066x\u2069",
-    "RLM/LRM bidi marks": "rm -rf \u200f/ 2\u200e1",  # the marks move "/" and the digits on the line shown
+    "RLM/LRM bidi marks": "rm -rf \u200f~ 2\u200e1",  # the marks move "~" and the digits on the line shown
     "DCS": "\x1bP+q\x1b\\",
     # A file name's byte that is not UTF-8, as Python gives it (a JSON "\\udcff" too): no UTF-8 stream takes
     # it, so printing (or saving) it raised UnicodeEncodeError.
