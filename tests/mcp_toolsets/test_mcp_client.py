@@ -16,7 +16,7 @@ import pytest
 
 from agentkit import Agent, Approval, ToolCallRequest, allow_all
 from agentkit.backends.scripted import ScriptedBackend
-from agentkit.errors import ToolError, ToolsetError
+from agentkit.errors import ToolsetError
 from agentkit.mcp import MCPServerHTTP, MCPServerStdio
 from agentkit.messages import ImagePart
 from agentkit.testing.injections import control_tokens_in
@@ -256,60 +256,3 @@ async def test_a_new_http_session_when_the_server_forgot_ours() -> None:
     finally:
         proc.kill()
         proc.wait(10)
-
-
-class _ForgetfulClient:
-    """An MCP client whose server ran each call, then answered as ``error`` says and refuses the session since."""
-
-    def __init__(self, ran: list[str], error: str, code: int) -> None:
-        self.ran, self.error, self.code = ran, error, code
-
-    async def call_tool(self, name: str, arguments: dict[str, object], **_: object) -> object:
-        from mcp.shared.exceptions import MCPError
-
-        self.ran.append(name)
-        raise MCPError(self.code, self.error)
-
-    async def list_tools(self, **_: object) -> object:
-        from mcp.shared.exceptions import MCPError
-
-        raise MCPError(-32600, "Session terminated")
-
-
-@pytest.mark.parametrize(
-    ("tool", "error", "code", "runs"),
-    [
-        ("write_note", "Server returned an error response", -32603, 1),  # a proxy's 502 after the call ran
-        ("write_note", "Session terminated", -32600, 2),  # the SDK's 404: the server refused it, ran nothing
-        ("write_note", "Session not found", -32600, 2),  # the Python SDK's own words for the same
-        ("echo", "Server returned an error response", -32603, 2),  # read-only: twice is harmless
-    ],
-)
-async def test_a_call_that_may_have_run_is_never_repeated_on_a_new_session(
-    tool: str, error: str, code: int, runs: int
-) -> None:
-    """The session renewal repeated any call whose error a refused listing followed; a server (or proxy) that
-    answered 502 after running a side-effecting call had it run twice, approved once."""
-    from types import SimpleNamespace
-
-    ran: list[str] = []
-    server = MCPServerHTTP("http://127.0.0.1:9/mcp", protocol="legacy")
-    server._task = asyncio.get_running_loop().create_future()  # "running", without a real session
-    server._client = _ForgetfulClient(ran, error, code)  # type: ignore[assignment]
-    server._tools = [SimpleNamespace(remote_name="echo", side_effects=False)]  # type: ignore[list-item]
-
-    async def stop() -> None:
-        server._client = None
-
-    async def revive(why: str) -> None:
-        server.restarts += 1
-        server._client = _ForgetfulClient(ran, "done", 1)  # type: ignore[assignment]
-
-    server.stop = stop  # type: ignore[method-assign]
-    server._revive = revive  # type: ignore[method-assign]
-    with pytest.raises(ToolError) as failed:
-        await server.call_tool(tool, {"note": "pay rent"})
-    assert ran == [tool] * runs and server.restarts == 1
-    if runs == 1:
-        assert "not repeated" in str(failed.value)
-    server._task.cancel()
