@@ -234,6 +234,10 @@ class StreamParser:
         self._start = True  # nothing but whitespace so far: a thought without its channel opener may begin
         self._closer: str | None = None  # the tag ending a thought that began as <think>/<thought>
         self._look = 0  # how far a bare "thought" header's text was searched for what settles it
+        # While such a header waits, chunks that settle nothing are kept aside and joined once: adding each to the
+        # held text copied all of it per chunk (4 MB without a control token took seconds, quadratic).
+        self._held: list[str] = []
+        self._window = ""  # the held text from self._look on (a control token's start, at most)
         self._fresh_thought = False  # a thought just opened, nothing in it yet: a repeated header line is dropped
         self._after_thought = False  # a thought just closed, nothing after it yet: an orphan header line is dropped
         self._junk = False  # inside a run of reserved tokens (only whitespace since the last): the next one goes too
@@ -246,10 +250,23 @@ class StreamParser:
             raise RuntimeError("StreamParser.feed() after close()/finish(); use a new parser per generation")
         if not chunk:
             return []
+        if self._start and self._look:  # a bare "thought" header is held until a control token settles it
+            window = (self._window if self._held else self._buf[self._look :]) + chunk
+            settled, looked = settle_thought(window, 0, False)
+            if settled is None:
+                self._held.append(chunk)
+                self._look += looked
+                self._window = window[looked:]
+                return []
         events: list[StreamEvent] = []
-        self._buf += chunk
+        self._buf += self._unheld() + chunk
         self._run(events, final=False)
         return events
+
+    def _unheld(self) -> str:
+        """The chunks kept aside while a bare header waited, joined (and no longer kept)."""
+        held, self._held, self._window = "".join(self._held), [], ""
+        return held
 
     def close(self) -> list[StreamEvent]:
         """End of output: release held-back text and any call cut off at the end. Idempotent."""
@@ -257,6 +274,7 @@ class StreamParser:
             return []
         self._closed = True
         events: list[StreamEvent] = []
+        self._buf += self._unheld()
         self._run(events, final=True)
         if self._state == _HEADER:
             self._header_to_thought(events)

@@ -77,3 +77,27 @@ def test_a_blocks_head_followed_by_endless_blank_lines_is_not_held_back() -> Non
             totals.append(seen)
             assert shown > n // 2  # streamed, not held to the end
     assert totals[0] > 0 and totals[1] <= 2.2 * totals[0]
+
+
+class _Counted(str):
+    """A chunk that counts the characters a concatenation before it copies (``held + chunk``)."""
+
+    copied = 0
+
+    def __radd__(self, other: str) -> str:
+        _Counted.copied += len(other)
+        return other + str(self)
+
+
+def test_a_held_bare_thought_header_is_not_copied_per_chunk() -> None:
+    """A bare ``thought`` header waits for a control token; its text was re-joined with every chunk (quadratic:
+    4 MB without one took seconds). Now chunks that settle nothing are kept aside and joined once."""
+    _Counted.copied = 0
+    parser = StreamParser(WRITE)
+    parser.feed("thought\n")
+    for _ in range(2000):
+        assert parser.feed(_Counted("a " * 32)) == []  # held, as before
+    parser.feed("<channel|>ok")
+    result = parser.finish()
+    assert result.content == "ok" and len(result.thinking) == 2000 * 64 - 1
+    assert _Counted.copied <= 4 * 2000 * 64
