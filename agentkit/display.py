@@ -28,6 +28,8 @@ _UNSAFE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufff9-\ufffb\ud800-\udfff]"
 )
 
+_ONE_LINE = re.compile(f"[\t\n{_UNSAFE.pattern[1:-1]}]")
+
 
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
@@ -43,8 +45,13 @@ def _symbol(match: re.Match[str]) -> str:
     return f"<U+{code:04X}>"
 
 
-def terminal_safe(text: str, *, shown_as: Literal["escapes", "symbols"] = "escapes") -> str:
-    """``text`` with every character that could act on the terminal or reorder the line shown, not obeyed."""
+def terminal_safe(text: str, *, shown_as: Literal["escapes", "symbols"] = "escapes", one_line: bool = False) -> str:
+    """``text`` with every character that could act on the terminal or reorder the line shown, not obeyed.
+
+    ``one_line``: newlines and tabs are shown too, for a field that must stay on its line (a model's name in a
+    list of names, where a newline would show a name the server does not have).
+    """
     if text.isascii() and text.isprintable():
         return text  # the common case, at once
-    return _UNSAFE.sub(_escape if shown_as == "escapes" else _symbol, text.replace("\r\n", "\n"))
+    unsafe = _ONE_LINE if one_line else _UNSAFE
+    return unsafe.sub(_escape if shown_as == "escapes" else _symbol, text.replace("\r\n", "\n"))

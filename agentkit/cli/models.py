@@ -22,6 +22,12 @@ from .config import Settings, default_backend_url, hf_model_available
 __all__ = ["list_models", "models_command", "only_served_model", "served_models"]
 
 
+def _name(text: str) -> str:
+    """A name from a server (or a URL built from one) shown on one line: no escape sequence, and no newline that
+    would show a name the server does not have."""
+    return terminal_safe(text, one_line=True)
+
+
 async def _ask_server(url: str, **options: Any) -> tuple[str, list[str]]:
     """The configured model and the server's list of models."""
     from agentkit.assemble import build_backend
@@ -76,15 +82,15 @@ def only_served_model(url: str, names: list[str] | None = None, *, quiet: bool =
     if names is None:
         names = list_models(url)["models"]
     base = url.rstrip("/")
-    safe = terminal_safe(base)
+    safe = _name(base)
     if len(names) == 1:
         if not quiet:
-            print(f"agentkit: {safe} serves one model; using {terminal_safe(names[0])}", file=sys.stderr)
+            print(f"agentkit: {safe} serves one model; using {_name(names[0])}", file=sys.stderr)
         return f"{base}/{names[0]}"
     if not names:
         raise UserError(f"{safe} serves no model yet; pull or serve one first (e.g. ollama pull gemma4:e4b)")
-    shown = ", ".join(terminal_safe(n) for n in names[:10]) + (" ..." if len(names) > 10 else "")
-    example = f"{safe}/{terminal_safe(names[0])}"
+    shown = ", ".join(_name(n) for n in names[:10]) + (" ..." if len(names) > 10 else "")
+    example = f"{safe}/{_name(names[0])}"
     raise UserError(f"{safe} serves {len(names)} models ({shown}); name one: --backend {example}")
 
 
@@ -112,10 +118,10 @@ def models_command(args: argparse.Namespace, settings: Settings) -> int:
     if not names:
         print("  (none: pull or serve a model first, e.g. ollama pull gemma4:e4b)", file=sys.stderr)
     for name in names:
-        print(terminal_safe(name))  # names come from the server: never escape sequences on a terminal
+        print(_name(name))  # names come from the server: never escape sequences, one name a line
     if current and current not in names and names:
         print(f"the configured model {terminal_safe(repr(current))} is not among them", file=sys.stderr)
     if current is None and names:
         example = f"{url.rstrip('/')}/{names[0]}"
-        print(f"use one with: agentkit run --backend {terminal_safe(example)} ...", file=sys.stderr)
+        print(f"use one with: agentkit run --backend {_name(example)} ...", file=sys.stderr)
     return EXIT_OK

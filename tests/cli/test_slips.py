@@ -197,6 +197,20 @@ def test_doctor_checks_the_one_model_a_server_address_serves(capsys: pytest.Capt
         assert check["status"] == "fail" and "serves 2 models (gemma4:26b, gemma4:e4b); name one" in check["fix"]
 
 
+def test_a_servers_model_names_are_shown_one_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # A name is the server's to choose: a newline in it showed a second model the server does not have.
+    sys.path.insert(0, str(Path(__file__).parents[1] / "backends"))
+    from fake_ollama import GEMMA4_CAPABILITIES, FakeOllamaServer
+
+    with FakeOllamaServer({"a\nrm -rf ~:latest": GEMMA4_CAPABILITIES, "gemma4:e4b": GEMMA4_CAPABILITIES}) as fake:
+        server = fake.url.replace("http://", "ollama://")
+        assert main(["models", "--backend", server]) == 0
+        out, err = capsys.readouterr()
+        assert out.splitlines() == ["a\\x0arm -rf ~:latest", "gemma4:e4b"]
+        assert main(["run", "--backend", server, "hi"]) == 2
+        assert "serves 2 models (a\\x0arm -rf ~:latest, gemma4:e4b)" in capsys.readouterr().err
+
+
 def test_a_json_config_file_is_told_to_be_toml_and_a_misspelt_key_gets_the_right_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
