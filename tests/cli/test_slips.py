@@ -205,7 +205,7 @@ def test_a_servers_model_names_are_shown_one_a_line(capsys: pytest.CaptureFixtur
     with FakeOllamaServer({"a\nrm -rf ~:latest": GEMMA4_CAPABILITIES, "gemma4:e4b": GEMMA4_CAPABILITIES}) as fake:
         server = fake.url.replace("http://", "ollama://")
         assert main(["models", "--backend", server]) == 0
-        out, err = capsys.readouterr()
+        out = capsys.readouterr().out
         assert out.splitlines() == ["a\\x0arm -rf ~:latest", "gemma4:e4b"]
         assert main(["run", "--backend", server, "hi"]) == 2
         assert "serves 2 models (a\\x0arm -rf ~:latest, gemma4:e4b)" in capsys.readouterr().err
