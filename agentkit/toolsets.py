@@ -127,11 +127,13 @@ def field_hint(spec: dict[str, Any], required: bool) -> str:
     shown = f"one of {', '.join(map(str, choices))}" if choices else ("yes/no" if kind == "boolean" else kind)
     if kind == "array":
         shown += ", separated by commas"
-    if "default" in spec:
-        shown += f", Enter for {spec['default']}"
+    default = spec.get("default")
+    if "default" in spec:  # Enter takes it, so Enter cannot also skip
+        written = ", ".join(map(str, default)) if isinstance(default, list) else default
+        shown += f", Enter for {written}"
     if spec.get("description"):
         shown = f"{spec['description']}; {shown}"
-    return f"({shown}{'' if required else ', Enter to skip'})"
+    return f"({shown}{'' if required or 'default' in spec else ', Enter to skip'})"
 
 
 def field_value(spec: dict[str, Any], text: str) -> Any:

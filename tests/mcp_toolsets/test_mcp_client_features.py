@@ -27,7 +27,7 @@ from agentkit.errors import ToolError, ToolTimeout
 from agentkit.mcp.requests import RequestRefused, sampling_conversation
 from agentkit.mcp.results import resource_value, template_pattern
 from agentkit.messages import AssistantMessage, ImagePart, SystemMessage, TextPart, UserMessage
-from agentkit.toolsets import InputRequest, field_value
+from agentkit.toolsets import InputRequest, field_hint, field_value
 
 sys.path.insert(0, str(Path(__file__).parent))
 import npm_servers as npm
@@ -471,3 +471,12 @@ async def test_read_resource_is_declared_once_a_server_that_lists_none_links_one
             await server.read_resource("file:///etc/passwd")
         with pytest.raises(ToolError, match=r"MCP server .sdk_server. could not read file:///big\.csv: "):
             await server.read_resource("file:///big.csv")  # linked, and asked: this server serves no resources
+
+
+def test_a_fields_hint_says_what_enter_does() -> None:
+    # With a default, Enter takes it (so it cannot also skip); a list default is written as the person types one.
+    assert field_hint({"type": "integer", "default": 42}, required=False) == "(integer, Enter for 42)"
+    assert field_hint({"type": "string"}, required=False) == "(string, Enter to skip)"
+    assert field_hint({"type": "string"}, required=True) == "(string)"
+    tools = {"type": "array", "items": {"enum": ["Guitar", "Piano"]}, "default": ["Guitar", "Piano"]}
+    assert field_hint(tools, required=False) == "(one of Guitar, Piano, separated by commas, Enter for Guitar, Piano)"
