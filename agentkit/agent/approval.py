@@ -209,24 +209,32 @@ class ToolExecution:
         request = ToolCallRequest(
             call_id, name, args, tool.side_effects or bool(reason), tool.description, reason, repair
         )
+        await self._authorize(
+            request,
+            cannot_ask=f"{name} needs a person's approval ({reason or 'it has side effects'}) and none can be "
+            "asked here; do not retry this call",
+            denied=f"the user denied this call to {name}; do not retry it, continue without it",
+        )
+        return await tool.invoke(kwargs)  # validated above: once per call
+
+    async def _authorize(self, request: ToolCallRequest, *, cannot_ask: str, denied: str) -> None:
+        """The approval policy, then the person if it says ASK ("always" remembered per name); returns only
+        when allowed, else ToolError with ``cannot_ask`` (no one to ask) or ``denied``. Tool calls and the
+        requests of the agent's toolsets (agent/host.py) are decided here alike."""
         decision = await _maybe_await(self.approval(request))
         if decision is Approval.ASK:
-            if name in self._always:
+            if request.name in self._always:
                 decision = Approval.ALLOW
             elif self.ask is None:
-                raise ToolError(
-                    f"{name} needs a person's approval ({reason or 'it has side effects'}) and none can be "
-                    "asked here; do not retry this call"
-                )
+                raise ToolError(cannot_ask)
             else:
-                answer = await self._ask_person(call_id, request)
+                answer = await self._ask_person(request.call_id, request)
                 decision = (Approval.ALLOW if answer else Approval.DENY) if isinstance(answer, bool) else answer
         if decision is Approval.ALWAYS:
-            self._always.add(name)
+            self._always.add(request.name)
             decision = Approval.ALLOW
         if decision is not Approval.ALLOW:
-            raise ToolError(f"the user denied this call to {name}; do not retry it, continue without it")
-        return await tool.invoke(kwargs)  # validated above: once per call
+            raise ToolError(denied)
 
 
 async def _maybe_await(value: Any) -> Any:

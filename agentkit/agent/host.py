@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, cast
 
 from agentkit import gemma4
-from agentkit.agent.approval import Approval, ToolCallRequest
+from agentkit.agent.approval import ToolCallRequest
 from agentkit.backends.base import BackendEvent, GenerationDone, GenerationRequest, RawDelta
 from agentkit.errors import ToolError
 from agentkit.messages import AssistantMessage, SystemMessage, TextPart, UserMessage
@@ -91,24 +91,12 @@ class AgentHost:
 
     async def _approve(self, name: str, arguments: dict[str, Any], description: str) -> None:
         """The agent's policy, then its person, as for a call with side effects; ToolError unless allowed."""
-        agent = self._agent
         request = ToolCallRequest(f"host-{next(_IDS)}", name, arguments, True, description)
-        decision = agent.approval(request)
-        if inspect.isawaitable(decision):
-            decision = await decision
-        if decision is Approval.ASK:
-            if name in agent._always:
-                decision = Approval.ALLOW
-            elif agent.ask is None:
-                raise ToolError(f"{name} needs a person's approval (it makes the model write) and none can be asked")
-            else:
-                answer = await agent._ask_person(request.call_id, request)
-                decision = (Approval.ALLOW if answer else Approval.DENY) if isinstance(answer, bool) else answer
-        if decision is Approval.ALWAYS:
-            agent._always.add(name)
-            decision = Approval.ALLOW
-        if decision is not Approval.ALLOW:
-            raise ToolError(f"the user denied {name}")
+        await self._agent._authorize(
+            request,
+            cannot_ask=f"{name} needs a person's approval (it makes the model write) and none can be asked",
+            denied=f"the user denied {name}",
+        )
 
 
 def _shown(message: Any) -> dict[str, str]:
