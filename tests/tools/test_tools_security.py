@@ -17,7 +17,7 @@ import struct
 import threading
 import tracemalloc
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -983,6 +983,45 @@ def test_backend_errors_never_show_a_password_from_the_base_url(answer: int | No
     assert shown and all("SECRET" not in m and "127.0.0.1" in m for m in shown), shown
 
 
+def _serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A hostile engine on loopback, serving in a daemon thread (the caller shuts it down)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    return server
+
+
+def _asker(engine: str, status: int | str, base: str) -> Callable[[], Coroutine[Any, Any, str]]:
+    """What the vLLM or Ollama client at ``base`` reports when it lists models (for ``status`` 200) and streams
+    an answer: the error's text, or "" when none came."""
+    from agentkit.backends.base import GenerationRequest
+    from agentkit.backends.ollama import OllamaBackend
+    from agentkit.backends.vllm import VLLMBackend
+    from agentkit.errors import BackendError
+    from agentkit.gemma4 import Prompt
+
+    backend: Any = (
+        VLLMBackend("g", base, tokenizer=False, retries=0, mode="chat")
+        if engine == "vllm"
+        else OllamaBackend("gemma4", base, retries=0)
+    )
+    messages = [{"role": "user", "content": "hi"}]
+
+    async def ask() -> str:
+        try:
+            if status == 200:
+                await backend.list_models()
+            async for _ in backend.stream(GenerationRequest(Prompt.trusted("<bos>"), messages=messages)):
+                pass
+        except BackendError as exc:
+            return str(exc)
+        finally:
+            await backend.aclose()
+        return ""
+
+    return ask
+
+
 @pytest.mark.parametrize("status", [500, 200, "stream"])
 @pytest.mark.parametrize("engine", ["vllm", "ollama"])
 def test_an_answer_without_end_is_read_only_in_part(engine: str, status: int | str) -> None:
@@ -990,12 +1029,6 @@ def test_an_answer_without_end_is_read_only_in_part(engine: str, status: int | s
     and its message, however long, became the error every terminal printed; a model list's was read whole, and
     so was one streamed line without end."""
     import asyncio
-
-    from agentkit.backends.base import GenerationRequest
-    from agentkit.backends.ollama import OllamaBackend
-    from agentkit.backends.vllm import VLLMBackend
-    from agentkit.errors import BackendError
-    from agentkit.gemma4 import Prompt
 
     written = [0]
 
@@ -1031,28 +1064,8 @@ def test_an_answer_without_end_is_read_only_in_part(engine: str, status: int | s
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Flood)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    backend: Any = (
-        VLLMBackend("g", base, tokenizer=False, retries=0, mode="chat")
-        if engine == "vllm"
-        else OllamaBackend("gemma4", base, retries=0)
-    )
-    messages = [{"role": "user", "content": "hi"}]
-
-    async def ask() -> str:
-        try:
-            if status == 200:
-                await backend.list_models()
-            async for _ in backend.stream(GenerationRequest(Prompt.trusted("<bos>"), messages=messages)):
-                pass
-        except BackendError as exc:
-            return str(exc)
-        finally:
-            await backend.aclose()
-        return ""
+    server = _serve(Flood)
+    ask = _asker(engine, status, f"http://127.0.0.1:{server.server_address[1]}")
 
     try:
         shown = asyncio.run(ask())
@@ -1070,12 +1083,6 @@ def test_a_compressed_answer_is_refused_before_it_is_inflated(engine: str, statu
     any size limit could count it (a model list, an error page, a streamed line). Now the client asks for no
     compression and an answer compressed anyway is refused unread."""
     import asyncio
-
-    from agentkit.backends.base import GenerationRequest
-    from agentkit.backends.ollama import OllamaBackend
-    from agentkit.backends.vllm import VLLMBackend
-    from agentkit.errors import BackendError
-    from agentkit.gemma4 import Prompt
 
     bomb = gzip.compress(b"\n" + b"A" * (64 * MB), 9)  # about 64 kB on the wire
     asked: list[str] = []
@@ -1100,28 +1107,8 @@ def test_a_compressed_answer_is_refused_before_it_is_inflated(engine: str, statu
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Bomb)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    backend: Any = (
-        VLLMBackend("g", base, tokenizer=False, retries=0, mode="chat")
-        if engine == "vllm"
-        else OllamaBackend("gemma4", base, retries=0)
-    )
-    messages = [{"role": "user", "content": "hi"}]
-
-    async def ask() -> str:
-        try:
-            if status == 200:
-                await backend.list_models()
-            async for _ in backend.stream(GenerationRequest(Prompt.trusted("<bos>"), messages=messages)):
-                pass
-        except BackendError as exc:
-            return str(exc)
-        finally:
-            await backend.aclose()
-        return ""
+    server = _serve(Bomb)
+    ask = _asker(engine, status, f"http://127.0.0.1:{server.server_address[1]}")
 
     tracemalloc.start()
     try:
